@@ -1,0 +1,69 @@
+//! Every classic way for Linux processes to talk, behind one crate.
+//!
+//! Each mechanism lives in a crate of its own, which this crate re-exports
+//! as a module behind a feature of the same name (all on by default), so a
+//! program can depend on `ipc-kit` or on one mechanism crate alone.
+//!
+//! | module | crate | feature | what it is |
+//! |---|---|---|---|
+//! | [`sync`] | `ipc-sync` | `sync` | deadlines on the monotonic clock, EINTR handling |
+//! | [`pipe`] | `ipc-pipe` | `pipe` | anonymous pipes for parent and child, across fork and exec |
+//!
+//! ```
+//! # #[cfg(feature = "pipe")] {
+//! use std::io::{Read, Write};
+//! use ipc_kit::prelude::*;
+//!
+//! let (mut reader, mut writer) = pipe()?;
+//! writer.write_all(b"hi")?;
+//! drop(writer);
+//! let mut s = String::new();
+//! reader.read_to_string(&mut s)?;
+//! assert_eq!(s, "hi");
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(unsafe_code)]
+
+#[cfg(feature = "pipe")]
+#[doc(inline)]
+pub use ipc_pipe as pipe;
+#[cfg(feature = "sync")]
+#[doc(inline)]
+pub use ipc_sync as sync;
+
+/// The names most programs use, for a glob import.
+pub mod prelude {
+    #[cfg(feature = "pipe")]
+    pub use ipc_pipe::{ChildFds, Duplex, FrameReader, FrameWriter, PipeReader, PipeWriter, duplex, pipe};
+    #[cfg(feature = "sync")]
+    pub use ipc_sync::Deadline;
+}
+
+#[cfg(test)]
+mod tests {
+    //! The re-exports exist under their module names.
+
+    #[cfg(feature = "sync")]
+    #[test]
+    fn sync_is_reexported() {
+        let d = crate::sync::Deadline::never();
+        assert!(d.is_never());
+        let r: Result<u8, std::io::Error> = crate::sync::retry_eintr(|| Ok(7));
+        assert_eq!(r.unwrap(), 7);
+        let _: crate::prelude::Deadline = d;
+    }
+
+    #[cfg(feature = "pipe")]
+    #[test]
+    fn pipe_is_reexported() {
+        use std::io::{Read, Write};
+        let (mut r, mut w): (crate::pipe::PipeReader, crate::pipe::PipeWriter) = crate::pipe::pipe().unwrap();
+        w.write_all(b"x").unwrap();
+        let mut b = [0];
+        r.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"x");
+        assert_eq!(crate::pipe::PIPE_BUF, 4096);
+        let (_a, _b) = crate::prelude::duplex().unwrap();
+    }
+}

@@ -1,0 +1,520 @@
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use ipc_sync::{Deadline, retry_eintr};
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// The most bytes a single write to a pipe can carry without being
+/// interleaved with other writers' data (`PIPE_BUF`, 4096 on Linux).
+pub const PIPE_BUF: usize = sys::PIPE_BUF;
+
+/// Creates an anonymous pipe: the reading end first, then the writing end.
+///
+/// Both ends are close-on-exec, so a child started by
+/// [`std::process::Command`] sees only the ends handed to it explicitly (as
+/// stdin/stdout through [`Stdio`], or at a chosen fd number through
+/// [`ChildFds`](crate::ChildFds)). A child created by `fork` inherits both
+/// ends; each side should drop the end it does not use, or the reader never
+/// sees end of file.
+///
+/// # Behavior
+///
+/// Reads return what is there (at least one byte) or wait for data; they
+/// return `Ok(0)` (end of file) once every writing end, in every process,
+/// is closed and the pipe is empty. Writes of at most [`PIPE_BUF`] bytes are
+/// atomic. A write when every reading end is closed fails with
+/// [`io::ErrorKind::BrokenPipe`] (or [`Error::BrokenPipe`]) and never kills
+/// the process with `SIGPIPE`, whatever its disposition.
+///
+/// # Capacity
+///
+/// A new pipe holds 64 KiB on Linux; a writer that finds it full waits for
+/// the reader. [`PipeWriter::set_capacity`] changes it up to
+/// `/proc/sys/fs/pipe-max-size` (1 MiB by default).
+///
+/// # Errors
+///
+/// [`Error::Io`] when the process or the system is out of file descriptors.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::{Read, Write};
+///
+/// let (mut reader, mut writer) = ipc_pipe::pipe()?;
+/// writer.write_all(b"hello")?;
+/// drop(writer); // the last writer closes: the reader sees end of file
+/// let mut got = String::new();
+/// reader.read_to_string(&mut got)?;
+/// assert_eq!(got, "hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # References
+///
+/// [pipe(7)](https://man7.org/linux/man-pages/man7/pipe.7.html),
+/// [pipe2(2)](https://man7.org/linux/man-pages/man2/pipe2.2.html)
+#[doc(alias = "pipe2")]
+pub fn pipe() -> Result<(PipeReader, PipeWriter)> {
+    let (r, w) = sys::pipe().map_err(|e| Error::from_io("pipe2", e))?;
+    Ok((PipeReader(r), PipeWriter(w)))
+}
+
+/// The reading end of a pipe (or of a FIFO).
+///
+/// Reading is through [`Read`] (also on `&PipeReader`, so several threads
+/// can read one end), [`try_read`](Self::try_read) and
+/// [`read_timeout`](Self::read_timeout). Dropping it closes the fd.
+pub struct PipeReader(OwnedFd);
+
+/// The writing end of a pipe (or of a FIFO).
+///
+/// Writing is through [`Write`] (also on `&PipeWriter`),
+/// [`try_write`](Self::try_write), [`write_timeout`](Self::write_timeout),
+/// [`write_atomic`](Self::write_atomic) and
+/// [`vmsplice`](Self::vmsplice). None of them lets `SIGPIPE` kill the
+/// process. Dropping it closes the fd; when the last writing end closes, the
+/// reader sees end of file.
+pub struct PipeWriter(OwnedFd);
+
+/// Methods and conversions that both ends share.
+macro_rules! pipe_end_common {
+    ($ty:ident, $std:ty, $what:literal) => {
+        impl $ty {
+            /// The pipe's capacity in bytes (`F_GETPIPE_SZ`). Both ends of a
+            /// pipe report the same value.
+            ///
+            /// # Errors
+            ///
+            /// [`Error::Io`] if the fd is not a pipe.
+            #[doc(alias = "F_GETPIPE_SZ")]
+            pub fn capacity(&self) -> Result<usize> {
+                sys::pipe_size(self.0.as_fd()).map_err(|e| Error::from_io("F_GETPIPE_SZ", e))
+            }
+
+            /// Sets the pipe's capacity (`F_SETPIPE_SZ`) and returns the
+            /// capacity the kernel chose: `bytes` rounded up to a power of two
+            /// pages.
+            ///
+            /// # Errors
+            ///
+            /// [`Error::CapacityRefused`] (naming
+            /// `/proc/sys/fs/pipe-max-size` and its value) when `bytes` is
+            /// over the limit for processes without `CAP_SYS_RESOURCE`, or the
+            /// user's pipe pages are used up;
+            /// [`Error::CapacityBelowContents`] when the pipe holds more than
+            /// `bytes`.
+            #[doc(alias = "F_SETPIPE_SZ")]
+            pub fn set_capacity(&self, bytes: usize) -> Result<usize> {
+                crate::pipe::set_capacity(self.0.as_fd(), bytes)
+            }
+
+            /// Sets or clears `O_NONBLOCK`. In nonblocking mode, [`Read`]
+            /// and [`Write`] return [`io::ErrorKind::WouldBlock`] instead of
+            /// waiting.
+            ///
+            /// The flag belongs to the open file description, which is
+            /// shared by every duplicate of this fd, including the copies a
+            /// forked child inherited: they all change with it. The `try_*`
+            /// and `*_timeout` methods do not need it.
+            ///
+            /// # Errors
+            ///
+            /// [`Error::Io`] if `fcntl` fails.
+            pub fn set_nonblocking(&self, nonblocking: bool) -> Result<()> {
+                sys::set_nonblocking(self.0.as_fd(), nonblocking).map_err(|e| Error::from_io("F_SETFL", e))
+            }
+
+            /// Whether `O_NONBLOCK` is set.
+            ///
+            /// # Errors
+            ///
+            /// [`Error::Io`] if `fcntl` fails.
+            pub fn is_nonblocking(&self) -> Result<bool> {
+                sys::nonblocking(self.0.as_fd()).map_err(|e| Error::from_io("F_GETFL", e))
+            }
+
+            /// Creates a new handle to the same end (`F_DUPFD_CLOEXEC`).
+            ///
+            /// # Errors
+            ///
+            /// [`Error::Io`] when out of file descriptors.
+            pub fn try_clone(&self) -> Result<Self> {
+                self.0.try_clone().map($ty).map_err(|e| Error::from_io("F_DUPFD_CLOEXEC", e))
+            }
+        }
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty)).field("fd", &self.0.as_raw_fd()).finish()
+            }
+        }
+
+        impl AsFd for $ty {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.0.as_fd()
+            }
+        }
+
+        impl AsRawFd for $ty {
+            fn as_raw_fd(&self) -> RawFd {
+                self.0.as_raw_fd()
+            }
+        }
+
+        impl IntoRawFd for $ty {
+            fn into_raw_fd(self) -> RawFd {
+                self.0.into_raw_fd()
+            }
+        }
+
+        impl From<OwnedFd> for $ty {
+            #[doc = concat!("Takes the fd as the ", $what, " of a pipe or FIFO. Nothing checks that it is one;")]
+            /// calls that need a pipe then fail with [`Error::Io`].
+            fn from(fd: OwnedFd) -> Self {
+                $ty(fd)
+            }
+        }
+
+        impl From<$ty> for OwnedFd {
+            fn from(end: $ty) -> Self {
+                end.0
+            }
+        }
+
+        impl From<$ty> for Stdio {
+            /// Hands the end to a child process as one of its standard
+            /// streams. The parent's copy closes when the `Command` holding
+            /// it is dropped.
+            fn from(end: $ty) -> Self {
+                Stdio::from(end.0)
+            }
+        }
+
+        impl From<$std> for $ty {
+            fn from(end: $std) -> Self {
+                $ty(OwnedFd::from(end))
+            }
+        }
+
+        impl From<$ty> for $std {
+            fn from(end: $ty) -> Self {
+                <$std>::from(end.0)
+            }
+        }
+    };
+}
+
+pipe_end_common!(PipeReader, std::io::PipeReader, "reading end");
+pipe_end_common!(PipeWriter, std::io::PipeWriter, "writing end");
+
+fn set_capacity(fd: BorrowedFd<'_>, bytes: usize) -> Result<usize> {
+    let refused = || Error::CapacityRefused { requested: bytes, max: pipe_max_size() };
+    let arg = libc::c_int::try_from(bytes).map_err(|_| refused())?;
+    sys::set_pipe_size(fd, arg).map_err(|e| match e.raw_os_error() {
+        Some(libc::EPERM | libc::EINVAL) => refused(),
+        Some(libc::EBUSY) => Error::CapacityBelowContents { requested: bytes },
+        _ => Error::from_io("F_SETPIPE_SZ", e),
+    })
+}
+
+/// The value of /proc/sys/fs/pipe-max-size, if it can be read.
+pub fn pipe_max_size() -> Option<usize> {
+    std::fs::read_to_string("/proc/sys/fs/pipe-max-size").ok()?.trim().parse().ok()
+}
+
+/// How long a read or write may wait: not at all (`try_*`) or until a
+/// deadline.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait {
+    No,
+    Until(Deadline),
+}
+
+/// Reads into `buf` without blocking past `wait`.
+pub(crate) fn read_waiting(fd: BorrowedFd<'_>, buf: &mut [u8], wait: Wait) -> Result<usize> {
+    loop {
+        match sys::read_nowait(fd, buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(Error::from_io("read from pipe", e)),
+        }
+        wait_ready(fd, libc::POLLIN, wait)?;
+    }
+}
+
+/// Writes from `bufs` without blocking past `wait`: as much as fits, at
+/// least one byte. At most [`PIPE_BUF`] bytes in all are written whole or
+/// not at all.
+pub(crate) fn write_waiting(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>], wait: Wait) -> Result<usize> {
+    loop {
+        match sys::without_sigpipe(|| sys::write_nowait(fd, bufs)) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(Error::from_io("write to pipe", e)),
+        }
+        wait_ready(fd, libc::POLLOUT, wait)?;
+    }
+}
+
+/// Waits for `events` on `fd` until the deadline in `wait`: `WouldBlock` for
+/// `Wait::No`, `Timeout` once the deadline has passed.
+fn wait_ready(fd: BorrowedFd<'_>, events: libc::c_short, wait: Wait) -> Result<()> {
+    let deadline = match wait {
+        Wait::No => return Err(Error::WouldBlock),
+        Wait::Until(d) => d,
+    };
+    loop {
+        if deadline.has_expired() {
+            return Err(Error::Timeout);
+        }
+        match sys::poll(fd, events, deadline.poll_timeout_ms()) {
+            Ok(true) => return Ok(()),
+            Ok(false) => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::from_io("poll on pipe", e)),
+        }
+    }
+}
+
+impl PipeReader {
+    /// Reads what is in the pipe without waiting.
+    ///
+    /// Works whether or not the end is in nonblocking mode, and does not
+    /// change that mode (it uses `preadv2(RWF_NOWAIT)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] when the pipe is empty and a writer is still
+    /// open; `Ok(0)` means end of file.
+    pub fn try_read(&self, buf: &mut [u8]) -> Result<usize> {
+        read_waiting(self.0.as_fd(), buf, Wait::No)
+    }
+
+    /// Reads, waiting at most `timeout` for data to arrive.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when nothing arrived in time; `Ok(0)` means end of
+    /// file.
+    pub fn read_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        read_waiting(self.0.as_fd(), buf, Wait::Until(Deadline::after(timeout)))
+    }
+
+    /// Reads, waiting until `deadline` (monotonic clock) at the latest.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when nothing arrived in time.
+    pub fn read_deadline(&self, buf: &mut [u8], deadline: Instant) -> Result<usize> {
+        read_waiting(self.0.as_fd(), buf, Wait::Until(Deadline::at(deadline)))
+    }
+
+    /// The number of bytes waiting in the pipe (`FIONREAD`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the ioctl fails.
+    #[doc(alias = "FIONREAD")]
+    pub fn available(&self) -> Result<usize> {
+        sys::bytes_available(self.0.as_fd()).map_err(|e| Error::from_io("FIONREAD", e))
+    }
+}
+
+impl Read for &PipeReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        retry_eintr(|| sys::read(self.0.as_fd(), buf))
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        retry_eintr(|| sys::readv(self.0.as_fd(), bufs))
+    }
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        (&*self).read_vectored(bufs)
+    }
+}
+
+impl PipeWriter {
+    /// Writes as much of `buf` as fits without waiting.
+    ///
+    /// Works whether or not the end is in nonblocking mode (it uses
+    /// `pwritev2(RWF_NOWAIT)`). A buffer of at most [`PIPE_BUF`] bytes is
+    /// written whole or not at all.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] when the pipe is full; [`Error::BrokenPipe`]
+    /// when no reader is left.
+    pub fn try_write(&self, buf: &[u8]) -> Result<usize> {
+        write_waiting(self.0.as_fd(), &[IoSlice::new(buf)], Wait::No)
+    }
+
+    /// Writes as much of `buf` as fits once there is room, waiting at most
+    /// `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when the pipe stayed full; [`Error::BrokenPipe`]
+    /// when no reader is left.
+    pub fn write_timeout(&self, buf: &[u8], timeout: Duration) -> Result<usize> {
+        write_waiting(self.0.as_fd(), &[IoSlice::new(buf)], Wait::Until(Deadline::after(timeout)))
+    }
+
+    /// Like [`write_timeout`](Self::write_timeout) with a deadline on the
+    /// monotonic clock.
+    ///
+    /// # Errors
+    ///
+    /// As for [`write_timeout`](Self::write_timeout).
+    pub fn write_deadline(&self, buf: &[u8], deadline: Instant) -> Result<usize> {
+        write_waiting(self.0.as_fd(), &[IoSlice::new(buf)], Wait::Until(Deadline::at(deadline)))
+    }
+
+    /// Writes `msg` in one piece, so that any number of processes can write
+    /// messages to one pipe and the reader never sees two interleaved.
+    ///
+    /// The kernel guarantees this for writes of at most [`PIPE_BUF`] bytes:
+    /// such a write waits until the whole message fits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MessageTooLarge`] for more than [`PIPE_BUF`] bytes, before
+    /// anything is written; [`Error::BrokenPipe`] when no reader is left;
+    /// [`Error::WouldBlock`] in nonblocking mode when the message does not
+    /// fit now (nothing was written).
+    pub fn write_atomic(&self, msg: &[u8]) -> Result<()> {
+        check_atomic(msg)?;
+        let fd = self.0.as_fd();
+        let n = sys::without_sigpipe(|| retry_eintr(|| sys::write(fd, msg)))
+            .map_err(|e| Error::from_io("atomic write to pipe", e))?;
+        short_atomic(n, msg.len())
+    }
+
+    /// [`write_atomic`](Self::write_atomic) without waiting: the message is
+    /// written whole or not at all.
+    ///
+    /// # Errors
+    ///
+    /// As for [`write_atomic`](Self::write_atomic), and
+    /// [`Error::WouldBlock`] when the message does not fit now.
+    pub fn try_write_atomic(&self, msg: &[u8]) -> Result<()> {
+        check_atomic(msg)?;
+        let n = write_waiting(self.0.as_fd(), &[IoSlice::new(msg)], Wait::No)?;
+        short_atomic(n, msg.len())
+    }
+
+    /// [`write_atomic`](Self::write_atomic), waiting at most `timeout` for
+    /// room: the message is written whole or not at all.
+    ///
+    /// # Errors
+    ///
+    /// As for [`write_atomic`](Self::write_atomic), and [`Error::Timeout`].
+    pub fn write_atomic_timeout(&self, msg: &[u8], timeout: Duration) -> Result<()> {
+        check_atomic(msg)?;
+        let wait = Wait::Until(Deadline::after(timeout));
+        let n = write_waiting(self.0.as_fd(), &[IoSlice::new(msg)], wait)?;
+        short_atomic(n, msg.len())
+    }
+
+    /// Maps the pages of `data` into the pipe instead of copying them
+    /// (`vmsplice(2)`); returns how many bytes went in, which may be fewer
+    /// than `data.len()` when the pipe fills.
+    ///
+    /// The pipe keeps references to those pages until the reader has
+    /// consumed them: bytes changed in `data` before then may reach the
+    /// reader changed. So write into a buffer again only after the reader
+    /// has read what was spliced from it (a pipe never holds more than its
+    /// capacity, so rotating through buffers that add up to more than the
+    /// capacity is one way). The memory itself is never freed under the
+    /// kernel: it holds its own references.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BrokenPipe`] when no reader is left.
+    ///
+    /// # References
+    ///
+    /// [vmsplice(2)](https://man7.org/linux/man-pages/man2/vmsplice.2.html)
+    pub fn vmsplice(&self, data: &[u8]) -> Result<usize> {
+        let fd = self.0.as_fd();
+        let iov = [IoSlice::new(data)];
+        sys::without_sigpipe(|| retry_eintr(|| sys::vmsplice(fd, &iov, 0)))
+            .map_err(|e| Error::from_io("vmsplice into pipe", e))
+    }
+
+    /// [`vmsplice`](Self::vmsplice) until all of `data` is in the pipe.
+    ///
+    /// # Errors
+    ///
+    /// As for [`vmsplice`](Self::vmsplice).
+    pub fn vmsplice_all(&self, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            let n = self.vmsplice(data)?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+}
+
+fn check_atomic(msg: &[u8]) -> Result<()> {
+    if msg.len() > PIPE_BUF {
+        return Err(Error::MessageTooLarge { len: msg.len(), max: PIPE_BUF });
+    }
+    Ok(())
+}
+
+fn short_atomic(written: usize, len: usize) -> Result<()> {
+    if written == len {
+        Ok(())
+    } else {
+        // The kernel promises this never happens for len <= PIPE_BUF.
+        Err(Error::Io {
+            op: "atomic write to pipe",
+            source: io::Error::new(io::ErrorKind::WriteZero, format!("only {written} of {len} bytes were written")),
+        })
+    }
+}
+
+impl Write for &PipeWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let fd = self.0.as_fd();
+        sys::without_sigpipe(|| retry_eintr(|| sys::write(fd, buf)))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let fd = self.0.as_fd();
+        sys::without_sigpipe(|| retry_eintr(|| sys::writev(fd, bufs)))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for PipeWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

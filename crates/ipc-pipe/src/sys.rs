@@ -1,0 +1,277 @@
+//! The system calls ipc-pipe makes. Every `unsafe` block of the crate is
+//! here; each wraps one call and says why it is sound.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `PIPE_BUF`: writes of at most this many bytes to a pipe are atomic.
+pub(crate) const PIPE_BUF: usize = libc::PIPE_BUF;
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
+}
+
+fn cvt_size(r: libc::ssize_t) -> io::Result<usize> {
+    // A negative return is -1 with errno set; anything else fits in usize.
+    usize::try_from(r).map_err(|_| io::Error::last_os_error())
+}
+
+/// `pipe2(O_CLOEXEC)`: the read end first.
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as RawFd; 2];
+    // SAFETY: `fds` is a valid array of two ints for the kernel to fill.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded, so fds[0] is a new open fd that nothing else owns.
+    let r = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: likewise for fds[1].
+    let w = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    Ok((r, w))
+}
+
+/// One `read(2)`; `EINTR` is returned to the caller.
+pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+    cvt_size(unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
+}
+
+/// One `readv(2)`.
+pub(crate) fn readv(fd: BorrowedFd<'_>, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+    let n = iov_count(bufs.len());
+    // SAFETY: IoSliceMut is ABI-compatible with `struct iovec`, and each
+    // points to memory valid for writes of its length.
+    cvt_size(unsafe { libc::readv(fd.as_raw_fd(), bufs.as_mut_ptr().cast(), n) })
+}
+
+/// One `write(2)`; `EINTR` is returned to the caller. Call it under
+/// [`without_sigpipe`].
+pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
+    cvt_size(unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) })
+}
+
+/// One `writev(2)`. Call it under [`without_sigpipe`].
+pub(crate) fn writev(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    let n = iov_count(bufs.len());
+    // SAFETY: IoSlice is ABI-compatible with `struct iovec`, and each points
+    // to memory valid for reads of its length.
+    cvt_size(unsafe { libc::writev(fd.as_raw_fd(), bufs.as_ptr().cast(), n) })
+}
+
+fn iov_count(n: usize) -> libc::c_int {
+    // IOV_MAX is 1024 on Linux; passing fewer buffers is always allowed.
+    libc::c_int::try_from(n.min(1024)).unwrap_or(1024)
+}
+
+/// Whether `RWF_NOWAIT` works on pipes here (Linux 5.x and later). Cleared the
+/// first time the kernel answers `EOPNOTSUPP`.
+static NOWAIT_WORKS: AtomicBool = AtomicBool::new(true);
+
+fn nowait_unsupported(e: &io::Error) -> bool {
+    if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+        // Relaxed: a hint only; a stale `true` costs one more EOPNOTSUPP.
+        NOWAIT_WORKS.store(false, Ordering::Relaxed);
+        true
+    } else {
+        false
+    }
+}
+
+/// A read that never blocks, whatever the fd's `O_NONBLOCK` flag says:
+/// `preadv2(RWF_NOWAIT)`, or where the kernel lacks it, `poll` with a zero
+/// timeout and then `read` (which can block only if another reader of the
+/// same pipe takes the data in between).
+pub(crate) fn read_nowait(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    if NOWAIT_WORKS.load(Ordering::Relaxed) {
+        let iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        // SAFETY: one iovec pointing to `buf`, valid for writes of its length;
+        // offset -1 means the current position, as pipes require.
+        let r = unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, -1, libc::RWF_NOWAIT) };
+        match cvt_size(r) {
+            Err(e) if nowait_unsupported(&e) => {}
+            other => return other,
+        }
+    }
+    if poll(fd, libc::POLLIN, 0)? { read(fd, buf) } else { Err(io::ErrorKind::WouldBlock.into()) }
+}
+
+/// A write that never blocks: `pwritev2(RWF_NOWAIT)`, or where the kernel
+/// lacks it, `poll` with a zero timeout and then a write of at most
+/// `PIPE_BUF` bytes (which fits in the free slot that `POLLOUT` reports).
+/// Writes of at most `PIPE_BUF` bytes are all or nothing. Call it under
+/// [`without_sigpipe`].
+pub(crate) fn write_nowait(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    if NOWAIT_WORKS.load(Ordering::Relaxed) {
+        let n = iov_count(bufs.len());
+        // SAFETY: IoSlice is ABI-compatible with `struct iovec` and each
+        // points to readable memory of its length; offset -1 is required for
+        // pipes.
+        let r = unsafe { libc::pwritev2(fd.as_raw_fd(), bufs.as_ptr().cast(), n, -1, libc::RWF_NOWAIT) };
+        match cvt_size(r) {
+            Err(e) if nowait_unsupported(&e) => {}
+            other => return other,
+        }
+    }
+    if !poll(fd, libc::POLLOUT, 0)? {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    if total <= PIPE_BUF {
+        writev(fd, bufs)
+    } else {
+        let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
+        write(fd, &first[..first.len().min(PIPE_BUF)])
+    }
+}
+
+/// `poll(2)` on one fd: whether it became ready (`POLLHUP` and `POLLERR`
+/// count as ready: the next read or write reports them) before `timeout_ms`
+/// (-1: no limit). `EINTR` is returned to the caller.
+pub(crate) fn poll(fd: BorrowedFd<'_>, events: libc::c_short, timeout_ms: libc::c_int) -> io::Result<bool> {
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
+    // SAFETY: one valid pollfd.
+    let n = cvt(unsafe { libc::poll(&mut pfd, 1, timeout_ms) })?;
+    Ok(n > 0)
+}
+
+/// `fcntl(F_GETPIPE_SZ)`.
+pub(crate) fn pipe_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    // SAFETY: F_GETPIPE_SZ takes no argument and only reads the fd.
+    let n = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETPIPE_SZ) })?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// `fcntl(F_SETPIPE_SZ)`: the size the kernel chose (rounded up to a power
+/// of two pages).
+pub(crate) fn set_pipe_size(fd: BorrowedFd<'_>, size: libc::c_int) -> io::Result<usize> {
+    // SAFETY: F_SETPIPE_SZ takes an int argument and changes only the pipe.
+    let n = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, size) })?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// Whether `O_NONBLOCK` is set on the open file description.
+pub(crate) fn nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: F_GETFL takes no argument and only reads the fd's flags.
+    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    Ok(flags & libc::O_NONBLOCK != 0)
+}
+
+/// Sets or clears `O_NONBLOCK` on the open file description.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    // SAFETY: F_GETFL takes no argument and only reads the fd's flags.
+    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    let new = if on { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+    if new != flags {
+        // SAFETY: F_SETFL takes an int of file status flags.
+        cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, new) })?;
+    }
+    Ok(())
+}
+
+/// `ioctl(FIONREAD)`: the bytes waiting in the pipe.
+pub(crate) fn bytes_available(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which is valid.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) })?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// `splice(2)` between two fds at their current positions. Call it under
+/// [`without_sigpipe`] when `out` is a pipe.
+pub(crate) fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize, flags: libc::c_uint) -> io::Result<usize> {
+    // SAFETY: null offsets mean the current file positions; no memory is
+    // passed to the kernel.
+    cvt_size(unsafe {
+        libc::splice(from.as_raw_fd(), std::ptr::null_mut(), to.as_raw_fd(), std::ptr::null_mut(), len, flags)
+    })
+}
+
+/// `tee(2)`. Call it under [`without_sigpipe`].
+pub(crate) fn tee(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize, flags: libc::c_uint) -> io::Result<usize> {
+    // SAFETY: tee takes two fds and no memory.
+    cvt_size(unsafe { libc::tee(from.as_raw_fd(), to.as_raw_fd(), len, flags) })
+}
+
+/// `vmsplice(2)` of user memory into a pipe. Call it under
+/// [`without_sigpipe`].
+pub(crate) fn vmsplice(to: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>], flags: libc::c_uint) -> io::Result<usize> {
+    let n = usize::try_from(iov_count(bufs.len())).unwrap_or(0);
+    // SAFETY: IoSlice is ABI-compatible with `struct iovec`; the kernel takes
+    // page references to the memory, so later changes or frees by us cannot
+    // make it read freed memory (without SPLICE_F_GIFT, which we never pass).
+    cvt_size(unsafe { libc::vmsplice(to.as_raw_fd(), bufs.as_ptr().cast(), n, flags) })
+}
+
+/// Runs `op` (a write to a pipe) with `SIGPIPE` blocked in this thread, and
+/// consumes the `SIGPIPE` that a write to a pipe without readers raised, so
+/// the process does not die of it even when its disposition is the default.
+/// The write's `EPIPE` is returned as an error instead.
+///
+/// If the thread already blocked `SIGPIPE`, nothing is changed. A
+/// process-directed `SIGPIPE` sent by `kill` in the short window in which a
+/// failing write runs may be consumed with it.
+pub(crate) fn without_sigpipe<T>(op: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    let mut block = empty_sigset();
+    // SAFETY: `block` is an initialized sigset and SIGPIPE a valid signal.
+    unsafe { libc::sigaddset(&mut block, libc::SIGPIPE) };
+    let mut old = empty_sigset();
+    // SAFETY: both pointers are valid sigsets. pthread_sigmask cannot fail
+    // with valid arguments.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old) };
+    // SAFETY: `old` was filled in by pthread_sigmask.
+    if unsafe { libc::sigismember(&old, libc::SIGPIPE) } == 1 {
+        return op();
+    }
+    let result = op();
+    if matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) {
+        let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `block` holds SIGPIPE, which is blocked, so sigtimedwait
+        // takes it if pending and returns at once (zero timeout) if not;
+        // the siginfo pointer may be null.
+        unsafe { libc::sigtimedwait(&block, std::ptr::null_mut(), &zero) };
+    }
+    // SAFETY: restores the mask read above; the pointers are valid.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    result
+}
+
+fn empty_sigset() -> libc::sigset_t {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initializes the whole set it is given.
+    unsafe { libc::sigemptyset(set.as_mut_ptr()) };
+    // SAFETY: initialized just above.
+    unsafe { set.assume_init() }
+}
+
+/// Makes `cmd`'s child see `fds[i].0` at fd number `fds[i].1`, without
+/// `FD_CLOEXEC`, after the standard streams are set up and before exec.
+///
+/// In the child, each source is first duplicated above every target (close
+/// on exec), so no dup2 overwrites a source another mapping still needs; the
+/// copies then go to their targets. The fds stay open in the parent until
+/// `cmd` is dropped.
+pub(crate) fn map_fds_on_exec(cmd: &mut Command, fds: Vec<(OwnedFd, RawFd)>) {
+    let floor = fds.iter().map(|&(_, target)| target).max().unwrap_or(2).saturating_add(1);
+    // Scratch space allocated here, in the parent: the child must not
+    // allocate between fork and exec.
+    let mut scratch: Vec<RawFd> = vec![-1; fds.len()];
+    let closure = move || -> io::Result<()> {
+        for ((src, _), tmp) in fds.iter().zip(scratch.iter_mut()) {
+            // SAFETY: F_DUPFD_CLOEXEC on an fd that is open in the child
+            // (inherited from the parent's OwnedFd); async-signal-safe.
+            *tmp = cvt(unsafe { libc::fcntl(src.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) })?;
+        }
+        for ((_, target), tmp) in fds.iter().zip(scratch.iter()) {
+            // SAFETY: dup2 of an open fd onto a plain number; it clears
+            // FD_CLOEXEC on the target and is async-signal-safe.
+            cvt(unsafe { libc::dup2(*tmp, *target) })?;
+        }
+        Ok(())
+    };
+    // SAFETY: the closure only calls fcntl and dup2, which are
+    // async-signal-safe, and writes into memory allocated before the fork.
+    unsafe { cmd.pre_exec(closure) };
+}

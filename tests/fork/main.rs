@@ -1,0 +1,8 @@
+//! ipc-kit's cross-process suite: `cargo xtask test` runs it after the unit
+//! tests. `--list` prints the case names; arguments filter them.
+
+mod pipe;
+
+fn main() -> std::process::ExitCode {
+    ipc_kit_tests::main(&[pipe::CASES])
+}

@@ -1,0 +1,825 @@
+//! Pipes across real processes: fork, exec, peers that die.
+
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ipc_kit::pipe::{
+    ChildFds, Error, FrameReader, FrameWriter, PIPE_BUF, PipeReader, PipeWriter, duplex, pipe, splice, splice_all,
+    tee,
+};
+use ipc_kit_tests::{
+    Exit, ScratchDir, assert_fired_within, cases, checksum, close_inherited, fork, interrupt_on, is_pending, pattern,
+    set_sigpipe_default,
+};
+use nix::sys::signal::Signal;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+cases!("pipe":
+    parent_to_child,
+    child_to_parent,
+    duplex_round_trips,
+    exec_stdin_and_stdout,
+    exec_stdout_reaches_eof,
+    exec_writer_at_fd3,
+    exec_reader_at_fd3,
+    exec_child_holds_no_stray_ends,
+    frames_proptest_echo,
+    frame_bogus_length_from_peer,
+    frame_truncated_at_eof,
+    frame_clean_eof_is_none,
+    frame_try_recv_keeps_partial_frames,
+    write_atomic_many_writers,
+    small_frames_many_writers_do_not_interleave,
+    write_atomic_too_large_writes_nothing,
+    sigpipe_default_is_not_fatal,
+    reader_killed_mid_stream,
+    writer_killed_mid_stream,
+    read_timeout_fires,
+    write_timeout_fires,
+    read_timeout_wakes_on_data,
+    try_forms_never_block,
+    nonblocking_mode_is_shared_across_fork,
+    capacity_set_refused_and_shared,
+    splice_and_tee_across_processes,
+    vmsplice_to_child,
+    std_pipe_interop,
+    eintr_is_retried,
+);
+
+const MIB: usize = 1 << 20;
+
+fn read_all(mut r: impl Read) -> Vec<u8> {
+    let mut v = Vec::new();
+    r.read_to_end(&mut v).expect("read to end");
+    v
+}
+
+fn parent_to_child() {
+    let (r, mut w) = pipe().unwrap();
+    let wfd = w.as_raw_fd();
+    let child = fork(move || {
+        close_inherited(wfd); // else the child's own copy keeps EOF away
+        let got = read_all(r);
+        assert_eq!(got.len(), 4 * MIB);
+        assert!(got == pattern(1, 4 * MIB), "data differs");
+    });
+    w.write_all(&pattern(1, 4 * MIB)).unwrap();
+    drop(w);
+    child.join();
+}
+
+fn child_to_parent() {
+    let (r, w) = pipe().unwrap();
+    let child = fork(move || {
+        let mut w = w;
+        w.write_all(&pattern(2, 3 * MIB + 17)).unwrap();
+    });
+    // The closure, with the parent's copy of `w`, was dropped here: EOF
+    // arrives when the child exits.
+    let got = read_all(r);
+    assert!(got == pattern(2, 3 * MIB + 17), "data differs ({} bytes)", got.len());
+    child.join();
+}
+
+fn duplex_round_trips() {
+    let (a, b) = duplex().unwrap();
+    let (ar, aw) = (a.reader().as_raw_fd(), a.writer().as_raw_fd());
+    let child = fork(move || {
+        close_inherited(ar);
+        close_inherited(aw);
+        let mut b = b;
+        let mut buf = [0u8; 8];
+        loop {
+            match b.read_exact(&mut buf) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
+                Err(e) => panic!("{e}"),
+            }
+            let n = u64::from_le_bytes(buf) + 1;
+            b.write_all(&n.to_le_bytes()).unwrap();
+        }
+    });
+    let mut a = a;
+    let mut buf = [0u8; 8];
+    for i in 0..2000u64 {
+        a.write_all(&(i * 3).to_le_bytes()).unwrap();
+        a.read_exact(&mut buf).unwrap();
+        assert_eq!(u64::from_le_bytes(buf), i * 3 + 1);
+    }
+    drop(a); // the child sees EOF and exits
+    child.join();
+}
+
+fn exec_stdin_and_stdout() {
+    let (child_in, to_child) = pipe().unwrap();
+    let (from_child, child_out) = pipe().unwrap();
+    let mut cmd = Command::new("cat");
+    cmd.stdin(child_in).stdout(child_out);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let data = pattern(3, 2 * MIB);
+    let expected = data.clone();
+    // Write from a thread: cat's output pipe fills while we still write.
+    let writer = std::thread::spawn(move || {
+        let mut to_child = to_child;
+        to_child.write_all(&data).unwrap();
+    });
+    let got = read_all(from_child);
+    writer.join().unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(got == expected, "cat returned {} bytes that differ", got.len());
+}
+
+fn exec_stdout_reaches_eof() {
+    let (r, w) = pipe().unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "printf first; sleep 0.05; printf ' second'"]).stdout(w);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let got = String::from_utf8(read_all(r)).unwrap();
+    assert_eq!(got, "first second");
+    assert!(child.wait().unwrap().success());
+}
+
+fn exec_writer_at_fd3() {
+    let (r, w) = pipe().unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "echo through fd 3 >&3; echo not here"]).stdout(Stdio::null());
+    let mut fds = ChildFds::new();
+    fds.insert(3, w).unwrap();
+    fds.apply(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let got = String::from_utf8(read_all(r)).unwrap();
+    assert_eq!(got, "through fd 3\n");
+    assert!(child.wait().unwrap().success());
+}
+
+fn exec_reader_at_fd3() {
+    let (r_in, mut w_in) = pipe().unwrap();
+    let (r_out, w_out) = pipe().unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "exec cat <&3"]).stdout(w_out).stdin(Stdio::null());
+    let mut fds = ChildFds::new();
+    fds.insert(3, r_in).unwrap();
+    // Numbers below 3 and duplicates are refused before anything happens.
+    assert!(matches!(fds.insert(1, pipe().unwrap().0), Err(Error::InvalidChildFd { fd: 1, .. })));
+    assert!(matches!(fds.insert(3, pipe().unwrap().0), Err(Error::InvalidChildFd { fd: 3, .. })));
+    fds.apply(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    w_in.write_all(b"read from fd 3").unwrap();
+    drop(w_in);
+    assert_eq!(read_all(r_out), b"read from fd 3");
+    assert!(child.wait().unwrap().success());
+}
+
+fn exec_child_holds_no_stray_ends() {
+    let (r1, w1) = pipe().unwrap();
+    let (r2, w2) = pipe().unwrap();
+    let (r3, w3) = pipe().unwrap(); // stays in the parent: must not reach the child
+    let ino = |fd: &dyn AsFd| {
+        let f = std::fs::File::from(fd.as_fd().try_clone_to_owned().unwrap());
+        f.metadata().unwrap().ino()
+    };
+    let (ino1, ino2, ino3) = (ino(&r1), ino(&r2), ino(&r3));
+    let mut cmd = Command::new("ls");
+    cmd.args(["-l", "/proc/self/fd/"]).stdout(w1).stdin(Stdio::null());
+    let mut fds = ChildFds::new();
+    fds.insert(3, r2).unwrap();
+    fds.apply(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let listing = String::from_utf8(read_all(r1)).unwrap();
+    assert!(child.wait().unwrap().success());
+    let mut seen = Vec::new();
+    for line in listing.lines() {
+        let Some((left, target)) = line.split_once(" -> ") else { continue };
+        let fd: i32 = left.rsplit(' ').next().unwrap().parse().unwrap();
+        for (name, ino) in [("pipe 1", ino1), ("pipe 2", ino2), ("pipe 3", ino3)] {
+            if target == format!("pipe:[{ino}]") {
+                seen.push((fd, name));
+            }
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, vec![(1, "pipe 1"), (3, "pipe 2")], "child's fds:\n{listing}");
+    drop((w2, r3, w3));
+}
+
+fn frames_proptest_echo() {
+    let (a, b) = duplex().unwrap();
+    let (ar, aw) = (a.reader().as_raw_fd(), a.writer().as_raw_fd());
+    let child = fork(move || {
+        close_inherited(ar);
+        close_inherited(aw);
+        let (r, w) = b.split();
+        let mut rx = FrameReader::new(r);
+        let mut tx = FrameWriter::new(w);
+        let mut buf = Vec::new();
+        while rx.recv(&mut buf).unwrap().is_some() {
+            tx.send(&buf).unwrap();
+        }
+    });
+    let (r, w) = a.split();
+    let rx = RefCell::new(FrameReader::new(r));
+    let tx = RefCell::new(FrameWriter::new(w));
+    let mut runner = TestRunner::new(Config { cases: 96, failure_persistence: None, ..Config::default() });
+    let frames = prop::collection::vec(prop::collection::vec(any::<u8>(), 0..100_000), 0..6);
+    runner
+        .run(&frames, |frames| {
+            let mut echo = Vec::new();
+            for f in &frames {
+                tx.borrow_mut().send(f).unwrap();
+                prop_assert_eq!(rx.borrow_mut().recv(&mut echo).unwrap(), Some(f.len()));
+                prop_assert!(&echo == f);
+            }
+            Ok(())
+        })
+        .unwrap();
+    drop(tx);
+    assert_eq!(rx.borrow_mut().recv(&mut Vec::new()).unwrap(), None);
+    child.join();
+}
+
+fn frame_bogus_length_from_peer() {
+    let (r, w) = pipe().unwrap();
+    let child = fork(move || {
+        let mut w = w;
+        w.write_all(&0xFFFF_FFF0u32.to_le_bytes()).unwrap();
+        w.write_all(b"a few bytes, nowhere near 4 GiB").unwrap();
+    });
+    let mut rx = FrameReader::with_max(r, MIB);
+    let mut buf = Vec::new();
+    match rx.recv(&mut buf) {
+        Err(Error::FrameTooLarge { len, max }) => {
+            assert_eq!(len, 0xFFFF_FFF0);
+            assert_eq!(max, MIB);
+        }
+        other => panic!("expected FrameTooLarge, got {other:?}"),
+    }
+    assert_eq!(buf.capacity(), 0, "nothing may be allocated for a bogus frame");
+    let io: std::io::Error = Error::FrameTooLarge { len: 1, max: 0 }.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::InvalidData);
+    child.join();
+}
+
+fn frame_truncated_at_eof() {
+    for (header, body_sent, expected, got) in [(1000u32, 10usize, 1000u64, 10u64), (0, 0, 4, 2)] {
+        let (r, w) = pipe().unwrap();
+        let child = fork(move || {
+            let mut w = w;
+            if expected == 4 {
+                w.write_all(&[1, 2]).unwrap(); // half a header
+            } else {
+                w.write_all(&header.to_le_bytes()).unwrap();
+                w.write_all(&vec![9; body_sent]).unwrap();
+            }
+        });
+        let mut rx = FrameReader::new(r);
+        match rx.recv(&mut Vec::new()) {
+            Err(Error::TruncatedFrame { expected: e, got: g }) => assert_eq!((e, g), (expected, got)),
+            other => panic!("expected TruncatedFrame, got {other:?}"),
+        }
+        child.join();
+    }
+}
+
+fn frame_clean_eof_is_none() {
+    let (r, w) = pipe().unwrap();
+    let child = fork(move || {
+        let mut tx = FrameWriter::new(w);
+        for i in 0..3u8 {
+            tx.send(&vec![i; usize::from(i) * 1000]).unwrap();
+        }
+    });
+    let mut rx = FrameReader::new(r);
+    let mut buf = Vec::new();
+    for i in 0..3u8 {
+        assert_eq!(rx.recv(&mut buf).unwrap(), Some(usize::from(i) * 1000));
+        assert!(buf.iter().all(|&b| b == i));
+    }
+    assert_eq!(rx.recv(&mut buf).unwrap(), None);
+    assert_eq!(rx.recv(&mut buf).unwrap(), None, "EOF stays EOF");
+    child.join();
+}
+
+fn frame_try_recv_keeps_partial_frames() {
+    let (r, w) = pipe().unwrap();
+    let (go_r, go_w) = pipe().unwrap();
+    let body = pattern(7, 200_000);
+    let child_body = body.clone();
+    let child = fork(move || {
+        let mut w = w;
+        let (mut go_r, _) = (go_r, ());
+        w.write_all(&(child_body.len() as u32).to_le_bytes()).unwrap();
+        w.write_all(&child_body[..30_000]).unwrap();
+        let mut b = [0];
+        go_r.read_exact(&mut b).unwrap();
+        w.write_all(&child_body[30_000..]).unwrap();
+    });
+    let mut rx = FrameReader::new(r);
+    let mut buf = Vec::new();
+    // Wait until the first part is there, then find the frame incomplete.
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(matches!(rx.try_recv(&mut buf), Err(Error::WouldBlock)));
+    let t = Instant::now();
+    assert!(matches!(rx.recv_timeout(&mut buf, Duration::from_millis(100)), Err(Error::Timeout)));
+    assert_fired_within(t.elapsed(), Duration::from_millis(100), Duration::from_secs(1));
+    (&go_w).write_all(b"g").unwrap();
+    assert_eq!(rx.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap(), Some(body.len()));
+    assert!(buf == body, "frame differs");
+    assert_eq!(rx.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap(), None);
+    child.join();
+}
+
+/// A self-checking message: `[len u16][writer u8][seq u32][payload][sum u64]`.
+fn atomic_message(writer: u8, seq: u32) -> Vec<u8> {
+    let len = 15 + (seq as usize * 7919 + usize::from(writer) * 104_729) % (PIPE_BUF - 15 + 1);
+    let mut m = Vec::with_capacity(len);
+    m.extend_from_slice(&(len as u16).to_le_bytes());
+    m.push(writer);
+    m.extend_from_slice(&seq.to_le_bytes());
+    m.extend_from_slice(&pattern(u64::from(seq) << 8 | u64::from(writer), len - 15));
+    let sum = checksum(&m);
+    m.extend_from_slice(&sum.to_le_bytes());
+    m
+}
+
+fn check_stream(r: PipeReader, writers: u8, per_writer: u32, parse: impl Fn(&mut dyn BufRead) -> Option<Vec<u8>>) {
+    let mut next = vec![0u32; usize::from(writers)];
+    let mut input = BufReader::with_capacity(64 << 10, r);
+    while let Some(m) = parse(&mut input) {
+        let (body, sum) = m.split_at(m.len() - 8);
+        assert_eq!(checksum(body).to_le_bytes(), sum, "a message arrived corrupted or interleaved");
+        let writer = usize::from(body[2]);
+        let seq = u32::from_le_bytes(body[3..7].try_into().unwrap());
+        assert_eq!(seq, next[writer], "writer {writer}: out of order or lost");
+        next[writer] += 1;
+    }
+    assert!(next.iter().all(|&n| n == per_writer), "received per writer: {next:?}");
+}
+
+fn write_atomic_many_writers() {
+    const WRITERS: u8 = 8;
+    const PER_WRITER: u32 = 2000;
+    let (r, w) = pipe().unwrap();
+    let rfd = r.as_raw_fd();
+    let children: Vec<_> = (0..WRITERS)
+        .map(|id| {
+            let w = w.try_clone().unwrap();
+            fork(move || {
+                close_inherited(rfd);
+                for seq in 0..PER_WRITER {
+                    w.write_atomic(&atomic_message(id, seq)).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(w);
+    check_stream(r, WRITERS, PER_WRITER, |input| {
+        let mut len = [0u8; 2];
+        match input.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+            Err(e) => panic!("{e}"),
+        }
+        let mut m = vec![0; usize::from(u16::from_le_bytes(len))];
+        m[..2].copy_from_slice(&len);
+        input.read_exact(&mut m[2..]).unwrap();
+        Some(m)
+    });
+    children.into_iter().for_each(|c| c.join());
+}
+
+fn small_frames_many_writers_do_not_interleave() {
+    const WRITERS: u8 = 4;
+    const PER_WRITER: u32 = 2000;
+    let (r, w) = pipe().unwrap();
+    let rfd = r.as_raw_fd();
+    let children: Vec<_> = (0..WRITERS)
+        .map(|id| {
+            let w = w.try_clone().unwrap();
+            fork(move || {
+                close_inherited(rfd);
+                let mut tx = FrameWriter::with_max(w, PIPE_BUF - 4);
+                for seq in 0..PER_WRITER {
+                    let mut m = atomic_message(id, seq);
+                    m.truncate(m.len().min(PIPE_BUF - 4 - 8));
+                    let sum = checksum(&m);
+                    m.extend_from_slice(&sum.to_le_bytes());
+                    tx.send(&m).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(w);
+    let mut frames = FrameReader::new(r);
+    let mut next = vec![0u32; usize::from(WRITERS)];
+    let mut m = Vec::new();
+    while frames.recv(&mut m).unwrap().is_some() {
+        let (body, sum) = m.split_at(m.len() - 8);
+        assert_eq!(checksum(body).to_le_bytes(), sum, "frames interleaved");
+        let writer = usize::from(body[2]);
+        assert_eq!(u32::from_le_bytes(body[3..7].try_into().unwrap()), next[writer]);
+        next[writer] += 1;
+    }
+    assert!(next.iter().all(|&n| n == PER_WRITER), "{next:?}");
+    children.into_iter().for_each(|c| c.join());
+}
+
+fn write_atomic_too_large_writes_nothing() {
+    let (r, w) = pipe().unwrap();
+    let big = vec![1u8; PIPE_BUF + 1];
+    match w.write_atomic(&big) {
+        Err(e @ Error::MessageTooLarge { len, max }) => {
+            assert_eq!((len, max), (PIPE_BUF + 1, PIPE_BUF));
+            assert!(e.to_string().contains("PIPE_BUF"), "{e}");
+        }
+        other => panic!("expected MessageTooLarge, got {other:?}"),
+    }
+    assert!(matches!(w.try_write_atomic(&big), Err(Error::MessageTooLarge { .. })));
+    assert!(matches!(w.write_atomic_timeout(&big, Duration::from_secs(1)), Err(Error::MessageTooLarge { .. })));
+    assert_eq!(r.available().unwrap(), 0, "nothing may be written");
+    let exact = pattern(8, PIPE_BUF);
+    w.write_atomic(&exact).unwrap();
+    drop(w);
+    let child = fork(move || {
+        assert!(read_all(r) == pattern(8, PIPE_BUF), "only the PIPE_BUF message may arrive");
+    });
+    child.join();
+}
+
+fn sigpipe_default_is_not_fatal() {
+    // Control: with SIGPIPE at its default, a plain write kills the process.
+    let mut control = fork(|| {
+        set_sigpipe_default();
+        let (r, w) = std::io::pipe().unwrap();
+        drop(r);
+        let _ = nix::unistd::write(&w, b"x");
+        panic!("still alive after writing to a broken pipe");
+    });
+    assert_eq!(control.wait(), Exit::Signaled(Signal::SIGPIPE));
+
+    let mut child = fork(|| {
+        set_sigpipe_default();
+        let (r, w) = pipe().unwrap();
+        let (r2, w2) = pipe().unwrap();
+        drop(r);
+        w2.write_atomic(b"data for splice and tee").unwrap();
+        let kind = |e: std::io::Error| e.kind();
+        assert_eq!((&w).write(b"x").map_err(kind), Err(std::io::ErrorKind::BrokenPipe));
+        assert_eq!((&w).write_all(&[0; 100_000]).map_err(kind), Err(std::io::ErrorKind::BrokenPipe));
+        assert!(matches!(w.write_atomic(b"x"), Err(Error::BrokenPipe)));
+        assert!(matches!(w.try_write(b"x"), Err(Error::BrokenPipe)));
+        assert!(matches!(w.write_timeout(b"x", Duration::from_secs(5)), Err(Error::BrokenPipe)));
+        assert!(matches!(w.vmsplice(&[1; 8192]), Err(Error::BrokenPipe)));
+        assert!(matches!(tee(&r2, &w, 10), Err(Error::BrokenPipe)));
+        assert!(matches!(splice(&r2, &w, 10), Err(Error::BrokenPipe)));
+        assert!(matches!(FrameWriter::new(&w).send(b"frame"), Err(Error::BrokenPipe)));
+        assert!(!is_pending(Signal::SIGPIPE), "a SIGPIPE was left pending");
+        let mask = nix::sys::signal::SigSet::thread_get_mask().unwrap();
+        assert!(!mask.contains(Signal::SIGPIPE), "SIGPIPE was left blocked");
+        drop(w2);
+    });
+    assert_eq!(child.wait(), Exit::Code(0));
+}
+
+fn reader_killed_mid_stream() {
+    set_sigpipe_default(); // the writer is this process: SIGPIPE must not kill it
+    let (r, w) = pipe().unwrap();
+    let mut reader = fork(move || {
+        let mut r = r;
+        let mut buf = vec![0; 65536];
+        while r.read(&mut buf).unwrap() > 0 {}
+    });
+    let chunk = vec![5u8; 65536];
+    let mut sent = 0usize;
+    let err = loop {
+        match (&w).write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) => break e,
+        }
+        if sent >= 4 * MIB {
+            reader.kill(); // mid-stream: the pipe may hold unread data
+        }
+    };
+    assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+    assert!(sent >= 4 * MIB);
+    assert_eq!(reader.wait(), Exit::Signaled(Signal::SIGKILL));
+}
+
+fn writer_killed_mid_stream() {
+    let (r, w) = pipe().unwrap();
+    let mut writer = fork(move || {
+        let mut tx = FrameWriter::new(w);
+        let frame = pattern(9, 100_000);
+        loop {
+            tx.send(&frame).unwrap();
+        }
+    });
+    let mut rx = FrameReader::new(r);
+    let mut buf = Vec::new();
+    for _ in 0..20 {
+        assert_eq!(rx.recv(&mut buf).unwrap(), Some(100_000));
+    }
+    writer.kill();
+    assert_eq!(writer.wait(), Exit::Signaled(Signal::SIGKILL));
+    let end = loop {
+        match rx.recv(&mut buf) {
+            Ok(Some(n)) => assert_eq!(n, 100_000),
+            other => break other,
+        }
+    };
+    assert!(matches!(end, Ok(None) | Err(Error::TruncatedFrame { .. })), "{end:?}");
+}
+
+fn read_timeout_fires() {
+    let (r, w) = pipe().unwrap();
+    let (done_r, done_w) = pipe().unwrap();
+    let (rfd, done_wfd) = (r.as_raw_fd(), done_w.as_raw_fd());
+    let child = fork(move || {
+        close_inherited(rfd);
+        close_inherited(done_wfd);
+        let _keep_writer_open = w;
+        read_all(done_r);
+    });
+    let mut buf = [0; 16];
+    for timeout in [Duration::ZERO, Duration::from_millis(1), Duration::from_millis(150)] {
+        let t = Instant::now();
+        assert!(matches!(r.read_timeout(&mut buf, timeout), Err(Error::Timeout)));
+        assert_fired_within(t.elapsed(), timeout, Duration::from_secs(1));
+    }
+    let t = Instant::now();
+    let deadline = t + Duration::from_millis(120);
+    assert!(matches!(r.read_deadline(&mut buf, deadline), Err(Error::Timeout)));
+    assert!(Instant::now() >= deadline);
+    assert_fired_within(t.elapsed(), Duration::from_millis(120), Duration::from_secs(1));
+    let io: std::io::Error = Error::Timeout.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+    drop(done_w);
+    child.join();
+}
+
+fn write_timeout_fires() {
+    let (r, w) = pipe().unwrap();
+    let (go_r, go_w) = pipe().unwrap();
+    let wfd = w.as_raw_fd();
+    let child = fork(move || {
+        close_inherited(wfd);
+        let mut go = [0];
+        (&go_r).read_exact(&mut go).unwrap();
+        let n = read_all(&r).len();
+        assert!(n > 65536, "read {n}");
+    });
+    let chunk = [3u8; 4096];
+    let mut filled = 0;
+    while let Ok(n) = w.try_write(&chunk) {
+        filled += n;
+    }
+    assert_eq!(filled, w.capacity().unwrap());
+    let t = Instant::now();
+    assert!(matches!(w.write_timeout(&chunk, Duration::from_millis(150)), Err(Error::Timeout)));
+    assert_fired_within(t.elapsed(), Duration::from_millis(150), Duration::from_secs(1));
+    let t = Instant::now();
+    assert!(matches!(w.write_atomic_timeout(b"x", Duration::from_millis(100)), Err(Error::Timeout)));
+    assert_fired_within(t.elapsed(), Duration::from_millis(100), Duration::from_secs(1));
+    (&go_w).write_all(b"g").unwrap();
+    // The reader drains: a generous timeout now succeeds.
+    assert!(w.write_timeout(&chunk, Duration::from_secs(10)).unwrap() > 0);
+    drop(w);
+    child.join();
+}
+
+fn read_timeout_wakes_on_data() {
+    let (r, w) = pipe().unwrap();
+    let child = fork(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        (&w).write_all(b"late").unwrap();
+    });
+    let mut buf = [0; 16];
+    let t = Instant::now();
+    let n = r.read_timeout(&mut buf, Duration::from_secs(20)).unwrap();
+    assert_eq!(&buf[..n], b"late");
+    assert!(t.elapsed() < Duration::from_secs(10), "woke only after {:?}", t.elapsed());
+    assert_eq!(r.read_timeout(&mut buf, Duration::from_secs(20)).unwrap(), 0, "EOF after the writer exits");
+    child.join();
+}
+
+fn try_forms_never_block() {
+    let (r, w) = pipe().unwrap();
+    assert!(!r.is_nonblocking().unwrap() && !w.is_nonblocking().unwrap());
+    let mut buf = [0; 4096];
+    assert!(matches!(r.try_read(&mut buf), Err(Error::WouldBlock)));
+    let mut filled = 0;
+    loop {
+        match w.try_write(&pattern(filled as u64, 4096)) {
+            Ok(n) => filled += n,
+            Err(Error::WouldBlock) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(filled, w.capacity().unwrap());
+    assert!(matches!(w.try_write_atomic(b"no room"), Err(Error::WouldBlock)));
+    assert!(!r.is_nonblocking().unwrap(), "try forms must not change the mode");
+    let io: std::io::Error = Error::WouldBlock.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::WouldBlock);
+    drop(w);
+    let child = fork(move || {
+        let mut total = 0;
+        let mut buf = [0; 4096];
+        loop {
+            match r.try_read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    assert!(buf[..n] == pattern(total as u64, 4096)[..n]);
+                    total += n;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(total, 65536);
+    });
+    child.join();
+}
+
+fn nonblocking_mode_is_shared_across_fork() {
+    let (r, w) = pipe().unwrap();
+    r.set_nonblocking(true).unwrap();
+    let wfd = w.as_raw_fd();
+    let (go_r, go_w) = pipe().unwrap();
+    let child = fork(move || {
+        close_inherited(wfd);
+        assert!(r.is_nonblocking().unwrap(), "the flag belongs to the shared file description");
+        let mut buf = [0; 8];
+        assert_eq!((&r).read(&mut buf).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+        (&go_w).write_all(b"g").unwrap();
+        r.set_nonblocking(false).unwrap();
+        (&r).read_exact(&mut buf[..5]).unwrap();
+        assert_eq!(&buf[..5], b"later");
+    });
+    let mut go = [0];
+    (&go_r).read_exact(&mut go).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    (&w).write_all(b"later").unwrap();
+    child.join();
+}
+
+fn capacity_set_refused_and_shared() {
+    let (r, w) = pipe().unwrap();
+    assert_eq!(w.capacity().unwrap(), 65536);
+    let max = ipc_kit::pipe::pipe_max_size().expect("pipe-max-size readable");
+    assert_eq!(w.set_capacity(max).unwrap(), max);
+    assert_eq!(w.set_capacity(100_000).unwrap(), 131_072, "rounded up to a power of two pages");
+    assert_eq!(w.set_capacity(max).unwrap(), max);
+    match w.set_capacity(2 * max) {
+        Err(e @ Error::CapacityRefused { requested, max: Some(m) }) => {
+            assert_eq!((requested, m), (2 * max, max));
+            let text = e.to_string();
+            assert!(text.contains("/proc/sys/fs/pipe-max-size") && text.contains(&max.to_string()), "{text}");
+        }
+        other => panic!("expected CapacityRefused, got {other:?}"),
+    }
+    assert!(matches!(w.set_capacity(usize::MAX), Err(Error::CapacityRefused { .. })));
+    (&w).write_all(&[0; 200_000]).unwrap();
+    assert!(matches!(w.set_capacity(4096), Err(Error::CapacityBelowContents { requested: 4096 })));
+    let wfd = w.as_raw_fd();
+    let child = fork(move || {
+        close_inherited(wfd);
+        assert_eq!(r.capacity().unwrap(), max, "the child sees the same pipe");
+        assert_eq!(read_all(&r).len(), 200_000);
+    });
+    drop(w);
+    child.join();
+}
+
+fn splice_and_tee_across_processes() {
+    let (a_r, a_w) = pipe().unwrap();
+    let total = 3 * MIB + 5;
+    let child = fork(move || {
+        let mut a_w = a_w;
+        a_w.write_all(&pattern(10, total)).unwrap();
+    });
+    let (b_r, b_w) = pipe().unwrap();
+    let (c_r, c_w) = pipe().unwrap();
+    let (mut via_tee, mut via_splice) = (Vec::new(), Vec::new());
+    let mut buf = vec![0; 65536];
+    loop {
+        let n = tee(&a_r, &b_w, 65536).unwrap();
+        if n == 0 {
+            break;
+        }
+        assert_eq!(splice(&a_r, &c_w, n).unwrap(), n, "tee left the data in the first pipe");
+        (&b_r).read_exact(&mut buf[..n]).unwrap();
+        via_tee.extend_from_slice(&buf[..n]);
+        (&c_r).read_exact(&mut buf[..n]).unwrap();
+        via_splice.extend_from_slice(&buf[..n]);
+    }
+    child.join();
+    let expected = pattern(10, total);
+    assert!(via_tee == expected && via_splice == expected, "{} {}", via_tee.len(), via_splice.len());
+
+    // A file spliced into a pipe and read by another process.
+    let dir = ScratchDir::new();
+    let path = dir.path().join("data");
+    std::fs::write(&path, &expected).unwrap();
+    let (r, w) = pipe().unwrap();
+    let wfd = w.as_raw_fd();
+    let reader = fork(move || {
+        close_inherited(wfd);
+        assert!(read_all(r) == pattern(10, total));
+    });
+    let file = std::fs::File::open(&path).unwrap();
+    assert_eq!(splice_all(&file, &w, u64::MAX).unwrap(), total as u64, "until end of file");
+    drop(w);
+    reader.join();
+}
+
+fn vmsplice_to_child() {
+    let (r, w) = pipe().unwrap();
+    let (sum_r, sum_w) = pipe().unwrap();
+    w.set_capacity(MIB).unwrap();
+    let data = pattern(11, 8 * MIB);
+    let wfd = w.as_raw_fd();
+    let child = fork(move || {
+        close_inherited(wfd);
+        let got = read_all(r);
+        (&sum_w).write_all(&checksum(&got).to_le_bytes()).unwrap();
+        (&sum_w).write_all(&(got.len() as u64).to_le_bytes()).unwrap();
+    });
+    w.vmsplice_all(&data).unwrap();
+    drop(w);
+    // `data` stays untouched until the child has read it all.
+    let reply = read_all(sum_r);
+    assert_eq!(reply.len(), 16);
+    assert_eq!(u64::from_le_bytes(reply[8..].try_into().unwrap()), data.len() as u64);
+    assert_eq!(u64::from_le_bytes(reply[..8].try_into().unwrap()), checksum(&data));
+    child.join();
+}
+
+fn std_pipe_interop() {
+    let (std_r, std_w) = std::io::pipe().unwrap();
+    let ours_r = PipeReader::from(std_r);
+    let ours_w = PipeWriter::from(std_w);
+    let back_to_std: std::io::PipeWriter = ours_w.into();
+    let child = fork(move || {
+        let mut w = back_to_std;
+        w.write_all(b"std writer, ipc-kit reader").unwrap();
+    });
+    assert_eq!(read_all(&ours_r), b"std writer, ipc-kit reader");
+    child.join();
+
+    let (r, w) = pipe().unwrap();
+    let std_r: std::io::PipeReader = r.into();
+    let child = fork(move || {
+        let mut w = w;
+        w.write_all(b"the other way").unwrap();
+    });
+    assert_eq!(read_all(std_r), b"the other way");
+    child.join();
+}
+
+fn eintr_is_retried() {
+    interrupt_on(Signal::SIGUSR1);
+    let parent = nix::unistd::getpid();
+    let (r, w) = pipe().unwrap();
+    let (stop_r, stop_w) = pipe().unwrap();
+    let rfd = r.as_raw_fd();
+    let child = fork(move || {
+        close_inherited(rfd);
+        // Interrupt the parent every millisecond until told to stop,
+        // writing data in between.
+        let mut sent = 0;
+        let mut buf = [0; 1];
+        loop {
+            let _ = nix::sys::signal::kill(parent, Signal::SIGUSR1);
+            std::thread::sleep(Duration::from_millis(1));
+            if sent < 200 {
+                (&w).write_all(&[sent as u8]).unwrap();
+                sent += 1;
+            }
+            if stop_r.try_read(&mut buf).is_ok() {
+                break;
+            }
+        }
+    });
+    // Blocking reads see data, never EINTR.
+    let mut got = Vec::new();
+    let mut buf = [0; 16];
+    while got.len() < 200 {
+        let n = (&r).read(&mut buf).expect("read must retry EINTR");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, (0..200).map(|i| i as u8).collect::<Vec<_>>());
+    // A timed read under a storm of signals neither fails nor ends early.
+    let t = Instant::now();
+    assert!(matches!(r.read_timeout(&mut buf, Duration::from_millis(200)), Err(Error::Timeout)));
+    assert_fired_within(t.elapsed(), Duration::from_millis(200), Duration::from_secs(1));
+    (&stop_w).write_all(b"s").unwrap();
+    child.join();
+}

@@ -1,0 +1,274 @@
+//! The harness of ipc-kit's cross-process test suite.
+//!
+//! Every case runs in a process of its own, forked from the single-threaded
+//! runner, under a watchdog that kills it (and everything it started) when
+//! it overruns. Cases fork further children with [`fork`] and exec real
+//! programs; the runner reaps whatever they leave behind.
+#![deny(unsafe_code)]
+
+mod runner;
+mod sys;
+
+use std::fmt;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
+
+pub use runner::main;
+
+/// One test case: a function run in a forked process. It fails by
+/// panicking.
+#[derive(Clone, Copy)]
+pub struct Case {
+    /// `mechanism::what`, such as `pipe::parent_to_child`.
+    pub name: &'static str,
+    /// The test.
+    pub run: fn(),
+    /// How long the case may run before the watchdog kills it.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Case").field("name", &self.name).field("timeout", &self.timeout).finish()
+    }
+}
+
+/// The watchdog's limit for a case that does not set its own.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Declares `CASES`, the cases of one module, named `prefix::function`.
+#[macro_export]
+macro_rules! cases {
+    ($prefix:literal: $($f:ident),* $(,)?) => {
+        pub(crate) const CASES: &[$crate::Case] = &[
+            $($crate::Case { name: concat!($prefix, "::", stringify!($f)), run: $f, timeout: $crate::DEFAULT_TIMEOUT }),*
+        ];
+    };
+}
+
+/// How a forked child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signaled(Signal),
+}
+
+/// A forked child process. Dropping it kills and reaps the child if it is
+/// still there.
+#[derive(Debug)]
+pub struct Forked {
+    pid: Pid,
+    pidfd: OwnedFd,
+    exit: Option<Exit>,
+}
+
+/// Runs `child` in a forked process, which exits with 0 when `child`
+/// returns and 101 when it panics (the panic message goes to the case's
+/// output).
+///
+/// The child has copies of every fd of the caller; the values `child`
+/// captures by move are dropped in the parent, but values the parent keeps
+/// stay open in the child unless it closes them with [`close_inherited`].
+///
+/// # Panics
+///
+/// When fork fails.
+pub fn fork(child: impl FnOnce()) -> Forked {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    match sys::fork().expect("fork") {
+        ForkResult::Child => {
+            let ok = catch_unwind(AssertUnwindSafe(child)).is_ok();
+            let _ = std::io::stdout().flush();
+            sys::exit_now(if ok { 0 } else { 101 });
+        }
+        ForkResult::Parent { child } => {
+            let pidfd = sys::pidfd_open(child).expect("pidfd_open");
+            Forked { pid: child, pidfd, exit: None }
+        }
+    }
+}
+
+/// In a forked child: closes this process's copy of an fd the parent keeps
+/// (say, the other end of a pipe), so that end of file and broken pipes
+/// behave as if the child never had it.
+pub fn close_inherited(fd: RawFd) {
+    sys::close_raw(fd);
+}
+
+/// Sets `SIGPIPE` back to its default action (the process dies of it), as
+/// in a C program.
+pub fn set_sigpipe_default() {
+    sys::set_sigpipe_default();
+}
+
+/// Makes `sig` interrupt blocking system calls (`EINTR`): a handler that
+/// does nothing, installed without `SA_RESTART`.
+pub fn interrupt_on(sig: Signal) {
+    sys::interrupt_on(sig as i32);
+}
+
+/// Whether `sig` is pending.
+pub fn is_pending(sig: Signal) -> bool {
+    sys::is_pending(sig as i32)
+}
+
+/// `len` pseudo-random bytes that depend only on `seed`.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A 64-bit FNV-1a checksum.
+pub fn checksum(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+impl Forked {
+    /// The child's pid.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Sends `sig` to the child.
+    pub fn signal(&self, sig: Signal) {
+        if self.exit.is_none() {
+            let _ = kill(self.pid, sig);
+        }
+    }
+
+    /// Kills the child with SIGKILL.
+    pub fn kill(&self) {
+        self.signal(Signal::SIGKILL);
+    }
+
+    /// Waits at most `timeout` for the child to end.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Exit> {
+        if let Some(exit) = self.exit {
+            return Some(exit);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = u16::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+            let ready = poll(&mut fds, PollTimeout::from(ms)).unwrap_or(0);
+            if ready > 0 {
+                return Some(self.reap(true));
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+
+    /// Waits for the child to end.
+    pub fn wait(&mut self) -> Exit {
+        match self.exit {
+            Some(exit) => exit,
+            None => self.reap(false),
+        }
+    }
+
+    /// Waits at most 20 s for the child and panics unless it exited with 0.
+    pub fn join(mut self) {
+        match self.wait_timeout(Duration::from_secs(20)) {
+            Some(Exit::Code(0)) => {}
+            Some(other) => panic!("child {} ended with {other:?}", self.pid),
+            None => panic!("child {} still running after 20 s", self.pid),
+        }
+    }
+
+    fn reap(&mut self, ready: bool) -> Exit {
+        let flags = if ready { None } else { Some(WaitPidFlag::empty()) };
+        let exit = loop {
+            match waitpid(self.pid, flags) {
+                Ok(WaitStatus::Exited(_, code)) => break Exit::Code(code),
+                Ok(WaitStatus::Signaled(_, sig, _)) => break Exit::Signaled(sig),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => panic!("waitpid({}): {e}", self.pid),
+            }
+        };
+        self.exit = Some(exit);
+        exit
+    }
+}
+
+impl Drop for Forked {
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            self.kill();
+            let _ = waitpid(self.pid, None);
+        }
+    }
+}
+
+/// A name no other case, run or process uses: `prefix-pid-counter`.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A fresh directory for one case's files, removed with everything in it
+/// when dropped.
+#[derive(Debug)]
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// Creates it under the system's temporary directory.
+    ///
+    /// # Panics
+    ///
+    /// When the directory cannot be created.
+    pub fn new() -> Self {
+        let dir = std::env::temp_dir().join(unique_name("ipc-kit-test"));
+        std::fs::create_dir(&dir).expect("create scratch dir");
+        ScratchDir(dir)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Default for ScratchDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Asserts that `elapsed` is at least `timeout` and at most `timeout +
+/// slack`: a timeout must never fire early, and must fire.
+///
+/// # Panics
+///
+/// When it is outside those bounds.
+pub fn assert_fired_within(elapsed: Duration, timeout: Duration, slack: Duration) {
+    assert!(elapsed >= timeout, "fired early: after {elapsed:?}, asked for {timeout:?}");
+    assert!(elapsed <= timeout + slack, "fired late: after {elapsed:?}, asked for {timeout:?} (+{slack:?} allowed)");
+}

@@ -1,0 +1,88 @@
+//! The harness's raw system calls: fork, pidfd, fd surgery in the child.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::unistd::{ForkResult, Pid};
+
+/// Forks. The caller's process must be able to continue in the child with
+/// only the forking thread; the harness forks from its single thread, and
+/// cases fork before starting threads of their own.
+pub(crate) fn fork() -> nix::Result<ForkResult> {
+    // SAFETY: the child runs only code that the harness controls: the case
+    // or a closure, which do not rely on other threads' locks (tests start
+    // no threads before forking), and then exits with _exit.
+    unsafe { nix::unistd::fork() }
+}
+
+/// `pidfd_open(2)`: an fd that becomes readable when `pid` exits.
+pub(crate) fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::other("pidfd out of range"))?;
+    // SAFETY: the syscall returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes `fd` the process's fd number `target` (dup2).
+pub(crate) fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 of an open fd onto a plain number; the target is a
+    // standard stream whose previous file is replaced on purpose.
+    if unsafe { libc::dup2(fd.as_raw_fd(), target) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Closes fd number `fd` in this process, for a child that inherited a
+/// copy of an end its parent keeps. The `OwnedFd` that held it lives in the
+/// parent's part of the stack and is never dropped in the child, which
+/// leaves by `_exit`.
+pub(crate) fn close_raw(fd: RawFd) {
+    // SAFETY: closes only this process's copy; no Rust value in the child
+    // uses the number afterwards (the owning value is never dropped: the
+    // child exits with _exit).
+    unsafe { libc::close(fd) };
+}
+
+/// Sets `SIGPIPE` back to its default action (terminate), as a C program
+/// has it; the Rust runtime starts programs with it ignored.
+pub(crate) fn set_sigpipe_default() {
+    // SAFETY: SIG_DFL installs no handler code; no other thread is relying
+    // on the old disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+extern "C" fn noop_handler(_: libc::c_int) {}
+
+/// Installs a handler that does nothing for `sig`, without `SA_RESTART`,
+/// so that blocking system calls fail with `EINTR` when it arrives.
+pub(crate) fn interrupt_on(sig: libc::c_int) {
+    // SAFETY: an all-zero sigaction is valid (empty mask, no flags).
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = noop_handler as *const () as libc::sighandler_t;
+    // SAFETY: the handler is async-signal-safe (it does nothing) and the
+    // struct is fully initialized.
+    unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) };
+}
+
+/// Whether `sig` is pending for this thread or process.
+pub(crate) fn is_pending(sig: libc::c_int) -> bool {
+    // SAFETY: an all-zero sigset is a valid value to be overwritten.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigpending fills the set it is given.
+    unsafe { libc::sigpending(&mut set) };
+    // SAFETY: `set` was filled in above.
+    unsafe { libc::sigismember(&set, sig) == 1 }
+}
+
+/// Ends the process at once with `code`, without running exit handlers or
+/// destructors (which belong to the process that forked us).
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions; it never returns.
+    unsafe { libc::_exit(code) }
+}

@@ -8,8 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ipc_kit::pipe::{
-    ChildFds, Error, FrameReader, FrameWriter, PIPE_BUF, PipeReader, PipeWriter, duplex, pipe, splice, splice_all,
-    tee,
+    ChildFds, Error, FrameReader, FrameWriter, PIPE_BUF, PipeReader, PipeWriter, duplex, pipe, splice, splice_all, tee,
 };
 use ipc_kit_tests::{
     Exit, ScratchDir, assert_fired_within, cases, checksum, close_inherited, fork, interrupt_on, is_pending, pattern,

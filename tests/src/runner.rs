@@ -184,12 +184,7 @@ fn reap_strays(pgid: Pid) -> usize {
         let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
     }
     // Reap every child; the killed ones die at once.
-    loop {
-        match waitpid(None, Some(WaitPidFlag::__WALL)) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => break,
-        }
-    }
+    while let Ok(_) | Err(nix::errno::Errno::EINTR) = waitpid(None, Some(WaitPidFlag::__WALL)) {}
     strays
 }
 

@@ -92,6 +92,17 @@ impl<W: Write> FrameWriter<W> {
         Ok(())
     }
 
+    /// Flushes the underlying writer (needed when it buffers, as
+    /// [`std::io::Stdout`] and [`std::io::BufWriter`] do; a pipe end does
+    /// not).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BrokenPipe`] or [`Error::Io`] from the underlying writer.
+    pub fn flush(&mut self) -> Result<()> {
+        self.inner.flush().map_err(|e| Error::from_io("flush frames", e))
+    }
+
     /// The underlying writer.
     pub fn get_ref(&self) -> &W {
         &self.inner

@@ -495,6 +495,21 @@ impl Write for &PipeWriter {
         sys::without_sigpipe(|| retry_eintr(|| sys::write(fd, buf)))
     }
 
+    /// Like the provided method, but with `SIGPIPE` held off once for the
+    /// whole buffer rather than around each `write(2)`.
+    fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        let fd = self.0.as_fd();
+        sys::without_sigpipe(|| {
+            while !buf.is_empty() {
+                match retry_eintr(|| sys::write(fd, buf))? {
+                    0 => return Err(io::ErrorKind::WriteZero.into()),
+                    n => buf = &buf[n..],
+                }
+            }
+            Ok(())
+        })
+    }
+
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let fd = self.0.as_fd();
         sys::without_sigpipe(|| retry_eintr(|| sys::writev(fd, bufs)))
@@ -508,6 +523,10 @@ impl Write for &PipeWriter {
 impl Write for PipeWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         (&*self).write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        (&*self).write_all(buf)
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {

@@ -1,0 +1,189 @@
+//! `ipc-kit bench`: the measurement method.
+//!
+//! Two vCPUs of a virtual machine can sit near each other or far apart,
+//! and the host may move them at any time; figures change several times
+//! over with it. So every workload runs ipc-kit and the raw libc loop
+//! alternately in pairs (the order swapped from pair to pair), each pair is
+//! preceded by a probe of the placement (a cross-core spin ping-pong), and
+//! near and far pairs are reported apart: medians of each side and the
+//! median of the per-pair ratios. The two processes are pinned to CPU 0
+//! and CPU 1.
+
+mod pipe;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::sys;
+
+/// Options of `ipc-kit bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// A short run (5 pairs of 128 MiB each) that finishes in well under 30 s.
+    #[arg(long)]
+    quick: bool,
+    /// Pairs of runs (ipc-kit and raw) per workload; at least 5.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(5..))]
+    pairs: Option<u32>,
+    /// MiB moved by each run.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    mib: Option<u64>,
+}
+
+/// Which side of a pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Impl {
+    IpcKit,
+    Raw,
+}
+
+/// Where the two vCPUs were when a pair ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    Near,
+    Far,
+    /// One CPU only: nothing to probe.
+    Single,
+}
+
+/// Cross-core round trips slower than this are a far placement.
+const FAR_NS: f64 = 150.0;
+
+struct Pair {
+    placement: Placement,
+    probe_ns: f64,
+    ours: f64,
+    raw: f64,
+}
+
+/// One workload: `run` moves `total` bytes from a writer process to a
+/// reader process and returns the time it took.
+pub(crate) struct Workload {
+    pub(crate) name: &'static str,
+    pub(crate) run: fn(Impl, u64) -> std::io::Result<Duration>,
+}
+
+pub(crate) fn run(args: &Args) -> Result<(), String> {
+    let pairs = args.pairs.unwrap_or(if args.quick { 5 } else { 7 });
+    let mib = args.mib.unwrap_or(if args.quick { 128 } else { 1024 });
+    let total = mib << 20;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pinned = cpus >= 2 && sys::pin_to_cpu(0);
+    println!(
+        "ipc-kit bench: {pairs} pairs per workload, {mib} MiB per run, {cpus} CPUs{}",
+        if pinned { ", writer on CPU 0 and reader on CPU 1" } else { ", not pinned" }
+    );
+    println!("throughput in GB/s (10^9 bytes/s); ratio = ipc-kit / raw libc, median of the per-pair ratios");
+    let mut medians = Vec::new();
+    for w in pipe::WORKLOADS {
+        let mut results = Vec::new();
+        for i in 0..pairs {
+            let (placement, probe_ns) = probe(pinned);
+            let order = if i % 2 == 0 { [Impl::IpcKit, Impl::Raw] } else { [Impl::Raw, Impl::IpcKit] };
+            let (mut ours, mut raw) = (0.0, 0.0);
+            for imp in order {
+                let t = (w.run)(imp, total).map_err(|e| format!("{} ({imp:?}): {e}", w.name))?;
+                let gbps = total as f64 / t.as_secs_f64() / 1e9;
+                match imp {
+                    Impl::IpcKit => ours = gbps,
+                    Impl::Raw => raw = gbps,
+                }
+            }
+            results.push(Pair { placement, probe_ns, ours, raw });
+        }
+        medians.push((w.name, report(w.name, &results)));
+    }
+    summary(&medians);
+    Ok(())
+}
+
+/// Prints the figures of one workload, one line per placement; returns
+/// the median throughput of ipc-kit for each placement seen.
+fn report(name: &str, pairs: &[Pair]) -> Vec<(Placement, f64)> {
+    println!("\n{name}");
+    let mut medians = Vec::new();
+    for placement in [Placement::Near, Placement::Far, Placement::Single] {
+        let sel: Vec<&Pair> = pairs.iter().filter(|p| p.placement == placement).collect();
+        if sel.is_empty() {
+            continue;
+        }
+        let ours = median(sel.iter().map(|p| p.ours));
+        let raw = median(sel.iter().map(|p| p.raw));
+        let ratio = median(sel.iter().map(|p| p.ours / p.raw));
+        let probe = median(sel.iter().map(|p| p.probe_ns));
+        println!(
+            "  {:<6} {:>2} pairs (probe {probe:>4.0} ns): ipc-kit {ours:>6.2}  raw {raw:>6.2}  ratio {ratio:.3}",
+            format!("{placement:?}").to_lowercase(),
+            sel.len()
+        );
+        medians.push((placement, ours));
+    }
+    medians
+}
+
+/// Compares vmsplice with plain writes where both ran in the same
+/// placement.
+fn summary(medians: &[(&str, Vec<(Placement, f64)>)]) {
+    let get = |n: &str, p: Placement| {
+        medians.iter().find(|(name, _)| *name == n).and_then(|(_, m)| m.iter().find(|(q, _)| *q == p)).map(|m| m.1)
+    };
+    for placement in [Placement::Near, Placement::Far, Placement::Single] {
+        if let (Some(vm), Some(plain)) = (get(pipe::VMSPLICE, placement), get(pipe::PLAIN_64K, placement)) {
+            let at = format!("{placement:?}").to_lowercase();
+            println!("\nvmsplice of 1 MiB against plain 64 KiB writes, ipc-kit, {at}: {:.2}x", vm / plain);
+        }
+    }
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Measures the placement: the median cross-core round trip of a spin
+/// ping-pong between this thread (CPU 0) and a helper thread on CPU 1.
+fn probe(pinned: bool) -> (Placement, f64) {
+    if !pinned {
+        return (Placement::Single, 0.0);
+    }
+    const ROUNDS: u64 = 2000;
+    const BATCHES: usize = 11;
+    let ball = Arc::new(AtomicU64::new(0));
+    let other = Arc::clone(&ball);
+    let helper = std::thread::spawn(move || {
+        sys::pin_to_cpu(1);
+        let last = ROUNDS * BATCHES as u64 * 2;
+        let mut want = 1;
+        while want < last {
+            // Acquire/Release: each hit hands the ball over; nothing else
+            // is published through it.
+            while other.load(Ordering::Acquire) != want {
+                std::hint::spin_loop();
+            }
+            other.store(want + 1, Ordering::Release);
+            want += 2;
+        }
+    });
+    let mut batches = Vec::with_capacity(BATCHES);
+    let mut next = 0;
+    for _ in 0..BATCHES {
+        let t = Instant::now();
+        for _ in 0..ROUNDS {
+            ball.store(next + 1, Ordering::Release);
+            while ball.load(Ordering::Acquire) != next + 2 {
+                std::hint::spin_loop();
+            }
+            next += 2;
+        }
+        batches.push(t.elapsed().as_nanos() as f64 / ROUNDS as f64);
+    }
+    let _ = helper.join();
+    let ns = median(batches.into_iter());
+    (if ns < FAR_NS { Placement::Near } else { Placement::Far }, ns)
+}

@@ -1,0 +1,99 @@
+//! `cargo xtask test | lint | ci | bench`: the project's tasks.
+//!
+//! - `test [FILTER...]`: unit, doc and property tests of the workspace, then
+//!   the fork suite (FILTERs pick its cases), then a check that no System V
+//!   object, /dev/shm entry, POSIX queue or scratch directory was left.
+//! - `lint`: rustfmt, clippy with warnings denied, rustdoc with warnings
+//!   denied.
+//! - `ci`: `test`, then `lint`.
+//! - `bench [ARGS...]`: `ipc-kit bench` in release mode.
+
+mod leaks;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = args.split_first().map_or(("help", &[][..]), |(t, r)| (t.as_str(), r));
+    let result = match task {
+        "test" => test(rest),
+        "lint" => lint(),
+        "ci" => test(&[]).and_then(|()| lint()),
+        "bench" => bench(rest),
+        _ => {
+            eprintln!("usage: cargo xtask <test [FILTER...] | lint | ci | bench [ARGS...]>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {task}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(project_root());
+    cmd
+}
+
+fn run(what: &str, cmd: &mut Command) -> Result {
+    eprintln!("==> {what}");
+    let status = cmd.status().map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{what} failed ({status})")) }
+}
+
+fn test(filters: &[String]) -> Result {
+    let before = leaks::Snapshot::take();
+    let mut outcome = Ok(());
+    if filters.is_empty() {
+        outcome =
+            run("unit, doc and property tests", cargo().args(["test", "--workspace", "--exclude", "ipc-kit-tests"]));
+    }
+    if outcome.is_ok() {
+        outcome = run(
+            "fork suite",
+            cargo().args(["test", "--package", "ipc-kit-tests", "--test", "fork", "--"]).args(filters),
+        );
+    }
+    // The leak check runs even after a failure: a failing test must not
+    // leave objects behind either.
+    let after = leaks::Snapshot::take();
+    eprintln!("==> leak check");
+    let leaked = after.new_since(&before);
+    for note in after.notes() {
+        eprintln!("    note: {note}");
+    }
+    if leaked.is_empty() {
+        eprintln!("    nothing left behind ({})", after.summary());
+    } else {
+        for l in &leaked {
+            eprintln!("    LEAKED: {l}");
+        }
+        outcome = outcome.and(Err(format!("{} IPC object(s) left behind", leaked.len())));
+    }
+    outcome
+}
+
+fn lint() -> Result {
+    run("rustfmt", cargo().args(["fmt", "--all", "--check"]))?;
+    run("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run("rustdoc", cargo().args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"))
+}
+
+fn bench(args: &[String]) -> Result {
+    run(
+        "ipc-kit bench",
+        cargo().args(["run", "--release", "--package", "ipc-kit-cli", "--bin", "ipc-kit", "--", "bench"]).args(args),
+    )
+}

@@ -1,7 +1,7 @@
 //! Pipes across real processes: fork, exec, peers that die.
 
 use std::cell::RefCell;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
@@ -337,9 +337,10 @@ fn frame_try_recv_keeps_partial_frames() {
     child.join();
 }
 
-/// A self-checking message: `[len u16][writer u8][seq u32][payload][sum u64]`.
-fn atomic_message(writer: u8, seq: u32) -> Vec<u8> {
-    let len = 15 + (seq as usize * 7919 + usize::from(writer) * 104_729) % (PIPE_BUF - 15 + 1);
+/// A self-checking message of 15 to `max_len` bytes:
+/// `[len u16][writer u8][seq u32][payload][sum u64]`.
+fn message(writer: u8, seq: u32, max_len: usize) -> Vec<u8> {
+    let len = 15 + (seq as usize * 7919 + usize::from(writer) * 104_729) % (max_len - 15 + 1);
     let mut m = Vec::with_capacity(len);
     m.extend_from_slice(&(len as u16).to_le_bytes());
     m.push(writer);
@@ -350,86 +351,74 @@ fn atomic_message(writer: u8, seq: u32) -> Vec<u8> {
     m
 }
 
-fn check_stream(r: PipeReader, writers: u8, per_writer: u32, parse: impl Fn(&mut dyn BufRead) -> Option<Vec<u8>>) {
-    let mut next = vec![0u32; usize::from(writers)];
-    let mut input = BufReader::with_capacity(64 << 10, r);
-    while let Some(m) = parse(&mut input) {
+/// Forks `writers` processes that share one pipe, each sending
+/// `per_writer` messages of at most `max_len` bytes with `send`; reads them
+/// all with `next` and checks that none is corrupted, interleaved, lost or
+/// out of order.
+fn many_writers<R>(
+    writers: u8,
+    per_writer: u32,
+    max_len: usize,
+    send: fn(&PipeWriter, &[u8]),
+    reader: fn(PipeReader) -> R,
+    mut next: impl FnMut(&mut R) -> Option<Vec<u8>>,
+) {
+    let (r, w) = pipe().unwrap();
+    let rfd = r.as_raw_fd();
+    let children: Vec<_> = (0..writers)
+        .map(|id| {
+            let w = w.try_clone().unwrap();
+            fork(move || {
+                close_inherited(rfd);
+                for seq in 0..per_writer {
+                    send(&w, &message(id, seq, max_len));
+                }
+            })
+        })
+        .collect();
+    drop(w);
+    let mut input = reader(r);
+    let mut expected = vec![0u32; usize::from(writers)];
+    while let Some(m) = next(&mut input) {
         let (body, sum) = m.split_at(m.len() - 8);
         assert_eq!(checksum(body).to_le_bytes(), sum, "a message arrived corrupted or interleaved");
+        assert_eq!(usize::from(u16::from_le_bytes([body[0], body[1]])), m.len(), "message length");
         let writer = usize::from(body[2]);
         let seq = u32::from_le_bytes(body[3..7].try_into().unwrap());
-        assert_eq!(seq, next[writer], "writer {writer}: out of order or lost");
-        next[writer] += 1;
+        assert_eq!(seq, expected[writer], "writer {writer}: out of order or lost");
+        expected[writer] += 1;
     }
-    assert!(next.iter().all(|&n| n == per_writer), "received per writer: {next:?}");
+    assert!(expected.iter().all(|&n| n == per_writer), "received per writer: {expected:?}");
+    children.into_iter().for_each(|c| c.join());
 }
 
 fn write_atomic_many_writers() {
-    const WRITERS: u8 = 8;
-    const PER_WRITER: u32 = 2000;
-    let (r, w) = pipe().unwrap();
-    let rfd = r.as_raw_fd();
-    let children: Vec<_> = (0..WRITERS)
-        .map(|id| {
-            let w = w.try_clone().unwrap();
-            fork(move || {
-                close_inherited(rfd);
-                for seq in 0..PER_WRITER {
-                    w.write_atomic(&atomic_message(id, seq)).unwrap();
-                }
-            })
-        })
-        .collect();
-    drop(w);
-    check_stream(r, WRITERS, PER_WRITER, |input| {
-        let mut len = [0u8; 2];
-        match input.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
-            Err(e) => panic!("{e}"),
-        }
-        let mut m = vec![0; usize::from(u16::from_le_bytes(len))];
-        m[..2].copy_from_slice(&len);
-        input.read_exact(&mut m[2..]).unwrap();
-        Some(m)
-    });
-    children.into_iter().for_each(|c| c.join());
+    let reader = |r| BufReader::with_capacity(64 << 10, r);
+    many_writers(
+        8,
+        2000,
+        PIPE_BUF,
+        |w, m| w.write_atomic(m).unwrap(),
+        reader,
+        |input| {
+            let mut len = [0u8; 2];
+            match input.read_exact(&mut len) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+                Err(e) => panic!("{e}"),
+            }
+            let mut m = vec![0; usize::from(u16::from_le_bytes(len))];
+            m[..2].copy_from_slice(&len);
+            input.read_exact(&mut m[2..]).unwrap();
+            Some(m)
+        },
+    );
 }
 
 fn small_frames_many_writers_do_not_interleave() {
-    const WRITERS: u8 = 4;
-    const PER_WRITER: u32 = 2000;
-    let (r, w) = pipe().unwrap();
-    let rfd = r.as_raw_fd();
-    let children: Vec<_> = (0..WRITERS)
-        .map(|id| {
-            let w = w.try_clone().unwrap();
-            fork(move || {
-                close_inherited(rfd);
-                let mut tx = FrameWriter::with_max(w, PIPE_BUF - 4);
-                for seq in 0..PER_WRITER {
-                    let mut m = atomic_message(id, seq);
-                    m.truncate(m.len().min(PIPE_BUF - 4 - 8));
-                    let sum = checksum(&m);
-                    m.extend_from_slice(&sum.to_le_bytes());
-                    tx.send(&m).unwrap();
-                }
-            })
-        })
-        .collect();
-    drop(w);
-    let mut frames = FrameReader::new(r);
-    let mut next = vec![0u32; usize::from(WRITERS)];
-    let mut m = Vec::new();
-    while frames.recv(&mut m).unwrap().is_some() {
-        let (body, sum) = m.split_at(m.len() - 8);
-        assert_eq!(checksum(body).to_le_bytes(), sum, "frames interleaved");
-        let writer = usize::from(body[2]);
-        assert_eq!(u32::from_le_bytes(body[3..7].try_into().unwrap()), next[writer]);
-        next[writer] += 1;
-    }
-    assert!(next.iter().all(|&n| n == PER_WRITER), "{next:?}");
-    children.into_iter().for_each(|c| c.join());
+    // Header and body together fit in PIPE_BUF: one atomic writev.
+    let send = |w: &PipeWriter, m: &[u8]| FrameWriter::with_max(w, PIPE_BUF - 4).send(m).unwrap();
+    many_writers(4, 2000, PIPE_BUF - 4, send, FrameReader::new, |rx| rx.recv_vec().unwrap());
 }
 
 fn write_atomic_too_large_writes_nothing() {

@@ -8,8 +8,8 @@ use crate::sys;
 
 /// Moves up to `len` bytes from `from` to `to` inside the kernel, without
 /// copying them through user memory (`splice(2)`); at least one of the two
-/// must be a pipe. Returns the bytes moved; `Ok(0)` means end of file on
-/// `from`.
+/// must be a pipe. Returns the bytes moved, waiting for data or room as a
+/// read or write would; `Ok(0)` means end of file on `from`.
 ///
 /// Between a pipe and a file or socket this avoids the copy out and back in
 /// that `read` plus `write` make.
@@ -66,8 +66,8 @@ pub fn splice_all(from: impl AsFd, to: impl AsFd, len: u64) -> Result<u64> {
 
 /// Copies up to `len` bytes from one pipe into another without consuming
 /// them from the first (`tee(2)`): the data can still be read or spliced
-/// from `from` afterwards. Returns the bytes copied; `Ok(0)` when `from` is
-/// empty and has no writers left.
+/// from `from` afterwards. Returns the bytes copied. When `from` is empty
+/// it waits for data; `Ok(0)` when it is empty and has no writers left.
 ///
 /// # Errors
 ///

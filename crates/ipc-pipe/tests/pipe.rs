@@ -1,0 +1,152 @@
+//! In-process behaviour of ipc-pipe; the cross-process cases are in the
+//! workspace's fork suite.
+
+use std::io::{self, Read, Write};
+use std::time::Duration;
+
+use ipc_pipe::{ChildFds, Error, FrameReader, FrameWriter, PIPE_BUF, duplex, pipe, splice, tee};
+
+#[test]
+fn errors_convert_to_fitting_io_kinds() {
+    let cases = [
+        (Error::WouldBlock, io::ErrorKind::WouldBlock),
+        (Error::Timeout, io::ErrorKind::TimedOut),
+        (Error::BrokenPipe, io::ErrorKind::BrokenPipe),
+        (Error::CapacityRefused { requested: 1, max: None }, io::ErrorKind::PermissionDenied),
+        (Error::MessageTooLarge { len: 5000, max: PIPE_BUF }, io::ErrorKind::InvalidInput),
+        (Error::FrameTooLarge { len: 9, max: 8 }, io::ErrorKind::InvalidData),
+        (Error::TruncatedFrame { expected: 4, got: 1 }, io::ErrorKind::UnexpectedEof),
+    ];
+    for (e, kind) in cases {
+        assert_eq!(e.kind(), kind, "{e}");
+        let text = e.to_string();
+        let io: io::Error = e.into();
+        assert_eq!(io.kind(), kind);
+        assert_eq!(io.to_string(), text);
+    }
+    let refused = Error::CapacityRefused { requested: 4 << 20, max: Some(1 << 20) }.to_string();
+    assert!(refused.contains("4194304") && refused.contains("pipe-max-size = 1048576 bytes"), "{refused}");
+}
+
+#[test]
+fn os_errors_keep_their_errno() {
+    let file = tempfile_in_proc();
+    let e = splice(&file, &file, 10).unwrap_err();
+    assert!(matches!(&e, Error::Io { op: "splice", .. }), "{e:?}");
+    let io: io::Error = e.into();
+    assert_eq!(io.raw_os_error(), Some(libc::EINVAL), "neither end is a pipe");
+}
+
+/// A regular file (not a pipe), created and unlinked at once.
+fn tempfile_in_proc() -> std::fs::File {
+    let path = std::env::temp_dir().join(format!("ipc-pipe-test-{}", std::process::id()));
+    let f = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    f
+}
+
+#[test]
+fn capacity_of_something_else_is_an_error() {
+    let w = ipc_pipe::PipeWriter::from(std::os::fd::OwnedFd::from(tempfile_in_proc()));
+    assert!(matches!(w.capacity(), Err(Error::Io { op: "F_GETPIPE_SZ", .. })));
+}
+
+#[test]
+fn duplex_carries_both_ways_and_splits() {
+    let (mut a, b) = duplex().unwrap();
+    a.write_all(b"to b").unwrap();
+    let (mut b_r, mut b_w) = b.split();
+    let mut buf = [0; 4];
+    b_r.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"to b");
+    b_w.write_all(b"to a").unwrap();
+    drop(b_w);
+    let mut rest = Vec::new();
+    a.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"to a");
+    assert!(format!("{a:?}").contains("Duplex"));
+}
+
+#[test]
+fn nonblocking_atomic_write_is_all_or_nothing() {
+    let (r, w) = pipe().unwrap();
+    w.set_nonblocking(true).unwrap();
+    assert!(w.is_nonblocking().unwrap());
+    // Fill all but 100 bytes of the 64 KiB pipe.
+    let mut left = 65536 - 100;
+    while left > 0 {
+        left -= (&w).write(&vec![0; left.min(4096)]).unwrap();
+    }
+    assert!(matches!(w.write_atomic(&[1; 200]), Err(Error::WouldBlock)));
+    assert_eq!(r.available().unwrap(), 65536 - 100, "nothing of the message may be written");
+    assert_eq!((&w).write(&[1; 200]).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+}
+
+#[test]
+fn frames_resume_after_would_block() {
+    let (r, w) = pipe().unwrap();
+    let mut rx = FrameReader::new(r);
+    let mut buf = Vec::new();
+    assert!(matches!(rx.try_recv(&mut buf), Err(Error::WouldBlock)));
+    let mut raw = &w;
+    raw.write_all(&5u32.to_le_bytes()[..3]).unwrap();
+    assert!(matches!(rx.try_recv(&mut buf), Err(Error::WouldBlock)));
+    raw.write_all(&[0, b'h', b'e']).unwrap();
+    assert!(matches!(rx.recv_timeout(&mut buf, Duration::from_millis(10)), Err(Error::Timeout)));
+    raw.write_all(b"llo").unwrap();
+    assert_eq!(rx.try_recv(&mut buf).unwrap(), Some(5));
+    assert_eq!(buf, b"hello");
+    drop(w);
+    assert_eq!(rx.try_recv(&mut buf).unwrap(), None);
+}
+
+#[test]
+fn frame_writer_and_reader_over_std_types() {
+    let mut tx = FrameWriter::with_max(Vec::new(), 100);
+    tx.send(b"abc").unwrap();
+    tx.flush().unwrap();
+    let bytes = tx.into_inner();
+    let mut rx = FrameReader::with_max(&bytes[..], 2);
+    assert!(matches!(rx.recv_vec(), Err(Error::FrameTooLarge { len: 3, max: 2 })));
+    let mut rx = FrameReader::new(&bytes[..]);
+    assert_eq!(rx.recv_vec().unwrap().as_deref(), Some(&b"abc"[..]));
+    assert_eq!(rx.recv_vec().unwrap(), None);
+}
+
+#[test]
+fn tee_copies_without_consuming() {
+    let (r1, w1) = pipe().unwrap();
+    let (r2, w2) = pipe().unwrap();
+    (&w1).write_all(b"twice").unwrap();
+    assert_eq!(tee(&r1, &w2, 100).unwrap(), 5);
+    let mut a = [0; 5];
+    (&r1).read_exact(&mut a).unwrap();
+    let mut b = [0; 5];
+    (&r2).read_exact(&mut b).unwrap();
+    assert_eq!((&a, &b), (b"twice", b"twice"));
+    drop(w1);
+    assert_eq!(tee(&r1, &w2, 100).unwrap(), 0, "empty and no writers: end of file");
+}
+
+#[test]
+fn child_fds_refuses_bad_numbers() {
+    let mut fds = ChildFds::new();
+    for bad in [-1, 0, 2] {
+        let e = fds.insert(bad, pipe().unwrap().1).unwrap_err();
+        assert!(matches!(e, Error::InvalidChildFd { fd, .. } if fd == bad));
+    }
+    fds.insert(7, pipe().unwrap().1).unwrap();
+    fds.insert(3, pipe().unwrap().0).unwrap();
+    assert_eq!(fds.child_fds().collect::<Vec<_>>(), vec![7, 3]);
+}
+
+#[test]
+fn timeouts_accept_zero_and_huge_durations() {
+    let (r, w) = pipe().unwrap();
+    let mut buf = [0; 8];
+    assert!(matches!(r.read_timeout(&mut buf, Duration::ZERO), Err(Error::Timeout)));
+    (&w).write_all(b"x").unwrap();
+    assert_eq!(r.read_timeout(&mut buf, Duration::MAX).unwrap(), 1);
+    assert_eq!(w.write_timeout(b"y", Duration::MAX).unwrap(), 1);
+    assert_eq!(w.write_timeout(b"z", Duration::ZERO).unwrap(), 1, "room now: no wait needed");
+}

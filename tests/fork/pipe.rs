@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ipc_kit::pipe::{
-    ChildFds, Error, FrameReader, FrameWriter, PIPE_BUF, PipeReader, PipeWriter, duplex, pipe, splice, splice_all, tee,
+    ChildFds, Error, FrameReader, FrameWriter, PIPE_BUF, PipeReader, PipeWriter, SigpipeGuard, duplex, pipe, splice,
+    splice_all, tee,
 };
 use ipc_kit_tests::{
     Exit, ScratchDir, assert_fired_within, cases, checksum, close_inherited, fork, interrupt_on, is_pending, pattern,
@@ -36,6 +37,7 @@ cases!("pipe":
     small_frames_many_writers_do_not_interleave,
     write_atomic_too_large_writes_nothing,
     sigpipe_default_is_not_fatal,
+    sigpipe_guard_scopes_the_mask,
     reader_killed_mid_stream,
     writer_killed_mid_stream,
     read_timeout_fires,
@@ -474,6 +476,39 @@ fn sigpipe_default_is_not_fatal() {
         let mask = nix::sys::signal::SigSet::thread_get_mask().unwrap();
         assert!(!mask.contains(Signal::SIGPIPE), "SIGPIPE was left blocked");
         drop(w2);
+    });
+    assert_eq!(child.wait(), Exit::Code(0));
+}
+
+fn sigpipe_guard_scopes_the_mask() {
+    let mut child = fork(|| {
+        set_sigpipe_default();
+        let blocked = || nix::sys::signal::SigSet::thread_get_mask().unwrap().contains(Signal::SIGPIPE);
+        let (r, w) = pipe().unwrap();
+        drop(r);
+        {
+            let _outer = SigpipeGuard::new();
+            assert!(blocked());
+            {
+                let _inner = SigpipeGuard::new();
+                assert!(matches!(w.write_atomic(b"x"), Err(Error::BrokenPipe)));
+            }
+            assert!(blocked(), "the outer guard still holds SIGPIPE off");
+            assert_eq!((&w).write_all(&[0; 10_000]).unwrap_err().kind(), std::io::ErrorKind::BrokenPipe);
+            // A write that is not ipc-pipe's leaves its SIGPIPE pending ...
+            assert_eq!(nix::unistd::write(&w, b"raw"), Err(nix::errno::Errno::EPIPE));
+            assert!(is_pending(Signal::SIGPIPE));
+        }
+        // ... and the guard discards it when it goes.
+        assert!(!is_pending(Signal::SIGPIPE), "a SIGPIPE was left pending");
+        assert!(!blocked(), "SIGPIPE was left blocked");
+        // A thread that blocked SIGPIPE itself keeps it blocked.
+        let mut set = nix::sys::signal::SigSet::empty();
+        set.add(Signal::SIGPIPE);
+        set.thread_block().unwrap();
+        drop(SigpipeGuard::new());
+        assert!(matches!(w.try_write(b"x"), Err(Error::BrokenPipe)));
+        assert!(blocked());
     });
     assert_eq!(child.wait(), Exit::Code(0));
 }

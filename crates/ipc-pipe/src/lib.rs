@@ -45,7 +45,8 @@
 //! A write to a pipe without readers returns [`Error::BrokenPipe`] (or
 //! [`std::io::ErrorKind::BrokenPipe`]) and never kills the process with
 //! `SIGPIPE`: ipc-pipe blocks `SIGPIPE` in the writing thread for the
-//! duration of the write and discards the one the kernel raised.
+//! duration of the write and discards the one the kernel raised. A
+//! [`SigpipeGuard`] does that once for a whole loop of small writes.
 //!
 //! # References
 //!
@@ -57,6 +58,7 @@ mod duplex;
 mod error;
 mod frame;
 mod pipe;
+mod sigpipe;
 mod splice;
 mod sys;
 
@@ -65,4 +67,5 @@ pub use duplex::{Duplex, duplex};
 pub use error::{Error, Result};
 pub use frame::{DEFAULT_MAX_FRAME, FRAME_HEADER, FrameReader, FrameWriter};
 pub use pipe::{PIPE_BUF, PipeReader, PipeWriter, pipe, pipe_max_size};
+pub use sigpipe::SigpipeGuard;
 pub use splice::{splice, splice_all, tee};

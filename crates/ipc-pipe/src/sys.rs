@@ -2,6 +2,7 @@
 //! here; each wraps one call and says why it is sound.
 #![allow(unsafe_code)]
 
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -205,37 +206,89 @@ pub(crate) fn vmsplice(to: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>], flags: libc
     cvt_size(unsafe { libc::vmsplice(to.as_raw_fd(), bufs.as_ptr().cast(), n, flags) })
 }
 
+thread_local! {
+    /// How many [`SigpipeBlock`]s are alive in this thread.
+    static BLOCKS: Cell<usize> = const { Cell::new(0) };
+}
+
 /// Runs `op` (a write to a pipe) with `SIGPIPE` blocked in this thread, and
 /// consumes the `SIGPIPE` that a write to a pipe without readers raised, so
 /// the process does not die of it even when its disposition is the default.
 /// The write's `EPIPE` is returned as an error instead.
 ///
-/// If the thread already blocked `SIGPIPE`, nothing is changed. A
-/// process-directed `SIGPIPE` sent by `kill` in the short window in which a
-/// failing write runs may be consumed with it.
+/// If the thread already blocked `SIGPIPE` (or a [`SigpipeBlock`] is alive
+/// in it), the mask is left alone. A process-directed `SIGPIPE` sent by
+/// `kill` in the short window in which a failing write runs may be
+/// consumed with it.
 pub(crate) fn without_sigpipe<T>(op: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    let mut block = empty_sigset();
-    // SAFETY: `block` is an initialized sigset and SIGPIPE a valid signal.
-    unsafe { libc::sigaddset(&mut block, libc::SIGPIPE) };
-    let mut old = empty_sigset();
-    // SAFETY: both pointers are valid sigsets. pthread_sigmask cannot fail
-    // with valid arguments.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old) };
-    // SAFETY: `old` was filled in by pthread_sigmask.
-    if unsafe { libc::sigismember(&old, libc::SIGPIPE) } == 1 {
-        return op();
+    if BLOCKS.get() > 0 {
+        return consume_on_epipe(op());
     }
-    let result = op();
-    if matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) {
-        let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: `block` holds SIGPIPE, which is blocked, so sigtimedwait
-        // takes it if pending and returns at once (zero timeout) if not;
-        // the siginfo pointer may be null.
-        unsafe { libc::sigtimedwait(&block, std::ptr::null_mut(), &zero) };
-    }
-    // SAFETY: restores the mask read above; the pointers are valid.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    let block = SigpipeBlock::new(false);
+    let result = consume_on_epipe(op());
+    drop(block);
     result
+}
+
+/// Takes the `SIGPIPE` that an `EPIPE` raised (it is blocked, so pending).
+fn consume_on_epipe<T>(result: io::Result<T>) -> io::Result<T> {
+    if matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) {
+        take_pending_sigpipe();
+    }
+    result
+}
+
+fn take_pending_sigpipe() {
+    let set = sigpipe_set();
+    let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: SIGPIPE is blocked in this thread (the callers hold a
+    // SigpipeBlock), so sigtimedwait takes it if pending and returns at once
+    // (zero timeout) if not; the siginfo pointer may be null.
+    unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) };
+}
+
+/// `SIGPIPE` blocked in this thread while the value lives. On drop the
+/// previous mask is restored, unless `SIGPIPE` was blocked already (then
+/// nothing changes); with `sweep`, a `SIGPIPE` left pending (by writes that
+/// did not go through ipc-pipe) is taken first.
+pub(crate) struct SigpipeBlock {
+    /// The mask to restore, when this value blocked `SIGPIPE`.
+    restore: Option<libc::sigset_t>,
+    sweep: bool,
+}
+
+impl SigpipeBlock {
+    pub(crate) fn new(sweep: bool) -> Self {
+        BLOCKS.set(BLOCKS.get() + 1);
+        let block = sigpipe_set();
+        let mut old = empty_sigset();
+        // SAFETY: both pointers are valid sigsets; pthread_sigmask cannot fail
+        // with valid arguments.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old) };
+        // SAFETY: `old` was filled in by pthread_sigmask.
+        let was_blocked = unsafe { libc::sigismember(&old, libc::SIGPIPE) } == 1;
+        SigpipeBlock { restore: (!was_blocked).then_some(old), sweep }
+    }
+}
+
+impl Drop for SigpipeBlock {
+    fn drop(&mut self) {
+        BLOCKS.set(BLOCKS.get().saturating_sub(1));
+        if let Some(old) = self.restore {
+            if self.sweep {
+                take_pending_sigpipe();
+            }
+            // SAFETY: restores the mask read in `new`; the pointers are valid.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        }
+    }
+}
+
+fn sigpipe_set() -> libc::sigset_t {
+    let mut set = empty_sigset();
+    // SAFETY: `set` is an initialized sigset and SIGPIPE a valid signal.
+    unsafe { libc::sigaddset(&mut set, libc::SIGPIPE) };
+    set
 }
 
 fn empty_sigset() -> libc::sigset_t {

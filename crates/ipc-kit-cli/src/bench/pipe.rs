@@ -4,7 +4,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use ipc_kit::pipe::{PipeReader, PipeWriter};
+use ipc_kit::pipe::{PipeReader, PipeWriter, SigpipeGuard};
 
 use super::{Impl, Workload};
 use crate::sys;
@@ -14,6 +14,10 @@ pub(crate) const VMSPLICE: &str = "pipe, vmsplice of 1 MiB, 1 MiB pipe";
 
 pub(crate) const WORKLOADS: &[Workload] = &[
     Workload { name: "pipe, 4 KiB writes, 1 MiB pipe", run: |imp, total| stream(imp, Mode::Write, 4 << 10, total) },
+    Workload {
+        name: "pipe, 4 KiB writes, 1 MiB pipe, ipc-kit inside a SigpipeGuard",
+        run: |imp, total| stream(imp, Mode::GuardedWrite, 4 << 10, total),
+    },
     Workload { name: PLAIN_64K, run: |imp, total| stream(imp, Mode::Write, 64 << 10, total) },
     Workload { name: VMSPLICE, run: |imp, total| stream(imp, Mode::Vmsplice, 1 << 20, total) },
 ];
@@ -23,6 +27,8 @@ const PIPE_SIZE: usize = 1 << 20;
 #[derive(Clone, Copy)]
 enum Mode {
     Write,
+    /// Writes with `SIGPIPE` held off once for the whole loop.
+    GuardedWrite,
     Vmsplice,
 }
 
@@ -57,7 +63,7 @@ fn stream(imp: Impl, mode: Mode, chunk: usize, total: u64) -> io::Result<Duratio
     let w = PipeWriter::from(w);
     let start = Instant::now();
     let written = match (imp, mode) {
-        (Impl::Raw, Mode::Write) => sys::raw_write_loop(w.as_fd(), &wbuf, total),
+        (Impl::Raw, Mode::Write | Mode::GuardedWrite) => sys::raw_write_loop(w.as_fd(), &wbuf, total),
         (Impl::Raw, Mode::Vmsplice) => sys::raw_vmsplice_loop(w.as_fd(), &wbuf, total),
         (Impl::IpcKit, mode) => write_loop(&w, mode, &wbuf, total),
     };
@@ -72,12 +78,13 @@ fn stream(imp: Impl, mode: Mode, chunk: usize, total: u64) -> io::Result<Duratio
 }
 
 fn write_loop(w: &PipeWriter, mode: Mode, buf: &[u8], total: u64) -> io::Result<()> {
+    let _guard = matches!(mode, Mode::GuardedWrite).then(SigpipeGuard::new);
     let mut left = total;
     let mut w = w;
     while left > 0 {
         let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
         match mode {
-            Mode::Write => w.write_all(&buf[..n])?,
+            Mode::Write | Mode::GuardedWrite => w.write_all(&buf[..n])?,
             Mode::Vmsplice => w.vmsplice_all(&buf[..n])?,
         }
         left -= n as u64;

@@ -28,6 +28,7 @@ cases!("pipe":
     exec_writer_at_fd3,
     exec_reader_at_fd3,
     exec_child_holds_no_stray_ends,
+    exec_fd_numbers_may_swap,
     frames_proptest_echo,
     frame_bogus_length_from_peer,
     frame_truncated_at_eof,
@@ -211,6 +212,25 @@ fn exec_child_holds_no_stray_ends() {
     seen.sort();
     assert_eq!(seen, vec![(1, "pipe 1"), (3, "pipe 2")], "child's fds:\n{listing}");
     drop((w2, r3, w3));
+}
+
+fn exec_fd_numbers_may_swap() {
+    // Each end goes to the number the other end has in the parent: a
+    // naive dup2 in order would overwrite the second source with the first.
+    let (ra, wa) = pipe().unwrap();
+    let (rb, wb) = pipe().unwrap();
+    let (na, nb) = (wa.as_raw_fd(), wb.as_raw_fd());
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &format!("echo to-a >&{nb}; echo to-b >&{na}")]).stdin(Stdio::null());
+    let mut fds = ChildFds::new();
+    fds.insert(nb, wa).unwrap();
+    fds.insert(na, wb).unwrap();
+    fds.apply(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    assert_eq!(read_all(ra), b"to-a\n");
+    assert_eq!(read_all(rb), b"to-b\n");
+    assert!(child.wait().unwrap().success());
 }
 
 fn frames_proptest_echo() {

@@ -462,11 +462,17 @@ impl PipeWriter {
     ///
     /// As for [`vmsplice`](Self::vmsplice).
     pub fn vmsplice_all(&self, mut data: &[u8]) -> Result<()> {
-        while !data.is_empty() {
-            let n = self.vmsplice(data)?;
-            data = &data[n..];
-        }
-        Ok(())
+        let fd = self.0.as_fd();
+        // SIGPIPE is held off once for the whole loop: a pipe that the
+        // reader drains concurrently takes many partial vmsplices.
+        sys::without_sigpipe(|| {
+            while !data.is_empty() {
+                let n = retry_eintr(|| sys::vmsplice(fd, &[IoSlice::new(data)], 0))?;
+                data = &data[n..];
+            }
+            Ok(())
+        })
+        .map_err(|e| Error::from_io("vmsplice into pipe", e))
     }
 }
 

@@ -54,14 +54,18 @@ pub fn splice(from: impl AsFd, to: impl AsFd, len: usize) -> Result<usize> {
 pub fn splice_all(from: impl AsFd, to: impl AsFd, len: u64) -> Result<u64> {
     let (from, to) = (from.as_fd(), to.as_fd());
     let mut moved = 0u64;
-    while moved < len {
-        let chunk = usize::try_from(len - moved).unwrap_or(usize::MAX).min(1 << 30);
-        match splice(from, to, chunk)? {
-            0 => break,
-            n => moved += n as u64,
+    // SIGPIPE is held off once for the whole loop, not per call.
+    sys::without_sigpipe(|| {
+        while moved < len {
+            let chunk = usize::try_from(len - moved).unwrap_or(usize::MAX).min(1 << 30);
+            match retry_eintr(|| sys::splice(from, to, chunk, libc::SPLICE_F_MOVE))? {
+                0 => break,
+                n => moved += n as u64,
+            }
         }
-    }
-    Ok(moved)
+        Ok(moved)
+    })
+    .map_err(|e| Error::from_io("splice", e))
 }
 
 /// Copies up to `len` bytes from one pipe into another without consuming

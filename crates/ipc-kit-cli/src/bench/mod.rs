@@ -26,6 +26,9 @@ pub(crate) struct Args {
     /// Pairs of runs (ipc-kit and raw) per workload; at least 5.
     #[arg(long, value_parser = clap::value_parser!(u32).range(5..))]
     pairs: Option<u32>,
+    /// Run only the workloads whose name contains this text.
+    #[arg(long)]
+    only: Option<String>,
     /// MiB moved by each run.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     mib: Option<u64>,
@@ -76,7 +79,8 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
     );
     println!("throughput in GB/s (10^9 bytes/s); ratio = ipc-kit / raw libc, median of the per-pair ratios");
     let mut medians = Vec::new();
-    for w in pipe::WORKLOADS {
+    let selected = pipe::WORKLOADS.iter().filter(|w| args.only.as_ref().is_none_or(|o| w.name.contains(o.as_str())));
+    for w in selected {
         let mut results = Vec::new();
         for i in 0..pairs {
             let (placement, probe_ns) = probe(pinned);

@@ -2,7 +2,8 @@
 //! tests. `--list` prints the case names; arguments filter them.
 
 mod pipe;
+mod sync;
 
 fn main() -> std::process::ExitCode {
-    ipc_kit_tests::main(&[pipe::CASES])
+    ipc_kit_tests::main(&[pipe::CASES, sync::CASES], &[sync::HELPERS])
 }

@@ -42,6 +42,36 @@ impl fmt::Debug for Case {
     }
 }
 
+/// A program the suite execs: the test binary itself, started with
+/// `--helper NAME ARGS...`, runs `run(ARGS)` and exits with 0 when it
+/// returns, 101 when it panics. Cases use it to play an unrelated process
+/// that knows only what its arguments tell it.
+#[derive(Clone, Copy)]
+pub struct Helper {
+    /// The name after `--helper`.
+    pub name: &'static str,
+    /// What it does.
+    pub run: fn(&[String]),
+}
+
+impl fmt::Debug for Helper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Helper").field("name", &self.name).finish()
+    }
+}
+
+/// A command that runs helper `name` of this test binary with `args`, as
+/// a separate program (fork and exec).
+///
+/// # Panics
+///
+/// When the test binary's path is unknown.
+pub fn helper_command(name: &str, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("the test binary's path"));
+    cmd.arg("--helper").arg(name).args(args);
+    cmd
+}
+
 /// The watchdog's limit for a case that does not set its own.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -122,6 +152,18 @@ pub fn interrupt_on(sig: Signal) {
 /// Whether `sig` is pending.
 pub fn is_pending(sig: Signal) -> bool {
     sys::is_pending(sig as i32)
+}
+
+/// Drops root: this process becomes the unprivileged user `nobody`
+/// (uid and gid 65534), for cases that need a peer without permissions.
+///
+/// # Panics
+///
+/// When the ids cannot be changed.
+pub fn become_nobody() {
+    nix::unistd::setgroups(&[]).expect("setgroups");
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(65534)).expect("setgid nobody");
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(65534)).expect("setuid nobody");
 }
 
 /// `len` pseudo-random bytes that depend only on `seed`.

@@ -10,7 +10,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::{ForkResult, Pid, setpgid};
 
-use crate::{Case, Exit, Forked, sys};
+use crate::{Case, Exit, Forked, Helper, sys};
 
 struct Options {
     list: bool,
@@ -52,8 +52,21 @@ enum Outcome {
 }
 
 /// Runs the suite made of `groups` of cases; prints `N passed, N failed`
-/// last.
-pub fn main(groups: &[&[Case]]) -> ExitCode {
+/// last. Started as `--helper NAME ARGS...`, runs that helper instead.
+pub fn main(groups: &[&[Case]], helpers: &[&[Helper]]) -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--helper") {
+        let name = args.get(2).map_or("", String::as_str);
+        let Some(helper) = helpers.iter().flat_map(|h| h.iter()).find(|h| h.name == name) else {
+            eprintln!("no helper named {name:?}");
+            return ExitCode::from(2);
+        };
+        let rest = &args[3..];
+        return match std::panic::catch_unwind(|| (helper.run)(rest)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(101),
+        };
+    }
     let opts = match parse_args() {
         Ok(o) => o,
         Err(msg) => {

@@ -6,7 +6,8 @@
 //!
 //! | module | crate | feature | what it is |
 //! |---|---|---|---|
-//! | [`sync`] | `ipc-sync` | `sync` | deadlines on the monotonic clock, EINTR handling |
+//! | [`sync`] | `ipc-sync` | `sync` | process-shared mutex, condvar, semaphore, event; futex; System V keys; deadlines |
+//! | [`shm`] | `ipc-shm` | `shm` | shared memory: mappings for fork, bounds-checked and typed views |
 //! | [`pipe`] | `ipc-pipe` | `pipe` | anonymous pipes for parent and child, across fork and exec |
 //!
 //! ```
@@ -28,6 +29,9 @@
 #[cfg(feature = "pipe")]
 #[doc(inline)]
 pub use ipc_pipe as pipe;
+#[cfg(feature = "shm")]
+#[doc(inline)]
+pub use ipc_shm as shm;
 #[cfg(feature = "sync")]
 #[doc(inline)]
 pub use ipc_sync as sync;
@@ -36,8 +40,10 @@ pub use ipc_sync as sync;
 pub mod prelude {
     #[cfg(feature = "pipe")]
     pub use ipc_pipe::{ChildFds, Duplex, FrameReader, FrameWriter, PipeReader, PipeWriter, duplex, pipe};
+    #[cfg(feature = "shm")]
+    pub use ipc_shm::{Mapping, Shared};
     #[cfg(feature = "sync")]
-    pub use ipc_sync::Deadline;
+    pub use ipc_sync::{Condvar, Deadline, Event, Key, Mutex, Semaphore, ShmSafe};
 }
 
 #[cfg(test)]
@@ -52,6 +58,16 @@ mod tests {
         let r: Result<u8, std::io::Error> = crate::sync::retry_eintr(|| Ok(7));
         assert_eq!(r.unwrap(), 7);
         let _: crate::prelude::Deadline = d;
+    }
+
+    #[cfg(feature = "shm")]
+    #[test]
+    fn shm_is_reexported() {
+        let map: crate::shm::Mapping = crate::shm::Mapping::anonymous(64).unwrap();
+        let m = map.shared::<crate::prelude::Mutex<u32>>(0).unwrap();
+        *m.lock() = 5;
+        assert_eq!(map.read::<u32>(4).unwrap(), 5);
+        let _: crate::shm::Key = crate::sync::Key::private();
     }
 
     #[cfg(feature = "pipe")]

@@ -1,14 +1,23 @@
-//! Synchronization for processes that talk to each other.
+//! Synchronization for processes that share memory, and the pieces every
+//! blocking call in ipc-kit is built on.
 //!
-//! This crate is the base of the ipc-kit workspace. It holds what every
-//! mechanism crate needs when it blocks:
+//! A process writing into shared memory cannot otherwise tell another that
+//! data is there: that is what this crate is for.
 //!
-//! - [`Deadline`]: a point on the monotonic clock (or never) that every
-//!   `*_timeout` and `*_deadline` call in ipc-kit is expressed in, so that a
-//!   wait that is interrupted and resumed never waits longer in total than the
-//!   caller asked for;
-//! - [`retry_eintr`]: runs a system call again when a signal handler
-//!   interrupted it (`EINTR`), so interruptions never surface as errors.
+//! - Primitives that live inside shared memory and are ready when
+//!   zero-filled (a fresh mapping is), so there is no initialization race:
+//!   [`Mutex`] (protecting a `T: Pod`), [`Condvar`], [`Semaphore`] and
+//!   [`Event`], built on [`futex`] waits that spin briefly before sleeping.
+//!   [`ShmSafe`] marks what may live in shared memory.
+//! - [`RobustMutex`]: a process-shared pthread mutex whose next locker is
+//!   told when its holder died, to repair the data.
+//! - Semaphores the kernel keeps: [`SemaphoreSet`] (System V, with
+//!   `SEM_UNDO`), [`NamedSemaphore`] (POSIX, found by name) and
+//!   [`EventFd`] (a counter behind a pollable fd).
+//! - [`Key`]: the key of a System V object.
+//! - [`Deadline`] and [`retry_eintr`]: every `*_timeout` call in ipc-kit
+//!   is measured on the monotonic clock and survives signal interruptions
+//!   without waiting longer in total.
 //!
 //! ```
 //! use std::time::Duration;
@@ -28,8 +37,33 @@
 //! ```
 #![deny(unsafe_code)]
 
+mod condvar;
 mod deadline;
 mod eintr;
+mod error;
+mod event;
+mod eventfd;
+pub mod futex;
+mod key;
+mod mutex;
+mod named_sem;
+mod robust;
+mod semaphore;
+mod shm_safe;
+mod spin;
+mod sys;
+mod sysv_sem;
 
+pub use condvar::{Condvar, WaitTimeoutResult};
 pub use deadline::Deadline;
 pub use eintr::{Interrupted, retry_eintr};
+pub use error::{Error, Result};
+pub use event::Event;
+pub use eventfd::{EVENTFD_MAX, EventFd, EventFdMode};
+pub use key::Key;
+pub use mutex::{Mutex, MutexGuard};
+pub use named_sem::NamedSemaphore;
+pub use robust::{LockError, RobustMutex, RobustMutexGuard};
+pub use semaphore::Semaphore;
+pub use shm_safe::ShmSafe;
+pub use sysv_sem::{SEM_VALUE_MAX, SemOp, SemaphoreSet};

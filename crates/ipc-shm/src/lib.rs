@@ -1,0 +1,30 @@
+//! Memory that processes share.
+//!
+//! Shared memory is the fastest way for processes to exchange data: no
+//! system call and no copy by the kernel. It is also the least forgiving:
+//! the other process can write at any moment, so this crate never lets a
+//! mapping be read as an ordinary slice. It offers bounds-checked copies,
+//! typed views of types made for sharing ([`ipc_sync::ShmSafe`]: atomics and
+//! ipc-sync's primitives), and raw pointers.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use ipc_shm::Mapping;
+//! use ipc_sync::Mutex;
+//!
+//! // Shared with children forked after this point.
+//! let map = Mapping::anonymous(4096)?;
+//! let counter = map.shared::<Mutex<u64>>(0)?; // zero bytes: ready to use
+//! *counter.lock() += 1;
+//! assert_eq!(*counter.lock(), 1);
+//! # Ok::<(), ipc_shm::Error>(())
+//! ```
+#![deny(unsafe_code)]
+
+mod error;
+mod mapping;
+mod sys;
+
+pub use error::{Error, Result};
+pub use ipc_sync::Key;
+pub use mapping::{Mapping, Shared};

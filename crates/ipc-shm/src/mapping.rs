@@ -1,0 +1,200 @@
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+
+use bytemuck::Pod;
+use ipc_sync::ShmSafe;
+
+use crate::error::{Error, Result};
+use crate::sys::Region;
+
+/// Memory shared with other processes, mapped into this one.
+///
+/// A mapping never hands out `&[u8]` or `&mut [u8]`: another process may
+/// write into it at any moment, which such references forbid. Instead it
+/// offers bounds-checked copies ([`read_bytes`](Self::read_bytes),
+/// [`write_bytes`](Self::write_bytes), [`read`](Self::read),
+/// [`write`](Self::write) for `T: Pod`), typed views of types made for
+/// sharing ([`shared`](Self::shared) for `T: ShmSafe`, such as ipc-sync's
+/// `Mutex` and the atomics), and raw pointers for those who synchronize
+/// themselves.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use ipc_shm::Mapping;
+///
+/// let map = Mapping::anonymous(4096)?;
+/// map.write(8, &[1u32, 2, 3])?;
+/// assert_eq!(map.read::<[u32; 3]>(8)?, [1, 2, 3]);
+/// assert!(map.read::<u64>(4093).is_err(), "out of bounds");
+///
+/// let counter = map.shared::<AtomicU64>(64)?;
+/// counter.fetch_add(1, Ordering::SeqCst);
+/// assert_eq!(map.read::<u64>(64)?, 1);
+/// # Ok::<(), ipc_shm::Error>(())
+/// ```
+pub struct Mapping {
+    region: Region,
+}
+
+impl Mapping {
+    /// Anonymous shared memory (`mmap(MAP_SHARED | MAP_ANONYMOUS)`),
+    /// zero-filled, for a parent and the children it forks afterwards: they
+    /// all see the same bytes at the same address. Nothing names it, so
+    /// nothing is left behind when the last process unmaps it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSize`] for 0; [`Error::Io`] when the memory cannot
+    /// be mapped.
+    ///
+    /// # References
+    ///
+    /// [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html)
+    #[doc(alias = "mmap")]
+    pub fn anonymous(len: usize) -> Result<Mapping> {
+        if len == 0 {
+            return Err(Error::InvalidSize { size: 0, reason: "a mapping cannot be empty" });
+        }
+        let region = Region::anonymous(len).map_err(|e| Error::Io { op: "mmap", source: e })?;
+        Ok(Mapping { region })
+    }
+
+    /// The mapping's size in bytes.
+    pub fn len(&self) -> usize {
+        self.region.len()
+    }
+
+    /// Always false: mappings are never empty.
+    pub fn is_empty(&self) -> bool {
+        self.region.len() == 0
+    }
+
+    /// The first byte. Reading or writing through it is up to the caller's
+    /// own synchronization with the other processes.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.region.as_ptr()
+    }
+
+    fn check(&self, offset: usize, len: usize) -> Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len() => Ok(()),
+            _ => Err(Error::OutOfBounds { offset, len, size: self.len() }),
+        }
+    }
+
+    fn check_typed<T>(&self, offset: usize) -> Result<()> {
+        self.check(offset, size_of::<T>())?;
+        // The mapping starts on a page boundary, so the offset decides.
+        if !offset.is_multiple_of(align_of::<T>()) {
+            return Err(Error::Misaligned { offset, align: align_of::<T>(), type_name: std::any::type_name::<T>() });
+        }
+        Ok(())
+    }
+
+    /// Copies `buf.len()` bytes at `offset` into `buf`. Bytes another
+    /// process writes meanwhile may arrive torn.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`].
+    pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        self.check(offset, buf.len())?;
+        self.region.copy_out(offset, buf);
+        Ok(())
+    }
+
+    /// Copies `data` into the mapping at `offset`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`].
+    pub fn write_bytes(&self, offset: usize, data: &[u8]) -> Result<()> {
+        self.check(offset, data.len())?;
+        self.region.copy_in(offset, data);
+        Ok(())
+    }
+
+    /// Reads a `T` at `offset` (a copy).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`]; [`Error::Misaligned`] when `offset` is not a
+    /// multiple of `T`'s alignment.
+    pub fn read<T: Pod>(&self, offset: usize) -> Result<T> {
+        self.check_typed::<T>(offset)?;
+        let mut value = T::zeroed();
+        self.region.copy_out(offset, bytemuck::bytes_of_mut(&mut value));
+        Ok(value)
+    }
+
+    /// Writes a `T` at `offset`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`read`](Self::read).
+    pub fn write<T: Pod>(&self, offset: usize, value: &T) -> Result<()> {
+        self.check_typed::<T>(offset)?;
+        self.region.copy_in(offset, bytemuck::bytes_of(value));
+        Ok(())
+    }
+
+    /// A view of the `T` at `offset`, which every process mapping the same
+    /// memory sees and changes (through atomics) at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`] when `T` does not fit; [`Error::Misaligned`].
+    pub fn shared<T: ShmSafe>(&self, offset: usize) -> Result<Shared<'_, T>> {
+        self.check_typed::<T>(offset)?;
+        Ok(Shared { value: self.region.view(offset), _mapping: PhantomData })
+    }
+}
+
+impl fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mapping").field("addr", &self.as_ptr()).field("len", &self.len()).finish()
+    }
+}
+
+/// A `T` inside a [`Mapping`], shared with the other processes that map the
+/// same memory. Dereferences to `&T`.
+pub struct Shared<'m, T: ShmSafe> {
+    value: &'m T,
+    _mapping: PhantomData<&'m Mapping>,
+}
+
+impl<'m, T: ShmSafe> Shared<'m, T> {
+    /// The reference, for as long as the mapping lives (not only as long
+    /// as this view).
+    pub fn get(self) -> &'m T {
+        self.value
+    }
+}
+
+impl<T: ShmSafe> Deref for Shared<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.value
+    }
+}
+
+impl<T: ShmSafe> Clone for Shared<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: ShmSafe> Copy for Shared<'_, T> {}
+
+impl<T: ShmSafe> fmt::Debug for Shared<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("type", &std::any::type_name::<T>())
+            .field("addr", &(self.value as *const T))
+            .finish()
+    }
+}

@@ -1,0 +1,157 @@
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+
+use crate::mutex::MutexGuard;
+use crate::{Deadline, futex};
+
+/// A condition variable for [`Mutex`](crate::Mutex), between processes
+/// when both live in shared memory.
+///
+/// All zero bytes are a ready condition variable. As with any condition
+/// variable, a wait may end without a notification (spuriously): wait in a
+/// loop on the condition, or use [`wait_while`](Self::wait_while).
+/// Notifying makes a system call only when someone waits.
+///
+/// # Examples
+///
+/// ```
+/// use ipc_sync::{Condvar, Mutex};
+///
+/// let ready = Mutex::new(0u32);
+/// let cv = Condvar::new();
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         *ready.lock() = 1;
+///         cv.notify_all();
+///     });
+///     let guard = cv.wait_while(ready.lock(), |r| *r == 0);
+///     assert_eq!(*guard, 1);
+/// });
+/// ```
+#[repr(C)]
+#[derive(Default)]
+pub struct Condvar {
+    /// Bumped by every notification; waiters sleep on it.
+    seq: AtomicU32,
+    /// How many wait; notifications skip the wake call when zero.
+    waiters: AtomicU32,
+}
+
+/// Whether a timed wait ended at its deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitTimeoutResult(bool);
+
+impl WaitTimeoutResult {
+    /// True when the wait ended because the deadline passed.
+    pub fn timed_out(self) -> bool {
+        self.0
+    }
+}
+
+impl Condvar {
+    /// A condition variable nobody waits on.
+    pub const fn new() -> Self {
+        Condvar { seq: AtomicU32::new(0), waiters: AtomicU32::new(0) }
+    }
+
+    /// Unlocks the mutex, waits for a notification, and locks it again.
+    pub fn wait<'a, T: Pod>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        self.wait_until(guard, Deadline::never()).0
+    }
+
+    /// Waits while `condition` holds for the protected value.
+    pub fn wait_while<'a, T: Pod>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) -> MutexGuard<'a, T> {
+        while condition(&mut guard) {
+            guard = self.wait(guard);
+        }
+        guard
+    }
+
+    /// Like [`wait`](Self::wait), giving up after `timeout`.
+    pub fn wait_timeout<'a, T: Pod>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        timeout: Duration,
+    ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
+        self.wait_until(guard, Deadline::after(timeout))
+    }
+
+    /// Like [`wait`](Self::wait), giving up at `deadline` (monotonic
+    /// clock).
+    pub fn wait_deadline<'a, T: Pod>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Instant,
+    ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
+        self.wait_until(guard, Deadline::at(deadline))
+    }
+
+    /// Waits while `condition` holds, at most `timeout` in all; the result
+    /// says whether it still held at the deadline.
+    pub fn wait_timeout_while<'a, T: Pod>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        timeout: Duration,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
+        let deadline = Deadline::after(timeout);
+        while condition(&mut guard) {
+            let (g, r) = self.wait_until(guard, deadline);
+            guard = g;
+            if r.timed_out() {
+                let still = condition(&mut guard);
+                return (guard, WaitTimeoutResult(still));
+            }
+        }
+        (guard, WaitTimeoutResult(false))
+    }
+
+    fn wait_until<'a, T: Pod>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Deadline,
+    ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
+        let mutex = guard.mutex();
+        // SeqCst: pairs with the notifier's SeqCst bump of `seq` and read
+        // of `waiters`: either it sees us waiting, or we see its bump.
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let seq = self.seq.load(Ordering::SeqCst);
+        drop(guard);
+        let in_time = futex::wait_until(&self.seq, seq, deadline);
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        // Others may sleep on the mutex too: take it marked contended so
+        // its unlock wakes them. With no deadline it always succeeds.
+        while !mutex.lock_contended(Deadline::never()) {}
+        let guard = crate::mutex::relock(mutex);
+        (guard, WaitTimeoutResult(!in_time))
+    }
+
+    /// Wakes one waiter.
+    pub fn notify_one(&self) {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            futex::wake(&self.seq, 1);
+        }
+    }
+
+    /// Wakes every waiter.
+    pub fn notify_all(&self) {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            futex::wake_all(&self.seq);
+        }
+    }
+}
+
+impl fmt::Debug for Condvar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Condvar").field("waiters", &self.waiters.load(Ordering::Relaxed)).finish()
+    }
+}

@@ -1,0 +1,206 @@
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::{Deadline, sys};
+
+const WHAT: &str = "eventfd";
+
+/// How reads of an [`EventFd`] take from its counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventFdMode {
+    /// A read takes the whole counter (and returns it).
+    Counter,
+    /// A read takes 1 (`EFD_SEMAPHORE`) and returns 1.
+    Semaphore,
+}
+
+/// A kernel counter behind a file descriptor (`eventfd(2)`): writes add to
+/// it, reads wait until it is nonzero and take from it. It wakes a process
+/// that sleeps in `poll`/`epoll` along with its other fds, and it is
+/// inherited across `fork` (the copies share the counter).
+///
+/// The fd is close-on-exec and in nonblocking mode; waiting is done with
+/// `poll`, so the blocking, `try_*` and `*_timeout` forms all work on it.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ipc_sync::{EventFd, EventFdMode};
+///
+/// let efd = EventFd::new(0, EventFdMode::Counter)?;
+/// efd.add(2)?;
+/// efd.add(3)?;
+/// assert_eq!(efd.read()?, 5);
+/// assert!(efd.read_timeout(Duration::from_millis(1)).is_err());
+/// # Ok::<(), ipc_sync::Error>(())
+/// ```
+///
+/// # References
+///
+/// [eventfd(2)](https://man7.org/linux/man-pages/man2/eventfd.2.html)
+pub struct EventFd {
+    fd: OwnedFd,
+    mode: EventFdMode,
+}
+
+/// The largest value the counter holds.
+pub const EVENTFD_MAX: u64 = u64::MAX - 1;
+
+impl EventFd {
+    /// A new counter starting at `initial`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when out of file descriptors.
+    #[doc(alias = "eventfd")]
+    pub fn new(initial: u32, mode: EventFdMode) -> Result<Self> {
+        let flags = match mode {
+            EventFdMode::Counter => 0,
+            EventFdMode::Semaphore => libc::EFD_SEMAPHORE,
+        };
+        let fd = sys::eventfd(initial, flags).map_err(|e| Error::Io { op: "eventfd", source: e })?;
+        Ok(EventFd { fd, mode })
+    }
+
+    /// The read mode it was made with.
+    pub fn mode(&self) -> EventFdMode {
+        self.mode
+    }
+
+    /// Adds `n` to the counter (waking readers), waiting while that would
+    /// pass [`EVENTFD_MAX`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for `n` over [`EVENTFD_MAX`].
+    pub fn add(&self, n: u64) -> Result<()> {
+        self.add_until(n, Some(Deadline::never()))
+    }
+
+    /// Adds `n` if it fits now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] when it would pass the maximum.
+    pub fn try_add(&self, n: u64) -> Result<()> {
+        self.add_until(n, None)
+    }
+
+    /// Adds `n`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`].
+    pub fn add_timeout(&self, n: u64, timeout: Duration) -> Result<()> {
+        self.add_until(n, Some(Deadline::after(timeout)))
+    }
+
+    /// Takes from the counter (all of it, or 1 in semaphore mode), waiting
+    /// while it is 0. Returns what was taken.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] on a failure of the fd.
+    pub fn read(&self) -> Result<u64> {
+        self.read_until(Some(Deadline::never()))
+    }
+
+    /// Takes from the counter if it is not 0.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] when it is 0.
+    pub fn try_read(&self) -> Result<u64> {
+        self.read_until(None)
+    }
+
+    /// Takes from the counter, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`].
+    pub fn read_timeout(&self, timeout: Duration) -> Result<u64> {
+        self.read_until(Some(Deadline::after(timeout)))
+    }
+
+    /// Takes from the counter, waiting until `deadline` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`].
+    pub fn read_deadline(&self, deadline: Instant) -> Result<u64> {
+        self.read_until(Some(Deadline::at(deadline)))
+    }
+
+    fn read_until(&self, wait: Option<Deadline>) -> Result<u64> {
+        loop {
+            match sys::eventfd_read(self.fd.as_fd()) {
+                Ok(v) => return Ok(v),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_ready(libc::POLLIN, wait)?,
+                Err(e) => return Err(Error::Io { op: "read from eventfd", source: e }),
+            }
+        }
+    }
+
+    fn add_until(&self, n: u64, wait: Option<Deadline>) -> Result<()> {
+        if n > EVENTFD_MAX {
+            return Err(Error::InvalidArgument {
+                what: "eventfd increment",
+                reason: format!("{n} is over {EVENTFD_MAX}"),
+            });
+        }
+        loop {
+            match sys::eventfd_write(self.fd.as_fd(), n) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_ready(libc::POLLOUT, wait)?,
+                Err(e) => return Err(Error::Io { op: "write to eventfd", source: e }),
+            }
+        }
+    }
+
+    fn wait_ready(&self, events: libc::c_short, wait: Option<Deadline>) -> Result<()> {
+        let Some(deadline) = wait else { return Err(Error::WouldBlock { what: WHAT }) };
+        loop {
+            if deadline.has_expired() {
+                return Err(Error::Timeout { what: WHAT });
+            }
+            match sys::poll(self.fd.as_fd(), events, deadline.poll_timeout_ms()) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::Io { op: "poll on eventfd", source: e }),
+            }
+        }
+    }
+}
+
+impl AsFd for EventFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for EventFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl From<EventFd> for OwnedFd {
+    /// The fd, in nonblocking mode.
+    fn from(e: EventFd) -> Self {
+        e.fd
+    }
+}
+
+impl fmt::Debug for EventFd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventFd").field("fd", &self.fd.as_raw_fd()).field("mode", &self.mode).finish()
+    }
+}

@@ -1,0 +1,423 @@
+//! ipc-sync's primitives between real processes, in anonymous shared
+//! memory inherited across fork.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytemuck::{Pod, Zeroable};
+use ipc_kit::shm::Mapping;
+use ipc_kit::sync::{
+    Condvar, Deadline, Error, Event, EventFd, EventFdMode, Key, LockError, Mutex, NamedSemaphore, RobustMutex, SemOp,
+    Semaphore, SemaphoreSet, futex,
+};
+use ipc_kit_tests::{
+    Exit, Helper, ScratchDir, assert_fired_within, become_nobody, cases, fork, helper_command, unique_name,
+};
+use nix::sys::signal::Signal;
+
+cases!("sync":
+    mutex_four_processes_exact_total,
+    condvar_producer_consumer_across_processes,
+    event_wakes_another_process,
+    event_auto_reset_lets_one_process_through_per_set,
+    semaphore_hands_out_each_unit_once,
+    futex_wakes_another_process,
+    timeouts_fire_within_bounds,
+    waiter_whose_waker_dies_times_out,
+    robust_mutex_owner_died_then_repaired,
+    robust_mutex_not_repaired_is_not_recoverable,
+    semaphore_set_undo_after_kill,
+    semaphore_set_by_path_key_in_exec_child,
+    semaphore_set_removed_while_waiting,
+    named_semaphore_across_exec,
+    eventfd_wakes_across_fork,
+    permission_denied_for_nobody,
+);
+
+pub(crate) const HELPERS: &[Helper] =
+    &[Helper { name: "sysv-sem-by-path", run: sysv_sem_by_path }, Helper { name: "named-sem", run: named_sem_helper }];
+
+const SLACK: Duration = Duration::from_secs(1);
+
+fn mutex_four_processes_exact_total() {
+    let map = Mapping::anonymous(4096).unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            fork(|| {
+                let m = map.shared::<Mutex<u64>>(0).unwrap();
+                for _ in 0..100_000 {
+                    *m.lock() += 1;
+                }
+            })
+        })
+        .collect();
+    children.into_iter().for_each(|c| c.join());
+    assert_eq!(*map.shared::<Mutex<u64>>(0).unwrap().lock(), 400_000);
+}
+
+#[derive(Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+struct Ring {
+    items: [u64; 8],
+    head: u32,
+    len: u32,
+    done: u32,
+    _pad: u32,
+}
+
+/// The layout of the shared page in the condvar case.
+#[repr(C)]
+struct Channel {
+    ring: Mutex<Ring>,
+    not_empty: Condvar,
+    not_full: Condvar,
+}
+
+fn condvar_producer_consumer_across_processes() {
+    const N: u64 = 50_000;
+    let map = Mapping::anonymous(4096).unwrap();
+    let ring = || map.shared::<Mutex<Ring>>(0).unwrap();
+    let cond = |i: usize| map.shared::<Condvar>(size_of::<Mutex<Ring>>() + i * size_of::<Condvar>()).unwrap();
+    assert_eq!(size_of::<Channel>(), size_of::<Mutex<Ring>>() + 2 * size_of::<Condvar>());
+    let producer = fork(|| {
+        let (ring, not_empty, not_full) = (ring(), cond(0), cond(1));
+        for i in 1..=N {
+            let mut r = not_full.wait_while(ring.lock(), |r| r.len == 8);
+            let slot = ((r.head + r.len) % 8) as usize;
+            r.items[slot] = i;
+            r.len += 1;
+            drop(r);
+            not_empty.notify_one();
+        }
+        ring.lock().done = 1;
+        not_empty.notify_all();
+    });
+    let (ring, not_empty, not_full) = (ring(), cond(0), cond(1));
+    let (mut sum, mut count, mut last) = (0u64, 0u64, 0u64);
+    loop {
+        let mut r = not_empty.wait_while(ring.lock(), |r| r.len == 0 && r.done == 0);
+        if r.len == 0 {
+            break;
+        }
+        let item = r.items[r.head as usize];
+        r.head = (r.head + 1) % 8;
+        r.len -= 1;
+        drop(r);
+        not_full.notify_one();
+        assert_eq!(item, last + 1, "in order, nothing lost");
+        last = item;
+        sum += item;
+        count += 1;
+    }
+    assert_eq!((count, sum), (N, N * (N + 1) / 2));
+    producer.join();
+}
+
+fn event_wakes_another_process() {
+    let map = Mapping::anonymous(4096).unwrap();
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            fork(|| {
+                let e = map.shared::<Event>(0).unwrap();
+                e.wait_timeout(Duration::from_secs(20)).expect("woken by the parent");
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100)); // let them fall asleep
+    map.shared::<Event>(0).unwrap().set();
+    waiters.into_iter().for_each(|c| c.join());
+}
+
+fn event_auto_reset_lets_one_process_through_per_set() {
+    let map = Mapping::anonymous(4096).unwrap();
+    let passed = || map.shared::<AtomicU32>(64).unwrap();
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            fork(|| {
+                let e = map.shared::<Event>(0).unwrap();
+                e.wait_reset_timeout(Duration::from_secs(20)).unwrap();
+                passed().fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    let e = map.shared::<Event>(0).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    e.set();
+    let t = Instant::now();
+    while passed().load(Ordering::SeqCst) == 0 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(passed().load(Ordering::SeqCst), 1, "one set lets one waiter through");
+    assert!(!e.is_set());
+    e.set();
+    waiters.into_iter().for_each(|c| c.join());
+    assert_eq!(passed().load(Ordering::SeqCst), 2);
+}
+
+fn semaphore_hands_out_each_unit_once() {
+    const UNITS: u64 = 30_000;
+    let map = Mapping::anonymous(4096).unwrap();
+    let sem = || map.shared::<Semaphore>(0).unwrap();
+    let done = || map.shared::<Event>(64).unwrap();
+    let taken = || map.shared::<AtomicU64>(128).unwrap();
+    let consumers: Vec<_> = (0..3)
+        .map(|_| {
+            fork(|| {
+                loop {
+                    match sem().wait_timeout(Duration::from_millis(20)) {
+                        Ok(()) => {
+                            taken().fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(Error::Timeout { .. }) if done().is_set() => return,
+                        Err(Error::Timeout { .. }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for _ in 0..UNITS {
+        sem().post().unwrap();
+    }
+    while sem().value() > 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    done().set();
+    consumers.into_iter().for_each(|c| c.join());
+    assert_eq!(taken().load(Ordering::SeqCst), UNITS);
+}
+
+fn futex_wakes_another_process() {
+    let map = Mapping::anonymous(4096).unwrap();
+    let word = || map.shared::<AtomicU32>(0).unwrap();
+    let child = fork(|| {
+        let w = word();
+        let deadline = Deadline::after(Duration::from_secs(20));
+        while w.load(Ordering::Acquire) == 0 {
+            assert!(futex::wait_until(&w, 0, deadline), "never woken");
+        }
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    word().store(1, Ordering::Release);
+    futex::wake_all(&word());
+    child.join();
+}
+
+fn timeouts_fire_within_bounds() {
+    let map = Mapping::anonymous(4096).unwrap();
+    let locked = || map.shared::<Event>(64).unwrap();
+    // A peer that takes the mutex and keeps it.
+    let mut holder = fork(|| {
+        let _g = map.shared::<Mutex<u32>>(0).unwrap().get().lock();
+        locked().set();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    locked().wait_timeout(Duration::from_secs(10)).unwrap();
+    let m = map.shared::<Mutex<u32>>(0).unwrap();
+    for timeout in [Duration::ZERO, Duration::from_millis(5), Duration::from_millis(150)] {
+        let t = Instant::now();
+        assert!(matches!(m.lock_timeout(timeout), Err(Error::Timeout { what: "mutex" })));
+        assert_fired_within(t.elapsed(), timeout, SLACK);
+    }
+    assert!(matches!(m.try_lock(), Err(Error::WouldBlock { .. })));
+    let e = map.shared::<Event>(128).unwrap();
+    let t = Instant::now();
+    assert!(matches!(e.wait_timeout(Duration::from_millis(120)), Err(Error::Timeout { .. })));
+    assert_fired_within(t.elapsed(), Duration::from_millis(120), SLACK);
+    let s = map.shared::<Semaphore>(192).unwrap();
+    let deadline = Instant::now() + Duration::from_millis(100);
+    assert!(matches!(s.wait_deadline(deadline), Err(Error::Timeout { .. })));
+    assert!(Instant::now() >= deadline);
+    holder.kill();
+    assert_eq!(holder.wait(), Exit::Signaled(Signal::SIGKILL));
+}
+
+fn waiter_whose_waker_dies_times_out() {
+    let map = Mapping::anonymous(4096).unwrap();
+    let mut waker = fork(|| {
+        std::thread::sleep(Duration::from_secs(60));
+        map.shared::<Event>(0).unwrap().set(); // never reached
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    waker.kill();
+    assert_eq!(waker.wait(), Exit::Signaled(Signal::SIGKILL));
+    let t = Instant::now();
+    let e = map.shared::<Event>(0).unwrap();
+    assert!(matches!(e.wait_timeout(Duration::from_millis(200)), Err(Error::Timeout { .. })));
+    assert_fired_within(t.elapsed(), Duration::from_millis(200), SLACK);
+}
+
+/// The layout of the page in the robust mutex cases.
+fn robust(map: &Mapping) -> &RobustMutex<[u64; 2]> {
+    map.shared::<RobustMutex<[u64; 2]>>(0).unwrap().get()
+}
+
+fn robust_mutex_owner_died_then_repaired() {
+    let map = Mapping::anonymous(4096).unwrap();
+    let inside = || map.shared::<Event>(1024).unwrap();
+    let mut holder = fork(|| {
+        let mut g = robust(&map).lock().unwrap();
+        g[0] = 1; // half an update: [1, 0] breaks the invariant a == b
+        inside().set();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    inside().wait_timeout(Duration::from_secs(10)).unwrap();
+    holder.kill();
+    assert_eq!(holder.wait(), Exit::Signaled(Signal::SIGKILL));
+    match robust(&map).lock_timeout(Duration::from_secs(10)) {
+        Err(LockError::OwnerDied(mut g)) => {
+            assert!(!g.is_consistent());
+            assert_eq!(*g, [1, 0], "the dead owner's half update is visible");
+            g[1] = g[0]; // repair
+            g.make_consistent().unwrap();
+        }
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    // Repaired: business as usual, also for another process.
+    let child = fork(|| {
+        let mut g = robust(&map).lock().unwrap();
+        assert_eq!(*g, [1, 1]);
+        g[0] = 2;
+        g[1] = 2;
+    });
+    child.join();
+    assert_eq!(*robust(&map).try_lock().unwrap(), [2, 2]);
+}
+
+fn robust_mutex_not_repaired_is_not_recoverable() {
+    let map = Mapping::anonymous(4096).unwrap();
+    let holder = fork(|| {
+        let g = robust(&map).lock().unwrap();
+        std::mem::forget(g); // exits holding it
+    });
+    holder.join();
+    match robust(&map).lock() {
+        Err(LockError::OwnerDied(g)) => drop(g), // not made consistent
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    assert!(matches!(robust(&map).lock(), Err(LockError::NotRecoverable)));
+    let child = fork(|| assert!(matches!(robust(&map).try_lock(), Err(LockError::NotRecoverable))));
+    child.join();
+    let e = robust(&map).lock_timeout(Duration::from_millis(10)).unwrap_err();
+    assert!(e.to_string().contains("not recoverable"), "{e}");
+}
+
+fn semaphore_set_undo_after_kill() {
+    let set = SemaphoreSet::create(Key::private(), &[1, 5], 0o600).unwrap();
+    let id = set.id();
+    let map = Mapping::anonymous(4096).unwrap();
+    let took = || map.shared::<Event>(0).unwrap();
+    let mut holder = fork(|| {
+        // Take the lock and three of the five units in one operation.
+        set.apply(&[SemOp::wait(0), SemOp::add(1, -3)]).unwrap();
+        took().set();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    took().wait_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!((set.value(0).unwrap(), set.value(1).unwrap()), (0, 2));
+    assert!(matches!(set.try_wait(0), Err(Error::WouldBlock { .. })));
+    holder.kill();
+    assert_eq!(holder.wait(), Exit::Signaled(Signal::SIGKILL));
+    assert_eq!((set.value(0).unwrap(), set.value(1).unwrap()), (1, 5), "SEM_UNDO gave everything back");
+    set.wait_timeout(0, Duration::from_secs(1)).unwrap();
+    drop(set);
+    assert!(
+        !std::fs::read_to_string("/proc/sysvipc/sem")
+            .unwrap()
+            .lines()
+            .skip(1)
+            .any(|l| { l.split_whitespace().nth(1) == Some(&id.to_string()) }),
+        "the owner removed the set"
+    );
+}
+
+fn sysv_sem_by_path(args: &[String]) {
+    let key = Key::from_path(&args[0], b's').unwrap();
+    let set = SemaphoreSet::open(key).unwrap();
+    assert!(!set.is_owner());
+    set.apply(&[SemOp::wait(0).no_undo(), SemOp::post(1).no_undo()]).unwrap();
+}
+
+fn semaphore_set_by_path_key_in_exec_child() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("rendezvous");
+    std::fs::write(&path, b"").unwrap();
+    let key = Key::from_path(&path, b's').unwrap();
+    let set = SemaphoreSet::create(key, &[1, 0], 0o600).unwrap();
+    let status = helper_command("sysv-sem-by-path", &[path.to_str().unwrap()]).status().unwrap();
+    assert!(status.success(), "helper: {status}");
+    assert_eq!((set.value(0).unwrap(), set.value(1).unwrap()), (0, 1), "the helper found the same set");
+    assert!(matches!(SemaphoreSet::create(key, &[1], 0o600), Err(Error::AlreadyExists { .. })));
+    let other = SemaphoreSet::open_or_create(key, &[9], 0o600).unwrap();
+    assert_eq!((other.id(), other.is_owner()), (set.id(), false));
+}
+
+fn semaphore_set_removed_while_waiting() {
+    let set = SemaphoreSet::create(Key::private(), &[0], 0o600).unwrap();
+    let waiter = fork(|| match set.wait_timeout(0, Duration::from_secs(20)) {
+        Err(Error::Removed { .. }) => {}
+        other => panic!("expected Removed, got {other:?}"),
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    set.remove().unwrap();
+    waiter.join();
+}
+
+fn named_sem_helper(args: &[String]) {
+    let sem = NamedSemaphore::open(&args[0]).unwrap();
+    sem.wait_timeout(Duration::from_secs(10)).unwrap();
+    sem.post().unwrap();
+    sem.post().unwrap();
+}
+
+fn named_semaphore_across_exec() {
+    let name = format!("/{}", unique_name("ipc-kit-test-sem"));
+    let sem = NamedSemaphore::create(&name, 0, 0o600).unwrap();
+    let mut child = helper_command("named-sem", &[&name]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    sem.post().unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(sem.value().unwrap(), 2);
+    assert!(matches!(NamedSemaphore::create(&name, 0, 0o600), Err(Error::AlreadyExists { .. })));
+    drop(sem);
+    assert!(matches!(NamedSemaphore::open(&name), Err(Error::NotFound { .. })), "the owner unlinked it");
+    for bad in ["no-slash", "/", "/a/b", &format!("/{}", "x".repeat(252))] {
+        assert!(matches!(NamedSemaphore::create(bad, 0, 0o600), Err(Error::InvalidArgument { .. })), "{bad}");
+    }
+}
+
+fn eventfd_wakes_across_fork() {
+    let efd = EventFd::new(0, EventFdMode::Semaphore).unwrap();
+    let child = fork(|| {
+        for _ in 0..3 {
+            assert_eq!(efd.read_timeout(Duration::from_secs(10)).unwrap(), 1);
+        }
+        assert!(matches!(efd.try_read(), Err(Error::WouldBlock { .. })));
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    efd.add(3).unwrap();
+    child.join();
+    let t = Instant::now();
+    assert!(matches!(efd.read_timeout(Duration::from_millis(100)), Err(Error::Timeout { .. })));
+    assert_fired_within(t.elapsed(), Duration::from_millis(100), SLACK);
+    let counter = EventFd::new(7, EventFdMode::Counter).unwrap();
+    assert!(matches!(counter.add(u64::MAX), Err(Error::InvalidArgument { .. })));
+    counter.add(ipc_kit::sync::EVENTFD_MAX - 7).unwrap();
+    assert!(matches!(counter.try_add(1), Err(Error::WouldBlock { .. })), "the counter is full");
+    assert_eq!(counter.read().unwrap(), ipc_kit::sync::EVENTFD_MAX);
+}
+
+fn permission_denied_for_nobody() {
+    let key = Key::new(0x1c00_0000 | (std::process::id() as i32 & 0xffff)).unwrap();
+    let set = SemaphoreSet::create(key, &[1], 0o600).unwrap();
+    let name = format!("/{}", unique_name("ipc-kit-test-sem"));
+    let sem = NamedSemaphore::create(&name, 1, 0o600).unwrap();
+    let child = fork(|| {
+        become_nobody();
+        assert!(matches!(SemaphoreSet::open(key), Err(Error::PermissionDenied { .. })));
+        assert!(matches!(NamedSemaphore::open(&name), Err(Error::PermissionDenied { .. })));
+    });
+    child.join();
+    drop((set, sem));
+}

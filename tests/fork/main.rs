@@ -2,8 +2,9 @@
 //! tests. `--list` prints the case names; arguments filter them.
 
 mod pipe;
+mod shm;
 mod sync;
 
 fn main() -> std::process::ExitCode {
-    ipc_kit_tests::main(&[pipe::CASES, sync::CASES], &[sync::HELPERS])
+    ipc_kit_tests::main(&[pipe::CASES, shm::CASES, sync::CASES], &[shm::HELPERS, sync::HELPERS])
 }

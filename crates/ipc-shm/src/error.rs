@@ -35,6 +35,90 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A write through a mapping made read-only.
+    #[error("the mapping is read-only")]
+    ReadOnly,
+
+    /// `create` found the object there already.
+    #[error("the {what} {name} already exists")]
+    AlreadyExists {
+        /// What kind of object.
+        what: &'static str,
+        /// Its name or key.
+        name: String,
+    },
+
+    /// `open` found no such object.
+    #[error("no {what} {name} exists")]
+    NotFound {
+        /// What kind of object.
+        what: &'static str,
+        /// Its name or key.
+        name: String,
+    },
+
+    /// The object's permissions do not let this process in.
+    #[error("permission denied for the {what} {name}")]
+    PermissionDenied {
+        /// What kind of object.
+        what: &'static str,
+        /// Its name or key.
+        name: String,
+    },
+
+    /// The object was removed (`EIDRM`, or an id that no longer exists).
+    #[error("the {what} {name} was removed")]
+    Removed {
+        /// What kind of object.
+        what: &'static str,
+        /// Its name, key or id.
+        name: String,
+    },
+
+    /// A name refused before any system call.
+    #[error("invalid POSIX shared memory name {name:?}: {reason}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+
+    /// A key that cannot be used.
+    #[error("invalid System V key: {reason}")]
+    InvalidKey {
+        /// Why.
+        reason: &'static str,
+    },
+
+    /// The object is smaller than the size asked for.
+    #[error("the {what} {name} holds {size} bytes, fewer than the {needed} asked for")]
+    TooSmall {
+        /// What kind of object.
+        what: &'static str,
+        /// Its name or key.
+        name: String,
+        /// Its size.
+        size: u64,
+        /// The size asked for.
+        needed: u64,
+    },
+
+    /// The file behind a mapping was shrunk (by a peer) below the bytes an
+    /// access needs; the access was not made.
+    #[error("the shared memory was shrunk to {size} bytes; the access needs {needed}")]
+    Truncated {
+        /// The file's size now.
+        size: u64,
+        /// The end of the access.
+        needed: u64,
+    },
+
+    /// A memfd without the seal against shrinking, which a peer could then
+    /// truncate under us.
+    #[error("the memfd is not sealed against shrinking (F_SEAL_SHRINK)")]
+    NotSealed,
+
     /// Any other failure of a system call.
     #[error("{op} failed: {source}")]
     Io {
@@ -50,10 +134,32 @@ impl Error {
     /// The [`io::ErrorKind`] this error converts to.
     pub fn kind(&self) -> io::ErrorKind {
         match self {
-            Error::OutOfBounds { .. } | Error::Misaligned { .. } | Error::InvalidSize { .. } => {
-                io::ErrorKind::InvalidInput
-            }
+            Error::OutOfBounds { .. }
+            | Error::Misaligned { .. }
+            | Error::InvalidSize { .. }
+            | Error::InvalidName { .. }
+            | Error::InvalidKey { .. }
+            | Error::TooSmall { .. }
+            | Error::NotSealed => io::ErrorKind::InvalidInput,
+            Error::ReadOnly | Error::PermissionDenied { .. } => io::ErrorKind::PermissionDenied,
+            Error::AlreadyExists { .. } => io::ErrorKind::AlreadyExists,
+            Error::NotFound { .. } | Error::Removed { .. } => io::ErrorKind::NotFound,
+            Error::Truncated { .. } => io::ErrorKind::UnexpectedEof,
             Error::Io { source, .. } => source.kind(),
+        }
+    }
+}
+
+impl Error {
+    /// Turns an OS error about the object `what` named `name` into the
+    /// matching typed error.
+    pub(crate) fn from_os(what: &'static str, name: impl FnOnce() -> String, op: &'static str, e: io::Error) -> Self {
+        match e.raw_os_error() {
+            Some(libc::EEXIST) => Error::AlreadyExists { what, name: name() },
+            Some(libc::ENOENT) => Error::NotFound { what, name: name() },
+            Some(libc::EACCES | libc::EPERM) => Error::PermissionDenied { what, name: name() },
+            Some(libc::EIDRM) => Error::Removed { what, name: name() },
+            _ => Error::Io { op, source: e },
         }
     }
 }

@@ -1,5 +1,11 @@
 //! Memory that processes share.
 //!
+//! - [`Mapping::anonymous`]: for a parent and the children it forks;
+//! - [`SysvSegment`]: System V segments, found by a [`Key`];
+//! - [`PosixShm`]: POSIX shared memory objects, found by name;
+//! - [`Memfd`]: anonymous memory behind an fd, sealed against shrinking,
+//!   for children across exec and for peers you do not trust.
+//!
 //! Shared memory is the fastest way for processes to exchange data: no
 //! system call and no copy by the kernel. It is also the least forgiving:
 //! the other process can write at any moment, so this crate never lets a
@@ -23,8 +29,14 @@
 
 mod error;
 mod mapping;
+mod memfd;
+mod posix;
+mod segment;
 mod sys;
 
 pub use error::{Error, Result};
 pub use ipc_sync::Key;
 pub use mapping::{Mapping, Shared};
+pub use memfd::Memfd;
+pub use posix::PosixShm;
+pub use segment::{SegmentStat, SysvSegment};

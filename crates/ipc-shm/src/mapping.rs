@@ -1,6 +1,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
+use std::os::fd::{AsFd, OwnedFd};
 
 use bytemuck::Pod;
 use ipc_sync::ShmSafe;
@@ -37,6 +38,10 @@ use crate::sys::Region;
 /// ```
 pub struct Mapping {
     region: Region,
+    writable: bool,
+    /// For a mapping of a file that peers can shrink (POSIX shm): its fd,
+    /// to check the size before each copy.
+    size_guard: Option<OwnedFd>,
 }
 
 impl Mapping {
@@ -59,7 +64,16 @@ impl Mapping {
             return Err(Error::InvalidSize { size: 0, reason: "a mapping cannot be empty" });
         }
         let region = Region::anonymous(len).map_err(|e| Error::Io { op: "mmap", source: e })?;
-        Ok(Mapping { region })
+        Ok(Mapping { region, writable: true, size_guard: None })
+    }
+
+    pub(crate) fn from_region(region: Region, writable: bool, size_guard: Option<OwnedFd>) -> Mapping {
+        Mapping { region, writable, size_guard }
+    }
+
+    /// Whether writes (and shared views) are allowed.
+    pub fn is_writable(&self) -> bool {
+        self.writable
     }
 
     /// The mapping's size in bytes.
@@ -79,10 +93,23 @@ impl Mapping {
     }
 
     fn check(&self, offset: usize, len: usize) -> Result<()> {
-        match offset.checked_add(len) {
-            Some(end) if end <= self.len() => Ok(()),
-            _ => Err(Error::OutOfBounds { offset, len, size: self.len() }),
+        let end = match offset.checked_add(len) {
+            Some(end) if end <= self.len() => end,
+            _ => return Err(Error::OutOfBounds { offset, len, size: self.len() }),
+        };
+        if let Some(fd) = &self.size_guard {
+            let size = crate::sys::file_size(fd.as_fd()).map_err(|e| Error::Io { op: "fstat", source: e })?;
+            // Pages wholly past the end of the file fault (SIGBUS); bytes
+            // past the end on the last page read as zero. Refuse both.
+            if (end as u64) > size {
+                return Err(Error::Truncated { size, needed: end as u64 });
+            }
         }
+        Ok(())
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.writable { Ok(()) } else { Err(Error::ReadOnly) }
     }
 
     fn check_typed<T>(&self, offset: usize) -> Result<()> {
@@ -99,7 +126,8 @@ impl Mapping {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfBounds`].
+    /// [`Error::OutOfBounds`]; [`Error::Truncated`] when a peer shrank the
+    /// POSIX shared memory object behind the mapping.
     pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         self.check(offset, buf.len())?;
         self.region.copy_out(offset, buf);
@@ -110,8 +138,9 @@ impl Mapping {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfBounds`].
+    /// [`Error::ReadOnly`]; [`Error::OutOfBounds`]; [`Error::Truncated`].
     pub fn write_bytes(&self, offset: usize, data: &[u8]) -> Result<()> {
+        self.check_writable()?;
         self.check(offset, data.len())?;
         self.region.copy_in(offset, data);
         Ok(())
@@ -136,6 +165,7 @@ impl Mapping {
     ///
     /// As for [`read`](Self::read).
     pub fn write<T: Pod>(&self, offset: usize, value: &T) -> Result<()> {
+        self.check_writable()?;
         self.check_typed::<T>(offset)?;
         self.region.copy_in(offset, bytemuck::bytes_of(value));
         Ok(())
@@ -144,10 +174,18 @@ impl Mapping {
     /// A view of the `T` at `offset`, which every process mapping the same
     /// memory sees and changes (through atomics) at once.
     ///
+    /// A view holds no check against a peer shrinking a POSIX shared memory
+    /// object afterwards: with peers you do not trust, share a sealed
+    /// [`Memfd`](crate::Memfd) instead.
+    ///
     /// # Errors
     ///
-    /// [`Error::OutOfBounds`] when `T` does not fit; [`Error::Misaligned`].
+    /// [`Error::OutOfBounds`] when `T` does not fit; [`Error::Misaligned`];
+    /// [`Error::ReadOnly`] on a read-only mapping (the types change
+    /// through shared references).
     pub fn shared<T: ShmSafe>(&self, offset: usize) -> Result<Shared<'_, T>> {
+        // ShmSafe types change through &T: read-only memory would fault.
+        self.check_writable()?;
         self.check_typed::<T>(offset)?;
         Ok(Shared { value: self.region.view(offset), _mapping: PhantomData })
     }
@@ -155,7 +193,11 @@ impl Mapping {
 
 impl fmt::Debug for Mapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Mapping").field("addr", &self.as_ptr()).field("len", &self.len()).finish()
+        f.debug_struct("Mapping")
+            .field("addr", &self.as_ptr())
+            .field("len", &self.len())
+            .field("writable", &self.writable)
+            .finish()
     }
 }
 

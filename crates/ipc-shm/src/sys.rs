@@ -3,7 +3,9 @@
 //! reason it is sound.
 #![allow(unsafe_code)]
 
+use std::ffi::CStr;
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
 /// A region of memory mapped into this process, unmapped on drop.
@@ -11,6 +13,8 @@ use std::ptr::NonNull;
 pub(crate) struct Region {
     ptr: NonNull<u8>,
     len: usize,
+    /// Attached with `shmat` (detached with `shmdt`), not `mmap`ed.
+    sysv: bool,
 }
 
 // SAFETY: the region is plain memory; all access goes through the bounds-
@@ -40,7 +44,32 @@ impl Region {
             return Err(io::Error::last_os_error());
         }
         let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Region { ptr, len })
+        Ok(Region { ptr, len, sysv: false })
+    }
+
+    /// `mmap(MAP_SHARED)` of the first `len` bytes of the file behind `fd`.
+    pub(crate) fn map_fd(fd: BorrowedFd<'_>, len: usize, writable: bool) -> io::Result<Region> {
+        let prot = if writable { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
+        // SAFETY: a new mapping at an address the kernel chooses; no existing
+        // memory is affected.
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd.as_raw_fd(), 0) };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Region { ptr, len, sysv: false })
+    }
+
+    /// `shmat(2)` of System V segment `id`, `len` bytes long.
+    pub(crate) fn shmat(id: libc::c_int, len: usize, writable: bool) -> io::Result<Region> {
+        let flags = if writable { 0 } else { libc::SHM_RDONLY };
+        // SAFETY: attaches at an address the kernel chooses.
+        let p = unsafe { libc::shmat(id, std::ptr::null(), flags) };
+        if p as isize == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("shmat returned null"))?;
+        Ok(Region { ptr, len, sysv: true })
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -87,8 +116,94 @@ impl Region {
 
 impl Drop for Region {
     fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping this value owns; no reference
-        // into it outlives `self` (views borrow it).
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        if self.sysv {
+            // SAFETY: detaches exactly the attachment this value owns; no
+            // reference into it outlives `self` (views borrow it).
+            unsafe { libc::shmdt(self.ptr.as_ptr().cast()) };
+        } else {
+            // SAFETY: unmaps exactly the mapping this value owns; no
+            // reference into it outlives `self` (views borrow it).
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        }
     }
+}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
+}
+
+fn owned(fd: libc::c_int) -> OwnedFd {
+    // SAFETY: callers pass a new fd that the kernel just returned and
+    // nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// `shmget(2)`.
+pub(crate) fn shmget(key: libc::key_t, size: usize, flags: libc::c_int) -> io::Result<libc::c_int> {
+    // SAFETY: shmget takes plain integers.
+    cvt(unsafe { libc::shmget(key, size, flags) })
+}
+
+/// `shmctl(IPC_STAT)`.
+pub(crate) fn shm_stat(id: libc::c_int) -> io::Result<libc::shmid_ds> {
+    // SAFETY: an all-zero shmid_ds is a valid value for the kernel to fill.
+    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: IPC_STAT writes one shmid_ds through a valid pointer.
+    cvt(unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) })?;
+    Ok(ds)
+}
+
+/// `shmctl(IPC_RMID)`: marks the segment for removal once the last process
+/// detaches.
+pub(crate) fn shm_remove(id: libc::c_int) -> io::Result<()> {
+    // SAFETY: IPC_RMID ignores the buffer argument.
+    cvt(unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) }).map(drop)
+}
+
+/// `shm_open(3)`, always with `O_CLOEXEC`.
+pub(crate) fn shm_open(name: &CStr, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is NUL-terminated; shm_open returns a new fd or -1.
+    let fd = cvt(unsafe { libc::shm_open(name.as_ptr(), flags | libc::O_CLOEXEC, mode) })?;
+    Ok(owned(fd))
+}
+
+/// `shm_unlink(3)`.
+pub(crate) fn shm_unlink(name: &CStr) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated.
+    cvt(unsafe { libc::shm_unlink(name.as_ptr()) }).map(drop)
+}
+
+/// `memfd_create(2)` with `MFD_CLOEXEC | MFD_ALLOW_SEALING`.
+pub(crate) fn memfd_create(name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is NUL-terminated; returns a new fd or -1.
+    let fd = cvt(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) })?;
+    Ok(owned(fd))
+}
+
+/// `ftruncate(2)`.
+pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: ftruncate takes an fd and a length.
+    cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop)
+}
+
+/// The file's size (`fstat`).
+pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    // SAFETY: an all-zero stat is a valid value for the kernel to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes one stat through a valid pointer.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(u64::try_from(st.st_size).unwrap_or(0))
+}
+
+/// `fcntl(F_ADD_SEALS)`.
+pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: libc::c_int) -> io::Result<()> {
+    // SAFETY: F_ADD_SEALS takes an int of seal flags.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
+}
+
+/// `fcntl(F_GET_SEALS)`.
+pub(crate) fn seals(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
+    // SAFETY: F_GET_SEALS takes no argument.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) })
 }

@@ -67,3 +67,35 @@ pub use robust::{LockError, RobustMutex, RobustMutexGuard};
 pub use semaphore::Semaphore;
 pub use shm_safe::ShmSafe;
 pub use sysv_sem::{SEM_VALUE_MAX, SemOp, SemaphoreSet};
+
+/// Checks the name of a POSIX IPC object (shared memory, semaphore or
+/// message queue) before it reaches a system call: a leading '/', at least
+/// one more character, no other '/', no NUL, at most `max_len` bytes after
+/// the '/'. Returns it as a C string, or the reason it is refused.
+///
+/// # Errors
+///
+/// The reason, as a sentence fragment ("it must start with '/'").
+///
+/// # Examples
+///
+/// ```
+/// assert!(ipc_sync::posix_name("/jobs", 255).is_ok());
+/// assert!(ipc_sync::posix_name("jobs", 255).is_err());
+/// assert!(ipc_sync::posix_name("/a/b", 255).is_err());
+/// ```
+pub fn posix_name(name: &str, max_len: usize) -> std::result::Result<std::ffi::CString, &'static str> {
+    if !name.starts_with('/') {
+        return Err("it must start with '/'");
+    }
+    if name.len() < 2 {
+        return Err("it needs at least one character after the '/'");
+    }
+    if name[1..].contains('/') {
+        return Err("it may contain no '/' after the first");
+    }
+    if name.len() - 1 > max_len {
+        return Err("it is too long");
+    }
+    std::ffi::CString::new(name).map_err(|_| "it contains a NUL byte")
+}

@@ -206,20 +206,8 @@ impl NamedSemaphore {
 
 /// Checks a POSIX IPC name (for semaphores: at most 251 bytes).
 fn check_name(name: &str) -> Result<CString> {
-    let bad = |reason: &str| Error::InvalidArgument { what: "POSIX IPC name", reason: format!("{name:?}: {reason}") };
-    if !name.starts_with('/') {
-        return Err(bad("it must start with '/'"));
-    }
-    if name.len() < 2 {
-        return Err(bad("it needs at least one character after '/'"));
-    }
-    if name[1..].contains('/') {
-        return Err(bad("it may contain no '/' after the first"));
-    }
-    if name.len() > MAX_NAME + 1 {
-        return Err(bad("it is longer than 251 characters after the '/'"));
-    }
-    CString::new(name).map_err(|_| bad("it contains a NUL byte"))
+    crate::posix_name(name, MAX_NAME)
+        .map_err(|reason| Error::InvalidArgument { what: "POSIX IPC name", reason: format!("{name:?}: {reason}") })
 }
 
 impl Drop for NamedSemaphore {

@@ -1,0 +1,264 @@
+//! Shared memory across real processes: System V segments, POSIX objects,
+//! memfds and anonymous mappings; hostile peers and bad input.
+
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use ipc_kit::pipe::ChildFds;
+use ipc_kit::shm::{Error, Key, Mapping, Memfd, PosixShm, SysvSegment};
+use ipc_kit::sync::{Event, Mutex};
+use ipc_kit_tests::{Helper, ScratchDir, become_nobody, cases, checksum, fork, helper_command, pattern, unique_name};
+
+cases!("shm":
+    sysv_segment_by_path_key_in_exec_child,
+    posix_shm_by_name_in_exec_child,
+    memfd_inherited_across_exec,
+    anonymous_mapping_across_fork,
+    segment_marked_for_removal_stays_usable,
+    segment_stat_counts_attachments,
+    posix_shm_shrunk_by_peer,
+    memfd_seal_refuses_truncation,
+    wrong_sizes_and_bad_input,
+    permission_denied_for_nobody,
+);
+
+pub(crate) const HELPERS: &[Helper] = &[
+    Helper { name: "sysv-shm-by-path", run: sysv_shm_helper },
+    Helper { name: "posix-shm-by-name", run: posix_shm_helper },
+    Helper { name: "memfd-at-fd3", run: memfd_helper },
+];
+
+const SIZE: usize = 1 << 20;
+
+/// What the helpers do with a mapping: check the parent's pattern in the
+/// first half, write their own into the second half.
+fn check_and_answer(map: &Mapping) {
+    let mut got = vec![0; SIZE / 2];
+    map.read_bytes(0, &mut got).unwrap();
+    assert!(got == pattern(1, SIZE / 2), "the helper saw other bytes");
+    map.write_bytes(SIZE / 2, &pattern(2, SIZE / 2)).unwrap();
+}
+
+fn answered(map: &Mapping) -> bool {
+    let mut got = vec![0; SIZE / 2];
+    map.read_bytes(SIZE / 2, &mut got).unwrap();
+    checksum(&got) == checksum(&pattern(2, SIZE / 2))
+}
+
+fn sysv_shm_helper(args: &[String]) {
+    let key = Key::from_path(&args[0], b'm').unwrap();
+    let seg = SysvSegment::open(key, SIZE).unwrap();
+    assert!(!seg.is_owner());
+    check_and_answer(&seg.attach().unwrap());
+}
+
+fn sysv_segment_by_path_key_in_exec_child() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("rendezvous");
+    std::fs::write(&path, b"").unwrap();
+    let seg = SysvSegment::create(Key::from_path(&path, b'm').unwrap(), SIZE, 0o600).unwrap();
+    let map = seg.attach().unwrap();
+    map.write_bytes(0, &pattern(1, SIZE / 2)).unwrap();
+    let status = helper_command("sysv-shm-by-path", &[path.to_str().unwrap()]).status().unwrap();
+    assert!(status.success(), "helper: {status}");
+    assert!(answered(&map));
+}
+
+fn posix_shm_helper(args: &[String]) {
+    let shm = PosixShm::open(&args[0]).unwrap();
+    check_and_answer(&shm.map().unwrap());
+}
+
+fn posix_shm_by_name_in_exec_child() {
+    let name = format!("/{}", unique_name("ipc-kit-test-shm"));
+    let shm = PosixShm::create(&name, SIZE, 0o600).unwrap();
+    let map = shm.map().unwrap();
+    map.write_bytes(0, &pattern(1, SIZE / 2)).unwrap();
+    let status = helper_command("posix-shm-by-name", &[&name]).status().unwrap();
+    assert!(status.success(), "helper: {status}");
+    assert!(answered(&map));
+    drop(shm);
+    assert!(matches!(PosixShm::open(&name), Err(Error::NotFound { .. })), "the owner unlinked it");
+    assert!(answered(&map), "the mapping outlives the name");
+}
+
+fn memfd_helper(_: &[String]) {
+    // Fd 3 was given to us; reopening it through /proc gives an fd of our
+    // own to the same memory, and no fd number is taken over unchecked.
+    let fd: OwnedFd = std::fs::File::options().read(true).write(true).open("/proc/self/fd/3").unwrap().into();
+    let mem = Memfd::from_fd(fd).unwrap();
+    assert_eq!(mem.len(), SIZE);
+    check_and_answer(&mem.map().unwrap());
+}
+
+fn memfd_inherited_across_exec() {
+    let mem = Memfd::create("ipc-kit-test", SIZE).unwrap();
+    let map = mem.map().unwrap();
+    map.write_bytes(0, &pattern(1, SIZE / 2)).unwrap();
+    let mut cmd = helper_command("memfd-at-fd3", &[]);
+    let mut fds = ChildFds::new();
+    fds.insert(3, mem.try_clone_fd().unwrap()).unwrap();
+    fds.apply(&mut cmd);
+    let status = cmd.status().unwrap();
+    assert!(status.success(), "helper: {status}");
+    assert!(answered(&map));
+}
+
+fn anonymous_mapping_across_fork() {
+    let map = Mapping::anonymous(SIZE).unwrap();
+    map.write_bytes(0, &pattern(1, SIZE / 2)).unwrap();
+    let child = fork(|| check_and_answer(&map));
+    child.join();
+    assert!(answered(&map));
+}
+
+fn segment_marked_for_removal_stays_usable() {
+    let dir = ScratchDir::new();
+    let key = Key::from_path(dir.path(), b'r').unwrap();
+    let seg = SysvSegment::create(key, 4096, 0o600).unwrap();
+    let id = seg.id();
+    let map = seg.attach().unwrap();
+    let listed = || {
+        std::fs::read_to_string("/proc/sysvipc/shm")
+            .unwrap()
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().nth(1) == Some(&id.to_string()))
+    };
+    seg.remove().unwrap();
+    assert!(listed(), "still there while attached");
+    assert!(matches!(SysvSegment::open(key, 0), Err(Error::NotFound { .. })), "the key finds it no more");
+    assert!(SysvSegment::open_id(id, 0).unwrap().stat().unwrap().marked_for_removal);
+    // Both processes keep using it, coordinating through it.
+    let child = fork(|| {
+        let m = map.shared::<Mutex<u64>>(0).unwrap();
+        *m.lock() += 1;
+        map.shared::<Event>(64).unwrap().set();
+    });
+    map.shared::<Event>(64).unwrap().wait_timeout(Duration::from_secs(10)).unwrap();
+    child.join();
+    assert_eq!(*map.shared::<Mutex<u64>>(0).unwrap().lock(), 1);
+    drop(map);
+    assert!(!listed(), "gone with the last attachment");
+}
+
+fn segment_stat_counts_attachments() {
+    let seg = SysvSegment::create(Key::private(), 8192, 0o640).unwrap();
+    let st = seg.stat().unwrap();
+    assert_eq!((st.size, st.attach_count, st.mode), (8192, 0, 0o640));
+    assert_eq!(st.creator_pid, std::process::id() as i32);
+    assert!(st.attached_at.is_none());
+    let map = seg.attach().unwrap();
+    let go = || map.shared::<Event>(0).unwrap();
+    let child = fork(|| {
+        let other = seg.attach_read_only().unwrap();
+        assert_eq!(other.read::<u32>(1024).unwrap(), 0);
+        go().wait_timeout(Duration::from_secs(10)).unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    // Ours, the child's inherited copy of ours, and the child's own.
+    assert_eq!(seg.stat().unwrap().attach_count, 3);
+    go().set();
+    child.join();
+    let st = seg.stat().unwrap();
+    assert_eq!(st.attach_count, 1);
+    assert!(st.attached_at.is_some() && st.detached_at.is_some());
+}
+
+fn posix_shm_shrunk_by_peer() {
+    let name = format!("/{}", unique_name("ipc-kit-test-shm"));
+    let shm = PosixShm::create(&name, 4 * 4096, 0o600).unwrap();
+    let map = shm.map().unwrap();
+    map.write(0, &1u64).unwrap();
+    let peer = fork(|| {
+        let p = PosixShm::open(&name).unwrap();
+        p.set_size(4096).unwrap(); // hostile: shrink it under the creator
+    });
+    peer.join();
+    // What is left still reads; what is gone is an error, not SIGBUS.
+    assert_eq!(map.read::<u64>(0).unwrap(), 1);
+    match map.read::<u64>(3 * 4096) {
+        Err(Error::Truncated { size: 4096, needed }) => assert_eq!(needed, 3 * 4096 + 8),
+        other => panic!("expected Truncated, got {other:?}"),
+    }
+    assert!(matches!(map.write_bytes(8000, &[1; 200]), Err(Error::Truncated { .. })));
+    let mut buf = [0; 16];
+    assert!(matches!(map.read_bytes(4 * 4096 - 16, &mut buf), Err(Error::Truncated { .. })));
+    assert!(matches!(shm.map_len(2 * 4096), Err(Error::TooSmall { size: 4096, .. })));
+}
+
+fn memfd_seal_refuses_truncation() {
+    let mem = Memfd::create("ipc-kit-test", 4 * 4096).unwrap();
+    let map = mem.map().unwrap();
+    map.write(3 * 4096, &5u64).unwrap();
+    let fd = mem.try_clone_fd().unwrap();
+    let peer = fork(move || {
+        let file = std::fs::File::from(fd);
+        let e = file.set_len(0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "the seal refuses shrinking");
+        file.set_len(8 * 4096).unwrap(); // growing is allowed
+    });
+    peer.join();
+    assert_eq!(map.read::<u64>(3 * 4096).unwrap(), 5);
+    // A memfd without the seal is refused: a peer could shrink it.
+    let unsealed = nix::sys::memfd::memfd_create("unsealed", nix::sys::memfd::MFdFlags::MFD_CLOEXEC).unwrap();
+    nix::unistd::ftruncate(&unsealed, 4096).unwrap();
+    assert!(matches!(Memfd::from_fd(unsealed), Err(Error::NotSealed)));
+    let file: OwnedFd = std::fs::File::open("/proc/self/exe").unwrap().into();
+    assert!(matches!(Memfd::from_fd(file), Err(Error::NotSealed)), "not a memfd at all");
+}
+
+fn wrong_sizes_and_bad_input() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("key");
+    std::fs::write(&path, b"").unwrap();
+    let key = Key::from_path(&path, b'w').unwrap();
+    let seg = SysvSegment::create(key, 4096, 0o600).unwrap();
+    match SysvSegment::open(key, 8192) {
+        Err(Error::TooSmall { size: 4096, needed: 8192, .. }) => {}
+        other => panic!("expected TooSmall, got {other:?}"),
+    }
+    assert!(matches!(SysvSegment::create(key, 4096, 0o600), Err(Error::AlreadyExists { .. })));
+    assert!(matches!(SysvSegment::open(Key::private(), 1), Err(Error::InvalidKey { .. })));
+    assert!(matches!(SysvSegment::create(Key::private(), 0, 0o600), Err(Error::InvalidSize { .. })));
+    let ro = seg.attach_read_only().unwrap();
+    assert!(matches!(ro.write(0, &1u8), Err(Error::ReadOnly)));
+    assert!(matches!(ro.shared::<Event>(0), Err(Error::ReadOnly)));
+    let rw = seg.attach().unwrap();
+    assert!(matches!(rw.read::<u64>(4090), Err(Error::OutOfBounds { offset: 4090, len: 8, size: 4096 })));
+    assert!(matches!(rw.read::<u64>(usize::MAX), Err(Error::OutOfBounds { .. })));
+    assert!(matches!(rw.read::<u32>(2), Err(Error::Misaligned { offset: 2, align: 4, .. })));
+    assert!(matches!(rw.shared::<Event>(4092), Err(Error::OutOfBounds { .. })));
+    let long = format!("/{}", "x".repeat(256));
+    for bad in ["no-slash", "/", "/a/b", "/nul\0", long.as_str()] {
+        assert!(matches!(PosixShm::create(bad, 4096, 0o600), Err(Error::InvalidName { .. })), "{bad:?}");
+    }
+    let name = format!("/{}", unique_name("ipc-kit-test-shm"));
+    assert!(matches!(PosixShm::create(&name, 0, 0o600), Err(Error::InvalidSize { .. })));
+    assert!(matches!(PosixShm::open(&name), Err(Error::NotFound { .. })));
+    let shm = PosixShm::create(&name, 4096, 0o600).unwrap();
+    assert!(matches!(shm.map_len(8192), Err(Error::TooSmall { .. })));
+    let ro = PosixShm::open_read_only(&name).unwrap();
+    assert!(matches!(ro.map().unwrap().write(0, &1u8), Err(Error::ReadOnly)));
+    assert!(matches!(ro.set_size(1), Err(Error::ReadOnly)));
+    assert!(matches!(Memfd::create("x", 0), Err(Error::InvalidSize { .. })));
+    assert!(matches!(Memfd::create("nul\0", 1), Err(Error::InvalidName { .. })));
+    assert!(matches!(Mapping::anonymous(0), Err(Error::InvalidSize { .. })));
+}
+
+fn permission_denied_for_nobody() {
+    let key = Key::new(0x1d00_0000 | (std::process::id() as i32 & 0xffff)).unwrap();
+    let seg = SysvSegment::create(key, 4096, 0o600).unwrap();
+    let name = format!("/{}", unique_name("ipc-kit-test-shm"));
+    let shm = PosixShm::create(&name, 4096, 0o600).unwrap();
+    let id = seg.id();
+    let child = fork(|| {
+        become_nobody();
+        assert!(matches!(SysvSegment::open(key, 1), Err(Error::PermissionDenied { .. })));
+        assert!(matches!(SysvSegment::open_id(id, 1), Err(Error::PermissionDenied { .. })));
+        assert!(matches!(PosixShm::open(&name), Err(Error::PermissionDenied { .. })));
+        assert!(matches!(PosixShm::open_read_only(&name), Err(Error::PermissionDenied { .. })));
+    });
+    child.join();
+    drop((seg, shm));
+}

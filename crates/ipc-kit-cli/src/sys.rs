@@ -134,3 +134,15 @@ pub(crate) fn raw_read_loop(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<u6
         }
     }
 }
+
+/// Raw `FUTEX_WAIT` (shared) while `*word == expected`.
+pub(crate) fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32) {
+    // SAFETY: `word` is a valid aligned u32 for the call; no timeout.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, std::ptr::null::<u8>()) };
+}
+
+/// Raw `FUTEX_WAKE` (shared) of up to `n` waiters.
+pub(crate) fn futex_wake(word: &std::sync::atomic::AtomicU32, n: i32) {
+    // SAFETY: `word` is a valid aligned u32; FUTEX_WAKE reads nothing else.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
+}

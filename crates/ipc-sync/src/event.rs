@@ -137,8 +137,9 @@ impl Event {
     }
 
     fn take(&self) -> bool {
-        // SeqCst: see set.
-        self.state.swap(UNSET, Ordering::SeqCst) != UNSET
+        // Read first: spinning waiters must not write the cache line the
+        // setter is about to write. SeqCst: see set.
+        self.state.load(Ordering::Relaxed) != UNSET && self.state.swap(UNSET, Ordering::SeqCst) != UNSET
     }
 
     fn wait_until(&self, deadline: Deadline, reset: bool) -> Result<()> {

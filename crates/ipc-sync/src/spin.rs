@@ -6,11 +6,28 @@ use crossbeam_utils::Backoff;
 
 use crate::{Deadline, futex};
 
-/// Spins a little (a few microseconds: busy-waits, then yields the CPU)
-/// until `ready()` holds. Waking a process that really sleeps costs tens of
-/// microseconds on a virtual machine, so a short spin pays off when the
-/// other side is about to act.
+/// Checks of `ready` while busy-waiting, one CPU pause apart: some
+/// microseconds in all.
+const SPINS: u32 = 2000;
+
+/// Spins a little (busy-waits some microseconds, checking `ready` after
+/// every pause so that a change is seen within a cache-line transfer, then
+/// yields the CPU a few times) until `ready()` holds. Waking a process that
+/// really sleeps costs tens of microseconds on a virtual machine, so a
+/// short spin pays off when the other side is about to act.
+///
+/// The checks are evenly spaced, not backed off exponentially: this waits
+/// for another process to act, not for contention to clear, and a backed-off
+/// check would see the change late.
 pub(crate) fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
+    for _ in 0..SPINS {
+        if ready() {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    // Then give the CPU away briefly, for when the other side is waiting
+    // for this CPU (both on one core).
     let backoff = Backoff::new();
     while !backoff.is_completed() {
         if ready() {

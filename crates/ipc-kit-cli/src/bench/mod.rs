@@ -10,6 +10,7 @@
 //! and CPU 1.
 
 mod pipe;
+mod sync;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,26 +61,56 @@ struct Pair {
     raw: f64,
 }
 
-/// One workload: `run` moves `total` bytes from a writer process to a
-/// reader process and returns the time it took.
+/// How much work one run does.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Size {
+    /// Bytes a throughput run moves.
+    pub(crate) bytes: u64,
+    /// Operations (round trips, lock and unlock pairs) a latency run makes.
+    pub(crate) ops: u64,
+}
+
+/// What a workload measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unit {
+    /// Throughput in GB/s: higher is better.
+    GigabytesPerSecond,
+    /// Time per operation in ns: lower is better.
+    NanosPerOp,
+}
+
+/// One workload: `run` does one run of it with ipc-kit or the raw
+/// implementation and returns its figure in `unit`.
 pub(crate) struct Workload {
     pub(crate) name: &'static str,
-    pub(crate) run: fn(Impl, u64) -> std::io::Result<Duration>,
+    pub(crate) unit: Unit,
+    pub(crate) run: fn(Impl, Size) -> std::io::Result<f64>,
+}
+
+/// GB/s for `bytes` moved in `elapsed`.
+pub(crate) fn gbps(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / elapsed.as_secs_f64() / 1e9
+}
+
+/// Nanoseconds per operation.
+pub(crate) fn ns_per_op(ops: u64, elapsed: Duration) -> f64 {
+    elapsed.as_nanos() as f64 / ops as f64
 }
 
 pub(crate) fn run(args: &Args) -> Result<(), String> {
     let pairs = args.pairs.unwrap_or(if args.quick { 5 } else { 7 });
     let mib = args.mib.unwrap_or(if args.quick { 128 } else { 1024 });
-    let total = mib << 20;
+    let size = Size { bytes: mib << 20, ops: if args.quick { 20_000 } else { 100_000 } };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pinned = cpus >= 2 && sys::pin_to_cpu(0);
     println!(
         "ipc-kit bench: {pairs} pairs per workload, {mib} MiB per run, {cpus} CPUs{}",
         if pinned { ", writer on CPU 0 and reader on CPU 1" } else { ", not pinned" }
     );
-    println!("throughput in GB/s (10^9 bytes/s); ratio = ipc-kit / raw libc, median of the per-pair ratios");
+    println!("ratio = ipc-kit / raw implementation, the median of the per-pair ratios");
     let mut medians = Vec::new();
-    let selected = pipe::WORKLOADS.iter().filter(|w| args.only.as_ref().is_none_or(|o| w.name.contains(o.as_str())));
+    let all = pipe::WORKLOADS.iter().chain(sync::WORKLOADS);
+    let selected = all.filter(|w| args.only.as_ref().is_none_or(|o| w.name.contains(o.as_str())));
     for w in selected {
         let mut results = Vec::new();
         for i in 0..pairs {
@@ -87,16 +118,15 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
             let order = if i % 2 == 0 { [Impl::IpcKit, Impl::Raw] } else { [Impl::Raw, Impl::IpcKit] };
             let (mut ours, mut raw) = (0.0, 0.0);
             for imp in order {
-                let t = (w.run)(imp, total).map_err(|e| format!("{} ({imp:?}): {e}", w.name))?;
-                let gbps = total as f64 / t.as_secs_f64() / 1e9;
+                let figure = (w.run)(imp, size).map_err(|e| format!("{} ({imp:?}): {e}", w.name))?;
                 match imp {
-                    Impl::IpcKit => ours = gbps,
-                    Impl::Raw => raw = gbps,
+                    Impl::IpcKit => ours = figure,
+                    Impl::Raw => raw = figure,
                 }
             }
             results.push(Pair { placement, probe_ns, ours, raw });
         }
-        medians.push((w.name, report(w.name, &results)));
+        medians.push((w.name, report(w, &results)));
     }
     summary(&medians);
     Ok(())
@@ -104,8 +134,12 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
 
 /// Prints the figures of one workload, one line per placement; returns
 /// the median throughput of ipc-kit for each placement seen.
-fn report(name: &str, pairs: &[Pair]) -> Vec<(Placement, f64)> {
-    println!("\n{name}");
+fn report(w: &Workload, pairs: &[Pair]) -> Vec<(Placement, f64)> {
+    let (unit, better) = match w.unit {
+        Unit::GigabytesPerSecond => ("GB/s", "higher"),
+        Unit::NanosPerOp => ("ns per operation", "lower"),
+    };
+    println!("\n{} ({unit}; {better} is better)", w.name);
     let mut medians = Vec::new();
     for placement in [Placement::Near, Placement::Far, Placement::Single] {
         let sel: Vec<&Pair> = pairs.iter().filter(|p| p.placement == placement).collect();
@@ -117,7 +151,7 @@ fn report(name: &str, pairs: &[Pair]) -> Vec<(Placement, f64)> {
         let ratio = median(sel.iter().map(|p| p.ours / p.raw));
         let probe = median(sel.iter().map(|p| p.probe_ns));
         println!(
-            "  {:<6} {:>2} pairs (probe {probe:>4.0} ns): ipc-kit {ours:>6.2}  raw {raw:>6.2}  ratio {ratio:.3}",
+            "  {:<6} {:>2} pairs (probe {probe:>4.0} ns): ipc-kit {ours:>8.2}  raw {raw:>8.2}  ratio {ratio:.3}",
             format!("{placement:?}").to_lowercase(),
             sel.len()
         );

@@ -2,24 +2,37 @@
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ipc_kit::pipe::{PipeReader, PipeWriter, SigpipeGuard};
 
-use super::{Impl, Workload};
+use super::{Impl, Unit, Workload, gbps};
 use crate::sys;
 
 pub(crate) const PLAIN_64K: &str = "pipe, 64 KiB writes, 1 MiB pipe";
 pub(crate) const VMSPLICE: &str = "pipe, vmsplice of 1 MiB, 1 MiB pipe";
 
 pub(crate) const WORKLOADS: &[Workload] = &[
-    Workload { name: "pipe, 4 KiB writes, 1 MiB pipe", run: |imp, total| stream(imp, Mode::Write, 4 << 10, total) },
+    Workload {
+        name: "pipe, 4 KiB writes, 1 MiB pipe",
+        unit: Unit::GigabytesPerSecond,
+        run: |imp, size| stream(imp, Mode::Write, 4 << 10, size.bytes),
+    },
     Workload {
         name: "pipe, 4 KiB writes, 1 MiB pipe, ipc-kit inside a SigpipeGuard",
-        run: |imp, total| stream(imp, Mode::GuardedWrite, 4 << 10, total),
+        unit: Unit::GigabytesPerSecond,
+        run: |imp, size| stream(imp, Mode::GuardedWrite, 4 << 10, size.bytes),
     },
-    Workload { name: PLAIN_64K, run: |imp, total| stream(imp, Mode::Write, 64 << 10, total) },
-    Workload { name: VMSPLICE, run: |imp, total| stream(imp, Mode::Vmsplice, 1 << 20, total) },
+    Workload {
+        name: PLAIN_64K,
+        unit: Unit::GigabytesPerSecond,
+        run: |imp, size| stream(imp, Mode::Write, 64 << 10, size.bytes),
+    },
+    Workload {
+        name: VMSPLICE,
+        unit: Unit::GigabytesPerSecond,
+        run: |imp, size| stream(imp, Mode::Vmsplice, 1 << 20, size.bytes),
+    },
 ];
 
 const PIPE_SIZE: usize = 1 << 20;
@@ -33,9 +46,9 @@ enum Mode {
 }
 
 /// Moves `total` bytes in chunks of `chunk` through a 1 MiB pipe from this
-/// process to a forked reader on CPU 1; the time until the reader has
-/// read the last byte and exited.
-fn stream(imp: Impl, mode: Mode, chunk: usize, total: u64) -> io::Result<Duration> {
+/// process to a forked reader on CPU 1; GB/s until the reader has read the
+/// last byte and exited.
+fn stream(imp: Impl, mode: Mode, chunk: usize, total: u64) -> io::Result<f64> {
     let (r, w): (OwnedFd, OwnedFd) = match imp {
         Impl::Raw => sys::raw_pipe(PIPE_SIZE)?,
         Impl::IpcKit => {
@@ -74,7 +87,7 @@ fn stream(imp: Impl, mode: Mode, chunk: usize, total: u64) -> io::Result<Duratio
     if code != 0 {
         return Err(io::Error::other(format!("the reader process failed (exit {code})")));
     }
-    Ok(elapsed)
+    Ok(gbps(total, elapsed))
 }
 
 fn write_loop(w: &PipeWriter, mode: Mode, buf: &[u8], total: u64) -> io::Result<()> {

@@ -1,0 +1,189 @@
+//! Synchronization: ipc-sync's futex primitives against the same
+//! algorithms written directly on raw futex calls.
+
+use std::hint::black_box;
+use std::io;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+use ipc_kit::shm::Mapping;
+use ipc_kit::sync::{Event, Mutex};
+
+use super::{Impl, Size, Unit, Workload, ns_per_op};
+use crate::sys;
+
+pub(crate) const WORKLOADS: &[Workload] = &[
+    Workload { name: "Mutex, uncontended lock and unlock", unit: Unit::NanosPerOp, run: mutex_uncontended },
+    Workload {
+        name: "Event round trip between two processes, raw = futex ping-pong (always sleeps)",
+        unit: Unit::NanosPerOp,
+        run: |imp, size| round_trip(imp, size, RawWait::Futex),
+    },
+    Workload {
+        name: "Event round trip between two processes, raw = spin-then-futex ping-pong",
+        unit: Unit::NanosPerOp,
+        run: |imp, size| round_trip(imp, size, RawWait::SpinThenFutex),
+    },
+];
+
+/// A lock and unlock takes some nanoseconds: many of them per run.
+const LOCKS_PER_OP: u64 = 100;
+
+fn mutex_uncontended(imp: Impl, size: Size) -> io::Result<f64> {
+    let map = Mapping::anonymous(4096)?;
+    let ops = size.ops * LOCKS_PER_OP;
+    let start = Instant::now();
+    match imp {
+        Impl::IpcKit => {
+            let m = map.shared::<Mutex<u64>>(0)?;
+            for _ in 0..ops {
+                let mut g = m.lock();
+                *g = black_box(*g + 1);
+            }
+        }
+        Impl::Raw => {
+            // The same layout as Mutex<u64>: the lock word, then the value.
+            let state = map.shared::<AtomicU32>(0)?;
+            let value = map.shared::<AtomicU64>(8)?;
+            for _ in 0..ops {
+                raw_lock(&state);
+                value.store(black_box(value.load(Ordering::Relaxed) + 1), Ordering::Relaxed);
+                raw_unlock(&state);
+            }
+        }
+    }
+    Ok(ns_per_op(ops, start.elapsed()))
+}
+
+/// The classic three-state futex lock: 0 free, 1 locked, 2 contended.
+fn raw_lock(state: &AtomicU32) {
+    if state.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        return;
+    }
+    while state.swap(2, Ordering::Acquire) != 0 {
+        sys::futex_wait(state, 2);
+    }
+}
+
+fn raw_unlock(state: &AtomicU32) {
+    if state.swap(0, Ordering::Release) == 2 {
+        sys::futex_wake(state, 1);
+    }
+}
+
+#[derive(Clone, Copy)]
+enum RawWait {
+    /// Sleep in the kernel at once; always wake with a system call.
+    Futex,
+    /// Spin a while, then sleep; wake only a sleeper.
+    SpinThenFutex,
+}
+
+/// Offsets in the shared page: a cache line per word.
+const PING: usize = 0;
+const PONG: usize = 128;
+const SLEEPING: usize = 256;
+
+/// Round trips between this process (CPU 0) and a forked one (CPU 1): ns
+/// per round trip.
+fn round_trip(imp: Impl, size: Size, raw: RawWait) -> io::Result<f64> {
+    let map = Mapping::anonymous(4096)?;
+    let ops = size.ops;
+    let pid = match sys::fork()? {
+        sys::Forked::Child => {
+            sys::pin_to_cpu(1);
+            let ok = responder(&map, imp, raw, ops).is_ok();
+            sys::exit_now(if ok { 0 } else { 1 });
+        }
+        sys::Forked::Parent(pid) => pid,
+    };
+    let start = Instant::now();
+    let sent = initiator(&map, imp, raw, ops);
+    let elapsed = start.elapsed();
+    let code = sys::wait(pid)?;
+    sent?;
+    if code != 0 {
+        return Err(io::Error::other(format!("the responder process failed (exit {code})")));
+    }
+    Ok(ns_per_op(ops, elapsed))
+}
+
+fn initiator(map: &Mapping, imp: Impl, raw: RawWait, ops: u64) -> io::Result<()> {
+    match imp {
+        Impl::IpcKit => {
+            let (ping, pong) = (map.shared::<Event>(PING)?, map.shared::<Event>(PONG)?);
+            for _ in 0..ops {
+                ping.set();
+                pong.wait_reset();
+            }
+        }
+        Impl::Raw => {
+            let (ping, pong) = (map.shared::<AtomicU32>(PING)?, map.shared::<AtomicU32>(PONG)?);
+            let sleeping = map.shared::<AtomicU32>(SLEEPING)?;
+            for _ in 0..ops {
+                raw_signal(&ping, &sleeping, raw);
+                raw_wait(&pong, &sleeping, raw);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn responder(map: &Mapping, imp: Impl, raw: RawWait, ops: u64) -> io::Result<()> {
+    match imp {
+        Impl::IpcKit => {
+            let (ping, pong) = (map.shared::<Event>(PING)?, map.shared::<Event>(PONG)?);
+            for _ in 0..ops {
+                ping.wait_reset();
+                pong.set();
+            }
+        }
+        Impl::Raw => {
+            let (ping, pong) = (map.shared::<AtomicU32>(PING)?, map.shared::<AtomicU32>(PONG)?);
+            let sleeping = map.shared::<AtomicU32>(SLEEPING + 64)?;
+            let peer_sleeping = map.shared::<AtomicU32>(SLEEPING)?;
+            for _ in 0..ops {
+                raw_wait(&ping, &sleeping, raw);
+                raw_signal(&pong, &peer_sleeping, raw);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Spins before sleeping, in the spin-then-futex variant.
+const SPINS: u32 = 4000;
+
+fn raw_signal(word: &AtomicU32, peer_sleeping: &AtomicU32, raw: RawWait) {
+    word.store(1, Ordering::SeqCst);
+    match raw {
+        RawWait::Futex => sys::futex_wake(word, 1),
+        RawWait::SpinThenFutex => {
+            if peer_sleeping.load(Ordering::SeqCst) != 0 {
+                sys::futex_wake(word, 1);
+            }
+        }
+    }
+}
+
+fn raw_wait(word: &AtomicU32, sleeping: &AtomicU32, raw: RawWait) {
+    if let RawWait::SpinThenFutex = raw {
+        for _ in 0..SPINS {
+            // Read first: a read-modify-write in the loop would take the
+            // cache line away from the signaller every time.
+            if word.load(Ordering::Relaxed) == 1 && word.swap(0, Ordering::SeqCst) == 1 {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+    }
+    loop {
+        sleeping.store(1, Ordering::SeqCst);
+        if word.swap(0, Ordering::SeqCst) == 1 {
+            sleeping.store(0, Ordering::SeqCst);
+            return;
+        }
+        sys::futex_wait(word, 0);
+        sleeping.store(0, Ordering::SeqCst);
+    }
+}

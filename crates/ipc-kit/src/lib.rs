@@ -6,8 +6,8 @@
 //!
 //! | module | crate | feature | what it is |
 //! |---|---|---|---|
-//! | [`sync`] | `ipc-sync` | `sync` | process-shared mutex, condvar, semaphore, event; futex; System V keys; deadlines |
-//! | [`shm`] | `ipc-shm` | `shm` | shared memory: mappings for fork, bounds-checked and typed views |
+//! | [`sync`] | `ipc-sync` | `sync` | mutex, condvar, semaphore and event in shared memory; robust mutex; System V and POSIX semaphores; eventfd; futex; keys; deadlines |
+//! | [`shm`] | `ipc-shm` | `shm` | System V segments, POSIX shared memory, sealed memfds, mappings for fork; bounds-checked and typed views |
 //! | [`pipe`] | `ipc-pipe` | `pipe` | anonymous pipes for parent and child, across fork and exec |
 //!
 //! ```
@@ -42,8 +42,13 @@ pub mod prelude {
     pub use ipc_pipe::{ChildFds, Duplex, FrameReader, FrameWriter, PipeReader, PipeWriter, duplex, pipe};
     #[cfg(feature = "shm")]
     pub use ipc_shm::{Mapping, Shared};
+    #[cfg(feature = "shm")]
+    pub use ipc_shm::{Memfd, PosixShm, SysvSegment};
     #[cfg(feature = "sync")]
-    pub use ipc_sync::{Condvar, Deadline, Event, Key, Mutex, Semaphore, ShmSafe};
+    pub use ipc_sync::{
+        Condvar, Deadline, Event, EventFd, Key, LockError, Mutex, NamedSemaphore, RobustMutex, SemOp, Semaphore,
+        SemaphoreSet, ShmSafe,
+    };
 }
 
 #[cfg(test)]

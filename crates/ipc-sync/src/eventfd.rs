@@ -99,6 +99,15 @@ impl EventFd {
         self.add_until(n, Some(Deadline::after(timeout)))
     }
 
+    /// Adds `n`, waiting until `deadline` at the latest for room.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`].
+    pub fn add_deadline(&self, n: u64, deadline: Instant) -> Result<()> {
+        self.add_until(n, Some(Deadline::at(deadline)))
+    }
+
     /// Takes from the counter (all of it, or 1 in semaphore mode), waiting
     /// while it is 0. Returns what was taken.
     ///

@@ -119,6 +119,55 @@ pub enum Error {
     #[error("the memfd is not sealed against shrinking (F_SEAL_SHRINK)")]
     NotSealed,
 
+    /// `try_send` found the channel full.
+    #[error("the channel is full")]
+    Full,
+
+    /// `try_recv` found the channel empty.
+    #[error("the channel is empty")]
+    Empty,
+
+    /// The other side closed the channel or died, and everything it sent
+    /// has been received.
+    #[error("the other side of the channel is gone")]
+    Disconnected,
+
+    /// A `*_timeout` or `*_deadline` call reached its deadline.
+    #[error("the deadline passed while waiting on the channel")]
+    Timeout,
+
+    /// A value read from shared memory (an index, a length) is impossible:
+    /// the peer is broken or hostile. Nothing was read out of bounds.
+    #[error("the channel's shared memory is corrupted: {what}")]
+    Corrupted {
+        /// What was found.
+        what: String,
+    },
+
+    /// The shared memory does not hold a channel of the expected kind and
+    /// message type.
+    #[error("the shared memory does not hold the channel expected: {reason}")]
+    LayoutMismatch {
+        /// What differs.
+        reason: String,
+    },
+
+    /// A record longer than the byte channel can ever hold.
+    #[error("record of {len} bytes exceeds the channel's maximum record of {max} bytes")]
+    RecordTooLarge {
+        /// The record's length.
+        len: usize,
+        /// The most the channel takes: half its capacity, less an 8-byte header.
+        max: usize,
+    },
+
+    /// The side asked for is taken by another handle.
+    #[error("the channel's {side} is already connected")]
+    AlreadyConnected {
+        /// "sender" or "receiver".
+        side: &'static str,
+    },
+
     /// Any other failure of a system call.
     #[error("{op} failed: {source}")]
     Io {
@@ -145,6 +194,12 @@ impl Error {
             Error::AlreadyExists { .. } => io::ErrorKind::AlreadyExists,
             Error::NotFound { .. } | Error::Removed { .. } => io::ErrorKind::NotFound,
             Error::Truncated { .. } => io::ErrorKind::UnexpectedEof,
+            Error::Full | Error::Empty => io::ErrorKind::WouldBlock,
+            Error::Disconnected => io::ErrorKind::BrokenPipe,
+            Error::Timeout => io::ErrorKind::TimedOut,
+            Error::Corrupted { .. } | Error::LayoutMismatch { .. } => io::ErrorKind::InvalidData,
+            Error::RecordTooLarge { .. } => io::ErrorKind::InvalidInput,
+            Error::AlreadyConnected { .. } => io::ErrorKind::AddrInUse,
             Error::Io { source, .. } => source.kind(),
         }
     }

@@ -27,6 +27,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod channel;
 mod error;
 mod mapping;
 mod memfd;
@@ -34,6 +35,10 @@ mod posix;
 mod segment;
 mod sys;
 
+pub use channel::{
+    ByteChannel, ByteReceiver, ByteSender, Channel, ChannelStats, Receiver, Reservation, Sender, WaitPolicy,
+    byte_channel, channel,
+};
 pub use error::{Error, Result};
 pub use ipc_sync::Key;
 pub use mapping::{Mapping, Shared};

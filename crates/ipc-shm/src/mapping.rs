@@ -71,6 +71,10 @@ impl Mapping {
         Mapping { region, writable, size_guard }
     }
 
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+
     /// Whether writes (and shared views) are allowed.
     pub fn is_writable(&self) -> bool {
         self.writable

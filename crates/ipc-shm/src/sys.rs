@@ -114,6 +114,55 @@ impl Region {
     }
 }
 
+impl Region {
+    /// The bytes at `offset..offset + len` for reading in place, if in
+    /// bounds.
+    ///
+    /// The caller's protocol (the channel's ring) keeps the other process
+    /// from writing these bytes while the slice lives; a peer that breaks
+    /// it can change the bytes under the slice, which may give wrong
+    /// values but no access outside the mapping.
+    pub(crate) fn slice(&self, offset: usize, len: usize) -> Option<&[u8]> {
+        if offset.checked_add(len)? > self.len {
+            return None;
+        }
+        // SAFETY: in bounds (checked above); u8 has no invalid values; the
+        // bytes stay mapped while `self` is borrowed.
+        Some(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) })
+    }
+
+    /// The bytes at `offset..offset + len` for writing in place, if in
+    /// bounds. `&self` because the memory is shared: the caller's protocol
+    /// (the channel's ring, whose producer is a single `&mut` handle) makes
+    /// this the only access to these bytes while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) fn slice_mut(&self, offset: usize, len: usize) -> Option<&mut [u8]> {
+        if offset.checked_add(len)? > self.len {
+            return None;
+        }
+        // SAFETY: in bounds (checked above) of a writable mapping (the
+        // channel maps read-write); exclusive by the ring protocol as
+        // described; stays mapped while `self` is borrowed.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset), len) })
+    }
+}
+
+/// Whether process `pid` still exists (signal 0). A pid of 0 is "nobody".
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 sends nothing; it only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+// SAFETY: a repr(C) struct of atomics: zero-valid (zero is "nobody
+// connected, index 0"), pointer-free, changed only atomically; every value
+// a peer may write is checked by the channel before it is used.
+unsafe impl ipc_sync::ShmSafe for crate::channel::layout::Line {}
+
 impl Drop for Region {
     fn drop(&mut self) {
         if self.sysv {

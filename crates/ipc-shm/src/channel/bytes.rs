@@ -1,0 +1,593 @@
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ipc_sync::Deadline;
+
+use super::layout::{DATA, HEAD, TAIL};
+use super::{Backing, ChannelStats, Conn, Side, Spec, WaitPolicy};
+use crate::Memfd;
+use crate::error::{Error, Result};
+
+/// A record's header: its length (u32, little-endian), then 4 zero bytes.
+const RECORD_HEADER: u64 = 8;
+
+/// A length that means "nothing more before the end of the ring: go on at
+/// its start".
+const WRAP: u32 = u32::MAX;
+
+fn padded(len: usize) -> u64 {
+    RECORD_HEADER + (len as u64).div_ceil(8) * 8
+}
+
+/// A channel of byte records in anonymous shared memory with a ring of
+/// `capacity` bytes (a power of two, at least 64), for a parent and the
+/// children it forks afterwards.
+///
+/// A record takes its length rounded up to 8, plus 8 bytes of header; one
+/// that would cross the end of the ring starts again at its beginning. So
+/// the longest record is half the capacity less 8 bytes (any record that
+/// long always fits once the ring drains).
+///
+/// # Errors
+///
+/// [`Error::InvalidSize`] for a capacity that is not a power of two or is
+/// below 64.
+///
+/// # Examples
+///
+/// ```
+/// use ipc_shm::byte_channel;
+///
+/// let chan = byte_channel(1 << 16)?;
+/// let (mut tx, mut rx) = (chan.sender()?, chan.receiver()?);
+/// // Write in place, no copy: the record is published when the guard goes.
+/// let mut r = tx.reserve(5)?;
+/// r.as_mut_slice().copy_from_slice(b"hello");
+/// r.commit();
+/// tx.send(b"world")?;
+/// // Read in place.
+/// assert_eq!(rx.recv_with(|bytes| bytes.len())?, 5);
+/// let mut buf = Vec::new();
+/// rx.recv(&mut buf)?;
+/// assert_eq!(buf, b"world");
+/// # Ok::<(), ipc_shm::Error>(())
+/// ```
+pub fn byte_channel(capacity: usize) -> Result<ByteChannel> {
+    ByteChannel::anonymous(capacity)
+}
+
+/// A channel of byte records in shared memory, before its sides are
+/// claimed. See [`byte_channel`].
+#[derive(Debug)]
+pub struct ByteChannel {
+    conn: Conn,
+}
+
+fn check_capacity(capacity: usize) -> Result<()> {
+    if capacity < 64 {
+        return Err(Error::InvalidSize { size: capacity, reason: "a byte channel needs at least 64 bytes" });
+    }
+    Ok(())
+}
+
+impl ByteChannel {
+    /// In anonymous shared memory, for this process and the children it
+    /// forks afterwards.
+    ///
+    /// # Errors
+    ///
+    /// As for [`byte_channel`].
+    pub fn anonymous(capacity: usize) -> Result<Self> {
+        check_capacity(capacity)?;
+        Conn::create(Spec::bytes(), capacity, Backing::Anonymous).map(|conn| ByteChannel { conn })
+    }
+
+    /// In a new memfd ([`memfd`](Self::memfd)), for an exec'd child that
+    /// opens it with [`from_memfd`](Self::from_memfd).
+    ///
+    /// # Errors
+    ///
+    /// As for [`byte_channel`].
+    pub fn new_memfd(capacity: usize) -> Result<Self> {
+        check_capacity(capacity)?;
+        Conn::create(Spec::bytes(), capacity, Backing::Memfd).map(|conn| ByteChannel { conn })
+    }
+
+    /// Under a new POSIX shared memory name, owned (and unlinked when its
+    /// last handle here goes) by this process.
+    ///
+    /// # Errors
+    ///
+    /// As for [`byte_channel`] and [`PosixShm::create`](crate::PosixShm::create).
+    pub fn create(name: &str, capacity: usize) -> Result<Self> {
+        check_capacity(capacity)?;
+        Conn::create(Spec::bytes(), capacity, Backing::Named(name)).map(|conn| ByteChannel { conn })
+    }
+
+    /// Opens the byte channel another process created under `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LayoutMismatch`] when it holds something else.
+    pub fn open(name: &str) -> Result<Self> {
+        Conn::open_named(Spec::bytes(), name).map(|conn| ByteChannel { conn })
+    }
+
+    /// Opens the byte channel in a memfd received from another process.
+    ///
+    /// # Errors
+    ///
+    /// As for [`open`](Self::open).
+    pub fn from_memfd(memfd: Memfd) -> Result<Self> {
+        Conn::open_memfd(Spec::bytes(), memfd).map(|conn| ByteChannel { conn })
+    }
+
+    /// The memfd behind the channel, if any.
+    pub fn memfd(&self) -> Option<&Memfd> {
+        self.conn.memfd()
+    }
+
+    /// Claims the sending side for this process.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyConnected`].
+    pub fn sender(&self) -> Result<ByteSender> {
+        let side = self.conn.claim(true)?;
+        let tail = side.conn.line(TAIL).index.load(Ordering::Acquire);
+        let head = side.conn.line(HEAD).index.load(Ordering::Acquire);
+        Ok(ByteSender { side, tail, head })
+    }
+
+    /// Claims the receiving side for this process.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyConnected`].
+    pub fn receiver(&self) -> Result<ByteReceiver> {
+        let side = self.conn.claim(false)?;
+        let head = side.conn.line(HEAD).index.load(Ordering::Acquire);
+        Ok(ByteReceiver { side, head, tail: head })
+    }
+
+    /// The ring's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.conn.header.capacity as usize
+    }
+
+    /// The longest record: half the capacity less the 8-byte header.
+    pub fn max_record(&self) -> usize {
+        max_record(self.conn.header.capacity)
+    }
+}
+
+fn max_record(capacity: u64) -> usize {
+    (capacity / 2 - RECORD_HEADER) as usize
+}
+
+/// The sending side of a [`ByteChannel`]. Dropping it closes the channel.
+#[derive(Debug)]
+pub struct ByteSender {
+    side: Side,
+    tail: u64,
+    head: u64,
+}
+
+/// Space reserved in the ring for one record, written in place through
+/// [`as_mut_slice`](Self::as_mut_slice). It is published when committed,
+/// explicitly or by being dropped.
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    sender: &'a mut ByteSender,
+    /// Bytes to skip (to the start of the ring) before the record.
+    skip: u64,
+    len: usize,
+}
+
+impl ByteSender {
+    /// Where a record of `len` bytes would go: the bytes to skip first, if
+    /// it fits now.
+    fn place(&mut self, len: usize) -> Result<Option<u64>> {
+        let cap = self.side.capacity();
+        let need = padded(len);
+        let pos = self.tail % cap;
+        let skip = if need <= cap - pos { 0 } else { cap - pos };
+        if self.tail - self.head + skip + need <= cap {
+            return Ok(Some(skip));
+        }
+        self.refresh_head()?;
+        Ok((self.tail - self.head + skip + need <= cap).then_some(skip))
+    }
+
+    fn refresh_head(&mut self) -> Result<()> {
+        // Acquire: the receiver is done with the bytes it frees.
+        let head = self.side.conn.line(HEAD).index.load(Ordering::Acquire);
+        if head < self.head || head > self.tail {
+            return Err(Error::Corrupted {
+                what: format!("receiver index {head} outside {}..={}", self.head, self.tail),
+            });
+        }
+        self.head = head;
+        Ok(())
+    }
+
+    fn check_len(&self, len: usize) -> Result<()> {
+        let max = max_record(self.side.capacity());
+        if len > max {
+            return Err(Error::RecordTooLarge { len, max });
+        }
+        Ok(())
+    }
+
+    /// Reserves room for a record of `len` bytes, waiting for it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RecordTooLarge`] (before anything is written);
+    /// [`Error::Disconnected`]; [`Error::Corrupted`].
+    pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>> {
+        self.reserve_until(len, Some(Deadline::never()))
+    }
+
+    /// Reserves room if there is some now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Full`], and as for [`reserve`](Self::reserve).
+    pub fn try_reserve(&mut self, len: usize) -> Result<Reservation<'_>> {
+        self.reserve_until(len, None)
+    }
+
+    /// Reserves room, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], and as for [`reserve`](Self::reserve).
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<Reservation<'_>> {
+        self.reserve_until(len, Some(Deadline::after(timeout)))
+    }
+
+    fn reserve_until(&mut self, len: usize, wait: Option<Deadline>) -> Result<Reservation<'_>> {
+        self.check_len(len)?;
+        if self.side.peer_gone(false) {
+            return Err(Error::Disconnected);
+        }
+        let skip = match self.place(len)? {
+            Some(skip) => skip,
+            None => {
+                let Some(deadline) = wait else { return Err(Error::Full) };
+                let mut found = 0;
+                let (mut head, tail) = (self.head, self.tail);
+                self.side.wait(deadline, |side| {
+                    let cap = side.capacity();
+                    let h = side.conn.line(HEAD).index.load(Ordering::Acquire);
+                    if h < head || h > tail {
+                        return Err(Error::Corrupted { what: format!("receiver index {h} outside {head}..={tail}") });
+                    }
+                    head = h;
+                    let need = padded(len);
+                    let pos = tail % cap;
+                    found = if need <= cap - pos { 0 } else { cap - pos };
+                    Ok(tail - h + found + need <= cap)
+                })?;
+                self.head = head;
+                found
+            }
+        };
+        Ok(Reservation { sender: self, skip, len })
+    }
+
+    /// Sends a copy of `record`, waiting for room.
+    ///
+    /// # Errors
+    ///
+    /// As for [`reserve`](Self::reserve).
+    pub fn send(&mut self, record: &[u8]) -> Result<()> {
+        self.reserve(record.len())?.fill(record);
+        Ok(())
+    }
+
+    /// Sends a copy of `record` if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_reserve`](Self::try_reserve).
+    pub fn try_send(&mut self, record: &[u8]) -> Result<()> {
+        self.try_reserve(record.len())?.fill(record);
+        Ok(())
+    }
+
+    /// Sends a copy of `record`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// As for [`reserve_timeout`](Self::reserve_timeout).
+    pub fn send_timeout(&mut self, record: &[u8], timeout: Duration) -> Result<()> {
+        self.reserve_timeout(record.len(), timeout)?.fill(record);
+        Ok(())
+    }
+
+    /// Sends a copy of `record`, waiting until `deadline` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// As for [`reserve_timeout`](Self::reserve_timeout).
+    pub fn send_deadline(&mut self, record: &[u8], deadline: Instant) -> Result<()> {
+        self.reserve_until(record.len(), Some(Deadline::at(deadline)))?.fill(record);
+        Ok(())
+    }
+
+    /// Chooses how to wait for room.
+    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+        self.side.policy = policy;
+    }
+
+    /// The system calls this side has made.
+    pub fn stats(&self) -> ChannelStats {
+        self.side.stats
+    }
+
+    /// The longest record this channel takes.
+    pub fn max_record(&self) -> usize {
+        max_record(self.side.capacity())
+    }
+}
+
+impl Reservation<'_> {
+    fn data_offset(&self) -> usize {
+        let cap = self.sender.side.capacity();
+        DATA + ((self.sender.tail + self.skip) % cap + RECORD_HEADER) as usize
+    }
+
+    /// The reserved bytes, to write the record into. They start zeroed or
+    /// hold old data: write all of them.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        let offset = self.data_offset();
+        // In bounds: `place` put the whole record before the end of the
+        // ring. The region check returns None only if that were broken.
+        self.sender.side.conn.region().slice_mut(offset, self.len).unwrap_or_default()
+    }
+
+    /// The record's length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the record is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn fill(mut self, record: &[u8]) {
+        self.as_mut_slice().copy_from_slice(record);
+    }
+
+    /// Publishes the record.
+    pub fn commit(self) {
+        // Drop does it.
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let s = &mut *self.sender;
+        let cap = s.side.capacity();
+        let region = s.side.conn.region();
+        if self.skip > 0 {
+            region.copy_in(DATA + (s.tail % cap) as usize, &WRAP.to_le_bytes());
+            s.tail += self.skip;
+        }
+        let pos = DATA + (s.tail % cap) as usize;
+        region.copy_in(pos, &(self.len as u32).to_le_bytes());
+        region.copy_in(pos + 4, &[0; 4]);
+        s.tail += padded(self.len);
+        // Release: the record (and any wrap marker) happen before the
+        // receiver sees the new index.
+        s.side.conn.line(TAIL).index.store(s.tail, Ordering::Release);
+        s.side.wake_peer();
+    }
+}
+
+impl Drop for ByteSender {
+    fn drop(&mut self) {
+        self.side.close();
+    }
+}
+
+/// The receiving side of a [`ByteChannel`].
+#[derive(Debug)]
+pub struct ByteReceiver {
+    side: Side,
+    head: u64,
+    tail: u64,
+}
+
+/// Where the next record is: its data's offset in the mapping, its length,
+/// and the bytes it takes in the ring.
+struct Found {
+    offset: usize,
+    len: usize,
+    advance: u64,
+}
+
+impl ByteReceiver {
+    fn refresh_tail(&mut self) -> Result<()> {
+        // Acquire: the sender's record writes happen before we read them.
+        let tail = self.side.conn.line(TAIL).index.load(Ordering::Acquire);
+        check_tail(tail, self.head, self.tail, self.side.capacity())?;
+        self.tail = tail;
+        Ok(())
+    }
+
+    /// The next complete record, if any, after skipping wrap markers.
+    fn next(&mut self) -> Result<Option<Found>> {
+        let cap = self.side.capacity();
+        loop {
+            if self.tail == self.head {
+                self.refresh_tail()?;
+                if self.tail == self.head {
+                    return Ok(None);
+                }
+            }
+            let avail = self.tail - self.head;
+            let pos = self.head % cap;
+            let corrupt = |what: String| Err(Error::Corrupted { what });
+            if avail < RECORD_HEADER {
+                return corrupt(format!("{avail} bytes published: less than a record header"));
+            }
+            let mut len = [0u8; 4];
+            let region = self.side.conn.region();
+            region.copy_out(DATA + pos as usize, &mut len);
+            let len = u32::from_le_bytes(len);
+            if len == WRAP {
+                let skip = cap - pos;
+                if skip > avail {
+                    return corrupt(format!("a wrap marker skips {skip} bytes; {avail} are published"));
+                }
+                self.head += skip;
+                // Release: as when taking a record.
+                self.side.conn.line(HEAD).index.store(self.head, Ordering::Release);
+                continue;
+            }
+            let len = len as usize;
+            let advance = padded(len);
+            if len > max_record(cap) || advance > cap - pos || advance > avail {
+                return corrupt(format!(
+                    "a record of {len} bytes at ring offset {pos}: {avail} bytes published, {} before the end",
+                    cap - pos
+                ));
+            }
+            return Ok(Some(Found { offset: DATA + (pos + RECORD_HEADER) as usize, len, advance }));
+        }
+    }
+
+    fn consume(&mut self, found: &Found) {
+        self.head += found.advance;
+        // Release: our reads of the record happen before the sender reuses
+        // its bytes.
+        self.side.conn.line(HEAD).index.store(self.head, Ordering::Release);
+        self.side.wake_peer();
+    }
+
+    /// Waits for the next record and calls `f` with its bytes, in place;
+    /// the bytes are released to the sender when `f` returns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`] when the sender is gone and everything it
+    /// sent was received; [`Error::Corrupted`].
+    pub fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.recv_with_until(Some(Deadline::never()), f)
+    }
+
+    /// Calls `f` with the next record if one is waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Empty`], and as for [`recv_with`](Self::recv_with).
+    pub fn try_recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.recv_with_until(None, f)
+    }
+
+    /// Like [`recv_with`](Self::recv_with), waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], and as for [`recv_with`](Self::recv_with).
+    pub fn recv_with_timeout<R>(&mut self, timeout: Duration, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.recv_with_until(Some(Deadline::after(timeout)), f)
+    }
+
+    fn recv_with_until<R>(&mut self, wait: Option<Deadline>, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let found = loop {
+            if let Some(found) = self.next()? {
+                break found;
+            }
+            match wait {
+                None if self.side.peer_gone(false) => match self.next()? {
+                    Some(found) => break found,
+                    None => return Err(Error::Disconnected),
+                },
+                None => return Err(Error::Empty),
+                Some(deadline) => {
+                    let (head, tail) = (self.head, &mut self.tail);
+                    self.side.wait(deadline, |side| {
+                        let t = side.conn.line(TAIL).index.load(Ordering::Acquire);
+                        check_tail(t, head, *tail, side.capacity())?;
+                        *tail = t;
+                        Ok(t > head)
+                    })?;
+                }
+            }
+        };
+        let bytes = self.side.conn.region().slice(found.offset, found.len).unwrap_or_default();
+        let r = f(bytes);
+        self.consume(&found);
+        Ok(r)
+    }
+
+    /// Receives a copy of the next record into `buf` (replacing its
+    /// contents), waiting for it; returns its length.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_with`](Self::recv_with).
+    pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.recv_with(|b| copy_into(buf, b))
+    }
+
+    /// Receives a copy of the next record if one is waiting.
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_recv_with`](Self::try_recv_with).
+    pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.try_recv_with(|b| copy_into(buf, b))
+    }
+
+    /// Receives a copy of the next record, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_with_timeout`](Self::recv_with_timeout).
+    pub fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
+        self.recv_with_timeout(timeout, |b| copy_into(buf, b))
+    }
+
+    /// Chooses how to wait for records.
+    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
+        self.side.policy = policy;
+    }
+
+    /// The system calls this side has made.
+    pub fn stats(&self) -> ChannelStats {
+        self.side.stats
+    }
+}
+
+fn copy_into(buf: &mut Vec<u8>, bytes: &[u8]) -> usize {
+    buf.clear();
+    buf.extend_from_slice(bytes);
+    bytes.len()
+}
+
+/// The sender's index: never behind what we saw, at most a ring ahead of
+/// us, and on an 8-byte boundary like every record.
+fn check_tail(tail: u64, head: u64, seen: u64, capacity: u64) -> Result<()> {
+    if tail < seen || tail < head || tail - head > capacity || !tail.is_multiple_of(8) {
+        return Err(Error::Corrupted {
+            what: format!(
+                "sender index {tail} outside {}..={} or not a multiple of 8",
+                seen.max(head),
+                head + capacity
+            ),
+        });
+    }
+    Ok(())
+}
+
+impl Drop for ByteReceiver {
+    fn drop(&mut self) {
+        self.side.close();
+    }
+}

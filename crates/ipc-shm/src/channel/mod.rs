@@ -1,0 +1,519 @@
+//! Channels between two processes through shared memory.
+//!
+//! Two kinds, both single-producer single-consumer and lock-free:
+//!
+//! - [`channel`] of `T: Pod` messages in fixed slots: [`Sender`] and
+//!   [`Receiver`], with batch forms that publish or take many messages with
+//!   one index update;
+//! - [`byte_channel`] of variable-length byte records: [`ByteSender`]
+//!   (with zero-copy [`reserve`](ByteSender::reserve)) and [`ByteReceiver`]
+//!   (with zero-copy [`recv_with`](ByteReceiver::recv_with)).
+//!
+//! A channel is made first ([`Channel`], [`ByteChannel`]) in anonymous
+//! shared memory (inherited by children forked afterwards), in a memfd
+//! (for children across exec), or under a POSIX shared memory name (for
+//! unrelated processes); then each process claims the side it uses with
+//! `sender()` or `receiver()`, once.
+//!
+//! The waiting side spins briefly and then sleeps on a futex; the other
+//! side makes the wake system call only when it is actually asleep, so a
+//! steady stream makes almost none. A side that is dropped wakes the other,
+//! which receives what was sent and then gets [`Error::Disconnected`]; a
+//! side that dies without dropping (killed) is noticed by the other within
+//! about 20 ms while it waits (its pid is checked).
+//!
+//! Nothing read from shared memory is trusted: indices and lengths are
+//! checked against the capacity each side keeps privately, and an
+//! impossible value is [`Error::Corrupted`], never an access out of bounds,
+//! a panic or a huge allocation.
+
+mod bytes;
+pub(crate) mod layout;
+mod slots;
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+use ipc_sync::{Deadline, futex};
+
+pub use bytes::{ByteChannel, ByteReceiver, ByteSender, Reservation, byte_channel};
+pub use slots::{Receiver, Sender, channel};
+
+use crate::error::{Error, Result};
+use crate::mapping::Mapping;
+use crate::sys::{self, Region};
+use crate::{Memfd, PosixShm};
+use layout::{CLOSED, CONNECTED, DATA, Header, Line, MAGIC, STATUS, UNCLAIMED, VERSION};
+
+/// How a side waits for the other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WaitPolicy {
+    /// Busy-wait without sleeping: the lowest latency, a CPU kept busy.
+    Spin,
+    /// Spin some microseconds, then sleep on a futex.
+    #[default]
+    Adaptive,
+    /// Sleep on a futex at once.
+    Block,
+}
+
+/// Counts of the system calls a side made, for measuring how few a steady
+/// stream needs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelStats {
+    /// Futex wake calls made to wake the other side.
+    pub wakes: u64,
+    /// Times this side went to sleep on its futex.
+    pub sleeps: u64,
+}
+
+/// What identifies a channel's layout, checked when a peer opens it.
+#[derive(Clone, Copy, Debug)]
+struct Spec {
+    kind: u32,
+    slot_size: u64,
+    slot_align: u64,
+    type_hash: u64,
+    type_name: &'static str,
+}
+
+impl Spec {
+    fn slots<T>() -> Result<Spec> {
+        if size_of::<T>() == 0 {
+            return Err(Error::InvalidSize { size: 0, reason: "a channel cannot carry zero-sized messages" });
+        }
+        if align_of::<T>() > layout::LINE {
+            return Err(Error::InvalidSize {
+                size: align_of::<T>(),
+                reason: "a message type may be aligned to at most 128 bytes",
+            });
+        }
+        let type_name = std::any::type_name::<T>();
+        Ok(Spec {
+            kind: layout::KIND_SLOTS,
+            slot_size: size_of::<T>() as u64,
+            slot_align: align_of::<T>() as u64,
+            type_hash: layout::type_hash(type_name),
+            type_name,
+        })
+    }
+
+    fn bytes() -> Spec {
+        Spec { kind: layout::KIND_BYTES, slot_size: 1, slot_align: 8, type_hash: 0, type_name: "bytes" }
+    }
+}
+
+/// The memory of a channel and what keeps it alive (and its name owned).
+#[derive(Debug)]
+struct Memory {
+    map: Mapping,
+    _name: Option<PosixShm>,
+    memfd: Option<Memfd>,
+}
+
+/// A connection point: shared memory with a channel header, from which
+/// each process claims its side.
+#[derive(Debug, Clone)]
+struct Conn {
+    mem: Arc<Memory>,
+    header: Header,
+}
+
+impl Conn {
+    fn create(spec: Spec, capacity: usize, backing: Backing<'_>) -> Result<Conn> {
+        if capacity == 0 || !capacity.is_power_of_two() {
+            return Err(Error::InvalidSize { size: capacity, reason: "the capacity must be a power of two" });
+        }
+        let data = (capacity as u64)
+            .checked_mul(spec.slot_size)
+            .filter(|&d| d <= (1 << 40))
+            .ok_or(Error::InvalidSize { size: capacity, reason: "the ring would be larger than 1 TiB" })?;
+        let total = DATA + data as usize;
+        let (map, name, memfd) = match backing {
+            Backing::Anonymous => (Mapping::anonymous(total)?, None, None),
+            Backing::Memfd => {
+                let m = Memfd::create("ipc-kit-channel", total)?;
+                (m.map()?, None, Some(m))
+            }
+            Backing::Named(n) => {
+                let shm = PosixShm::create(n, total, 0o600)?;
+                (shm.map_len(total)?, Some(shm), None)
+            }
+        };
+        let header = Header {
+            magic: 0,
+            version: VERSION,
+            kind: spec.kind,
+            capacity: capacity as u64,
+            slot_size: spec.slot_size,
+            slot_align: spec.slot_align,
+            type_hash: spec.type_hash,
+            data_offset: DATA as u64,
+            total_size: total as u64,
+        };
+        map.write(0, &header)?;
+        // Release: the header is complete before a peer sees the magic.
+        map.shared::<AtomicU64>(0)?.store(MAGIC, Ordering::Release);
+        let header = Header { magic: MAGIC, ..header };
+        Ok(Conn { mem: Arc::new(Memory { map, _name: name, memfd }), header })
+    }
+
+    fn open(spec: Spec, map: Mapping, name: Option<PosixShm>, memfd: Option<Memfd>) -> Result<Conn> {
+        let mismatch = |reason: String| Error::LayoutMismatch { reason };
+        if map.len() < DATA {
+            return Err(mismatch(format!("{} bytes is too small for a channel", map.len())));
+        }
+        // The creator stores the magic last; give it a moment.
+        let magic = map.shared::<AtomicU64>(0)?.get();
+        let t = Instant::now();
+        while magic.load(Ordering::Acquire) != MAGIC {
+            if t.elapsed() > Duration::from_secs(1) {
+                return Err(mismatch("no channel header (wrong magic number)".into()));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let h: Header = map.read(0)?;
+        if h.version != VERSION {
+            return Err(mismatch(format!("layout version {} (this library speaks {VERSION})", h.version)));
+        }
+        if h.kind != spec.kind {
+            let kind = |k| if k == layout::KIND_SLOTS { "a slot channel" } else { "a byte channel" };
+            return Err(mismatch(format!("it is {}, not {}", kind(h.kind), kind(spec.kind))));
+        }
+        if (h.slot_size, h.slot_align, h.type_hash) != (spec.slot_size, spec.slot_align, spec.type_hash) {
+            return Err(mismatch(format!(
+                "its messages are {} bytes aligned to {} (type hash {:#x}); {} is {} bytes aligned to {} \
+                 (type hash {:#x})",
+                h.slot_size, h.slot_align, h.type_hash, spec.type_name, spec.slot_size, spec.slot_align, spec.type_hash
+            )));
+        }
+        let expected = h.capacity.checked_mul(h.slot_size).and_then(|d| d.checked_add(DATA as u64));
+        if h.capacity == 0
+            || !h.capacity.is_power_of_two()
+            || h.data_offset != DATA as u64
+            || expected != Some(h.total_size)
+            || h.total_size > map.len() as u64
+        {
+            return Err(mismatch(format!(
+                "inconsistent sizes: capacity {}, data at {}, total {} in a {}-byte mapping",
+                h.capacity,
+                h.data_offset,
+                h.total_size,
+                map.len()
+            )));
+        }
+        Ok(Conn { mem: Arc::new(Memory { map, _name: name, memfd }), header: h })
+    }
+
+    fn open_named(spec: Spec, name: &str) -> Result<Conn> {
+        let shm = PosixShm::open(name)?;
+        let map = shm.map()?;
+        Self::open(spec, map, None, None)
+    }
+
+    fn open_memfd(spec: Spec, memfd: Memfd) -> Result<Conn> {
+        let map = memfd.map()?;
+        Self::open(spec, map, None, Some(memfd))
+    }
+
+    fn region(&self) -> &Region {
+        self.mem.map.region()
+    }
+
+    fn line(&self, offset: usize) -> &Line {
+        // Offsets are constants below DATA, and the mapping holds at least
+        // DATA bytes (checked on create and open).
+        self.region().view::<Line>(offset)
+    }
+
+    /// Claims the sending or receiving side for this process.
+    fn claim(&self, tx: bool) -> Result<Side> {
+        let status = self.line(STATUS);
+        let (state, pid) = if tx { (&status.tx_state, &status.tx_pid) } else { (&status.rx_state, &status.rx_pid) };
+        let me = std::process::id();
+        // Acquire: a side that claimed and closed before us happens-before.
+        if state.compare_exchange(UNCLAIMED, CONNECTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return Err(Error::AlreadyConnected { side: if tx { "sender" } else { "receiver" } });
+        }
+        pid.store(me, Ordering::Release);
+        Ok(Side {
+            conn: self.clone(),
+            tx,
+            pid: me,
+            policy: WaitPolicy::Adaptive,
+            last_check: Instant::now(),
+            stats: ChannelStats::default(),
+        })
+    }
+
+    fn memfd(&self) -> Option<&Memfd> {
+        self.mem.memfd.as_ref()
+    }
+}
+
+/// Where a new channel's memory comes from.
+#[derive(Clone, Copy)]
+enum Backing<'a> {
+    Anonymous,
+    Memfd,
+    Named(&'a str),
+}
+
+/// How often a waiting side checks that its peer's process still lives.
+const LIVENESS_EVERY: Duration = Duration::from_millis(10);
+
+/// The longest a side sleeps before it checks on its peer again.
+const SLEEP_SLICE: Duration = Duration::from_millis(20);
+
+/// Checks of the peer's index while spinning, one pause apart.
+const SPINS: u32 = 2000;
+
+/// What both ends of both kinds of channel share: the connection, which
+/// side this is, and the waiting and waking.
+#[derive(Debug)]
+struct Side {
+    conn: Conn,
+    tx: bool,
+    /// The claiming process: only it closes the side on drop (a forked
+    /// child's copy of the handle must not).
+    pid: u32,
+    policy: WaitPolicy,
+    last_check: Instant,
+    stats: ChannelStats,
+}
+
+impl Side {
+    fn capacity(&self) -> u64 {
+        self.conn.header.capacity
+    }
+
+    fn my_sleep(&self) -> &Line {
+        self.conn.line(if self.tx { layout::TX_SLEEP } else { layout::RX_SLEEP })
+    }
+
+    fn peer_sleep(&self) -> &Line {
+        self.conn.line(if self.tx { layout::RX_SLEEP } else { layout::TX_SLEEP })
+    }
+
+    /// Whether the peer has closed its side or its process is gone. An
+    /// unclaimed peer is not gone: it may still connect.
+    fn peer_gone(&mut self, check_pid_now: bool) -> bool {
+        let status = self.conn.line(STATUS);
+        let (state, pid) =
+            if self.tx { (&status.rx_state, &status.rx_pid) } else { (&status.tx_state, &status.tx_pid) };
+        // Acquire: the peer's last index update happens before its CLOSED.
+        match state.load(Ordering::Acquire) {
+            UNCLAIMED => false,
+            CONNECTED => {
+                if !check_pid_now && self.last_check.elapsed() < LIVENESS_EVERY {
+                    return false;
+                }
+                self.last_check = Instant::now();
+                let pid = pid.load(Ordering::Acquire);
+                // A claim stores the pid just after the state: 0 means
+                // "being claimed".
+                pid != 0 && !sys::pid_alive(pid)
+            }
+            _ => true, // CLOSED, or garbage from a broken peer
+        }
+    }
+
+    /// Wakes the peer if it sleeps (or is about to). Called after
+    /// publishing an index.
+    fn wake_peer(&mut self) {
+        let line = self.peer_sleep();
+        // SeqCst fence: orders our index store before the read of
+        // `waiting`, against the sleeper's store of `waiting` before its
+        // re-read of our index (see `wait`). Without it, both could miss
+        // the other.
+        fence(Ordering::SeqCst);
+        if line.waiting.load(Ordering::Relaxed) != 0 {
+            // Release: pairs with the sleeper's Acquire read of `signal`.
+            line.signal.fetch_add(1, Ordering::Release);
+            futex::wake(&line.signal, 1);
+            self.stats.wakes += 1;
+        }
+    }
+
+    /// Waits until `ready` holds, the peer is gone (`Disconnected`) or the
+    /// deadline passes (`Timeout`). `ready` reads the peer's index (and
+    /// returns `Corrupted` for an impossible one).
+    fn wait(&mut self, deadline: Deadline, mut ready: impl FnMut(&mut Self) -> Result<bool>) -> Result<()> {
+        if matches!(self.policy, WaitPolicy::Adaptive | WaitPolicy::Spin) {
+            let rounds = if self.policy == WaitPolicy::Spin { u32::MAX } else { SPINS };
+            for i in 0..rounds {
+                if ready(self)? {
+                    return Ok(());
+                }
+                if i % 256 == 255 {
+                    if self.peer_gone(false) {
+                        return self.gone(&mut ready);
+                    }
+                    if deadline.has_expired() {
+                        return Err(Error::Timeout);
+                    }
+                }
+                std::hint::spin_loop();
+            }
+        }
+        loop {
+            if ready(self)? {
+                return Ok(());
+            }
+            if self.peer_gone(true) {
+                return self.gone(&mut ready);
+            }
+            if deadline.has_expired() {
+                return Err(Error::Timeout);
+            }
+            let slice = Deadline::after(SLEEP_SLICE);
+            let until = match deadline.instant() {
+                Some(d) if Some(d) < slice.instant() => deadline,
+                _ => slice,
+            };
+            let line = self.my_sleep();
+            // Acquire: pairs with the waker's Release bump.
+            let seen = line.signal.load(Ordering::Acquire);
+            line.waiting.store(1, Ordering::Relaxed);
+            // SeqCst fence: see wake_peer.
+            fence(Ordering::SeqCst);
+            let ready_now = ready(self);
+            let line = self.my_sleep();
+            if !matches!(ready_now, Ok(false)) {
+                line.waiting.store(0, Ordering::Relaxed);
+                return ready_now.map(drop);
+            }
+            futex::wait_until(&line.signal, seen, until);
+            line.waiting.store(0, Ordering::Relaxed);
+            self.stats.sleeps += 1;
+        }
+    }
+
+    /// The peer is gone: what it published before going still counts.
+    fn gone(&mut self, ready: &mut impl FnMut(&mut Self) -> Result<bool>) -> Result<()> {
+        if ready(self)? { Ok(()) } else { Err(Error::Disconnected) }
+    }
+
+    /// Closes this side (on drop by the claiming process) and wakes the
+    /// peer so that it notices at once.
+    fn close(&mut self) {
+        if self.pid != std::process::id() {
+            return; // a forked child's copy: not ours to close
+        }
+        let status = self.conn.line(STATUS);
+        let state = if self.tx { &status.tx_state } else { &status.rx_state };
+        // Release: our last index update happens before CLOSED.
+        state.store(CLOSED, Ordering::Release);
+        let line = self.peer_sleep();
+        line.signal.fetch_add(1, Ordering::Release);
+        futex::wake_all(&line.signal);
+    }
+}
+
+/// A channel of `T` messages in shared memory, before its sides are
+/// claimed. See [`channel`].
+pub struct Channel<T> {
+    conn: Conn,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Pod> Channel<T> {
+    fn with(conn: Conn) -> Self {
+        Channel { conn, _t: PhantomData }
+    }
+
+    /// A channel of `capacity` slots (a power of two) in anonymous shared
+    /// memory, for this process and the children it forks afterwards.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSize`] for a capacity that is not a power of two, or
+    /// a zero-sized `T`.
+    pub fn anonymous(capacity: usize) -> Result<Self> {
+        Conn::create(Spec::slots::<T>()?, capacity, Backing::Anonymous).map(Self::with)
+    }
+
+    /// A channel in a new memfd, whose fd ([`memfd`](Self::memfd)) can be
+    /// handed to an exec'd child, which opens it with
+    /// [`from_memfd`](Self::from_memfd).
+    ///
+    /// # Errors
+    ///
+    /// As for [`anonymous`](Self::anonymous).
+    pub fn new_memfd(capacity: usize) -> Result<Self> {
+        Conn::create(Spec::slots::<T>()?, capacity, Backing::Memfd).map(Self::with)
+    }
+
+    /// A channel under a new POSIX shared memory name (mode 0600); this
+    /// process owns the name and unlinks it when its last handle to the
+    /// channel goes. Peers [`open`](Self::open) it by name.
+    ///
+    /// # Errors
+    ///
+    /// As for [`anonymous`](Self::anonymous), and as for
+    /// [`PosixShm::create`].
+    pub fn create(name: &str, capacity: usize) -> Result<Self> {
+        Conn::create(Spec::slots::<T>()?, capacity, Backing::Named(name)).map(Self::with)
+    }
+
+    /// Opens the channel another process created under `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LayoutMismatch`] when it is not a channel of `T` (another
+    /// message type, a byte channel, foreign data); as for
+    /// [`PosixShm::open`].
+    pub fn open(name: &str) -> Result<Self> {
+        Conn::open_named(Spec::slots::<T>()?, name).map(Self::with)
+    }
+
+    /// Opens the channel in a memfd received from another process.
+    ///
+    /// # Errors
+    ///
+    /// As for [`open`](Self::open).
+    pub fn from_memfd(memfd: Memfd) -> Result<Self> {
+        Conn::open_memfd(Spec::slots::<T>()?, memfd).map(Self::with)
+    }
+
+    /// The memfd behind the channel, when made with
+    /// [`new_memfd`](Self::new_memfd) or [`from_memfd`](Self::from_memfd).
+    pub fn memfd(&self) -> Option<&Memfd> {
+        self.conn.memfd()
+    }
+
+    /// Claims the sending side for this process.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyConnected`] when it was claimed before.
+    pub fn sender(&self) -> Result<Sender<T>> {
+        self.conn.claim(true).map(Sender::new)
+    }
+
+    /// Claims the receiving side for this process.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyConnected`] when it was claimed before.
+    pub fn receiver(&self) -> Result<Receiver<T>> {
+        self.conn.claim(false).map(Receiver::new)
+    }
+
+    /// The capacity in messages.
+    pub fn capacity(&self) -> usize {
+        self.conn.header.capacity as usize
+    }
+}
+
+impl<T> std::fmt::Debug for Channel<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("type", &std::any::type_name::<T>())
+            .field("capacity", &self.conn.header.capacity)
+            .finish()
+    }
+}

@@ -1,10 +1,14 @@
 //! ipc-kit's cross-process suite: `cargo xtask test` runs it after the unit
 //! tests. `--list` prints the case names; arguments filter them.
 
+mod channel;
 mod pipe;
 mod shm;
 mod sync;
 
 fn main() -> std::process::ExitCode {
-    ipc_kit_tests::main(&[pipe::CASES, shm::CASES, sync::CASES], &[shm::HELPERS, sync::HELPERS])
+    ipc_kit_tests::main(
+        &[pipe::CASES, shm::CASES, channel::CASES, sync::CASES],
+        &[shm::HELPERS, channel::HELPERS, sync::HELPERS],
+    )
 }

@@ -147,17 +147,6 @@ impl Region {
     }
 }
 
-/// Whether process `pid` still exists (signal 0). A pid of 0 is "nobody".
-pub(crate) fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 sends nothing; it only checks that the process exists.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
 // SAFETY: a repr(C) struct of atomics: zero-valid (zero is "nobody
 // connected, index 0"), pointer-free, changed only atomically; every value
 // a peer may write is checked by the channel before it is used.

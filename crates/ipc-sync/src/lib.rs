@@ -99,3 +99,18 @@ pub fn posix_name(name: &str, max_len: usize) -> std::result::Result<std::ffi::C
     }
     std::ffi::CString::new(name).map_err(|_| "it contains a NUL byte")
 }
+
+/// Whether process `pid` is alive: it exists and is not a zombie (a
+/// process that died and was not yet reaped by its parent). Used to notice
+/// a peer that died without cleaning up. A pid of 0 is nobody.
+///
+/// Pids are reused, so a very old pid may name another process; ipc-kit
+/// checks while the peer is expected to be there, where that is unlikely.
+///
+/// ```
+/// assert!(ipc_sync::process_alive(std::process::id()));
+/// assert!(!ipc_sync::process_alive(0));
+/// ```
+pub fn process_alive(pid: u32) -> bool {
+    sys::pid_alive(pid)
+}

@@ -159,6 +159,13 @@ impl ByteChannel {
     pub fn max_record(&self) -> usize {
         max_record(self.conn.header.capacity)
     }
+
+    /// The shared memory under the channel, for inspection. Writing into it
+    /// breaks the channel: the sides then report [`Error::Corrupted`] or
+    /// carry wrong bytes.
+    pub fn mapping(&self) -> &crate::Mapping {
+        &self.conn.mem.map
+    }
 }
 
 fn max_record(capacity: u64) -> usize {

@@ -44,7 +44,7 @@ pub use slots::{Receiver, Sender, channel};
 
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
-use crate::sys::{self, Region};
+use crate::sys::Region;
 use crate::{Memfd, PosixShm};
 use layout::{CLOSED, CONNECTED, DATA, Header, Line, MAGIC, STATUS, UNCLAIMED, VERSION};
 
@@ -315,7 +315,7 @@ impl Side {
                 let pid = pid.load(Ordering::Acquire);
                 // A claim stores the pid just after the state: 0 means
                 // "being claimed".
-                pid != 0 && !sys::pid_alive(pid)
+                pid != 0 && !ipc_sync::process_alive(pid)
             }
             _ => true, // CLOSED, or garbage from a broken peer
         }
@@ -506,6 +506,13 @@ impl<T: Pod> Channel<T> {
     /// The capacity in messages.
     pub fn capacity(&self) -> usize {
         self.conn.header.capacity as usize
+    }
+
+    /// The shared memory under the channel (header, indices and ring), for
+    /// inspection. Writing into it breaks the channel: the sides then
+    /// report [`Error::Corrupted`] or carry wrong bytes.
+    pub fn mapping(&self) -> &Mapping {
+        &self.conn.mem.map
     }
 }
 

@@ -1,0 +1,339 @@
+//! Shared-memory channels between real processes.
+
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use ipc_kit::pipe::ChildFds;
+use ipc_kit::shm::{ByteChannel, Channel, Error, Mapping, Memfd, PosixShm, WaitPolicy, byte_channel, channel};
+use ipc_kit_tests::{Exit, Helper, cases, checksum, fork, helper_command, pattern, unique_name};
+use nix::sys::signal::Signal;
+
+cases!("shm::channel":
+    ten_million_u64_in_order,
+    byte_records_up_to_64k_with_checksums,
+    sender_killed_mid_stream_disconnects,
+    receiver_killed_blocked_sender_disconnects,
+    hostile_peer_scribbles_on_slot_channel,
+    hostile_peer_scribbles_on_byte_channel,
+    timeouts_fire_within_bounds,
+    named_channel_in_exec_child,
+    memfd_channel_in_exec_child,
+    every_wait_policy_delivers,
+);
+
+pub(crate) const HELPERS: &[Helper] = &[
+    Helper { name: "channel-named-recv", run: named_recv_helper },
+    Helper { name: "channel-memfd-recv", run: memfd_recv_helper },
+];
+
+fn ten_million_u64_in_order() {
+    const N: u64 = 10_000_000;
+    let chan = channel::<u64>(4096).unwrap();
+    let sender = fork(|| {
+        let mut tx = chan.sender().unwrap();
+        let mut batch = [0u64; 256];
+        let mut next = 0;
+        while next < N {
+            let n = (N - next).min(256) as usize;
+            for (i, v) in batch[..n].iter_mut().enumerate() {
+                *v = next + i as u64;
+            }
+            tx.send_many(&batch[..n]).unwrap();
+            next += n as u64;
+        }
+    });
+    let mut rx = chan.receiver().unwrap();
+    let mut buf = [0u64; 512];
+    let mut expected = 0;
+    while expected < N {
+        let n = rx.recv_many(&mut buf).unwrap();
+        for &v in &buf[..n] {
+            assert_eq!(v, expected, "lost, duplicated or out of order");
+            expected += 1;
+        }
+    }
+    assert!(matches!(rx.recv_timeout(Duration::from_secs(10)), Err(Error::Disconnected)));
+    sender.join();
+    let stats = rx.stats();
+    println!("receiver: {} wakes, {} sleeps for {N} messages", stats.wakes, stats.sleeps);
+}
+
+fn byte_records_up_to_64k_with_checksums() {
+    const RECORDS: u64 = 3000;
+    let chan = byte_channel(1 << 20).unwrap();
+    let sender = fork(|| {
+        let mut tx = chan.sender().unwrap();
+        for i in 0..RECORDS {
+            let len = (i.wrapping_mul(2_654_435_761) % 65_537) as usize; // 0..=64 KiB
+            let body = pattern(i, len);
+            if i % 2 == 0 {
+                tx.send(&body).unwrap();
+            } else {
+                // In place: write the record straight into the ring.
+                let mut r = tx.reserve(len).unwrap();
+                r.as_mut_slice().copy_from_slice(&body);
+                r.commit();
+            }
+        }
+    });
+    let mut rx = chan.receiver().unwrap();
+    let mut buf = Vec::new();
+    for i in 0..RECORDS {
+        let len = (i.wrapping_mul(2_654_435_761) % 65_537) as usize;
+        if i % 3 == 0 {
+            let sum = rx.recv_with(|b| (b.len(), checksum(b))).unwrap();
+            assert_eq!(sum, (len, checksum(&pattern(i, len))), "record {i}");
+        } else {
+            assert_eq!(rx.recv(&mut buf).unwrap(), len);
+            assert!(buf == pattern(i, len), "record {i} differs");
+        }
+    }
+    assert!(matches!(rx.recv(&mut buf), Err(Error::Disconnected)));
+    sender.join();
+}
+
+fn sender_killed_mid_stream_disconnects() {
+    let chan = channel::<u64>(64).unwrap();
+    let mut sender = fork(|| {
+        let mut tx = chan.sender().unwrap();
+        for i in 0.. {
+            tx.send(i).unwrap();
+        }
+    });
+    let mut rx = chan.receiver().unwrap();
+    for i in 0..10_000 {
+        assert_eq!(rx.recv().unwrap(), i);
+    }
+    sender.kill();
+    let killed = Instant::now();
+    assert_eq!(sender.wait(), Exit::Signaled(Signal::SIGKILL));
+    let mut last = 9_999;
+    let err = loop {
+        match rx.recv() {
+            Ok(v) => {
+                assert_eq!(v, last + 1, "what it sent still arrives, in order");
+                last = v;
+            }
+            Err(e) => break e,
+        }
+    };
+    let noticed = killed.elapsed();
+    assert!(matches!(err, Error::Disconnected), "{err}");
+    println!("a killed sender was noticed after {noticed:?}");
+    assert!(noticed < Duration::from_millis(600), "noticed only after {noticed:?}");
+}
+
+fn receiver_killed_blocked_sender_disconnects() {
+    let chan = byte_channel(4096).unwrap();
+    let map = Mapping::anonymous(4096).unwrap();
+    let mut receiver = fork(|| {
+        let _rx = chan.receiver().unwrap();
+        map.write(0, &1u32).unwrap(); // connected
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    while map.read::<u32>(0).unwrap() == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut tx = chan.sender().unwrap();
+    while tx.try_send(&[1; 1000]).is_ok() {}
+    // Killed and not yet reaped (a zombie): gone all the same.
+    receiver.kill();
+    let t = Instant::now();
+    assert!(matches!(tx.send(&[2; 1000]), Err(Error::Disconnected)));
+    assert!(t.elapsed() < Duration::from_millis(600), "{:?}", t.elapsed());
+    assert_eq!(receiver.wait(), Exit::Signaled(Signal::SIGKILL));
+}
+
+/// A process that writes random bytes at random places of the channel's
+/// memory (header, indices, status, ring) for `run`.
+fn scribble(map: &Mapping, run: Duration) -> ipc_kit_tests::Forked {
+    let len = map.len();
+    fork(move || {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id());
+        let t = Instant::now();
+        while t.elapsed() < run {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let at = (x % (len as u64 - 8)) as usize & !7;
+            map.write(at, &x.rotate_left(17)).unwrap();
+            if x.is_multiple_of(64) {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+    })
+}
+
+fn hostile_peer_scribbles_on_slot_channel() {
+    let chan = channel::<[u64; 2]>(256).unwrap();
+    let sender = fork(|| {
+        let Ok(mut tx) = chan.sender() else { return };
+        for i in 0u64.. {
+            if tx.send_timeout([i, i ^ 0xABCD], Duration::from_secs(2)).is_err() {
+                return; // corrupted, disconnected or stuck: fine, no crash
+            }
+        }
+    });
+    let mut hostile = scribble(chan.mapping(), Duration::from_millis(800));
+    let mut rx = chan.receiver().unwrap();
+    let (mut ok, mut errors) = (0u64, 0u64);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(2) {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(_) => ok += 1, // any bytes are a valid [u64; 2]
+            Err(Error::Corrupted { .. } | Error::Timeout | Error::Disconnected) => errors += 1,
+            Err(e) => panic!("unexpected error kind: {e}"),
+        }
+    }
+    println!("{ok} messages and {errors} errors under a hostile peer");
+    assert_eq!(hostile.wait(), Exit::Code(0));
+    drop(rx);
+    let mut sender = sender;
+    sender.kill();
+    assert!(matches!(sender.wait(), Exit::Code(0) | Exit::Signaled(Signal::SIGKILL)), "the sender did not crash");
+}
+
+fn hostile_peer_scribbles_on_byte_channel() {
+    let chan = byte_channel(1 << 16).unwrap();
+    let sender = fork(|| {
+        let Ok(mut tx) = chan.sender() else { return };
+        for i in 0u64.. {
+            let body = pattern(i, (i % 3000) as usize);
+            if tx.send_timeout(&body, Duration::from_secs(2)).is_err() {
+                return;
+            }
+        }
+    });
+    let mut hostile = scribble(chan.mapping(), Duration::from_millis(800));
+    let mut rx = chan.receiver().unwrap();
+    let max = chan.max_record();
+    let mut buf = Vec::new();
+    let (mut ok, mut errors) = (0u64, 0u64);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(2) {
+        match rx.recv_timeout(&mut buf, Duration::from_millis(50)) {
+            Ok(n) => {
+                assert!(n <= max, "a record longer than the channel allows");
+                ok += 1;
+            }
+            Err(Error::Corrupted { .. } | Error::Timeout | Error::Disconnected) => errors += 1,
+            Err(e) => panic!("unexpected error kind: {e}"),
+        }
+        assert!(buf.capacity() <= max.max(64) * 2, "no huge allocation");
+    }
+    println!("{ok} records and {errors} errors under a hostile peer");
+    assert_eq!(hostile.wait(), Exit::Code(0));
+    drop(rx);
+    let mut sender = sender;
+    sender.kill();
+    assert!(matches!(sender.wait(), Exit::Code(0) | Exit::Signaled(Signal::SIGKILL)));
+}
+
+fn timeouts_fire_within_bounds() {
+    let chan = channel::<u32>(2).unwrap();
+    let map = Mapping::anonymous(4096).unwrap();
+    let idle = fork(|| {
+        let _rx = chan.receiver().unwrap();
+        map.write(0, &1u32).unwrap();
+        while map.read::<u32>(0).unwrap() != 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    while map.read::<u32>(0).unwrap() == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut tx = chan.sender().unwrap();
+    tx.send(1).unwrap();
+    tx.send(2).unwrap();
+    for policy in [WaitPolicy::Adaptive, WaitPolicy::Block, WaitPolicy::Spin] {
+        tx.set_wait_policy(policy);
+        let t = Instant::now();
+        assert!(matches!(tx.send_timeout(3, Duration::from_millis(120)), Err(Error::Timeout)), "{policy:?}");
+        ipc_kit_tests::assert_fired_within(t.elapsed(), Duration::from_millis(120), Duration::from_secs(1));
+    }
+    assert!(matches!(tx.try_send(3), Err(Error::Full)));
+    map.write(0, &2u32).unwrap();
+    idle.join();
+
+    let quiet = channel::<u32>(8).unwrap();
+    let _tx = quiet.sender().unwrap();
+    let mut rx = quiet.receiver().unwrap();
+    let t = Instant::now();
+    assert!(matches!(rx.recv_timeout(Duration::from_millis(150)), Err(Error::Timeout)));
+    ipc_kit_tests::assert_fired_within(t.elapsed(), Duration::from_millis(150), Duration::from_secs(1));
+    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+}
+
+fn named_recv_helper(args: &[String]) {
+    let chan = Channel::<u64>::open(&args[0]).unwrap();
+    assert!(matches!(Channel::<u32>::open(&args[0]), Err(Error::LayoutMismatch { .. })));
+    let mut rx = chan.receiver().unwrap();
+    let n: u64 = args[1].parse().unwrap();
+    for i in 0..n {
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), i * 3);
+    }
+    assert!(matches!(rx.recv_timeout(Duration::from_secs(10)), Err(Error::Disconnected)));
+}
+
+fn named_channel_in_exec_child() {
+    let name = format!("/{}", unique_name("ipc-kit-test-chan"));
+    let chan = Channel::<u64>::create(&name, 128).unwrap();
+    let mut child = helper_command("channel-named-recv", &[&name, "100000"]).spawn().unwrap();
+    let mut tx = chan.sender().unwrap();
+    for i in 0..100_000u64 {
+        tx.send(i * 3).unwrap();
+    }
+    drop(tx);
+    assert!(child.wait().unwrap().success());
+    drop(chan);
+    assert!(matches!(PosixShm::open(&name), Err(Error::NotFound { .. })), "the creator unlinked the name");
+}
+
+fn memfd_recv_helper(args: &[String]) {
+    let fd: OwnedFd = std::fs::File::options().read(true).write(true).open("/proc/self/fd/3").unwrap().into();
+    let chan = ByteChannel::from_memfd(Memfd::from_fd(fd).unwrap()).unwrap();
+    let mut rx = chan.receiver().unwrap();
+    let n: u64 = args[0].parse().unwrap();
+    let mut buf = Vec::new();
+    for i in 0..n {
+        rx.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap();
+        assert!(buf == pattern(i, (i % 5000) as usize));
+    }
+}
+
+fn memfd_channel_in_exec_child() {
+    let chan = ByteChannel::new_memfd(1 << 16).unwrap();
+    let mut cmd = helper_command("channel-memfd-recv", &["20000"]);
+    let mut fds = ChildFds::new();
+    fds.insert(3, chan.memfd().unwrap().try_clone_fd().unwrap()).unwrap();
+    fds.apply(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let mut tx = chan.sender().unwrap();
+    for i in 0..20_000u64 {
+        tx.send(&pattern(i, (i % 5000) as usize)).unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+}
+
+fn every_wait_policy_delivers() {
+    for policy in [WaitPolicy::Spin, WaitPolicy::Adaptive, WaitPolicy::Block] {
+        let chan = channel::<u32>(16).unwrap();
+        let child = fork(|| {
+            let mut rx = chan.receiver().unwrap();
+            rx.set_wait_policy(policy);
+            for i in 0..20_000 {
+                assert_eq!(rx.recv().unwrap(), i);
+            }
+        });
+        let mut tx = chan.sender().unwrap();
+        tx.set_wait_policy(policy);
+        for i in 0..20_000 {
+            tx.send(i).unwrap();
+            if i % 5000 == 0 {
+                std::thread::sleep(Duration::from_millis(5)); // let the receiver fall asleep
+            }
+        }
+        child.join();
+    }
+}

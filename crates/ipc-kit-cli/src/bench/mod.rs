@@ -9,6 +9,7 @@
 //! median of the per-pair ratios. The two processes are pinned to CPU 0
 //! and CPU 1.
 
+mod channel;
 mod pipe;
 mod sync;
 
@@ -87,6 +88,40 @@ pub(crate) struct Workload {
     pub(crate) run: fn(Impl, Size) -> std::io::Result<f64>,
 }
 
+/// Runs `child` in a forked process pinned to CPU 1 and `parent` here
+/// (on CPU 0), and returns what `parent` returned once the child has
+/// exited successfully.
+pub(crate) fn two_processes<R>(
+    child: impl FnOnce() -> std::io::Result<()>,
+    parent: impl FnOnce() -> std::io::Result<R>,
+) -> std::io::Result<R> {
+    let pid = match sys::fork()? {
+        sys::Forked::Child => {
+            sys::pin_to_cpu(1);
+            let ok = child().is_ok();
+            sys::exit_now(if ok { 0 } else { 1 });
+        }
+        sys::Forked::Parent(pid) => pid,
+    };
+    let result = parent();
+    let code = sys::wait(pid)?;
+    let value = result?;
+    if code != 0 {
+        return Err(std::io::Error::other(format!("the peer process failed (exit {code})")));
+    }
+    Ok(value)
+}
+
+/// Lines a workload adds below the table (such as system calls counted).
+static NOTES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Adds a line to print after the results.
+pub(crate) fn note(line: String) {
+    if let Ok(mut notes) = NOTES.lock() {
+        notes.push(line);
+    }
+}
+
 /// GB/s for `bytes` moved in `elapsed`.
 pub(crate) fn gbps(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / elapsed.as_secs_f64() / 1e9
@@ -109,7 +144,7 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
     );
     println!("ratio = ipc-kit / raw implementation, the median of the per-pair ratios");
     let mut medians = Vec::new();
-    let all = pipe::WORKLOADS.iter().chain(sync::WORKLOADS);
+    let all = pipe::WORKLOADS.iter().chain(sync::WORKLOADS).chain(channel::WORKLOADS);
     let selected = all.filter(|w| args.only.as_ref().is_none_or(|o| w.name.contains(o.as_str())));
     for w in selected {
         let mut results = Vec::new();
@@ -129,6 +164,14 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
         medians.push((w.name, report(w, &results)));
     }
     summary(&medians);
+    if let Ok(notes) = NOTES.lock() {
+        if !notes.is_empty() {
+            println!();
+        }
+        for n in notes.iter() {
+            println!("{n}");
+        }
+    }
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 use ipc_kit::shm::Mapping;
 use ipc_kit::sync::{Event, Mutex};
 
-use super::{Impl, Size, Unit, Workload, ns_per_op};
+use super::{Impl, Size, Unit, Workload, ns_per_op, two_processes};
 use crate::sys;
 
 pub(crate) const WORKLOADS: &[Workload] = &[
@@ -89,23 +89,14 @@ const SLEEPING: usize = 256;
 fn round_trip(imp: Impl, size: Size, raw: RawWait) -> io::Result<f64> {
     let map = Mapping::anonymous(4096)?;
     let ops = size.ops;
-    let pid = match sys::fork()? {
-        sys::Forked::Child => {
-            sys::pin_to_cpu(1);
-            let ok = responder(&map, imp, raw, ops).is_ok();
-            sys::exit_now(if ok { 0 } else { 1 });
-        }
-        sys::Forked::Parent(pid) => pid,
-    };
-    let start = Instant::now();
-    let sent = initiator(&map, imp, raw, ops);
-    let elapsed = start.elapsed();
-    let code = sys::wait(pid)?;
-    sent?;
-    if code != 0 {
-        return Err(io::Error::other(format!("the responder process failed (exit {code})")));
-    }
-    Ok(ns_per_op(ops, elapsed))
+    two_processes(
+        || responder(&map, imp, raw, ops),
+        || {
+            let start = Instant::now();
+            initiator(&map, imp, raw, ops)?;
+            Ok(ns_per_op(ops, start.elapsed()))
+        },
+    )
 }
 
 fn initiator(map: &Mapping, imp: Impl, raw: RawWait, ops: u64) -> io::Result<()> {

@@ -256,7 +256,7 @@ impl ByteSender {
 
     fn reserve_until(&mut self, len: usize, wait: Option<Deadline>) -> Result<Reservation<'_>> {
         self.check_len(len)?;
-        if self.side.peer_gone(false) {
+        if self.side.peer_closed() {
             return Err(Error::Disconnected);
         }
         let skip = match self.place(len)? {

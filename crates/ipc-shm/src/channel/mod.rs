@@ -26,6 +26,56 @@
 //! checked against the capacity each side keeps privately, and an
 //! impossible value is [`Error::Corrupted`], never an access out of bounds,
 //! a panic or a huge allocation.
+//!
+//! # Examples
+//!
+//! A parent and the child it forks pass 1,000 messages:
+//!
+//! ```
+//! use ipc_shm::{Error, channel};
+//!
+//! #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[repr(C)]
+//! struct Reading {
+//!     sensor: u32,
+//!     value: f32,
+//! }
+//!
+//! let chan = channel::<Reading>(256)?;
+//! // SAFETY: this process is single-threaded here; the child only uses
+//! // the channel and then leaves with _exit.
+//! match unsafe { libc::fork() } {
+//!     0 => {
+//!         let mut tx = chan.sender()?;
+//!         for i in 0..1000 {
+//!             tx.send(Reading { sensor: i, value: i as f32 / 2.0 })?;
+//!         }
+//!         drop(tx); // the receiver gets Disconnected after the last one
+//!         // SAFETY: ends the child without running the parent's cleanup.
+//!         unsafe { libc::_exit(0) };
+//!     }
+//!     -1 => panic!("fork failed"),
+//!     child => {
+//!         let mut rx = chan.receiver()?;
+//!         let mut n = 0;
+//!         loop {
+//!             match rx.recv() {
+//!                 Ok(r) => {
+//!                     assert_eq!(r, Reading { sensor: n, value: n as f32 / 2.0 });
+//!                     n += 1;
+//!                 }
+//!                 Err(Error::Disconnected) => break,
+//!                 Err(e) => return Err(e),
+//!             }
+//!         }
+//!         assert_eq!(n, 1000);
+//!         let mut status = 0;
+//!         // SAFETY: waits for our own child; `status` is a valid int.
+//!         unsafe { libc::waitpid(child, &mut status, 0) };
+//!     }
+//! }
+//! # Ok::<(), ipc_shm::Error>(())
+//! ```
 
 mod bytes;
 pub(crate) mod layout;
@@ -298,8 +348,17 @@ impl Side {
         self.conn.line(if self.tx { layout::RX_SLEEP } else { layout::TX_SLEEP })
     }
 
+    /// Whether the peer has closed its side (state only: one load, for the
+    /// fast path of every send).
+    fn peer_closed(&self) -> bool {
+        let status = self.conn.line(STATUS);
+        let state = if self.tx { &status.rx_state } else { &status.tx_state };
+        !matches!(state.load(Ordering::Relaxed), UNCLAIMED | CONNECTED)
+    }
+
     /// Whether the peer has closed its side or its process is gone. An
-    /// unclaimed peer is not gone: it may still connect.
+    /// unclaimed peer is not gone: it may still connect. The process is
+    /// looked up at most every 10 ms unless `check_pid_now`.
     fn peer_gone(&mut self, check_pid_now: bool) -> bool {
         let status = self.conn.line(STATUS);
         let (state, pid) =

@@ -98,7 +98,9 @@ impl<T: Pod> Sender<T> {
     }
 
     fn receiver_closed(&mut self) -> bool {
-        self.side.peer_gone(false)
+        // The state flag only: a receiver that died without closing is
+        // noticed when the ring fills and this side waits.
+        self.side.peer_closed()
     }
 
     /// Writes `values` into free slots and publishes them with one index

@@ -146,3 +146,112 @@ pub(crate) fn futex_wake(word: &std::sync::atomic::AtomicU32, n: i32) {
     // SAFETY: `word` is a valid aligned u32; FUTEX_WAKE reads nothing else.
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
 }
+
+/// A private System V message queue, removed on drop.
+pub(crate) struct SysvQueue(libc::c_int);
+
+#[repr(C)]
+struct MsgBuf {
+    mtype: libc::c_long,
+    text: [u8; 64],
+}
+
+impl SysvQueue {
+    pub(crate) fn new() -> io::Result<SysvQueue> {
+        // SAFETY: msgget takes plain integers.
+        let id = unsafe { libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | 0o600) };
+        if id == -1 { Err(io::Error::last_os_error()) } else { Ok(SysvQueue(id)) }
+    }
+
+    /// Sends 64 bytes with type `mtype`.
+    pub(crate) fn send(&self, mtype: libc::c_long, text: &[u8; 64]) -> io::Result<()> {
+        let msg = MsgBuf { mtype, text: *text };
+        loop {
+            // SAFETY: `msg` is a valid msgbuf whose text is 64 bytes long.
+            let r = unsafe { libc::msgsnd(self.0, (&msg as *const MsgBuf).cast(), 64, 0) };
+            if r == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Receives a message of type `mtype` into `text`.
+    pub(crate) fn recv(&self, mtype: libc::c_long, text: &mut [u8; 64]) -> io::Result<()> {
+        let mut msg = MsgBuf { mtype: 0, text: [0; 64] };
+        loop {
+            // SAFETY: `msg` has room for 64 bytes of text.
+            let r = unsafe { libc::msgrcv(self.0, (&mut msg as *mut MsgBuf).cast(), 64, mtype, 0) };
+            if r >= 0 {
+                *text = msg.text;
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+impl Drop for SysvQueue {
+    fn drop(&mut self) {
+        // SAFETY: removes the queue this value created.
+        unsafe { libc::msgctl(self.0, libc::IPC_RMID, std::ptr::null_mut()) };
+    }
+}
+
+/// A POSIX message queue, unlinked on drop by the process that made it.
+pub(crate) struct PosixQueue {
+    mq: libc::mqd_t,
+    name: std::ffi::CString,
+    owner: u32,
+}
+
+impl PosixQueue {
+    pub(crate) fn new(name: &str) -> io::Result<PosixQueue> {
+        let c = std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: an all-zero mq_attr is valid; the fields set below follow.
+        let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+        attr.mq_maxmsg = 8;
+        attr.mq_msgsize = 64;
+        // SAFETY: `c` is NUL-terminated; with O_CREAT the mode and the
+        // attribute pointer are read, and `attr` is valid.
+        let mq = unsafe {
+            libc::mq_open(c.as_ptr(), libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC, 0o600, &attr)
+        };
+        if mq == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(PosixQueue { mq, name: c, owner: std::process::id() })
+    }
+
+    pub(crate) fn send(&self, text: &[u8; 64]) -> io::Result<()> {
+        // SAFETY: sends 64 bytes from a valid buffer on an open queue.
+        if unsafe { libc::mq_send(self.mq, text.as_ptr().cast(), 64, 0) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    pub(crate) fn recv(&self, text: &mut [u8; 64]) -> io::Result<()> {
+        // SAFETY: the buffer holds mq_msgsize (64) bytes.
+        let r = unsafe { libc::mq_receive(self.mq, text.as_mut_ptr().cast(), 64, std::ptr::null_mut()) };
+        if r >= 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    }
+}
+
+impl Drop for PosixQueue {
+    fn drop(&mut self) {
+        // SAFETY: closes this process's descriptor.
+        unsafe { libc::mq_close(self.mq) };
+        if self.owner == std::process::id() {
+            // SAFETY: `name` is NUL-terminated.
+            unsafe { libc::mq_unlink(self.name.as_ptr()) };
+        }
+    }
+}

@@ -9,6 +9,7 @@
 //! median of the per-pair ratios. The two processes are pinned to CPU 0
 //! and CPU 1.
 
+mod alternatives;
 mod channel;
 mod pipe;
 mod sync;
@@ -164,6 +165,9 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
         medians.push((w.name, report(w, &results)));
     }
     summary(&medians);
+    if args.only.as_ref().is_none_or(|o| "alternatives round trip".contains(o.as_str())) {
+        alternatives::run(if args.quick { 2_000 } else { 10_000 }, 5)?;
+    }
     if let Ok(notes) = NOTES.lock() {
         if !notes.is_empty() {
             println!();
@@ -217,7 +221,7 @@ fn summary(medians: &[(&str, Vec<(Placement, f64)>)]) {
     }
 }
 
-fn median(values: impl Iterator<Item = f64>) -> f64 {
+pub(crate) fn median(values: impl Iterator<Item = f64>) -> f64 {
     let mut v: Vec<f64> = values.collect();
     v.sort_by(f64::total_cmp);
     match v.len() {

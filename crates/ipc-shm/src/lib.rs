@@ -4,7 +4,10 @@
 //! - [`SysvSegment`]: System V segments, found by a [`Key`];
 //! - [`PosixShm`]: POSIX shared memory objects, found by name;
 //! - [`Memfd`]: anonymous memory behind an fd, sealed against shrinking,
-//!   for children across exec and for peers you do not trust.
+//!   for children across exec and for peers you do not trust;
+//! - [`channel()`] and [`byte_channel`]: message channels through any of
+//!   these, as fast as a hand-written ring, sleeping when idle, noticing a
+//!   dead peer, and sound against a peer that writes garbage.
 //!
 //! Shared memory is the fastest way for processes to exchange data: no
 //! system call and no copy by the kernel. It is also the least forgiving:
@@ -23,6 +26,56 @@
 //! let counter = map.shared::<Mutex<u64>>(0)?; // zero bytes: ready to use
 //! *counter.lock() += 1;
 //! assert_eq!(*counter.lock(), 1);
+//! # Ok::<(), ipc_shm::Error>(())
+//! ```
+//! # A channel across fork
+//!
+//! A parent and the child it forks pass 1,000 messages through a
+//! [`channel()`]:
+//!
+//! ```
+//! use ipc_shm::{Error, channel};
+//!
+//! #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[repr(C)]
+//! struct Reading {
+//!     sensor: u32,
+//!     value: f32,
+//! }
+//!
+//! let chan = channel::<Reading>(256)?;
+//! // SAFETY: this process is single-threaded here; the child only uses
+//! // the channel and then leaves with _exit.
+//! match unsafe { libc::fork() } {
+//!     0 => {
+//!         let mut tx = chan.sender()?;
+//!         for i in 0..1000 {
+//!             tx.send(Reading { sensor: i, value: i as f32 / 2.0 })?;
+//!         }
+//!         drop(tx); // the receiver gets Disconnected after the last one
+//!         // SAFETY: ends the child without running the parent's cleanup.
+//!         unsafe { libc::_exit(0) };
+//!     }
+//!     -1 => panic!("fork failed"),
+//!     child => {
+//!         let mut rx = chan.receiver()?;
+//!         let mut n = 0;
+//!         loop {
+//!             match rx.recv() {
+//!                 Ok(r) => {
+//!                     assert_eq!(r, Reading { sensor: n, value: n as f32 / 2.0 });
+//!                     n += 1;
+//!                 }
+//!                 Err(Error::Disconnected) => break,
+//!                 Err(e) => return Err(e),
+//!             }
+//!         }
+//!         assert_eq!(n, 1000);
+//!         let mut status = 0;
+//!         // SAFETY: waits for our own child; `status` is a valid int.
+//!         unsafe { libc::waitpid(child, &mut status, 0) };
+//!     }
+//! }
 //! # Ok::<(), ipc_shm::Error>(())
 //! ```
 #![deny(unsafe_code)]

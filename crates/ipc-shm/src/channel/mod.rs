@@ -27,55 +27,7 @@
 //! impossible value is [`Error::Corrupted`], never an access out of bounds,
 //! a panic or a huge allocation.
 //!
-//! # Examples
-//!
-//! A parent and the child it forks pass 1,000 messages:
-//!
-//! ```
-//! use ipc_shm::{Error, channel};
-//!
-//! #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-//! #[repr(C)]
-//! struct Reading {
-//!     sensor: u32,
-//!     value: f32,
-//! }
-//!
-//! let chan = channel::<Reading>(256)?;
-//! // SAFETY: this process is single-threaded here; the child only uses
-//! // the channel and then leaves with _exit.
-//! match unsafe { libc::fork() } {
-//!     0 => {
-//!         let mut tx = chan.sender()?;
-//!         for i in 0..1000 {
-//!             tx.send(Reading { sensor: i, value: i as f32 / 2.0 })?;
-//!         }
-//!         drop(tx); // the receiver gets Disconnected after the last one
-//!         // SAFETY: ends the child without running the parent's cleanup.
-//!         unsafe { libc::_exit(0) };
-//!     }
-//!     -1 => panic!("fork failed"),
-//!     child => {
-//!         let mut rx = chan.receiver()?;
-//!         let mut n = 0;
-//!         loop {
-//!             match rx.recv() {
-//!                 Ok(r) => {
-//!                     assert_eq!(r, Reading { sensor: n, value: n as f32 / 2.0 });
-//!                     n += 1;
-//!                 }
-//!                 Err(Error::Disconnected) => break,
-//!                 Err(e) => return Err(e),
-//!             }
-//!         }
-//!         assert_eq!(n, 1000);
-//!         let mut status = 0;
-//!         // SAFETY: waits for our own child; `status` is a valid int.
-//!         unsafe { libc::waitpid(child, &mut status, 0) };
-//!     }
-//! }
-//! # Ok::<(), ipc_shm::Error>(())
-//! ```
+//! The [crate documentation](crate) has an example across `fork`.
 
 mod bytes;
 pub(crate) mod layout;

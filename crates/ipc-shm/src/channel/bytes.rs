@@ -155,7 +155,8 @@ impl ByteChannel {
         self.conn.header.capacity as usize
     }
 
-    /// The longest record: half the capacity less the 8-byte header.
+    /// The longest record: half the capacity less the 8-byte header (and
+    /// below 4 GiB).
     pub fn max_record(&self) -> usize {
         max_record(self.conn.header.capacity)
     }
@@ -169,7 +170,8 @@ impl ByteChannel {
 }
 
 fn max_record(capacity: u64) -> usize {
-    (capacity / 2 - RECORD_HEADER) as usize
+    // Half the ring, and what a u32 length (below the wrap marker) can say.
+    (capacity / 2 - RECORD_HEADER).min(u64::from(u32::MAX) - 16) as usize
 }
 
 /// The sending side of a [`ByteChannel`]. Dropping it closes the channel.

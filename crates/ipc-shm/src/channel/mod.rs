@@ -403,9 +403,10 @@ impl Side {
         }
     }
 
-    /// The peer is gone: what it published before going still counts.
+    /// The peer is gone. A receiver still gets what was published before
+    /// (it drains first); a sender has no one to send to.
     fn gone(&mut self, ready: &mut impl FnMut(&mut Self) -> Result<bool>) -> Result<()> {
-        if ready(self)? { Ok(()) } else { Err(Error::Disconnected) }
+        if !self.tx && ready(self)? { Ok(()) } else { Err(Error::Disconnected) }
     }
 
     /// Closes this side (on drop by the claiming process) and wakes the

@@ -134,8 +134,7 @@ impl ByteChannel {
     /// [`Error::AlreadyConnected`].
     pub fn sender(&self) -> Result<ByteSender> {
         let side = self.conn.claim(true)?;
-        let tail = side.conn.line(TAIL).index.load(Ordering::Acquire);
-        let head = side.conn.line(HEAD).index.load(Ordering::Acquire);
+        let (tail, head) = side.initial_indices()?;
         Ok(ByteSender { side, tail, head })
     }
 
@@ -146,7 +145,7 @@ impl ByteChannel {
     /// [`Error::AlreadyConnected`].
     pub fn receiver(&self) -> Result<ByteReceiver> {
         let side = self.conn.claim(false)?;
-        let head = side.conn.line(HEAD).index.load(Ordering::Acquire);
+        let (_, head) = side.initial_indices()?;
         Ok(ByteReceiver { side, head, tail: head })
     }
 

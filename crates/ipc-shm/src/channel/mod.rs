@@ -287,9 +287,27 @@ struct Side {
     stats: ChannelStats,
 }
 
+/// Indices stay far below this (2^62 bytes or messages take centuries),
+/// so sums of checked indices and capacities never overflow.
+const INDEX_LIMIT: u64 = 1 << 62;
+
 impl Side {
     fn capacity(&self) -> u64 {
         self.conn.header.capacity
+    }
+
+    /// The sender's and receiver's indices as found when this side
+    /// connects, checked: the receiver's at most a ring behind, neither
+    /// absurdly large. A side that finds them broken refuses to connect.
+    fn initial_indices(&self) -> Result<(u64, u64)> {
+        // Acquire: see what a previous user of the channel left.
+        let tail = self.conn.line(layout::TAIL).index.load(Ordering::Acquire);
+        let head = self.conn.line(layout::HEAD).index.load(Ordering::Acquire);
+        if head > tail || tail - head > self.capacity() || tail >= INDEX_LIMIT {
+            // The claim stays taken: the channel is broken anyway.
+            return Err(Error::Corrupted { what: format!("indices {head} (receiver) and {tail} (sender) on connect") });
+        }
+        Ok((tail, head))
     }
 
     fn my_sleep(&self) -> &Line {
@@ -503,7 +521,7 @@ impl<T: Pod> Channel<T> {
     ///
     /// [`Error::AlreadyConnected`] when it was claimed before.
     pub fn sender(&self) -> Result<Sender<T>> {
-        self.conn.claim(true).map(Sender::new)
+        self.conn.claim(true).and_then(Sender::new)
     }
 
     /// Claims the receiving side for this process.
@@ -512,7 +530,7 @@ impl<T: Pod> Channel<T> {
     ///
     /// [`Error::AlreadyConnected`] when it was claimed before.
     pub fn receiver(&self) -> Result<Receiver<T>> {
-        self.conn.claim(false).map(Receiver::new)
+        self.conn.claim(false).and_then(Receiver::new)
     }
 
     /// The capacity in messages.

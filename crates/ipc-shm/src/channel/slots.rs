@@ -69,12 +69,9 @@ fn slot_offset(index: u64, capacity: u64, slot: u64) -> usize {
 }
 
 impl<T: Pod> Sender<T> {
-    pub(super) fn new(side: Side) -> Self {
-        // Acquire: see the values a previous claimant left (none, for a
-        // fresh channel).
-        let tail = side.conn.line(TAIL).index.load(Ordering::Acquire);
-        let head = side.conn.line(HEAD).index.load(Ordering::Acquire);
-        Sender { side, tail, head, _t: PhantomData }
+    pub(super) fn new(side: Side) -> Result<Self> {
+        let (tail, head) = side.initial_indices()?;
+        Ok(Sender { side, tail, head, _t: PhantomData })
     }
 
     /// Free slots, reading the receiver's index again when the cached one
@@ -249,9 +246,9 @@ impl<T> Drop for Sender<T> {
 }
 
 impl<T: Pod> Receiver<T> {
-    pub(super) fn new(side: Side) -> Self {
-        let head = side.conn.line(HEAD).index.load(Ordering::Acquire);
-        Receiver { side, head, tail: head, _t: PhantomData }
+    pub(super) fn new(side: Side) -> Result<Self> {
+        let (_, head) = side.initial_indices()?;
+        Ok(Receiver { side, head, tail: head, _t: PhantomData })
     }
 
     /// Messages waiting, reading the sender's index again when the cached

@@ -5,7 +5,9 @@
 //!   object, /dev/shm entry, POSIX queue or scratch directory was left.
 //! - `lint`: rustfmt, clippy with warnings denied, rustdoc with warnings
 //!   denied.
-//! - `ci`: `test`, then `lint`.
+//! - `loom`: the loom model check of the shared-memory channel's ring
+//!   (`--cfg loom`, its own target directory).
+//! - `ci`: `test`, then `lint`, then `loom`.
 //! - `bench [ARGS...]`: `ipc-kit bench` in release mode.
 
 mod leaks;
@@ -21,10 +23,11 @@ fn main() -> ExitCode {
     let result = match task {
         "test" => test(rest),
         "lint" => lint(),
-        "ci" => test(&[]).and_then(|()| lint()),
+        "ci" => test(&[]).and_then(|()| lint()).and_then(|()| loom()),
+        "loom" => loom(),
         "bench" => bench(rest),
         _ => {
-            eprintln!("usage: cargo xtask <test [FILTER...] | lint | ci | bench [ARGS...]>");
+            eprintln!("usage: cargo xtask <test [FILTER...] | lint | loom | ci | bench [ARGS...]>");
             return ExitCode::from(2);
         }
     };
@@ -89,6 +92,18 @@ fn lint() -> Result {
     run("rustfmt", cargo().args(["fmt", "--all", "--check"]))?;
     run("clippy", cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     run("rustdoc", cargo().args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"))
+}
+
+fn loom() -> Result {
+    let target = project_root().join("target").join("loom");
+    run(
+        "loom model check of the channel ring",
+        cargo()
+            .args(["test", "--release", "--package", "ipc-shm", "--test", "loom"])
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("CARGO_TARGET_DIR", target)
+            .env("LOOM_MAX_PREEMPTIONS", std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| "3".into())),
+    )
 }
 
 fn bench(args: &[String]) -> Result {

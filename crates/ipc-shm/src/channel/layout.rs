@@ -15,7 +15,7 @@
 //! writes. Indices are u64 and only grow; a position in the ring is the
 //! index modulo the capacity (a power of two).
 
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use super::shim::{AtomicU32, AtomicU64};
 
 use bytemuck::{Pod, Zeroable};
 
@@ -61,6 +61,7 @@ pub(crate) struct Header {
 
 /// One 128-byte line of atomics. Which fields mean what depends on the
 /// line (see the module docs); unused ones stay zero.
+#[derive(Debug)]
 #[repr(C, align(128))]
 pub(crate) struct Line {
     /// TAIL/HEAD lines: the index.
@@ -76,7 +77,24 @@ pub(crate) struct Line {
     pub(crate) rx_state: AtomicU32,
 }
 
+#[cfg(not(loom))]
 const _: () = assert!(size_of::<Line>() == LINE);
+
+impl Line {
+    /// A line of zeroes (what a fresh mapping holds), for the loom model.
+    #[cfg(loom)]
+    pub(crate) fn new() -> Line {
+        Line {
+            index: AtomicU64::new(0),
+            signal: AtomicU32::new(0),
+            waiting: AtomicU32::new(0),
+            tx_pid: AtomicU32::new(0),
+            tx_state: AtomicU32::new(0),
+            rx_pid: AtomicU32::new(0),
+            rx_state: AtomicU32::new(0),
+        }
+    }
+}
 const _: () = assert!(size_of::<Header>() <= LINE);
 
 /// A stable 64-bit hash (FNV-1a) of a type's name, for the header's

@@ -31,15 +31,17 @@
 
 mod bytes;
 pub(crate) mod layout;
+mod shim;
 mod slots;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
-use ipc_sync::{Deadline, futex};
+use ipc_sync::Deadline;
+use shim::fence;
 
 pub use bytes::{ByteChannel, ByteReceiver, ByteSender, Reservation, byte_channel};
 pub use slots::{Receiver, Sender, channel};
@@ -114,6 +116,9 @@ struct Memory {
     map: Mapping,
     _name: Option<PosixShm>,
     memfd: Option<Memfd>,
+    /// Under loom: the model that stands in for the mapping.
+    #[cfg(loom)]
+    model: Option<shim::model::Store>,
 }
 
 /// A connection point: shared memory with a channel header, from which
@@ -160,7 +165,7 @@ impl Conn {
         // Release: the header is complete before a peer sees the magic.
         map.shared::<AtomicU64>(0)?.store(MAGIC, Ordering::Release);
         let header = Header { magic: MAGIC, ..header };
-        Ok(Conn { mem: Arc::new(Memory { map, _name: name, memfd }), header })
+        Ok(Conn { mem: Arc::new(Memory::new(map, name, memfd)), header })
     }
 
     fn open(spec: Spec, map: Mapping, name: Option<PosixShm>, memfd: Option<Memfd>) -> Result<Conn> {
@@ -207,7 +212,7 @@ impl Conn {
                 map.len()
             )));
         }
-        Ok(Conn { mem: Arc::new(Memory { map, _name: name, memfd }), header: h })
+        Ok(Conn { mem: Arc::new(Memory::new(map, name, memfd)), header: h })
     }
 
     fn open_named(spec: Spec, name: &str) -> Result<Conn> {
@@ -226,9 +231,51 @@ impl Conn {
     }
 
     fn line(&self, offset: usize) -> &Line {
+        #[cfg(loom)]
+        if let Some(model) = &self.mem.model {
+            return model.line(offset);
+        }
         // Offsets are constants below DATA, and the mapping holds at least
         // DATA bytes (checked on create and open).
         self.region().view::<Line>(offset)
+    }
+
+    /// Copies a slot's bytes in at `offset` (from the ring's own checked
+    /// indices).
+    fn write_slot(&self, offset: usize, bytes: &[u8]) {
+        #[cfg(loom)]
+        if let Some(model) = &self.mem.model {
+            return model.write(offset, bytes);
+        }
+        self.region().copy_in(offset, bytes);
+    }
+
+    /// Copies a slot's bytes out from `offset`.
+    fn read_slot(&self, offset: usize, out: &mut [u8]) {
+        #[cfg(loom)]
+        if let Some(model) = &self.mem.model {
+            return model.read(offset, out);
+        }
+        self.region().copy_out(offset, out);
+    }
+
+    /// A channel whose memory is loom's model, for model checking.
+    #[cfg(loom)]
+    fn model(spec: Spec, capacity: usize) -> Conn {
+        let header = Header {
+            magic: MAGIC,
+            version: VERSION,
+            kind: spec.kind,
+            capacity: capacity as u64,
+            slot_size: spec.slot_size,
+            slot_align: spec.slot_align,
+            type_hash: spec.type_hash,
+            data_offset: DATA as u64,
+            total_size: (DATA + capacity * spec.slot_size as usize) as u64,
+        };
+        let map = Mapping::anonymous(4096).expect("a page for the model's unused mapping");
+        let model = Some(shim::model::Store::new(capacity, spec.slot_size as usize));
+        Conn { mem: Arc::new(Memory { map, _name: None, memfd: None, model }), header }
     }
 
     /// Claims the sending or receiving side for this process.
@@ -253,6 +300,18 @@ impl Conn {
 
     fn memfd(&self) -> Option<&Memfd> {
         self.mem.memfd.as_ref()
+    }
+}
+
+impl Memory {
+    fn new(map: Mapping, name: Option<PosixShm>, memfd: Option<Memfd>) -> Memory {
+        Memory {
+            map,
+            _name: name,
+            memfd,
+            #[cfg(loom)]
+            model: None,
+        }
     }
 }
 
@@ -362,7 +421,7 @@ impl Side {
         if line.waiting.load(Ordering::Relaxed) != 0 {
             // Release: pairs with the sleeper's Acquire read of `signal`.
             line.signal.fetch_add(1, Ordering::Release);
-            futex::wake(&line.signal, 1);
+            shim::futex_wake(&line.signal, 1);
             self.stats.wakes += 1;
         }
     }
@@ -385,7 +444,7 @@ impl Side {
                         return Err(Error::Timeout);
                     }
                 }
-                std::hint::spin_loop();
+                shim::spin();
             }
         }
         loop {
@@ -415,7 +474,7 @@ impl Side {
                 line.waiting.store(0, Ordering::Relaxed);
                 return ready_now.map(drop);
             }
-            futex::wait_until(&line.signal, seen, until);
+            shim::futex_wait_until(&line.signal, seen, until);
             line.waiting.store(0, Ordering::Relaxed);
             self.stats.sleeps += 1;
         }
@@ -439,7 +498,7 @@ impl Side {
         state.store(CLOSED, Ordering::Release);
         let line = self.peer_sleep();
         line.signal.fetch_add(1, Ordering::Release);
-        futex::wake_all(&line.signal);
+        shim::futex_wake(&line.signal, u32::MAX);
     }
 }
 
@@ -536,6 +595,17 @@ impl<T: Pod> Channel<T> {
     /// The capacity in messages.
     pub fn capacity(&self) -> usize {
         self.conn.header.capacity as usize
+    }
+
+    /// A channel in loom's model of shared memory, for `cargo xtask loom`.
+    ///
+    /// # Panics
+    ///
+    /// For a zero-sized `T`.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn model(capacity: usize) -> Self {
+        Self::with(Conn::model(Spec::slots::<T>().expect("a sized message type"), capacity))
     }
 
     /// The shared memory under the channel (header, indices and ring), for

@@ -109,9 +109,8 @@ impl<T: Pod> Sender<T> {
             return Ok(0);
         }
         let (cap, slot) = (self.side.capacity(), size_of::<T>() as u64);
-        let region = self.side.conn.region();
         for (i, v) in values[..n].iter().enumerate() {
-            region.copy_in(slot_offset(self.tail + i as u64, cap, slot), bytemuck::bytes_of(v));
+            self.side.conn.write_slot(slot_offset(self.tail + i as u64, cap, slot), bytemuck::bytes_of(v));
         }
         self.tail += n as u64;
         // Release: the slot contents happen before the receiver sees the
@@ -272,9 +271,8 @@ impl<T: Pod> Receiver<T> {
             return Ok(0);
         }
         let (cap, slot) = (self.side.capacity(), size_of::<T>() as u64);
-        let region = self.side.conn.region();
         for (i, v) in out[..n].iter_mut().enumerate() {
-            region.copy_out(slot_offset(self.head + i as u64, cap, slot), bytemuck::bytes_of_mut(v));
+            self.side.conn.read_slot(slot_offset(self.head + i as u64, cap, slot), bytemuck::bytes_of_mut(v));
         }
         self.head += n as u64;
         // Release: our reads of the slots happen before the sender reuses

@@ -382,6 +382,8 @@ impl Side {
     fn peer_closed(&self) -> bool {
         let status = self.conn.line(STATUS);
         let state = if self.tx { &status.rx_state } else { &status.tx_state };
+        // Relaxed: only the flag is read; nothing the peer wrote before it
+        // is read on this path.
         !matches!(state.load(Ordering::Relaxed), UNCLAIMED | CONNECTED)
     }
 
@@ -418,6 +420,7 @@ impl Side {
         // re-read of our index (see `wait`). Without it, both could miss
         // the other.
         fence(Ordering::SeqCst);
+        // Relaxed: the fences order it (see above).
         if line.waiting.load(Ordering::Relaxed) != 0 {
             // Release: pairs with the sleeper's Acquire read of `signal`.
             line.signal.fetch_add(1, Ordering::Release);
@@ -465,6 +468,7 @@ impl Side {
             let line = self.my_sleep();
             // Acquire: pairs with the waker's Release bump.
             let seen = line.signal.load(Ordering::Acquire);
+            // Relaxed: ordered by the fence that follows.
             line.waiting.store(1, Ordering::Relaxed);
             // SeqCst fence: see wake_peer.
             fence(Ordering::SeqCst);

@@ -2,13 +2,14 @@
 //! tests. `--list` prints the case names; arguments filter them.
 
 mod channel;
+mod msgq;
 mod pipe;
 mod shm;
 mod sync;
 
 fn main() -> std::process::ExitCode {
     ipc_kit_tests::main(
-        &[pipe::CASES, shm::CASES, channel::CASES, sync::CASES],
-        &[shm::HELPERS, channel::HELPERS, sync::HELPERS],
+        &[pipe::CASES, shm::CASES, channel::CASES, sync::CASES, msgq::CASES],
+        &[shm::HELPERS, channel::HELPERS, sync::HELPERS, msgq::HELPERS],
     )
 }

@@ -8,6 +8,7 @@
 //! |---|---|---|---|
 //! | [`sync`] | `ipc-sync` | `sync` | mutex, condvar, semaphore and event in shared memory; robust mutex; System V and POSIX semaphores; eventfd; futex; keys; deadlines |
 //! | [`shm`] | `ipc-shm` | `shm` | System V segments, POSIX shared memory, sealed memfds, mappings for fork; bounds-checked and typed views |
+//! | [`msgq`] | `ipc-msgq` | `msgq` | System V and POSIX message queues |
 //! | [`pipe`] | `ipc-pipe` | `pipe` | anonymous pipes for parent and child, across fork and exec |
 //!
 //! ```
@@ -26,6 +27,9 @@
 //! ```
 #![deny(unsafe_code)]
 
+#[cfg(feature = "msgq")]
+#[doc(inline)]
+pub use ipc_msgq as msgq;
 #[cfg(feature = "pipe")]
 #[doc(inline)]
 pub use ipc_pipe as pipe;
@@ -38,6 +42,8 @@ pub use ipc_sync as sync;
 
 /// The names most programs use, for a glob import.
 pub mod prelude {
+    #[cfg(feature = "msgq")]
+    pub use ipc_msgq::{PosixQueue, QueueAttr, Selector, SysvQueue};
     #[cfg(feature = "pipe")]
     pub use ipc_pipe::{ChildFds, Duplex, FrameReader, FrameWriter, PipeReader, PipeWriter, duplex, pipe};
     #[cfg(feature = "shm")]
@@ -63,6 +69,15 @@ mod tests {
         let r: Result<u8, std::io::Error> = crate::sync::retry_eintr(|| Ok(7));
         assert_eq!(r.unwrap(), 7);
         let _: crate::prelude::Deadline = d;
+    }
+
+    #[cfg(feature = "msgq")]
+    #[test]
+    fn msgq_is_reexported() {
+        let q = crate::msgq::SysvQueue::create(crate::msgq::Key::private(), 0o600).unwrap();
+        q.send(1, b"x").unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(q.recv(crate::prelude::Selector::Any, &mut b).unwrap(), (1, 1));
     }
 
     #[cfg(feature = "shm")]

@@ -1,0 +1,441 @@
+use std::ffi::CString;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+use ipc_sync::Deadline;
+
+use crate::error::{Error, Result, proc_limit};
+use crate::sys;
+
+const WHAT: &str = "POSIX message queue";
+
+/// The longest wait handed to the kernel at once: `mq_timed*` take a
+/// wall-clock deadline, so a timed call waits in slices of at most this,
+/// measured on the monotonic clock, and a wall-clock jump can stretch a
+/// wait by at most one slice.
+const SLICE: Duration = Duration::from_millis(100);
+
+/// Sizes of a new POSIX queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueAttr {
+    /// The most messages it holds (`mq_maxmsg`).
+    pub max_messages: usize,
+    /// The largest message (`mq_msgsize`).
+    pub message_size: usize,
+}
+
+impl Default for QueueAttr {
+    /// 10 messages of 8192 bytes: the limits for processes without
+    /// `CAP_SYS_RESOURCE` by default.
+    fn default() -> Self {
+        QueueAttr { max_messages: 10, message_size: 8192 }
+    }
+}
+
+/// What `mq_getattr` tells about a queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueState {
+    /// The most messages it holds.
+    pub max_messages: usize,
+    /// The largest message.
+    pub message_size: usize,
+    /// Messages in it now.
+    pub messages: usize,
+}
+
+/// A POSIX message queue (`mq_open`): messages with priorities, found by
+/// name, received highest priority first (and in order within one
+/// priority).
+///
+/// The handle that creates a queue unlinks the name when dropped unless
+/// [`persist`](Self::persist) is called; open handles keep working.
+/// Handles from [`open`](Self::open) never unlink it. The descriptor is
+/// close-on-exec and can be polled ([`AsFd`]): readable when a message is
+/// there, writable when there is room.
+///
+/// Timed calls take a deadline on the monotonic clock and wait in slices
+/// on the kernel's wall-clock deadline, retrying after signals with the
+/// time that is left.
+///
+/// # Examples
+///
+/// ```
+/// use ipc_msgq::{PosixQueue, QueueAttr};
+///
+/// let name = format!("/ipc-msgq-doc-{}", std::process::id());
+/// let q = PosixQueue::create(&name, QueueAttr { max_messages: 4, message_size: 64 }, 0o600)?;
+/// q.send(b"low", 1)?;
+/// q.send(b"high", 9)?;
+/// let mut buf = [0; 64];
+/// assert_eq!(q.recv(&mut buf)?, (4, 9)); // highest priority first
+/// assert_eq!(&buf[..4], b"high");
+/// # Ok::<(), ipc_msgq::Error>(())
+/// ```
+///
+/// # References
+///
+/// [mq_overview(7)](https://man7.org/linux/man-pages/man7/mq_overview.7.html)
+pub struct PosixQueue {
+    fd: OwnedFd,
+    name: CString,
+    message_size: usize,
+    owner: bool,
+}
+
+impl PosixQueue {
+    /// Creates a queue with these sizes and permissions `mode`
+    /// (exclusive).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] (before any system call); sizes of 0 and
+    /// sizes over /proc/sys/fs/mqueue/msg_max or msgsize_max are
+    /// [`Error::LimitExceeded`] naming the file; [`Error::AlreadyExists`];
+    /// [`Error::PermissionDenied`]; [`Error::LimitExceeded`] naming
+    /// queues_max or `RLIMIT_MSGQUEUE` when too many queues exist.
+    #[doc(alias = "mq_open")]
+    pub fn create(name: &str, attr: QueueAttr, mode: u32) -> Result<Self> {
+        let c = check_name(name)?;
+        check_attr(attr)?;
+        let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL;
+        let raw = (attr.max_messages as i64, attr.message_size as i64);
+        let fd =
+            sys::mq_open(&c, flags, (mode & 0o777) as libc::mode_t, Some(raw)).map_err(|e| open_err(name, attr, e))?;
+        Ok(PosixQueue { fd, name: c, message_size: attr.message_size, owner: true })
+    }
+
+    /// Opens an existing queue for sending and receiving.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::NotFound`];
+    /// [`Error::PermissionDenied`].
+    pub fn open(name: &str) -> Result<Self> {
+        let c = check_name(name)?;
+        let fd = sys::mq_open(&c, libc::O_RDWR, 0, None).map_err(|e| open_err(name, QueueAttr::default(), e))?;
+        let (_, size, _) = sys::mq_getattr(fd.as_fd()).map_err(|e| Error::Io { op: "mq_getattr", source: e })?;
+        Ok(PosixQueue { fd, name: c, message_size: usize::try_from(size).unwrap_or(0), owner: false })
+    }
+
+    /// Opens the queue, or creates it with `attr` and `mode` when there is
+    /// none. Only a handle that created it unlinks it.
+    ///
+    /// # Errors
+    ///
+    /// As for [`create`](Self::create) and [`open`](Self::open).
+    pub fn open_or_create(name: &str, attr: QueueAttr, mode: u32) -> Result<Self> {
+        loop {
+            match Self::create(name, attr, mode) {
+                Err(Error::AlreadyExists { .. }) => {}
+                other => return other,
+            }
+            match Self::open(name) {
+                Err(Error::NotFound { .. }) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Sends `data` with `priority` (0 is lowest; at most 32767), waiting
+    /// while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MessageTooLarge`] over the queue's message size, before any
+    /// system call; [`Error::Io`] with `EINVAL` for a priority over
+    /// `MQ_PRIO_MAX - 1`.
+    #[doc(alias = "mq_send")]
+    pub fn send(&self, data: &[u8], priority: u32) -> Result<()> {
+        self.send_until(data, priority, Some(Deadline::never()))
+    }
+
+    /// Sends if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Full`], and as for [`send`](Self::send).
+    pub fn try_send(&self, data: &[u8], priority: u32) -> Result<()> {
+        self.send_until(data, priority, None)
+    }
+
+    /// Sends, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], and as for [`send`](Self::send).
+    pub fn send_timeout(&self, data: &[u8], priority: u32, timeout: Duration) -> Result<()> {
+        self.send_until(data, priority, Some(Deadline::after(timeout)))
+    }
+
+    /// Sends, waiting until `deadline` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// As for [`send_timeout`](Self::send_timeout).
+    pub fn send_deadline(&self, data: &[u8], priority: u32, deadline: Instant) -> Result<()> {
+        self.send_until(data, priority, Some(Deadline::at(deadline)))
+    }
+
+    fn send_until(&self, data: &[u8], priority: u32, wait: Option<Deadline>) -> Result<()> {
+        if data.len() > self.message_size {
+            return Err(Error::MessageTooLarge {
+                len: data.len(),
+                max: self.message_size,
+                limit: "the queue's message size (mq_msgsize)",
+            });
+        }
+        timed(wait, |at| sys::mq_send(self.fd.as_fd(), data, priority, at), Error::Full)
+            .map_err(|e| self.op_err("mq_timedsend", e))
+    }
+
+    /// Receives the oldest message of the highest priority into `buf`
+    /// (which must hold the queue's message size), waiting for one.
+    /// Returns its length and priority.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BufferTooSmall`] for a buffer smaller than the queue's
+    /// message size, before any system call.
+    #[doc(alias = "mq_receive")]
+    pub fn recv(&self, buf: &mut [u8]) -> Result<(usize, u32)> {
+        self.recv_until(buf, Some(Deadline::never()))
+    }
+
+    /// Receives if a message is there now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Empty`], and as for [`recv`](Self::recv).
+    pub fn try_recv(&self, buf: &mut [u8]) -> Result<(usize, u32)> {
+        self.recv_until(buf, None)
+    }
+
+    /// Receives, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], and as for [`recv`](Self::recv).
+    pub fn recv_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<(usize, u32)> {
+        self.recv_until(buf, Some(Deadline::after(timeout)))
+    }
+
+    /// Receives, waiting until `deadline` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_deadline(&self, buf: &mut [u8], deadline: Instant) -> Result<(usize, u32)> {
+        self.recv_until(buf, Some(Deadline::at(deadline)))
+    }
+
+    fn recv_until(&self, buf: &mut [u8], wait: Option<Deadline>) -> Result<(usize, u32)> {
+        if buf.len() < self.message_size {
+            return Err(Error::BufferTooSmall { len: buf.len(), needed: Some(self.message_size) });
+        }
+        let mut got = (0, 0);
+        timed(
+            wait,
+            |at| {
+                got = sys::mq_recv(self.fd.as_fd(), buf, at)?;
+                Ok(())
+            },
+            Error::Empty,
+        )
+        .map_err(|e| self.op_err("mq_timedreceive", e))?;
+        Ok(got)
+    }
+
+    /// Sends a `T` as the message.
+    ///
+    /// # Errors
+    ///
+    /// As for [`send`](Self::send).
+    pub fn send_pod<T: Pod>(&self, value: &T, priority: u32) -> Result<()> {
+        self.send(bytemuck::bytes_of(value), priority)
+    }
+
+    /// Receives a message that must be exactly a `T`; returns it and its
+    /// priority.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] with `InvalidData` for a message of another length
+    /// (it was taken); as for [`recv`](Self::recv).
+    pub fn recv_pod<T: Pod>(&self) -> Result<(T, u32)> {
+        let mut buf = vec![0u8; self.message_size.max(size_of::<T>())];
+        let (n, prio) = self.recv(&mut buf)?;
+        if n != size_of::<T>() {
+            return Err(Error::Io {
+                op: "mq_timedreceive",
+                source: io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "a message of {n} bytes is not a {} of {} bytes",
+                        std::any::type_name::<T>(),
+                        size_of::<T>()
+                    ),
+                ),
+            });
+        }
+        Ok((bytemuck::pod_read_unaligned(&buf[..n]), prio))
+    }
+
+    /// The queue's sizes and how many messages it holds now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if `mq_getattr` fails.
+    pub fn state(&self) -> Result<QueueState> {
+        let (max, size, cur) =
+            sys::mq_getattr(self.fd.as_fd()).map_err(|e| Error::Io { op: "mq_getattr", source: e })?;
+        let n = |v: i64| usize::try_from(v).unwrap_or(0);
+        Ok(QueueState { max_messages: n(max), message_size: n(size), messages: n(cur) })
+    }
+
+    /// The largest message.
+    pub fn message_size(&self) -> usize {
+        self.message_size
+    }
+
+    /// The name it was opened with.
+    pub fn name(&self) -> &str {
+        self.name.to_str().unwrap_or_default()
+    }
+
+    /// Whether this handle unlinks the name when dropped.
+    pub fn is_owner(&self) -> bool {
+        self.owner
+    }
+
+    /// Keeps the name after this handle is dropped.
+    pub fn persist(&mut self) {
+        self.owner = false;
+    }
+
+    /// Removes the name now (`mq_unlink`); open handles keep working.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when it is gone already.
+    pub fn unlink(&mut self) -> Result<()> {
+        self.owner = false;
+        sys::mq_unlink(&self.name).map_err(|e| Error::from_os(WHAT, || self.name().to_owned(), "mq_unlink", e))
+    }
+
+    fn op_err(&self, op: &'static str, e: Error) -> Error {
+        match e {
+            Error::Io { source, .. } => Error::from_os(WHAT, || self.name().to_owned(), op, source),
+            other => other,
+        }
+    }
+}
+
+/// Runs a `mq_timed*` call: once with a deadline already passed (`wait`
+/// None: `would_block` when it would wait), or in slices until `wait`'s
+/// deadline, retrying after `EINTR` with the time left.
+fn timed(
+    wait: Option<Deadline>,
+    mut call: impl FnMut(Option<&libc::timespec>) -> io::Result<()>,
+    would_block: Error,
+) -> Result<()> {
+    let past = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    loop {
+        let r = match wait {
+            None => call(Some(&past)),
+            Some(d) => match d.remaining() {
+                None => call(None),
+                Some(left) => {
+                    if left.is_zero() {
+                        return Err(Error::Timeout);
+                    }
+                    call(Some(&sys::realtime_after(left.min(SLICE))))
+                }
+            },
+        };
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) => match wait {
+                None => return Err(would_block),
+                Some(d) if d.has_expired() => return Err(Error::Timeout),
+                Some(_) => continue, // a slice ended, or the wall clock jumped
+            },
+            Err(e) => return Err(Error::Io { op: "mq_timed*", source: e }),
+        }
+    }
+}
+
+fn check_name(name: &str) -> Result<CString> {
+    ipc_sync::posix_name(name, 255).map_err(|reason| Error::InvalidName { name: name.to_owned(), reason })
+}
+
+fn check_attr(attr: QueueAttr) -> Result<()> {
+    let over = |what, requested: usize, file| {
+        let limit = proc_limit(file).unwrap_or(0);
+        (requested == 0 || requested as u64 > limit).then_some(Error::LimitExceeded {
+            what,
+            requested: requested as u64,
+            limit,
+            source_of_limit: file,
+        })
+    };
+    if let Some(e) = over("POSIX queue length", attr.max_messages, "/proc/sys/fs/mqueue/msg_max") {
+        return Err(e);
+    }
+    if let Some(e) = over("POSIX queue message size", attr.message_size, "/proc/sys/fs/mqueue/msgsize_max") {
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn open_err(name: &str, attr: QueueAttr, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) => Error::LimitExceeded {
+            what: "POSIX message queues",
+            requested: 1,
+            limit: proc_limit("/proc/sys/fs/mqueue/queues_max").unwrap_or(0),
+            source_of_limit: "/proc/sys/fs/mqueue/queues_max",
+        },
+        Some(libc::EMFILE) if attr.max_messages > 0 => Error::LimitExceeded {
+            what: "bytes of POSIX queues for this user",
+            requested: (attr.max_messages * attr.message_size) as u64,
+            limit: 0,
+            source_of_limit: "RLIMIT_MSGQUEUE (or the process's open file limit)",
+        },
+        _ => Error::from_os(WHAT, || name.to_owned(), "mq_open", e),
+    }
+}
+
+impl Drop for PosixQueue {
+    fn drop(&mut self) {
+        if self.owner {
+            let _ = sys::mq_unlink(&self.name);
+        }
+    }
+}
+
+impl AsFd for PosixQueue {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for PosixQueue {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl fmt::Debug for PosixQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PosixQueue")
+            .field("name", &self.name())
+            .field("fd", &self.fd.as_raw_fd())
+            .field("message_size", &self.message_size)
+            .field("owner", &self.owner)
+            .finish()
+    }
+}

@@ -1,0 +1,531 @@
+use std::fmt;
+use std::io;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytemuck::Pod;
+use ipc_sync::{Deadline, Key};
+
+use crate::error::{Error, Result, proc_limit};
+use crate::sys;
+
+const WHAT: &str = "System V message queue";
+
+/// Which message a System V receive takes (the `msgtyp` rules of
+/// msgrcv(2)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selector {
+    /// The first message of any type (`msgtyp` 0).
+    Any,
+    /// The first message of exactly this type (`msgtyp` > 0).
+    Exactly(i64),
+    /// The first message of the lowest type up to this one (`msgtyp` < 0:
+    /// the lowest type ≤ |t|, first of those).
+    AtMost(i64),
+    /// The first message of any other type (`MSG_EXCEPT`).
+    Except(i64),
+}
+
+impl Selector {
+    fn raw(self) -> Result<(libc::c_long, libc::c_int)> {
+        let check = |t: i64| if t >= 1 { Ok(t as libc::c_long) } else { Err(Error::InvalidType { mtype: t }) };
+        Ok(match self {
+            Selector::Any => (0, 0),
+            Selector::Exactly(t) => (check(t)?, 0),
+            Selector::AtMost(t) => (-check(t)?, 0),
+            Selector::Except(t) => (check(t)?, libc::MSG_EXCEPT),
+        })
+    }
+}
+
+/// What `IPC_STAT` tells about a queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueStat {
+    /// Messages in the queue.
+    pub messages: u64,
+    /// Bytes of message text in the queue.
+    pub bytes: u64,
+    /// The most bytes the queue holds (`msg_qbytes`).
+    pub capacity: u64,
+    /// The last process that sent, if any.
+    pub last_sender: Option<i32>,
+    /// The last process that received, if any.
+    pub last_receiver: Option<i32>,
+    /// When a message was last sent.
+    pub sent_at: Option<SystemTime>,
+    /// When a message was last received.
+    pub received_at: Option<SystemTime>,
+    /// When the queue was last changed by `msgctl`.
+    pub changed_at: Option<SystemTime>,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner's user id.
+    pub uid: u32,
+    /// Owner's group id.
+    pub gid: u32,
+}
+
+/// A System V message queue (`msgget`): typed messages, kept by the
+/// kernel with their boundaries, found by unrelated processes through a
+/// [`Key`].
+///
+/// The handle that creates a queue removes it (`IPC_RMID`) when dropped
+/// unless [`persist`](Self::persist) is called; handles from
+/// [`open`](Self::open) never remove it. A process blocked on a queue
+/// that is removed gets [`Error::Removed`].
+///
+/// Receiving takes a [`Selector`] (the kernel's type rules). A message
+/// longer than the receive buffer is an error and stays in the queue; only
+/// [`recv_truncating`](Self::recv_truncating) cuts it (`MSG_NOERROR`).
+///
+/// System V has no timed receive or send. The `*_timeout` forms poll with
+/// `IPC_NOWAIT`, sleeping between attempts from 20 µs up to 1 ms: a
+/// timeout ends at most about 1 ms late, a message waiting for a timed
+/// receiver is taken at most 1 ms late, and an idle timed wait makes
+/// about a thousand system calls a second. The blocking forms sleep in the
+/// kernel and cost nothing while idle.
+///
+/// # Examples
+///
+/// ```
+/// use ipc_msgq::{Key, Selector, SysvQueue};
+///
+/// let q = SysvQueue::create(Key::private(), 0o600)?;
+/// q.send(2, b"second kind")?;
+/// q.send(1, b"first kind")?;
+/// let mut buf = [0; 64];
+/// // The lowest type up to 5 comes first, whatever the order sent.
+/// let (mtype, n) = q.recv(Selector::AtMost(5), &mut buf)?;
+/// assert_eq!((mtype, &buf[..n]), (1, &b"first kind"[..]));
+/// assert!(q.try_recv(Selector::Exactly(7), &mut buf).is_err());
+/// # Ok::<(), ipc_msgq::Error>(())
+/// ```
+///
+/// # References
+///
+/// [msgget(2)](https://man7.org/linux/man-pages/man2/msgget.2.html),
+/// [msgop(2)](https://man7.org/linux/man-pages/man2/msgop.2.html)
+pub struct SysvQueue {
+    id: i32,
+    key: Key,
+    owner: bool,
+}
+
+/// The largest message text, from /proc/sys/kernel/msgmax (8192 by
+/// default).
+pub fn sysv_max_message() -> usize {
+    proc_limit("/proc/sys/kernel/msgmax").map_or(8192, |v| v as usize)
+}
+
+impl SysvQueue {
+    /// Creates a queue under `key` (exclusive) with permissions `mode`
+    /// (such as 0o600).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
+    /// [`Error::LimitExceeded`] when the system's number of queues
+    /// (/proc/sys/kernel/msgmni) is reached.
+    #[doc(alias = "msgget")]
+    pub fn create(key: Key, mode: u32) -> Result<Self> {
+        let flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as libc::c_int;
+        let id = sys::msgget(key.raw(), flags).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOSPC) => Error::LimitExceeded {
+                what: "System V message queues",
+                requested: 1,
+                limit: proc_limit("/proc/sys/kernel/msgmni").unwrap_or(0),
+                source_of_limit: "/proc/sys/kernel/msgmni",
+            },
+            _ => Error::from_os(WHAT, || key.to_string(), "msgget", e),
+        })?;
+        Ok(SysvQueue { id, key, owner: true })
+    }
+
+    /// Opens the existing queue under `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`]; [`Error::PermissionDenied`];
+    /// [`Error::InvalidKey`] for [`Key::private`].
+    pub fn open(key: Key) -> Result<Self> {
+        if key.is_private() {
+            return Err(Error::InvalidKey { reason: "IPC_PRIVATE names no existing queue; open by key or id" });
+        }
+        // Asking for read and write (0o666) makes msgget check them: with
+        // 0 it would hand out the id to anyone.
+        let id = sys::msgget(key.raw(), 0o666).map_err(|e| Error::from_os(WHAT, || key.to_string(), "msgget", e))?;
+        Ok(SysvQueue { id, key, owner: false })
+    }
+
+    /// Opens the queue with this id (as `ipcs -q` shows it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Removed`] when no queue has that id;
+    /// [`Error::PermissionDenied`].
+    pub fn open_id(id: i32) -> Result<Self> {
+        let q = SysvQueue { id, key: Key::private(), owner: false };
+        q.stat()?;
+        Ok(q)
+    }
+
+    /// Opens the queue under `key`, or creates it with `mode` when there is
+    /// none. Only a handle that created it removes it.
+    ///
+    /// # Errors
+    ///
+    /// As for [`create`](Self::create) and [`open`](Self::open).
+    pub fn open_or_create(key: Key, mode: u32) -> Result<Self> {
+        loop {
+            match Self::create(key, mode) {
+                Err(Error::AlreadyExists { .. }) => {}
+                other => return other,
+            }
+            match Self::open(key) {
+                Err(Error::NotFound { .. }) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn name(&self) -> String {
+        if self.key.is_private() { format!("id {}", self.id) } else { format!("{} (id {})", self.key, self.id) }
+    }
+
+    fn err(&self, op: &'static str, e: io::Error) -> Error {
+        match e.raw_os_error() {
+            // An id that no longer names a queue.
+            Some(libc::EINVAL) if op != "msgsnd" && op != "msgrcv" => Error::Removed { what: WHAT, name: self.name() },
+            _ => Error::from_os(WHAT, || self.name(), op, e),
+        }
+    }
+
+    fn check_send(mtype: i64, data: &[u8]) -> Result<()> {
+        if mtype < 1 {
+            return Err(Error::InvalidType { mtype });
+        }
+        let max = sysv_max_message();
+        if data.len() > max {
+            return Err(Error::MessageTooLarge { len: data.len(), max, limit: "/proc/sys/kernel/msgmax" });
+        }
+        Ok(())
+    }
+
+    /// Sends `data` with type `mtype`, waiting while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidType`] for a type below 1 and
+    /// [`Error::MessageTooLarge`] over msgmax, both before any system call;
+    /// [`Error::Removed`]; [`Error::PermissionDenied`].
+    #[doc(alias = "msgsnd")]
+    pub fn send(&self, mtype: i64, data: &[u8]) -> Result<()> {
+        Self::check_send(mtype, data)?;
+        loop {
+            match sys::msgsnd(self.id, mtype as libc::c_long, data, 0) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other.map_err(|e| self.send_err(e, data.len())),
+            }
+        }
+    }
+
+    /// Sends if the queue has room now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Full`], and as for [`send`](Self::send).
+    pub fn try_send(&self, mtype: i64, data: &[u8]) -> Result<()> {
+        Self::check_send(mtype, data)?;
+        self.try_send_once(mtype, data)
+    }
+
+    fn try_send_once(&self, mtype: i64, data: &[u8]) -> Result<()> {
+        loop {
+            match sys::msgsnd(self.id, mtype as libc::c_long, data, libc::IPC_NOWAIT) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Err(Error::Full),
+                other => return other.map_err(|e| self.send_err(e, data.len())),
+            }
+        }
+    }
+
+    /// Sends, waiting at most `timeout` for room (see the type's docs for
+    /// how).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], and as for [`send`](Self::send).
+    pub fn send_timeout(&self, mtype: i64, data: &[u8], timeout: Duration) -> Result<()> {
+        self.send_deadline_at(mtype, data, Deadline::after(timeout))
+    }
+
+    /// Sends, waiting until `deadline` at the latest for room.
+    ///
+    /// # Errors
+    ///
+    /// As for [`send_timeout`](Self::send_timeout).
+    pub fn send_deadline(&self, mtype: i64, data: &[u8], deadline: Instant) -> Result<()> {
+        self.send_deadline_at(mtype, data, Deadline::at(deadline))
+    }
+
+    fn send_deadline_at(&self, mtype: i64, data: &[u8], deadline: Deadline) -> Result<()> {
+        Self::check_send(mtype, data)?;
+        poll_until(deadline, || match self.try_send_once(mtype, data) {
+            Err(Error::Full) => None,
+            other => Some(other),
+        })
+    }
+
+    fn send_err(&self, e: io::Error, len: usize) -> Error {
+        match e.raw_os_error() {
+            // msgsz over msg_qbytes: the message could never fit.
+            Some(libc::EINVAL) => match self.stat() {
+                Ok(st) if len as u64 > st.capacity => Error::MessageTooLarge {
+                    len,
+                    max: st.capacity as usize,
+                    limit: "the queue's capacity (msg_qbytes)",
+                },
+                Ok(_) => Error::Io { op: "msgsnd", source: e },
+                Err(other) => other,
+            },
+            _ => self.err("msgsnd", e),
+        }
+    }
+
+    /// Receives the first message `selector` picks into `buf`, waiting for
+    /// one. Returns its type and length.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BufferTooSmall`] when the message is longer than `buf` (it
+    /// stays in the queue); [`Error::InvalidType`] for a selector type
+    /// below 1; [`Error::Removed`] when the queue is removed meanwhile.
+    #[doc(alias = "msgrcv")]
+    pub fn recv(&self, selector: Selector, buf: &mut [u8]) -> Result<(i64, usize)> {
+        let (t, flags) = selector.raw()?;
+        self.recv_raw(t, flags, buf)
+    }
+
+    /// Like [`recv`](Self::recv), but a message longer than `buf` is cut to
+    /// fit (`MSG_NOERROR`); the rest is lost.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv`](Self::recv), without `BufferTooSmall`.
+    pub fn recv_truncating(&self, selector: Selector, buf: &mut [u8]) -> Result<(i64, usize)> {
+        let (t, flags) = selector.raw()?;
+        self.recv_raw(t, flags | libc::MSG_NOERROR, buf)
+    }
+
+    fn recv_raw(&self, t: libc::c_long, flags: libc::c_int, buf: &mut [u8]) -> Result<(i64, usize)> {
+        loop {
+            match sys::msgrcv(self.id, buf, t, flags) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::E2BIG) => {
+                    return Err(Error::BufferTooSmall { len: buf.len(), needed: None });
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOMSG) => return Err(Error::Empty),
+                other => return other.map_err(|e| self.err("msgrcv", e)),
+            }
+        }
+    }
+
+    /// Receives if a matching message is there now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Empty`], and as for [`recv`](Self::recv).
+    pub fn try_recv(&self, selector: Selector, buf: &mut [u8]) -> Result<(i64, usize)> {
+        let (t, flags) = selector.raw()?;
+        self.recv_raw(t, flags | libc::IPC_NOWAIT, buf)
+    }
+
+    /// Receives, waiting at most `timeout` (see the type's docs for how).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], and as for [`recv`](Self::recv).
+    pub fn recv_timeout(&self, selector: Selector, buf: &mut [u8], timeout: Duration) -> Result<(i64, usize)> {
+        self.recv_deadline_at(selector, buf, Deadline::after(timeout))
+    }
+
+    /// Receives, waiting until `deadline` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_deadline(&self, selector: Selector, buf: &mut [u8], deadline: Instant) -> Result<(i64, usize)> {
+        self.recv_deadline_at(selector, buf, Deadline::at(deadline))
+    }
+
+    fn recv_deadline_at(&self, selector: Selector, buf: &mut [u8], deadline: Deadline) -> Result<(i64, usize)> {
+        let (t, flags) = selector.raw()?;
+        poll_until(deadline, || match self.recv_raw(t, flags | libc::IPC_NOWAIT, buf) {
+            Err(Error::Empty) => None,
+            other => Some(other),
+        })
+    }
+
+    /// Sends a `T` as the message text.
+    ///
+    /// # Errors
+    ///
+    /// As for [`send`](Self::send).
+    pub fn send_pod<T: Pod>(&self, mtype: i64, value: &T) -> Result<()> {
+        self.send(mtype, bytemuck::bytes_of(value))
+    }
+
+    /// Receives a message that must be exactly a `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BufferTooSmall`] for a longer message (it stays queued);
+    /// [`Error::Io`] with `InvalidData` for a shorter one (it was taken);
+    /// as for [`recv`](Self::recv).
+    pub fn recv_pod<T: Pod>(&self, selector: Selector) -> Result<(i64, T)> {
+        let mut value = T::zeroed();
+        let (mtype, n) = self.recv(selector, bytemuck::bytes_of_mut(&mut value))?;
+        if n != size_of::<T>() {
+            return Err(Error::Io {
+                op: "msgrcv",
+                source: io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "a message of {n} bytes is not a {} of {} bytes",
+                        std::any::type_name::<T>(),
+                        size_of::<T>()
+                    ),
+                ),
+            });
+        }
+        Ok((mtype, value))
+    }
+
+    /// The queue's state (`IPC_STAT`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Removed`]; [`Error::PermissionDenied`].
+    pub fn stat(&self) -> Result<QueueStat> {
+        let ds = sys::msg_stat(self.id).map_err(|e| self.err("msgctl(IPC_STAT)", e))?;
+        let time = |t: libc::time_t| (t > 0).then(|| UNIX_EPOCH + Duration::from_secs(t as u64));
+        let pid = |p: libc::pid_t| (p > 0).then_some(p);
+        Ok(QueueStat {
+            messages: ds.msg_qnum,
+            bytes: ds.__msg_cbytes,
+            capacity: ds.msg_qbytes,
+            last_sender: pid(ds.msg_lspid),
+            last_receiver: pid(ds.msg_lrpid),
+            sent_at: time(ds.msg_stime),
+            received_at: time(ds.msg_rtime),
+            changed_at: time(ds.msg_ctime),
+            mode: u32::from(ds.msg_perm.mode) & 0o777,
+            uid: ds.msg_perm.uid,
+            gid: ds.msg_perm.gid,
+        })
+    }
+
+    /// Sets the most bytes the queue holds (`msg_qbytes`). Raising it above
+    /// /proc/sys/kernel/msgmnb needs `CAP_SYS_RESOURCE`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LimitExceeded`] naming msgmnb when refused for that;
+    /// [`Error::PermissionDenied`] when this process may not change the
+    /// queue.
+    pub fn set_capacity(&self, bytes: u64) -> Result<()> {
+        let mut ds = sys::msg_stat(self.id).map_err(|e| self.err("msgctl(IPC_STAT)", e))?;
+        ds.msg_qbytes = bytes;
+        sys::msg_set(self.id, &mut ds).map_err(|e| {
+            let limit = proc_limit("/proc/sys/kernel/msgmnb").unwrap_or(0);
+            if e.raw_os_error() == Some(libc::EPERM) && bytes > limit {
+                Error::LimitExceeded {
+                    what: "System V queue capacity",
+                    requested: bytes,
+                    limit,
+                    source_of_limit: "/proc/sys/kernel/msgmnb (raising it needs CAP_SYS_RESOURCE)",
+                }
+            } else {
+                self.err("msgctl(IPC_SET)", e)
+            }
+        })
+    }
+
+    /// Sets the permission bits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PermissionDenied`] when this process is not the owner or
+    /// creator.
+    pub fn set_mode(&self, mode: u32) -> Result<()> {
+        let mut ds = sys::msg_stat(self.id).map_err(|e| self.err("msgctl(IPC_STAT)", e))?;
+        ds.msg_perm.mode = (mode & 0o777) as _;
+        sys::msg_set(self.id, &mut ds).map_err(|e| self.err("msgctl(IPC_SET)", e))
+    }
+
+    /// The queue's id.
+    pub fn id(&self) -> i32 {
+        self.id
+    }
+
+    /// The key it was created or opened with.
+    pub fn key(&self) -> Key {
+        self.key
+    }
+
+    /// Whether this handle removes the queue when dropped.
+    pub fn is_owner(&self) -> bool {
+        self.owner
+    }
+
+    /// Keeps the queue after this handle is dropped.
+    pub fn persist(&mut self) {
+        self.owner = false;
+    }
+
+    /// Removes the queue now; blocked processes get [`Error::Removed`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PermissionDenied`]; [`Error::Removed`].
+    #[doc(alias = "IPC_RMID")]
+    pub fn remove(mut self) -> Result<()> {
+        self.owner = false;
+        sys::msg_remove(self.id).map_err(|e| self.err("msgctl(IPC_RMID)", e))
+    }
+}
+
+/// Retries `attempt` (which returns `None` for "not yet") with sleeps from
+/// 20 µs doubling up to 1 ms, until it returns something or `deadline`
+/// passes.
+fn poll_until<T>(deadline: Deadline, mut attempt: impl FnMut() -> Option<Result<T>>) -> Result<T> {
+    let mut pause = Duration::from_micros(20);
+    loop {
+        if let Some(r) = attempt() {
+            return r;
+        }
+        let Some(left) = deadline.remaining() else {
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(1));
+            continue;
+        };
+        if left.is_zero() {
+            return Err(Error::Timeout);
+        }
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(Duration::from_millis(1));
+    }
+}
+
+impl Drop for SysvQueue {
+    fn drop(&mut self) {
+        if self.owner {
+            let _ = sys::msg_remove(self.id);
+        }
+    }
+}
+
+impl fmt::Debug for SysvQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SysvQueue").field("id", &self.id).field("key", &self.key).field("owner", &self.owner).finish()
+    }
+}

@@ -1,0 +1,298 @@
+//! Message queues across real processes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ipc_kit::msgq::{Error, Key, PosixQueue, QueueAttr, Selector, SysvQueue};
+use ipc_kit::shm::Mapping;
+use ipc_kit_tests::{
+    Exit, Helper, ScratchDir, assert_fired_within, become_nobody, cases, checksum, fork, helper_command, unique_name,
+};
+
+cases!("msgq":
+    sysv_by_path_key_in_exec_child,
+    posix_by_name_in_exec_child,
+    sysv_selector_rules_across_fork,
+    sysv_many_producers_many_consumers,
+    posix_many_producers_many_consumers,
+    full_queues_block_then_proceed,
+    try_forms_and_timeouts,
+    removal_while_blocked,
+    oversize_and_bad_input,
+    permission_denied_for_nobody,
+);
+
+pub(crate) const HELPERS: &[Helper] = &[
+    Helper { name: "sysv-queue-by-path", run: sysv_helper },
+    Helper { name: "posix-queue-by-name", run: posix_helper },
+];
+
+const SLACK: Duration = Duration::from_secs(1);
+
+fn sysv_helper(args: &[String]) {
+    let q = SysvQueue::open(Key::from_path(&args[0], b'q').unwrap()).unwrap();
+    let mut buf = [0u8; 64];
+    let (t, n) = q.recv_timeout(Selector::Exactly(1), &mut buf, Duration::from_secs(10)).unwrap();
+    assert_eq!((t, &buf[..n]), (1, &b"ping"[..]));
+    q.send(2, b"pong").unwrap();
+}
+
+fn sysv_by_path_key_in_exec_child() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("rendezvous");
+    std::fs::write(&path, b"").unwrap();
+    let q = SysvQueue::create(Key::from_path(&path, b'q').unwrap(), 0o600).unwrap();
+    let mut child = helper_command("sysv-queue-by-path", &[path.to_str().unwrap()]).spawn().unwrap();
+    q.send(1, b"ping").unwrap();
+    let mut buf = [0u8; 64];
+    let (t, n) = q.recv_timeout(Selector::Exactly(2), &mut buf, Duration::from_secs(10)).unwrap();
+    assert_eq!((t, &buf[..n]), (2, &b"pong"[..]));
+    assert!(child.wait().unwrap().success());
+    let st = q.stat().unwrap();
+    assert_eq!(st.messages, 0);
+    assert_eq!(st.last_receiver, Some(std::process::id() as i32));
+}
+
+fn posix_helper(args: &[String]) {
+    let q = PosixQueue::open(&args[0]).unwrap();
+    let mut buf = vec![0u8; q.message_size()];
+    for expected in [7u32, 3, 0] {
+        let (n, prio) = q.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap();
+        assert_eq!((n, prio), (1, expected), "highest priority first");
+    }
+}
+
+fn posix_by_name_in_exec_child() {
+    let name = format!("/{}", unique_name("ipc-kit-test-mq"));
+    let q = PosixQueue::create(&name, QueueAttr { max_messages: 8, message_size: 128 }, 0o600).unwrap();
+    for prio in [0, 7, 3] {
+        q.send(&[prio as u8], prio).unwrap();
+    }
+    let status = helper_command("posix-queue-by-name", &[&name]).status().unwrap();
+    assert!(status.success(), "helper: {status}");
+    assert_eq!(q.state().unwrap().messages, 0);
+    drop(q);
+    assert!(matches!(PosixQueue::open(&name), Err(Error::NotFound { .. })), "the owner unlinked it");
+}
+
+fn sysv_selector_rules_across_fork() {
+    // Sends here, receives with every selector in a child, against the
+    // rules worked out by hand.
+    let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+    for (t, v) in [(3, 1u8), (1, 2), (5, 3), (1, 4), (2, 5), (4, 6)] {
+        q.send(t, &[v]).unwrap();
+    }
+    let child = fork(|| {
+        let mut b = [0u8; 1];
+        let mut take = |s| q.try_recv(s, &mut b).map(|(t, _)| (t, b[0]));
+        assert_eq!(take(Selector::AtMost(2)).unwrap(), (1, 2), "lowest type up to 2, first of it");
+        assert_eq!(take(Selector::Except(3)).unwrap(), (5, 3), "first not of type 3");
+        assert_eq!(take(Selector::Exactly(4)).unwrap(), (4, 6));
+        assert_eq!(take(Selector::AtMost(5)).unwrap(), (1, 4));
+        assert_eq!(take(Selector::Any).unwrap(), (3, 1));
+        assert!(matches!(take(Selector::Exactly(3)), Err(Error::Empty)));
+        assert_eq!(take(Selector::Any).unwrap(), (2, 5));
+    });
+    child.join();
+    assert_eq!(q.stat().unwrap().messages, 0);
+}
+
+/// `producers` processes send `per` checksummed messages each; `consumers`
+/// processes take them; a shared bitmap shows each arrived exactly once,
+/// and each consumer sees every producer's messages in order.
+fn many_to_many(
+    producers: u64,
+    consumers: u64,
+    per: u64,
+    send: &(dyn Fn(&[u8; 24]) + Sync),
+    recv: &(dyn Fn(&mut [u8; 24]) + Sync),
+) {
+    let bits = producers * per;
+    let map = Mapping::anonymous(((bits / 64 + 1) * 8) as usize).unwrap();
+    let word = |i: u64| map.shared::<AtomicU64>((i / 64 * 8) as usize).unwrap();
+    let consumer_procs: Vec<_> = (0..consumers)
+        .map(|_| {
+            fork(|| {
+                let mut last = vec![None::<u64>; producers as usize];
+                let mut m = [0u8; 24];
+                loop {
+                    recv(&mut m);
+                    let p = u64::from_le_bytes(m[..8].try_into().unwrap());
+                    let seq = u64::from_le_bytes(m[8..16].try_into().unwrap());
+                    if p == u64::MAX {
+                        return; // a stop message
+                    }
+                    assert_eq!(checksum(&m[..16]).to_le_bytes(), m[16..], "corrupted");
+                    assert!(last[p as usize].is_none_or(|l| l < seq), "producer {p}: out of order");
+                    last[p as usize] = Some(seq);
+                    let bit = p * per + seq;
+                    let old = word(bit).fetch_or(1 << (bit % 64), Ordering::SeqCst);
+                    assert_eq!(old & (1 << (bit % 64)), 0, "message {p}/{seq} duplicated");
+                }
+            })
+        })
+        .collect();
+    let producer_procs: Vec<_> = (0..producers)
+        .map(|p| {
+            fork(move || {
+                for seq in 0..per {
+                    let mut m = [0u8; 24];
+                    m[..8].copy_from_slice(&p.to_le_bytes());
+                    m[8..16].copy_from_slice(&seq.to_le_bytes());
+                    let sum = checksum(&m[..16]);
+                    m[16..].copy_from_slice(&sum.to_le_bytes());
+                    send(&m);
+                }
+            })
+        })
+        .collect();
+    producer_procs.into_iter().for_each(|c| c.join());
+    for _ in 0..consumers {
+        let mut stop = [0u8; 24];
+        stop[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        send(&stop);
+    }
+    consumer_procs.into_iter().for_each(|c| c.join());
+    for bit in 0..bits {
+        assert_ne!(word(bit).load(Ordering::SeqCst) & (1 << (bit % 64)), 0, "message {bit} lost");
+    }
+}
+
+fn sysv_many_producers_many_consumers() {
+    let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+    many_to_many(4, 3, 5000, &|m| q.send(1, m).unwrap(), &|m| {
+        q.recv(Selector::Any, m).unwrap();
+    });
+}
+
+fn posix_many_producers_many_consumers() {
+    let name = format!("/{}", unique_name("ipc-kit-test-mq"));
+    let q = PosixQueue::create(&name, QueueAttr { max_messages: 10, message_size: 24 }, 0o600).unwrap();
+    many_to_many(4, 3, 5000, &|m| q.send(m, 0).unwrap(), &|m| {
+        q.recv(m).unwrap();
+    });
+}
+
+fn full_queues_block_then_proceed() {
+    let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+    let cap = q.stat().unwrap().capacity as usize;
+    let big = vec![1u8; 4096];
+    for _ in 0..cap / 4096 {
+        q.send(1, &big).unwrap();
+    }
+    assert!(matches!(q.try_send(1, &big), Err(Error::Full)));
+    let blocked = fork(|| {
+        let t = Instant::now();
+        q.send(2, &big).unwrap(); // waits for room
+        assert!(t.elapsed() >= Duration::from_millis(50), "did not wait: {:?}", t.elapsed());
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut buf = vec![0u8; 4096];
+    q.recv(Selector::Exactly(1), &mut buf).unwrap();
+    blocked.join();
+    assert_eq!(q.try_recv(Selector::Exactly(2), &mut buf).unwrap(), (2, 4096));
+
+    let name = format!("/{}", unique_name("ipc-kit-test-mq"));
+    let p = PosixQueue::create(&name, QueueAttr { max_messages: 2, message_size: 16 }, 0o600).unwrap();
+    p.send(b"a", 0).unwrap();
+    p.send(b"b", 0).unwrap();
+    assert!(matches!(p.try_send(b"c", 0), Err(Error::Full)));
+    let blocked = fork(|| {
+        let t = Instant::now();
+        p.send(b"c", 5).unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(50));
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut buf = [0u8; 16];
+    assert_eq!(p.recv(&mut buf).unwrap(), (1, 0));
+    blocked.join();
+    assert_eq!(p.recv(&mut buf).unwrap(), (1, 5), "the higher priority jumps the queue");
+}
+
+fn try_forms_and_timeouts() {
+    let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+    let mut buf = [0u8; 16];
+    assert!(matches!(q.try_recv(Selector::Any, &mut buf), Err(Error::Empty)));
+    for timeout in [Duration::ZERO, Duration::from_millis(5), Duration::from_millis(150)] {
+        let t = Instant::now();
+        assert!(matches!(q.recv_timeout(Selector::Any, &mut buf, timeout), Err(Error::Timeout)));
+        assert_fired_within(t.elapsed(), timeout, SLACK);
+    }
+    let name = format!("/{}", unique_name("ipc-kit-test-mq"));
+    let p = PosixQueue::create(&name, QueueAttr { max_messages: 1, message_size: 16 }, 0o600).unwrap();
+    assert!(matches!(p.try_recv(&mut buf), Err(Error::Empty)));
+    let t = Instant::now();
+    assert!(matches!(p.recv_timeout(&mut buf, Duration::from_millis(150)), Err(Error::Timeout)));
+    assert_fired_within(t.elapsed(), Duration::from_millis(150), SLACK);
+    p.send(b"x", 0).unwrap();
+    let t = Instant::now();
+    assert!(matches!(p.send_timeout(b"y", 0, Duration::from_millis(120)), Err(Error::Timeout)));
+    assert_fired_within(t.elapsed(), Duration::from_millis(120), SLACK);
+    // A message that comes while a timed receive waits is taken.
+    let late = fork(|| {
+        std::thread::sleep(Duration::from_millis(50));
+        q.send(9, b"late").unwrap();
+    });
+    let (t9, n) = q.recv_timeout(Selector::Exactly(9), &mut buf, Duration::from_secs(10)).unwrap();
+    assert_eq!((t9, &buf[..n]), (9, &b"late"[..]));
+    late.join();
+}
+
+fn removal_while_blocked() {
+    let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+    let waiter = fork(|| {
+        let mut buf = [0u8; 8];
+        match q.recv(Selector::Any, &mut buf) {
+            Err(Error::Removed { .. }) => {}
+            other => panic!("expected Removed, got {other:?}"),
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    q.remove().unwrap();
+    waiter.join();
+}
+
+fn oversize_and_bad_input() {
+    let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+    let cap = q.stat().unwrap().capacity;
+    match q.set_capacity(cap * 4) {
+        Err(e @ Error::LimitExceeded { .. }) => assert!(e.to_string().contains("msgmnb"), "{e}"),
+        other => panic!("expected LimitExceeded, got {other:?}"),
+    }
+    q.set_capacity(cap / 2).unwrap();
+    assert_eq!(q.stat().unwrap().capacity, cap / 2);
+    q.set_mode(0o640).unwrap();
+    assert_eq!(q.stat().unwrap().mode, 0o640);
+    let long = format!("/{}", "q".repeat(256));
+    for bad in ["no-slash", "/", "/a/b", "/nul\0", long.as_str()] {
+        assert!(matches!(PosixQueue::open(bad), Err(Error::InvalidName { .. })), "{bad:?}");
+    }
+    let name = format!("/{}", unique_name("ipc-kit-test-mq"));
+    let too_deep = QueueAttr { max_messages: 1000, message_size: 16 };
+    match PosixQueue::create(&name, too_deep, 0o600) {
+        Err(e @ Error::LimitExceeded { .. }) => assert!(e.to_string().contains("/proc/sys/fs/mqueue/msg_max"), "{e}"),
+        other => panic!("expected LimitExceeded, got {other:?}"),
+    }
+    let too_wide = QueueAttr { max_messages: 1, message_size: 1 << 20 };
+    assert!(matches!(PosixQueue::create(&name, too_wide, 0o600), Err(Error::LimitExceeded { .. })));
+    let p = PosixQueue::create(&name, QueueAttr { max_messages: 2, message_size: 32 }, 0o600).unwrap();
+    assert!(matches!(p.send(&[0; 33], 0), Err(Error::MessageTooLarge { len: 33, max: 32, .. })));
+    assert!(matches!(p.recv(&mut [0; 31]), Err(Error::BufferTooSmall { len: 31, needed: Some(32) })));
+    assert!(matches!(PosixQueue::create(&name, QueueAttr::default(), 0o600), Err(Error::AlreadyExists { .. })));
+    let again = PosixQueue::open_or_create(&name, QueueAttr::default(), 0o600).unwrap();
+    assert_eq!((again.is_owner(), again.message_size()), (false, 32));
+}
+
+fn permission_denied_for_nobody() {
+    let key = Key::new(0x1e00_0000 | (std::process::id() as i32 & 0xffff)).unwrap();
+    let q = SysvQueue::create(key, 0o600).unwrap();
+    let name = format!("/{}", unique_name("ipc-kit-test-mq"));
+    let p = PosixQueue::create(&name, QueueAttr { max_messages: 2, message_size: 16 }, 0o600).unwrap();
+    let mut child = fork(|| {
+        become_nobody();
+        assert!(matches!(SysvQueue::open(key), Err(Error::PermissionDenied { .. })));
+        assert!(matches!(PosixQueue::open(&name), Err(Error::PermissionDenied { .. })));
+    });
+    assert_eq!(child.wait(), Exit::Code(0));
+    drop((q, p));
+}

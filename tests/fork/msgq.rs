@@ -13,6 +13,7 @@ cases!("msgq":
     sysv_by_path_key_in_exec_child,
     posix_by_name_in_exec_child,
     sysv_selector_rules_across_fork,
+    sysv_selector_model_proptest_across_fork,
     sysv_many_producers_many_consumers,
     posix_many_producers_many_consumers,
     full_queues_block_then_proceed,
@@ -95,6 +96,59 @@ fn sysv_selector_rules_across_fork() {
     });
     child.join();
     assert_eq!(q.stat().unwrap().messages, 0);
+}
+
+/// Which queued message `selector` takes, by the rules of msgrcv(2).
+fn pick(queue: &[(i64, u64)], selector: Selector) -> Option<usize> {
+    match selector {
+        Selector::Any => (!queue.is_empty()).then_some(0),
+        Selector::Exactly(t) => queue.iter().position(|m| m.0 == t),
+        Selector::Except(t) => queue.iter().position(|m| m.0 != t),
+        Selector::AtMost(t) => {
+            let lowest = queue.iter().filter(|m| m.0 <= t).map(|m| m.0).min()?;
+            queue.iter().position(|m| m.0 == lowest)
+        }
+    }
+}
+
+fn sysv_selector_model_proptest_across_fork() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let selector = prop_oneof![
+        Just(Selector::Any),
+        (1i64..5).prop_map(Selector::Exactly),
+        (1i64..5).prop_map(Selector::AtMost),
+        (1i64..5).prop_map(Selector::Except),
+    ];
+    let sends = prop::collection::vec(1i64..5, 0..40);
+    let receives = prop::collection::vec(selector, 0..50);
+    let mut runner = TestRunner::new(Config { cases: 48, failure_persistence: None, ..Config::default() });
+    runner
+        .run(&(sends, receives), |(sends, receives)| {
+            // This process sends; a forked child receives with the
+            // selectors and checks each outcome against the model.
+            let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+            let mut model = Vec::new();
+            for (i, &t) in sends.iter().enumerate() {
+                q.send(t, &(i as u64).to_le_bytes()).unwrap();
+                model.push((t, i as u64));
+            }
+            let mut child = fork(|| {
+                let mut model = model.clone();
+                let mut buf = [0u8; 8];
+                for &sel in &receives {
+                    match (q.try_recv(sel, &mut buf), pick(&model, sel)) {
+                        (Ok((t, 8)), Some(i)) => assert_eq!((t, u64::from_le_bytes(buf)), model.remove(i), "{sel:?}"),
+                        (Err(Error::Empty), None) => {}
+                        (got, want) => panic!("{sel:?}: got {got:?}, the model says {want:?}"),
+                    }
+                }
+                assert_eq!(q.stat().unwrap().messages, model.len() as u64);
+            });
+            prop_assert_eq!(child.wait(), Exit::Code(0));
+            Ok(())
+        })
+        .unwrap();
 }
 
 /// `producers` processes send `per` checksummed messages each; `consumers`

@@ -147,28 +147,31 @@ pub(crate) fn futex_wake(word: &std::sync::atomic::AtomicU32, n: i32) {
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
 }
 
-/// A private System V message queue, removed on drop.
-pub(crate) struct SysvQueue(libc::c_int);
+/// A private System V message queue, removed on drop: plain msgsnd and
+/// msgrcv through a buffer of `long` type and text, as C code does it.
+pub(crate) struct RawSysvQueue(libc::c_int);
 
 #[repr(C)]
 struct MsgBuf {
     mtype: libc::c_long,
-    text: [u8; 64],
+    text: [u8; 8192],
 }
 
-impl SysvQueue {
-    pub(crate) fn new() -> io::Result<SysvQueue> {
+impl RawSysvQueue {
+    pub(crate) fn new() -> io::Result<RawSysvQueue> {
         // SAFETY: msgget takes plain integers.
         let id = unsafe { libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | 0o600) };
-        if id == -1 { Err(io::Error::last_os_error()) } else { Ok(SysvQueue(id)) }
+        if id == -1 { Err(io::Error::last_os_error()) } else { Ok(RawSysvQueue(id)) }
     }
 
-    /// Sends 64 bytes with type `mtype`.
-    pub(crate) fn send(&self, mtype: libc::c_long, text: &[u8; 64]) -> io::Result<()> {
-        let msg = MsgBuf { mtype, text: *text };
+    /// Sends `text` (at most 8192 bytes) with type `mtype`.
+    pub(crate) fn send(&self, mtype: i64, text: &[u8]) -> io::Result<()> {
+        let mut msg = MsgBuf { mtype: mtype as libc::c_long, text: [0; 8192] };
+        msg.text[..text.len()].copy_from_slice(text);
         loop {
-            // SAFETY: `msg` is a valid msgbuf whose text is 64 bytes long.
-            let r = unsafe { libc::msgsnd(self.0, (&msg as *const MsgBuf).cast(), 64, 0) };
+            // SAFETY: `msg` is a valid msgbuf with `text.len()` <= 8192
+            // bytes of text.
+            let r = unsafe { libc::msgsnd(self.0, (&msg as *const MsgBuf).cast(), text.len(), 0) };
             if r == 0 {
                 return Ok(());
             }
@@ -179,15 +182,17 @@ impl SysvQueue {
         }
     }
 
-    /// Receives a message of type `mtype` into `text`.
-    pub(crate) fn recv(&self, mtype: libc::c_long, text: &mut [u8; 64]) -> io::Result<()> {
-        let mut msg = MsgBuf { mtype: 0, text: [0; 64] };
+    /// Receives a message of type `mtype` into `out`; its length.
+    pub(crate) fn recv(&self, mtype: i64, out: &mut [u8]) -> io::Result<usize> {
+        let mut msg = MsgBuf { mtype: 0, text: [0; 8192] };
+        let room = out.len().min(8192);
         loop {
-            // SAFETY: `msg` has room for 64 bytes of text.
-            let r = unsafe { libc::msgrcv(self.0, (&mut msg as *mut MsgBuf).cast(), 64, mtype, 0) };
+            // SAFETY: `msg` has room for `room` <= 8192 bytes of text.
+            let r = unsafe { libc::msgrcv(self.0, (&mut msg as *mut MsgBuf).cast(), room, mtype as libc::c_long, 0) };
             if r >= 0 {
-                *text = msg.text;
-                return Ok(());
+                let n = r as usize;
+                out[..n].copy_from_slice(&msg.text[..n]);
+                return Ok(n);
             }
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
@@ -197,7 +202,7 @@ impl SysvQueue {
     }
 }
 
-impl Drop for SysvQueue {
+impl Drop for RawSysvQueue {
     fn drop(&mut self) {
         // SAFETY: removes the queue this value created.
         unsafe { libc::msgctl(self.0, libc::IPC_RMID, std::ptr::null_mut()) };
@@ -212,12 +217,12 @@ pub(crate) struct PosixQueue {
 }
 
 impl PosixQueue {
-    pub(crate) fn new(name: &str) -> io::Result<PosixQueue> {
+    pub(crate) fn new(name: &str, msgsize: i64) -> io::Result<PosixQueue> {
         let c = std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: an all-zero mq_attr is valid; the fields set below follow.
         let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
-        attr.mq_maxmsg = 8;
-        attr.mq_msgsize = 64;
+        attr.mq_maxmsg = 10;
+        attr.mq_msgsize = msgsize;
         // SAFETY: `c` is NUL-terminated; with O_CREAT the mode and the
         // attribute pointer are read, and `attr` is valid.
         let mq = unsafe {
@@ -229,19 +234,21 @@ impl PosixQueue {
         Ok(PosixQueue { mq, name: c, owner: std::process::id() })
     }
 
-    pub(crate) fn send(&self, text: &[u8; 64]) -> io::Result<()> {
-        // SAFETY: sends 64 bytes from a valid buffer on an open queue.
-        if unsafe { libc::mq_send(self.mq, text.as_ptr().cast(), 64, 0) } == 0 {
+    pub(crate) fn send(&self, text: &[u8]) -> io::Result<()> {
+        // SAFETY: sends `text.len()` bytes from a valid buffer on an open
+        // queue.
+        if unsafe { libc::mq_send(self.mq, text.as_ptr().cast(), text.len(), 0) } == 0 {
             Ok(())
         } else {
             Err(io::Error::last_os_error())
         }
     }
 
-    pub(crate) fn recv(&self, text: &mut [u8; 64]) -> io::Result<()> {
-        // SAFETY: the buffer holds mq_msgsize (64) bytes.
-        let r = unsafe { libc::mq_receive(self.mq, text.as_mut_ptr().cast(), 64, std::ptr::null_mut()) };
-        if r >= 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    /// Receives into `out`, which holds at least the queue's message size.
+    pub(crate) fn recv(&self, out: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `out` is valid for writes of its length.
+        let r = unsafe { libc::mq_receive(self.mq, out.as_mut_ptr().cast(), out.len(), std::ptr::null_mut()) };
+        usize::try_from(r).map_err(|_| io::Error::last_os_error())
     }
 }
 

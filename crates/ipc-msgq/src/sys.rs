@@ -17,9 +17,18 @@ thread_local! {
     static SCRATCH: RefCell<Vec<libc::c_long>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with a scratch msgbuf of at least `text_len` text bytes.
+/// Messages up to this long use a buffer on the stack.
+const STACK_TEXT: usize = 8192;
+
+/// Runs `f` with a scratch msgbuf of at least `text_len` text bytes: on
+/// the stack up to 8 KiB (msgmax by default), else the thread's reusable
+/// heap buffer.
 fn with_scratch<R>(text_len: usize, f: impl FnOnce(&mut [libc::c_long]) -> R) -> R {
     let words = 1 + text_len.div_ceil(size_of::<libc::c_long>());
+    if text_len <= STACK_TEXT {
+        let mut buf = [0 as libc::c_long; 1 + STACK_TEXT / size_of::<libc::c_long>()];
+        return f(&mut buf[..words]);
+    }
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         if s.len() < words {

@@ -111,9 +111,11 @@ pub struct SysvQueue {
 }
 
 /// The largest message text, from /proc/sys/kernel/msgmax (8192 by
-/// default).
+/// default), read once per process: a send checks against it before the
+/// system call, and a limit lowered later is still reported by the kernel.
 pub fn sysv_max_message() -> usize {
-    proc_limit("/proc/sys/kernel/msgmax").map_or(8192, |v| v as usize)
+    static MSGMAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MSGMAX.get_or_init(|| proc_limit("/proc/sys/kernel/msgmax").map_or(8192, |v| v as usize))
 }
 
 impl SysvQueue {

@@ -10,7 +10,7 @@ use ipc_kit::pipe::pipe;
 use ipc_kit::shm::{WaitPolicy, channel};
 
 use super::{median, ns_per_op, two_processes};
-use crate::sys::{PosixQueue, SysvQueue};
+use crate::sys::{PosixQueue, RawSysvQueue};
 
 type Msg = [u8; 64];
 
@@ -98,7 +98,7 @@ fn unix_socket(ops: u64) -> io::Result<f64> {
 }
 
 fn sysv(ops: u64) -> io::Result<f64> {
-    let q = SysvQueue::new()?;
+    let q = RawSysvQueue::new()?;
     two_processes(
         || {
             let mut m = [0u8; 64];
@@ -122,8 +122,8 @@ fn sysv(ops: u64) -> io::Result<f64> {
 
 fn posix(ops: u64) -> io::Result<f64> {
     let id = std::process::id();
-    let a = PosixQueue::new(&format!("/ipc-kit-bench-{id}-a"))?;
-    let b = PosixQueue::new(&format!("/ipc-kit-bench-{id}-b"))?;
+    let a = PosixQueue::new(&format!("/ipc-kit-bench-{id}-a"), 64)?;
+    let b = PosixQueue::new(&format!("/ipc-kit-bench-{id}-b"), 64)?;
     two_processes(
         || {
             let mut m = [0u8; 64];

@@ -11,6 +11,7 @@
 
 mod alternatives;
 mod channel;
+mod msgq;
 mod pipe;
 mod sync;
 
@@ -145,7 +146,7 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
     );
     println!("ratio = ipc-kit / raw implementation, the median of the per-pair ratios");
     let mut medians = Vec::new();
-    let all = pipe::WORKLOADS.iter().chain(sync::WORKLOADS).chain(channel::WORKLOADS);
+    let all = pipe::WORKLOADS.iter().chain(sync::WORKLOADS).chain(channel::WORKLOADS).chain(msgq::WORKLOADS);
     let selected = all.filter(|w| args.only.as_ref().is_none_or(|o| w.name.contains(o.as_str())));
     for w in selected {
         let mut results = Vec::new();

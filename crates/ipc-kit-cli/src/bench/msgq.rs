@@ -33,10 +33,11 @@ enum Work {
     Stream(usize),
 }
 
-/// Round trips each sleep on both sides: a tenth as many as stream messages.
+/// Round trips each sleep on both sides: a quarter as many as stream
+/// messages, enough for about a second per run.
 fn count(size: Size, work: Work) -> u64 {
     match work {
-        Work::RoundTrip => (size.ops / 10).max(100),
+        Work::RoundTrip => (size.ops / 4).max(100),
         Work::Stream(_) => size.ops,
     }
 }

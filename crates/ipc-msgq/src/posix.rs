@@ -127,16 +127,12 @@ impl PosixQueue {
     ///
     /// As for [`create`](Self::create) and [`open`](Self::open).
     pub fn open_or_create(name: &str, attr: QueueAttr, mode: u32) -> Result<Self> {
-        loop {
-            match Self::create(name, attr, mode) {
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
-            match Self::open(name) {
-                Err(Error::NotFound { .. }) => continue,
-                other => return other,
-            }
-        }
+        ipc_sync::open_or_create(
+            || Self::create(name, attr, mode),
+            || Self::open(name),
+            |e| matches!(e, Error::AlreadyExists { .. }),
+            |e| matches!(e, Error::NotFound { .. }),
+        )
     }
 
     /// Sends `data` with `priority` (0 is lowest; at most 32767), waiting

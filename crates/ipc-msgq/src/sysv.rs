@@ -177,16 +177,12 @@ impl SysvQueue {
     ///
     /// As for [`create`](Self::create) and [`open`](Self::open).
     pub fn open_or_create(key: Key, mode: u32) -> Result<Self> {
-        loop {
-            match Self::create(key, mode) {
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
-            match Self::open(key) {
-                Err(Error::NotFound { .. }) => continue,
-                other => return other,
-            }
-        }
+        ipc_sync::open_or_create(
+            || Self::create(key, mode),
+            || Self::open(key),
+            |e| matches!(e, Error::AlreadyExists { .. }),
+            |e| matches!(e, Error::NotFound { .. }),
+        )
     }
 
     fn name(&self) -> String {

@@ -108,16 +108,12 @@ impl PosixShm {
     ///
     /// As for [`create`](Self::create) and [`open`](Self::open).
     pub fn open_or_create(name: &str, size: usize, mode: u32) -> Result<Self> {
-        loop {
-            match Self::create(name, size, mode) {
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
-            match Self::open(name) {
-                Err(Error::NotFound { .. }) => continue,
-                other => return other,
-            }
-        }
+        ipc_sync::open_or_create(
+            || Self::create(name, size, mode),
+            || Self::open(name),
+            |e| matches!(e, Error::AlreadyExists { .. }),
+            |e| matches!(e, Error::NotFound { .. }),
+        )
     }
 
     /// Maps the whole object, as large as it is now.

@@ -135,16 +135,12 @@ impl SysvSegment {
     /// As for [`create`](Self::create) and [`open`](Self::open) (an
     /// existing segment smaller than `size` is [`Error::TooSmall`]).
     pub fn open_or_create(key: Key, size: usize, mode: u32) -> Result<Self> {
-        loop {
-            match Self::create(key, size, mode) {
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
-            match Self::open(key, size) {
-                Err(Error::NotFound { .. }) => continue,
-                other => return other,
-            }
-        }
+        ipc_sync::open_or_create(
+            || Self::create(key, size, mode),
+            || Self::open(key, size),
+            |e| matches!(e, Error::AlreadyExists { .. }),
+            |e| matches!(e, Error::NotFound { .. }),
+        )
     }
 
     /// Attaches the segment for reading and writing (`shmat`).

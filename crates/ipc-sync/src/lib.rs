@@ -114,3 +114,30 @@ pub fn posix_name(name: &str, max_len: usize) -> std::result::Result<std::ffi::C
 pub fn process_alive(pid: u32) -> bool {
     sys::pid_alive(pid)
 }
+
+/// Opens a named or keyed IPC object, creating it when there is none: an
+/// exclusive `create`; if the object `exists`, `open` it; if it went
+/// `missing` in between (removed by someone else), start over. So exactly
+/// one of several racing processes creates it, and only that one owns it.
+///
+/// # Errors
+///
+/// The first error of `create` or `open` that is neither `exists` nor
+/// `missing`.
+pub fn open_or_create<T, E>(
+    mut create: impl FnMut() -> std::result::Result<T, E>,
+    mut open: impl FnMut() -> std::result::Result<T, E>,
+    exists: impl Fn(&E) -> bool,
+    missing: impl Fn(&E) -> bool,
+) -> std::result::Result<T, E> {
+    loop {
+        match create() {
+            Err(e) if exists(&e) => {}
+            other => return other,
+        }
+        match open() {
+            Err(e) if missing(&e) => continue,
+            other => return other,
+        }
+    }
+}

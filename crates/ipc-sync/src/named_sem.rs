@@ -75,16 +75,12 @@ impl NamedSemaphore {
     ///
     /// As for [`create`](Self::create) and [`open`](Self::open).
     pub fn open_or_create(name: &str, value: u32, mode: u32) -> Result<Self> {
-        loop {
-            match Self::create(name, value, mode) {
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
-            match Self::open(name) {
-                Err(Error::NotFound { .. }) => continue,
-                other => return other,
-            }
-        }
+        crate::open_or_create(
+            || Self::create(name, value, mode),
+            || Self::open(name),
+            |e| matches!(e, Error::AlreadyExists { .. }),
+            |e| matches!(e, Error::NotFound { .. }),
+        )
     }
 
     fn open_with(name: &str, flags: libc::c_int, mode: u32, value: u32, owner: bool) -> Result<Self> {

@@ -133,16 +133,12 @@ impl SemaphoreSet {
     ///
     /// As for [`create`](Self::create) and [`open`](Self::open).
     pub fn open_or_create(key: Key, values: &[u16], mode: u32) -> Result<Self> {
-        loop {
-            match Self::create(key, values, mode) {
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
-            match Self::open(key) {
-                Err(Error::NotFound { .. }) => continue, // removed in between
-                other => return other,
-            }
-        }
+        crate::open_or_create(
+            || Self::create(key, values, mode),
+            || Self::open(key),
+            |e| matches!(e, Error::AlreadyExists { .. }),
+            |e| matches!(e, Error::NotFound { .. }),
+        )
     }
 
     fn opened(id: i32, key: Key) -> Result<Self> {

@@ -2,6 +2,7 @@
 //! tests. `--list` prints the case names; arguments filter them.
 
 mod channel;
+mod fifo;
 mod msgq;
 mod pipe;
 mod shm;
@@ -9,7 +10,7 @@ mod sync;
 
 fn main() -> std::process::ExitCode {
     ipc_kit_tests::main(
-        &[pipe::CASES, shm::CASES, channel::CASES, sync::CASES, msgq::CASES],
-        &[shm::HELPERS, channel::HELPERS, sync::HELPERS, msgq::HELPERS],
+        &[pipe::CASES, shm::CASES, channel::CASES, sync::CASES, msgq::CASES, fifo::CASES],
+        &[shm::HELPERS, channel::HELPERS, sync::HELPERS, msgq::HELPERS, fifo::HELPERS],
     )
 }

@@ -9,6 +9,7 @@
 //! | [`sync`] | `ipc-sync` | `sync` | mutex, condvar, semaphore and event in shared memory; robust mutex; System V and POSIX semaphores; eventfd; futex; keys; deadlines |
 //! | [`shm`] | `ipc-shm` | `shm` | System V segments, POSIX shared memory, sealed memfds, mappings for fork; bounds-checked and typed views |
 //! | [`msgq`] | `ipc-msgq` | `msgq` | System V and POSIX message queues |
+//! | [`fifo`] | `ipc-fifo` | `fifo` | named pipes, opened safely |
 //! | [`pipe`] | `ipc-pipe` | `pipe` | anonymous pipes for parent and child, across fork and exec |
 //!
 //! ```
@@ -27,6 +28,9 @@
 //! ```
 #![deny(unsafe_code)]
 
+#[cfg(feature = "fifo")]
+#[doc(inline)]
+pub use ipc_fifo as fifo;
 #[cfg(feature = "msgq")]
 #[doc(inline)]
 pub use ipc_msgq as msgq;
@@ -42,6 +46,8 @@ pub use ipc_sync as sync;
 
 /// The names most programs use, for a glob import.
 pub mod prelude {
+    #[cfg(feature = "fifo")]
+    pub use ipc_fifo::Fifo;
     #[cfg(feature = "msgq")]
     pub use ipc_msgq::{PosixQueue, QueueAttr, Selector, SysvQueue};
     #[cfg(feature = "pipe")]
@@ -69,6 +75,14 @@ mod tests {
         let r: Result<u8, std::io::Error> = crate::sync::retry_eintr(|| Ok(7));
         assert_eq!(r.unwrap(), 7);
         let _: crate::prelude::Deadline = d;
+    }
+
+    #[cfg(feature = "fifo")]
+    #[test]
+    fn fifo_is_reexported() {
+        let path = std::env::temp_dir().join(format!("ipc-kit-reexport-{}", std::process::id()));
+        let f: crate::prelude::Fifo = crate::fifo::Fifo::create(&path, 0o600).unwrap();
+        assert!(matches!(f.try_open_writer(), Err(crate::fifo::Error::NoReader { .. })));
     }
 
     #[cfg(feature = "msgq")]

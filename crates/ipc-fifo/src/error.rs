@@ -1,0 +1,99 @@
+use std::io;
+use std::path::PathBuf;
+
+/// What can go wrong with a named pipe.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `create` found something at the path already.
+    #[error("{} already exists", .path.display())]
+    AlreadyExists {
+        /// The path.
+        path: PathBuf,
+    },
+
+    /// Nothing is at the path, or a directory on the way is missing.
+    #[error("{} does not exist", .path.display())]
+    NotFound {
+        /// The path.
+        path: PathBuf,
+    },
+
+    /// Something other than a FIFO is at the path; it was not used.
+    #[error("{} is a {found}, not a FIFO", .path.display())]
+    NotAFifo {
+        /// The path.
+        path: PathBuf,
+        /// What is there: "regular file", "directory", "symbolic link", …
+        found: &'static str,
+    },
+
+    /// The FIFO's permissions do not let this process in.
+    #[error("permission denied for the FIFO {}", .path.display())]
+    PermissionDenied {
+        /// The path.
+        path: PathBuf,
+    },
+
+    /// A nonblocking writer's open found no reader (`ENXIO`).
+    #[error("the FIFO {} has no reader", .path.display())]
+    NoReader {
+        /// The path.
+        path: PathBuf,
+    },
+
+    /// A timed open reached its deadline.
+    #[error("the deadline passed while opening the FIFO {}", .path.display())]
+    Timeout {
+        /// The path.
+        path: PathBuf,
+    },
+
+    /// A path that cannot name a FIFO (a NUL byte).
+    #[error("invalid FIFO path {}: {reason}", .path.display())]
+    InvalidPath {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        reason: &'static str,
+    },
+
+    /// Any other failure of a system call.
+    #[error("{op} on {} failed: {source}", .path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error from the operating system.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The [`io::ErrorKind`] this error converts to.
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            Error::AlreadyExists { .. } => io::ErrorKind::AlreadyExists,
+            Error::NotFound { .. } => io::ErrorKind::NotFound,
+            Error::NotAFifo { .. } | Error::InvalidPath { .. } => io::ErrorKind::InvalidInput,
+            Error::PermissionDenied { .. } => io::ErrorKind::PermissionDenied,
+            Error::NoReader { .. } => io::ErrorKind::NotConnected,
+            Error::Timeout { .. } => io::ErrorKind::TimedOut,
+            Error::Io { source, .. } => source.kind(),
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Io { source, .. } => source,
+            other => io::Error::new(other.kind(), other),
+        }
+    }
+}
+
+/// The result type of ipc-fifo.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

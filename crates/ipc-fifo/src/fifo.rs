@@ -1,0 +1,367 @@
+use std::ffi::CString;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ipc_pipe::{PipeReader, PipeWriter};
+use ipc_sync::Deadline;
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// A named pipe (FIFO) in the file system: a pipe that processes which
+/// are not parent and child can meet at by its path.
+///
+/// The handle that creates it ([`create`](Self::create)) unlinks it when
+/// dropped, unless [`persist`](Self::persist) is called, and only if the
+/// path still names the FIFO it made. Handles from [`open`](Self::open)
+/// never unlink it.
+///
+/// Opening an end is where FIFOs have sharp edges, and where this type
+/// takes care:
+///
+/// - the path is opened with `O_NOFOLLOW`, and the opened fd is checked
+///   to be a FIFO (`fstat`, after the open, so nothing can be swapped in
+///   between): a symbolic link, regular file or directory planted at the
+///   path is [`Error::NotAFifo`], and nothing is read from or written to
+///   it;
+/// - a reader's open waits for a writer and a writer's open for a reader;
+///   the `try_*` forms never wait (a writer without a reader is
+///   [`Error::NoReader`]) and the `*_timeout` forms wait up to a deadline.
+///
+/// The ends are ipc-pipe's [`PipeReader`] and [`PipeWriter`], with all
+/// their methods (frames, atomic writes, timeouts, capacity), in blocking
+/// mode and close-on-exec.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use ipc_fifo::Fifo;
+///
+/// let path = std::env::temp_dir().join(format!("ipc-fifo-doc-{}", std::process::id()));
+/// let fifo = Fifo::create(&path, 0o600)?;
+/// // A reader that does not wait for a writer, then a writer that finds it.
+/// let mut reader = fifo.try_open_reader()?;
+/// let mut writer = fifo.try_open_writer()?;
+/// writer.write_all(b"by name")?;
+/// drop(writer);
+/// let mut got = String::new();
+/// reader.read_to_string(&mut got)?;
+/// assert_eq!(got, "by name");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # References
+///
+/// [fifo(7)](https://man7.org/linux/man-pages/man7/fifo.7.html),
+/// [mkfifo(3)](https://man7.org/linux/man-pages/man3/mkfifo.3.html)
+pub struct Fifo {
+    path: PathBuf,
+    c_path: CString,
+    owner: bool,
+    /// Which FIFO this handle made, to unlink only it.
+    made: Option<Identity>,
+}
+
+/// What tells one file from another that later took its name: device and
+/// inode, which a file system may reuse at once, and the birth time where
+/// the file system records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    born: Option<std::time::SystemTime>,
+}
+
+impl Identity {
+    fn of(meta: &std::fs::Metadata) -> Identity {
+        Identity { dev: meta.dev(), ino: meta.ino(), born: meta.created().ok() }
+    }
+}
+
+fn c_path(path: &Path) -> Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::InvalidPath { path: path.to_owned(), reason: "it contains a NUL byte" })
+}
+
+fn kind_name(mode: libc::mode_t) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => "regular file",
+        libc::S_IFDIR => "directory",
+        libc::S_IFLNK => "symbolic link",
+        libc::S_IFSOCK => "socket",
+        libc::S_IFCHR => "character device",
+        libc::S_IFBLK => "block device",
+        _ => "file of an unknown type",
+    }
+}
+
+fn os_err(path: &Path, op: &'static str, e: io::Error) -> Error {
+    let path = path.to_owned();
+    match e.raw_os_error() {
+        Some(libc::EEXIST) => Error::AlreadyExists { path },
+        Some(libc::ENOENT | libc::ENOTDIR) => Error::NotFound { path },
+        Some(libc::EACCES | libc::EPERM) => Error::PermissionDenied { path },
+        Some(libc::ENXIO) => Error::NoReader { path },
+        // O_NOFOLLOW met a symbolic link.
+        Some(libc::ELOOP) => Error::NotAFifo { path, found: "symbolic link" },
+        Some(libc::EISDIR) => Error::NotAFifo { path, found: "directory" },
+        _ => Error::Io { op, path, source: e },
+    }
+}
+
+impl Fifo {
+    /// Makes a FIFO at `path` with permissions `mode` (such as 0o600);
+    /// fails if anything is there already.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyExists`]; [`Error::NotFound`] when a directory on
+    /// the way is missing; [`Error::PermissionDenied`];
+    /// [`Error::InvalidPath`].
+    #[doc(alias = "mkfifo")]
+    pub fn create(path: impl AsRef<Path>, mode: u32) -> Result<Self> {
+        let path = path.as_ref();
+        let c = c_path(path)?;
+        sys::mkfifo(&c, (mode & 0o777) as libc::mode_t).map_err(|e| os_err(path, "mkfifo", e))?;
+        let meta = std::fs::symlink_metadata(path).map_err(|e| os_err(path, "lstat", e))?;
+        Ok(Fifo { path: path.to_owned(), c_path: c, owner: true, made: Some(Identity::of(&meta)) })
+    }
+
+    /// Refers to the FIFO already at `path` (which must be one: a symbolic
+    /// link is not followed).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`]; [`Error::NotAFifo`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let c = c_path(path)?;
+        let meta = std::fs::symlink_metadata(path).map_err(|e| os_err(path, "lstat", e))?;
+        if !meta.file_type().is_fifo() {
+            return Err(Error::NotAFifo { path: path.to_owned(), found: kind_name(meta.mode()) });
+        }
+        Ok(Fifo { path: path.to_owned(), c_path: c, owner: false, made: None })
+    }
+
+    /// Refers to the FIFO at `path`, making it (and owning it) when there
+    /// is none.
+    ///
+    /// # Errors
+    ///
+    /// As for [`create`](Self::create) and [`open`](Self::open).
+    pub fn open_or_create(path: impl AsRef<Path>, mode: u32) -> Result<Self> {
+        let path = path.as_ref();
+        ipc_sync::open_or_create(
+            || Self::create(path, mode),
+            || Self::open(path),
+            |e| matches!(e, Error::AlreadyExists { .. }),
+            |e| matches!(e, Error::NotFound { .. }),
+        )
+    }
+
+    /// Makes a FIFO at `path`, first removing a FIFO left there (say, by an
+    /// owner that died without cleaning up). Anything else at the path is
+    /// left alone and refused.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotAFifo`] when something other than a FIFO is there; as
+    /// for [`create`](Self::create).
+    pub fn create_replacing(path: impl AsRef<Path>, mode: u32) -> Result<Self> {
+        let path = path.as_ref();
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_fifo() => match std::fs::remove_file(path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(os_err(path, "unlink", e)),
+                _ => {}
+            },
+            Ok(meta) => return Err(Error::NotAFifo { path: path.to_owned(), found: kind_name(meta.mode()) }),
+            Err(_) => {}
+        }
+        Self::create(path, mode)
+    }
+
+    /// Opens `flags` on the path and checks that the fd is a FIFO.
+    fn open_end(&self, flags: libc::c_int) -> Result<OwnedFd> {
+        let fd = loop {
+            match sys::open(&self.c_path, flags) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other.map_err(|e| os_err(&self.path, "open", e))?,
+            }
+        };
+        let (kind, _) = sys::fstat(fd.as_fd()).map_err(|e| os_err(&self.path, "fstat", e))?;
+        if kind != libc::S_IFIFO {
+            return Err(Error::NotAFifo { path: self.path.clone(), found: kind_name(kind) });
+        }
+        if flags & libc::O_NONBLOCK != 0 {
+            sys::set_blocking(fd.as_fd()).map_err(|e| os_err(&self.path, "fcntl", e))?;
+        }
+        Ok(fd)
+    }
+
+    /// Opens the reading end, waiting until a writer opens the FIFO.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotAFifo`]; [`Error::NotFound`]; [`Error::PermissionDenied`].
+    pub fn open_reader(&self) -> Result<PipeReader> {
+        self.open_end(libc::O_RDONLY).map(PipeReader::from)
+    }
+
+    /// Opens the reading end at once, writer or not. While no writer has
+    /// the FIFO open, a read returns end of file (`Ok(0)`) rather than
+    /// waiting: open the reader first, let writers come, then read, or use
+    /// [`open_reader_timeout`](Self::open_reader_timeout).
+    ///
+    /// # Errors
+    ///
+    /// As for [`open_reader`](Self::open_reader).
+    pub fn try_open_reader(&self) -> Result<PipeReader> {
+        self.open_end(libc::O_RDONLY | libc::O_NONBLOCK).map(PipeReader::from)
+    }
+
+    /// Opens the reading end and waits at most `timeout` for a writer to
+    /// send something (or to come and go).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], and as for [`open_reader`](Self::open_reader).
+    pub fn open_reader_timeout(&self, timeout: Duration) -> Result<PipeReader> {
+        self.open_reader_until(Deadline::after(timeout))
+    }
+
+    /// Like [`open_reader_timeout`](Self::open_reader_timeout) with a
+    /// deadline on the monotonic clock.
+    ///
+    /// # Errors
+    ///
+    /// As for [`open_reader_timeout`](Self::open_reader_timeout).
+    pub fn open_reader_deadline(&self, deadline: Instant) -> Result<PipeReader> {
+        self.open_reader_until(Deadline::at(deadline))
+    }
+
+    fn open_reader_until(&self, deadline: Deadline) -> Result<PipeReader> {
+        let fd = self.open_end(libc::O_RDONLY | libc::O_NONBLOCK)?;
+        loop {
+            if deadline.has_expired() {
+                return Err(Error::Timeout { path: self.path.clone() });
+            }
+            match sys::poll(fd.as_fd(), libc::POLLIN, deadline.poll_timeout_ms()) {
+                Ok(true) => return Ok(PipeReader::from(fd)),
+                Ok(false) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(os_err(&self.path, "poll", e)),
+            }
+        }
+    }
+
+    /// Opens the writing end, waiting until a reader opens the FIFO.
+    ///
+    /// # Errors
+    ///
+    /// As for [`open_reader`](Self::open_reader).
+    pub fn open_writer(&self) -> Result<PipeWriter> {
+        self.open_end(libc::O_WRONLY).map(PipeWriter::from)
+    }
+
+    /// Opens the writing end if a reader has the FIFO open now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoReader`], and as for [`open_writer`](Self::open_writer).
+    pub fn try_open_writer(&self) -> Result<PipeWriter> {
+        self.open_end(libc::O_WRONLY | libc::O_NONBLOCK).map(PipeWriter::from)
+    }
+
+    /// Opens the writing end, waiting at most `timeout` for a reader. (The
+    /// kernel has no timed open: this retries a nonblocking open with
+    /// pauses from 20 µs up to 1 ms, so it ends at most about 1 ms late.)
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], and as for [`open_writer`](Self::open_writer).
+    pub fn open_writer_timeout(&self, timeout: Duration) -> Result<PipeWriter> {
+        self.open_writer_until(Deadline::after(timeout))
+    }
+
+    /// Like [`open_writer_timeout`](Self::open_writer_timeout) with a
+    /// deadline on the monotonic clock.
+    ///
+    /// # Errors
+    ///
+    /// As for [`open_writer_timeout`](Self::open_writer_timeout).
+    pub fn open_writer_deadline(&self, deadline: Instant) -> Result<PipeWriter> {
+        self.open_writer_until(Deadline::at(deadline))
+    }
+
+    fn open_writer_until(&self, deadline: Deadline) -> Result<PipeWriter> {
+        let mut pause = Duration::from_micros(20);
+        loop {
+            match self.try_open_writer() {
+                Err(Error::NoReader { .. }) => {}
+                other => return other,
+            }
+            match deadline.remaining() {
+                Some(left) if left.is_zero() => return Err(Error::Timeout { path: self.path.clone() }),
+                Some(left) => std::thread::sleep(pause.min(left)),
+                None => std::thread::sleep(pause),
+            }
+            pause = (pause * 2).min(Duration::from_millis(1));
+        }
+    }
+
+    /// The path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether this handle unlinks the FIFO when dropped.
+    pub fn is_owner(&self) -> bool {
+        self.owner
+    }
+
+    /// Keeps the FIFO after this handle is dropped.
+    pub fn persist(&mut self) {
+        self.owner = false;
+    }
+
+    /// Removes the FIFO's name now (open ends keep working).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`]; [`Error::NotAFifo`] when something else took
+    /// its place.
+    pub fn unlink(&mut self) -> Result<()> {
+        self.owner = false;
+        let meta = std::fs::symlink_metadata(&self.path).map_err(|e| os_err(&self.path, "lstat", e))?;
+        if !meta.file_type().is_fifo() {
+            return Err(Error::NotAFifo { path: self.path.clone(), found: kind_name(meta.mode()) });
+        }
+        std::fs::remove_file(&self.path).map_err(|e| os_err(&self.path, "unlink", e))
+    }
+}
+
+impl Drop for Fifo {
+    fn drop(&mut self) {
+        if !self.owner {
+            return;
+        }
+        // Only the FIFO this handle made: not a file that replaced it.
+        if let (Ok(meta), Some(made)) = (std::fs::symlink_metadata(&self.path), self.made) {
+            if meta.file_type().is_fifo() && Identity::of(&meta) == made {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Fifo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fifo").field("path", &self.path).field("owner", &self.owner).finish()
+    }
+}

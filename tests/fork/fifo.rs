@@ -1,0 +1,203 @@
+//! Named pipes between unrelated processes, real tools, and hostile paths.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ipc_kit::fifo::{Error, Fifo};
+use ipc_kit::pipe::{FrameReader, FrameWriter};
+use ipc_kit_tests::{
+    Exit, Helper, ScratchDir, assert_fired_within, become_nobody, cases, fork, helper_command, pattern,
+};
+
+cases!("fifo":
+    exec_child_writes_by_path,
+    exec_child_reads_by_path,
+    shell_echo_and_cat_through_a_fifo,
+    open_without_peer_waits_or_fails,
+    planted_files_are_refused,
+    permission_denied_for_nobody,
+    stale_fifo_taken_over,
+    owner_unlinks_only_its_own_fifo,
+);
+
+pub(crate) const HELPERS: &[Helper] = &[
+    Helper { name: "fifo-write-frames", run: write_frames_helper },
+    Helper { name: "fifo-read-frames", run: read_frames_helper },
+];
+
+const SLACK: Duration = Duration::from_secs(1);
+
+fn write_frames_helper(args: &[String]) {
+    let fifo = Fifo::open(&args[0]).unwrap();
+    let mut tx = FrameWriter::new(fifo.open_writer().unwrap());
+    for i in 0..500u64 {
+        tx.send(&pattern(i, (i * 97 % 20_000) as usize)).unwrap();
+    }
+}
+
+fn exec_child_writes_by_path() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("fifo");
+    let fifo = Fifo::create(&path, 0o600).unwrap();
+    let mut child = helper_command("fifo-write-frames", &[path.to_str().unwrap()]).spawn().unwrap();
+    let mut rx = FrameReader::new(fifo.open_reader().unwrap());
+    let mut buf = Vec::new();
+    for i in 0..500u64 {
+        rx.recv(&mut buf).unwrap().unwrap();
+        assert!(buf == pattern(i, (i * 97 % 20_000) as usize), "frame {i}");
+    }
+    assert_eq!(rx.recv(&mut buf).unwrap(), None, "end of file when the writer exits");
+    assert!(child.wait().unwrap().success());
+}
+
+fn read_frames_helper(args: &[String]) {
+    let fifo = Fifo::open(&args[0]).unwrap();
+    let mut rx = FrameReader::new(fifo.open_reader_timeout(Duration::from_secs(10)).unwrap());
+    let mut buf = Vec::new();
+    for i in 0..300u64 {
+        rx.recv(&mut buf).unwrap().unwrap();
+        assert!(buf == pattern(i, 100 + i as usize));
+    }
+    assert_eq!(rx.recv(&mut buf).unwrap(), None);
+}
+
+fn exec_child_reads_by_path() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("fifo");
+    let fifo = Fifo::create(&path, 0o600).unwrap();
+    let mut child = helper_command("fifo-read-frames", &[path.to_str().unwrap()]).spawn().unwrap();
+    let mut tx = FrameWriter::new(fifo.open_writer_timeout(Duration::from_secs(10)).unwrap());
+    for i in 0..300u64 {
+        tx.send(&pattern(i, 100 + i as usize)).unwrap();
+    }
+    drop(tx);
+    assert!(child.wait().unwrap().success());
+}
+
+fn shell_echo_and_cat_through_a_fifo() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("fifo");
+    let fifo = Fifo::create(&path, 0o600).unwrap();
+    let p = path.to_str().unwrap();
+    // sh writes, we read.
+    let mut sh = Command::new("sh").args(["-c", &format!("echo from the shell > '{p}'")]).spawn().unwrap();
+    let mut got = String::new();
+    fifo.open_reader().unwrap().read_to_string(&mut got).unwrap();
+    assert_eq!(got, "from the shell\n");
+    assert!(sh.wait().unwrap().success());
+    // We write, cat reads.
+    let cat = Command::new("cat").arg(p).stdout(Stdio::piped()).spawn().unwrap();
+    let mut w = fifo.open_writer_timeout(Duration::from_secs(10)).unwrap();
+    w.write_all(b"to cat\n").unwrap();
+    drop(w);
+    let out = cat.wait_with_output().unwrap();
+    assert_eq!(out.stdout, b"to cat\n");
+}
+
+fn open_without_peer_waits_or_fails() {
+    let dir = ScratchDir::new();
+    let fifo = Fifo::create(dir.path().join("fifo"), 0o600).unwrap();
+    assert!(matches!(fifo.try_open_writer(), Err(Error::NoReader { .. })));
+    for timeout in [Duration::ZERO, Duration::from_millis(120)] {
+        let t = Instant::now();
+        assert!(matches!(fifo.open_writer_timeout(timeout), Err(Error::Timeout { .. })));
+        assert_fired_within(t.elapsed(), timeout, SLACK);
+        let t = Instant::now();
+        assert!(matches!(fifo.open_reader_timeout(timeout), Err(Error::Timeout { .. })));
+        assert_fired_within(t.elapsed(), timeout, SLACK);
+    }
+    // A blocking reader's open waits for a writer in another process.
+    let writer = fork(|| {
+        std::thread::sleep(Duration::from_millis(80));
+        let mut w = fifo.open_writer_timeout(Duration::from_secs(10)).unwrap();
+        w.write_all(b"late").unwrap();
+    });
+    let t = Instant::now();
+    let mut r = fifo.open_reader().unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(50), "the open waited for the writer");
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"late");
+    writer.join();
+}
+
+fn planted_files_are_refused() {
+    let dir = ScratchDir::new();
+    let regular = dir.path().join("regular");
+    std::fs::write(&regular, b"secret").unwrap();
+    let link = dir.path().join("link");
+    let real = Fifo::create(dir.path().join("real"), 0o600).unwrap();
+    std::os::unix::fs::symlink(real.path(), &link).unwrap();
+    let subdir = dir.path().join("subdir");
+    std::fs::create_dir(&subdir).unwrap();
+    assert!(matches!(Fifo::open(&regular), Err(Error::NotAFifo { found: "regular file", .. })));
+    assert!(matches!(Fifo::open(&link), Err(Error::NotAFifo { found: "symbolic link", .. })));
+    assert!(matches!(Fifo::open(&subdir), Err(Error::NotAFifo { found: "directory", .. })));
+    assert!(matches!(Fifo::open(dir.path().join("missing/fifo")), Err(Error::NotFound { .. })));
+    assert!(matches!(Fifo::create(dir.path().join("missing/fifo"), 0o600), Err(Error::NotFound { .. })));
+    assert!(matches!(Fifo::create(&regular, 0o600), Err(Error::AlreadyExists { .. })));
+    // A FIFO whose path is swapped for a symlink or a file after it was
+    // found: the open itself refuses (O_NOFOLLOW, then fstat).
+    let swapped = dir.path().join("swapped");
+    let fifo = Fifo::create(&swapped, 0o600).unwrap();
+    std::fs::remove_file(&swapped).unwrap();
+    std::os::unix::fs::symlink(&regular, &swapped).unwrap();
+    assert!(matches!(fifo.try_open_reader(), Err(Error::NotAFifo { found: "symbolic link", .. })));
+    std::fs::remove_file(&swapped).unwrap();
+    std::fs::write(&swapped, b"planted").unwrap();
+    assert!(matches!(fifo.try_open_reader(), Err(Error::NotAFifo { found: "regular file", .. })));
+    assert!(matches!(fifo.try_open_writer(), Err(Error::NotAFifo { found: "regular file", .. })));
+    assert_eq!(std::fs::read(&swapped).unwrap(), b"planted", "nothing written to the planted file");
+    drop(fifo);
+    assert!(swapped.exists(), "the owner does not unlink a file that replaced its FIFO");
+}
+
+fn permission_denied_for_nobody() {
+    let dir = ScratchDir::new();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fifo = Fifo::create(dir.path().join("private"), 0o600).unwrap();
+    let mut child = fork(|| {
+        become_nobody();
+        let f = Fifo::open(fifo.path()).unwrap();
+        assert!(matches!(f.try_open_reader(), Err(Error::PermissionDenied { .. })));
+        assert!(matches!(f.try_open_writer(), Err(Error::PermissionDenied { .. })));
+    });
+    assert_eq!(child.wait(), Exit::Code(0));
+}
+
+fn stale_fifo_taken_over() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut dead = Fifo::create(&path, 0o600).unwrap();
+    dead.persist(); // as if its owner died without cleaning up
+    drop(dead);
+    assert!(matches!(Fifo::create(&path, 0o600), Err(Error::AlreadyExists { .. })));
+    let fresh = Fifo::create_replacing(&path, 0o600).unwrap();
+    assert!(fresh.is_owner());
+    let regular = dir.path().join("not-a-fifo");
+    std::fs::write(&regular, b"keep me").unwrap();
+    assert!(matches!(Fifo::create_replacing(&regular, 0o600), Err(Error::NotAFifo { .. })));
+    assert_eq!(std::fs::read(&regular).unwrap(), b"keep me");
+    let other = Fifo::open_or_create(&path, 0o600).unwrap();
+    assert!(!other.is_owner());
+    drop(fresh);
+    assert!(!path.exists());
+}
+
+fn owner_unlinks_only_its_own_fifo() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("f");
+    let fifo = Fifo::create(&path, 0o600).unwrap();
+    let opener = Fifo::open(&path).unwrap();
+    drop(opener);
+    assert!(path.exists(), "an opener never unlinks");
+    // The owner's FIFO is replaced by another process's FIFO of the same name.
+    std::fs::remove_file(&path).unwrap();
+    let theirs = Fifo::create(&path, 0o600).unwrap();
+    drop(fifo);
+    assert!(path.exists(), "the first owner does not remove the second one's FIFO");
+    drop(theirs);
+    assert!(!path.exists());
+}

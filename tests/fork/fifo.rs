@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ipc_kit::fifo::{Error, Fifo};
+use ipc_kit::fifo::{Error, Fifo, FifoClient, FifoServer};
 use ipc_kit::pipe::{FrameReader, FrameWriter};
 use ipc_kit_tests::{
     Exit, Helper, ScratchDir, assert_fired_within, become_nobody, cases, fork, helper_command, pattern,
@@ -20,6 +20,10 @@ cases!("fifo":
     permission_denied_for_nobody,
     stale_fifo_taken_over,
     owner_unlinks_only_its_own_fifo,
+    server_answers_eight_clients,
+    server_survives_a_client_killed_mid_request,
+    client_notices_a_killed_server,
+    server_drops_bad_requests,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -200,4 +204,137 @@ fn owner_unlinks_only_its_own_fifo() {
     assert!(path.exists(), "the first owner does not remove the second one's FIFO");
     drop(theirs);
     assert!(!path.exists());
+}
+
+fn server_answers_eight_clients() {
+    const CLIENTS: u64 = 8;
+    const REQUESTS: u64 = 1000;
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let path = path.clone();
+            fork(move || {
+                let mut client = FifoClient::connect(&path).unwrap();
+                for i in 0..REQUESTS {
+                    let body = pattern(c << 32 | i, (i % 200) as usize);
+                    let mut req = c.to_le_bytes().to_vec();
+                    req.extend_from_slice(&body);
+                    let reply = client.request_timeout(&req, Duration::from_secs(20)).unwrap();
+                    // The server answers with the request reversed.
+                    let mut expected = req.clone();
+                    expected.reverse();
+                    assert_eq!(reply, expected, "client {c} request {i}: a reply meant for someone else");
+                }
+            })
+        })
+        .collect();
+    for _ in 0..CLIENTS * REQUESTS {
+        let req = server.recv_timeout(Duration::from_secs(20)).unwrap();
+        let mut reply = req.payload.clone();
+        reply.reverse();
+        server.reply(&req, &reply).unwrap();
+    }
+    clients.into_iter().for_each(|c| c.join());
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("service")], "the clients removed their reply FIFOs");
+}
+
+fn server_survives_a_client_killed_mid_request() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let doomed = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            client.send_request(b"never read the answer").unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        })
+    };
+    let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    let mut doomed = doomed;
+    doomed.kill();
+    doomed.wait();
+    match server.reply(&req, b"too late") {
+        Err(Error::ClientGone { pid, .. }) => assert_eq!(pid as i32, doomed.pid().as_raw()),
+        other => panic!("expected ClientGone, got {other:?}"),
+    }
+    assert!(!req.reply_path().exists(), "the dead client's reply FIFO was removed");
+    // And the server goes on.
+    let fine = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            assert_eq!(client.request_timeout(b"ping", Duration::from_secs(10)).unwrap(), b"pong");
+        })
+    };
+    let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    server.reply(&req, b"pong").unwrap();
+    fine.join();
+}
+
+fn client_notices_a_killed_server() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = fork(|| {
+        let mut server = FifoServer::create(&path, 0o600).unwrap();
+        let _ = server.recv(); // takes one request, never answers
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let t = Instant::now();
+    let mut client = loop {
+        match FifoClient::connect(&path) {
+            Ok(c) => break c,
+            Err(_) if t.elapsed() < Duration::from_secs(10) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let killer = {
+        let pid = server.pid();
+        fork(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        })
+    };
+    let t = Instant::now();
+    match client.request(b"hello?") {
+        Err(Error::ServerGone { .. }) => {}
+        other => panic!("expected ServerGone, got {other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(2), "noticed after {:?}", t.elapsed());
+    killer.join();
+    assert_eq!(server.wait(), Exit::Signaled(nix::sys::signal::Signal::SIGKILL));
+    assert!(matches!(client.send_request(b"again"), Err(Error::ServerGone { .. })));
+    assert!(matches!(FifoClient::connect(&path), Err(Error::ServerGone { .. })));
+    let _ = std::fs::remove_file(&path); // what the dead server left
+}
+
+fn server_drops_bad_requests() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let raw = Fifo::open(&path).unwrap().try_open_writer().unwrap();
+    let frame = |body: &[u8]| {
+        let mut m = (body.len() as u32).to_le_bytes().to_vec();
+        m.extend_from_slice(body);
+        m
+    };
+    // Too short; a reply path longer than the request; a reply path that
+    // is not the server's (someone else's file); a frame too long.
+    raw.write_atomic(&frame(b"abc")).unwrap();
+    raw.write_atomic(&frame(&[1, 0, 0, 0, 200, 0, b'x'])).unwrap();
+    let mut evil = vec![1, 0, 0, 0];
+    evil.extend_from_slice(&(11u16).to_le_bytes());
+    evil.extend_from_slice(b"/etc/passwd");
+    raw.write_atomic(&frame(&evil)).unwrap();
+    for _ in 0..3 {
+        assert!(matches!(server.recv_timeout(Duration::from_secs(5)), Err(Error::BadRequest { .. })));
+    }
+    (&raw).write_all(&(1_000_000u32).to_le_bytes()).unwrap();
+    assert!(matches!(server.recv_timeout(Duration::from_secs(5)), Err(Error::BadRequest { .. })));
+    let mut client_req = FifoClient::connect(&path).unwrap();
+    assert!(matches!(client_req.send_request(&vec![0; 5000]), Err(Error::RequestTooLarge { .. })));
+    assert!(client_req.max_request() < 4096);
 }

@@ -49,6 +49,40 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// The server's request FIFO has no reader: the server is gone.
+    #[error("the FIFO server at {} is gone", .path.display())]
+    ServerGone {
+        /// The server's request FIFO.
+        path: PathBuf,
+    },
+
+    /// A client's reply FIFO has no reader: the client is gone (its reply
+    /// FIFO was removed).
+    #[error("client {pid} is gone; its reply FIFO {} was removed", .path.display())]
+    ClientGone {
+        /// The client's pid, as it said.
+        pid: u32,
+        /// Its reply FIFO.
+        path: PathBuf,
+    },
+
+    /// A request longer than one atomic write can carry.
+    #[error("request of {len} bytes exceeds the {max} bytes one atomic FIFO write carries with this reply path")]
+    RequestTooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The most this client can send.
+        max: usize,
+    },
+
+    /// A request that does not follow the protocol (from a broken or
+    /// hostile client); it was dropped.
+    #[error("malformed request: {reason}")]
+    BadRequest {
+        /// What was wrong.
+        reason: String,
+    },
+
     /// A path that cannot name a FIFO (a NUL byte).
     #[error("invalid FIFO path {}: {reason}", .path.display())]
     InvalidPath {
@@ -81,6 +115,9 @@ impl Error {
             Error::PermissionDenied { .. } => io::ErrorKind::PermissionDenied,
             Error::NoReader { .. } => io::ErrorKind::NotConnected,
             Error::Timeout { .. } => io::ErrorKind::TimedOut,
+            Error::ServerGone { .. } | Error::ClientGone { .. } => io::ErrorKind::BrokenPipe,
+            Error::RequestTooLarge { .. } => io::ErrorKind::InvalidInput,
+            Error::BadRequest { .. } => io::ErrorKind::InvalidData,
             Error::Io { source, .. } => source.kind(),
         }
     }

@@ -5,7 +5,9 @@
 //! links followed, the opened fd checked to be a FIFO) in blocking,
 //! nonblocking and timed forms. The ends are ipc-pipe's
 //! [`PipeReader`](ipc_pipe::PipeReader) and
-//! [`PipeWriter`](ipc_pipe::PipeWriter).
+//! [`PipeWriter`](ipc_pipe::PipeWriter). [`FifoServer`] and
+//! [`FifoClient`] carry two-way traffic: a well-known request FIFO and a
+//! private reply FIFO per client.
 //!
 //! ```
 //! use ipc_fifo::{Error, Fifo};
@@ -22,7 +24,9 @@
 
 mod error;
 mod fifo;
+mod server;
 mod sys;
 
 pub use error::{Error, Result};
 pub use fifo::Fifo;
+pub use server::{FifoClient, FifoServer, Request};

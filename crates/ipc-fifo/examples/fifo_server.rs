@@ -1,0 +1,34 @@
+//! A request/response server on a named pipe: it upper-cases what clients
+//! send, until a client sends "quit".
+//!
+//! ```text
+//! cargo run -p ipc-fifo --example fifo_server -- /tmp/upper.fifo &
+//! cargo run -p ipc-fifo --example fifo_client -- /tmp/upper.fifo hello world quit
+//! ```
+
+use ipc_fifo::{Error, FifoServer};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path = std::env::args().nth(1).ok_or("usage: fifo_server PATH")?;
+    // Take over a FIFO that a crashed server may have left.
+    let mut server = FifoServer::create_replacing(&path, 0o600)?;
+    println!("serving at {path}");
+    loop {
+        let request = match server.recv() {
+            Ok(r) => r,
+            Err(e @ Error::BadRequest { .. }) => {
+                eprintln!("dropped: {e}");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let text = String::from_utf8_lossy(&request.payload).into_owned();
+        match server.reply(&request, text.to_uppercase().as_bytes()) {
+            Ok(()) | Err(Error::ClientGone { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if text == "quit" {
+            return Ok(()); // the server's FIFO is removed as it goes
+        }
+    }
+}

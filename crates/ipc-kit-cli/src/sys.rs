@@ -262,3 +262,46 @@ impl Drop for PosixQueue {
         }
     }
 }
+
+/// `mkfifo(3)` at `path` with mode 0600.
+pub(crate) fn raw_mkfifo(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is NUL-terminated.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Plain `open(2)` of `path` with `flags` (and `O_CLOEXEC`).
+pub(crate) fn raw_open(path: &std::path::Path, flags: libc::c_int) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is NUL-terminated; no mode without O_CREAT.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Plain `read(2)` until `buf` is full; false at end of file.
+pub(crate) fn raw_read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: the rest of `buf` is valid for writes.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf[got..].as_mut_ptr().cast(), buf.len() - got) };
+        match n {
+            0 => return Ok(false),
+            n if n > 0 => got += n as usize,
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(true)
+}

@@ -11,6 +11,7 @@
 
 mod alternatives;
 mod channel;
+mod fifo;
 mod msgq;
 mod pipe;
 mod sync;
@@ -146,7 +147,12 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
     );
     println!("ratio = ipc-kit / raw implementation, the median of the per-pair ratios");
     let mut medians = Vec::new();
-    let all = pipe::WORKLOADS.iter().chain(sync::WORKLOADS).chain(channel::WORKLOADS).chain(msgq::WORKLOADS);
+    let all = pipe::WORKLOADS
+        .iter()
+        .chain(sync::WORKLOADS)
+        .chain(channel::WORKLOADS)
+        .chain(msgq::WORKLOADS)
+        .chain(fifo::WORKLOADS);
     let selected = all.filter(|w| args.only.as_ref().is_none_or(|o| w.name.contains(o.as_str())));
     for w in selected {
         let mut results = Vec::new();

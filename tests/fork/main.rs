@@ -3,6 +3,7 @@
 
 mod channel;
 mod fifo;
+mod kit;
 mod msgq;
 mod pipe;
 mod shm;
@@ -10,7 +11,7 @@ mod sync;
 
 fn main() -> std::process::ExitCode {
     ipc_kit_tests::main(
-        &[pipe::CASES, shm::CASES, channel::CASES, sync::CASES, msgq::CASES, fifo::CASES],
+        &[pipe::CASES, shm::CASES, channel::CASES, sync::CASES, msgq::CASES, fifo::CASES, kit::CASES],
         &[shm::HELPERS, channel::HELPERS, sync::HELPERS, msgq::HELPERS, fifo::HELPERS],
     )
 }

@@ -64,6 +64,10 @@ fn test(filters: &[String]) -> Result {
             run("unit, doc and property tests", cargo().args(["test", "--workspace", "--exclude", "ipc-kit-tests"]));
     }
     if outcome.is_ok() {
+        // The suite runs the real `ipc-kit` binary too.
+        outcome = run("the ipc-kit command", cargo().args(["build", "--package", "ipc-kit-cli"]));
+    }
+    if outcome.is_ok() {
         outcome = run(
             "fork suite",
             cargo().args(["test", "--package", "ipc-kit-tests", "--test", "fork", "--"]).args(filters),

@@ -1,9 +1,12 @@
 //! `ipc-kit`: benchmarks the IPC mechanisms of this machine side by side,
 //! each beside a raw libc implementation of the same work measured in the
-//! same run.
+//! same run; lists and removes the IPC objects on the machine; sends to and
+//! receives from message queues.
 #![deny(unsafe_code)]
 
 mod bench;
+mod objects;
+mod queue;
 mod sys;
 
 use std::process::ExitCode;
@@ -11,7 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "ipc-kit", version, about = "Unix IPC on this machine: benchmarks")]
+#[command(name = "ipc-kit", version, about = "Unix IPC on this machine: benchmarks, objects, queues")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -22,12 +25,80 @@ enum Cmd {
     /// Throughput of each mechanism between two processes, against a raw
     /// libc loop doing the same work, alternated in one run.
     Bench(bench::Args),
+    /// The System V and POSIX IPC objects on this machine.
+    Ls {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Removes IPC objects: addresses as `ls` prints them (shm-id:ID,
+    /// msg-id:ID, sem-id:ID, posix-shm:/name, posix-sem:/name,
+    /// posix-mq:/name).
+    Rm {
+        /// The objects to remove.
+        objects: Vec<String>,
+        /// Also every System V segment and queue whose creator and last
+        /// user are gone and that nobody is attached to.
+        #[arg(long)]
+        orphaned: bool,
+        /// Say what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Sends a message: QUEUE is sysv:KEY (decimal or 0x hex), sysv-id:ID
+    /// or posix:/name. Exit status 1 when the queue is full.
+    Send {
+        /// The queue.
+        queue: String,
+        /// The message text.
+        message: String,
+        /// The System V message type (default 1).
+        #[arg(long = "type")]
+        mtype: Option<i64>,
+        /// The POSIX priority (default 0).
+        #[arg(long)]
+        priority: Option<u32>,
+    },
+    /// Receives a message and prints it. Exit status 1 when there is none
+    /// (before the timeout, if one is given).
+    Recv {
+        /// The queue (as for send).
+        queue: String,
+        /// System V selector: any, N, <=N (lowest type up to N) or !N.
+        #[arg(long = "type")]
+        selector: Option<String>,
+        /// How long to wait, such as 250ms or 2s (default: do not wait).
+        #[arg(long)]
+        timeout: Option<String>,
+        /// Print {"type"|"priority": …, "message": …, "bytes": …}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Bench(args) => bench::run(&args),
+        Cmd::Ls { json } => {
+            let (objects, notes) = objects::list();
+            if json {
+                for o in &objects {
+                    println!("{}", o.to_json());
+                }
+                for n in &notes {
+                    eprintln!("note: {n}");
+                }
+            } else {
+                objects::print_table(&objects, &notes);
+            }
+            Ok(())
+        }
+        Cmd::Rm { objects: targets, orphaned, dry_run } => return rm(targets, orphaned, dry_run),
+        Cmd::Send { queue, message, mtype, priority } => return finish(queue::send(&queue, &message, mtype, priority)),
+        Cmd::Recv { queue, selector, timeout, json } => {
+            return finish(queue::recv(&queue, selector.as_deref(), timeout.as_deref(), json));
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -36,4 +107,44 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn finish(outcome: queue::Outcome) -> ExitCode {
+    match outcome {
+        queue::Outcome::Done => ExitCode::SUCCESS,
+        queue::Outcome::Nothing(msg) => {
+            eprintln!("ipc-kit: {msg}");
+            ExitCode::from(1)
+        }
+        queue::Outcome::Failed(msg) => {
+            eprintln!("ipc-kit: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn rm(mut targets: Vec<String>, orphaned: bool, dry_run: bool) -> ExitCode {
+    if orphaned {
+        let (objects, _) = objects::list();
+        targets.extend(objects.iter().filter(|o| o.is_orphaned()).map(|o| o.address.clone()));
+    }
+    if targets.is_empty() {
+        eprintln!("ipc-kit: nothing to remove (name objects, or use --orphaned)");
+        return ExitCode::from(1);
+    }
+    let mut failed = false;
+    for t in &targets {
+        if dry_run {
+            println!("would remove {t}");
+            continue;
+        }
+        match objects::remove(t) {
+            Ok(()) => println!("removed {t}"),
+            Err(msg) => {
+                eprintln!("ipc-kit: {msg}");
+                failed = true;
+            }
+        }
+    }
+    if failed { ExitCode::from(2) } else { ExitCode::SUCCESS }
 }

@@ -370,6 +370,17 @@ impl SemaphoreSet {
         sys::sem_remove(self.id).map_err(|e| self.err("semctl(IPC_RMID)", e))
     }
 
+    /// Removes the set with this id (as `ipcs -s` shows it), for tools
+    /// that clean up sets they did not open.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PermissionDenied`]; [`Error::Removed`] when no set has that
+    /// id.
+    pub fn remove_id(id: i32) -> Result<()> {
+        SemaphoreSet { id, key: Key::private(), len: 0, owner: false }.remove()
+    }
+
     fn err(&self, op: &'static str, e: std::io::Error) -> Error {
         let (key, id) = (self.key, self.id);
         let e = Error::from_os(WHAT, || format!("{key} (id {id})"), op, e);

@@ -1,0 +1,147 @@
+//! `ipc-kit send` and `ipc-kit recv`: message queues from the shell.
+
+use std::time::Duration;
+
+use ipc_kit::msgq::{Error, Key, PosixQueue, Selector, SysvQueue};
+use serde_json::json;
+
+/// What a command ended with: exit status 0, 1 (timeout or empty) or 2
+/// (an error, with a one-line message).
+pub(crate) enum Outcome {
+    Done,
+    Nothing(String),
+    Failed(String),
+}
+
+/// A queue named on the command line.
+enum Queue {
+    Sysv(SysvQueue),
+    Posix(PosixQueue),
+}
+
+fn open(address: &str) -> Result<Queue, String> {
+    let bad = |why: &str| format!("{address}: {why} (sysv:KEY, sysv-id:ID or posix:/name)");
+    let (kind, rest) = address.split_once(':').ok_or_else(|| bad("not a queue address"))?;
+    let number = |s: &str| -> Result<i64, String> {
+        let parsed = match s.strip_prefix("0x") {
+            Some(hex) => i64::from_str_radix(hex, 16),
+            None => s.parse(),
+        };
+        parsed.map_err(|_| bad(&format!("{s:?} is not a number")))
+    };
+    let fail = |e: Error| format!("{address}: {e}");
+    match kind {
+        "sysv" => {
+            let key = Key::new(number(rest)? as i32).map_err(|e| format!("{address}: {e}"))?;
+            SysvQueue::open(key).map(Queue::Sysv).map_err(fail)
+        }
+        "sysv-id" => SysvQueue::open_id(number(rest)? as i32).map(Queue::Sysv).map_err(fail),
+        "posix" => PosixQueue::open(rest).map(Queue::Posix).map_err(fail),
+        _ => Err(bad(&format!("unknown kind {kind:?}"))),
+    }
+}
+
+/// `ipc-kit send QUEUE MESSAGE [--type N | --priority N]`.
+pub(crate) fn send(address: &str, message: &str, mtype: Option<i64>, priority: Option<u32>) -> Outcome {
+    let q = match open(address) {
+        Ok(q) => q,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let r = match q {
+        Queue::Sysv(q) => {
+            if priority.is_some() {
+                return Outcome::Failed(format!("{address}: --priority is for POSIX queues; use --type"));
+            }
+            q.try_send(mtype.unwrap_or(1), message.as_bytes())
+        }
+        Queue::Posix(q) => {
+            if mtype.is_some() {
+                return Outcome::Failed(format!("{address}: --type is for System V queues; use --priority"));
+            }
+            q.try_send(message.as_bytes(), priority.unwrap_or(0))
+        }
+    };
+    match r {
+        Ok(()) => Outcome::Done,
+        Err(Error::Full) => Outcome::Nothing(format!("{address}: the queue is full")),
+        Err(e) => Outcome::Failed(format!("{address}: {e}")),
+    }
+}
+
+fn parse_selector(s: &str) -> Result<Selector, String> {
+    let n = |v: &str| v.parse::<i64>().map_err(|_| format!("{s:?}: not a type selector (any, N, <=N, !N)"));
+    Ok(match s {
+        "any" | "0" => Selector::Any,
+        _ if s.starts_with("<=") => Selector::AtMost(n(&s[2..])?),
+        _ if s.starts_with('!') => Selector::Except(n(&s[1..])?),
+        _ => Selector::Exactly(n(s)?),
+    })
+}
+
+/// Parses "250ms", "2s", "1.5s" or plain seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?}: not a duration (such as 250ms or 2s)");
+    let (num, scale) = if let Some(ms) = s.strip_suffix("ms") {
+        (ms, 1e-3)
+    } else if let Some(sec) = s.strip_suffix('s') {
+        (sec, 1.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    if !(0.0..=1e9).contains(&v) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(v * scale))
+}
+
+/// `ipc-kit recv QUEUE [--type SELECTOR] [--timeout DURATION] [--json]`.
+pub(crate) fn recv(address: &str, selector: Option<&str>, timeout: Option<&str>, json_out: bool) -> Outcome {
+    let q = match open(address) {
+        Ok(q) => q,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let timeout = match timeout.map(parse_duration).transpose() {
+        Ok(t) => t,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let (tag, r) = match q {
+        Queue::Sysv(q) => {
+            let sel = match selector.map(parse_selector).transpose() {
+                Ok(s) => s.unwrap_or(Selector::Any),
+                Err(e) => return Outcome::Failed(e),
+            };
+            let mut buf = vec![0u8; ipc_kit::msgq::sysv_max_message()];
+            let r = match timeout {
+                Some(t) => q.recv_timeout(sel, &mut buf, t),
+                None => q.try_recv(sel, &mut buf),
+            };
+            ("type", r.map(|(t, n)| (t, buf[..n].to_vec())))
+        }
+        Queue::Posix(q) => {
+            if selector.is_some() {
+                return Outcome::Failed(format!("{address}: --type is for System V queues"));
+            }
+            let mut buf = vec![0u8; q.message_size()];
+            let r = match timeout {
+                Some(t) => q.recv_timeout(&mut buf, t),
+                None => q.try_recv(&mut buf),
+            };
+            ("priority", r.map(|(n, p)| (i64::from(p), buf[..n].to_vec())))
+        }
+    };
+    match r {
+        Ok((tag_value, bytes)) => {
+            let text = String::from_utf8_lossy(&bytes);
+            if json_out {
+                println!("{}", json!({ tag: tag_value, "message": text, "bytes": bytes.len() }));
+            } else {
+                println!("{text}");
+            }
+            Outcome::Done
+        }
+        Err(Error::Empty) => Outcome::Nothing(format!("{address}: no message")),
+        Err(Error::Timeout) => Outcome::Nothing(format!("{address}: no message before the timeout")),
+        Err(e) => Outcome::Failed(format!("{address}: {e}")),
+    }
+}

@@ -1,0 +1,146 @@
+//! The `ipc-kit` command, run as the real binary.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use ipc_kit::msgq::{Key, PosixQueue, QueueAttr, SysvQueue};
+use ipc_kit::shm::{PosixShm, SysvSegment};
+use ipc_kit_tests::{cases, fork, unique_name};
+
+cases!("kit":
+    cli_ls_shows_and_rm_removes,
+    cli_rm_orphaned_removes_only_orphans,
+    cli_send_and_recv_through_both_queue_kinds,
+    cli_bad_addresses_exit_2_with_one_line,
+);
+
+/// The `ipc-kit` binary next to this test binary (`cargo xtask test`
+/// builds it first), or where IPC_KIT_BIN says.
+fn bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("IPC_KIT_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().and_then(|deps| deps.parent()).unwrap().join("ipc-kit");
+    assert!(path.exists(), "{} is missing: build it with cargo build -p ipc-kit-cli", path.display());
+    path
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().unwrap()
+}
+
+fn listed() -> Vec<serde_json::Value> {
+    let out = run(&["ls", "--json"]);
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn address_of(kind: &str, pred: impl Fn(&serde_json::Value) -> bool) -> Option<String> {
+    listed().into_iter().find(|o| o["kind"] == kind && pred(o)).map(|o| o["address"].as_str().unwrap().to_owned())
+}
+
+fn cli_ls_shows_and_rm_removes() {
+    let key = 0x1f00_0000 | (std::process::id() as i32 & 0xffff);
+    let mut q = SysvQueue::create(Key::new(key).unwrap(), 0o640).unwrap();
+    q.persist(); // rm removes it, not the drop
+    let id = q.id();
+    let addr = address_of("sysv-msg", |o| o["id"] == id).expect("ls shows the queue");
+    assert_eq!(addr, format!("msg-id:{id}"));
+    let o = listed().into_iter().find(|o| o["id"] == id).unwrap();
+    assert_eq!((o["key"].as_str().unwrap(), o["mode"].as_str().unwrap()), (format!("{:#010x}", key).as_str(), "640"));
+    let out = run(&["rm", &addr]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(address_of("sysv-msg", |o| o["id"] == id).is_none(), "gone after rm");
+    drop(q);
+
+    let name = format!("/{}", unique_name("ipc-kit-test-shm"));
+    let mut shm = PosixShm::create(&name, 4096, 0o600).unwrap();
+    shm.persist();
+    let addr = format!("posix-shm:{name}");
+    assert!(address_of("posix-shm", |o| o["address"] == addr.as_str()).is_some());
+    let table = String::from_utf8(run(&["ls"]).stdout).unwrap();
+    assert!(table.contains(&addr), "{table}");
+    assert!(run(&["rm", "--dry-run", &addr]).status.success());
+    assert!(address_of("posix-shm", |o| o["address"] == addr.as_str()).is_some(), "a dry run removes nothing");
+    assert!(run(&["rm", &addr]).status.success());
+    assert!(address_of("posix-shm", |o| o["address"] == addr.as_str()).is_none());
+}
+
+fn cli_rm_orphaned_removes_only_orphans() {
+    // An orphan: made, attached and detached by a child that is then
+    // killed, and left behind.
+    let made = ipc_kit::shm::Mapping::anonymous(4096).unwrap();
+    let mut child = fork(|| {
+        let mut seg = SysvSegment::create(Key::private(), 4096, 0o600).unwrap();
+        seg.persist();
+        drop(seg.attach().unwrap());
+        made.write(0, &seg.id()).unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    while made.read::<i32>(0).unwrap() == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let orphan = made.read::<i32>(0).unwrap();
+    child.kill();
+    child.wait();
+    // Not orphans: one this process made and attaches, one it made only.
+    let live = SysvSegment::create(Key::private(), 4096, 0o600).unwrap();
+    let _attached = live.attach().unwrap();
+    let idle = SysvSegment::create(Key::private(), 4096, 0o600).unwrap();
+    let out = run(&["rm", "--orphaned"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(said.trim(), format!("removed shm-id:{orphan}"), "only the orphan");
+    let ids: Vec<i64> = listed().iter().filter_map(|o| o["id"].as_i64()).collect();
+    assert!(!ids.contains(&i64::from(orphan)));
+    assert!(ids.contains(&i64::from(live.id())) && ids.contains(&i64::from(idle.id())));
+}
+
+fn cli_send_and_recv_through_both_queue_kinds() {
+    let key = 0x1f10_0000 | (std::process::id() as i32 & 0xffff);
+    let _q = SysvQueue::create(Key::new(key).unwrap(), 0o600).unwrap();
+    let sysv = format!("sysv:{key:#x}");
+    assert!(run(&["send", &sysv, "hello there", "--type", "3"]).status.success());
+    assert!(run(&["send", &sysv, "other", "--type", "7"]).status.success());
+    let out = run(&["recv", &sysv, "--type", "<=5", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["type"].as_i64(), v["message"].as_str()), (Some(3), Some("hello there")));
+    let out = run(&["recv", &format!("sysv:{key}"), "--type", "!3"]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "other\n", "decimal keys work too");
+    let out = run(&["recv", &sysv, "--timeout", "100ms"]);
+    assert_eq!(out.status.code(), Some(1), "empty: exit status 1");
+
+    let name = format!("/{}", unique_name("ipc-kit-test-mq"));
+    let _p = PosixQueue::create(&name, QueueAttr { max_messages: 2, message_size: 64 }, 0o600).unwrap();
+    let posix = format!("posix:{name}");
+    assert!(run(&["send", &posix, "low", "--priority", "1"]).status.success());
+    assert!(run(&["send", &posix, "high", "--priority", "9"]).status.success());
+    assert_eq!(run(&["send", &posix, "no room"]).status.code(), Some(1), "full: exit status 1");
+    let v: serde_json::Value = serde_json::from_slice(&run(&["recv", &posix, "--json"]).stdout).unwrap();
+    assert_eq!((v["priority"].as_i64(), v["message"].as_str()), (Some(9), Some("high")));
+    assert_eq!(String::from_utf8(run(&["recv", &posix]).stdout).unwrap(), "low\n");
+    assert_eq!(run(&["recv", &posix]).status.code(), Some(1));
+}
+
+fn cli_bad_addresses_exit_2_with_one_line() {
+    let missing_mq = format!("posix:/{}", unique_name("ipc-kit-test-missing"));
+    for args in [
+        vec!["send", "nonsense", "x"],
+        vec!["send", "sysv:0", "x"],
+        vec!["recv", "sysv:notanumber"],
+        vec!["recv", "sysv-id:2147483000"],
+        vec!["recv", missing_mq.as_str()],
+        vec!["recv", "posix:no-slash"],
+        vec!["recv", "sysv:0x1", "--timeout", "soon"],
+        vec!["rm", "shm-id:2147483000"],
+        vec!["rm", "gizmo:1"],
+    ] {
+        let out = run(&args);
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line, got {err:?}");
+    }
+}

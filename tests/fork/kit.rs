@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use ipc_kit::msgq::{Key, PosixQueue, QueueAttr, SysvQueue};
 use ipc_kit::shm::{PosixShm, SysvSegment};
-use ipc_kit_tests::{cases, fork, unique_name};
+use ipc_kit::traits::Error as KitError;
+use ipc_kit::{Mechanism, Pair};
+use ipc_kit_tests::{cases, checksum, fork, pattern, unique_name};
 
 cases!("kit":
+    every_mechanism_through_the_traits_across_fork,
     cli_ls_shows_and_rm_removes,
     cli_rm_orphaned_removes_only_orphans,
     cli_send_and_recv_through_both_queue_kinds,
@@ -142,5 +145,44 @@ fn cli_bad_addresses_exit_2_with_one_line() {
         let err = String::from_utf8(out.stderr).unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: one line, got {err:?}");
+    }
+}
+
+fn every_mechanism_through_the_traits_across_fork() {
+    const N: u64 = 2000;
+    let size = |i: u64| (i * 131 % 4000) as usize;
+    for &m in Mechanism::ALL {
+        let pair = m.pair().unwrap(); // holds what the sides need until the end
+        let Pair { mut sender, mut receiver, .. } = pair;
+        // The child sends; its copy of the receiver does not matter. The
+        // parent's copy of the sender goes with the closure.
+        let child = fork(move || {
+            for i in 0..N {
+                let mut msg = pattern(i, size(i));
+                msg.extend_from_slice(&checksum(&msg).to_le_bytes());
+                sender.send(&msg).unwrap();
+            }
+        });
+        let mut buf = Vec::new();
+        for i in 0..N {
+            let n = receiver
+                .recv_timeout(&mut buf, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("{}: message {i}: {e}", m.name()));
+            assert_eq!(n, size(i) + 8, "{}: message {i}", m.name());
+            let (body, sum) = buf.split_at(n - 8);
+            assert_eq!(checksum(body).to_le_bytes(), sum, "{}: message {i} corrupted", m.name());
+            assert!(body == pattern(i, size(i)), "{}: message {i} out of order", m.name());
+        }
+        child.join();
+        match receiver.recv_timeout(&mut buf, Duration::from_millis(300)) {
+            // Streams and the channel know when the sender is gone; queues
+            // outlive their users and just stay empty.
+            Err(KitError::Disconnected) => assert!(!matches!(m, Mechanism::SysvQueue | Mechanism::PosixQueue)),
+            Err(KitError::Timeout) => {
+                assert!(matches!(m, Mechanism::SysvQueue | Mechanism::PosixQueue), "{}", m.name())
+            }
+            other => panic!("{}: {other:?}", m.name()),
+        }
+        assert!(matches!(receiver.try_recv(&mut buf), Err(KitError::Empty | KitError::Disconnected)));
     }
 }

@@ -63,7 +63,7 @@ use crate::sys;
 pub struct Fifo {
     path: PathBuf,
     c_path: CString,
-    owner: bool,
+    owner: ipc_sync::Owned,
     /// Which FIFO this handle made, to unlink only it.
     made: Option<Identity>,
 }
@@ -130,7 +130,7 @@ impl Fifo {
         let c = c_path(path)?;
         sys::mkfifo(&c, (mode & 0o777) as libc::mode_t).map_err(|e| os_err(path, "mkfifo", e))?;
         let meta = std::fs::symlink_metadata(path).map_err(|e| os_err(path, "lstat", e))?;
-        Ok(Fifo { path: path.to_owned(), c_path: c, owner: true, made: Some(Identity::of(&meta)) })
+        Ok(Fifo { path: path.to_owned(), c_path: c, owner: ipc_sync::Owned::here(), made: Some(Identity::of(&meta)) })
     }
 
     /// Refers to the FIFO already at `path` (which must be one: a symbolic
@@ -146,7 +146,7 @@ impl Fifo {
         if !meta.file_type().is_fifo() {
             return Err(Error::NotAFifo { path: path.to_owned(), found: kind_name(meta.mode()) });
         }
-        Ok(Fifo { path: path.to_owned(), c_path: c, owner: false, made: None })
+        Ok(Fifo { path: path.to_owned(), c_path: c, owner: ipc_sync::Owned::none(), made: None })
     }
 
     /// Refers to the FIFO at `path`, making it (and owning it) when there
@@ -322,12 +322,12 @@ impl Fifo {
 
     /// Whether this handle unlinks the FIFO when dropped.
     pub fn is_owner(&self) -> bool {
-        self.owner
+        self.owner.is_owner()
     }
 
     /// Keeps the FIFO after this handle is dropped.
     pub fn persist(&mut self) {
-        self.owner = false;
+        self.owner = ipc_sync::Owned::none();
     }
 
     /// Removes the FIFO's name now (open ends keep working).
@@ -337,7 +337,7 @@ impl Fifo {
     /// [`Error::NotFound`]; [`Error::NotAFifo`] when something else took
     /// its place.
     pub fn unlink(&mut self) -> Result<()> {
-        self.owner = false;
+        self.owner = ipc_sync::Owned::none();
         let meta = std::fs::symlink_metadata(&self.path).map_err(|e| os_err(&self.path, "lstat", e))?;
         if !meta.file_type().is_fifo() {
             return Err(Error::NotAFifo { path: self.path.clone(), found: kind_name(meta.mode()) });
@@ -348,7 +348,7 @@ impl Fifo {
 
 impl Drop for Fifo {
     fn drop(&mut self) {
-        if !self.owner {
+        if !self.owner.is_owner() {
             return;
         }
         // Only the FIFO this handle made: not a file that replaced it.

@@ -28,6 +28,19 @@
 //! ```
 #![deny(unsafe_code)]
 
+mod impls;
+#[cfg(all(feature = "pipe", feature = "fifo", feature = "msgq", feature = "shm"))]
+mod mechanism;
+pub mod traits;
+
+#[cfg(feature = "pipe")]
+pub use impls::PipeSender;
+#[cfg(feature = "shm")]
+pub use impls::{ChannelReceiver, ChannelSender};
+#[cfg(all(feature = "pipe", feature = "fifo", feature = "msgq", feature = "shm"))]
+pub use mechanism::{Mechanism, Pair};
+pub use traits::{MessageReceiver, MessageSender};
+
 #[cfg(feature = "fifo")]
 #[doc(inline)]
 pub use ipc_fifo as fifo;
@@ -46,6 +59,7 @@ pub use ipc_sync as sync;
 
 /// The names most programs use, for a glob import.
 pub mod prelude {
+    pub use crate::traits::{MessageReceiver, MessageSender};
     #[cfg(feature = "fifo")]
     pub use ipc_fifo::Fifo;
     #[cfg(feature = "msgq")]

@@ -82,7 +82,7 @@ pub struct PosixQueue {
     fd: OwnedFd,
     name: CString,
     message_size: usize,
-    owner: bool,
+    owner: ipc_sync::Owned,
 }
 
 impl PosixQueue {
@@ -104,7 +104,7 @@ impl PosixQueue {
         let raw = (attr.max_messages as i64, attr.message_size as i64);
         let fd =
             sys::mq_open(&c, flags, (mode & 0o777) as libc::mode_t, Some(raw)).map_err(|e| open_err(name, attr, e))?;
-        Ok(PosixQueue { fd, name: c, message_size: attr.message_size, owner: true })
+        Ok(PosixQueue { fd, name: c, message_size: attr.message_size, owner: ipc_sync::Owned::here() })
     }
 
     /// Opens an existing queue for sending and receiving.
@@ -117,7 +117,7 @@ impl PosixQueue {
         let c = check_name(name)?;
         let fd = sys::mq_open(&c, libc::O_RDWR, 0, None).map_err(|e| open_err(name, QueueAttr::default(), e))?;
         let (_, size, _) = sys::mq_getattr(fd.as_fd()).map_err(|e| Error::Io { op: "mq_getattr", source: e })?;
-        Ok(PosixQueue { fd, name: c, message_size: usize::try_from(size).unwrap_or(0), owner: false })
+        Ok(PosixQueue { fd, name: c, message_size: usize::try_from(size).unwrap_or(0), owner: ipc_sync::Owned::none() })
     }
 
     /// Opens the queue, or creates it with `attr` and `mode` when there is
@@ -303,12 +303,12 @@ impl PosixQueue {
 
     /// Whether this handle unlinks the name when dropped.
     pub fn is_owner(&self) -> bool {
-        self.owner
+        self.owner.is_owner()
     }
 
     /// Keeps the name after this handle is dropped.
     pub fn persist(&mut self) {
-        self.owner = false;
+        self.owner = ipc_sync::Owned::none();
     }
 
     /// Removes the name now (`mq_unlink`); open handles keep working.
@@ -317,7 +317,7 @@ impl PosixQueue {
     ///
     /// [`Error::NotFound`] when it is gone already.
     pub fn unlink(&mut self) -> Result<()> {
-        self.owner = false;
+        self.owner = ipc_sync::Owned::none();
         sys::mq_unlink(&self.name).map_err(|e| Error::from_os(WHAT, || self.name().to_owned(), "mq_unlink", e))
     }
 
@@ -407,7 +407,7 @@ fn open_err(name: &str, attr: QueueAttr, e: io::Error) -> Error {
 
 impl Drop for PosixQueue {
     fn drop(&mut self) {
-        if self.owner {
+        if self.owner.is_owner() {
             let _ = sys::mq_unlink(&self.name);
         }
     }

@@ -107,7 +107,7 @@ pub struct QueueStat {
 pub struct SysvQueue {
     id: i32,
     key: Key,
-    owner: bool,
+    owner: ipc_sync::Owned,
 }
 
 /// The largest message text, from /proc/sys/kernel/msgmax (8192 by
@@ -139,7 +139,7 @@ impl SysvQueue {
             },
             _ => Error::from_os(WHAT, || key.to_string(), "msgget", e),
         })?;
-        Ok(SysvQueue { id, key, owner: true })
+        Ok(SysvQueue { id, key, owner: ipc_sync::Owned::here() })
     }
 
     /// Opens the existing queue under `key`.
@@ -155,7 +155,7 @@ impl SysvQueue {
         // Asking for read and write (0o666) makes msgget check them: with
         // 0 it would hand out the id to anyone.
         let id = sys::msgget(key.raw(), 0o666).map_err(|e| Error::from_os(WHAT, || key.to_string(), "msgget", e))?;
-        Ok(SysvQueue { id, key, owner: false })
+        Ok(SysvQueue { id, key, owner: ipc_sync::Owned::none() })
     }
 
     /// Opens the queue with this id (as `ipcs -q` shows it).
@@ -165,7 +165,7 @@ impl SysvQueue {
     /// [`Error::Removed`] when no queue has that id;
     /// [`Error::PermissionDenied`].
     pub fn open_id(id: i32) -> Result<Self> {
-        let q = SysvQueue { id, key: Key::private(), owner: false };
+        let q = SysvQueue { id, key: Key::private(), owner: ipc_sync::Owned::none() };
         q.stat()?;
         Ok(q)
     }
@@ -472,12 +472,12 @@ impl SysvQueue {
 
     /// Whether this handle removes the queue when dropped.
     pub fn is_owner(&self) -> bool {
-        self.owner
+        self.owner.is_owner()
     }
 
     /// Keeps the queue after this handle is dropped.
     pub fn persist(&mut self) {
-        self.owner = false;
+        self.owner = ipc_sync::Owned::none();
     }
 
     /// Removes the queue now; blocked processes get [`Error::Removed`].
@@ -487,7 +487,7 @@ impl SysvQueue {
     /// [`Error::PermissionDenied`]; [`Error::Removed`].
     #[doc(alias = "IPC_RMID")]
     pub fn remove(mut self) -> Result<()> {
-        self.owner = false;
+        self.owner = ipc_sync::Owned::none();
         sys::msg_remove(self.id).map_err(|e| self.err("msgctl(IPC_RMID)", e))
     }
 }
@@ -516,7 +516,7 @@ fn poll_until<T>(deadline: Deadline, mut attempt: impl FnMut() -> Option<Result<
 
 impl Drop for SysvQueue {
     fn drop(&mut self) {
-        if self.owner {
+        if self.owner.is_owner() {
             let _ = sys::msg_remove(self.id);
         }
     }

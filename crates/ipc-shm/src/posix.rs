@@ -48,7 +48,7 @@ pub struct PosixShm {
     fd: OwnedFd,
     name: CString,
     writable: bool,
-    owner: bool,
+    owner: ipc_sync::Owned,
 }
 
 impl PosixShm {
@@ -70,7 +70,7 @@ impl PosixShm {
         let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL;
         let fd = sys::shm_open(&c, flags, (mode & 0o777) as libc::mode_t)
             .map_err(|e| Error::from_os(WHAT, || name.to_owned(), "shm_open", e))?;
-        let shm = PosixShm { fd, name: c, writable: true, owner: true };
+        let shm = PosixShm { fd, name: c, writable: true, owner: ipc_sync::Owned::here() };
         sys::ftruncate(shm.fd.as_fd(), size).map_err(|e| Error::Io { op: "ftruncate", source: e })?;
         Ok(shm)
     }
@@ -98,7 +98,7 @@ impl PosixShm {
         let c = check_name(name)?;
         let flags = if writable { libc::O_RDWR } else { libc::O_RDONLY };
         let fd = sys::shm_open(&c, flags, 0).map_err(|e| Error::from_os(WHAT, || name.to_owned(), "shm_open", e))?;
-        Ok(PosixShm { fd, name: c, writable, owner: false })
+        Ok(PosixShm { fd, name: c, writable, owner: ipc_sync::Owned::none() })
     }
 
     /// Opens it, or creates it with `size` and `mode` when there is none.
@@ -178,12 +178,12 @@ impl PosixShm {
 
     /// Whether this handle unlinks the name when dropped.
     pub fn is_owner(&self) -> bool {
-        self.owner
+        self.owner.is_owner()
     }
 
     /// Keeps the name after this handle is dropped.
     pub fn persist(&mut self) {
-        self.owner = false;
+        self.owner = ipc_sync::Owned::none();
     }
 
     /// Removes the name now (`shm_unlink`); open handles and mappings keep
@@ -193,7 +193,7 @@ impl PosixShm {
     ///
     /// [`Error::NotFound`] when it is gone already.
     pub fn unlink(&mut self) -> Result<()> {
-        self.owner = false;
+        self.owner = ipc_sync::Owned::none();
         sys::shm_unlink(&self.name).map_err(|e| Error::from_os(WHAT, || self.name().to_owned(), "shm_unlink", e))
     }
 }
@@ -204,7 +204,7 @@ fn check_name(name: &str) -> Result<CString> {
 
 impl Drop for PosixShm {
     fn drop(&mut self) {
-        if self.owner {
+        if self.owner.is_owner() {
             let _ = sys::shm_unlink(&self.name);
         }
     }

@@ -42,7 +42,7 @@ pub struct SysvSegment {
     id: i32,
     key: Key,
     size: usize,
-    owner: bool,
+    owner: ipc_sync::Owned,
 }
 
 /// What `IPC_STAT` tells about a segment.
@@ -89,7 +89,7 @@ impl SysvSegment {
         let flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as libc::c_int;
         let id =
             sys::shmget(key.raw(), size, flags).map_err(|e| Error::from_os(WHAT, || key.to_string(), "shmget", e))?;
-        Ok(SysvSegment { id, key, size, owner: true })
+        Ok(SysvSegment { id, key, size, owner: ipc_sync::Owned::here() })
     }
 
     /// Opens the existing segment under `key`, which must hold at least
@@ -119,7 +119,7 @@ impl SysvSegment {
     }
 
     fn opened(id: i32, key: Key, min_size: usize) -> Result<Self> {
-        let seg = SysvSegment { id, key, size: 0, owner: false };
+        let seg = SysvSegment { id, key, size: 0, owner: ipc_sync::Owned::none() };
         let size = usize::try_from(seg.stat()?.size).unwrap_or(usize::MAX);
         if size < min_size {
             return Err(Error::TooSmall { what: WHAT, name: seg.name(), size: size as u64, needed: min_size as u64 });
@@ -213,12 +213,12 @@ impl SysvSegment {
 
     /// Whether this handle removes the segment when dropped.
     pub fn is_owner(&self) -> bool {
-        self.owner
+        self.owner.is_owner()
     }
 
     /// Keeps the segment after this handle is dropped.
     pub fn persist(&mut self) {
-        self.owner = false;
+        self.owner = ipc_sync::Owned::none();
     }
 
     /// Marks the segment for removal now (`IPC_RMID`): it goes when the
@@ -229,7 +229,7 @@ impl SysvSegment {
     /// [`Error::PermissionDenied`]; [`Error::Removed`].
     #[doc(alias = "IPC_RMID")]
     pub fn remove(mut self) -> Result<()> {
-        self.owner = false;
+        self.owner = ipc_sync::Owned::none();
         sys::shm_remove(self.id).map_err(|e| self.err("shmctl(IPC_RMID)", e))
     }
 
@@ -248,7 +248,7 @@ impl SysvSegment {
 
 impl Drop for SysvSegment {
     fn drop(&mut self) {
-        if self.owner {
+        if self.owner.is_owner() {
             let _ = sys::shm_remove(self.id);
         }
     }

@@ -141,3 +141,26 @@ pub fn open_or_create<T, E>(
         }
     }
 }
+
+/// Which process owns a named or keyed object: the one that created it.
+/// Only that process removes the object when its handle is dropped; a
+/// child that inherited a copy of the handle across `fork` does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owned(u32);
+
+impl Owned {
+    /// Owned by the calling process.
+    pub fn here() -> Owned {
+        Owned(std::process::id())
+    }
+
+    /// Owned by nobody (the handle only opened the object, or persists it).
+    pub const fn none() -> Owned {
+        Owned(0)
+    }
+
+    /// Whether the calling process owns the object.
+    pub fn is_owner(self) -> bool {
+        self.0 != 0 && self.0 == std::process::id()
+    }
+}

@@ -41,7 +41,7 @@ const MAX_NAME: usize = 251;
 pub struct NamedSemaphore {
     sem: NamedSem,
     name: CString,
-    owner: bool,
+    owner: crate::Owned,
 }
 
 impl NamedSemaphore {
@@ -93,7 +93,7 @@ impl NamedSemaphore {
         }
         let sem = NamedSem::open(&c, flags, (mode & 0o777) as libc::mode_t, value)
             .map_err(|e| Error::from_os(WHAT, || name.to_owned(), "sem_open", e))?;
-        Ok(NamedSemaphore { sem, name: c, owner })
+        Ok(NamedSemaphore { sem, name: c, owner: if owner { crate::Owned::here() } else { crate::Owned::none() } })
     }
 
     /// Adds a unit.
@@ -181,12 +181,12 @@ impl NamedSemaphore {
 
     /// Whether this handle unlinks the name when dropped.
     pub fn is_owner(&self) -> bool {
-        self.owner
+        self.owner.is_owner()
     }
 
     /// Keeps the name after this handle is dropped.
     pub fn persist(&mut self) {
-        self.owner = false;
+        self.owner = crate::Owned::none();
     }
 
     /// Removes the name now (`sem_unlink`); open handles keep working.
@@ -195,7 +195,7 @@ impl NamedSemaphore {
     ///
     /// [`Error::NotFound`] when it is gone already; [`Error::PermissionDenied`].
     pub fn unlink(&mut self) -> Result<()> {
-        self.owner = false;
+        self.owner = crate::Owned::none();
         sys::sem_unlink(&self.name).map_err(|e| Error::from_os(WHAT, || self.name().to_owned(), "sem_unlink", e))
     }
 }
@@ -208,7 +208,7 @@ fn check_name(name: &str) -> Result<CString> {
 
 impl Drop for NamedSemaphore {
     fn drop(&mut self) {
-        if self.owner {
+        if self.owner.is_owner() {
             let _ = sys::sem_unlink(&self.name);
         }
     }

@@ -86,7 +86,7 @@ pub struct SemaphoreSet {
     id: i32,
     key: Key,
     len: usize,
-    owner: bool,
+    owner: crate::Owned,
 }
 
 impl SemaphoreSet {
@@ -105,7 +105,7 @@ impl SemaphoreSet {
         let flags = libc::IPC_CREAT | libc::IPC_EXCL | mode_bits(mode);
         let id = sys::semget(key.raw(), values.len() as libc::c_int, flags)
             .map_err(|e| Error::from_os(WHAT, || key.to_string(), "semget", e))?;
-        let set = SemaphoreSet { id, key, len: values.len(), owner: true };
+        let set = SemaphoreSet { id, key, len: values.len(), owner: crate::Owned::here() };
         set.initialize(values)?;
         Ok(set)
     }
@@ -147,7 +147,7 @@ impl SemaphoreSet {
             let ds = sys::sem_stat(id).map_err(|e| Error::from_os(WHAT, || key.to_string(), "semctl(IPC_STAT)", e))?;
             if ds.sem_otime != 0 {
                 let len = usize::try_from(ds.sem_nsems).unwrap_or(0);
-                return Ok(SemaphoreSet { id, key, len, owner: false });
+                return Ok(SemaphoreSet { id, key, len, owner: crate::Owned::none() });
             }
             if deadline.has_expired() {
                 return Err(Error::Timeout { what: "initialization of the System V semaphore set by its creator" });
@@ -349,12 +349,12 @@ impl SemaphoreSet {
 
     /// Whether this handle removes the set when dropped.
     pub fn is_owner(&self) -> bool {
-        self.owner
+        self.owner.is_owner()
     }
 
     /// Keeps the set after this handle is dropped.
     pub fn persist(&mut self) {
-        self.owner = false;
+        self.owner = crate::Owned::none();
     }
 
     /// Removes the set now (`IPC_RMID`); processes waiting on it get
@@ -366,7 +366,7 @@ impl SemaphoreSet {
     /// already.
     #[doc(alias = "IPC_RMID")]
     pub fn remove(mut self) -> Result<()> {
-        self.owner = false;
+        self.owner = crate::Owned::none();
         sys::sem_remove(self.id).map_err(|e| self.err("semctl(IPC_RMID)", e))
     }
 
@@ -378,7 +378,7 @@ impl SemaphoreSet {
     /// [`Error::PermissionDenied`]; [`Error::Removed`] when no set has that
     /// id.
     pub fn remove_id(id: i32) -> Result<()> {
-        SemaphoreSet { id, key: Key::private(), len: 0, owner: false }.remove()
+        SemaphoreSet { id, key: Key::private(), len: 0, owner: crate::Owned::none() }.remove()
     }
 
     fn err(&self, op: &'static str, e: std::io::Error) -> Error {
@@ -417,7 +417,7 @@ fn mode_bits(mode: u32) -> libc::c_int {
 
 impl Drop for SemaphoreSet {
     fn drop(&mut self) {
-        if self.owner {
+        if self.owner.is_owner() {
             let _ = sys::sem_remove(self.id);
         }
     }

@@ -57,8 +57,8 @@ pub fn byte_channel(capacity: usize) -> Result<ByteChannel> {
 }
 
 /// A channel of byte records in shared memory, before its sides are
-/// claimed. See [`byte_channel`].
-#[derive(Debug)]
+/// claimed. See [`byte_channel`]. Clones refer to the same channel.
+#[derive(Debug, Clone)]
 pub struct ByteChannel {
     conn: Conn,
 }

@@ -1,0 +1,299 @@
+//! The traits for each mechanism.
+
+use std::io;
+use std::time::Duration;
+
+use crate::traits::{Error, MessageReceiver, MessageSender, Result, other};
+
+/// A framed pipe (or FIFO) writer: frames of at most `PIPE_BUF` bytes go
+/// in one atomic write (all or nothing, so `try_send` and `send_timeout`
+/// never leave half a frame); longer frames are written whole, waiting as
+/// needed.
+#[cfg(feature = "pipe")]
+#[derive(Debug)]
+pub struct PipeSender {
+    writer: ipc_pipe::PipeWriter,
+    frame: Vec<u8>,
+}
+
+#[cfg(feature = "pipe")]
+impl PipeSender {
+    /// Frames messages onto `writer`, in the format of ipc-pipe's
+    /// `FrameWriter`.
+    pub fn new(writer: ipc_pipe::PipeWriter) -> Self {
+        PipeSender { writer, frame: Vec::new() }
+    }
+
+    fn build(&mut self, msg: &[u8]) -> Result<()> {
+        let len = u32::try_from(msg.len()).map_err(|_| Error::TooLarge { len: msg.len(), max: u32::MAX as usize })?;
+        self.frame.clear();
+        self.frame.extend_from_slice(&len.to_le_bytes());
+        self.frame.extend_from_slice(msg);
+        Ok(())
+    }
+
+    fn pipe_err(e: ipc_pipe::Error) -> Error {
+        match e {
+            ipc_pipe::Error::BrokenPipe => Error::Disconnected,
+            ipc_pipe::Error::WouldBlock => Error::Full,
+            ipc_pipe::Error::Timeout => Error::Timeout,
+            other_err => other(other_err),
+        }
+    }
+
+    fn send_with(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<()> {
+        self.build(msg)?;
+        if self.frame.len() <= ipc_pipe::PIPE_BUF {
+            return match timeout {
+                None => self.writer.try_write_atomic(&self.frame),
+                Some(t) => self.writer.write_atomic_timeout(&self.frame, t),
+            }
+            .map_err(Self::pipe_err);
+        }
+        // Longer frames: the first bytes decide; once some are in, the
+        // rest follows whatever the wait.
+        let first = match timeout {
+            None => self.writer.try_write(&self.frame),
+            Some(t) => self.writer.write_timeout(&self.frame, t),
+        }
+        .map_err(Self::pipe_err)?;
+        io::Write::write_all(&mut &self.writer, &self.frame[first..]).map_err(|e| match e.kind() {
+            io::ErrorKind::BrokenPipe => Error::Disconnected,
+            _ => other(e),
+        })
+    }
+}
+
+#[cfg(feature = "pipe")]
+impl MessageSender for PipeSender {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.build(msg)?;
+        io::Write::write_all(&mut &self.writer, &self.frame).map_err(|e| match e.kind() {
+            io::ErrorKind::BrokenPipe => Error::Disconnected,
+            _ => other(e),
+        })
+    }
+
+    fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_with(msg, None)
+    }
+
+    fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.send_with(msg, Some(timeout))
+    }
+}
+
+#[cfg(feature = "pipe")]
+fn frame_result(r: ipc_pipe::Result<Option<usize>>) -> Result<usize> {
+    match r {
+        Ok(Some(n)) => Ok(n),
+        Ok(None) => Err(Error::Disconnected),
+        Err(ipc_pipe::Error::WouldBlock) => Err(Error::Empty),
+        Err(ipc_pipe::Error::Timeout) => Err(Error::Timeout),
+        Err(e) => Err(other(e)),
+    }
+}
+
+#[cfg(feature = "pipe")]
+impl MessageReceiver for ipc_pipe::FrameReader<ipc_pipe::PipeReader> {
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        frame_result(ipc_pipe::FrameReader::recv(self, buf))
+    }
+
+    fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        frame_result(ipc_pipe::FrameReader::try_recv(self, buf))
+    }
+
+    fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
+        frame_result(ipc_pipe::FrameReader::recv_timeout(self, buf, timeout))
+    }
+}
+
+#[cfg(feature = "msgq")]
+mod queues {
+    use super::*;
+    use ipc_msgq::{PosixQueue, Selector, SysvQueue};
+
+    fn msgq_err(e: ipc_msgq::Error) -> Error {
+        match e {
+            ipc_msgq::Error::Full => Error::Full,
+            ipc_msgq::Error::Empty => Error::Empty,
+            ipc_msgq::Error::Timeout => Error::Timeout,
+            ipc_msgq::Error::Removed { .. } => Error::Disconnected,
+            ipc_msgq::Error::MessageTooLarge { len, max, .. } => Error::TooLarge { len, max },
+            other_err => other(other_err),
+        }
+    }
+
+    /// The message type the traits use on a System V queue.
+    const MTYPE: i64 = 1;
+
+    impl MessageSender for SysvQueue {
+        fn send(&mut self, msg: &[u8]) -> Result<()> {
+            SysvQueue::send(self, MTYPE, msg).map_err(msgq_err)
+        }
+
+        fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+            SysvQueue::try_send(self, MTYPE, msg).map_err(msgq_err)
+        }
+
+        fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+            SysvQueue::send_timeout(self, MTYPE, msg, timeout).map_err(msgq_err)
+        }
+    }
+
+    fn sysv_recv(buf: &mut Vec<u8>, f: impl FnOnce(&mut [u8]) -> ipc_msgq::Result<(i64, usize)>) -> Result<usize> {
+        buf.resize(ipc_msgq::sysv_max_message(), 0);
+        let r = f(buf);
+        let n = r.as_ref().map_or(0, |&(_, n)| n);
+        buf.truncate(n);
+        r.map(|(_, n)| n).map_err(msgq_err)
+    }
+
+    impl MessageReceiver for SysvQueue {
+        fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+            sysv_recv(buf, |b| SysvQueue::recv(self, Selector::Any, b))
+        }
+
+        fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+            sysv_recv(buf, |b| SysvQueue::try_recv(self, Selector::Any, b))
+        }
+
+        fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
+            sysv_recv(buf, |b| SysvQueue::recv_timeout(self, Selector::Any, b, timeout))
+        }
+    }
+
+    impl MessageSender for PosixQueue {
+        fn send(&mut self, msg: &[u8]) -> Result<()> {
+            PosixQueue::send(self, msg, 0).map_err(msgq_err)
+        }
+
+        fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+            PosixQueue::try_send(self, msg, 0).map_err(msgq_err)
+        }
+
+        fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+            PosixQueue::send_timeout(self, msg, 0, timeout).map_err(msgq_err)
+        }
+    }
+
+    fn posix_recv(
+        size: usize,
+        buf: &mut Vec<u8>,
+        f: impl FnOnce(&mut [u8]) -> ipc_msgq::Result<(usize, u32)>,
+    ) -> Result<usize> {
+        buf.resize(size, 0);
+        let r = f(buf);
+        let n = r.as_ref().map_or(0, |&(n, _)| n);
+        buf.truncate(n);
+        r.map(|(n, _)| n).map_err(msgq_err)
+    }
+
+    impl MessageReceiver for PosixQueue {
+        fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+            let size = self.message_size();
+            posix_recv(size, buf, |b| PosixQueue::recv(self, b))
+        }
+
+        fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+            let size = self.message_size();
+            posix_recv(size, buf, |b| PosixQueue::try_recv(self, b))
+        }
+
+        fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
+            let size = self.message_size();
+            posix_recv(size, buf, |b| PosixQueue::recv_timeout(self, b, timeout))
+        }
+    }
+}
+
+#[cfg(feature = "shm")]
+mod channel {
+    use super::*;
+    use ipc_shm::{ByteChannel, ByteReceiver, ByteSender};
+
+    fn shm_err(e: ipc_shm::Error) -> Error {
+        match e {
+            ipc_shm::Error::Full => Error::Full,
+            ipc_shm::Error::Empty => Error::Empty,
+            ipc_shm::Error::Timeout => Error::Timeout,
+            ipc_shm::Error::Disconnected => Error::Disconnected,
+            ipc_shm::Error::RecordTooLarge { len, max } => Error::TooLarge { len, max },
+            other_err => other(other_err),
+        }
+    }
+
+    /// The sending side of a shared-memory byte channel, claimed by the
+    /// process that first sends: a pair made before `fork` can go either
+    /// way, and the copy a process does not use claims nothing.
+    #[derive(Debug)]
+    pub struct ChannelSender {
+        chan: ByteChannel,
+        side: Option<ByteSender>,
+    }
+
+    /// The receiving side, claimed by the process that first receives.
+    #[derive(Debug)]
+    pub struct ChannelReceiver {
+        chan: ByteChannel,
+        side: Option<ByteReceiver>,
+    }
+
+    impl ChannelSender {
+        pub(crate) fn new(chan: ByteChannel) -> Self {
+            ChannelSender { chan, side: None }
+        }
+
+        fn side(&mut self) -> Result<&mut ByteSender> {
+            if self.side.is_none() {
+                self.side = Some(self.chan.sender().map_err(shm_err)?);
+            }
+            self.side.as_mut().ok_or(Error::Disconnected)
+        }
+    }
+
+    impl ChannelReceiver {
+        pub(crate) fn new(chan: ByteChannel) -> Self {
+            ChannelReceiver { chan, side: None }
+        }
+
+        fn side(&mut self) -> Result<&mut ByteReceiver> {
+            if self.side.is_none() {
+                self.side = Some(self.chan.receiver().map_err(shm_err)?);
+            }
+            self.side.as_mut().ok_or(Error::Disconnected)
+        }
+    }
+
+    impl MessageSender for ChannelSender {
+        fn send(&mut self, msg: &[u8]) -> Result<()> {
+            self.side()?.send(msg).map_err(shm_err)
+        }
+
+        fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+            self.side()?.try_send(msg).map_err(shm_err)
+        }
+
+        fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+            self.side()?.send_timeout(msg, timeout).map_err(shm_err)
+        }
+    }
+
+    impl MessageReceiver for ChannelReceiver {
+        fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+            self.side()?.recv(buf).map_err(shm_err)
+        }
+
+        fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+            self.side()?.try_recv(buf).map_err(shm_err)
+        }
+
+        fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
+            self.side()?.recv_timeout(buf, timeout).map_err(shm_err)
+        }
+    }
+}
+
+#[cfg(feature = "shm")]
+pub use channel::{ChannelReceiver, ChannelSender};

@@ -1,0 +1,173 @@
+//! Every mechanism by name, and a connected pair of any of them.
+
+use std::io;
+
+use crate::traits::{MessageReceiver, MessageSender};
+
+/// The mechanisms the traits cover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Mechanism {
+    /// An anonymous pipe, framed.
+    Pipe,
+    /// A named pipe in a fresh temporary directory, framed.
+    Fifo,
+    /// A private System V message queue.
+    SysvQueue,
+    /// A POSIX message queue with a unique name (10 messages of 8 KiB).
+    PosixQueue,
+    /// A shared-memory byte channel (1 MiB ring) in anonymous memory.
+    ShmByteChannel,
+}
+
+impl Mechanism {
+    /// Every mechanism.
+    pub const ALL: &[Mechanism] =
+        &[Mechanism::Pipe, Mechanism::Fifo, Mechanism::SysvQueue, Mechanism::PosixQueue, Mechanism::ShmByteChannel];
+
+    /// A short name, as `ipc-kit bench` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Pipe => "pipe",
+            Mechanism::Fifo => "fifo",
+            Mechanism::SysvQueue => "sysv-msgq",
+            Mechanism::PosixQueue => "posix-mq",
+            Mechanism::ShmByteChannel => "shm-byte-channel",
+        }
+    }
+
+    /// A connected sender and receiver. Make the pair before `fork`; then
+    /// one process keeps the sender and drops the receiver, the other the
+    /// reverse. Keep the `Pair` value itself alive while the sides are in
+    /// use (take the sides out with `let Pair { sender, receiver, .. } =
+    /// pair;`, not from a temporary): it holds what a mechanism needs
+    /// besides its two sides, such as the handle that removes a System V
+    /// queue, which goes when the creating process drops it (a forked
+    /// child's copies never remove anything).
+    ///
+    /// # Errors
+    ///
+    /// The mechanism's own errors when its object cannot be made.
+    ///
+    /// # Examples
+    ///
+    /// Code written once against the traits works over every mechanism:
+    ///
+    /// ```
+    /// use ipc_kit::{Mechanism, MessageReceiver, MessageSender};
+    ///
+    /// fn echo_three(tx: &mut dyn MessageSender, rx: &mut dyn MessageReceiver) -> ipc_kit::traits::Result<Vec<u8>> {
+    ///     let mut buf = Vec::new();
+    ///     for word in [&b"one"[..], b"two", b"three"] {
+    ///         tx.send(word)?;
+    ///         rx.recv(&mut buf)?;
+    ///     }
+    ///     Ok(buf)
+    /// }
+    ///
+    /// for m in Mechanism::ALL {
+    ///     let mut pair = m.pair()?;
+    ///     assert_eq!(echo_three(pair.sender.as_mut(), pair.receiver.as_mut()).unwrap(), b"three", "{}", m.name());
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn pair(self) -> io::Result<Pair> {
+        Ok(match self {
+            Mechanism::Pipe => {
+                let (r, w) = ipc_pipe::pipe()?;
+                Pair::new(crate::impls::PipeSender::new(w), ipc_pipe::FrameReader::new(r), Keep::None)
+            }
+            Mechanism::Fifo => {
+                let dir = TempDir::new()?;
+                let fifo = ipc_fifo::Fifo::create(dir.0.join("fifo"), 0o600)?;
+                let r = fifo.try_open_reader()?;
+                let w = fifo.try_open_writer()?;
+                Pair::new(
+                    crate::impls::PipeSender::new(w),
+                    ipc_pipe::FrameReader::new(r),
+                    Keep::Fifo { _fifo: fifo, _dir: dir },
+                )
+            }
+            Mechanism::SysvQueue => {
+                // The owning handle stays in the pair: whichever process
+                // drops its side first must not remove the queue under the
+                // other.
+                let owner = ipc_msgq::SysvQueue::create(ipc_sync::Key::private(), 0o600)?;
+                let tx = ipc_msgq::SysvQueue::open_id(owner.id())?;
+                let rx = ipc_msgq::SysvQueue::open_id(owner.id())?;
+                Pair::new(tx, rx, Keep::SysvQueue { _owner: owner })
+            }
+            Mechanism::PosixQueue => {
+                static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let name = format!("/ipc-kit-pair-{}-{n}", std::process::id());
+                let q = ipc_msgq::PosixQueue::create(&name, ipc_msgq::QueueAttr::default(), 0o600)?;
+                let other = ipc_msgq::PosixQueue::open(&name)?;
+                Pair::new(q, other, Keep::None)
+            }
+            Mechanism::ShmByteChannel => {
+                let chan = ipc_shm::ByteChannel::anonymous(1 << 20)?;
+                let other = chan.clone();
+                Pair::new(crate::impls::ChannelSender::new(chan), crate::impls::ChannelReceiver::new(other), Keep::None)
+            }
+        })
+    }
+}
+
+/// What a pair keeps alive besides its two sides.
+#[derive(Debug)]
+enum Keep {
+    None,
+    /// The handle that removes the queue with the pair.
+    SysvQueue {
+        _owner: ipc_msgq::SysvQueue,
+    },
+    /// The FIFO (dropped first) and its directory.
+    Fifo {
+        _fifo: ipc_fifo::Fifo,
+        _dir: TempDir,
+    },
+}
+
+/// A connected sender and receiver of one [`Mechanism`].
+pub struct Pair {
+    /// The sending side.
+    pub sender: Box<dyn MessageSender + Send>,
+    /// The receiving side.
+    pub receiver: Box<dyn MessageReceiver + Send>,
+    _keep: Keep,
+}
+
+impl Pair {
+    fn new(s: impl MessageSender + Send + 'static, r: impl MessageReceiver + Send + 'static, keep: Keep) -> Pair {
+        Pair { sender: Box::new(s), receiver: Box::new(r), _keep: keep }
+    }
+}
+
+impl std::fmt::Debug for Pair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pair").finish_non_exhaustive()
+    }
+}
+
+/// A temporary directory for a FIFO, removed by the process that made it.
+#[derive(Debug)]
+struct TempDir(std::path::PathBuf, u32);
+
+impl TempDir {
+    fn new() -> io::Result<TempDir> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ipc-kit-pair-{}-{n}", std::process::id()));
+        std::fs::create_dir(&dir)?;
+        Ok(TempDir(dir, std::process::id()))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if self.1 == std::process::id() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}

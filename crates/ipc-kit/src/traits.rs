@@ -1,0 +1,91 @@
+//! One interface over every mechanism: [`MessageSender`] and
+//! [`MessageReceiver`], and [`Mechanism`] to make a connected pair.
+
+use std::time::Duration;
+
+/// What a send or receive through the mechanism-neutral traits can give.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The other side is gone (end of file, a removed queue, a closed
+    /// channel), and everything it sent has been received.
+    #[error("the other side is gone")]
+    Disconnected,
+    /// A `try_send` found no room.
+    #[error("no room for the message now")]
+    Full,
+    /// A `try_recv` found no message.
+    #[error("no message now")]
+    Empty,
+    /// A timed call reached its deadline.
+    #[error("the deadline passed")]
+    Timeout,
+    /// A message longer than the mechanism carries.
+    #[error("message of {len} bytes exceeds the mechanism's {max}")]
+    TooLarge {
+        /// The message's length.
+        len: usize,
+        /// The most the mechanism carries.
+        max: usize,
+    },
+    /// Anything else, from the mechanism's own error type.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The result of the traits' methods.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The sending side of any mechanism: whole messages of bytes.
+pub trait MessageSender {
+    /// Sends `msg`, waiting for room.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`], [`Error::TooLarge`], [`Error::Other`].
+    fn send(&mut self, msg: &[u8]) -> Result<()>;
+
+    /// Sends `msg` if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Full`], and as for [`send`](Self::send).
+    fn try_send(&mut self, msg: &[u8]) -> Result<()>;
+
+    /// Sends `msg`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], and as for [`send`](Self::send).
+    fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()>;
+}
+
+/// The receiving side of any mechanism: whole messages into a reusable
+/// buffer.
+pub trait MessageReceiver {
+    /// Receives the next message into `buf` (replacing its contents),
+    /// waiting for it; returns its length.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`], [`Error::Other`].
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize>;
+
+    /// Receives a message if one is there now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Empty`], and as for [`recv`](Self::recv).
+    fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize>;
+
+    /// Receives, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], and as for [`recv`](Self::recv).
+    fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize>;
+}
+
+pub(crate) fn other(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Other(Box::new(e))
+}

@@ -1,5 +1,6 @@
 //! One interface over every mechanism: [`MessageSender`] and
-//! [`MessageReceiver`], and [`Mechanism`] to make a connected pair.
+//! [`MessageReceiver`], and `Mechanism` (in the crate root) to make a
+//! connected pair.
 
 use std::time::Duration;
 

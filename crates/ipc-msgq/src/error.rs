@@ -149,12 +149,13 @@ impl Error {
     /// Turns an OS error about the queue `what` named `name` into the
     /// matching typed error.
     pub(crate) fn from_os(what: &'static str, name: impl FnOnce() -> String, op: &'static str, e: io::Error) -> Self {
-        match e.raw_os_error() {
-            Some(libc::EEXIST) => Error::AlreadyExists { what, name: name() },
-            Some(libc::ENOENT) => Error::NotFound { what, name: name() },
-            Some(libc::EACCES | libc::EPERM) => Error::PermissionDenied { what, name: name() },
-            Some(libc::EIDRM) => Error::Removed { what, name: name() },
-            _ => Error::Io { op, source: e },
+        use ipc_sync::ObjectFault;
+        match ObjectFault::of(&e) {
+            Some(ObjectFault::Exists) => Error::AlreadyExists { what, name: name() },
+            Some(ObjectFault::Missing) => Error::NotFound { what, name: name() },
+            Some(ObjectFault::Denied) => Error::PermissionDenied { what, name: name() },
+            Some(ObjectFault::Removed) => Error::Removed { what, name: name() },
+            None => Error::Io { op, source: e },
         }
     }
 }

@@ -186,7 +186,7 @@ impl SysvQueue {
     }
 
     fn name(&self) -> String {
-        if self.key.is_private() { format!("id {}", self.id) } else { format!("{} (id {})", self.key, self.id) }
+        self.key.describe(self.id)
     }
 
     fn err(&self, op: &'static str, e: io::Error) -> Error {

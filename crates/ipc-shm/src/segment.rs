@@ -234,7 +234,7 @@ impl SysvSegment {
     }
 
     fn name(&self) -> String {
-        if self.key.is_private() { format!("id {}", self.id) } else { format!("{} (id {})", self.key, self.id) }
+        self.key.describe(self.id)
     }
 
     fn err(&self, op: &'static str, e: std::io::Error) -> Error {

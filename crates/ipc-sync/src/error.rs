@@ -122,17 +122,45 @@ impl Error {
     }
 }
 
+/// What an errno from creating, opening or using a named or keyed IPC
+/// object (a queue, segment, semaphore, FIFO) says about the object: the
+/// errno knowledge every crate's typed error shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectFault {
+    /// It exists already (`EEXIST`).
+    Exists,
+    /// It does not exist (`ENOENT`).
+    Missing,
+    /// Its permissions keep this process out (`EACCES`, `EPERM`).
+    Denied,
+    /// It was removed while in use (`EIDRM`).
+    Removed,
+}
+
+impl ObjectFault {
+    /// The fault `e` reports, if it is one of these.
+    pub fn of(e: &io::Error) -> Option<ObjectFault> {
+        match e.raw_os_error()? {
+            libc::EEXIST => Some(ObjectFault::Exists),
+            libc::ENOENT => Some(ObjectFault::Missing),
+            libc::EACCES | libc::EPERM => Some(ObjectFault::Denied),
+            libc::EIDRM => Some(ObjectFault::Removed),
+            _ => None,
+        }
+    }
+}
+
 impl Error {
     /// Turns an OS error about the object `what` named `name` into the
     /// matching typed error.
     pub(crate) fn from_os(what: &'static str, name: impl FnOnce() -> String, op: &'static str, e: io::Error) -> Self {
-        match e.raw_os_error() {
-            Some(libc::EEXIST) => Error::AlreadyExists { what, name: name() },
-            Some(libc::ENOENT) => Error::NotFound { what, name: name() },
-            Some(libc::EACCES | libc::EPERM) => Error::PermissionDenied { what, name: name() },
-            Some(libc::EIDRM) => Error::Removed { what, name: name() },
-            Some(libc::EAGAIN) => Error::WouldBlock { what },
-            _ => Error::Io { op, source: e },
+        match ObjectFault::of(&e) {
+            Some(ObjectFault::Exists) => Error::AlreadyExists { what, name: name() },
+            Some(ObjectFault::Missing) => Error::NotFound { what, name: name() },
+            Some(ObjectFault::Denied) => Error::PermissionDenied { what, name: name() },
+            Some(ObjectFault::Removed) => Error::Removed { what, name: name() },
+            None if e.raw_os_error() == Some(libc::EAGAIN) => Error::WouldBlock { what },
+            None => Error::Io { op, source: e },
         }
     }
 }

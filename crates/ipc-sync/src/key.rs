@@ -82,6 +82,12 @@ impl Key {
         self.0
     }
 
+    /// How errors name the object with this key and `id`: `0x… (id N)`, or
+    /// `id N` for a private object.
+    pub fn describe(self, id: i32) -> String {
+        if self.is_private() { format!("id {id}") } else { format!("{self} (id {id})") }
+    }
+
     /// Whether this is `IPC_PRIVATE`.
     pub const fn is_private(self) -> bool {
         self.0 == libc::IPC_PRIVATE

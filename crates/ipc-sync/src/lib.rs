@@ -57,7 +57,7 @@ mod sysv_sem;
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use deadline::Deadline;
 pub use eintr::{Interrupted, retry_eintr};
-pub use error::{Error, Result};
+pub use error::{Error, ObjectFault, Result};
 pub use event::Event;
 pub use eventfd::{EVENTFD_MAX, EventFd, EventFdMode};
 pub use key::Key;

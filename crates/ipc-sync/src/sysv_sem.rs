@@ -383,12 +383,12 @@ impl SemaphoreSet {
 
     fn err(&self, op: &'static str, e: std::io::Error) -> Error {
         let (key, id) = (self.key, self.id);
-        let e = Error::from_os(WHAT, || format!("{key} (id {id})"), op, e);
+        let e = Error::from_os(WHAT, || key.describe(id), op, e);
         // EINVAL from an operation on a set that was there means it was
         // removed (the kernel says EINVAL or EIDRM depending on timing).
         match e {
             Error::Io { source, .. } if source.raw_os_error() == Some(libc::EINVAL) && op != "semget" => {
-                Error::Removed { what: WHAT, name: format!("{key} (id {id})") }
+                Error::Removed { what: WHAT, name: key.describe(id) }
             }
             other => other,
         }

@@ -347,7 +347,7 @@ fn timed(
                     if left.is_zero() {
                         return Err(Error::Timeout);
                     }
-                    call(Some(&sys::realtime_after(left.min(SLICE))))
+                    call(Some(&ipc_sync::realtime_after(left.min(SLICE))))
                 }
             },
         };

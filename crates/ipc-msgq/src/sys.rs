@@ -162,18 +162,3 @@ pub(crate) fn mq_unlink(name: &CStr) -> io::Result<()> {
     // SAFETY: `name` is NUL-terminated.
     cvt(unsafe { libc::mq_unlink(name.as_ptr()) }).map(drop)
 }
-
-/// The time on `CLOCK_REALTIME` plus `after`: the absolute deadline that
-/// `mq_timed*` take.
-pub(crate) fn realtime_after(after: std::time::Duration) -> libc::timespec {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
-    let nanos = u64::try_from(now.tv_nsec).unwrap_or(0) + u64::from(after.subsec_nanos());
-    let secs =
-        u64::try_from(now.tv_sec).unwrap_or(0).saturating_add(after.as_secs()).saturating_add(nanos / 1_000_000_000);
-    libc::timespec {
-        tv_sec: libc::time_t::try_from(secs).unwrap_or(libc::time_t::MAX),
-        tv_nsec: libc::c_long::try_from(nanos % 1_000_000_000).unwrap_or(0),
-    }
-}

@@ -81,6 +81,14 @@ impl Deadline {
     }
 }
 
+/// The time on the wall clock (`CLOCK_REALTIME`) `after` from now, as the
+/// absolute `timespec` that calls such as `mq_timedsend` and
+/// `sem_timedwait` take. Wall-clock deadlines move when the clock is set:
+/// wait in slices and check a [`Deadline`] between them.
+pub fn realtime_after(after: Duration) -> libc::timespec {
+    crate::sys::clock_after(libc::CLOCK_REALTIME, after)
+}
+
 impl From<Instant> for Deadline {
     fn from(instant: Instant) -> Self {
         Deadline::at(instant)

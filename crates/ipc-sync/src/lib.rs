@@ -55,7 +55,7 @@ mod sys;
 mod sysv_sem;
 
 pub use condvar::{Condvar, WaitTimeoutResult};
-pub use deadline::Deadline;
+pub use deadline::{Deadline, realtime_after};
 pub use eintr::{Interrupted, retry_eintr};
 pub use error::{Error, ObjectFault, Result};
 pub use event::Event;

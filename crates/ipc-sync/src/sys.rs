@@ -45,9 +45,15 @@ pub(crate) fn ftok(path: &CStr, proj_id: u8) -> io::Result<libc::key_t> {
 /// The current time on `CLOCK_MONOTONIC` plus `after`, as the absolute
 /// timespec that `*_clocklock` and `*_clockwait` take.
 fn monotonic_after(after: Duration) -> libc::timespec {
+    clock_after(libc::CLOCK_MONOTONIC, after)
+}
+
+/// The current time on `clock` plus `after`, as an absolute timespec
+/// (saturating instead of overflowing).
+pub(crate) fn clock_after(clock: libc::clockid_t, after: Duration) -> libc::timespec {
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    unsafe { libc::clock_gettime(clock, &mut now) };
     let nanos = u64::try_from(now.tv_nsec).unwrap_or(0) + u64::from(after.subsec_nanos());
     let secs =
         u64::try_from(now.tv_sec).unwrap_or(0).saturating_add(after.as_secs()).saturating_add(nanos / 1_000_000_000);

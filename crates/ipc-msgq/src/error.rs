@@ -176,3 +176,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub(crate) fn proc_limit(path: &str) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
+
+/// A received message whose length is not that of the `T` asked for.
+pub(crate) fn not_a<T>(op: &'static str, len: usize) -> Error {
+    Error::Io {
+        op,
+        source: io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a message of {len} bytes is not a {} of {} bytes", std::any::type_name::<T>(), size_of::<T>()),
+        ),
+    }
+}

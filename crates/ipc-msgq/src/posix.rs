@@ -264,17 +264,7 @@ impl PosixQueue {
         let mut buf = vec![0u8; self.message_size.max(size_of::<T>())];
         let (n, prio) = self.recv(&mut buf)?;
         if n != size_of::<T>() {
-            return Err(Error::Io {
-                op: "mq_timedreceive",
-                source: io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "a message of {n} bytes is not a {} of {} bytes",
-                        std::any::type_name::<T>(),
-                        size_of::<T>()
-                    ),
-                ),
-            });
+            return Err(crate::error::not_a::<T>("mq_timedreceive", n));
         }
         Ok((bytemuck::pod_read_unaligned(&buf[..n]), prio))
     }

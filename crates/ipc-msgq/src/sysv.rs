@@ -383,17 +383,7 @@ impl SysvQueue {
         let mut value = T::zeroed();
         let (mtype, n) = self.recv(selector, bytemuck::bytes_of_mut(&mut value))?;
         if n != size_of::<T>() {
-            return Err(Error::Io {
-                op: "msgrcv",
-                source: io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "a message of {n} bytes is not a {} of {} bytes",
-                        std::any::type_name::<T>(),
-                        size_of::<T>()
-                    ),
-                ),
-            });
+            return Err(crate::error::not_a::<T>("msgrcv", n));
         }
         Ok((mtype, value))
     }

@@ -39,6 +39,7 @@ cases!("pipe":
     write_atomic_too_large_writes_nothing,
     sigpipe_default_is_not_fatal,
     sigpipe_guard_scopes_the_mask,
+    sigpipe_disposition_read_when_writers_are_made,
     reader_killed_mid_stream,
     writer_killed_mid_stream,
     read_timeout_fires,
@@ -529,6 +530,26 @@ fn sigpipe_guard_scopes_the_mask() {
         drop(SigpipeGuard::new());
         assert!(matches!(w.try_write(b"x"), Err(Error::BrokenPipe)));
         assert!(blocked());
+    });
+    assert_eq!(child.wait(), Exit::Code(0));
+}
+
+fn sigpipe_disposition_read_when_writers_are_made() {
+    let mut child = fork(|| {
+        // The suite is a Rust program: SIGPIPE starts ignored, and writes
+        // to a broken pipe just fail.
+        let (r, old) = pipe().unwrap();
+        drop(r);
+        assert!(matches!(old.try_write(b"x"), Err(Error::BrokenPipe)));
+        assert_eq!((&old).write(b"x").unwrap_err().kind(), std::io::ErrorKind::BrokenPipe);
+        // Back to the default, then a new writer: the writer made while
+        // the signal was ignored is held off from then on too.
+        set_sigpipe_default();
+        let (r2, new) = pipe().unwrap();
+        drop(r2);
+        assert!(matches!(old.write_atomic(b"x"), Err(Error::BrokenPipe)));
+        assert_eq!((&new).write_all(&[1; 10_000]).unwrap_err().kind(), std::io::ErrorKind::BrokenPipe);
+        assert!(!is_pending(Signal::SIGPIPE), "a SIGPIPE was left pending");
     });
     assert_eq!(child.wait(), Exit::Code(0));
 }

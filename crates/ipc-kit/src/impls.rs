@@ -67,10 +67,10 @@ impl PipeSender {
 #[cfg(feature = "pipe")]
 impl MessageSender for PipeSender {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
-        self.build(msg)?;
-        io::Write::write_all(&mut &self.writer, &self.frame).map_err(|e| match e.kind() {
-            io::ErrorKind::BrokenPipe => Error::Disconnected,
-            _ => other(e),
+        // Header and body in one writev, without copying the body.
+        ipc_pipe::FrameWriter::with_max(&self.writer, usize::MAX).send(msg).map_err(|e| match e {
+            ipc_pipe::Error::FrameTooLarge { len, max } => Error::TooLarge { len: len as usize, max },
+            e => Self::pipe_err(e),
         })
     }
 
@@ -142,25 +142,17 @@ mod queues {
         }
     }
 
-    fn sysv_recv(buf: &mut Vec<u8>, f: impl FnOnce(&mut [u8]) -> ipc_msgq::Result<(i64, usize)>) -> Result<usize> {
-        buf.resize(ipc_msgq::sysv_max_message(), 0);
-        let r = f(buf);
-        let n = r.as_ref().map_or(0, |&(_, n)| n);
-        buf.truncate(n);
-        r.map(|(_, n)| n).map_err(msgq_err)
-    }
-
     impl MessageReceiver for SysvQueue {
         fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-            sysv_recv(buf, |b| SysvQueue::recv(self, Selector::Any, b))
+            SysvQueue::recv_vec(self, Selector::Any, buf).map(|_| buf.len()).map_err(msgq_err)
         }
 
         fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-            sysv_recv(buf, |b| SysvQueue::try_recv(self, Selector::Any, b))
+            SysvQueue::try_recv_vec(self, Selector::Any, buf).map(|_| buf.len()).map_err(msgq_err)
         }
 
         fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
-            sysv_recv(buf, |b| SysvQueue::recv_timeout(self, Selector::Any, b, timeout))
+            SysvQueue::recv_vec_timeout(self, Selector::Any, buf, timeout).map(|_| buf.len()).map_err(msgq_err)
         }
     }
 
@@ -178,32 +170,17 @@ mod queues {
         }
     }
 
-    fn posix_recv(
-        size: usize,
-        buf: &mut Vec<u8>,
-        f: impl FnOnce(&mut [u8]) -> ipc_msgq::Result<(usize, u32)>,
-    ) -> Result<usize> {
-        buf.resize(size, 0);
-        let r = f(buf);
-        let n = r.as_ref().map_or(0, |&(n, _)| n);
-        buf.truncate(n);
-        r.map(|(n, _)| n).map_err(msgq_err)
-    }
-
     impl MessageReceiver for PosixQueue {
         fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-            let size = self.message_size();
-            posix_recv(size, buf, |b| PosixQueue::recv(self, b))
+            PosixQueue::recv_vec(self, buf).map(|_| buf.len()).map_err(msgq_err)
         }
 
         fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-            let size = self.message_size();
-            posix_recv(size, buf, |b| PosixQueue::try_recv(self, b))
+            PosixQueue::try_recv_vec(self, buf).map(|_| buf.len()).map_err(msgq_err)
         }
 
         fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
-            let size = self.message_size();
-            posix_recv(size, buf, |b| PosixQueue::recv_timeout(self, b, timeout))
+            PosixQueue::recv_vec_timeout(self, buf, timeout).map(|_| buf.len()).map_err(msgq_err)
         }
     }
 }

@@ -244,6 +244,50 @@ impl PosixQueue {
         Ok(got)
     }
 
+    /// Receives the oldest message of the highest priority into `buf`,
+    /// replacing its contents, waiting for one; returns its priority. `buf`
+    /// keeps its capacity (at least the message size), so a loop that
+    /// reuses it allocates only at first.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv`](Self::recv), without `BufferTooSmall`.
+    pub fn recv_vec(&self, buf: &mut Vec<u8>) -> Result<u32> {
+        self.recv_vec_until(buf, Some(Deadline::never()))
+    }
+
+    /// Like [`recv_vec`](Self::recv_vec) if a message is there now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Empty`], and as for [`recv_vec`](Self::recv_vec).
+    pub fn try_recv_vec(&self, buf: &mut Vec<u8>) -> Result<u32> {
+        self.recv_vec_until(buf, None)
+    }
+
+    /// Like [`recv_vec`](Self::recv_vec), waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], and as for [`recv_vec`](Self::recv_vec).
+    pub fn recv_vec_timeout(&self, buf: &mut Vec<u8>, timeout: Duration) -> Result<u32> {
+        self.recv_vec_until(buf, Some(Deadline::after(timeout)))
+    }
+
+    fn recv_vec_until(&self, buf: &mut Vec<u8>, wait: Option<Deadline>) -> Result<u32> {
+        let mut prio = 0;
+        timed(
+            wait,
+            |at| {
+                prio = sys::mq_recv_vec(self.fd.as_fd(), buf, self.message_size, at)?;
+                Ok(())
+            },
+            Error::Empty,
+        )
+        .map_err(|e| self.op_err("mq_timedreceive", e))?;
+        Ok(prio)
+    }
+
     /// Sends a `T` as the message.
     ///
     /// # Errors

@@ -20,27 +20,30 @@ thread_local! {
 /// Messages up to this long use a buffer on the stack.
 const STACK_TEXT: usize = 8192;
 
-/// Runs `f` with a scratch msgbuf of at least `text_len` text bytes: on
-/// the stack up to 8 KiB (msgmax by default), else the thread's reusable
-/// heap buffer.
-fn with_scratch<R>(text_len: usize, f: impl FnOnce(&mut [libc::c_long]) -> R) -> R {
-    let words = 1 + text_len.div_ceil(size_of::<libc::c_long>());
+/// A msgbuf on the stack: the type, then room for [`STACK_TEXT`] bytes of
+/// text, left uninitialized (only what is sent or received is touched).
+#[repr(C)]
+struct StackMsg {
+    mtype: libc::c_long,
+    text: [std::mem::MaybeUninit<u8>; STACK_TEXT],
+}
+
+/// Runs `f` with a pointer to a msgbuf with room for `text_len` bytes of
+/// text, whose contents are undefined: on the stack up to 8 KiB (msgmax by
+/// default), else the thread's reusable heap buffer.
+fn with_msgbuf<R>(text_len: usize, f: impl FnOnce(*mut libc::c_long) -> R) -> R {
     if text_len <= STACK_TEXT {
-        let mut buf = [0 as libc::c_long; 1 + STACK_TEXT / size_of::<libc::c_long>()];
-        return f(&mut buf[..words]);
+        let mut buf = std::mem::MaybeUninit::<StackMsg>::uninit();
+        return f(buf.as_mut_ptr().cast());
     }
+    let words = 1 + text_len.div_ceil(size_of::<libc::c_long>());
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         if s.len() < words {
             s.resize(words, 0);
         }
-        f(&mut s[..words])
+        f(s.as_mut_ptr())
     })
-}
-
-fn text_of(buf: &mut [libc::c_long]) -> &mut [u8] {
-    let bytes: &mut [u8] = bytemuck::cast_slice_mut(buf);
-    &mut bytes[size_of::<libc::c_long>()..]
 }
 
 /// `msgget(2)`.
@@ -51,29 +54,36 @@ pub(crate) fn msgget(key: libc::key_t, flags: libc::c_int) -> io::Result<libc::c
 
 /// `msgsnd(2)` of `data` with type `mtype`; `EINTR` is returned.
 pub(crate) fn msgsnd(id: libc::c_int, mtype: libc::c_long, data: &[u8], flags: libc::c_int) -> io::Result<()> {
-    with_scratch(data.len(), |buf| {
-        buf[0] = mtype;
-        text_of(buf)[..data.len()].copy_from_slice(data);
-        // SAFETY: `buf` is a msgbuf: a long, then at least `data.len()`
-        // bytes of text.
-        cvt(unsafe { libc::msgsnd(id, buf.as_ptr().cast(), data.len(), flags) }).map(drop)
+    with_msgbuf(data.len(), |buf| {
+        // SAFETY: `buf` points to a msgbuf with room for `data.len()` text
+        // bytes after the type: both writes stay inside it, and msgsnd reads
+        // only the type and the `data.len()` bytes just written.
+        unsafe {
+            buf.write(mtype);
+            std::ptr::copy_nonoverlapping(data.as_ptr(), buf.add(1).cast::<u8>(), data.len());
+            cvt(libc::msgsnd(id, buf.cast(), data.len(), flags)).map(drop)
+        }
     })
 }
 
-/// `msgrcv(2)` into `out`: the message's type and length. `EINTR` is
-/// returned; `E2BIG` leaves the message queued unless `MSG_NOERROR`.
-pub(crate) fn msgrcv(
+/// `msgrcv(2)` of a message of at most `room` bytes, handed to `out`:
+/// the message's type and length. `EINTR` is returned; `E2BIG` leaves the
+/// message queued unless `MSG_NOERROR`.
+pub(crate) fn msgrcv_with(
     id: libc::c_int,
-    out: &mut [u8],
+    room: usize,
     mtype: libc::c_long,
     flags: libc::c_int,
+    out: impl FnOnce(&[u8]),
 ) -> io::Result<(i64, usize)> {
-    with_scratch(out.len(), |buf| {
-        // SAFETY: `buf` is a msgbuf with room for `out.len()` text bytes.
-        let n = unsafe { libc::msgrcv(id, buf.as_mut_ptr().cast(), out.len(), mtype, flags) };
+    with_msgbuf(room, |buf| {
+        // SAFETY: `buf` is a msgbuf with room for `room` text bytes.
+        let n = unsafe { libc::msgrcv(id, buf.cast(), room, mtype, flags) };
         let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-        let got = buf[0];
-        out[..n].copy_from_slice(&text_of(buf)[..n]);
+        // SAFETY: on success the kernel wrote the type and `n <= room` text
+        // bytes, so both are initialized and inside the buffer.
+        let (got, text) = unsafe { (buf.read(), std::slice::from_raw_parts(buf.add(1).cast::<u8>(), n)) };
+        out(text);
         #[allow(clippy::useless_conversion)] // c_long is i64 here, i32 elsewhere
         Ok((i64::from(got), n))
     })
@@ -146,6 +156,30 @@ pub(crate) fn mq_recv(mq: BorrowedFd<'_>, out: &mut [u8], at: Option<&libc::time
     let n = unsafe { libc::mq_timedreceive(mq.as_raw_fd(), out.as_mut_ptr().cast(), out.len(), &mut prio, at) };
     let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
     Ok((n, prio))
+}
+
+/// `mq_timedreceive(3)` into `out`, replacing its contents, with room for
+/// `room` bytes (at least the queue's message size): the priority.
+pub(crate) fn mq_recv_vec(
+    mq: BorrowedFd<'_>,
+    out: &mut Vec<u8>,
+    room: usize,
+    at: Option<&libc::timespec>,
+) -> io::Result<u32> {
+    out.clear();
+    out.reserve(room);
+    let spare = out.spare_capacity_mut();
+    let at = at.map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let mut prio = 0;
+    // SAFETY: the spare capacity is valid for writes of its length (at
+    // least `room`); `prio` is a valid u32; the timespec pointer is null or
+    // valid for the call.
+    let n = unsafe { libc::mq_timedreceive(mq.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), &mut prio, at) };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    // SAFETY: the kernel wrote the message's `n` bytes (no more than the
+    // spare capacity it was given) at the start of the vector.
+    unsafe { out.set_len(n) };
+    Ok(prio)
 }
 
 /// `mq_getattr(3)`: (max messages, message size, current messages).

@@ -315,11 +315,23 @@ impl SysvQueue {
     }
 
     fn recv_raw(&self, t: libc::c_long, flags: libc::c_int, buf: &mut [u8]) -> Result<(i64, usize)> {
+        let room = buf.len();
+        self.recv_to(t, flags, room, |text| buf[..text.len()].copy_from_slice(text))
+    }
+
+    /// `msgrcv` of a message of at most `room` bytes, handed to `out`.
+    fn recv_to(
+        &self,
+        t: libc::c_long,
+        flags: libc::c_int,
+        room: usize,
+        mut out: impl FnMut(&[u8]),
+    ) -> Result<(i64, usize)> {
         loop {
-            match sys::msgrcv(self.id, buf, t, flags) {
+            match sys::msgrcv_with(self.id, room, t, flags, &mut out) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.raw_os_error() == Some(libc::E2BIG) => {
-                    return Err(Error::BufferTooSmall { len: buf.len(), needed: None });
+                    return Err(Error::BufferTooSmall { len: room, needed: None });
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOMSG) => return Err(Error::Empty),
                 other => return other.map_err(|e| self.err("msgrcv", e)),
@@ -361,6 +373,51 @@ impl SysvQueue {
             Err(Error::Empty) => None,
             other => Some(other),
         })
+    }
+
+    /// Receives the first message `selector` picks into `buf`, replacing
+    /// its contents, waiting for one; returns its type. `buf` grows to the
+    /// message's length (at most msgmax) and keeps its capacity, so a loop
+    /// that reuses it allocates only at first.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv`](Self::recv), without `BufferTooSmall`.
+    pub fn recv_vec(&self, selector: Selector, buf: &mut Vec<u8>) -> Result<i64> {
+        let (t, flags) = selector.raw()?;
+        self.recv_vec_raw(t, flags, buf)
+    }
+
+    /// Like [`recv_vec`](Self::recv_vec) if a matching message is there now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Empty`], and as for [`recv_vec`](Self::recv_vec).
+    pub fn try_recv_vec(&self, selector: Selector, buf: &mut Vec<u8>) -> Result<i64> {
+        let (t, flags) = selector.raw()?;
+        self.recv_vec_raw(t, flags | libc::IPC_NOWAIT, buf)
+    }
+
+    /// Like [`recv_vec`](Self::recv_vec), waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], and as for [`recv_vec`](Self::recv_vec).
+    pub fn recv_vec_timeout(&self, selector: Selector, buf: &mut Vec<u8>, timeout: Duration) -> Result<i64> {
+        let (t, flags) = selector.raw()?;
+        poll_until(Deadline::after(timeout), || match self.recv_vec_raw(t, flags | libc::IPC_NOWAIT, buf) {
+            Err(Error::Empty) => None,
+            other => Some(other),
+        })
+    }
+
+    fn recv_vec_raw(&self, t: libc::c_long, flags: libc::c_int, buf: &mut Vec<u8>) -> Result<i64> {
+        let room = sysv_max_message();
+        self.recv_to(t, flags, room, |text| {
+            buf.clear();
+            buf.extend_from_slice(text);
+        })
+        .map(|(mtype, _)| mtype)
     }
 
     /// Sends a `T` as the message text.

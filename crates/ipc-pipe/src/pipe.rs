@@ -62,7 +62,7 @@ pub const PIPE_BUF: usize = sys::PIPE_BUF;
 #[doc(alias = "pipe2")]
 pub fn pipe() -> Result<(PipeReader, PipeWriter)> {
     let (r, w) = sys::pipe().map_err(|e| Error::from_io("pipe2", e))?;
-    Ok((PipeReader(r), PipeWriter(w)))
+    Ok((PipeReader::adopt(r), PipeWriter::adopt(w)))
 }
 
 /// The reading end of a pipe (or of a FIFO).
@@ -78,8 +78,19 @@ pub struct PipeReader(OwnedFd);
 /// [`try_write`](Self::try_write), [`write_timeout`](Self::write_timeout),
 /// [`write_atomic`](Self::write_atomic) and
 /// [`vmsplice`](Self::vmsplice). None of them lets `SIGPIPE` kill the
-/// process. Dropping it closes the fd; when the last writing end closes, the
-/// reader sees end of file.
+/// process: a write to a pipe without readers is
+/// [`Error::BrokenPipe`] (or [`io::ErrorKind::BrokenPipe`]). Dropping it
+/// closes the fd; when the last writing end closes, the reader sees end of
+/// file.
+///
+/// Making a writer reads `SIGPIPE`'s disposition. While it is ignored (as
+/// in every Rust program that has not opted out), writes go straight to the
+/// kernel; otherwise each write holds the signal off in its thread, at the
+/// cost of two `rt_sigprocmask` calls, unless a
+/// [`SigpipeGuard`](crate::SigpipeGuard) does that for many writes. A
+/// program that sets `SIGPIPE` from ignored back to its default while it
+/// has writers should do so before making them, or hold a guard while
+/// writing: writers made earlier may still write as if it were ignored.
 pub struct PipeWriter(OwnedFd);
 
 /// Methods and conversions that both ends share.
@@ -177,7 +188,7 @@ macro_rules! pipe_end_common {
             #[doc = concat!("Takes the fd as the ", $what, " of a pipe or FIFO. Nothing checks that it is one;")]
             /// calls that need a pipe then fail with [`Error::Io`].
             fn from(fd: OwnedFd) -> Self {
-                $ty(fd)
+                $ty::adopt(fd)
             }
         }
 
@@ -198,7 +209,7 @@ macro_rules! pipe_end_common {
 
         impl From<$std> for $ty {
             fn from(end: $std) -> Self {
-                $ty(OwnedFd::from(end))
+                $ty::adopt(OwnedFd::from(end))
             }
         }
 
@@ -208,6 +219,22 @@ macro_rules! pipe_end_common {
             }
         }
     };
+}
+
+impl PipeReader {
+    fn adopt(fd: OwnedFd) -> Self {
+        PipeReader(fd)
+    }
+}
+
+impl PipeWriter {
+    /// Every writer is made here: it reads `SIGPIPE`'s disposition, which
+    /// decides whether writes must hold the signal off (see
+    /// [`SigpipeGuard`](crate::SigpipeGuard)).
+    fn adopt(fd: OwnedFd) -> Self {
+        sys::note_sigpipe_disposition();
+        PipeWriter(fd)
+    }
 }
 
 pipe_end_common!(PipeReader, std::io::PipeReader, "reading end");

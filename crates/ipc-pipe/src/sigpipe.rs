@@ -6,13 +6,15 @@ use crate::sys;
 /// Holds `SIGPIPE` off in the current thread for a stretch of many pipe
 /// writes, so that each write skips doing it itself.
 ///
-/// Every write through ipc-pipe blocks `SIGPIPE` in its thread around the
-/// system call and discards the signal that a write to a pipe without
-/// readers raises: that is how a broken pipe becomes
-/// [`Error::BrokenPipe`](crate::Error::BrokenPipe) instead of a dead
-/// process, whatever the signal's disposition. It costs two
-/// `rt_sigprocmask` calls per write, which shows with small writes. While a
-/// guard is alive in a thread, ipc-pipe's writes in that thread skip them.
+/// When `SIGPIPE` is not ignored (a program that set it back to its
+/// default, as many C programs expect), every write through ipc-pipe blocks
+/// `SIGPIPE` in its thread around the system call and discards the signal
+/// that a write to a pipe without readers raises: that is how a broken pipe
+/// becomes [`Error::BrokenPipe`](crate::Error::BrokenPipe) instead of a
+/// dead process. It costs two `rt_sigprocmask` calls per write, which shows
+/// with small writes. While a guard is alive in a thread, ipc-pipe's writes
+/// in that thread skip them. (When `SIGPIPE` is ignored, as Rust programs
+/// start, writes need neither; see [`PipeWriter`](crate::PipeWriter).)
 ///
 /// While the guard lives, *any* write in this thread to a broken pipe or
 /// socket fails with `EPIPE` instead of raising `SIGPIPE`; when it is

@@ -206,13 +206,29 @@ pub(crate) fn vmsplice(to: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>], flags: libc
     cvt_size(unsafe { libc::vmsplice(to.as_raw_fd(), bufs.as_ptr().cast(), n, flags) })
 }
 
+/// Whether `SIGPIPE` was ignored (`SIG_IGN`, as in every Rust program
+/// unless it opted out) when a pipe writer was last made in this process.
+static SIGPIPE_IGNORED: AtomicBool = AtomicBool::new(false);
+
+/// Reads `SIGPIPE`'s disposition into [`SIGPIPE_IGNORED`].
+pub(crate) fn note_sigpipe_disposition() {
+    // SAFETY: an all-zero sigaction is a valid value for the kernel to
+    // overwrite.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads the current one into `old`,
+    // which is valid for writes.
+    let r = unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) };
+    SIGPIPE_IGNORED.store(r == 0 && old.sa_sigaction == libc::SIG_IGN, Ordering::Relaxed);
+}
+
 thread_local! {
     /// How many [`SigpipeBlock`]s are alive in this thread.
     static BLOCKS: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Runs `op` (a write to a pipe) with `SIGPIPE` blocked in this thread, and
-/// consumes the `SIGPIPE` that a write to a pipe without readers raised, so
+/// Runs `op` (a write to a pipe) so that `SIGPIPE` cannot kill the
+/// process: directly when the signal is ignored, else with `SIGPIPE`
+/// blocked in this thread, consuming the `SIGPIPE` that a write to a pipe without readers raised, so
 /// the process does not die of it even when its disposition is the default.
 /// The write's `EPIPE` is returned as an error instead.
 ///
@@ -223,6 +239,10 @@ thread_local! {
 pub(crate) fn without_sigpipe<T>(op: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
     if BLOCKS.get() > 0 {
         return consume_on_epipe(op());
+    }
+    if SIGPIPE_IGNORED.load(Ordering::Relaxed) {
+        // An ignored signal is discarded when raised: nothing to hold off.
+        return op();
     }
     let block = SigpipeBlock::new(false);
     let result = consume_on_epipe(op());

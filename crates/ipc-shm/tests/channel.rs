@@ -202,3 +202,25 @@ fn a_dropped_receiver_disconnects_the_sender() {
     assert!(matches!(tx.send(2), Err(Error::Disconnected)));
     assert!(matches!(tx.try_send(2), Err(Error::Disconnected)));
 }
+
+#[test]
+fn large_messages_by_reference() {
+    type Page = [u8; 65536];
+    let c = channel::<Page>(2).unwrap();
+    let (mut tx, mut rx) = (c.sender().unwrap(), c.receiver().unwrap());
+    let mut page: Box<Page> = bytemuck::zeroed_box();
+    for (i, b) in page.iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    tx.send_ref(&page).unwrap();
+    page[0] = 99;
+    tx.send_ref(&page).unwrap();
+    let mut out: Box<Page> = bytemuck::zeroed_box();
+    rx.recv_into(&mut out).unwrap();
+    assert_eq!(out[0], 0);
+    assert!(out.iter().enumerate().all(|(i, &b)| i == 0 || b == (i % 251) as u8));
+    rx.recv_into(&mut out).unwrap();
+    assert_eq!(out[0], 99);
+    drop(tx);
+    assert!(matches!(rx.recv_into(&mut out), Err(Error::Disconnected)));
+}

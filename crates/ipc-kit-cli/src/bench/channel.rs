@@ -1,6 +1,6 @@
-//! The shared-memory channels against hand-written C-style equivalents
-//! in the same shared memory: a spin ping-pong on one cache line and a
-//! plain SPSC ring.
+//! The shared-memory channels' batched and bulk forms against hand-written
+//! C-style equivalents in the same shared memory: a plain SPSC ring and a
+//! ring of 64 KiB blocks.
 
 use std::hint::spin_loop;
 use std::io;
@@ -16,11 +16,6 @@ type Msg = [u64; 8];
 
 pub(crate) const WORKLOADS: &[Workload] = &[
     Workload {
-        name: "shm channel round trip, 64 B, Adaptive; raw = spin ping-pong on one cache line",
-        unit: Unit::NanosPerOp,
-        run: round_trip,
-    },
-    Workload {
         name: "shm channel stream, 64 B messages in batches of 64; raw = SPSC ring in the bench",
         unit: Unit::NanosPerOp,
         run: stream,
@@ -31,75 +26,6 @@ pub(crate) const WORKLOADS: &[Workload] = &[
         run: bulk,
     },
 ];
-
-fn round_trip(imp: Impl, size: Size) -> io::Result<f64> {
-    let ops = size.ops;
-    match imp {
-        Impl::IpcKit => {
-            let ping = channel::<Msg>(8).map_err(io::Error::from)?;
-            let pong = channel::<Msg>(8).map_err(io::Error::from)?;
-            two_processes(
-                || {
-                    let (mut rx, mut tx) = (ping.receiver()?, pong.sender()?);
-                    for _ in 0..ops {
-                        let m = rx.recv()?;
-                        tx.send(m)?;
-                    }
-                    Ok(())
-                },
-                || {
-                    let (mut tx, mut rx) = (ping.sender()?, pong.receiver()?);
-                    let start = Instant::now();
-                    for i in 0..ops {
-                        tx.send([i; 8])?;
-                        let m = rx.recv()?;
-                        if m[0] != i {
-                            return Err(io::Error::other("echo out of step"));
-                        }
-                    }
-                    Ok(ns_per_op(ops, start.elapsed()))
-                },
-            )
-        }
-        Impl::Raw => {
-            // One cache line: word 0 is the sequence number the initiator
-            // sets, word 8 (the next line) the echo; the payload rides in
-            // words 1..8.
-            let map = Mapping::anonymous(4096)?;
-            let words = |i: usize| map.shared::<AtomicU64>(i * 8).map_err(io::Error::from);
-            two_processes(
-                || {
-                    let (seq, ack) = (words(0)?, words(16)?);
-                    let payload: Vec<_> = (1..8).map(words).collect::<io::Result<_>>()?;
-                    for i in 1..=ops {
-                        while seq.load(Ordering::Acquire) != i {
-                            spin_loop();
-                        }
-                        let sum: u64 = payload.iter().map(|w| w.load(Ordering::Relaxed)).sum();
-                        std::hint::black_box(sum);
-                        ack.store(i, Ordering::Release);
-                    }
-                    Ok(())
-                },
-                || {
-                    let (seq, ack) = (words(0)?, words(16)?);
-                    let payload: Vec<_> = (1..8).map(words).collect::<io::Result<_>>()?;
-                    let start = Instant::now();
-                    for i in 1..=ops {
-                        for w in &payload {
-                            w.store(i, Ordering::Relaxed);
-                        }
-                        seq.store(i, Ordering::Release);
-                        while ack.load(Ordering::Acquire) != i {
-                            spin_loop();
-                        }
-                    }
-                    Ok(ns_per_op(ops, start.elapsed()))
-                },
-            )
-        }
-    }
-}
 
 const BATCH: usize = 64;
 const RING: u64 = 4096;

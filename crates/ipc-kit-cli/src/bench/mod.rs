@@ -2,41 +2,138 @@
 //!
 //! Two vCPUs of a virtual machine can sit near each other or far apart,
 //! and the host may move them at any time; figures change several times
-//! over with it. So every workload runs ipc-kit and the raw libc loop
-//! alternately in pairs (the order swapped from pair to pair), each pair is
-//! preceded by a probe of the placement (a cross-core spin ping-pong), and
-//! near and far pairs are reported apart: medians of each side and the
-//! median of the per-pair ratios. The two processes are pinned to CPU 0
-//! and CPU 1.
+//! over with it. So ipc-kit and the raw libc implementation run alternately
+//! in pairs (the order swapped from pair to pair), each pair is preceded by
+//! a probe of the placement (a cross-core spin ping-pong), and the pairs of
+//! the other placement are dropped when there are near ones (and reported
+//! apart in `--detail`). The two processes are pinned to CPU 0 and CPU 1.
+//!
+//! The default is the comparison of every mechanism (`compare`); `--detail`
+//! runs the workloads of the crates' own benchmarks instead.
 
-mod alternatives;
 mod channel;
-mod fifo;
-mod msgq;
+mod chart;
+pub(crate) mod compare;
+mod links;
+mod output;
 mod pipe;
 mod sync;
 
+use std::io::Write as _;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use compare::Mech;
+
 use crate::sys;
+
+/// The message sizes compared unless `--size` says otherwise.
+const SIZES: [usize; 3] = [64, 4096, 65536];
 
 /// Options of `ipc-kit bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// A short run (5 pairs of 128 MiB each) that finishes in well under 30 s.
+    /// Only this mechanism (repeat for more); default all.
+    #[arg(long = "mechanism", value_name = "M", value_enum)]
+    mechanisms: Vec<Mech>,
+    /// Message size in bytes (repeat for more); default 64, 4096 and 65536.
+    #[arg(long = "size", value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    sizes: Vec<u64>,
+    /// A short run, under 30 s on 2 cores: 5 pairs of 20 ms runs per
+    /// measurement (the default is 7 pairs of 150 ms runs).
     #[arg(long)]
     quick: bool,
-    /// Pairs of runs (ipc-kit and raw) per workload; at least 5.
+    /// Writes the results as JSON to FILE ("-" for standard output).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Draws the latency and throughput charts into FILE (SVG).
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    /// Pairs of runs (ipc-kit and raw) per measurement; at least 5.
     #[arg(long, value_parser = clap::value_parser!(u32).range(5..))]
     pairs: Option<u32>,
-    /// Run only the workloads whose name contains this text.
+    /// Runs the crates' own workloads instead (pipe bulk transfer and
+    /// vmsplice, mutex and event, batched channel streams), each against
+    /// a raw loop.
     #[arg(long)]
+    detail: bool,
+    /// With --detail: only the workloads whose name contains this text.
+    #[arg(long, requires = "detail")]
     only: Option<String>,
-    /// MiB moved by each run.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    /// With --detail: MiB moved by each bulk run.
+    #[arg(long, requires = "detail", value_parser = clap::value_parser!(u64).range(1..))]
     mib: Option<u64>,
+}
+
+pub(crate) fn run(args: &Args) -> Result<(), String> {
+    if args.detail { detail(args) } else { comparison(args) }
+}
+
+/// The comparison of every mechanism.
+fn comparison(args: &Args) -> Result<(), String> {
+    let mechs: Vec<Mech> = if args.mechanisms.is_empty() { Mech::ALL.to_vec() } else { args.mechanisms.clone() };
+    let sizes: Vec<usize> =
+        if args.sizes.is_empty() { SIZES.to_vec() } else { args.sizes.iter().map(|&s| s as usize).collect() };
+    let pairs = args.pairs.unwrap_or(if args.quick { 5 } else { 7 });
+    let run_time = Duration::from_millis(if args.quick { 20 } else { 150 });
+    let machine = output::Machine::this();
+    let pinned = machine.cpus >= 2 && sys::pin_to_cpu(0);
+    let plan = compare::Plan::new(&mechs, &sizes, pairs, run_time, pinned);
+    let to_stdout = args.json.as_deref() == Some(std::path::Path::new("-"));
+    let say = |line: String| {
+        if to_stdout {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    say(format!(
+        "ipc-kit bench on {}: {} pairs of {} ms runs per measurement, {}",
+        machine.describe(),
+        pairs,
+        run_time.as_millis(),
+        if pinned { "the two processes on CPU 0 and CPU 1" } else { "not pinned" }
+    ));
+    let bar = indicatif::ProgressBar::new(plan.runs());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} runs, {elapsed} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut results = Vec::new();
+    let mut failures = Vec::new();
+    for &cell in &plan.cells {
+        bar.set_message(format!("{} {} {}", cell.mech.name(), cell.test.name(), output::size(cell.size)));
+        match compare::run_cell(&plan, cell, || bar.inc(1)) {
+            Ok(pairs) => results.push(compare::summarize(cell, &pairs)),
+            Err(e) => {
+                failures.push(format!("{} {} {}: {e}", cell.mech.name(), cell.test.name(), output::size(cell.size)))
+            }
+        }
+    }
+    bar.finish_and_clear();
+    say(output::tables(&results));
+    for line in output::verdicts(&results) {
+        say(line);
+    }
+    for s in &plan.skipped {
+        say(format!("skipped: {s}"));
+    }
+    if let Some(path) = &args.json {
+        let doc = serde_json::to_string_pretty(&output::json(&machine, &plan, &results)).map_err(|e| e.to_string())?;
+        if to_stdout {
+            println!("{doc}");
+        } else {
+            std::fs::File::create(path)
+                .and_then(|mut f| f.write_all(doc.as_bytes()))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    if let Some(path) = &args.svg {
+        chart::svg(path, &machine, &results)?;
+    }
+    if failures.is_empty() { Ok(()) } else { Err(format!("measurements failed: {}", failures.join("; "))) }
 }
 
 /// Which side of a pair.
@@ -48,7 +145,7 @@ pub(crate) enum Impl {
 
 /// Where the two vCPUs were when a pair ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Placement {
+pub(crate) enum Placement {
     Near,
     Far,
     /// One CPU only: nothing to probe.
@@ -100,6 +197,7 @@ pub(crate) fn two_processes<R>(
 ) -> std::io::Result<R> {
     let pid = match sys::fork()? {
         sys::Forked::Child => {
+            sys::die_with_parent();
             sys::pin_to_cpu(1);
             let ok = child().is_ok();
             sys::exit_now(if ok { 0 } else { 1 });
@@ -135,7 +233,8 @@ pub(crate) fn ns_per_op(ops: u64, elapsed: Duration) -> f64 {
     elapsed.as_nanos() as f64 / ops as f64
 }
 
-pub(crate) fn run(args: &Args) -> Result<(), String> {
+/// The crates' own workloads, each against a raw loop.
+fn detail(args: &Args) -> Result<(), String> {
     let pairs = args.pairs.unwrap_or(if args.quick { 5 } else { 7 });
     let mib = args.mib.unwrap_or(if args.quick { 128 } else { 1024 });
     let size = Size { bytes: mib << 20, ops: if args.quick { 20_000 } else { 100_000 } };
@@ -147,12 +246,7 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
     );
     println!("ratio = ipc-kit / raw implementation, the median of the per-pair ratios");
     let mut medians = Vec::new();
-    let all = pipe::WORKLOADS
-        .iter()
-        .chain(sync::WORKLOADS)
-        .chain(channel::WORKLOADS)
-        .chain(msgq::WORKLOADS)
-        .chain(fifo::WORKLOADS);
+    let all = pipe::WORKLOADS.iter().chain(sync::WORKLOADS).chain(channel::WORKLOADS);
     let selected = all.filter(|w| args.only.as_ref().is_none_or(|o| w.name.contains(o.as_str())));
     for w in selected {
         let mut results = Vec::new();
@@ -172,9 +266,6 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
         medians.push((w.name, report(w, &results)));
     }
     summary(&medians);
-    if args.only.as_ref().is_none_or(|o| "alternatives round trip".contains(o.as_str())) {
-        alternatives::run(if args.quick { 2_000 } else { 10_000 }, 5)?;
-    }
     if let Ok(notes) = NOTES.lock() {
         if !notes.is_empty() {
             println!();
@@ -240,7 +331,7 @@ pub(crate) fn median(values: impl Iterator<Item = f64>) -> f64 {
 
 /// Measures the placement: the median cross-core round trip of a spin
 /// ping-pong between this thread (CPU 0) and a helper thread on CPU 1.
-fn probe(pinned: bool) -> (Placement, f64) {
+pub(crate) fn probe(pinned: bool) -> (Placement, f64) {
     if !pinned {
         return (Placement::Single, 0.0);
     }

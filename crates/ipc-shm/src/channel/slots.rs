@@ -127,6 +127,17 @@ impl<T: Pod> Sender<T> {
     /// [`Error::Disconnected`] when the receiver closed or died;
     /// [`Error::Corrupted`] when the receiver's index is impossible.
     pub fn send(&mut self, value: T) -> Result<()> {
+        self.send_until(&value, Deadline::never())
+    }
+
+    /// Sends a copy of `*value`, waiting while the channel is full: for
+    /// large messages, which it copies straight into the slot rather than
+    /// through the stack.
+    ///
+    /// # Errors
+    ///
+    /// As for [`send`](Self::send).
+    pub fn send_ref(&mut self, value: &T) -> Result<()> {
         self.send_until(value, Deadline::never())
     }
 
@@ -151,7 +162,7 @@ impl<T: Pod> Sender<T> {
     ///
     /// [`Error::Timeout`], and as for [`send`](Self::send).
     pub fn send_timeout(&mut self, value: T, timeout: Duration) -> Result<()> {
-        self.send_until(value, Deadline::after(timeout))
+        self.send_until(&value, Deadline::after(timeout))
     }
 
     /// Sends a message, waiting until `deadline` at the latest.
@@ -160,18 +171,18 @@ impl<T: Pod> Sender<T> {
     ///
     /// As for [`send_timeout`](Self::send_timeout).
     pub fn send_deadline(&mut self, value: T, deadline: Instant) -> Result<()> {
-        self.send_until(value, Deadline::at(deadline))
+        self.send_until(&value, Deadline::at(deadline))
     }
 
-    fn send_until(&mut self, value: T, deadline: Deadline) -> Result<()> {
+    fn send_until(&mut self, value: &T, deadline: Deadline) -> Result<()> {
         if self.receiver_closed() {
             return Err(Error::Disconnected);
         }
-        if self.put(std::slice::from_ref(&value))? == 1 {
+        if self.put(std::slice::from_ref(value))? == 1 {
             return Ok(());
         }
         self.wait_for_room(deadline)?;
-        self.put(std::slice::from_ref(&value)).map(drop)
+        self.put(std::slice::from_ref(value)).map(drop)
     }
 
     /// Sends all of `values`, publishing as many as fit at a time with one
@@ -290,6 +301,17 @@ impl<T: Pod> Receiver<T> {
     /// sent was received; [`Error::Corrupted`].
     pub fn recv(&mut self) -> Result<T> {
         self.recv_until(Deadline::never())
+    }
+
+    /// Receives a message into `*out`, waiting for one: for large
+    /// messages, which it copies straight from the slot rather than
+    /// through the stack.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv`](Self::recv).
+    pub fn recv_into(&mut self, out: &mut T) -> Result<()> {
+        self.recv_many(std::slice::from_mut(out)).map(drop)
     }
 
     /// Receives a message if one is waiting.

@@ -1,0 +1,273 @@
+//! What the comparison prints and writes: the tables, the JSON document
+//! (schema 1, documented in the README) and the verdict lines.
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{CellAlignment, Table};
+use serde_json::{Value, json};
+
+use super::Placement;
+use super::compare::{CellResult, Figures, Mech, Plan, Test};
+
+/// The machine the figures come from.
+#[derive(Clone, Debug)]
+pub(crate) struct Machine {
+    pub(crate) cpus: usize,
+    pub(crate) cpu: String,
+    pub(crate) kernel: String,
+}
+
+impl Machine {
+    pub(crate) fn this() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim()))
+            .unwrap_or("unknown")
+            .to_string();
+        let kernel =
+            std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or("unknown".into(), |s| s.trim().into());
+        Machine { cpus: std::thread::available_parallelism().map_or(1, |n| n.get()), cpu, kernel }
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        format!("{} CPUs, {}, Linux {}", self.cpus, self.cpu, self.kernel)
+    }
+}
+
+pub(crate) fn placement_name(p: Placement) -> &'static str {
+    match p {
+        Placement::Near => "near",
+        Placement::Far => "far",
+        Placement::Single => "single",
+    }
+}
+
+/// The JSON document: `{"schema":1,"machine":{…},"settings":{…},
+/// "results":[…],"skipped":[…]}`.
+pub(crate) fn json(machine: &Machine, plan: &Plan, results: &[CellResult]) -> Value {
+    let mut rows = Vec::new();
+    for r in results {
+        let c = r.cell;
+        let mut push = |imp: &str, f: &Figures, vs_raw: Option<f64>| {
+            let mut row = json!({
+                "mechanism": c.mech.name(),
+                "impl": imp,
+                "test": c.test.name(),
+                "size": c.size,
+                "placement": placement_name(r.placement),
+                "pairs": r.kept,
+            });
+            match f {
+                Figures::Rtt { p50, p99, p999, samples } => {
+                    row["p50_ns"] = json!(p50);
+                    row["p99_ns"] = json!(p99);
+                    row["p999_ns"] = json!(p999);
+                    row["samples"] = json!(samples);
+                }
+                Figures::Stream { msgs_per_s, bytes_per_s } => {
+                    row["msgs_per_s"] = json!(msgs_per_s.round());
+                    row["bytes_per_s"] = json!(bytes_per_s.round());
+                }
+            }
+            if let Some(v) = vs_raw {
+                row["vs_raw"] = json!((v * 1000.0).round() / 1000.0);
+            }
+            rows.push(row);
+        };
+        if let Some(f) = &r.ipc_kit {
+            push("ipc-kit", f, r.vs_raw);
+        }
+        push("raw", &r.raw, None);
+    }
+    json!({
+        "schema": 1,
+        "machine": { "cpus": machine.cpus, "cpu": machine.cpu, "kernel": machine.kernel },
+        "settings": {
+            "pairs": plan.pairs,
+            "run_ms": plan.run_time.as_millis() as u64,
+            "pinned": plan.pinned,
+        },
+        "results": rows,
+        "skipped": plan.skipped,
+    })
+}
+
+/// `1234` ns as `1.23 µs`.
+pub(crate) fn nanos(ns: u64) -> String {
+    let v = ns as f64;
+    if v < 1e3 {
+        format!("{ns} ns")
+    } else if v < 1e4 {
+        format!("{:.2} µs", v / 1e3)
+    } else if v < 1e5 {
+        format!("{:.1} µs", v / 1e3)
+    } else if v < 1e6 {
+        format!("{:.0} µs", v / 1e3)
+    } else if v < 1e9 {
+        format!("{:.2} ms", v / 1e6)
+    } else {
+        format!("{:.2} s", v / 1e9)
+    }
+}
+
+/// A rate with an SI prefix: `2.41 M`.
+pub(crate) fn si(v: f64) -> String {
+    let (div, prefix) = match v {
+        v if v >= 1e9 => (1e9, "G"),
+        v if v >= 1e6 => (1e6, "M"),
+        v if v >= 1e3 => (1e3, "k"),
+        _ => (1.0, ""),
+    };
+    let x = v / div;
+    let digits = if x >= 100.0 {
+        0
+    } else if x >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{x:.digits$} {prefix}")
+}
+
+fn pairs_note(r: &CellResult) -> String {
+    let mut s = format!("{} {}", r.kept, placement_name(r.placement));
+    if r.dropped > 0 {
+        s += &format!(" ({} far dropped)", r.dropped);
+    }
+    s
+}
+
+fn ratio(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.2}×"))
+}
+
+/// The two tables: round trips, then streams.
+pub(crate) fn tables(results: &[CellResult]) -> String {
+    let mut out = String::new();
+    let mut rtt = Table::new();
+    rtt.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "round trip",
+        "size",
+        "ipc-kit p50",
+        "p99",
+        "p99.9",
+        "raw p50",
+        "p99",
+        "p99.9",
+        "ipc-kit ÷ raw",
+        "pairs",
+    ]);
+    let mut stream = Table::new();
+    stream.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "stream",
+        "size",
+        "ipc-kit msgs/s",
+        "bytes/s",
+        "raw msgs/s",
+        "bytes/s",
+        "ipc-kit ÷ raw",
+        "pairs",
+    ]);
+    let lat = |f: &Option<Figures>| match f {
+        Some(Figures::Rtt { p50, p99, p999, .. }) => [nanos(*p50), nanos(*p99), nanos(*p999)],
+        _ => ["-".into(), "-".into(), "-".into()],
+    };
+    let thr = |f: &Option<Figures>| match f {
+        Some(Figures::Stream { msgs_per_s, bytes_per_s }) => [si(*msgs_per_s), format!("{}B", si(*bytes_per_s))],
+        _ => ["-".into(), "-".into()],
+    };
+    for r in results {
+        let c = r.cell;
+        let raw = Some(r.raw.clone());
+        match c.test {
+            Test::Rtt => {
+                let mut row = vec![c.mech.name().to_string(), size(c.size)];
+                row.extend(lat(&r.ipc_kit));
+                row.extend(lat(&raw));
+                row.push(ratio(r.vs_raw));
+                row.push(pairs_note(r));
+                rtt.add_row(row);
+            }
+            Test::Stream => {
+                let mut row = vec![c.mech.name().to_string(), size(c.size)];
+                row.extend(thr(&r.ipc_kit));
+                row.extend(thr(&raw));
+                row.push(ratio(r.vs_raw));
+                row.push(pairs_note(r));
+                stream.add_row(row);
+            }
+        }
+    }
+    for t in [&mut rtt, &mut stream] {
+        for i in 1..t.column_count() {
+            if let Some(col) = t.column_mut(i) {
+                col.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+    }
+    out += &format!("{rtt}\n{stream}\n");
+    out
+}
+
+/// `65536` as `64 KiB`.
+pub(crate) fn size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} B"),
+    }
+}
+
+/// The verdict lines: the fastest round trip at the smallest size, and the
+/// ipc-kit rows below 0.95× of their raw rows.
+pub(crate) fn verdicts(results: &[CellResult]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let rtts: Vec<&CellResult> = results.iter().filter(|r| r.cell.test == Test::Rtt).collect();
+    if let Some(smallest) = rtts.iter().map(|r| r.cell.size).min() {
+        // Each mechanism by its best p50 at that size.
+        let mut best: Vec<(Mech, u64, &str)> = Vec::new();
+        for r in rtts.iter().filter(|r| r.cell.size == smallest) {
+            for (f, imp) in [(r.ipc_kit.as_ref(), "ipc-kit"), (Some(&r.raw), "raw")] {
+                if let Some(Figures::Rtt { p50, .. }) = f {
+                    match best.iter_mut().find(|b| b.0 == r.cell.mech) {
+                        Some(b) if *p50 < b.1 => *b = (r.cell.mech, *p50, imp),
+                        Some(_) => {}
+                        None => best.push((r.cell.mech, *p50, imp)),
+                    }
+                }
+            }
+        }
+        best.sort_by_key(|b| b.1);
+        let ranking: Vec<String> =
+            best.iter().map(|(m, p, imp)| format!("{} {} ({imp})", m.name(), nanos(*p))).collect();
+        lines.push(format!("{} round trip, p50, fastest first: {}", size(smallest), ranking.join(", ")));
+    }
+    let slow: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.vs_raw.filter(|&v| v < 0.95).map(|v| (r, v)))
+        .map(|(r, v)| format!("{} {} {} ({v:.3}×)", r.cell.mech.name(), r.cell.test.name(), size(r.cell.size)))
+        .collect();
+    lines.push(if slow.is_empty() {
+        "every ipc-kit row is within 0.95× of its raw row".into()
+    } else {
+        format!("ipc-kit rows below 0.95× of raw: {}", slow.join(", "))
+    });
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(nanos(152), "152 ns");
+        assert_eq!(nanos(48_123), "48.1 µs");
+        assert_eq!(nanos(4_812), "4.81 µs");
+        assert_eq!(nanos(1_200_000), "1.20 ms");
+        assert_eq!(si(2_410_000.0), "2.41 M");
+        assert_eq!(si(154_000_000.0), "154 M");
+        assert_eq!(size(65536), "64 KiB");
+        assert_eq!(size(100), "100 B");
+    }
+}

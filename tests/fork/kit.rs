@@ -8,7 +8,8 @@ use ipc_kit::msgq::{Key, PosixQueue, QueueAttr, SysvQueue};
 use ipc_kit::shm::{PosixShm, SysvSegment};
 use ipc_kit::traits::Error as KitError;
 use ipc_kit::{Mechanism, Pair};
-use ipc_kit_tests::{cases, checksum, fork, pattern, unique_name};
+use ipc_kit_tests::{ScratchDir, cases, checksum, fork, pattern, unique_name};
+use serde_json::{Value, json};
 
 cases!("kit":
     every_mechanism_through_the_traits_across_fork,
@@ -16,6 +17,8 @@ cases!("kit":
     cli_rm_orphaned_removes_only_orphans,
     cli_send_and_recv_through_both_queue_kinds,
     cli_bad_addresses_exit_2_with_one_line,
+    cli_bench_json_follows_the_schema,
+    bench_schema_check_rejects_broken_documents,
 );
 
 /// The `ipc-kit` binary next to this test binary (`cargo xtask test`
@@ -184,5 +187,155 @@ fn every_mechanism_through_the_traits_across_fork() {
             other => panic!("{}: {other:?}", m.name()),
         }
         assert!(matches!(receiver.try_recv(&mut buf), Err(KitError::Empty | KitError::Disconnected)));
+    }
+}
+
+/// The names `ipc-kit bench --json` may use.
+const BENCH_MECHANISMS: [&str; 7] =
+    ["pipe", "fifo", "sysv-msgq", "posix-mq", "shm-channel", "shm-byte-channel", "unix-socket"];
+
+/// Checks a `bench --json` document against schema 1 as the README
+/// documents it; the first violation found.
+fn check_bench_schema(doc: &Value) -> Result<(), String> {
+    let obj = |v: &Value, what: &str| v.as_object().cloned().ok_or(format!("{what} is not an object"));
+    let top = obj(doc, "the document")?;
+    if top.get("schema") != Some(&json!(1)) {
+        return Err("schema is not 1".into());
+    }
+    let machine = obj(&doc["machine"], "machine")?;
+    if !machine.get("cpus").and_then(Value::as_u64).is_some_and(|n| n >= 1) {
+        return Err("machine.cpus is not a positive integer".into());
+    }
+    for key in ["cpu", "kernel"] {
+        if !machine.get(key).and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+            return Err(format!("machine.{key} is not a non-empty string"));
+        }
+    }
+    let rows = doc["results"].as_array().filter(|r| !r.is_empty()).ok_or("results is not a non-empty array")?;
+    let positive = |row: &serde_json::Map<String, Value>, key: &str| {
+        row.get(key).and_then(Value::as_f64).filter(|v| *v > 0.0).ok_or(format!("{key} is not a positive number"))
+    };
+    for (i, row) in rows.iter().enumerate() {
+        let row = obj(row, &format!("results[{i}]"))?;
+        let at = |e: String| format!("results[{i}]: {e}");
+        let text = |key: &str, allowed: &[&str]| {
+            row.get(key).and_then(Value::as_str).filter(|v| allowed.contains(v)).ok_or(at(format!("bad {key}")))
+        };
+        let mech = text("mechanism", &BENCH_MECHANISMS)?;
+        let imp = text("impl", &["ipc-kit", "raw"])?;
+        let test = text("test", &["rtt", "stream"])?;
+        let size = row.get("size").and_then(Value::as_u64).filter(|s| *s > 0).ok_or(at("bad size".into()))?;
+        if mech == "unix-socket" && imp != "raw" {
+            return Err(at("unix-socket rows are raw only".into()));
+        }
+        let (fields, absent): (&[&str], &[&str]) = match test {
+            "rtt" => (&["p50_ns", "p99_ns", "p999_ns"], &["msgs_per_s", "bytes_per_s"]),
+            _ => (&["msgs_per_s", "bytes_per_s"], &["p50_ns", "p99_ns", "p999_ns", "samples"]),
+        };
+        let values: Vec<f64> = fields.iter().map(|k| positive(&row, k).map_err(at)).collect::<Result<_, _>>()?;
+        if let Some(k) = absent.iter().find(|k| row.contains_key(**k)) {
+            return Err(at(format!("{test} row has {k}")));
+        }
+        if test == "rtt" && !(values[0] <= values[1] && values[1] <= values[2]) {
+            return Err(at("percentiles out of order".into()));
+        }
+        if test == "stream" && (values[1] - values[0] * size as f64).abs() > size as f64 + 1.0 {
+            return Err(at("bytes_per_s is not msgs_per_s times size".into()));
+        }
+        for key in row.keys() {
+            let documented = ["mechanism", "impl", "test", "size", "placement", "pairs", "samples", "vs_raw"];
+            if !documented.contains(&key.as_str()) && !fields.contains(&key.as_str()) {
+                return Err(at(format!("undocumented field {key}")));
+            }
+        }
+        if row.contains_key("vs_raw") && (imp != "ipc-kit" || positive(&row, "vs_raw").is_err()) {
+            return Err(at("vs_raw belongs to ipc-kit rows and is positive".into()));
+        }
+        if row.contains_key("placement") {
+            text("placement", &["near", "far", "single"])?;
+        }
+        let same = |r: &&Value, imp: &str| {
+            r["mechanism"] == json!(mech) && r["test"] == json!(test) && r["size"] == json!(size) && r["impl"] == json!(imp)
+        };
+        if imp == "ipc-kit" && !rows.iter().any(|r| same(&r, "raw")) {
+            return Err(at("an ipc-kit row without its raw row".into()));
+        }
+    }
+    Ok(())
+}
+
+fn cli_bench_json_follows_the_schema() {
+    let dir = ScratchDir::new();
+    let (json_path, svg_path) = (dir.path().join("bench.json"), dir.path().join("bench.svg"));
+    let out = Command::new(bin())
+        .args(["bench", "--quick", "--json"])
+        .arg(&json_path)
+        .arg("--svg")
+        .arg(&svg_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench failed: {}{stdout}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    check_bench_schema(&doc).unwrap();
+    // Every mechanism at every default size it can carry, both tests, and
+    // ipc-kit beside raw wherever ipc-kit has a side.
+    let rows = doc["results"].as_array().unwrap();
+    for mech in BENCH_MECHANISMS {
+        for test in ["rtt", "stream"] {
+            for size in [64u64, 4096, 65536] {
+                if size > 8192 && (mech == "posix-mq" || mech == "sysv-msgq") {
+                    continue;
+                }
+                for imp in ["ipc-kit", "raw"] {
+                    if imp == "ipc-kit" && mech == "unix-socket" {
+                        continue;
+                    }
+                    let found = rows.iter().any(|r| {
+                        r["mechanism"] == json!(mech)
+                            && r["test"] == json!(test)
+                            && r["size"] == json!(size)
+                            && r["impl"] == json!(imp)
+                    });
+                    assert!(found, "no {imp} {mech} {test} row at {size} B");
+                }
+            }
+        }
+    }
+    assert!(stdout.contains("round trip") && stdout.contains("stream"), "the tables: {stdout}");
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("shm-channel 64 B"), "the chart");
+}
+
+fn bench_schema_check_rejects_broken_documents() {
+    let good = json!({
+        "schema": 1,
+        "machine": {"cpus": 2, "cpu": "x", "kernel": "6.1"},
+        "results": [
+            {"mechanism": "pipe", "impl": "ipc-kit", "test": "rtt", "size": 64,
+             "p50_ns": 10, "p99_ns": 20, "p999_ns": 30, "vs_raw": 1.0},
+            {"mechanism": "pipe", "impl": "raw", "test": "rtt", "size": 64, "p50_ns": 10, "p99_ns": 20, "p999_ns": 30},
+            {"mechanism": "unix-socket", "impl": "raw", "test": "stream", "size": 64,
+             "msgs_per_s": 1000.0, "bytes_per_s": 64000.0},
+        ]
+    });
+    check_bench_schema(&good).unwrap();
+    let broken: [fn(&mut Value); 9] = [
+        |d| d["schema"] = json!(2),
+        |d| d["machine"]["cpus"] = json!(0),
+        |d| d["results"] = json!([]),
+        |d| d["results"][0]["mechanism"] = json!("carrier-pigeon"),
+        |d| d["results"][0]["p99_ns"] = json!(5),
+        |d| d["results"][1]["msgs_per_s"] = json!(5),
+        |d| d["results"][2]["bytes_per_s"] = json!(1.0),
+        |d| d["results"][2]["impl"] = json!("ipc-kit"),
+        |d| {
+            d["results"].as_array_mut().unwrap().remove(1);
+        },
+    ];
+    for (i, breaks) in broken.iter().enumerate() {
+        let mut doc = good.clone();
+        breaks(&mut doc);
+        assert!(check_bench_schema(&doc).is_err(), "broken document {i} passed");
     }
 }

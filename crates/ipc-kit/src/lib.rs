@@ -26,6 +26,40 @@
 //! # }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Which mechanism
+//!
+//! | mechanism | message boundaries | direction | between | copies | lives until |
+//! |---|---|---|---|---|---|
+//! | pipe ([`pipe`]) | no: a byte stream; [`FrameWriter`](pipe::FrameWriter) adds them, and writes up to `PIPE_BUF` are atomic | one way (two pipes, or [`duplex`](pipe::duplex), for both) | related processes: the ends pass by fork or exec | two kernel copies (none with `vmsplice`/`splice`) | the last end closes |
+//! | named pipe ([`fifo`]) | as a pipe | one way per FIFO | any processes that can open the path | as a pipe | unlinked (the data: the last end closes) |
+//! | System V queue ([`msgq::SysvQueue`]) | yes, with a type that receivers select on | any to any | any process with the key or id and permission | two kernel copies | removed (`IPC_RMID`), or reboot |
+//! | POSIX queue ([`msgq::PosixQueue`]) | yes, with a priority; pollable | any to any | any process with the name | two kernel copies | unlinked, or reboot |
+//! | shared-memory channel ([`shm::channel`], [`shm::byte_channel`]) | yes (fixed-size slots, or byte records) | one way, one sender and one receiver | by name, memfd or fork | one copy in, one out; none with `reserve`/`recv_with` | named: unlinked; else the last mapping goes |
+//! | shared memory ([`shm`]) with [`sync`] | none: shared bytes, you add the protocol | any | by key, name, memfd or fork | none | System V and POSIX: removed or unlinked; memfd and anonymous: the last mapping goes |
+//!
+//! How to choose:
+//! - **Lowest latency, most messages per second**: a shared-memory channel.
+//!   A round trip takes about a cross-core cache-line transfer (well under
+//!   a microsecond when the peer is spinning), against tens of microseconds
+//!   for anything that makes the kernel wake the other process. It costs a
+//!   CPU spinning briefly before it sleeps, and both sides must be
+//!   cooperating programs.
+//! - **Parent and child, or a program you exec**: a pipe. Nothing to name
+//!   or clean up, end of file when the other side exits, and it is what
+//!   shells and other languages speak.
+//! - **Unrelated processes, streaming**: a named pipe, or a named channel
+//!   if both sides are yours and speed matters.
+//! - **Many senders and receivers, whole messages, kernel-held**: a
+//!   message queue. System V queues let receivers pick messages by type;
+//!   POSIX queues have priorities and can be polled with other fds. Both
+//!   outlive their processes until removed, and both cap message sizes
+//!   (8 KiB by default).
+//! - **A large shared data structure**: shared memory with the
+//!   process-shared locks of [`sync`].
+//!
+//! `ipc-kit bench` measures all of them on your machine, each beside a
+//! plain libc implementation of the same work.
 #![deny(unsafe_code)]
 
 mod impls;
@@ -131,3 +165,8 @@ mod tests {
         let (_a, _b) = crate::prelude::duplex().unwrap();
     }
 }
+
+/// The README's Rust snippets, compiled and run as doctests.
+#[cfg(all(doctest, feature = "pipe", feature = "fifo", feature = "msgq", feature = "shm", feature = "sync"))]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeSnippets;

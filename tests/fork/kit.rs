@@ -203,11 +203,11 @@ fn check_bench_schema(doc: &Value) -> Result<(), String> {
         return Err("schema is not 1".into());
     }
     let machine = obj(&doc["machine"], "machine")?;
-    if !machine.get("cpus").and_then(Value::as_u64).is_some_and(|n| n >= 1) {
+    if machine.get("cpus").and_then(Value::as_u64).is_none_or(|n| n < 1) {
         return Err("machine.cpus is not a positive integer".into());
     }
     for key in ["cpu", "kernel"] {
-        if !machine.get(key).and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+        if machine.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
             return Err(format!("machine.{key} is not a non-empty string"));
         }
     }
@@ -255,7 +255,10 @@ fn check_bench_schema(doc: &Value) -> Result<(), String> {
             text("placement", &["near", "far", "single"])?;
         }
         let same = |r: &&Value, imp: &str| {
-            r["mechanism"] == json!(mech) && r["test"] == json!(test) && r["size"] == json!(size) && r["impl"] == json!(imp)
+            r["mechanism"] == json!(mech)
+                && r["test"] == json!(test)
+                && r["size"] == json!(size)
+                && r["impl"] == json!(imp)
         };
         if imp == "ipc-kit" && !rows.iter().any(|r| same(&r, "raw")) {
             return Err(at("an ipc-kit row without its raw row".into()));

@@ -35,7 +35,7 @@
 //! | named pipe ([`fifo`]) | as a pipe | one way per FIFO | any processes that can open the path | as a pipe | unlinked (the data: the last end closes) |
 //! | System V queue ([`msgq::SysvQueue`]) | yes, with a type that receivers select on | any to any | any process with the key or id and permission | two kernel copies | removed (`IPC_RMID`), or reboot |
 //! | POSIX queue ([`msgq::PosixQueue`]) | yes, with a priority; pollable | any to any | any process with the name | two kernel copies | unlinked, or reboot |
-//! | shared-memory channel ([`shm::channel`], [`shm::byte_channel`]) | yes (fixed-size slots, or byte records) | one way, one sender and one receiver | by name, memfd or fork | one copy in, one out; none with `reserve`/`recv_with` | named: unlinked; else the last mapping goes |
+//! | shared-memory channel ([`shm::channel()`], [`shm::byte_channel()`]) | yes (fixed-size slots, or byte records) | one way, one sender and one receiver | by name, memfd or fork | one copy in, one out; none with `reserve`/`recv_with` | named: unlinked; else the last mapping goes |
 //! | shared memory ([`shm`]) with [`sync`] | none: shared bytes, you add the protocol | any | by key, name, memfd or fork | none | System V and POSIX: removed or unlinked; memfd and anonymous: the last mapping goes |
 //!
 //! How to choose:

@@ -168,6 +168,12 @@ impl ByteChannel {
     }
 }
 
+/// Where byte `index` of the stream sits in a ring of `cap` bytes, a power
+/// of two (checked when the channel is made or opened).
+fn ring_pos(index: u64, cap: u64) -> u64 {
+    index & (cap - 1)
+}
+
 fn max_record(capacity: u64) -> usize {
     // Half the ring, and what a u32 length (below the wrap marker) can say.
     (capacity / 2 - RECORD_HEADER).min(u64::from(u32::MAX) - 16) as usize
@@ -198,7 +204,7 @@ impl ByteSender {
     fn place(&mut self, len: usize) -> Result<Option<u64>> {
         let cap = self.side.capacity();
         let need = padded(len);
-        let pos = self.tail % cap;
+        let pos = ring_pos(self.tail, cap);
         let skip = if need <= cap - pos { 0 } else { cap - pos };
         if self.tail - self.head + skip + need <= cap {
             return Ok(Some(skip));
@@ -274,7 +280,7 @@ impl ByteSender {
                     }
                     head = h;
                     let need = padded(len);
-                    let pos = tail % cap;
+                    let pos = ring_pos(tail, cap);
                     found = if need <= cap - pos { 0 } else { cap - pos };
                     Ok(tail - h + found + need <= cap)
                 })?;
@@ -344,7 +350,7 @@ impl ByteSender {
 impl Reservation<'_> {
     fn data_offset(&self) -> usize {
         let cap = self.sender.side.capacity();
-        DATA + ((self.sender.tail + self.skip) % cap + RECORD_HEADER) as usize
+        DATA + (ring_pos(self.sender.tail + self.skip, cap) + RECORD_HEADER) as usize
     }
 
     /// The reserved bytes, to write the record into. They start zeroed or
@@ -382,10 +388,10 @@ impl Drop for Reservation<'_> {
         let cap = s.side.capacity();
         let region = s.side.conn.region();
         if self.skip > 0 {
-            region.copy_in(DATA + (s.tail % cap) as usize, &WRAP.to_le_bytes());
+            region.copy_in(DATA + ring_pos(s.tail, cap) as usize, &WRAP.to_le_bytes());
             s.tail += self.skip;
         }
-        let pos = DATA + (s.tail % cap) as usize;
+        let pos = DATA + ring_pos(s.tail, cap) as usize;
         region.copy_in(pos, &(self.len as u32).to_le_bytes());
         region.copy_in(pos + 4, &[0; 4]);
         s.tail += padded(self.len);
@@ -438,7 +444,7 @@ impl ByteReceiver {
                 }
             }
             let avail = self.tail - self.head;
-            let pos = self.head % cap;
+            let pos = ring_pos(self.head, cap);
             let corrupt = |what: String| Err(Error::Corrupted { what });
             if avail < RECORD_HEADER {
                 return corrupt(format!("{avail} bytes published: less than a record header"));

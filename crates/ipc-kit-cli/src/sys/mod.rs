@@ -6,7 +6,7 @@
 pub(crate) mod raw;
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 /// The result of [`fork`].
 pub(crate) enum Forked {
@@ -61,13 +61,7 @@ pub(crate) fn pin_to_cpu(cpu: usize) -> bool {
 
 /// A raw pipe of `size` bytes' capacity: (read end, write end).
 pub(crate) fn raw_pipe(size: usize) -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [-1 as RawFd; 2];
-    // SAFETY: `fds` has room for the two fds pipe2 writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 succeeded: both fds are new and owned by nothing else.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (r, w) = raw::pipe()?;
     let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
     // SAFETY: F_SETPIPE_SZ takes an int and changes only this pipe.
     if unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, size) } == -1 {

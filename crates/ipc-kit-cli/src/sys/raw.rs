@@ -149,6 +149,11 @@ impl MsgBuf {
     pub(crate) fn new() -> Box<MsgBuf> {
         Box::new(MsgBuf { mtype: 1, text: [0; MSG_TEXT] })
     }
+
+    /// The first `len` bytes of the text.
+    pub(crate) fn text(&self, len: usize) -> &[u8] {
+        &self.text[..len.min(MSG_TEXT)]
+    }
 }
 
 /// `msgget(IPC_PRIVATE, IPC_CREAT | 0600)`: a new queue's id.
@@ -193,12 +198,6 @@ pub(crate) fn msgrcv(id: libc::c_int, buf: &mut MsgBuf) -> io::Result<usize> {
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
         }
-    }
-}
-
-impl MsgBuf {
-    pub(crate) fn text(&self, len: usize) -> &[u8] {
-        &self.text[..len.min(MSG_TEXT)]
     }
 }
 

@@ -199,18 +199,68 @@ pub struct Reservation<'a> {
 }
 
 impl ByteSender {
-    /// Where a record of `len` bytes would go: the bytes to skip first, if
-    /// it fits now.
-    fn place(&mut self, len: usize) -> Result<Option<u64>> {
+    /// The bytes to skip (to the start of the ring) before a record that
+    /// needs `need` bytes, if it fits in front of the receiver's index as
+    /// last seen.
+    fn fits(&self, need: u64) -> Option<u64> {
         let cap = self.side.capacity();
-        let need = padded(len);
         let pos = ring_pos(self.tail, cap);
         let skip = if need <= cap - pos { 0 } else { cap - pos };
-        if self.tail - self.head + skip + need <= cap {
-            return Ok(Some(skip));
+        (self.tail - self.head + skip + need <= cap).then_some(skip)
+    }
+
+    /// Room for a record of `len` bytes: the bytes to skip before it.
+    ///
+    /// Inlined, and returning a plain number, so that the common case (a
+    /// fitting record, a connected peer) keeps to registers: a result
+    /// passed through memory can stall the load that reads it back until
+    /// every earlier store (the previous record, on cache lines the
+    /// receiver is reading) has left the store buffer.
+    #[inline]
+    fn room(&mut self, len: usize, wait: Option<Deadline>) -> Result<u64> {
+        if len <= max_record(self.side.capacity())
+            && !self.side.peer_closed()
+            && let Some(skip) = self.fits(padded(len))
+        {
+            return Ok(skip);
         }
+        self.room_slow(len, wait)
+    }
+
+    /// [`room`](Self::room) when the record is too large, the peer has
+    /// closed, or the ring looks full: the checks, then the receiver's
+    /// index read again, then waiting as `wait` says (`None`: not at all).
+    #[cold]
+    #[inline(never)]
+    fn room_slow(&mut self, len: usize, wait: Option<Deadline>) -> Result<u64> {
+        let max = max_record(self.side.capacity());
+        if len > max {
+            return Err(Error::RecordTooLarge { len, max });
+        }
+        if self.side.peer_closed() {
+            return Err(Error::Disconnected);
+        }
+        let need = padded(len);
         self.refresh_head()?;
-        Ok((self.tail - self.head + skip + need <= cap).then_some(skip))
+        if let Some(skip) = self.fits(need) {
+            return Ok(skip);
+        }
+        let Some(deadline) = wait else { return Err(Error::Full) };
+        let mut found = 0;
+        let (mut head, tail) = (self.head, self.tail);
+        self.side.wait(deadline, |side| {
+            let cap = side.capacity();
+            let h = side.conn.line(HEAD).index.load(Ordering::Acquire);
+            if h < head || h > tail {
+                return Err(Error::Corrupted { what: format!("receiver index {h} outside {head}..={tail}") });
+            }
+            head = h;
+            let pos = ring_pos(tail, cap);
+            found = if need <= cap - pos { 0 } else { cap - pos };
+            Ok(tail - h + found + need <= cap)
+        })?;
+        self.head = head;
+        Ok(found)
     }
 
     fn refresh_head(&mut self) -> Result<()> {
@@ -225,12 +275,50 @@ impl ByteSender {
         Ok(())
     }
 
-    fn check_len(&self, len: usize) -> Result<()> {
-        let max = max_record(self.side.capacity());
-        if len > max {
-            return Err(Error::RecordTooLarge { len, max });
+    /// Where the data of the record after `skip` bytes goes, in the mapping.
+    fn data_offset(&self, skip: u64) -> usize {
+        DATA + (ring_pos(self.tail + skip, self.side.capacity()) + RECORD_HEADER) as usize
+    }
+
+    /// The place for a record of `len` bytes after `skip` (from
+    /// [`room`](Self::room)), to write into.
+    fn record_mut(&mut self, skip: u64, len: usize) -> &mut [u8] {
+        let offset = self.data_offset(skip);
+        // In bounds: `room` put the whole record before the end of the
+        // ring. The region check returns None only if that were broken.
+        self.side.conn.region().slice_mut(offset, len).unwrap_or_default()
+    }
+
+    /// Publishes the record of `len` bytes written after `skip`: the wrap
+    /// marker if any, the header, then the index.
+    #[inline]
+    fn publish(&mut self, skip: u64, len: usize) {
+        let cap = self.side.capacity();
+        let region = self.side.conn.region();
+        if skip > 0 {
+            region.copy_in(DATA + ring_pos(self.tail, cap) as usize, &u64::from(WRAP).to_le_bytes());
+            self.tail += skip;
         }
+        // The length, then 4 zero bytes, in one store.
+        region.copy_in(DATA + ring_pos(self.tail, cap) as usize, &(len as u64).to_le_bytes());
+        self.tail += padded(len);
+        // Release: the record (and any wrap marker) happen before the
+        // receiver sees the new index.
+        self.side.conn.line(TAIL).index.store(self.tail, Ordering::Release);
+        self.side.wake_peer();
+    }
+
+    #[inline]
+    fn send_until(&mut self, record: &[u8], wait: Option<Deadline>) -> Result<()> {
+        let skip = self.room(record.len(), wait)?;
+        self.record_mut(skip, record.len()).copy_from_slice(record);
+        self.publish(skip, record.len());
         Ok(())
+    }
+
+    fn reserve_until(&mut self, len: usize, wait: Option<Deadline>) -> Result<Reservation<'_>> {
+        let skip = self.room(len, wait)?;
+        Ok(Reservation { sender: self, skip, len })
     }
 
     /// Reserves room for a record of `len` bytes, waiting for it.
@@ -261,44 +349,13 @@ impl ByteSender {
         self.reserve_until(len, Some(Deadline::after(timeout)))
     }
 
-    fn reserve_until(&mut self, len: usize, wait: Option<Deadline>) -> Result<Reservation<'_>> {
-        self.check_len(len)?;
-        if self.side.peer_closed() {
-            return Err(Error::Disconnected);
-        }
-        let skip = match self.place(len)? {
-            Some(skip) => skip,
-            None => {
-                let Some(deadline) = wait else { return Err(Error::Full) };
-                let mut found = 0;
-                let (mut head, tail) = (self.head, self.tail);
-                self.side.wait(deadline, |side| {
-                    let cap = side.capacity();
-                    let h = side.conn.line(HEAD).index.load(Ordering::Acquire);
-                    if h < head || h > tail {
-                        return Err(Error::Corrupted { what: format!("receiver index {h} outside {head}..={tail}") });
-                    }
-                    head = h;
-                    let need = padded(len);
-                    let pos = ring_pos(tail, cap);
-                    found = if need <= cap - pos { 0 } else { cap - pos };
-                    Ok(tail - h + found + need <= cap)
-                })?;
-                self.head = head;
-                found
-            }
-        };
-        Ok(Reservation { sender: self, skip, len })
-    }
-
     /// Sends a copy of `record`, waiting for room.
     ///
     /// # Errors
     ///
     /// As for [`reserve`](Self::reserve).
     pub fn send(&mut self, record: &[u8]) -> Result<()> {
-        self.reserve(record.len())?.fill(record);
-        Ok(())
+        self.send_until(record, Some(Deadline::never()))
     }
 
     /// Sends a copy of `record` if there is room now.
@@ -307,8 +364,7 @@ impl ByteSender {
     ///
     /// As for [`try_reserve`](Self::try_reserve).
     pub fn try_send(&mut self, record: &[u8]) -> Result<()> {
-        self.try_reserve(record.len())?.fill(record);
-        Ok(())
+        self.send_until(record, None)
     }
 
     /// Sends a copy of `record`, waiting at most `timeout` for room.
@@ -317,8 +373,7 @@ impl ByteSender {
     ///
     /// As for [`reserve_timeout`](Self::reserve_timeout).
     pub fn send_timeout(&mut self, record: &[u8], timeout: Duration) -> Result<()> {
-        self.reserve_timeout(record.len(), timeout)?.fill(record);
-        Ok(())
+        self.send_until(record, Some(Deadline::after(timeout)))
     }
 
     /// Sends a copy of `record`, waiting until `deadline` at the latest.
@@ -327,8 +382,7 @@ impl ByteSender {
     ///
     /// As for [`reserve_timeout`](Self::reserve_timeout).
     pub fn send_deadline(&mut self, record: &[u8], deadline: Instant) -> Result<()> {
-        self.reserve_until(record.len(), Some(Deadline::at(deadline)))?.fill(record);
-        Ok(())
+        self.send_until(record, Some(Deadline::at(deadline)))
     }
 
     /// Chooses how to wait for room.
@@ -348,18 +402,10 @@ impl ByteSender {
 }
 
 impl Reservation<'_> {
-    fn data_offset(&self) -> usize {
-        let cap = self.sender.side.capacity();
-        DATA + (ring_pos(self.sender.tail + self.skip, cap) + RECORD_HEADER) as usize
-    }
-
     /// The reserved bytes, to write the record into. They start zeroed or
     /// hold old data: write all of them.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        let offset = self.data_offset();
-        // In bounds: `place` put the whole record before the end of the
-        // ring. The region check returns None only if that were broken.
-        self.sender.side.conn.region().slice_mut(offset, self.len).unwrap_or_default()
+        self.sender.record_mut(self.skip, self.len)
     }
 
     /// The record's length.
@@ -372,10 +418,6 @@ impl Reservation<'_> {
         self.len == 0
     }
 
-    fn fill(mut self, record: &[u8]) {
-        self.as_mut_slice().copy_from_slice(record);
-    }
-
     /// Publishes the record.
     pub fn commit(self) {
         // Drop does it.
@@ -384,21 +426,7 @@ impl Reservation<'_> {
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        let s = &mut *self.sender;
-        let cap = s.side.capacity();
-        let region = s.side.conn.region();
-        if self.skip > 0 {
-            region.copy_in(DATA + ring_pos(s.tail, cap) as usize, &WRAP.to_le_bytes());
-            s.tail += self.skip;
-        }
-        let pos = DATA + ring_pos(s.tail, cap) as usize;
-        region.copy_in(pos, &(self.len as u32).to_le_bytes());
-        region.copy_in(pos + 4, &[0; 4]);
-        s.tail += padded(self.len);
-        // Release: the record (and any wrap marker) happen before the
-        // receiver sees the new index.
-        s.side.conn.line(TAIL).index.store(s.tail, Ordering::Release);
-        s.side.wake_peer();
+        self.sender.publish(self.skip, self.len);
     }
 }
 

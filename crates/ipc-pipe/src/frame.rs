@@ -13,9 +13,15 @@ pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 /// Bytes in a frame header: the body length as a little-endian `u32`.
 pub const FRAME_HEADER: usize = 4;
 
-/// The size of the reader's read-ahead buffer. Bodies at least this long
-/// are read straight into the caller's frame.
+/// The size of the reader's read-ahead buffer.
 const READ_AHEAD: usize = 64 << 10;
+
+/// Body bytes still to come from which the reader reads them straight
+/// into the frame rather than through the read-ahead buffer; after a frame
+/// this long, it reads the next header alone, so that the next body does
+/// not pass through the buffer either (two reads per large frame, no extra
+/// copy).
+const DIRECT: usize = 32 << 10;
 
 /// The most memory a frame body grows by before its bytes arrive.
 const GROW_STEP: usize = 1 << 20;
@@ -150,7 +156,13 @@ pub struct FrameReader<R> {
     end: usize,
     /// The body length while a body is being read.
     want: Option<usize>,
+    /// The body so far: its first `got` bytes. Its length beyond them is
+    /// initialized memory kept from earlier frames, so that refilling it
+    /// costs no zeroing.
     body: Vec<u8>,
+    got: usize,
+    /// Whether the last frame was long (see [`DIRECT`]).
+    last_large: bool,
 }
 
 impl<R: Read> FrameReader<R> {
@@ -169,6 +181,8 @@ impl<R: Read> FrameReader<R> {
             end: 0,
             want: None,
             body: Vec::new(),
+            got: 0,
+            last_large: false,
         }
     }
 
@@ -237,14 +251,16 @@ impl<R: Read> FrameReader<R> {
                     }
                     self.pos += FRAME_HEADER;
                     self.want = Some(len);
-                    self.body.clear();
+                    self.got = 0;
                     continue;
                 }
-                // Keep the partial header at the front and read more.
+                // Keep the partial header at the front and read more: only
+                // the header's missing bytes after a large frame.
                 self.ahead.copy_within(self.pos..self.end, 0);
                 self.pos = 0;
                 self.end = have;
-                let n = fill(&mut self.inner, &mut self.ahead[have..])?;
+                let upto = if self.last_large { FRAME_HEADER } else { self.ahead.len() };
+                let n = fill(&mut self.inner, &mut self.ahead[have..upto])?;
                 if n == 0 {
                     return if have == 0 {
                         Ok(None)
@@ -255,24 +271,28 @@ impl<R: Read> FrameReader<R> {
                 self.end += n;
                 continue;
             };
-            let take = (len - self.body.len()).min(self.end - self.pos);
-            self.body.extend_from_slice(&self.ahead[self.pos..self.pos + take]);
-            self.pos += take;
-            if self.body.len() == len {
+            let take = (len - self.got).min(self.end - self.pos);
+            if take > 0 {
+                body_room(&mut self.body, self.got, take).copy_from_slice(&self.ahead[self.pos..self.pos + take]);
+                self.got += take;
+                self.pos += take;
+            }
+            if self.got == len {
                 self.want = None;
-                frame.clear();
+                self.last_large = len >= DIRECT;
+                self.body.truncate(len);
                 std::mem::swap(frame, &mut self.body);
                 return Ok(Some(len));
             }
             // The read-ahead buffer is empty here.
             self.pos = 0;
             self.end = 0;
-            let need = len - self.body.len();
-            let n = if need >= self.ahead.len() {
-                let start = self.body.len();
-                self.body.resize(start + need.min(GROW_STEP), 0);
-                let r = fill(&mut self.inner, &mut self.body[start..]);
-                self.body.truncate(start + r.as_ref().map_or(0, |&n| n));
+            let need = len - self.got;
+            let n = if need >= DIRECT {
+                let r = fill(&mut self.inner, body_room(&mut self.body, self.got, need.min(GROW_STEP)));
+                if let Ok(n) = r {
+                    self.got += n;
+                }
                 r?
             } else {
                 let n = fill(&mut self.inner, &mut self.ahead)?;
@@ -280,10 +300,20 @@ impl<R: Read> FrameReader<R> {
                 n
             };
             if n == 0 {
-                return Err(Error::TruncatedFrame { expected: len as u64, got: self.body.len() as u64 });
+                return Err(Error::TruncatedFrame { expected: len as u64, got: self.got as u64 });
             }
         }
     }
+}
+
+/// The `n` bytes of `body` after the `got` it has, grown (and zeroed) only
+/// past what earlier frames left initialized.
+fn body_room(body: &mut Vec<u8>, got: usize, n: usize) -> &mut [u8] {
+    let end = got + n;
+    if body.len() < end {
+        body.resize(end, 0);
+    }
+    &mut body[got..end]
 }
 
 impl<R: Read + AsFd> FrameReader<R> {

@@ -7,8 +7,11 @@
 //!   denied.
 //! - `loom`: the loom model check of the shared-memory channel's ring
 //!   (`--cfg loom`, its own target directory).
-//! - `ci`: `test`, then `lint`, then `loom`.
+//! - `ci`: `test`, then `lint`, then `loom`, then `stress --quick`.
 //! - `bench [ARGS...]`: `ipc-kit bench` in release mode.
+//! - `stress [--quick] [ARGS...]`: every mechanism under N producer and M
+//!   consumer processes (`ipc-kit-stress`, release mode), then the leak
+//!   check.
 
 mod leaks;
 
@@ -23,11 +26,14 @@ fn main() -> ExitCode {
     let result = match task {
         "test" => test(rest),
         "lint" => lint(),
-        "ci" => test(&[]).and_then(|()| lint()).and_then(|()| loom()),
+        "ci" => test(&[]).and_then(|()| lint()).and_then(|()| loom()).and_then(|()| stress(&["--quick".into()])),
         "loom" => loom(),
         "bench" => bench(rest),
+        "stress" => stress(rest),
         _ => {
-            eprintln!("usage: cargo xtask <test [FILTER...] | lint | loom | ci | bench [ARGS...]>");
+            eprintln!(
+                "usage: cargo xtask <test [FILTER...] | lint | loom | ci | bench [ARGS...] | stress [--quick] [ARGS...]>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -57,24 +63,23 @@ fn run(what: &str, cmd: &mut Command) -> Result {
 }
 
 fn test(filters: &[String]) -> Result {
-    let before = leaks::Snapshot::take();
-    let mut outcome = Ok(());
-    if filters.is_empty() {
-        outcome =
-            run("unit, doc and property tests", cargo().args(["test", "--workspace", "--exclude", "ipc-kit-tests"]));
-    }
-    if outcome.is_ok() {
+    leak_checked(|| {
+        if filters.is_empty() {
+            run("unit, doc and property tests", cargo().args(["test", "--workspace", "--exclude", "ipc-kit-tests"]))?;
+            run("the stress program's own tests", cargo().args(["test", "--package", "ipc-kit-tests", "--bins"]))?;
+        }
         // The suite runs the real `ipc-kit` binary too.
-        outcome = run("the ipc-kit command", cargo().args(["build", "--package", "ipc-kit-cli"]));
-    }
-    if outcome.is_ok() {
-        outcome = run(
-            "fork suite",
-            cargo().args(["test", "--package", "ipc-kit-tests", "--test", "fork", "--"]).args(filters),
-        );
-    }
-    // The leak check runs even after a failure: a failing test must not
-    // leave objects behind either.
+        run("the ipc-kit command", cargo().args(["build", "--package", "ipc-kit-cli"]))?;
+        run("fork suite", cargo().args(["test", "--package", "ipc-kit-tests", "--test", "fork", "--"]).args(filters))
+    })
+}
+
+/// Runs `task`, then checks that no System V object, /dev/shm entry,
+/// POSIX queue or scratch directory appeared meanwhile. The check runs
+/// after a failure too: a failing run must not leave objects behind either.
+fn leak_checked(task: impl FnOnce() -> Result) -> Result {
+    let before = leaks::Snapshot::take();
+    let mut outcome = task();
     let after = leaks::Snapshot::take();
     eprintln!("==> leak check");
     let leaked = after.new_since(&before);
@@ -115,4 +120,15 @@ fn bench(args: &[String]) -> Result {
         "ipc-kit bench",
         cargo().args(["run", "--release", "--package", "ipc-kit-cli", "--bin", "ipc-kit", "--", "bench"]).args(args),
     )
+}
+
+fn stress(args: &[String]) -> Result {
+    leak_checked(|| {
+        run(
+            "ipc-kit-stress",
+            cargo()
+                .args(["run", "--release", "--package", "ipc-kit-tests", "--bin", "ipc-kit-stress", "--"])
+                .args(args),
+        )
+    })
 }

@@ -6,6 +6,7 @@
 //! programs; the runner reaps whatever they leave behind.
 #![deny(unsafe_code)]
 
+pub mod record;
 mod runner;
 mod sys;
 

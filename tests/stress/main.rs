@@ -38,9 +38,10 @@ use ipc_kit::shm::{ByteChannel, ByteReceiver, Channel, Receiver};
 use ipc_kit::sync::Key;
 use ipc_kit_tests::{Exit, Forked, ScratchDir, close_inherited, fork, unique_name};
 
-mod record;
+mod tally;
 
-use record::{FIXED, Tally};
+use ipc_kit_tests::record::{self, FIXED};
+use tally::{DATA_TYPE, END_TYPE, Tally};
 
 /// The longest a consumer waits for its next message before it reports
 /// itself stuck.
@@ -206,7 +207,7 @@ impl Setup {
             }
             Setup::Sysv(q) => {
                 for seq in 0..per {
-                    q.send(record::DATA_TYPE, &next(seq)).map_err(|e| format!("msgsnd: {e}"))?;
+                    q.send(DATA_TYPE, &next(seq)).map_err(|e| format!("msgsnd: {e}"))?;
                 }
                 Ok(())
             }
@@ -262,7 +263,7 @@ impl Setup {
             }
             Setup::Sysv(q) => loop {
                 let mtype = q.recv_vec_timeout(Selector::Any, &mut buf, IDLE).map_err(|e| format!("msgrcv: {e}"))?;
-                if mtype == record::END_TYPE {
+                if mtype == END_TYPE {
                     return Ok(());
                 }
                 tally.take(&buf);
@@ -311,9 +312,9 @@ impl Setup {
                 *writer = None;
                 Ok(())
             }
-            Setup::Sysv(q) => (0..consumers)
-                .try_for_each(|_| q.send(record::END_TYPE, b""))
-                .map_err(|e| format!("msgsnd end marker: {e}")),
+            Setup::Sysv(q) => {
+                (0..consumers).try_for_each(|_| q.send(END_TYPE, b"")).map_err(|e| format!("msgsnd end marker: {e}"))
+            }
             Setup::Posix(q) => {
                 (0..consumers).try_for_each(|_| q.send(b"", 0)).map_err(|e| format!("mq_send end marker: {e}"))
             }

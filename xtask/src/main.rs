@@ -7,11 +7,14 @@
 //!   denied.
 //! - `loom`: the loom model check of the shared-memory channel's ring
 //!   (`--cfg loom`, its own target directory).
-//! - `ci`: `test`, then `lint`, then `loom`, then `stress --quick`.
+//! - `ci`: `test`, `lint`, `loom`, `stress --quick`, then `faults --quick`.
 //! - `bench [ARGS...]`: `ipc-kit bench` in release mode.
 //! - `stress [--quick] [ARGS...]`: every mechanism under N producer and M
 //!   consumer processes (`ipc-kit-stress`, release mode), then the leak
 //!   check.
+//! - `faults [--quick] [ARGS...]`: peers of every mechanism killed at random
+//!   points, and what the survivors see (`ipc-kit-faults`, release mode),
+//!   then the leak check.
 
 mod leaks;
 
@@ -26,13 +29,19 @@ fn main() -> ExitCode {
     let result = match task {
         "test" => test(rest),
         "lint" => lint(),
-        "ci" => test(&[]).and_then(|()| lint()).and_then(|()| loom()).and_then(|()| stress(&["--quick".into()])),
+        "ci" => test(&[])
+            .and_then(|()| lint())
+            .and_then(|()| loom())
+            .and_then(|()| stress(&["--quick".into()]))
+            .and_then(|()| faults(&["--quick".into()])),
         "loom" => loom(),
         "bench" => bench(rest),
         "stress" => stress(rest),
+        "faults" => faults(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test [FILTER...] | lint | loom | ci | bench [ARGS...] | stress [--quick] [ARGS...]>"
+                "usage: cargo xtask <test [FILTER...] | lint | loom | ci | bench [ARGS...] | stress [--quick] [ARGS...] \
+                 | faults [--quick] [ARGS...]>"
             );
             return ExitCode::from(2);
         }
@@ -123,12 +132,17 @@ fn bench(args: &[String]) -> Result {
 }
 
 fn stress(args: &[String]) -> Result {
+    release_program("ipc-kit-stress", args)
+}
+
+fn faults(args: &[String]) -> Result {
+    release_program("ipc-kit-faults", args)
+}
+
+/// Runs one of the test crate's programs in release mode, under the leak
+/// check.
+fn release_program(bin: &str, args: &[String]) -> Result {
     leak_checked(|| {
-        run(
-            "ipc-kit-stress",
-            cargo()
-                .args(["run", "--release", "--package", "ipc-kit-tests", "--bin", "ipc-kit-stress", "--"])
-                .args(args),
-        )
+        run(bin, cargo().args(["run", "--release", "--package", "ipc-kit-tests", "--bin", bin, "--"]).args(args))
     })
 }

@@ -1,0 +1,1084 @@
+//! `ipc-kit-faults`: peers killed with SIGKILL at random points, and what
+//! the survivor sees.
+//!
+//! Every scenario runs many times (200 by default, 20 with `--quick`). In
+//! each run a victim process works the mechanism in a loop — sending,
+//! receiving, holding a lock, or opening and creating the object — and is
+//! killed after a random delay (sometimes at once, so that the kill lands
+//! in its set-up). Then the survivor checks, within a bound:
+//!
+//! - that it gets the documented outcome: end of file or a truncated
+//!   frame from a pipe whose writer died, `BrokenPipe` writing to one
+//!   whose reader died, `Disconnected` from a channel, `OwnerDied` from a
+//!   robust mutex, the semaphore given back by `SEM_UNDO`; queues, which
+//!   know no peers, keep every message;
+//! - that nothing the victim acknowledged is lost, and nothing arrives
+//!   twice, out of order or damaged;
+//! - that the next run can open or create the same-named object again:
+//!   the FIFO, the queues and the semaphore set keep one name or key for
+//!   all runs of a scenario, taken over with `open_or_create` or
+//!   `create_replacing`.
+//!
+//! The report counts, per scenario, runs, survived, hung (the survivor's
+//! bound passed) and corrupted (data lost, doubled or damaged), and any
+//! other failure. At the end, nothing may be left: the last owner removes
+//! each object when it exits normally.
+//!
+//! `ipc-kit-faults [--quick] [--runs N] [--seed S] [--only TEXT]`
+
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ipc_kit::fifo::Fifo;
+use ipc_kit::msgq::{PosixQueue, QueueAttr, Selector, SysvQueue};
+use ipc_kit::pipe::{FrameReader, FrameWriter};
+use ipc_kit::shm::{ByteChannel, Channel, Mapping};
+use ipc_kit::sync::{Key, LockError, RobustMutex, SemaphoreSet};
+use ipc_kit_tests::record::{FIXED, decode, encode, encode_len};
+use ipc_kit_tests::{Exit, Forked, ScratchDir, close_inherited, fork, unique_name};
+use nix::sys::signal::{Signal, kill};
+
+/// How long a survivor may take to see the outcome after the kill.
+const BOUND: Duration = Duration::from_secs(3);
+
+/// A run's verdict.
+enum Outcome {
+    /// Survived, and how: what the survivor saw.
+    Survived(&'static str),
+    Hung(String),
+    Corrupted(String),
+    Failed(String),
+}
+
+use Outcome::{Corrupted, Failed, Hung, Survived};
+
+/// A small random number generator (xorshift64*), seeded per campaign so
+/// that a run can be repeated.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// A kill delay: at once one time in eight (the victim is still
+    /// setting up), mostly under 3 ms, sometimes up to 20 ms.
+    fn delay(&mut self) -> Duration {
+        match self.below(8) {
+            0 => Duration::ZERO,
+            1 => Duration::from_micros(self.below(20_000)),
+            _ => Duration::from_micros(self.below(3_000)),
+        }
+    }
+}
+
+/// Counters shared with the victim: what it has acknowledged, and
+/// whether it is ready (has claimed its side or opened its end).
+struct Board {
+    map: Mapping,
+}
+
+impl Board {
+    fn new() -> Board {
+        Board { map: Mapping::anonymous(4096).expect("a shared page for the counters") }
+    }
+
+    fn word(&self, i: usize) -> &AtomicU64 {
+        self.map.shared::<AtomicU64>(i * 8).expect("a counter inside the page").get()
+    }
+
+    /// How many messages the victim has sent or received and checked.
+    fn acked(&self) -> u64 {
+        self.word(0).load(Ordering::Acquire)
+    }
+
+    fn ack(&self, n: u64) {
+        self.word(0).store(n, Ordering::Release);
+    }
+
+    fn ready(&self) -> bool {
+        self.word(1).load(Ordering::Acquire) != 0
+    }
+
+    fn set_ready(&self) {
+        self.word(1).store(1, Ordering::Release);
+    }
+
+    fn reset(&self) {
+        self.ack(0);
+        self.word(1).store(0, Ordering::Release);
+    }
+}
+
+/// Busy-waits for `d`: work that takes time without a system call.
+fn hold(d: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+/// When the last kill was sent, and the slowest a survivor has taken since
+/// a kill to see its outcome, in this scenario.
+static KILLED_AT: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+static SLOWEST: std::sync::Mutex<Duration> = std::sync::Mutex::new(Duration::ZERO);
+
+/// Kills `pid` after `delay`, from a thread, while the survivor works.
+fn kill_after(pid: nix::unistd::Pid, delay: Duration) -> std::thread::JoinHandle<()> {
+    if let Ok(mut at) = KILLED_AT.lock() {
+        *at = None;
+    }
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        let _ = kill(pid, Signal::SIGKILL);
+        if let Ok(mut at) = KILLED_AT.lock() {
+            *at = Some(Instant::now());
+        }
+    })
+}
+
+/// Notes that the survivor saw the victim's death now (its end of file,
+/// broken pipe or disconnection).
+fn noticed() {
+    let since = KILLED_AT.lock().ok().and_then(|at| *at).map(|at| at.elapsed());
+    if let (Some(since), Ok(mut slowest)) = (since, SLOWEST.lock()) {
+        *slowest = (*slowest).max(since);
+    }
+}
+
+/// Waits for the victim to be ready (its side claimed, its end open), at
+/// most `BOUND`; false if it never was.
+fn wait_ready(board: &Board, victim: &mut Forked) -> bool {
+    let t = Instant::now();
+    while !board.ready() {
+        if t.elapsed() > BOUND || victim.wait_timeout(Duration::ZERO).is_some() {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
+
+/// Kills the victim (if the timer has not) and reaps it, then returns what
+/// it had acknowledged.
+fn bury(mut victim: Forked, timer: std::thread::JoinHandle<()>) -> Result<u64, Outcome> {
+    let _ = timer.join();
+    victim.kill();
+    match victim.wait_timeout(BOUND) {
+        Some(Exit::Signaled(Signal::SIGKILL)) => Ok(0),
+        Some(other) => Err(Failed(format!("the victim ended with {other:?} before the kill"))),
+        None => Err(Hung("the victim could not be reaped".into())),
+    }
+}
+
+/// Checks a survivor's received sequence numbers: `0..n` in order, each
+/// message intact, at least `acked` of them.
+struct InOrder {
+    run: u32,
+    next: u64,
+}
+
+impl InOrder {
+    fn new(run: u32) -> InOrder {
+        InOrder { run, next: 0 }
+    }
+
+    fn take(&mut self, msg: &[u8]) -> Result<(), Outcome> {
+        match decode(msg) {
+            Some((p, _)) if p != self.run => Err(Corrupted(format!("a message of run {p} in run {}", self.run))),
+            Some((_, seq)) if seq == self.next => {
+                self.next += 1;
+                Ok(())
+            }
+            Some((_, seq)) => Err(Corrupted(format!("message {seq} where {} was due", self.next))),
+            None => Err(Corrupted(format!("a damaged message of {} bytes after {}", msg.len(), self.next))),
+        }
+    }
+
+    /// The verdict at the end: `how` ended the stream.
+    fn check(&self, acked: u64, how: &'static str) -> Outcome {
+        if self.next < acked {
+            Corrupted(format!("{acked} acknowledged, {} received", self.next))
+        } else if self.next == 0 {
+            Survived("killed before sending anything")
+        } else {
+            Survived(how)
+        }
+    }
+}
+
+/// Reads frames into `order` until the end: end of file, or a frame the
+/// dead writer left half-written.
+fn drain_frames(
+    frames: &mut FrameReader<&ipc_kit::pipe::PipeReader>,
+    order: &mut InOrder,
+) -> Result<&'static str, Outcome> {
+    let mut buf = Vec::new();
+    loop {
+        match frames.recv_timeout(&mut buf, BOUND) {
+            Ok(Some(_)) => order.take(&buf)?,
+            Ok(None) => {
+                noticed();
+                return Ok("end of file");
+            }
+            Err(ipc_kit::pipe::Error::TruncatedFrame { .. }) => {
+                noticed();
+                return Ok("end of file inside a frame");
+            }
+            Err(ipc_kit::pipe::Error::Timeout) => return Err(Hung("no end of file after the writer died".into())),
+            Err(e) => return Err(Failed(format!("read: {e}"))),
+        }
+    }
+}
+
+/// Message `seq`: small (fixed 64 bytes), or larger than a pipe's atomic
+/// write (4 KiB to 64 KiB), so that a kill can cut one in half.
+fn message(run: u32, seq: u64, big: bool, out: &mut Vec<u8>) {
+    if big {
+        encode_len(run, seq, 4096 + (seq % 3) as usize * 30_000, out);
+    } else {
+        encode(run, seq, true, out);
+    }
+}
+
+/// The scenarios, by the process that is killed.
+#[derive(Clone, Copy, Debug)]
+enum Scenario {
+    PipeWriter,
+    PipeReader,
+    FifoWriter,
+    SysvSender,
+    SysvReceiver,
+    PosixSender,
+    PosixReceiver,
+    SlotSender,
+    SlotReceiver,
+    ByteSender,
+    ByteReceiver,
+    RobustHolder,
+    SemHolder,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 13] = [
+        Scenario::PipeWriter,
+        Scenario::PipeReader,
+        Scenario::FifoWriter,
+        Scenario::SysvSender,
+        Scenario::SysvReceiver,
+        Scenario::PosixSender,
+        Scenario::PosixReceiver,
+        Scenario::SlotSender,
+        Scenario::SlotReceiver,
+        Scenario::ByteSender,
+        Scenario::ByteReceiver,
+        Scenario::RobustHolder,
+        Scenario::SemHolder,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::PipeWriter => "pipe: writer killed",
+            Scenario::PipeReader => "pipe: reader killed",
+            Scenario::FifoWriter => "fifo: creator and writer killed",
+            Scenario::SysvSender => "sysv-msgq: creator and sender killed",
+            Scenario::SysvReceiver => "sysv-msgq: receiver killed",
+            Scenario::PosixSender => "posix-mq: creator and sender killed",
+            Scenario::PosixReceiver => "posix-mq: receiver killed",
+            Scenario::SlotSender => "shm-channel: sender killed",
+            Scenario::SlotReceiver => "shm-channel: receiver killed",
+            Scenario::ByteSender => "shm-byte-channel: sender killed",
+            Scenario::ByteReceiver => "shm-byte-channel: receiver killed",
+            Scenario::RobustHolder => "robust-mutex: holder killed",
+            Scenario::SemHolder => "sysv-semaphore: holder killed",
+        }
+    }
+}
+
+/// What a scenario keeps from run to run: the shared counters, and the
+/// names and objects that every run reuses.
+struct Campaign {
+    board: Board,
+    dir: ScratchDir,
+    key: Key,
+    posix_name: String,
+    /// The robust mutex's memory (two counters that must stay equal).
+    robust: Mapping,
+    /// The semaphore set, made by the campaign and opened by each victim.
+    sem: Option<SemaphoreSet>,
+}
+
+impl Campaign {
+    fn new() -> Campaign {
+        // A key of our own: ftok of the scratch directory.
+        let dir = ScratchDir::new();
+        let key = Key::from_path(dir.path(), 7).expect("ftok of the scratch directory");
+        Campaign {
+            board: Board::new(),
+            dir,
+            key,
+            posix_name: format!("/{}", unique_name("ipc-kit-faults")),
+            robust: Mapping::anonymous(4096).expect("a page for the robust mutex"),
+            sem: None,
+        }
+    }
+
+    fn run(&mut self, scenario: Scenario, run: u32, rng: &mut Rng) -> Outcome {
+        self.board.reset();
+        let delay = rng.delay();
+        match scenario {
+            Scenario::PipeWriter => self.pipe_writer_killed(run, delay, rng.below(2) == 0),
+            Scenario::PipeReader => self.pipe_reader_killed(run, delay),
+            Scenario::FifoWriter => self.fifo_writer_killed(run, delay, rng.below(4) == 0),
+            Scenario::SysvSender => self.queue_sender_killed(run, delay, true),
+            Scenario::PosixSender => self.queue_sender_killed(run, delay, false),
+            Scenario::SysvReceiver => self.queue_receiver_killed(run, delay, true),
+            Scenario::PosixReceiver => self.queue_receiver_killed(run, delay, false),
+            Scenario::SlotSender => self.channel_sender_killed(run, delay, false),
+            Scenario::ByteSender => self.channel_sender_killed(run, delay, true),
+            Scenario::SlotReceiver => self.channel_receiver_killed(run, delay, false),
+            Scenario::ByteReceiver => self.channel_receiver_killed(run, delay, true),
+            Scenario::RobustHolder => self.robust_holder_killed(delay),
+            Scenario::SemHolder => self.sem_holder_killed(delay),
+        }
+    }
+
+    /// A writer sends frames (acknowledging each after `send` returns) and
+    /// dies; the reader gets every acknowledged frame intact, then end of
+    /// file or a truncated frame.
+    fn pipe_writer_killed(&self, run: u32, delay: Duration, big: bool) -> Outcome {
+        let (r, w) = match ipc_kit::pipe::pipe() {
+            Ok(p) => p,
+            Err(e) => return Failed(format!("pipe: {e}")),
+        };
+        let board = &self.board;
+        let victim = fork(|| {
+            let mut frames = FrameWriter::new(&w);
+            let mut msg = Vec::new();
+            for seq in 0.. {
+                message(run, seq, big, &mut msg);
+                frames.send(&msg).expect("send a frame");
+                board.ack(seq + 1);
+            }
+        });
+        drop(w);
+        let timer = kill_after(victim.pid(), delay);
+        let mut frames = FrameReader::new(&r);
+        let mut order = InOrder::new(run);
+        let end = drain_frames(&mut frames, &mut order);
+        if let Err(o) = bury(victim, timer) {
+            return o;
+        }
+        match end {
+            Ok(how) => order.check(self.board.acked(), how),
+            Err(o) => o,
+        }
+    }
+
+    /// A reader takes records and dies; the writer gets `BrokenPipe`.
+    fn pipe_reader_killed(&self, run: u32, delay: Duration) -> Outcome {
+        let (r, w) = match ipc_kit::pipe::pipe() {
+            Ok(p) => p,
+            Err(e) => return Failed(format!("pipe: {e}")),
+        };
+        let board = &self.board;
+        let victim = fork(|| {
+            close_inherited(w.as_raw_fd());
+            let mut rec = [0u8; FIXED];
+            let mut order = InOrder::new(run);
+            loop {
+                let n = r.read_timeout(&mut rec, BOUND).expect("read a record");
+                assert!(n == FIXED && order.take(&rec).is_ok(), "a torn or wrong record");
+                board.ack(order.next);
+            }
+        });
+        drop(r);
+        let timer = kill_after(victim.pid(), delay);
+        let mut msg = Vec::new();
+        let t = Instant::now();
+        let end = (0..)
+            .map(|seq| {
+                encode(run, seq, true, &mut msg);
+                w.write_atomic_timeout(&msg, BOUND)
+            })
+            .find_map(Result::err);
+        noticed();
+        let outcome = match end {
+            Some(ipc_kit::pipe::Error::BrokenPipe) if t.elapsed() < delay + BOUND => Survived("BrokenPipe"),
+            Some(ipc_kit::pipe::Error::BrokenPipe) => Hung(format!("BrokenPipe only after {:?}", t.elapsed())),
+            Some(ipc_kit::pipe::Error::Timeout) => Hung("a write blocked on a dead reader".into()),
+            other => Failed(format!("write: {other:?}")),
+        };
+        match bury(victim, timer) {
+            Ok(_) => outcome,
+            Err(o) => o,
+        }
+    }
+
+    /// The victim makes the FIFO under the campaign's one path (replacing
+    /// what a killed predecessor left), opens it and writes frames; the
+    /// survivor opens it by path and reads. A victim killed before making
+    /// or opening it leaves the survivor nothing to read, which it learns
+    /// within the bound.
+    fn fifo_writer_killed(&self, run: u32, delay: Duration, early: bool) -> Outcome {
+        let path = self.dir.path().join("fifo");
+        let board = &self.board;
+        let mut victim = fork(|| {
+            let fifo = Fifo::create_replacing(&path, 0o600).expect("make the FIFO");
+            let w = fifo.open_writer_timeout(BOUND).expect("open the FIFO for writing");
+            board.set_ready();
+            let mut frames = FrameWriter::new(&w);
+            let mut msg = Vec::new();
+            for seq in 0.. {
+                message(run, seq, seq % 2 == 1, &mut msg);
+                frames.send(&msg).expect("send a frame");
+                board.ack(seq + 1);
+            }
+        });
+        // One run in four kills the victim counting from its start (so
+        // that the kill may land in making or opening the FIFO); the others
+        // from when both ends are open.
+        let mut timer = early.then(|| kill_after(victim.pid(), delay));
+        let t = Instant::now();
+        let reader = loop {
+            if let Ok(fifo) = Fifo::open(&path)
+                && let Ok(r) = fifo.open_reader_timeout(Duration::from_millis(2))
+            {
+                break Some(r);
+            }
+            if victim.wait_timeout(Duration::ZERO).is_some() || t.elapsed() > delay + BOUND {
+                break None;
+            }
+        };
+        if timer.is_none() {
+            if reader.is_some() && !wait_ready(board, &mut victim) {
+                return Failed("the victim never opened its end".into());
+            }
+            timer = Some(kill_after(victim.pid(), delay));
+        }
+        let timer = timer.unwrap_or_else(|| kill_after(victim.pid(), Duration::ZERO));
+        let mut order = InOrder::new(run);
+        let end = match reader {
+            None if board.ready() => Err(Hung("the FIFO's writer was there but the reader could not open".into())),
+            None => Ok("killed before opening the FIFO"),
+            Some(r) => drain_frames(&mut FrameReader::new(&r), &mut order),
+        };
+        if let Err(o) = bury(victim, timer) {
+            return o;
+        }
+        match end {
+            Ok(how) => order.check(self.board.acked(), how),
+            Err(o) => o,
+        }
+    }
+
+    /// Opens (or makes) the campaign's queue: System V under its key, or
+    /// POSIX under its name.
+    fn queue(&self, sysv: bool) -> Result<Queue, String> {
+        if sysv {
+            SysvQueue::open_or_create(self.key, 0o600).map(Queue::Sysv).map_err(|e| format!("msgget: {e}"))
+        } else {
+            let attr = QueueAttr::default();
+            PosixQueue::open_or_create(&self.posix_name, attr, 0o600)
+                .map(Queue::Posix)
+                .map_err(|e| format!("mq_open: {e}"))
+        }
+    }
+
+    /// The victim opens or makes the queue (it is the owner when it made
+    /// it, and dies without removing it) and sends; the survivor takes it
+    /// over and finds every acknowledged message, in order, then nothing.
+    fn queue_sender_killed(&self, run: u32, delay: Duration, sysv: bool) -> Outcome {
+        let board = &self.board;
+        let victim = fork(|| {
+            let q = self.queue(sysv).expect("open or make the queue");
+            let mut msg = Vec::new();
+            for seq in 0.. {
+                encode(run, seq, false, &mut msg);
+                q.send(&msg).expect("send");
+                board.ack(seq + 1);
+            }
+        });
+        let timer = kill_after(victim.pid(), delay);
+        let q = match self.queue(sysv) {
+            Ok(q) => q,
+            Err(e) => return Failed(e),
+        };
+        let mut order = InOrder::new(run);
+        let mut buf = Vec::new();
+        // Receive while the victim lives, then drain: a queue has no
+        // notion of its peers, so "nothing more" is a short quiet spell
+        // after the victim is gone.
+        let mut gone = false;
+        let mut victim = Some(victim);
+        let mut timer = Some(timer);
+        loop {
+            match q.recv(&mut buf, Duration::from_millis(if gone { 50 } else { 5 })) {
+                Ok(()) => {
+                    if let Err(o) = order.take(&buf) {
+                        return o;
+                    }
+                }
+                Err(QueueError::Timeout) if gone => break,
+                Err(QueueError::Timeout) => {
+                    if victim.as_mut().is_some_and(|v| v.wait_timeout(Duration::ZERO).is_some()) {
+                        if let (Some(v), Some(t)) = (victim.take(), timer.take())
+                            && let Err(o) = bury(v, t)
+                        {
+                            return o;
+                        }
+                        gone = true;
+                    }
+                }
+                Err(QueueError::Other(e)) => return Failed(e),
+            }
+        }
+        order.check(self.board.acked(), "every acknowledged message kept")
+    }
+
+    /// The survivor owns the queue and sends; the victim receives and
+    /// dies. What the victim did not acknowledge is still queued, but for
+    /// the one message it may have taken in the instant it died.
+    fn queue_receiver_killed(&self, run: u32, delay: Duration, sysv: bool) -> Outcome {
+        let q = match self.queue(sysv) {
+            Ok(q) => q,
+            Err(e) => return Failed(e),
+        };
+        let board = &self.board;
+        let victim = fork(|| {
+            let mut order = InOrder::new(run);
+            let mut buf = Vec::new();
+            loop {
+                q.recv(&mut buf, BOUND).unwrap_or_else(|_| panic!("receive"));
+                assert!(order.take(&buf).is_ok(), "a wrong message");
+                board.ack(order.next);
+            }
+        });
+        let timer = kill_after(victim.pid(), delay);
+        let mut victim = Some(victim);
+        let mut timer = Some(timer);
+        let mut msg = Vec::new();
+        let mut sent = 0;
+        // Send until the victim is gone and the queue has filled up.
+        loop {
+            encode(run, sent, false, &mut msg);
+            match q.send_timeout(&msg, Duration::from_millis(5)) {
+                Ok(()) => sent += 1,
+                Err(QueueError::Timeout) => {
+                    if let Some(v) = victim.as_mut()
+                        && v.wait_timeout(Duration::ZERO).is_some()
+                    {
+                        if let (Some(v), Some(t)) = (victim.take(), timer.take())
+                            && let Err(o) = bury(v, t)
+                        {
+                            return o;
+                        }
+                        break;
+                    }
+                }
+                Err(QueueError::Other(e)) => return Failed(e),
+            }
+            if sent > 1_000_000 {
+                return Failed("the victim outlived a million messages".into());
+            }
+        }
+        let acked = self.board.acked();
+        let mut buf = Vec::new();
+        let mut first = None;
+        let mut order = InOrder::new(run);
+        loop {
+            match q.recv(&mut buf, Duration::from_millis(50)) {
+                Ok(()) => {
+                    let Some((_, seq)) = decode(&buf) else { return Corrupted("a damaged message".into()) };
+                    if first.is_none() {
+                        // The victim acknowledged `acked`; it may have taken
+                        // one more when it died.
+                        if seq != acked && seq != acked + 1 {
+                            return Corrupted(format!("{seq} first after {acked} acknowledged"));
+                        }
+                        first = Some(seq);
+                        order.next = seq;
+                    }
+                    if let Err(o) = order.take(&buf) {
+                        return o;
+                    }
+                }
+                Err(QueueError::Timeout) => break,
+                Err(QueueError::Other(e)) => return Failed(e),
+            }
+        }
+        let left = sent - acked;
+        match first {
+            _ if order.next != sent && first.is_some() => {
+                Corrupted(format!("sent {sent}, the queue held up to {}", order.next))
+            }
+            None if left > 1 => Corrupted(format!("{left} unacknowledged messages vanished")),
+            Some(seq) if seq > acked => Survived("the rest kept, but one taken as it died"),
+            _ => Survived("every unacknowledged message kept"),
+        }
+    }
+
+    /// A channel in anonymous shared memory (new for each run); the victim
+    /// claims the sending side, sends and dies; the survivor receives
+    /// every acknowledged message, then `Disconnected`.
+    fn channel_sender_killed(&self, run: u32, delay: Duration, bytes: bool) -> Outcome {
+        let chan = match AnyChannel::new(bytes) {
+            Ok(c) => c,
+            Err(e) => return Failed(e),
+        };
+        let board = &self.board;
+        let mut victim = fork(|| {
+            let mut tx = chan.sender().expect("claim the sender");
+            board.set_ready();
+            let mut msg = Vec::new();
+            for seq in 0.. {
+                encode(run, seq, true, &mut msg);
+                if tx.send(&msg, Duration::from_secs(60)).is_err() {
+                    panic!("send");
+                }
+                board.ack(seq + 1);
+            }
+        });
+        let mut rx = match chan.receiver() {
+            Ok(rx) => rx,
+            Err(e) => return Failed(e),
+        };
+        if !wait_ready(board, &mut victim) {
+            return Failed("the victim never claimed its side".into());
+        }
+        let timer = kill_after(victim.pid(), delay);
+        let mut order = InOrder::new(run);
+        let mut buf = Vec::new();
+        let end = loop {
+            match rx.recv(&mut buf, BOUND) {
+                Ok(()) => {
+                    if let Err(o) = order.take(&buf) {
+                        break Err(o);
+                    }
+                }
+                Err(ChannelEnd::Disconnected) => {
+                    noticed();
+                    break Ok("Disconnected");
+                }
+                Err(ChannelEnd::Timeout) => break Err(Hung("no Disconnected after the sender died".into())),
+                Err(ChannelEnd::Other(e)) => break Err(Failed(e)),
+            }
+        };
+        if let Err(o) = bury(victim, timer) {
+            return o;
+        }
+        match end {
+            Ok(how) => order.check(self.board.acked(), how),
+            Err(o) => o,
+        }
+    }
+
+    /// The victim claims the receiving side and dies; the survivor's sends
+    /// end in `Disconnected` once the ring is full.
+    fn channel_receiver_killed(&self, run: u32, delay: Duration, bytes: bool) -> Outcome {
+        let chan = match AnyChannel::new(bytes) {
+            Ok(c) => c,
+            Err(e) => return Failed(e),
+        };
+        let board = &self.board;
+        let mut victim = fork(|| {
+            let mut rx = chan.receiver().expect("claim the receiver");
+            board.set_ready();
+            let mut order = InOrder::new(run);
+            let mut buf = Vec::new();
+            loop {
+                rx.recv(&mut buf, BOUND).unwrap_or_else(|_| panic!("receive"));
+                assert!(order.take(&buf).is_ok(), "a wrong message");
+                board.ack(order.next);
+            }
+        });
+        let mut tx = match chan.sender() {
+            Ok(tx) => tx,
+            Err(e) => return Failed(e),
+        };
+        if !wait_ready(board, &mut victim) {
+            return Failed("the victim never claimed its side".into());
+        }
+        let timer = kill_after(victim.pid(), delay);
+        let mut msg = Vec::new();
+        let t = Instant::now();
+        let outcome = (0..).find_map(|seq| {
+            encode(run, seq, true, &mut msg);
+            tx.send(&msg, BOUND).err()
+        });
+        noticed();
+        let outcome = match outcome {
+            None => Failed("unreachable: sends never end".into()),
+            Some(end) => match end {
+                ChannelEnd::Disconnected if t.elapsed() < delay + BOUND => Survived("Disconnected"),
+                ChannelEnd::Disconnected => Hung(format!("Disconnected only after {:?}", t.elapsed())),
+                ChannelEnd::Timeout => Hung("a send blocked on a dead receiver".into()),
+                ChannelEnd::Other(e) => Failed(e),
+            },
+        };
+        match bury(victim, timer) {
+            Ok(_) => outcome,
+            Err(o) => o,
+        }
+    }
+
+    /// The victim locks, changes the first counter, then the second, and
+    /// unlocks, over and over, and dies. The survivor's lock returns
+    /// `OwnerDied` when the victim held it (the counters may then differ
+    /// by one, which it repairs) and a plain guard otherwise (they must be
+    /// equal).
+    fn robust_holder_killed(&self, delay: Duration) -> Outcome {
+        let m: &RobustMutex<[u64; 2]> = match self.robust.shared::<RobustMutex<[u64; 2]>>(0) {
+            Ok(m) => m.get(),
+            Err(e) => return Failed(format!("the mutex in shared memory: {e}")),
+        };
+        let board = &self.board;
+        let victim = fork(|| {
+            for n in 1.. {
+                let mut g = m.lock().unwrap_or_else(|_| panic!("the victim's lock"));
+                g[0] += 1;
+                // Hold the lock mid-update for a while, so that kills land
+                // there as often as outside.
+                hold(Duration::from_micros(20));
+                g[1] += 1;
+                drop(g);
+                board.ack(n);
+                hold(Duration::from_micros(20));
+            }
+        });
+        let timer = kill_after(victim.pid(), delay);
+        if let Err(o) = bury(victim, timer) {
+            return o;
+        }
+        match m.lock_timeout(BOUND) {
+            Ok(g) if g[0] == g[1] => Survived("not held when killed"),
+            Ok(g) => Corrupted(format!("counters {} and {} under a clean lock", g[0], g[1])),
+            Err(LockError::OwnerDied(mut g)) => {
+                if g[0] != g[1] && g[0] != g[1] + 1 {
+                    return Corrupted(format!("counters {} and {} after the holder died", g[0], g[1]));
+                }
+                let how = if g[0] == g[1] { "OwnerDied, data whole" } else { "OwnerDied mid-update, repaired" };
+                g[1] = g[0];
+                match g.make_consistent() {
+                    Ok(()) => Survived(how),
+                    Err(e) => Failed(format!("make_consistent: {e}")),
+                }
+            }
+            Err(LockError::Timeout) => Hung("the mutex stayed locked after its holder died".into()),
+            Err(_) => Failed("lock failed".into()),
+        }
+    }
+
+    /// The campaign makes a one-semaphore set (value 1) under its key; the
+    /// victim opens it, takes and gives back the semaphore over and over
+    /// with SEM_UNDO, and dies. The survivor takes it within the bound,
+    /// and its value is 1 again after.
+    fn sem_holder_killed(&mut self, delay: Duration) -> Outcome {
+        if self.sem.is_none() {
+            match SemaphoreSet::create(self.key, &[1], 0o600) {
+                Ok(s) => self.sem = Some(s),
+                Err(e) => return Failed(format!("semget: {e}")),
+            }
+        }
+        let key = self.key;
+        let board = &self.board;
+        let victim = fork(|| {
+            let set = SemaphoreSet::open(key).expect("open the set");
+            for n in 1.. {
+                set.wait(0).expect("take the semaphore");
+                board.set_ready();
+                hold(Duration::from_micros(20));
+                board.word(1).store(0, Ordering::Release);
+                set.post(0).expect("give it back");
+                board.ack(n);
+                hold(Duration::from_micros(20));
+            }
+        });
+        let timer = kill_after(victim.pid(), delay);
+        if let Err(o) = bury(victim, timer) {
+            return o;
+        }
+        let Some(set) = &self.sem else { return Failed("no set".into()) };
+        let how = if self.board.ready() { "held when killed, given back" } else { "not held when killed" };
+        match set.wait_timeout(0, BOUND) {
+            Ok(()) => match set.post(0).and_then(|()| set.value(0)) {
+                Ok(1) => Survived(how),
+                Ok(v) => Corrupted(format!("the semaphore is {v} after a take and a give")),
+                Err(e) => Failed(format!("semop: {e}")),
+            },
+            Err(ipc_kit::sync::Error::Timeout { .. }) => Hung("SEM_UNDO did not give the semaphore back".into()),
+            Err(e) => Failed(format!("semop: {e}")),
+        }
+    }
+
+    /// After the last run: the queues that killed victims made are still
+    /// there (nobody owned them at the end); take them over and remove
+    /// them, as `ipc-kit rm` would.
+    fn clean_up(&mut self) -> Result<(), String> {
+        if let Ok(q) = SysvQueue::open(self.key) {
+            q.remove().map_err(|e| format!("remove the System V queue: {e}"))?;
+        }
+        if let Ok(mut q) = PosixQueue::open(&self.posix_name) {
+            q.unlink().map_err(|e| format!("unlink the POSIX queue: {e}"))?;
+        }
+        self.sem = None;
+        Ok(())
+    }
+}
+
+/// Either queue, with the operations the scenarios need.
+enum Queue {
+    Sysv(SysvQueue),
+    Posix(PosixQueue),
+}
+
+enum QueueError {
+    Timeout,
+    Other(String),
+}
+
+impl Queue {
+    fn send(&self, msg: &[u8]) -> Result<(), String> {
+        match self {
+            Queue::Sysv(q) => q.send(1, msg).map_err(|e| format!("msgsnd: {e}")),
+            Queue::Posix(q) => q.send(msg, 0).map_err(|e| format!("mq_send: {e}")),
+        }
+    }
+
+    fn send_timeout(&self, msg: &[u8], t: Duration) -> Result<(), QueueError> {
+        let r = match self {
+            Queue::Sysv(q) => q.send_timeout(1, msg, t),
+            Queue::Posix(q) => q.send_timeout(msg, 0, t),
+        };
+        r.map_err(QueueError::from)
+    }
+
+    fn recv(&self, buf: &mut Vec<u8>, t: Duration) -> Result<(), QueueError> {
+        let r = match self {
+            Queue::Sysv(q) => q.recv_vec_timeout(Selector::Any, buf, t).map(drop),
+            Queue::Posix(q) => q.recv_vec_timeout(buf, t).map(drop),
+        };
+        r.map_err(QueueError::from)
+    }
+}
+
+impl From<ipc_kit::msgq::Error> for QueueError {
+    fn from(e: ipc_kit::msgq::Error) -> QueueError {
+        match e {
+            ipc_kit::msgq::Error::Timeout => QueueError::Timeout,
+            other => QueueError::Other(other.to_string()),
+        }
+    }
+}
+
+/// Either shared-memory channel, carrying 64-byte records.
+enum AnyChannel {
+    Slots(Channel<[u8; FIXED]>),
+    Bytes(ByteChannel),
+}
+
+enum AnySender {
+    Slots(ipc_kit::shm::Sender<[u8; FIXED]>),
+    Bytes(ipc_kit::shm::ByteSender),
+}
+
+enum AnyReceiver {
+    Slots(ipc_kit::shm::Receiver<[u8; FIXED]>),
+    Bytes(ipc_kit::shm::ByteReceiver),
+}
+
+enum ChannelEnd {
+    Disconnected,
+    Timeout,
+    Other(String),
+}
+
+impl From<ipc_kit::shm::Error> for ChannelEnd {
+    fn from(e: ipc_kit::shm::Error) -> ChannelEnd {
+        match e {
+            ipc_kit::shm::Error::Disconnected => ChannelEnd::Disconnected,
+            ipc_kit::shm::Error::Timeout => ChannelEnd::Timeout,
+            other => ChannelEnd::Other(other.to_string()),
+        }
+    }
+}
+
+impl AnyChannel {
+    fn new(bytes: bool) -> Result<AnyChannel, String> {
+        if bytes {
+            ByteChannel::anonymous(4096).map(AnyChannel::Bytes).map_err(|e| format!("byte channel: {e}"))
+        } else {
+            Channel::anonymous(16).map(AnyChannel::Slots).map_err(|e| format!("channel: {e}"))
+        }
+    }
+
+    fn sender(&self) -> Result<AnySender, String> {
+        match self {
+            AnyChannel::Slots(c) => c.sender().map(AnySender::Slots),
+            AnyChannel::Bytes(c) => c.sender().map(AnySender::Bytes),
+        }
+        .map_err(|e| format!("claim the sender: {e}"))
+    }
+
+    fn receiver(&self) -> Result<AnyReceiver, String> {
+        match self {
+            AnyChannel::Slots(c) => c.receiver().map(AnyReceiver::Slots),
+            AnyChannel::Bytes(c) => c.receiver().map(AnyReceiver::Bytes),
+        }
+        .map_err(|e| format!("claim the receiver: {e}"))
+    }
+}
+
+impl AnySender {
+    fn send(&mut self, msg: &[u8], t: Duration) -> Result<(), ChannelEnd> {
+        match self {
+            AnySender::Slots(tx) => {
+                let v: [u8; FIXED] = msg.try_into().map_err(|_| ChannelEnd::Other("record size".into()))?;
+                tx.send_timeout(v, t)
+            }
+            AnySender::Bytes(tx) => tx.send_timeout(msg, t),
+        }
+        .map_err(ChannelEnd::from)
+    }
+}
+
+impl AnyReceiver {
+    fn recv(&mut self, buf: &mut Vec<u8>, t: Duration) -> Result<(), ChannelEnd> {
+        match self {
+            AnyReceiver::Slots(rx) => rx.recv_timeout(t).map(|v| {
+                buf.clear();
+                buf.extend_from_slice(&v);
+            }),
+            AnyReceiver::Bytes(rx) => rx.recv_timeout(buf, t).map(drop),
+        }
+        .map_err(ChannelEnd::from)
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    runs: u32,
+    survived: u32,
+    /// How the survivals went, by what the survivor saw.
+    how: std::collections::BTreeMap<&'static str, u32>,
+    hung: u32,
+    corrupted: u32,
+    failed: u32,
+    notes: Vec<String>,
+}
+
+struct Options {
+    runs: u32,
+    seed: u64,
+    only: Option<String>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    let mut opts = Options { runs: 200, seed, only: None };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |what: &str| args.next().ok_or(format!("{arg} needs {what}"));
+        match arg.as_str() {
+            "--quick" => opts.runs = 20,
+            "--runs" => opts.runs = value("a number")?.parse().map_err(|_| "--runs: not a number")?,
+            "--seed" => opts.seed = value("a number")?.parse().map_err(|_| "--seed: not a number")?,
+            "--only" => opts.only = Some(value("a text")?),
+            _ => return Err(format!("unknown argument {arg}")),
+        }
+    }
+    Ok(opts)
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("ipc-kit-faults: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("seed {} (repeat with --seed {})", opts.seed, opts.seed);
+    println!(
+        "{:<40} {:>5} {:>8} {:>5} {:>9} {:>6} {:>8}",
+        "scenario", "runs", "survived", "hung", "corrupted", "failed", "wall"
+    );
+    let mut rng = Rng(opts.seed | 1);
+    let mut all = Tally::default();
+    let mut bad = false;
+    for scenario in Scenario::ALL {
+        if opts.only.as_ref().is_some_and(|o| !scenario.name().contains(o.as_str())) {
+            continue;
+        }
+        let mut campaign = Campaign::new();
+        if let Ok(mut slowest) = SLOWEST.lock() {
+            *slowest = Duration::ZERO;
+        }
+        let mut t = Tally::default();
+        let start = Instant::now();
+        for run in 0..opts.runs {
+            t.runs += 1;
+            match campaign.run(scenario, run, &mut rng) {
+                Survived(how) => {
+                    t.survived += 1;
+                    *t.how.entry(how).or_default() += 1;
+                }
+                Hung(why) => {
+                    t.hung += 1;
+                    t.notes.push(format!("run {run}: hung: {why}"));
+                }
+                Corrupted(why) => {
+                    t.corrupted += 1;
+                    t.notes.push(format!("run {run}: corrupted: {why}"));
+                }
+                Failed(why) => {
+                    t.failed += 1;
+                    t.notes.push(format!("run {run}: failed: {why}"));
+                }
+            }
+        }
+        if let Err(e) = campaign.clean_up() {
+            t.failed += 1;
+            t.notes.push(format!("clean-up: {e}"));
+        }
+        println!(
+            "{:<40} {:>5} {:>8} {:>5} {:>9} {:>6} {:>6.1} s",
+            scenario.name(),
+            t.runs,
+            t.survived,
+            t.hung,
+            t.corrupted,
+            t.failed,
+            start.elapsed().as_secs_f64()
+        );
+        let how: Vec<String> = t.how.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("    {}", how.join(", "));
+        let slowest = SLOWEST.lock().map_or(Duration::ZERO, |s| *s);
+        if !slowest.is_zero() {
+            println!("    slowest to see the death after the kill: {:.1} ms", slowest.as_secs_f64() * 1e3);
+        }
+        for note in t.notes.iter().take(5) {
+            println!("    {note}");
+        }
+        bad |= t.survived != t.runs;
+        all.runs += t.runs;
+        all.survived += t.survived;
+        all.hung += t.hung;
+        all.corrupted += t.corrupted;
+        all.failed += t.failed;
+    }
+    println!(
+        "{} runs: {} survived, {} hung, {} corrupted, {} failed otherwise",
+        all.runs, all.survived, all.hung, all.corrupted, all.failed
+    );
+    if bad { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}

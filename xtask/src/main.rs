@@ -7,11 +7,15 @@
 //!   denied.
 //! - `loom`: the loom model check of the shared-memory channel's ring
 //!   (`--cfg loom`, its own target directory).
-//! - `ci`: `test`, `lint`, `loom`, `stress --quick`, then `faults --quick`.
+//! - `ci`: `test`, `lint`, `loom`, `stress --quick`, `faults --quick`, then
+//!   `fuzz --seconds 10`.
 //! - `bench [ARGS...]`: `ipc-kit bench` in release mode.
 //! - `stress [--quick] [ARGS...]`: every mechanism under N producer and M
 //!   consumer processes (`ipc-kit-stress`, release mode), then the leak
 //!   check.
+//! - `fuzz [--seconds S] [ARGS...]`: the fuzz targets (frame decoder, byte
+//!   records, slot indices, channel header) for S seconds each (default
+//!   30), built with overflow checks and debug assertions.
 //! - `faults [--quick] [ARGS...]`: peers of every mechanism killed at random
 //!   points, and what the survivors see (`ipc-kit-faults`, release mode),
 //!   then the leak check.
@@ -33,15 +37,17 @@ fn main() -> ExitCode {
             .and_then(|()| lint())
             .and_then(|()| loom())
             .and_then(|()| stress(&["--quick".into()]))
-            .and_then(|()| faults(&["--quick".into()])),
+            .and_then(|()| faults(&["--quick".into()]))
+            .and_then(|()| fuzz(&["--seconds".into(), "10".into()])),
         "loom" => loom(),
         "bench" => bench(rest),
         "stress" => stress(rest),
         "faults" => faults(rest),
+        "fuzz" => fuzz(rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <test [FILTER...] | lint | loom | ci | bench [ARGS...] | stress [--quick] [ARGS...] \
-                 | faults [--quick] [ARGS...]>"
+                 | faults [--quick] [ARGS...] | fuzz [--seconds S] [ARGS...]>"
             );
             return ExitCode::from(2);
         }
@@ -137,6 +143,17 @@ fn stress(args: &[String]) -> Result {
 
 fn faults(args: &[String]) -> Result {
     release_program("ipc-kit-faults", args)
+}
+
+fn fuzz(args: &[String]) -> Result {
+    leak_checked(|| {
+        run(
+            "ipc-kit-fuzz",
+            cargo()
+                .args(["run", "--profile", "fuzz", "--package", "ipc-kit-tests", "--bin", "ipc-kit-fuzz", "--"])
+                .args(args),
+        )
+    })
 }
 
 /// Runs one of the test crate's programs in release mode, under the leak

@@ -170,6 +170,20 @@ fn layout_mismatches_are_refused() {
 }
 
 #[test]
+fn a_byte_ring_under_64_bytes_is_refused_on_open() {
+    // A peer's header claiming a 32-byte ring (sizes otherwise consistent):
+    // its longest record would be negative.
+    let a = ByteChannel::new_memfd(64).unwrap();
+    let m = a.memfd().unwrap().map().unwrap();
+    m.write::<u64>(16, &32).unwrap(); // capacity
+    m.write::<u64>(56, &(768 + 32)).unwrap(); // total size
+    match ByteChannel::from_memfd(peer_memfd(a.memfd().unwrap())) {
+        Err(Error::LayoutMismatch { reason }) => assert!(reason.contains("capacity 32"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn sides_are_claimed_once_and_sizes_checked() {
     let c = channel::<u32>(8).unwrap();
     let _tx = c.sender().unwrap();

@@ -198,7 +198,10 @@ impl Conn {
             )));
         }
         let expected = h.capacity.checked_mul(h.slot_size).and_then(|d| d.checked_add(DATA as u64));
-        if h.capacity == 0
+        // A byte channel's ring holds at least 64 bytes (its longest record
+        // is half the ring less an 8-byte header).
+        let least = if h.kind == layout::KIND_BYTES { 64 } else { 1 };
+        if h.capacity < least
             || !h.capacity.is_power_of_two()
             || h.data_offset != DATA as u64
             || expected != Some(h.total_size)

@@ -37,7 +37,7 @@ use ipc_kit::pipe::{FrameReader, FrameWriter};
 use ipc_kit::shm::{ByteChannel, Channel, Mapping};
 use ipc_kit::sync::{Key, LockError, RobustMutex, SemaphoreSet};
 use ipc_kit_tests::record::{FIXED, decode, encode, encode_len};
-use ipc_kit_tests::{Exit, Forked, ScratchDir, close_inherited, fork, unique_name};
+use ipc_kit_tests::{Exit, Forked, Rng, ScratchDir, close_inherited, fork, unique_name};
 use nix::sys::signal::{Signal, kill};
 
 /// How long a survivor may take to see the outcome after the kill.
@@ -54,30 +54,13 @@ enum Outcome {
 
 use Outcome::{Corrupted, Failed, Hung, Survived};
 
-/// A small random number generator (xorshift64*), seeded per campaign so
-/// that a run can be repeated.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    /// A kill delay: at once one time in eight (the victim is still
-    /// setting up), mostly under 3 ms, sometimes up to 20 ms.
-    fn delay(&mut self) -> Duration {
-        match self.below(8) {
-            0 => Duration::ZERO,
-            1 => Duration::from_micros(self.below(20_000)),
-            _ => Duration::from_micros(self.below(3_000)),
-        }
+/// A kill delay: at once one time in eight (the victim is still setting
+/// up), mostly under 3 ms, sometimes up to 20 ms.
+fn kill_delay(rng: &mut Rng) -> Duration {
+    match rng.below(8) {
+        0 => Duration::ZERO,
+        1 => Duration::from_micros(rng.below(20_000)),
+        _ => Duration::from_micros(rng.below(3_000)),
     }
 }
 
@@ -334,7 +317,7 @@ impl Campaign {
 
     fn run(&mut self, scenario: Scenario, run: u32, rng: &mut Rng) -> Outcome {
         self.board.reset();
-        let delay = rng.delay();
+        let delay = kill_delay(rng);
         match scenario {
             Scenario::PipeWriter => self.pipe_writer_killed(run, delay, rng.below(2) == 0),
             Scenario::PipeReader => self.pipe_reader_killed(run, delay),
@@ -1012,7 +995,7 @@ fn main() -> ExitCode {
         "{:<40} {:>5} {:>8} {:>5} {:>9} {:>6} {:>8}",
         "scenario", "runs", "survived", "hung", "corrupted", "failed", "wall"
     );
-    let mut rng = Rng(opts.seed | 1);
+    let mut rng = Rng::new(opts.seed);
     let mut all = Tally::default();
     let mut bad = false;
     for scenario in Scenario::ALL {

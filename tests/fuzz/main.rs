@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use ipc_kit::pipe::{DEFAULT_MAX_FRAME, Error as PipeError, FrameReader, FrameWriter};
 use ipc_kit::shm::{ByteChannel, Channel, Error as ShmError, Memfd};
+use ipc_kit_tests::Rng;
 
 /// The system allocator, recording the largest single request.
 struct Counting;
@@ -78,39 +79,16 @@ const TAIL: usize = 128;
 const HEAD: usize = 256;
 const DATA: usize = 768;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
-    }
-
-    /// A number that is often at an edge: 0, 1, a power of two and its
-    /// neighbours, the type's maximum, or anything.
-    fn edgy(&mut self) -> u64 {
-        match self.below(6) {
-            0 => 0,
-            1 => u64::MAX - self.below(3),
-            2 => (1u64 << self.below(64)).wrapping_add(self.below(3)).wrapping_sub(1),
-            3 => u64::from(u32::MAX) - self.below(3),
-            4 => self.below(256),
-            _ => self.next(),
-        }
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
+/// A number that is often at an edge: 0, the type's maximum, a power of
+/// two and its neighbours, u32's maximum, a small one, or anything.
+fn edgy(rng: &mut Rng) -> u64 {
+    match rng.below(6) {
+        0 => 0,
+        1 => u64::MAX - rng.below(3),
+        2 => (1u64 << rng.below(64)).wrapping_add(rng.below(3)).wrapping_sub(1),
+        3 => u64::from(u32::MAX) - rng.below(3),
+        4 => rng.below(256),
+        _ => rng.next_u64(),
     }
 }
 
@@ -158,7 +136,7 @@ fn frames(rng: &mut Rng) -> Verdict {
     let intact_upto = match rng.below(5) {
         0 => {
             let at = stream.len();
-            stream.extend_from_slice(&(rng.edgy() as u32).to_le_bytes());
+            stream.extend_from_slice(&(edgy(rng) as u32).to_le_bytes());
             let n = rng.below(64) as usize;
             stream.extend(rng.bytes(n));
             at
@@ -247,7 +225,7 @@ fn byte_records(rng: &mut Rng) -> Verdict {
             // A header with a chosen length somewhere in the ring.
             0 => {
                 let at = DATA + (rng.below(capacity as u64 / 8) * 8) as usize;
-                let len = rng.edgy() as u32;
+                let len = edgy(rng) as u32;
                 map.write_bytes(at, &u64::from(len).to_le_bytes()).map_err(|e| format!("write: {e}"))?;
             }
             // Random bytes in the ring.
@@ -259,11 +237,11 @@ fn byte_records(rng: &mut Rng) -> Verdict {
             // The sender's index: anything, or a little ahead.
             2 => {
                 let cur: u64 = map.read(TAIL).map_err(|e| format!("read: {e}"))?;
-                let v = if rng.chance(2) { rng.edgy() } else { cur.wrapping_add(rng.below(2 * capacity as u64)) };
+                let v = if rng.chance(2) { edgy(rng) } else { cur.wrapping_add(rng.below(2 * capacity as u64)) };
                 map.write(TAIL, &v).map_err(|e| format!("write: {e}"))?;
             }
             // The receiver's own index, as a peer could scribble it.
-            _ => map.write(HEAD, &rng.edgy()).map_err(|e| format!("write: {e}"))?,
+            _ => map.write(HEAD, &edgy(rng)).map_err(|e| format!("write: {e}"))?,
         }
         for _ in 0..4 {
             match rx.try_recv(&mut buf) {
@@ -291,7 +269,7 @@ fn slot_indices(rng: &mut Rng) -> Verdict {
     for _ in 0..1 + rng.below(20) {
         let at = if rng.chance(2) { TAIL } else { HEAD };
         let cur: u64 = map.read(at).map_err(|e| format!("read: {e}"))?;
-        let v = if rng.chance(2) { rng.edgy() } else { cur.wrapping_add(rng.below(4 * capacity as u64)) };
+        let v = if rng.chance(2) { edgy(rng) } else { cur.wrapping_add(rng.below(4 * capacity as u64)) };
         map.write(at, &v).map_err(|e| format!("write: {e}"))?;
         for _ in 0..4 {
             match tx.try_send([7; 24]) {
@@ -312,7 +290,7 @@ fn slot_indices(rng: &mut Rng) -> Verdict {
 /// then work within its memory.
 fn header(rng: &mut Rng, wrong_magic_left: &mut u32) -> Verdict {
     let bytes_kind = rng.chance(2);
-    let capacity = if rng.chance(3) { rng.edgy() } else { 1u64 << rng.below(12) };
+    let capacity = if rng.chance(3) { edgy(rng) } else { 1u64 << rng.below(12) };
     let slot: u64 = if bytes_kind { 1 } else { 16 };
     let mut fields: [u64; 9] = [
         u64::from_le_bytes(*b"ipckitch"),
@@ -334,7 +312,7 @@ fn header(rng: &mut Rng, wrong_magic_left: &mut u32) -> Verdict {
     // the opener wait a second for the creator).
     for _ in 0..rng.below(4) {
         let i = 1 + rng.below(7) as usize;
-        fields[i] = if rng.chance(2) { rng.edgy() } else { fields[i] ^ (1 << rng.below(64)) };
+        fields[i] = if rng.chance(2) { edgy(rng) } else { fields[i] ^ (1 << rng.below(64)) };
     }
     if *wrong_magic_left > 0 && rng.chance(50) {
         *wrong_magic_left -= 1;
@@ -374,7 +352,7 @@ fn header(rng: &mut Rng, wrong_magic_left: &mut u32) -> Verdict {
         }
         // A peer publishes a record of its chosen length.
         let map = chan.mapping();
-        let _ = map.write(DATA, &(rng.edgy() & 0xFFFF_FFFF));
+        let _ = map.write(DATA, &(edgy(rng) & 0xFFFF_FFFF));
         let _ = map.write(TAIL, &(8 * rng.below(cap as u64 / 4 + 2)));
         let mut rx = match chan.receiver() {
             Ok(rx) => rx,
@@ -409,7 +387,7 @@ fn header(rng: &mut Rng, wrong_magic_left: &mut u32) -> Verdict {
 
 /// One case of `target` from its seed; a panic is a failure.
 fn run_case(target: &str, seed: u64, wrong_magic_left: &mut u32) -> Verdict {
-    let mut case = Rng(seed | 1);
+    let mut case = Rng::new(seed);
     let verdict = catch_unwind(AssertUnwindSafe(|| match target {
         "frames" => frames(&mut case),
         "byte-records" => byte_records(&mut case),
@@ -453,14 +431,14 @@ fn main() -> ExitCode {
         if only.as_deref().is_some_and(|o| o != target) {
             continue;
         }
-        let mut rng = Rng(seed | 1);
+        let mut rng = Rng::new(seed);
         // A wrong magic number makes the opener wait a second: one such case.
         let mut wrong_magic_left = 1;
         let start = Instant::now();
         let (mut cases, mut failures) = (0u64, 0u64);
         let mut largest = 0;
         while start.elapsed() < Duration::from_secs(seconds) {
-            let case_seed = rng.next() | 1;
+            let case_seed = rng.next_u64() | 1;
             take_largest();
             let verdict = run_case(target, case_seed, &mut wrong_magic_left);
             largest = largest.max(take_largest());

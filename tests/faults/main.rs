@@ -430,7 +430,7 @@ impl Campaign {
         // One run in four kills the victim counting from its start (so
         // that the kill may land in making or opening the FIFO); the others
         // from when both ends are open.
-        let mut timer = early.then(|| kill_after(victim.pid(), delay));
+        let early_timer = early.then(|| kill_after(victim.pid(), delay));
         let t = Instant::now();
         let reader = loop {
             if let Ok(fifo) = Fifo::open(&path)
@@ -442,13 +442,15 @@ impl Campaign {
                 break None;
             }
         };
-        if timer.is_none() {
-            if reader.is_some() && !wait_ready(board, &mut victim) {
-                return Failed("the victim never opened its end".into());
+        let timer = match early_timer {
+            Some(timer) => timer,
+            None => {
+                if reader.is_some() && !wait_ready(board, &mut victim) {
+                    return Failed("the victim never opened its end".into());
+                }
+                kill_after(victim.pid(), delay)
             }
-            timer = Some(kill_after(victim.pid(), delay));
-        }
-        let timer = timer.unwrap_or_else(|| kill_after(victim.pid(), Duration::ZERO));
+        };
         let mut order = InOrder::new(run);
         let end = match reader {
             None if board.ready() => Err(Hung("the FIFO's writer was there but the reader could not open".into())),

@@ -1,6 +1,7 @@
 //! ipc-kit's cross-process suite: `cargo xtask test` runs it after the unit
 //! tests. `--list` prints the case names; arguments filter them.
 
+mod bad_input;
 mod channel;
 mod fifo;
 mod kit;
@@ -11,7 +12,7 @@ mod sync;
 
 fn main() -> std::process::ExitCode {
     ipc_kit_tests::main(
-        &[pipe::CASES, shm::CASES, channel::CASES, sync::CASES, msgq::CASES, fifo::CASES, kit::CASES],
+        &[pipe::CASES, shm::CASES, channel::CASES, sync::CASES, msgq::CASES, fifo::CASES, kit::CASES, bad_input::CASES],
         &[shm::HELPERS, channel::HELPERS, sync::HELPERS, msgq::HELPERS, fifo::HELPERS],
     )
 }

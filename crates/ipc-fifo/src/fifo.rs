@@ -84,9 +84,18 @@ impl Identity {
     }
 }
 
+/// The path as the kernel takes it, checked before any system call: not
+/// empty, no NUL, under `PATH_MAX` bytes.
 fn c_path(path: &Path) -> Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::InvalidPath { path: path.to_owned(), reason: "it contains a NUL byte" })
+    let bytes = path.as_os_str().as_bytes();
+    let invalid = |reason| Error::InvalidPath { path: path.to_owned(), reason };
+    if bytes.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if bytes.len() >= libc::PATH_MAX as usize {
+        return Err(invalid("it is PATH_MAX (4096) bytes or longer"));
+    }
+    CString::new(bytes).map_err(|_| invalid("it contains a NUL byte"))
 }
 
 fn kind_name(mode: libc::mode_t) -> &'static str {
@@ -111,6 +120,7 @@ fn os_err(path: &Path, op: &'static str, e: io::Error) -> Error {
         // O_NOFOLLOW met a symbolic link.
         Some(libc::ELOOP) => Error::NotAFifo { path, found: "symbolic link" },
         Some(libc::EISDIR) => Error::NotAFifo { path, found: "directory" },
+        Some(libc::ENAMETOOLONG) => Error::InvalidPath { path, reason: "a name in it is over NAME_MAX (255) bytes" },
         _ => Error::Io { op, path, source: e },
     }
 }
@@ -123,7 +133,8 @@ impl Fifo {
     ///
     /// [`Error::AlreadyExists`]; [`Error::NotFound`] when a directory on
     /// the way is missing; [`Error::PermissionDenied`];
-    /// [`Error::InvalidPath`].
+    /// [`Error::InvalidPath`] for an empty path, one with NUL, one of
+    /// `PATH_MAX` bytes or more, or a name in it over `NAME_MAX`.
     #[doc(alias = "mkfifo")]
     pub fn create(path: impl AsRef<Path>, mode: u32) -> Result<Self> {
         let path = path.as_ref();

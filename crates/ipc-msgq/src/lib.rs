@@ -27,5 +27,5 @@ mod sysv;
 
 pub use error::{Error, Result};
 pub use ipc_sync::Key;
-pub use posix::{PosixQueue, QueueAttr, QueueState};
+pub use posix::{MAX_PRIORITY, PosixQueue, QueueAttr, QueueState};
 pub use sysv::{QueueStat, Selector, SysvQueue, sysv_max_message};

@@ -18,6 +18,9 @@ const WHAT: &str = "POSIX message queue";
 /// wait by at most one slice.
 const SLICE: Duration = Duration::from_millis(100);
 
+/// The highest message priority Linux accepts (`MQ_PRIO_MAX - 1`).
+pub const MAX_PRIORITY: u32 = 32767;
+
 /// Sizes of a new POSIX queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueAttr {
@@ -135,14 +138,14 @@ impl PosixQueue {
         )
     }
 
-    /// Sends `data` with `priority` (0 is lowest; at most 32767), waiting
+    /// Sends `data` with `priority` (0 is lowest; at most [`MAX_PRIORITY`]), waiting
     /// while the queue is full.
     ///
     /// # Errors
     ///
     /// [`Error::MessageTooLarge`] over the queue's message size, before any
-    /// system call; [`Error::Io`] with `EINVAL` for a priority over
-    /// `MQ_PRIO_MAX - 1`.
+    /// system call; [`Error::LimitExceeded`] for a priority over
+    /// [`MAX_PRIORITY`] (`MQ_PRIO_MAX - 1`).
     #[doc(alias = "mq_send")]
     pub fn send(&self, data: &[u8], priority: u32) -> Result<()> {
         self.send_until(data, priority, Some(Deadline::never()))
@@ -176,6 +179,14 @@ impl PosixQueue {
     }
 
     fn send_until(&self, data: &[u8], priority: u32, wait: Option<Deadline>) -> Result<()> {
+        if priority > MAX_PRIORITY {
+            return Err(Error::LimitExceeded {
+                what: "message priority",
+                requested: u64::from(priority),
+                limit: u64::from(MAX_PRIORITY),
+                source_of_limit: "MQ_PRIO_MAX - 1 on Linux",
+            });
+        }
         if data.len() > self.message_size {
             return Err(Error::MessageTooLarge {
                 len: data.len(),

@@ -162,12 +162,15 @@ impl SysvQueue {
     ///
     /// # Errors
     ///
-    /// [`Error::Removed`] when no queue has that id;
-    /// [`Error::PermissionDenied`].
+    /// [`Error::NotFound`] when no queue has that id (also one removed
+    /// before); [`Error::PermissionDenied`].
     pub fn open_id(id: i32) -> Result<Self> {
         let q = SysvQueue { id, key: Key::private(), owner: ipc_sync::Owned::none() };
-        q.stat()?;
-        Ok(q)
+        match q.stat() {
+            Ok(_) => Ok(q),
+            Err(Error::Removed { what, name }) => Err(Error::NotFound { what, name }),
+            Err(e) => Err(e),
+        }
     }
 
     /// Opens the queue under `key`, or creates it with `mode` when there is

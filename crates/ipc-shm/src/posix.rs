@@ -59,7 +59,8 @@ impl PosixShm {
     ///
     /// [`Error::InvalidName`] (checked before any system call: a leading
     /// '/', no other '/', no NUL, at most 255 bytes after the '/');
-    /// [`Error::InvalidSize`] for 0; [`Error::AlreadyExists`];
+    /// [`Error::InvalidSize`] for 0 or more than the file system
+    /// (/dev/shm) holds; [`Error::AlreadyExists`];
     /// [`Error::PermissionDenied`].
     #[doc(alias = "shm_open")]
     pub fn create(name: &str, size: usize, mode: u32) -> Result<Self> {
@@ -71,7 +72,7 @@ impl PosixShm {
         let fd = sys::shm_open(&c, flags, (mode & 0o777) as libc::mode_t)
             .map_err(|e| Error::from_os(WHAT, || name.to_owned(), "shm_open", e))?;
         let shm = PosixShm { fd, name: c, writable: true, owner: ipc_sync::Owned::here() };
-        sys::ftruncate(shm.fd.as_fd(), size).map_err(|e| Error::Io { op: "ftruncate", source: e })?;
+        shm.resize(size)?;
         Ok(shm)
     }
 
@@ -163,10 +164,22 @@ impl PosixShm {
     ///
     /// # Errors
     ///
-    /// [`Error::ReadOnly`] when opened read-only; [`Error::Io`].
+    /// [`Error::ReadOnly`] when opened read-only; [`Error::InvalidSize`]
+    /// for more than the file system (/dev/shm) holds; [`Error::Io`].
     pub fn set_size(&self, size: usize) -> Result<()> {
         if !self.writable {
             return Err(Error::ReadOnly);
+        }
+        self.resize(size)
+    }
+
+    /// `ftruncate`, refusing a size the file system could never back: the
+    /// kernel would accept it (tmpfs files are sparse), and touching the
+    /// pages past what /dev/shm holds would kill the process with SIGBUS.
+    fn resize(&self, size: usize) -> Result<()> {
+        let capacity = sys::fs_capacity(self.fd.as_fd()).map_err(|e| Error::Io { op: "fstatvfs", source: e })?;
+        if size as u64 > capacity {
+            return Err(Error::InvalidSize { size, reason: "more than the file system (/dev/shm) holds" });
         }
         sys::ftruncate(self.fd.as_fd(), size).map_err(|e| Error::Io { op: "ftruncate", source: e })
     }

@@ -78,17 +78,22 @@ impl SysvSegment {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidSize`] for 0; [`Error::AlreadyExists`];
-    /// [`Error::PermissionDenied`]; [`Error::Io`] (such as `EINVAL` above
-    /// `SHMMAX`, `ENOSPC` or `ENOMEM` at the system's limits).
+    /// [`Error::InvalidSize`] for 0, above `SHMMAX` or more than memory
+    /// allows (`EINVAL`, `ENOMEM`); [`Error::AlreadyExists`];
+    /// [`Error::PermissionDenied`]; [`Error::Io`] (such as `ENOSPC` at the
+    /// system's limits on segments).
     #[doc(alias = "shmget")]
     pub fn create(key: Key, size: usize, mode: u32) -> Result<Self> {
         if size == 0 {
             return Err(Error::InvalidSize { size, reason: "a segment cannot be empty" });
         }
         let flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as libc::c_int;
-        let id =
-            sys::shmget(key.raw(), size, flags).map_err(|e| Error::from_os(WHAT, || key.to_string(), "shmget", e))?;
+        let id = sys::shmget(key.raw(), size, flags).map_err(|e| match e.raw_os_error() {
+            Some(libc::EINVAL | libc::ENOMEM) => {
+                Error::InvalidSize { size, reason: "over kernel.shmmax, or more memory than the system can give" }
+            }
+            _ => Error::from_os(WHAT, || key.to_string(), "shmget", e),
+        })?;
         Ok(SysvSegment { id, key, size, owner: ipc_sync::Owned::here() })
     }
 
@@ -112,10 +117,13 @@ impl SysvSegment {
     ///
     /// # Errors
     ///
-    /// [`Error::Removed`] when no segment has that id; as for
-    /// [`open`](Self::open) otherwise.
+    /// [`Error::NotFound`] when no segment has that id (also one removed
+    /// before); as for [`open`](Self::open) otherwise.
     pub fn open_id(id: i32, min_size: usize) -> Result<Self> {
-        Self::opened(id, Key::private(), min_size)
+        Self::opened(id, Key::private(), min_size).map_err(|e| match e {
+            Error::Removed { what, name } => Error::NotFound { what, name },
+            other => other,
+        })
     }
 
     fn opened(id: i32, key: Key, min_size: usize) -> Result<Self> {

@@ -225,6 +225,15 @@ pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
     cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop)
 }
 
+/// The size in bytes of the file system holding the file (`fstatvfs`).
+pub(crate) fn fs_capacity(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    // SAFETY: an all-zero statvfs is a valid value for the kernel to fill.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatvfs writes one statvfs through a valid pointer.
+    cvt(unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) })?;
+    Ok(st.f_blocks.saturating_mul(st.f_frsize))
+}
+
 /// The file's size (`fstat`).
 pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
     // SAFETY: an all-zero stat is a valid value for the kernel to fill.

@@ -100,9 +100,13 @@ impl NamedSemaphore {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] with `EOVERFLOW` at `SEM_VALUE_MAX`.
+    /// [`Error::Overflow`] at `SEM_VALUE_MAX`; [`Error::Io`] if the
+    /// semaphore is invalid.
     pub fn post(&self) -> Result<()> {
-        self.sem.post().map_err(|e| Error::Io { op: "sem_post", source: e })
+        self.sem.post().map_err(|e| match e.raw_os_error() {
+            Some(libc::EOVERFLOW) => Error::Overflow { what: "named semaphore value", max: i32::MAX as u64 },
+            _ => Error::Io { op: "sem_post", source: e },
+        })
     }
 
     /// Takes a unit, waiting as long as it takes.

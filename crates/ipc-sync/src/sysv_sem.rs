@@ -163,12 +163,13 @@ impl SemaphoreSet {
         let mut nop = [libc::sembuf { sem_num: 0, sem_op: 0, sem_flg: libc::IPC_NOWAIT as i16 }];
         match sys::semop(self.id, &mut nop, None) {
             Ok(()) => Ok(()),
-            // The first value is nonzero: "wait for zero" would block; add
-            // and take back one instead (atomically, so nobody sees it).
+            // The first value is nonzero: "wait for zero" would block; take
+            // one and give it back instead (atomically, so nobody sees it;
+            // in this order, so a value at SEM_VALUE_MAX never passes it).
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
                 let mut ops = [
-                    libc::sembuf { sem_num: 0, sem_op: 1, sem_flg: 0 },
                     libc::sembuf { sem_num: 0, sem_op: -1, sem_flg: 0 },
+                    libc::sembuf { sem_num: 0, sem_op: 1, sem_flg: 0 },
                 ];
                 sys::semop(self.id, &mut ops, None).map_err(|e| self.err("semop", e))
             }
@@ -183,7 +184,8 @@ impl SemaphoreSet {
     ///
     /// [`Error::InvalidArgument`] for an index out of range or no
     /// operations; [`Error::Removed`] when the set is removed meanwhile;
-    /// [`Error::Io`] (such as `ERANGE` over [`SEM_VALUE_MAX`]).
+    /// [`Error::Overflow`] when a value would pass [`SEM_VALUE_MAX`] or its
+    /// undo adjustment would leave ±[`SEM_VALUE_MAX`] (`ERANGE`).
     #[doc(alias = "semop")]
     pub fn apply(&self, ops: &[SemOp]) -> Result<()> {
         self.run(ops, Some(Deadline::never()))
@@ -285,6 +287,12 @@ impl SemaphoreSet {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && wait.is_some() => {
                     return Err(Error::Timeout { what: WHAT });
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ERANGE) => {
+                    return Err(Error::Overflow {
+                        what: "semaphore value (or its undo adjustment)",
+                        max: u64::from(SEM_VALUE_MAX),
+                    });
                 }
                 Err(e) => return Err(self.err("semop", e)),
             }

@@ -15,9 +15,9 @@
 //! - that nothing the victim acknowledged is lost, and nothing arrives
 //!   twice, out of order or damaged;
 //! - that the next run can open or create the same-named object again:
-//!   the FIFO, the queues and the semaphore set keep one name or key for
-//!   all runs of a scenario, taken over with `open_or_create` or
-//!   `create_replacing`.
+//!   the FIFO, the queues, the semaphore set and the named channel keep
+//!   one name or key for all runs of a scenario, taken over with
+//!   `open_or_create`, `create_replacing` or `create_or_reclaim`.
 //!
 //! The report counts, per scenario, runs, survived, hung (the survivor's
 //! bound passed) and corrupted (data lost, doubled or damaged), and any
@@ -96,9 +96,21 @@ impl Board {
         self.word(1).store(1, Ordering::Release);
     }
 
+    /// Marks the victim's set-up as failed (before it panics), so that a
+    /// kill landing during the panic does not pass for one in the set-up.
+    fn fail_setup(&self, why: String) -> ! {
+        self.word(2).store(1, Ordering::Release);
+        panic!("{why}");
+    }
+
+    fn setup_failed(&self) -> bool {
+        self.word(2).load(Ordering::Acquire) != 0
+    }
+
     fn reset(&self) {
         self.ack(0);
         self.word(1).store(0, Ordering::Release);
+        self.word(2).store(0, Ordering::Release);
     }
 }
 
@@ -247,12 +259,14 @@ enum Scenario {
     SlotReceiver,
     ByteSender,
     ByteReceiver,
+    NamedCreator,
+    NamedOpener,
     RobustHolder,
     SemHolder,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 13] = [
+    const ALL: [Scenario; 15] = [
         Scenario::PipeWriter,
         Scenario::PipeReader,
         Scenario::FifoWriter,
@@ -264,6 +278,8 @@ impl Scenario {
         Scenario::SlotReceiver,
         Scenario::ByteSender,
         Scenario::ByteReceiver,
+        Scenario::NamedCreator,
+        Scenario::NamedOpener,
         Scenario::RobustHolder,
         Scenario::SemHolder,
     ];
@@ -281,6 +297,8 @@ impl Scenario {
             Scenario::SlotReceiver => "shm-channel: receiver killed",
             Scenario::ByteSender => "shm-byte-channel: sender killed",
             Scenario::ByteReceiver => "shm-byte-channel: receiver killed",
+            Scenario::NamedCreator => "shm channel, named: creator killed",
+            Scenario::NamedOpener => "shm channel, named: opener killed",
             Scenario::RobustHolder => "robust-mutex: holder killed",
             Scenario::SemHolder => "sysv-semaphore: holder killed",
         }
@@ -326,10 +344,12 @@ impl Campaign {
             Scenario::PosixSender => self.queue_sender_killed(run, delay, false),
             Scenario::SysvReceiver => self.queue_receiver_killed(run, delay, true),
             Scenario::PosixReceiver => self.queue_receiver_killed(run, delay, false),
-            Scenario::SlotSender => self.channel_sender_killed(run, delay, false),
-            Scenario::ByteSender => self.channel_sender_killed(run, delay, true),
-            Scenario::SlotReceiver => self.channel_receiver_killed(run, delay, false),
-            Scenario::ByteReceiver => self.channel_receiver_killed(run, delay, true),
+            Scenario::SlotSender => self.channel_sender_killed(run, delay, false, false),
+            Scenario::ByteSender => self.channel_sender_killed(run, delay, true, false),
+            Scenario::SlotReceiver => self.channel_receiver_killed(run, delay, false, false),
+            Scenario::ByteReceiver => self.channel_receiver_killed(run, delay, true, false),
+            Scenario::NamedCreator => self.channel_sender_killed(run, delay, rng.below(2) == 0, true),
+            Scenario::NamedOpener => self.channel_receiver_killed(run, delay, rng.below(2) == 0, true),
             Scenario::RobustHolder => self.robust_holder_killed(delay),
             Scenario::SemHolder => self.sem_holder_killed(delay),
         }
@@ -612,16 +632,31 @@ impl Campaign {
         }
     }
 
-    /// A channel in anonymous shared memory (new for each run); the victim
-    /// claims the sending side, sends and dies; the survivor receives
-    /// every acknowledged message, then `Disconnected`.
-    fn channel_sender_killed(&self, run: u32, delay: Duration, bytes: bool) -> Outcome {
-        let chan = match AnyChannel::new(bytes) {
-            Ok(c) => c,
-            Err(e) => return Failed(e),
+    /// The victim claims the sending side and sends until killed; the
+    /// survivor receives everything acknowledged, then `Disconnected`.
+    /// Named: the victim makes the channel under the campaign's one name
+    /// with `create_or_reclaim` (taking over what a predecessor killed
+    /// mid-creation left) and may be killed while it does; the survivor
+    /// opens it by name.
+    fn channel_sender_killed(&self, run: u32, delay: Duration, bytes: bool, named: bool) -> Outcome {
+        let anonymous = if named {
+            None
+        } else {
+            match AnyChannel::new(bytes) {
+                Ok(c) => Some(c),
+                Err(e) => return Failed(e),
+            }
         };
-        let board = &self.board;
+        let (board, name) = (&self.board, self.posix_name.as_str());
         let mut victim = fork(|| {
+            let made;
+            let chan = match &anonymous {
+                Some(c) => c,
+                None => {
+                    made = AnyChannel::named(bytes, name, Make::Reclaim).unwrap_or_else(|e| board.fail_setup(e));
+                    &made
+                }
+            };
             let mut tx = chan.sender().expect("claim the sender");
             board.set_ready();
             let mut msg = Vec::new();
@@ -633,14 +668,19 @@ impl Campaign {
                 board.ack(seq + 1);
             }
         });
+        let early = named.then(|| kill_after(victim.pid(), delay));
+        if !wait_ready(board, &mut victim) {
+            return self.killed_setting_up(victim, early, "killed while making the channel");
+        }
+        let chan = match anonymous.map_or_else(|| AnyChannel::named(bytes, name, Make::Open), Ok) {
+            Ok(c) => c,
+            Err(e) => return Failed(e),
+        };
         let mut rx = match chan.receiver() {
             Ok(rx) => rx,
             Err(e) => return Failed(e),
         };
-        if !wait_ready(board, &mut victim) {
-            return Failed("the victim never claimed its side".into());
-        }
-        let timer = kill_after(victim.pid(), delay);
+        let timer = early.unwrap_or_else(|| kill_after(victim.pid(), delay));
         let mut order = InOrder::new(run);
         let mut buf = Vec::new();
         let end = loop {
@@ -668,14 +708,26 @@ impl Campaign {
     }
 
     /// The victim claims the receiving side and dies; the survivor's sends
-    /// end in `Disconnected` once the ring is full.
-    fn channel_receiver_killed(&self, run: u32, delay: Duration, bytes: bool) -> Outcome {
-        let chan = match AnyChannel::new(bytes) {
+    /// end in `Disconnected` once the ring is full. Named: the survivor
+    /// makes the channel with plain `create` (so the name must be free
+    /// again after every run) and the victim opens it by name, and may be
+    /// killed while it does.
+    fn channel_receiver_killed(&self, run: u32, delay: Duration, bytes: bool, named: bool) -> Outcome {
+        let made =
+            if named { AnyChannel::named(bytes, &self.posix_name, Make::Create) } else { AnyChannel::new(bytes) };
+        let chan = match made {
             Ok(c) => c,
             Err(e) => return Failed(e),
         };
-        let board = &self.board;
+        let (board, name) = (&self.board, self.posix_name.as_str());
         let mut victim = fork(|| {
+            let opened;
+            let chan = if named {
+                opened = AnyChannel::named(bytes, name, Make::Open).unwrap_or_else(|e| board.fail_setup(e));
+                &opened
+            } else {
+                &chan
+            };
             let mut rx = chan.receiver().expect("claim the receiver");
             board.set_ready();
             let mut order = InOrder::new(run);
@@ -690,10 +742,11 @@ impl Campaign {
             Ok(tx) => tx,
             Err(e) => return Failed(e),
         };
+        let early = named.then(|| kill_after(victim.pid(), delay));
         if !wait_ready(board, &mut victim) {
-            return Failed("the victim never claimed its side".into());
+            return self.killed_setting_up(victim, early, "killed while opening the channel");
         }
-        let timer = kill_after(victim.pid(), delay);
+        let timer = early.unwrap_or_else(|| kill_after(victim.pid(), delay));
         let mut msg = Vec::new();
         let t = Instant::now();
         let outcome = (0..).find_map(|seq| {
@@ -713,6 +766,26 @@ impl Campaign {
         match bury(victim, timer) {
             Ok(_) => outcome,
             Err(o) => o,
+        }
+    }
+
+    /// The verdict when the victim never got ready: survived if the early
+    /// kill timer killed it in its set-up, failed if the set-up failed.
+    fn killed_setting_up(
+        &self,
+        victim: Forked,
+        early: Option<std::thread::JoinHandle<()>>,
+        how: &'static str,
+    ) -> Outcome {
+        match early {
+            Some(timer) => match bury(victim, timer) {
+                Ok(_) if self.board.setup_failed() => {
+                    Failed("the victim's set-up failed (its message is above)".into())
+                }
+                Ok(_) => Survived(how),
+                Err(o) => o,
+            },
+            None => Failed("the victim never claimed its side".into()),
         }
     }
 
@@ -816,6 +889,12 @@ impl Campaign {
             q.unlink().map_err(|e| format!("unlink the POSIX queue: {e}"))?;
         }
         self.sem = None;
+        // What the last killed creator of a named channel left: taken over
+        // and, when the handle goes, unlinked.
+        if ipc_kit::shm::PosixShm::open(&self.posix_name).is_ok() {
+            Channel::<[u8; FIXED]>::create_or_reclaim(&self.posix_name, 16)
+                .map_err(|e| format!("reclaim the named channel: {e}"))?;
+        }
         Ok(())
     }
 }
@@ -897,7 +976,27 @@ impl From<ipc_kit::shm::Error> for ChannelEnd {
     }
 }
 
+/// How a victim or survivor comes to a named channel.
+#[derive(Clone, Copy)]
+enum Make {
+    Create,
+    Reclaim,
+    Open,
+}
+
 impl AnyChannel {
+    fn named(bytes: bool, name: &str, make: Make) -> Result<AnyChannel, String> {
+        let made = match (make, bytes) {
+            (Make::Create, false) => Channel::create(name, 16).map(AnyChannel::Slots),
+            (Make::Create, true) => ByteChannel::create(name, 4096).map(AnyChannel::Bytes),
+            (Make::Reclaim, false) => Channel::create_or_reclaim(name, 16).map(AnyChannel::Slots),
+            (Make::Reclaim, true) => ByteChannel::create_or_reclaim(name, 4096).map(AnyChannel::Bytes),
+            (Make::Open, false) => Channel::open(name).map(AnyChannel::Slots),
+            (Make::Open, true) => ByteChannel::open(name).map(AnyChannel::Bytes),
+        };
+        made.map_err(|e| format!("named channel {name}: {e}"))
+    }
+
     fn new(bytes: bool) -> Result<AnyChannel, String> {
         if bytes {
             ByteChannel::anonymous(4096).map(AnyChannel::Bytes).map_err(|e| format!("byte channel: {e}"))

@@ -19,6 +19,9 @@ cases!("shm::channel":
     named_channel_in_exec_child,
     memfd_channel_in_exec_child,
     every_wait_policy_delivers,
+    stale_named_channel_is_reclaimed,
+    named_channel_held_by_a_live_process_is_not_reclaimed,
+    reclaim_leaves_foreign_objects_alone,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -336,4 +339,102 @@ fn every_wait_policy_delivers() {
         }
         child.join();
     }
+}
+
+/// Unlinks a POSIX shared memory name when dropped, whoever made it: the
+/// cleanup for names whose creator a case kills.
+struct UnlinkOnDrop<'a>(&'a str);
+
+impl Drop for UnlinkOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut shm) = PosixShm::open(self.0) {
+            let _ = shm.unlink();
+        }
+    }
+}
+
+/// A child that runs `setup` (which makes or opens a channel and keeps it),
+/// reports that it is done, and then waits to be killed.
+fn holder(setup: impl FnOnce() -> Box<dyn std::any::Any>) -> ipc_kit_tests::Forked {
+    let (ready_r, ready_w) = ipc_kit::pipe::pipe().unwrap();
+    let child = fork(|| {
+        let _kept = setup();
+        ready_w.write_atomic(b"r").unwrap();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    drop(ready_w);
+    assert_eq!(ready_r.read_timeout(&mut [0], Duration::from_secs(10)).unwrap(), 1, "the holder got ready");
+    child
+}
+
+fn kill(mut child: ipc_kit_tests::Forked) {
+    child.kill();
+    assert_eq!(child.wait(), Exit::Signaled(Signal::SIGKILL));
+}
+
+fn stale_named_channel_is_reclaimed() {
+    let name = format!("/{}", unique_name("ipc-kit-test-chan"));
+    let _cleanup = UnlinkOnDrop(&name);
+    // The creator dies holding both sides, with messages in the ring.
+    kill(holder(|| {
+        let chan = Channel::<u64>::create(&name, 16).unwrap();
+        let mut tx = chan.sender().unwrap();
+        tx.send(1).unwrap();
+        Box::new((chan, tx, chan_receiver(&name)))
+    }));
+    assert!(matches!(Channel::<u64>::create(&name, 16), Err(Error::AlreadyExists { .. })), "the name is left behind");
+    // Reclaimed: a fresh channel (of another type and size) whose sides can
+    // be claimed again, and which this process now owns.
+    let chan = ByteChannel::create_or_reclaim(&name, 4096).unwrap();
+    let (mut tx, mut rx) = (chan.sender().unwrap(), chan.receiver().unwrap());
+    tx.send(b"fresh").unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(rx.try_recv(&mut buf).unwrap(), 5);
+    assert!(matches!(rx.try_recv(&mut buf), Err(Error::Empty)), "nothing of the old channel is left");
+    drop((tx, rx, chan));
+    assert!(matches!(PosixShm::open(&name), Err(Error::NotFound { .. })), "the new owner unlinked it");
+
+    // An interrupted creation: the object exists, empty or zero-filled.
+    for size in [0, 4096] {
+        let mut partial = PosixShm::open_or_create(&name, size.max(1), 0o600).unwrap();
+        partial.set_size(size).unwrap();
+        partial.persist();
+        drop(partial);
+        let chan = Channel::<u64>::create_or_reclaim(&name, 8).unwrap();
+        assert_eq!(chan.capacity(), 8);
+    }
+}
+
+fn chan_receiver(name: &str) -> ipc_kit::shm::Receiver<u64> {
+    Channel::<u64>::open(name).unwrap().receiver().unwrap()
+}
+
+fn named_channel_held_by_a_live_process_is_not_reclaimed() {
+    let name = format!("/{}", unique_name("ipc-kit-test-chan"));
+    let _cleanup = UnlinkOnDrop(&name);
+    let creator = holder(|| Box::new(Channel::<u64>::create(&name, 16).unwrap()));
+    assert!(matches!(Channel::<u64>::create_or_reclaim(&name, 16), Err(Error::AlreadyExists { .. })));
+    // An opener keeps it in use after the creator dies, until it dies too.
+    let opener = holder(|| Box::new(chan_receiver(&name)));
+    kill(creator);
+    assert!(matches!(Channel::<u64>::create_or_reclaim(&name, 16), Err(Error::AlreadyExists { .. })));
+    kill(opener);
+    let chan = Channel::<u64>::create_or_reclaim(&name, 16).unwrap();
+    assert!(chan.sender().is_ok(), "once nobody holds it, it is taken over");
+}
+
+fn reclaim_leaves_foreign_objects_alone() {
+    let name = format!("/{}", unique_name("ipc-kit-test-chan"));
+    let mut foreign = PosixShm::create(&name, 4096, 0o600).unwrap();
+    foreign.map().unwrap().write_bytes(0, b"not a channel").unwrap();
+    match Channel::<u64>::create_or_reclaim(&name, 16) {
+        Err(e @ Error::LayoutMismatch { .. }) => assert!(e.to_string().contains("left alone"), "{e}"),
+        other => panic!("expected LayoutMismatch, got {other:?}"),
+    }
+    let mut back = [0u8; 13];
+    PosixShm::open(&name).unwrap().map().unwrap().read_bytes(0, &mut back).unwrap();
+    assert_eq!(&back, b"not a channel");
+    foreign.unlink().unwrap();
 }

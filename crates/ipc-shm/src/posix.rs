@@ -1,6 +1,7 @@
 use std::ffi::CString;
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
@@ -208,6 +209,39 @@ impl PosixShm {
     pub fn unlink(&mut self) -> Result<()> {
         self.owner = ipc_sync::Owned::none();
         sys::shm_unlink(&self.name).map_err(|e| Error::from_os(WHAT, || self.name().to_owned(), "shm_unlink", e))
+    }
+}
+
+/// What the shared-memory channels need to tell a live named object from a
+/// stale one: every process with a channel's object open holds a shared
+/// `flock` on it, which the kernel drops when the process dies.
+impl PosixShm {
+    /// Takes a shared lock on the object, waiting while someone holds it
+    /// exclusively.
+    pub(crate) fn lock_shared(&self) -> Result<()> {
+        sys::flock(self.fd.as_fd(), libc::LOCK_SH).map_err(|e| Error::Io { op: "flock(LOCK_SH)", source: e })
+    }
+
+    /// Takes an exclusive lock if nobody holds any; false when someone does.
+    pub(crate) fn try_lock_exclusive(&self) -> Result<bool> {
+        match sys::flock(self.fd.as_fd(), libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+            Err(e) => Err(Error::Io { op: "flock(LOCK_EX)", source: e }),
+        }
+    }
+
+    /// Whether the name still leads to this object (it may have been
+    /// unlinked, and the name given to another, since it was opened).
+    pub(crate) fn is_still_named(&self) -> Result<bool> {
+        let ours = sys::file_id(self.fd.as_fd()).map_err(|e| Error::Io { op: "fstat", source: e })?;
+        // shm_open(3) on Linux opens the name under /dev/shm.
+        let path = std::path::Path::new("/dev/shm").join(self.name().trim_start_matches('/'));
+        match std::fs::metadata(path) {
+            Ok(meta) => Ok((meta.dev(), meta.ino()) == ours),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::Io { op: "stat", source: e }),
+        }
     }
 }
 

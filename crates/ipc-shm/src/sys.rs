@@ -234,13 +234,36 @@ pub(crate) fn fs_capacity(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(st.f_blocks.saturating_mul(st.f_frsize))
 }
 
-/// The file's size (`fstat`).
-pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
+/// `fstat(2)`.
+fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     // SAFETY: an all-zero stat is a valid value for the kernel to fill.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat writes one stat through a valid pointer.
     cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
-    Ok(u64::try_from(st.st_size).unwrap_or(0))
+    Ok(st)
+}
+
+/// The file's size (`fstat`).
+pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(u64::try_from(fstat(fd)?.st_size).unwrap_or(0))
+}
+
+/// The file's device and inode (`fstat`): which file it is.
+pub(crate) fn file_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let st = fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// `flock(2)` with `op` (`LOCK_SH`, `LOCK_EX`, either with `LOCK_NB`),
+/// retried on `EINTR`.
+pub(crate) fn flock(fd: BorrowedFd<'_>, op: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: flock takes an fd and an operation.
+        match cvt(unsafe { libc::flock(fd.as_raw_fd(), op) }) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other.map(drop),
+        }
+    }
 }
 
 /// `fcntl(F_ADD_SEALS)`.

@@ -104,6 +104,18 @@ impl ByteChannel {
         Conn::create(Spec::bytes(), capacity, Backing::Named(name)).map(|conn| ByteChannel { conn })
     }
 
+    /// As [`create`](Self::create), taking over a stale channel under the
+    /// name as [`Channel::create_or_reclaim`](crate::Channel::create_or_reclaim)
+    /// does.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Channel::create_or_reclaim`](crate::Channel::create_or_reclaim).
+    pub fn create_or_reclaim(name: &str, capacity: usize) -> Result<Self> {
+        check_capacity(capacity)?;
+        Conn::create_or_reclaim(Spec::bytes(), capacity, name).map(|conn| ByteChannel { conn })
+    }
+
     /// Opens the byte channel another process created under `name`.
     ///
     /// # Errors

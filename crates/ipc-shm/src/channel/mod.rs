@@ -146,7 +146,14 @@ impl Conn {
                 (m.map()?, None, Some(m))
             }
             Backing::Named(n) => {
-                let shm = PosixShm::create(n, total, 0o600)?;
+                let mut shm = PosixShm::create(n, total, 0o600)?;
+                shm.lock_shared()?;
+                // A create_or_reclaim elsewhere may have found the object
+                // unlocked in the instant before, and taken the name.
+                if !shm.is_still_named()? {
+                    shm.persist();
+                    return Err(Error::AlreadyExists { what: WHAT_NAMED, name: n.to_owned() });
+                }
                 (shm.map_len(total)?, Some(shm), None)
             }
         };
@@ -218,10 +225,59 @@ impl Conn {
         Ok(Conn { mem: Arc::new(Memory::new(map, name, memfd)), header: h })
     }
 
+    /// Opens the channel under `name`, holding the shared lock that tells
+    /// `create_or_reclaim` it is in use.
     fn open_named(spec: Spec, name: &str) -> Result<Conn> {
-        let shm = PosixShm::open(name)?;
-        let map = shm.map()?;
-        Self::open(spec, map, None, None)
+        for _ in 0..NAME_RACES {
+            let shm = PosixShm::open(name)?;
+            shm.lock_shared()?;
+            // Reclaimed (unlinked) between the open and the lock: try the
+            // name again.
+            if shm.is_still_named()? {
+                let map = shm.map()?;
+                return Self::open(spec, map, Some(shm), None);
+            }
+        }
+        Err(Error::NotFound { what: WHAT_NAMED, name: name.to_owned() })
+    }
+
+    /// Creates the channel under `name`, first unlinking a stale one there:
+    /// one whose object no process holds (see `Channel::create_or_reclaim`).
+    fn create_or_reclaim(spec: Spec, capacity: usize, name: &str) -> Result<Conn> {
+        for _ in 0..NAME_RACES {
+            match Conn::create(spec, capacity, Backing::Named(name)) {
+                Err(Error::AlreadyExists { .. }) => {}
+                other => return other,
+            }
+            let mut old = match PosixShm::open(name) {
+                Err(Error::NotFound { .. }) => continue,
+                other => other?,
+            };
+            if !old.try_lock_exclusive()? {
+                return Err(Error::AlreadyExists {
+                    what: "shared memory channel (held by a live process)",
+                    name: name.to_owned(),
+                });
+            }
+            if !old.is_still_named()? {
+                continue;
+            }
+            // Only a channel, or what an interrupted creation left (empty,
+            // or zeros where the header goes), is taken over.
+            if old.size()? >= 8 {
+                let magic: u64 = old.map_len(8)?.read(0)?;
+                if magic != MAGIC && magic != 0 {
+                    return Err(Error::LayoutMismatch {
+                        reason: format!("{name} holds something other than a channel; it is left alone"),
+                    });
+                }
+            }
+            match old.unlink() {
+                Err(Error::NotFound { .. }) | Ok(()) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::AlreadyExists { what: WHAT_NAMED, name: name.to_owned() })
     }
 
     fn open_memfd(spec: Spec, memfd: Memfd) -> Result<Conn> {
@@ -325,6 +381,13 @@ enum Backing<'a> {
     Memfd,
     Named(&'a str),
 }
+
+/// How the errors about a named channel's object name it.
+const WHAT_NAMED: &str = "shared memory channel";
+
+/// How many times a named open or create tries again when another process
+/// reclaims the name under it; each retry means that process made progress.
+const NAME_RACES: usize = 8;
 
 /// How often a waiting side checks that its peer's process still lives.
 const LIVENESS_EVERY: Duration = Duration::from_millis(10);
@@ -553,6 +616,24 @@ impl<T: Pod> Channel<T> {
     /// [`PosixShm::create`].
     pub fn create(name: &str, capacity: usize) -> Result<Self> {
         Conn::create(Spec::slots::<T>()?, capacity, Backing::Named(name)).map(Self::with)
+    }
+
+    /// As [`create`](Self::create), but when the name holds a stale channel
+    /// (one no process holds any more: its processes were killed before
+    /// they could unlink it, or its creation was interrupted) that one is
+    /// unlinked and a new one made. Every process that creates or opens a
+    /// named channel holds a shared `flock` on its object for as long as it
+    /// has a handle, side or child made with `fork` using it; the kernel
+    /// drops the lock when the process dies, so a name no one holds is
+    /// safe to take over.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyExists`] when a live process holds the channel there;
+    /// [`Error::LayoutMismatch`] when the name holds something other than a
+    /// channel (left alone); as for [`create`](Self::create).
+    pub fn create_or_reclaim(name: &str, capacity: usize) -> Result<Self> {
+        Conn::create_or_reclaim(Spec::slots::<T>()?, capacity, name).map(Self::with)
     }
 
     /// Opens the channel another process created under `name`.

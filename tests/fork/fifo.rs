@@ -24,6 +24,7 @@ cases!("fifo":
     server_survives_a_client_killed_mid_request,
     client_notices_a_killed_server,
     server_drops_bad_requests,
+    bogus_frame_lengths_from_an_unrelated_writer,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -337,4 +338,45 @@ fn server_drops_bad_requests() {
     let mut client_req = FifoClient::connect(&path).unwrap();
     assert!(matches!(client_req.send_request(&vec![0; 5000]), Err(Error::RequestTooLarge { .. })));
     assert!(client_req.max_request() < 4096);
+}
+
+/// A writer that opens the FIFO by path and sends a valid frame, then a
+/// header claiming 4 GiB; another that stops in the middle of a frame. The
+/// reader gets the valid frame, then typed errors, and allocates nothing
+/// for the claimed size.
+fn bogus_frame_lengths_from_an_unrelated_writer() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("frames");
+    let fifo = Fifo::create(&path, 0o600).unwrap();
+    let writer = fork(|| {
+        let mut w = Fifo::open(&path).unwrap().open_writer_timeout(Duration::from_secs(5)).unwrap();
+        FrameWriter::new(&mut w).send(b"valid").unwrap();
+        w.write_all(&u32::MAX.to_le_bytes()).unwrap();
+        w.write_all(&[7; 100]).unwrap();
+    });
+    let r = fifo.open_reader_timeout(Duration::from_secs(5)).unwrap();
+    let mut frames = FrameReader::with_max(&r, 1 << 20);
+    let mut buf = Vec::new();
+    assert_eq!(frames.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap(), Some(5));
+    let before = buf.capacity();
+    match frames.recv_timeout(&mut buf, Duration::from_secs(5)) {
+        Err(ipc_kit::pipe::Error::FrameTooLarge { len, max }) => assert_eq!((len, max), (u64::from(u32::MAX), 1 << 20)),
+        other => panic!("expected FrameTooLarge, got {other:?}"),
+    }
+    assert_eq!(buf.capacity(), before, "nothing allocated for the bogus frame");
+    writer.join();
+
+    // A writer that dies inside a frame: the rest is TruncatedFrame.
+    let writer = fork(|| {
+        let mut w = Fifo::open(&path).unwrap().open_writer_timeout(Duration::from_secs(5)).unwrap();
+        w.write_all(&1000u32.to_le_bytes()).unwrap();
+        w.write_all(&[1; 10]).unwrap();
+    });
+    let r = fifo.open_reader_timeout(Duration::from_secs(5)).unwrap();
+    let mut frames = FrameReader::new(&r);
+    match frames.recv_timeout(&mut buf, Duration::from_secs(5)) {
+        Err(ipc_kit::pipe::Error::TruncatedFrame { expected: 1000, got: 10 }) => {}
+        other => panic!("expected TruncatedFrame, got {other:?}"),
+    }
+    writer.join();
 }

@@ -166,6 +166,12 @@ fn rows() -> Vec<Row> {
         row!("NamedSemaphore::open", "a name nobody made", NamedSemaphore::open(&name()) => Err(sync::Error::NotFound { .. })),
         row!("NamedSemaphore::open", "mode 0600, caller nobody", { let n = name(); let _s = NamedSemaphore::create(&n, 0, 0o600).unwrap(); }
             as nobody NamedSemaphore::open(&n) => Err(sync::Error::PermissionDenied { .. })),
+        row!("SemaphoreSet::remove", "a set removed already",
+            { let s = SemaphoreSet::create(Key::private(), &[0], 0o600).unwrap(); SemaphoreSet::remove_id(s.id()).unwrap(); }
+            s.remove() => Err(sync::Error::Removed { .. })),
+        row!("NamedSemaphore::unlink", "a name unlinked already",
+            { let mut s = NamedSemaphore::create(&name(), 0, 0o600).unwrap(); s.unlink().unwrap(); }
+            s.unlink() => Err(sync::Error::NotFound { .. })),
         row!("NamedSemaphore::wait_timeout", "timeout 0, value 0", { let s = NamedSemaphore::create(&name(), 0, 0o600).unwrap(); }
             s.wait_timeout(Duration::ZERO) => Err(sync::Error::Timeout { .. })),
         row!("NamedSemaphore::post", "at SEM_VALUE_MAX",
@@ -222,16 +228,39 @@ fn rows() -> Vec<Row> {
             s.map_len(8192) => Err(shm::Error::TooSmall { .. })),
         row!("PosixShm::map_len", "0 bytes", { let s = PosixShm::create(&name(), 4096, 0o600).unwrap(); }
             s.map_len(0) => Err(shm::Error::InvalidSize { .. })),
+        row!("PosixShm::set_size", "opened read-only",
+            { let n = name(); let _s = PosixShm::create(&n, 4096, 0o600).unwrap(); let ro = PosixShm::open_read_only(&n).unwrap(); }
+            ro.set_size(8192) => Err(shm::Error::ReadOnly)),
+        row!("PosixShm::unlink", "a name unlinked already",
+            { let mut s = PosixShm::create(&name(), 4096, 0o600).unwrap(); s.unlink().unwrap(); }
+            s.unlink() => Err(shm::Error::NotFound { .. })),
+        row!("SysvSegment::attach", "a segment removed meanwhile",
+            { let s = SysvSegment::create(Key::private(), 4096, 0o600).unwrap(); SysvSegment::open_id(s.id(), 0).unwrap().remove().unwrap(); }
+            s.attach() => Err(shm::Error::Removed { .. })),
+        row!("SysvSegment::attach_read_only", "then a write",
+            { let s = SysvSegment::create(Key::private(), 4096, 0o600).unwrap(); let m = s.attach_read_only().unwrap(); }
+            m.write_bytes(0, b"x") => Err(shm::Error::ReadOnly)),
         row!("Memfd::create", "a name with NUL", Memfd::create("a\0b", 4096) => Err(shm::Error::InvalidName { .. })),
         row!("Memfd::create", "a name of 300 bytes", Memfd::create(&"n".repeat(300), 4096) => Err(shm::Error::InvalidName { .. })),
         row!("Memfd::create", "size 0", Memfd::create("m", 0) => Err(shm::Error::InvalidSize { .. })),
         row!("Memfd::from_fd", "an fd not sealed against shrinking", { let fd = unsealed_memfd(); }
+            Memfd::from_fd(fd) => Err(shm::Error::NotSealed)),
+        row!("Memfd::from_fd", "a regular file",
+            { let d = ScratchDir::new(); let p = d.path().join("f"); fs::write(&p, [0; 4096]).unwrap(); let fd = OwnedFd::from(fs::File::open(&p).unwrap()); }
             Memfd::from_fd(fd) => Err(shm::Error::NotSealed)),
         row!("Mapping::anonymous", "size 0", Mapping::anonymous(0) => Err(shm::Error::InvalidSize { .. })),
         row!("Mapping::read_bytes", "a range past the end", { let m = Mapping::anonymous(4096).unwrap(); }
             m.read_bytes(4090, &mut [0; 8]) => Err(shm::Error::OutOfBounds { .. })),
         row!("Mapping::read_bytes", "offset usize::MAX", { let m = Mapping::anonymous(4096).unwrap(); }
             m.read_bytes(usize::MAX, &mut [0; 8]) => Err(shm::Error::OutOfBounds { .. })),
+        row!("Mapping::write_bytes", "a range past the end", { let m = Mapping::anonymous(4096).unwrap(); }
+            m.write_bytes(4095, &[0; 2]) => Err(shm::Error::OutOfBounds { .. })),
+        row!("Mapping::shared", "an AtomicU64 at offset 4",
+            { let m = Mapping::anonymous(4096).unwrap(); }
+            m.shared::<std::sync::atomic::AtomicU64>(4).map(drop) => Err(shm::Error::Misaligned { .. })),
+        row!("Mapping::shared", "an AtomicU64 past the end",
+            { let m = Mapping::anonymous(4096).unwrap(); }
+            m.shared::<std::sync::atomic::AtomicU64>(4096).map(drop) => Err(shm::Error::OutOfBounds { .. })),
         row!("Mapping::read", "a u64 at offset 3", { let m = Mapping::anonymous(4096).unwrap(); }
             m.read::<u64>(3) => Err(shm::Error::Misaligned { .. })),
         row!("Mapping::write_bytes", "a read-only mapping", { let m = read_only_mapping(); }
@@ -252,6 +281,17 @@ fn rows() -> Vec<Row> {
             Channel::<u64>::open(&n) => Err(shm::Error::LayoutMismatch { .. })),
         row!("Channel::open", "mode 0600, caller nobody", { let n = name(); let _c = Channel::<u64>::create(&n, 4).unwrap(); }
             as nobody Channel::<u64>::open(&n) => Err(shm::Error::PermissionDenied { .. })),
+        row!("Channel::from_memfd", "a memfd of zeros", { let m = Memfd::create("zeros", 65536).unwrap(); }
+            Channel::<u64>::from_memfd(m) => Err(shm::Error::LayoutMismatch { .. })),
+        row!("ByteChannel::from_memfd", "a slot channel's memfd",
+            { let c = Channel::<u64>::new_memfd(4).unwrap(); let m = Memfd::from_fd(c.memfd().unwrap().try_clone_fd().unwrap()).unwrap(); }
+            ByteChannel::from_memfd(m) => Err(shm::Error::LayoutMismatch { .. })),
+        row!("Channel::create_or_reclaim", "a name a live process holds",
+            { let n = name(); let _c = Channel::<u64>::create(&n, 4).unwrap(); }
+            Channel::<u64>::create_or_reclaim(&n, 4) => Err(shm::Error::AlreadyExists { .. })),
+        row!("Channel::create_or_reclaim", "a name holding something else",
+            { let n = name(); let s = PosixShm::create(&n, 4096, 0o600).unwrap(); s.map().unwrap().write_bytes(0, b"data").unwrap(); }
+            Channel::<u64>::create_or_reclaim(&n, 4) => Err(shm::Error::LayoutMismatch { .. })),
         row!("Channel::sender", "a side claimed before", { let c = Channel::<u64>::anonymous(4).unwrap(); let _tx = c.sender().unwrap(); }
             c.sender() => Err(shm::Error::AlreadyConnected { .. })),
         row!("Sender::try_send", "a full channel",
@@ -284,6 +324,9 @@ fn rows() -> Vec<Row> {
         row!("ByteSender::send", "a record over max_record",
             { let c = ByteChannel::anonymous(4096).unwrap(); let _rx = c.receiver().unwrap(); let mut tx = c.sender().unwrap(); }
             tx.send(&vec![0; c.max_record() + 1]) => Err(shm::Error::RecordTooLarge { .. })),
+        row!("ByteSender::reserve", "a record over max_record",
+            { let c = ByteChannel::anonymous(4096).unwrap(); let _rx = c.receiver().unwrap(); let mut tx = c.sender().unwrap(); }
+            tx.reserve(c.max_record() + 1).map(drop) => Err(shm::Error::RecordTooLarge { .. })),
         row!("ByteSender::try_send", "a full channel",
             { let c = ByteChannel::anonymous(4096).unwrap(); let _rx = c.receiver().unwrap(); let mut tx = c.sender().unwrap();
               while tx.try_send(&[0; 1000]).is_ok() {}; }
@@ -291,6 +334,9 @@ fn rows() -> Vec<Row> {
         row!("ByteReceiver::try_recv", "an empty channel",
             { let c = ByteChannel::anonymous(4096).unwrap(); let _tx = c.sender().unwrap(); let mut rx = c.receiver().unwrap(); }
             rx.try_recv(&mut Vec::new()) => Err(shm::Error::Empty)),
+        row!("ByteReceiver::recv", "a sender gone",
+            { let c = ByteChannel::anonymous(4096).unwrap(); drop(c.sender().unwrap()); let mut rx = c.receiver().unwrap(); }
+            rx.recv(&mut Vec::new()) => Err(shm::Error::Disconnected)),
         row!("ByteReceiver::recv_timeout", "timeout 0, empty",
             { let c = ByteChannel::anonymous(4096).unwrap(); let _tx = c.sender().unwrap(); let mut rx = c.receiver().unwrap(); }
             rx.recv_timeout(&mut Vec::new(), Duration::ZERO) => Err(shm::Error::Timeout)),
@@ -317,6 +363,15 @@ fn rows() -> Vec<Row> {
         row!("SysvQueue::recv", "a buffer smaller than the message",
             { let q = SysvQueue::create(Key::private(), 0o600).unwrap(); q.send(1, &[0; 16]).unwrap(); }
             q.recv(Selector::Any, &mut [0; 8]) => Err(msgq::Error::BufferTooSmall { .. })),
+        row!("SysvQueue::recv_pod", "a message shorter than T",
+            { let q = SysvQueue::create(Key::private(), 0o600).unwrap(); q.send(1, &[0; 4]).unwrap(); }
+            q.recv_pod::<u64>(Selector::Any) => Err(msgq::Error::WrongSize { .. })),
+        row!("SysvQueue::recv_pod", "a message longer than T",
+            { let q = SysvQueue::create(Key::private(), 0o600).unwrap(); q.send(1, &[0; 16]).unwrap(); }
+            q.recv_pod::<u64>(Selector::Any) => Err(msgq::Error::BufferTooSmall { .. })),
+        row!("SysvQueue::recv_truncating", "a buffer smaller than the message",
+            { let q = SysvQueue::create(Key::private(), 0o600).unwrap(); q.send(2, &[0; 16]).unwrap(); }
+            q.recv_truncating(Selector::Any, &mut [0; 8]) => Ok((2, 8))),
         row!("SysvQueue::try_recv", "an empty queue", { let q = SysvQueue::create(Key::private(), 0o600).unwrap(); }
             q.try_recv(Selector::Any, &mut [0; 8]) => Err(msgq::Error::Empty)),
         row!("SysvQueue::recv_timeout", "timeout 0, empty", { let q = SysvQueue::create(Key::private(), 0o600).unwrap(); }
@@ -360,6 +415,12 @@ fn rows() -> Vec<Row> {
             q.send(&[0; 33], 0) => Err(msgq::Error::MessageTooLarge { .. })),
         row!("PosixQueue::send", "priority 32768 (MQ_PRIO_MAX)", { let q = small_posix_queue(); }
             q.send(b"x", 32768) => Err(msgq::Error::LimitExceeded { .. })),
+        row!("PosixQueue::send_pod", "a T over message_size", { let q = small_posix_queue(); }
+            q.send_pod(&[0u8; 64], 0) => Err(msgq::Error::MessageTooLarge { .. })),
+        row!("PosixQueue::recv_pod", "a message of another length", { let q = small_posix_queue(); q.send(&[0; 4], 0).unwrap(); }
+            q.recv_pod::<u64>() => Err(msgq::Error::WrongSize { .. })),
+        row!("PosixQueue::unlink", "a name unlinked already", { let mut q = small_posix_queue(); q.unlink().unwrap(); }
+            q.unlink() => Err(msgq::Error::NotFound { .. })),
         row!("PosixQueue::try_send", "a full queue", { let q = small_posix_queue(); q.send(b"x", 0).unwrap(); q.send(b"x", 0).unwrap(); }
             q.try_send(b"x", 0) => Err(msgq::Error::Full)),
         row!("PosixQueue::recv", "a buffer under message_size", { let q = small_posix_queue(); }
@@ -398,6 +459,10 @@ fn rows() -> Vec<Row> {
             r.read_timeout(&mut [0; 8], Duration::MAX) => Ok(1)),
         row!("FrameWriter::send", "a body over the maximum frame", { let (_r, w) = pipe::pipe().unwrap(); let mut fw = FrameWriter::with_max(w, 16); }
             fw.send(&[0; 17]) => Err(pipe::Error::FrameTooLarge { .. })),
+        row!("FrameWriter::with_max", "maximum 0, a 1-byte body", { let (_r, w) = pipe::pipe().unwrap(); let mut fw = FrameWriter::with_max(w, 0); }
+            fw.send(b"x") => Err(pipe::Error::FrameTooLarge { .. })),
+        row!("FrameWriter::send", "the reader gone", { let (r, w) = pipe::pipe().unwrap(); drop(r); let mut fw = FrameWriter::new(w); }
+            fw.send(b"x") => Err(pipe::Error::BrokenPipe)),
         row!("FrameReader::recv", "a header claiming 4 GiB − 1 bytes", { let mut fr = frame_reader_fed(&u32::MAX.to_le_bytes()); }
             fr.recv(&mut Vec::new()) => Err(pipe::Error::FrameTooLarge { .. })),
         row!("FrameReader::recv", "the writer gone mid-frame", { let mut fr = frame_reader_fed(&[16, 0, 0, 0, 1, 2]); }
@@ -437,6 +502,12 @@ fn rows() -> Vec<Row> {
             { let d = ScratchDir::new(); let p = d.path().join("f"); let f = Fifo::create(&p, 0o600).unwrap();
               let _r = later(move || { let r = Fifo::open(&p).unwrap().open_reader().unwrap(); thread::sleep(WAIT); drop(r); }); }
             f.open_writer_timeout(Duration::MAX) => Ok(_)),
+        row!("Fifo::unlink", "a FIFO removed by someone else",
+            { let d = ScratchDir::new(); let p = d.path().join("f"); let mut f = Fifo::create(&p, 0o600).unwrap(); fs::remove_file(&p).unwrap(); }
+            f.unlink() => Err(fifo::Error::NotFound { .. })),
+        row!("Fifo::unlink", "a regular file in its place",
+            { let d = ScratchDir::new(); let p = d.path().join("f"); let mut f = Fifo::create(&p, 0o600).unwrap(); fs::remove_file(&p).unwrap(); fs::write(&p, b"").unwrap(); }
+            f.unlink() => Err(fifo::Error::NotAFifo { .. })),
         row!("FifoServer::create", "a path in use", { let d = ScratchDir::new(); let p = d.path().join("s"); let _s = FifoServer::create(&p, 0o600).unwrap(); }
             FifoServer::create(&p, 0o600) => Err(fifo::Error::AlreadyExists { .. })),
         row!("FifoClient::connect", "no server there", { let d = ScratchDir::new(); }
@@ -444,6 +515,13 @@ fn rows() -> Vec<Row> {
         row!("FifoClient::connect", "a server FIFO without a reader",
             { let d = ScratchDir::new(); let p = d.path().join("s"); let _f = Fifo::create(&p, 0o600).unwrap(); }
             FifoClient::connect(&p) => Err(fifo::Error::ServerGone { .. })),
+        row!("FifoServer::recv_timeout", "timeout 0, no request",
+            { let d = ScratchDir::new(); let mut s = FifoServer::create(d.path().join("s"), 0o600).unwrap(); }
+            s.recv_timeout(Duration::ZERO) => Err(fifo::Error::Timeout { .. })),
+        row!("FifoClient::request_timeout", "timeout 0, the server not answering",
+            { let d = ScratchDir::new(); let p = d.path().join("s"); let _s = FifoServer::create(&p, 0o600).unwrap();
+              let mut c = FifoClient::connect(&p).unwrap(); }
+            c.request_timeout(b"x", Duration::ZERO) => Err(fifo::Error::Timeout { .. })),
         row!("FifoClient::request", "a payload over max_request",
             { let d = ScratchDir::new(); let p = d.path().join("s"); let _s = FifoServer::create(&p, 0o600).unwrap();
               let mut c = FifoClient::connect(&p).unwrap(); }

@@ -44,7 +44,20 @@ pub enum Error {
         needed: Option<usize>,
     },
 
+    /// A message received as a `T` (`recv_pod`) had another length; it was
+    /// taken from the queue.
+    #[error("a message of {len} bytes is not a {type_name} of {expected} bytes (it was taken from the queue)")]
+    WrongSize {
+        /// The message's length.
+        len: usize,
+        /// The size of `T`.
+        expected: usize,
+        /// `T`'s name.
+        type_name: &'static str,
+    },
+
     /// A System V message type below 1.
+
     #[error("invalid message type {mtype}: System V message types are 1 or more")]
     InvalidType {
         /// The type given.
@@ -141,6 +154,7 @@ impl Error {
             | Error::LimitExceeded { .. } => io::ErrorKind::InvalidInput,
             Error::AlreadyExists { .. } => io::ErrorKind::AlreadyExists,
             Error::NotFound { .. } | Error::Removed { .. } => io::ErrorKind::NotFound,
+            Error::WrongSize { .. } => io::ErrorKind::InvalidData,
             Error::PermissionDenied { .. } => io::ErrorKind::PermissionDenied,
             Error::Io { source, .. } => source.kind(),
         }
@@ -178,12 +192,6 @@ pub(crate) fn proc_limit(path: &str) -> Option<u64> {
 }
 
 /// A received message whose length is not that of the `T` asked for.
-pub(crate) fn not_a<T>(op: &'static str, len: usize) -> Error {
-    Error::Io {
-        op,
-        source: io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("a message of {len} bytes is not a {} of {} bytes", std::any::type_name::<T>(), size_of::<T>()),
-        ),
-    }
+pub(crate) fn not_a<T>(len: usize) -> Error {
+    Error::WrongSize { len, expected: size_of::<T>(), type_name: std::any::type_name::<T>() }
 }

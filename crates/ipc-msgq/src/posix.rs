@@ -313,13 +313,13 @@ impl PosixQueue {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] with `InvalidData` for a message of another length
-    /// (it was taken); as for [`recv`](Self::recv).
+    /// [`Error::WrongSize`] for a message of another length (it was
+    /// taken); as for [`recv`](Self::recv).
     pub fn recv_pod<T: Pod>(&self) -> Result<(T, u32)> {
         let mut buf = vec![0u8; self.message_size.max(size_of::<T>())];
         let (n, prio) = self.recv(&mut buf)?;
         if n != size_of::<T>() {
-            return Err(crate::error::not_a::<T>("mq_timedreceive", n));
+            return Err(crate::error::not_a::<T>(n));
         }
         Ok((bytemuck::pod_read_unaligned(&buf[..n]), prio))
     }

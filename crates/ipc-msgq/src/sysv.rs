@@ -437,13 +437,13 @@ impl SysvQueue {
     /// # Errors
     ///
     /// [`Error::BufferTooSmall`] for a longer message (it stays queued);
-    /// [`Error::Io`] with `InvalidData` for a shorter one (it was taken);
+    /// [`Error::WrongSize`] for a shorter one (it was taken);
     /// as for [`recv`](Self::recv).
     pub fn recv_pod<T: Pod>(&self, selector: Selector) -> Result<(i64, T)> {
         let mut value = T::zeroed();
         let (mtype, n) = self.recv(selector, bytemuck::bytes_of_mut(&mut value))?;
         if n != size_of::<T>() {
-            return Err(crate::error::not_a::<T>("msgrcv", n));
+            return Err(crate::error::not_a::<T>(n));
         }
         Ok((mtype, value))
     }

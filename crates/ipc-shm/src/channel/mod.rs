@@ -13,7 +13,10 @@
 //! shared memory (inherited by children forked afterwards), in a memfd
 //! (for children across exec), or under a POSIX shared memory name (for
 //! unrelated processes); then each process claims the side it uses with
-//! `sender()` or `receiver()`, once.
+//! `sender()` or `receiver()`, once. Every process holding a named channel
+//! keeps a shared `flock` on its object, so a name left behind by processes
+//! that were all killed is told from one in use, and taken over with
+//! [`Channel::create_or_reclaim`].
 //!
 //! The waiting side spins briefly and then sleeps on a futex; the other
 //! side makes the wake system call only when it is actually asleep, so a

@@ -231,6 +231,8 @@ fn rows() -> Vec<Row> {
         row!("PosixShm::set_size", "opened read-only",
             { let n = name(); let _s = PosixShm::create(&n, 4096, 0o600).unwrap(); let ro = PosixShm::open_read_only(&n).unwrap(); }
             ro.set_size(8192) => Err(shm::Error::ReadOnly)),
+        row!("PosixShm::set_size", "2^62 (more than /dev/shm holds)", { let s = PosixShm::create(&name(), 4096, 0o600).unwrap(); }
+            s.set_size(1 << 62) => Err(shm::Error::InvalidSize { .. })),
         row!("PosixShm::unlink", "a name unlinked already",
             { let mut s = PosixShm::create(&name(), 4096, 0o600).unwrap(); s.unlink().unwrap(); }
             s.unlink() => Err(shm::Error::NotFound { .. })),
@@ -243,6 +245,7 @@ fn rows() -> Vec<Row> {
         row!("Memfd::create", "a name with NUL", Memfd::create("a\0b", 4096) => Err(shm::Error::InvalidName { .. })),
         row!("Memfd::create", "a name of 300 bytes", Memfd::create(&"n".repeat(300), 4096) => Err(shm::Error::InvalidName { .. })),
         row!("Memfd::create", "size 0", Memfd::create("m", 0) => Err(shm::Error::InvalidSize { .. })),
+        row!("Memfd::create", "size 2^62 (more than memory and swap)", Memfd::create("m", 1 << 62) => Err(shm::Error::InvalidSize { .. })),
         row!("Memfd::from_fd", "an fd not sealed against shrinking", { let fd = unsealed_memfd(); }
             Memfd::from_fd(fd) => Err(shm::Error::NotSealed)),
         row!("Memfd::from_fd", "a regular file",
@@ -268,6 +271,11 @@ fn rows() -> Vec<Row> {
         row!("Channel::anonymous", "capacity 0", Channel::<u64>::anonymous(0) => Err(shm::Error::InvalidSize { .. })),
         row!("Channel::anonymous", "capacity 3 (not a power of two)", Channel::<u64>::anonymous(3) => Err(shm::Error::InvalidSize { .. })),
         row!("Channel::anonymous", "capacity 2^62", Channel::<u64>::anonymous(1 << 62) => Err(shm::Error::InvalidSize { .. })),
+        row!("Channel::anonymous", "2^34 slots of u64 (128 GiB, more than memory)",
+            Channel::<u64>::anonymous(1 << 34) => Err(shm::Error::InvalidSize { .. })),
+        row!("Channel::new_memfd", "2^34 slots of u64 (128 GiB, more than memory)",
+            Channel::<u64>::new_memfd(1 << 34) => Err(shm::Error::InvalidSize { .. })),
+        row!("Mapping::anonymous", "2^40 bytes (more than memory)", Mapping::anonymous(1 << 40) => Err(shm::Error::InvalidSize { .. })),
         row!("Channel::anonymous", "a zero-sized message type", Channel::<()>::anonymous(4) => Err(shm::Error::InvalidSize { .. })),
         row!("Channel::create", "a name without '/'", Channel::<u64>::create("no-slash", 4) => Err(shm::Error::InvalidName { .. })),
         row!("Channel::create", "a name in use", { let n = name(); let _c = Channel::<u64>::create(&n, 4).unwrap(); }

@@ -52,8 +52,8 @@ impl Mapping {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidSize`] for 0; [`Error::Io`] when the memory cannot
-    /// be mapped.
+    /// [`Error::InvalidSize`] for 0 or more than memory and swap together;
+    /// [`Error::Io`] when the memory cannot be mapped.
     ///
     /// # References
     ///
@@ -62,6 +62,10 @@ impl Mapping {
     pub fn anonymous(len: usize) -> Result<Mapping> {
         if len == 0 {
             return Err(Error::InvalidSize { size: 0, reason: "a mapping cannot be empty" });
+        }
+        let memory = crate::sys::memory_capacity().map_err(|e| Error::Io { op: "sysinfo", source: e })?;
+        if len as u64 > memory {
+            return Err(Error::InvalidSize { size: len, reason: "more than the system's memory and swap" });
         }
         let region = Region::anonymous(len).map_err(|e| Error::Io { op: "mmap", source: e })?;
         Ok(Mapping { region, writable: true, size_guard: None })

@@ -178,10 +178,7 @@ impl PosixShm {
     /// kernel would accept it (tmpfs files are sparse), and touching the
     /// pages past what /dev/shm holds would kill the process with SIGBUS.
     fn resize(&self, size: usize) -> Result<()> {
-        let capacity = sys::fs_capacity(self.fd.as_fd()).map_err(|e| Error::Io { op: "fstatvfs", source: e })?;
-        if size as u64 > capacity {
-            return Err(Error::InvalidSize { size, reason: "more than the file system (/dev/shm) holds" });
-        }
+        crate::memfd::check_backable(self.fd.as_fd(), size)?;
         sys::ftruncate(self.fd.as_fd(), size).map_err(|e| Error::Io { op: "ftruncate", source: e })
     }
 

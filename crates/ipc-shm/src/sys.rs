@@ -225,7 +225,19 @@ pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
     cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop)
 }
 
-/// The size in bytes of the file system holding the file (`fstatvfs`).
+/// Bytes of memory and swap in the system (`sysinfo`): the most that
+/// shared memory without a smaller limit can ever hold.
+pub(crate) fn memory_capacity() -> io::Result<u64> {
+    // SAFETY: an all-zero sysinfo is a valid value for the kernel to fill.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: sysinfo writes one struct through a valid pointer.
+    cvt(unsafe { libc::sysinfo(&mut info) })?;
+    let unit = u64::from(info.mem_unit.max(1));
+    Ok(info.totalram.saturating_add(info.totalswap).saturating_mul(unit))
+}
+
+/// The size in bytes of the file system holding the file (`fstatvfs`); 0
+/// for one without a size limit (a memfd's, or tmpfs mounted `size=0`).
 pub(crate) fn fs_capacity(fd: BorrowedFd<'_>) -> io::Result<u64> {
     // SAFETY: an all-zero statvfs is a valid value for the kernel to fill.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };

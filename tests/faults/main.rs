@@ -262,11 +262,12 @@ enum Scenario {
     NamedCreator,
     NamedOpener,
     RobustHolder,
+    SegmentCreator,
     SemHolder,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 15] = [
+    const ALL: [Scenario; 16] = [
         Scenario::PipeWriter,
         Scenario::PipeReader,
         Scenario::FifoWriter,
@@ -281,6 +282,7 @@ impl Scenario {
         Scenario::NamedCreator,
         Scenario::NamedOpener,
         Scenario::RobustHolder,
+        Scenario::SegmentCreator,
         Scenario::SemHolder,
     ];
 
@@ -300,6 +302,7 @@ impl Scenario {
             Scenario::NamedCreator => "shm channel, named: creator killed",
             Scenario::NamedOpener => "shm channel, named: opener killed",
             Scenario::RobustHolder => "robust-mutex: holder killed",
+            Scenario::SegmentCreator => "shm segment, named: creator killed",
             Scenario::SemHolder => "sysv-semaphore: holder killed",
         }
     }
@@ -344,14 +347,26 @@ impl Campaign {
             Scenario::PosixSender => self.queue_sender_killed(run, delay, false),
             Scenario::SysvReceiver => self.queue_receiver_killed(run, delay, true),
             Scenario::PosixReceiver => self.queue_receiver_killed(run, delay, false),
-            Scenario::SlotSender => self.channel_sender_killed(run, delay, false, false),
-            Scenario::ByteSender => self.channel_sender_killed(run, delay, true, false),
+            Scenario::SlotSender => self.channel_sender_killed(run, delay, false, false, None),
+            Scenario::ByteSender => self.channel_sender_killed(run, delay, true, false, None),
             Scenario::SlotReceiver => self.channel_receiver_killed(run, delay, false, false),
             Scenario::ByteReceiver => self.channel_receiver_killed(run, delay, true, false),
-            Scenario::NamedCreator => self.channel_sender_killed(run, delay, rng.below(2) == 0, true),
+            Scenario::NamedCreator => {
+                let failpoint = match rng.below(16) {
+                    0 => Some("posix-shm:opened"),
+                    1 => Some("channel:mapped"),
+                    _ => None,
+                };
+                self.channel_sender_killed(run, delay, rng.below(2) == 0, true, failpoint)
+            }
             Scenario::NamedOpener => self.channel_receiver_killed(run, delay, rng.below(2) == 0, true),
             Scenario::RobustHolder => self.robust_holder_killed(delay),
-            Scenario::SemHolder => self.sem_holder_killed(delay),
+            Scenario::SegmentCreator => {
+                let posix = rng.below(2) == 0;
+                let failpoint = (posix && rng.below(8) == 0).then_some("posix-shm:opened");
+                self.segment_creator_killed(delay, posix, failpoint)
+            }
+            Scenario::SemHolder => self.sem_holder_killed(delay, rng.below(10) == 0),
         }
     }
 
@@ -636,9 +651,16 @@ impl Campaign {
     /// survivor receives everything acknowledged, then `Disconnected`.
     /// Named: the victim makes the channel under the campaign's one name
     /// with `create_or_reclaim` (taking over what a predecessor killed
-    /// mid-creation left) and may be killed while it does; the survivor
-    /// opens it by name.
-    fn channel_sender_killed(&self, run: u32, delay: Duration, bytes: bool, named: bool) -> Outcome {
+    /// mid-creation left) and may be killed while it does (at random, or
+    /// exactly at `failpoint`); the survivor opens it by name.
+    fn channel_sender_killed(
+        &self,
+        run: u32,
+        delay: Duration,
+        bytes: bool,
+        named: bool,
+        failpoint: Option<&'static str>,
+    ) -> Outcome {
         let anonymous = if named {
             None
         } else {
@@ -650,6 +672,9 @@ impl Campaign {
         let (board, name) = (&self.board, self.posix_name.as_str());
         let mut victim = fork(|| {
             let made;
+            if let Some(point) = failpoint {
+                ipc_kit::sync::failpoint::arm(point);
+            }
             let chan = match &anonymous {
                 Some(c) => c,
                 None => {
@@ -670,7 +695,11 @@ impl Campaign {
         });
         let early = named.then(|| kill_after(victim.pid(), delay));
         if !wait_ready(board, &mut victim) {
-            return self.killed_setting_up(victim, early, "killed while making the channel");
+            let how = match failpoint {
+                Some(_) => "killed at a failpoint while making the channel",
+                None => "killed while making the channel",
+            };
+            return self.killed_setting_up(victim, early, how);
         }
         let chan = match anonymous.map_or_else(|| AnyChannel::named(bytes, name, Make::Open), Ok) {
             Ok(c) => c,
@@ -800,39 +829,73 @@ impl Campaign {
             Err(e) => return Failed(format!("the mutex in shared memory: {e}")),
         };
         let board = &self.board;
-        let victim = fork(|| {
-            for n in 1.. {
-                let mut g = m.lock().unwrap_or_else(|_| panic!("the victim's lock"));
-                g[0] += 1;
-                // Hold the lock mid-update for a while, so that kills land
-                // there as often as outside.
-                hold(Duration::from_micros(20));
-                g[1] += 1;
-                drop(g);
-                board.ack(n);
-                hold(Duration::from_micros(20));
+        let victim = fork(|| update_forever(m, board));
+        let timer = kill_after(victim.pid(), delay);
+        if let Err(o) = bury(victim, timer) {
+            return o;
+        }
+        survive_robust(m)
+    }
+
+    /// The victim opens or creates the campaign's one named segment (System
+    /// V by key, or POSIX by name), so that a kill can land in its making,
+    /// and updates two counters in it under a robust mutex until killed.
+    /// The survivor opens or creates the same segment (the documented way
+    /// back to a segment left by a dead creator, sized or not), and finds
+    /// the mutex and counters as after any holder's death.
+    fn segment_creator_killed(&self, delay: Duration, posix: bool, failpoint: Option<&'static str>) -> Outcome {
+        let (key, name) = (self.key, self.posix_name.as_str());
+        let open = || -> Result<(Box<dyn std::any::Any>, Mapping), String> {
+            if posix {
+                let shm = ipc_kit::shm::PosixShm::open_or_create(name, 4096, 0o600).map_err(|e| e.to_string())?;
+                let map = shm.map_len(4096).map_err(|e| e.to_string())?;
+                Ok((Box::new(shm), map))
+            } else {
+                let seg = ipc_kit::shm::SysvSegment::open_or_create(key, 4096, 0o600).map_err(|e| e.to_string())?;
+                let map = seg.attach().map_err(|e| e.to_string())?;
+                Ok((Box::new(seg), map))
             }
+        };
+        if failpoint.is_some()
+            && let Ok(mut old) = ipc_kit::shm::PosixShm::open(name)
+        {
+            // So that the victim makes it, and reaches the failpoint.
+            let _ = old.unlink();
+        }
+        let board = &self.board;
+        let victim = fork(|| {
+            if let Some(point) = failpoint {
+                ipc_kit::sync::failpoint::arm(point);
+            }
+            let (_segment, map) = open().unwrap_or_else(|e| board.fail_setup(e));
+            let m = map.shared::<RobustMutex<[u64; 2]>>(0).unwrap_or_else(|e| board.fail_setup(e.to_string()));
+            board.set_ready();
+            update_forever(m.get(), board);
         });
         let timer = kill_after(victim.pid(), delay);
         if let Err(o) = bury(victim, timer) {
             return o;
         }
-        match m.lock_timeout(BOUND) {
-            Ok(g) if g[0] == g[1] => Survived("not held when killed"),
-            Ok(g) => Corrupted(format!("counters {} and {} under a clean lock", g[0], g[1])),
-            Err(LockError::OwnerDied(mut g)) => {
-                if g[0] != g[1] && g[0] != g[1] + 1 {
-                    return Corrupted(format!("counters {} and {} after the holder died", g[0], g[1]));
-                }
-                let how = if g[0] == g[1] { "OwnerDied, data whole" } else { "OwnerDied mid-update, repaired" };
-                g[1] = g[0];
-                match g.make_consistent() {
-                    Ok(()) => Survived(how),
-                    Err(e) => Failed(format!("make_consistent: {e}")),
-                }
+        if board.setup_failed() {
+            return Failed("the victim could not open or create the segment (its message is above)".into());
+        }
+        let (segment, map) = match open() {
+            Ok(opened) => opened,
+            Err(e) => return Failed(format!("the survivor could not open or create the segment: {e}")),
+        };
+        let outcome = match map.shared::<RobustMutex<[u64; 2]>>(0) {
+            Ok(m) => survive_robust(m.get()),
+            Err(e) => Failed(format!("the mutex in the segment: {e}")),
+        };
+        // The survivor's handle removes the segment only if it made it
+        // (the victim died before); otherwise the next run reuses it.
+        drop((map, segment));
+        match outcome {
+            Survived(_) if failpoint.is_some() => {
+                Survived("killed between shm_open and ftruncate, sized by the survivor")
             }
-            Err(LockError::Timeout) => Hung("the mutex stayed locked after its holder died".into()),
-            Err(_) => Failed("lock failed".into()),
+            Survived("not held when killed") if !board.ready() => Survived("killed while making the segment"),
+            other => other,
         }
     }
 
@@ -840,7 +903,10 @@ impl Campaign {
     /// victim opens it, takes and gives back the semaphore over and over
     /// with SEM_UNDO, and dies. The survivor takes it within the bound,
     /// and its value is 1 again after.
-    fn sem_holder_killed(&mut self, delay: Duration) -> Outcome {
+    fn sem_holder_killed(&mut self, delay: Duration, in_creation: bool) -> Outcome {
+        if in_creation {
+            return self.sem_creator_killed();
+        }
         if self.sem.is_none() {
             match SemaphoreSet::create(self.key, &[1], 0o600) {
                 Ok(s) => self.sem = Some(s),
@@ -878,6 +944,37 @@ impl Campaign {
         }
     }
 
+    /// The victim makes the set itself and is killed (a failpoint) between
+    /// `semget` and setting its value; the survivor's `open_or_create`
+    /// takes the uninitialized set over after the grace, and later runs
+    /// use it.
+    fn sem_creator_killed(&mut self) -> Outcome {
+        if let Some(old) = self.sem.take()
+            && let Err(e) = old.remove()
+        {
+            return Failed(format!("remove the set: {e}"));
+        }
+        let key = self.key;
+        let mut victim = fork(|| {
+            ipc_kit::sync::failpoint::arm("sysv-sem:created");
+            let _ = SemaphoreSet::create(key, &[1], 0o600);
+        });
+        match victim.wait_timeout(BOUND) {
+            Some(Exit::Signaled(Signal::SIGKILL)) => {}
+            other => return Failed(format!("the creator ended with {other:?}, not at its failpoint")),
+        }
+        let start = Instant::now();
+        let set = match SemaphoreSet::open_or_create(key, &[1], 0o600) {
+            Ok(set) => self.sem.insert(set),
+            Err(e) => return Failed(format!("open_or_create after the creator died: {e}")),
+        };
+        match set.value(0) {
+            Ok(_) if start.elapsed() > BOUND => Hung(format!("taken over only after {:?}", start.elapsed())),
+            Ok(1) => Survived("creator killed before initializing, taken over"),
+            other => Corrupted(format!("the taken-over set holds {other:?}, not 1")),
+        }
+    }
+
     /// After the last run: the queues that killed victims made are still
     /// there (nobody owned them at the end); take them over and remove
     /// them, as `ipc-kit rm` would.
@@ -888,14 +985,57 @@ impl Campaign {
         if let Ok(mut q) = PosixQueue::open(&self.posix_name) {
             q.unlink().map_err(|e| format!("unlink the POSIX queue: {e}"))?;
         }
-        self.sem = None;
-        // What the last killed creator of a named channel left: taken over
-        // and, when the handle goes, unlinked.
-        if ipc_kit::shm::PosixShm::open(&self.posix_name).is_ok() {
-            Channel::<[u8; FIXED]>::create_or_reclaim(&self.posix_name, 16)
-                .map_err(|e| format!("reclaim the named channel: {e}"))?;
+        if let Some(set) = self.sem.take() {
+            // Removed explicitly: a set taken over is not this handle's.
+            set.remove().map_err(|e| format!("remove the semaphore set: {e}"))?;
+        }
+        // What the last killed creator of a named channel or segment left.
+        if let Ok(mut shm) = ipc_kit::shm::PosixShm::open(&self.posix_name) {
+            shm.unlink().map_err(|e| format!("unlink the POSIX shared memory: {e}"))?;
+        }
+        if let Ok(seg) = ipc_kit::shm::SysvSegment::open(self.key, 0) {
+            seg.remove().map_err(|e| format!("remove the System V segment: {e}"))?;
         }
         Ok(())
+    }
+}
+
+/// The victim's loop over a robust mutex: lock, change the first counter,
+/// hold the lock mid-update a while (so that kills land there as often as
+/// outside), change the second, unlock, acknowledge.
+fn update_forever(m: &RobustMutex<[u64; 2]>, board: &Board) -> ! {
+    for n in 1.. {
+        let mut g = m.lock().unwrap_or_else(|_| panic!("the victim's lock"));
+        g[0] += 1;
+        hold(Duration::from_micros(20));
+        g[1] += 1;
+        drop(g);
+        board.ack(n);
+        hold(Duration::from_micros(20));
+    }
+    unreachable!("the counter runs out after 2^64 updates")
+}
+
+/// The survivor's lock after the victim's death: within the bound, clean
+/// with equal counters, or `OwnerDied` with the counters equal or one
+/// update apart, which it repairs.
+fn survive_robust(m: &RobustMutex<[u64; 2]>) -> Outcome {
+    match m.lock_timeout(BOUND) {
+        Ok(g) if g[0] == g[1] => Survived("not held when killed"),
+        Ok(g) => Corrupted(format!("counters {} and {} under a clean lock", g[0], g[1])),
+        Err(LockError::OwnerDied(mut g)) => {
+            if g[0] != g[1] && g[0] != g[1] + 1 {
+                return Corrupted(format!("counters {} and {} after the holder died", g[0], g[1]));
+            }
+            let how = if g[0] == g[1] { "OwnerDied, data whole" } else { "OwnerDied mid-update, repaired" };
+            g[1] = g[0];
+            match g.make_consistent() {
+                Ok(()) => Survived(how),
+                Err(e) => Failed(format!("make_consistent: {e}")),
+            }
+        }
+        Err(LockError::Timeout) => Hung("the mutex stayed locked after its holder died".into()),
+        Err(_) => Failed("lock failed".into()),
     }
 }
 

@@ -396,6 +396,17 @@ fn stale_named_channel_is_reclaimed() {
     drop((tx, rx, chan));
     assert!(matches!(PosixShm::open(&name), Err(Error::NotFound { .. })), "the new owner unlinked it");
 
+    // A creator killed after sizing the object, before writing the header
+    // (a failpoint): openers find no channel there; the name is reclaimed.
+    let mut creator = fork(|| {
+        ipc_kit::sync::failpoint::arm("channel:mapped");
+        let _ = Channel::<u64>::create(&name, 16);
+        unreachable!("the failpoint kills the creator");
+    });
+    assert_eq!(creator.wait(), Exit::Signaled(Signal::SIGKILL));
+    assert!(matches!(Channel::<u64>::open(&name), Err(Error::LayoutMismatch { .. })));
+    drop(Channel::<u64>::create_or_reclaim(&name, 16).unwrap());
+
     // An interrupted creation: the object exists, empty or zero-filled.
     for size in [0, 4096] {
         let mut partial = PosixShm::open_or_create(&name, size.max(1), 0o600).unwrap();

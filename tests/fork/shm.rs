@@ -2,7 +2,7 @@
 //! memfds and anonymous mappings; hostile peers and bad input.
 
 use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipc_kit::pipe::ChildFds;
 use ipc_kit::shm::{Error, Key, Mapping, Memfd, PosixShm, SysvSegment};
@@ -20,6 +20,7 @@ cases!("shm":
     memfd_seal_refuses_truncation,
     wrong_sizes_and_bad_input,
     permission_denied_for_nobody,
+    posix_open_or_create_waits_for_or_finishes_an_interrupted_creation,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -261,4 +262,46 @@ fn permission_denied_for_nobody() {
     });
     child.join();
     drop((seg, shm));
+}
+
+/// An empty POSIX object is one whose creator is between `shm_open` and
+/// `ftruncate`: `open_or_create` waits for it to be sized (by a creator in
+/// another process), and gives it the size itself when its creator has died
+/// there.
+fn posix_open_or_create_waits_for_or_finishes_an_interrupted_creation() {
+    let name = format!("/{}", unique_name("ipc-kit-test-shm"));
+    let empty = || {
+        let shm = PosixShm::create(&name, 4096, 0o600).unwrap();
+        shm.set_size(0).unwrap();
+        shm
+    };
+    // A slow creator that finishes 100 ms later: its size wins.
+    let mut creator = empty();
+    let sizer = fork(|| {
+        std::thread::sleep(Duration::from_millis(100));
+        PosixShm::open(&name).unwrap().set_size(12288).unwrap();
+    });
+    let opened = PosixShm::open_or_create(&name, 8192, 0o600).unwrap();
+    sizer.join();
+    assert!(!opened.is_owner());
+    assert_eq!(opened.size().unwrap(), 12288);
+    assert_eq!(opened.map().unwrap().len(), 12288);
+    creator.unlink().unwrap();
+    drop((opened, creator));
+
+    // A creator killed between shm_open and ftruncate (a failpoint): after
+    // the grace the opener sizes it.
+    let mut creator = fork(|| {
+        ipc_kit::sync::failpoint::arm("posix-shm:opened");
+        let _ = PosixShm::create(&name, 4096, 0o600);
+        unreachable!("the failpoint kills the creator");
+    });
+    assert_eq!(creator.wait(), ipc_kit_tests::Exit::Signaled(nix::sys::signal::Signal::SIGKILL));
+    assert_eq!(PosixShm::open(&name).unwrap().size().unwrap(), 0, "it left an empty object");
+    let start = Instant::now();
+    let mut opened = PosixShm::open_or_create(&name, 8192, 0o600).unwrap();
+    assert!(start.elapsed() >= ipc_kit::shm::CREATION_GRACE, "it waited for the creator first");
+    assert_eq!(opened.size().unwrap(), 8192);
+    opened.map().unwrap().write_bytes(8191, b"x").unwrap();
+    opened.unlink().unwrap();
 }

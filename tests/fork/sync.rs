@@ -29,6 +29,7 @@ cases!("sync":
     semaphore_set_undo_after_kill,
     semaphore_set_by_path_key_in_exec_child,
     semaphore_set_removed_while_waiting,
+    semaphore_set_left_uninitialized_is_taken_over,
     named_semaphore_across_exec,
     eventfd_wakes_across_fork,
     permission_denied_for_nobody,
@@ -420,4 +421,26 @@ fn permission_denied_for_nobody() {
     });
     child.join();
     drop((set, sem));
+}
+
+/// A creator killed between `semget` and setting the values (a failpoint)
+/// leaves a set nobody initialized: `open` gives up after the grace with
+/// `Timeout`, and `open_or_create` initializes it.
+fn semaphore_set_left_uninitialized_is_taken_over() {
+    let key = Key::new(0x1e30_0000 | (std::process::id() as i32 & 0xffff)).unwrap();
+    let mut creator = fork(|| {
+        ipc_kit::sync::failpoint::arm("sysv-sem:created");
+        let _ = SemaphoreSet::create(key, &[2], 0o600);
+        unreachable!("the failpoint kills the creator");
+    });
+    assert_eq!(creator.wait(), Exit::Signaled(Signal::SIGKILL));
+    let start = Instant::now();
+    assert!(matches!(SemaphoreSet::open(key), Err(Error::Timeout { .. })));
+    assert!(start.elapsed() >= ipc_kit::sync::CREATION_GRACE);
+    assert!(matches!(SemaphoreSet::open_or_create(key, &[2, 2], 0o600), Err(Error::InvalidArgument { .. })));
+    let set = SemaphoreSet::open_or_create(key, &[2], 0o600).unwrap();
+    assert!(!set.is_owner());
+    assert_eq!(set.value(0).unwrap(), 2);
+    assert_eq!(SemaphoreSet::open(key).unwrap().value(0).unwrap(), 2, "plain opens now see it initialized");
+    set.remove().unwrap();
 }

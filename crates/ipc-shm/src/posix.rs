@@ -1,5 +1,8 @@
 use std::ffi::CString;
 use std::fmt;
+use std::time::{Duration, Instant};
+
+use ipc_sync::CREATION_GRACE;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 
@@ -73,6 +76,7 @@ impl PosixShm {
         let fd = sys::shm_open(&c, flags, (mode & 0o777) as libc::mode_t)
             .map_err(|e| Error::from_os(WHAT, || name.to_owned(), "shm_open", e))?;
         let shm = PosixShm { fd, name: c, writable: true, owner: ipc_sync::Owned::here() };
+        ipc_sync::failpoint::hit("posix-shm:opened");
         shm.resize(size)?;
         Ok(shm)
     }
@@ -106,16 +110,38 @@ impl PosixShm {
     /// Opens it, or creates it with `size` and `mode` when there is none.
     /// Only a handle that created it unlinks it.
     ///
+    /// Making an object takes two steps (`shm_open`, then `ftruncate`), so
+    /// an object found empty is one whose creator is between them: it is
+    /// waited for, up to [`CREATION_GRACE`], and then, its creator having
+    /// died there, given `size` here.
+    ///
     /// # Errors
     ///
     /// As for [`create`](Self::create) and [`open`](Self::open).
     pub fn open_or_create(name: &str, size: usize, mode: u32) -> Result<Self> {
-        ipc_sync::open_or_create(
+        let shm = ipc_sync::open_or_create(
             || Self::create(name, size, mode),
             || Self::open(name),
             |e| matches!(e, Error::AlreadyExists { .. }),
             |e| matches!(e, Error::NotFound { .. }),
-        )
+        )?;
+        if !shm.is_owner() && shm.wait_sized(CREATION_GRACE)? == 0 {
+            shm.resize(size)?;
+        }
+        Ok(shm)
+    }
+
+    /// The object's size once it is not empty, or 0 if it stays empty
+    /// for `grace` (its creator died between `shm_open` and `ftruncate`).
+    pub(crate) fn wait_sized(&self, grace: Duration) -> Result<u64> {
+        let start = Instant::now();
+        loop {
+            let size = self.size()?;
+            if size > 0 || start.elapsed() >= grace {
+                return Ok(size);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Maps the whole object, as large as it is now.

@@ -43,6 +43,7 @@ mod eintr;
 mod error;
 mod event;
 mod eventfd;
+pub mod failpoint;
 pub mod futex;
 mod key;
 mod mutex;
@@ -53,6 +54,11 @@ mod shm_safe;
 mod spin;
 mod sys;
 mod sysv_sem;
+
+/// How long opening a named object waits for its creator to finish making
+/// it (making takes two system calls: create, then size or initialize),
+/// before taking the creator for dead between them.
+pub const CREATION_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use deadline::{Deadline, realtime_after};

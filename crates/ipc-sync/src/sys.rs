@@ -283,6 +283,17 @@ unsafe extern "C" {
     ) -> libc::c_int;
 }
 
+/// Kills this process with `SIGKILL` (a failpoint).
+#[cfg(feature = "failpoints")]
+pub(crate) fn kill_self() -> ! {
+    // SAFETY: kill takes a pid and a signal; SIGKILL to ourselves does not
+    // return.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    unreachable!("SIGKILL returned")
+}
+
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
 }

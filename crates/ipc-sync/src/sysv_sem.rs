@@ -106,51 +106,82 @@ impl SemaphoreSet {
         let id = sys::semget(key.raw(), values.len() as libc::c_int, flags)
             .map_err(|e| Error::from_os(WHAT, || key.to_string(), "semget", e))?;
         let set = SemaphoreSet { id, key, len: values.len(), owner: crate::Owned::here() };
+        crate::failpoint::hit("sysv-sem:created");
         set.initialize(values)?;
         Ok(set)
     }
 
-    /// Opens the existing set under `key`, waiting (up to 5 s) until its
-    /// creator has initialized it.
+    /// Opens the existing set under `key`, waiting (up to
+    /// [`CREATION_GRACE`](crate::CREATION_GRACE)) until its creator has
+    /// initialized it: making a set takes two steps (`semget`, then
+    /// setting its values).
     ///
     /// # Errors
     ///
     /// [`Error::NotFound`]; [`Error::PermissionDenied`]; [`Error::Timeout`]
     /// when the set was never initialized (its creator died between the
-    /// two steps); [`Error::InvalidKey`] for [`Key::private`].
+    /// two steps; [`open_or_create`](Self::open_or_create) takes such a set
+    /// over); [`Error::InvalidKey`] for [`Key::private`].
     pub fn open(key: Key) -> Result<Self> {
+        Self::open_with(key, None)
+    }
+
+    fn open_with(key: Key, take_over: Option<&[u16]>) -> Result<Self> {
         if key.is_private() {
             return Err(Error::InvalidKey { key: 0, reason: "IPC_PRIVATE names no existing set; open by key" });
         }
         let id = sys::semget(key.raw(), 0, 0).map_err(|e| Error::from_os(WHAT, || key.to_string(), "semget", e))?;
-        Self::opened(id, key)
+        Self::opened(id, key, take_over)
     }
 
     /// Opens the set under `key`, or creates it with `values` and `mode`
-    /// when there is none. Only a handle that created it removes it.
+    /// when there is none. Only a handle that created it removes it. A set
+    /// still uninitialized after [`CREATION_GRACE`](crate::CREATION_GRACE)
+    /// (its creator died between the two steps of making it) is
+    /// initialized here with `values`.
     ///
     /// # Errors
     ///
-    /// As for [`create`](Self::create) and [`open`](Self::open).
+    /// As for [`create`](Self::create) and [`open`](Self::open), without
+    /// its `Timeout`; [`Error::InvalidArgument`] when an uninitialized set
+    /// to take over holds another number of semaphores.
     pub fn open_or_create(key: Key, values: &[u16], mode: u32) -> Result<Self> {
+        check_values(values)?;
         crate::open_or_create(
             || Self::create(key, values, mode),
-            || Self::open(key),
+            || Self::open_with(key, Some(values)),
             |e| matches!(e, Error::AlreadyExists { .. }),
             |e| matches!(e, Error::NotFound { .. }),
         )
     }
 
-    fn opened(id: i32, key: Key) -> Result<Self> {
-        let deadline = Deadline::after(Duration::from_secs(5));
+    /// The set `id`, once initialized; after the grace, initialized here
+    /// with `take_over` if given.
+    fn opened(id: i32, key: Key, take_over: Option<&[u16]>) -> Result<Self> {
+        let deadline = Deadline::after(crate::CREATION_GRACE);
         loop {
             let ds = sys::sem_stat(id).map_err(|e| Error::from_os(WHAT, || key.to_string(), "semctl(IPC_STAT)", e))?;
+            let len = usize::try_from(ds.sem_nsems).unwrap_or(0);
+            let set = SemaphoreSet { id, key, len, owner: crate::Owned::none() };
             if ds.sem_otime != 0 {
-                let len = usize::try_from(ds.sem_nsems).unwrap_or(0);
-                return Ok(SemaphoreSet { id, key, len, owner: crate::Owned::none() });
+                return Ok(set);
             }
             if deadline.has_expired() {
-                return Err(Error::Timeout { what: "initialization of the System V semaphore set by its creator" });
+                let Some(values) = take_over else {
+                    return Err(Error::Timeout { what: "initialization of the System V semaphore set by its creator" });
+                };
+                if values.len() != len {
+                    return Err(Error::InvalidArgument {
+                        what: "semaphore values",
+                        reason: format!(
+                            "{} given; the uninitialized set {} holds {len}",
+                            values.len(),
+                            key.describe(id)
+                        ),
+                    });
+                }
+                set.initialize(values)?;
+                return Ok(set);
             }
             std::thread::sleep(Duration::from_millis(1));
         }

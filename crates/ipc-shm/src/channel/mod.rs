@@ -160,6 +160,7 @@ impl Conn {
                 (shm.map_len(total)?, Some(shm), None)
             }
         };
+        ipc_sync::failpoint::hit("channel:mapped");
         let header = Header {
             magic: 0,
             version: VERSION,
@@ -237,6 +238,8 @@ impl Conn {
             // Reclaimed (unlinked) between the open and the lock: try the
             // name again.
             if shm.is_still_named()? {
+                // Its creator may be between shm_open and ftruncate.
+                shm.wait_sized(crate::CREATION_GRACE)?;
                 let map = shm.map()?;
                 return Self::open(spec, map, Some(shm), None);
             }

@@ -5,7 +5,9 @@
 //! each run a victim process works the mechanism in a loop — sending,
 //! receiving, holding a lock, or opening and creating the object — and is
 //! killed after a random delay (sometimes at once, so that the kill lands
-//! in its set-up). Then the survivor checks, within a bound:
+//! in its set-up), or at a failpoint between the two steps of making a
+//! named object (ipc-sync's `failpoints` feature). Then the survivor
+//! checks, within a bound:
 //!
 //! - that it gets the documented outcome: end of file or a truncated
 //!   frame from a pipe whose writer died, `BrokenPipe` writing to one

@@ -1,10 +1,10 @@
 use std::ffi::CString;
 use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use ipc_sync::CREATION_GRACE;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
 
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;

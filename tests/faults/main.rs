@@ -253,6 +253,7 @@ enum Scenario {
     PipeWriter,
     PipeReader,
     FifoWriter,
+    FifoReader,
     SysvSender,
     SysvReceiver,
     PosixSender,
@@ -269,10 +270,11 @@ enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 16] = [
+    const ALL: [Scenario; 17] = [
         Scenario::PipeWriter,
         Scenario::PipeReader,
         Scenario::FifoWriter,
+        Scenario::FifoReader,
         Scenario::SysvSender,
         Scenario::SysvReceiver,
         Scenario::PosixSender,
@@ -293,6 +295,7 @@ impl Scenario {
             Scenario::PipeWriter => "pipe: writer killed",
             Scenario::PipeReader => "pipe: reader killed",
             Scenario::FifoWriter => "fifo: creator and writer killed",
+            Scenario::FifoReader => "fifo: reader killed",
             Scenario::SysvSender => "sysv-msgq: creator and sender killed",
             Scenario::SysvReceiver => "sysv-msgq: receiver killed",
             Scenario::PosixSender => "posix-mq: creator and sender killed",
@@ -345,6 +348,7 @@ impl Campaign {
             Scenario::PipeWriter => self.pipe_writer_killed(run, delay, rng.below(2) == 0),
             Scenario::PipeReader => self.pipe_reader_killed(run, delay),
             Scenario::FifoWriter => self.fifo_writer_killed(run, delay, rng.below(4) == 0),
+            Scenario::FifoReader => self.fifo_reader_killed(run, delay),
             Scenario::SysvSender => self.queue_sender_killed(run, delay, true),
             Scenario::PosixSender => self.queue_sender_killed(run, delay, false),
             Scenario::SysvReceiver => self.queue_receiver_killed(run, delay, true),
@@ -501,6 +505,72 @@ impl Campaign {
             Ok(how) => order.check(self.board.acked(), how),
             Err(o) => o,
         }
+    }
+
+    /// The survivor makes the FIFO under the campaign's one path (plain
+    /// `create`: the previous run's must be gone) and writes records; the
+    /// victim opens it by path, reads and checks them, and is killed (from
+    /// its start, so that the kill may land in its open). The survivor's
+    /// writes end in `BrokenPipe`, or it finds nobody ever opened the FIFO.
+    fn fifo_reader_killed(&self, run: u32, delay: Duration) -> Outcome {
+        let path = self.dir.path().join("fifo-r");
+        let fifo = match Fifo::create(&path, 0o600) {
+            Ok(f) => f,
+            Err(e) => return Failed(format!("make the FIFO: {e}")),
+        };
+        let board = &self.board;
+        let victim = fork(|| {
+            let r = Fifo::open(&path)
+                .and_then(|f| f.open_reader_timeout(BOUND))
+                .unwrap_or_else(|e| board.fail_setup(e.to_string()));
+            board.set_ready();
+            let mut rec = [0u8; FIXED];
+            let mut order = InOrder::new(run);
+            loop {
+                let n = r.read_timeout(&mut rec, BOUND).expect("read a record");
+                assert!(n == FIXED && order.take(&rec).is_ok(), "a torn or wrong record");
+                board.ack(order.next);
+            }
+        });
+        let timer = kill_after(victim.pid(), delay);
+        let mut victim = victim;
+        let t = Instant::now();
+        let writer = loop {
+            if let Ok(w) = fifo.try_open_writer() {
+                break Some(w);
+            }
+            if victim.wait_timeout(Duration::ZERO).is_some() || t.elapsed() > delay + BOUND {
+                break None;
+            }
+            std::thread::yield_now();
+        };
+        let outcome = match writer {
+            None if t.elapsed() > delay + BOUND => Hung("the reader never opened and was not killed".into()),
+            None => Survived("killed before the FIFO was open at both ends"),
+            Some(w) => {
+                let mut msg = Vec::new();
+                let end = (0..)
+                    .map(|seq| {
+                        encode(run, seq, true, &mut msg);
+                        w.write_atomic_timeout(&msg, BOUND)
+                    })
+                    .find_map(Result::err);
+                noticed();
+                match end {
+                    Some(ipc_kit::pipe::Error::BrokenPipe) if t.elapsed() < delay + BOUND => Survived("BrokenPipe"),
+                    Some(ipc_kit::pipe::Error::BrokenPipe) => Hung(format!("BrokenPipe only after {:?}", t.elapsed())),
+                    Some(ipc_kit::pipe::Error::Timeout) => Hung("a write blocked on a dead reader".into()),
+                    other => Failed(format!("write: {other:?}")),
+                }
+            }
+        };
+        if let Err(o) = bury(victim, timer) {
+            return o;
+        }
+        if board.setup_failed() {
+            return Failed("the victim could not open the FIFO (its message is above)".into());
+        }
+        outcome
     }
 
     /// Opens (or makes) the campaign's queue: System V under its key, or

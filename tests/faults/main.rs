@@ -237,6 +237,27 @@ fn drain_frames(
     }
 }
 
+/// Writes 64-byte records to a pipe or FIFO whose reader is to be killed
+/// at `kill`, until the write fails: `BrokenPipe` within the bound after
+/// the kill is the documented outcome.
+fn write_until_broken(w: &ipc_kit::pipe::PipeWriter, run: u32, kill: Instant) -> Outcome {
+    let mut msg = Vec::new();
+    let end = (0..)
+        .map(|seq| {
+            encode(run, seq, true, &mut msg);
+            w.write_atomic_timeout(&msg, BOUND)
+        })
+        .find_map(Result::err);
+    noticed();
+    let late = Instant::now().saturating_duration_since(kill);
+    match end {
+        Some(ipc_kit::pipe::Error::BrokenPipe) if late < BOUND => Survived("BrokenPipe"),
+        Some(ipc_kit::pipe::Error::BrokenPipe) => Hung(format!("BrokenPipe only {late:?} after the kill")),
+        Some(ipc_kit::pipe::Error::Timeout) => Hung("a write blocked on a dead reader".into()),
+        other => Failed(format!("write: {other:?}")),
+    }
+}
+
 /// Message `seq`: small (fixed 64 bytes), or larger than a pipe's atomic
 /// write (4 KiB to 64 KiB), so that a kill can cut one in half.
 fn message(run: u32, seq: u64, big: bool, out: &mut Vec<u8>) {
@@ -427,21 +448,7 @@ impl Campaign {
         });
         drop(r);
         let timer = kill_after(victim.pid(), delay);
-        let mut msg = Vec::new();
-        let t = Instant::now();
-        let end = (0..)
-            .map(|seq| {
-                encode(run, seq, true, &mut msg);
-                w.write_atomic_timeout(&msg, BOUND)
-            })
-            .find_map(Result::err);
-        noticed();
-        let outcome = match end {
-            Some(ipc_kit::pipe::Error::BrokenPipe) if t.elapsed() < delay + BOUND => Survived("BrokenPipe"),
-            Some(ipc_kit::pipe::Error::BrokenPipe) => Hung(format!("BrokenPipe only after {:?}", t.elapsed())),
-            Some(ipc_kit::pipe::Error::Timeout) => Hung("a write blocked on a dead reader".into()),
-            other => Failed(format!("write: {other:?}")),
-        };
+        let outcome = write_until_broken(&w, run, Instant::now() + delay);
         match bury(victim, timer) {
             Ok(_) => outcome,
             Err(o) => o,
@@ -547,22 +554,7 @@ impl Campaign {
         let outcome = match writer {
             None if t.elapsed() > delay + BOUND => Hung("the reader never opened and was not killed".into()),
             None => Survived("killed before the FIFO was open at both ends"),
-            Some(w) => {
-                let mut msg = Vec::new();
-                let end = (0..)
-                    .map(|seq| {
-                        encode(run, seq, true, &mut msg);
-                        w.write_atomic_timeout(&msg, BOUND)
-                    })
-                    .find_map(Result::err);
-                noticed();
-                match end {
-                    Some(ipc_kit::pipe::Error::BrokenPipe) if t.elapsed() < delay + BOUND => Survived("BrokenPipe"),
-                    Some(ipc_kit::pipe::Error::BrokenPipe) => Hung(format!("BrokenPipe only after {:?}", t.elapsed())),
-                    Some(ipc_kit::pipe::Error::Timeout) => Hung("a write blocked on a dead reader".into()),
-                    other => Failed(format!("write: {other:?}")),
-                }
-            }
+            Some(w) => write_until_broken(&w, run, t + delay),
         };
         if let Err(o) = bury(victim, timer) {
             return o;

@@ -1,6 +1,7 @@
-//! The bad-input table: every public constructor and operation given the
-//! inputs users get wrong, each row checked here and printed in the README
-//! between the `bad-input` markers. `IPC_KIT_BLESS=1` rewrites the README
+//! The bad-input table: the public constructors and operations, each given
+//! the inputs users get wrong (and the stale or foreign objects they meet),
+//! each row checked here and printed in the README between the `bad-input`
+//! markers. Calls that take no input that can be wrong are left out. `IPC_KIT_BLESS=1` rewrites the README
 //! table from these rows.
 
 use std::fmt::Display;

@@ -237,6 +237,18 @@ fn drain_frames(
     }
 }
 
+/// The victim's loop as the reader of a pipe or FIFO: 64-byte records,
+/// each whole and in order, acknowledged as they arrive.
+fn read_records_forever(r: &ipc_kit::pipe::PipeReader, run: u32, board: &Board) -> ! {
+    let mut rec = [0u8; FIXED];
+    let mut order = InOrder::new(run);
+    loop {
+        let n = r.read_timeout(&mut rec, BOUND).expect("read a record");
+        assert!(n == FIXED && order.take(&rec).is_ok(), "a torn or wrong record");
+        board.ack(order.next);
+    }
+}
+
 /// Writes 64-byte records to a pipe or FIFO whose reader is to be killed
 /// at `kill`, until the write fails: `BrokenPipe` within the bound after
 /// the kill is the documented outcome.
@@ -438,13 +450,7 @@ impl Campaign {
         let board = &self.board;
         let victim = fork(|| {
             close_inherited(w.as_raw_fd());
-            let mut rec = [0u8; FIXED];
-            let mut order = InOrder::new(run);
-            loop {
-                let n = r.read_timeout(&mut rec, BOUND).expect("read a record");
-                assert!(n == FIXED && order.take(&rec).is_ok(), "a torn or wrong record");
-                board.ack(order.next);
-            }
+            read_records_forever(&r, run, board);
         });
         drop(r);
         let timer = kill_after(victim.pid(), delay);
@@ -526,21 +532,14 @@ impl Campaign {
             Err(e) => return Failed(format!("make the FIFO: {e}")),
         };
         let board = &self.board;
-        let victim = fork(|| {
+        let mut victim = fork(|| {
             let r = Fifo::open(&path)
                 .and_then(|f| f.open_reader_timeout(BOUND))
                 .unwrap_or_else(|e| board.fail_setup(e.to_string()));
             board.set_ready();
-            let mut rec = [0u8; FIXED];
-            let mut order = InOrder::new(run);
-            loop {
-                let n = r.read_timeout(&mut rec, BOUND).expect("read a record");
-                assert!(n == FIXED && order.take(&rec).is_ok(), "a torn or wrong record");
-                board.ack(order.next);
-            }
+            read_records_forever(&r, run, board);
         });
         let timer = kill_after(victim.pid(), delay);
-        let mut victim = victim;
         let t = Instant::now();
         let writer = loop {
             if let Ok(w) = fifo.try_open_writer() {

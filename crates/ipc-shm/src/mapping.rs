@@ -1,13 +1,13 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use bytemuck::Pod;
 use ipc_sync::ShmSafe;
 
 use crate::error::{Error, Result};
-use crate::sys::Region;
+use crate::sys::{self, Region};
 
 /// Memory shared with other processes, mapped into this one.
 ///
@@ -63,10 +63,7 @@ impl Mapping {
         if len == 0 {
             return Err(Error::InvalidSize { size: 0, reason: "a mapping cannot be empty" });
         }
-        let memory = crate::sys::memory_capacity().map_err(|e| Error::Io { op: "sysinfo", source: e })?;
-        if len as u64 > memory {
-            return Err(Error::InvalidSize { size: len, reason: "more than the system's memory and swap" });
-        }
+        check_backable(None, len)?;
         let region = Region::anonymous(len).map_err(|e| Error::Io { op: "mmap", source: e })?;
         Ok(Mapping { region, writable: true, size_guard: None })
     }
@@ -247,4 +244,27 @@ impl<T: ShmSafe> fmt::Debug for Shared<'_, T> {
             .field("addr", &(self.value as *const T))
             .finish()
     }
+}
+
+/// Refuses a size that shared memory could never back: the kernel accepts
+/// any size for a tmpfs file (files are sparse), and touching pages past
+/// what can be held kills the process (SIGBUS) or strains the system's
+/// memory (the OOM killer). The bound is the size of the file system under
+/// `fd` (/dev/shm), or memory and swap where there is none or it has no
+/// limit (a memfd).
+pub(crate) fn check_backable(fd: Option<BorrowedFd<'_>>, size: usize) -> Result<()> {
+    let fs = match fd {
+        Some(fd) => sys::fs_capacity(fd).map_err(|e| Error::Io { op: "fstatvfs", source: e })?,
+        None => 0,
+    };
+    let memory = sys::memory_capacity().map_err(|e| Error::Io { op: "sysinfo", source: e })?;
+    let (limit, reason) = if fs > 0 && fs < memory {
+        (fs, "more than the file system (/dev/shm) holds")
+    } else {
+        (memory, "more than the system's memory and swap")
+    };
+    if size as u64 > limit {
+        return Err(Error::InvalidSize { size, reason });
+    }
+    Ok(())
 }

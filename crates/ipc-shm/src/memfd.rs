@@ -61,7 +61,7 @@ impl Memfd {
         let c = CString::new(name)
             .map_err(|_| Error::InvalidName { name: name.to_owned(), reason: "it contains a NUL byte" })?;
         let fd = sys::memfd_create(&c).map_err(|e| Error::Io { op: "memfd_create", source: e })?;
-        check_backable(fd.as_fd(), len)?;
+        crate::mapping::check_backable(Some(fd.as_fd()), len)?;
         sys::ftruncate(fd.as_fd(), len).map_err(|e| Error::Io { op: "ftruncate", source: e })?;
         sys::add_seals(fd.as_fd(), libc::F_SEAL_SHRINK).map_err(|e| Error::Io { op: "F_ADD_SEALS", source: e })?;
         Ok(Memfd { fd, len })
@@ -153,23 +153,4 @@ impl fmt::Debug for Memfd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Memfd").field("fd", &self.fd.as_raw_fd()).field("len", &self.len).finish()
     }
-}
-
-/// Refuses a size that the file system under `fd` could never back: the
-/// kernel accepts any size (tmpfs files are sparse), and touching pages
-/// past what it holds kills the process (SIGBUS) or the system's memory
-/// (the OOM killer). The bound is the file system's size (/dev/shm), or
-/// memory and swap where it has none (a memfd).
-pub(crate) fn check_backable(fd: BorrowedFd<'_>, size: usize) -> Result<()> {
-    let fs = sys::fs_capacity(fd).map_err(|e| Error::Io { op: "fstatvfs", source: e })?;
-    let memory = sys::memory_capacity().map_err(|e| Error::Io { op: "sysinfo", source: e })?;
-    let (limit, reason) = if fs > 0 && fs < memory {
-        (fs, "more than the file system (/dev/shm) holds")
-    } else {
-        (memory, "more than the system's memory and swap")
-    };
-    if size as u64 > limit {
-        return Err(Error::InvalidSize { size, reason });
-    }
-    Ok(())
 }

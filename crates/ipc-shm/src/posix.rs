@@ -200,11 +200,9 @@ impl PosixShm {
         self.resize(size)
     }
 
-    /// `ftruncate`, refusing a size the file system could never back: the
-    /// kernel would accept it (tmpfs files are sparse), and touching the
-    /// pages past what /dev/shm holds would kill the process with SIGBUS.
+    /// `ftruncate`, refusing a size /dev/shm could never back.
     fn resize(&self, size: usize) -> Result<()> {
-        crate::memfd::check_backable(self.fd.as_fd(), size)?;
+        crate::mapping::check_backable(Some(self.fd.as_fd()), size)?;
         sys::ftruncate(self.fd.as_fd(), size).map_err(|e| Error::Io { op: "ftruncate", source: e })
     }
 

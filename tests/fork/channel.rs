@@ -19,6 +19,7 @@ cases!("shm::channel":
     named_channel_in_exec_child,
     memfd_channel_in_exec_child,
     every_wait_policy_delivers,
+    sleepers_are_woken_by_sides_that_keep_no_full_barrier,
     stale_named_channel_is_reclaimed,
     named_channel_held_by_a_live_process_is_not_reclaimed,
     reclaim_leaves_foreign_objects_alone,
@@ -339,6 +340,49 @@ fn every_wait_policy_delivers() {
         }
         child.join();
     }
+}
+
+/// Both processes sleep at once (`Block`) and take turns, so every message
+/// wakes a sleeper: the race in which a lost wake-up would show, 5,000
+/// times each way. Where both processes register for `membarrier`, the
+/// sides publish without a full barrier and every sleeper forces one on
+/// its peer first; the counts show which protocol ran.
+fn sleepers_are_woken_by_sides_that_keep_no_full_barrier() {
+    const N: u32 = 5_000;
+    const LIMIT: Duration = Duration::from_secs(10);
+    let (ping, pong) = (channel::<u32>(16).unwrap(), channel::<u32>(16).unwrap());
+    let barriers_expected = ipc_kit::sync::membarrier::register();
+    let child = fork(|| {
+        let (mut rx, mut tx) = (ping.receiver().unwrap(), pong.sender().unwrap());
+        rx.set_wait_policy(WaitPolicy::Block);
+        tx.set_wait_policy(WaitPolicy::Block);
+        for i in 0..N {
+            assert_eq!(rx.recv_timeout(LIMIT).unwrap(), i);
+            tx.send(i + 1).unwrap();
+        }
+        let stats = rx.stats();
+        assert!(stats.sleeps > 0, "the echo side never slept");
+        assert_eq!(stats.barriers >= stats.sleeps, barriers_expected, "{stats:?}");
+    });
+    let (mut tx, mut rx) = (ping.sender().unwrap(), pong.receiver().unwrap());
+    tx.set_wait_policy(WaitPolicy::Block);
+    rx.set_wait_policy(WaitPolicy::Block);
+    for i in 0..N {
+        tx.send(i).unwrap();
+        assert_eq!(rx.recv_timeout(LIMIT).unwrap(), i + 1);
+    }
+    child.join();
+    let stats = rx.stats();
+    assert!(stats.sleeps > 0, "the sending side never slept");
+    if barriers_expected {
+        assert!(stats.barriers >= stats.sleeps, "a sleep without a barrier: {stats:?}");
+    } else {
+        assert_eq!(stats.barriers, 0, "{stats:?}");
+    }
+    println!(
+        "{N} round trips: {} sleeps, {} barriers here; barriers used: {barriers_expected}",
+        stats.sleeps, stats.barriers
+    );
 }
 
 /// Unlinks a POSIX shared memory name when dropped, whoever made it: the

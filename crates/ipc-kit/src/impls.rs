@@ -222,11 +222,21 @@ mod channel {
             ChannelSender { chan, side: None }
         }
 
+        /// The side, claimed on first use. Inlined, with the claim out of
+        /// line, so that a message costs no extra call.
+        #[inline]
         fn side(&mut self) -> Result<&mut ByteSender> {
             if self.side.is_none() {
-                self.side = Some(self.chan.sender().map_err(shm_err)?);
+                self.claim()?;
             }
             self.side.as_mut().ok_or(Error::Disconnected)
+        }
+
+        #[cold]
+        #[inline(never)]
+        fn claim(&mut self) -> Result<()> {
+            self.side = Some(self.chan.sender().map_err(shm_err)?);
+            Ok(())
         }
     }
 
@@ -235,11 +245,21 @@ mod channel {
             ChannelReceiver { chan, side: None }
         }
 
+        /// The side, claimed on first use. Inlined, with the claim out of
+        /// line, so that a message costs no extra call.
+        #[inline]
         fn side(&mut self) -> Result<&mut ByteReceiver> {
             if self.side.is_none() {
-                self.side = Some(self.chan.receiver().map_err(shm_err)?);
+                self.claim()?;
             }
             self.side.as_mut().ok_or(Error::Disconnected)
+        }
+
+        #[cold]
+        #[inline(never)]
+        fn claim(&mut self) -> Result<()> {
+            self.side = Some(self.chan.receiver().map_err(shm_err)?);
+            Ok(())
         }
     }
 

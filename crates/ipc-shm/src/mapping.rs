@@ -72,6 +72,7 @@ impl Mapping {
         Mapping { region, writable, size_guard }
     }
 
+    #[inline]
     pub(crate) fn region(&self) -> &Region {
         &self.region
     }

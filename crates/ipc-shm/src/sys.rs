@@ -72,16 +72,19 @@ impl Region {
         Ok(Region { ptr, len, sysv: true })
     }
 
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
+    #[inline]
     pub(crate) fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
     /// Copies `buf.len()` bytes at `offset` out of the region. The caller
     /// has checked that `offset + buf.len() <= len`.
+    #[inline]
     pub(crate) fn copy_out(&self, offset: usize, buf: &mut [u8]) {
         debug_assert!(offset + buf.len() <= self.len);
         // SAFETY: the source range lies inside the mapping (checked by the
@@ -93,6 +96,7 @@ impl Region {
 
     /// Copies `data` into the region at `offset`. The caller has checked
     /// that `offset + data.len() <= len` and that the mapping is writable.
+    #[inline]
     pub(crate) fn copy_in(&self, offset: usize, data: &[u8]) {
         debug_assert!(offset + data.len() <= self.len);
         // SAFETY: the target range lies inside a writable mapping (checked
@@ -104,6 +108,7 @@ impl Region {
 
     /// A shared reference to a `T` at `offset`. The caller has checked
     /// bounds and alignment.
+    #[inline]
     pub(crate) fn view<T: ipc_sync::ShmSafe>(&self, offset: usize) -> &T {
         debug_assert!(offset + size_of::<T>() <= self.len);
         // SAFETY: in bounds and aligned (checked by the caller); any bytes
@@ -122,6 +127,7 @@ impl Region {
     /// from writing these bytes while the slice lives; a peer that breaks
     /// it can change the bytes under the slice, which may give wrong
     /// values but no access outside the mapping.
+    #[inline]
     pub(crate) fn slice(&self, offset: usize, len: usize) -> Option<&[u8]> {
         if offset.checked_add(len)? > self.len {
             return None;
@@ -136,6 +142,7 @@ impl Region {
     /// (the channel's ring, whose producer is a single `&mut` handle) makes
     /// this the only access to these bytes while the slice lives.
     #[allow(clippy::mut_from_ref)]
+    #[inline]
     pub(crate) fn slice_mut(&self, offset: usize, len: usize) -> Option<&mut [u8]> {
         if offset.checked_add(len)? > self.len {
             return None;

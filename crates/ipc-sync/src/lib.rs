@@ -46,6 +46,7 @@ mod eventfd;
 pub mod failpoint;
 pub mod futex;
 mod key;
+pub mod membarrier;
 mod mutex;
 mod named_sem;
 mod robust;

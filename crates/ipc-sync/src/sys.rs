@@ -35,6 +35,13 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
     usize::try_from(r).unwrap_or(0)
 }
 
+/// `membarrier(2)` with `cmd` (no flags, no CPU): what the kernel returned.
+pub(crate) fn membarrier(cmd: libc::c_int) -> io::Result<libc::c_long> {
+    // SAFETY: membarrier takes plain integers and touches no memory of ours.
+    let r = unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_uint, 0 as libc::c_int) };
+    if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
+}
+
 /// `ftok(3)`.
 pub(crate) fn ftok(path: &CStr, proj_id: u8) -> io::Result<libc::key_t> {
     // SAFETY: `path` is a valid NUL-terminated string.

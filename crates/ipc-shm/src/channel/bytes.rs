@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use ipc_sync::Deadline;
 
 use super::layout::{DATA, HEAD, TAIL};
-use super::{Backing, ChannelStats, Conn, Side, Spec, WaitPolicy};
+use super::{Backing, ChannelStats, Conn, Side, Spec, WaitPolicy, bad_head};
 use crate::Memfd;
 use crate::error::{Error, Result};
 
@@ -15,6 +15,7 @@ const RECORD_HEADER: u64 = 8;
 /// its start".
 const WRAP: u32 = u32::MAX;
 
+#[inline]
 fn padded(len: usize) -> u64 {
     RECORD_HEADER + (len as u64).div_ceil(8) * 8
 }
@@ -182,10 +183,12 @@ impl ByteChannel {
 
 /// Where byte `index` of the stream sits in a ring of `cap` bytes, a power
 /// of two (checked when the channel is made or opened).
+#[inline]
 fn ring_pos(index: u64, cap: u64) -> u64 {
     index & (cap - 1)
 }
 
+#[inline]
 fn max_record(capacity: u64) -> usize {
     // Half the ring, and what a u32 length (below the wrap marker) can say.
     (capacity / 2 - RECORD_HEADER).min(u64::from(u32::MAX) - 16) as usize
@@ -214,6 +217,7 @@ impl ByteSender {
     /// The bytes to skip (to the start of the ring) before a record that
     /// needs `need` bytes, if it fits in front of the receiver's index as
     /// last seen.
+    #[inline]
     fn fits(&self, need: u64) -> Option<u64> {
         let cap = self.side.capacity();
         let pos = ring_pos(self.tail, cap);
@@ -264,7 +268,7 @@ impl ByteSender {
             let cap = side.capacity();
             let h = side.conn.line(HEAD).index.load(Ordering::Acquire);
             if h < head || h > tail {
-                return Err(Error::Corrupted { what: format!("receiver index {h} outside {head}..={tail}") });
+                return Err(bad_head(h, head, tail));
             }
             head = h;
             let pos = ring_pos(tail, cap);
@@ -279,21 +283,21 @@ impl ByteSender {
         // Acquire: the receiver is done with the bytes it frees.
         let head = self.side.conn.line(HEAD).index.load(Ordering::Acquire);
         if head < self.head || head > self.tail {
-            return Err(Error::Corrupted {
-                what: format!("receiver index {head} outside {}..={}", self.head, self.tail),
-            });
+            return Err(bad_head(head, self.head, self.tail));
         }
         self.head = head;
         Ok(())
     }
 
     /// Where the data of the record after `skip` bytes goes, in the mapping.
+    #[inline]
     fn data_offset(&self, skip: u64) -> usize {
         DATA + (ring_pos(self.tail + skip, self.side.capacity()) + RECORD_HEADER) as usize
     }
 
     /// The place for a record of `len` bytes after `skip` (from
     /// [`room`](Self::room)), to write into.
+    #[inline]
     fn record_mut(&mut self, skip: u64, len: usize) -> &mut [u8] {
         let offset = self.data_offset(skip);
         // In bounds: `room` put the whole record before the end of the
@@ -316,11 +320,10 @@ impl ByteSender {
         self.tail += padded(len);
         // Release: the record (and any wrap marker) happen before the
         // receiver sees the new index.
-        self.side.conn.line(TAIL).index.store(self.tail, Ordering::Release);
-        self.side.wake_peer();
+        self.side.publish(self.tail);
     }
 
-    #[inline]
+    #[inline(always)]
     fn send_until(&mut self, record: &[u8], wait: Option<Deadline>) -> Result<()> {
         let skip = self.room(record.len(), wait)?;
         self.record_mut(skip, record.len()).copy_from_slice(record);
@@ -366,6 +369,7 @@ impl ByteSender {
     /// # Errors
     ///
     /// As for [`reserve`](Self::reserve).
+    #[inline]
     pub fn send(&mut self, record: &[u8]) -> Result<()> {
         self.send_until(record, Some(Deadline::never()))
     }
@@ -465,6 +469,7 @@ struct Found {
 }
 
 impl ByteReceiver {
+    #[inline]
     fn refresh_tail(&mut self) -> Result<()> {
         // Acquire: the sender's record writes happen before we read them.
         let tail = self.side.conn.line(TAIL).index.load(Ordering::Acquire);
@@ -515,12 +520,12 @@ impl ByteReceiver {
         }
     }
 
+    #[inline]
     fn consume(&mut self, found: &Found) {
         self.head += found.advance;
         // Release: our reads of the record happen before the sender reuses
         // its bytes.
-        self.side.conn.line(HEAD).index.store(self.head, Ordering::Release);
-        self.side.wake_peer();
+        self.side.publish(self.head);
     }
 
     /// Waits for the next record and calls `f` with its bytes, in place;
@@ -619,6 +624,7 @@ impl ByteReceiver {
     }
 }
 
+#[inline]
 fn copy_into(buf: &mut Vec<u8>, bytes: &[u8]) -> usize {
     buf.clear();
     buf.extend_from_slice(bytes);
@@ -627,17 +633,19 @@ fn copy_into(buf: &mut Vec<u8>, bytes: &[u8]) -> usize {
 
 /// The sender's index: never behind what we saw, at most a ring ahead of
 /// us, and on an 8-byte boundary like every record.
+#[inline]
 fn check_tail(tail: u64, head: u64, seen: u64, capacity: u64) -> Result<()> {
     if tail < seen || tail < head || tail - head > capacity || !tail.is_multiple_of(8) {
-        return Err(Error::Corrupted {
-            what: format!(
-                "sender index {tail} outside {}..={} or not a multiple of 8",
-                seen.max(head),
-                head + capacity
-            ),
-        });
+        return Err(bad_tail(tail, head, seen, capacity));
     }
     Ok(())
+}
+
+#[cold]
+fn bad_tail(tail: u64, head: u64, seen: u64, capacity: u64) -> Error {
+    Error::Corrupted {
+        what: format!("sender index {tail} outside {}..={} or not a multiple of 8", seen.max(head), head + capacity),
+    }
 }
 
 impl Drop for ByteReceiver {

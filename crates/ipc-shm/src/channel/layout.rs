@@ -6,7 +6,7 @@
 //!         256  Line: head (the receiver's index)          written by the receiver
 //!         384  Line: the receiver's sleep word and flag   written when it sleeps / is woken
 //!         512  Line: the sender's sleep word and flag     likewise
-//!         640  Line: both sides' pid and state            written on connect and close
+//!         640  Line: both sides' pid, state and flags     written on connect and close
 //!         768  the ring: `capacity` slots, or `capacity` bytes of records
 //! ```
 //!
@@ -38,6 +38,13 @@ pub(crate) const DATA: usize = 6 * LINE;
 pub(crate) const UNCLAIMED: u32 = 0;
 pub(crate) const CONNECTED: u32 = 1;
 pub(crate) const CLOSED: u32 = 2;
+
+/// A side's flag: its process receives the barriers of
+/// `ipc_sync::membarrier`, and the side issues one each time before it
+/// sleeps. When both sides say so, neither needs a full barrier when it
+/// publishes its index (see `Side::publish`). A peer that leaves the flag
+/// clear (0, as an older layout did) gets the full barriers.
+pub(crate) const FLAG_BARRIER: u32 = 1;
 
 /// What the creator writes at offset 0. Read once by each side when it
 /// connects and copied: nothing here is read from shared memory again, so
@@ -75,6 +82,9 @@ pub(crate) struct Line {
     pub(crate) tx_state: AtomicU32,
     pub(crate) rx_pid: AtomicU32,
     pub(crate) rx_state: AtomicU32,
+    /// STATUS line: the sender's flags (`FLAG_*`), then the receiver's.
+    pub(crate) tx_flags: AtomicU32,
+    pub(crate) rx_flags: AtomicU32,
 }
 
 #[cfg(not(loom))]
@@ -92,6 +102,8 @@ impl Line {
             tx_state: AtomicU32::new(0),
             rx_pid: AtomicU32::new(0),
             rx_state: AtomicU32::new(0),
+            tx_flags: AtomicU32::new(0),
+            rx_flags: AtomicU32::new(0),
         }
     }
 }

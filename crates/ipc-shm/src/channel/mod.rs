@@ -20,7 +20,12 @@
 //!
 //! The waiting side spins briefly and then sleeps on a futex; the other
 //! side makes the wake system call only when it is actually asleep, so a
-//! steady stream makes almost none. A side that is dropped wakes the other,
+//! steady stream makes almost none. Publishing a message costs no full
+//! memory barrier either when both processes could register for
+//! `membarrier(2)` (Linux 4.16 and later, unless a seccomp filter refuses
+//! it): the side about to sleep forces the barrier on the other instead
+//! ([`ipc_sync::membarrier`]); otherwise each publish carries one. A side
+//! that is dropped wakes the other,
 //! which receives what was sent and then gets [`Error::Disconnected`]; a
 //! side that dies without dropping (killed) is noticed by the other within
 //! about 20 ms while it waits (its pid is checked).
@@ -53,7 +58,7 @@ use crate::error::{Error, Result};
 use crate::mapping::Mapping;
 use crate::sys::Region;
 use crate::{Memfd, PosixShm};
-use layout::{CLOSED, CONNECTED, DATA, Header, Line, MAGIC, STATUS, UNCLAIMED, VERSION};
+use layout::{CLOSED, CONNECTED, DATA, FLAG_BARRIER, Header, Line, MAGIC, STATUS, UNCLAIMED, VERSION};
 
 /// How a side waits for the other.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -75,6 +80,11 @@ pub struct ChannelStats {
     pub wakes: u64,
     /// Times this side went to sleep on its futex.
     pub sleeps: u64,
+    /// Barriers this side forced on the other (`membarrier`) as it was
+    /// about to sleep, so that the other publishes without one of its own:
+    /// one per sleep, and one per time it found, just before, that it need
+    /// not sleep.
+    pub barriers: u64,
 }
 
 /// What identifies a channel's layout, checked when a peer opens it.
@@ -291,10 +301,12 @@ impl Conn {
         Self::open(spec, map, None, Some(memfd))
     }
 
+    #[inline]
     fn region(&self) -> &Region {
         self.mem.map.region()
     }
 
+    #[inline]
     fn line(&self, offset: usize) -> &Line {
         #[cfg(loom)]
         if let Some(model) = &self.mem.model {
@@ -307,6 +319,7 @@ impl Conn {
 
     /// Copies a slot's bytes in at `offset` (from the ring's own checked
     /// indices).
+    #[inline]
     fn write_slot(&self, offset: usize, bytes: &[u8]) {
         #[cfg(loom)]
         if let Some(model) = &self.mem.model {
@@ -316,6 +329,7 @@ impl Conn {
     }
 
     /// Copies a slot's bytes out from `offset`.
+    #[inline]
     fn read_slot(&self, offset: usize, out: &mut [u8]) {
         #[cfg(loom)]
         if let Some(model) = &self.mem.model {
@@ -353,6 +367,13 @@ impl Conn {
             return Err(Error::AlreadyConnected { side: if tx { "sender" } else { "receiver" } });
         }
         pid.store(me, Ordering::Release);
+        let barrier = shim::register_barriers();
+        if barrier {
+            let flags = if tx { &status.tx_flags } else { &status.rx_flags };
+            // Relaxed: a peer that does not see the flag yet only keeps its
+            // full barriers.
+            flags.store(FLAG_BARRIER, Ordering::Relaxed);
+        }
         Ok(Side {
             conn: self.clone(),
             tx,
@@ -360,6 +381,8 @@ impl Conn {
             policy: WaitPolicy::Adaptive,
             last_check: Instant::now(),
             stats: ChannelStats::default(),
+            barrier,
+            peer_barrier: false,
         })
     }
 
@@ -401,6 +424,10 @@ const LIVENESS_EVERY: Duration = Duration::from_millis(10);
 /// The longest a side sleeps before it checks on its peer again.
 const SLEEP_SLICE: Duration = Duration::from_millis(20);
 
+/// The sleep slice when the barrier promised to the peer failed: its index
+/// may then reach us only after we read it, so we look again soon.
+const UNBARRIERED_SLICE: Duration = Duration::from_millis(1);
+
 /// Checks of the peer's index while spinning, one pause apart.
 const SPINS: u32 = 2000;
 
@@ -416,6 +443,11 @@ struct Side {
     policy: WaitPolicy,
     last_check: Instant,
     stats: ChannelStats,
+    /// This process receives membarrier barriers and this side issues one
+    /// before it sleeps (our FLAG_BARRIER).
+    barrier: bool,
+    /// The peer's FLAG_BARRIER, once seen (it is never cleared).
+    peer_barrier: bool,
 }
 
 /// Indices stay far below this (2^62 bytes or messages take centuries),
@@ -423,6 +455,7 @@ struct Side {
 const INDEX_LIMIT: u64 = 1 << 62;
 
 impl Side {
+    #[inline]
     fn capacity(&self) -> u64 {
         self.conn.header.capacity
     }
@@ -445,12 +478,14 @@ impl Side {
         self.conn.line(if self.tx { layout::TX_SLEEP } else { layout::RX_SLEEP })
     }
 
+    #[inline]
     fn peer_sleep(&self) -> &Line {
         self.conn.line(if self.tx { layout::RX_SLEEP } else { layout::TX_SLEEP })
     }
 
     /// Whether the peer has closed its side (state only: one load, for the
     /// fast path of every send).
+    #[inline]
     fn peer_closed(&self) -> bool {
         let status = self.conn.line(STATUS);
         let state = if self.tx { &status.rx_state } else { &status.tx_state };
@@ -462,6 +497,7 @@ impl Side {
     /// Whether the peer has closed its side or its process is gone. An
     /// unclaimed peer is not gone: it may still connect. The process is
     /// looked up at most every 10 ms unless `check_pid_now`.
+    #[inline]
     fn peer_gone(&mut self, check_pid_now: bool) -> bool {
         let status = self.conn.line(STATUS);
         let (state, pid) =
@@ -483,22 +519,40 @@ impl Side {
         }
     }
 
-    /// Wakes the peer if it sleeps (or is about to). Called after
-    /// publishing an index.
+    /// Publishes our index (the TAIL line's for the sender, HEAD's for the
+    /// receiver) and wakes the peer if it sleeps or is about to.
+    #[inline]
+    fn publish(&mut self, index: u64) {
+        let light = self.barrier && (self.peer_barrier || self.see_peer_barrier());
+        let mine = self.conn.line(if self.tx { layout::TAIL } else { layout::HEAD });
+        let line = self.peer_sleep();
+        // See `shim::publish` for why no side of a sleep and a wake-up can
+        // miss the other; Release in it: what we wrote (or finished
+        // reading) happens before the peer sees the index.
+        if shim::publish(&mine.index, index, &line.waiting, light) {
+            self.wake_peer();
+        }
+    }
+
+    /// Reads the peer's FLAG_BARRIER, until it is set.
+    #[cold]
+    fn see_peer_barrier(&mut self) -> bool {
+        let status = self.conn.line(STATUS);
+        let flags = if self.tx { &status.rx_flags } else { &status.tx_flags };
+        // Relaxed: the flag is set before the peer can sleep, and seeing it
+        // late only costs full barriers meanwhile.
+        self.peer_barrier = flags.load(Ordering::Relaxed) & FLAG_BARRIER != 0;
+        self.peer_barrier
+    }
+
+    /// Wakes the sleeping peer.
+    #[cold]
     fn wake_peer(&mut self) {
         let line = self.peer_sleep();
-        // SeqCst fence: orders our index store before the read of
-        // `waiting`, against the sleeper's store of `waiting` before its
-        // re-read of our index (see `wait`). Without it, both could miss
-        // the other.
-        fence(Ordering::SeqCst);
-        // Relaxed: the fences order it (see above).
-        if line.waiting.load(Ordering::Relaxed) != 0 {
-            // Release: pairs with the sleeper's Acquire read of `signal`.
-            line.signal.fetch_add(1, Ordering::Release);
-            shim::futex_wake(&line.signal, 1);
-            self.stats.wakes += 1;
-        }
+        // Release: pairs with the sleeper's Acquire read of `signal`.
+        line.signal.fetch_add(1, Ordering::Release);
+        shim::futex_wake(&line.signal, 1);
+        self.stats.wakes += 1;
     }
 
     /// Waits until `ready` holds, the peer is gone (`Disconnected`) or the
@@ -532,24 +586,34 @@ impl Side {
             if deadline.has_expired() {
                 return Err(Error::Timeout);
             }
-            let slice = Deadline::after(SLEEP_SLICE);
-            let until = match deadline.instant() {
-                Some(d) if Some(d) < slice.instant() => deadline,
-                _ => slice,
-            };
             let line = self.my_sleep();
             // Acquire: pairs with the waker's Release bump.
             let seen = line.signal.load(Ordering::Acquire);
             // Relaxed: ordered by the fence that follows.
             line.waiting.store(1, Ordering::Relaxed);
-            // SeqCst fence: see wake_peer.
+            // SeqCst fence: see `shim::publish`.
             fence(Ordering::SeqCst);
+            let mut slice = SLEEP_SLICE;
+            if self.barrier {
+                // We promised the peer (FLAG_BARRIER) to force a barrier on
+                // it here, so that it may publish without one. Should the
+                // kernel refuse, its index may reach us late: sleep briefly.
+                self.stats.barriers += 1;
+                if !shim::barrier() {
+                    slice = UNBARRIERED_SLICE;
+                }
+            }
             let ready_now = ready(self);
             let line = self.my_sleep();
             if !matches!(ready_now, Ok(false)) {
                 line.waiting.store(0, Ordering::Relaxed);
                 return ready_now.map(drop);
             }
+            let slice = Deadline::after(slice);
+            let until = match deadline.instant() {
+                Some(d) if Some(d) < slice.instant() => deadline,
+                _ => slice,
+            };
             shim::futex_wait_until(&line.signal, seen, until);
             line.waiting.store(0, Ordering::Relaxed);
             self.stats.sleeps += 1;
@@ -576,6 +640,13 @@ impl Side {
         line.signal.fetch_add(1, Ordering::Release);
         shim::futex_wake(&line.signal, u32::MAX);
     }
+}
+
+/// The error for a receiver index outside `seen..=tail`: behind what the
+/// sender saw before, or past what it sent.
+#[cold]
+fn bad_head(head: u64, seen: u64, tail: u64) -> Error {
+    Error::Corrupted { what: format!("receiver index {head} outside {seen}..={tail}") }
 }
 
 /// A channel of `T` messages in shared memory, before its sides are

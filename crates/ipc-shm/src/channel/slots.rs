@@ -6,7 +6,7 @@ use bytemuck::Pod;
 use ipc_sync::Deadline;
 
 use super::layout::{DATA, HEAD, TAIL};
-use super::{Channel, ChannelStats, Side, WaitPolicy};
+use super::{Channel, ChannelStats, Side, WaitPolicy, bad_head};
 use crate::error::{Error, Result};
 
 /// A channel of `T` messages in anonymous shared memory with `capacity`
@@ -64,6 +64,7 @@ pub struct Receiver<T> {
     _t: PhantomData<fn() -> T>,
 }
 
+#[inline]
 fn slot_offset(index: u64, capacity: u64, slot: u64) -> usize {
     DATA + ((index & (capacity - 1)) * slot) as usize
 }
@@ -76,6 +77,7 @@ impl<T: Pod> Sender<T> {
 
     /// Free slots, reading the receiver's index again when the cached one
     /// shows fewer than `want`.
+    #[inline]
     fn free(&mut self, want: usize) -> Result<u64> {
         let cap = self.side.capacity();
         let cached = cap - (self.tail - self.head);
@@ -86,14 +88,13 @@ impl<T: Pod> Sender<T> {
         // we overwrite them.
         let head = self.side.conn.line(HEAD).index.load(Ordering::Acquire);
         if head < self.head || head > self.tail {
-            return Err(Error::Corrupted {
-                what: format!("receiver index {head} outside {}..={}", self.head, self.tail),
-            });
+            return Err(bad_head(head, self.head, self.tail));
         }
         self.head = head;
         Ok(cap - (self.tail - head))
     }
 
+    #[inline]
     fn receiver_closed(&mut self) -> bool {
         // The state flag only: a receiver that died without closing is
         // noticed when the ring fills and this side waits.
@@ -102,6 +103,7 @@ impl<T: Pod> Sender<T> {
 
     /// Writes `values` into free slots and publishes them with one index
     /// update; returns how many fit.
+    #[inline]
     fn put(&mut self, values: &[T]) -> Result<usize> {
         let free = self.free(values.len())?;
         let n = values.len().min(free as usize);
@@ -115,8 +117,7 @@ impl<T: Pod> Sender<T> {
         self.tail += n as u64;
         // Release: the slot contents happen before the receiver sees the
         // new index.
-        self.side.conn.line(TAIL).index.store(self.tail, Ordering::Release);
-        self.side.wake_peer();
+        self.side.publish(self.tail);
         Ok(n)
     }
 
@@ -174,6 +175,7 @@ impl<T: Pod> Sender<T> {
         self.send_until(&value, Deadline::at(deadline))
     }
 
+    #[inline]
     fn send_until(&mut self, value: &T, deadline: Deadline) -> Result<()> {
         if self.receiver_closed() {
             return Err(Error::Disconnected);
@@ -226,7 +228,7 @@ impl<T: Pod> Sender<T> {
             let cap = side.capacity();
             let h = side.conn.line(HEAD).index.load(Ordering::Acquire);
             if h < *head || h > tail {
-                return Err(Error::Corrupted { what: format!("receiver index {h} outside {}..={tail}", *head) });
+                return Err(bad_head(h, *head, tail));
             }
             *head = h;
             Ok(tail - h < cap)
@@ -263,6 +265,7 @@ impl<T: Pod> Receiver<T> {
 
     /// Messages waiting, reading the sender's index again when the cached
     /// one shows fewer than `want`.
+    #[inline]
     fn available(&mut self, want: usize) -> Result<u64> {
         if self.tail - self.head >= want as u64 {
             return Ok(self.tail - self.head);
@@ -276,6 +279,7 @@ impl<T: Pod> Receiver<T> {
 
     /// Copies up to `out.len()` waiting messages out and frees their slots
     /// with one index update; returns how many.
+    #[inline]
     fn take(&mut self, out: &mut [T]) -> Result<usize> {
         let n = out.len().min(self.available(out.len())? as usize);
         if n == 0 {
@@ -288,8 +292,7 @@ impl<T: Pod> Receiver<T> {
         self.head += n as u64;
         // Release: our reads of the slots happen before the sender reuses
         // them.
-        self.side.conn.line(HEAD).index.store(self.head, Ordering::Release);
-        self.side.wake_peer();
+        self.side.publish(self.head);
         Ok(n)
     }
 
@@ -422,13 +425,19 @@ impl<T: Pod> Receiver<T> {
 
 /// Checks the sender's index: never behind what we saw, never more than a
 /// ring ahead of our own.
+#[inline]
 fn check_tail(tail: u64, head: u64, seen: u64, capacity: u64) -> Result<()> {
     if tail < seen || tail < head || tail - head > capacity {
-        return Err(Error::Corrupted {
-            what: format!("sender index {tail} outside {}..={}", seen.max(head), head.saturating_add(capacity)),
-        });
+        return Err(bad_tail(tail, head, seen, capacity));
     }
     Ok(())
+}
+
+#[cold]
+fn bad_tail(tail: u64, head: u64, seen: u64, capacity: u64) -> Error {
+    Error::Corrupted {
+        what: format!("sender index {tail} outside {}..={}", seen.max(head), head.saturating_add(capacity)),
+    }
 }
 
 impl<T> Drop for Receiver<T> {

@@ -147,6 +147,7 @@ impl PosixQueue {
     /// system call; [`Error::LimitExceeded`] for a priority over
     /// [`MAX_PRIORITY`] (`MQ_PRIO_MAX - 1`).
     #[doc(alias = "mq_send")]
+    #[inline]
     pub fn send(&self, data: &[u8], priority: u32) -> Result<()> {
         self.send_until(data, priority, Some(Deadline::never()))
     }
@@ -178,6 +179,7 @@ impl PosixQueue {
         self.send_until(data, priority, Some(Deadline::at(deadline)))
     }
 
+    #[inline]
     fn send_until(&self, data: &[u8], priority: u32, wait: Option<Deadline>) -> Result<()> {
         if priority > MAX_PRIORITY {
             return Err(Error::LimitExceeded {
@@ -263,6 +265,7 @@ impl PosixQueue {
     /// # Errors
     ///
     /// As for [`recv`](Self::recv), without `BufferTooSmall`.
+    #[inline]
     pub fn recv_vec(&self, buf: &mut Vec<u8>) -> Result<u32> {
         self.recv_vec_until(buf, Some(Deadline::never()))
     }
@@ -285,6 +288,7 @@ impl PosixQueue {
         self.recv_vec_until(buf, Some(Deadline::after(timeout)))
     }
 
+    #[inline]
     fn recv_vec_until(&self, buf: &mut Vec<u8>, wait: Option<Deadline>) -> Result<u32> {
         let mut prio = 0;
         timed(
@@ -377,6 +381,7 @@ impl PosixQueue {
 /// Runs a `mq_timed*` call: once with a deadline already passed (`wait`
 /// None: `would_block` when it would wait), or in slices until `wait`'s
 /// deadline, retrying after `EINTR` with the time left.
+#[inline]
 fn timed(
     wait: Option<Deadline>,
     mut call: impl FnMut(Option<&libc::timespec>) -> io::Result<()>,

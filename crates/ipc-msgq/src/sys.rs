@@ -53,6 +53,7 @@ pub(crate) fn msgget(key: libc::key_t, flags: libc::c_int) -> io::Result<libc::c
 }
 
 /// `msgsnd(2)` of `data` with type `mtype`; `EINTR` is returned.
+#[inline]
 pub(crate) fn msgsnd(id: libc::c_int, mtype: libc::c_long, data: &[u8], flags: libc::c_int) -> io::Result<()> {
     with_msgbuf(data.len(), |buf| {
         // SAFETY: `buf` points to a msgbuf with room for `data.len()` text
@@ -69,6 +70,7 @@ pub(crate) fn msgsnd(id: libc::c_int, mtype: libc::c_long, data: &[u8], flags: l
 /// `msgrcv(2)` of a message of at most `room` bytes, handed to `out`:
 /// the message's type and length. `EINTR` is returned; `E2BIG` leaves the
 /// message queued unless `MSG_NOERROR`.
+#[inline]
 pub(crate) fn msgrcv_with(
     id: libc::c_int,
     room: usize,
@@ -139,6 +141,7 @@ pub(crate) fn mq_open(
 
 /// `mq_timedsend(3)` with an absolute `CLOCK_REALTIME` deadline (`None`:
 /// wait without limit).
+#[inline]
 pub(crate) fn mq_send(mq: BorrowedFd<'_>, data: &[u8], prio: u32, at: Option<&libc::timespec>) -> io::Result<()> {
     let at = at.map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `data` is valid for its length; the timespec pointer is null
@@ -160,6 +163,7 @@ pub(crate) fn mq_recv(mq: BorrowedFd<'_>, out: &mut [u8], at: Option<&libc::time
 
 /// `mq_timedreceive(3)` into `out`, replacing its contents, with room for
 /// `room` bytes (at least the queue's message size): the priority.
+#[inline]
 pub(crate) fn mq_recv_vec(
     mq: BorrowedFd<'_>,
     out: &mut Vec<u8>,

@@ -26,6 +26,7 @@ pub enum Selector {
 }
 
 impl Selector {
+    #[inline]
     fn raw(self) -> Result<(libc::c_long, libc::c_int)> {
         let check = |t: i64| if t >= 1 { Ok(t as libc::c_long) } else { Err(Error::InvalidType { mtype: t }) };
         Ok(match self {
@@ -113,6 +114,7 @@ pub struct SysvQueue {
 /// The largest message text, from /proc/sys/kernel/msgmax (8192 by
 /// default), read once per process: a send checks against it before the
 /// system call, and a limit lowered later is still reported by the kernel.
+#[inline]
 pub fn sysv_max_message() -> usize {
     static MSGMAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *MSGMAX.get_or_init(|| proc_limit("/proc/sys/kernel/msgmax").map_or(8192, |v| v as usize))
@@ -200,6 +202,7 @@ impl SysvQueue {
         }
     }
 
+    #[inline]
     fn check_send(mtype: i64, data: &[u8]) -> Result<()> {
         if mtype < 1 {
             return Err(Error::InvalidType { mtype });
@@ -219,6 +222,7 @@ impl SysvQueue {
     /// [`Error::MessageTooLarge`] over msgmax, both before any system call;
     /// [`Error::Removed`]; [`Error::PermissionDenied`].
     #[doc(alias = "msgsnd")]
+    #[inline]
     pub fn send(&self, mtype: i64, data: &[u8]) -> Result<()> {
         Self::check_send(mtype, data)?;
         loop {
@@ -323,6 +327,7 @@ impl SysvQueue {
     }
 
     /// `msgrcv` of a message of at most `room` bytes, handed to `out`.
+    #[inline]
     fn recv_to(
         &self,
         t: libc::c_long,
@@ -386,6 +391,7 @@ impl SysvQueue {
     /// # Errors
     ///
     /// As for [`recv`](Self::recv), without `BufferTooSmall`.
+    #[inline]
     pub fn recv_vec(&self, selector: Selector, buf: &mut Vec<u8>) -> Result<i64> {
         let (t, flags) = selector.raw()?;
         self.recv_vec_raw(t, flags, buf)
@@ -414,6 +420,7 @@ impl SysvQueue {
         })
     }
 
+    #[inline]
     fn recv_vec_raw(&self, t: libc::c_long, flags: libc::c_int, buf: &mut Vec<u8>) -> Result<i64> {
         let room = sysv_max_message();
         self.recv_to(t, flags, room, |text| {

@@ -58,11 +58,13 @@ impl Deadline {
 
     /// The time left until the deadline: `None` for a deadline that never
     /// expires, [`Duration::ZERO`] once it has passed.
+    #[inline]
     pub fn remaining(&self) -> Option<Duration> {
         self.0.map(|at| at.saturating_duration_since(Instant::now()))
     }
 
     /// Whether the deadline has passed.
+    #[inline]
     pub fn has_expired(&self) -> bool {
         self.0.is_some_and(|at| Instant::now() >= at)
     }

@@ -431,6 +431,10 @@ const UNBARRIERED_SLICE: Duration = Duration::from_millis(1);
 /// Checks of the peer's index while spinning, one pause apart.
 const SPINS: u32 = 2000;
 
+/// The checks made in the caller's code before [`SPINS`] more (few under
+/// loom, where each is a scheduling point).
+const QUICK_SPINS: u32 = if cfg!(loom) { 1 } else { 64 };
+
 /// What both ends of both kinds of channel share: the connection, which
 /// side this is, and the waiting and waking.
 #[derive(Debug)]
@@ -558,7 +562,26 @@ impl Side {
     /// Waits until `ready` holds, the peer is gone (`Disconnected`) or the
     /// deadline passes (`Timeout`). `ready` reads the peer's index (and
     /// returns `Corrupted` for an impossible one).
+    ///
+    /// The first few checks are inlined into the caller, so that a reader
+    /// that keeps up with a stream, and so waits for nearly every message,
+    /// picks each up without a call.
+    #[inline]
     fn wait(&mut self, deadline: Deadline, mut ready: impl FnMut(&mut Self) -> Result<bool>) -> Result<()> {
+        if self.policy != WaitPolicy::Block {
+            for _ in 0..QUICK_SPINS {
+                if ready(self)? {
+                    return Ok(());
+                }
+                shim::spin();
+            }
+        }
+        self.wait_long(deadline, ready)
+    }
+
+    /// [`wait`](Self::wait) after its first checks.
+    #[inline(never)]
+    fn wait_long(&mut self, deadline: Deadline, mut ready: impl FnMut(&mut Self) -> Result<bool>) -> Result<()> {
         if matches!(self.policy, WaitPolicy::Adaptive | WaitPolicy::Spin) {
             let rounds = if self.policy == WaitPolicy::Spin { u32::MAX } else { SPINS };
             for i in 0..rounds {

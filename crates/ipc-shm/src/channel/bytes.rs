@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use ipc_sync::Deadline;
 
 use super::layout::{DATA, HEAD, TAIL};
-use super::{Backing, ChannelStats, Conn, Side, Spec, WaitPolicy, bad_head};
+use super::{Backing, ChannelStats, Conn, Side, Spec, WaitPolicy, check_head, check_tail};
 use crate::Memfd;
 use crate::error::{Error, Result};
 
@@ -15,9 +15,12 @@ const RECORD_HEADER: u64 = 8;
 /// its start".
 const WRAP: u32 = u32::MAX;
 
+/// Every record starts and ends on a multiple of this.
+const RECORD_ALIGN: u64 = 8;
+
 #[inline]
 fn padded(len: usize) -> u64 {
-    RECORD_HEADER + (len as u64).div_ceil(8) * 8
+    RECORD_HEADER + (len as u64).div_ceil(RECORD_ALIGN) * RECORD_ALIGN
 }
 
 /// A channel of byte records in anonymous shared memory with a ring of
@@ -267,9 +270,7 @@ impl ByteSender {
         self.side.wait(deadline, |side| {
             let cap = side.capacity();
             let h = side.conn.line(HEAD).index.load(Ordering::Acquire);
-            if h < head || h > tail {
-                return Err(bad_head(h, head, tail));
-            }
+            check_head(h, head, tail)?;
             head = h;
             let pos = ring_pos(tail, cap);
             found = if need <= cap - pos { 0 } else { cap - pos };
@@ -282,9 +283,7 @@ impl ByteSender {
     fn refresh_head(&mut self) -> Result<()> {
         // Acquire: the receiver is done with the bytes it frees.
         let head = self.side.conn.line(HEAD).index.load(Ordering::Acquire);
-        if head < self.head || head > self.tail {
-            return Err(bad_head(head, self.head, self.tail));
-        }
+        check_head(head, self.head, self.tail)?;
         self.head = head;
         Ok(())
     }
@@ -473,7 +472,7 @@ impl ByteReceiver {
     fn refresh_tail(&mut self) -> Result<()> {
         // Acquire: the sender's record writes happen before we read them.
         let tail = self.side.conn.line(TAIL).index.load(Ordering::Acquire);
-        check_tail(tail, self.head, self.tail, self.side.capacity())?;
+        check_tail(tail, self.head, self.tail, self.side.capacity(), RECORD_ALIGN)?;
         self.tail = tail;
         Ok(())
     }
@@ -572,7 +571,7 @@ impl ByteReceiver {
                     let (head, tail) = (self.head, &mut self.tail);
                     self.side.wait(deadline, |side| {
                         let t = side.conn.line(TAIL).index.load(Ordering::Acquire);
-                        check_tail(t, head, *tail, side.capacity())?;
+                        check_tail(t, head, *tail, side.capacity(), RECORD_ALIGN)?;
                         *tail = t;
                         Ok(t > head)
                     })?;
@@ -629,23 +628,6 @@ fn copy_into(buf: &mut Vec<u8>, bytes: &[u8]) -> usize {
     buf.clear();
     buf.extend_from_slice(bytes);
     bytes.len()
-}
-
-/// The sender's index: never behind what we saw, at most a ring ahead of
-/// us, and on an 8-byte boundary like every record.
-#[inline]
-fn check_tail(tail: u64, head: u64, seen: u64, capacity: u64) -> Result<()> {
-    if tail < seen || tail < head || tail - head > capacity || !tail.is_multiple_of(8) {
-        return Err(bad_tail(tail, head, seen, capacity));
-    }
-    Ok(())
-}
-
-#[cold]
-fn bad_tail(tail: u64, head: u64, seen: u64, capacity: u64) -> Error {
-    Error::Corrupted {
-        what: format!("sender index {tail} outside {}..={} or not a multiple of 8", seen.max(head), head + capacity),
-    }
 }
 
 impl Drop for ByteReceiver {

@@ -501,7 +501,6 @@ impl Side {
     /// Whether the peer has closed its side or its process is gone. An
     /// unclaimed peer is not gone: it may still connect. The process is
     /// looked up at most every 10 ms unless `check_pid_now`.
-    #[inline]
     fn peer_gone(&mut self, check_pid_now: bool) -> bool {
         let status = self.conn.line(STATUS);
         let (state, pid) =
@@ -665,11 +664,40 @@ impl Side {
     }
 }
 
-/// The error for a receiver index outside `seen..=tail`: behind what the
-/// sender saw before, or past what it sent.
+/// Checks the receiver's index as the sender reads it: never behind what
+/// the sender saw before (`seen`), never past what it sent (`tail`).
+#[inline]
+fn check_head(head: u64, seen: u64, tail: u64) -> Result<()> {
+    if head < seen || head > tail {
+        return Err(bad_head(head, seen, tail));
+    }
+    Ok(())
+}
+
 #[cold]
 fn bad_head(head: u64, seen: u64, tail: u64) -> Error {
     Error::Corrupted { what: format!("receiver index {head} outside {seen}..={tail}") }
+}
+
+/// Checks the sender's index as the receiver reads it: never behind what
+/// the receiver saw before (`seen`) or its own index, at most a ring
+/// (`capacity`) ahead of it, and a multiple of `step` (8 for the byte
+/// channel, whose records are 8-aligned; 1 for slots).
+#[inline]
+fn check_tail(tail: u64, head: u64, seen: u64, capacity: u64, step: u64) -> Result<()> {
+    if tail < seen || tail < head || tail - head > capacity || !tail.is_multiple_of(step) {
+        return Err(bad_tail(tail, head, seen, capacity, step));
+    }
+    Ok(())
+}
+
+#[cold]
+fn bad_tail(tail: u64, head: u64, seen: u64, capacity: u64, step: u64) -> Error {
+    let mut what = format!("sender index {tail} outside {}..={}", seen.max(head), head.saturating_add(capacity));
+    if step > 1 {
+        what += &format!(" or not a multiple of {step}");
+    }
+    Error::Corrupted { what }
 }
 
 /// A channel of `T` messages in shared memory, before its sides are

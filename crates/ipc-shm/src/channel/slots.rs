@@ -6,7 +6,7 @@ use bytemuck::Pod;
 use ipc_sync::Deadline;
 
 use super::layout::{DATA, HEAD, TAIL};
-use super::{Channel, ChannelStats, Side, WaitPolicy, bad_head};
+use super::{Channel, ChannelStats, Side, WaitPolicy, check_head, check_tail};
 use crate::error::{Error, Result};
 
 /// A channel of `T` messages in anonymous shared memory with `capacity`
@@ -87,9 +87,7 @@ impl<T: Pod> Sender<T> {
         // Acquire: the receiver's reads of the slots it frees happen before
         // we overwrite them.
         let head = self.side.conn.line(HEAD).index.load(Ordering::Acquire);
-        if head < self.head || head > self.tail {
-            return Err(bad_head(head, self.head, self.tail));
-        }
+        check_head(head, self.head, self.tail)?;
         self.head = head;
         Ok(cap - (self.tail - head))
     }
@@ -227,9 +225,7 @@ impl<T: Pod> Sender<T> {
         self.side.wait(deadline, |side| {
             let cap = side.capacity();
             let h = side.conn.line(HEAD).index.load(Ordering::Acquire);
-            if h < *head || h > tail {
-                return Err(bad_head(h, *head, tail));
-            }
+            check_head(h, *head, tail)?;
             *head = h;
             Ok(tail - h < cap)
         })
@@ -272,7 +268,7 @@ impl<T: Pod> Receiver<T> {
         }
         // Acquire: the sender's slot writes happen before we read them.
         let tail = self.side.conn.line(TAIL).index.load(Ordering::Acquire);
-        check_tail(tail, self.head, self.tail, self.side.capacity())?;
+        check_tail(tail, self.head, self.tail, self.side.capacity(), 1)?;
         self.tail = tail;
         Ok(tail - self.head)
     }
@@ -401,7 +397,7 @@ impl<T: Pod> Receiver<T> {
         let (head, tail) = (self.head, &mut self.tail);
         self.side.wait(deadline, |side| {
             let t = side.conn.line(TAIL).index.load(Ordering::Acquire);
-            check_tail(t, head, *tail, side.capacity())?;
+            check_tail(t, head, *tail, side.capacity(), 1)?;
             *tail = t;
             Ok(t > head)
         })
@@ -420,23 +416,6 @@ impl<T: Pod> Receiver<T> {
     /// The capacity in messages.
     pub fn capacity(&self) -> usize {
         self.side.capacity() as usize
-    }
-}
-
-/// Checks the sender's index: never behind what we saw, never more than a
-/// ring ahead of our own.
-#[inline]
-fn check_tail(tail: u64, head: u64, seen: u64, capacity: u64) -> Result<()> {
-    if tail < seen || tail < head || tail - head > capacity {
-        return Err(bad_tail(tail, head, seen, capacity));
-    }
-    Ok(())
-}
-
-#[cold]
-fn bad_tail(tail: u64, head: u64, seen: u64, capacity: u64) -> Error {
-    Error::Corrupted {
-        what: format!("sender index {tail} outside {}..={}", seen.max(head), head.saturating_add(capacity)),
     }
 }
 

@@ -20,6 +20,7 @@ cases!("shm::channel":
     memfd_channel_in_exec_child,
     every_wait_policy_delivers,
     sleepers_are_woken_by_sides_that_keep_no_full_barrier,
+    round_trips_do_not_slip,
     stale_named_channel_is_reclaimed,
     named_channel_held_by_a_live_process_is_not_reclaimed,
     reclaim_leaves_foreign_objects_alone,
@@ -383,6 +384,53 @@ fn sleepers_are_woken_by_sides_that_keep_no_full_barrier() {
         "{N} round trips: {} sleeps, {} barriers here; barriers used: {barriers_expected}",
         stats.sleeps, stats.barriers
     );
+}
+
+/// A stream, then requests and answers on the same byte channel. During
+/// the stream the receiver may find itself waiting a moment for every
+/// record and start pacing its waits (a pause before it looks); in round
+/// trips each wait lasts a whole trip, and such pauses would add to every
+/// one, so a side must stop slipping at once and not start again. Every
+/// record arrives whole and in order either way.
+fn round_trips_do_not_slip() {
+    const STREAM: u64 = 200_000;
+    const N: u64 = 20_000;
+    const LIMIT: Duration = Duration::from_secs(10);
+    let record = |i: u64| [i.to_le_bytes(); 8].concat();
+    let (ping, pong) = (byte_channel(1 << 16).unwrap(), byte_channel(1 << 12).unwrap());
+    let child = fork(|| {
+        let (mut rx, mut tx) = (ping.receiver().unwrap(), pong.sender().unwrap());
+        rx.set_wait_policy(WaitPolicy::Spin);
+        tx.set_wait_policy(WaitPolicy::Spin);
+        let mut buf = Vec::new();
+        for i in 0..STREAM {
+            rx.recv_timeout(&mut buf, LIMIT).unwrap();
+            assert_eq!(buf, record(i), "stream record {i}");
+        }
+        let in_stream = rx.stats().slips;
+        for _ in 0..N {
+            rx.recv_timeout(&mut buf, LIMIT).unwrap();
+            tx.send(&buf).unwrap();
+        }
+        let in_trips = rx.stats().slips - in_stream;
+        assert!(in_trips <= N / 20, "the echo side slipped {in_trips} times in {N} round trips");
+        println!("echo side: {in_stream} slips in a stream of {STREAM} records, then {in_trips} in {N} round trips");
+    });
+    let (mut tx, mut rx) = (ping.sender().unwrap(), pong.receiver().unwrap());
+    tx.set_wait_policy(WaitPolicy::Spin);
+    rx.set_wait_policy(WaitPolicy::Spin);
+    for i in 0..STREAM {
+        tx.send(&record(i)).unwrap();
+    }
+    let mut buf = Vec::new();
+    for i in STREAM..STREAM + N {
+        tx.send(&record(i)).unwrap();
+        rx.recv_timeout(&mut buf, LIMIT).unwrap();
+        assert_eq!(buf, record(i), "round trip {i}");
+    }
+    child.join();
+    let slips = rx.stats().slips;
+    assert!(slips <= N / 20, "slipped {slips} times in {N} round trips");
 }
 
 /// Unlinks a POSIX shared memory name when dropped, whoever made it: the

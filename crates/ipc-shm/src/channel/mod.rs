@@ -61,6 +61,13 @@ use crate::{Memfd, PosixShm};
 use layout::{CLOSED, CONNECTED, DATA, FLAG_BARRIER, Header, Line, MAGIC, STATUS, UNCLAIMED, VERSION};
 
 /// How a side waits for the other.
+///
+/// Under `Spin` and `Adaptive`, a side that finds its peer streaming (its
+/// waits end at once, again and again) starts each wait with a pause of
+/// about 0.2 µs, so that it takes messages in batches instead of one by
+/// one on the cache lines the peer is writing; it stops as soon as the
+/// traffic looks like requests and answers. [`ChannelStats::slips`] counts
+/// these pauses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WaitPolicy {
     /// Busy-wait without sleeping: the lowest latency, a CPU kept busy.
@@ -85,6 +92,9 @@ pub struct ChannelStats {
     /// one per sleep, and one per time it found, just before, that it need
     /// not sleep.
     pub barriers: u64,
+    /// Waits that began with a short pause, letting a streaming peer get
+    /// a few messages ahead before this side looked (no system call).
+    pub slips: u64,
 }
 
 /// What identifies a channel's layout, checked when a peer opens it.
@@ -383,6 +393,7 @@ impl Conn {
             stats: ChannelStats::default(),
             barrier,
             peer_barrier: false,
+            pace: Pace::default(),
         })
     }
 
@@ -435,6 +446,13 @@ const SPINS: u32 = 2000;
 /// loom, where each is a scheduling point).
 const QUICK_SPINS: u32 = if cfg!(loom) { 1 } else { 64 };
 
+/// The pauses a slipping side makes before it first looks (see [`Pace`]):
+/// about 0.2 µs here, time for a streaming peer to write a few messages.
+const SLIP_SPINS: u32 = if cfg!(loom) { 1 } else { 8 };
+
+/// Short waits in a row after which a side starts slipping.
+const SLIP_AFTER: u32 = 4;
+
 /// What both ends of both kinds of channel share: the connection, which
 /// side this is, and the waiting and waking.
 #[derive(Debug)]
@@ -452,6 +470,58 @@ struct Side {
     barrier: bool,
     /// The peer's FLAG_BARRIER, once seen (it is never cleared).
     peer_barrier: bool,
+    /// How this side paces its waits.
+    pace: Pace,
+}
+
+/// How a side paces its waits for a streaming peer ("temporal slipping",
+/// after FastForward, Giacomoni et al., PPoPP 2008).
+///
+/// A receiver that keeps up with a fast sender waits a moment for nearly
+/// every message, and takes each one while the sender writes the next
+/// beside it: the index line and the record lines then travel between the
+/// two CPUs for every message, and both sides slow down. So once a side's
+/// waits end at once several times in a row, it starts its later waits
+/// with a short pause before the first look, letting the peer get a few
+/// messages ahead; it takes them as a batch, on lines the peer has left.
+/// As soon as a slipped wait brings a single message (not a stream but a
+/// request and its answer), or a wait is long, the side stops slipping.
+/// The sender, waiting on a full ring, paces itself the same way.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Pace {
+    /// Indices published (messages handled) since the last wait.
+    handled: u32,
+    /// Waits in a row that ended at the first or second look.
+    short: u32,
+    /// Whether waits start with [`SLIP_SPINS`] pauses.
+    slipping: bool,
+}
+
+impl Pace {
+    /// At the start of a wait: whether to slip first.
+    #[inline]
+    fn start(&mut self) -> bool {
+        let handled = std::mem::take(&mut self.handled);
+        if self.slipping && handled < 2 {
+            // The last slip brought one message: not a stream.
+            self.slipping = false;
+        }
+        self.slipping
+    }
+
+    /// A wait ended after `looks` looks at the peer's index (1: the first
+    /// found it ready; 0: it never did).
+    #[inline]
+    fn end(&mut self, looks: u32) {
+        if !(1..=2).contains(&looks) {
+            *self = Pace::default();
+        } else if !self.slipping {
+            self.short += 1;
+            if self.short >= SLIP_AFTER {
+                *self = Pace { handled: 0, short: 0, slipping: true };
+            }
+        }
+    }
 }
 
 /// Indices stay far below this (2^62 bytes or messages take centuries),
@@ -526,6 +596,7 @@ impl Side {
     /// receiver) and wakes the peer if it sleeps or is about to.
     #[inline]
     fn publish(&mut self, index: u64) {
+        self.pace.handled = self.pace.handled.saturating_add(1);
         let light = self.barrier && (self.peer_barrier || self.see_peer_barrier());
         let mine = self.conn.line(if self.tx { layout::TAIL } else { layout::HEAD });
         let line = self.peer_sleep();
@@ -568,12 +639,20 @@ impl Side {
     #[inline]
     fn wait(&mut self, deadline: Deadline, mut ready: impl FnMut(&mut Self) -> Result<bool>) -> Result<()> {
         if self.policy != WaitPolicy::Block {
-            for _ in 0..QUICK_SPINS {
+            if self.pace.start() {
+                self.stats.slips += 1;
+                for _ in 0..SLIP_SPINS {
+                    shim::spin();
+                }
+            }
+            for look in 1..=QUICK_SPINS {
                 if ready(self)? {
+                    self.pace.end(look);
                     return Ok(());
                 }
                 shim::spin();
             }
+            self.pace.end(0);
         }
         self.wait_long(deadline, ready)
     }
@@ -838,5 +917,62 @@ impl<T> std::fmt::Debug for Channel<T> {
             .field("type", &std::any::type_name::<T>())
             .field("capacity", &self.conn.header.capacity)
             .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{Pace, SLIP_AFTER};
+
+    /// A wait of `looks` looks after `handled` messages; whether it slipped.
+    fn wait(pace: &mut Pace, handled: u32, looks: u32) -> bool {
+        pace.handled = handled;
+        let slipped = pace.start();
+        pace.end(looks);
+        slipped
+    }
+
+    #[test]
+    fn a_peer_that_streams_is_given_a_lead() {
+        let mut pace = Pace::default();
+        for _ in 0..SLIP_AFTER {
+            assert!(!wait(&mut pace, 1, 1), "no slip before the streak is complete");
+        }
+        // Each slip brings a batch: the side keeps slipping.
+        for _ in 0..10 {
+            assert!(wait(&mut pace, 5, 1));
+        }
+    }
+
+    #[test]
+    fn a_slip_that_brings_one_message_ends_the_slipping() {
+        let mut pace = Pace::default();
+        for _ in 0..SLIP_AFTER {
+            wait(&mut pace, 1, 2);
+        }
+        assert!(wait(&mut pace, 3, 1));
+        // Requests and answers: one message between waits.
+        assert!(!wait(&mut pace, 1, 1));
+        assert!(!wait(&mut pace, 1, 1), "a new streak is needed");
+    }
+
+    #[test]
+    fn long_waits_never_slip_and_break_a_streak() {
+        let mut pace = Pace::default();
+        for _ in 0..100 {
+            assert!(!wait(&mut pace, 1, 9));
+        }
+        for _ in 0..SLIP_AFTER - 1 {
+            wait(&mut pace, 1, 1);
+        }
+        wait(&mut pace, 1, 0); // went on to spin longer, or sleep
+        assert!(!wait(&mut pace, 1, 1));
+        // A long wait while slipping stops it too.
+        pace = Pace::default();
+        for _ in 0..SLIP_AFTER {
+            wait(&mut pace, 1, 1);
+        }
+        assert!(wait(&mut pace, 4, 30));
+        assert!(!wait(&mut pace, 4, 1));
     }
 }

@@ -373,7 +373,11 @@ fn calibrate(cell: Cell, run_time: Duration) -> io::Result<u64> {
 /// One pair of runs, with the placement they ran in.
 #[derive(Debug)]
 pub(crate) struct PairRun {
+    /// The placement the probe before the pair found.
     pub(crate) placement: Placement,
+    /// Whether the probe after the pair found another one: the vCPUs
+    /// moved while it ran, and its two runs may have run apart.
+    pub(crate) moved: bool,
     pub(crate) ipc_kit: Option<Outcome>,
     pub(crate) raw: Outcome,
 }
@@ -385,8 +389,9 @@ pub(crate) fn run_cell(plan: &Plan, cell: Cell, mut tick: impl FnMut()) -> io::R
     tick();
     let limit = plan.run_time * LIMIT_FACTOR + LIMIT_SLACK;
     let mut pairs = Vec::new();
+    // The probe after a pair is the one before the next.
+    let mut placement = probe(plan.pinned).0;
     for i in 0..plan.pairs {
-        let (placement, _) = probe(plan.pinned);
         let order: &[Side] = match (cell.mech.has_ipc_kit(), i % 2) {
             (false, _) => &[Side::Raw],
             (true, 0) => &[Side::IpcKit, Side::Raw],
@@ -402,7 +407,9 @@ pub(crate) fn run_cell(plan: &Plan, cell: Cell, mut tick: impl FnMut()) -> io::R
             }
         }
         let raw = raw.ok_or_else(|| io::Error::other("no raw run"))?;
-        pairs.push(PairRun { placement, ipc_kit, raw });
+        let after = probe(plan.pinned).0;
+        pairs.push(PairRun { placement, moved: after != placement, ipc_kit, raw });
+        placement = after;
     }
     Ok(pairs)
 }
@@ -420,9 +427,11 @@ pub(crate) struct CellResult {
     pub(crate) cell: Cell,
     /// The placement of the pairs kept.
     pub(crate) placement: Placement,
-    /// Pairs kept, and pairs dropped for running in the other placement.
+    /// Pairs kept; pairs dropped for running in the other placement, and
+    /// for the placement changing while they ran.
     pub(crate) kept: usize,
     pub(crate) dropped: usize,
+    pub(crate) moved: usize,
     pub(crate) ipc_kit: Option<Figures>,
     pub(crate) raw: Figures,
     /// ipc-kit's speed over raw's (round trips per second at the median,
@@ -430,11 +439,14 @@ pub(crate) struct CellResult {
     pub(crate) vs_raw: Option<f64>,
 }
 
-/// Keeps the near pairs if there are any (else all), and sums them up.
+/// Keeps the pairs that ran in one placement throughout (all, if none
+/// did), of those the near ones if there are any, and sums them up.
 pub(crate) fn summarize(cell: Cell, pairs: &[PairRun]) -> CellResult {
-    let near = pairs.iter().filter(|p| p.placement == Placement::Near).count();
-    let placement = if near > 0 { Placement::Near } else { pairs.first().map_or(Placement::Single, |p| p.placement) };
-    let kept: Vec<&PairRun> = pairs.iter().filter(|p| p.placement == placement).collect();
+    let settled = pairs.iter().filter(|p| !p.moved).count();
+    let pool: Vec<&PairRun> = pairs.iter().filter(|p| settled == 0 || !p.moved).collect();
+    let near = pool.iter().any(|p| p.placement == Placement::Near);
+    let placement = if near { Placement::Near } else { pool.first().map_or(Placement::Single, |p| p.placement) };
+    let kept: Vec<&PairRun> = pool.iter().copied().filter(|p| p.placement == placement).collect();
     let figures = |outcomes: &[&Outcome]| match outcomes.first() {
         Some(Outcome::Rtt(_)) => {
             let mut all = histogram();
@@ -462,7 +474,8 @@ pub(crate) fn summarize(cell: Cell, pairs: &[PairRun]) -> CellResult {
         cell,
         placement,
         kept: kept.len(),
-        dropped: pairs.len() - kept.len(),
+        dropped: pool.len() - kept.len(),
+        moved: pairs.len() - pool.len(),
         ipc_kit: (!ours.is_empty()).then(|| figures(&ours)),
         raw: figures(&raw),
         vs_raw: (!ratios.is_empty()).then(|| median(ratios.into_iter())),
@@ -486,6 +499,29 @@ mod tests {
         assert!(matches!(s, Outcome::Stream { msgs: 7, nanos: 9 }));
         assert!(Outcome::decode(b"S123").is_err());
         assert!(Outcome::decode(b"").is_err());
+    }
+
+    #[test]
+    fn pairs_that_moved_or_ran_far_are_dropped() {
+        let cell = Cell { mech: Mech::Pipe, test: Test::Stream, size: 64 };
+        let pair = |placement, moved, ours: u64, raw: u64| PairRun {
+            placement,
+            moved,
+            ipc_kit: Some(Outcome::Stream { msgs: ours, nanos: 1_000_000_000 }),
+            raw: Outcome::Stream { msgs: raw, nanos: 1_000_000_000 },
+        };
+        let (near, far) = (Placement::Near, Placement::Far);
+        let pairs = [pair(near, false, 100, 100), pair(near, true, 400, 100), pair(far, false, 10, 40)];
+        let r = summarize(cell, &pairs);
+        assert_eq!((r.placement, r.kept, r.dropped, r.moved), (near, 1, 1, 1));
+        assert_eq!(r.vs_raw, Some(1.0));
+        // Only moved pairs: they are all there is.
+        let r = summarize(cell, &[pair(near, true, 100, 50), pair(far, true, 90, 30)]);
+        assert_eq!((r.placement, r.kept, r.dropped, r.moved), (near, 1, 1, 0));
+        assert_eq!(r.vs_raw, Some(2.0));
+        // No near pair that stayed: the far ones that stayed.
+        let r = summarize(cell, &[pair(near, true, 100, 50), pair(far, false, 90, 30)]);
+        assert_eq!((r.placement, r.kept, r.dropped, r.moved), (far, 1, 0, 1));
     }
 
     #[test]

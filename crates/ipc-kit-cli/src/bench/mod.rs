@@ -3,10 +3,11 @@
 //! Two vCPUs of a virtual machine can sit near each other or far apart,
 //! and the host may move them at any time; figures change several times
 //! over with it. So ipc-kit and the raw libc implementation run alternately
-//! in pairs (the order swapped from pair to pair), each pair is preceded by
-//! a probe of the placement (a cross-core spin ping-pong), and the pairs of
-//! the other placement are dropped when there are near ones (and reported
-//! apart in `--detail`). The two processes are pinned to CPU 0 and CPU 1.
+//! in pairs (the order swapped from pair to pair), each pair is preceded and
+//! followed by a probe of the placement (a cross-core spin ping-pong). Pairs
+//! during which the placement changed are dropped, and so are the pairs of
+//! the other placement when there are near ones (reported apart in
+//! `--detail`). The two processes are pinned to CPU 0 and CPU 1.
 //!
 //! The default is the comparison of every mechanism (`compare`); `--detail`
 //! runs the workloads of the crates' own benchmarks instead.
@@ -165,6 +166,8 @@ const FAR_NS: f64 = 150.0;
 
 struct Pair {
     placement: Placement,
+    /// The probe after the pair found another placement.
+    moved: bool,
     probe_ns: f64,
     ours: f64,
     raw: f64,
@@ -258,8 +261,9 @@ fn detail(args: &Args) -> Result<(), String> {
     let selected = all.filter(|w| args.only.as_ref().is_none_or(|o| w.name.contains(o.as_str())));
     for w in selected {
         let mut results = Vec::new();
+        // The probe after a pair is the one before the next.
+        let (mut placement, mut probe_ns) = probe(pinned);
         for i in 0..pairs {
-            let (placement, probe_ns) = probe(pinned);
             let order = if i % 2 == 0 { [Impl::IpcKit, Impl::Raw] } else { [Impl::Raw, Impl::IpcKit] };
             let (mut ours, mut raw) = (0.0, 0.0);
             for imp in order {
@@ -269,7 +273,9 @@ fn detail(args: &Args) -> Result<(), String> {
                     Impl::Raw => raw = figure,
                 }
             }
-            results.push(Pair { placement, probe_ns, ours, raw });
+            let (after, after_ns) = probe(pinned);
+            results.push(Pair { placement, moved: after != placement, probe_ns, ours, raw });
+            (placement, probe_ns) = (after, after_ns);
         }
         medians.push((w.name, report(w, &results)));
     }
@@ -293,9 +299,14 @@ fn report(w: &Workload, pairs: &[Pair]) -> Vec<(Placement, f64)> {
         Unit::NanosPerOp => ("ns per operation", "lower"),
     };
     println!("\n{} ({unit}; {better} is better)", w.name);
+    let moved = pairs.iter().filter(|p| p.moved).count();
+    let settled = moved < pairs.len();
+    if settled && moved > 0 {
+        println!("  {moved} pairs dropped: the placement changed while they ran");
+    }
     let mut medians = Vec::new();
     for placement in [Placement::Near, Placement::Far, Placement::Single] {
-        let sel: Vec<&Pair> = pairs.iter().filter(|p| p.placement == placement).collect();
+        let sel: Vec<&Pair> = pairs.iter().filter(|p| p.placement == placement && !(settled && p.moved)).collect();
         if sel.is_empty() {
             continue;
         }

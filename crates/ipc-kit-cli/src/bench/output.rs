@@ -131,8 +131,13 @@ pub(crate) fn si(v: f64) -> String {
 
 fn pairs_note(r: &CellResult) -> String {
     let mut s = format!("{} {}", r.kept, placement_name(r.placement));
-    if r.dropped > 0 {
-        s += &format!(" ({} far dropped)", r.dropped);
+    let dropped: Vec<String> = [(r.dropped, "far"), (r.moved, "moved")]
+        .into_iter()
+        .filter(|&(n, _)| n > 0)
+        .map(|(n, why)| format!("{n} {why}"))
+        .collect();
+    if !dropped.is_empty() {
+        s += &format!(" ({} dropped)", dropped.join(", "));
     }
     s
 }

@@ -196,7 +196,7 @@ impl PosixQueue {
                 limit: "the queue's message size (mq_msgsize)",
             });
         }
-        timed(wait, |at| sys::mq_send(self.fd.as_fd(), data, priority, at), Error::Full)
+        timed(wait, |at| sys::mq_send(self.fd.as_fd(), data, priority, at), || Error::Full)
             .map_err(|e| self.op_err("mq_timedsend", e))
     }
 
@@ -251,7 +251,7 @@ impl PosixQueue {
                 got = sys::mq_recv(self.fd.as_fd(), buf, at)?;
                 Ok(())
             },
-            Error::Empty,
+            || Error::Empty,
         )
         .map_err(|e| self.op_err("mq_timedreceive", e))?;
         Ok(got)
@@ -297,7 +297,7 @@ impl PosixQueue {
                 prio = sys::mq_recv_vec(self.fd.as_fd(), buf, self.message_size, at)?;
                 Ok(())
             },
-            Error::Empty,
+            || Error::Empty,
         )
         .map_err(|e| self.op_err("mq_timedreceive", e))?;
         Ok(prio)
@@ -379,13 +379,16 @@ impl PosixQueue {
 }
 
 /// Runs a `mq_timed*` call: once with a deadline already passed (`wait`
-/// None: `would_block` when it would wait), or in slices until `wait`'s
+/// None: `would_block()` when it would wait), or in slices until `wait`'s
 /// deadline, retrying after `EINTR` with the time left.
+///
+/// `would_block` is a function, not an `Error`, so that a call that
+/// succeeds neither builds nor drops an error value.
 #[inline]
 fn timed(
     wait: Option<Deadline>,
     mut call: impl FnMut(Option<&libc::timespec>) -> io::Result<()>,
-    would_block: Error,
+    would_block: fn() -> Error,
 ) -> Result<()> {
     let past = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     loop {
@@ -405,7 +408,7 @@ fn timed(
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) => match wait {
-                None => return Err(would_block),
+                None => return Err(would_block()),
                 Some(d) if d.has_expired() => return Err(Error::Timeout),
                 Some(_) => continue, // a slice ended, or the wall clock jumped
             },

@@ -63,8 +63,9 @@ use layout::{CLOSED, CONNECTED, DATA, FLAG_BARRIER, Header, Line, MAGIC, STATUS,
 /// How a side waits for the other.
 ///
 /// Under `Spin` and `Adaptive`, a side that finds its peer streaming (its
-/// waits end at once, again and again) starts each wait with a pause of
-/// about 0.2 µs, so that it takes messages in batches instead of one by
+/// waits end at once, again and again) starts each wait with 8 spin-loop
+/// pauses (about 0.2 µs on an AMD EPYC; a pause lasts longer or shorter
+/// on other CPUs), so that it takes messages in batches instead of one by
 /// one on the cache lines the peer is writing; it stops as soon as the
 /// traffic looks like requests and answers. [`ChannelStats::slips`] counts
 /// these pauses.
@@ -447,7 +448,8 @@ const SPINS: u32 = 2000;
 const QUICK_SPINS: u32 = if cfg!(loom) { 1 } else { 64 };
 
 /// The pauses a slipping side makes before it first looks (see [`Pace`]):
-/// about 0.2 µs here, time for a streaming peer to write a few messages.
+/// about 0.2 µs on the machine the bench ran on (25 ns a pause), time for
+/// a streaming peer to write a few messages.
 const SLIP_SPINS: u32 = if cfg!(loom) { 1 } else { 8 };
 
 /// Short waits in a row after which a side starts slipping.

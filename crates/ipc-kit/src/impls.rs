@@ -170,17 +170,18 @@ mod queues {
         }
     }
 
+    // The traits carry no priority, so the kernel is not asked for it.
     impl MessageReceiver for PosixQueue {
         fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-            PosixQueue::recv_vec(self, buf).map(|_| buf.len()).map_err(msgq_err)
+            PosixQueue::recv_vec_no_priority(self, buf).map_err(msgq_err)
         }
 
         fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-            PosixQueue::try_recv_vec(self, buf).map(|_| buf.len()).map_err(msgq_err)
+            PosixQueue::try_recv_vec_no_priority(self, buf).map_err(msgq_err)
         }
 
         fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
-            PosixQueue::recv_vec_timeout(self, buf, timeout).map(|_| buf.len()).map_err(msgq_err)
+            PosixQueue::recv_vec_timeout_no_priority(self, buf, timeout).map_err(msgq_err)
         }
     }
 }

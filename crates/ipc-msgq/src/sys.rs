@@ -162,28 +162,31 @@ pub(crate) fn mq_recv(mq: BorrowedFd<'_>, out: &mut [u8], at: Option<&libc::time
 }
 
 /// `mq_timedreceive(3)` into `out`, replacing its contents, with room for
-/// `room` bytes (at least the queue's message size): the priority.
+/// `room` bytes (at least the queue's message size). The priority is
+/// stored in `prio` when given; without it the kernel is not asked for it
+/// (one write to user memory less per message).
 #[inline]
 pub(crate) fn mq_recv_vec(
     mq: BorrowedFd<'_>,
     out: &mut Vec<u8>,
     room: usize,
+    prio: Option<&mut u32>,
     at: Option<&libc::timespec>,
-) -> io::Result<u32> {
+) -> io::Result<()> {
     out.clear();
     out.reserve(room);
     let spare = out.spare_capacity_mut();
     let at = at.map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    let mut prio = 0;
+    let prio = prio.map_or(std::ptr::null_mut(), |p| p as *mut u32);
     // SAFETY: the spare capacity is valid for writes of its length (at
-    // least `room`); `prio` is a valid u32; the timespec pointer is null or
-    // valid for the call.
-    let n = unsafe { libc::mq_timedreceive(mq.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), &mut prio, at) };
+    // least `room`); the priority pointer is null or a valid u32; the
+    // timespec pointer is null or valid for the call.
+    let n = unsafe { libc::mq_timedreceive(mq.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), prio, at) };
     let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
     // SAFETY: the kernel wrote the message's `n` bytes (no more than the
     // spare capacity it was given) at the start of the vector.
     unsafe { out.set_len(n) };
-    Ok(prio)
+    Ok(())
 }
 
 /// `mq_getattr(3)`: (max messages, message size, current messages).

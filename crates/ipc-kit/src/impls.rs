@@ -202,65 +202,63 @@ mod channel {
         }
     }
 
-    /// The sending side of a shared-memory byte channel, claimed by the
-    /// process that first sends: a pair made before `fork` can go either
-    /// way, and the copy a process does not use claims nothing.
+    /// A side of a byte channel, claimed by the process that first uses
+    /// it: a pair made before `fork` can go either way, and the copy a
+    /// process does not use claims nothing.
     #[derive(Debug)]
-    pub struct ChannelSender {
+    struct Lazy<S> {
         chan: ByteChannel,
-        side: Option<ByteSender>,
+        side: Option<S>,
+        claim: fn(&ByteChannel) -> ipc_shm::Result<S>,
     }
 
-    /// The receiving side, claimed by the process that first receives.
-    #[derive(Debug)]
-    pub struct ChannelReceiver {
-        chan: ByteChannel,
-        side: Option<ByteReceiver>,
-    }
-
-    impl ChannelSender {
-        pub(crate) fn new(chan: ByteChannel) -> Self {
-            ChannelSender { chan, side: None }
-        }
-
+    impl<S> Lazy<S> {
         /// The side, claimed on first use. Inlined, with the claim out of
         /// line, so that a message costs no extra call.
         #[inline]
-        fn side(&mut self) -> Result<&mut ByteSender> {
+        fn get(&mut self) -> Result<&mut S> {
             if self.side.is_none() {
-                self.claim()?;
+                self.fill()?;
             }
             self.side.as_mut().ok_or(Error::Disconnected)
         }
 
         #[cold]
         #[inline(never)]
-        fn claim(&mut self) -> Result<()> {
-            self.side = Some(self.chan.sender().map_err(shm_err)?);
+        fn fill(&mut self) -> Result<()> {
+            self.side = Some((self.claim)(&self.chan).map_err(shm_err)?);
             Ok(())
+        }
+    }
+
+    /// The sending side of a shared-memory byte channel, claimed by the
+    /// process that first sends.
+    #[derive(Debug)]
+    pub struct ChannelSender(Lazy<ByteSender>);
+
+    /// The receiving side, claimed by the process that first receives.
+    #[derive(Debug)]
+    pub struct ChannelReceiver(Lazy<ByteReceiver>);
+
+    impl ChannelSender {
+        pub(crate) fn new(chan: ByteChannel) -> Self {
+            ChannelSender(Lazy { chan, side: None, claim: ByteChannel::sender })
+        }
+
+        #[inline]
+        fn side(&mut self) -> Result<&mut ByteSender> {
+            self.0.get()
         }
     }
 
     impl ChannelReceiver {
         pub(crate) fn new(chan: ByteChannel) -> Self {
-            ChannelReceiver { chan, side: None }
+            ChannelReceiver(Lazy { chan, side: None, claim: ByteChannel::receiver })
         }
 
-        /// The side, claimed on first use. Inlined, with the claim out of
-        /// line, so that a message costs no extra call.
         #[inline]
         fn side(&mut self) -> Result<&mut ByteReceiver> {
-            if self.side.is_none() {
-                self.claim()?;
-            }
-            self.side.as_mut().ok_or(Error::Disconnected)
-        }
-
-        #[cold]
-        #[inline(never)]
-        fn claim(&mut self) -> Result<()> {
-            self.side = Some(self.chan.receiver().map_err(shm_err)?);
-            Ok(())
+            self.0.get()
         }
     }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::links::{self, Link};
-use super::{Placement, median, probe, two_processes};
+use super::{Placement, median, probed_pairs, settled, two_processes};
 use crate::sys;
 
 /// The mechanisms compared, by the names of the JSON output.
@@ -388,10 +388,7 @@ pub(crate) fn run_cell(plan: &Plan, cell: Cell, mut tick: impl FnMut()) -> io::R
     let count = calibrate(cell, plan.run_time)?;
     tick();
     let limit = plan.run_time * LIMIT_FACTOR + LIMIT_SLACK;
-    let mut pairs = Vec::new();
-    // The probe after a pair is the one before the next.
-    let mut placement = probe(plan.pinned).0;
-    for i in 0..plan.pairs {
+    let pairs = probed_pairs(plan.pinned, plan.pairs, |i| {
         let order: &[Side] = match (cell.mech.has_ipc_kit(), i % 2) {
             (false, _) => &[Side::Raw],
             (true, 0) => &[Side::IpcKit, Side::Raw],
@@ -407,11 +404,12 @@ pub(crate) fn run_cell(plan: &Plan, cell: Cell, mut tick: impl FnMut()) -> io::R
             }
         }
         let raw = raw.ok_or_else(|| io::Error::other("no raw run"))?;
-        let after = probe(plan.pinned).0;
-        pairs.push(PairRun { placement, moved: after != placement, ipc_kit, raw });
-        placement = after;
-    }
-    Ok(pairs)
+        Ok::<_, io::Error>((ipc_kit, raw))
+    })?;
+    Ok(pairs
+        .into_iter()
+        .map(|(at, (ipc_kit, raw))| PairRun { placement: at.placement, moved: at.moved, ipc_kit, raw })
+        .collect())
 }
 
 /// A side's figures over the runs kept.
@@ -442,8 +440,7 @@ pub(crate) struct CellResult {
 /// Keeps the pairs that ran in one placement throughout (all, if none
 /// did), of those the near ones if there are any, and sums them up.
 pub(crate) fn summarize(cell: Cell, pairs: &[PairRun]) -> CellResult {
-    let settled = pairs.iter().filter(|p| !p.moved).count();
-    let pool: Vec<&PairRun> = pairs.iter().filter(|p| settled == 0 || !p.moved).collect();
+    let pool = settled(pairs, |p| p.moved);
     let near = pool.iter().any(|p| p.placement == Placement::Near);
     let placement = if near { Placement::Near } else { pool.first().map_or(Placement::Single, |p| p.placement) };
     let kept: Vec<&PairRun> = pool.iter().copied().filter(|p| p.placement == placement).collect();

@@ -260,10 +260,7 @@ fn detail(args: &Args) -> Result<(), String> {
     let all = pipe::WORKLOADS.iter().chain(sync::WORKLOADS).chain(channel::WORKLOADS);
     let selected = all.filter(|w| args.only.as_ref().is_none_or(|o| w.name.contains(o.as_str())));
     for w in selected {
-        let mut results = Vec::new();
-        // The probe after a pair is the one before the next.
-        let (mut placement, mut probe_ns) = probe(pinned);
-        for i in 0..pairs {
+        let results = probed_pairs(pinned, pairs, |i| {
             let order = if i % 2 == 0 { [Impl::IpcKit, Impl::Raw] } else { [Impl::Raw, Impl::IpcKit] };
             let (mut ours, mut raw) = (0.0, 0.0);
             for imp in order {
@@ -273,10 +270,18 @@ fn detail(args: &Args) -> Result<(), String> {
                     Impl::Raw => raw = figure,
                 }
             }
-            let (after, after_ns) = probe(pinned);
-            results.push(Pair { placement, moved: after != placement, probe_ns, ours, raw });
-            (placement, probe_ns) = (after, after_ns);
-        }
+            Ok::<_, String>((ours, raw))
+        })?;
+        let results: Vec<Pair> = results
+            .into_iter()
+            .map(|(at, (ours, raw))| Pair {
+                placement: at.placement,
+                moved: at.moved,
+                probe_ns: at.probe_ns,
+                ours,
+                raw,
+            })
+            .collect();
         medians.push((w.name, report(w, &results)));
     }
     summary(&medians);
@@ -299,14 +304,13 @@ fn report(w: &Workload, pairs: &[Pair]) -> Vec<(Placement, f64)> {
         Unit::NanosPerOp => ("ns per operation", "lower"),
     };
     println!("\n{} ({unit}; {better} is better)", w.name);
-    let moved = pairs.iter().filter(|p| p.moved).count();
-    let settled = moved < pairs.len();
-    if settled && moved > 0 {
-        println!("  {moved} pairs dropped: the placement changed while they ran");
+    let kept = settled(pairs, |p| p.moved);
+    if kept.len() < pairs.len() {
+        println!("  {} pairs dropped: the placement changed while they ran", pairs.len() - kept.len());
     }
     let mut medians = Vec::new();
     for placement in [Placement::Near, Placement::Far, Placement::Single] {
-        let sel: Vec<&Pair> = pairs.iter().filter(|p| p.placement == placement && !(settled && p.moved)).collect();
+        let sel: Vec<&Pair> = kept.iter().copied().filter(|p| p.placement == placement).collect();
         if sel.is_empty() {
             continue;
         }
@@ -338,6 +342,42 @@ fn summary(medians: &[(&str, Vec<(Placement, f64)>)]) {
     }
 }
 
+/// Where the vCPUs were around one pair of runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Probed {
+    /// The placement the probe before the pair found, and its round trip.
+    pub(crate) placement: Placement,
+    pub(crate) probe_ns: f64,
+    /// Whether the probe after the pair found another placement: the vCPUs
+    /// moved while it ran, and its two runs may have run apart.
+    pub(crate) moved: bool,
+}
+
+/// Runs `pairs` pairs with `run` (given the pair's number), each between
+/// two probes of the placement; the probe after a pair is the one before
+/// the next.
+pub(crate) fn probed_pairs<T, E>(
+    pinned: bool,
+    pairs: u32,
+    mut run: impl FnMut(u32) -> Result<T, E>,
+) -> Result<Vec<(Probed, T)>, E> {
+    let mut out = Vec::new();
+    let (mut placement, mut probe_ns) = probe(pinned);
+    for i in 0..pairs {
+        let result = run(i)?;
+        let (after, after_ns) = probe(pinned);
+        out.push((Probed { placement, probe_ns, moved: after != placement }, result));
+        (placement, probe_ns) = (after, after_ns);
+    }
+    Ok(out)
+}
+
+/// The pairs during which the placement held, or all of them if none did.
+pub(crate) fn settled<T>(pairs: &[T], moved: impl Fn(&T) -> bool) -> Vec<&T> {
+    let held: Vec<&T> = pairs.iter().filter(|p| !moved(p)).collect();
+    if held.is_empty() { pairs.iter().collect() } else { held }
+}
+
 pub(crate) fn median(values: impl Iterator<Item = f64>) -> f64 {
     let mut v: Vec<f64> = values.collect();
     v.sort_by(f64::total_cmp);
@@ -350,7 +390,7 @@ pub(crate) fn median(values: impl Iterator<Item = f64>) -> f64 {
 
 /// Measures the placement: the median cross-core round trip of a spin
 /// ping-pong between this thread (CPU 0) and a helper thread on CPU 1.
-pub(crate) fn probe(pinned: bool) -> (Placement, f64) {
+fn probe(pinned: bool) -> (Placement, f64) {
     if !pinned {
         return (Placement::Single, 0.0);
     }

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use ipc_kit::pipe::ChildFds;
 use ipc_kit::shm::{ByteChannel, Channel, Error, Mapping, Memfd, PosixShm, WaitPolicy, byte_channel, channel};
-use ipc_kit_tests::{Exit, Helper, cases, checksum, fork, helper_command, pattern, unique_name};
+use ipc_kit_tests::{
+    Exit, Helper, cases, checksum, fork, fork_in_new_pid_namespace, helper_command, pattern, unique_name,
+};
 use nix::sys::signal::Signal;
 
 cases!("shm::channel":
@@ -24,6 +26,12 @@ cases!("shm::channel":
     stale_named_channel_is_reclaimed,
     named_channel_held_by_a_live_process_is_not_reclaimed,
     reclaim_leaves_foreign_objects_alone,
+    byte_indices_off_a_record_boundary_are_refused,
+    peer_gone_before_claiming_is_noticed,
+    peer_gone_before_claiming_is_noticed_through_the_traits,
+    a_side_given_up_cannot_be_claimed_after_fork,
+    peer_in_another_pid_namespace_is_watched,
+    try_send_reports_a_killed_receiver,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -540,4 +548,238 @@ fn reclaim_leaves_foreign_objects_alone() {
     PosixShm::open(&name).unwrap().map().unwrap().read_bytes(0, &mut back).unwrap();
     assert_eq!(&back, b"not a channel");
     foreign.unlink().unwrap();
+}
+
+/// Finding: equal head and tail indices off a record boundary (4095 in a
+/// 4096-byte ring), left by anyone who can write the object before a side
+/// connects, made the byte sender write past the end of the mapping and the
+/// receiver read past it. Both sides now refuse to connect.
+fn byte_indices_off_a_record_boundary_are_refused() {
+    for (cap, index) in [(4096u64, 4095u64), (8192, 8191), (4096, 4), (4096, 8 * 1000 + 3)] {
+        for tx in [true, false] {
+            let chan = ByteChannel::anonymous(cap as usize).unwrap();
+            let map = chan.mapping();
+            map.write(128, &index).unwrap(); // tail
+            map.write(256, &index).unwrap(); // head
+            let claimed = if tx { chan.sender().map(drop) } else { chan.receiver().map(drop) };
+            match claimed {
+                Err(Error::Corrupted { what }) => assert!(what.contains(&index.to_string()), "{what}"),
+                other => panic!("indices {index} in a {cap}-byte ring, sender {tx}: {other:?}"),
+            }
+        }
+    }
+    // A hostile peer writing them while connected: a typed error, no access
+    // out of bounds.
+    let chan = ByteChannel::anonymous(4096).unwrap();
+    let (mut tx, mut rx) = (chan.sender().unwrap(), chan.receiver().unwrap());
+    tx.send(b"one").unwrap();
+    chan.mapping().write(128, &4095u64).unwrap();
+    let mut buf = Vec::new();
+    assert!(matches!(rx.try_recv(&mut buf), Err(Error::Corrupted { .. })));
+}
+
+/// What a side that waits on an unclaimed peer sees.
+#[derive(Clone, Copy, Debug)]
+enum Waiter {
+    Recv,
+    RecvTimeout,
+    BlockedSend,
+}
+
+/// Finding: a channel made before `fork` whose child exits or is killed
+/// before it claims its side left the parent waiting forever (untimed) or
+/// until `Timeout`. Every possible claimer gone now reads as
+/// `Disconnected`, for both kinds, a waiting receiver and a sender blocked
+/// on a full ring.
+fn peer_gone_before_claiming_is_noticed() {
+    for bytes in [false, true] {
+        for waiter in [Waiter::Recv, Waiter::RecvTimeout, Waiter::BlockedSend] {
+            for killed in [false, true] {
+                let what = format!("bytes {bytes}, {waiter:?}, killed {killed}");
+                let slots = channel::<u64>(4).unwrap();
+                let records = byte_channel(4096).unwrap();
+                let mut child = fork(|| {
+                    if killed {
+                        std::thread::sleep(Duration::from_secs(60));
+                    }
+                });
+                std::thread::sleep(Duration::from_millis(20));
+                if killed {
+                    child.kill();
+                }
+                let t = Instant::now();
+                let got = match (bytes, waiter) {
+                    (false, Waiter::Recv) => slots.receiver().unwrap().recv().map(drop),
+                    (false, Waiter::RecvTimeout) => {
+                        slots.receiver().unwrap().recv_timeout(Duration::from_secs(10)).map(drop)
+                    }
+                    (false, Waiter::BlockedSend) => {
+                        let mut tx = slots.sender().unwrap();
+                        (0..5).try_for_each(|i| tx.send(i))
+                    }
+                    (true, Waiter::Recv) => records.receiver().unwrap().recv(&mut Vec::new()).map(drop),
+                    (true, Waiter::RecvTimeout) => {
+                        records.receiver().unwrap().recv_timeout(&mut Vec::new(), Duration::from_secs(10)).map(drop)
+                    }
+                    (true, Waiter::BlockedSend) => {
+                        let mut tx = records.sender().unwrap();
+                        (0..5).try_for_each(|_| tx.send(&[7; 1000]))
+                    }
+                };
+                let noticed = t.elapsed();
+                assert!(matches!(got, Err(Error::Disconnected)), "{what}: {got:?}");
+                println!("{what}: noticed after {noticed:?}");
+                assert!(noticed < Duration::from_secs(5), "{what}: noticed only after {noticed:?}");
+                child.wait();
+            }
+        }
+    }
+}
+
+/// The same through the umbrella's traits, whose channel sides claim on
+/// first use.
+fn peer_gone_before_claiming_is_noticed_through_the_traits() {
+    use ipc_kit::traits::Error as KitError;
+    use ipc_kit::{Mechanism, Pair};
+    let Pair { sender, mut receiver, .. } = Mechanism::ShmByteChannel.pair().unwrap();
+    let mut child = fork(move || {
+        let _unused = sender; // dies without sending
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    child.kill();
+    let t = Instant::now();
+    let got = receiver.recv(&mut Vec::new());
+    assert!(matches!(got, Err(KitError::Disconnected)), "{got:?}");
+    println!("noticed after {:?}", t.elapsed());
+    child.wait();
+}
+
+/// A process that claimed one side of a channel made for `fork` gave up
+/// the other: neither it (unless it claims both itself) nor a child it
+/// forks afterwards may claim that one, which its peer may already have
+/// taken for gone.
+fn a_side_given_up_cannot_be_claimed_after_fork() {
+    let chan = channel::<u32>(4).unwrap();
+    let mut tx = chan.sender().unwrap();
+    let child = fork(|| {
+        assert!(matches!(chan.receiver(), Err(Error::SideGivenUp { side: "receiver" })));
+    });
+    child.join();
+    // The claiming process itself may take the other side.
+    let mut rx = chan.receiver().unwrap();
+    tx.send(5).unwrap();
+    assert_eq!(rx.recv().unwrap(), 5);
+    drop(rx);
+    assert!(matches!(tx.send(6), Err(Error::Disconnected)));
+}
+
+/// Finding: liveness checked with `kill(pid, 0)` on a pid the peer recorded
+/// in its own PID namespace. A live peer there was declared dead, and a
+/// killed peer that was pid 1 of its namespace was never noticed. The
+/// kernel's lock on the peer's side now decides, in any namespace.
+fn peer_in_another_pid_namespace_is_watched() {
+    for inner_sends in [true, false] {
+        let chan = channel::<u64>(8).unwrap();
+        let started = fork_in_new_pid_namespace(|| {
+            assert_eq!(std::process::id(), 1, "process 1 of a new PID namespace");
+            let _side: Box<dyn std::any::Any> = if inner_sends {
+                let mut tx = chan.sender().unwrap();
+                for i in 0..40 {
+                    tx.send(i).unwrap();
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Box::new(tx)
+            } else {
+                let mut rx = chan.receiver().unwrap();
+                for i in 0..40 {
+                    assert_eq!(rx.recv().unwrap(), i);
+                }
+                Box::new(rx)
+            };
+            loop {
+                std::thread::sleep(Duration::from_secs(1)); // alive, and silent
+            }
+        });
+        let Some((mut between, inner)) = started else {
+            println!("skipped: this process may not make a PID namespace (not root)");
+            return;
+        };
+        let t = Instant::now();
+        let err = if inner_sends {
+            let mut rx = chan.receiver().unwrap();
+            for i in 0..40 {
+                assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), i, "a live peer is not gone");
+            }
+            let quiet = rx.recv_timeout(Duration::from_millis(300));
+            assert!(matches!(quiet, Err(Error::Timeout)), "{quiet:?}");
+            nix::sys::signal::kill(inner, Signal::SIGKILL).unwrap();
+            let t = Instant::now();
+            let err = rx.recv_timeout(Duration::from_secs(10)).unwrap_err();
+            println!("a killed sender in another PID namespace was noticed after {:?}", t.elapsed());
+            err
+        } else {
+            let mut tx = chan.sender().unwrap();
+            for i in 0..40 {
+                tx.send_timeout(i, Duration::from_secs(5)).unwrap();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            while tx.try_send(99).is_ok() {}
+            assert!(matches!(tx.send_timeout(100, Duration::from_millis(300)), Err(Error::Timeout)));
+            nix::sys::signal::kill(inner, Signal::SIGKILL).unwrap();
+            let t = Instant::now();
+            let err = tx.send_timeout(100, Duration::from_secs(10)).unwrap_err();
+            println!("a killed receiver in another PID namespace was noticed after {:?}", t.elapsed());
+            err
+        };
+        assert!(matches!(err, Error::Disconnected), "inner sends {inner_sends}: {err}");
+        assert!(t.elapsed() < Duration::from_secs(9));
+        between.wait();
+    }
+}
+
+/// Finding: `try_send` into a full ring whose receiver was killed said
+/// `Full` forever (and again after `send_timeout` had said
+/// `Disconnected`). It now says `Disconnected`, and keeps saying it.
+fn try_send_reports_a_killed_receiver() {
+    for bytes in [false, true] {
+        let slots = channel::<u64>(4).unwrap();
+        let records = byte_channel(4096).unwrap();
+        let (ready_r, ready_w) = ipc_kit::pipe::pipe().unwrap();
+        let mut receiver = fork(|| {
+            let _rx = if bytes {
+                Box::new(records.receiver().unwrap()) as Box<dyn std::any::Any>
+            } else {
+                Box::new(slots.receiver().unwrap())
+            };
+            ready_w.write_atomic(b"r").unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        });
+        drop(ready_w);
+        assert_eq!(ready_r.read_timeout(&mut [0], Duration::from_secs(10)).unwrap(), 1);
+        let mut slot_tx = (!bytes).then(|| slots.sender().unwrap());
+        let mut byte_tx = bytes.then(|| records.sender().unwrap());
+        let mut try_send = || match (&mut slot_tx, &mut byte_tx) {
+            (Some(tx), _) => tx.try_send(1),
+            (_, Some(tx)) => tx.try_send(&[1; 1000]),
+            _ => unreachable!(),
+        };
+        while try_send().is_ok() {}
+        assert!(matches!(try_send(), Err(Error::Full)), "a live receiver: Full");
+        receiver.kill();
+        assert_eq!(receiver.wait(), Exit::Signaled(Signal::SIGKILL));
+        let t = Instant::now();
+        let mut fulls = 0u32;
+        let err = loop {
+            match try_send() {
+                Err(Error::Full) if t.elapsed() < Duration::from_secs(5) => fulls += 1,
+                other => break other,
+            }
+        };
+        println!("bytes {bytes}: Disconnected after {fulls} Full answers, {:?}", t.elapsed());
+        assert!(matches!(err, Err(Error::Disconnected)), "bytes {bytes}: {err:?}");
+        for _ in 0..3 {
+            assert!(matches!(try_send(), Err(Error::Disconnected)), "it stays Disconnected");
+        }
+    }
 }

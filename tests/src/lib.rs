@@ -131,6 +131,42 @@ pub fn fork(child: impl FnOnce()) -> Forked {
     }
 }
 
+/// Runs `child` as process 1 of a new PID namespace: a forked go-between
+/// calls `unshare(CLONE_NEWPID)` and forks it, then waits for it. Returns
+/// the go-between and the child's pid as this process sees it (to signal
+/// it), or `None` when this process may not make a PID namespace (it needs
+/// root).
+///
+/// # Panics
+///
+/// When a fork or the pipe fails.
+pub fn fork_in_new_pid_namespace(child: impl FnOnce()) -> Option<(Forked, Pid)> {
+    let (read, write) = nix::unistd::pipe().expect("pipe");
+    let read_fd = std::os::fd::AsRawFd::as_raw_fd(&read);
+    let write_ref = &write;
+    let mut between = fork(move || {
+        close_inherited(read_fd);
+        let inner = match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID) {
+            Ok(()) => Some(fork(child)),
+            Err(_) => None,
+        };
+        let pid = inner.as_ref().map_or(0, |f| f.pid().as_raw());
+        nix::unistd::write(write_ref, &pid.to_le_bytes()).expect("report the pid");
+        if let Some(mut inner) = inner {
+            assert_eq!(inner.wait(), Exit::Code(0), "the child in the new namespace failed");
+        }
+    });
+    drop(write);
+    let mut pid = [0u8; 4];
+    let n = nix::unistd::read(&read, &mut pid).expect("read the pid");
+    let pid = i32::from_le_bytes(pid);
+    if n != 4 || pid == 0 {
+        let _ = between.wait();
+        return None;
+    }
+    Some((between, Pid::from_raw(pid)))
+}
+
 /// In a forked child: closes this process's copy of an fd the parent keeps
 /// (say, the other end of a pipe), so that end of file and broken pipes
 /// behave as if the child never had it.

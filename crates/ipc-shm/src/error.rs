@@ -168,6 +168,19 @@ pub enum Error {
         side: &'static str,
     },
 
+    /// The side cannot be claimed in this process: it (or the process it
+    /// was forked from) claimed the other side of this channel made before
+    /// `fork`, and so gave this one up. Claim each side in the process that
+    /// uses it, after `fork`; one process may claim both.
+    #[error(
+        "the channel's {side} cannot be claimed here: this process, or the one it was forked from, claimed the \
+         other side first and so gave this one up"
+    )]
+    SideGivenUp {
+        /// "sender" or "receiver".
+        side: &'static str,
+    },
+
     /// Any other failure of a system call.
     #[error("{op} failed: {source}")]
     Io {
@@ -200,6 +213,7 @@ impl Error {
             Error::Corrupted { .. } | Error::LayoutMismatch { .. } => io::ErrorKind::InvalidData,
             Error::RecordTooLarge { .. } => io::ErrorKind::InvalidInput,
             Error::AlreadyConnected { .. } => io::ErrorKind::AddrInUse,
+            Error::SideGivenUp { .. } => io::ErrorKind::AddrNotAvailable,
             Error::Io { source, .. } => source.kind(),
         }
     }

@@ -16,7 +16,7 @@ const RECORD_HEADER: u64 = 8;
 const WRAP: u32 = u32::MAX;
 
 /// Every record starts and ends on a multiple of this.
-const RECORD_ALIGN: u64 = 8;
+pub(super) const RECORD_ALIGN: u64 = 8;
 
 #[inline]
 fn padded(len: usize) -> u64 {
@@ -147,7 +147,7 @@ impl ByteChannel {
     ///
     /// # Errors
     ///
-    /// [`Error::AlreadyConnected`].
+    /// As for [`Channel::sender`](super::Channel::sender).
     pub fn sender(&self) -> Result<ByteSender> {
         let side = self.conn.claim(true)?;
         let (tail, head) = side.initial_indices()?;
@@ -158,7 +158,7 @@ impl ByteChannel {
     ///
     /// # Errors
     ///
-    /// [`Error::AlreadyConnected`].
+    /// As for [`Channel::receiver`](super::Channel::receiver).
     pub fn receiver(&self) -> Result<ByteReceiver> {
         let side = self.conn.claim(false)?;
         let (_, head) = side.initial_indices()?;
@@ -264,7 +264,10 @@ impl ByteSender {
         if let Some(skip) = self.fits(need) {
             return Ok(skip);
         }
-        let Some(deadline) = wait else { return Err(Error::Full) };
+        let Some(deadline) = wait else {
+            // A full ring whose receiver died stays full: say so.
+            return Err(if self.side.peer_gone(false) { Error::Disconnected } else { Error::Full });
+        };
         let mut found = 0;
         let (mut head, tail) = (self.head, self.tail);
         self.side.wait(deadline, |side| {

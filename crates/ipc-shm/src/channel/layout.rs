@@ -6,7 +6,7 @@
 //!         256  Line: head (the receiver's index)          written by the receiver
 //!         384  Line: the receiver's sleep word and flag   written when it sleeps / is woken
 //!         512  Line: the sender's sleep word and flag     likewise
-//!         640  Line: both sides' pid, state and flags     written on connect and close
+//!         640  Line: both sides' state, flags (and pid)   written on connect and close
 //!         768  the ring: `capacity` slots, or `capacity` bytes of records
 //! ```
 //!
@@ -46,6 +46,12 @@ pub(crate) const CLOSED: u32 = 2;
 /// clear (0, as an older layout did) gets the full barriers.
 pub(crate) const FLAG_BARRIER: u32 = 1;
 
+/// A side's flag: its claiming process holds the side's liveness lock (see
+/// `channel::liveness`), so the peer may take a free lock for its death.
+/// Without it (an older layout, or a process that could not take the
+/// lock) the peer learns only of a close.
+pub(crate) const FLAG_LOCKED: u32 = 2;
+
 /// What the creator writes at offset 0. Read once by each side when it
 /// connects and copied: nothing here is read from shared memory again, so
 /// a peer that scribbles on it later changes nothing.
@@ -77,7 +83,8 @@ pub(crate) struct Line {
     pub(crate) signal: AtomicU32,
     /// Sleep lines: nonzero while the side is (about to be) asleep.
     pub(crate) waiting: AtomicU32,
-    /// STATUS line: the sender's pid and state, then the receiver's.
+    /// STATUS line: the sender's pid (for people reading the memory; no
+    /// code relies on it) and state, then the receiver's.
     pub(crate) tx_pid: AtomicU32,
     pub(crate) tx_state: AtomicU32,
     pub(crate) rx_pid: AtomicU32,

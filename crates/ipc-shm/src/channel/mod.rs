@@ -25,10 +25,25 @@
 //! `membarrier(2)` (Linux 4.16 and later, unless a seccomp filter refuses
 //! it): the side about to sleep forces the barrier on the other instead
 //! ([`ipc_sync::membarrier`]); otherwise each publish carries one. A side
-//! that is dropped wakes the other,
-//! which receives what was sent and then gets [`Error::Disconnected`]; a
-//! side that dies without dropping (killed) is noticed by the other within
-//! about 20 ms while it waits (its pid is checked).
+//! that is dropped wakes the other, which receives what was sent and then
+//! gets [`Error::Disconnected`]. A side whose process dies without dropping
+//! it (killed) is noticed by the other within about 20 ms while it waits,
+//! and by `try_*` calls that find the ring full or empty, in any PID
+//! namespace: the kernel drops a lock that the claiming process held. No
+//! pid is ever looked at.
+//!
+//! # A peer that never comes
+//!
+//! In a channel made for `fork` ([`channel`], [`byte_channel`],
+//! `anonymous`), every process holding the channel may still claim a side,
+//! and each one that claims a side gives up the other (it may still claim
+//! both itself, but a child it forks afterwards may not:
+//! [`Error::SideGivenUp`]). When every process that could claim the side a
+//! waiting side needs is gone, the wait ends in [`Error::Disconnected`]
+//! within about 20 ms. So fork first, then claim in the process that uses
+//! the side. Named and memfd channels have no such limit: any process may
+//! still open them, so a side waits for its peer to come for as long as
+//! its deadline allows.
 //!
 //! Nothing read from shared memory is trusted: indices and lengths are
 //! checked against the capacity each side keeps privately, and an
@@ -39,10 +54,13 @@
 
 mod bytes;
 pub(crate) mod layout;
+mod liveness;
 mod shim;
 mod slots;
+mod sys;
 
 use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -58,7 +76,8 @@ use crate::error::{Error, Result};
 use crate::mapping::Mapping;
 use crate::sys::Region;
 use crate::{Memfd, PosixShm};
-use layout::{CLOSED, CONNECTED, DATA, FLAG_BARRIER, Header, Line, MAGIC, STATUS, UNCLAIMED, VERSION};
+use layout::{CLOSED, CONNECTED, DATA, FLAG_BARRIER, FLAG_LOCKED, Header, Line, MAGIC, STATUS, UNCLAIMED, VERSION};
+use liveness::{Candidates, Claim};
 
 /// How a side waits for the other.
 ///
@@ -140,6 +159,10 @@ struct Memory {
     map: Mapping,
     _name: Option<PosixShm>,
     memfd: Option<Memfd>,
+    /// The memfd behind a channel made for `fork` (not handed out).
+    anon: Option<Memfd>,
+    /// Who may still claim each side of a channel made for `fork`.
+    candidates: Option<Candidates>,
     /// Under loom: the model that stands in for the mapping.
     #[cfg(loom)]
     model: Option<shim::model::Store>,
@@ -164,7 +187,12 @@ impl Conn {
             .ok_or(Error::InvalidSize { size: capacity, reason: "the ring would be larger than 1 TiB" })?;
         let total = DATA + data as usize;
         let (map, name, memfd) = match backing {
-            Backing::Anonymous => (Mapping::anonymous(total)?, None, None),
+            Backing::Anonymous => {
+                // A memfd rather than an anonymous mapping: its file carries
+                // the sides' liveness locks (see `liveness`).
+                let m = Memfd::create("ipc-kit-channel", total)?;
+                (m.map()?, None, Some(m))
+            }
             Backing::Memfd => {
                 let m = Memfd::create("ipc-kit-channel", total)?;
                 (m.map()?, None, Some(m))
@@ -197,7 +225,16 @@ impl Conn {
         // Release: the header is complete before a peer sees the magic.
         map.shared::<AtomicU64>(0)?.store(MAGIC, Ordering::Release);
         let header = Header { magic: MAGIC, ..header };
-        Ok(Conn { mem: Arc::new(Memory::new(map, name, memfd)), header })
+        let mut mem = Memory::new(map, name, None);
+        match backing {
+            Backing::Anonymous => {
+                mem.anon = memfd;
+                mem.candidates =
+                    Some(Candidates::new().map_err(|e| Error::Io { op: "pipe2 (channel liveness)", source: e })?);
+            }
+            _ => mem.memfd = memfd,
+        }
+        Ok(Conn { mem: Arc::new(mem), header })
     }
 
     fn open(spec: Spec, map: Mapping, name: Option<PosixShm>, memfd: Option<Memfd>) -> Result<Conn> {
@@ -365,26 +402,49 @@ impl Conn {
         };
         let map = Mapping::anonymous(4096).expect("a page for the model's unused mapping");
         let model = Some(shim::model::Store::new(capacity, spec.slot_size as usize));
-        Conn { mem: Arc::new(Memory { map, _name: None, memfd: None, model }), header }
+        Conn { mem: Arc::new(Memory { map, _name: None, memfd: None, anon: None, candidates: None, model }), header }
     }
 
     /// Claims the sending or receiving side for this process.
+    ///
+    /// The side's liveness lock is taken first (it also decides a race of
+    /// two claimers), then the state is set, then the flags that tell the
+    /// peer what it may rely on.
     fn claim(&self, tx: bool) -> Result<Side> {
+        let side_name = if tx { "sender" } else { "receiver" };
+        if let Some(c) = &self.mem.candidates
+            && !c.may_claim(tx)
+        {
+            return Err(Error::SideGivenUp { side: side_name });
+        }
+        let live = match self.mem.file() {
+            Some(file) => match liveness::take_lock(file, tx) {
+                Ok(Claim::Locked(fd)) => Some(fd),
+                Ok(Claim::Taken) => return Err(Error::AlreadyConnected { side: side_name }),
+                Ok(Claim::Unlocked) => None,
+                Err(e) => return Err(Error::Io { op: "fcntl(F_OFD_SETLK) (channel liveness)", source: e }),
+            },
+            None => None,
+        };
         let status = self.line(STATUS);
         let (state, pid) = if tx { (&status.tx_state, &status.tx_pid) } else { (&status.rx_state, &status.rx_pid) };
         let me = std::process::id();
         // Acquire: a side that claimed and closed before us happens-before.
         if state.compare_exchange(UNCLAIMED, CONNECTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
-            return Err(Error::AlreadyConnected { side: if tx { "sender" } else { "receiver" } });
+            return Err(Error::AlreadyConnected { side: side_name });
         }
-        pid.store(me, Ordering::Release);
+        // For people reading the memory (`ipc-kit ls`); nothing relies on it.
+        pid.store(me, Ordering::Relaxed);
+        if let Some(c) = &self.mem.candidates {
+            c.claimed(tx);
+        }
         let barrier = shim::register_barriers();
-        if barrier {
-            let flags = if tx { &status.tx_flags } else { &status.rx_flags };
-            // Relaxed: a peer that does not see the flag yet only keeps its
-            // full barriers.
-            flags.store(FLAG_BARRIER, Ordering::Relaxed);
-        }
+        let flags = if barrier { FLAG_BARRIER } else { 0 } | if live.is_some() { FLAG_LOCKED } else { 0 };
+        let flag_word = if tx { &status.tx_flags } else { &status.rx_flags };
+        // Release: the lock was taken before a peer that sees FLAG_LOCKED
+        // asks the kernel about it. A peer that does not see the flags yet
+        // keeps its full barriers and takes us for alive.
+        flag_word.store(flags, Ordering::Release);
         Ok(Side {
             conn: self.clone(),
             tx,
@@ -394,8 +454,42 @@ impl Conn {
             stats: ChannelStats::default(),
             barrier,
             peer_barrier: false,
+            peer_dead: false,
+            _live: live,
             pace: Pace::default(),
         })
+    }
+
+    /// Whether the peer of side `tx` is gone for good: it closed, its
+    /// claiming process died (its lock is free), or it was never claimed
+    /// and no process that could claim it is left. Asks the kernel (one or
+    /// two system calls).
+    fn peer_gone_now(&self, tx: bool) -> bool {
+        let peer = !tx;
+        let status = self.line(STATUS);
+        let (state, flags) =
+            if peer { (&status.tx_state, &status.tx_flags) } else { (&status.rx_state, &status.rx_flags) };
+        // Acquire: the peer's last index update happens before its CLOSED,
+        // and its lock before its flags.
+        if state.load(Ordering::Acquire) == UNCLAIMED {
+            let Some(c) = &self.mem.candidates else { return false };
+            if !c.none_left(peer) {
+                return false;
+            }
+            // The last possible claimer may have claimed just before it went.
+            if state.load(Ordering::Acquire) == UNCLAIMED {
+                return true;
+            }
+        }
+        match state.load(Ordering::Acquire) {
+            CONNECTED => {}
+            UNCLAIMED => return false,
+            _ => return true, // CLOSED, or garbage from a broken peer
+        }
+        if flags.load(Ordering::Acquire) & FLAG_LOCKED == 0 {
+            return false; // no lock to ask about: a peer we cannot watch
+        }
+        self.mem.file().is_some_and(|file| !liveness::lock_held(file, peer))
     }
 
     fn memfd(&self) -> Option<&Memfd> {
@@ -409,9 +503,17 @@ impl Memory {
             map,
             _name: name,
             memfd,
+            anon: None,
+            candidates: None,
             #[cfg(loom)]
             model: None,
         }
+    }
+
+    /// The file behind the channel, which carries the liveness locks.
+    fn file(&self) -> Option<BorrowedFd<'_>> {
+        let named = self._name.as_ref().map(AsFd::as_fd);
+        named.or_else(|| self.memfd.as_ref().or(self.anon.as_ref()).map(AsFd::as_fd))
     }
 }
 
@@ -430,7 +532,7 @@ const WHAT_NAMED: &str = "shared memory channel";
 /// reclaims the name under it; each retry means that process made progress.
 const NAME_RACES: usize = 8;
 
-/// How often a waiting side checks that its peer's process still lives.
+/// How often a waiting side asks the kernel whether its peer is gone.
 const LIVENESS_EVERY: Duration = Duration::from_millis(10);
 
 /// The longest a side sleeps before it checks on its peer again.
@@ -462,7 +564,7 @@ struct Side {
     conn: Conn,
     tx: bool,
     /// The claiming process: only it closes the side on drop (a forked
-    /// child's copy of the handle must not).
+    /// child's copy of the handle must not). Compared with our own id only.
     pid: u32,
     policy: WaitPolicy,
     last_check: Instant,
@@ -472,6 +574,11 @@ struct Side {
     barrier: bool,
     /// The peer's FLAG_BARRIER, once seen (it is never cleared).
     peer_barrier: bool,
+    /// The peer was found gone for good: every later check says so.
+    peer_dead: bool,
+    /// The open file description that holds this side's liveness lock;
+    /// closing it (on drop, or the kernel at our death) frees the lock.
+    _live: Option<OwnedFd>,
     /// How this side paces its waits.
     pace: Pace,
 }
@@ -538,12 +645,20 @@ impl Side {
 
     /// The sender's and receiver's indices as found when this side
     /// connects, checked: the receiver's at most a ring behind, neither
-    /// absurdly large. A side that finds them broken refuses to connect.
+    /// absurdly large, both on a record boundary of a byte channel (a
+    /// multiple of 8, which every later index then keeps). A side that
+    /// finds them broken refuses to connect.
     fn initial_indices(&self) -> Result<(u64, u64)> {
+        let step = if self.conn.header.kind == layout::KIND_BYTES { bytes::RECORD_ALIGN } else { 1 };
         // Acquire: see what a previous user of the channel left.
         let tail = self.conn.line(layout::TAIL).index.load(Ordering::Acquire);
         let head = self.conn.line(layout::HEAD).index.load(Ordering::Acquire);
-        if head > tail || tail - head > self.capacity() || tail >= INDEX_LIMIT {
+        if head > tail
+            || tail - head > self.capacity()
+            || tail >= INDEX_LIMIT
+            || !head.is_multiple_of(step)
+            || !tail.is_multiple_of(step)
+        {
             // The claim stays taken: the channel is broken anyway.
             return Err(Error::Corrupted { what: format!("indices {head} (receiver) and {tail} (sender) on connect") });
         }
@@ -559,39 +674,30 @@ impl Side {
         self.conn.line(if self.tx { layout::RX_SLEEP } else { layout::TX_SLEEP })
     }
 
-    /// Whether the peer has closed its side (state only: one load, for the
-    /// fast path of every send).
+    /// Whether the peer has closed its side or was found gone (one load and
+    /// a flag, for the fast path of every send).
     #[inline]
     fn peer_closed(&self) -> bool {
         let status = self.conn.line(STATUS);
         let state = if self.tx { &status.rx_state } else { &status.tx_state };
         // Relaxed: only the flag is read; nothing the peer wrote before it
         // is read on this path.
-        !matches!(state.load(Ordering::Relaxed), UNCLAIMED | CONNECTED)
+        self.peer_dead || !matches!(state.load(Ordering::Relaxed), UNCLAIMED | CONNECTED)
     }
 
-    /// Whether the peer has closed its side or its process is gone. An
-    /// unclaimed peer is not gone: it may still connect. The process is
-    /// looked up at most every 10 ms unless `check_pid_now`.
-    fn peer_gone(&mut self, check_pid_now: bool) -> bool {
-        let status = self.conn.line(STATUS);
-        let (state, pid) =
-            if self.tx { (&status.rx_state, &status.rx_pid) } else { (&status.tx_state, &status.tx_pid) };
-        // Acquire: the peer's last index update happens before its CLOSED.
-        match state.load(Ordering::Acquire) {
-            UNCLAIMED => false,
-            CONNECTED => {
-                if !check_pid_now && self.last_check.elapsed() < LIVENESS_EVERY {
-                    return false;
-                }
-                self.last_check = Instant::now();
-                let pid = pid.load(Ordering::Acquire);
-                // A claim stores the pid just after the state: 0 means
-                // "being claimed".
-                pid != 0 && !ipc_sync::process_alive(pid)
-            }
-            _ => true, // CLOSED, or garbage from a broken peer
+    /// Whether the peer has closed its side or is gone for good (see
+    /// [`Conn::peer_gone_now`]). The kernel is asked at most every 10 ms
+    /// unless `now`; a closed state is seen at once.
+    fn peer_gone(&mut self, now: bool) -> bool {
+        if self.peer_closed() {
+            return true;
         }
+        if !now && self.last_check.elapsed() < LIVENESS_EVERY {
+            return false;
+        }
+        self.last_check = Instant::now();
+        self.peer_dead = self.conn.peer_gone_now(self.tx);
+        self.peer_dead
     }
 
     /// Publishes our index (the TAIL line's for the sender, HEAD's for the
@@ -875,7 +981,9 @@ impl<T: Pod> Channel<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::AlreadyConnected`] when it was claimed before.
+    /// [`Error::AlreadyConnected`] when it was claimed before;
+    /// [`Error::SideGivenUp`] in a child forked after its parent claimed
+    /// the receiver; [`Error::Corrupted`] for impossible indices.
     pub fn sender(&self) -> Result<Sender<T>> {
         self.conn.claim(true).and_then(Sender::new)
     }
@@ -884,7 +992,7 @@ impl<T: Pod> Channel<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::AlreadyConnected`] when it was claimed before.
+    /// As for [`sender`](Self::sender), with the sides swapped.
     pub fn receiver(&self) -> Result<Receiver<T>> {
         self.conn.claim(false).and_then(Receiver::new)
     }

@@ -150,6 +150,8 @@ impl<T: Pod> Sender<T> {
             return Err(Error::Disconnected);
         }
         match self.put(std::slice::from_ref(&value))? {
+            // A full ring whose receiver died stays full: say so.
+            0 if self.side.peer_gone(false) => Err(Error::Disconnected),
             0 => Err(Error::Full),
             _ => Ok(()),
         }
@@ -216,7 +218,10 @@ impl<T: Pod> Sender<T> {
         if self.receiver_closed() {
             return Err(Error::Disconnected);
         }
-        self.put(values)
+        match self.put(values)? {
+            0 if !values.is_empty() && self.side.peer_gone(false) => Err(Error::Disconnected),
+            n => Ok(n),
+        }
     }
 
     fn wait_for_room(&mut self, deadline: Deadline) -> Result<()> {

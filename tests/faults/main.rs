@@ -300,10 +300,14 @@ enum Scenario {
     RobustHolder,
     SegmentCreator,
     SemHolder,
+    UnclaimedSender,
+    UnclaimedReceiver,
+    NamespacedSender,
+    NamespacedReceiver,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 17] = [
+    const ALL: [Scenario; 21] = [
         Scenario::PipeWriter,
         Scenario::PipeReader,
         Scenario::FifoWriter,
@@ -321,6 +325,10 @@ impl Scenario {
         Scenario::RobustHolder,
         Scenario::SegmentCreator,
         Scenario::SemHolder,
+        Scenario::UnclaimedSender,
+        Scenario::UnclaimedReceiver,
+        Scenario::NamespacedSender,
+        Scenario::NamespacedReceiver,
     ];
 
     fn name(self) -> &'static str {
@@ -342,7 +350,18 @@ impl Scenario {
             Scenario::RobustHolder => "robust-mutex: holder killed",
             Scenario::SegmentCreator => "shm segment, named: creator killed",
             Scenario::SemHolder => "sysv-semaphore: holder killed",
+            Scenario::UnclaimedSender => "shm channel: sender killed early",
+            Scenario::UnclaimedReceiver => "shm channel: receiver killed early",
+            Scenario::NamespacedSender => "shm channel: sender in a PID namespace",
+            Scenario::NamespacedReceiver => "shm channel: receiver in a PID namespace",
         }
+    }
+
+    /// Whether this process can run the scenario (a PID namespace needs
+    /// root); the reason when not.
+    fn unavailable(self) -> Option<&'static str> {
+        let namespaced = matches!(self, Scenario::NamespacedSender | Scenario::NamespacedReceiver);
+        (namespaced && !nix::unistd::geteuid().is_root()).then_some("a new PID namespace needs root")
     }
 }
 
@@ -406,6 +425,16 @@ impl Campaign {
                 self.segment_creator_killed(delay, posix, failpoint)
             }
             Scenario::SemHolder => self.sem_holder_killed(delay, rng.below(10) == 0),
+            Scenario::UnclaimedSender | Scenario::UnclaimedReceiver => {
+                let claim_after = Duration::from_micros(rng.below(3_000));
+                let sends = matches!(scenario, Scenario::UnclaimedSender);
+                self.channel_peer_killed_early(run, delay, claim_after, rng.below(2) == 0, sends, false)
+            }
+            Scenario::NamespacedSender | Scenario::NamespacedReceiver => {
+                let claim_after = Duration::from_micros(rng.below(3_000));
+                let sends = matches!(scenario, Scenario::NamespacedSender);
+                self.channel_peer_killed_early(run, delay, claim_after, rng.below(2) == 0, sends, true)
+            }
         }
     }
 
@@ -861,6 +890,117 @@ impl Campaign {
         }
     }
 
+    /// A channel made before `fork`: the victim starts claiming its side
+    /// after `claim_after` and is killed after `delay`, so the kill lands
+    /// before, during or after its claim. The survivor claims the other side
+    /// at once and waits on it (receiving everything acknowledged, or
+    /// sending into a ring that fills): it must end in `Disconnected` within
+    /// the bound after the kill, also when the victim never claimed.
+    /// `namespaced`: the victim is process 1 of a new PID namespace, whose
+    /// pid means nothing here.
+    fn channel_peer_killed_early(
+        &self,
+        run: u32,
+        delay: Duration,
+        claim_after: Duration,
+        bytes: bool,
+        victim_sends: bool,
+        namespaced: bool,
+    ) -> Outcome {
+        let chan = match AnyChannel::new(bytes) {
+            Ok(c) => c,
+            Err(e) => return Failed(e),
+        };
+        let board = &self.board;
+        let body = || {
+            hold(claim_after);
+            let mut msg = Vec::new();
+            if victim_sends {
+                let mut tx = chan.sender().expect("claim the sender");
+                board.set_ready();
+                for seq in 0.. {
+                    encode(run, seq, true, &mut msg);
+                    if tx.send(&msg, Duration::from_secs(60)).is_err() {
+                        panic!("send");
+                    }
+                    board.ack(seq + 1);
+                }
+            } else {
+                let mut rx = chan.receiver().expect("claim the receiver");
+                board.set_ready();
+                let mut order = InOrder::new(run);
+                loop {
+                    rx.recv(&mut msg, Duration::from_secs(60)).unwrap_or_else(|_| panic!("receive"));
+                    assert!(order.take(&msg).is_ok(), "a wrong message");
+                    board.ack(order.next);
+                }
+            }
+        };
+        let (mut victim, target) = if namespaced {
+            match ipc_kit_tests::fork_in_new_pid_namespace(body) {
+                Some(started) => started,
+                None => return Failed("no PID namespace could be made".into()),
+            }
+        } else {
+            let victim = fork(body);
+            let pid = victim.pid();
+            (victim, pid)
+        };
+        let timer = kill_after(target, delay);
+        let t = Instant::now();
+        let end = if victim_sends {
+            let mut rx = match chan.receiver() {
+                Ok(rx) => rx,
+                Err(e) => return Failed(e),
+            };
+            let mut order = InOrder::new(run);
+            let mut buf = Vec::new();
+            let end = loop {
+                match rx.recv(&mut buf, BOUND) {
+                    Ok(()) => {
+                        if let Err(o) = order.take(&buf) {
+                            break Err(o);
+                        }
+                    }
+                    Err(ChannelEnd::Disconnected) => break Ok(()),
+                    Err(ChannelEnd::Timeout) => break Err(Hung("no Disconnected after the sender died".into())),
+                    Err(ChannelEnd::Other(e)) => break Err(Failed(e)),
+                }
+            };
+            end.map(|()| order.check(self.board.acked(), "Disconnected"))
+        } else {
+            let mut tx = match chan.sender() {
+                Ok(tx) => tx,
+                Err(e) => return Failed(e),
+            };
+            let mut msg = Vec::new();
+            let end = (0..).find_map(|seq| {
+                encode(run, seq, true, &mut msg);
+                tx.send(&msg, BOUND).err()
+            });
+            match end {
+                Some(ChannelEnd::Disconnected) => Ok(Survived("Disconnected")),
+                Some(ChannelEnd::Timeout) => Err(Hung("a send blocked on a dead receiver".into())),
+                Some(ChannelEnd::Other(e)) => Err(Failed(e)),
+                None => Err(Failed("unreachable: sends never end".into())),
+            }
+        };
+        noticed();
+        let _ = timer.join();
+        let _ = kill(target, Signal::SIGKILL);
+        let reaped = victim.wait_timeout(BOUND);
+        let outcome = match end {
+            Ok(_) if t.elapsed() > delay + BOUND => Hung(format!("Disconnected only after {:?}", t.elapsed())),
+            Ok(Survived(_)) if !board.ready() => Survived("Disconnected, the victim killed before it claimed"),
+            Ok(o) | Err(o) => o,
+        };
+        match (reaped, namespaced) {
+            (None, _) => Hung("the victim could not be reaped".into()),
+            (Some(Exit::Signaled(Signal::SIGKILL)), _) | (Some(_), true) => outcome,
+            (Some(other), false) => Failed(format!("the victim ended with {other:?} before the kill")),
+        }
+    }
+
     /// The verdict when the victim never got ready: survived if the early
     /// kill timer killed it in its set-up, failed if the set-up failed.
     fn killed_setting_up(
@@ -1304,6 +1444,10 @@ fn main() -> ExitCode {
     let mut bad = false;
     for scenario in Scenario::ALL {
         if opts.only.as_ref().is_some_and(|o| !scenario.name().contains(o.as_str())) {
+            continue;
+        }
+        if let Some(why) = scenario.unavailable() {
+            println!("{:<40} skipped: {why}", scenario.name());
             continue;
         }
         let mut campaign = Campaign::new();

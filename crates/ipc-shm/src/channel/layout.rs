@@ -38,6 +38,13 @@ pub(crate) const DATA: usize = 6 * LINE;
 pub(crate) const UNCLAIMED: u32 = 0;
 pub(crate) const CONNECTED: u32 = 1;
 pub(crate) const CLOSED: u32 = 2;
+/// Connected, and the claiming process holds the side's liveness lock (see
+/// `channel::liveness`), so the peer may take a free lock for its death.
+/// Set by the claim itself, so that no moment exists in which a side is
+/// connected without saying whether it can be watched. A side merely
+/// CONNECTED (an older layout, or a process that could not take the lock)
+/// is known gone only once it closes.
+pub(crate) const LOCKED: u32 = 3;
 
 /// A side's flag: its process receives the barriers of
 /// `ipc_sync::membarrier`, and the side issues one each time before it
@@ -45,12 +52,6 @@ pub(crate) const CLOSED: u32 = 2;
 /// publishes its index (see `Side::publish`). A peer that leaves the flag
 /// clear (0, as an older layout did) gets the full barriers.
 pub(crate) const FLAG_BARRIER: u32 = 1;
-
-/// A side's flag: its claiming process holds the side's liveness lock (see
-/// `channel::liveness`), so the peer may take a free lock for its death.
-/// Without it (an older layout, or a process that could not take the
-/// lock) the peer learns only of a close.
-pub(crate) const FLAG_LOCKED: u32 = 2;
 
 /// What the creator writes at offset 0. Read once by each side when it
 /// connects and copied: nothing here is read from shared memory again, so

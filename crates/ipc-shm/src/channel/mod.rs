@@ -76,7 +76,7 @@ use crate::error::{Error, Result};
 use crate::mapping::Mapping;
 use crate::sys::Region;
 use crate::{Memfd, PosixShm};
-use layout::{CLOSED, CONNECTED, DATA, FLAG_BARRIER, FLAG_LOCKED, Header, Line, MAGIC, STATUS, UNCLAIMED, VERSION};
+use layout::{CLOSED, CONNECTED, DATA, FLAG_BARRIER, Header, LOCKED, Line, MAGIC, STATUS, UNCLAIMED, VERSION};
 use liveness::{Candidates, Claim};
 
 /// How a side waits for the other.
@@ -408,8 +408,7 @@ impl Conn {
     /// Claims the sending or receiving side for this process.
     ///
     /// The side's liveness lock is taken first (it also decides a race of
-    /// two claimers), then the state is set, then the flags that tell the
-    /// peer what it may rely on.
+    /// two claimers), then the state is set: LOCKED when we hold the lock.
     fn claim(&self, tx: bool) -> Result<Side> {
         let side_name = if tx { "sender" } else { "receiver" };
         if let Some(c) = &self.mem.candidates
@@ -429,8 +428,11 @@ impl Conn {
         let status = self.line(STATUS);
         let (state, pid) = if tx { (&status.tx_state, &status.tx_pid) } else { (&status.rx_state, &status.rx_pid) };
         let me = std::process::id();
+        let connected = if live.is_some() { LOCKED } else { CONNECTED };
         // Acquire: a side that claimed and closed before us happens-before.
-        if state.compare_exchange(UNCLAIMED, CONNECTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        // Release: the lock was taken before a peer that sees LOCKED asks
+        // the kernel about it.
+        if state.compare_exchange(UNCLAIMED, connected, Ordering::AcqRel, Ordering::Acquire).is_err() {
             return Err(Error::AlreadyConnected { side: side_name });
         }
         // For people reading the memory (`ipc-kit ls`); nothing relies on it.
@@ -439,12 +441,12 @@ impl Conn {
             c.claimed(tx);
         }
         let barrier = shim::register_barriers();
-        let flags = if barrier { FLAG_BARRIER } else { 0 } | if live.is_some() { FLAG_LOCKED } else { 0 };
-        let flag_word = if tx { &status.tx_flags } else { &status.rx_flags };
-        // Release: the lock was taken before a peer that sees FLAG_LOCKED
-        // asks the kernel about it. A peer that does not see the flags yet
-        // keeps its full barriers and takes us for alive.
-        flag_word.store(flags, Ordering::Release);
+        if barrier {
+            let flags = if tx { &status.tx_flags } else { &status.rx_flags };
+            // Relaxed: a peer that does not see the flag yet only keeps its
+            // full barriers.
+            flags.store(FLAG_BARRIER, Ordering::Relaxed);
+        }
         Ok(Side {
             conn: self.clone(),
             tx,
@@ -467,10 +469,9 @@ impl Conn {
     fn peer_gone_now(&self, tx: bool) -> bool {
         let peer = !tx;
         let status = self.line(STATUS);
-        let (state, flags) =
-            if peer { (&status.tx_state, &status.tx_flags) } else { (&status.rx_state, &status.rx_flags) };
+        let state = if peer { &status.tx_state } else { &status.rx_state };
         // Acquire: the peer's last index update happens before its CLOSED,
-        // and its lock before its flags.
+        // and its lock before its LOCKED.
         if state.load(Ordering::Acquire) == UNCLAIMED {
             let Some(c) = &self.mem.candidates else { return false };
             if !c.none_left(peer) {
@@ -482,14 +483,11 @@ impl Conn {
             }
         }
         match state.load(Ordering::Acquire) {
-            CONNECTED => {}
-            UNCLAIMED => return false,
-            _ => return true, // CLOSED, or garbage from a broken peer
+            LOCKED => self.mem.file().is_some_and(|file| !liveness::lock_held(file, peer)),
+            // No lock to ask about: a peer we cannot watch.
+            UNCLAIMED | CONNECTED => false,
+            _ => true, // CLOSED, or garbage from a broken peer
         }
-        if flags.load(Ordering::Acquire) & FLAG_LOCKED == 0 {
-            return false; // no lock to ask about: a peer we cannot watch
-        }
-        self.mem.file().is_some_and(|file| !liveness::lock_held(file, peer))
     }
 
     fn memfd(&self) -> Option<&Memfd> {
@@ -682,7 +680,7 @@ impl Side {
         let state = if self.tx { &status.rx_state } else { &status.tx_state };
         // Relaxed: only the flag is read; nothing the peer wrote before it
         // is read on this path.
-        self.peer_dead || !matches!(state.load(Ordering::Relaxed), UNCLAIMED | CONNECTED)
+        self.peer_dead || !matches!(state.load(Ordering::Relaxed), UNCLAIMED | CONNECTED | LOCKED)
     }
 
     /// Whether the peer has closed its side or is gone for good (see

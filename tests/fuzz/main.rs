@@ -11,7 +11,10 @@
 //!   into the channel's memory;
 //! - `slot-indices`: the slot channel with indices of the peer's choosing;
 //! - `header`: opening a channel from a memfd whose header (magic,
-//!   version, kind, capacity, sizes) the peer wrote.
+//!   version, kind, capacity, sizes) the peer wrote;
+//! - `pre-connect`: a channel of either kind whose header, indices, sleep
+//!   words and side states a peer overwrote before any side connected,
+//!   then opened, both sides claimed in either order, and used.
 //!
 //! Every case must end without a panic (the program is built with
 //! overflow checks and debug assertions, so arithmetic overflow and the
@@ -385,6 +388,148 @@ fn header(rng: &mut Rng, wrong_magic_left: &mut u32) -> Verdict {
     }
 }
 
+/// A value for a 32-bit word of the status or sleep lines: a real state
+/// (0 unclaimed, 1 connected, 2 closed, 3 connected and locked) or any.
+fn edgy_word(rng: &mut Rng) -> u32 {
+    if rng.chance(2) { rng.below(5) as u32 } else { edgy(rng) as u32 }
+}
+
+/// A channel that a peer prepared before anyone connected: random header
+/// fields, indices (often equal, often off a record boundary), sleep words
+/// and side states. Opening, claiming and using it must give only typed
+/// errors and stay inside the mapping.
+fn pre_connect(rng: &mut Rng) -> Verdict {
+    let bytes_kind = rng.chance(2);
+    let capacity = 1usize << (6 + rng.below(7));
+    let memfd = if bytes_kind {
+        ByteChannel::new_memfd(capacity).map(|c| c.memfd().map(Memfd::try_clone_fd))
+    } else {
+        Channel::<[u8; 24]>::new_memfd(capacity).map(|c| c.memfd().map(Memfd::try_clone_fd))
+    };
+    let fd = match memfd {
+        Ok(Some(Ok(fd))) => fd,
+        other => return Err(format!("make the channel: {other:?}")),
+    };
+    let memfd = Memfd::from_fd(fd).map_err(|e| format!("memfd: {e}"))?;
+    let map = memfd.map().map_err(|e| format!("map: {e}"))?;
+    // The header: a field or two changed, now and then (not the magic
+    // number, which the `header` target covers).
+    for _ in 0..rng.below(3) {
+        let at = 8 * (1 + rng.below(8)) as usize;
+        map.write(at, &edgy(rng)).map_err(|e| format!("write: {e}"))?;
+    }
+    // The indices: equal, close, far apart or anything.
+    let base = match rng.below(4) {
+        0 => capacity as u64 - rng.below(9),
+        1 => 8 * rng.below(1 << 20) + rng.below(8),
+        2 => 0,
+        _ => edgy(rng),
+    };
+    let (tail, head) = match rng.below(4) {
+        0 => (base, base),
+        1 => (base.wrapping_add(rng.below(2 * capacity as u64)), base),
+        2 => (base, base.wrapping_add(rng.below(16))),
+        _ => (edgy(rng), edgy(rng)),
+    };
+    map.write(TAIL, &tail).map_err(|e| format!("write: {e}"))?;
+    map.write(HEAD, &head).map_err(|e| format!("write: {e}"))?;
+    // Sleep lines (signal, waiting) and the status line (pids, states,
+    // flags): 32-bit words at 384 + 8.., 512 + 8.., 640 + 8...
+    for _ in 0..rng.below(6) {
+        let at = [384, 512, 640][rng.below(3) as usize] + 8 + 4 * rng.below(6) as usize;
+        map.write(at, &edgy_word(rng)).map_err(|e| format!("write: {e}"))?;
+    }
+    drop(map);
+    let refused = |e: &ShmError| matches!(e, ShmError::LayoutMismatch { .. } | ShmError::Corrupted { .. });
+    let unclaimable = |e: &ShmError| matches!(e, ShmError::Corrupted { .. } | ShmError::AlreadyConnected { .. });
+    let typed = |e: &ShmError| {
+        matches!(
+            e,
+            ShmError::Empty
+                | ShmError::Full
+                | ShmError::Timeout
+                | ShmError::Corrupted { .. }
+                | ShmError::Disconnected
+                | ShmError::RecordTooLarge { .. }
+        )
+    };
+    let check = |what: &str, r: Result<(), ShmError>| match r {
+        Ok(()) => Ok(()),
+        Err(e) if typed(&e) => Ok(()),
+        Err(e) => Err(format!("{what}: unexpected error: {e}")),
+    };
+    let wait = Duration::from_micros(rng.below(500));
+    let sender_first = rng.chance(2);
+    if bytes_kind {
+        let chan = match ByteChannel::from_memfd(memfd) {
+            Ok(c) => c,
+            Err(e) if refused(&e) => return Ok(()),
+            Err(e) => return Err(format!("open: unexpected error: {e}")),
+        };
+        let claim = |tx: bool| {
+            if tx { chan.sender().map(|s| (Some(s), None)) } else { chan.receiver().map(|r| (None, Some(r))) }
+        };
+        let (mut tx, mut rx) = (None, None);
+        for first in [sender_first, !sender_first] {
+            match claim(first) {
+                Ok((s, r)) => {
+                    tx = tx.or(s);
+                    rx = rx.or(r);
+                }
+                Err(e) if unclaimable(&e) => {}
+                Err(e) => return Err(format!("claim: unexpected error: {e}")),
+            }
+        }
+        let max = chan.max_record();
+        let mut buf = Vec::new();
+        for _ in 0..rng.below(6) {
+            let len = [0, 1, 7, 8, 9, max / 2, max, max + 1][rng.below(8) as usize];
+            if let Some(tx) = &mut tx {
+                check("send", tx.try_send(&vec![0xA5; len]))?;
+                check("send", tx.send_timeout(&vec![0x5A; len], wait))?;
+            }
+            if let Some(rx) = &mut rx {
+                match rx.recv_timeout(&mut buf, wait) {
+                    Ok(n) if n > max => return Err(format!("a record of {n} bytes, max {max}")),
+                    other => check("receive", other.map(drop))?,
+                }
+            }
+        }
+    } else {
+        let chan = match Channel::<[u8; 24]>::from_memfd(memfd) {
+            Ok(c) => c,
+            Err(e) if refused(&e) => return Ok(()),
+            Err(e) => return Err(format!("open: unexpected error: {e}")),
+        };
+        let claim = |tx: bool| {
+            if tx { chan.sender().map(|s| (Some(s), None)) } else { chan.receiver().map(|r| (None, Some(r))) }
+        };
+        let (mut tx, mut rx) = (None, None);
+        for first in [sender_first, !sender_first] {
+            match claim(first) {
+                Ok((s, r)) => {
+                    tx = tx.or(s);
+                    rx = rx.or(r);
+                }
+                Err(e) if unclaimable(&e) => {}
+                Err(e) => return Err(format!("claim: unexpected error: {e}")),
+            }
+        }
+        for _ in 0..rng.below(6) {
+            if let Some(tx) = &mut tx {
+                check("send", tx.try_send([1; 24]))?;
+                check("send", tx.send_timeout([2; 24], wait))?;
+                check("send", tx.try_send_many(&[[3; 24]; 5]).map(drop))?;
+            }
+            if let Some(rx) = &mut rx {
+                check("receive", rx.recv_timeout(wait).map(drop))?;
+                check("receive", rx.try_recv_many(&mut [[0; 24]; 7]).map(drop))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One case of `target` from its seed; a panic is a failure.
 fn run_case(target: &str, seed: u64, wrong_magic_left: &mut u32) -> Verdict {
     let mut case = Rng::new(seed);
@@ -392,12 +537,13 @@ fn run_case(target: &str, seed: u64, wrong_magic_left: &mut u32) -> Verdict {
         "frames" => frames(&mut case),
         "byte-records" => byte_records(&mut case),
         "slot-indices" => slot_indices(&mut case),
+        "pre-connect" => pre_connect(&mut case),
         _ => header(&mut case, wrong_magic_left),
     }));
     verdict.unwrap_or_else(|_| Err("panicked (message above)".to_owned()))
 }
 
-const TARGETS: [&str; 4] = ["frames", "byte-records", "slot-indices", "header"];
+const TARGETS: [&str; 5] = ["frames", "byte-records", "slot-indices", "header", "pre-connect"];
 
 fn main() -> ExitCode {
     let mut seconds = 30u64;

@@ -145,12 +145,20 @@ pub(crate) struct HeldLocks {
     tid: Cell<u32>,
     head: Cell<Option<RobustHead>>,
     len: Cell<usize>,
+    /// How many of them are tombstones.
+    tombs: Cell<usize>,
     held: [Cell<usize>; MAX_HELD],
 }
 
 thread_local! {
     static HELD: HeldLocks = const {
-        HeldLocks { tid: Cell::new(0), head: Cell::new(None), len: Cell::new(0), held: [const { Cell::new(0) }; MAX_HELD] }
+        HeldLocks {
+            tid: Cell::new(0),
+            head: Cell::new(None),
+            len: Cell::new(0),
+            tombs: Cell::new(0),
+            held: [const { Cell::new(0) }; MAX_HELD],
+        }
     };
 }
 
@@ -162,6 +170,7 @@ extern "C" fn forget_after_fork() {
     let _ = HELD.try_with(|h| {
         h.tid.set(0);
         h.len.set(0);
+        h.tombs.set(0);
     });
 }
 
@@ -196,6 +205,7 @@ impl HeldLocks {
             return Err(Fail::Unsupported);
         }
         self.len.set(0);
+        self.tombs.set(0);
         self.head.set(Some(head));
         self.tid.set(tid);
         Ok((tid, head))
@@ -258,11 +268,14 @@ impl HeldLocks {
 
     /// Unlinks every tombstone that can be unlinked now.
     fn sweep(&self, head: RobustHead) {
+        if self.tombs.get() == 0 {
+            return;
+        }
         let mut i = self.len.get();
         while i > 0 {
             i -= 1;
-            if self.entry(i) & TOMB != 0 {
-                self.unlink(i, head);
+            if self.entry(i) & TOMB != 0 && self.unlink(i, head) {
+                self.tombs.set(self.tombs.get() - 1);
             }
         }
     }
@@ -300,7 +313,7 @@ impl RawLock {
             let (tid, head) = h.ready()?;
             let len = h.len.get();
             let top = h.top(head);
-            if len < MAX_HELD && head.list() == top {
+            if len < MAX_HELD && h.tombs.get() == 0 && head.list() == top {
                 // The ABI's order: announce the entry, take the word, link
                 // it in, withdraw the announcement; at each step a death
                 // leaves the word to the kernel.
@@ -376,6 +389,7 @@ impl RawLock {
                     match revive {
                         Some(i) => {
                             h.held[i].set(self.addr());
+                            h.tombs.set(h.tombs.get() - 1);
                             head.set_pending(0);
                         }
                         None => self.link_in(h, head, h.top(head)),
@@ -424,6 +438,7 @@ impl RawLock {
             compiler_fence(Ordering::SeqCst);
             if !h.unlink(i, head) {
                 h.held[i].set(self.addr() | TOMB);
+                h.tombs.set(h.tombs.get() + 1);
             }
             // Release: our writes to the data happen before the next
             // holder's reads.

@@ -132,6 +132,22 @@ impl<G> LockError<G> {
         }
     }
 
+    /// The same error with the guard of [`LockError::OwnerDied`] mapped by
+    /// `f`: `e.map(drop)` gives a `LockError<()>`, which can leave the
+    /// thread (a guard cannot).
+    pub fn map<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
+        match self {
+            LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),
+            LockError::NotRecoverable => LockError::NotRecoverable,
+            LockError::WouldBlock => LockError::WouldBlock,
+            LockError::Timeout => LockError::Timeout,
+            LockError::WouldDeadlock => LockError::WouldDeadlock,
+            LockError::RobustListBusy => LockError::RobustListBusy,
+            LockError::TooManyHeld { max } => LockError::TooManyHeld { max },
+            LockError::Other(e) => LockError::Other(e),
+        }
+    }
+
     /// The guard of [`LockError::OwnerDied`], if that is what this is.
     pub fn into_guard(self) -> Option<G> {
         match self {

@@ -69,7 +69,9 @@ fn robust_mutex_fresh_and_held_by_a_stalled_peer_honours_deadlines() {
 }
 
 /// Kills `holder` once the caller waits, and measures from the kill.
-fn kill_while_waiting(holder: ipc_kit_tests::Forked) -> (std::thread::JoinHandle<Exit>, std::sync::mpsc::Receiver<Instant>) {
+fn kill_while_waiting(
+    holder: ipc_kit_tests::Forked,
+) -> (std::thread::JoinHandle<Exit>, std::sync::mpsc::Receiver<Instant>) {
     let (tx, rx) = std::sync::mpsc::channel();
     let mut holder = holder;
     let killer = std::thread::spawn(move || {
@@ -244,7 +246,10 @@ fn peer_rewriting_link_words_cannot_redirect_our_writes() {
                 let _ = m.lock_timeout(Duration::from_millis(50));
             }
             peer.join();
-            canary.assert_intact(&format!("header word {word} of the {} mutex", if base == 0 { "robust" } else { "plain" }));
+            canary.assert_intact(&format!(
+                "header word {word} of the {} mutex",
+                if base == 0 { "robust" } else { "plain" }
+            ));
         }
     }
     // Two held at once, both rewritten, released oldest first (the newer
@@ -291,7 +296,10 @@ fn scribble(map: &Mapping, offset: usize, words: usize, target: u64, for_how_lon
 
 /// The lock calls a victim makes while a peer scribbles: every one ends
 /// (the timed ones by their deadline), none crashes or writes elsewhere.
-fn survive_scribbler<G>(mut lock: impl FnMut(Option<Duration>) -> Result<G, LockError<G>>, canary: &Canary) -> [u32; 4] {
+fn survive_scribbler<G>(
+    mut lock: impl FnMut(Option<Duration>) -> Result<G, LockError<G>>,
+    canary: &Canary,
+) -> [u32; 4] {
     let mut outcomes = [0u32; 4]; // ok, owner died, timeout or would block, other
     let end = Instant::now() + Duration::from_millis(600);
     let mut rng = Rng::new(7);
@@ -303,7 +311,11 @@ fn survive_scribbler<G>(mut lock: impl FnMut(Option<Duration>) -> Result<G, Lock
         };
         let t = Instant::now();
         let r = lock(timeout);
-        assert!(t.elapsed() < timeout.unwrap_or_default() + Duration::from_secs(1), "a wait overran: {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < timeout.unwrap_or_default() + Duration::from_secs(1),
+            "a wait overran: {:?}",
+            t.elapsed()
+        );
         match r {
             Ok(g) => {
                 outcomes[0] += 1;
@@ -470,7 +482,8 @@ mod sys {
             // SAFETY: initializes the attribute object in place.
             assert_eq!(unsafe { libc::pthread_mutexattr_init(attr.as_mut_ptr()) }, 0);
             // SAFETY: `attr` is initialized; valid constants.
-            assert_eq!(unsafe { libc::pthread_mutexattr_setpshared(attr.as_mut_ptr(), libc::PTHREAD_PROCESS_SHARED) }, 0);
+            let r = unsafe { libc::pthread_mutexattr_setpshared(attr.as_mut_ptr(), libc::PTHREAD_PROCESS_SHARED) };
+            assert_eq!(r, 0);
             // SAFETY: as above.
             assert_eq!(unsafe { libc::pthread_mutexattr_setrobust(attr.as_mut_ptr(), libc::PTHREAD_MUTEX_ROBUST) }, 0);
             // SAFETY: the mutex memory lies in the mapping (checked in

@@ -40,6 +40,23 @@ use crate::robust::LockError;
 /// about the calling thread (it holds the lock already, or holds too many,
 /// or a glibc robust mutex sits in front of ours in its robust list).
 ///
+/// Nothing in the mutex is a pointer this process follows: the robust
+/// list's links inside it are written from the thread's private record of
+/// what it holds and read only by the kernel, when the holder dies. A
+/// thread may hold at most 64 of these locks (robust or not) at once.
+///
+/// # Beside glibc's robust mutexes
+///
+/// A thread's robust list is shared with glibc's robust pthread mutexes
+/// (`PTHREAD_MUTEX_ROBUST`). Locking one of those while holding ours and
+/// unlocking it first works. Locking ours while the thread holds one of
+/// those locked after its last lock of ours fails with
+/// [`LockError::RobustListBusy`]. Unlocking ours while a pthread robust
+/// mutex locked after it is still held releases it, but its entry stays in
+/// the list until that pthread mutex is unlocked and this thread next
+/// locks or unlocks one of ours; until then glibc and the kernel may still
+/// write to it, so the mutex's memory must stay mapped that long.
+///
 /// The guard gives `&mut T` on the assumption that every process uses the
 /// data only under the lock; `T: Pod` makes any bytes a peer leaves there a
 /// valid `T`.

@@ -187,14 +187,17 @@ fn rows() -> Vec<Row> {
             s.wait_timeout(Duration::MAX) => Ok(())),
         row!("Semaphore::wait_deadline", "a deadline 1 s ago, count 0",
             Semaphore::new(0).wait_deadline(past()) => Err(sync::Error::Timeout { .. })),
-        row!("Mutex::try_lock", "held", { let m = Mutex::new(0u32); let _g = m.lock(); }
-            m.try_lock() => Err(sync::Error::WouldBlock { .. })),
-        row!("Mutex::lock_timeout", "timeout 0, held", { let m = Mutex::new(0u32); let _g = m.lock(); }
-            m.lock_timeout(Duration::ZERO) => Err(sync::Error::Timeout { .. })),
+        row!("Mutex::try_lock", "held", { let m = Mutex::new(0u32); let _g = m.lock().unwrap(); }
+            m.try_lock().map(drop) => Err(LockError::WouldBlock)),
+        row!("Mutex::lock_timeout", "timeout 0, held by another thread",
+            { let m = Mutex::new(0u32); let _g = m.lock().unwrap(); }
+            thread::scope(|s| s.spawn(|| m.lock_timeout(Duration::ZERO).map(drop).map_err(|e| e.map(drop))).join().unwrap()) => Err(LockError::Timeout)),
+        row!("Mutex::lock", "held by this thread", { let m = Mutex::new(0u32); let _g = m.lock().unwrap(); }
+            m.lock().map(drop) => Err(LockError::WouldDeadlock)),
         row!("RobustMutex::lock_timeout", "timeout 0, held by another thread",
             { let map = Mapping::anonymous(4096).unwrap(); let m = map.shared::<RobustMutex<u32>>(0).unwrap().get();
               let _g = m.lock().ok().unwrap(); }
-            thread::scope(|s| s.spawn(|| m.lock_timeout(Duration::ZERO).map(drop)).join().unwrap()) => Err(LockError::Timeout)),
+            thread::scope(|s| s.spawn(|| m.lock_timeout(Duration::ZERO).map(drop).map_err(|e| e.map(drop))).join().unwrap()) => Err(LockError::Timeout)),
         row!("Event::wait_timeout", "timeout 0, not set", Event::new().wait_timeout(Duration::ZERO) => Err(sync::Error::Timeout { .. })),
         row!("EventFd::add", "n over EVENTFD_MAX", { let e = EventFd::new(0, EventFdMode::Counter).unwrap(); }
             e.add(EVENTFD_MAX + 1) => Err(sync::Error::InvalidArgument { .. })),

@@ -5,6 +5,7 @@ mod bad_input;
 mod channel;
 mod fifo;
 mod kit;
+mod locks;
 mod msgq;
 mod pipe;
 mod shm;
@@ -12,7 +13,17 @@ mod sync;
 
 fn main() -> std::process::ExitCode {
     ipc_kit_tests::main(
-        &[pipe::CASES, shm::CASES, channel::CASES, sync::CASES, msgq::CASES, fifo::CASES, kit::CASES, bad_input::CASES],
+        &[
+            pipe::CASES,
+            shm::CASES,
+            channel::CASES,
+            sync::CASES,
+            msgq::CASES,
+            fifo::CASES,
+            kit::CASES,
+            bad_input::CASES,
+            locks::CASES,
+        ],
         &[shm::HELPERS, channel::HELPERS, sync::HELPERS, msgq::HELPERS, fifo::HELPERS],
     )
 }

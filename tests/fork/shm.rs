@@ -133,12 +133,12 @@ fn segment_marked_for_removal_stays_usable() {
     // Both processes keep using it, coordinating through it.
     let child = fork(|| {
         let m = map.shared::<Mutex<u64>>(0).unwrap();
-        *m.lock() += 1;
+        *m.lock().unwrap() += 1;
         map.shared::<Event>(64).unwrap().set();
     });
     map.shared::<Event>(64).unwrap().wait_timeout(Duration::from_secs(10)).unwrap();
     child.join();
-    assert_eq!(*map.shared::<Mutex<u64>>(0).unwrap().lock(), 1);
+    assert_eq!(*map.shared::<Mutex<u64>>(0).unwrap().lock().unwrap(), 1);
     drop(map);
     assert!(!listed(), "gone with the last attachment");
 }

@@ -147,8 +147,9 @@ mod tests {
     fn shm_is_reexported() {
         let map: crate::shm::Mapping = crate::shm::Mapping::anonymous(64).unwrap();
         let m = map.shared::<crate::prelude::Mutex<u32>>(0).unwrap();
-        *m.lock() = 5;
-        assert_eq!(map.read::<u32>(4).unwrap(), 5);
+        *m.lock().unwrap() = 5;
+        // The value follows the 40-byte lock (word and robust-list link).
+        assert_eq!(map.read::<u32>(40).unwrap(), 5);
         let _: crate::shm::Key = crate::sync::Key::private();
     }
 

@@ -39,7 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for mut w in workers {
         w.wait()?;
     }
-    let total = *map.shared::<Mutex<u64>>(COUNTER)?.lock();
+    // A worker killed while holding the lock would show here as
+    // Err(LockError::OwnerDied(guard)); they all finished, so none did.
+    let total = *map.shared::<Mutex<u64>>(COUNTER)?.lock().map_err(|e| e.to_string())?;
     println!("{WORKERS} processes added {ADDS} each: the counter reads {total}");
     assert_eq!(total, u64::from(WORKERS) * ADDS);
     Ok(())
@@ -50,7 +52,7 @@ fn worker(name: &str) -> Result<(), Box<dyn std::error::Error>> {
     let map = shm.map()?;
     let counter = map.shared::<Mutex<u64>>(COUNTER)?;
     for _ in 0..ADDS {
-        *counter.lock() += 1;
+        *counter.lock().map_err(|e| e.to_string())? += 1;
     }
     let finished = map.shared::<Semaphore>(FINISHED)?;
     finished.post()?;

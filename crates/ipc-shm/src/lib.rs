@@ -24,8 +24,9 @@
 //! // Shared with children forked after this point.
 //! let map = Mapping::anonymous(4096)?;
 //! let counter = map.shared::<Mutex<u64>>(0)?; // zero bytes: ready to use
-//! *counter.lock() += 1;
-//! assert_eq!(*counter.lock(), 1);
+//! // Err(OwnerDied(guard)) would say a holder died mid-update.
+//! *counter.lock().expect("no holder died") += 1;
+//! assert_eq!(*counter.lock().expect("no holder died"), 1);
 //! # Ok::<(), ipc_shm::Error>(())
 //! ```
 //! # A channel across fork

@@ -24,10 +24,10 @@ use crate::{Deadline, futex};
 /// let cv = Condvar::new();
 /// std::thread::scope(|s| {
 ///     s.spawn(|| {
-///         *ready.lock() = 1;
+///         *ready.lock().unwrap() = 1;
 ///         cv.notify_all();
 ///     });
-///     let guard = cv.wait_while(ready.lock(), |r| *r == 0);
+///     let guard = cv.wait_while(ready.lock().unwrap(), |r| *r == 0);
 ///     assert_eq!(*guard, 1);
 /// });
 /// ```

@@ -9,8 +9,9 @@
 //!   [`Mutex`] (protecting a `T: Pod`), [`Condvar`], [`Semaphore`] and
 //!   [`Event`], built on [`futex`] waits that spin briefly before sleeping.
 //!   [`ShmSafe`] marks what may live in shared memory.
-//! - [`RobustMutex`]: a process-shared pthread mutex whose next locker is
-//!   told when its holder died, to repair the data.
+//! - [`RobustMutex`]: a mutex whose next locker is told when its holder
+//!   died, and must repair the data; [`Mutex`] reports a holder's death
+//!   too. Both are robust futexes: the kernel proves the death.
 //! - Semaphores the kernel keeps: [`SemaphoreSet`] (System V, with
 //!   `SEM_UNDO`), [`NamedSemaphore`] (POSIX, found by name) and
 //!   [`EventFd`] (a counter behind a pollable fd).
@@ -49,6 +50,7 @@ mod key;
 pub mod membarrier;
 mod mutex;
 mod named_sem;
+mod owner;
 mod robust;
 mod semaphore;
 mod shm_safe;
@@ -68,9 +70,9 @@ pub use error::{Error, ObjectFault, Result};
 pub use event::Event;
 pub use eventfd::{EVENTFD_MAX, EventFd, EventFdMode};
 pub use key::Key;
-pub use mutex::{Mutex, MutexGuard};
+pub use mutex::{Mutex, MutexGuard, MutexLockResult};
 pub use named_sem::NamedSemaphore;
-pub use robust::{LockError, RobustMutex, RobustMutexGuard};
+pub use robust::{LockError, RobustLockResult, RobustMutex, RobustMutexGuard};
 pub use semaphore::Semaphore;
 pub use shm_safe::ShmSafe;
 pub use sysv_sem::{SEM_VALUE_MAX, SemOp, SemaphoreSet};

@@ -4,20 +4,15 @@
 
 use std::cell::UnsafeCell;
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::error::{Error, Result};
-use crate::spin::spin_until;
-use crate::{Deadline, futex};
-
-const UNLOCKED: u32 = 0;
-const LOCKED: u32 = 1;
-/// Locked, and someone may be asleep waiting: unlock must wake.
-const CONTENDED: u32 = 2;
+use crate::Deadline;
+use crate::owner::{Acquired, RawLock, Wait};
+use crate::robust::LockError;
 
 /// A mutual-exclusion lock that works between processes when it lives in
 /// shared memory, protecting a `T: Pod`.
@@ -26,11 +21,41 @@ const CONTENDED: u32 = 2;
 /// in a fresh shared mapping is ready as it is: no initialization step, and
 /// so no race between a creator initializing it and a peer using it.
 /// Locking spins briefly and then sleeps on a futex; unlocking makes a wake
-/// system call only when someone sleeps.
+/// system call only when someone sleeps. An uncontended lock is one atomic
+/// operation.
 ///
-/// This mutex is not robust: if a process dies while holding it, it stays
-/// locked and the others wait (use the `*_timeout` forms to notice). Use
-/// [`RobustMutex`](crate::RobustMutex) when holders may die.
+/// # When a holder dies
+///
+/// The holder's thread id is the lock word, and the lock is entered in the
+/// holding thread's kernel robust-futex list. When the holder dies (killed,
+/// or exiting with the guard leaked), the kernel marks the word and wakes a
+/// waiter, which gets [`LockError::OwnerDied`] with the lock held: the
+/// protected data may be half-updated, as with `std`'s poisoning. The
+/// report goes to that one locker; once its guard is dropped the mutex is
+/// as good as new. Use [`RobustMutex`](crate::RobustMutex) when every later
+/// locker must be kept out until the data is repaired.
+///
+/// The guard is not `Send`: the lock belongs to the thread that took it.
+/// See [`LockError`] for the other ways a lock can fail, all of them
+/// about the calling thread (it holds the lock already, or holds too many,
+/// or a glibc robust mutex sits in front of ours in its robust list).
+///
+/// Nothing in the mutex is a pointer this process follows: the robust
+/// list's links inside it are written from the thread's private record of
+/// what it holds and read only by the kernel, when the holder dies. A
+/// thread may hold at most 64 of these locks (robust or not) at once.
+///
+/// # Beside glibc's robust mutexes
+///
+/// A thread's robust list is shared with glibc's robust pthread mutexes
+/// (`PTHREAD_MUTEX_ROBUST`). Locking one of those while holding ours and
+/// unlocking it first works. Locking ours while the thread holds one of
+/// those locked after its last lock of ours fails with
+/// [`LockError::RobustListBusy`]. Unlocking ours while a pthread robust
+/// mutex locked after it is still held releases it, but its entry stays in
+/// the list until that pthread mutex is unlocked and this thread next
+/// locks or unlocks one of ours; until then glibc and the kernel may still
+/// write to it, so the mutex's memory must stay mapped that long.
 ///
 /// The guard gives `&mut T` on the assumption that every process uses the
 /// data only under the lock; `T: Pod` makes any bytes a peer leaves there a
@@ -46,74 +71,101 @@ const CONTENDED: u32 = 2;
 /// let m = Mutex::new(0u64);
 /// std::thread::scope(|s| {
 ///     for _ in 0..4 {
-///         s.spawn(|| for _ in 0..1000 { *m.lock() += 1 });
+///         s.spawn(|| for _ in 0..1000 { *m.lock().unwrap() += 1 });
 ///     }
 /// });
-/// assert_eq!(*m.lock(), 4000);
+/// assert_eq!(*m.lock().unwrap(), 4000);
 /// ```
+///
+/// A guard stays on the thread that locked:
+///
+/// ```compile_fail
+/// let m = ipc_sync::Mutex::new(0u32);
+/// let g = m.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(g));
+/// });
+/// ```
+///
+/// # References
+///
+/// [futex(2)](https://man7.org/linux/man-pages/man2/futex.2.html),
+/// [get_robust_list(2)](https://man7.org/linux/man-pages/man2/get_robust_list.2.html)
 #[repr(C)]
 pub struct Mutex<T> {
-    /// UNLOCKED, LOCKED or CONTENDED; any other value a peer writes counts
-    /// as locked.
-    state: AtomicU32,
+    raw: RawLock,
     data: UnsafeCell<T>,
 }
 
 // SAFETY: access to `data` is exclusive under the lock; T: Pod is Send.
 unsafe impl<T: Pod> Sync for Mutex<T> {}
 
-/// Holds a [`Mutex`] locked; unlocks when dropped.
+/// Holds a [`Mutex`] locked; unlocks when dropped. Not `Send`: the lock is
+/// in the locking thread's robust list.
 #[must_use = "the mutex unlocks as soon as the guard is dropped"]
 pub struct MutexGuard<'a, T: Pod> {
     mutex: &'a Mutex<T>,
+    _not_send: PhantomData<*const ()>,
 }
+
+/// What a [`Mutex`] lock gives: the guard, or why not.
+pub type MutexLockResult<'a, T> = Result<MutexGuard<'a, T>, LockError<MutexGuard<'a, T>>>;
 
 impl<T: Pod> Mutex<T> {
     /// An unlocked mutex holding `value`.
     pub const fn new(value: T) -> Self {
-        Mutex { state: AtomicU32::new(UNLOCKED), data: UnsafeCell::new(value) }
+        Mutex { raw: RawLock::new(), data: UnsafeCell::new(value) }
     }
 
     /// Locks, waiting as long as it takes.
-    pub fn lock(&self) -> MutexGuard<'_, T> {
-        if !self.try_acquire() {
-            self.lock_slow(Deadline::never());
-        }
-        MutexGuard { mutex: self }
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::OwnerDied`] (with the lock held) when the last holder
+    /// died holding it; [`LockError::WouldDeadlock`] when this thread holds
+    /// it; [`LockError::RobustListBusy`], [`LockError::TooManyHeld`],
+    /// [`LockError::Other`] as explained there.
+    #[inline]
+    pub fn lock(&self) -> MutexLockResult<'_, T> {
+        self.lock_with(Wait::Until(Deadline::never()))
     }
 
     /// Locks if nobody holds the lock.
     ///
     /// # Errors
     ///
-    /// [`Error::WouldBlock`] when it is held.
-    pub fn try_lock(&self) -> Result<MutexGuard<'_, T>> {
-        if self.try_acquire() { Ok(MutexGuard { mutex: self }) } else { Err(Error::WouldBlock { what: "mutex" }) }
+    /// [`LockError::WouldBlock`] when it is held (also by this thread), and
+    /// as for [`lock`](Self::lock).
+    pub fn try_lock(&self) -> MutexLockResult<'_, T> {
+        self.lock_with(Wait::Try)
     }
 
-    /// Locks, waiting at most `timeout`.
+    /// Locks, waiting at most `timeout`; a zero timeout tries once.
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] when the lock stayed held.
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_, T>> {
-        self.lock_until(Deadline::after(timeout))
+    /// [`LockError::Timeout`] when the lock stayed held, and as for
+    /// [`lock`](Self::lock).
+    pub fn lock_timeout(&self, timeout: Duration) -> MutexLockResult<'_, T> {
+        self.lock_with(Wait::Until(Deadline::after(timeout)))
     }
 
-    /// Locks, waiting until `deadline` (monotonic clock) at the latest.
+    /// Locks, waiting until `deadline` (monotonic clock) at the latest; a
+    /// past deadline tries once.
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] when the lock stayed held.
-    pub fn lock_deadline(&self, deadline: Instant) -> Result<MutexGuard<'_, T>> {
-        self.lock_until(Deadline::at(deadline))
+    /// As for [`lock_timeout`](Self::lock_timeout).
+    pub fn lock_deadline(&self, deadline: Instant) -> MutexLockResult<'_, T> {
+        self.lock_with(Wait::Until(Deadline::at(deadline)))
     }
 
-    fn lock_until(&self, deadline: Deadline) -> Result<MutexGuard<'_, T>> {
-        if self.try_acquire() || self.lock_slow(deadline) {
-            Ok(MutexGuard { mutex: self })
-        } else {
-            Err(Error::Timeout { what: "mutex" })
+    #[inline]
+    fn lock_with(&self, wait: Wait) -> MutexLockResult<'_, T> {
+        match self.raw.lock(wait, false) {
+            Ok(Acquired::Clean) => Ok(relock(self)),
+            Ok(Acquired::OwnerDied) => Err(LockError::OwnerDied(relock(self))),
+            Err(fail) => Err(LockError::from_fail(fail)),
         }
     }
 
@@ -127,39 +179,20 @@ impl<T: Pod> Mutex<T> {
         self.data.into_inner()
     }
 
-    fn try_acquire(&self) -> bool {
-        // Acquire: the holder's writes to `data` happen before ours.
-        self.state.compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed).is_ok()
-    }
-
-    /// Spins, then sleeps until it holds the lock; `false` at the deadline.
-    fn lock_slow(&self, deadline: Deadline) -> bool {
-        if spin_until(|| self.state.load(Ordering::Relaxed) == UNLOCKED && self.try_acquire()) {
-            return true;
-        }
-        self.lock_contended(deadline)
-    }
-
-    /// Takes the lock marking it contended, so that the unlock wakes the
-    /// next sleeper. Used after sleeping, when others may sleep too.
+    /// Locks again after a condition-variable wait, until `deadline`:
+    /// `false` when it passed first. A holder's death is not reported here
+    /// (the wait's result has no room for it); the lock is taken all the
+    /// same.
     pub(crate) fn lock_contended(&self, deadline: Deadline) -> bool {
         loop {
-            // Acquire: as in try_acquire.
-            if self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
-                return true;
+            match self.raw.lock(Wait::Until(deadline), false) {
+                Ok(_) => return true,
+                Err(crate::owner::Fail::Timeout | crate::owner::Fail::WouldBlock) => return false,
+                // Only this thread's own state (a glibc robust mutex in
+                // front of ours) fails this way: poll, without spinning.
+                Err(_) if deadline.has_expired() => return false,
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
             }
-            if !futex::wait_until(&self.state, CONTENDED, deadline) {
-                // One more try: the holder may have let go just now.
-                return self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED;
-            }
-        }
-    }
-
-    fn unlock(&self) {
-        // Release: our writes to `data` happen before the next holder's
-        // reads.
-        if self.state.swap(UNLOCKED, Ordering::Release) != LOCKED {
-            futex::wake(&self.state, 1);
         }
     }
 }
@@ -172,11 +205,7 @@ impl<T: Pod> Default for Mutex<T> {
 
 impl<T: Pod> fmt::Debug for Mutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.state.load(Ordering::Relaxed) {
-            UNLOCKED => "unlocked",
-            LOCKED => "locked",
-            _ => "locked, contended",
-        };
+        let state = if self.raw.peek() == 0 { "unlocked" } else { "locked" };
         f.debug_struct("Mutex").field("state", &state).finish_non_exhaustive()
     }
 }
@@ -189,7 +218,7 @@ impl<'a, T: Pod> MutexGuard<'a, T> {
 
 /// A guard for a mutex the caller has just locked (by `lock_contended`).
 pub(crate) fn relock<T: Pod>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    MutexGuard { mutex }
+    MutexGuard { mutex, _not_send: PhantomData }
 }
 
 impl<T: Pod> Deref for MutexGuard<'_, T> {
@@ -212,7 +241,7 @@ impl<T: Pod> DerefMut for MutexGuard<'_, T> {
 
 impl<T: Pod> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
-        self.mutex.unlock();
+        self.mutex.raw.unlock(0);
     }
 }
 

@@ -4,51 +4,94 @@
 
 use std::cell::UnsafeCell;
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
+use crate::Deadline;
 use crate::error::Error;
-use crate::sys::{RawRobustMutex, RobustLock};
+use crate::owner::{Acquired, Fail, MAX_HELD, NOT_RECOVERABLE, RawLock, Wait};
 
 /// A mutex between processes that survives the death of its holder: the
 /// next locker learns of it and can repair the protected state.
 ///
-/// It is a process-shared, robust pthread mutex (`PTHREAD_MUTEX_ROBUST`).
-/// When the process (or thread) holding it dies, the kernel releases it,
-/// and the next lock returns [`LockError::OwnerDied`] with the lock held:
-/// the data may be half-updated, so repair it and call
+/// When the thread holding it dies (its process killed, say), the kernel
+/// releases it, and the next lock returns [`LockError::OwnerDied`] with the
+/// lock held: the data may be half-updated, so repair it and call
 /// [`RobustMutexGuard::make_consistent`]. A guard dropped without that
 /// leaves the mutex unusable: every later lock returns
 /// [`LockError::NotRecoverable`].
 ///
-/// All zero bytes are a valid mutex: it initializes itself on first use
-/// (the first locker does it; one that dies half-way is taken over), so a
-/// fresh shared mapping needs no set-up step. Use it in place, through a
-/// reference into shared memory: it must not move while in use.
+/// It is a robust futex: the lock word holds the holder's thread id and the
+/// lock is entered in the holding thread's kernel robust list, so the
+/// kernel itself marks the word when the holder dies, also when the holder
+/// is in another PID namespace. Nothing in the mutex is ever used as a
+/// pointer by this process: the list's order is kept in thread-private
+/// memory and the links in the mutex are only written, for the kernel. The
+/// same core serves [`Mutex`](crate::Mutex); see there, and
+/// [`LockError`], for how it shares the list with glibc's robust mutexes.
+///
+/// All zero bytes are an unlocked mutex: a fresh shared mapping needs no
+/// set-up step. Use it in place, through a reference into shared memory:
+/// it must not move while locked.
+///
+/// # Examples
+///
+/// ```
+/// use ipc_sync::{LockError, RobustMutex};
+///
+/// let m = RobustMutex::new([0u64; 2]);
+/// let mut g = match m.lock() {
+///     Ok(g) => g,
+///     Err(LockError::OwnerDied(mut g)) => {
+///         g[1] = g[0]; // repair
+///         g.make_consistent()?;
+///         g
+///     }
+///     Err(e) => return Err(e.to_string().into()),
+/// };
+/// g[0] += 1;
+/// g[1] += 1;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// The guard cannot leave its thread (unlocking elsewhere would leave the
+/// lock in the first thread's robust list):
+///
+/// ```compile_fail
+/// let m = ipc_sync::RobustMutex::new(0u32);
+/// let g = m.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(g));
+/// });
+/// ```
 ///
 /// # References
 ///
-/// [pthread_mutexattr_setrobust(3)](https://man7.org/linux/man-pages/man3/pthread_mutexattr_setrobust.3.html),
+/// [get_robust_list(2)](https://man7.org/linux/man-pages/man2/get_robust_list.2.html),
+/// the kernel's Documentation/locking/robust-futex-ABI.rst,
 /// [pthread_mutex_consistent(3)](https://man7.org/linux/man-pages/man3/pthread_mutex_consistent.3.html)
 #[repr(C)]
 pub struct RobustMutex<T> {
-    raw: RawRobustMutex,
+    raw: RawLock,
     data: UnsafeCell<T>,
 }
 
 // SAFETY: access to `data` is exclusive under the lock; T: Pod is Send.
 unsafe impl<T: Pod> Sync for RobustMutex<T> {}
 
-/// Why a [`RobustMutex`] lock did not simply succeed.
-pub enum LockError<'a, T: Pod> {
+/// Why a lock of a [`Mutex`](crate::Mutex) or [`RobustMutex`] did not
+/// simply succeed. `G` is the guard type.
+#[non_exhaustive]
+pub enum LockError<G> {
     /// The previous holder died holding the lock. The lock is now held by
-    /// this guard; repair the data and call
-    /// [`make_consistent`](RobustMutexGuard::make_consistent).
-    OwnerDied(RobustMutexGuard<'a, T>),
-    /// An earlier holder after an owner's death released the lock without
-    /// making it consistent: it can never be locked again.
+    /// this guard; the data may be half-updated. A [`RobustMutex`] guard
+    /// must be [made consistent](RobustMutexGuard::make_consistent).
+    OwnerDied(G),
+    /// A [`RobustMutex`] whose owner died was released without being made
+    /// consistent: it can never be locked again.
     NotRecoverable,
     /// A `try_lock` found it held.
     WouldBlock,
@@ -56,70 +99,135 @@ pub enum LockError<'a, T: Pod> {
     Timeout,
     /// This thread holds it already.
     WouldDeadlock,
-    /// Any other failure.
+    /// This thread holds a glibc robust pthread mutex that it locked after
+    /// its last ipc-sync lock: the lock cannot be entered in the thread's
+    /// robust list in front of glibc's entry. Unlock that one first.
+    RobustListBusy,
+    /// This thread holds as many ipc-sync locks as it may at once.
+    TooManyHeld {
+        /// The limit.
+        max: usize,
+    },
+    /// Any other failure (a thread without a robust list this crate can
+    /// share).
     Other(Error),
 }
 
-/// Holds a [`RobustMutex`] locked; unlocks when dropped.
+impl<G> LockError<G> {
+    pub(crate) fn from_fail(fail: Fail) -> LockError<G> {
+        match fail {
+            Fail::WouldBlock => LockError::WouldBlock,
+            Fail::Timeout => LockError::Timeout,
+            Fail::NotRecoverable => LockError::NotRecoverable,
+            Fail::WouldDeadlock => LockError::WouldDeadlock,
+            Fail::ListBusy => LockError::RobustListBusy,
+            Fail::TooMany => LockError::TooManyHeld { max: MAX_HELD },
+            Fail::Unsupported => LockError::Other(Error::Io {
+                op: "get_robust_list",
+                source: std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "the thread has no robust-futex list in glibc's x86-64 layout",
+                ),
+            }),
+        }
+    }
+
+    /// The same error with the guard of [`LockError::OwnerDied`] mapped by
+    /// `f`: `e.map(drop)` gives a `LockError<()>`, which can leave the
+    /// thread (a guard cannot).
+    pub fn map<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
+        match self {
+            LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),
+            LockError::NotRecoverable => LockError::NotRecoverable,
+            LockError::WouldBlock => LockError::WouldBlock,
+            LockError::Timeout => LockError::Timeout,
+            LockError::WouldDeadlock => LockError::WouldDeadlock,
+            LockError::RobustListBusy => LockError::RobustListBusy,
+            LockError::TooManyHeld { max } => LockError::TooManyHeld { max },
+            LockError::Other(e) => LockError::Other(e),
+        }
+    }
+
+    /// The guard of [`LockError::OwnerDied`], if that is what this is.
+    pub fn into_guard(self) -> Option<G> {
+        match self {
+            LockError::OwnerDied(g) => Some(g),
+            _ => None,
+        }
+    }
+}
+
+/// Holds a [`RobustMutex`] locked; unlocks when dropped. Not `Send`.
 #[must_use = "the mutex unlocks as soon as the guard is dropped"]
 pub struct RobustMutexGuard<'a, T: Pod> {
     mutex: &'a RobustMutex<T>,
     consistent: bool,
+    _not_send: PhantomData<*const ()>,
 }
 
+/// What a [`RobustMutex`] lock gives: the guard, or why not.
+pub type RobustLockResult<'a, T> = Result<RobustMutexGuard<'a, T>, LockError<RobustMutexGuard<'a, T>>>;
+
 impl<T: Pod> RobustMutex<T> {
+    /// An unlocked mutex holding `value`.
+    pub const fn new(value: T) -> Self {
+        RobustMutex { raw: RawLock::new(), data: UnsafeCell::new(value) }
+    }
+
     /// Locks, waiting as long as it takes.
     ///
     /// # Errors
     ///
     /// [`LockError::OwnerDied`] (with the lock held),
-    /// [`LockError::NotRecoverable`], [`LockError::WouldDeadlock`].
-    pub fn lock(&self) -> Result<RobustMutexGuard<'_, T>, LockError<'_, T>> {
-        self.lock_with(None)
+    /// [`LockError::NotRecoverable`], [`LockError::WouldDeadlock`],
+    /// [`LockError::RobustListBusy`], [`LockError::TooManyHeld`],
+    /// [`LockError::Other`].
+    pub fn lock(&self) -> RobustLockResult<'_, T> {
+        self.lock_with(Wait::Until(Deadline::never()))
     }
 
     /// Locks if nobody holds it.
     ///
     /// # Errors
     ///
-    /// [`LockError::WouldBlock`] when held, and as for [`lock`](Self::lock).
-    pub fn try_lock(&self) -> Result<RobustMutexGuard<'_, T>, LockError<'_, T>> {
-        self.lock_with(Some(Duration::ZERO))
+    /// [`LockError::WouldBlock`] when held (also by this thread), and as
+    /// for [`lock`](Self::lock).
+    pub fn try_lock(&self) -> RobustLockResult<'_, T> {
+        self.lock_with(Wait::Try)
     }
 
-    /// Locks, waiting at most `timeout` (monotonic clock).
+    /// Locks, waiting at most `timeout` (monotonic clock); a zero timeout
+    /// tries once.
     ///
     /// # Errors
     ///
     /// [`LockError::Timeout`], and as for [`lock`](Self::lock).
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<RobustMutexGuard<'_, T>, LockError<'_, T>> {
-        // A zero timeout would mean try_lock; the smallest real wait will do.
-        self.lock_with(Some(timeout.max(Duration::from_nanos(1))))
+    pub fn lock_timeout(&self, timeout: Duration) -> RobustLockResult<'_, T> {
+        self.lock_with(Wait::Until(Deadline::after(timeout)))
     }
 
-    /// Locks, waiting until `deadline` at the latest.
+    /// Locks, waiting until `deadline` at the latest; a past deadline
+    /// tries once.
     ///
     /// # Errors
     ///
     /// As for [`lock_timeout`](Self::lock_timeout).
-    pub fn lock_deadline(&self, deadline: Instant) -> Result<RobustMutexGuard<'_, T>, LockError<'_, T>> {
-        self.lock_timeout(deadline.saturating_duration_since(Instant::now()))
+    pub fn lock_deadline(&self, deadline: Instant) -> RobustLockResult<'_, T> {
+        self.lock_with(Wait::Until(Deadline::at(deadline)))
     }
 
-    fn lock_with(&self, timeout: Option<Duration>) -> Result<RobustMutexGuard<'_, T>, LockError<'_, T>> {
-        let guard = |consistent| RobustMutexGuard { mutex: self, consistent };
-        match self.raw.lock(timeout) {
-            RobustLock::Locked => Ok(guard(true)),
-            RobustLock::OwnerDied => Err(LockError::OwnerDied(guard(false))),
-            RobustLock::NotRecoverable => Err(LockError::NotRecoverable),
-            RobustLock::Busy => Err(LockError::WouldBlock),
-            RobustLock::TimedOut => Err(LockError::Timeout),
-            RobustLock::Deadlock => Err(LockError::WouldDeadlock),
-            RobustLock::Failed(e) => Err(LockError::Other(Error::Io {
-                op: "pthread_mutex_lock",
-                source: std::io::Error::from_raw_os_error(e),
-            })),
+    fn lock_with(&self, wait: Wait) -> RobustLockResult<'_, T> {
+        let guard = |consistent| RobustMutexGuard { mutex: self, consistent, _not_send: PhantomData };
+        match self.raw.lock(wait, true) {
+            Ok(Acquired::Clean) => Ok(guard(true)),
+            Ok(Acquired::OwnerDied) => Err(LockError::OwnerDied(guard(false))),
+            Err(fail) => Err(LockError::from_fail(fail)),
         }
+    }
+
+    /// The value, through exclusive access to the mutex itself.
+    pub fn get_mut(&mut self) -> &mut T {
+        self.data.get_mut()
     }
 }
 
@@ -130,12 +238,10 @@ impl<T: Pod> RobustMutexGuard<'_, T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the mutex refuses (it should not).
+    /// None: the state is this guard's to change. The `Result` is kept so
+    /// that callers handle a repair that could be refused.
     pub fn make_consistent(&mut self) -> Result<(), Error> {
-        if !self.consistent {
-            self.mutex.raw.make_consistent().map_err(|e| Error::Io { op: "pthread_mutex_consistent", source: e })?;
-            self.consistent = true;
-        }
+        self.consistent = true;
         Ok(())
     }
 
@@ -166,10 +272,7 @@ impl<T: Pod> DerefMut for RobustMutexGuard<'_, T> {
 impl<T: Pod> Drop for RobustMutexGuard<'_, T> {
     fn drop(&mut self) {
         // Unlocking an inconsistent robust mutex makes it not recoverable.
-        if !self.consistent {
-            self.mutex.raw.mark_lost();
-        }
-        self.mutex.raw.unlock();
+        self.mutex.raw.unlock(if self.consistent { 0 } else { NOT_RECOVERABLE });
     }
 }
 
@@ -185,7 +288,7 @@ impl<T: Pod + fmt::Debug> fmt::Debug for RobustMutexGuard<'_, T> {
     }
 }
 
-impl<T: Pod> fmt::Debug for LockError<'_, T> {
+impl<G> fmt::Debug for LockError<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LockError::OwnerDied(_) => f.write_str("OwnerDied(..)"),
@@ -193,26 +296,33 @@ impl<T: Pod> fmt::Debug for LockError<'_, T> {
             LockError::WouldBlock => f.write_str("WouldBlock"),
             LockError::Timeout => f.write_str("Timeout"),
             LockError::WouldDeadlock => f.write_str("WouldDeadlock"),
+            LockError::RobustListBusy => f.write_str("RobustListBusy"),
+            LockError::TooManyHeld { max } => f.debug_struct("TooManyHeld").field("max", max).finish(),
             LockError::Other(e) => f.debug_tuple("Other").field(e).finish(),
         }
     }
 }
 
-impl<T: Pod> fmt::Display for LockError<'_, T> {
+impl<G> fmt::Display for LockError<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LockError::OwnerDied(_) => {
-                f.write_str("the robust mutex's previous owner died holding it: repair the data and make it consistent")
+                f.write_str("the mutex's previous owner died holding it: the data may be half-updated")
             }
             LockError::NotRecoverable => {
                 f.write_str("the robust mutex is not recoverable: it was released without being made consistent")
             }
-            LockError::WouldBlock => f.write_str("the robust mutex is held: the operation would block"),
-            LockError::Timeout => f.write_str("the deadline passed while waiting for the robust mutex"),
-            LockError::WouldDeadlock => f.write_str("this thread already holds the robust mutex"),
+            LockError::WouldBlock => f.write_str("the mutex is held: the operation would block"),
+            LockError::Timeout => f.write_str("the deadline passed while waiting for the mutex"),
+            LockError::WouldDeadlock => f.write_str("this thread already holds the mutex"),
+            LockError::RobustListBusy => f.write_str(
+                "this thread holds a glibc robust mutex locked after its last ipc-sync lock: \
+                 the mutex cannot enter the thread's robust list before that one is unlocked",
+            ),
+            LockError::TooManyHeld { max } => write!(f, "this thread holds {max} ipc-sync locks, the most it may"),
             LockError::Other(e) => write!(f, "{e}"),
         }
     }
 }
 
-impl<T: Pod> std::error::Error for LockError<'_, T> {}
+impl<G> std::error::Error for LockError<G> {}

@@ -65,21 +65,20 @@ macro_rules! shm_safe_primitives {
 
 shm_safe_primitives!(crate::Condvar, crate::Semaphore, crate::Event);
 
-// SAFETY: repr(C) of an AtomicU32 and a Pod value: zero-valid (unlocked,
-// zeroed data), pointer-free, the data changed only under the lock; any
-// state a peer writes reads as locked or unlocked, and any bytes are a T.
+// SAFETY: repr(C) of a RawLock (atomics only) and a Pod value. Zero-valid:
+// an unlocked mutex holding a zeroed T. Pointer-free as far as this
+// process is concerned: the robust-list link words in the RawLock are only
+// ever written by us (from thread-private knowledge) and read only by the
+// kernel when the holding thread dies; no code of ours follows them, so
+// any value a peer writes there is harmless to us. Any lock word a peer
+// writes reads as free, held or owner-died, and every wait on it ends at
+// its deadline. The data changes only under the lock; any bytes are a T.
 unsafe impl<T: bytemuck::Pod> ShmSafe for crate::Mutex<T> {}
 // SAFETY: all zeroes is an unlocked mutex holding a zeroed T.
 unsafe impl<T: bytemuck::Pod> bytemuck::Zeroable for crate::Mutex<T> {}
 
-// SAFETY: repr(C) of a RawRobustMutex and a Pod value. Zero-valid: zero
-// `init` means "not yet initialized", and the first locker initializes the
-// pthread mutex in place. The pthread mutex holds no pointer that another
-// process follows: glibc links robust mutexes into the owning thread's
-// robust list, read only by that thread and by the kernel when it dies,
-// both of which go through the owner's own mapping. The data changes only
-// under the lock; any bytes are a T.
+// SAFETY: as for Mutex: the same RawLock and a Pod value; a lock word
+// marked not recoverable is one more state any peer may write.
 unsafe impl<T: bytemuck::Pod> ShmSafe for crate::RobustMutex<T> {}
-// SAFETY: all zeroes is an uninitialized (not yet used) robust mutex
-// holding a zeroed T, which is valid as explained above.
+// SAFETY: all zeroes is an unlocked robust mutex holding a zeroed T.
 unsafe impl<T: bytemuck::Pod> bytemuck::Zeroable for crate::RobustMutex<T> {}

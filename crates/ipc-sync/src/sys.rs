@@ -70,191 +70,107 @@ pub(crate) fn clock_after(clock: libc::clockid_t, after: Duration) -> libc::time
     }
 }
 
+/// The kernel's `struct robust_list_head` (see the kernel's
+/// Documentation/locking/robust-futex-ABI.rst): the head of one thread's
+/// list of held robust futexes, which the kernel walks when the thread dies.
+#[repr(C)]
+struct RawRobustHead {
+    /// The first entry; the head's own address when the list is empty.
+    list: usize,
+    /// Where an entry's futex word is, relative to the entry.
+    futex_offset: libc::c_long,
+    /// The entry being locked or unlocked right now, or 0.
+    list_op_pending: usize,
+}
+
+/// The robust-list head the calling thread registered with the kernel
+/// (glibc registers one for every thread it starts, in the thread's own
+/// control block). A handle is used only on the thread it was made on,
+/// which keeps the head alive and owns its `list` and `list_op_pending`
+/// words between calls into glibc.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RobustHead(std::ptr::NonNull<RawRobustHead>);
+
+impl RobustHead {
+    /// The calling thread's head, from `get_robust_list(2)`; `None` when
+    /// it registered none.
+    pub(crate) fn of_this_thread() -> io::Result<Option<RobustHead>> {
+        let mut head: *mut RawRobustHead = std::ptr::null_mut();
+        let mut len: libc::size_t = 0;
+        // SAFETY: pid 0 is the calling thread; the kernel writes one
+        // pointer and one size_t through the two valid pointers.
+        let r = unsafe {
+            libc::syscall(libc::SYS_get_robust_list, 0 as libc::c_int, &mut head as *mut *mut RawRobustHead, &mut len)
+        };
+        if r == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        if len != std::mem::size_of::<RawRobustHead>() {
+            return Ok(None);
+        }
+        Ok(std::ptr::NonNull::new(head).map(RobustHead))
+    }
+
+    /// The head's address: what the last entry of the list points to.
+    pub(crate) fn addr(self) -> usize {
+        self.0.as_ptr() as usize
+    }
+
+    /// The head's `futex_offset`.
+    pub(crate) fn futex_offset(self) -> libc::c_long {
+        // SAFETY: the head is the calling thread's registered head, alive
+        // as long as the thread (see the type); a plain read of our own
+        // thread's memory.
+        unsafe { std::ptr::addr_of!((*self.0.as_ptr()).futex_offset).read_volatile() }
+    }
+
+    /// The first entry of the list.
+    pub(crate) fn list(self) -> usize {
+        // SAFETY: as in futex_offset.
+        unsafe { std::ptr::addr_of!((*self.0.as_ptr()).list).read_volatile() }
+    }
+
+    /// Makes `entry` the first entry of the list. Volatile, so that the
+    /// store is made where the code puts it: the kernel may read the list
+    /// at any instruction, when the thread is killed.
+    pub(crate) fn set_list(self, entry: usize) {
+        // SAFETY: as in futex_offset; the thread owns the word.
+        unsafe { std::ptr::addr_of_mut!((*self.0.as_ptr()).list).write_volatile(entry) }
+    }
+
+    /// Sets `list_op_pending` (0 for none).
+    pub(crate) fn set_pending(self, entry: usize) {
+        // SAFETY: as in set_list.
+        unsafe { std::ptr::addr_of_mut!((*self.0.as_ptr()).list_op_pending).write_volatile(entry) }
+    }
+}
+
+/// The calling thread's id in its own PID namespace (`gettid(2)`): what
+/// the kernel compares a robust futex's owner field with when the thread
+/// dies.
+pub(crate) fn gettid() -> u32 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    u32::try_from(tid).unwrap_or(0)
+}
+
 unsafe extern "C" {
-    // glibc 2.30 and later; the libc crate does not declare it.
-    fn pthread_mutex_clocklock(
-        mutex: *mut libc::pthread_mutex_t,
-        clock: libc::clockid_t,
-        abstime: *const libc::timespec,
+    // POSIX; the libc crate does not declare it for Linux.
+    fn pthread_atfork(
+        prepare: Option<unsafe extern "C" fn()>,
+        parent: Option<unsafe extern "C" fn()>,
+        child: Option<unsafe extern "C" fn()>,
     ) -> libc::c_int;
 }
 
-/// What locking a robust mutex gave.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RobustLock {
-    Locked,
-    /// Locked, but the previous owner died holding it.
-    OwnerDied,
-    NotRecoverable,
-    Busy,
-    TimedOut,
-    /// This thread holds it already.
-    Deadlock,
-    Failed(i32),
-}
-
-/// A process-shared, robust, error-checking pthread mutex that initializes
-/// itself on first use, so that all zero bytes are a valid (not yet
-/// initialized) value.
-///
-/// `init` is 0 before initialization, the pid of the initializing process
-/// during it, and `READY` after. A process that finds another's pid there
-/// waits, or takes over if that process is gone.
-///
-/// `lost` is set once the mutex is known to be not recoverable: glibc can
-/// leave such a mutex looking merely busy after a process that tried it
-/// exits, so the state is kept here too.
-#[repr(C)]
-pub(crate) struct RawRobustMutex {
-    init: AtomicU32,
-    lost: AtomicU32,
-    mutex: std::cell::UnsafeCell<libc::pthread_mutex_t>,
-}
-
-const READY: u32 = u32::MAX;
-
-// SAFETY: the pthread mutex is made for concurrent use from many threads
-// and (process-shared) processes; `init` is atomic.
-unsafe impl Sync for RawRobustMutex {}
-
-impl RawRobustMutex {
-    fn ptr(&self) -> *mut libc::pthread_mutex_t {
-        self.mutex.get()
-    }
-
-    /// Initializes the pthread mutex once, whoever comes first.
-    fn ensure_init(&self) -> io::Result<()> {
-        use std::sync::atomic::Ordering;
-        let me = std::process::id();
-        let mut spins = 0u32;
-        loop {
-            // Acquire: the initializer's writes to the mutex happen before.
-            let state = self.init.load(Ordering::Acquire);
-            if state == READY {
-                return Ok(());
-            }
-            let claim = if state == 0 {
-                Some(0)
-            } else if !pid_alive(state) {
-                Some(state) // the initializer died mid-way: take over
-            } else {
-                None
-            };
-            if let Some(from) = claim {
-                if self.init.compare_exchange(from, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                    self.initialize()?;
-                    // Release: publishes the initialized mutex.
-                    self.init.store(READY, Ordering::Release);
-                    return Ok(());
-                }
-                continue;
-            }
-            spins += 1;
-            if spins < 100 {
-                std::thread::yield_now();
-            } else {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    }
-
-    fn initialize(&self) -> io::Result<()> {
-        let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
-        // SAFETY: initializes the attribute object in place.
-        let r = unsafe { libc::pthread_mutexattr_init(attr.as_mut_ptr()) };
-        if r != 0 {
-            return Err(io::Error::from_raw_os_error(r));
-        }
-        let attr = attr.as_mut_ptr();
-        // SAFETY: `attr` was initialized above; the constants are valid.
-        let r = unsafe { libc::pthread_mutexattr_setpshared(attr, libc::PTHREAD_PROCESS_SHARED) };
-        // SAFETY: as above.
-        let r2 = unsafe { libc::pthread_mutexattr_setrobust(attr, libc::PTHREAD_MUTEX_ROBUST) };
-        // SAFETY: as above.
-        let r3 = unsafe { libc::pthread_mutexattr_settype(attr, libc::PTHREAD_MUTEX_ERRORCHECK) };
-        // SAFETY: the mutex memory is ours to initialize (we hold the
-        // `init` claim) and stays at this address (it lives in shared memory
-        // or behind a reference while used); `attr` is initialized.
-        let r4 = unsafe { libc::pthread_mutex_init(self.ptr(), attr) };
-        // SAFETY: `attr` was initialized and is not used afterwards.
-        unsafe { libc::pthread_mutexattr_destroy(attr) };
-        match [r, r2, r3, r4].into_iter().find(|&r| r != 0) {
-            Some(e) => Err(io::Error::from_raw_os_error(e)),
-            None => Ok(()),
-        }
-    }
-
-    /// Locks: waits without limit (`None`), not at all (`Some(ZERO)`), or
-    /// until `timeout` from now on the monotonic clock.
-    pub(crate) fn lock(&self, timeout: Option<Duration>) -> RobustLock {
-        use std::sync::atomic::Ordering;
-        if self.lost.load(Ordering::Acquire) != 0 {
-            return RobustLock::NotRecoverable;
-        }
-        if let Err(e) = self.ensure_init() {
-            return RobustLock::Failed(e.raw_os_error().unwrap_or(libc::EINVAL));
-        }
-        let r = match timeout {
-            // SAFETY: the mutex is initialized (ensure_init) and stays put.
-            None => unsafe { libc::pthread_mutex_lock(self.ptr()) },
-            // SAFETY: as above.
-            Some(t) if t.is_zero() => unsafe { libc::pthread_mutex_trylock(self.ptr()) },
-            Some(t) => {
-                // glibc's timed lock waits out the timeout on a mutex that
-                // is not recoverable; a try first (and after a timeout)
-                // tells that case apart at once.
-                // SAFETY: as above.
-                match unsafe { libc::pthread_mutex_trylock(self.ptr()) } {
-                    libc::EBUSY => {
-                        let at = monotonic_after(t);
-                        // SAFETY: as above; `at` is a valid timespec.
-                        match unsafe { pthread_mutex_clocklock(self.ptr(), libc::CLOCK_MONOTONIC, &at) } {
-                            // SAFETY: as above.
-                            libc::ETIMEDOUT => match unsafe { libc::pthread_mutex_trylock(self.ptr()) } {
-                                libc::EBUSY => libc::ETIMEDOUT,
-                                other => other,
-                            },
-                            other => other,
-                        }
-                    }
-                    other => other,
-                }
-            }
-        };
-        match r {
-            0 => RobustLock::Locked,
-            libc::EOWNERDEAD => RobustLock::OwnerDied,
-            libc::ENOTRECOVERABLE => {
-                self.mark_lost();
-                RobustLock::NotRecoverable
-            }
-            libc::EBUSY => RobustLock::Busy,
-            libc::ETIMEDOUT => RobustLock::TimedOut,
-            libc::EDEADLK => RobustLock::Deadlock,
-            e => RobustLock::Failed(e),
-        }
-    }
-
-    /// Marks the state protected by a mutex whose owner died as repaired.
-    /// Call only while holding it after `OwnerDied`.
-    pub(crate) fn make_consistent(&self) -> io::Result<()> {
-        // SAFETY: the mutex is initialized (we hold it).
-        match unsafe { libc::pthread_mutex_consistent(self.ptr()) } {
-            0 => Ok(()),
-            e => Err(io::Error::from_raw_os_error(e)),
-        }
-    }
-
-    /// Records that the mutex is not recoverable.
-    pub(crate) fn mark_lost(&self) {
-        // Release: pairs with the Acquire load in `lock`.
-        self.lost.store(1, std::sync::atomic::Ordering::Release);
-    }
-
-    /// Unlocks. Call only while holding it.
-    pub(crate) fn unlock(&self) {
-        // SAFETY: the mutex is initialized and held by this thread.
-        unsafe { libc::pthread_mutex_unlock(self.ptr()) };
+/// Runs `child` in the child of every later `fork` (on the forking thread,
+/// the child's only thread), before `fork` returns there.
+pub(crate) fn at_fork_child(child: unsafe extern "C" fn()) -> io::Result<()> {
+    // SAFETY: registers a function pointer that lives for the whole
+    // program; the other two handlers are none.
+    match unsafe { pthread_atfork(None, None, Some(child)) } {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytemuck::Zeroable;
-use ipc_sync::{Condvar, Deadline, Error, Event, Key, Mutex, Semaphore, futex};
+use ipc_sync::{Condvar, Deadline, Error, Event, Key, LockError, Mutex, RobustMutex, Semaphore, futex};
 
 fn within(elapsed: Duration, timeout: Duration) {
     assert!(elapsed >= timeout, "early: {elapsed:?} < {timeout:?}");
@@ -32,7 +32,7 @@ fn mutex_counts_exactly_under_contention() {
         for _ in 0..4 {
             s.spawn(|| {
                 for _ in 0..50_000 {
-                    *m.lock() += 1;
+                    *m.lock().unwrap() += 1;
                 }
             });
         }
@@ -43,11 +43,22 @@ fn mutex_counts_exactly_under_contention() {
 #[test]
 fn mutex_try_and_timeout() {
     let m = Mutex::new(1u32);
-    let g = m.lock();
-    assert!(matches!(m.try_lock(), Err(Error::WouldBlock { .. })));
-    let t = Instant::now();
-    assert!(matches!(m.lock_timeout(Duration::from_millis(50)), Err(Error::Timeout { what: "mutex" })));
-    within(t.elapsed(), Duration::from_millis(50));
+    let g = m.lock().unwrap();
+    assert!(matches!(m.try_lock(), Err(LockError::WouldBlock)));
+    // This thread holds it: a blocking form says so instead of hanging.
+    assert!(matches!(m.lock(), Err(LockError::WouldDeadlock)));
+    assert!(matches!(m.lock_timeout(Duration::ZERO), Err(LockError::WouldDeadlock)));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let t = Instant::now();
+            assert!(matches!(m.lock_timeout(Duration::from_millis(50)), Err(LockError::Timeout)));
+            within(t.elapsed(), Duration::from_millis(50));
+            let t = Instant::now();
+            assert!(matches!(m.lock_timeout(Duration::ZERO), Err(LockError::Timeout)));
+            assert!(matches!(m.lock_deadline(Instant::now() - Duration::from_secs(1)), Err(LockError::Timeout)));
+            assert!(t.elapsed() < Duration::from_secs(1));
+        });
+    });
     drop(g);
     assert_eq!(*m.lock_timeout(Duration::from_millis(50)).unwrap(), 1);
     assert!(format!("{m:?}").contains("unlocked"));
@@ -57,7 +68,7 @@ fn mutex_try_and_timeout() {
 fn mutex_wakes_a_sleeping_waiter() {
     let m = Mutex::new(0u32);
     std::thread::scope(|s| {
-        let g = m.lock();
+        let g = m.lock().unwrap();
         let h = s.spawn(|| *m.lock_timeout(Duration::from_secs(10)).unwrap());
         std::thread::sleep(Duration::from_millis(50)); // long enough to sleep in the kernel
         drop(g);
@@ -80,19 +91,19 @@ fn condvar_producer_consumer_loses_nothing() {
     let total = std::thread::scope(|s| {
         s.spawn(|| {
             for i in 1..=20_000u32 {
-                let mut g = not_full.wait_while(q.lock(), |q| q.len == 4);
+                let mut g = not_full.wait_while(q.lock().unwrap(), |q| q.len == 4);
                 let n = g.len as usize;
                 g.items[n] = i;
                 g.len += 1;
                 drop(g);
                 not_empty.notify_one();
             }
-            q.lock().done = 1;
+            q.lock().unwrap().done = 1;
             not_empty.notify_all();
         });
         let mut sum = 0u64;
         loop {
-            let mut g = not_empty.wait_while(q.lock(), |q| q.len == 0 && q.done == 0);
+            let mut g = not_empty.wait_while(q.lock().unwrap(), |q| q.len == 0 && q.done == 0);
             if g.len == 0 {
                 break sum;
             }
@@ -111,11 +122,11 @@ fn condvar_timeouts() {
     let m = Mutex::new(0u32);
     let c = Condvar::new();
     let t = Instant::now();
-    let (g, r) = c.wait_timeout(m.lock(), Duration::from_millis(40));
+    let (g, r) = c.wait_timeout(m.lock().unwrap(), Duration::from_millis(40));
     assert!(r.timed_out());
     within(t.elapsed(), Duration::from_millis(40));
     drop(g);
-    let (g, r) = c.wait_timeout_while(m.lock(), Duration::from_millis(20), |v| *v == 0);
+    let (g, r) = c.wait_timeout_while(m.lock().unwrap(), Duration::from_millis(20), |v| *v == 0);
     assert!(r.timed_out());
     assert_eq!(*g, 0);
 }
@@ -204,4 +215,108 @@ fn keys() {
     }
     assert_ne!(Key::from_path("/", 1).unwrap(), Key::from_path("/", 2).unwrap());
     assert_eq!(format!("{}", Key::private()), "IPC_PRIVATE");
+}
+
+#[test]
+fn locks_released_out_of_order_keep_working() {
+    let ms: Vec<Mutex<u32>> = (0..5).map(Mutex::new).collect();
+    let rs: Vec<RobustMutex<u32>> = (0..3).map(RobustMutex::new).collect();
+    for round in 0..50usize {
+        let mut gs: Vec<_> = ms.iter().map(|m| Some(m.lock().unwrap())).collect();
+        let mut rg: Vec<_> = rs.iter().map(|m| Some(m.lock().unwrap())).collect();
+        // Release in an order that changes every round.
+        let (n, nr) = (gs.len(), rg.len());
+        for k in 0..n {
+            gs[(k * 3 + round) % n].take();
+            if k < nr {
+                rg[(k + round) % nr].take();
+            }
+        }
+    }
+    // Every one is free, for this thread and for another.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for m in &ms {
+                drop(m.try_lock().unwrap());
+            }
+            for m in &rs {
+                drop(m.try_lock().unwrap());
+            }
+        });
+    });
+}
+
+#[test]
+fn a_thread_that_exits_holding_a_mutex_is_reported_dead() {
+    let m = Mutex::new(0u32);
+    let r = RobustMutex::new(0u32);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut g = m.lock().unwrap();
+            *g = 7;
+            std::mem::forget(g); // the thread ends holding both
+            let mut g = r.lock().unwrap();
+            *g = 8;
+            std::mem::forget(g);
+        });
+    });
+    match m.lock_timeout(Duration::from_secs(5)) {
+        Err(LockError::OwnerDied(g)) => assert_eq!(*g, 7),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    // Reported once; then as good as new.
+    assert_eq!(*m.try_lock().unwrap(), 7);
+    match r.lock_timeout(Duration::from_secs(5)) {
+        Err(LockError::OwnerDied(mut g)) => {
+            assert_eq!(*g, 8);
+            g.make_consistent().unwrap();
+        }
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    assert_eq!(*r.try_lock().unwrap(), 8);
+}
+
+#[test]
+fn a_sleeping_waiter_learns_of_the_death_at_once() {
+    let m = &Mutex::new(0u32);
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (locked_tx, locked) = std::sync::mpsc::channel();
+        s.spawn(move || {
+            std::mem::forget(m.lock().unwrap());
+            locked_tx.send(()).unwrap();
+            rx.recv().unwrap(); // until the waiter sleeps
+        });
+        locked.recv().unwrap();
+        let waiter = s.spawn(move || {
+            let t = Instant::now();
+            let died = matches!(m.lock_timeout(Duration::from_secs(10)), Err(LockError::OwnerDied(_)));
+            (died, t.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        tx.send(()).unwrap();
+        let (died, after) = waiter.join().unwrap();
+        assert!(died);
+        assert!(after < Duration::from_secs(5), "{after:?}");
+    });
+}
+
+#[test]
+fn too_many_held_is_an_error_not_a_hang() {
+    let ms: Vec<Mutex<u8>> = (0..80).map(|_| Mutex::new(0)).collect();
+    let mut gs = Vec::new();
+    let mut refused = None;
+    for m in &ms {
+        match m.lock() {
+            Ok(g) => gs.push(g),
+            Err(e) => {
+                refused = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    assert_eq!(gs.len(), 64);
+    assert!(refused.unwrap().contains("64"));
+    gs.clear();
+    assert!(ms.iter().all(|m| m.try_lock().is_ok()));
 }

@@ -11,7 +11,7 @@ use ipc_kit::sync::{
     Semaphore, SemaphoreSet, futex,
 };
 use ipc_kit_tests::{
-    Exit, Helper, ScratchDir, assert_fired_within, become_nobody, cases, fork, helper_command, unique_name,
+    Exit, Forked, Helper, Rng, ScratchDir, assert_fired_within, become_nobody, cases, fork, helper_command, unique_name,
 };
 use nix::sys::signal::Signal;
 
@@ -33,6 +33,10 @@ cases!("sync":
     named_semaphore_across_exec,
     eventfd_wakes_across_fork,
     permission_denied_for_nobody,
+    event_auto_reset_counts_every_set,
+    event_hostile_peer_cannot_strand_or_break_waits,
+    semaphore_hostile_peer_cannot_strand_or_break_waits,
+    condvar_hostile_peer_cannot_strand_or_break_waits,
 );
 
 pub(crate) const HELPERS: &[Helper] =
@@ -421,6 +425,239 @@ fn permission_denied_for_nobody() {
     });
     child.join();
     drop((set, sem));
+}
+
+/// Forty sets let exactly forty of 48 waiting processes through, however
+/// fast they come (here while every waiter is stopped); sets made while
+/// nobody waits are kept, one pass each.
+fn event_auto_reset_counts_every_set() {
+    const WAITERS: u32 = 48;
+    const SETS: u32 = 40;
+    let map = Mapping::anonymous(4096).unwrap();
+    let passed = || map.shared::<AtomicU32>(64).unwrap();
+    let e = map.shared::<Event>(0).unwrap();
+    for _ in 0..5 {
+        e.set();
+    }
+    let child = fork(|| {
+        let e = map.shared::<Event>(0).unwrap();
+        for _ in 0..5 {
+            e.try_wait_reset().expect("one pass per set");
+        }
+        assert!(matches!(e.try_wait_reset(), Err(Error::WouldBlock { .. })), "five sets, five passes");
+    });
+    child.join();
+    assert!(!e.is_set());
+    let waiters: Vec<_> = (0..WAITERS)
+        .map(|_| {
+            fork(|| {
+                let e = map.shared::<Event>(0).unwrap();
+                e.wait_reset_timeout(Duration::from_secs(25)).expect("a set for every waiter in the end");
+                passed().fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200)); // let them fall asleep
+    // The sets come faster than any waiter can run: all of them stopped.
+    waiters.iter().for_each(|w| w.signal(Signal::SIGSTOP));
+    for w in &waiters {
+        wait_stopped(w.pid());
+    }
+    for _ in 0..SETS {
+        e.set();
+    }
+    waiters.iter().for_each(|w| w.signal(Signal::SIGCONT));
+    let t = Instant::now();
+    while passed().load(Ordering::SeqCst) < SETS && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(passed().load(Ordering::SeqCst), SETS, "{SETS} sets, {SETS} waiters through");
+    assert!(!e.is_set(), "every pass was taken");
+    for _ in SETS..WAITERS {
+        e.set();
+    }
+    for mut w in waiters {
+        assert_eq!(w.wait_timeout(Duration::from_secs(20)), Some(Exit::Code(0)));
+    }
+    assert_eq!(passed().load(Ordering::SeqCst), WAITERS);
+}
+
+/// Waits (at most 10 s) until process `pid` is stopped.
+fn wait_stopped(pid: nix::unistd::Pid) {
+    let t = Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+        if state == Some("T") {
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "process {pid} never stopped at its failpoint ({state:?})");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// For each primitive of 8 bytes (two `u32` words: the condition word and
+/// the waiter count): a peer process that scribbles on them.
+fn scribbler(map: &Mapping, offset: usize, cond: impl Fn(&mut Rng) -> u32, until: Instant) -> Forked {
+    fork(|| {
+        let (word, waiters) = (map.shared::<AtomicU32>(offset).unwrap(), map.shared::<AtomicU32>(offset + 4).unwrap());
+        let mut rng = Rng::new(u64::from(std::process::id()));
+        while Instant::now() < until {
+            word.store(cond(&mut rng), Ordering::SeqCst);
+            let n = match rng.below(3) {
+                0 => 0,
+                1 => u32::MAX,
+                _ => rng.next_u64() as u32,
+            };
+            waiters.store(n, Ordering::SeqCst);
+            futex::wake_all(&word);
+            if rng.chance(8) {
+                std::thread::yield_now();
+            }
+        }
+    })
+}
+
+/// Asserts that a forked victim ends well within 5 s.
+fn ends_soon(mut victim: Forked, what: &str) {
+    match victim.wait_timeout(Duration::from_secs(5)) {
+        Some(Exit::Code(0)) => {}
+        other => panic!("{what}: the waiter ended with {other:?} (None: still waiting after 5 s)"),
+    }
+}
+
+/// An `Event` in shared memory against a peer that writes its words: a
+/// zeroed waiter count does not strand untimed waits (manual or auto
+/// reset) after `set`; timed waits end at their deadline while the peer
+/// scribbles; random words never make a call panic.
+fn event_hostile_peer_cannot_strand_or_break_waits() {
+    let map = Mapping::anonymous(4096).unwrap();
+    assert_eq!(size_of::<Event>(), 8);
+    let waiters = || map.shared::<AtomicU32>(4).unwrap();
+    // Stranding: both kinds of untimed waiters asleep, the count zeroed
+    // just before the set.
+    let manual = fork(|| map.shared::<Event>(0).unwrap().wait());
+    let auto = fork(|| map.shared::<Event>(0).unwrap().wait_reset());
+    std::thread::sleep(Duration::from_millis(200));
+    waiters().store(0, Ordering::SeqCst);
+    let e = map.shared::<Event>(0).unwrap();
+    e.set();
+    e.set();
+    waiters().store(0, Ordering::SeqCst);
+    ends_soon(manual, "Event::wait");
+    ends_soon(auto, "Event::wait_reset");
+    e.reset();
+    // Deadlines: the peer keeps the event unset and wakes us spuriously.
+    let until = Instant::now() + Duration::from_millis(1500);
+    let peer = scribbler(&map, 0, |_| 0, until);
+    for timeout in [Duration::ZERO, Duration::from_millis(300)] {
+        let t = Instant::now();
+        assert!(matches!(e.wait_timeout(timeout), Err(Error::Timeout { .. })));
+        assert_fired_within(t.elapsed(), timeout, SLACK);
+        let t = Instant::now();
+        assert!(matches!(e.wait_reset_deadline(t + timeout), Err(Error::Timeout { .. })));
+        assert_fired_within(t.elapsed(), timeout, SLACK);
+    }
+    peer.join();
+    // Random words: every call returns.
+    let until = Instant::now() + Duration::from_millis(500);
+    let peer = scribbler(&map, 0, |rng| rng.next_u64() as u32, until);
+    while Instant::now() < until {
+        e.set();
+        let _ = (e.try_wait(), e.try_wait_reset(), e.is_set(), format!("{e:?}"));
+        let _ = e.wait_reset_timeout(Duration::from_millis(1));
+        let _ = e.wait_timeout(Duration::from_millis(1));
+        e.reset();
+    }
+    peer.join();
+}
+
+/// A `Semaphore` against a peer that writes its words, as for `Event`.
+fn semaphore_hostile_peer_cannot_strand_or_break_waits() {
+    let map = Mapping::anonymous(4096).unwrap();
+    assert_eq!(size_of::<Semaphore>(), 8);
+    let waiters = || map.shared::<AtomicU32>(4).unwrap();
+    let victims: Vec<_> = (0..2).map(|_| fork(|| map.shared::<Semaphore>(0).unwrap().wait())).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let s = map.shared::<Semaphore>(0).unwrap();
+    waiters().store(0, Ordering::SeqCst);
+    s.post().unwrap();
+    waiters().store(0, Ordering::SeqCst);
+    s.post().unwrap();
+    waiters().store(0, Ordering::SeqCst);
+    for v in victims {
+        ends_soon(v, "Semaphore::wait");
+    }
+    assert_eq!(s.value(), 0);
+    let until = Instant::now() + Duration::from_millis(1500);
+    let peer = scribbler(&map, 0, |_| 0, until);
+    for timeout in [Duration::ZERO, Duration::from_millis(300)] {
+        let t = Instant::now();
+        assert!(matches!(s.wait_timeout(timeout), Err(Error::Timeout { .. })));
+        assert_fired_within(t.elapsed(), timeout, SLACK);
+        let t = Instant::now();
+        assert!(matches!(s.wait_deadline(t + timeout), Err(Error::Timeout { .. })));
+        assert_fired_within(t.elapsed(), timeout, SLACK);
+    }
+    peer.join();
+    let until = Instant::now() + Duration::from_millis(500);
+    let peer = scribbler(&map, 0, |rng| if rng.chance(2) { u32::MAX } else { rng.next_u64() as u32 }, until);
+    while Instant::now() < until {
+        let _ = s.post();
+        let _ = (s.try_wait(), s.value(), format!("{s:?}"));
+        let _ = s.wait_timeout(Duration::from_millis(1));
+    }
+    peer.join();
+}
+
+/// A `Condvar` against a peer that writes its words: a zeroed waiter count
+/// does not strand an untimed `wait_while` after the notification; a timed
+/// wait ends at its deadline while the peer bumps the sequence and wakes
+/// it; random words never make a call panic.
+fn condvar_hostile_peer_cannot_strand_or_break_waits() {
+    const CV: usize = 64;
+    let map = Mapping::anonymous(4096).unwrap();
+    assert_eq!(size_of::<Condvar>(), 8);
+    let m = || map.shared::<Mutex<u32>>(0).unwrap().get();
+    let cv = || map.shared::<Condvar>(CV).unwrap().get();
+    let waiters = || map.shared::<AtomicU32>(CV + 4).unwrap();
+    let victims: Vec<_> = (0..2)
+        .map(|_| {
+            fork(|| {
+                let (m, cv) = (m(), cv());
+                let g = cv.wait_while(m.lock(), |v| *v == 0);
+                assert_eq!(*g, 1);
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    *m().lock() = 1;
+    waiters().store(0, Ordering::SeqCst);
+    cv().notify_all();
+    for v in victims {
+        ends_soon(v, "Condvar::wait_while");
+    }
+    let until = Instant::now() + Duration::from_millis(1500);
+    let peer = scribbler(&map, CV, |rng| rng.next_u64() as u32, until);
+    for timeout in [Duration::ZERO, Duration::from_millis(300)] {
+        let t = Instant::now();
+        let (g, r) = cv().wait_timeout_while(m().lock(), timeout, |v| *v == 1);
+        assert!(r.timed_out());
+        drop(g);
+        assert_fired_within(t.elapsed(), timeout, SLACK);
+    }
+    peer.join();
+    let until = Instant::now() + Duration::from_millis(500);
+    let peer = scribbler(&map, CV, |rng| rng.next_u64() as u32, until);
+    while Instant::now() < until {
+        cv().notify_one();
+        cv().notify_all();
+        let _ = format!("{:?}", cv());
+        let (g, _) = cv().wait_timeout(m().lock(), Duration::from_millis(1));
+        drop(g);
+    }
+    peer.join();
 }
 
 /// A creator killed between `semget` and setting the values (a failpoint)

@@ -37,6 +37,7 @@ cases!("sync":
     event_hostile_peer_cannot_strand_or_break_waits,
     semaphore_hostile_peer_cannot_strand_or_break_waits,
     condvar_hostile_peer_cannot_strand_or_break_waits,
+    eventfd_add_sleeps_while_the_counter_has_no_room,
 );
 
 pub(crate) const HELPERS: &[Helper] =
@@ -658,6 +659,64 @@ fn condvar_hostile_peer_cannot_strand_or_break_waits() {
         drop(g);
     }
     peer.join();
+}
+
+/// CPU time this process has used so far.
+fn cpu_time() -> Duration {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID).unwrap();
+    Duration::from(ts)
+}
+
+/// Asserts that a wait of `wall` used less than a fifth of it in CPU.
+fn slept(cpu: Duration, wall: Duration, what: &str) {
+    assert!(cpu < wall / 5, "{what}: {cpu:?} of CPU in a wait of {wall:?}");
+}
+
+/// `EventFd::add` of more than the counter has room for sleeps until a
+/// reader makes room (POLLOUT means room for 1 only), in all three
+/// forms; a zero timeout tries once.
+fn eventfd_add_sleeps_while_the_counter_has_no_room() {
+    use ipc_kit::sync::EVENTFD_MAX;
+    let efd = EventFd::new(0, EventFdMode::Counter).unwrap();
+    efd.add(EVENTFD_MAX - 5).unwrap();
+    // A zero timeout tries once: it fits, or it does not.
+    efd.add_timeout(1, Duration::ZERO).unwrap();
+    assert!(matches!(efd.add_timeout(10, Duration::ZERO), Err(Error::Timeout { .. })));
+    assert!(matches!(efd.add_deadline(10, Instant::now()), Err(Error::Timeout { .. })));
+    // Room for 4, not for 10: the timed form sleeps to its deadline.
+    let (cpu, t) = (cpu_time(), Instant::now());
+    assert!(matches!(efd.add_timeout(10, Duration::from_millis(500)), Err(Error::Timeout { .. })));
+    let (cpu, wall) = (cpu_time() - cpu, t.elapsed());
+    assert_fired_within(wall, Duration::from_millis(500), SLACK);
+    slept(cpu, wall, "add_timeout");
+    // The untimed form sleeps until a reader in another process makes
+    // room.
+    let reader = fork(|| {
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(efd.read().unwrap(), EVENTFD_MAX - 4, "nothing was added before there was room");
+    });
+    let (cpu, t) = (cpu_time(), Instant::now());
+    efd.add(10).unwrap();
+    let (cpu, wall) = (cpu_time() - cpu, t.elapsed());
+    reader.join();
+    slept(cpu, wall, "add");
+    assert_eq!(efd.try_read().unwrap(), 10);
+    // Semaphore mode: each read takes 1 and makes room for 1 more, which
+    // wakes the waiting adder; it sleeps again until there is room for 5.
+    let sem = EventFd::new(0, EventFdMode::Semaphore).unwrap();
+    sem.add(EVENTFD_MAX - 2).unwrap();
+    let reader = fork(|| {
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(150));
+            assert_eq!(sem.read().unwrap(), 1);
+        }
+    });
+    let (cpu, t) = (cpu_time(), Instant::now());
+    sem.add_deadline(5, Instant::now() + Duration::from_secs(10)).unwrap();
+    let (cpu, wall) = (cpu_time() - cpu, t.elapsed());
+    reader.join();
+    slept(cpu, wall, "add_deadline");
+    assert!(matches!(sem.try_add(1), Err(Error::WouldBlock { .. })), "full again");
 }
 
 /// A creator killed between `semget` and setting the values (a failpoint)

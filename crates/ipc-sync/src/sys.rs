@@ -468,3 +468,34 @@ pub(crate) fn poll(
     // SAFETY: one valid pollfd.
     Ok(cvt(unsafe { libc::poll(&mut pfd, 1, timeout_ms) })? > 0)
 }
+
+/// Wake-ups on every read of an eventfd: an edge-triggered epoll that
+/// watches it for `POLLOUT`. The kernel signals `POLLOUT` to the eventfd's
+/// waiters each time a read takes from the counter, and an edge-triggered
+/// epoll reports each such signal once (writes signal only `POLLIN`, which
+/// it does not watch). So a writer that needs room for more than 1 can
+/// sleep until the next read instead of polling a `POLLOUT` level that
+/// already holds.
+#[derive(Debug)]
+pub(crate) struct ReadEdges(nix::sys::epoll::Epoll);
+
+impl ReadEdges {
+    /// Starts watching `fd`. The first [`wait`](Self::wait) may return at
+    /// once (the level at the start counts as an edge).
+    pub(crate) fn new(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<Self> {
+        use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLOUT | EpollFlags::EPOLLET, 0))?;
+        Ok(ReadEdges(epoll))
+    }
+
+    /// Sleeps until the next read, at most `timeout_ms` (-1: no limit).
+    /// `EINTR` is returned.
+    pub(crate) fn wait(&self, timeout_ms: libc::c_int) -> io::Result<()> {
+        let timeout =
+            nix::sys::epoll::EpollTimeout::try_from(timeout_ms.max(-1)).unwrap_or(nix::poll::PollTimeout::MAX);
+        let mut events = [nix::sys::epoll::EpollEvent::empty()];
+        self.0.wait(&mut events, timeout)?;
+        Ok(())
+    }
+}

@@ -38,6 +38,7 @@ cases!("sync":
     semaphore_hostile_peer_cannot_strand_or_break_waits,
     condvar_hostile_peer_cannot_strand_or_break_waits,
     eventfd_add_sleeps_while_the_counter_has_no_room,
+    semaphore_set_zero_and_past_timeouts_try_once,
 );
 
 pub(crate) const HELPERS: &[Helper] =
@@ -717,6 +718,29 @@ fn eventfd_add_sleeps_while_the_counter_has_no_room() {
     reader.join();
     slept(cpu, wall, "add_deadline");
     assert!(matches!(sem.try_add(1), Err(Error::WouldBlock { .. })), "full again");
+}
+
+/// A zero or past timeout tries the operation once: it succeeds when the
+/// operation would, and is `Timeout` only when it would block.
+fn semaphore_set_zero_and_past_timeouts_try_once() {
+    let set = SemaphoreSet::create(Key::private(), &[1, 0], 0o600).unwrap();
+    let child = fork(|| {
+        set.wait_timeout(0, Duration::ZERO).expect("the unit is there: a zero timeout takes it");
+        assert!(matches!(set.wait_timeout(0, Duration::ZERO), Err(Error::Timeout { .. })));
+        set.apply_timeout(&[SemOp::post(0), SemOp::post(1).no_undo()], Duration::ZERO).unwrap();
+        set.apply_deadline(&[SemOp::wait(1).no_undo()], Instant::now()).expect("a deadline of now tries once");
+        let past = Instant::now().checked_sub(Duration::from_secs(1)).unwrap_or_else(Instant::now);
+        let blocked = set.apply_deadline(&[SemOp::post(1).no_undo(), SemOp::add(0, 0).no_undo()], past);
+        assert!(matches!(blocked, Err(Error::Timeout { .. })), "{blocked:?}");
+        set.apply_deadline(&[SemOp::wait(0), SemOp::post(1).no_undo()], past).expect("a past deadline tries once");
+        assert!(matches!(set.apply_deadline(&[SemOp::wait(0)], past), Err(Error::Timeout { .. })));
+        assert!(matches!(set.apply_timeout(&[SemOp::add(1, -2)], Duration::ZERO), Err(Error::Timeout { .. })));
+        assert!(matches!(set.apply_timeout(&[SemOp::add(1, 0)], Duration::ZERO), Err(Error::Timeout { .. })));
+        set.apply_timeout(&[SemOp::add(1, -1).no_undo(), SemOp::add(1, 0)], Duration::ZERO).expect("to zero");
+    });
+    child.join();
+    // SEM_UNDO gave the child's unit of semaphore 0 back when it exited.
+    assert_eq!((set.value(0).unwrap(), set.value(1).unwrap()), (1, 0));
 }
 
 /// A creator killed between `semget` and setting the values (a failpoint)

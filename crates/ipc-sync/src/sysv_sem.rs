@@ -232,7 +232,8 @@ impl SemaphoreSet {
         self.run(ops, None)
     }
 
-    /// Applies `ops`, waiting at most `timeout` (`semtimedop`).
+    /// Applies `ops`, waiting at most `timeout` (`semtimedop`); a zero
+    /// timeout tries once, as [`try_apply`](Self::try_apply) does.
     ///
     /// # Errors
     ///
@@ -242,7 +243,8 @@ impl SemaphoreSet {
         self.run(ops, Some(Deadline::after(timeout)))
     }
 
-    /// Applies `ops`, waiting until `deadline` at the latest.
+    /// Applies `ops`, waiting until `deadline` at the latest; a deadline
+    /// that has passed tries once.
     ///
     /// # Errors
     ///
@@ -305,13 +307,13 @@ impl SemaphoreSet {
             bufs.push(libc::sembuf { sem_num: op.index, sem_op: op.delta, sem_flg: flags as i16 });
         }
         loop {
-            let timeout = match wait {
-                None => None,
-                Some(d) => match d.remaining() {
-                    None => None,
-                    Some(left) if left.is_zero() => return Err(Error::Timeout { what: WHAT }),
-                    Some(left) => Some(left),
-                },
+            let timeout = match wait.and_then(|d| d.remaining()) {
+                // A zero or past deadline tries once.
+                Some(left) if left.is_zero() => {
+                    bufs.iter_mut().for_each(|b| b.sem_flg |= libc::IPC_NOWAIT as i16);
+                    None
+                }
+                other => other,
             };
             match sys::semop(self.id, &mut bufs, timeout) {
                 Ok(()) => return Ok(()),

@@ -29,7 +29,6 @@ cases!("sync":
     semaphore_set_undo_after_kill,
     semaphore_set_by_path_key_in_exec_child,
     semaphore_set_removed_while_waiting,
-    semaphore_set_left_uninitialized_is_taken_over,
     named_semaphore_across_exec,
     eventfd_wakes_across_fork,
     permission_denied_for_nobody,
@@ -39,6 +38,8 @@ cases!("sync":
     condvar_hostile_peer_cannot_strand_or_break_waits,
     eventfd_add_sleeps_while_the_counter_has_no_room,
     semaphore_set_zero_and_past_timeouts_try_once,
+    semaphore_set_slow_creator_is_never_taken_over,
+    semaphore_set_creator_killed_at_each_step,
 );
 
 pub(crate) const HELPERS: &[Helper] =
@@ -743,24 +744,136 @@ fn semaphore_set_zero_and_past_timeouts_try_once() {
     assert_eq!((set.value(0).unwrap(), set.value(1).unwrap()), (1, 0));
 }
 
-/// A creator killed between `semget` and setting the values (a failpoint)
-/// leaves a set nobody initialized: `open` gives up after the grace with
-/// `Timeout`, and `open_or_create` initializes it.
-fn semaphore_set_left_uninitialized_is_taken_over() {
-    let key = Key::new(0x1e30_0000 | (std::process::id() as i32 & 0xffff)).unwrap();
-    let mut creator = fork(|| {
-        ipc_kit::sync::failpoint::arm("sysv-sem:created");
-        let _ = SemaphoreSet::create(key, &[2], 0o600);
-        unreachable!("the failpoint kills the creator");
-    });
-    assert_eq!(creator.wait(), Exit::Signaled(Signal::SIGKILL));
-    let start = Instant::now();
-    assert!(matches!(SemaphoreSet::open(key), Err(Error::Timeout { .. })));
-    assert!(start.elapsed() >= ipc_kit::sync::CREATION_GRACE);
-    assert!(matches!(SemaphoreSet::open_or_create(key, &[2, 2], 0o600), Err(Error::InvalidArgument { .. })));
-    let set = SemaphoreSet::open_or_create(key, &[2], 0o600).unwrap();
-    assert!(!set.is_owner());
-    assert_eq!(set.value(0).unwrap(), 2);
-    assert_eq!(SemaphoreSet::open(key).unwrap().value(0).unwrap(), 2, "plain opens now see it initialized");
-    set.remove().unwrap();
+/// A key for one step of a System V case.
+fn sem_key(case: i32, step: i32) -> Key {
+    Key::new(0x1e40_0000 | (case << 20) | (step << 16) | (std::process::id() as i32 & 0xffff)).unwrap()
+}
+
+/// Removes every semaphore set under `key` when dropped, whatever state a
+/// failed case left it in.
+struct SetsUnder(Key);
+
+impl Drop for SetsUnder {
+    fn drop(&mut self) {
+        let table = std::fs::read_to_string("/proc/sysvipc/sem").unwrap_or_default();
+        for line in table.lines().skip(1) {
+            let mut cols = line.split_whitespace();
+            let (Some(key), Some(id)) = (cols.next(), cols.next()) else { continue };
+            if key.parse::<i32>().ok() == Some(self.0.raw()) {
+                let _ = SemaphoreSet::remove_id(id.parse().unwrap_or(-1));
+            }
+        }
+    }
+}
+
+/// Takes the binary semaphore 0 of `set` a few times, holding it `hold`
+/// each time, and counts the holders in `inside`: never more than one.
+fn hold_binary(set: &SemaphoreSet, inside: &AtomicU32, hold: Duration) {
+    for _ in 0..4 {
+        set.wait_timeout(0, Duration::from_secs(10)).expect("take the binary semaphore");
+        let was = inside.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(was, 0, "two processes hold the binary semaphore");
+        std::thread::sleep(hold);
+        inside.fetch_sub(1, Ordering::SeqCst);
+        set.post(0).unwrap();
+    }
+}
+
+/// A creator stopped 1.5 s inside `SemaphoreSet::create` (a failpoint that
+/// stops it) while another process calls `open_or_create`. Once the
+/// creator has claimed the making of the set, the opener waits for it and
+/// never takes the set over: one initialization, one owner, the binary
+/// semaphore never held twice, and the set outlives the opener's use. A
+/// creator stopped before it claimed the making (right after `semget`) has
+/// its set made by the opener instead: its own `create` then says
+/// `AlreadyExists`, and it never removes the set.
+fn semaphore_set_slow_creator_is_never_taken_over() {
+    let map = Mapping::anonymous(4096).unwrap();
+    let inside = || map.shared::<AtomicU32>(0).unwrap();
+    let continued = || map.shared::<AtomicU32>(4).unwrap();
+    let (opener_done, creator_done) = (|| map.shared::<Event>(64).unwrap(), || map.shared::<Event>(128).unwrap());
+    for (step, (point, preempted)) in
+        [("sysv-sem:created", true), ("sysv-sem:claimed", false), ("sysv-sem:valued", false)].into_iter().enumerate()
+    {
+        let key = sem_key(1, step as i32);
+        let _cleanup = SetsUnder(key);
+        continued().store(0, Ordering::SeqCst);
+        opener_done().reset();
+        creator_done().reset();
+        let creator = fork(|| {
+            ipc_kit::sync::failpoint::arm_stop(point);
+            let set = match SemaphoreSet::create(key, &[1], 0o600) {
+                Ok(set) => {
+                    assert!(!preempted, "{point}: create succeeded after the opener made the set");
+                    assert!(set.is_owner());
+                    set
+                }
+                Err(Error::AlreadyExists { .. }) if preempted => {
+                    let set = SemaphoreSet::open(key).expect("open the set the opener made");
+                    assert!(!set.is_owner());
+                    set
+                }
+                Err(e) => panic!("{point}: create: {e}"),
+            };
+            hold_binary(&set, &inside(), Duration::from_millis(50));
+            creator_done().set();
+            opener_done().wait_timeout(Duration::from_secs(20)).unwrap();
+            drop(set);
+        });
+        wait_stopped(creator.pid());
+        let opener = fork(|| {
+            let set = SemaphoreSet::open_or_create(key, &[1], 0o600).expect("open_or_create");
+            if !preempted {
+                assert_eq!(continued().load(Ordering::SeqCst), 1, "{point}: took the set over from a stopped creator");
+            }
+            hold_binary(&set, &inside(), Duration::from_millis(200));
+            assert_eq!(set.is_owner(), preempted, "{point}: the opener owns the set only if it made it");
+            creator_done().wait_timeout(Duration::from_secs(20)).unwrap();
+            assert_eq!(set.value(0).unwrap(), 1, "{point}: the unit is back");
+            opener_done().set();
+            drop(set);
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        continued().store(1, Ordering::SeqCst);
+        creator.signal(Signal::SIGCONT);
+        let (mut creator, mut opener) = (creator, opener);
+        assert_eq!(creator.wait_timeout(Duration::from_secs(20)), Some(Exit::Code(0)), "{point}: creator");
+        assert_eq!(opener.wait_timeout(Duration::from_secs(20)), Some(Exit::Code(0)), "{point}: opener");
+        assert!(matches!(SemaphoreSet::open(key), Err(Error::NotFound { .. })), "{point}: its owner removed it");
+    }
+}
+
+/// A creator killed at each step of making a set (failpoints): a plain
+/// `open` finds no finished set at once, and `open_or_create` finishes
+/// making it at once (the kernel's undo of the dead creator's claim is the
+/// proof that it is gone), owning it.
+fn semaphore_set_creator_killed_at_each_step() {
+    for (step, point) in ["sysv-sem:created", "sysv-sem:claimed", "sysv-sem:valued"].into_iter().enumerate() {
+        let key = sem_key(2, step as i32);
+        let _cleanup = SetsUnder(key);
+        let mut creator = fork(|| {
+            ipc_kit::sync::failpoint::arm(point);
+            let _ = SemaphoreSet::create(key, &[2, 3], 0o600);
+            panic!("{point}: the failpoint did not kill the creator");
+        });
+        assert_eq!(creator.wait(), Exit::Signaled(Signal::SIGKILL), "{point}");
+        let t = Instant::now();
+        assert!(matches!(SemaphoreSet::open(key), Err(Error::NotFound { .. })), "{point}: open");
+        assert!(
+            matches!(SemaphoreSet::open_or_create(key, &[2, 2, 2], 0o600), Err(Error::InvalidArgument { .. })),
+            "{point}: another size"
+        );
+        let opener = fork(|| {
+            let set = SemaphoreSet::open_or_create(key, &[2, 3], 0o600).unwrap();
+            assert!(set.is_owner(), "{point}: the process that finished making it owns it");
+            assert_eq!((set.value(0).unwrap(), set.value(1).unwrap()), (2, 3));
+            let other = SemaphoreSet::open(key).unwrap();
+            assert!(!other.is_owner());
+            assert_eq!(other.len(), 2);
+            drop(set);
+            assert!(matches!(SemaphoreSet::open(key), Err(Error::NotFound { .. })), "{point}: its owner removed it");
+        });
+        opener.join();
+        assert!(t.elapsed() < Duration::from_secs(5), "{point}: took {:?}", t.elapsed());
+    }
 }

@@ -301,6 +301,17 @@ pub(crate) fn kill_self() -> ! {
     unreachable!("SIGKILL returned")
 }
 
+/// Stops this process with `SIGSTOP` until another sends `SIGCONT` (a
+/// failpoint).
+#[cfg(feature = "failpoints")]
+pub(crate) fn stop_self() {
+    // SAFETY: kill takes a pid and a signal; SIGSTOP stops us until a
+    // SIGCONT, and then the call returns.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGSTOP);
+    }
+}
+
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
 }
@@ -334,15 +345,6 @@ pub(crate) fn sem_setval(id: libc::c_int, index: libc::c_int, value: libc::c_int
     // SAFETY: SETVAL reads the `val` member of the union semun argument; an
     // int passed in its place has the same representation on Linux ABIs.
     cvt(unsafe { libc::semctl(id, index, libc::SETVAL, value) }).map(drop)
-}
-
-/// `semctl(SETALL)`.
-pub(crate) fn sem_setall(id: libc::c_int, values: &[u16]) -> io::Result<()> {
-    // SAFETY: SETALL reads `nsems` unsigned shorts through the `array`
-    // member of the union semun argument; the caller passes exactly as many
-    // values as the set has, and a pointer in place of the union has the
-    // same representation.
-    cvt(unsafe { libc::semctl(id, 0, libc::SETALL, values.as_ptr()) }).map(drop)
 }
 
 /// `semctl(IPC_STAT)`.

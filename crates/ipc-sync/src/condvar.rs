@@ -15,6 +15,13 @@ use crate::{Deadline, futex};
 /// loop on the condition, or use [`wait_while`](Self::wait_while).
 /// Notifying makes a system call only when someone waits.
 ///
+/// A wait also ends, spuriously, after at most 100 ms asleep: the waiter
+/// then looks at its condition again. So no value a peer writes into the
+/// condition variable (zero into its count of waiters, or its sequence
+/// number put back after a notification) can keep a waiter asleep after
+/// the condition came true and was notified; the loop around the wait
+/// sleeps again when it did not.
+///
 /// # Examples
 ///
 /// ```
@@ -36,7 +43,8 @@ use crate::{Deadline, futex};
 pub struct Condvar {
     /// Bumped by every notification; waiters sleep on it.
     seq: AtomicU32,
-    /// How many wait; notifications skip the wake call when zero.
+    /// How many wait; notifications skip the wake call when zero. A hint
+    /// only: waiters end their sleep on their own (see `spin::RECHECK`).
     waiters: AtomicU32,
 }
 
@@ -124,7 +132,10 @@ impl Condvar {
         self.waiters.fetch_add(1, Ordering::SeqCst);
         let seq = self.seq.load(Ordering::SeqCst);
         drop(guard);
-        let in_time = futex::wait_until(&self.seq, seq, deadline);
+        // At most one slice: the caller's loop looks at its condition
+        // again after it (see the type's docs).
+        futex::wait_until(&self.seq, seq, crate::spin::slice_of(deadline));
+        let in_time = !deadline.has_expired();
         self.waiters.fetch_sub(1, Ordering::SeqCst);
         // Others may sleep on the mutex too: take it marked contended so
         // its unlock wakes them. With no deadline it always succeeds.

@@ -6,9 +6,6 @@ use crate::error::{Error, Result};
 use crate::spin::wait_for;
 use crate::{Deadline, futex};
 
-const UNSET: u32 = 0;
-const SET: u32 = 1;
-
 /// A flag that one process sets and others wait for, in shared memory.
 ///
 /// All zero bytes are an event that is not set. Both kinds of waiting work
@@ -17,11 +14,21 @@ const SET: u32 = 1;
 /// - manual reset: [`wait`](Self::wait) returns once the event is set and
 ///   leaves it set (every waiter passes) until [`reset`](Self::reset);
 /// - auto reset: [`wait_reset`](Self::wait_reset) returns once the event is
-///   set and clears it, so each [`set`](Self::set) lets exactly one such
-///   waiter through.
+///   set and takes one [`set`](Self::set) back, so each `set` lets exactly
+///   one such waiter through.
+///
+/// The event counts its sets: it holds one pass per `set` not yet taken
+/// by an auto-reset waiter (up to `u32::MAX`; sets beyond that are not
+/// counted), is set while it holds any, and [`reset`](Self::reset) drops
+/// them all. Forty sets let forty auto-reset waiters through, whether they
+/// come while the waiters sleep, before any waits, or faster than the
+/// waiters can run.
 ///
 /// Waiting spins briefly and then sleeps on a futex; `set` makes a wake
-/// system call only when someone sleeps.
+/// system call only when someone sleeps. A sleeping waiter looks at the
+/// event again at least every 100 ms even when nobody wakes it, so that no
+/// value a peer writes into the event (such as zero into its count of
+/// sleepers) can keep an untimed wait asleep after a `set`.
 ///
 /// # Examples
 ///
@@ -33,42 +40,53 @@ const SET: u32 = 1;
 /// assert!(e.wait_timeout(Duration::from_millis(1)).is_err());
 /// e.set();
 /// e.wait(); // stays set
-/// e.wait_reset(); // clears it
+/// e.wait_reset(); // takes the one set
 /// assert!(!e.is_set());
+/// e.set();
+/// e.set();
+/// e.wait_reset();
+/// e.wait_reset(); // two sets, two passes
+/// assert!(e.try_wait_reset().is_err());
 /// ```
 #[repr(C)]
 #[derive(Default)]
 pub struct Event {
-    /// UNSET or SET; any other value counts as set.
-    state: AtomicU32,
+    /// The sets not yet taken by auto-reset waiters; set while nonzero.
+    /// Any value a peer writes is a number of passes.
+    passes: AtomicU32,
+    /// How many sleep; `set` skips the wake call when zero. A hint only:
+    /// sleepers look again on their own (see `spin::RECHECK`).
     waiters: AtomicU32,
 }
 
 impl Event {
     /// An event that is not set.
     pub const fn new() -> Self {
-        Event { state: AtomicU32::new(UNSET), waiters: AtomicU32::new(0) }
+        Event { passes: AtomicU32::new(0), waiters: AtomicU32::new(0) }
     }
 
-    /// Sets the event and wakes the waiters.
+    /// Sets the event: adds one pass (for one auto-reset waiter), and wakes
+    /// the waiters.
     pub fn set(&self) {
         // SeqCst: pairs with the waiter's SeqCst raise of `waiters` and
-        // read of `state` (see spin::wait_for); Release for the setter's
+        // read of `passes` (see spin::wait_for); Release for the setter's
         // earlier writes is implied.
-        let was = self.state.swap(SET, Ordering::SeqCst);
-        if was == UNSET && self.waiters.load(Ordering::SeqCst) > 0 {
-            futex::wake_all(&self.state);
+        let _ = self.passes.fetch_update(Ordering::SeqCst, Ordering::Relaxed, |n| n.checked_add(1));
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            // All of them: manual-reset waiters all pass, and a woken
+            // auto-reset waiter that finds the pass taken sleeps again.
+            futex::wake_all(&self.passes);
         }
     }
 
-    /// Clears the event.
+    /// Clears the event, dropping every pass not yet taken.
     pub fn reset(&self) {
-        self.state.store(UNSET, Ordering::Release);
+        self.passes.store(0, Ordering::Release);
     }
 
-    /// Whether the event is set.
+    /// Whether the event is set (holds a pass).
     pub fn is_set(&self) -> bool {
-        self.state.load(Ordering::Acquire) != UNSET
+        self.passes.load(Ordering::Acquire) != 0
     }
 
     /// Waits until the event is set (manual reset: it stays set).
@@ -85,7 +103,8 @@ impl Event {
         if self.is_set() { Ok(()) } else { Err(Error::WouldBlock { what: "event" }) }
     }
 
-    /// Waits at most `timeout` for the event to be set.
+    /// Waits at most `timeout` for the event to be set; a zero timeout
+    /// looks once.
     ///
     /// # Errors
     ///
@@ -103,13 +122,13 @@ impl Event {
         self.wait_until(Deadline::at(deadline), false)
     }
 
-    /// Waits until the event is set and clears it (auto reset): of several
-    /// such waiters, one passes per `set`.
+    /// Waits until the event is set and takes one pass (auto reset): of
+    /// several such waiters, one passes per `set`.
     pub fn wait_reset(&self) {
         let _ = self.wait_until(Deadline::never(), true);
     }
 
-    /// Clears the event if it is set.
+    /// Takes one pass if the event is set.
     ///
     /// # Errors
     ///
@@ -118,7 +137,8 @@ impl Event {
         if self.take() { Ok(()) } else { Err(Error::WouldBlock { what: "event" }) }
     }
 
-    /// [`wait_reset`](Self::wait_reset), at most `timeout`.
+    /// [`wait_reset`](Self::wait_reset), at most `timeout`; a zero timeout
+    /// tries once.
     ///
     /// # Errors
     ///
@@ -136,15 +156,17 @@ impl Event {
         self.wait_until(Deadline::at(deadline), true)
     }
 
+    /// Takes one pass, if there is one.
     fn take(&self) -> bool {
         // Read first: spinning waiters must not write the cache line the
         // setter is about to write. SeqCst: see set.
-        self.state.load(Ordering::Relaxed) != UNSET && self.state.swap(UNSET, Ordering::SeqCst) != UNSET
+        self.passes.load(Ordering::Relaxed) != 0
+            && self.passes.fetch_update(Ordering::SeqCst, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
     }
 
     fn wait_until(&self, deadline: Deadline, reset: bool) -> Result<()> {
-        let ready = || if reset { self.take() } else { self.state.load(Ordering::SeqCst) != UNSET };
-        if ready() || wait_for(&self.state, UNSET, &self.waiters, deadline, ready) {
+        let ready = || if reset { self.take() } else { self.passes.load(Ordering::SeqCst) != 0 };
+        if ready() || wait_for(&self.passes, 0, &self.waiters, deadline, ready) {
             Ok(())
         } else {
             Err(Error::Timeout { what: "event" })
@@ -154,6 +176,6 @@ impl Event {
 
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Event").field("set", &self.is_set()).finish()
+        f.debug_struct("Event").field("passes", &self.passes.load(Ordering::Relaxed)).finish()
     }
 }

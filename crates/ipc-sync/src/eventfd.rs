@@ -24,6 +24,10 @@ pub enum EventFdMode {
 ///
 /// The fd is close-on-exec and in nonblocking mode; waiting is done with
 /// `poll`, so the blocking, `try_*` and `*_timeout` forms all work on it.
+/// Every wait sleeps: a read sleeps until the counter is not 0; an add of
+/// `n` that does not fit sleeps until a reader takes from the counter
+/// (`POLLOUT` would only say there is room for 1) and then tries again. A
+/// zero timeout tries once.
 ///
 /// # Examples
 ///
@@ -72,7 +76,7 @@ impl EventFd {
     }
 
     /// Adds `n` to the counter (waking readers), waiting while that would
-    /// pass [`EVENTFD_MAX`].
+    /// pass [`EVENTFD_MAX`]: it sleeps until readers have made room for `n`.
     ///
     /// # Errors
     ///
@@ -150,7 +154,8 @@ impl EventFd {
             match sys::eventfd_read(self.fd.as_fd()) {
                 Ok(v) => return Ok(v),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_ready(libc::POLLIN, wait)?,
+                // POLLIN means the counter is not 0: what a read needs.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_readable(wait)?,
                 Err(e) => return Err(Error::Io { op: "read from eventfd", source: e }),
             }
         }
@@ -163,23 +168,51 @@ impl EventFd {
                 reason: format!("{n} is over {EVENTFD_MAX}"),
             });
         }
+        if self.write(n)? {
+            return Ok(());
+        }
+        let Some(deadline) = wait else { return Err(Error::WouldBlock { what: WHAT }) };
+        if deadline.has_expired() {
+            return Err(Error::Timeout { what: WHAT });
+        }
+        // POLLOUT means room for 1, not for n: sleep until the next read
+        // takes from the counter, and try again.
+        let edges =
+            sys::ReadEdges::new(self.fd.as_fd()).map_err(|e| Error::Io { op: "epoll on eventfd", source: e })?;
+        loop {
+            match edges.wait(deadline.poll_timeout_ms()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::Io { op: "epoll_wait on eventfd", source: e }),
+            }
+            if self.write(n)? {
+                return Ok(());
+            }
+            if deadline.has_expired() {
+                return Err(Error::Timeout { what: WHAT });
+            }
+        }
+    }
+
+    /// One try at adding `n`: whether it fitted.
+    fn write(&self, n: u64) -> Result<bool> {
         loop {
             match sys::eventfd_write(self.fd.as_fd(), n) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_ready(libc::POLLOUT, wait)?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(Error::Io { op: "write to eventfd", source: e }),
             }
         }
     }
 
-    fn wait_ready(&self, events: libc::c_short, wait: Option<Deadline>) -> Result<()> {
+    fn wait_readable(&self, wait: Option<Deadline>) -> Result<()> {
         let Some(deadline) = wait else { return Err(Error::WouldBlock { what: WHAT }) };
         loop {
             if deadline.has_expired() {
                 return Err(Error::Timeout { what: WHAT });
             }
-            match sys::poll(self.fd.as_fd(), events, deadline.poll_timeout_ms()) {
+            match sys::poll(self.fd.as_fd(), libc::POLLIN, deadline.poll_timeout_ms()) {
                 Ok(true) => return Ok(()),
                 Ok(false) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

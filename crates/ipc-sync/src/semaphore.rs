@@ -12,7 +12,10 @@ use crate::{Deadline, futex};
 /// All zero bytes are a semaphore with count 0. [`post`](Self::post) adds
 /// one; [`wait`](Self::wait) takes one, waiting while the count is zero
 /// (spinning briefly, then sleeping on a futex). Posting makes a wake
-/// system call only when someone sleeps.
+/// system call only when someone sleeps. A sleeping waiter looks at the
+/// count again at least every 100 ms even when nobody wakes it, so that no
+/// value a peer writes (such as zero into the count of sleepers) can keep
+/// an untimed wait asleep after a post.
 ///
 /// A process that dies after taking a unit does not give it back; use a
 /// System V [`SemaphoreSet`](crate::SemaphoreSet) (with `SEM_UNDO`) when
@@ -36,6 +39,8 @@ use crate::{Deadline, futex};
 #[derive(Default)]
 pub struct Semaphore {
     count: AtomicU32,
+    /// How many sleep; `post` skips the wake call when zero. A hint only:
+    /// sleepers look again on their own (see `spin::RECHECK`).
     waiters: AtomicU32,
 }
 
@@ -76,7 +81,7 @@ impl Semaphore {
         if self.try_take() { Ok(()) } else { Err(Error::WouldBlock { what: "semaphore" }) }
     }
 
-    /// Takes a unit, waiting at most `timeout`.
+    /// Takes a unit, waiting at most `timeout`; a zero timeout tries once.
     ///
     /// # Errors
     ///

@@ -1,6 +1,7 @@
 //! Waiting: spin briefly, then sleep on a futex.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
 
@@ -38,6 +39,28 @@ pub(crate) fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
     ready()
 }
 
+/// The longest a waiter sleeps on a futex in shared memory before it looks
+/// at its condition again, woken or not.
+///
+/// A peer can write anything into the words of a primitive it shares,
+/// such as zero into the count of waiters that tells the waking side to
+/// make the wake system call. A waiter that trusted that count could sleep
+/// forever after the event it waits for; one that looks again at least
+/// this often is late by at most this much, and sleeps all the same (ten
+/// wake-ups a second).
+pub(crate) const RECHECK: Duration = Duration::from_millis(100);
+
+/// The end of one sleep of at most [`RECHECK`] within `deadline`.
+pub(crate) fn slice_of(deadline: Deadline) -> Deadline {
+    let slice = Instant::now().checked_add(RECHECK);
+    match (deadline.instant(), slice) {
+        (Some(at), Some(slice)) => Deadline::at(at.min(slice)),
+        (Some(at), None) => Deadline::at(at),
+        (None, Some(slice)) => Deadline::at(slice),
+        (None, None) => deadline,
+    }
+}
+
 /// Waits until `ready()` holds: spins, then sleeps on `word` while it reads
 /// `asleep`, counted in `waiters` so that the waking side knows to make the
 /// wake system call. Returns `false` when `deadline` passed first.
@@ -45,7 +68,8 @@ pub(crate) fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
 /// `ready` must be checked after `waiters` is raised (it is: the counter
 /// and the condition are read and written `SeqCst` on both sides), so a
 /// wake-up is never lost: either the waker sees the waiter, or the waiter
-/// sees the waker's change.
+/// sees the waker's change. As a peer may have written the counter, each
+/// sleep lasts at most [`RECHECK`], and `ready` is checked after it.
 pub(crate) fn wait_for(
     word: &AtomicU32,
     asleep: u32,
@@ -64,12 +88,12 @@ pub(crate) fn wait_for(
             waiters.fetch_sub(1, Ordering::SeqCst);
             return true;
         }
-        let in_time = futex::wait_until(word, asleep, deadline);
+        futex::wait_until(word, asleep, slice_of(deadline));
         waiters.fetch_sub(1, Ordering::SeqCst);
         if ready() {
             return true;
         }
-        if !in_time || deadline.has_expired() {
+        if deadline.has_expired() {
             return false;
         }
     }

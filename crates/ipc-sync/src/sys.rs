@@ -217,6 +217,17 @@ pub(crate) fn kill_self() -> ! {
     unreachable!("SIGKILL returned")
 }
 
+/// Stops this process with `SIGSTOP` until another sends `SIGCONT` (a
+/// failpoint).
+#[cfg(feature = "failpoints")]
+pub(crate) fn stop_self() {
+    // SAFETY: kill takes a pid and a signal; SIGSTOP stops us until a
+    // SIGCONT, and then the call returns.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGSTOP);
+    }
+}
+
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
 }
@@ -250,15 +261,6 @@ pub(crate) fn sem_setval(id: libc::c_int, index: libc::c_int, value: libc::c_int
     // SAFETY: SETVAL reads the `val` member of the union semun argument; an
     // int passed in its place has the same representation on Linux ABIs.
     cvt(unsafe { libc::semctl(id, index, libc::SETVAL, value) }).map(drop)
-}
-
-/// `semctl(SETALL)`.
-pub(crate) fn sem_setall(id: libc::c_int, values: &[u16]) -> io::Result<()> {
-    // SAFETY: SETALL reads `nsems` unsigned shorts through the `array`
-    // member of the union semun argument; the caller passes exactly as many
-    // values as the set has, and a pointer in place of the union has the
-    // same representation.
-    cvt(unsafe { libc::semctl(id, 0, libc::SETALL, values.as_ptr()) }).map(drop)
 }
 
 /// `semctl(IPC_STAT)`.
@@ -383,4 +385,35 @@ pub(crate) fn poll(
     let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
     // SAFETY: one valid pollfd.
     Ok(cvt(unsafe { libc::poll(&mut pfd, 1, timeout_ms) })? > 0)
+}
+
+/// Wake-ups on every read of an eventfd: an edge-triggered epoll that
+/// watches it for `POLLOUT`. The kernel signals `POLLOUT` to the eventfd's
+/// waiters each time a read takes from the counter, and an edge-triggered
+/// epoll reports each such signal once (writes signal only `POLLIN`, which
+/// it does not watch). So a writer that needs room for more than 1 can
+/// sleep until the next read instead of polling a `POLLOUT` level that
+/// already holds.
+#[derive(Debug)]
+pub(crate) struct ReadEdges(nix::sys::epoll::Epoll);
+
+impl ReadEdges {
+    /// Starts watching `fd`. The first [`wait`](Self::wait) may return at
+    /// once (the level at the start counts as an edge).
+    pub(crate) fn new(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<Self> {
+        use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(fd, EpollEvent::new(EpollFlags::EPOLLOUT | EpollFlags::EPOLLET, 0))?;
+        Ok(ReadEdges(epoll))
+    }
+
+    /// Sleeps until the next read, at most `timeout_ms` (-1: no limit).
+    /// `EINTR` is returned.
+    pub(crate) fn wait(&self, timeout_ms: libc::c_int) -> io::Result<()> {
+        let timeout =
+            nix::sys::epoll::EpollTimeout::try_from(timeout_ms.max(-1)).unwrap_or(nix::poll::PollTimeout::MAX);
+        let mut events = [nix::sys::epoll::EpollEvent::empty()];
+        self.0.wait(&mut events, timeout)?;
+        Ok(())
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ipc_kit::shm::Mapping;
-use ipc_kit::sync::{Event, LockError, Mutex, RobustMutex};
+use ipc_kit::sync::{Condvar, Event, LockError, Mutex, RobustMutex};
 use ipc_kit_tests::{Exit, Rng, become_nobody, cases, fork};
 use nix::sys::signal::Signal;
 
@@ -21,6 +21,7 @@ cases!("locks":
     hostile_writer_on_robust_mutex_never_corrupts_and_waits_end,
     holder_killed_as_nobody_is_reported,
     glibc_robust_mutex_beside_ours_in_one_list,
+    condvar_waiter_learns_that_a_holder_died,
 );
 
 /// How long a wait that must end may take, at most.
@@ -509,5 +510,48 @@ mod sys {
             // SAFETY: as in lock; held by this thread.
             assert_eq!(unsafe { libc::pthread_mutex_unlock(self.0) }, 0);
         }
+    }
+}
+
+/// A thread waiting on a condition variable does not hold the mutex; a
+/// peer that locks it and dies holding it is reported to the waiter when
+/// its wait takes the lock back (`OwnerDied` with the guard), for the
+/// untimed and the timed waits alike.
+fn condvar_waiter_learns_that_a_holder_died() {
+    for timed in [false, true] {
+        let map = Mapping::anonymous(4096).unwrap();
+        let m = || map.shared::<Mutex<u32>>(0).unwrap().get();
+        let cv = || map.shared::<Condvar>(128).unwrap().get();
+        let waiter = fork(|| {
+            let g = m().lock().unwrap();
+            event(&map, 0).set(); // waiting from now on (the lock is let go in the wait)
+            let died = if timed {
+                match cv().wait_timeout_while(g, Duration::from_secs(20), |v| *v == 0) {
+                    Err(LockError::OwnerDied((g, r))) => Some((*g, r.timed_out())),
+                    Ok(_) => None,
+                    Err(e) => panic!("{:?}", e.map(drop)),
+                }
+            } else {
+                match cv().wait_while(g, |v| *v == 0) {
+                    Err(LockError::OwnerDied(g)) => Some((*g, false)),
+                    Ok(_) => None,
+                    Err(e) => panic!("{:?}", e.map(drop)),
+                }
+            };
+            assert_eq!(died, Some((7, false)), "the waiter is told of the death, with the lock");
+        });
+        event(&map, 0).wait_timeout(BOUND).unwrap();
+        // The waiter sleeps in the condition variable: its mutex is free.
+        let mut holder = fork(|| {
+            let mut g = m().lock().unwrap();
+            *g = 7;
+            cv().notify_all();
+            event(&map, 1).set();
+            std::thread::sleep(Duration::from_secs(60));
+        });
+        event(&map, 1).wait_timeout(BOUND).unwrap();
+        holder.kill();
+        assert_eq!(holder.wait(), Exit::Signaled(Signal::SIGKILL));
+        waiter.join();
     }
 }

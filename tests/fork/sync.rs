@@ -90,7 +90,7 @@ fn condvar_producer_consumer_across_processes() {
     let producer = fork(|| {
         let (ring, not_empty, not_full) = (ring(), cond(0), cond(1));
         for i in 1..=N {
-            let mut r = not_full.wait_while(ring.lock().unwrap(), |r| r.len == 8);
+            let mut r = not_full.wait_while(ring.lock().unwrap(), |r| r.len == 8).unwrap();
             let slot = ((r.head + r.len) % 8) as usize;
             r.items[slot] = i;
             r.len += 1;
@@ -103,7 +103,7 @@ fn condvar_producer_consumer_across_processes() {
     let (ring, not_empty, not_full) = (ring(), cond(0), cond(1));
     let (mut sum, mut count, mut last) = (0u64, 0u64, 0u64);
     loop {
-        let mut r = not_empty.wait_while(ring.lock().unwrap(), |r| r.len == 0 && r.done == 0);
+        let mut r = not_empty.wait_while(ring.lock().unwrap(), |r| r.len == 0 && r.done == 0).unwrap();
         if r.len == 0 {
             break;
         }
@@ -629,13 +629,13 @@ fn condvar_hostile_peer_cannot_strand_or_break_waits() {
         .map(|_| {
             fork(|| {
                 let (m, cv) = (m(), cv());
-                let g = cv.wait_while(m.lock(), |v| *v == 0);
+                let g = cv.wait_while(m.lock().unwrap(), |v| *v == 0).unwrap();
                 assert_eq!(*g, 1);
             })
         })
         .collect();
     std::thread::sleep(Duration::from_millis(200));
-    *m().lock() = 1;
+    *m().lock().unwrap() = 1;
     waiters().store(0, Ordering::SeqCst);
     cv().notify_all();
     for v in victims {
@@ -645,7 +645,7 @@ fn condvar_hostile_peer_cannot_strand_or_break_waits() {
     let peer = scribbler(&map, CV, |rng| rng.next_u64() as u32, until);
     for timeout in [Duration::ZERO, Duration::from_millis(300)] {
         let t = Instant::now();
-        let (g, r) = cv().wait_timeout_while(m().lock(), timeout, |v| *v == 1);
+        let (g, r) = cv().wait_timeout_while(m().lock().unwrap(), timeout, |v| *v == 1).unwrap();
         assert!(r.timed_out());
         drop(g);
         assert_fired_within(t.elapsed(), timeout, SLACK);
@@ -657,7 +657,7 @@ fn condvar_hostile_peer_cannot_strand_or_break_waits() {
         cv().notify_one();
         cv().notify_all();
         let _ = format!("{:?}", cv());
-        let (g, _) = cv().wait_timeout(m().lock(), Duration::from_millis(1));
+        let (g, _) = cv().wait_timeout(m().lock().unwrap(), Duration::from_millis(1)).unwrap();
         drop(g);
     }
     peer.join();

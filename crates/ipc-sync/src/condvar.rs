@@ -4,8 +4,13 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::mutex::MutexGuard;
-use crate::{Deadline, futex};
+use crate::mutex::{MutexGuard, MutexLockResult};
+use crate::{Deadline, LockError, futex};
+
+/// What a timed wait gives: the guard again and whether the deadline
+/// passed, or the same inside [`LockError::OwnerDied`].
+pub type TimedWaitResult<'a, T> =
+    Result<(MutexGuard<'a, T>, WaitTimeoutResult), LockError<(MutexGuard<'a, T>, WaitTimeoutResult)>>;
 
 /// A condition variable for [`Mutex`](crate::Mutex), between processes
 /// when both live in shared memory.
@@ -34,7 +39,7 @@ use crate::{Deadline, futex};
 ///         *ready.lock().unwrap() = 1;
 ///         cv.notify_all();
 ///     });
-///     let guard = cv.wait_while(ready.lock().unwrap(), |r| *r == 0);
+///     let guard = cv.wait_while(ready.lock().unwrap(), |r| *r == 0).unwrap();
 ///     assert_eq!(*guard, 1);
 /// });
 /// ```
@@ -66,66 +71,76 @@ impl Condvar {
     }
 
     /// Unlocks the mutex, waits for a notification, and locks it again.
-    pub fn wait<'a, T: Pod>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
-        self.wait_until(guard, Deadline::never()).0
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::OwnerDied`] with the lock held again, when a holder of
+    /// the mutex died holding it while this thread waited (as std's
+    /// poisoning tells a waiter).
+    pub fn wait<'a, T: Pod>(&self, guard: MutexGuard<'a, T>) -> MutexLockResult<'a, T> {
+        self.wait_until(guard, Deadline::never()).map(|(g, _)| g).map_err(|e| e.map(|(g, _)| g))
     }
 
     /// Waits while `condition` holds for the protected value.
+    ///
+    /// # Errors
+    ///
+    /// As for [`wait`](Self::wait); the waiting stops there.
     pub fn wait_while<'a, T: Pod>(
         &self,
         mut guard: MutexGuard<'a, T>,
         mut condition: impl FnMut(&mut T) -> bool,
-    ) -> MutexGuard<'a, T> {
+    ) -> MutexLockResult<'a, T> {
         while condition(&mut guard) {
-            guard = self.wait(guard);
+            guard = self.wait(guard)?;
         }
-        guard
+        Ok(guard)
     }
 
     /// Like [`wait`](Self::wait), giving up after `timeout`.
-    pub fn wait_timeout<'a, T: Pod>(
-        &self,
-        guard: MutexGuard<'a, T>,
-        timeout: Duration,
-    ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
+    ///
+    /// # Errors
+    ///
+    /// As for [`wait`](Self::wait).
+    pub fn wait_timeout<'a, T: Pod>(&self, guard: MutexGuard<'a, T>, timeout: Duration) -> TimedWaitResult<'a, T> {
         self.wait_until(guard, Deadline::after(timeout))
     }
 
     /// Like [`wait`](Self::wait), giving up at `deadline` (monotonic
     /// clock).
-    pub fn wait_deadline<'a, T: Pod>(
-        &self,
-        guard: MutexGuard<'a, T>,
-        deadline: Instant,
-    ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
+    ///
+    /// # Errors
+    ///
+    /// As for [`wait`](Self::wait).
+    pub fn wait_deadline<'a, T: Pod>(&self, guard: MutexGuard<'a, T>, deadline: Instant) -> TimedWaitResult<'a, T> {
         self.wait_until(guard, Deadline::at(deadline))
     }
 
     /// Waits while `condition` holds, at most `timeout` in all; the result
     /// says whether it still held at the deadline.
+    ///
+    /// # Errors
+    ///
+    /// As for [`wait`](Self::wait); the waiting stops there.
     pub fn wait_timeout_while<'a, T: Pod>(
         &self,
         mut guard: MutexGuard<'a, T>,
         timeout: Duration,
         mut condition: impl FnMut(&mut T) -> bool,
-    ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
+    ) -> TimedWaitResult<'a, T> {
         let deadline = Deadline::after(timeout);
         while condition(&mut guard) {
-            let (g, r) = self.wait_until(guard, deadline);
+            let (g, r) = self.wait_until(guard, deadline)?;
             guard = g;
             if r.timed_out() {
                 let still = condition(&mut guard);
-                return (guard, WaitTimeoutResult(still));
+                return Ok((guard, WaitTimeoutResult(still)));
             }
         }
-        (guard, WaitTimeoutResult(false))
+        Ok((guard, WaitTimeoutResult(false)))
     }
 
-    fn wait_until<'a, T: Pod>(
-        &self,
-        guard: MutexGuard<'a, T>,
-        deadline: Deadline,
-    ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
+    fn wait_until<'a, T: Pod>(&self, guard: MutexGuard<'a, T>, deadline: Deadline) -> TimedWaitResult<'a, T> {
         let mutex = guard.mutex();
         // SeqCst: pairs with the notifier's SeqCst bump of `seq` and read
         // of `waiters`: either it sees us waiting, or we see its bump.
@@ -139,9 +154,13 @@ impl Condvar {
         self.waiters.fetch_sub(1, Ordering::SeqCst);
         // Others may sleep on the mutex too: take it marked contended so
         // its unlock wakes them. With no deadline it always succeeds.
-        while !mutex.lock_contended(Deadline::never()) {}
-        let guard = crate::mutex::relock(mutex);
-        (guard, WaitTimeoutResult(!in_time))
+        let owner_died = loop {
+            if let Some(died) = mutex.lock_contended(Deadline::never()) {
+                break died;
+            }
+        };
+        let got = (crate::mutex::relock(mutex), WaitTimeoutResult(!in_time));
+        if owner_died { Err(LockError::OwnerDied(got)) } else { Ok(got) }
     }
 
     /// Wakes one waiter.

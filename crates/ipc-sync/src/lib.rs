@@ -63,7 +63,7 @@ mod sysv_sem;
 /// before taking the creator for dead between them.
 pub const CREATION_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
-pub use condvar::{Condvar, WaitTimeoutResult};
+pub use condvar::{Condvar, TimedWaitResult, WaitTimeoutResult};
 pub use deadline::{Deadline, realtime_after};
 pub use eintr::{Interrupted, retry_eintr};
 pub use error::{Error, ObjectFault, Result};

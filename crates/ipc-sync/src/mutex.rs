@@ -180,17 +180,17 @@ impl<T: Pod> Mutex<T> {
     }
 
     /// Locks again after a condition-variable wait, until `deadline`:
-    /// `false` when it passed first. A holder's death is not reported here
-    /// (the wait's result has no room for it); the lock is taken all the
-    /// same.
-    pub(crate) fn lock_contended(&self, deadline: Deadline) -> bool {
+    /// whether the last holder died holding it, or `None` when the
+    /// deadline passed first.
+    pub(crate) fn lock_contended(&self, deadline: Deadline) -> Option<bool> {
         loop {
             match self.raw.lock(Wait::Until(deadline), false) {
-                Ok(_) => return true,
-                Err(crate::owner::Fail::Timeout | crate::owner::Fail::WouldBlock) => return false,
+                Ok(Acquired::Clean) => return Some(false),
+                Ok(Acquired::OwnerDied) => return Some(true),
+                Err(crate::owner::Fail::Timeout | crate::owner::Fail::WouldBlock) => return None,
                 // Only this thread's own state (a glibc robust mutex in
                 // front of ours) fails this way: poll, without spinning.
-                Err(_) if deadline.has_expired() => return false,
+                Err(_) if deadline.has_expired() => return None,
                 Err(_) => std::thread::sleep(Duration::from_millis(1)),
             }
         }

@@ -91,7 +91,7 @@ fn condvar_producer_consumer_loses_nothing() {
     let total = std::thread::scope(|s| {
         s.spawn(|| {
             for i in 1..=20_000u32 {
-                let mut g = not_full.wait_while(q.lock().unwrap(), |q| q.len == 4);
+                let mut g = not_full.wait_while(q.lock().unwrap(), |q| q.len == 4).unwrap();
                 let n = g.len as usize;
                 g.items[n] = i;
                 g.len += 1;
@@ -103,7 +103,7 @@ fn condvar_producer_consumer_loses_nothing() {
         });
         let mut sum = 0u64;
         loop {
-            let mut g = not_empty.wait_while(q.lock().unwrap(), |q| q.len == 0 && q.done == 0);
+            let mut g = not_empty.wait_while(q.lock().unwrap(), |q| q.len == 0 && q.done == 0).unwrap();
             if g.len == 0 {
                 break sum;
             }
@@ -122,11 +122,11 @@ fn condvar_timeouts() {
     let m = Mutex::new(0u32);
     let c = Condvar::new();
     let t = Instant::now();
-    let (g, r) = c.wait_timeout(m.lock().unwrap(), Duration::from_millis(40));
+    let (g, r) = c.wait_timeout(m.lock().unwrap(), Duration::from_millis(40)).unwrap();
     assert!(r.timed_out());
     within(t.elapsed(), Duration::from_millis(40));
     drop(g);
-    let (g, r) = c.wait_timeout_while(m.lock().unwrap(), Duration::from_millis(20), |v| *v == 0);
+    let (g, r) = c.wait_timeout_while(m.lock().unwrap(), Duration::from_millis(20), |v| *v == 0).unwrap();
     assert!(r.timed_out());
     assert_eq!(*g, 0);
 }

@@ -21,6 +21,7 @@ cases!("shm":
     wrong_sizes_and_bad_input,
     permission_denied_for_nobody,
     posix_open_or_create_waits_for_or_finishes_an_interrupted_creation,
+    posix_names_dot_and_dotdot_are_invalid,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -304,4 +305,38 @@ fn posix_open_or_create_waits_for_or_finishes_an_interrupted_creation() {
     assert_eq!(opened.size().unwrap(), 8192);
     opened.map().unwrap().write_bytes(8191, b"x").unwrap();
     opened.unlink().unwrap();
+}
+
+/// `/.` and `/..` name directories (glibc opens POSIX names as paths under
+/// /dev/shm; `/..` is /dev itself): every POSIX object refuses them as
+/// names, in every spelling the public API takes, before any system call.
+fn posix_names_dot_and_dotdot_are_invalid() {
+    use ipc_kit::msgq::{Error as MqError, PosixQueue, QueueAttr};
+    use ipc_kit::shm::{ByteChannel, Channel};
+    use ipc_kit::sync::{Error as SyncError, NamedSemaphore};
+    for bad in ["/.", "/.."] {
+        let shm_invalid = |r: Result<PosixShm, Error>| matches!(r, Err(Error::InvalidName { .. }));
+        assert!(shm_invalid(PosixShm::open_read_only(bad)), "PosixShm::open_read_only({bad:?}) must not open a directory");
+        assert!(shm_invalid(PosixShm::open(bad)), "PosixShm::open({bad:?})");
+        assert!(shm_invalid(PosixShm::create(bad, 4096, 0o600)), "PosixShm::create({bad:?})");
+        assert!(shm_invalid(PosixShm::open_or_create(bad, 4096, 0o600)), "PosixShm::open_or_create({bad:?})");
+        assert!(matches!(Channel::<u64>::open(bad), Err(Error::InvalidName { .. })), "Channel::open({bad:?})");
+        assert!(matches!(Channel::<u64>::create(bad, 64), Err(Error::InvalidName { .. })), "Channel::create");
+        assert!(matches!(ByteChannel::open(bad), Err(Error::InvalidName { .. })), "ByteChannel::open({bad:?})");
+        let sem_invalid = |r: Result<NamedSemaphore, SyncError>| matches!(r, Err(SyncError::InvalidArgument { .. }));
+        assert!(sem_invalid(NamedSemaphore::open(bad)), "NamedSemaphore::open({bad:?})");
+        assert!(sem_invalid(NamedSemaphore::create(bad, 0, 0o600)), "NamedSemaphore::create({bad:?})");
+        assert!(sem_invalid(NamedSemaphore::open_or_create(bad, 0, 0o600)), "NamedSemaphore::open_or_create");
+        let mq_invalid = |r: Result<PosixQueue, MqError>| matches!(r, Err(MqError::InvalidName { .. }));
+        assert!(mq_invalid(PosixQueue::open(bad)), "PosixQueue::open({bad:?})");
+        assert!(mq_invalid(PosixQueue::create(bad, QueueAttr::default(), 0o600)), "PosixQueue::create({bad:?})");
+        assert!(mq_invalid(PosixQueue::open_or_create(bad, QueueAttr::default(), 0o600)), "PosixQueue::open_or_create");
+    }
+    // Dots inside a longer name are ordinary characters.
+    for good in ["/...", "/.x", "/x.."] {
+        let name = format!("{good}{}", unique_name("-ipc-kit-test-shm"));
+        let shm = PosixShm::create(&name, 4096, 0o600).unwrap();
+        assert_eq!(PosixShm::open_read_only(&name).unwrap().size().unwrap(), 4096, "{name:?}");
+        drop(shm);
+    }
 }

@@ -22,6 +22,9 @@ cases!("shm":
     permission_denied_for_nobody,
     posix_open_or_create_waits_for_or_finishes_an_interrupted_creation,
     posix_names_dot_and_dotdot_are_invalid,
+    posix_shm_shrunk_during_copies_gives_truncated_not_sigbus,
+    named_channel_shrunk_while_streaming_gives_truncated,
+    sigbus_outside_ipc_kit_mappings_still_kills,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -316,7 +319,10 @@ fn posix_names_dot_and_dotdot_are_invalid() {
     use ipc_kit::sync::{Error as SyncError, NamedSemaphore};
     for bad in ["/.", "/.."] {
         let shm_invalid = |r: Result<PosixShm, Error>| matches!(r, Err(Error::InvalidName { .. }));
-        assert!(shm_invalid(PosixShm::open_read_only(bad)), "PosixShm::open_read_only({bad:?}) must not open a directory");
+        assert!(
+            shm_invalid(PosixShm::open_read_only(bad)),
+            "PosixShm::open_read_only({bad:?}) must not open a directory"
+        );
         assert!(shm_invalid(PosixShm::open(bad)), "PosixShm::open({bad:?})");
         assert!(shm_invalid(PosixShm::create(bad, 4096, 0o600)), "PosixShm::create({bad:?})");
         assert!(shm_invalid(PosixShm::open_or_create(bad, 4096, 0o600)), "PosixShm::open_or_create({bad:?})");
@@ -339,4 +345,174 @@ fn posix_names_dot_and_dotdot_are_invalid() {
         assert_eq!(PosixShm::open_read_only(&name).unwrap().size().unwrap(), 4096, "{name:?}");
         drop(shm);
     }
+}
+
+/// A peer shrinks a POSIX object to nothing while the victim copies 8 MiB
+/// in and out of its mapping, again and again: the shrink lands between
+/// the size check and the end of a copy, where the victim's access meets
+/// pages past the end of the file. The victim gets `Truncated` (and keeps
+/// getting it from that mapping), never dies of SIGBUS, and goes on to map
+/// and use the object again once it has grown back.
+fn posix_shm_shrunk_during_copies_gives_truncated_not_sigbus() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const BIG: usize = 8 << 20;
+    let mut rng = ipc_kit_tests::Rng::new(u64::from(std::process::id()));
+    let progress = Mapping::anonymous(4096).unwrap();
+    let copied = progress.shared::<AtomicU64>(0).unwrap();
+    for round in 0..6 {
+        let name = format!("/{}", unique_name("ipc-kit-test-shm"));
+        let shm = PosixShm::create(&name, BIG, 0o600).unwrap();
+        copied.store(0, Ordering::SeqCst);
+        let mut victim = fork(|| {
+            let map = shm.map().unwrap();
+            let data = pattern(round, BIG);
+            let mut buf = vec![0; BIG];
+            let give_up = Instant::now() + Duration::from_secs(10);
+            let mut copies = 0u64;
+            loop {
+                let r = if copies % 2 == 0 { map.write_bytes(0, &data) } else { map.read_bytes(0, &mut buf) };
+                match r {
+                    Ok(()) => {
+                        copies += 1;
+                        copied.store(copies, Ordering::SeqCst);
+                    }
+                    Err(Error::Truncated { needed, .. }) => {
+                        assert!(needed > 0 && needed <= BIG as u64, "needed {needed}");
+                        break;
+                    }
+                    Err(e) => panic!("copy {copies}: expected Ok or Truncated, got {e:?}"),
+                }
+                assert!(Instant::now() < give_up, "the shrink was never noticed");
+            }
+            // The mapping met the shrink: it keeps refusing.
+            assert!(matches!(map.read_bytes(0, &mut buf[..8]), Err(Error::Truncated { .. })));
+            assert!(matches!(map.write(0, &1u64), Err(Error::Truncated { .. })));
+            // The process runs on: once the object has grown again, a new
+            // mapping of it works.
+            shm.set_size(4096).unwrap();
+            let again = shm.map().unwrap();
+            again.write(0, &0x5eed_u64).unwrap();
+            assert_eq!(again.read::<u64>(0).unwrap(), 0x5eed);
+        });
+        // Once it copies in full swing, at a random moment.
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while copied.load(Ordering::SeqCst) < 2 && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_micros(rng.below(5000)));
+        shm.set_size(0).unwrap(); // hostile: shrink it under the copier
+        match victim.wait_timeout(Duration::from_secs(20)) {
+            Some(ipc_kit_tests::Exit::Code(0)) => {}
+            other => panic!("round {round}: the victim ended with {other:?} (SIGBUS is the bug)"),
+        }
+    }
+}
+
+/// A third process shrinks a named channel's object to nothing while a
+/// sender streams into it and this process receives: the receiver gets
+/// `Truncated` (every message it got before is whole and in order), keeps
+/// getting it, and lives; the sender lives too. Both kinds of channel.
+fn named_channel_shrunk_while_streaming_gives_truncated() {
+    use ipc_kit::shm::{ByteChannel, Channel};
+    type Msg = [u64; 64];
+    let shrink_soon = |name: String| {
+        fork(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            PosixShm::open(&name).unwrap().set_size(0).unwrap();
+        })
+    };
+    let sender_lived = |mut sender: ipc_kit_tests::Forked| match sender.wait_timeout(Duration::from_secs(20)) {
+        Some(ipc_kit_tests::Exit::Code(0)) => {}
+        other => panic!("the sender ended with {other:?}"),
+    };
+
+    // Fixed slots.
+    let name = format!("/{}", unique_name("ipc-kit-test-chan"));
+    let chan = Channel::<Msg>::create(&name, 64).unwrap();
+    let sender = fork(|| {
+        let c = Channel::<Msg>::open(&name).unwrap();
+        let mut tx = c.sender().unwrap();
+        let mut i = 0;
+        while tx.send_timeout([i; 64], Duration::from_secs(5)).is_ok() {
+            i += 1;
+        }
+    });
+    let mut rx = chan.receiver().unwrap();
+    let shrinker = shrink_soon(name.clone());
+    let mut got = 0;
+    let e = loop {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(m) => {
+                assert!(m.iter().all(|&x| x == got), "message {got} is {:?}...", &m[..4]);
+                got += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(e, Error::Truncated { .. }), "slots: expected Truncated after {got} messages, got {e:?}");
+    assert!(matches!(rx.try_recv(), Err(Error::Truncated { .. })), "it stays truncated");
+    shrinker.join();
+    sender_lived(sender);
+    drop((rx, chan));
+
+    // Byte records.
+    let name = format!("/{}", unique_name("ipc-kit-test-chan"));
+    let chan = ByteChannel::create(&name, 1 << 16).unwrap();
+    let sender = fork(|| {
+        let c = ByteChannel::open(&name).unwrap();
+        let mut tx = c.sender().unwrap();
+        let mut i = 0u64;
+        while tx.send_timeout(&pattern(i, 1000 + (i % 7) as usize * 100), Duration::from_secs(5)).is_ok() {
+            i += 1;
+        }
+    });
+    let mut rx = chan.receiver().unwrap();
+    let shrinker = shrink_soon(name.clone());
+    let mut got = 0u64;
+    let mut buf = Vec::new();
+    let e = loop {
+        match rx.recv_timeout(&mut buf, Duration::from_secs(10)) {
+            Ok(_) => {
+                assert!(buf == pattern(got, 1000 + (got % 7) as usize * 100), "record {got} differs");
+                got += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(e, Error::Truncated { .. }), "bytes: expected Truncated after {got} records, got {e:?}");
+    assert!(matches!(rx.try_recv(&mut buf), Err(Error::Truncated { .. })), "it stays truncated");
+    shrinker.join();
+    sender_lived(sender);
+}
+
+/// ipc-kit's SIGBUS handler takes only faults inside its own mappings of
+/// POSIX objects. In a process where it is installed (and has just handled
+/// a fault in such a mapping, through a view), a fault in a raw mapping
+/// of a shrunk file made without ipc-kit still kills the process with
+/// SIGBUS, as it would without ipc-kit.
+fn sigbus_outside_ipc_kit_mappings_still_kills() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let name = format!("/{}", unique_name("ipc-kit-test-shm"));
+    let shm = PosixShm::create(&name, 4 * 4096, 0o600).unwrap();
+    let steps = Mapping::anonymous(4096).unwrap();
+    let step = steps.shared::<AtomicU64>(0).unwrap();
+    let mut child = fork(|| {
+        let map = shm.map().unwrap();
+        let word = map.shared::<AtomicU64>(2 * 4096).unwrap();
+        word.store(7, Ordering::Relaxed);
+        shm.set_size(4096).unwrap();
+        // A view has no check of its own: the access faults, and the
+        // handler puts zeros of our own under it.
+        assert_eq!(word.load(Ordering::Relaxed), 0);
+        assert!(matches!(map.read::<u64>(0), Err(Error::Truncated { .. })), "the mapping is marked");
+        step.store(1, Ordering::SeqCst);
+        let byte = ipc_kit_tests::read_past_end_of_raw_shrunk_file().unwrap();
+        step.store(2, Ordering::SeqCst);
+        panic!("read {byte} past the end of a shrunk file and lived");
+    });
+    match child.wait_timeout(Duration::from_secs(20)) {
+        Some(ipc_kit_tests::Exit::Signaled(nix::sys::signal::Signal::SIGBUS)) => {}
+        other => panic!("the child ended with {other:?}, not by SIGBUS"),
+    }
+    assert_eq!(step.load(Ordering::SeqCst), 1, "the fault in ipc-kit's mapping was survived; the raw one killed");
 }

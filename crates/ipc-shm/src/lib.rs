@@ -86,6 +86,7 @@ mod mapping;
 mod memfd;
 mod posix;
 mod segment;
+mod sigbus;
 mod sys;
 
 pub use channel::{

@@ -24,10 +24,17 @@ const MAX_NAME: usize = 255;
 ///
 /// Anyone who can open it for writing can also shrink it, and touching a
 /// mapped page past the end of the file kills a process with `SIGBUS`.
-/// So mappings made here check the file's size before each copy and
-/// return [`Error::Truncated`] instead (a view from
-/// [`Mapping::shared`] cannot be checked that way). With peers you do not
-/// trust, share a sealed [`Memfd`](crate::Memfd).
+/// Mappings made here do not let that happen: a copy checks the file's
+/// size first, and a peer that shrinks the file during the copy (or under
+/// a view from [`Mapping::shared`], or a raw pointer) makes the access
+/// meet zeros of this process's own instead of killing it. ipc-shm
+/// installs a process-wide `SIGBUS` handler for this the first time it
+/// maps such an object; faults anywhere else go on to the handler that
+/// was there before, or kill as usual. The copy then returns
+/// [`Error::Truncated`], and so does every later copy through that
+/// mapping, which no longer shows the object where it was cut: map it
+/// again. With peers you do not trust, a sealed [`Memfd`](crate::Memfd)
+/// avoids all of this.
 ///
 /// # Examples
 ///
@@ -160,7 +167,9 @@ impl PosixShm {
     /// # Errors
     ///
     /// [`Error::TooSmall`] when the object holds fewer than `len` bytes;
-    /// [`Error::InvalidSize`] for 0.
+    /// [`Error::InvalidSize`] for 0; [`Error::Io`] when it cannot be
+    /// mapped, or when 4096 mappings of POSIX objects are in use in this
+    /// process already (the most that are guarded against `SIGBUS`).
     pub fn map_len(&self, len: usize) -> Result<Mapping> {
         if len == 0 {
             return Err(Error::InvalidSize { size: 0, reason: "a mapping cannot be empty" });
@@ -169,8 +178,8 @@ impl PosixShm {
         if (len as u64) > size {
             return Err(Error::TooSmall { what: WHAT, name: self.name().to_owned(), size, needed: len as u64 });
         }
-        let region =
-            Region::map_fd(self.fd.as_fd(), len, self.writable).map_err(|e| Error::Io { op: "mmap", source: e })?;
+        let region = Region::map_fd(self.fd.as_fd(), len, self.writable, true)
+            .map_err(|e| Error::Io { op: "mmap", source: e })?;
         let guard = self.fd.try_clone().map_err(|e| Error::Io { op: "dup", source: e })?;
         Ok(Mapping::from_region(region, self.writable, Some(guard)))
     }

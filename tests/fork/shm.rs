@@ -20,11 +20,13 @@ cases!("shm":
     memfd_seal_refuses_truncation,
     wrong_sizes_and_bad_input,
     permission_denied_for_nobody,
-    posix_open_or_create_waits_for_or_finishes_an_interrupted_creation,
+    posix_open_or_create_leaves_a_small_object_alone,
     posix_names_dot_and_dotdot_are_invalid,
     posix_shm_shrunk_during_copies_gives_truncated_not_sigbus,
     named_channel_shrunk_while_streaming_gives_truncated,
     sigbus_outside_ipc_kit_mappings_still_kills,
+    posix_creator_stalled_inside_creation_is_not_taken_over,
+    posix_creator_killed_inside_creation_leaves_nothing,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -268,46 +270,27 @@ fn permission_denied_for_nobody() {
     drop((seg, shm));
 }
 
-/// An empty POSIX object is one whose creator is between `shm_open` and
-/// `ftruncate`: `open_or_create` waits for it to be sized (by a creator in
-/// another process), and gives it the size itself when its creator has died
-/// there.
-fn posix_open_or_create_waits_for_or_finishes_an_interrupted_creation() {
+/// An object found by `open_or_create` that is empty or smaller than
+/// asked (made by a process that is slow to size it, or that died before
+/// it could) is left alone: no grace period ends in taking it over, and
+/// the call says at once that it is too small. Once its maker sizes it,
+/// `open_or_create` opens it.
+fn posix_open_or_create_leaves_a_small_object_alone() {
     let name = format!("/{}", unique_name("ipc-kit-test-shm"));
-    let empty = || {
-        let shm = PosixShm::create(&name, 4096, 0o600).unwrap();
-        shm.set_size(0).unwrap();
-        shm
-    };
-    // A slow creator that finishes 100 ms later: its size wins.
-    let mut creator = empty();
-    let sizer = fork(|| {
-        std::thread::sleep(Duration::from_millis(100));
-        PosixShm::open(&name).unwrap().set_size(12288).unwrap();
-    });
-    let opened = PosixShm::open_or_create(&name, 8192, 0o600).unwrap();
+    let mut slow = PosixShm::create(&name, 4096, 0o600).unwrap();
+    slow.set_size(0).unwrap(); // as if between its shm_open and ftruncate
+    match PosixShm::open_or_create(&name, 8192, 0o600) {
+        Err(Error::TooSmall { size: 0, needed: 8192, .. }) => {}
+        other => panic!("expected TooSmall, got {other:?}"),
+    }
+    assert_eq!(slow.size().unwrap(), 0, "nobody sized it but its maker");
+    let sizer = fork(|| PosixShm::open(&name).unwrap().set_size(12288).unwrap());
     sizer.join();
+    let opened = PosixShm::open_or_create(&name, 8192, 0o600).unwrap();
     assert!(!opened.is_owner());
-    assert_eq!(opened.size().unwrap(), 12288);
     assert_eq!(opened.map().unwrap().len(), 12288);
-    creator.unlink().unwrap();
-    drop((opened, creator));
-
-    // A creator killed between shm_open and ftruncate (a failpoint): after
-    // the grace the opener sizes it.
-    let mut creator = fork(|| {
-        ipc_kit::sync::failpoint::arm("posix-shm:opened");
-        let _ = PosixShm::create(&name, 4096, 0o600);
-        unreachable!("the failpoint kills the creator");
-    });
-    assert_eq!(creator.wait(), ipc_kit_tests::Exit::Signaled(nix::sys::signal::Signal::SIGKILL));
-    assert_eq!(PosixShm::open(&name).unwrap().size().unwrap(), 0, "it left an empty object");
-    let start = Instant::now();
-    let mut opened = PosixShm::open_or_create(&name, 8192, 0o600).unwrap();
-    assert!(start.elapsed() >= ipc_kit::shm::CREATION_GRACE, "it waited for the creator first");
-    assert_eq!(opened.size().unwrap(), 8192);
-    opened.map().unwrap().write_bytes(8191, b"x").unwrap();
-    opened.unlink().unwrap();
+    assert!(matches!(PosixShm::open_or_create(&name, 16384, 0o600), Err(Error::TooSmall { size: 12288, .. })));
+    slow.unlink().unwrap();
 }
 
 /// `/.` and `/..` name directories (glibc opens POSIX names as paths under
@@ -370,7 +353,7 @@ fn posix_shm_shrunk_during_copies_gives_truncated_not_sigbus() {
             let give_up = Instant::now() + Duration::from_secs(10);
             let mut copies = 0u64;
             loop {
-                let r = if copies % 2 == 0 { map.write_bytes(0, &data) } else { map.read_bytes(0, &mut buf) };
+                let r = if copies.is_multiple_of(2) { map.write_bytes(0, &data) } else { map.read_bytes(0, &mut buf) };
                 match r {
                     Ok(()) => {
                         copies += 1;
@@ -515,4 +498,85 @@ fn sigbus_outside_ipc_kit_mappings_still_kills() {
         other => panic!("the child ended with {other:?}, not by SIGBUS"),
     }
     assert_eq!(step.load(Ordering::SeqCst), 1, "the fault in ipc-kit's mapping was survived; the raw one killed");
+}
+
+/// Stops a forked creator at `point` inside `PosixShm` creation and waits
+/// until it has stopped.
+fn stalled_creator(point: &'static str, create: impl FnOnce()) -> ipc_kit_tests::Forked {
+    let creator = fork(|| {
+        ipc_kit::sync::failpoint::arm_stop(point);
+        create();
+    });
+    match nix::sys::wait::waitpid(creator.pid(), Some(nix::sys::wait::WaitPidFlag::WUNTRACED)) {
+        Ok(nix::sys::wait::WaitStatus::Stopped(_, nix::sys::signal::Signal::SIGSTOP)) => {}
+        other => panic!("the creator did not stop at {point}: {other:?}"),
+    }
+    creator
+}
+
+/// A creator stalled (SIGSTOP) inside `PosixShm` creation, at either of
+/// its failpoints: meanwhile nobody can open a half-made object, and an
+/// opener's `open_or_create` neither waits for it nor takes anything
+/// over: it makes the object itself. When the creator resumes, both agree
+/// on that one object: an exclusive `create` gets `AlreadyExists`, an
+/// `open_or_create` opens the opener's object, bytes and all.
+fn posix_creator_stalled_inside_creation_is_not_taken_over() {
+    for point in ["posix-shm:opened", "posix-shm:prepared"] {
+        for exclusive in [false, true] {
+            let name = format!("/{}", unique_name("ipc-kit-test-shm"));
+            let mut creator = stalled_creator(point, || {
+                if exclusive {
+                    match PosixShm::create(&name, 4096, 0o600) {
+                        Err(Error::AlreadyExists { .. }) => {}
+                        other => panic!("the resumed creator got {other:?}, not AlreadyExists"),
+                    }
+                } else {
+                    let shm = PosixShm::open_or_create(&name, 4096, 0o600).unwrap();
+                    assert!(!shm.is_owner(), "the resumed creator took the name over");
+                    assert_eq!(shm.size().unwrap(), 8192, "the opener's object, unresized");
+                    assert_eq!(shm.map().unwrap().read::<u64>(0).unwrap(), 0x0bec7, "the opener's bytes");
+                }
+            });
+            assert!(
+                matches!(PosixShm::open(&name), Err(Error::NotFound { .. })),
+                "{point}: a half-made object is visible under its name"
+            );
+            let opened = PosixShm::open_or_create(&name, 8192, 0o600).unwrap();
+            assert!(opened.is_owner(), "{point}: the opener made it itself");
+            assert_eq!(opened.size().unwrap(), 8192);
+            let map = opened.map().unwrap();
+            map.write(0, &0x0bec7_u64).unwrap();
+            creator.signal(nix::sys::signal::Signal::SIGCONT);
+            match creator.wait_timeout(Duration::from_secs(20)) {
+                Some(ipc_kit_tests::Exit::Code(0)) => {}
+                other => panic!("{point}, exclusive {exclusive}: the creator ended with {other:?}"),
+            }
+            assert_eq!(opened.size().unwrap(), 8192, "{point}: the creator did not resize it");
+            assert_eq!(map.read::<u64>(0).unwrap(), 0x0bec7);
+        }
+    }
+}
+
+/// A creator SIGKILLed inside `PosixShm` creation, at either failpoint,
+/// leaves nothing under the name (nor in /dev/shm): the next `create`
+/// and `open_or_create` make the object afresh.
+fn posix_creator_killed_inside_creation_leaves_nothing() {
+    for point in ["posix-shm:opened", "posix-shm:prepared"] {
+        let name = format!("/{}", unique_name("ipc-kit-test-shm"));
+        let mut creator = fork(|| {
+            ipc_kit::sync::failpoint::arm(point);
+            let _ = PosixShm::create(&name, 4096, 0o600);
+            unreachable!("the failpoint kills the creator");
+        });
+        assert_eq!(creator.wait(), ipc_kit_tests::Exit::Signaled(nix::sys::signal::Signal::SIGKILL), "{point}");
+        assert!(matches!(PosixShm::open(&name), Err(Error::NotFound { .. })), "{point}: it left an object");
+        let file = std::path::Path::new("/dev/shm").join(&name[1..]);
+        assert!(!file.exists(), "{point}: it left {}", file.display());
+        let shm = PosixShm::create(&name, 4096, 0o600).unwrap();
+        assert_eq!(shm.size().unwrap(), 4096);
+        drop(shm);
+        let shm = PosixShm::open_or_create(&name, 8192, 0o600).unwrap();
+        assert!(shm.is_owner());
+        assert_eq!(shm.size().unwrap(), 8192);
+    }
 }

@@ -3,7 +3,7 @@
 //! reason it is sound.
 #![allow(unsafe_code)]
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
@@ -270,6 +270,30 @@ pub(crate) fn shm_open(name: &CStr, flags: libc::c_int, mode: libc::mode_t) -> i
     // SAFETY: `name` is NUL-terminated; shm_open returns a new fd or -1.
     let fd = cvt(unsafe { libc::shm_open(name.as_ptr(), flags | libc::O_CLOEXEC, mode) })?;
     Ok(owned(fd))
+}
+
+/// The directory where glibc's `shm_open(3)` keeps POSIX shared memory
+/// objects on Linux.
+pub(crate) const SHM_DIR: &CStr = c"/dev/shm";
+
+/// `open(2)` of [`SHM_DIR`] with `O_TMPFILE`: a new, unnamed file in the
+/// same file system as the objects, with permissions `mode` (less the
+/// umask, as `shm_open` gives), close-on-exec.
+pub(crate) fn shm_tmpfile(mode: libc::mode_t) -> io::Result<OwnedFd> {
+    let flags = libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC;
+    // SAFETY: the path is NUL-terminated; open returns a new fd or -1.
+    let fd = cvt(unsafe { libc::open(SHM_DIR.as_ptr(), flags, libc::c_uint::from(mode)) })?;
+    Ok(owned(fd))
+}
+
+/// `linkat(2)` of the file behind `fd` (through its /proc/self/fd link,
+/// which needs no privilege, unlike `AT_EMPTY_PATH`) to `path`. Fails with
+/// `EEXIST` if `path` exists: the name is taken atomically or not at all.
+pub(crate) fn link_fd(fd: BorrowedFd<'_>, path: &CStr) -> io::Result<()> {
+    let from = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(io::Error::other)?;
+    // SAFETY: both paths are NUL-terminated; linkat only reads them.
+    cvt(unsafe { libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, path.as_ptr(), libc::AT_SYMLINK_FOLLOW) })
+        .map(drop)
 }
 
 /// `shm_unlink(3)`.

@@ -290,6 +290,15 @@ unsafe extern "C" {
     ) -> libc::c_int;
 }
 
+/// Stops this process with `SIGSTOP` until it is sent `SIGCONT` (a
+/// failpoint).
+#[cfg(feature = "failpoints")]
+pub(crate) fn stop_self() {
+    // SAFETY: raise takes a signal number; SIGSTOP stops the process and
+    // the call returns once it is continued.
+    unsafe { libc::raise(libc::SIGSTOP) };
+}
+
 /// Kills this process with `SIGKILL` (a failpoint).
 #[cfg(feature = "failpoints")]
 pub(crate) fn kill_self() -> ! {

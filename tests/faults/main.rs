@@ -1095,7 +1095,7 @@ impl Campaign {
         drop((map, segment));
         match outcome {
             Survived(_) if failpoint.is_some() => {
-                Survived("killed between shm_open and ftruncate, sized by the survivor")
+                Survived("killed inside its creation (a failpoint), which left nothing; made anew by the survivor")
             }
             Survived("not held when killed") if !board.ready() => Survived("killed while making the segment"),
             other => other,

@@ -20,7 +20,13 @@ cases!("shm":
     memfd_seal_refuses_truncation,
     wrong_sizes_and_bad_input,
     permission_denied_for_nobody,
-    posix_open_or_create_waits_for_or_finishes_an_interrupted_creation,
+    posix_open_or_create_leaves_a_small_object_alone,
+    posix_names_dot_and_dotdot_are_invalid,
+    posix_shm_shrunk_during_copies_gives_truncated_not_sigbus,
+    named_channel_shrunk_while_streaming_gives_truncated,
+    sigbus_outside_ipc_kit_mappings_still_kills,
+    posix_creator_stalled_inside_creation_is_not_taken_over,
+    posix_creator_killed_inside_creation_leaves_nothing,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -264,44 +270,313 @@ fn permission_denied_for_nobody() {
     drop((seg, shm));
 }
 
-/// An empty POSIX object is one whose creator is between `shm_open` and
-/// `ftruncate`: `open_or_create` waits for it to be sized (by a creator in
-/// another process), and gives it the size itself when its creator has died
-/// there.
-fn posix_open_or_create_waits_for_or_finishes_an_interrupted_creation() {
+/// An object found by `open_or_create` that is empty or smaller than
+/// asked (made by a process that is slow to size it, or that died before
+/// it could) is left alone: no grace period ends in taking it over, and
+/// the call says at once that it is too small. Once its maker sizes it,
+/// `open_or_create` opens it.
+fn posix_open_or_create_leaves_a_small_object_alone() {
     let name = format!("/{}", unique_name("ipc-kit-test-shm"));
-    let empty = || {
-        let shm = PosixShm::create(&name, 4096, 0o600).unwrap();
-        shm.set_size(0).unwrap();
-        shm
-    };
-    // A slow creator that finishes 100 ms later: its size wins.
-    let mut creator = empty();
-    let sizer = fork(|| {
-        std::thread::sleep(Duration::from_millis(100));
-        PosixShm::open(&name).unwrap().set_size(12288).unwrap();
-    });
-    let opened = PosixShm::open_or_create(&name, 8192, 0o600).unwrap();
+    let mut slow = PosixShm::create(&name, 4096, 0o600).unwrap();
+    slow.set_size(0).unwrap(); // as if between its shm_open and ftruncate
+    match PosixShm::open_or_create(&name, 8192, 0o600) {
+        Err(Error::TooSmall { size: 0, needed: 8192, .. }) => {}
+        other => panic!("expected TooSmall, got {other:?}"),
+    }
+    assert_eq!(slow.size().unwrap(), 0, "nobody sized it but its maker");
+    let sizer = fork(|| PosixShm::open(&name).unwrap().set_size(12288).unwrap());
     sizer.join();
+    let opened = PosixShm::open_or_create(&name, 8192, 0o600).unwrap();
     assert!(!opened.is_owner());
-    assert_eq!(opened.size().unwrap(), 12288);
     assert_eq!(opened.map().unwrap().len(), 12288);
-    creator.unlink().unwrap();
-    drop((opened, creator));
+    assert!(matches!(PosixShm::open_or_create(&name, 16384, 0o600), Err(Error::TooSmall { size: 12288, .. })));
+    slow.unlink().unwrap();
+}
 
-    // A creator killed between shm_open and ftruncate (a failpoint): after
-    // the grace the opener sizes it.
-    let mut creator = fork(|| {
-        ipc_kit::sync::failpoint::arm("posix-shm:opened");
-        let _ = PosixShm::create(&name, 4096, 0o600);
-        unreachable!("the failpoint kills the creator");
+/// `/.` and `/..` name directories (glibc opens POSIX names as paths under
+/// /dev/shm; `/..` is /dev itself): every POSIX object refuses them as
+/// names, in every spelling the public API takes, before any system call.
+fn posix_names_dot_and_dotdot_are_invalid() {
+    use ipc_kit::msgq::{Error as MqError, PosixQueue, QueueAttr};
+    use ipc_kit::shm::{ByteChannel, Channel};
+    use ipc_kit::sync::{Error as SyncError, NamedSemaphore};
+    for bad in ["/.", "/.."] {
+        let shm_invalid = |r: Result<PosixShm, Error>| matches!(r, Err(Error::InvalidName { .. }));
+        assert!(
+            shm_invalid(PosixShm::open_read_only(bad)),
+            "PosixShm::open_read_only({bad:?}) must not open a directory"
+        );
+        assert!(shm_invalid(PosixShm::open(bad)), "PosixShm::open({bad:?})");
+        assert!(shm_invalid(PosixShm::create(bad, 4096, 0o600)), "PosixShm::create({bad:?})");
+        assert!(shm_invalid(PosixShm::open_or_create(bad, 4096, 0o600)), "PosixShm::open_or_create({bad:?})");
+        assert!(matches!(Channel::<u64>::open(bad), Err(Error::InvalidName { .. })), "Channel::open({bad:?})");
+        assert!(matches!(Channel::<u64>::create(bad, 64), Err(Error::InvalidName { .. })), "Channel::create");
+        assert!(matches!(ByteChannel::open(bad), Err(Error::InvalidName { .. })), "ByteChannel::open({bad:?})");
+        let sem_invalid = |r: Result<NamedSemaphore, SyncError>| matches!(r, Err(SyncError::InvalidArgument { .. }));
+        assert!(sem_invalid(NamedSemaphore::open(bad)), "NamedSemaphore::open({bad:?})");
+        assert!(sem_invalid(NamedSemaphore::create(bad, 0, 0o600)), "NamedSemaphore::create({bad:?})");
+        assert!(sem_invalid(NamedSemaphore::open_or_create(bad, 0, 0o600)), "NamedSemaphore::open_or_create");
+        let mq_invalid = |r: Result<PosixQueue, MqError>| matches!(r, Err(MqError::InvalidName { .. }));
+        assert!(mq_invalid(PosixQueue::open(bad)), "PosixQueue::open({bad:?})");
+        assert!(mq_invalid(PosixQueue::create(bad, QueueAttr::default(), 0o600)), "PosixQueue::create({bad:?})");
+        assert!(mq_invalid(PosixQueue::open_or_create(bad, QueueAttr::default(), 0o600)), "PosixQueue::open_or_create");
+    }
+    // Dots inside a longer name are ordinary characters.
+    for good in ["/...", "/.x", "/x.."] {
+        let name = format!("{good}{}", unique_name("-ipc-kit-test-shm"));
+        let shm = PosixShm::create(&name, 4096, 0o600).unwrap();
+        assert_eq!(PosixShm::open_read_only(&name).unwrap().size().unwrap(), 4096, "{name:?}");
+        drop(shm);
+    }
+}
+
+/// A peer shrinks a POSIX object to nothing while the victim copies 8 MiB
+/// in and out of its mapping, again and again: the shrink lands between
+/// the size check and the end of a copy, where the victim's access meets
+/// pages past the end of the file. The victim gets `Truncated` (and keeps
+/// getting it from that mapping), never dies of SIGBUS, and goes on to map
+/// and use the object again once it has grown back.
+fn posix_shm_shrunk_during_copies_gives_truncated_not_sigbus() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const BIG: usize = 8 << 20;
+    let mut rng = ipc_kit_tests::Rng::new(u64::from(std::process::id()));
+    let progress = Mapping::anonymous(4096).unwrap();
+    let copied = progress.shared::<AtomicU64>(0).unwrap();
+    for round in 0..6 {
+        let name = format!("/{}", unique_name("ipc-kit-test-shm"));
+        let shm = PosixShm::create(&name, BIG, 0o600).unwrap();
+        copied.store(0, Ordering::SeqCst);
+        let mut victim = fork(|| {
+            let map = shm.map().unwrap();
+            let data = pattern(round, BIG);
+            let mut buf = vec![0; BIG];
+            let give_up = Instant::now() + Duration::from_secs(10);
+            let mut copies = 0u64;
+            loop {
+                let r = if copies.is_multiple_of(2) { map.write_bytes(0, &data) } else { map.read_bytes(0, &mut buf) };
+                match r {
+                    Ok(()) => {
+                        copies += 1;
+                        copied.store(copies, Ordering::SeqCst);
+                    }
+                    Err(Error::Truncated { needed, .. }) => {
+                        assert!(needed > 0 && needed <= BIG as u64, "needed {needed}");
+                        break;
+                    }
+                    Err(e) => panic!("copy {copies}: expected Ok or Truncated, got {e:?}"),
+                }
+                assert!(Instant::now() < give_up, "the shrink was never noticed");
+            }
+            // The mapping met the shrink: it keeps refusing.
+            assert!(matches!(map.read_bytes(0, &mut buf[..8]), Err(Error::Truncated { .. })));
+            assert!(matches!(map.write(0, &1u64), Err(Error::Truncated { .. })));
+            // The process runs on: once the object has grown again, a new
+            // mapping of it works.
+            shm.set_size(4096).unwrap();
+            let again = shm.map().unwrap();
+            again.write(0, &0x5eed_u64).unwrap();
+            assert_eq!(again.read::<u64>(0).unwrap(), 0x5eed);
+        });
+        // Once it copies in full swing, at a random moment.
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while copied.load(Ordering::SeqCst) < 2 && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_micros(rng.below(5000)));
+        shm.set_size(0).unwrap(); // hostile: shrink it under the copier
+        match victim.wait_timeout(Duration::from_secs(20)) {
+            Some(ipc_kit_tests::Exit::Code(0)) => {}
+            other => panic!("round {round}: the victim ended with {other:?} (SIGBUS is the bug)"),
+        }
+    }
+}
+
+/// A third process shrinks a named channel's object to nothing while a
+/// sender streams into it and this process receives: the receiver gets
+/// `Truncated` (every message it got before is whole and in order), keeps
+/// getting it, and lives; the sender lives too. Both kinds of channel.
+fn named_channel_shrunk_while_streaming_gives_truncated() {
+    use ipc_kit::shm::{ByteChannel, Channel};
+    type Msg = [u64; 64];
+    let shrink_soon = |name: String| {
+        fork(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            PosixShm::open(&name).unwrap().set_size(0).unwrap();
+        })
+    };
+    let sender_lived = |mut sender: ipc_kit_tests::Forked| match sender.wait_timeout(Duration::from_secs(20)) {
+        Some(ipc_kit_tests::Exit::Code(0)) => {}
+        other => panic!("the sender ended with {other:?}"),
+    };
+
+    // Fixed slots.
+    let name = format!("/{}", unique_name("ipc-kit-test-chan"));
+    let chan = Channel::<Msg>::create(&name, 64).unwrap();
+    let sender = fork(|| {
+        let c = Channel::<Msg>::open(&name).unwrap();
+        let mut tx = c.sender().unwrap();
+        let mut i = 0;
+        while tx.send_timeout([i; 64], Duration::from_secs(5)).is_ok() {
+            i += 1;
+        }
     });
-    assert_eq!(creator.wait(), ipc_kit_tests::Exit::Signaled(nix::sys::signal::Signal::SIGKILL));
-    assert_eq!(PosixShm::open(&name).unwrap().size().unwrap(), 0, "it left an empty object");
-    let start = Instant::now();
-    let mut opened = PosixShm::open_or_create(&name, 8192, 0o600).unwrap();
-    assert!(start.elapsed() >= ipc_kit::shm::CREATION_GRACE, "it waited for the creator first");
-    assert_eq!(opened.size().unwrap(), 8192);
-    opened.map().unwrap().write_bytes(8191, b"x").unwrap();
-    opened.unlink().unwrap();
+    let mut rx = chan.receiver().unwrap();
+    let shrinker = shrink_soon(name.clone());
+    let mut got = 0;
+    let e = loop {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(m) => {
+                assert!(m.iter().all(|&x| x == got), "message {got} is {:?}...", &m[..4]);
+                got += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(e, Error::Truncated { .. }), "slots: expected Truncated after {got} messages, got {e:?}");
+    assert!(matches!(rx.try_recv(), Err(Error::Truncated { .. })), "it stays truncated");
+    shrinker.join();
+    sender_lived(sender);
+    drop((rx, chan));
+
+    // Byte records.
+    let name = format!("/{}", unique_name("ipc-kit-test-chan"));
+    let chan = ByteChannel::create(&name, 1 << 16).unwrap();
+    let sender = fork(|| {
+        let c = ByteChannel::open(&name).unwrap();
+        let mut tx = c.sender().unwrap();
+        let mut i = 0u64;
+        while tx.send_timeout(&pattern(i, 1000 + (i % 7) as usize * 100), Duration::from_secs(5)).is_ok() {
+            i += 1;
+        }
+    });
+    let mut rx = chan.receiver().unwrap();
+    let shrinker = shrink_soon(name.clone());
+    let mut got = 0u64;
+    let mut buf = Vec::new();
+    let e = loop {
+        match rx.recv_timeout(&mut buf, Duration::from_secs(10)) {
+            Ok(_) => {
+                assert!(buf == pattern(got, 1000 + (got % 7) as usize * 100), "record {got} differs");
+                got += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(e, Error::Truncated { .. }), "bytes: expected Truncated after {got} records, got {e:?}");
+    assert!(matches!(rx.try_recv(&mut buf), Err(Error::Truncated { .. })), "it stays truncated");
+    shrinker.join();
+    sender_lived(sender);
+}
+
+/// ipc-kit's SIGBUS handler takes only faults inside its own mappings of
+/// POSIX objects. In a process where it is installed (and has just handled
+/// a fault in such a mapping, through a view), a fault in a raw mapping
+/// of a shrunk file made without ipc-kit still kills the process with
+/// SIGBUS, as it would without ipc-kit.
+fn sigbus_outside_ipc_kit_mappings_still_kills() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let name = format!("/{}", unique_name("ipc-kit-test-shm"));
+    let shm = PosixShm::create(&name, 4 * 4096, 0o600).unwrap();
+    let steps = Mapping::anonymous(4096).unwrap();
+    let step = steps.shared::<AtomicU64>(0).unwrap();
+    let mut child = fork(|| {
+        let map = shm.map().unwrap();
+        let word = map.shared::<AtomicU64>(2 * 4096).unwrap();
+        word.store(7, Ordering::Relaxed);
+        shm.set_size(4096).unwrap();
+        // A view has no check of its own: the access faults, and the
+        // handler puts zeros of our own under it.
+        assert_eq!(word.load(Ordering::Relaxed), 0);
+        assert!(matches!(map.read::<u64>(0), Err(Error::Truncated { .. })), "the mapping is marked");
+        step.store(1, Ordering::SeqCst);
+        let byte = ipc_kit_tests::read_past_end_of_raw_shrunk_file().unwrap();
+        step.store(2, Ordering::SeqCst);
+        panic!("read {byte} past the end of a shrunk file and lived");
+    });
+    match child.wait_timeout(Duration::from_secs(20)) {
+        Some(ipc_kit_tests::Exit::Signaled(nix::sys::signal::Signal::SIGBUS)) => {}
+        other => panic!("the child ended with {other:?}, not by SIGBUS"),
+    }
+    assert_eq!(step.load(Ordering::SeqCst), 1, "the fault in ipc-kit's mapping was survived; the raw one killed");
+}
+
+/// Stops a forked creator at `point` inside `PosixShm` creation and waits
+/// until it has stopped.
+fn stalled_creator(point: &'static str, create: impl FnOnce()) -> ipc_kit_tests::Forked {
+    let creator = fork(|| {
+        ipc_kit::sync::failpoint::arm_stop(point);
+        create();
+    });
+    match nix::sys::wait::waitpid(creator.pid(), Some(nix::sys::wait::WaitPidFlag::WUNTRACED)) {
+        Ok(nix::sys::wait::WaitStatus::Stopped(_, nix::sys::signal::Signal::SIGSTOP)) => {}
+        other => panic!("the creator did not stop at {point}: {other:?}"),
+    }
+    creator
+}
+
+/// A creator stalled (SIGSTOP) inside `PosixShm` creation, at either of
+/// its failpoints: meanwhile nobody can open a half-made object, and an
+/// opener's `open_or_create` neither waits for it nor takes anything
+/// over: it makes the object itself. When the creator resumes, both agree
+/// on that one object: an exclusive `create` gets `AlreadyExists`, an
+/// `open_or_create` opens the opener's object, bytes and all.
+fn posix_creator_stalled_inside_creation_is_not_taken_over() {
+    for point in ["posix-shm:opened", "posix-shm:prepared"] {
+        for exclusive in [false, true] {
+            let name = format!("/{}", unique_name("ipc-kit-test-shm"));
+            let mut creator = stalled_creator(point, || {
+                if exclusive {
+                    match PosixShm::create(&name, 4096, 0o600) {
+                        Err(Error::AlreadyExists { .. }) => {}
+                        other => panic!("the resumed creator got {other:?}, not AlreadyExists"),
+                    }
+                } else {
+                    let shm = PosixShm::open_or_create(&name, 4096, 0o600).unwrap();
+                    assert!(!shm.is_owner(), "the resumed creator took the name over");
+                    assert_eq!(shm.size().unwrap(), 8192, "the opener's object, unresized");
+                    assert_eq!(shm.map().unwrap().read::<u64>(0).unwrap(), 0x0bec7, "the opener's bytes");
+                }
+            });
+            assert!(
+                matches!(PosixShm::open(&name), Err(Error::NotFound { .. })),
+                "{point}: a half-made object is visible under its name"
+            );
+            let opened = PosixShm::open_or_create(&name, 8192, 0o600).unwrap();
+            assert!(opened.is_owner(), "{point}: the opener made it itself");
+            assert_eq!(opened.size().unwrap(), 8192);
+            let map = opened.map().unwrap();
+            map.write(0, &0x0bec7_u64).unwrap();
+            creator.signal(nix::sys::signal::Signal::SIGCONT);
+            match creator.wait_timeout(Duration::from_secs(20)) {
+                Some(ipc_kit_tests::Exit::Code(0)) => {}
+                other => panic!("{point}, exclusive {exclusive}: the creator ended with {other:?}"),
+            }
+            assert_eq!(opened.size().unwrap(), 8192, "{point}: the creator did not resize it");
+            assert_eq!(map.read::<u64>(0).unwrap(), 0x0bec7);
+        }
+    }
+}
+
+/// A creator SIGKILLed inside `PosixShm` creation, at either failpoint,
+/// leaves nothing under the name (nor in /dev/shm): the next `create`
+/// and `open_or_create` make the object afresh.
+fn posix_creator_killed_inside_creation_leaves_nothing() {
+    for point in ["posix-shm:opened", "posix-shm:prepared"] {
+        let name = format!("/{}", unique_name("ipc-kit-test-shm"));
+        let mut creator = fork(|| {
+            ipc_kit::sync::failpoint::arm(point);
+            let _ = PosixShm::create(&name, 4096, 0o600);
+            unreachable!("the failpoint kills the creator");
+        });
+        assert_eq!(creator.wait(), ipc_kit_tests::Exit::Signaled(nix::sys::signal::Signal::SIGKILL), "{point}");
+        assert!(matches!(PosixShm::open(&name), Err(Error::NotFound { .. })), "{point}: it left an object");
+        let file = std::path::Path::new("/dev/shm").join(&name[1..]);
+        assert!(!file.exists(), "{point}: it left {}", file.display());
+        let shm = PosixShm::create(&name, 4096, 0o600).unwrap();
+        assert_eq!(shm.size().unwrap(), 4096);
+        drop(shm);
+        let shm = PosixShm::open_or_create(&name, 8192, 0o600).unwrap();
+        assert!(shm.is_owner());
+        assert_eq!(shm.size().unwrap(), 8192);
+    }
 }

@@ -387,3 +387,15 @@ pub fn assert_fired_within(elapsed: Duration, timeout: Duration, slack: Duration
     assert!(elapsed >= timeout, "fired early: after {elapsed:?}, asked for {timeout:?}");
     assert!(elapsed <= timeout + slack, "fired late: after {elapsed:?}, asked for {timeout:?} (+{slack:?} allowed)");
 }
+
+/// Reads a page of a raw mapping (made here with `mmap`, not through
+/// ipc-kit) of a file that was shrunk to nothing: the access raises
+/// `SIGBUS`, which must kill the process, whatever handler ipc-kit
+/// installed for its own mappings. Returns only if it did not.
+///
+/// # Errors
+///
+/// When the file cannot be made or mapped.
+pub fn read_past_end_of_raw_shrunk_file() -> std::io::Result<u8> {
+    sys::read_past_end_of_shrunk_file()
+}

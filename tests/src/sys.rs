@@ -86,3 +86,25 @@ pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit has no preconditions; it never returns.
     unsafe { libc::_exit(code) }
 }
+
+/// Maps a page of a new memfd (no seals), shrinks the memfd to nothing,
+/// and reads the page: the access past the end of the file raises
+/// `SIGBUS`. Returns the byte read only if the process survived that.
+pub(crate) fn read_past_end_of_shrunk_file() -> io::Result<u8> {
+    let fd = nix::sys::memfd::memfd_create("ipc-kit-test-raw", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+    nix::unistd::ftruncate(&fd, 4096)?;
+    // SAFETY: a new shared mapping of one page at an address the kernel
+    // chooses; no existing memory is affected.
+    let p = unsafe { libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ, libc::MAP_SHARED, fd.as_raw_fd(), 0) };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    nix::unistd::ftruncate(&fd, 0)?;
+    // SAFETY: the page is mapped (just above) and aligned; reading it
+    // after the shrink is the point: it raises SIGBUS, which is what the
+    // caller checks. A volatile read, so that it is not optimized out.
+    let byte = unsafe { std::ptr::read_volatile(p.cast::<u8>()) };
+    // SAFETY: unmaps the page mapped above; nothing refers to it.
+    unsafe { libc::munmap(p, 4096) };
+    Ok(byte)
+}

@@ -87,6 +87,7 @@ mod mapping;
 mod memfd;
 mod posix;
 mod segment;
+mod sigbus;
 mod sys;
 
 pub use channel::{

@@ -7,7 +7,7 @@ use bytemuck::Pod;
 use ipc_sync::ShmSafe;
 
 use crate::error::{Error, Result};
-use crate::sys::{self, Region};
+use crate::sys::{self, Fault, Region};
 
 /// Memory shared with other processes, mapped into this one.
 ///
@@ -114,6 +114,23 @@ impl Mapping {
         Ok(())
     }
 
+    /// The error for a failed access of `len` bytes at `offset`.
+    #[cold]
+    pub(crate) fn fault_error(&self, fault: Fault, offset: usize, len: usize) -> Error {
+        match fault {
+            // Only views report misalignment (see `shared`), and they check
+            // it first; a copy never does.
+            Fault::OutOfBounds | Fault::Misaligned => Error::OutOfBounds { offset, len, size: self.len() },
+            Fault::Truncated => {
+                let size = match &self.size_guard {
+                    Some(fd) => crate::sys::file_size(fd.as_fd()).unwrap_or(0),
+                    None => 0,
+                };
+                Error::Truncated { size, needed: offset.saturating_add(len) as u64 }
+            }
+        }
+    }
+
     fn check_writable(&self) -> Result<()> {
         if self.writable { Ok(()) } else { Err(Error::ReadOnly) }
     }
@@ -122,7 +139,7 @@ impl Mapping {
         self.check(offset, size_of::<T>())?;
         // The mapping starts on a page boundary, so the offset decides.
         if !offset.is_multiple_of(align_of::<T>()) {
-            return Err(Error::Misaligned { offset, align: align_of::<T>(), type_name: std::any::type_name::<T>() });
+            return Err(misaligned::<T>(offset));
         }
         Ok(())
     }
@@ -133,11 +150,11 @@ impl Mapping {
     /// # Errors
     ///
     /// [`Error::OutOfBounds`]; [`Error::Truncated`] when a peer shrank the
-    /// POSIX shared memory object behind the mapping.
+    /// POSIX shared memory object behind the mapping, before the copy or
+    /// during it (see [`PosixShm`](crate::PosixShm)).
     pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         self.check(offset, buf.len())?;
-        self.region.copy_out(offset, buf);
-        Ok(())
+        self.region.copy_out(offset, buf).map_err(|f| self.fault_error(f, offset, buf.len()))
     }
 
     /// Copies `data` into the mapping at `offset`.
@@ -148,8 +165,7 @@ impl Mapping {
     pub fn write_bytes(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check_writable()?;
         self.check(offset, data.len())?;
-        self.region.copy_in(offset, data);
-        Ok(())
+        self.region.copy_in(offset, data).map_err(|f| self.fault_error(f, offset, data.len()))
     }
 
     /// Reads a `T` at `offset` (a copy).
@@ -157,11 +173,13 @@ impl Mapping {
     /// # Errors
     ///
     /// [`Error::OutOfBounds`]; [`Error::Misaligned`] when `offset` is not a
-    /// multiple of `T`'s alignment.
+    /// multiple of `T`'s alignment; [`Error::Truncated`].
     pub fn read<T: Pod>(&self, offset: usize) -> Result<T> {
         self.check_typed::<T>(offset)?;
         let mut value = T::zeroed();
-        self.region.copy_out(offset, bytemuck::bytes_of_mut(&mut value));
+        self.region
+            .copy_out(offset, bytemuck::bytes_of_mut(&mut value))
+            .map_err(|f| self.fault_error(f, offset, size_of::<T>()))?;
         Ok(value)
     }
 
@@ -173,16 +191,18 @@ impl Mapping {
     pub fn write<T: Pod>(&self, offset: usize, value: &T) -> Result<()> {
         self.check_writable()?;
         self.check_typed::<T>(offset)?;
-        self.region.copy_in(offset, bytemuck::bytes_of(value));
-        Ok(())
+        self.region.copy_in(offset, bytemuck::bytes_of(value)).map_err(|f| self.fault_error(f, offset, size_of::<T>()))
     }
 
     /// A view of the `T` at `offset`, which every process mapping the same
     /// memory sees and changes (through atomics) at once.
     ///
-    /// A view holds no check against a peer shrinking a POSIX shared memory
-    /// object afterwards: with peers you do not trust, share a sealed
-    /// [`Memfd`](crate::Memfd) instead.
+    /// A view cannot return an error when a peer shrinks a POSIX shared
+    /// memory object under it later: its accesses to the pages cut off
+    /// then see zeros in memory of this process's own (the process does
+    /// not die of `SIGBUS`), and every copy through the mapping returns
+    /// [`Error::Truncated`] from then on. With peers you do not trust,
+    /// share a sealed [`Memfd`](crate::Memfd) instead.
     ///
     /// # Errors
     ///
@@ -193,7 +213,11 @@ impl Mapping {
         // ShmSafe types change through &T: read-only memory would fault.
         self.check_writable()?;
         self.check_typed::<T>(offset)?;
-        Ok(Shared { value: self.region.view(offset), _mapping: PhantomData })
+        let value = self.region.view(offset).map_err(|f| match f {
+            Fault::Misaligned => misaligned::<T>(offset),
+            other => self.fault_error(other, offset, size_of::<T>()),
+        })?;
+        Ok(Shared { value, _mapping: PhantomData })
     }
 }
 
@@ -245,6 +269,10 @@ impl<T: ShmSafe> fmt::Debug for Shared<'_, T> {
             .field("addr", &(self.value as *const T))
             .finish()
     }
+}
+
+fn misaligned<T>(offset: usize) -> Error {
+    Error::Misaligned { offset, align: align_of::<T>(), type_name: std::any::type_name::<T>() }
 }
 
 /// Refuses a size that shared memory could never back: the kernel accepts

@@ -104,7 +104,7 @@ impl Memfd {
     /// [`Error::Io`] when it cannot be mapped.
     pub fn map(&self) -> Result<Mapping> {
         let region =
-            Region::map_fd(self.fd.as_fd(), self.len, true).map_err(|e| Error::Io { op: "mmap", source: e })?;
+            Region::map_fd(self.fd.as_fd(), self.len, true, false).map_err(|e| Error::Io { op: "mmap", source: e })?;
         // Sealed against shrinking: no size check is needed.
         Ok(Mapping::from_region(region, true, None))
     }

@@ -3,10 +3,12 @@
 //! reason it is sound.
 #![allow(unsafe_code)]
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
+
+use crate::sigbus::{self, Guard};
 
 /// A region of memory mapped into this process, unmapped on drop.
 #[derive(Debug)]
@@ -15,6 +17,21 @@ pub(crate) struct Region {
     len: usize,
     /// Attached with `shmat` (detached with `shmdt`), not `mmap`ed.
     sysv: bool,
+    /// Its entry in the SIGBUS guard's table, or `UNGUARDED` for memory no
+    /// peer can shrink.
+    guard: &'static Guard,
+}
+
+/// Why an access to a [`Region`] was not made, or not made whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The range is not inside the region (nothing was accessed).
+    OutOfBounds,
+    /// The offset is not aligned for the type (nothing was accessed).
+    Misaligned,
+    /// The file behind the region was shrunk under it: the access, or an
+    /// earlier one, met pages past its end, which now read as zeros.
+    Truncated,
 }
 
 // SAFETY: the region is plain memory; all access goes through the bounds-
@@ -44,11 +61,13 @@ impl Region {
             return Err(io::Error::last_os_error());
         }
         let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Region { ptr, len, sysv: false })
+        Ok(Region { ptr, len, sysv: false, guard: &sigbus::UNGUARDED })
     }
 
     /// `mmap(MAP_SHARED)` of the first `len` bytes of the file behind `fd`.
-    pub(crate) fn map_fd(fd: BorrowedFd<'_>, len: usize, writable: bool) -> io::Result<Region> {
+    /// With `guarded`, for a file that peers can shrink, an access to pages
+    /// cut off from the file is survived (see [`sigbus`]) and reported.
+    pub(crate) fn map_fd(fd: BorrowedFd<'_>, len: usize, writable: bool, guarded: bool) -> io::Result<Region> {
         let prot = if writable { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
         // SAFETY: a new mapping at an address the kernel chooses; no existing
         // memory is affected.
@@ -57,7 +76,12 @@ impl Region {
             return Err(io::Error::last_os_error());
         }
         let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Region { ptr, len, sysv: false })
+        // Made a Region at once, so that an error below unmaps it.
+        let mut region = Region { ptr, len, sysv: false, guard: &sigbus::UNGUARDED };
+        if guarded {
+            region.guard = sigbus::guard(ptr.as_ptr() as usize, len)?;
+        }
+        Ok(region)
     }
 
     /// `shmat(2)` of System V segment `id`, `len` bytes long.
@@ -69,7 +93,7 @@ impl Region {
             return Err(io::Error::last_os_error());
         }
         let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("shmat returned null"))?;
-        Ok(Region { ptr, len, sysv: true })
+        Ok(Region { ptr, len, sysv: true, guard: &sigbus::UNGUARDED })
     }
 
     #[inline]
@@ -82,75 +106,109 @@ impl Region {
         self.ptr.as_ptr()
     }
 
-    /// Copies `buf.len()` bytes at `offset` out of the region. The caller
-    /// has checked that `offset + buf.len() <= len`.
+    /// Whether `offset..offset + len` lies inside the region: one compare
+    /// and one subtraction, no overflow.
     #[inline]
-    pub(crate) fn copy_out(&self, offset: usize, buf: &mut [u8]) {
-        debug_assert!(offset + buf.len() <= self.len);
-        // SAFETY: the source range lies inside the mapping (checked by the
-        // caller) and does not overlap `buf`, which is ordinary memory.
-        // Another process may write the source meanwhile: the bytes may then
-        // be torn, which every caller accepts (they are plain bytes or Pod).
+    fn check(&self, offset: usize, len: usize) -> Result<(), Fault> {
+        if offset <= self.len && len <= self.len - offset { Ok(()) } else { Err(Fault::OutOfBounds) }
+    }
+
+    /// `Err(Truncated)` when an access to the region met pages cut off
+    /// from its file (by this thread, before this call, or by another):
+    /// those pages read as zeros now and no longer reach the file. For the
+    /// caller to check after accessing a slice or view in place.
+    #[inline]
+    pub(crate) fn faults(&self) -> Result<(), Fault> {
+        if self.guard.faulted() { Err(Fault::Truncated) } else { Ok(()) }
+    }
+
+    /// Copies `buf.len()` bytes at `offset` out of the region.
+    ///
+    /// `OutOfBounds` (nothing copied) when the range is not inside it;
+    /// `Truncated` when the region's file was shrunk under it (`buf` then
+    /// holds zeros where the lost pages were).
+    #[inline]
+    pub(crate) fn copy_out(&self, offset: usize, buf: &mut [u8]) -> Result<(), Fault> {
+        self.check(offset, buf.len())?;
+        // SAFETY: the source range lies inside the mapping (checked above)
+        // and does not overlap `buf`, which is ordinary memory. Another
+        // process may write the source meanwhile: the bytes may then be
+        // torn, which every caller accepts (they are plain bytes or Pod). A
+        // page cut off from the file is replaced by zeros (`sigbus`).
         unsafe { std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) };
+        self.faults()
     }
 
     /// Copies `data` into the region at `offset`. The caller has checked
-    /// that `offset + data.len() <= len` and that the mapping is writable.
+    /// that the mapping is writable.
+    ///
+    /// `OutOfBounds` (nothing copied) or `Truncated` as for
+    /// [`copy_out`](Self::copy_out).
     #[inline]
-    pub(crate) fn copy_in(&self, offset: usize, data: &[u8]) {
-        debug_assert!(offset + data.len() <= self.len);
-        // SAFETY: the target range lies inside a writable mapping (checked
-        // by the caller) and does not overlap `data`. No Rust reference to
-        // these bytes exists except `&T` with T: ShmSafe, whose contents may
-        // change at any time by contract.
+    pub(crate) fn copy_in(&self, offset: usize, data: &[u8]) -> Result<(), Fault> {
+        self.check(offset, data.len())?;
+        // SAFETY: the target range lies inside the mapping (checked above),
+        // writable (checked by the caller), and does not overlap `data`. No
+        // Rust reference to these bytes exists except `&T` with T:
+        // ShmSafe, whose contents may change at any time by contract, and
+        // the byte channel's slices, which its ring keeps apart from this.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(offset), data.len()) };
+        self.faults()
     }
 
-    /// A shared reference to a `T` at `offset`. The caller has checked
-    /// bounds and alignment.
+    /// A shared reference to a `T` at `offset`.
+    ///
+    /// `OutOfBounds` or `Misaligned` (no reference made). A view does not
+    /// check for truncation: its accesses come later (see
+    /// [`faults`](Self::faults)).
     #[inline]
-    pub(crate) fn view<T: ipc_sync::ShmSafe>(&self, offset: usize) -> &T {
-        debug_assert!(offset + size_of::<T>() <= self.len);
-        // SAFETY: in bounds and aligned (checked by the caller); any bytes
-        // are a valid T (ShmSafe: valid when zeroed and for every pattern a
-        // peer may write); T changes through &T only atomically; the
-        // reference lives no longer than the region.
-        unsafe { &*self.ptr.as_ptr().add(offset).cast::<T>() }
+    pub(crate) fn view<T: ipc_sync::ShmSafe>(&self, offset: usize) -> Result<&T, Fault> {
+        self.check(offset, size_of::<T>())?;
+        // The region starts on a page boundary: the offset decides.
+        if !offset.is_multiple_of(align_of::<T>()) {
+            return Err(Fault::Misaligned);
+        }
+        // SAFETY: in bounds and aligned (checked above); any bytes are a
+        // valid T (ShmSafe: valid when zeroed and for every pattern a peer
+        // may write); T changes through &T only atomically; the reference
+        // lives no longer than the region.
+        Ok(unsafe { &*self.ptr.as_ptr().add(offset).cast::<T>() })
     }
 }
 
 impl Region {
-    /// The bytes at `offset..offset + len` for reading in place, if in
-    /// bounds.
+    /// The bytes at `offset..offset + len` for reading in place.
     ///
     /// The caller's protocol (the channel's ring) keeps the other process
     /// from writing these bytes while the slice lives; a peer that breaks
     /// it can change the bytes under the slice, which may give wrong
-    /// values but no access outside the mapping.
+    /// values but no access outside the mapping. A peer that shrinks the
+    /// file turns lost pages into zeros: check [`faults`](Self::faults)
+    /// after using the slice.
+    ///
+    /// `OutOfBounds` (no slice made).
     #[inline]
-    pub(crate) fn slice(&self, offset: usize, len: usize) -> Option<&[u8]> {
-        if offset.checked_add(len)? > self.len {
-            return None;
-        }
+    pub(crate) fn slice(&self, offset: usize, len: usize) -> Result<&[u8], Fault> {
+        self.check(offset, len)?;
         // SAFETY: in bounds (checked above); u8 has no invalid values; the
         // bytes stay mapped while `self` is borrowed.
-        Some(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) })
+        Ok(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) })
     }
 
-    /// The bytes at `offset..offset + len` for writing in place, if in
-    /// bounds. `&self` because the memory is shared: the caller's protocol
-    /// (the channel's ring, whose producer is a single `&mut` handle) makes
-    /// this the only access to these bytes while the slice lives.
+    /// The bytes at `offset..offset + len` for writing in place. `&self`
+    /// because the memory is shared: the caller's protocol (the channel's
+    /// ring, whose producer is a single `&mut` handle) makes this the only
+    /// access to these bytes while the slice lives.
+    ///
+    /// As for [`slice`](Self::slice).
     #[allow(clippy::mut_from_ref)]
     #[inline]
-    pub(crate) fn slice_mut(&self, offset: usize, len: usize) -> Option<&mut [u8]> {
-        if offset.checked_add(len)? > self.len {
-            return None;
-        }
+    pub(crate) fn slice_mut(&self, offset: usize, len: usize) -> Result<&mut [u8], Fault> {
+        self.check(offset, len)?;
         // SAFETY: in bounds (checked above) of a writable mapping (the
         // channel maps read-write); exclusive by the ring protocol as
         // described; stays mapped while `self` is borrowed.
-        Some(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset), len) })
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset), len) })
     }
 }
 
@@ -161,6 +219,8 @@ unsafe impl ipc_sync::ShmSafe for crate::channel::layout::Line {}
 
 impl Drop for Region {
     fn drop(&mut self) {
+        // Out of the table before the addresses can be reused.
+        sigbus::unguard(self.guard);
         if self.sysv {
             // SAFETY: detaches exactly the attachment this value owns; no
             // reference into it outlives `self` (views borrow it).
@@ -210,6 +270,30 @@ pub(crate) fn shm_open(name: &CStr, flags: libc::c_int, mode: libc::mode_t) -> i
     // SAFETY: `name` is NUL-terminated; shm_open returns a new fd or -1.
     let fd = cvt(unsafe { libc::shm_open(name.as_ptr(), flags | libc::O_CLOEXEC, mode) })?;
     Ok(owned(fd))
+}
+
+/// The directory where glibc's `shm_open(3)` keeps POSIX shared memory
+/// objects on Linux.
+pub(crate) const SHM_DIR: &CStr = c"/dev/shm";
+
+/// `open(2)` of [`SHM_DIR`] with `O_TMPFILE`: a new, unnamed file in the
+/// same file system as the objects, with permissions `mode` (less the
+/// umask, as `shm_open` gives), close-on-exec.
+pub(crate) fn shm_tmpfile(mode: libc::mode_t) -> io::Result<OwnedFd> {
+    let flags = libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC;
+    // SAFETY: the path is NUL-terminated; open returns a new fd or -1.
+    let fd = cvt(unsafe { libc::open(SHM_DIR.as_ptr(), flags, libc::c_uint::from(mode)) })?;
+    Ok(owned(fd))
+}
+
+/// `linkat(2)` of the file behind `fd` (through its /proc/self/fd link,
+/// which needs no privilege, unlike `AT_EMPTY_PATH`) to `path`. Fails with
+/// `EEXIST` if `path` exists: the name is taken atomically or not at all.
+pub(crate) fn link_fd(fd: BorrowedFd<'_>, path: &CStr) -> io::Result<()> {
+    let from = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(io::Error::other)?;
+    // SAFETY: both paths are NUL-terminated; linkat only reads them.
+    cvt(unsafe { libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, path.as_ptr(), libc::AT_SYMLINK_FOLLOW) })
+        .map(drop)
 }
 
 /// `shm_unlink(3)`.

@@ -1,37 +1,44 @@
 //! Failpoints: places in the making of named objects where a test can have
 //! its process killed, to leave behind exactly what a crash there leaves
 //! (an object made but not yet sized or initialized), or stopped, to play
-//! a creator that is merely slow. Compiled in only with the `failpoints`
-//! feature; without it [`hit`] does nothing.
+//! a creator that is merely slow there. Compiled in only with the
+//! `failpoints` feature; without it [`hit`] does nothing.
 //!
-//! The points: `posix-shm:opened` (a POSIX object made, not yet sized),
-//! `channel:mapped` (a named channel's object sized, its header not yet
-//! written), `sysv-sem:created` (a semaphore set made, its making not yet
-//! claimed), `sysv-sem:claimed` (its making claimed, no value set yet),
-//! `sysv-sem:valued` (its values set, not yet marked ready).
+//! The points: `posix-shm:opened` (a POSIX object begun, not yet sized),
+//! `posix-shm:prepared` (a POSIX object sized and its contents prepared,
+//! not yet under its name), `channel:mapped` (a named channel's object
+//! sized, its header not yet written), `sysv-sem:created` (a semaphore set
+//! made, its making not yet claimed), `sysv-sem:claimed` (its making
+//! claimed, no value set yet), `sysv-sem:valued` (its values set, not yet
+//! marked ready).
+
+/// What an armed failpoint does.
+#[cfg(feature = "failpoints")]
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Kill,
+    Stop,
+}
 
 #[cfg(feature = "failpoints")]
-static ARMED: std::sync::Mutex<Option<&'static str>> = std::sync::Mutex::new(None);
-
-#[cfg(feature = "failpoints")]
-static STOP_AT: std::sync::Mutex<Option<&'static str>> = std::sync::Mutex::new(None);
+static ARMED: std::sync::Mutex<Option<(&'static str, Action)>> = std::sync::Mutex::new(None);
 
 /// Arms the failpoint `name`: the next time this process reaches it, the
 /// process kills itself with `SIGKILL`.
 #[cfg(feature = "failpoints")]
 pub fn arm(name: &'static str) {
     if let Ok(mut armed) = ARMED.lock() {
-        *armed = Some(name);
+        *armed = Some((name, Action::Kill));
     }
 }
 
-/// Arms the failpoint `name` to stop, not kill: the next time this process
-/// reaches it, it stops itself with `SIGSTOP` (once), and goes on when
-/// another process sends it `SIGCONT`.
+/// Arms the failpoint `name` to stall: the next time this process reaches
+/// it, the process stops itself with `SIGSTOP`, and goes on from there
+/// when it is sent `SIGCONT`. The point is disarmed as it is reached.
 #[cfg(feature = "failpoints")]
 pub fn arm_stop(name: &'static str) {
-    if let Ok(mut armed) = STOP_AT.lock() {
-        *armed = Some(name);
+    if let Ok(mut armed) = ARMED.lock() {
+        *armed = Some((name, Action::Stop));
     }
 }
 
@@ -40,12 +47,23 @@ pub fn arm_stop(name: &'static str) {
 #[inline]
 pub fn hit(name: &str) {
     #[cfg(feature = "failpoints")]
-    if ARMED.lock().is_ok_and(|armed| *armed == Some(name)) {
-        crate::sys::kill_self();
-    }
-    #[cfg(feature = "failpoints")]
-    if STOP_AT.lock().is_ok_and(|mut armed| armed.take_if(|a| *a == name).is_some()) {
-        crate::sys::stop_self();
+    {
+        let action = match ARMED.lock() {
+            Ok(mut armed) => match *armed {
+                Some((point, Action::Stop)) if point == name => {
+                    *armed = None;
+                    Some(Action::Stop)
+                }
+                Some((point, action)) if point == name => Some(action),
+                _ => None,
+            },
+            Err(_) => None,
+        };
+        match action {
+            Some(Action::Kill) => crate::sys::kill_self(),
+            Some(Action::Stop) => crate::sys::stop_self(),
+            None => {}
+        }
     }
     #[cfg(not(feature = "failpoints"))]
     let _ = name;

@@ -79,8 +79,10 @@ pub use sysv_sem::{SEM_VALUE_MAX, SemOp, SemaphoreSet};
 
 /// Checks the name of a POSIX IPC object (shared memory, semaphore or
 /// message queue) before it reaches a system call: a leading '/', at least
-/// one more character, no other '/', no NUL, at most `max_len` bytes after
-/// the '/'. Returns it as a C string, or the reason it is refused.
+/// one more character, no other '/', no NUL, not `.` or `..` after the '/'
+/// (glibc opens such names as paths under /dev/shm, and `/..` would be
+/// /dev itself), at most `max_len` bytes after the '/'. Returns it as a C
+/// string, or the reason it is refused.
 ///
 /// # Errors
 ///
@@ -92,6 +94,9 @@ pub use sysv_sem::{SEM_VALUE_MAX, SemOp, SemaphoreSet};
 /// assert!(ipc_sync::posix_name("/jobs", 255).is_ok());
 /// assert!(ipc_sync::posix_name("jobs", 255).is_err());
 /// assert!(ipc_sync::posix_name("/a/b", 255).is_err());
+/// assert!(ipc_sync::posix_name("/..", 255).is_err());
+/// assert!(ipc_sync::posix_name("/.", 255).is_err());
+/// assert!(ipc_sync::posix_name("/...", 255).is_ok());
 /// ```
 pub fn posix_name(name: &str, max_len: usize) -> std::result::Result<std::ffi::CString, &'static str> {
     if !name.starts_with('/') {
@@ -102,6 +107,9 @@ pub fn posix_name(name: &str, max_len: usize) -> std::result::Result<std::ffi::C
     }
     if name[1..].contains('/') {
         return Err("it may contain no '/' after the first");
+    }
+    if matches!(&name[1..], "." | "..") {
+        return Err("'.' and '..' name directories, not objects");
     }
     if name.len() - 1 > max_len {
         return Err("it is too long");

@@ -273,7 +273,7 @@ impl ByteSender {
         self.side.wait(deadline, |side| {
             let cap = side.capacity();
             let h = side.conn.line(HEAD).index.load(Ordering::Acquire);
-            check_head(h, head, tail)?;
+            check_head(&side.conn, h, head, tail)?;
             head = h;
             let pos = ring_pos(tail, cap);
             found = if need <= cap - pos { 0 } else { cap - pos };
@@ -286,7 +286,7 @@ impl ByteSender {
     fn refresh_head(&mut self) -> Result<()> {
         // Acquire: the receiver is done with the bytes it frees.
         let head = self.side.conn.line(HEAD).index.load(Ordering::Acquire);
-        check_head(head, self.head, self.tail)?;
+        check_head(&self.side.conn, head, self.head, self.tail)?;
         self.head = head;
         Ok(())
     }
@@ -303,34 +303,39 @@ impl ByteSender {
     fn record_mut(&mut self, skip: u64, len: usize) -> &mut [u8] {
         let offset = self.data_offset(skip);
         // In bounds: `room` put the whole record before the end of the
-        // ring. The region check returns None only if that were broken.
+        // ring. The region check fails only if that were broken.
         self.side.conn.region().slice_mut(offset, len).unwrap_or_default()
     }
 
     /// Publishes the record of `len` bytes written after `skip`: the wrap
-    /// marker if any, the header, then the index.
+    /// marker if any, the header, then the index. `Truncated` when the
+    /// object was shrunk under the record (it is published anyway: the
+    /// mapping is of no more use, and every later call says so).
     #[inline]
-    fn publish(&mut self, skip: u64, len: usize) {
+    fn publish(&mut self, skip: u64, len: usize) -> Result<()> {
         let cap = self.side.capacity();
-        let region = self.side.conn.region();
+        let conn = &self.side.conn;
+        let mut copied = Ok(());
         if skip > 0 {
-            region.copy_in(DATA + ring_pos(self.tail, cap) as usize, &u64::from(WRAP).to_le_bytes());
+            let at = DATA + ring_pos(self.tail, cap) as usize;
+            copied = conn.region().copy_in(at, &u64::from(WRAP).to_le_bytes()).map_err(|f| conn.fault(f, at, 8));
             self.tail += skip;
         }
         // The length, then 4 zero bytes, in one store.
-        region.copy_in(DATA + ring_pos(self.tail, cap) as usize, &(len as u64).to_le_bytes());
+        let at = DATA + ring_pos(self.tail, cap) as usize;
+        let header = conn.region().copy_in(at, &(len as u64).to_le_bytes()).map_err(|f| conn.fault(f, at, 8));
         self.tail += padded(len);
         // Release: the record (and any wrap marker) happen before the
         // receiver sees the new index.
         self.side.publish(self.tail);
+        copied.and(header)
     }
 
     #[inline(always)]
     fn send_until(&mut self, record: &[u8], wait: Option<Deadline>) -> Result<()> {
         let skip = self.room(record.len(), wait)?;
         self.record_mut(skip, record.len()).copy_from_slice(record);
-        self.publish(skip, record.len());
-        Ok(())
+        self.publish(skip, record.len())
     }
 
     fn reserve_until(&mut self, len: usize, wait: Option<Deadline>) -> Result<Reservation<'_>> {
@@ -444,7 +449,9 @@ impl Reservation<'_> {
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        self.sender.publish(self.skip, self.len);
+        // A shrunk object is reported by the sender's next call: the mark
+        // on its mapping stays.
+        let _ = self.sender.publish(self.skip, self.len);
     }
 }
 
@@ -475,7 +482,7 @@ impl ByteReceiver {
     fn refresh_tail(&mut self) -> Result<()> {
         // Acquire: the sender's record writes happen before we read them.
         let tail = self.side.conn.line(TAIL).index.load(Ordering::Acquire);
-        check_tail(tail, self.head, self.tail, self.side.capacity(), RECORD_ALIGN)?;
+        check_tail(&self.side.conn, tail, self.head, self.tail, self.side.capacity(), RECORD_ALIGN)?;
         self.tail = tail;
         Ok(())
     }
@@ -497,8 +504,9 @@ impl ByteReceiver {
                 return corrupt(format!("{avail} bytes published: less than a record header"));
             }
             let mut len = [0u8; 4];
-            let region = self.side.conn.region();
-            region.copy_out(DATA + pos as usize, &mut len);
+            let conn = &self.side.conn;
+            let at = DATA + pos as usize;
+            conn.region().copy_out(at, &mut len).map_err(|f| conn.fault(f, at, 4))?;
             let len = u32::from_le_bytes(len);
             if len == WRAP {
                 let skip = cap - pos;
@@ -574,15 +582,19 @@ impl ByteReceiver {
                     let (head, tail) = (self.head, &mut self.tail);
                     self.side.wait(deadline, |side| {
                         let t = side.conn.line(TAIL).index.load(Ordering::Acquire);
-                        check_tail(t, head, *tail, side.capacity(), RECORD_ALIGN)?;
+                        check_tail(&side.conn, t, head, *tail, side.capacity(), RECORD_ALIGN)?;
                         *tail = t;
                         Ok(t > head)
                     })?;
                 }
             }
         };
-        let bytes = self.side.conn.region().slice(found.offset, found.len).unwrap_or_default();
+        let conn = &self.side.conn;
+        let bytes = conn.region().slice(found.offset, found.len).map_err(|f| conn.fault(f, found.offset, found.len))?;
         let r = f(bytes);
+        // Pages of the record cut off from a shrunk object read as zeros:
+        // what `f` saw was not the record.
+        self.side.conn.faults()?;
         self.consume(&found);
         Ok(r)
     }

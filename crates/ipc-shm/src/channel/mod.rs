@@ -74,7 +74,7 @@ pub use slots::{Receiver, Sender, channel};
 
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
-use crate::sys::Region;
+use crate::sys::{Fault, Region};
 use crate::{Memfd, PosixShm};
 use layout::{CLOSED, CONNECTED, DATA, FLAG_BARRIER, Header, LOCKED, Line, MAGIC, STATUS, UNCLAIMED, VERSION};
 use liveness::{Candidates, Claim};
@@ -361,29 +361,68 @@ impl Conn {
             return model.line(offset);
         }
         // Offsets are constants below DATA, and the mapping holds at least
-        // DATA bytes (checked on create and open).
-        self.region().view::<Line>(offset)
+        // DATA bytes (checked on create and open): the view is always made.
+        match self.region().view::<Line>(offset) {
+            Ok(line) => line,
+            Err(_) => spare_line(),
+        }
     }
 
     /// Copies a slot's bytes in at `offset` (from the ring's own checked
     /// indices).
     #[inline]
-    fn write_slot(&self, offset: usize, bytes: &[u8]) {
+    fn write_slot(&self, offset: usize, bytes: &[u8]) -> Result<()> {
         #[cfg(loom)]
         if let Some(model) = &self.mem.model {
-            return model.write(offset, bytes);
+            model.write(offset, bytes);
+            return Ok(());
         }
-        self.region().copy_in(offset, bytes);
+        self.region().copy_in(offset, bytes).map_err(|f| self.fault(f, offset, bytes.len()))
     }
 
     /// Copies a slot's bytes out from `offset`.
     #[inline]
-    fn read_slot(&self, offset: usize, out: &mut [u8]) {
+    fn read_slot(&self, offset: usize, out: &mut [u8]) -> Result<()> {
         #[cfg(loom)]
         if let Some(model) = &self.mem.model {
-            return model.read(offset, out);
+            model.read(offset, out);
+            return Ok(());
         }
-        self.region().copy_out(offset, out);
+        self.region().copy_out(offset, out).map_err(|f| self.fault(f, offset, out.len()))
+    }
+
+    /// The error for an access of `len` bytes at `offset` that failed:
+    /// `Truncated` when the object was shrunk under the mapping (the
+    /// bytes met were zeros of our own, not the peer's), `Corrupted` for
+    /// an offset outside it (which the checked indices never give).
+    #[cold]
+    fn fault(&self, fault: Fault, offset: usize, len: usize) -> Error {
+        match fault {
+            Fault::Truncated => self.mem.map.fault_error(fault, offset, len),
+            Fault::OutOfBounds | Fault::Misaligned => Error::Corrupted {
+                what: format!(
+                    "an access of {len} bytes at offset {offset} outside the {}-byte mapping",
+                    self.mem.map.len()
+                ),
+            },
+        }
+    }
+
+    /// Whether an access met pages cut off from the object, for checks
+    /// after in-place access (the byte channel's slices).
+    #[inline]
+    fn faults(&self) -> Result<()> {
+        self.region().faults().map_err(|f| self.fault(f, DATA, 0))
+    }
+
+    /// `e` (an impossible index), or `Truncated` when the index was read
+    /// from a page cut off from the shrunk object, which reads as zeros.
+    #[cold]
+    fn explain(&self, e: Error) -> Error {
+        match self.region().faults() {
+            Err(f) => self.fault(f, DATA, 0),
+            Ok(()) => e,
+        }
     }
 
     /// A channel whose memory is loom's model, for model checking.
@@ -849,12 +888,13 @@ impl Side {
     }
 }
 
-/// Checks the receiver's index as the sender reads it: never behind what
-/// the sender saw before (`seen`), never past what it sent (`tail`).
+/// Checks the receiver's index as the sender reads it (from `conn`):
+/// never behind what the sender saw before (`seen`), never past what it
+/// sent (`tail`).
 #[inline]
-fn check_head(head: u64, seen: u64, tail: u64) -> Result<()> {
+fn check_head(conn: &Conn, head: u64, seen: u64, tail: u64) -> Result<()> {
     if head < seen || head > tail {
-        return Err(bad_head(head, seen, tail));
+        return Err(conn.explain(bad_head(head, seen, tail)));
     }
     Ok(())
 }
@@ -869,9 +909,9 @@ fn bad_head(head: u64, seen: u64, tail: u64) -> Error {
 /// (`capacity`) ahead of it, and a multiple of `step` (8 for the byte
 /// channel, whose records are 8-aligned; 1 for slots).
 #[inline]
-fn check_tail(tail: u64, head: u64, seen: u64, capacity: u64, step: u64) -> Result<()> {
+fn check_tail(conn: &Conn, tail: u64, head: u64, seen: u64, capacity: u64, step: u64) -> Result<()> {
     if tail < seen || tail < head || tail - head > capacity || !tail.is_multiple_of(step) {
-        return Err(bad_tail(tail, head, seen, capacity, step));
+        return Err(conn.explain(bad_tail(tail, head, seen, capacity, step)));
     }
     Ok(())
 }
@@ -883,6 +923,31 @@ fn bad_tail(tail: u64, head: u64, seen: u64, capacity: u64, step: u64) -> Error 
         what += &format!(" or not a multiple of {step}");
     }
     Error::Corrupted { what }
+}
+
+/// What [`Conn::line`] gives should a view of a line ever fail (the
+/// mapping holds the whole header: checked on create and open): a line
+/// apart from every mapping, so that no access leaves one.
+#[cold]
+fn spare_line() -> &'static Line {
+    #[cfg(not(loom))]
+    {
+        use std::sync::atomic::{AtomicU32, AtomicU64};
+        static SPARE: Line = Line {
+            index: AtomicU64::new(0),
+            signal: AtomicU32::new(0),
+            waiting: AtomicU32::new(0),
+            tx_pid: AtomicU32::new(0),
+            tx_state: AtomicU32::new(0),
+            rx_pid: AtomicU32::new(0),
+            rx_state: AtomicU32::new(0),
+            tx_flags: AtomicU32::new(0),
+            rx_flags: AtomicU32::new(0),
+        };
+        &SPARE
+    }
+    #[cfg(loom)]
+    Box::leak(Box::new(Line::new()))
 }
 
 /// A channel of `T` messages in shared memory, before its sides are

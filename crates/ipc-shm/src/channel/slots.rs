@@ -87,7 +87,7 @@ impl<T: Pod> Sender<T> {
         // Acquire: the receiver's reads of the slots it frees happen before
         // we overwrite them.
         let head = self.side.conn.line(HEAD).index.load(Ordering::Acquire);
-        check_head(head, self.head, self.tail)?;
+        check_head(&self.side.conn, head, self.head, self.tail)?;
         self.head = head;
         Ok(cap - (self.tail - head))
     }
@@ -110,7 +110,7 @@ impl<T: Pod> Sender<T> {
         }
         let (cap, slot) = (self.side.capacity(), size_of::<T>() as u64);
         for (i, v) in values[..n].iter().enumerate() {
-            self.side.conn.write_slot(slot_offset(self.tail + i as u64, cap, slot), bytemuck::bytes_of(v));
+            self.side.conn.write_slot(slot_offset(self.tail + i as u64, cap, slot), bytemuck::bytes_of(v))?;
         }
         self.tail += n as u64;
         // Release: the slot contents happen before the receiver sees the
@@ -230,7 +230,7 @@ impl<T: Pod> Sender<T> {
         self.side.wait(deadline, |side| {
             let cap = side.capacity();
             let h = side.conn.line(HEAD).index.load(Ordering::Acquire);
-            check_head(h, *head, tail)?;
+            check_head(&side.conn, h, *head, tail)?;
             *head = h;
             Ok(tail - h < cap)
         })
@@ -273,7 +273,7 @@ impl<T: Pod> Receiver<T> {
         }
         // Acquire: the sender's slot writes happen before we read them.
         let tail = self.side.conn.line(TAIL).index.load(Ordering::Acquire);
-        check_tail(tail, self.head, self.tail, self.side.capacity(), 1)?;
+        check_tail(&self.side.conn, tail, self.head, self.tail, self.side.capacity(), 1)?;
         self.tail = tail;
         Ok(tail - self.head)
     }
@@ -288,7 +288,7 @@ impl<T: Pod> Receiver<T> {
         }
         let (cap, slot) = (self.side.capacity(), size_of::<T>() as u64);
         for (i, v) in out[..n].iter_mut().enumerate() {
-            self.side.conn.read_slot(slot_offset(self.head + i as u64, cap, slot), bytemuck::bytes_of_mut(v));
+            self.side.conn.read_slot(slot_offset(self.head + i as u64, cap, slot), bytemuck::bytes_of_mut(v))?;
         }
         self.head += n as u64;
         // Release: our reads of the slots happen before the sender reuses
@@ -402,7 +402,7 @@ impl<T: Pod> Receiver<T> {
         let (head, tail) = (self.head, &mut self.tail);
         self.side.wait(deadline, |side| {
             let t = side.conn.line(TAIL).index.load(Ordering::Acquire);
-            check_tail(t, head, *tail, side.capacity(), 1)?;
+            check_tail(&side.conn, t, head, *tail, side.capacity(), 1)?;
             *tail = t;
             Ok(t > head)
         })

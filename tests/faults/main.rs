@@ -165,6 +165,21 @@ fn wait_ready(board: &Board, victim: &mut Forked) -> bool {
     true
 }
 
+/// Waits (at most `BOUND`) until process `pid` is stopped (state `T` in
+/// /proc/PID/stat); false if it never is.
+fn wait_stopped(pid: nix::unistd::Pid) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < BOUND {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The state follows the command name, which ends with the last ')'.
+        if stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    false
+}
+
 /// Kills the victim (if the timer has not) and reaps it, then returns what
 /// it had acknowledged.
 fn bury(mut victim: Forked, timer: std::thread::JoinHandle<()>) -> Result<u64, Outcome> {
@@ -304,10 +319,11 @@ enum Scenario {
     UnclaimedReceiver,
     NamespacedSender,
     NamespacedReceiver,
+    NamedCreatorStalled,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 21] = [
+    const ALL: [Scenario; 22] = [
         Scenario::PipeWriter,
         Scenario::PipeReader,
         Scenario::FifoWriter,
@@ -329,6 +345,7 @@ impl Scenario {
         Scenario::UnclaimedReceiver,
         Scenario::NamespacedSender,
         Scenario::NamespacedReceiver,
+        Scenario::NamedCreatorStalled,
     ];
 
     fn name(self) -> &'static str {
@@ -354,6 +371,7 @@ impl Scenario {
             Scenario::UnclaimedReceiver => "shm channel: receiver killed early",
             Scenario::NamespacedSender => "shm channel: sender in a PID namespace",
             Scenario::NamespacedReceiver => "shm channel: receiver in a PID namespace",
+            Scenario::NamedCreatorStalled => "shm channel, named: creator stalled",
         }
     }
 
@@ -429,6 +447,11 @@ impl Campaign {
                 let claim_after = Duration::from_micros(rng.below(3_000));
                 let sends = matches!(scenario, Scenario::UnclaimedSender);
                 self.channel_peer_killed_early(run, delay, claim_after, rng.below(2) == 0, sends, false)
+            }
+            Scenario::NamedCreatorStalled => {
+                let point = ["posix-shm:opened", "channel:mapped", "posix-shm:prepared"][rng.below(3) as usize];
+                let stall = Duration::from_micros(rng.below(300_000));
+                self.named_creator_stalled(run, point, stall, rng.below(2) == 0)
             }
             Scenario::NamespacedSender | Scenario::NamespacedReceiver => {
                 let claim_after = Duration::from_micros(rng.below(3_000));
@@ -998,6 +1021,79 @@ impl Campaign {
             (None, _) => Hung("the victim could not be reaped".into()),
             (Some(Exit::Signaled(Signal::SIGKILL)), _) | (Some(_), true) => outcome,
             (Some(other), false) => Failed(format!("the victim ended with {other:?} before the kill")),
+        }
+    }
+
+    /// The victim makes a named channel and stops itself (SIGSTOP) at
+    /// `point` inside the making, for `stall`; meanwhile the survivor tries
+    /// to open it by name, over and over. It must never find it half made
+    /// (only "not found" until the creator goes on), and once the creator
+    /// is continued both use the one channel: everything sent arrives, in
+    /// order, then `Disconnected`.
+    fn named_creator_stalled(&self, run: u32, point: &'static str, stall: Duration, bytes: bool) -> Outcome {
+        const N: u64 = 200;
+        let (board, name) = (&self.board, self.posix_name.as_str());
+        let mut victim = fork(|| {
+            ipc_kit::sync::failpoint::arm_stop(point);
+            let chan = AnyChannel::named(bytes, name, Make::Create).unwrap_or_else(|e| board.fail_setup(e));
+            let mut tx = chan.sender().expect("claim the sender");
+            board.set_ready();
+            let mut msg = Vec::new();
+            for seq in 0..N {
+                encode(run, seq, true, &mut msg);
+                if tx.send(&msg, BOUND).is_err() {
+                    panic!("send");
+                }
+                board.ack(seq + 1);
+            }
+        });
+        if !wait_stopped(victim.pid()) {
+            return Failed(format!("the creator never stopped at {point}"));
+        }
+        let stopped = Instant::now();
+        let mut continued = false;
+        let chan = loop {
+            if !continued && stopped.elapsed() >= stall {
+                let _ = kill(victim.pid(), Signal::SIGCONT);
+                continued = true;
+            }
+            let named = !matches!(ipc_kit::shm::PosixShm::open(name), Err(ipc_kit::shm::Error::NotFound { .. }));
+            match named.then(|| AnyChannel::named(bytes, name, Make::Open)) {
+                None => {}
+                Some(Ok(chan)) if continued => break chan,
+                Some(Ok(_)) => return Corrupted(format!("opened while its creator was stopped at {point}")),
+                Some(Err(e)) => return Corrupted(format!("found it half made at {point}: {e}")),
+            }
+            if stopped.elapsed() > stall + BOUND {
+                return Hung(format!("not there {:?} after the creator went on", stopped.elapsed()));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        let mut rx = match chan.receiver() {
+            Ok(rx) => rx,
+            Err(e) => return Failed(e),
+        };
+        let mut order = InOrder::new(run);
+        let mut buf = Vec::new();
+        let end = loop {
+            match rx.recv(&mut buf, BOUND) {
+                Ok(()) => {
+                    if let Err(o) = order.take(&buf) {
+                        break o;
+                    }
+                }
+                Err(ChannelEnd::Disconnected) if order.next == N => {
+                    break Survived("waited for; nothing half made seen");
+                }
+                Err(ChannelEnd::Disconnected) => break Corrupted(format!("{} of {N} messages", order.next)),
+                Err(ChannelEnd::Timeout) => break Hung("the creator's messages stopped".into()),
+                Err(ChannelEnd::Other(e)) => break Failed(e),
+            }
+        };
+        match victim.wait_timeout(BOUND) {
+            Some(Exit::Code(0)) => end,
+            Some(other) => Failed(format!("the creator ended with {other:?}")),
+            None => Hung("the creator did not finish".into()),
         }
     }
 

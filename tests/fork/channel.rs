@@ -1,6 +1,7 @@
 //! Shared-memory channels between real processes.
 
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileTypeExt;
 use std::time::{Duration, Instant};
 
 use ipc_kit::pipe::ChildFds;
@@ -32,6 +33,7 @@ cases!("shm::channel":
     a_side_given_up_cannot_be_claimed_after_fork,
     peer_in_another_pid_namespace_is_watched,
     try_send_reports_a_killed_receiver,
+    reclaim_takes_over_only_a_channel_nobody_holds,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -497,25 +499,15 @@ fn stale_named_channel_is_reclaimed() {
     assert!(matches!(PosixShm::open(&name), Err(Error::NotFound { .. })), "the new owner unlinked it");
 
     // A creator killed after sizing the object, before writing the header
-    // (a failpoint): openers find no channel there; the name is reclaimed.
+    // (a failpoint): the object was never named, so nothing is left.
     let mut creator = fork(|| {
         ipc_kit::sync::failpoint::arm("channel:mapped");
         let _ = Channel::<u64>::create(&name, 16);
         unreachable!("the failpoint kills the creator");
     });
     assert_eq!(creator.wait(), Exit::Signaled(Signal::SIGKILL));
-    assert!(matches!(Channel::<u64>::open(&name), Err(Error::LayoutMismatch { .. })));
+    assert!(matches!(Channel::<u64>::open(&name), Err(Error::NotFound { .. })));
     drop(Channel::<u64>::create_or_reclaim(&name, 16).unwrap());
-
-    // An interrupted creation: the object exists, empty or zero-filled.
-    for size in [0, 4096] {
-        let mut partial = PosixShm::open_or_create(&name, size.max(1), 0o600).unwrap();
-        partial.set_size(size).unwrap();
-        partial.persist();
-        drop(partial);
-        let chan = Channel::<u64>::create_or_reclaim(&name, 8).unwrap();
-        assert_eq!(chan.capacity(), 8);
-    }
 }
 
 fn chan_receiver(name: &str) -> ipc_kit::shm::Receiver<u64> {
@@ -782,4 +774,43 @@ fn try_send_reports_a_killed_receiver() {
             assert!(matches!(try_send(), Err(Error::Disconnected)), "it stays Disconnected");
         }
     }
+}
+
+/// Finding: `create_or_reclaim` took any object whose first word was zero
+/// for an interrupted channel creation and replaced it, though only
+/// channels hold the lock it tests: a live `PosixShm` user's object was
+/// unlinked, and so was a FIFO at the name. Only a channel (a regular file
+/// with a channel's header) that nobody holds is taken over now.
+fn reclaim_takes_over_only_a_channel_nobody_holds() {
+    let name = format!("/{}", unique_name("ipc-kit-test-chan"));
+    let _cleanup = UnlinkOnDrop(&name);
+    let left_alone = |what: &str| match ByteChannel::create_or_reclaim(&name, 4096) {
+        Err(e @ Error::LayoutMismatch { .. }) => assert!(e.to_string().contains("left alone"), "{what}: {e}"),
+        other => panic!("{what}: expected LayoutMismatch, got {other:?}"),
+    };
+    // A live user's object of zeros, and one emptied.
+    let user = PosixShm::create(&name, 4096, 0o600).unwrap();
+    let map = user.map().unwrap();
+    map.write_bytes(100, b"in use").unwrap();
+    left_alone("zeros where a header would be");
+    user.set_size(0).unwrap();
+    left_alone("an empty object");
+    user.set_size(4096).unwrap();
+    user.map().unwrap().write_bytes(100, b"in use").unwrap();
+    left_alone("zeros where a header would be, again");
+    let mut back = [0u8; 6];
+    PosixShm::open(&name).unwrap().map().unwrap().read_bytes(100, &mut back).unwrap();
+    assert_eq!(&back, b"in use", "the user's object is still there, under its name");
+    drop((map, user));
+    // A FIFO at the name.
+    let path = format!("/dev/shm{name}");
+    nix::unistd::mkfifo(path.as_str(), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    left_alone("a FIFO");
+    assert!(std::fs::metadata(&path).unwrap().file_type().is_fifo(), "the FIFO is still there");
+    std::fs::remove_file(&path).unwrap();
+    // A channel whose every holder is gone is taken over; one held is not.
+    kill(holder(|| Box::new(Channel::<u64>::create(&name, 16).unwrap())));
+    let held = ByteChannel::create_or_reclaim(&name, 4096).unwrap();
+    assert!(matches!(ByteChannel::create_or_reclaim(&name, 4096), Err(Error::AlreadyExists { .. })));
+    drop(held);
 }

@@ -95,7 +95,6 @@ pub use channel::{
     byte_channel, channel,
 };
 pub use error::{Error, Result};
-pub use ipc_sync::CREATION_GRACE;
 pub use ipc_sync::Key;
 pub use mapping::{Mapping, Shared};
 pub use memfd::Memfd;

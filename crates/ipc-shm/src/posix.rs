@@ -4,7 +4,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
@@ -257,19 +256,6 @@ impl PosixShm {
         Ok(shm)
     }
 
-    /// The object's size once it is not empty, or 0 if it stays empty
-    /// for `grace`.
-    pub(crate) fn wait_sized(&self, grace: Duration) -> Result<u64> {
-        let start = Instant::now();
-        loop {
-            let size = self.size()?;
-            if size > 0 || start.elapsed() >= grace {
-                return Ok(size);
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
     /// Maps the whole object, as large as it is now.
     ///
     /// # Errors
@@ -378,6 +364,12 @@ impl PosixShm {
             Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
             Err(e) => Err(Error::Io { op: "flock(LOCK_EX)", source: e }),
         }
+    }
+
+    /// Whether the object is a regular file (not a FIFO or a device that
+    /// someone put under /dev/shm).
+    pub(crate) fn is_regular_file(&self) -> Result<bool> {
+        sys::is_regular_file(self.fd.as_fd()).map_err(|e| Error::Io { op: "fstat", source: e })
     }
 
     /// Whether the name still leads to this object (it may have been

@@ -351,6 +351,11 @@ pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(u64::try_from(fstat(fd)?.st_size).unwrap_or(0))
 }
 
+/// Whether the file is a regular file (`fstat`).
+pub(crate) fn is_regular_file(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    Ok(fstat(fd)?.st_mode & libc::S_IFMT == libc::S_IFREG)
+}
+
 /// The file's device and inode (`fstat`): which file it is.
 pub(crate) fn file_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     let st = fstat(fd)?;

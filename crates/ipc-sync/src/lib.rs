@@ -58,11 +58,6 @@ mod spin;
 mod sys;
 mod sysv_sem;
 
-/// How long opening a named object waits for its creator to finish making
-/// it (making takes two system calls: create, then size or initialize),
-/// before taking the creator for dead between them.
-pub const CREATION_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
-
 pub use condvar::{Condvar, TimedWaitResult, WaitTimeoutResult};
 pub use deadline::{Deadline, realtime_after};
 pub use eintr::{Interrupted, retry_eintr};

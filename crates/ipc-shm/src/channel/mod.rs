@@ -186,30 +186,6 @@ impl Conn {
             .filter(|&d| d <= (1 << 40))
             .ok_or(Error::InvalidSize { size: capacity, reason: "the ring would be larger than 1 TiB" })?;
         let total = DATA + data as usize;
-        let (map, name, memfd) = match backing {
-            Backing::Anonymous => {
-                // A memfd rather than an anonymous mapping: its file carries
-                // the sides' liveness locks (see `liveness`).
-                let m = Memfd::create("ipc-kit-channel", total)?;
-                (m.map()?, None, Some(m))
-            }
-            Backing::Memfd => {
-                let m = Memfd::create("ipc-kit-channel", total)?;
-                (m.map()?, None, Some(m))
-            }
-            Backing::Named(n) => {
-                let mut shm = PosixShm::create(n, total, 0o600)?;
-                shm.lock_shared()?;
-                // A create_or_reclaim elsewhere may have found the object
-                // unlocked in the instant before, and taken the name.
-                if !shm.is_still_named()? {
-                    shm.persist();
-                    return Err(Error::AlreadyExists { what: WHAT_NAMED, name: n.to_owned() });
-                }
-                (shm.map_len(total)?, Some(shm), None)
-            }
-        };
-        ipc_sync::failpoint::hit("channel:mapped");
         let header = Header {
             magic: 0,
             version: VERSION,
@@ -221,9 +197,37 @@ impl Conn {
             data_offset: DATA as u64,
             total_size: total as u64,
         };
-        map.write(0, &header)?;
-        // Release: the header is complete before a peer sees the magic.
-        map.shared::<AtomicU64>(0)?.store(MAGIC, Ordering::Release);
+        let (map, name, memfd) = match backing {
+            Backing::Anonymous | Backing::Memfd => {
+                // A memfd also for a channel made for fork: its file carries
+                // the sides' liveness locks (see `liveness`).
+                let m = Memfd::create("ipc-kit-channel", total)?;
+                let map = m.map()?;
+                write_header(&map, &header)?;
+                (map, None, Some(m))
+            }
+            Backing::Named(n) => {
+                // The object gets its name only with its header written: no
+                // process ever finds it half made, and a creator killed
+                // before leaves nothing.
+                let (mut shm, map) = PosixShm::create_prepared(n, total, 0o600, |shm| {
+                    let map = shm.map_len(total)?;
+                    ipc_sync::failpoint::hit("channel:mapped");
+                    write_header(&map, &header)?;
+                    Ok(map)
+                })?;
+                // Held from now on (a lock taken while preparing would be
+                // let go where creation, lacking O_TMPFILE, locks the object
+                // itself). A create_or_reclaim elsewhere may have found it
+                // unlocked in the instant before, and taken the name.
+                shm.lock_shared()?;
+                if !shm.is_still_named()? {
+                    shm.persist();
+                    return Err(Error::AlreadyExists { what: WHAT_NAMED, name: n.to_owned() });
+                }
+                (map, Some(shm), None)
+            }
+        };
         let header = Header { magic: MAGIC, ..header };
         let mut mem = Memory::new(map, name, None);
         match backing {
@@ -242,14 +246,11 @@ impl Conn {
         if map.len() < DATA {
             return Err(mismatch(format!("{} bytes is too small for a channel", map.len())));
         }
-        // The creator stores the magic last; give it a moment.
-        let magic = map.shared::<AtomicU64>(0)?.get();
-        let t = Instant::now();
-        while magic.load(Ordering::Acquire) != MAGIC {
-            if t.elapsed() > Duration::from_secs(1) {
-                return Err(mismatch("no channel header (wrong magic number)".into()));
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        // Every channel is complete before any process can open it (a named
+        // one gets its name only then): no magic number, no channel.
+        // Acquire: pairs with the creator's Release store of the magic.
+        if map.shared::<AtomicU64>(0)?.get().load(Ordering::Acquire) != MAGIC {
+            return Err(mismatch("no channel header (wrong magic number)".into()));
         }
         let h: Header = map.read(0)?;
         if h.version != VERSION {
@@ -296,8 +297,12 @@ impl Conn {
             // Reclaimed (unlinked) between the open and the lock: try the
             // name again.
             if shm.is_still_named()? {
-                // Its creator may be between shm_open and ftruncate.
-                shm.wait_sized(crate::CREATION_GRACE)?;
+                // Complete once named (see `create`): what is too small for
+                // a header is not a channel.
+                let size = shm.size()?;
+                if size < DATA as u64 {
+                    return Err(Error::LayoutMismatch { reason: format!("{size} bytes is too small for a channel") });
+                }
                 let map = shm.map()?;
                 return Self::open(spec, map, Some(shm), None);
             }
@@ -326,15 +331,14 @@ impl Conn {
             if !old.is_still_named()? {
                 continue;
             }
-            // Only a channel, or what an interrupted creation left (empty,
-            // or zeros where the header goes), is taken over.
-            if old.size()? >= 8 {
-                let magic: u64 = old.map_len(8)?.read(0)?;
-                if magic != MAGIC && magic != 0 {
-                    return Err(Error::LayoutMismatch {
-                        reason: format!("{name} holds something other than a channel; it is left alone"),
-                    });
-                }
+            // Only a channel is taken over: a regular file holding a
+            // channel's header. A creation never leaves a half-made one
+            // under the name, so anything else (another program's object,
+            // an empty one, a FIFO) is left alone.
+            if !holds_a_channel(&old)? {
+                return Err(Error::LayoutMismatch {
+                    reason: format!("{name} holds something other than a channel; it is left alone"),
+                });
             }
             match old.unlink() {
                 Err(Error::NotFound { .. }) | Ok(()) => {}
@@ -552,6 +556,24 @@ impl Memory {
         let named = self._name.as_ref().map(AsFd::as_fd);
         named.or_else(|| self.memfd.as_ref().or(self.anon.as_ref()).map(AsFd::as_fd))
     }
+}
+
+/// Whether the object is a regular file holding a channel's header (its
+/// magic number): what `create_or_reclaim` may take over.
+fn holds_a_channel(shm: &PosixShm) -> Result<bool> {
+    if !shm.is_regular_file()? || shm.size()? < DATA as u64 {
+        return Ok(false);
+    }
+    let magic: u64 = shm.map_len(8)?.read(0)?;
+    Ok(magic == MAGIC)
+}
+
+/// Writes a new channel's header, the magic number last.
+fn write_header(map: &Mapping, header: &Header) -> Result<()> {
+    map.write(0, header)?;
+    // Release: the header is complete before a peer sees the magic.
+    map.shared::<AtomicU64>(0)?.store(MAGIC, Ordering::Release);
+    Ok(())
 }
 
 /// Where a new channel's memory comes from.

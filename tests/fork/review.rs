@@ -1,0 +1,144 @@
+//! Attacks on channel liveness and on the mutexes' owner-death core
+//! through the public API: sides of one process on two threads, forked
+//! copies of a side in nested PID namespaces, and guards leaked with
+//! `mem::forget` over memory that is then freed.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use ipc_kit::shm::{Channel, Error as ShmError, Mapping};
+use ipc_kit::sync::{Event, Mutex};
+use ipc_kit::traits::Error as KitError;
+use ipc_kit::{Mechanism, Pair};
+use ipc_kit_tests::{cases, fork, fork_in_new_pid_namespace};
+
+cases!("review":
+    one_process_two_threads_pair_is_not_disconnected,
+    one_process_two_threads_full_ring_is_not_disconnected,
+    forked_copy_with_the_same_pid_does_not_close_the_side,
+    unlock_never_writes_into_a_freed_mutex_whose_guard_was_leaked,
+);
+
+/// How long a wait that must end may take, at most.
+const BOUND: Duration = Duration::from_secs(5);
+
+/// A `Mechanism::ShmByteChannel` pair used by two threads of one process
+/// (both sides are `Send`): the receiving thread starts waiting before the
+/// sending thread's first send claims the sender. The process that waits
+/// may still claim the sender (it does, on the other thread), so the wait
+/// must not end in `Disconnected`.
+fn one_process_two_threads_pair_is_not_disconnected() {
+    let pair = Mechanism::ShmByteChannel.pair().unwrap();
+    let Pair { mut sender, mut receiver, .. } = pair;
+    std::thread::scope(|s| {
+        let got = s.spawn(move || {
+            let mut buf = Vec::new();
+            receiver.recv_timeout(&mut buf, BOUND).map(|n| buf[..n].to_vec())
+        });
+        std::thread::sleep(Duration::from_millis(200)); // the receiver waits by now
+        let sent = sender.send(b"hello");
+        match got.join().unwrap() {
+            Ok(msg) => assert_eq!(msg, b"hello"),
+            Err(KitError::Disconnected) => {
+                panic!("a live sender on another thread of this process was taken for gone (send: {sent:?})")
+            }
+            Err(e) => panic!("recv: {e:?}"),
+        }
+    });
+}
+
+/// The same with a slot channel: one thread claims the sender and fills
+/// the ring; another thread of the same process claims the receiver a
+/// little later and drains it. The full sender must wait, not give up.
+fn one_process_two_threads_full_ring_is_not_disconnected() {
+    const N: u64 = 32;
+    let ch = Channel::<u64>::anonymous(4).unwrap();
+    let mut tx = ch.sender().unwrap();
+    std::thread::scope(|s| {
+        let drained = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(200)); // the sender waits on a full ring by now
+            let mut rx = ch.receiver().unwrap();
+            (0..N).map(|_| rx.recv_timeout(BOUND)).collect::<Vec<_>>()
+        });
+        let sent: Vec<_> = (0..N).map(|i| tx.send_timeout(i, BOUND)).collect();
+        drop(tx);
+        let got = drained.join().unwrap();
+        assert!(
+            sent.iter().all(Result::is_ok),
+            "a full sender gave up while its receiver was still to be claimed by this process: {:?}",
+            sent.iter().find(|r| r.is_err())
+        );
+        assert!(got.iter().enumerate().all(|(i, r)| matches!(r, Ok(v) if *v == i as u64)), "{got:?}");
+    });
+}
+
+/// A side's copy in a process forked after the claim is not that process's
+/// to close; the side must tell the copies apart without pid numbers. Here
+/// the claimer is pid 1 of one PID namespace and forks, into a nested one,
+/// a child that is pid 1 too; the child drops its copy of the sender and
+/// exits. The claimer is alive and still holds the sender: its receiver
+/// must see a live, silent sender (`Timeout`), not `Disconnected`.
+fn forked_copy_with_the_same_pid_does_not_close_the_side() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: unshare(CLONE_NEWPID) needs root");
+        return;
+    }
+    let map = Mapping::anonymous(4096).unwrap();
+    let event = |i: usize| map.shared::<Event>(64 * i).unwrap().get();
+    let ch = Channel::<u64>::anonymous(8).unwrap();
+    let started = fork_in_new_pid_namespace(|| {
+        assert_eq!(std::process::id(), 1);
+        let tx = RefCell::new(Some(ch.sender().unwrap()));
+        // This process's next child is pid 1 of a nested namespace.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).unwrap();
+        let copy = fork(|| {
+            assert_eq!(std::process::id(), 1, "pid 1 of the nested namespace");
+            drop(tx.borrow_mut().take()); // the forked copy goes
+        });
+        copy.join();
+        event(0).set();
+        // Alive, holding the sender, until the parent has looked.
+        event(1).wait_timeout(Duration::from_secs(20)).unwrap();
+        tx.borrow_mut().as_mut().unwrap().send(7).unwrap();
+    });
+    let Some((mut between, _)) = started else {
+        println!("skipped: no new PID namespace");
+        return;
+    };
+    let mut rx = ch.receiver().unwrap();
+    event(0).wait_timeout(BOUND).unwrap();
+    let silent = rx.recv_timeout(Duration::from_millis(300));
+    event(1).set();
+    let later = rx.recv_timeout(BOUND);
+    let _ = between.wait_timeout(BOUND);
+    assert!(
+        matches!(silent, Err(ShmError::Timeout)),
+        "the sender's claimer is alive and silent, yet recv said {silent:?} (a forked copy with the same pid \
+         closed the side)"
+    );
+    assert_eq!(later.unwrap(), 7);
+}
+
+/// `mem::forget` of a guard is safe code, and so is freeing the mutex's
+/// memory afterwards (the borrow ended with the guard). Unlocking another
+/// mutex locked before it must not write into that freed memory (here
+/// reused by a new allocation of the same size).
+fn unlock_never_writes_into_a_freed_mutex_whose_guard_was_leaked() {
+    const PATTERN: u64 = 0x5a5a_0123_4567_a5a5;
+    let a = Mutex::new(0u64);
+    let guard_a = a.lock().unwrap();
+    let b = Box::new(Mutex::new(0u64));
+    let b_at = std::ptr::from_ref(&*b) as usize;
+    std::mem::forget(b.lock().unwrap());
+    drop(b);
+    // The allocator hands the freed block to the next allocation of its
+    // size (glibc's thread cache is last in, first out).
+    let victim = Box::new([PATTERN; size_of::<Mutex<u64>>() / 8]);
+    assert_eq!(std::ptr::from_ref(&*victim) as usize, b_at, "precondition: the freed block is reused");
+    drop(guard_a);
+    let after = **std::hint::black_box(&victim);
+    assert!(
+        after.iter().all(|&w| w == PATTERN),
+        "unlocking a mutex wrote into memory freed after a leaked guard: {after:x?}"
+    );
+}

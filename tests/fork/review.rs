@@ -4,9 +4,11 @@
 //! `mem::forget` over memory that is then freed.
 
 use std::cell::RefCell;
-use std::time::Duration;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
 
-use ipc_kit::shm::{Channel, Error as ShmError, Mapping};
+use ipc_kit::shm::{ByteChannel, Channel, Error as ShmError, Mapping};
 use ipc_kit::sync::{Event, Mutex};
 use ipc_kit::traits::Error as KitError;
 use ipc_kit::{Mechanism, Pair};
@@ -17,6 +19,9 @@ cases!("review":
     one_process_two_threads_full_ring_is_not_disconnected,
     forked_copy_with_the_same_pid_does_not_close_the_side,
     unlock_never_writes_into_a_freed_mutex_whose_guard_was_leaked,
+    making_and_dropping_channels_leaks_no_fd_and_every_new_fd_is_cloexec,
+    claimer_killed_while_a_child_it_forked_lives_is_noticed,
+    claimer_killed_without_proc_is_noticed,
 );
 
 /// How long a wait that must end may take, at most.
@@ -141,4 +146,134 @@ fn unlock_never_writes_into_a_freed_mutex_whose_guard_was_leaked() {
         after.iter().all(|&w| w == PATTERN),
         "unlocking a mutex wrote into memory freed after a leaked guard: {after:x?}"
     );
+}
+
+/// The fds this process has open.
+fn open_fds() -> Vec<RawFd> {
+    let dir = std::fs::read_dir("/proc/self/fd").unwrap();
+    dir.map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap()).collect()
+}
+
+/// A thousand channels of each kind made, claimed and dropped in every
+/// order leave no fd behind; the fds a live channel and its sides hold are
+/// all close-on-exec (an exec'd program gets none of them unasked).
+fn making_and_dropping_channels_leaks_no_fd_and_every_new_fd_is_cloexec() {
+    let before = open_fds().len();
+    for i in 0..1000 {
+        let ch = Channel::<u64>::anonymous(8).unwrap();
+        let tx = ch.sender().unwrap();
+        let rx = ch.receiver().unwrap();
+        if i % 2 == 0 {
+            drop(ch);
+            drop(rx);
+            drop(tx);
+        } else {
+            drop(tx);
+            drop(rx);
+            drop(ch);
+        }
+        let b = ByteChannel::new_memfd(4096).unwrap();
+        let s = b.sender().unwrap();
+        drop(b);
+        drop(s);
+    }
+    assert_eq!(open_fds().len(), before, "fds left behind by 2000 channels");
+    let old = open_fds();
+    let ch = Channel::<u64>::anonymous(8).unwrap();
+    let _tx = ch.sender().unwrap();
+    let b = ByteChannel::new_memfd(4096).unwrap();
+    let _rx = b.receiver().unwrap();
+    let new: Vec<_> = open_fds().into_iter().filter(|fd| !old.contains(fd)).collect();
+    assert!(new.len() >= 4, "{new:?}");
+    for fd in new {
+        let Ok(flags) = nix::fcntl::fcntl(borrow(fd), nix::fcntl::FcntlArg::F_GETFD) else { continue };
+        assert_ne!(
+            flags & libc::FD_CLOEXEC,
+            0,
+            "fd {fd} ({:?}) is inherited across exec",
+            std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        );
+    }
+}
+
+/// An fd of this process that stays open for the duration of the call.
+fn borrow(fd: RawFd) -> BorrowedFd<'static> {
+    sys::borrow(fd)
+}
+
+/// The claimer of the sender forks a worker (which never touches the
+/// channel) and is then SIGKILLed. The docs promise that a side whose
+/// process dies is noticed within about 20 ms; the worker's inherited copy
+/// of the claimer's lock description must not keep the dead claimer alive.
+fn claimer_killed_while_a_child_it_forked_lives_is_noticed() {
+    let map = Mapping::anonymous(4096).unwrap();
+    let event = |i: usize| map.shared::<Event>(64 * i).unwrap().get();
+    let worker = map.shared::<AtomicI32>(1024).unwrap().get();
+    let ch = Channel::<u64>::anonymous(8).unwrap();
+    let claimer = fork(|| {
+        let _tx = ch.sender().unwrap();
+        let w = fork(|| std::thread::sleep(Duration::from_secs(60)));
+        worker.store(w.pid().as_raw(), Ordering::Relaxed);
+        std::mem::forget(w); // outlives the claimer
+        event(0).set();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let mut rx = ch.receiver().unwrap();
+    event(0).wait_timeout(BOUND).unwrap();
+    claimer.kill();
+    let t = Instant::now();
+    let r = rx.recv_timeout(Duration::from_secs(2));
+    let waited = t.elapsed();
+    let worker = nix::unistd::Pid::from_raw(worker.load(Ordering::Relaxed));
+    let _ = nix::sys::signal::kill(worker, nix::sys::signal::Signal::SIGKILL);
+    assert!(
+        matches!(r, Err(ShmError::Disconnected)),
+        "the sender's claimer was SIGKILLed; with a child it forked still alive, recv said {r:?} after {waited:?}"
+    );
+}
+
+/// Without /proc (a container or chroot that does not mount it), a side
+/// cannot reopen the channel's file for its liveness lock; the docs still
+/// promise that a killed peer is noticed.
+fn claimer_killed_without_proc_is_noticed() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: unmounting /proc in a mount namespace needs root");
+        return;
+    }
+    use nix::mount::{MntFlags, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+    nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).unwrap();
+    nix::mount::umount2("/proc", MntFlags::MNT_DETACH).unwrap();
+    assert!(std::fs::metadata("/proc/self").is_err(), "precondition: no /proc");
+    let map = Mapping::anonymous(4096).unwrap();
+    let event = |i: usize| map.shared::<Event>(64 * i).unwrap().get();
+    let ch = Channel::<u64>::anonymous(8).unwrap();
+    let claimer = fork(|| {
+        let _tx = ch.sender().unwrap();
+        event(0).set();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let mut rx = ch.receiver().unwrap();
+    event(0).wait_timeout(BOUND).unwrap();
+    claimer.kill();
+    let t = Instant::now();
+    let r = rx.recv_timeout(Duration::from_secs(2));
+    assert!(
+        matches!(r, Err(ShmError::Disconnected)),
+        "without /proc, the sender's claimer was SIGKILLed and recv said {r:?} after {:?}",
+        t.elapsed()
+    );
+}
+
+mod sys {
+    #![allow(unsafe_code)]
+
+    use std::os::fd::{BorrowedFd, RawFd};
+
+    /// An fd of this process, open for the duration of the caller's use.
+    pub(super) fn borrow(fd: RawFd) -> BorrowedFd<'static> {
+        // SAFETY: the caller passes an fd it just listed as open and
+        // closes nothing while it uses the borrow.
+        unsafe { BorrowedFd::borrow_raw(fd) }
+    }
 }

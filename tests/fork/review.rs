@@ -22,6 +22,7 @@ cases!("review":
     making_and_dropping_channels_leaks_no_fd_and_every_new_fd_is_cloexec,
     claimer_killed_while_a_child_it_forked_lives_is_noticed,
     claimer_killed_without_proc_is_noticed,
+    sixty_four_held_scrambled_unlocks_then_death_marks_exactly_the_held,
 );
 
 /// How long a wait that must end may take, at most.
@@ -263,6 +264,45 @@ fn claimer_killed_without_proc_is_noticed() {
         "without /proc, the sender's claimer was SIGKILLed and recv said {r:?} after {:?}",
         t.elapsed()
     );
+}
+
+/// The 64-lock limit and its limit + 1, unlocks in a scrambled order (each
+/// one rewrites a neighbour's robust-list link), then the holder is killed:
+/// exactly the locks it still held are reported as owner-died, the others
+/// are clean, and every one can be taken again.
+fn sixty_four_held_scrambled_unlocks_then_death_marks_exactly_the_held() {
+    const N: usize = 64;
+    let map = Mapping::anonymous(8192).unwrap();
+    let m = |i: usize| map.shared::<Mutex<u64>>(64 * i).unwrap().get();
+    let event = |i: usize| map.shared::<Event>(64 * (N + 2 + i)).unwrap().get();
+    let released = |i: usize| i % 3 != 0;
+    let holder = fork(|| {
+        let mut guards: Vec<_> = (0..N).map(|i| Some(m(i).lock().unwrap())).collect();
+        assert!(matches!(m(N).lock(), Err(ipc_kit::sync::LockError::TooManyHeld { max: 64 })));
+        let mut rng = ipc_kit_tests::Rng::new(16);
+        let mut order: Vec<usize> = (0..N).filter(|&i| released(i)).collect();
+        for k in (1..order.len()).rev() {
+            order.swap(k, rng.below(k as u64 + 1) as usize);
+        }
+        for i in order {
+            guards[i] = None;
+        }
+        // Room again: one more, released at once.
+        drop(m(N).lock().unwrap());
+        event(0).set();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    event(0).wait_timeout(BOUND).unwrap();
+    holder.kill();
+    for i in 0..N {
+        match m(i).lock_timeout(BOUND) {
+            Ok(_) => assert!(released(i), "lock {i} was held by the killed holder, yet came back clean"),
+            Err(ipc_kit::sync::LockError::OwnerDied(_)) => {
+                assert!(!released(i), "lock {i} was released, yet owner-died")
+            }
+            Err(e) => panic!("lock {i}: {e}"),
+        }
+    }
 }
 
 mod sys {

@@ -275,7 +275,7 @@ fn sixty_four_held_scrambled_unlocks_then_death_marks_exactly_the_held() {
     let map = Mapping::anonymous(8192).unwrap();
     let m = |i: usize| map.shared::<Mutex<u64>>(64 * i).unwrap().get();
     let event = |i: usize| map.shared::<Event>(64 * (N + 2 + i)).unwrap().get();
-    let released = |i: usize| i % 3 != 0;
+    let released = |i: usize| !i.is_multiple_of(3);
     let holder = fork(|| {
         let mut guards: Vec<_> = (0..N).map(|i| Some(m(i).lock().unwrap())).collect();
         assert!(matches!(m(N).lock(), Err(ipc_kit::sync::LockError::TooManyHeld { max: 64 })));

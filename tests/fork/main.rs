@@ -8,6 +8,7 @@ mod kit;
 mod locks;
 mod msgq;
 mod pipe;
+mod review;
 mod shm;
 mod sync;
 
@@ -23,6 +24,7 @@ fn main() -> std::process::ExitCode {
             kit::CASES,
             bad_input::CASES,
             locks::CASES,
+            review::CASES,
         ],
         &[shm::HELPERS, channel::HELPERS, sync::HELPERS, msgq::HELPERS, fifo::HELPERS],
     )

@@ -19,8 +19,8 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Once};
 
 use super::sys;
 
@@ -65,18 +65,55 @@ pub(super) fn lock_held(file: BorrowedFd<'_>, tx: bool) -> bool {
     sys::byte_locked(file, lock_byte(tx)).unwrap_or(true)
 }
 
+/// This process, told apart from every process forked from it (and from
+/// the one it was forked from): by its pid, and by how many forks made it.
+/// The pid alone is not enough: a child forked into a new PID namespace
+/// may have the same number as its parent in the parent's namespace (both
+/// pid 1, say).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Process {
+    pid: u32,
+    forks: u64,
+}
+
+/// Forks between the first process that claimed a side and this one,
+/// counted in each child as it starts.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn count_fork() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// This process (see [`Process`]). The first call registers the fork
+/// counter; a side and a claim record it before any child that could
+/// inherit them is forked. Should the registration fail (no memory), the
+/// pid alone tells the processes apart.
+pub(super) fn this_process() -> Process {
+    static AT_FORK: Once = Once::new();
+    AT_FORK.call_once(|| {
+        let _ = sys::at_fork_child(count_fork);
+    });
+    Process { pid: std::process::id(), forks: FORKS.load(Ordering::Relaxed) }
+}
+
 /// The processes that may still claim each side of a channel made before
 /// `fork` (see the module docs).
 #[derive(Debug)]
 pub(super) struct Candidates {
     /// Read ends, by side: they hang up when no possible claimer is left.
     watch: [OwnedFd; 2],
-    /// This process's write ends, by side: its standing as a possible
-    /// claimer of each.
-    mine: Mutex<[Option<OwnedFd>; 2]>,
-    /// Which process claimed each side through this copy of the channel
-    /// (0: none). A forked child's copy names its parent, not itself.
-    claimed_by: [AtomicU32; 2],
+    /// This process's standing as a possible claimer of each side.
+    mine: Mutex<Standing>,
+}
+
+/// What [`Candidates::mine`] guards.
+#[derive(Debug)]
+struct Standing {
+    /// This process's write ends, by side.
+    writes: [Option<OwnedFd>; 2],
+    /// Which process claimed each side through this copy of the channel.
+    /// A forked child's copy names an ancestor, not itself.
+    claimed_by: [Option<Process>; 2],
 }
 
 impl Candidates {
@@ -85,12 +122,11 @@ impl Candidates {
         let (rx_read, rx_write) = sys::pipe()?;
         Ok(Candidates {
             watch: [tx_read, rx_read],
-            mine: Mutex::new([Some(tx_write), Some(rx_write)]),
-            claimed_by: [AtomicU32::new(0), AtomicU32::new(0)],
+            mine: Mutex::new(Standing { writes: [Some(tx_write), Some(rx_write)], claimed_by: [None, None] }),
         })
     }
 
-    fn mine(&self) -> std::sync::MutexGuard<'_, [Option<OwnedFd>; 2]> {
+    fn mine(&self) -> std::sync::MutexGuard<'_, Standing> {
         // A panic while holding it cannot leave the fds inconsistent.
         self.mine.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -99,13 +135,15 @@ impl Candidates {
     /// possible claimer, or it claimed the other side itself (one process
     /// may hold both sides; it lives as long as either of them).
     pub(super) fn may_claim(&self, tx: bool) -> bool {
-        self.mine()[ix(tx)].is_some() || self.claimed_by[ix(!tx)].load(Ordering::Relaxed) == std::process::id()
+        let mine = self.mine();
+        mine.writes[ix(tx)].is_some() || mine.claimed_by[ix(!tx)] == Some(this_process())
     }
 
     /// This process claimed side `tx`: it gives up the other side.
     pub(super) fn claimed(&self, tx: bool) {
-        self.claimed_by[ix(tx)].store(std::process::id(), Ordering::Relaxed);
-        self.mine()[ix(!tx)] = None;
+        let mut mine = self.mine();
+        mine.claimed_by[ix(tx)] = Some(this_process());
+        mine.writes[ix(!tx)] = None;
     }
 
     /// Whether every process that could claim side `tx` is gone. An error

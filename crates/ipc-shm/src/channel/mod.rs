@@ -470,7 +470,6 @@ impl Conn {
         };
         let status = self.line(STATUS);
         let (state, pid) = if tx { (&status.tx_state, &status.tx_pid) } else { (&status.rx_state, &status.rx_pid) };
-        let me = std::process::id();
         let connected = if live.is_some() { LOCKED } else { CONNECTED };
         // Acquire: a side that claimed and closed before us happens-before.
         // Release: the lock was taken before a peer that sees LOCKED asks
@@ -479,7 +478,7 @@ impl Conn {
             return Err(Error::AlreadyConnected { side: side_name });
         }
         // For people reading the memory (`ipc-kit ls`); nothing relies on it.
-        pid.store(me, Ordering::Relaxed);
+        pid.store(std::process::id(), Ordering::Relaxed);
         if let Some(c) = &self.mem.candidates {
             c.claimed(tx);
         }
@@ -493,7 +492,7 @@ impl Conn {
         Ok(Side {
             conn: self.clone(),
             tx,
-            pid: me,
+            owner: liveness::this_process(),
             policy: WaitPolicy::Adaptive,
             last_check: Instant::now(),
             stats: ChannelStats::default(),
@@ -623,8 +622,8 @@ struct Side {
     conn: Conn,
     tx: bool,
     /// The claiming process: only it closes the side on drop (a forked
-    /// child's copy of the handle must not). Compared with our own id only.
-    pid: u32,
+    /// child's copy of the handle must not, whatever its pid).
+    owner: liveness::Process,
     policy: WaitPolicy,
     last_check: Instant,
     stats: ChannelStats,
@@ -897,7 +896,7 @@ impl Side {
     /// Closes this side (on drop by the claiming process) and wakes the
     /// peer so that it notices at once.
     fn close(&mut self) {
-        if self.pid != std::process::id() {
+        if self.owner != liveness::this_process() {
             return; // a forked child's copy: not ours to close
         }
         let status = self.conn.line(STATUS);

@@ -55,15 +55,18 @@ fn one_process_two_threads_pair_is_not_disconnected() {
 
 /// The same with a slot channel: one thread claims the sender and fills
 /// the ring; another thread of the same process claims the receiver a
-/// little later and drains it. The full sender must wait, not give up.
+/// little later, through a handle of its own (a clone: each handle stands
+/// for a side still to be claimed), and drains it. The full sender must
+/// wait, not give up.
 fn one_process_two_threads_full_ring_is_not_disconnected() {
     const N: u64 = 32;
     let ch = Channel::<u64>::anonymous(4).unwrap();
+    let for_receiver = ch.clone();
     let mut tx = ch.sender().unwrap();
     std::thread::scope(|s| {
         let drained = s.spawn(|| {
             std::thread::sleep(Duration::from_millis(200)); // the sender waits on a full ring by now
-            let mut rx = ch.receiver().unwrap();
+            let mut rx = for_receiver.receiver().unwrap();
             (0..N).map(|_| rx.recv_timeout(BOUND)).collect::<Vec<_>>()
         });
         let sent: Vec<_> = (0..N).map(|i| tx.send_timeout(i, BOUND)).collect();

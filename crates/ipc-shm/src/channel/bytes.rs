@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use ipc_sync::Deadline;
 
 use super::layout::{DATA, HEAD, TAIL};
-use super::{Backing, ChannelStats, Conn, Side, Spec, WaitPolicy, check_head, check_tail};
+use super::{Backing, ChannelStats, Conn, Handle, Side, Spec, WaitPolicy, check_head, check_tail};
 use crate::Memfd;
 use crate::error::{Error, Result};
 
@@ -61,10 +61,31 @@ pub fn byte_channel(capacity: usize) -> Result<ByteChannel> {
 }
 
 /// A channel of byte records in shared memory, before its sides are
-/// claimed. See [`byte_channel`]. Clones refer to the same channel.
-#[derive(Debug, Clone)]
+/// claimed. See [`byte_channel`]. Clones refer to the same channel; each
+/// may claim a side (see [`Channel`](super::Channel) on handles).
+#[derive(Debug)]
 pub struct ByteChannel {
     conn: Conn,
+    handle: Handle,
+}
+
+impl ByteChannel {
+    fn with(conn: Conn) -> Self {
+        let handle = Handle::new(&conn);
+        ByteChannel { conn, handle }
+    }
+}
+
+impl Clone for ByteChannel {
+    fn clone(&self) -> Self {
+        ByteChannel::with(self.conn.clone())
+    }
+}
+
+impl Drop for ByteChannel {
+    fn drop(&mut self) {
+        self.handle.drop_from(&self.conn);
+    }
 }
 
 fn check_capacity(capacity: usize) -> Result<()> {
@@ -83,7 +104,7 @@ impl ByteChannel {
     /// As for [`byte_channel`].
     pub fn anonymous(capacity: usize) -> Result<Self> {
         check_capacity(capacity)?;
-        Conn::create(Spec::bytes(), capacity, Backing::Anonymous).map(|conn| ByteChannel { conn })
+        Conn::create(Spec::bytes(), capacity, Backing::Anonymous).map(ByteChannel::with)
     }
 
     /// In a new memfd ([`memfd`](Self::memfd)), for an exec'd child that
@@ -94,7 +115,7 @@ impl ByteChannel {
     /// As for [`byte_channel`].
     pub fn new_memfd(capacity: usize) -> Result<Self> {
         check_capacity(capacity)?;
-        Conn::create(Spec::bytes(), capacity, Backing::Memfd).map(|conn| ByteChannel { conn })
+        Conn::create(Spec::bytes(), capacity, Backing::Memfd).map(ByteChannel::with)
     }
 
     /// Under a new POSIX shared memory name, owned (and unlinked when its
@@ -105,7 +126,7 @@ impl ByteChannel {
     /// As for [`byte_channel`] and [`PosixShm::create`](crate::PosixShm::create).
     pub fn create(name: &str, capacity: usize) -> Result<Self> {
         check_capacity(capacity)?;
-        Conn::create(Spec::bytes(), capacity, Backing::Named(name)).map(|conn| ByteChannel { conn })
+        Conn::create(Spec::bytes(), capacity, Backing::Named(name)).map(ByteChannel::with)
     }
 
     /// As [`create`](Self::create), taking over a stale channel under the
@@ -117,7 +138,7 @@ impl ByteChannel {
     /// As for [`Channel::create_or_reclaim`](crate::Channel::create_or_reclaim).
     pub fn create_or_reclaim(name: &str, capacity: usize) -> Result<Self> {
         check_capacity(capacity)?;
-        Conn::create_or_reclaim(Spec::bytes(), capacity, name).map(|conn| ByteChannel { conn })
+        Conn::create_or_reclaim(Spec::bytes(), capacity, name).map(ByteChannel::with)
     }
 
     /// Opens the byte channel another process created under `name`.
@@ -126,7 +147,7 @@ impl ByteChannel {
     ///
     /// [`Error::LayoutMismatch`] when it holds something else.
     pub fn open(name: &str) -> Result<Self> {
-        Conn::open_named(Spec::bytes(), name).map(|conn| ByteChannel { conn })
+        Conn::open_named(Spec::bytes(), name).map(ByteChannel::with)
     }
 
     /// Opens the byte channel in a memfd received from another process.
@@ -135,7 +156,7 @@ impl ByteChannel {
     ///
     /// As for [`open`](Self::open).
     pub fn from_memfd(memfd: Memfd) -> Result<Self> {
-        Conn::open_memfd(Spec::bytes(), memfd).map(|conn| ByteChannel { conn })
+        Conn::open_memfd(Spec::bytes(), memfd).map(ByteChannel::with)
     }
 
     /// The memfd behind the channel, if any.
@@ -149,7 +170,7 @@ impl ByteChannel {
     ///
     /// As for [`Channel::sender`](super::Channel::sender).
     pub fn sender(&self) -> Result<ByteSender> {
-        let side = self.conn.claim(true)?;
+        let side = self.handle.claim(&self.conn, true)?;
         let (tail, head) = side.initial_indices()?;
         Ok(ByteSender { side, tail, head })
     }
@@ -160,7 +181,7 @@ impl ByteChannel {
     ///
     /// As for [`Channel::receiver`](super::Channel::receiver).
     pub fn receiver(&self) -> Result<ByteReceiver> {
-        let side = self.conn.claim(false)?;
+        let side = self.handle.claim(&self.conn, false)?;
         let (_, head) = side.initial_indices()?;
         Ok(ByteReceiver { side, head, tail: head })
     }

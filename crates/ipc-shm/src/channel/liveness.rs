@@ -4,17 +4,29 @@
 //! may write anything there).
 //!
 //! - **A claimed side** holds an exclusive lock on one byte of the
-//!   channel's file, taken through an open file description of its own
-//!   (`F_OFD_SETLK` on a fresh `open` of the file). The kernel drops it when
-//!   the claiming process closes the side or dies, in any PID namespace, so
-//!   the peer asks the kernel (`F_OFD_GETLK`) whether it is still held.
-//!   The lock also settles a race between two claimers of the same side.
+//!   channel's file. The kernel drops it when the claiming process closes
+//!   the side or dies, in any PID namespace, so the peer asks the kernel
+//!   (`F_OFD_GETLK`) whether it is still held. The lock also settles a
+//!   race between claimers of the same side in different processes.
+//!   - In a channel made for `fork`, it is a record lock of the process
+//!     (`F_SETLK`): a child forked later does not inherit it, and it needs
+//!     nothing but the channel's own fd, which no other fd of this process
+//!     refers to (the memfd behind it is never handed out), so no close
+//!     elsewhere can drop it early.
+//!   - In a named or memfd channel, whose file the program may open again
+//!     or hold in other fds, it is taken through an open file description
+//!     of the side's own (`F_OFD_SETLK` on a fresh open of
+//!     `/proc/self/fd/N`). A child forked after the claim shares that
+//!     description until it exits or execs (it is close-on-exec), and where
+//!     /proc is missing the side goes without a lock, its death unseen.
 //! - **A side nobody claimed yet**, in a channel made before `fork`: every
 //!   process that may still claim it holds the write end of a pipe made
-//!   with the channel, inherited across `fork`. A process that claims one
-//!   side closes its copy of the other side's write end (it will not claim
-//!   that one), so once every possible claimer is gone, the read end hangs
-//!   up (`POLLHUP`). Named and memfd channels have no such pipe: any
+//!   with the channel, inherited across `fork`. A process may claim a side
+//!   through each handle ([`Channel`](super::Channel) or
+//!   [`ByteChannel`](super::ByteChannel) value, clones included) that has
+//!   not claimed one yet; once it has none left, it closes its copies of
+//!   both write ends. So once every possible claimer is gone, the read end
+//!   hangs up (`POLLHUP`). Named and memfd channels have no such pipe: any
 //!   process that opens the name or receives the fd may still come.
 
 use std::io;
@@ -39,11 +51,22 @@ pub(super) fn lock_byte(tx: bool) -> u64 {
     LOCK_AT + ix(tx) as u64
 }
 
+/// How a claimed side holds its lock (see the module docs).
+#[derive(Debug)]
+pub(super) enum Lock {
+    /// Through this open file description, which frees it when closed (on
+    /// drop, or by the kernel at the process's death).
+    Description(#[allow(dead_code, reason = "held for its lock, which closing it frees")] OwnedFd),
+    /// As a record lock of the claiming process on the channel's own fd,
+    /// freed by [`release`] or by the kernel at the process's death.
+    Process,
+}
+
 /// What trying to take a side's lock gave.
 #[derive(Debug)]
 pub(super) enum Claim {
-    /// This process holds the side's lock, through this description.
-    Locked(OwnedFd),
+    /// This process holds the side's lock.
+    Locked(Lock),
     /// Another process holds it: the side is claimed.
     Taken,
     /// This process cannot open a description of its own (no /proc, or the
@@ -52,10 +75,32 @@ pub(super) enum Claim {
     Unlocked,
 }
 
-/// Takes side `tx`'s lock through a new open file description of `file`.
-pub(super) fn take_lock(file: BorrowedFd<'_>, tx: bool) -> io::Result<Claim> {
+/// Takes side `tx`'s lock on `file`: as a record lock of this process
+/// when `for_fork` (the channel's file has no other fd here), else through
+/// a new open file description of it.
+pub(super) fn take_lock(file: BorrowedFd<'_>, tx: bool, for_fork: bool) -> io::Result<Claim> {
+    if for_fork {
+        // Two threads of this process claiming the same side both get it
+        // (the lock is the process's); the state's compare-and-swap then
+        // picks one, and the other leaves the lock alone.
+        return Ok(if sys::lock_byte_for_process(file, lock_byte(tx))? {
+            Claim::Locked(Lock::Process)
+        } else {
+            Claim::Taken
+        });
+    }
     let Ok(own) = sys::reopen(file) else { return Ok(Claim::Unlocked) };
-    Ok(if sys::lock_byte(own.as_fd(), lock_byte(tx))? { Claim::Locked(own) } else { Claim::Taken })
+    Ok(if sys::lock_byte(own.as_fd(), lock_byte(tx))? { Claim::Locked(Lock::Description(own)) } else { Claim::Taken })
+}
+
+/// Frees side `tx`'s lock as its claimer closes it (a description frees
+/// itself as it is dropped).
+pub(super) fn release(file: BorrowedFd<'_>, tx: bool, lock: &Lock) {
+    if let Lock::Process = lock {
+        // Failing leaves it to the kernel, at our exit; the side's CLOSED
+        // state says it all before.
+        let _ = sys::unlock_byte_for_process(file, lock_byte(tx));
+    }
 }
 
 /// Whether the claimer of side `tx` still holds its lock (asked through
@@ -114,6 +159,9 @@ struct Standing {
     /// Which process claimed each side through this copy of the channel.
     /// A forked child's copy names an ancestor, not itself.
     claimed_by: [Option<Process>; 2],
+    /// The handles in this process through which no side was claimed yet
+    /// (a forked child counts the copies it inherited).
+    fresh: usize,
 }
 
 impl Candidates {
@@ -122,7 +170,7 @@ impl Candidates {
         let (rx_read, rx_write) = sys::pipe()?;
         Ok(Candidates {
             watch: [tx_read, rx_read],
-            mine: Mutex::new(Standing { writes: [Some(tx_write), Some(rx_write)], claimed_by: [None, None] }),
+            mine: Mutex::new(Standing { writes: [Some(tx_write), Some(rx_write)], claimed_by: [None, None], fresh: 0 }),
         })
     }
 
@@ -139,11 +187,26 @@ impl Candidates {
         mine.writes[ix(tx)].is_some() || mine.claimed_by[ix(!tx)] == Some(this_process())
     }
 
-    /// This process claimed side `tx`: it gives up the other side.
+    /// This process claimed side `tx` (through a handle that is then
+    /// [`spent`](Self::handle_spent)).
     pub(super) fn claimed(&self, tx: bool) {
+        self.mine().claimed_by[ix(tx)] = Some(this_process());
+    }
+
+    /// A new handle (a channel made, or a handle cloned) that may claim a
+    /// side.
+    pub(super) fn handle_made(&self) {
+        self.mine().fresh += 1;
+    }
+
+    /// A handle that could claim claimed a side, or went: with the last
+    /// one, this process stops standing as a possible claimer of either.
+    pub(super) fn handle_spent(&self) {
         let mut mine = self.mine();
-        mine.claimed_by[ix(tx)] = Some(this_process());
-        mine.writes[ix(!tx)] = None;
+        mine.fresh = mine.fresh.saturating_sub(1);
+        if mine.fresh == 0 {
+            mine.writes = [None, None];
+        }
     }
 
     /// Whether every process that could claim side `tx` is gone. An error

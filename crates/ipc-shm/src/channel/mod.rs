@@ -35,15 +35,30 @@
 //! # A peer that never comes
 //!
 //! In a channel made for `fork` ([`channel`], [`byte_channel`],
-//! `anonymous`), every process holding the channel may still claim a side,
-//! and each one that claims a side gives up the other (it may still claim
-//! both itself, but a child it forks afterwards may not:
-//! [`Error::SideGivenUp`]). When every process that could claim the side a
-//! waiting side needs is gone, the wait ends in [`Error::Disconnected`]
-//! within about 20 ms. So fork first, then claim in the process that uses
-//! the side. Named and memfd channels have no such limit: any process may
-//! still open them, so a side waits for its peer to come for as long as
-//! its deadline allows.
+//! `anonymous`), a process may claim a side through each handle (the
+//! [`Channel`] or [`ByteChannel`] value, or a clone of it) that has not
+//! claimed one yet, and children forked from it inherit the handles. When
+//! every process that could still claim the side a waiting side needs is
+//! gone, unclaimed, the wait ends in [`Error::Disconnected`] within about
+//! 20 ms. So:
+//!
+//! - fork first, then claim in the process that uses the side;
+//! - to claim both sides in one process, on different threads or at
+//!   different times, use one handle per side (clone it): a process whose
+//!   every handle has claimed no longer counts as a possible claimer, and a
+//!   side it waits on then ends in `Disconnected`. (One handle may still
+//!   claim both sides, one after the other, as long as nothing waits in
+//!   between.)
+//! - A child forked after its parent claimed through its last handle may
+//!   not claim the other side ([`Error::SideGivenUp`]): its parent's peer
+//!   may already have taken that side for gone.
+//!
+//! Named and memfd channels have no such rule: any process may still open
+//! them, so a side waits for its peer to come for as long as its deadline
+//! allows. For them the lock that stands for a claimed side is held
+//! through an open file description of the side's own, which a child
+//! forked after the claim shares until it exits or execs, and which needs
+//! /proc (without it, a claimed side's death goes unseen: use timeouts).
 //!
 //! Nothing read from shared memory is trusted: indices and lengths are
 //! checked against the capacity each side keeps privately, and an
@@ -60,7 +75,7 @@ mod slots;
 mod sys;
 
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -454,22 +469,27 @@ impl Conn {
     /// two claimers), then the state is set: LOCKED when we hold the lock.
     fn claim(&self, tx: bool) -> Result<Side> {
         let side_name = if tx { "sender" } else { "receiver" };
+        let status = self.line(STATUS);
+        let (state, pid) = if tx { (&status.tx_state, &status.tx_pid) } else { (&status.rx_state, &status.rx_pid) };
+        // Relaxed: a first look only; the compare-and-swap below decides.
+        if state.load(Ordering::Relaxed) != UNCLAIMED {
+            return Err(Error::AlreadyConnected { side: side_name });
+        }
         if let Some(c) = &self.mem.candidates
             && !c.may_claim(tx)
         {
             return Err(Error::SideGivenUp { side: side_name });
         }
+        let for_fork = self.mem.candidates.is_some();
         let live = match self.mem.file() {
-            Some(file) => match liveness::take_lock(file, tx) {
-                Ok(Claim::Locked(fd)) => Some(fd),
+            Some(file) => match liveness::take_lock(file, tx, for_fork) {
+                Ok(Claim::Locked(lock)) => Some(lock),
                 Ok(Claim::Taken) => return Err(Error::AlreadyConnected { side: side_name }),
                 Ok(Claim::Unlocked) => None,
                 Err(e) => return Err(Error::Io { op: "fcntl(F_OFD_SETLK) (channel liveness)", source: e }),
             },
             None => None,
         };
-        let status = self.line(STATUS);
-        let (state, pid) = if tx { (&status.tx_state, &status.tx_pid) } else { (&status.rx_state, &status.rx_pid) };
         let connected = if live.is_some() { LOCKED } else { CONNECTED };
         // Acquire: a side that claimed and closed before us happens-before.
         // Release: the lock was taken before a peer that sees LOCKED asks
@@ -499,7 +519,7 @@ impl Conn {
             barrier,
             peer_barrier: false,
             peer_dead: false,
-            _live: live,
+            live,
             pace: Pace::default(),
         })
     }
@@ -575,6 +595,45 @@ fn write_header(map: &Mapping, header: &Header) -> Result<()> {
     Ok(())
 }
 
+/// What a channel handle ([`Channel`], [`ByteChannel`]) adds to its
+/// connection: whether a side was claimed through it. In a channel made
+/// for `fork`, a process stands as a possible claimer of the sides while
+/// it has a handle through which none was claimed (see `liveness`).
+#[derive(Debug)]
+struct Handle {
+    spent: std::sync::atomic::AtomicBool,
+}
+
+impl Handle {
+    fn new(conn: &Conn) -> Handle {
+        if let Some(c) = &conn.mem.candidates {
+            c.handle_made();
+        }
+        Handle { spent: std::sync::atomic::AtomicBool::new(false) }
+    }
+
+    /// Claims side `tx` through this handle.
+    fn claim(&self, conn: &Conn, tx: bool) -> Result<Side> {
+        let side = conn.claim(tx)?;
+        // Relaxed: only this process's count depends on it, under its lock.
+        if !self.spent.swap(true, Ordering::Relaxed)
+            && let Some(c) = &conn.mem.candidates
+        {
+            c.handle_spent();
+        }
+        Ok(side)
+    }
+
+    /// The handle goes.
+    fn drop_from(&self, conn: &Conn) {
+        if !self.spent.load(Ordering::Relaxed)
+            && let Some(c) = &conn.mem.candidates
+        {
+            c.handle_spent();
+        }
+    }
+}
+
 /// Where a new channel's memory comes from.
 #[derive(Clone, Copy)]
 enum Backing<'a> {
@@ -634,9 +693,8 @@ struct Side {
     peer_barrier: bool,
     /// The peer was found gone for good: every later check says so.
     peer_dead: bool,
-    /// The open file description that holds this side's liveness lock;
-    /// closing it (on drop, or the kernel at our death) frees the lock.
-    _live: Option<OwnedFd>,
+    /// This side's liveness lock, if it could take one (see `liveness`).
+    live: Option<liveness::Lock>,
     /// How this side paces its waits.
     pace: Pace,
 }
@@ -903,6 +961,9 @@ impl Side {
         let state = if self.tx { &status.tx_state } else { &status.rx_state };
         // Release: our last index update happens before CLOSED.
         state.store(CLOSED, Ordering::Release);
+        if let (Some(lock), Some(file)) = (&self.live, self.conn.mem.file()) {
+            liveness::release(file, self.tx, lock);
+        }
         let line = self.peer_sleep();
         line.signal.fetch_add(1, Ordering::Release);
         shim::futex_wake(&line.signal, u32::MAX);
@@ -975,12 +1036,15 @@ fn spare_line() -> &'static Line {
 /// claimed. See [`channel`].
 pub struct Channel<T> {
     conn: Conn,
+    /// Whether a side was claimed through this handle (see [`Handle`]).
+    handle: Handle,
     _t: PhantomData<fn() -> T>,
 }
 
 impl<T: Pod> Channel<T> {
     fn with(conn: Conn) -> Self {
-        Channel { conn, _t: PhantomData }
+        let handle = Handle::new(&conn);
+        Channel { conn, handle, _t: PhantomData }
     }
 
     /// A channel of `capacity` slots (a power of two) in anonymous shared
@@ -1069,7 +1133,7 @@ impl<T: Pod> Channel<T> {
     /// [`Error::SideGivenUp`] in a child forked after its parent claimed
     /// the receiver; [`Error::Corrupted`] for impossible indices.
     pub fn sender(&self) -> Result<Sender<T>> {
-        self.conn.claim(true).and_then(Sender::new)
+        self.handle.claim(&self.conn, true).and_then(Sender::new)
     }
 
     /// Claims the receiving side for this process.
@@ -1078,7 +1142,7 @@ impl<T: Pod> Channel<T> {
     ///
     /// As for [`sender`](Self::sender), with the sides swapped.
     pub fn receiver(&self) -> Result<Receiver<T>> {
-        self.conn.claim(false).and_then(Receiver::new)
+        self.handle.claim(&self.conn, false).and_then(Receiver::new)
     }
 
     /// The capacity in messages.
@@ -1102,6 +1166,20 @@ impl<T: Pod> Channel<T> {
     /// report [`Error::Corrupted`] or carry wrong bytes.
     pub fn mapping(&self) -> &Mapping {
         &self.conn.mem.map
+    }
+}
+
+impl<T: Pod> Clone for Channel<T> {
+    /// Another handle to the same channel, through which a side can be
+    /// claimed (in this process, or in a child forked later).
+    fn clone(&self) -> Self {
+        Channel::with(self.conn.clone())
+    }
+}
+
+impl<T> Drop for Channel<T> {
+    fn drop(&mut self) {
+        self.handle.drop_from(&self.conn);
     }
 }
 

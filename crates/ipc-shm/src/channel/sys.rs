@@ -97,6 +97,31 @@ pub(super) fn lock_byte(fd: BorrowedFd<'_>, at: u64) -> io::Result<bool> {
     }
 }
 
+/// Takes an exclusive record lock of this process on byte `at` of the
+/// file, without waiting (`F_SETLK`); `false` when another process or
+/// description holds it. Forked children do not inherit it; the kernel
+/// frees it when the process dies or closes any fd of the file.
+pub(super) fn lock_byte_for_process(fd: BorrowedFd<'_>, at: u64) -> io::Result<bool> {
+    let l = one_byte(libc::F_WRLCK, at);
+    loop {
+        // SAFETY: F_SETLK reads one flock through a valid pointer.
+        match cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETLK, &l) }) {
+            Ok(_) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Frees this process's record lock on byte `at` of the file (`F_SETLK`
+/// with `F_UNLCK`).
+pub(super) fn unlock_byte_for_process(fd: BorrowedFd<'_>, at: u64) -> io::Result<()> {
+    let l = one_byte(libc::F_UNLCK, at);
+    // SAFETY: F_SETLK reads one flock through a valid pointer.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETLK, &l) }).map(drop)
+}
+
 /// Whether another open file description holds a lock on byte `at` of the
 /// file (`F_OFD_GETLK`).
 pub(super) fn byte_locked(fd: BorrowedFd<'_>, at: u64) -> io::Result<bool> {

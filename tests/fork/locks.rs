@@ -420,9 +420,9 @@ fn glibc_robust_mutex_beside_ours_in_one_list() {
     assert!(matches!(m(0).try_lock(), Err(LockError::RobustListBusy)));
     g().unlock();
     drop(m(0).try_lock().unwrap());
-    // Out of order: ours, glibc's, ours released first (it stays linked
-    // until glibc's goes), glibc's released. Another process can take
-    // ours meanwhile; ours works after.
+    // Out of order: ours, glibc's, ours released first (it leaves the list
+    // at once), glibc's released. Another process can take ours
+    // meanwhile; ours works after.
     let a = m(0).lock().unwrap();
     g().lock().unwrap();
     drop(a);

@@ -22,6 +22,9 @@ cases!("locks":
     holder_killed_as_nobody_is_reported,
     glibc_robust_mutex_beside_ours_in_one_list,
     condvar_waiter_learns_that_a_holder_died,
+    out_of_order_unlocks_leave_nothing_behind_and_death_marks_exactly_the_held,
+    ours_released_under_a_glibc_robust_mutex_may_be_freed_at_once,
+    a_mutex_at_the_address_of_a_leaked_and_freed_one_locks_and_is_reported,
 );
 
 /// How long a wait that must end may take, at most.
@@ -417,9 +420,9 @@ fn glibc_robust_mutex_beside_ours_in_one_list() {
     assert!(matches!(m(0).try_lock(), Err(LockError::RobustListBusy)));
     g().unlock();
     drop(m(0).try_lock().unwrap());
-    // Out of order: ours, glibc's, ours released first (it stays linked
-    // until glibc's goes), glibc's released. Another process can take
-    // ours meanwhile; ours works after.
+    // Out of order: ours, glibc's, ours released first (it leaves the list
+    // at once), glibc's released. Another process can take ours
+    // meanwhile; ours works after.
     let a = m(0).lock().unwrap();
     g().lock().unwrap();
     drop(a);
@@ -553,5 +556,221 @@ fn condvar_waiter_learns_that_a_holder_died() {
         holder.kill();
         assert_eq!(holder.wait(), Exit::Signaled(Signal::SIGKILL));
         waiter.join();
+    }
+}
+
+/// Locks released out of order, over and over, while older ones stay
+/// held: hand over hand along a ring under an outer lock, and batches
+/// released in random order. Nothing is left behind (the thread can then
+/// hold exactly 64 locks again, not 65); a released lock that another
+/// process then takes (writing its link word) cuts nothing off the
+/// holder's robust list; and when the holder dies (a SIGKILLed process,
+/// then a thread that ends with leaked guards) exactly the locks it still
+/// held are reported owner-died.
+fn out_of_order_unlocks_leave_nothing_behind_and_death_marks_exactly_the_held() {
+    const RING: usize = 8;
+    let map = Mapping::anonymous(4096).unwrap();
+    let m = |i: usize| map.shared::<Mutex<u64>>(64 * i).unwrap().get();
+    // m(0): the outer lock; m(1..=RING): the ring; m(10..15): held and
+    // released at the end; m(19..=25): the thread's.
+    let mut holder = fork(|| {
+        let _outer = m(0).lock().unwrap();
+        let mut g = m(1).lock().unwrap();
+        for step in 1..=20_000 {
+            let next = m(1 + step % RING).lock().unwrap();
+            drop(std::mem::replace(&mut g, next)); // the older of two held
+        }
+        drop(g);
+        let mut rng = Rng::new(43);
+        for _ in 0..2_000 {
+            let n = 2 + rng.below(RING as u64 - 1) as usize;
+            let mut batch: Vec<_> = (1..=n).map(|i| Some(m(i).lock().unwrap())).collect();
+            for k in (1..n).rev() {
+                batch.swap(k, rng.below(k as u64 + 1) as usize);
+            }
+            for g in &mut batch {
+                g.take();
+            }
+        }
+        // Nothing left behind: beside the outer lock, 63 more, not 64.
+        let spare: Vec<Mutex<u8>> = (0..64).map(|_| Mutex::new(0)).collect();
+        let mut held = Vec::new();
+        let mut refused = None;
+        for s in &spare {
+            match s.lock() {
+                Ok(g) => held.push(Some(g)),
+                Err(e) => {
+                    refused = Some(e.map(drop));
+                    break;
+                }
+            }
+        }
+        assert_eq!(held.len(), 63, "after 22 000 out-of-order unlocks, refused with {refused:?}");
+        assert!(matches!(refused, Some(LockError::TooManyHeld { max: 64 })), "{refused:?}");
+        for k in (1..held.len()).rev() {
+            held.swap(k, rng.below(k as u64 + 1) as usize);
+        }
+        for g in &mut held {
+            g.take();
+        }
+        // The state to die in: 10, 12 and 14 held, 11 and 13 released
+        // while newer locks are held.
+        let gs: Vec<_> = (10..15).map(|i| m(i).lock().unwrap()).collect();
+        let mut gs: Vec<_> = gs.into_iter().map(Some).collect();
+        gs[1] = None;
+        gs[3] = None;
+        event(&map, 0).set();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    event(&map, 0).wait_timeout(BOUND).unwrap();
+    // Another process takes the two released locks, and so rewrites their
+    // link words, and holds them.
+    let mut taker = fork(|| {
+        let _b = m(11).lock_timeout(BOUND).unwrap();
+        let _d = m(13).lock_timeout(BOUND).unwrap();
+        event(&map, 1).set();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    event(&map, 1).wait_timeout(BOUND).unwrap();
+    holder.kill();
+    assert_eq!(holder.wait(), Exit::Signaled(Signal::SIGKILL));
+    for i in [14, 12, 10, 0] {
+        match m(i).lock_timeout(BOUND) {
+            Err(LockError::OwnerDied(_)) => {}
+            other => panic!("lock {i}, held by the killed holder: {:?}", other.map(|g| *g)),
+        }
+    }
+    for i in 1..=RING {
+        assert!(m(i).try_lock().is_ok(), "ring lock {i} was released, yet is not free");
+    }
+    for i in [11, 13] {
+        assert!(matches!(m(i).try_lock(), Err(LockError::WouldBlock)), "lock {i} is the taker's");
+    }
+    taker.kill();
+    assert_eq!(taker.wait(), Exit::Signaled(Signal::SIGKILL));
+    for i in [11, 13] {
+        assert!(matches!(m(i).lock_timeout(BOUND), Err(LockError::OwnerDied(_))), "lock {i}, the taker's");
+    }
+    // A thread of this process that does the same and ends with three
+    // guards leaked.
+    const SMALL: usize = 4;
+    let last = 20 + 1000 % SMALL;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let outer = m(19).lock().unwrap();
+            let mut g = m(20).lock().unwrap();
+            for step in 1..=1000 {
+                let next = m(20 + step % SMALL).lock().unwrap();
+                drop(std::mem::replace(&mut g, next));
+            }
+            let x = m(24).lock().unwrap();
+            let y = m(25).lock().unwrap();
+            drop(x); // released while y is held
+            std::mem::forget(outer);
+            std::mem::forget(g);
+            std::mem::forget(y);
+        });
+    });
+    // The scope ends when the thread's closure returns; the kernel walks
+    // the list a little later, when the thread itself ends: wait for it.
+    for i in 19..=25 {
+        let held = i == 19 || i == last || i == 25;
+        match m(i).lock_timeout(BOUND) {
+            Ok(_) => assert!(!held, "lock {i}, leaked by the ended thread, came back clean"),
+            Err(LockError::OwnerDied(_)) => assert!(held, "lock {i} was released, yet owner-died"),
+            Err(e) => panic!("lock {i}: {e}"),
+        }
+    }
+}
+
+/// A private block of known words where a freed mutex was.
+const PATTERN: u64 = 0x5a5a_0123_4567_a5a5;
+
+/// The address of a boxed value.
+fn addr_of<T>(b: &T) -> usize {
+    std::ptr::from_ref(b) as usize
+}
+
+/// A mutex of ours released while a glibc robust mutex locked after it is
+/// held leaves the robust list at once: its memory may be freed and
+/// reused before the glibc mutex is unlocked, and glibc's unlock (which
+/// rewrites the back link of the entry behind its own) writes nothing
+/// there. Before: ours stayed linked behind glibc's, and glibc's unlock
+/// wrote into the freed memory.
+fn ours_released_under_a_glibc_robust_mutex_may_be_freed_at_once() {
+    let map = Mapping::anonymous(4096).unwrap();
+    let g = || sys::PthreadRobust::at(&map, 2048);
+    g().init();
+    let m = |i: usize| map.shared::<Mutex<u64>>(64 * i).unwrap().get();
+    let ours = Box::new(Mutex::new(0u64));
+    let at = addr_of(&*ours);
+    let guard = ours.lock().unwrap();
+    g().lock().unwrap();
+    drop(guard);
+    drop(ours);
+    // The allocator hands the freed block to the next allocation of its
+    // size (glibc's thread cache is last in, first out).
+    let victim = Box::new([PATTERN; size_of::<Mutex<u64>>() / 8]);
+    assert_eq!(addr_of(&*victim), at, "precondition: the freed block is reused");
+    g().unlock();
+    drop(m(0).lock().unwrap());
+    let after = **std::hint::black_box(&victim);
+    assert!(after.iter().all(|&w| w == PATTERN), "memory of a released, freed mutex was written: {after:x?}");
+    // The list is whole: a holder killed holding ours behind glibc's, after
+    // the same round, is reported for both.
+    let mut holder = fork(|| {
+        let ours = Box::new(Mutex::new(0u64));
+        let guard = ours.lock().unwrap();
+        g().lock().unwrap();
+        drop(guard);
+        drop(ours);
+        g().unlock();
+        let _a = m(0).lock().unwrap();
+        g().lock().unwrap();
+        assert!(matches!(m(1).lock(), Err(LockError::RobustListBusy)));
+        event(&map, 0).set();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    event(&map, 0).wait_timeout(BOUND).unwrap();
+    holder.kill();
+    assert_eq!(holder.wait(), Exit::Signaled(Signal::SIGKILL));
+    assert!(matches!(m(0).lock_timeout(BOUND), Err(LockError::OwnerDied(_))));
+    assert_eq!(g().lock(), Err(libc::EOWNERDEAD));
+    g().consistent();
+    g().unlock();
+    // Locking ours in front of glibc's was refused, and took nothing.
+    drop(m(1).try_lock().unwrap());
+}
+
+/// A guard leaked with `mem::forget`, its mutex freed, and a new mutex put
+/// at the same address: this thread locks the new one like any other (not
+/// `WouldDeadlock`), and the leaked entry no longer stands in the way of
+/// the thread's older locks: killed, the holder is reported for all it
+/// held.
+fn a_mutex_at_the_address_of_a_leaked_and_freed_one_locks_and_is_reported() {
+    let map = Mapping::anonymous(4096).unwrap();
+    let m = |i: usize| map.shared::<Mutex<u64>>(64 * i).unwrap().get();
+    let mut holder = fork(|| {
+        let _a = m(0).lock().unwrap();
+        let leaked = Box::new(Mutex::new(0u64));
+        let at = addr_of(&*leaked);
+        std::mem::forget(leaked.lock().unwrap());
+        drop(leaked);
+        let new = Box::new(Mutex::new(0u64));
+        assert_eq!(addr_of(&*new), at, "precondition: the freed block is reused");
+        match new.try_lock() {
+            Ok(g) => drop(g),
+            Err(e) => panic!("a new mutex where a leaked one was: {e}"),
+        }
+        drop(new.lock().unwrap());
+        let _b = m(1).lock().unwrap();
+        event(&map, 0).set();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    event(&map, 0).wait_timeout(BOUND).unwrap();
+    holder.kill();
+    assert_eq!(holder.wait(), Exit::Signaled(Signal::SIGKILL));
+    for i in [1, 0] {
+        assert!(matches!(m(i).lock_timeout(BOUND), Err(LockError::OwnerDied(_))), "lock {i} of the killed holder");
     }
 }

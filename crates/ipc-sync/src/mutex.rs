@@ -40,10 +40,14 @@ use crate::robust::LockError;
 /// about the calling thread (it holds the lock already, or holds too many,
 /// or a glibc robust mutex sits in front of ours in its robust list).
 ///
-/// Nothing in the mutex is a pointer this process follows: the robust
-/// list's links inside it are written from the thread's private record of
-/// what it holds and read only by the kernel, when the holder dies. A
-/// thread may hold at most 64 of these locks (robust or not) at once.
+/// Nothing in the mutex is a pointer this process follows. Locking writes
+/// the mutex's robust-list link, which points into the locking thread's
+/// private memory and is read only by the kernel, when the holder dies;
+/// unlocking writes only the lock word. No lock or unlock writes into any
+/// other mutex: locks may be released in any order, and a mutex's memory
+/// may be freed as soon as it is unlocked. A thread may hold at most 64 of
+/// these locks (robust or not) at once; a lock released, in whatever
+/// order, no longer counts.
 ///
 /// # Beside glibc's robust mutexes
 ///
@@ -51,11 +55,24 @@ use crate::robust::LockError;
 /// (`PTHREAD_MUTEX_ROBUST`). Locking one of those while holding ours and
 /// unlocking it first works. Locking ours while the thread holds one of
 /// those locked after its last lock of ours fails with
-/// [`LockError::RobustListBusy`]. Unlocking ours while a pthread robust
-/// mutex locked after it is still held releases it, but its entry stays in
-/// the list until that pthread mutex is unlocked and this thread next
-/// locks or unlocks one of ours; until then glibc and the kernel may still
-/// write to it, so the mutex's memory must stay mapped that long.
+/// [`LockError::RobustListBusy`]. Unlocking ours, in any order, works
+/// also while a pthread robust mutex locked after it is held; glibc never
+/// writes into our mutexes.
+///
+/// # Leaked guards
+///
+/// A guard leaked with `mem::forget` leaves the mutex locked, and entered
+/// in the thread's robust list, until the thread ends; then the kernel
+/// marks it as above, and the next locker gets [`LockError::OwnerDied`].
+/// Keep the mutex's memory in place that long. If it is freed or unmapped
+/// first, this crate still never writes there, but the kernel, when the
+/// thread ends, reads whatever took the mutex's place as a robust-list
+/// link and follows it, for at most 2048 steps: it may then miss the
+/// thread's older locks (their waiters are not told of the death; timed
+/// waits end at their deadline), and it sets the owner-died bit in (and
+/// clears the id from) any 32-bit word on its way that holds the thread's
+/// id. A new mutex that this thread locks at the address of such a leaked
+/// one takes the leaked one's place in the list.
 ///
 /// The guard gives `&mut T` on the assumption that every process uses the
 /// data only under the lock; `T: Pod` makes any bytes a peer leaves there a

@@ -14,51 +14,113 @@
 //! [`NOT_RECOVERABLE`], an owner id no thread can have, marks a robust
 //! mutex given up after its owner died.
 //!
-//! # The robust list, and what is shared
+//! # The robust list, and what is written where
 //!
 //! glibc registers a robust-list head for every thread and enters its own
 //! robust pthread mutexes there; our locks go into the same list. The
 //! kernel finds an entry's futex word at `entry + futex_offset`, one offset
-//! for the whole list, so our entry (`next`, a link word) sits where glibc
-//! keeps its own: 32 bytes after the lock word on x86-64, with glibc's
-//! back link (`prev`) before it, which glibc writes when it links one of
-//! its mutexes in front of ours.
+//! for the whole list (glibc's, -32 on x86-64), so the entry of a lock is
+//! its link word, `RawLock::next`, 32 bytes after its lock word.
+//!
+//! A held lock is two entries: the mutex's link, which points to a *link
+//! slot* in thread-private memory (`HeldLocks`), and that slot, which
+//! points to the next older lock (or back to the head). A slot is shaped
+//! like a lock whose word is always 0, so the kernel passes over it. In
+//! front of all our entries is one more private slot, the *sentinel*:
+//!
+//! ```text
+//! head → [glibc's] → sentinel → C ⇢ slot → B ⇢ slot → A ⇢ slot → head
+//! ```
+//!
+//! (`⇢`: the link word inside a shared mutex, written once, when this
+//! thread takes the lock; `→`: a private word.) So **this code writes into
+//! no mutex but the one it is locking** (its link word, once the lock word
+//! is ours) **and, unlocking, the lock word of the one it unlocks**. All
+//! the rest it writes is private: the slots, the sentinel, the head.
+//!
+//! - An unlock, in any order, takes the lock out of the list at once, by
+//!   pointing the private word that led to it (the sentinel, or the slot of
+//!   the next newer lock) past it. No released lock stays in the list: its
+//!   next holder rewriting its link word cuts nothing off our list, and
+//!   its memory may be freed as soon as the unlock returns. Out-of-order
+//!   unlocks leave nothing behind, so the list never grows beyond the
+//!   locks held: at most `1 + 2 ×` [`MAX_HELD`] entries of ours, far below
+//!   the kernel's walk limit (`ROBUST_LIST_LIMIT`, 2048).
+//! - A lock whose guard was leaked (`mem::forget`) and whose memory was
+//!   then freed is never written: unlocking the locks around it rewrites
+//!   private words only.
+//! - glibc, linking one of its mutexes in front of ours, writes the back
+//!   link (`prev`) of the first entry: always the sentinel, never a mutex.
 //!
 //! The link words live in shared memory, where any peer can rewrite them.
-//! So this process never reads them: the list's order is kept in
-//! thread-private memory ([`HeldLocks`]), and a link word is only ever
-//! written, from that private knowledge. The one reader of a link word is
-//! the kernel, when the holding thread dies; a rewritten link can then make
-//! the kernel skip entries (their waiters time out) or mark as owner-died
-//! another word of the dying process that holds the dying thread's id.
+//! This process never reads them: the list's order is kept in
+//! `HeldLocks`. Their one reader is the kernel, when the thread dies.
+//!
+//! # What the kernel may do at the thread's death
+//!
+//! When a thread ends (killed, or exiting), the kernel walks its list from
+//! the head, at most 2048 entries, stopping at the head or at a link it
+//! cannot read. At each entry it reads the 32-bit word 32 bytes before the
+//! link, and writes only when that word's owner bits are the dying
+//! thread's id: it replaces the word by [`OWNER_DIED`] plus the word's
+//! [`WAITERS`] bit, and wakes a waiter. The walk follows a link we did not
+//! write in two cases:
+//!
+//! - A peer rewrote the link word of a lock this thread holds: the kernel
+//!   follows the peer's value. It may then miss this thread's older locks
+//!   (their waiters are not told: timed waits end at their deadline), or
+//!   mark a word of the dying process that holds the dying thread's id.
+//! - A guard was leaked and the mutex's memory freed or unmapped while the
+//!   thread lives. The lock stays held and listed, by design: that is how
+//!   a thread that ends with a leaked guard gets the lock reported as
+//!   owner-died. But the kernel then reads whatever took the mutex's place
+//!   as a link, with the same two outcomes. Nothing of ours can bound this
+//!   further: a leaked guard runs no code, and no later code can tell
+//!   whether the leaked mutex's memory is still the mutex without reading
+//!   it, which would be the very access to freed memory to avoid (a
+//!   thread-local destructor at exit could only drop the lock from the
+//!   list, which would hang its waiters instead). The residual risk is
+//!   thus the kernel's conditional write, at the thread's end, of words
+//!   that hold the thread's id, within 2048 steps of a leaked and freed
+//!   mutex. One case is caught: when this thread locks a mutex at the
+//!   address of a leaked one whose lock word no longer holds our id, the
+//!   leaked entry is taken out of the list (that memory is plainly reused)
+//!   and the new lock is entered as usual.
+//!
+//! # `list_op_pending`
+//!
+//! The ABI's order, both ways, so that a death at any instruction leaves
+//! the word to the kernel exactly once. Locking: announce the lock's entry
+//! in `list_op_pending`, take the word, write its link word and its slot,
+//! point the sentinel at it, withdraw the announcement. Unlocking:
+//! announce it, point the word that led to it past it, release the word,
+//! withdraw the announcement, wake. The kernel handles the announced entry
+//! by its lock word alone (it skips it in the walk and never follows its
+//! link): with our id in it, it is marked; freed (0), one waiter is woken,
+//! for a wake the unlock may not have made yet.
 //!
 //! # Living beside glibc's robust mutexes
 //!
 //! The list is one per thread, and glibc links its entries both ways. The
 //! rules that keep both consistent:
 //!
-//! - We link a lock in only when the list's first entry is ours (or the
-//!   list is empty). If the thread holds a robust pthread mutex locked
-//!   after its last lock of ours, locking fails with
-//!   [`Fail::ListBusy`]: linking in front of glibc's entry would let
-//!   glibc's unlock drop ours from the list.
-//! - A robust pthread mutex locked and unlocked while one of ours is held
-//!   (nested) is fine: glibc writes only our `prev` word.
-//! - Unlocking our first entry while a pthread robust mutex locked after it
-//!   is still held cannot unlink it (its predecessor is glibc's). The lock
-//!   is released and the entry stays linked, a *tombstone*, until it is
-//!   first in the list again; then it is unlinked at our next lock or
-//!   unlock on the thread. Until then glibc may still write its `prev`
-//!   word: the mutex must stay mapped until the pthread mutex is unlocked.
-//!   Locking the same mutex again meanwhile takes the tombstone's place.
+//! - Our sentinel enters the list only when the list is empty, and stays
+//!   there (so that a thread's later first lock is the fast path); with no
+//!   lock of ours held it is one entry with a zero word.
+//! - We link a lock in only when the list's first entry is the sentinel.
+//!   If the thread holds a robust pthread mutex locked after its last lock
+//!   of ours, locking fails with [`Fail::ListBusy`]: putting our sentinel
+//!   in front of glibc's entry would need a write to that entry's back
+//!   link, which is glibc's.
+//! - A robust pthread mutex locked and unlocked while ours are held, in
+//!   any order, is fine: glibc writes the sentinel's back link and the
+//!   head, and our unlocks meanwhile change private words only.
 //!
-//! `unsafe` here: one store to the link word of another lock this thread
-//! holds, known by its address in [`HeldLocks`].
-#![allow(unsafe_code)]
+//! No `unsafe` here: the head is reached through `sys`.
 
 use std::cell::Cell;
 use std::sync::Once;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, compiler_fence};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, compiler_fence};
 
 use crate::spin::spin_until;
 use crate::sys::{self, RobustHead};
@@ -82,21 +144,66 @@ const LINK_OFFSET: usize = 32;
 /// How many locks one thread may hold at once.
 pub(crate) const MAX_HELD: usize = 64;
 
+const _: () = assert!(MAX_HELD <= u64::BITS as usize);
+
 /// A lock word with its robust-list link. All zero bytes: free.
 #[repr(C, align(8))]
 pub(crate) struct RawLock {
     /// 0, or owner id | [`WAITERS`] | [`OWNER_DIED`].
     word: AtomicU32,
-    _reserved: [AtomicU32; 5],
-    /// glibc's back link, written by glibc, never read here.
-    prev: AtomicU64,
-    /// The robust-list link: written here, read only by the kernel.
+    /// Room up to the link word; unused (where glibc keeps its back link,
+    /// which nothing writes here: no mutex of ours is ever first in the
+    /// list).
+    _reserved: [AtomicU32; 7],
+    /// The robust-list link: written when this thread takes the lock (it
+    /// then points to the lock's private slot), read only by the kernel.
     next: AtomicU64,
 }
 
 const _: () = assert!(std::mem::offset_of!(RawLock, next) == LINK_OFFSET);
-const _: () = assert!(std::mem::offset_of!(RawLock, prev) == LINK_OFFSET - 8);
 const _: () = assert!(std::mem::size_of::<RawLock>() == 40);
+
+/// A list entry in thread-private memory: a held lock's slot, or the
+/// sentinel. Shaped like a [`RawLock`], so that the word the kernel looks
+/// at, 32 bytes before the link, is `word`: always 0, no owner, passed
+/// over.
+#[repr(C, align(8))]
+struct Link {
+    /// Always 0: what the kernel reads as this entry's futex word.
+    _word: AtomicU32,
+    _reserved: [AtomicU32; 5],
+    /// glibc's back link: glibc writes the sentinel's when it links one of
+    /// its mutexes in front of ours. Never read here.
+    _prev: AtomicUsize,
+    /// The kernel's link: written here, read only by the kernel.
+    next: AtomicUsize,
+}
+
+const _: () = assert!(std::mem::offset_of!(Link, next) == LINK_OFFSET);
+const _: () = assert!(std::mem::offset_of!(Link, _prev) == LINK_OFFSET - 8);
+
+impl Link {
+    const fn new() -> Link {
+        Link {
+            _word: AtomicU32::new(0),
+            _reserved: [const { AtomicU32::new(0) }; 5],
+            _prev: AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// This entry's address in the list: its link word.
+    fn entry(&self) -> usize {
+        std::ptr::from_ref(&self.next) as usize
+    }
+
+    /// Points the link at `to`. A plain store to private memory; the
+    /// callers' compiler fences keep it where the code puts it, since the
+    /// kernel may read it at any instruction (when the thread is killed).
+    fn point(&self, to: usize) {
+        self.next.store(to, Ordering::Relaxed);
+    }
+}
 
 /// How a lock was taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,44 +244,63 @@ pub(crate) enum Wait {
     Until(Deadline),
 }
 
-/// The locks this thread holds, in robust-list order (oldest first), as
-/// the addresses of their [`RawLock`]s; bit 0 marks a tombstone (released,
-/// still linked). Private memory: the list's truth.
-pub(crate) struct HeldLocks {
+/// The locks this thread holds and the private half of its robust list:
+/// the list's truth.
+struct HeldLocks {
     /// Our thread id; 0 until set up (and again in a forked child).
     tid: Cell<u32>,
     head: Cell<Option<RobustHead>>,
+    /// Whether `sentinel` is in the kernel's list.
+    linked: Cell<bool>,
     len: Cell<usize>,
-    /// How many of them are tombstones.
-    tombs: Cell<usize>,
+    /// The held locks' addresses, oldest first (the kernel's list has them
+    /// newest first).
     held: [Cell<usize>; MAX_HELD],
+    /// `slot[i]`: the index in `slots` of `held[i]`'s slot.
+    slot: [Cell<u8>; MAX_HELD],
+    /// Bit `k` set: `slots[k]` is free.
+    free: Cell<u64>,
+    /// The first of our entries; leads to the newest lock (or the head).
+    sentinel: Link,
+    /// Each leads from a held lock to the next older one (or the head).
+    slots: [Link; MAX_HELD],
 }
 
+/// Every slot free.
+const ALL_FREE: u64 = u64::MAX >> (u64::BITS as usize - MAX_HELD);
+
 thread_local! {
+    // No destructor: the memory stays valid as long as the thread, for the
+    // kernel's walk at its end.
     static HELD: HeldLocks = const {
         HeldLocks {
             tid: Cell::new(0),
             head: Cell::new(None),
+            linked: Cell::new(false),
             len: Cell::new(0),
-            tombs: Cell::new(0),
             held: [const { Cell::new(0) }; MAX_HELD],
+            slot: [const { Cell::new(0) }; MAX_HELD],
+            free: Cell::new(ALL_FREE),
+            sentinel: Link::new(),
+            slots: [const { Link::new() }; MAX_HELD],
         }
     };
 }
 
-const TOMB: usize = 1;
-
 /// In a forked child: the child holds none of its parent's locks, glibc
 /// gave its thread a fresh, empty list, and its thread id is new.
 extern "C" fn forget_after_fork() {
-    let _ = HELD.try_with(|h| {
-        h.tid.set(0);
-        h.len.set(0);
-        h.tombs.set(0);
-    });
+    let _ = HELD.try_with(HeldLocks::reset);
 }
 
 impl HeldLocks {
+    fn reset(&self) {
+        self.tid.set(0);
+        self.len.set(0);
+        self.free.set(ALL_FREE);
+        self.linked.set(false);
+    }
+
     /// Our id and head, setting them up on first use.
     #[inline]
     fn ready(&self) -> Result<(u32, RobustHead), Fail> {
@@ -204,92 +330,89 @@ impl HeldLocks {
         if tid == 0 || tid >= NOT_RECOVERABLE {
             return Err(Fail::Unsupported);
         }
-        self.len.set(0);
-        self.tombs.set(0);
+        self.reset();
         self.head.set(Some(head));
         self.tid.set(tid);
         Ok((tid, head))
     }
 
-    fn entry(&self, i: usize) -> usize {
-        self.held[i].get()
+    /// Where held lock `i`'s slot leads: the next older lock's entry, or
+    /// the head.
+    fn older(&self, i: usize, head: RobustHead) -> usize {
+        if i == 0 { head.addr() } else { self.held[i - 1].get() + LINK_OFFSET }
     }
 
-    /// The link address of entry `i`, or the head's address below entry 0:
-    /// what entry `i + 1` links to.
-    fn below(&self, i: usize, head: RobustHead) -> usize {
-        if i == 0 { head.addr() } else { (self.entry(i - 1) & !TOMB) + LINK_OFFSET }
+    /// The private entry that leads to held lock `i`: the sentinel for the
+    /// newest, else the slot of the next newer one.
+    fn newer(&self, i: usize) -> &Link {
+        if i + 1 == self.len.get() { &self.sentinel } else { &self.slots[usize::from(self.slot[i + 1].get())] }
     }
 
-    /// What the list's first entry must be when all of it is ours.
+    /// Whether the sentinel is the list's first entry (we may link a lock
+    /// in); it is put there when the list is empty.
     #[inline]
-    fn top(&self, head: RobustHead) -> usize {
-        self.below(self.len.get(), head)
-    }
-
-    fn find(&self, lock: usize) -> Option<usize> {
-        (0..self.len.get()).rev().find(|&i| self.entry(i) & !TOMB == lock)
-    }
-
-    fn remove(&self, i: usize) {
-        let len = self.len.get();
-        for j in i..len - 1 {
-            self.held[j].set(self.held[j + 1].get());
+    fn in_front(&self, head: RobustHead) -> bool {
+        let first = head.list();
+        if self.linked.get() {
+            return first == self.sentinel.entry();
         }
-        self.len.set(len - 1);
-    }
-
-    /// Unlinks entry `i` from the kernel's list: the entry above it (or
-    /// the head) now links to the one below. Writes one link word, from
-    /// private knowledge; reads none. `false` when a foreign entry is
-    /// above it (it then stays linked).
-    fn unlink(&self, i: usize, head: RobustHead) -> bool {
-        let below = self.below(i, head);
-        let lock = self.entry(i) & !TOMB;
-        if i + 1 == self.len.get() {
-            if head.list() != lock + LINK_OFFSET {
-                return false;
-            }
-            head.set_list(below);
-        } else {
-            let above = self.entry(i + 1) & !TOMB;
-            // SAFETY: `above` is the address of a RawLock this thread holds
-            // (its guard borrows the memory, so it is mapped) or keeps
-            // linked as a tombstone (mapped by the documented rule); its
-            // link word is an aligned AtomicU64 at LINK_OFFSET, shared
-            // memory that atomics may access.
-            let word = unsafe { &*((above + LINK_OFFSET) as *const AtomicU64) };
-            word.store(below as u64, Ordering::Relaxed);
+        if first != head.addr() {
+            return false;
         }
+        self.sentinel.point(head.addr());
         compiler_fence(Ordering::SeqCst);
-        self.remove(i);
+        head.set_list(self.sentinel.entry());
+        self.linked.set(true);
         true
     }
 
-    /// Unlinks every tombstone that can be unlinked now.
-    fn sweep(&self, head: RobustHead) {
-        if self.tombs.get() == 0 {
-            return;
+    /// Where `lock` is among the held, newest first.
+    fn find(&self, lock: usize) -> Option<usize> {
+        (0..self.len.get()).rev().find(|&i| self.held[i].get() == lock)
+    }
+
+    /// Enters `lock`, just taken, as the newest; then withdraws the pending
+    /// announcement. Writes the lock's own link word and private words.
+    /// The caller saw a free slot.
+    fn link_in(&self, lock: &RawLock, head: RobustHead) {
+        let len = self.len.get();
+        let free = self.free.get();
+        let k = free.trailing_zeros() as usize;
+        let slot = &self.slots[k];
+        slot.point(self.older(len, head));
+        // The lock's link word: ours to write now that its word is ours.
+        lock.next.store(slot.entry() as u64, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        self.sentinel.point(lock.link());
+        compiler_fence(Ordering::SeqCst);
+        head.set_pending(0);
+        self.held[len].set(lock.addr());
+        self.slot[len].set(k as u8);
+        self.free.set(free & !(1 << k));
+        self.len.set(len + 1);
+    }
+
+    /// Takes held lock `i` out of the list and the record: the entry that
+    /// led to it now leads past it. Writes one private word; the lock's
+    /// memory is not touched.
+    fn unlink(&self, i: usize, head: RobustHead) {
+        let k = self.slot[i].get();
+        self.newer(i).point(self.older(i, head));
+        compiler_fence(Ordering::SeqCst);
+        let len = self.len.get();
+        for j in i..len - 1 {
+            self.held[j].set(self.held[j + 1].get());
+            self.slot[j].set(self.slot[j + 1].get());
         }
-        let mut i = self.len.get();
-        while i > 0 {
-            i -= 1;
-            if self.entry(i) & TOMB != 0 && self.unlink(i, head) {
-                self.tombs.set(self.tombs.get() - 1);
-            }
-        }
+        self.len.set(len - 1);
+        self.free.set(self.free.get() | 1 << k);
     }
 }
 
 impl RawLock {
     /// A free lock.
     pub(crate) const fn new() -> RawLock {
-        RawLock {
-            word: AtomicU32::new(0),
-            _reserved: [const { AtomicU32::new(0) }; 5],
-            prev: AtomicU64::new(0),
-            next: AtomicU64::new(0),
-        }
+        RawLock { word: AtomicU32::new(0), _reserved: [const { AtomicU32::new(0) }; 7], next: AtomicU64::new(0) }
     }
 
     fn addr(&self) -> usize {
@@ -311,9 +434,7 @@ impl RawLock {
     pub(crate) fn lock(&self, wait: Wait, recoverable: bool) -> Result<Acquired, Fail> {
         HELD.with(|h| {
             let (tid, head) = h.ready()?;
-            let len = h.len.get();
-            let top = h.top(head);
-            if len < MAX_HELD && h.tombs.get() == 0 && head.list() == top {
+            if h.free.get() != 0 && h.in_front(head) && h.find(self.addr()).is_none() {
                 // The ABI's order: announce the entry, take the word, link
                 // it in, withdraw the announcement; at each step a death
                 // leaves the word to the kernel.
@@ -321,26 +442,13 @@ impl RawLock {
                 compiler_fence(Ordering::SeqCst);
                 // Acquire: the last holder's writes happen before ours.
                 if self.word.compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                    self.link_in(h, head, top);
+                    h.link_in(self, head);
                     return Ok(Acquired::Clean);
                 }
                 head.set_pending(0);
             }
             self.lock_slow(h, tid, head, wait, recoverable)
         })
-    }
-
-    /// Enters this (just taken) lock in the list and in `h`; clears the
-    /// pending entry.
-    fn link_in(&self, h: &HeldLocks, head: RobustHead, top: usize) {
-        self.next.store(top as u64, Ordering::Relaxed);
-        compiler_fence(Ordering::SeqCst);
-        head.set_list(self.link());
-        compiler_fence(Ordering::SeqCst);
-        head.set_pending(0);
-        let len = h.len.get();
-        h.held[len].set(self.addr());
-        h.len.set(len + 1);
     }
 
     #[cold]
@@ -352,21 +460,21 @@ impl RawLock {
         wait: Wait,
         recoverable: bool,
     ) -> Result<Acquired, Fail> {
-        h.sweep(head);
-        // A tombstone of this lock is still linked: taking the word back
-        // revives it in place, with no list change.
-        let revive = match h.find(self.addr()) {
-            Some(i) if h.entry(i) & TOMB != 0 => Some(i),
-            Some(_) => return Err(if matches!(wait, Wait::Try) { Fail::WouldBlock } else { Fail::WouldDeadlock }),
-            None => None,
-        };
-        if revive.is_none() {
-            if head.list() != h.top(head) {
-                return Err(Fail::ListBusy);
+        if let Some(i) = h.find(self.addr()) {
+            if self.word.load(Ordering::Relaxed) & TID_MASK == tid {
+                return Err(if matches!(wait, Wait::Try) { Fail::WouldBlock } else { Fail::WouldDeadlock });
             }
-            if h.len.get() == MAX_HELD {
-                return Err(Fail::TooMany);
-            }
+            // Listed as held here, yet the word is not ours: a guard was
+            // leaked and this memory now holds another mutex (or a peer
+            // rewrote the word). The old entry leaves the list; this lock
+            // is entered anew below.
+            h.unlink(i, head);
+        }
+        if !h.in_front(head) {
+            return Err(Fail::ListBusy);
+        }
+        if h.free.get() == 0 {
+            return Err(Fail::TooMany);
         }
         let deadline = match wait {
             Wait::Try => None,
@@ -386,14 +494,7 @@ impl RawLock {
                 compiler_fence(Ordering::SeqCst);
                 // Acquire: as in lock.
                 if self.word.compare_exchange(v, new, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                    match revive {
-                        Some(i) => {
-                            h.held[i].set(self.addr());
-                            h.tombs.set(h.tombs.get() - 1);
-                            head.set_pending(0);
-                        }
-                        None => self.link_in(h, head, h.top(head)),
-                    }
+                    h.link_in(self, head);
                     return Ok(if v & OWNER_DIED != 0 { Acquired::OwnerDied } else { Acquired::Clean });
                 }
                 head.set_pending(0);
@@ -423,7 +524,7 @@ impl RawLock {
 
     /// Unlocks, leaving `to` in the word: 0 (free) or [`NOT_RECOVERABLE`].
     /// Does nothing unless this thread holds the lock (a guard copied into
-    /// a forked child, say).
+    /// a forked child, say). Writes the lock word and private words only.
     pub(crate) fn unlock(&self, to: u32) {
         let _ = HELD.try_with(|h| {
             let Some(head) = h.head.get() else { return };
@@ -431,15 +532,9 @@ impl RawLock {
                 return;
             }
             let Some(i) = h.find(self.addr()) else { return };
-            if h.entry(i) & TOMB != 0 {
-                return;
-            }
             head.set_pending(self.link());
             compiler_fence(Ordering::SeqCst);
-            if !h.unlink(i, head) {
-                h.held[i].set(self.addr() | TOMB);
-                h.tombs.set(h.tombs.get() + 1);
-            }
+            h.unlink(i, head);
             // Release: our writes to the data happen before the next
             // holder's reads.
             let old = self.word.swap(to, Ordering::Release);
@@ -450,7 +545,6 @@ impl RawLock {
             } else if old & WAITERS != 0 {
                 futex::wake(&self.word, 1);
             }
-            h.sweep(head);
         });
     }
 

@@ -28,10 +28,12 @@ use crate::owner::{Acquired, Fail, MAX_HELD, NOT_RECOVERABLE, RawLock, Wait};
 /// lock is entered in the holding thread's kernel robust list, so the
 /// kernel itself marks the word when the holder dies, also when the holder
 /// is in another PID namespace. Nothing in the mutex is ever used as a
-/// pointer by this process: the list's order is kept in thread-private
-/// memory and the links in the mutex are only written, for the kernel. The
-/// same core serves [`Mutex`](crate::Mutex); see there, and
-/// [`LockError`], for how it shares the list with glibc's robust mutexes.
+/// pointer by this process: locking writes its robust-list link, for the
+/// kernel, and no lock or unlock writes into any other mutex, so locks may
+/// be released in any order and a mutex freed as soon as it is unlocked.
+/// The same core serves [`Mutex`](crate::Mutex); see there, and
+/// [`LockError`], for how it shares the list with glibc's robust mutexes
+/// and what a leaked guard means.
 ///
 /// All zero bytes are an unlocked mutex: a fresh shared mapping needs no
 /// set-up step. Use it in place, through a reference into shared memory:

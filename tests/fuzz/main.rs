@@ -441,7 +441,6 @@ fn pre_connect(rng: &mut Rng) -> Verdict {
     }
     drop(map);
     let refused = |e: &ShmError| matches!(e, ShmError::LayoutMismatch { .. } | ShmError::Corrupted { .. });
-    let unclaimable = |e: &ShmError| matches!(e, ShmError::Corrupted { .. } | ShmError::AlreadyConnected { .. });
     let typed = |e: &ShmError| {
         matches!(
             e,
@@ -466,20 +465,7 @@ fn pre_connect(rng: &mut Rng) -> Verdict {
             Err(e) if refused(&e) => return Ok(()),
             Err(e) => return Err(format!("open: unexpected error: {e}")),
         };
-        let claim = |tx: bool| {
-            if tx { chan.sender().map(|s| (Some(s), None)) } else { chan.receiver().map(|r| (None, Some(r))) }
-        };
-        let (mut tx, mut rx) = (None, None);
-        for first in [sender_first, !sender_first] {
-            match claim(first) {
-                Ok((s, r)) => {
-                    tx = tx.or(s);
-                    rx = rx.or(r);
-                }
-                Err(e) if unclaimable(&e) => {}
-                Err(e) => return Err(format!("claim: unexpected error: {e}")),
-            }
-        }
+        let (mut tx, mut rx) = claim_both(sender_first, || chan.sender(), || chan.receiver())?;
         let max = chan.max_record();
         let mut buf = Vec::new();
         for _ in 0..rng.below(6) {
@@ -501,20 +487,7 @@ fn pre_connect(rng: &mut Rng) -> Verdict {
             Err(e) if refused(&e) => return Ok(()),
             Err(e) => return Err(format!("open: unexpected error: {e}")),
         };
-        let claim = |tx: bool| {
-            if tx { chan.sender().map(|s| (Some(s), None)) } else { chan.receiver().map(|r| (None, Some(r))) }
-        };
-        let (mut tx, mut rx) = (None, None);
-        for first in [sender_first, !sender_first] {
-            match claim(first) {
-                Ok((s, r)) => {
-                    tx = tx.or(s);
-                    rx = rx.or(r);
-                }
-                Err(e) if unclaimable(&e) => {}
-                Err(e) => return Err(format!("claim: unexpected error: {e}")),
-            }
-        }
+        let (mut tx, mut rx) = claim_both(sender_first, || chan.sender(), || chan.receiver())?;
         for _ in 0..rng.below(6) {
             if let Some(tx) = &mut tx {
                 check("send", tx.try_send([1; 24]))?;
@@ -528,6 +501,30 @@ fn pre_connect(rng: &mut Rng) -> Verdict {
         }
     }
     Ok(())
+}
+
+/// Claims both sides of a channel a peer prepared, in the order given;
+/// a side refused for its impossible state (or taken) is `None`.
+fn claim_both<S, R>(
+    sender_first: bool,
+    sender: impl Fn() -> Result<S, ShmError>,
+    receiver: impl Fn() -> Result<R, ShmError>,
+) -> Result<(Option<S>, Option<R>), String> {
+    fn refused<T>(e: ShmError) -> Result<Option<T>, String> {
+        match e {
+            ShmError::Corrupted { .. } | ShmError::AlreadyConnected { .. } => Ok(None),
+            e => Err(format!("claim: unexpected error: {e}")),
+        }
+    }
+    let (mut tx, mut rx) = (None, None);
+    for tx_now in [sender_first, !sender_first] {
+        if tx_now {
+            tx = sender().map(Some).or_else(refused)?;
+        } else {
+            rx = receiver().map(Some).or_else(refused)?;
+        }
+    }
+    Ok((tx, rx))
 }
 
 /// One case of `target` from its seed; a panic is a failure.

@@ -51,6 +51,7 @@ pub mod membarrier;
 mod mutex;
 mod named_sem;
 mod owner;
+pub mod process;
 mod robust;
 mod semaphore;
 mod shm_safe;

@@ -31,8 +31,9 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, Once};
+use std::sync::Mutex;
+
+pub(super) use ipc_sync::process::Process;
 
 use super::sys;
 
@@ -110,35 +111,9 @@ pub(super) fn lock_held(file: BorrowedFd<'_>, tx: bool) -> bool {
     sys::byte_locked(file, lock_byte(tx)).unwrap_or(true)
 }
 
-/// This process, told apart from every process forked from it (and from
-/// the one it was forked from): by its pid, and by how many forks made it.
-/// The pid alone is not enough: a child forked into a new PID namespace
-/// may have the same number as its parent in the parent's namespace (both
-/// pid 1, say).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Process {
-    pid: u32,
-    forks: u64,
-}
-
-/// Forks between the first process that claimed a side and this one,
-/// counted in each child as it starts.
-static FORKS: AtomicU64 = AtomicU64::new(0);
-
-extern "C" fn count_fork() {
-    FORKS.fetch_add(1, Ordering::Relaxed);
-}
-
-/// This process (see [`Process`]). The first call registers the fork
-/// counter; a side and a claim record it before any child that could
-/// inherit them is forked. Should the registration fail (no memory), the
-/// pid alone tells the processes apart.
+/// This process (see [`Process`]).
 pub(super) fn this_process() -> Process {
-    static AT_FORK: Once = Once::new();
-    AT_FORK.call_once(|| {
-        let _ = sys::at_fork_child(count_fork);
-    });
-    Process { pid: std::process::id(), forks: FORKS.load(Ordering::Relaxed) }
+    Process::current()
 }
 
 /// The processes that may still claim each side of a channel made before

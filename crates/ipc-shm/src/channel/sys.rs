@@ -7,26 +7,6 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-unsafe extern "C" {
-    // POSIX; the libc crate does not declare it for Linux.
-    fn pthread_atfork(
-        prepare: Option<unsafe extern "C" fn()>,
-        parent: Option<unsafe extern "C" fn()>,
-        child: Option<unsafe extern "C" fn()>,
-    ) -> libc::c_int;
-}
-
-/// Runs `child` in the child of every later `fork` (on the forking thread,
-/// the child's only thread), before `fork` returns there.
-pub(super) fn at_fork_child(child: unsafe extern "C" fn()) -> io::Result<()> {
-    // SAFETY: registers a function pointer that lives for the whole
-    // program; the other two handlers are none.
-    match unsafe { pthread_atfork(None, None, Some(child)) } {
-        0 => Ok(()),
-        e => Err(io::Error::from_raw_os_error(e)),
-    }
-}
-
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
 }

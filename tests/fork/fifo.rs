@@ -160,6 +160,10 @@ fn planted_files_are_refused() {
 }
 
 fn permission_denied_for_nobody() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: making objects that nobody may not open needs a user other than nobody (root)");
+        return;
+    }
     let dir = ScratchDir::new();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let fifo = Fifo::create(dir.path().join("private"), 0o600).unwrap();

@@ -254,6 +254,10 @@ fn wrong_sizes_and_bad_input() {
 }
 
 fn permission_denied_for_nobody() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: making objects that nobody may not open needs a user other than nobody (root)");
+        return;
+    }
     let key = Key::new(0x1d00_0000 | (std::process::id() as i32 & 0xffff)).unwrap();
     let seg = SysvSegment::create(key, 4096, 0o600).unwrap();
     let name = format!("/{}", unique_name("ipc-kit-test-shm"));

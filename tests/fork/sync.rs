@@ -417,6 +417,10 @@ fn eventfd_wakes_across_fork() {
 }
 
 fn permission_denied_for_nobody() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: making objects that nobody may not open needs a user other than nobody (root)");
+        return;
+    }
     let key = Key::new(0x1c00_0000 | (std::process::id() as i32 & 0xffff)).unwrap();
     let set = SemaphoreSet::create(key, &[1], 0o600).unwrap();
     let name = format!("/{}", unique_name("ipc-kit-test-sem"));

@@ -34,6 +34,8 @@ cases!("shm::channel":
     peer_in_another_pid_namespace_is_watched,
     try_send_reports_a_killed_receiver,
     reclaim_takes_over_only_a_channel_nobody_holds,
+    a_state_word_written_by_a_peer_cannot_hide_a_death,
+    without_proc_a_named_side_is_watched_and_a_memfd_side_refused,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -813,4 +815,78 @@ fn reclaim_takes_over_only_a_channel_nobody_holds() {
     let held = ByteChannel::create_or_reclaim(&name, 4096).unwrap();
     assert!(matches!(ByteChannel::create_or_reclaim(&name, 4096), Err(Error::AlreadyExists { .. })));
     drop(held);
+}
+
+/// Where the sender's state word sits: the status line (640) + 20.
+const TX_STATE: usize = 640 + 20;
+
+/// Whether the kernel is asked about a claimed side does not rest on what
+/// the shared state word says: a peer that claims, writes "connected
+/// without a lock" (1) or any claimed value over its state, and dies, is
+/// still noticed (before, a state of 1 made the waiting side take the peer
+/// for one it cannot watch, and wait until its deadline).
+fn a_state_word_written_by_a_peer_cannot_hide_a_death() {
+    for written in [1u32, 3] {
+        for named in [false, true] {
+            let name = format!("/{}", unique_name("ipc-kit-test-chan"));
+            let _cleanup = UnlinkOnDrop(&name);
+            let chan = if named { Channel::<u64>::create(&name, 8).unwrap() } else { channel::<u64>(8).unwrap() };
+            let (ready_r, ready_w) = ipc_kit::pipe::pipe().unwrap();
+            let mut peer = fork(|| {
+                let _tx = chan.sender().unwrap();
+                chan.mapping().write(TX_STATE, &written).unwrap();
+                ready_w.write_atomic(b"r").unwrap();
+                std::thread::sleep(Duration::from_secs(60));
+            });
+            drop(ready_w);
+            assert_eq!(ready_r.read_timeout(&mut [0], Duration::from_secs(10)).unwrap(), 1);
+            let mut rx = chan.receiver().unwrap();
+            peer.kill();
+            assert_eq!(peer.wait(), Exit::Signaled(Signal::SIGKILL));
+            let got = rx.recv_timeout(Duration::from_secs(10));
+            assert!(matches!(got, Err(Error::Disconnected)), "state {written}, named {named}: {got:?}");
+        }
+    }
+}
+
+/// Without /proc (a container that does not mount it) a named channel's
+/// side takes its lock through the name opened again, and its death is
+/// noticed; a memfd channel's side, which has no other way to a
+/// description of its own, is refused with a typed error instead of being
+/// claimed unwatched. A channel made for fork needs no /proc.
+fn without_proc_a_named_side_is_watched_and_a_memfd_side_refused() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: unmounting /proc in a mount namespace needs root");
+        return;
+    }
+    use nix::mount::{MntFlags, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+    nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).unwrap();
+    nix::mount::umount2("/proc", MntFlags::MNT_DETACH).unwrap();
+    assert!(std::fs::metadata("/proc/self").is_err(), "precondition: no /proc");
+    let name = format!("/{}", unique_name("ipc-kit-test-chan"));
+    let _cleanup = UnlinkOnDrop(&name);
+    let chan = ByteChannel::create(&name, 4096).unwrap();
+    let (ready_r, ready_w) = ipc_kit::pipe::pipe().unwrap();
+    let mut peer = fork(|| {
+        let mut tx = ByteChannel::open(&name).unwrap().sender().unwrap();
+        tx.send(b"from a side without /proc").unwrap();
+        ready_w.write_atomic(b"r").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    drop(ready_w);
+    assert_eq!(ready_r.read_timeout(&mut [0], Duration::from_secs(10)).unwrap(), 1);
+    let mut rx = chan.receiver().unwrap();
+    let mut buf = Vec::new();
+    rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+    assert_eq!(buf, b"from a side without /proc");
+    peer.kill();
+    assert_eq!(peer.wait(), Exit::Signaled(Signal::SIGKILL));
+    let got = rx.recv_timeout(&mut buf, Duration::from_secs(10));
+    assert!(matches!(got, Err(Error::Disconnected)), "{got:?}");
+    let memfd = ByteChannel::new_memfd(4096).unwrap();
+    match memfd.sender() {
+        Err(e @ Error::Io { .. }) => assert!(e.to_string().contains("/proc"), "{e}"),
+        other => panic!("a memfd side without /proc: {other:?}"),
+    }
 }

@@ -297,7 +297,7 @@ fn header(rng: &mut Rng, wrong_magic_left: &mut u32) -> Verdict {
     let slot: u64 = if bytes_kind { 1 } else { 16 };
     let mut fields: [u64; 9] = [
         u64::from_le_bytes(*b"ipckitch"),
-        1 | (if bytes_kind { 2u64 } else { 1 }) << 32, // version, kind
+        2 | (if bytes_kind { 2u64 } else { 1 }) << 32, // version, kind
         capacity,
         slot,
         if bytes_kind { 8 } else { 1 }, // alignment: records, [u8; 16]

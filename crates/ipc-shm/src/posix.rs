@@ -366,6 +366,15 @@ impl PosixShm {
         }
     }
 
+    /// The same object opened again by name, through a new open file
+    /// description: `None` when the name leads elsewhere now.
+    pub(crate) fn open_again(&self) -> Result<Option<PosixShm>> {
+        let again = Self::open_with(self.name(), self.writable)?;
+        let same = sys::file_id(self.fd.as_fd()).map_err(|e| Error::Io { op: "fstat", source: e })?
+            == sys::file_id(again.fd.as_fd()).map_err(|e| Error::Io { op: "fstat", source: e })?;
+        Ok(same.then_some(again))
+    }
+
     /// Whether the object is a regular file (not a FIFO or a device that
     /// someone put under /dev/shm).
     pub(crate) fn is_regular_file(&self) -> Result<bool> {

@@ -21,7 +21,8 @@ use bytemuck::{Pod, Zeroable};
 
 /// "ipckitch" as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"ipckitch");
-pub(crate) const VERSION: u32 = 1;
+/// 2: every claimed side holds a liveness lock (see `channel::liveness`).
+pub(crate) const VERSION: u32 = 2;
 
 pub(crate) const KIND_SLOTS: u32 = 1;
 pub(crate) const KIND_BYTES: u32 = 2;
@@ -39,11 +40,9 @@ pub(crate) const UNCLAIMED: u32 = 0;
 pub(crate) const CONNECTED: u32 = 1;
 pub(crate) const CLOSED: u32 = 2;
 /// Connected, and the claiming process holds the side's liveness lock (see
-/// `channel::liveness`), so the peer may take a free lock for its death.
-/// Set by the claim itself, so that no moment exists in which a side is
-/// connected without saying whether it can be watched. A side merely
-/// CONNECTED (an older layout, or a process that could not take the lock)
-/// is known gone only once it closes.
+/// `channel::liveness`): what a claim sets. The lock is taken before, so a
+/// peer that finds the lock free takes the side for dead; CONNECTED, which
+/// no claim sets any more, is read the same way.
 pub(crate) const LOCKED: u32 = 3;
 
 /// A side's flag: its process receives the barriers of

@@ -16,9 +16,14 @@
 //!   - In a named or memfd channel, whose file the program may open again
 //!     or hold in other fds, it is taken through an open file description
 //!     of the side's own (`F_OFD_SETLK` on a fresh open of
-//!     `/proc/self/fd/N`). A child forked after the claim shares that
-//!     description until it exits or execs (it is close-on-exec), and where
-//!     /proc is missing the side goes without a lock, its death unseen.
+//!     `/proc/self/fd/N`, or of the name where /proc is missing). A child
+//!     forked after the claim shares that description until it exits or
+//!     execs (it is close-on-exec). Where no such description can be had
+//!     (a memfd channel without /proc), the side cannot be claimed.
+//!
+//!   Every claimed side holds its lock, so a peer asks the kernel whatever
+//!   the state word says short of closed: what a peer writes there cannot
+//!   make a dead side pass for a live one.
 //! - **A side nobody claimed yet**, in a channel made before `fork`: every
 //!   process that may still claim it holds the write end of a pipe made
 //!   with the channel, inherited across `fork`. A process may claim a side
@@ -36,6 +41,7 @@ use std::sync::Mutex;
 pub(super) use ipc_sync::process::Process;
 
 use super::sys;
+use crate::PosixShm;
 
 /// The first of the two lock bytes: far past the end of any channel's
 /// file (a lock may cover bytes a file does not have). The sender's is
@@ -58,6 +64,9 @@ pub(super) enum Lock {
     /// Through this open file description, which frees it when closed (on
     /// drop, or by the kernel at the process's death).
     Description(#[allow(dead_code, reason = "held for its lock, which closing it frees")] OwnedFd),
+    /// Through the named object opened again by name (where /proc is
+    /// missing), which frees it when dropped.
+    Name(#[allow(dead_code, reason = "held for its lock, which closing it frees")] PosixShm),
     /// As a record lock of the claiming process on the channel's own fd,
     /// freed by [`release`] or by the kernel at the process's death.
     Process,
@@ -70,16 +79,17 @@ pub(super) enum Claim {
     Locked(Lock),
     /// Another process holds it: the side is claimed.
     Taken,
-    /// This process cannot open a description of its own (no /proc, or the
-    /// file's permissions refuse a new open): the side goes without a lock,
-    /// and its peer cannot tell when its process dies.
-    Unlocked,
+    /// This process cannot open a description of its own (a memfd channel
+    /// without /proc, or a file whose permissions refuse a new open): the
+    /// side is not claimed, since its peer could not tell when it dies.
+    Unlocked(io::Error),
 }
 
 /// Takes side `tx`'s lock on `file`: as a record lock of this process
 /// when `for_fork` (the channel's file has no other fd here), else through
-/// a new open file description of it.
-pub(super) fn take_lock(file: BorrowedFd<'_>, tx: bool, for_fork: bool) -> io::Result<Claim> {
+/// a new open file description of it: of `/proc/self/fd/N`, or where that
+/// fails, of the object `name` opened again (the same file, checked).
+pub(super) fn take_lock(file: BorrowedFd<'_>, tx: bool, for_fork: bool, name: Option<&PosixShm>) -> io::Result<Claim> {
     if for_fork {
         // Two threads of this process claiming the same side both get it
         // (the lock is the process's); the state's compare-and-swap then
@@ -90,7 +100,17 @@ pub(super) fn take_lock(file: BorrowedFd<'_>, tx: bool, for_fork: bool) -> io::R
             Claim::Taken
         });
     }
-    let Ok(own) = sys::reopen(file) else { return Ok(Claim::Unlocked) };
+    let own = match sys::reopen(file) {
+        Ok(own) => own,
+        Err(e) => {
+            let Some(again) = name.and_then(|n| n.open_again().ok().flatten()) else { return Ok(Claim::Unlocked(e)) };
+            return Ok(if sys::lock_byte(again.as_fd(), lock_byte(tx))? {
+                Claim::Locked(Lock::Name(again))
+            } else {
+                Claim::Taken
+            });
+        }
+    };
     Ok(if sys::lock_byte(own.as_fd(), lock_byte(tx))? { Claim::Locked(Lock::Description(own)) } else { Claim::Taken })
 }
 

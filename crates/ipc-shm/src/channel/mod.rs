@@ -482,10 +482,12 @@ impl Conn {
         }
         let for_fork = self.mem.candidates.is_some();
         let live = match self.mem.file() {
-            Some(file) => match liveness::take_lock(file, tx, for_fork) {
+            Some(file) => match liveness::take_lock(file, tx, for_fork, self.mem._name.as_ref()) {
                 Ok(Claim::Locked(lock)) => Some(lock),
                 Ok(Claim::Taken) => return Err(Error::AlreadyConnected { side: side_name }),
-                Ok(Claim::Unlocked) => None,
+                Ok(Claim::Unlocked(e)) => {
+                    return Err(Error::Io { op: "open /proc/self/fd/N (a claimed side's liveness lock)", source: e });
+                }
                 Err(e) => return Err(Error::Io { op: "fcntl(F_OFD_SETLK) (channel liveness)", source: e }),
             },
             None => None,
@@ -545,9 +547,10 @@ impl Conn {
             }
         }
         match state.load(Ordering::Acquire) {
-            LOCKED => self.mem.file().is_some_and(|file| !liveness::lock_held(file, peer)),
-            // No lock to ask about: a peer we cannot watch.
-            UNCLAIMED | CONNECTED => false,
+            // Every claimed side holds its lock: the kernel decides, whatever
+            // of the two a peer wrote.
+            LOCKED | CONNECTED => self.mem.file().is_some_and(|file| !liveness::lock_held(file, peer)),
+            UNCLAIMED => false,
             _ => true, // CLOSED, or garbage from a broken peer
         }
     }

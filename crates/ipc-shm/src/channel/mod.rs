@@ -57,8 +57,9 @@
 //! them, so a side waits for its peer to come for as long as its deadline
 //! allows. For them the lock that stands for a claimed side is held
 //! through an open file description of the side's own, which a child
-//! forked after the claim shares until it exits or execs, and which needs
-//! /proc (without it, a claimed side's death goes unseen: use timeouts).
+//! forked after the claim shares until it exits or execs. It is opened
+//! through /proc (a named channel falls back to its name); a memfd
+//! channel's side cannot be claimed where /proc is not mounted.
 //!
 //! Nothing read from shared memory is trusted: indices and lengths are
 //! checked against the capacity each side keeps privately, and an

@@ -19,6 +19,7 @@ cases!("kit":
     cli_bad_addresses_exit_2_with_one_line,
     cli_bench_json_follows_the_schema,
     bench_schema_check_rejects_broken_documents,
+    cli_keys_and_ids_never_wrap_and_dry_runs_check_addresses,
 );
 
 /// The `ipc-kit` binary next to this test binary (`cargo xtask test`
@@ -83,9 +84,10 @@ fn cli_rm_orphaned_removes_only_orphans() {
         seg.persist();
         drop(seg.attach().unwrap());
         made.write(0, &seg.id()).unwrap();
+        made.write(4, &1u32).unwrap(); // the id is there (0 is an id too)
         std::thread::sleep(Duration::from_secs(60));
     });
-    while made.read::<i32>(0).unwrap() == 0 {
+    while made.read::<u32>(4).unwrap() == 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
     let orphan = made.read::<i32>(0).unwrap();
@@ -341,4 +343,35 @@ fn bench_schema_check_rejects_broken_documents() {
         breaks(&mut doc);
         assert!(check_bench_schema(&doc).is_err(), "broken document {i} passed");
     }
+}
+
+/// Issue findings: `sysv:0x100000001` reached the queue of key 1 (and
+/// `sysv-id:` wrapped the same way), so a message went to the wrong queue;
+/// `rm --dry-run` of bogus addresses said "would remove" and exited 0. Keys
+/// and ids outside their C types now exit 2, and a dry run checks each
+/// address as a removal would.
+fn cli_keys_and_ids_never_wrap_and_dry_runs_check_addresses() {
+    let key = 0x1f00_0000 | (std::process::id() as i32 & 0xffff);
+    let q = SysvQueue::create(Key::new(key).unwrap(), 0o600).unwrap();
+    let wrapped_key = format!("sysv:{:#x}", i64::from(key) + (1 << 32));
+    let wrapped_id = format!("sysv-id:{}", i64::from(q.id()) + (1 << 32));
+    for address in [wrapped_key.as_str(), wrapped_id.as_str(), "sysv:-2147483649", "sysv-id:-1"] {
+        let out = run(&["send", address, "misdelivered"]);
+        assert_eq!(out.status.code(), Some(2), "{address}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut buf = Vec::new();
+    assert!(q.try_recv_vec(ipc_kit::msgq::Selector::Any, &mut buf).is_err(), "nothing reached the queue");
+    // Keys as their unsigned bits still work: the same queue, written in hex.
+    let out = run(&["send", &format!("sysv:{:#x}", key as u32), "right"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Dry runs: a real object would be removed; bogus and missing ones fail.
+    let real = format!("msg-id:{}", q.id());
+    let out = run(&["rm", "--dry-run", &real]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for bogus in ["gizmo:1", "msg-id:notanid", "msg-id:-5", "posix-mq:no-slash", "shm-id:2147483000"] {
+        let out = run(&["rm", "--dry-run", bogus]);
+        assert_eq!(out.status.code(), Some(2), "{bogus}: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("would remove"), "{bogus}");
+    }
+    q.remove().unwrap();
 }

@@ -133,9 +133,24 @@ fn rm(mut targets: Vec<String>, orphaned: bool, dry_run: bool) -> ExitCode {
         return ExitCode::from(1);
     }
     let mut failed = false;
+    // A dry run checks each address as a removal would: well formed, and
+    // naming an object that is there.
+    let present = dry_run.then(|| objects::list().0);
     for t in &targets {
-        if dry_run {
-            println!("would remove {t}");
+        if let Some(present) = &present {
+            match objects::canonical(t) {
+                Ok(a) if present.iter().any(|o| objects::canonical(&o.address).is_ok_and(|b| b == a)) => {
+                    println!("would remove {t}");
+                }
+                Ok(_) => {
+                    eprintln!("ipc-kit: cannot remove {t}: no such object");
+                    failed = true;
+                }
+                Err(msg) => {
+                    eprintln!("ipc-kit: {msg}");
+                    failed = true;
+                }
+            }
             continue;
         }
         match objects::remove(t) {

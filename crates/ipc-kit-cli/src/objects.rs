@@ -199,6 +199,21 @@ fn unit_short(unit: &str) -> &'static str {
     }
 }
 
+/// An object address in one spelling (ids as plain numbers), or why it is
+/// not one.
+pub(crate) fn canonical(address: &str) -> Result<String, String> {
+    let (kind, rest) = address.split_once(':').ok_or_else(|| format!("{address}: not an object address"))?;
+    match kind {
+        "shm-id" | "msg-id" | "sem-id" => {
+            let id = rest.parse::<i32>().ok().filter(|&i| i >= 0);
+            id.map(|i| format!("{kind}:{i}")).ok_or_else(|| format!("{address}: {rest:?} is not an id"))
+        }
+        "posix-shm" | "posix-sem" | "posix-mq" if rest.starts_with('/') => Ok(address.to_owned()),
+        "posix-shm" | "posix-sem" | "posix-mq" => Err(format!("{address}: a POSIX name starts with '/'")),
+        _ => Err(format!("{address}: unknown kind {kind:?} (shm-id, msg-id, sem-id, posix-shm, posix-sem, posix-mq)")),
+    }
+}
+
 /// Removes one object by its address; a message on failure.
 pub(crate) fn remove(address: &str) -> Result<(), String> {
     use ipc_kit::msgq::{PosixQueue, SysvQueue};

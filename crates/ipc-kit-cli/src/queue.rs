@@ -29,13 +29,23 @@ fn open(address: &str) -> Result<Queue, String> {
         };
         parsed.map_err(|_| bad(&format!("{s:?} is not a number")))
     };
+    // A key is a 32-bit key_t, written signed or as its unsigned bits (hex
+    // 0xffffffff is -1); an id is a non-negative int. Nothing wraps.
+    let key = |v: i64| {
+        i32::try_from(v)
+            .or_else(|_| u32::try_from(v).map(|u| u as i32))
+            .map_err(|_| bad(&format!("{v} is outside a 32-bit key")))
+    };
+    let id = |v: i64| {
+        i32::try_from(v).ok().filter(|&i| i >= 0).ok_or_else(|| bad(&format!("{v} is not an id (0 to 2147483647)")))
+    };
     let fail = |e: Error| format!("{address}: {e}");
     match kind {
         "sysv" => {
-            let key = Key::new(number(rest)? as i32).map_err(|e| format!("{address}: {e}"))?;
+            let key = Key::new(key(number(rest)?)?).map_err(|e| format!("{address}: {e}"))?;
             SysvQueue::open(key).map(Queue::Sysv).map_err(fail)
         }
-        "sysv-id" => SysvQueue::open_id(number(rest)? as i32).map(Queue::Sysv).map_err(fail),
+        "sysv-id" => SysvQueue::open_id(id(number(rest)?)?).map(Queue::Sysv).map_err(fail),
         "posix" => PosixQueue::open(rest).map(Queue::Posix).map_err(fail),
         _ => Err(bad(&format!("unknown kind {kind:?}"))),
     }

@@ -20,6 +20,7 @@ cases!("kit":
     cli_bench_json_follows_the_schema,
     bench_schema_check_rejects_broken_documents,
     cli_keys_and_ids_never_wrap_and_dry_runs_check_addresses,
+    cli_ls_shows_the_bytes_a_posix_queue_holds,
 );
 
 /// The `ipc-kit` binary next to this test binary (`cargo xtask test`
@@ -374,4 +375,28 @@ fn cli_keys_and_ids_never_wrap_and_dry_runs_check_addresses() {
         assert!(!String::from_utf8_lossy(&out.stdout).contains("would remove"), "{bogus}");
     }
     q.remove().unwrap();
+}
+
+/// Issue finding: `ls` showed every POSIX queue as "80 B" (the length of
+/// the mqueue file's status line), full or empty; it now shows the bytes
+/// queued.
+fn cli_ls_shows_the_bytes_a_posix_queue_holds() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: mounting an mqueue file system needs root");
+        return;
+    }
+    use nix::mount::MsFlags;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+    nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).unwrap();
+    std::fs::create_dir_all("/dev/mqueue").unwrap();
+    nix::mount::mount(Some("mqueue"), "/dev/mqueue", Some("mqueue"), MsFlags::empty(), None::<&str>).unwrap();
+    let name = format!("/{}", unique_name("ipc-kit-test-mq"));
+    let q = PosixQueue::create(&name, QueueAttr::default(), 0o600).unwrap();
+    let addr = format!("posix-mq:{name}");
+    let size = || listed().into_iter().find(|o| o["address"] == addr.as_str()).map(|o| o["size"].clone());
+    assert_eq!(size(), Some(json!(0)), "an empty queue holds 0 bytes");
+    for _ in 0..3 {
+        q.send(&[7; 10], 0).unwrap();
+    }
+    assert_eq!(size(), Some(json!(30)), "three messages of 10 bytes");
 }

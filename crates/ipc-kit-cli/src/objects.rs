@@ -139,13 +139,21 @@ fn posix_dir(dir: &Path, out: &mut Vec<Object>, classify: impl Fn(&str) -> (&'st
             id: None,
             uid: Some(meta.uid()),
             mode: meta.mode() & 0o777,
-            size: Some(meta.len()),
+            size: Some(if kind == "posix-mq" { queued_bytes(&e.path()).unwrap_or(0) } else { meta.len() }),
             size_unit: "bytes",
             attached: None,
             creator: None,
             last: None,
         });
     }
+}
+
+/// The bytes queued in a POSIX queue: its file in an mqueue file system
+/// reads "QSIZE:N NOTIFY:… SIGNO:… NOTIFY_PID:…" (its length is that
+/// line's, not the queue's).
+fn queued_bytes(file: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.split_whitespace().find_map(|f| f.strip_prefix("QSIZE:")).and_then(|n| n.parse().ok())
 }
 
 fn is_mqueue_mount(path: &Path) -> bool {

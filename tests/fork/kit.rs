@@ -77,34 +77,62 @@ fn cli_ls_shows_and_rm_removes() {
 }
 
 fn cli_rm_orphaned_removes_only_orphans() {
-    // An orphan: made, attached and detached by a child that is then
-    // killed, and left behind.
+    // Orphans: a segment made, attached and detached by a child that is
+    // then killed, and a queue a killed child sent to and received from.
     let made = ipc_kit::shm::Mapping::anonymous(4096).unwrap();
+    let qkey = Key::new(0x1f10_0000 | (std::process::id() as i32 & 0xffff)).unwrap();
+    let lonely_key = Key::new(0x1f20_0000 | (std::process::id() as i32 & 0xffff)).unwrap();
     let mut child = fork(|| {
         let mut seg = SysvSegment::create(Key::private(), 4096, 0o600).unwrap();
         seg.persist();
         drop(seg.attach().unwrap());
         made.write(0, &seg.id()).unwrap();
-        made.write(4, &1u32).unwrap(); // the id is there (0 is an id too)
+        // Issue finding: a queue whose last receiver is gone, but which a
+        // live process (the case) keeps sending to, is not an orphan.
+        let mut q = SysvQueue::create(qkey, 0o600).unwrap();
+        q.persist();
+        q.send(1, b"x").unwrap();
+        q.try_recv_vec(ipc_kit::msgq::Selector::Any, &mut Vec::new()).unwrap();
+        // An orphan queue: every pid it records (its last sender and
+        // receiver) is this child's. (/proc/sysvipc/msg has no creator.)
+        let mut lonely = SysvQueue::create(lonely_key, 0o600).unwrap();
+        lonely.persist();
+        lonely.send(1, b"y").unwrap();
+        lonely.try_recv_vec(ipc_kit::msgq::Selector::Any, &mut Vec::new()).unwrap();
+        made.write(8, &lonely.id()).unwrap();
+        made.write(4, &1u32).unwrap(); // the ids are there (0 is an id too)
         std::thread::sleep(Duration::from_secs(60));
     });
     while made.read::<u32>(4).unwrap() == 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let orphan = made.read::<i32>(0).unwrap();
+    let (orphan, lonely) = (made.read::<i32>(0).unwrap(), made.read::<i32>(8).unwrap());
     child.kill();
     child.wait();
+    let used = SysvQueue::open(qkey).unwrap();
+    used.send(1, b"still in use").unwrap();
     // Not orphans: one this process made and attaches, one it made only.
     let live = SysvSegment::create(Key::private(), 4096, 0o600).unwrap();
     let _attached = live.attach().unwrap();
     let idle = SysvSegment::create(Key::private(), 4096, 0o600).unwrap();
-    let out = run(&["rm", "--orphaned"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Only a dry run machine-wide: what it would remove of ours is exactly
+    // the two orphans (objects of others on this machine are not ours to
+    // judge); then each is removed by its address.
+    let out = run(&["rm", "--orphaned", "--dry-run"]);
     let said = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(said.trim(), format!("removed shm-id:{orphan}"), "only the orphan");
-    let ids: Vec<i64> = listed().iter().filter_map(|o| o["id"].as_i64()).collect();
-    assert!(!ids.contains(&i64::from(orphan)));
-    assert!(ids.contains(&i64::from(live.id())) && ids.contains(&i64::from(idle.id())));
+    let ours = [format!("shm-id:{orphan}"), format!("msg-id:{lonely}"), format!("msg-id:{}", used.id())];
+    let ours = [&ours[..], &[format!("shm-id:{}", live.id()), format!("shm-id:{}", idle.id())]].concat();
+    let would: Vec<&str> =
+        said.lines().filter_map(|l| l.strip_prefix("would remove ")).filter(|a| ours.iter().any(|o| o == a)).collect();
+    assert_eq!(would, [ours[0].as_str(), ours[1].as_str()], "only the orphans of this case: {said}");
+    for addr in &ours[..2] {
+        let out = run(&["rm", addr]);
+        assert!(out.status.success(), "{addr}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let left: Vec<String> = listed().iter().map(|o| o["address"].as_str().unwrap().to_owned()).collect();
+    assert!(!left.contains(&ours[0]) && !left.contains(&ours[1]), "the orphans are gone");
+    assert!(ours[2..].iter().all(|a| left.contains(a)), "the others are still there: {left:?}");
+    used.remove().unwrap();
 }
 
 fn cli_send_and_recv_through_both_queue_kinds() {

@@ -23,6 +23,9 @@ pub(crate) struct Object {
     pub(crate) attached: Option<u64>,
     pub(crate) creator: Option<i32>,
     pub(crate) last: Option<i32>,
+    /// Every pid the kernel records for it (creator, last user; for a
+    /// queue, both the last sender and the last receiver).
+    pub(crate) pids: Vec<i32>,
 }
 
 impl Object {
@@ -52,12 +55,11 @@ impl Object {
     /// Whether everyone who used it is gone: creator and last user dead
     /// (or unknown) and nobody attached. Only for kinds that record pids.
     pub(crate) fn is_orphaned(&self) -> bool {
-        let gone = |p: Option<i32>| p.is_none_or(|p| p <= 0 || !ipc_kit::sync::process_alive(p as u32));
+        let recorded: Vec<i32> = self.pids.iter().copied().filter(|&p| p > 0).collect();
         matches!(self.kind, "sysv-shm" | "sysv-msg")
             && self.attached.unwrap_or(0) == 0
-            && gone(self.creator)
-            && gone(self.last)
-            && (self.creator.is_some_and(|p| p > 0) || self.last.is_some_and(|p| p > 0))
+            && !recorded.is_empty()
+            && recorded.iter().all(|&p| !ipc_kit::sync::process_alive(p as u32))
     }
 }
 
@@ -107,6 +109,7 @@ pub(crate) fn list() -> (Vec<Object>, Vec<String>) {
                 attached: g("nattch").map(|v| v as u64),
                 creator: g("cpid").map(|v| v as i32),
                 last: g("lpid").or(g("lrpid")).or(g("lspid")).map(|v| v as i32),
+                pids: ["cpid", "lpid", "lspid", "lrpid"].iter().filter_map(|c| g(c)).map(|v| v as i32).collect(),
             });
         }
     }
@@ -144,6 +147,7 @@ fn posix_dir(dir: &Path, out: &mut Vec<Object>, classify: impl Fn(&str) -> (&'st
             attached: None,
             creator: None,
             last: None,
+            pids: Vec::new(),
         });
     }
 }

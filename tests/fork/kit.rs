@@ -21,6 +21,7 @@ cases!("kit":
     bench_schema_check_rejects_broken_documents,
     cli_keys_and_ids_never_wrap_and_dry_runs_check_addresses,
     cli_ls_shows_the_bytes_a_posix_queue_holds,
+    cli_recv_gives_binary_messages_exactly,
 );
 
 /// The `ipc-kit` binary next to this test binary (`cargo xtask test`
@@ -427,4 +428,24 @@ fn cli_ls_shows_the_bytes_a_posix_queue_holds() {
         q.send(&[7; 10], 0).unwrap();
     }
     assert_eq!(size(), Some(json!(30)), "three messages of 10 bytes");
+}
+
+/// Issue finding: `recv` printed binary messages lossily. `--raw` writes
+/// the bytes exactly, and `--json` carries them in hex.
+fn cli_recv_gives_binary_messages_exactly() {
+    let key = Key::new(0x1f30_0000 | (std::process::id() as i32 & 0xffff)).unwrap();
+    let q = SysvQueue::create(key, 0o600).unwrap();
+    let message: Vec<u8> = (0..=255u8).rev().chain([0xff, 0xfe, b'\n', 0]).collect();
+    let address = format!("sysv:{}", key.raw());
+    q.send(1, &message).unwrap();
+    let out = run(&["recv", &address, "--raw"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, message, "--raw gives every byte, and nothing else");
+    q.send(1, &message).unwrap();
+    let out = run(&["recv", &address, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hex: String = message.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!((v["hex"].as_str(), v["bytes"].as_u64()), (Some(hex.as_str()), Some(message.len() as u64)));
+    q.remove().unwrap();
 }

@@ -37,8 +37,9 @@ enum Cmd {
     Rm {
         /// The objects to remove.
         objects: Vec<String>,
-        /// Also every System V segment and queue whose creator and last
-        /// user are gone and that nobody is attached to.
+        /// Also every System V segment and queue that nobody is attached
+        /// to and whose every recorded pid (creator, last attacher, last
+        /// sender and receiver) is gone.
         #[arg(long)]
         orphaned: bool,
         /// Say what would be removed, remove nothing.
@@ -70,9 +71,15 @@ enum Cmd {
         /// How long to wait, such as 250ms or 2s (default: do not wait).
         #[arg(long)]
         timeout: Option<String>,
-        /// Print {"type"|"priority": …, "message": …, "bytes": …}.
-        #[arg(long)]
+        /// Print {"type"|"priority": …, "message": …, "bytes": …, "hex": …}
+        /// ("message" is the text, with invalid UTF-8 replaced; "hex" is
+        /// every byte).
+        #[arg(long, conflicts_with = "raw")]
         json: bool,
+        /// Write the message's bytes exactly as they are, with no newline
+        /// added (for binary messages).
+        #[arg(long)]
+        raw: bool,
     },
 }
 
@@ -96,8 +103,15 @@ fn main() -> ExitCode {
         }
         Cmd::Rm { objects: targets, orphaned, dry_run } => return rm(targets, orphaned, dry_run),
         Cmd::Send { queue, message, mtype, priority } => return finish(queue::send(&queue, &message, mtype, priority)),
-        Cmd::Recv { queue, selector, timeout, json } => {
-            return finish(queue::recv(&queue, selector.as_deref(), timeout.as_deref(), json));
+        Cmd::Recv { queue, selector, timeout, json, raw } => {
+            let form = if raw {
+                queue::Form::Raw
+            } else if json {
+                queue::Form::Json
+            } else {
+                queue::Form::Text
+            };
+            return finish(queue::recv(&queue, selector.as_deref(), timeout.as_deref(), form));
         }
     };
     match result {

@@ -105,8 +105,19 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v * scale))
 }
 
-/// `ipc-kit recv QUEUE [--type SELECTOR] [--timeout DURATION] [--json]`.
-pub(crate) fn recv(address: &str, selector: Option<&str>, timeout: Option<&str>, json_out: bool) -> Outcome {
+/// How `recv` prints a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// As text, invalid UTF-8 replaced, and a newline.
+    Text,
+    /// As a JSON line with the text and every byte in hex.
+    Json,
+    /// The bytes exactly.
+    Raw,
+}
+
+/// `ipc-kit recv QUEUE [--type SELECTOR] [--timeout DURATION] [--json | --raw]`.
+pub(crate) fn recv(address: &str, selector: Option<&str>, timeout: Option<&str>, form: Form) -> Outcome {
     let q = match open(address) {
         Ok(q) => q,
         Err(e) => return Outcome::Failed(e),
@@ -143,10 +154,19 @@ pub(crate) fn recv(address: &str, selector: Option<&str>, timeout: Option<&str>,
     match r {
         Ok((tag_value, bytes)) => {
             let text = String::from_utf8_lossy(&bytes);
-            if json_out {
-                println!("{}", json!({ tag: tag_value, "message": text, "bytes": bytes.len() }));
-            } else {
-                println!("{text}");
+            match form {
+                Form::Json => {
+                    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                    println!("{}", json!({ tag: tag_value, "message": text, "bytes": bytes.len(), "hex": hex }));
+                }
+                Form::Text => println!("{text}"),
+                Form::Raw => {
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    if let Err(e) = out.write_all(&bytes).and_then(|()| out.flush()) {
+                        return Outcome::Failed(format!("{address}: writing the message: {e}"));
+                    }
+                }
             }
             Outcome::Done
         }

@@ -22,6 +22,7 @@ cases!("kit":
     cli_keys_and_ids_never_wrap_and_dry_runs_check_addresses,
     cli_ls_shows_the_bytes_a_posix_queue_holds,
     cli_recv_gives_binary_messages_exactly,
+    cli_ls_escapes_names_and_rm_takes_them_back,
 );
 
 /// The `ipc-kit` binary next to this test binary (`cargo xtask test`
@@ -448,4 +449,47 @@ fn cli_recv_gives_binary_messages_exactly() {
     let hex: String = message.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!((v["hex"].as_str(), v["bytes"].as_u64()), (Some(hex.as_str()), Some(message.len() as u64)));
     q.remove().unwrap();
+}
+
+/// Issue finding: a name with a newline broke `ls`'s table, and a name
+/// that is not UTF-8, printed by `ls`, could not be given to `rm`. Names
+/// are escaped (`\n` as `\x0a`, bad bytes as `\xNN`, a backslash doubled)
+/// and `rm` takes the escaped form back.
+fn cli_ls_escapes_names_and_rm_takes_them_back() {
+    use std::os::unix::ffi::OsStrExt;
+    let stem = unique_name("ipc-kit-test-name");
+    let names: [Vec<u8>; 3] = [
+        [stem.as_bytes(), b"-line\nbreak"].concat(),
+        [stem.as_bytes(), b"-bytes\xff\xfe"].concat(),
+        [stem.as_bytes(), b"-back\\slash"].concat(),
+    ];
+    let escaped =
+        [format!("{stem}-line\\x0abreak"), format!("{stem}-bytes\\xff\\xfe"), format!("{stem}-back\\\\slash")];
+    let path = |n: &[u8]| std::path::Path::new("/dev/shm").join(std::ffi::OsStr::from_bytes(n));
+    /// Removes what is left of the files, also when the case fails.
+    struct Leftovers(Vec<PathBuf>);
+    impl Drop for Leftovers {
+        fn drop(&mut self) {
+            for p in &self.0 {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+    let _leftovers = Leftovers(names.iter().map(|n| path(n)).collect());
+    for n in &names {
+        std::fs::write(path(n), b"x").unwrap();
+    }
+    let table = String::from_utf8(run(&["ls"]).stdout).unwrap();
+    for e in &escaped {
+        let addr = format!("posix-shm:/{e}");
+        assert!(table.lines().any(|l| l.contains(&addr)), "{addr} on one line of the table:\n{table}");
+        assert!(listed().iter().any(|o| o["address"] == addr.as_str()), "{addr} in --json");
+        let out = run(&["rm", "--dry-run", &addr]);
+        assert!(out.status.success(), "{addr}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = run(&["rm", &addr]);
+        assert!(out.status.success(), "{addr}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    for n in &names {
+        assert!(!path(n).exists(), "rm removed {:?}", String::from_utf8_lossy(n));
+    }
 }

@@ -132,7 +132,7 @@ pub(crate) fn list() -> (Vec<Object>, Vec<String>) {
 fn posix_dir(dir: &Path, out: &mut Vec<Object>, classify: impl Fn(&str) -> (&'static str, String)) {
     use std::os::unix::fs::MetadataExt;
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
+        let name = escape(e.file_name().as_encoded_bytes());
         let Ok(meta) = e.metadata() else { continue };
         let (kind, obj) = classify(&name);
         out.push(Object {
@@ -211,6 +211,56 @@ fn unit_short(unit: &str) -> &'static str {
     }
 }
 
+/// A file name as `ls` prints it and `rm` takes it back: UTF-8 text as it
+/// is, but a backslash doubled and every control character or byte that is
+/// not UTF-8 as `\xNN`, so that one line holds one name.
+pub(crate) fn escape(name: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in name.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// The bytes of a name [`escape`]d; `None` for a bad escape.
+pub(crate) fn unescape(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = text.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = tail;
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match rest {
+            [b'\\', tail @ ..] => {
+                out.push(b'\\');
+                rest = tail;
+            }
+            [b'x', h, l, tail @ ..] => {
+                out.push(u8::from_str_radix(std::str::from_utf8(&[*h, *l]).ok()?, 16).ok()?);
+                rest = tail;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
 /// An object address in one spelling (ids as plain numbers), or why it is
 /// not one.
 pub(crate) fn canonical(address: &str) -> Result<String, String> {
@@ -241,6 +291,23 @@ pub(crate) fn remove(address: &str) -> Result<(), String> {
             // The id is enough for IPC_RMID; ipc-sync opens by key, so do it
             // through a set handle made for the id.
             ipc_kit::sync::SemaphoreSet::remove_id(id).map_err(|e| refuse(e.to_string()))
+        }
+        "posix-shm" | "posix-sem" | "posix-mq" if rest.contains('\\') => {
+            // A name `ls` escaped (a control character or bytes that are not
+            // UTF-8): removed as the file it is in /dev/shm or the mqueue
+            // file system, which the library's names (text) cannot say.
+            let name = unescape(rest.strip_prefix('/').unwrap_or(rest)).ok_or_else(|| refuse("a bad escape".into()))?;
+            let (dir, prefix): (&str, &[u8]) = match kind {
+                "posix-shm" => ("/dev/shm", b""),
+                "posix-sem" => ("/dev/shm", b"sem."),
+                _ => ("/dev/mqueue", b""),
+            };
+            if name.contains(&b'/') || name.is_empty() {
+                return Err(refuse("not a POSIX name".into()));
+            }
+            let bytes = [prefix, &name].concat();
+            let file = Path::new(dir).join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&bytes));
+            std::fs::remove_file(file).map_err(|e| refuse(e.to_string()))
         }
         "posix-shm" => {
             ipc_kit::shm::PosixShm::open_read_only(rest).and_then(|mut s| s.unlink()).map_err(|e| refuse(e.to_string()))

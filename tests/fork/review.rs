@@ -230,6 +230,16 @@ fn claimer_killed_while_a_child_it_forked_lives_is_noticed() {
     let waited = t.elapsed();
     let worker = nix::unistd::Pid::from_raw(worker.load(Ordering::Relaxed));
     let _ = nix::sys::signal::kill(worker, nix::sys::signal::Signal::SIGKILL);
+    // The kill lands asynchronously: wait (boundedly) until the worker is a
+    // zombie or gone, so that the runner does not count it as left running.
+    let dead = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])))
+    };
+    let t = Instant::now();
+    while !dead(worker.as_raw()) && t.elapsed() < BOUND {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     assert!(
         matches!(r, Err(ShmError::Disconnected)),
         "the sender's claimer was SIGKILLed; with a child it forked still alive, recv said {r:?} after {waited:?}"

@@ -52,6 +52,7 @@ cases!("pipe":
     vmsplice_to_child,
     std_pipe_interop,
     eintr_is_retried,
+    sigpipe_guards_nest_in_any_drop_order,
 );
 
 const MIB: usize = 1 << 20;
@@ -886,4 +887,29 @@ fn eintr_is_retried() {
     assert_fired_within(t.elapsed(), Duration::from_millis(200), Duration::from_secs(1));
     (&stop_w).write_all(b"s").unwrap();
     child.join();
+}
+
+fn sigpipe_guards_nest_in_any_drop_order() {
+    let mut child = fork(|| {
+        set_sigpipe_default();
+        let blocked = || nix::sys::signal::SigSet::thread_get_mask().unwrap().contains(Signal::SIGPIPE);
+        let (r, w) = pipe().unwrap();
+        drop(r);
+        let g1 = SigpipeGuard::new();
+        let g2 = SigpipeGuard::new();
+        drop(g1);
+        assert!(blocked(), "the second guard still holds SIGPIPE off");
+        assert!(matches!(w.write_atomic(b"x"), Err(Error::BrokenPipe)));
+        assert_eq!((&w).write_all(&[0; 10_000]).unwrap_err().kind(), std::io::ErrorKind::BrokenPipe);
+        let g3 = SigpipeGuard::new();
+        drop(g2);
+        assert!(blocked(), "the third guard still holds SIGPIPE off");
+        assert!(matches!(w.try_write(b"x"), Err(Error::BrokenPipe)));
+        drop(g3);
+        assert!(!blocked(), "SIGPIPE was left blocked after the last guard");
+        assert!(!is_pending(Signal::SIGPIPE), "a SIGPIPE was left pending");
+        // Without a guard, ipc-pipe's writes still hold it off themselves.
+        assert!(matches!(w.write_atomic(b"x"), Err(Error::BrokenPipe)));
+    });
+    assert_eq!(child.wait(), Exit::Code(0));
 }

@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -222,8 +223,23 @@ pub(crate) fn note_sigpipe_disposition() {
 }
 
 thread_local! {
-    /// How many [`SigpipeBlock`]s are alive in this thread.
-    static BLOCKS: Cell<usize> = const { Cell::new(0) };
+    /// This thread's [`SigpipeBlock`]s: how many are alive, and what the
+    /// last one to go must do.
+    static BLOCKS: Cell<Blocks> = const { Cell::new(Blocks { alive: 0, unblock: false, sweep: false }) };
+}
+
+/// The state shared by the [`SigpipeBlock`]s alive in one thread. They form
+/// a count, not a stack: they may be dropped in any order, and only the last
+/// one to go restores the mask.
+#[derive(Clone, Copy)]
+struct Blocks {
+    /// How many are alive.
+    alive: usize,
+    /// Whether the first of them blocked `SIGPIPE` (it was not blocked
+    /// before), so the last one must unblock it.
+    unblock: bool,
+    /// Whether one of them asked to discard a pending `SIGPIPE` at the end.
+    sweep: bool,
 }
 
 /// Runs `op` (a write to a pipe) so that `SIGPIPE` cannot kill the
@@ -237,7 +253,7 @@ thread_local! {
 /// `kill` in the short window in which a failing write runs may be
 /// consumed with it.
 pub(crate) fn without_sigpipe<T>(op: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    if BLOCKS.get() > 0 {
+    if BLOCKS.get().alive > 0 {
         return consume_on_epipe(op());
     }
     if SIGPIPE_IGNORED.load(Ordering::Relaxed) {
@@ -267,39 +283,51 @@ fn take_pending_sigpipe() {
     unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) };
 }
 
-/// `SIGPIPE` blocked in this thread while the value lives. On drop the
-/// previous mask is restored, unless `SIGPIPE` was blocked already (then
-/// nothing changes); with `sweep`, a `SIGPIPE` left pending (by writes that
-/// did not go through ipc-pipe) is taken first.
+/// `SIGPIPE` blocked in this thread while the value lives. The values
+/// alive in a thread are counted: the first blocks `SIGPIPE` (noting whether
+/// it was blocked already), and whichever goes last, in any order, unblocks
+/// it again, unless it was blocked before the first; with `sweep` on any of
+/// them, a `SIGPIPE` left pending (by writes that did not go through
+/// ipc-pipe) is taken first.
 pub(crate) struct SigpipeBlock {
-    /// The mask to restore, when this value blocked `SIGPIPE`.
-    restore: Option<libc::sigset_t>,
-    sweep: bool,
+    /// Not `Send`: the count is per thread.
+    _not_send: PhantomData<*const ()>,
 }
 
 impl SigpipeBlock {
     pub(crate) fn new(sweep: bool) -> Self {
-        BLOCKS.set(BLOCKS.get() + 1);
-        let block = sigpipe_set();
-        let mut old = empty_sigset();
-        // SAFETY: both pointers are valid sigsets; pthread_sigmask cannot fail
-        // with valid arguments.
-        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old) };
-        // SAFETY: `old` was filled in by pthread_sigmask.
-        let was_blocked = unsafe { libc::sigismember(&old, libc::SIGPIPE) } == 1;
-        SigpipeBlock { restore: (!was_blocked).then_some(old), sweep }
+        let mut blocks = BLOCKS.get();
+        if blocks.alive == 0 {
+            let block = sigpipe_set();
+            let mut old = empty_sigset();
+            // SAFETY: both pointers are valid sigsets; pthread_sigmask cannot
+            // fail with valid arguments.
+            unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old) };
+            // SAFETY: `old` was filled in by pthread_sigmask.
+            let was_blocked = unsafe { libc::sigismember(&old, libc::SIGPIPE) } == 1;
+            blocks.unblock = !was_blocked;
+            blocks.sweep = false;
+        }
+        blocks.alive += 1;
+        blocks.sweep |= sweep;
+        BLOCKS.set(blocks);
+        SigpipeBlock { _not_send: PhantomData }
     }
 }
 
 impl Drop for SigpipeBlock {
     fn drop(&mut self) {
-        BLOCKS.set(BLOCKS.get().saturating_sub(1));
-        if let Some(old) = self.restore {
-            if self.sweep {
+        let mut blocks = BLOCKS.get();
+        blocks.alive = blocks.alive.saturating_sub(1);
+        BLOCKS.set(blocks);
+        if blocks.alive == 0 && blocks.unblock {
+            if blocks.sweep {
                 take_pending_sigpipe();
             }
-            // SAFETY: restores the mask read in `new`; the pointers are valid.
-            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+            let set = sigpipe_set();
+            // SAFETY: unblocks only SIGPIPE, which the first block of this
+            // thread blocked; the pointers are valid or null.
+            unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
         }
     }
 }

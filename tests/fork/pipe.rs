@@ -53,6 +53,7 @@ cases!("pipe":
     std_pipe_interop,
     eintr_is_retried,
     sigpipe_guards_nest_in_any_drop_order,
+    exec_fd_target_on_std_error_pipe,
 );
 
 const MIB: usize = 1 << 20;
@@ -912,4 +913,48 @@ fn sigpipe_guards_nest_in_any_drop_order() {
         assert!(matches!(w.write_atomic(b"x"), Err(Error::BrokenPipe)));
     });
     assert_eq!(child.wait(), Exit::Code(0));
+}
+
+/// The two lowest fd numbers free now: the ends a pipe made next would get.
+fn next_two_free_fds() -> (i32, i32) {
+    let (a, b) = nix::unistd::pipe().unwrap();
+    let n = (a.as_raw_fd(), b.as_raw_fd());
+    drop((a, b));
+    n
+}
+
+fn exec_fd_target_on_std_error_pipe() {
+    // std reports a failed exec through a close-on-exec pipe it makes at
+    // spawn, whose writing end takes the second lowest free fd number. A
+    // pipe end given to the child at exactly that number must not replace
+    // it: the spawn fails, and nothing lands in the given pipe.
+    let (r, w) = pipe().unwrap();
+    let (_, target) = next_two_free_fds();
+    let mut cmd = Command::new("/no/such/program");
+    let mut fds = ChildFds::new();
+    fds.insert(target, w).unwrap();
+    fds.apply(&mut cmd);
+    let spawned = cmd.spawn();
+    drop(cmd);
+    let err = match spawned {
+        Ok(mut child) => {
+            let status = child.wait().unwrap();
+            panic!("spawning /no/such/program succeeded (child {status}), fd {target}");
+        }
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+    assert_eq!(read_all(r), b"", "std's error report landed in the given pipe");
+    // And the same number still works for a program that exists.
+    let (r, w) = pipe().unwrap();
+    let (_, target) = next_two_free_fds();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &format!("echo at fd {target} >&{target}")]);
+    let mut fds = ChildFds::new();
+    fds.insert(target, w).unwrap();
+    fds.apply(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    assert_eq!(String::from_utf8(read_all(r)).unwrap(), format!("at fd {target}\n"));
+    assert!(child.wait().unwrap().success());
 }

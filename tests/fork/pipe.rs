@@ -54,6 +54,8 @@ cases!("pipe":
     eintr_is_retried,
     sigpipe_guards_nest_in_any_drop_order,
     exec_fd_target_on_std_error_pipe,
+    pipe_sender_checks_limits_before_writing,
+    pipe_sender_timed_forms_never_block,
 );
 
 const MIB: usize = 1 << 20;
@@ -957,4 +959,68 @@ fn exec_fd_target_on_std_error_pipe() {
     drop(cmd);
     assert_eq!(String::from_utf8(read_all(r)).unwrap(), format!("at fd {target}\n"));
     assert!(child.wait().unwrap().success());
+}
+
+fn pipe_sender_checks_limits_before_writing() {
+    use ipc_kit::{MessageReceiver, MessageSender, PipeSender, traits};
+    let (r, w) = pipe().unwrap();
+    let wfd = w.as_raw_fd();
+    let child = fork(move || {
+        close_inherited(wfd);
+        let mut rx = FrameReader::new(r);
+        let mut buf = Vec::new();
+        // The frame over the receiver's limit never came: the next is the
+        // small one, and the stream is intact.
+        assert_eq!(MessageReceiver::recv(&mut rx, &mut buf).unwrap(), 5);
+        assert_eq!(buf, b"after");
+        assert_eq!(MessageReceiver::recv(&mut rx, &mut buf).unwrap(), ipc_kit::pipe::DEFAULT_MAX_FRAME);
+        assert!(buf == pattern(2, ipc_kit::pipe::DEFAULT_MAX_FRAME), "the largest frame differs");
+        assert!(matches!(MessageReceiver::recv(&mut rx, &mut buf), Err(traits::Error::Disconnected)));
+    });
+    let mut tx = PipeSender::new(w);
+    let max = ipc_kit::pipe::DEFAULT_MAX_FRAME;
+    let big = vec![1; max + 1];
+    let r = tx.send(&big);
+    assert!(matches!(r, Err(traits::Error::TooLarge { len, max: m }) if len == max + 1 && m == max), "{r:?}");
+    tx.send(b"after").unwrap();
+    tx.send(&pattern(2, max)).unwrap();
+    drop(tx);
+    child.join();
+}
+
+fn pipe_sender_timed_forms_never_block() {
+    use ipc_kit::{MessageSender, PipeSender, traits};
+    let (r, w) = pipe().unwrap();
+    let capacity = w.capacity().unwrap();
+    // Leave less room than one page and a bit.
+    (&w).write_all(&vec![9; capacity - PIPE_BUF]).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = PipeSender::new(w);
+        let big = vec![3; 2 * PIPE_BUF];
+        let results = (
+            tx.try_send(&big),
+            tx.send_timeout(&big, Duration::from_millis(100)),
+            tx.send_timeout(&big, Duration::ZERO),
+            // Small ones fit and go whole, also with a zero timeout.
+            tx.send_timeout(&[4; 100], Duration::ZERO),
+            tx.try_send(&[5; 100]),
+        );
+        done_tx.send((results, tx)).unwrap();
+    });
+    let ((a, b, c, d, e), tx) = done_rx.recv_timeout(Duration::from_secs(5)).expect("a try_ or timeout form blocked");
+    for res in [a, b, c] {
+        assert!(matches!(res, Err(traits::Error::TooLarge { len, .. }) if len == 2 * PIPE_BUF), "{res:?}");
+    }
+    d.unwrap();
+    e.unwrap();
+    drop(tx);
+    // Nothing of the refused frames went in: the filler, then two whole
+    // frames.
+    let mut got = vec![0; capacity - PIPE_BUF];
+    (&r).read_exact(&mut got).unwrap();
+    let mut rx = FrameReader::new(r);
+    assert_eq!(rx.recv_vec().unwrap().unwrap(), vec![4; 100]);
+    assert_eq!(rx.recv_vec().unwrap().unwrap(), vec![5; 100]);
+    assert_eq!(rx.recv_vec().unwrap(), None);
 }

@@ -56,6 +56,7 @@ cases!("pipe":
     exec_fd_target_on_std_error_pipe,
     pipe_sender_checks_limits_before_writing,
     pipe_sender_timed_forms_never_block,
+    zero_and_past_timeouts_try_once,
 );
 
 const MIB: usize = 1 << 20;
@@ -1023,4 +1024,62 @@ fn pipe_sender_timed_forms_never_block() {
     assert_eq!(rx.recv_vec().unwrap().unwrap(), vec![4; 100]);
     assert_eq!(rx.recv_vec().unwrap().unwrap(), vec![5; 100]);
     assert_eq!(rx.recv_vec().unwrap(), None);
+}
+
+fn zero_and_past_timeouts_try_once() {
+    use ipc_kit::{MessageReceiver, MessageSender, PipeSender};
+    let past = Instant::now();
+    let (r, w) = pipe().unwrap();
+    let wfd = w.as_raw_fd();
+    // The data comes from another process and is there before each try;
+    // each step waits for the one before it to be read.
+    let (go_r, go_w) = pipe().unwrap();
+    let (ack_r, ack_w) = pipe().unwrap();
+    let child = fork(move || {
+        close_inherited(wfd);
+        let mut go = [0; 1];
+        let mut step = || {
+            (&go_r).read_exact(&mut go).unwrap();
+        };
+        let ack = || (&ack_w).write_all(b"a").unwrap();
+        let (mut rx, mut buf) = (FrameReader::new(r), [0; 8]);
+        step();
+        assert_eq!(rx.get_ref().read_timeout(&mut buf, Duration::ZERO).unwrap(), 3);
+        ack();
+        step();
+        assert_eq!(rx.get_ref().read_deadline(&mut buf, past).unwrap(), 3);
+        ack();
+        step();
+        assert_eq!(rx.recv_timeout(&mut Vec::new(), Duration::ZERO).unwrap(), Some(5));
+        ack();
+        step();
+        assert_eq!(rx.recv_deadline(&mut Vec::new(), past).unwrap(), Some(5));
+        ack();
+        step();
+        let mut v = Vec::new();
+        assert_eq!(MessageReceiver::recv_timeout(&mut rx, &mut v, Duration::ZERO).unwrap(), 6);
+        assert_eq!(v, b"zero!!");
+        // Nothing left: a zero timeout reports Timeout at once.
+        assert!(matches!(rx.recv_timeout(&mut v, Duration::ZERO), Err(Error::Timeout)));
+        ack();
+    });
+    let go = || {
+        (&go_w).write_all(b"g").unwrap();
+        let mut a = [0; 1];
+        (&ack_r).read_exact(&mut a).unwrap();
+    };
+    // Writes with room: a zero or past timeout writes.
+    assert_eq!(w.write_timeout(b"abc", Duration::ZERO).unwrap(), 3);
+    go();
+    assert_eq!(w.write_deadline(b"abc", past).unwrap(), 3);
+    go();
+    w.write_atomic_timeout(&[5, 0, 0, 0, 1, 2, 3, 4, 5], Duration::ZERO).unwrap();
+    go();
+    FrameWriter::new(&w).send(&[1; 5]).unwrap();
+    go();
+    let mut tx = PipeSender::new(w);
+    tx.send_timeout(b"zero!!", Duration::ZERO).unwrap();
+    go();
+    drop(tx);
+    child.join();
 }

@@ -57,6 +57,7 @@ cases!("pipe":
     pipe_sender_checks_limits_before_writing,
     pipe_sender_timed_forms_never_block,
     zero_and_past_timeouts_try_once,
+    exec_fd_target_freed_before_spawn_is_refused,
 );
 
 const MIB: usize = 1 << 20;
@@ -1082,4 +1083,26 @@ fn zero_and_past_timeouts_try_once() {
     go();
     drop(tx);
     child.join();
+}
+
+fn exec_fd_target_freed_before_spawn_is_refused() {
+    // The target number is in use when the fds are applied, then freed, so
+    // that std's exec-error pipe takes it at spawn: the child cannot tell
+    // that pipe from a file of the parent's, and the spawn fails (EBUSY)
+    // rather than report a failed exec as a success.
+    let (r, w) = pipe().unwrap();
+    let (a, b) = nix::unistd::pipe().unwrap();
+    let target = b.as_raw_fd();
+    let mut cmd = Command::new("/no/such/program");
+    let mut fds = ChildFds::new();
+    fds.insert(target, w).unwrap();
+    fds.apply(&mut cmd);
+    drop((a, b));
+    let spawned = cmd.spawn();
+    drop(cmd);
+    match spawned {
+        Ok(mut child) => panic!("spawn succeeded (child {})", child.wait().unwrap()),
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EBUSY), "{e}"),
+    }
+    assert_eq!(read_all(r), b"", "std's error report landed in the given pipe");
 }

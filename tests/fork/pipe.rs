@@ -58,6 +58,7 @@ cases!("pipe":
     pipe_sender_timed_forms_never_block,
     zero_and_past_timeouts_try_once,
     exec_fd_target_freed_before_spawn_is_refused,
+    pipe_and_fifo_pairs_refuse_what_they_cannot_deliver,
 );
 
 const MIB: usize = 1 << 20;
@@ -1105,4 +1106,29 @@ fn exec_fd_target_freed_before_spawn_is_refused() {
         Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EBUSY), "{e}"),
     }
     assert_eq!(read_all(r), b"", "std's error report landed in the given pipe");
+}
+
+fn pipe_and_fifo_pairs_refuse_what_they_cannot_deliver() {
+    use ipc_kit::{Mechanism, PipeSender, traits};
+    for m in [Mechanism::Pipe, Mechanism::Fifo] {
+        let mut pair = m.pair().unwrap();
+        let max = ipc_kit::pipe::DEFAULT_MAX_FRAME;
+        let res = pair.sender.send(&vec![0; max + 1]);
+        assert!(matches!(res, Err(traits::Error::TooLarge { max: m, .. }) if m == max), "{res:?}");
+        for res in [
+            pair.sender.try_send(&[1; PipeSender::MAX_TIMED + 1]),
+            pair.sender.send_timeout(&[1; PipeSender::MAX_TIMED + 1], Duration::from_secs(1)),
+        ] {
+            assert!(matches!(res, Err(traits::Error::TooLarge { max, .. }) if max == PipeSender::MAX_TIMED), "{res:?}");
+        }
+        pair.sender.try_send(&[2; PipeSender::MAX_TIMED]).unwrap();
+        pair.sender.send(b"last").unwrap();
+        // The receiver keeps working: nothing of the refused sends went in.
+        let mut buf = Vec::new();
+        assert_eq!(pair.receiver.recv(&mut buf).unwrap(), PipeSender::MAX_TIMED);
+        assert_eq!(buf, vec![2; PipeSender::MAX_TIMED]);
+        assert_eq!(pair.receiver.recv(&mut buf).unwrap(), 4);
+        assert_eq!(buf, b"last");
+        assert!(matches!(pair.receiver.try_recv(&mut buf), Err(traits::Error::Empty)));
+    }
 }

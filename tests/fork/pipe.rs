@@ -52,6 +52,13 @@ cases!("pipe":
     vmsplice_to_child,
     std_pipe_interop,
     eintr_is_retried,
+    sigpipe_guards_nest_in_any_drop_order,
+    exec_fd_target_on_std_error_pipe,
+    pipe_sender_checks_limits_before_writing,
+    pipe_sender_timed_forms_never_block,
+    zero_and_past_timeouts_try_once,
+    exec_fd_target_freed_before_spawn_is_refused,
+    pipe_and_fifo_pairs_refuse_what_they_cannot_deliver,
 );
 
 const MIB: usize = 1 << 20;
@@ -886,4 +893,242 @@ fn eintr_is_retried() {
     assert_fired_within(t.elapsed(), Duration::from_millis(200), Duration::from_secs(1));
     (&stop_w).write_all(b"s").unwrap();
     child.join();
+}
+
+fn sigpipe_guards_nest_in_any_drop_order() {
+    let mut child = fork(|| {
+        set_sigpipe_default();
+        let blocked = || nix::sys::signal::SigSet::thread_get_mask().unwrap().contains(Signal::SIGPIPE);
+        let (r, w) = pipe().unwrap();
+        drop(r);
+        let g1 = SigpipeGuard::new();
+        let g2 = SigpipeGuard::new();
+        drop(g1);
+        assert!(blocked(), "the second guard still holds SIGPIPE off");
+        assert!(matches!(w.write_atomic(b"x"), Err(Error::BrokenPipe)));
+        assert_eq!((&w).write_all(&[0; 10_000]).unwrap_err().kind(), std::io::ErrorKind::BrokenPipe);
+        let g3 = SigpipeGuard::new();
+        drop(g2);
+        assert!(blocked(), "the third guard still holds SIGPIPE off");
+        assert!(matches!(w.try_write(b"x"), Err(Error::BrokenPipe)));
+        drop(g3);
+        assert!(!blocked(), "SIGPIPE was left blocked after the last guard");
+        assert!(!is_pending(Signal::SIGPIPE), "a SIGPIPE was left pending");
+        // Without a guard, ipc-pipe's writes still hold it off themselves.
+        assert!(matches!(w.write_atomic(b"x"), Err(Error::BrokenPipe)));
+    });
+    assert_eq!(child.wait(), Exit::Code(0));
+}
+
+/// The two lowest fd numbers free now: the ends a pipe made next would get.
+fn next_two_free_fds() -> (i32, i32) {
+    let (a, b) = nix::unistd::pipe().unwrap();
+    let n = (a.as_raw_fd(), b.as_raw_fd());
+    drop((a, b));
+    n
+}
+
+fn exec_fd_target_on_std_error_pipe() {
+    // std reports a failed exec through a close-on-exec pipe it makes at
+    // spawn, whose writing end takes the second lowest free fd number. A
+    // pipe end given to the child at exactly that number must not replace
+    // it: the spawn fails, and nothing lands in the given pipe.
+    let (r, w) = pipe().unwrap();
+    let (_, target) = next_two_free_fds();
+    let mut cmd = Command::new("/no/such/program");
+    let mut fds = ChildFds::new();
+    fds.insert(target, w).unwrap();
+    fds.apply(&mut cmd);
+    let spawned = cmd.spawn();
+    drop(cmd);
+    let err = match spawned {
+        Ok(mut child) => {
+            let status = child.wait().unwrap();
+            panic!("spawning /no/such/program succeeded (child {status}), fd {target}");
+        }
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+    assert_eq!(read_all(r), b"", "std's error report landed in the given pipe");
+    // And the same number still works for a program that exists.
+    let (r, w) = pipe().unwrap();
+    let (_, target) = next_two_free_fds();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &format!("echo at fd {target} >&{target}")]);
+    let mut fds = ChildFds::new();
+    fds.insert(target, w).unwrap();
+    fds.apply(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    assert_eq!(String::from_utf8(read_all(r)).unwrap(), format!("at fd {target}\n"));
+    assert!(child.wait().unwrap().success());
+}
+
+fn pipe_sender_checks_limits_before_writing() {
+    use ipc_kit::{MessageReceiver, MessageSender, PipeSender, traits};
+    let (r, w) = pipe().unwrap();
+    let wfd = w.as_raw_fd();
+    let child = fork(move || {
+        close_inherited(wfd);
+        let mut rx = FrameReader::new(r);
+        let mut buf = Vec::new();
+        // The frame over the receiver's limit never came: the next is the
+        // small one, and the stream is intact.
+        assert_eq!(MessageReceiver::recv(&mut rx, &mut buf).unwrap(), 5);
+        assert_eq!(buf, b"after");
+        assert_eq!(MessageReceiver::recv(&mut rx, &mut buf).unwrap(), ipc_kit::pipe::DEFAULT_MAX_FRAME);
+        assert!(buf == pattern(2, ipc_kit::pipe::DEFAULT_MAX_FRAME), "the largest frame differs");
+        assert!(matches!(MessageReceiver::recv(&mut rx, &mut buf), Err(traits::Error::Disconnected)));
+    });
+    let mut tx = PipeSender::new(w);
+    let max = ipc_kit::pipe::DEFAULT_MAX_FRAME;
+    let big = vec![1; max + 1];
+    let r = tx.send(&big);
+    assert!(matches!(r, Err(traits::Error::TooLarge { len, max: m }) if len == max + 1 && m == max), "{r:?}");
+    tx.send(b"after").unwrap();
+    tx.send(&pattern(2, max)).unwrap();
+    drop(tx);
+    child.join();
+}
+
+fn pipe_sender_timed_forms_never_block() {
+    use ipc_kit::{MessageSender, PipeSender, traits};
+    let (r, w) = pipe().unwrap();
+    let capacity = w.capacity().unwrap();
+    // Leave less room than one page and a bit.
+    (&w).write_all(&vec![9; capacity - PIPE_BUF]).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = PipeSender::new(w);
+        let big = vec![3; 2 * PIPE_BUF];
+        let results = (
+            tx.try_send(&big),
+            tx.send_timeout(&big, Duration::from_millis(100)),
+            tx.send_timeout(&big, Duration::ZERO),
+            // Small ones fit and go whole, also with a zero timeout.
+            tx.send_timeout(&[4; 100], Duration::ZERO),
+            tx.try_send(&[5; 100]),
+        );
+        done_tx.send((results, tx)).unwrap();
+    });
+    let ((a, b, c, d, e), tx) = done_rx.recv_timeout(Duration::from_secs(5)).expect("a try_ or timeout form blocked");
+    for res in [a, b, c] {
+        assert!(matches!(res, Err(traits::Error::TooLarge { len, .. }) if len == 2 * PIPE_BUF), "{res:?}");
+    }
+    d.unwrap();
+    e.unwrap();
+    drop(tx);
+    // Nothing of the refused frames went in: the filler, then two whole
+    // frames.
+    let mut got = vec![0; capacity - PIPE_BUF];
+    (&r).read_exact(&mut got).unwrap();
+    let mut rx = FrameReader::new(r);
+    assert_eq!(rx.recv_vec().unwrap().unwrap(), vec![4; 100]);
+    assert_eq!(rx.recv_vec().unwrap().unwrap(), vec![5; 100]);
+    assert_eq!(rx.recv_vec().unwrap(), None);
+}
+
+fn zero_and_past_timeouts_try_once() {
+    use ipc_kit::{MessageReceiver, MessageSender, PipeSender};
+    let past = Instant::now();
+    let (r, w) = pipe().unwrap();
+    let wfd = w.as_raw_fd();
+    // The data comes from another process and is there before each try;
+    // each step waits for the one before it to be read.
+    let (go_r, go_w) = pipe().unwrap();
+    let (ack_r, ack_w) = pipe().unwrap();
+    let child = fork(move || {
+        close_inherited(wfd);
+        let mut go = [0; 1];
+        let mut step = || {
+            (&go_r).read_exact(&mut go).unwrap();
+        };
+        let ack = || (&ack_w).write_all(b"a").unwrap();
+        let (mut rx, mut buf) = (FrameReader::new(r), [0; 8]);
+        step();
+        assert_eq!(rx.get_ref().read_timeout(&mut buf, Duration::ZERO).unwrap(), 3);
+        ack();
+        step();
+        assert_eq!(rx.get_ref().read_deadline(&mut buf, past).unwrap(), 3);
+        ack();
+        step();
+        assert_eq!(rx.recv_timeout(&mut Vec::new(), Duration::ZERO).unwrap(), Some(5));
+        ack();
+        step();
+        assert_eq!(rx.recv_deadline(&mut Vec::new(), past).unwrap(), Some(5));
+        ack();
+        step();
+        let mut v = Vec::new();
+        assert_eq!(MessageReceiver::recv_timeout(&mut rx, &mut v, Duration::ZERO).unwrap(), 6);
+        assert_eq!(v, b"zero!!");
+        // Nothing left: a zero timeout reports Timeout at once.
+        assert!(matches!(rx.recv_timeout(&mut v, Duration::ZERO), Err(Error::Timeout)));
+        ack();
+    });
+    let go = || {
+        (&go_w).write_all(b"g").unwrap();
+        let mut a = [0; 1];
+        (&ack_r).read_exact(&mut a).unwrap();
+    };
+    // Writes with room: a zero or past timeout writes.
+    assert_eq!(w.write_timeout(b"abc", Duration::ZERO).unwrap(), 3);
+    go();
+    assert_eq!(w.write_deadline(b"abc", past).unwrap(), 3);
+    go();
+    w.write_atomic_timeout(&[5, 0, 0, 0, 1, 2, 3, 4, 5], Duration::ZERO).unwrap();
+    go();
+    FrameWriter::new(&w).send(&[1; 5]).unwrap();
+    go();
+    let mut tx = PipeSender::new(w);
+    tx.send_timeout(b"zero!!", Duration::ZERO).unwrap();
+    go();
+    drop(tx);
+    child.join();
+}
+
+fn exec_fd_target_freed_before_spawn_is_refused() {
+    // The target number is in use when the fds are applied, then freed, so
+    // that std's exec-error pipe takes it at spawn: the child cannot tell
+    // that pipe from a file of the parent's, and the spawn fails (EBUSY)
+    // rather than report a failed exec as a success.
+    let (r, w) = pipe().unwrap();
+    let (a, b) = nix::unistd::pipe().unwrap();
+    let target = b.as_raw_fd();
+    let mut cmd = Command::new("/no/such/program");
+    let mut fds = ChildFds::new();
+    fds.insert(target, w).unwrap();
+    fds.apply(&mut cmd);
+    drop((a, b));
+    let spawned = cmd.spawn();
+    drop(cmd);
+    match spawned {
+        Ok(mut child) => panic!("spawn succeeded (child {})", child.wait().unwrap()),
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EBUSY), "{e}"),
+    }
+    assert_eq!(read_all(r), b"", "std's error report landed in the given pipe");
+}
+
+fn pipe_and_fifo_pairs_refuse_what_they_cannot_deliver() {
+    use ipc_kit::{Mechanism, PipeSender, traits};
+    for m in [Mechanism::Pipe, Mechanism::Fifo] {
+        let mut pair = m.pair().unwrap();
+        let max = ipc_kit::pipe::DEFAULT_MAX_FRAME;
+        let res = pair.sender.send(&vec![0; max + 1]);
+        assert!(matches!(res, Err(traits::Error::TooLarge { max: m, .. }) if m == max), "{res:?}");
+        for res in [
+            pair.sender.try_send(&[1; PipeSender::MAX_TIMED + 1]),
+            pair.sender.send_timeout(&[1; PipeSender::MAX_TIMED + 1], Duration::from_secs(1)),
+        ] {
+            assert!(matches!(res, Err(traits::Error::TooLarge { max, .. }) if max == PipeSender::MAX_TIMED), "{res:?}");
+        }
+        pair.sender.try_send(&[2; PipeSender::MAX_TIMED]).unwrap();
+        pair.sender.send(b"last").unwrap();
+        // The receiver keeps working: nothing of the refused sends went in.
+        let mut buf = Vec::new();
+        assert_eq!(pair.receiver.recv(&mut buf).unwrap(), PipeSender::MAX_TIMED);
+        assert_eq!(buf, vec![2; PipeSender::MAX_TIMED]);
+        assert_eq!(pair.receiver.recv(&mut buf).unwrap(), 4);
+        assert_eq!(buf, b"last");
+        assert!(matches!(pair.receiver.try_recv(&mut buf), Err(traits::Error::Empty)));
+    }
 }

@@ -1,14 +1,20 @@
 //! The traits for each mechanism.
 
-use std::io;
 use std::time::Duration;
 
 use crate::traits::{Error, MessageReceiver, MessageSender, Result, other};
 
-/// A framed pipe (or FIFO) writer: frames of at most `PIPE_BUF` bytes go
-/// in one atomic write (all or nothing, so `try_send` and `send_timeout`
-/// never leave half a frame); longer frames are written whole, waiting as
-/// needed.
+/// A framed pipe (or FIFO) writer, for a receiver that is a `FrameReader`
+/// with the default maximum.
+///
+/// [`send`](MessageSender::send) takes messages up to
+/// [`DEFAULT_MAX_FRAME`](ipc_pipe::DEFAULT_MAX_FRAME) bytes, the most such
+/// a receiver accepts, waiting for room as needed. [`try_send`](MessageSender::try_send)
+/// and [`send_timeout`](MessageSender::send_timeout) take messages up to
+/// [`PipeSender::MAX_TIMED`] bytes (a frame of `PIPE_BUF` bytes), which go in
+/// one atomic write: all or nothing, so a refused or timed-out send leaves
+/// no half frame behind and neither form waits past its promise. Anything
+/// longer is [`Error::TooLarge`] before a byte is written.
 #[cfg(feature = "pipe")]
 #[derive(Debug)]
 pub struct PipeSender {
@@ -18,6 +24,11 @@ pub struct PipeSender {
 
 #[cfg(feature = "pipe")]
 impl PipeSender {
+    /// The longest message [`try_send`](MessageSender::try_send) and
+    /// [`send_timeout`](MessageSender::send_timeout) take: `PIPE_BUF` less
+    /// the frame header.
+    pub const MAX_TIMED: usize = ipc_pipe::PIPE_BUF - ipc_pipe::FRAME_HEADER;
+
     /// Frames messages onto `writer`, in the format of ipc-pipe's
     /// `FrameWriter`.
     pub fn new(writer: ipc_pipe::PipeWriter) -> Self {
@@ -25,7 +36,10 @@ impl PipeSender {
     }
 
     fn build(&mut self, msg: &[u8]) -> Result<()> {
-        let len = u32::try_from(msg.len()).map_err(|_| Error::TooLarge { len: msg.len(), max: u32::MAX as usize })?;
+        if msg.len() > Self::MAX_TIMED {
+            return Err(Error::TooLarge { len: msg.len(), max: Self::MAX_TIMED });
+        }
+        let len = u32::try_from(msg.len()).map_err(|_| Error::TooLarge { len: msg.len(), max: Self::MAX_TIMED })?;
         self.frame.clear();
         self.frame.extend_from_slice(&len.to_le_bytes());
         self.frame.extend_from_slice(msg);
@@ -43,32 +57,20 @@ impl PipeSender {
 
     fn send_with(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<()> {
         self.build(msg)?;
-        if self.frame.len() <= ipc_pipe::PIPE_BUF {
-            return match timeout {
-                None => self.writer.try_write_atomic(&self.frame),
-                Some(t) => self.writer.write_atomic_timeout(&self.frame, t),
-            }
-            .map_err(Self::pipe_err);
+        match timeout {
+            None => self.writer.try_write_atomic(&self.frame),
+            Some(t) => self.writer.write_atomic_timeout(&self.frame, t),
         }
-        // Longer frames: the first bytes decide; once some are in, the
-        // rest follows whatever the wait.
-        let first = match timeout {
-            None => self.writer.try_write(&self.frame),
-            Some(t) => self.writer.write_timeout(&self.frame, t),
-        }
-        .map_err(Self::pipe_err)?;
-        io::Write::write_all(&mut &self.writer, &self.frame[first..]).map_err(|e| match e.kind() {
-            io::ErrorKind::BrokenPipe => Error::Disconnected,
-            _ => other(e),
-        })
+        .map_err(Self::pipe_err)
     }
 }
 
 #[cfg(feature = "pipe")]
 impl MessageSender for PipeSender {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
-        // Header and body in one writev, without copying the body.
-        ipc_pipe::FrameWriter::with_max(&self.writer, usize::MAX).send(msg).map_err(|e| match e {
+        // Header and body in one writev, without copying the body; the
+        // receiver's limit is checked before anything is written.
+        ipc_pipe::FrameWriter::with_max(&self.writer, ipc_pipe::DEFAULT_MAX_FRAME).send(msg).map_err(|e| match e {
             ipc_pipe::Error::FrameTooLarge { len, max } => Error::TooLarge { len: len as usize, max },
             e => Self::pipe_err(e),
         })

@@ -46,14 +46,20 @@ pub trait MessageSender {
     /// [`Error::Disconnected`], [`Error::TooLarge`], [`Error::Other`].
     fn send(&mut self, msg: &[u8]) -> Result<()>;
 
-    /// Sends `msg` if there is room now.
+    /// Sends `msg` if there is room now; never blocks. A mechanism may
+    /// carry less in this form and in [`send_timeout`](Self::send_timeout)
+    /// than in [`send`](Self::send) (a pipe or FIFO: `PIPE_BUF` less the
+    /// frame header, what one atomic write carries); longer messages are
+    /// [`Error::TooLarge`] before anything is sent.
     ///
     /// # Errors
     ///
     /// [`Error::Full`], and as for [`send`](Self::send).
     fn try_send(&mut self, msg: &[u8]) -> Result<()>;
 
-    /// Sends `msg`, waiting at most `timeout` for room.
+    /// Sends `msg`, waiting at most `timeout` for room; a zero or past
+    /// timeout tries once. The most it carries is as for
+    /// [`try_send`](Self::try_send).
     ///
     /// # Errors
     ///

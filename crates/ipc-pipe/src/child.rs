@@ -78,6 +78,15 @@ impl ChildFds {
     /// Installs the fds on `cmd`: in the child, after its standard streams
     /// are set up and before it execs, each fd appears at its number
     /// without close-on-exec. The fds move into `cmd`.
+    ///
+    /// Any target number works, also the one where `spawn` keeps the pipe
+    /// through which std reports a failed exec: each target number that is
+    /// free now is held in the parent by a close-on-exec copy of its fd
+    /// until `cmd` is dropped, so `spawn` cannot put that pipe there, and a
+    /// failed exec stays an error of `spawn`. Should a target number the
+    /// parent already used be closed and opened anew between `apply` and
+    /// `spawn`, the child cannot tell that file from std's pipe and `spawn`
+    /// fails with `EBUSY` rather than replace it.
     pub fn apply(self, cmd: &mut Command) {
         if !self.fds.is_empty() {
             sys::map_fds_on_exec(cmd, self.fds);

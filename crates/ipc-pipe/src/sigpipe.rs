@@ -19,8 +19,11 @@ use crate::sys;
 /// While the guard lives, *any* write in this thread to a broken pipe or
 /// socket fails with `EPIPE` instead of raising `SIGPIPE`; when it is
 /// dropped, a `SIGPIPE` left pending by such writes is discarded and the
-/// thread's signal mask is restored. Guards nest. A guard cannot leave its
-/// thread (it is not `Send`).
+/// thread's signal mask is restored. Guards nest and may be dropped in any
+/// order: they are counted per thread, and only the last one to go unblocks
+/// `SIGPIPE` (and discards a pending one), unless the thread had blocked it
+/// itself before the first. A guard cannot leave its thread (it is not
+/// `Send`).
 ///
 /// # Examples
 ///

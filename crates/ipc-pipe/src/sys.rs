@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -222,8 +223,23 @@ pub(crate) fn note_sigpipe_disposition() {
 }
 
 thread_local! {
-    /// How many [`SigpipeBlock`]s are alive in this thread.
-    static BLOCKS: Cell<usize> = const { Cell::new(0) };
+    /// This thread's [`SigpipeBlock`]s: how many are alive, and what the
+    /// last one to go must do.
+    static BLOCKS: Cell<Blocks> = const { Cell::new(Blocks { alive: 0, unblock: false, sweep: false }) };
+}
+
+/// The state shared by the [`SigpipeBlock`]s alive in one thread. They form
+/// a count, not a stack: they may be dropped in any order, and only the last
+/// one to go restores the mask.
+#[derive(Clone, Copy)]
+struct Blocks {
+    /// How many are alive.
+    alive: usize,
+    /// Whether the first of them blocked `SIGPIPE` (it was not blocked
+    /// before), so the last one must unblock it.
+    unblock: bool,
+    /// Whether one of them asked to discard a pending `SIGPIPE` at the end.
+    sweep: bool,
 }
 
 /// Runs `op` (a write to a pipe) so that `SIGPIPE` cannot kill the
@@ -237,7 +253,7 @@ thread_local! {
 /// `kill` in the short window in which a failing write runs may be
 /// consumed with it.
 pub(crate) fn without_sigpipe<T>(op: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    if BLOCKS.get() > 0 {
+    if BLOCKS.get().alive > 0 {
         return consume_on_epipe(op());
     }
     if SIGPIPE_IGNORED.load(Ordering::Relaxed) {
@@ -267,39 +283,51 @@ fn take_pending_sigpipe() {
     unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) };
 }
 
-/// `SIGPIPE` blocked in this thread while the value lives. On drop the
-/// previous mask is restored, unless `SIGPIPE` was blocked already (then
-/// nothing changes); with `sweep`, a `SIGPIPE` left pending (by writes that
-/// did not go through ipc-pipe) is taken first.
+/// `SIGPIPE` blocked in this thread while the value lives. The values
+/// alive in a thread are counted: the first blocks `SIGPIPE` (noting whether
+/// it was blocked already), and whichever goes last, in any order, unblocks
+/// it again, unless it was blocked before the first; with `sweep` on any of
+/// them, a `SIGPIPE` left pending (by writes that did not go through
+/// ipc-pipe) is taken first.
 pub(crate) struct SigpipeBlock {
-    /// The mask to restore, when this value blocked `SIGPIPE`.
-    restore: Option<libc::sigset_t>,
-    sweep: bool,
+    /// Not `Send`: the count is per thread.
+    _not_send: PhantomData<*const ()>,
 }
 
 impl SigpipeBlock {
     pub(crate) fn new(sweep: bool) -> Self {
-        BLOCKS.set(BLOCKS.get() + 1);
-        let block = sigpipe_set();
-        let mut old = empty_sigset();
-        // SAFETY: both pointers are valid sigsets; pthread_sigmask cannot fail
-        // with valid arguments.
-        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old) };
-        // SAFETY: `old` was filled in by pthread_sigmask.
-        let was_blocked = unsafe { libc::sigismember(&old, libc::SIGPIPE) } == 1;
-        SigpipeBlock { restore: (!was_blocked).then_some(old), sweep }
+        let mut blocks = BLOCKS.get();
+        if blocks.alive == 0 {
+            let block = sigpipe_set();
+            let mut old = empty_sigset();
+            // SAFETY: both pointers are valid sigsets; pthread_sigmask cannot
+            // fail with valid arguments.
+            unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old) };
+            // SAFETY: `old` was filled in by pthread_sigmask.
+            let was_blocked = unsafe { libc::sigismember(&old, libc::SIGPIPE) } == 1;
+            blocks.unblock = !was_blocked;
+            blocks.sweep = false;
+        }
+        blocks.alive += 1;
+        blocks.sweep |= sweep;
+        BLOCKS.set(blocks);
+        SigpipeBlock { _not_send: PhantomData }
     }
 }
 
 impl Drop for SigpipeBlock {
     fn drop(&mut self) {
-        BLOCKS.set(BLOCKS.get().saturating_sub(1));
-        if let Some(old) = self.restore {
-            if self.sweep {
+        let mut blocks = BLOCKS.get();
+        blocks.alive = blocks.alive.saturating_sub(1);
+        BLOCKS.set(blocks);
+        if blocks.alive == 0 && blocks.unblock {
+            if blocks.sweep {
                 take_pending_sigpipe();
             }
-            // SAFETY: restores the mask read in `new`; the pointers are valid.
-            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+            let set = sigpipe_set();
+            // SAFETY: unblocks only SIGPIPE, which the first block of this
+            // thread blocked; the pointers are valid or null.
+            unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
         }
     }
 }
@@ -319,8 +347,49 @@ fn empty_sigset() -> libc::sigset_t {
     unsafe { set.assume_init() }
 }
 
+/// The file an open fd refers to (device and inode), or `None` when the fd
+/// is not open. Async-signal-safe.
+fn file_id(fd: RawFd) -> Option<(u64, u64)> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a whole `stat` into the buffer it is given, or
+    // fails (a closed fd) and writes nothing; async-signal-safe.
+    let r = unsafe { libc::fstat(fd, st.as_mut_ptr()) };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: fstat succeeded, so it initialized `st`.
+    let st = unsafe { st.assume_init() };
+    Some((st.st_dev, st.st_ino))
+}
+
+/// One fd to place in the child, with what is known in the parent about the
+/// number it goes to.
+struct Mapping {
+    source: OwnedFd,
+    target: RawFd,
+    /// The source's file.
+    source_id: Option<(u64, u64)>,
+    /// The file the parent had open at `target` when the mapping was made,
+    /// when it was not free (then nothing reserves the number).
+    parent_id: Option<(u64, u64)>,
+    /// A close-on-exec copy of the source held at `target` in the parent,
+    /// when the number was free, so that nothing `Command::spawn` opens
+    /// (its exec-error pipe) lands there.
+    _reserved: Option<OwnedFd>,
+}
+
 /// Makes `cmd`'s child see `fds[i].0` at fd number `fds[i].1`, without
 /// `FD_CLOEXEC`, after the standard streams are set up and before exec.
+///
+/// std reports a failed exec through a close-on-exec pipe that `spawn`
+/// makes in the parent and whose writing end the child keeps at the number
+/// it got; a dup2 onto that number would turn a failed exec into a success
+/// and put the error's bytes into the given fd. So each target number that
+/// is free in the parent now is held (by a close-on-exec copy of its source,
+/// until `cmd` is dropped), and a number the parent already uses is noted.
+/// In the child, a target number open on a file that is neither its source
+/// nor the one noted is refused: the spawn fails with `EBUSY` instead of
+/// misreporting.
 ///
 /// In the child, each source is first duplicated above every target (close
 /// on exec), so no dup2 overwrites a source another mapping still needs; the
@@ -328,23 +397,54 @@ fn empty_sigset() -> libc::sigset_t {
 /// `cmd` is dropped.
 pub(crate) fn map_fds_on_exec(cmd: &mut Command, fds: Vec<(OwnedFd, RawFd)>) {
     let floor = fds.iter().map(|&(_, target)| target).max().unwrap_or(2).saturating_add(1);
+    let maps: Vec<Mapping> = fds
+        .into_iter()
+        .map(|(source, target)| {
+            // SAFETY: F_DUPFD_CLOEXEC on an open fd makes a new fd at the
+            // lowest free number from `target` up; it closes nothing.
+            let r = unsafe { libc::fcntl(source.as_raw_fd(), libc::F_DUPFD_CLOEXEC, target) };
+            // SAFETY: a successful F_DUPFD_CLOEXEC returns a new fd that
+            // nothing else owns.
+            let copy = (r >= 0).then(|| unsafe { OwnedFd::from_raw_fd(r) });
+            let (reserved, parent_id) = match copy {
+                Some(copy) if copy.as_raw_fd() == target => (Some(copy), None),
+                // The number was taken (the copy, if any, landed above it
+                // and closes here): note what the parent has there.
+                _ => (None, file_id(target)),
+            };
+            let source_id = file_id(source.as_raw_fd());
+            Mapping { source, target, source_id, parent_id, _reserved: reserved }
+        })
+        .collect();
     // Scratch space allocated here, in the parent: the child must not
     // allocate between fork and exec.
-    let mut scratch: Vec<RawFd> = vec![-1; fds.len()];
+    let mut scratch: Vec<RawFd> = vec![-1; maps.len()];
     let closure = move || -> io::Result<()> {
-        for ((src, _), tmp) in fds.iter().zip(scratch.iter_mut()) {
+        for m in &maps {
+            if let Some(id) = file_id(m.target)
+                && Some(id) != m.source_id
+                && Some(id) != m.parent_id
+            {
+                // Opened since the mapping was made: possibly std's
+                // exec-error pipe, which must not be replaced.
+                return Err(io::Error::from_raw_os_error(libc::EBUSY));
+            }
+        }
+        for (m, tmp) in maps.iter().zip(scratch.iter_mut()) {
             // SAFETY: F_DUPFD_CLOEXEC on an fd that is open in the child
             // (inherited from the parent's OwnedFd); async-signal-safe.
-            *tmp = cvt(unsafe { libc::fcntl(src.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) })?;
+            *tmp = cvt(unsafe { libc::fcntl(m.source.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) })?;
         }
-        for ((_, target), tmp) in fds.iter().zip(scratch.iter()) {
-            // SAFETY: dup2 of an open fd onto a plain number; it clears
-            // FD_CLOEXEC on the target and is async-signal-safe.
-            cvt(unsafe { libc::dup2(*tmp, *target) })?;
+        for (m, tmp) in maps.iter().zip(scratch.iter()) {
+            // SAFETY: dup2 of an open fd onto a number that holds nothing,
+            // a copy of the same source, or a file the parent had there
+            // before spawning (not std's); it clears FD_CLOEXEC on the
+            // target and is async-signal-safe.
+            cvt(unsafe { libc::dup2(*tmp, m.target) })?;
         }
         Ok(())
     };
-    // SAFETY: the closure only calls fcntl and dup2, which are
+    // SAFETY: the closure only calls fstat, fcntl and dup2, which are
     // async-signal-safe, and writes into memory allocated before the fork.
     unsafe { cmd.pre_exec(closure) };
 }

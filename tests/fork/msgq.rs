@@ -21,6 +21,7 @@ cases!("msgq":
     removal_while_blocked,
     oversize_and_bad_input,
     permission_denied_for_nobody,
+    zero_and_past_timeouts_try_once,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -353,4 +354,59 @@ fn permission_denied_for_nobody() {
     });
     assert_eq!(child.wait(), Exit::Code(0));
     drop((q, p));
+}
+
+fn zero_and_past_timeouts_try_once() {
+    // A message another process left, and room for one: a zero timeout, a
+    // deadline of now and one already past each take it or send at once.
+    let past = Instant::now();
+    std::thread::sleep(Duration::from_millis(2));
+    let name = format!("/{}", unique_name("ipc-kit-test-mq"));
+    let p = PosixQueue::create(&name, QueueAttr { max_messages: 1, message_size: 16 }, 0o600).unwrap();
+    let s = SysvQueue::create(Key::private(), 0o600).unwrap();
+    let mut buf = [0u8; 16];
+    let mut vec = Vec::new();
+    for round in 0..5u8 {
+        fork(|| {
+            p.send(&[round], 0).unwrap();
+            s.send(1, &[round]).unwrap();
+        })
+        .join();
+        let got = match round {
+            0 => p.recv_timeout(&mut buf, Duration::ZERO).map(|(n, _)| buf[..n].to_vec()),
+            1 => p.recv_deadline(&mut buf, Instant::now()).map(|(n, _)| buf[..n].to_vec()),
+            2 => p.recv_deadline(&mut buf, past).map(|(n, _)| buf[..n].to_vec()),
+            3 => p.recv_vec_timeout(&mut vec, Duration::ZERO).map(|_| vec.clone()),
+            _ => p.recv_vec_timeout_no_priority(&mut vec, Duration::ZERO).map(|_| vec.clone()),
+        };
+        assert_eq!(got.unwrap(), [round], "POSIX receive {round} with a zero or past timeout");
+        let got = match round {
+            0 => s.recv_timeout(Selector::Any, &mut buf, Duration::ZERO).map(|(_, n)| buf[..n].to_vec()),
+            1 => s.recv_deadline(Selector::Any, &mut buf, Instant::now()).map(|(_, n)| buf[..n].to_vec()),
+            2 => s.recv_deadline(Selector::Any, &mut buf, past).map(|(_, n)| buf[..n].to_vec()),
+            _ => s.recv_vec_timeout(Selector::Any, &mut vec, Duration::ZERO).map(|_| vec.clone()),
+        };
+        assert_eq!(got.unwrap(), [round], "System V receive {round} with a zero or past timeout");
+        // Room for one now: the timed sends go through at once.
+        match round {
+            0 => p.send_timeout(b"s", 0, Duration::ZERO).unwrap(),
+            1 => p.send_deadline(b"s", 0, Instant::now()).unwrap(),
+            _ => p.send_deadline(b"s", 0, past).unwrap(),
+        }
+        match round {
+            0 => s.send_timeout(1, b"s", Duration::ZERO).unwrap(),
+            1 => s.send_deadline(1, b"s", Instant::now()).unwrap(),
+            _ => s.send_deadline(1, b"s", past).unwrap(),
+        }
+        // The queue is full now, so another try says Timeout at once.
+        assert!(matches!(p.send_timeout(b"t", 0, Duration::ZERO), Err(Error::Timeout)));
+        let taken = fork(|| {
+            let mut b = [0u8; 16];
+            assert_eq!(p.try_recv(&mut b).unwrap().0, 1);
+            assert_eq!(s.try_recv(Selector::Any, &mut b).unwrap().1, 1);
+        });
+        taken.join();
+    }
+    assert!(matches!(p.recv_timeout(&mut buf, Duration::ZERO), Err(Error::Timeout)));
+    assert!(matches!(s.recv_timeout(Selector::Any, &mut buf, Duration::ZERO), Err(Error::Timeout)));
 }

@@ -22,6 +22,7 @@ cases!("msgq":
     oversize_and_bad_input,
     permission_denied_for_nobody,
     zero_and_past_timeouts_try_once,
+    sysv_removed_on_every_path,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -409,4 +410,48 @@ fn zero_and_past_timeouts_try_once() {
     }
     assert!(matches!(p.recv_timeout(&mut buf, Duration::ZERO), Err(Error::Timeout)));
     assert!(matches!(s.recv_timeout(Selector::Any, &mut buf, Duration::ZERO), Err(Error::Timeout)));
+}
+
+fn sysv_removed_on_every_path() {
+    use ipc_kit::{MessageReceiver, MessageSender};
+    let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+    let mut other = SysvQueue::open_id(q.id()).unwrap();
+    q.send(1, b"left").unwrap();
+    // Another process removes it; every call here then says Removed.
+    let id = q.id();
+    fork(move || SysvQueue::open_id(id).unwrap().remove().unwrap()).join();
+    let mut buf = [0u8; 16];
+    let mut vec = Vec::new();
+    let removed = |what: &str, r: Result<(), Error>| match r {
+        Err(Error::Removed { .. }) => {}
+        other => panic!("{what} after removal: expected Removed, got {other:?}"),
+    };
+    let ms = Duration::from_millis(50);
+    removed("recv", q.recv(Selector::Any, &mut buf).map(drop));
+    removed("try_recv", q.try_recv(Selector::Any, &mut buf).map(drop));
+    removed("recv_timeout", q.recv_timeout(Selector::Any, &mut buf, ms).map(drop));
+    removed("recv_timeout(0)", q.recv_timeout(Selector::Any, &mut buf, Duration::ZERO).map(drop));
+    removed("recv_deadline", q.recv_deadline(Selector::Exactly(3), &mut buf, Instant::now() + ms).map(drop));
+    removed("recv_truncating", q.recv_truncating(Selector::Any, &mut buf).map(drop));
+    removed("recv_vec", q.recv_vec(Selector::Any, &mut vec).map(drop));
+    removed("try_recv_vec", q.try_recv_vec(Selector::Any, &mut vec).map(drop));
+    removed("recv_vec_timeout", q.recv_vec_timeout(Selector::Any, &mut vec, ms).map(drop));
+    removed("recv_pod", q.recv_pod::<u32>(Selector::Any).map(drop));
+    removed("send", q.send(1, b"x"));
+    removed("try_send", q.try_send(1, b"x"));
+    removed("send_timeout", q.send_timeout(1, b"x", ms));
+    removed("send_deadline", q.send_deadline(1, b"x", Instant::now()));
+    removed("send_pod", q.send_pod(1, &7u32));
+    removed("stat", q.stat().map(drop));
+    // Through the traits, a removed queue is a disconnected peer.
+    let gone = |what: &str, r: Result<(), ipc_kit::traits::Error>| match r {
+        Err(ipc_kit::traits::Error::Disconnected) => {}
+        other => panic!("{what} through the traits: expected Disconnected, got {other:?}"),
+    };
+    gone("recv", MessageReceiver::recv(&mut other, &mut vec).map(drop));
+    gone("try_recv", MessageReceiver::try_recv(&mut other, &mut vec).map(drop));
+    gone("recv_timeout", MessageReceiver::recv_timeout(&mut other, &mut vec, ms).map(drop));
+    gone("send", MessageSender::send(&mut other, b"x"));
+    gone("try_send", MessageSender::try_send(&mut other, b"x"));
+    gone("send_timeout", MessageSender::send_timeout(&mut other, b"x", ms));
 }

@@ -196,8 +196,11 @@ impl SysvQueue {
 
     fn err(&self, op: &'static str, e: io::Error) -> Error {
         match e.raw_os_error() {
-            // An id that no longer names a queue.
-            Some(libc::EINVAL) if op != "msgsnd" && op != "msgrcv" => Error::Removed { what: WHAT, name: self.name() },
+            // An id that no longer names a queue: every other cause of
+            // EINVAL (a negative size, a type below 1 for msgsnd) is ruled
+            // out before the call, and msgsnd's oversize case goes through
+            // `send_err`.
+            Some(libc::EINVAL) => Error::Removed { what: WHAT, name: self.name() },
             _ => Error::from_os(WHAT, || self.name(), op, e),
         }
     }

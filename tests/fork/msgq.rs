@@ -23,6 +23,8 @@ cases!("msgq":
     permission_denied_for_nobody,
     zero_and_past_timeouts_try_once,
     sysv_removed_on_every_path,
+    sysv_message_over_capacity_is_too_large,
+    sysv_recv_vec_after_msgmax_raised,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -454,4 +456,81 @@ fn sysv_removed_on_every_path() {
     gone("send", MessageSender::send(&mut other, b"x"));
     gone("try_send", MessageSender::try_send(&mut other, b"x"));
     gone("send_timeout", MessageSender::send_timeout(&mut other, b"x", ms));
+}
+
+fn sysv_message_over_capacity_is_too_large() {
+    use ipc_kit::MessageSender;
+    let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+    q.set_capacity(100).unwrap();
+    let too_large = |what: &str, r: Result<(), Error>| match r {
+        Err(Error::MessageTooLarge { len: 200, max: 100, .. }) => {}
+        other => panic!("{what} of 200 bytes into a 100-byte queue: expected MessageTooLarge, got {other:?}"),
+    };
+    // In another process, so that a send that waits for good is seen and
+    // killed rather than hanging the case.
+    let mut sender = fork(|| {
+        let q = SysvQueue::open_id(q.id()).unwrap();
+        too_large("send", q.send(1, &[7; 200]));
+        too_large("try_send", q.try_send(1, &[7; 200]));
+        too_large("send_timeout", q.send_timeout(1, &[7; 200], Duration::from_secs(30)));
+        too_large("send_deadline", q.send_deadline(1, &[7; 200], Instant::now()));
+        let mut t = SysvQueue::open_id(q.id()).unwrap();
+        match MessageSender::send(&mut t, &[7; 200]) {
+            Err(ipc_kit::traits::Error::TooLarge { len: 200, max: 100 }) => {}
+            other => panic!("send through the traits: expected TooLarge, got {other:?}"),
+        }
+    });
+    match sender.wait_timeout(Duration::from_secs(10)) {
+        Some(Exit::Code(0)) => {}
+        None => {
+            sender.kill();
+            panic!("a send over the queue's capacity waited instead of failing");
+        }
+        Some(other) => panic!("sender: {other:?}"),
+    }
+    assert_eq!(q.stat().unwrap().messages, 0, "nothing was sent");
+    // The limit itself fits; with the queue full, limit + 1 is too large
+    // and a message that fits an empty queue is only Full.
+    q.try_send(1, &[1; 100]).unwrap();
+    assert!(matches!(q.try_send(1, &[1; 50]), Err(Error::Full)));
+    assert!(matches!(q.try_send(1, &[1; 101]), Err(Error::MessageTooLarge { len: 101, max: 100, .. })));
+    assert!(matches!(q.send_timeout(1, &[1; 50], Duration::ZERO), Err(Error::Timeout)));
+    let mut buf = [0u8; 128];
+    assert_eq!(q.try_recv(Selector::Any, &mut buf).unwrap(), (1, 100));
+    q.send(1, &[2; 100]).unwrap();
+}
+
+fn sysv_recv_vec_after_msgmax_raised() {
+    // msgmax belongs to the IPC namespace: raise it in a private one.
+    let child = fork(|| {
+        let max = ipc_kit::msgq::sysv_max_message();
+        let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+        let mut vec = Vec::new();
+        q.send(1, &vec![3; max]).unwrap();
+        assert_eq!(q.recv_vec(Selector::Any, &mut vec).unwrap(), 1);
+        assert_eq!(vec.len(), max, "a message of msgmax bytes");
+        drop(q);
+        if nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).is_err() {
+            // Unprivileged: msgmax cannot be raised here, which is all
+            // that applies.
+            return;
+        }
+        let max = ipc_kit::msgq::sysv_max_message();
+        let raised = max * 2;
+        std::fs::write("/proc/sys/kernel/msgmax", raised.to_string()).unwrap();
+        // A new queue's capacity is msgmnb: room for both messages below.
+        std::fs::write("/proc/sys/kernel/msgmnb", (raised * 2 + max).to_string()).unwrap();
+        let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+        let big = ipc_kit_tests::pattern(11, raised);
+        q.send(5, &big).unwrap();
+        assert_eq!(q.recv_vec(Selector::Any, &mut vec).unwrap(), 5, "a message of the raised msgmax");
+        assert!(vec == big, "received exactly what was sent");
+        q.send(6, &big[..max + 1]).unwrap();
+        assert_eq!(q.try_recv_vec(Selector::Any, &mut vec).unwrap(), 6);
+        assert_eq!(vec.len(), max + 1);
+        // Lowered again: the kernel refuses a send over it, as too large.
+        std::fs::write("/proc/sys/kernel/msgmax", max.to_string()).unwrap();
+        assert!(matches!(q.send(1, &big), Err(Error::MessageTooLarge { .. })));
+    });
+    child.join();
 }

@@ -25,6 +25,7 @@ cases!("msgq":
     sysv_removed_on_every_path,
     sysv_message_over_capacity_is_too_large,
     sysv_recv_vec_after_msgmax_raised,
+    pair_names_survive_pid_reuse_and_crashes,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -533,4 +534,94 @@ fn sysv_recv_vec_after_msgmax_raised() {
         assert!(matches!(q.send(1, &big), Err(Error::MessageTooLarge { .. })));
     });
     child.join();
+}
+
+/// Panics (in a child) when a POSIX queue whose name starts with `prefix`
+/// exists in this IPC namespace, listed through a private mqueue mount
+/// (root only; elsewhere nothing applies).
+fn assert_no_posix_queue_named(prefix: &str) {
+    let dir = ScratchDir::new();
+    let mnt = dir.path().join("mq");
+    std::fs::create_dir(&mnt).unwrap();
+    fork(|| {
+        use nix::mount::MsFlags;
+        if nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).is_err() {
+            return;
+        }
+        nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+            .unwrap();
+        nix::mount::mount(Some("mqueue"), &mnt, Some("mqueue"), MsFlags::empty(), None::<&str>).unwrap();
+        let left: Vec<String> = std::fs::read_dir(&mnt)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(prefix))
+            .collect();
+        assert!(left.is_empty(), "POSIX queues left behind: {left:?}");
+    })
+    .join();
+}
+
+fn pair_names_survive_pid_reuse_and_crashes() {
+    use ipc_kit::Mechanism;
+    let tmp = std::env::temp_dir();
+    // What a killed process with this pid left, before the pid came back.
+    fork(|| {
+        let pid = std::process::id();
+        let attr = QueueAttr { max_messages: 1, message_size: 8 };
+        let mut stale = Vec::new();
+        for n in 0..8 {
+            let mut q = PosixQueue::create(&format!("/ipc-kit-pair-{pid}-{n}"), attr, 0o600).unwrap();
+            q.persist();
+            stale.push(q);
+            std::fs::create_dir(tmp.join(format!("ipc-kit-pair-{pid}-{n}"))).unwrap();
+        }
+        let results: Vec<_> = [Mechanism::PosixQueue, Mechanism::Fifo]
+            .into_iter()
+            .map(|m| {
+                let r = m.pair().map(|mut p| {
+                    p.sender.send(b"fresh").unwrap();
+                    let mut buf = Vec::new();
+                    p.receiver.recv(&mut buf).unwrap();
+                    buf
+                });
+                (m, r)
+            })
+            .collect();
+        for (n, mut q) in stale.into_iter().enumerate() {
+            q.unlink().unwrap();
+            std::fs::remove_dir(tmp.join(format!("ipc-kit-pair-{pid}-{n}"))).unwrap();
+        }
+        for (m, r) in results {
+            assert_eq!(
+                r.unwrap_or_else(|e| panic!("{} pair beside a dead namesake's leftovers: {e}", m.name())),
+                b"fresh"
+            );
+        }
+    })
+    .join();
+    // A process killed while holding pairs leaves nothing behind.
+    let mut holder = fork(|| {
+        let mut pairs = Vec::new();
+        for m in [Mechanism::PosixQueue, Mechanism::Fifo, Mechanism::PosixQueue] {
+            let mut p = m.pair().unwrap();
+            p.sender.send(b"held").unwrap();
+            pairs.push(p);
+        }
+        nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL).unwrap();
+    });
+    let pid = holder.pid();
+    assert!(matches!(holder.wait(), Exit::Signaled(nix::sys::signal::Signal::SIGKILL)));
+    let prefix = format!("ipc-kit-pair-{pid}-");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    let removed: Vec<_> = left.iter().map(|n| std::fs::remove_dir_all(tmp.join(n))).collect();
+    assert!(left.is_empty(), "left in {}: {left:?} (now removed: {removed:?})", tmp.display());
+    if let Ok(mut q) = PosixQueue::open(&format!("/{prefix}0")) {
+        q.unlink().unwrap();
+        panic!("the POSIX queue /{prefix}0 was left behind");
+    }
+    assert_no_posix_queue_named(&prefix);
 }

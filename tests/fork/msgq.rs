@@ -26,6 +26,7 @@ cases!("msgq":
     sysv_message_over_capacity_is_too_large,
     sysv_recv_vec_after_msgmax_raised,
     pair_names_survive_pid_reuse_and_crashes,
+    posix_dot_names_are_invalid,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -624,4 +625,24 @@ fn pair_names_survive_pid_reuse_and_crashes() {
         panic!("the POSIX queue /{prefix}0 was left behind");
     }
     assert_no_posix_queue_named(&prefix);
+}
+
+fn posix_dot_names_are_invalid() {
+    // "/." and "/.." name the mqueue directory and its parent, not queues.
+    let attr = QueueAttr { max_messages: 1, message_size: 8 };
+    for name in ["/.", "/.."] {
+        let r = PosixQueue::create(name, attr, 0o600);
+        assert!(matches!(r, Err(Error::InvalidName { .. })), "create {name}: {r:?}");
+        let r = PosixQueue::open(name);
+        assert!(matches!(r, Err(Error::InvalidName { .. })), "open {name}: {r:?}");
+        let r = PosixQueue::open_or_create(name, attr, 0o600);
+        assert!(matches!(r, Err(Error::InvalidName { .. })), "open_or_create {name}: {r:?}");
+    }
+    // A child as nobody gets the same answer, not PermissionDenied.
+    fork(|| {
+        become_nobody();
+        let r = PosixQueue::create("/.", attr, 0o600);
+        assert!(matches!(r, Err(Error::InvalidName { .. })), "create /. as nobody: {r:?}");
+    })
+    .join();
 }

@@ -21,6 +21,12 @@ cases!("msgq":
     removal_while_blocked,
     oversize_and_bad_input,
     permission_denied_for_nobody,
+    zero_and_past_timeouts_try_once,
+    sysv_removed_on_every_path,
+    sysv_message_over_capacity_is_too_large,
+    sysv_recv_vec_after_msgmax_raised,
+    pair_names_survive_pid_reuse_and_crashes,
+    posix_dot_names_are_invalid,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -353,4 +359,290 @@ fn permission_denied_for_nobody() {
     });
     assert_eq!(child.wait(), Exit::Code(0));
     drop((q, p));
+}
+
+fn zero_and_past_timeouts_try_once() {
+    // A message another process left, and room for one: a zero timeout, a
+    // deadline of now and one already past each take it or send at once.
+    let past = Instant::now();
+    std::thread::sleep(Duration::from_millis(2));
+    let name = format!("/{}", unique_name("ipc-kit-test-mq"));
+    let p = PosixQueue::create(&name, QueueAttr { max_messages: 1, message_size: 16 }, 0o600).unwrap();
+    let s = SysvQueue::create(Key::private(), 0o600).unwrap();
+    let mut buf = [0u8; 16];
+    let mut vec = Vec::new();
+    for round in 0..5u8 {
+        fork(|| {
+            p.send(&[round], 0).unwrap();
+            s.send(1, &[round]).unwrap();
+        })
+        .join();
+        let got = match round {
+            0 => p.recv_timeout(&mut buf, Duration::ZERO).map(|(n, _)| buf[..n].to_vec()),
+            1 => p.recv_deadline(&mut buf, Instant::now()).map(|(n, _)| buf[..n].to_vec()),
+            2 => p.recv_deadline(&mut buf, past).map(|(n, _)| buf[..n].to_vec()),
+            3 => p.recv_vec_timeout(&mut vec, Duration::ZERO).map(|_| vec.clone()),
+            _ => p.recv_vec_timeout_no_priority(&mut vec, Duration::ZERO).map(|_| vec.clone()),
+        };
+        assert_eq!(got.unwrap(), [round], "POSIX receive {round} with a zero or past timeout");
+        let got = match round {
+            0 => s.recv_timeout(Selector::Any, &mut buf, Duration::ZERO).map(|(_, n)| buf[..n].to_vec()),
+            1 => s.recv_deadline(Selector::Any, &mut buf, Instant::now()).map(|(_, n)| buf[..n].to_vec()),
+            2 => s.recv_deadline(Selector::Any, &mut buf, past).map(|(_, n)| buf[..n].to_vec()),
+            _ => s.recv_vec_timeout(Selector::Any, &mut vec, Duration::ZERO).map(|_| vec.clone()),
+        };
+        assert_eq!(got.unwrap(), [round], "System V receive {round} with a zero or past timeout");
+        // Room for one now: the timed sends go through at once.
+        match round {
+            0 => p.send_timeout(b"s", 0, Duration::ZERO).unwrap(),
+            1 => p.send_deadline(b"s", 0, Instant::now()).unwrap(),
+            _ => p.send_deadline(b"s", 0, past).unwrap(),
+        }
+        match round {
+            0 => s.send_timeout(1, b"s", Duration::ZERO).unwrap(),
+            1 => s.send_deadline(1, b"s", Instant::now()).unwrap(),
+            _ => s.send_deadline(1, b"s", past).unwrap(),
+        }
+        // The queue is full now, so another try says Timeout at once.
+        assert!(matches!(p.send_timeout(b"t", 0, Duration::ZERO), Err(Error::Timeout)));
+        let taken = fork(|| {
+            let mut b = [0u8; 16];
+            assert_eq!(p.try_recv(&mut b).unwrap().0, 1);
+            assert_eq!(s.try_recv(Selector::Any, &mut b).unwrap().1, 1);
+        });
+        taken.join();
+    }
+    assert!(matches!(p.recv_timeout(&mut buf, Duration::ZERO), Err(Error::Timeout)));
+    assert!(matches!(s.recv_timeout(Selector::Any, &mut buf, Duration::ZERO), Err(Error::Timeout)));
+}
+
+fn sysv_removed_on_every_path() {
+    use ipc_kit::{MessageReceiver, MessageSender};
+    let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+    let mut other = SysvQueue::open_id(q.id()).unwrap();
+    q.send(1, b"left").unwrap();
+    // Another process removes it; every call here then says Removed.
+    let id = q.id();
+    fork(move || SysvQueue::open_id(id).unwrap().remove().unwrap()).join();
+    let mut buf = [0u8; 16];
+    let mut vec = Vec::new();
+    let removed = |what: &str, r: Result<(), Error>| match r {
+        Err(Error::Removed { .. }) => {}
+        other => panic!("{what} after removal: expected Removed, got {other:?}"),
+    };
+    let ms = Duration::from_millis(50);
+    removed("recv", q.recv(Selector::Any, &mut buf).map(drop));
+    removed("try_recv", q.try_recv(Selector::Any, &mut buf).map(drop));
+    removed("recv_timeout", q.recv_timeout(Selector::Any, &mut buf, ms).map(drop));
+    removed("recv_timeout(0)", q.recv_timeout(Selector::Any, &mut buf, Duration::ZERO).map(drop));
+    removed("recv_deadline", q.recv_deadline(Selector::Exactly(3), &mut buf, Instant::now() + ms).map(drop));
+    removed("recv_truncating", q.recv_truncating(Selector::Any, &mut buf).map(drop));
+    removed("recv_vec", q.recv_vec(Selector::Any, &mut vec).map(drop));
+    removed("try_recv_vec", q.try_recv_vec(Selector::Any, &mut vec).map(drop));
+    removed("recv_vec_timeout", q.recv_vec_timeout(Selector::Any, &mut vec, ms).map(drop));
+    removed("recv_pod", q.recv_pod::<u32>(Selector::Any).map(drop));
+    removed("send", q.send(1, b"x"));
+    removed("try_send", q.try_send(1, b"x"));
+    removed("send_timeout", q.send_timeout(1, b"x", ms));
+    removed("send_deadline", q.send_deadline(1, b"x", Instant::now()));
+    removed("send_pod", q.send_pod(1, &7u32));
+    removed("stat", q.stat().map(drop));
+    // Through the traits, a removed queue is a disconnected peer.
+    let gone = |what: &str, r: Result<(), ipc_kit::traits::Error>| match r {
+        Err(ipc_kit::traits::Error::Disconnected) => {}
+        other => panic!("{what} through the traits: expected Disconnected, got {other:?}"),
+    };
+    gone("recv", MessageReceiver::recv(&mut other, &mut vec).map(drop));
+    gone("try_recv", MessageReceiver::try_recv(&mut other, &mut vec).map(drop));
+    gone("recv_timeout", MessageReceiver::recv_timeout(&mut other, &mut vec, ms).map(drop));
+    gone("send", MessageSender::send(&mut other, b"x"));
+    gone("try_send", MessageSender::try_send(&mut other, b"x"));
+    gone("send_timeout", MessageSender::send_timeout(&mut other, b"x", ms));
+}
+
+fn sysv_message_over_capacity_is_too_large() {
+    use ipc_kit::MessageSender;
+    let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+    q.set_capacity(100).unwrap();
+    let too_large = |what: &str, r: Result<(), Error>| match r {
+        Err(Error::MessageTooLarge { len: 200, max: 100, .. }) => {}
+        other => panic!("{what} of 200 bytes into a 100-byte queue: expected MessageTooLarge, got {other:?}"),
+    };
+    // In another process, so that a send that waits for good is seen and
+    // killed rather than hanging the case.
+    let mut sender = fork(|| {
+        let q = SysvQueue::open_id(q.id()).unwrap();
+        too_large("send", q.send(1, &[7; 200]));
+        too_large("try_send", q.try_send(1, &[7; 200]));
+        too_large("send_timeout", q.send_timeout(1, &[7; 200], Duration::from_secs(30)));
+        too_large("send_deadline", q.send_deadline(1, &[7; 200], Instant::now()));
+        let mut t = SysvQueue::open_id(q.id()).unwrap();
+        match MessageSender::send(&mut t, &[7; 200]) {
+            Err(ipc_kit::traits::Error::TooLarge { len: 200, max: 100 }) => {}
+            other => panic!("send through the traits: expected TooLarge, got {other:?}"),
+        }
+    });
+    match sender.wait_timeout(Duration::from_secs(10)) {
+        Some(Exit::Code(0)) => {}
+        None => {
+            sender.kill();
+            panic!("a send over the queue's capacity waited instead of failing");
+        }
+        Some(other) => panic!("sender: {other:?}"),
+    }
+    assert_eq!(q.stat().unwrap().messages, 0, "nothing was sent");
+    // The limit itself fits; with the queue full, limit + 1 is too large
+    // and a message that fits an empty queue is only Full.
+    q.try_send(1, &[1; 100]).unwrap();
+    assert!(matches!(q.try_send(1, &[1; 50]), Err(Error::Full)));
+    assert!(matches!(q.try_send(1, &[1; 101]), Err(Error::MessageTooLarge { len: 101, max: 100, .. })));
+    assert!(matches!(q.send_timeout(1, &[1; 50], Duration::ZERO), Err(Error::Timeout)));
+    let mut buf = [0u8; 128];
+    assert_eq!(q.try_recv(Selector::Any, &mut buf).unwrap(), (1, 100));
+    q.send(1, &[2; 100]).unwrap();
+}
+
+fn sysv_recv_vec_after_msgmax_raised() {
+    // msgmax belongs to the IPC namespace: raise it in a private one.
+    let child = fork(|| {
+        let max = ipc_kit::msgq::sysv_max_message();
+        let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+        let mut vec = Vec::new();
+        q.send(1, &vec![3; max]).unwrap();
+        assert_eq!(q.recv_vec(Selector::Any, &mut vec).unwrap(), 1);
+        assert_eq!(vec.len(), max, "a message of msgmax bytes");
+        drop(q);
+        if nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).is_err() {
+            // Unprivileged: msgmax cannot be raised here, which is all
+            // that applies.
+            return;
+        }
+        let max = ipc_kit::msgq::sysv_max_message();
+        let raised = max * 2;
+        std::fs::write("/proc/sys/kernel/msgmax", raised.to_string()).unwrap();
+        // A new queue's capacity is msgmnb: room for both messages below.
+        std::fs::write("/proc/sys/kernel/msgmnb", (raised * 2 + max).to_string()).unwrap();
+        let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+        let big = ipc_kit_tests::pattern(11, raised);
+        q.send(5, &big).unwrap();
+        assert_eq!(q.recv_vec(Selector::Any, &mut vec).unwrap(), 5, "a message of the raised msgmax");
+        assert!(vec == big, "received exactly what was sent");
+        q.send(6, &big[..max + 1]).unwrap();
+        assert_eq!(q.try_recv_vec(Selector::Any, &mut vec).unwrap(), 6);
+        assert_eq!(vec.len(), max + 1);
+        // Lowered again: the kernel refuses a send over it, as too large.
+        std::fs::write("/proc/sys/kernel/msgmax", max.to_string()).unwrap();
+        assert!(matches!(q.send(1, &big), Err(Error::MessageTooLarge { .. })));
+    });
+    child.join();
+}
+
+/// Panics (in a child) when a POSIX queue whose name starts with `prefix`
+/// exists in this IPC namespace, listed through a private mqueue mount
+/// (root only; elsewhere nothing applies).
+fn assert_no_posix_queue_named(prefix: &str) {
+    let dir = ScratchDir::new();
+    let mnt = dir.path().join("mq");
+    std::fs::create_dir(&mnt).unwrap();
+    fork(|| {
+        use nix::mount::MsFlags;
+        if nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).is_err() {
+            return;
+        }
+        nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+            .unwrap();
+        nix::mount::mount(Some("mqueue"), &mnt, Some("mqueue"), MsFlags::empty(), None::<&str>).unwrap();
+        let left: Vec<String> = std::fs::read_dir(&mnt)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(prefix))
+            .collect();
+        assert!(left.is_empty(), "POSIX queues left behind: {left:?}");
+    })
+    .join();
+}
+
+fn pair_names_survive_pid_reuse_and_crashes() {
+    use ipc_kit::Mechanism;
+    let tmp = std::env::temp_dir();
+    // What a killed process with this pid left, before the pid came back.
+    fork(|| {
+        let pid = std::process::id();
+        let attr = QueueAttr { max_messages: 1, message_size: 8 };
+        let mut stale = Vec::new();
+        for n in 0..8 {
+            let mut q = PosixQueue::create(&format!("/ipc-kit-pair-{pid}-{n}"), attr, 0o600).unwrap();
+            q.persist();
+            stale.push(q);
+            std::fs::create_dir(tmp.join(format!("ipc-kit-pair-{pid}-{n}"))).unwrap();
+        }
+        let results: Vec<_> = [Mechanism::PosixQueue, Mechanism::Fifo]
+            .into_iter()
+            .map(|m| {
+                let r = m.pair().map(|mut p| {
+                    p.sender.send(b"fresh").unwrap();
+                    let mut buf = Vec::new();
+                    p.receiver.recv(&mut buf).unwrap();
+                    buf
+                });
+                (m, r)
+            })
+            .collect();
+        for (n, mut q) in stale.into_iter().enumerate() {
+            q.unlink().unwrap();
+            std::fs::remove_dir(tmp.join(format!("ipc-kit-pair-{pid}-{n}"))).unwrap();
+        }
+        for (m, r) in results {
+            assert_eq!(
+                r.unwrap_or_else(|e| panic!("{} pair beside a dead namesake's leftovers: {e}", m.name())),
+                b"fresh"
+            );
+        }
+    })
+    .join();
+    // A process killed while holding pairs leaves nothing behind.
+    let mut holder = fork(|| {
+        let mut pairs = Vec::new();
+        for m in [Mechanism::PosixQueue, Mechanism::Fifo, Mechanism::PosixQueue] {
+            let mut p = m.pair().unwrap();
+            p.sender.send(b"held").unwrap();
+            pairs.push(p);
+        }
+        nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL).unwrap();
+    });
+    let pid = holder.pid();
+    assert!(matches!(holder.wait(), Exit::Signaled(nix::sys::signal::Signal::SIGKILL)));
+    let prefix = format!("ipc-kit-pair-{pid}-");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    let removed: Vec<_> = left.iter().map(|n| std::fs::remove_dir_all(tmp.join(n))).collect();
+    assert!(left.is_empty(), "left in {}: {left:?} (now removed: {removed:?})", tmp.display());
+    if let Ok(mut q) = PosixQueue::open(&format!("/{prefix}0")) {
+        q.unlink().unwrap();
+        panic!("the POSIX queue /{prefix}0 was left behind");
+    }
+    assert_no_posix_queue_named(&prefix);
+}
+
+fn posix_dot_names_are_invalid() {
+    // "/." and "/.." name the mqueue directory and its parent, not queues.
+    let attr = QueueAttr { max_messages: 1, message_size: 8 };
+    for name in ["/.", "/.."] {
+        let r = PosixQueue::create(name, attr, 0o600);
+        assert!(matches!(r, Err(Error::InvalidName { .. })), "create {name}: {r:?}");
+        let r = PosixQueue::open(name);
+        assert!(matches!(r, Err(Error::InvalidName { .. })), "open {name}: {r:?}");
+        let r = PosixQueue::open_or_create(name, attr, 0o600);
+        assert!(matches!(r, Err(Error::InvalidName { .. })), "open_or_create {name}: {r:?}");
+    }
+    // A child as nobody gets the same answer, not PermissionDenied.
+    fork(|| {
+        become_nobody();
+        let r = PosixQueue::create("/.", attr, 0o600);
+        assert!(matches!(r, Err(Error::InvalidName { .. })), "create /. as nobody: {r:?}");
+    })
+    .join();
 }

@@ -10,11 +10,13 @@ use crate::traits::{MessageReceiver, MessageSender};
 pub enum Mechanism {
     /// An anonymous pipe, framed.
     Pipe,
-    /// A named pipe in a fresh temporary directory, framed.
+    /// A named pipe in a fresh temporary directory, framed; the FIFO and
+    /// its directory are removed as soon as both ends are open.
     Fifo,
     /// A private System V message queue.
     SysvQueue,
-    /// A POSIX message queue with a unique name (10 messages of 8 KiB).
+    /// A POSIX message queue with a unique name (10 messages of 8 KiB),
+    /// unlinked as soon as both ends are open.
     PosixQueue,
     /// A shared-memory byte channel (1 MiB ring) in anonymous memory.
     ShmByteChannel,
@@ -82,11 +84,11 @@ impl Mechanism {
                 let fifo = ipc_fifo::Fifo::create(dir.0.join("fifo"), 0o600)?;
                 let r = fifo.try_open_reader()?;
                 let w = fifo.try_open_writer()?;
-                Pair::new(
-                    crate::impls::PipeSender::new(w),
-                    ipc_pipe::FrameReader::new(r),
-                    Keep::Fifo { _fifo: fifo, _dir: dir },
-                )
+                // Both ends are open: the FIFO and its directory go now,
+                // so a crash leaves nothing behind.
+                drop(fifo);
+                drop(dir);
+                Pair::new(crate::impls::PipeSender::new(w), ipc_pipe::FrameReader::new(r), Keep::None)
             }
             Mechanism::SysvQueue => {
                 // The owning handle stays in the pair: whichever process
@@ -98,11 +100,18 @@ impl Mechanism {
                 Pair::new(tx, rx, Keep::SysvQueue { _owner: owner })
             }
             Mechanism::PosixQueue => {
-                static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let name = format!("/ipc-kit-pair-{}-{n}", std::process::id());
-                let q = ipc_msgq::PosixQueue::create(&name, ipc_msgq::QueueAttr::default(), 0o600)?;
-                let other = ipc_msgq::PosixQueue::open(&name)?;
+                let mut tries = 0;
+                let mut q = loop {
+                    let name = format!("/{}", unique_name());
+                    match ipc_msgq::PosixQueue::create(&name, ipc_msgq::QueueAttr::default(), 0o600) {
+                        Err(ipc_msgq::Error::AlreadyExists { .. }) if tries < 16 => tries += 1,
+                        other => break other?,
+                    }
+                };
+                let other = ipc_msgq::PosixQueue::open(q.name())?;
+                // Both ends are open: the name goes now (the queue lives on
+                // while open), so a crash leaves nothing behind.
+                q.unlink()?;
                 Pair::new(q, other, Keep::None)
             }
             Mechanism::ShmByteChannel => {
@@ -122,11 +131,18 @@ enum Keep {
     SysvQueue {
         _owner: ipc_msgq::SysvQueue,
     },
-    /// The FIFO (dropped first) and its directory.
-    Fifo {
-        _fifo: ipc_fifo::Fifo,
-        _dir: TempDir,
-    },
+}
+
+/// `ipc-kit-pair-PID-N-RANDOM`: unique in this process by `N`, and by
+/// `RANDOM` against what a dead process with a reused pid left.
+fn unique_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // std seeds each RandomState's keys from the OS's random source.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(n);
+    format!("ipc-kit-pair-{}-{n}-{:016x}", std::process::id(), h.finish())
 }
 
 /// A connected sender and receiver of one [`Mechanism`].
@@ -156,11 +172,15 @@ struct TempDir(std::path::PathBuf, u32);
 
 impl TempDir {
     fn new() -> io::Result<TempDir> {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("ipc-kit-pair-{}-{n}", std::process::id()));
-        std::fs::create_dir(&dir)?;
-        Ok(TempDir(dir, std::process::id()))
+        let mut tries = 0;
+        loop {
+            let dir = std::env::temp_dir().join(unique_name());
+            match std::fs::create_dir(&dir) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 16 => tries += 1,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(TempDir(dir, std::process::id())),
+            }
+        }
     }
 }
 

@@ -436,7 +436,8 @@ impl PosixQueue {
 
 /// Runs a `mq_timed*` call: once with a deadline already passed (`wait`
 /// None: `would_block()` when it would wait), or in slices until `wait`'s
-/// deadline, retrying after `EINTR` with the time left.
+/// deadline, retrying after `EINTR` with the time left. A zero or past
+/// `wait` tries once too, and gives [`Error::Timeout`] when it would wait.
 ///
 /// `would_block` is a function, not an `Error`, so that a call that
 /// succeeds neither builds nor drops an error value.
@@ -452,12 +453,10 @@ fn timed(
             None => call(Some(&past)),
             Some(d) => match d.remaining() {
                 None => call(None),
-                Some(left) => {
-                    if left.is_zero() {
-                        return Err(Error::Timeout);
-                    }
-                    call(Some(&ipc_sync::realtime_after(left.min(SLICE))))
-                }
+                // A deadline that has passed still tries once: an absolute
+                // time already past makes the kernel try without waiting.
+                Some(left) if left.is_zero() => call(Some(&past)),
+                Some(left) => call(Some(&ipc_sync::realtime_after(left.min(SLICE)))),
             },
         };
         match r {

@@ -1,5 +1,6 @@
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytemuck::Pod;
@@ -111,14 +112,33 @@ pub struct SysvQueue {
     owner: ipc_sync::Owned,
 }
 
-/// The largest message text, from /proc/sys/kernel/msgmax (8192 by
-/// default), read once per process: a send checks against it before the
-/// system call, and a limit lowered later is still reported by the kernel.
-#[inline]
+/// The largest message text now, read from /proc/sys/kernel/msgmax (8192
+/// when it cannot be read). The limit can change at run time: a send over
+/// the last value seen reads it again before refusing, a receive into a
+/// `Vec` grows when a message is longer, and a send the kernel refuses
+/// after the limit was lowered is [`Error::MessageTooLarge`].
 pub fn sysv_max_message() -> usize {
-    static MSGMAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *MSGMAX.get_or_init(|| proc_limit("/proc/sys/kernel/msgmax").map_or(8192, |v| v as usize))
+    let max = proc_limit("/proc/sys/kernel/msgmax").map_or(8192, |v| usize::try_from(v).unwrap_or(usize::MAX));
+    MSGMAX_SEEN.store(max, Ordering::Relaxed);
+    max
 }
+
+/// The msgmax last read (0 before the first read), so that the common case
+/// reads no file.
+static MSGMAX_SEEN: AtomicUsize = AtomicUsize::new(0);
+
+/// The msgmax last read, reading it the first time.
+#[inline]
+fn msgmax_seen() -> usize {
+    match MSGMAX_SEEN.load(Ordering::Relaxed) {
+        0 => sysv_max_message(),
+        max => max,
+    }
+}
+
+/// The longest message text `msgrcv` can be asked for (its size is a
+/// `long`, and the kernel's limits are `int`s).
+const MAX_ROOM: usize = i32::MAX as usize;
 
 impl SysvQueue {
     /// Creates a queue under `key` (exclusive) with permissions `mode`
@@ -196,8 +216,11 @@ impl SysvQueue {
 
     fn err(&self, op: &'static str, e: io::Error) -> Error {
         match e.raw_os_error() {
-            // An id that no longer names a queue.
-            Some(libc::EINVAL) if op != "msgsnd" && op != "msgrcv" => Error::Removed { what: WHAT, name: self.name() },
+            // An id that no longer names a queue: every other cause of
+            // EINVAL (a negative size, a type below 1 for msgsnd) is ruled
+            // out before the call, and msgsnd's oversize case goes through
+            // `send_err`.
+            Some(libc::EINVAL) => Error::Removed { what: WHAT, name: self.name() },
             _ => Error::from_os(WHAT, || self.name(), op, e),
         }
     }
@@ -207,11 +230,30 @@ impl SysvQueue {
         if mtype < 1 {
             return Err(Error::InvalidType { mtype });
         }
-        let max = sysv_max_message();
-        if data.len() > max {
-            return Err(Error::MessageTooLarge { len: data.len(), max, limit: "/proc/sys/kernel/msgmax" });
+        if data.len() > msgmax_seen() {
+            // It may have been raised since it was read.
+            let max = sysv_max_message();
+            if data.len() > max {
+                return Err(Error::MessageTooLarge { len: data.len(), max, limit: "/proc/sys/kernel/msgmax" });
+            }
         }
         Ok(())
+    }
+
+    /// After a send found no room: a message longer than the queue's
+    /// capacity could never fit (the kernel would wait for good), so it is
+    /// [`Error::MessageTooLarge`]; otherwise `full`.
+    #[cold]
+    fn no_room(&self, len: usize, full: Error) -> Error {
+        match self.stat() {
+            Ok(st) if len as u64 > st.capacity => Error::MessageTooLarge {
+                len,
+                max: usize::try_from(st.capacity).unwrap_or(usize::MAX),
+                limit: "the queue's capacity (msg_qbytes)",
+            },
+            Ok(_) => full,
+            Err(e) => e,
+        }
     }
 
     /// Sends `data` with type `mtype`, waiting while the queue is full.
@@ -220,11 +262,18 @@ impl SysvQueue {
     ///
     /// [`Error::InvalidType`] for a type below 1 and
     /// [`Error::MessageTooLarge`] over msgmax, both before any system call;
-    /// [`Error::Removed`]; [`Error::PermissionDenied`].
+    /// [`Error::MessageTooLarge`] over the queue's capacity (`msg_qbytes`),
+    /// checked when the queue has no room, before waiting and before
+    /// anything is sent; [`Error::Removed`]; [`Error::PermissionDenied`].
     #[doc(alias = "msgsnd")]
     #[inline]
     pub fn send(&self, mtype: i64, data: &[u8]) -> Result<()> {
         Self::check_send(mtype, data)?;
+        // Try first: only a queue without room needs its capacity read.
+        match self.try_send_once(mtype, data) {
+            Err(Error::Full) => {}
+            other => return other,
+        }
         loop {
             match sys::msgsnd(self.id, mtype as libc::c_long, data, 0) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -247,7 +296,7 @@ impl SysvQueue {
         loop {
             match sys::msgsnd(self.id, mtype as libc::c_long, data, libc::IPC_NOWAIT) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Err(Error::Full),
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Err(self.no_room(data.len(), Error::Full)),
                 other => return other.map_err(|e| self.send_err(e, data.len())),
             }
         }
@@ -282,14 +331,16 @@ impl SysvQueue {
 
     fn send_err(&self, e: io::Error, len: usize) -> Error {
         match e.raw_os_error() {
-            // msgsz over msg_qbytes: the message could never fit.
+            // A removed queue, or msgmax lowered since it was read.
             Some(libc::EINVAL) => match self.stat() {
-                Ok(st) if len as u64 > st.capacity => Error::MessageTooLarge {
-                    len,
-                    max: st.capacity as usize,
-                    limit: "the queue's capacity (msg_qbytes)",
-                },
-                Ok(_) => Error::Io { op: "msgsnd", source: e },
+                Ok(_) => {
+                    let max = sysv_max_message();
+                    if len > max {
+                        Error::MessageTooLarge { len, max, limit: "/proc/sys/kernel/msgmax" }
+                    } else {
+                        Error::Io { op: "msgsnd", source: e }
+                    }
+                }
                 Err(other) => other,
             },
             _ => self.err("msgsnd", e),
@@ -420,14 +471,23 @@ impl SysvQueue {
         })
     }
 
+    /// Receives into `buf` with room for msgmax; a longer message (msgmax
+    /// was raised, or lowered after it was sent) stays queued and is asked
+    /// for again with more room, msgmax read anew.
     #[inline]
     fn recv_vec_raw(&self, t: libc::c_long, flags: libc::c_int, buf: &mut Vec<u8>) -> Result<i64> {
-        let room = sysv_max_message();
-        self.recv_to(t, flags, room, |text| {
-            buf.clear();
-            buf.extend_from_slice(text);
-        })
-        .map(|(mtype, _)| mtype)
+        let mut room = msgmax_seen();
+        loop {
+            match self.recv_to(t, flags, room, |text| {
+                buf.clear();
+                buf.extend_from_slice(text);
+            }) {
+                Err(Error::BufferTooSmall { .. }) if room < MAX_ROOM => {
+                    room = sysv_max_message().max(room.saturating_mul(2)).min(MAX_ROOM);
+                }
+                other => return other.map(|(mtype, _)| mtype),
+            }
+        }
     }
 
     /// Sends a `T` as the message text.

@@ -25,6 +25,7 @@ cases!("fifo":
     client_notices_a_killed_server,
     server_drops_bad_requests,
     bogus_frame_lengths_from_an_unrelated_writer,
+    reply_path_too_long_for_any_request,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -383,4 +384,39 @@ fn bogus_frame_lengths_from_an_unrelated_writer() {
         other => panic!("expected TruncatedFrame, got {other:?}"),
     }
     writer.join();
+}
+
+/// A server deep enough in the file system that a client's reply path
+/// (near `PATH_MAX`) leaves no room for a request in one atomic write:
+/// `connect` says so with a typed error; it neither panics nor reports a
+/// huge `max_request`. A path one level up still connects, and its
+/// `max_request` is what is left of `PIPE_BUF`.
+fn reply_path_too_long_for_any_request() {
+    let dir = ScratchDir::new();
+    let mut deep = dir.path().to_path_buf();
+    // The reply path is SERVER.reply.PID.N: aim it at 4091 bytes.
+    let tail = format!(".reply.{}.0", std::process::id()).len() + 1; // + "s"
+    while deep.as_os_str().len() + 1 + 200 + 1 + tail < 4091 {
+        deep.push("d".repeat(200));
+    }
+    let last = 4091 - tail - 1 - 1 - deep.as_os_str().len();
+    deep.push("e".repeat(last));
+    std::fs::create_dir_all(&deep).unwrap();
+    let path = deep.join("s");
+    let _server = FifoServer::create(&path, 0o600).unwrap();
+    match FifoClient::connect(&path) {
+        Err(Error::InvalidPath { path: p, .. }) => assert!(p.as_os_str().len() > 4080, "{}", p.display()),
+        other => panic!("expected InvalidPath, got {other:?}"),
+    }
+    let left: Vec<_> = std::fs::read_dir(&deep).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("s")], "no reply FIFO left behind");
+    // Shallower: a client connects and may send what is left.
+    let path = dir.path().join("s");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let mut client = FifoClient::connect(&path).unwrap();
+    let max = client.max_request();
+    assert!(max > 3000 && max < 4096, "max_request {max}");
+    assert!(matches!(client.send_request(&vec![1; max + 1]), Err(Error::RequestTooLarge { .. })));
+    client.send_request(&vec![1; max]).unwrap();
+    assert_eq!(server.recv_timeout(Duration::from_secs(5)).unwrap().payload.len(), max);
 }

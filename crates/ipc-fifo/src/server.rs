@@ -236,7 +236,9 @@ impl FifoClient {
     ///
     /// [`Error::ServerGone`] when no server reads the FIFO;
     /// [`Error::NotFound`]; [`Error::NotAFifo`]; [`Error::PermissionDenied`]
-    /// (the client needs write access to the FIFO and its directory).
+    /// (the client needs write access to the FIFO and its directory);
+    /// [`Error::InvalidPath`] when the reply path, made from the server's
+    /// path, is too long to fit a request in one atomic write.
     pub fn connect(server: impl AsRef<Path>) -> Result<Self> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let server = server.as_ref();
@@ -246,14 +248,20 @@ impl FifoClient {
         };
         let name = format!("{}{}.{}", reply_prefix(server), std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let reply_path = server.with_file_name(name);
+        // The request header carries the reply path: refuse a path that
+        // leaves no room for a request in one atomic write, before making
+        // anything.
+        if FRAME_HEADER + REQUEST_HEADER + reply_path.as_os_str().len() > PIPE_BUF {
+            return Err(Error::InvalidPath {
+                path: reply_path,
+                reason: "the reply path leaves no room for a request in one atomic write (PIPE_BUF, 4096 bytes)",
+            });
+        }
         let reply = Fifo::create_replacing(&reply_path, 0o600)?;
         let reader = reply.try_open_reader()?;
         let keepalive = reply.try_open_writer()?;
         let path_bytes = reply_path.as_os_str().as_bytes();
-        let path_len = u16::try_from(path_bytes.len()).map_err(|_| Error::InvalidPath {
-            path: reply_path.clone(),
-            reason: "a reply path is at most 65535 bytes",
-        })?;
+        let path_len = u16::try_from(path_bytes.len()).unwrap_or(u16::MAX); // under PIPE_BUF, checked above
         let mut header = Vec::with_capacity(REQUEST_HEADER + path_bytes.len());
         header.extend_from_slice(&std::process::id().to_le_bytes());
         header.extend_from_slice(&path_len.to_le_bytes());
@@ -269,9 +277,11 @@ impl FifoClient {
     }
 
     /// The most payload one request carries: `PIPE_BUF` less the headers
-    /// and this client's reply path.
+    /// and this client's reply path (possibly 0, never more than
+    /// `PIPE_BUF`; [`connect`](Self::connect) refuses a reply path that
+    /// leaves no room at all).
     pub fn max_request(&self) -> usize {
-        PIPE_BUF - FRAME_HEADER - self.header.len()
+        PIPE_BUF.saturating_sub(FRAME_HEADER + self.header.len())
     }
 
     /// Sends a request and waits for the reply, checking every 50 ms that

@@ -26,6 +26,7 @@ cases!("fifo":
     server_drops_bad_requests,
     bogus_frame_lengths_from_an_unrelated_writer,
     reply_path_too_long_for_any_request,
+    garbage_writers_beside_eight_honest_clients,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -322,27 +323,41 @@ fn server_drops_bad_requests() {
     let path = dir.path().join("service");
     let mut server = FifoServer::create(&path, 0o600).unwrap();
     let raw = Fifo::open(&path).unwrap().try_open_writer().unwrap();
-    let frame = |body: &[u8]| {
-        let mut m = (body.len() as u32).to_le_bytes().to_vec();
-        m.extend_from_slice(body);
-        m
-    };
-    // Too short; a reply path longer than the request; a reply path that
-    // is not the server's (someone else's file); a frame too long.
-    raw.write_atomic(&frame(b"abc")).unwrap();
-    raw.write_atomic(&frame(&[1, 0, 0, 0, 200, 0, b'x'])).unwrap();
+    // Well-formed frames with bad requests in them: too short; a reply
+    // path longer than the request; a reply path that is not the
+    // server's (someone else's file). Each is a BadRequest.
+    raw.write_atomic(&request_frame(b"abc")).unwrap();
+    raw.write_atomic(&request_frame(&[1, 0, 0, 0, 200, 0, b'x'])).unwrap();
     let mut evil = vec![1, 0, 0, 0];
     evil.extend_from_slice(&(11u16).to_le_bytes());
     evil.extend_from_slice(b"/etc/passwd");
-    raw.write_atomic(&frame(&evil)).unwrap();
+    raw.write_atomic(&request_frame(&evil)).unwrap();
     for _ in 0..3 {
         assert!(matches!(server.recv_timeout(Duration::from_secs(5)), Err(Error::BadRequest { .. })));
     }
+    // Bytes that are no frame at all: skipped, nothing to receive.
     (&raw).write_all(&(1_000_000u32).to_le_bytes()).unwrap();
-    assert!(matches!(server.recv_timeout(Duration::from_secs(5)), Err(Error::BadRequest { .. })));
+    assert!(matches!(server.recv_timeout(Duration::from_millis(100)), Err(Error::Timeout { .. })));
     let mut client_req = FifoClient::connect(&path).unwrap();
     assert!(matches!(client_req.send_request(&vec![0; 5000]), Err(Error::RequestTooLarge { .. })));
     assert!(client_req.max_request() < 4096);
+    client_req.send_request(b"still served").unwrap();
+    assert_eq!(server.recv_timeout(Duration::from_secs(5)).unwrap().payload, b"still served");
+}
+
+/// A request frame as FifoClient writes it: magic, body length, FNV-1a
+/// (64) of the length and body, body.
+fn request_frame(body: &[u8]) -> Vec<u8> {
+    let len = (body.len() as u32).to_le_bytes();
+    let sum = len
+        .iter()
+        .chain(body)
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let mut m = b"IKfq".to_vec();
+    m.extend_from_slice(&len);
+    m.extend_from_slice(&sum.to_le_bytes());
+    m.extend_from_slice(body);
+    m
 }
 
 /// A writer that opens the FIFO by path and sends a valid frame, then a
@@ -419,4 +434,111 @@ fn reply_path_too_long_for_any_request() {
     assert!(matches!(client.send_request(&vec![1; max + 1]), Err(Error::RequestTooLarge { .. })));
     client.send_request(&vec![1; max]).unwrap();
     assert_eq!(server.recv_timeout(Duration::from_secs(5)).unwrap().payload.len(), max);
+}
+
+/// Writes garbage into the server's FIFO until killed: random bytes in
+/// random amounts (some over PIPE_BUF, so not atomic), headers claiming
+/// `u32::MAX` or more than PIPE_BUF, and frame starts that stop short.
+fn garbage_writer(path: &std::path::Path, seed: u64, ready: &ipc_kit::pipe::PipeWriter) {
+    let w = Fifo::open(path).unwrap().open_writer_timeout(Duration::from_secs(5)).unwrap();
+    let mut rng = ipc_kit_tests::Rng::new(seed);
+    for n in 0u64.. {
+        if n == 20 {
+            ready.write_atomic(b"g").unwrap(); // garbage is flowing
+        }
+        let size = rng.below(10_000) as usize;
+        let short = rng.below(200) as usize;
+        let junk = match rng.below(5) {
+            0 => u32::MAX.to_le_bytes().to_vec(),
+            1 => {
+                let mut m = request_frame(&rng.bytes(short));
+                m[4..8].copy_from_slice(&5000u32.to_le_bytes()); // over PIPE_BUF
+                m
+            }
+            2 => {
+                let m = request_frame(&rng.bytes(100));
+                m[..short % m.len()].to_vec() // a frame cut short
+            }
+            3 => rng.bytes(size),
+            _ => {
+                let mut m = request_frame(&rng.bytes(50));
+                m[20] ^= 1; // a bad check
+                m
+            }
+        };
+        let _ = (&w).write_all(&junk);
+        std::thread::sleep(Duration::from_micros(rng.below(2000)));
+    }
+}
+
+/// Four garbage writers (two of them killed mid-run, most likely inside a
+/// write) beside eight honest clients: every honest request is answered,
+/// with its own reply.
+fn garbage_writers_beside_eight_honest_clients() {
+    const CLIENTS: u64 = 8;
+    const REQUESTS: u64 = 200;
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (ready_rx, ready_tx) = ipc_kit::pipe::pipe().unwrap();
+    let mut garbage: Vec<_> = (0..4u64)
+        .map(|g| {
+            let path = path.clone();
+            let ready_tx = &ready_tx;
+            fork(move || garbage_writer(&path, 0x9e37 + g, ready_tx))
+        })
+        .collect();
+    // Let the garbage flow (and keep reading it) before any client comes.
+    let mut flowing = 0;
+    let end = Instant::now() + Duration::from_secs(20);
+    while flowing < 4 {
+        assert!(Instant::now() < end, "{flowing} of 4 garbage writers started");
+        match server.recv_timeout(Duration::from_millis(10)) {
+            Err(Error::BadRequest { .. } | Error::Timeout { .. }) => {}
+            other => panic!("garbage gave {other:?}"),
+        }
+        flowing += ready_rx.try_read(&mut [0; 4]).unwrap_or(0);
+    }
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let path = path.clone();
+            fork(move || {
+                let mut client = FifoClient::connect(&path).unwrap();
+                for i in 0..REQUESTS {
+                    let mut req = (c << 32 | i).to_le_bytes().to_vec();
+                    req.extend_from_slice(&pattern(c << 32 | i, (i * 13 % 300) as usize));
+                    let reply = client.request_timeout(&req, Duration::from_secs(20)).unwrap();
+                    let mut expected = req.clone();
+                    expected.reverse();
+                    assert_eq!(reply, expected, "client {c} request {i}");
+                }
+            })
+        })
+        .collect();
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut answered = 0;
+    while answered < CLIENTS * REQUESTS {
+        assert!(Instant::now() < end, "answered {answered} of {} honest requests", CLIENTS * REQUESTS);
+        match server.recv_timeout(Duration::from_secs(1)) {
+            Ok(req) => {
+                let mut reply = req.payload.clone();
+                reply.reverse();
+                server.reply(&req, &reply).unwrap();
+                answered += 1;
+            }
+            Err(Error::BadRequest { .. } | Error::Timeout { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+        if answered == CLIENTS * REQUESTS / 3 && garbage.len() == 4 {
+            for mut g in garbage.drain(..2) {
+                g.kill();
+                assert_eq!(g.wait(), Exit::Signaled(nix::sys::signal::Signal::SIGKILL));
+            }
+        }
+    }
+    clients.into_iter().for_each(|c| c.join());
+    for mut g in garbage {
+        g.kill();
+        g.wait();
+    }
 }

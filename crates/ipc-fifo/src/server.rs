@@ -1,5 +1,6 @@
 use std::ffi::OsStr;
 use std::fmt;
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,12 +12,21 @@ use ipc_sync::Deadline;
 use crate::error::{Error, Result};
 use crate::fifo::Fifo;
 
-/// A request frame: client pid (u32), reply path length (u16), reply
-/// path, payload. With the 4-byte frame header it fits in one atomic
-/// write of at most `PIPE_BUF` bytes, so requests from many clients never
-/// interleave.
+/// A request body: client pid (u32), reply path length (u16), reply
+/// path, payload. With its frame header it fits in one atomic write of at
+/// most `PIPE_BUF` bytes, so requests from many clients never interleave.
 const REQUEST_HEADER: usize = 6;
-const FRAME_HEADER: usize = ipc_pipe::FRAME_HEADER;
+
+/// A request frame on the well-known FIFO: [`MAGIC`], the body's length
+/// (u32), a check (u64, FNV-1a of the length and the body), the body. Any
+/// process may write any bytes into the FIFO; the server skips whatever is
+/// not a whole frame with a good check, and finds the next one, so garbage
+/// or a writer killed mid-write never stops it. An honest frame is one
+/// atomic write, so no foreign byte ever lands inside it.
+const FRAME_HEADER: usize = 16;
+const MAGIC: [u8; 4] = *b"IKfq";
+/// The largest request body.
+const MAX_BODY: usize = PIPE_BUF - FRAME_HEADER;
 
 /// How often a waiting client checks that the server still lives.
 const LIVENESS_EVERY: Duration = Duration::from_millis(50);
@@ -74,7 +84,10 @@ impl Request {
 /// ```
 pub struct FifoServer {
     fifo: Fifo,
-    requests: FrameReader<PipeReader>,
+    requests: PipeReader,
+    /// Bytes read and not yet taken: at most one partial frame (under
+    /// `PIPE_BUF`) between calls.
+    pending: Vec<u8>,
     _keepalive: PipeWriter,
 }
 
@@ -102,7 +115,7 @@ impl FifoServer {
     fn serve(fifo: Fifo) -> Result<Self> {
         let reader = fifo.try_open_reader()?;
         let keepalive = fifo.try_open_writer()?;
-        Ok(FifoServer { requests: FrameReader::with_max(reader, PIPE_BUF - FRAME_HEADER), fifo, _keepalive: keepalive })
+        Ok(FifoServer { requests: reader, pending: Vec::with_capacity(2 * PIPE_BUF), fifo, _keepalive: keepalive })
     }
 
     /// The request FIFO's path, which clients connect to.
@@ -112,46 +125,69 @@ impl FifoServer {
 
     /// Waits for the next request.
     ///
+    /// Bytes in the request FIFO that are not a well-formed request frame
+    /// (from a broken or hostile writer, or one killed mid-write) are
+    /// skipped; the server goes on with the next frame.
+    ///
     /// # Errors
     ///
-    /// [`Error::BadRequest`] for a malformed request (it is dropped and the
-    /// server can go on); [`Error::Io`].
+    /// [`Error::BadRequest`] for a well-formed frame with a malformed
+    /// request in it (it is dropped and the server can go on);
+    /// [`Error::Io`].
     pub fn recv(&mut self) -> Result<Request> {
-        let mut frame = Vec::new();
-        match self.requests.recv(&mut frame) {
-            Ok(Some(_)) => self.parse(frame),
-            Ok(None) => Err(self.eof()),
-            Err(e) => Err(self.frame_err(e)),
-        }
+        self.recv_until(Deadline::never())
     }
 
-    /// Waits at most `timeout` for the next request.
+    /// Waits at most `timeout` for the next request; a zero timeout takes
+    /// one that is already there.
     ///
     /// # Errors
     ///
     /// [`Error::Timeout`], and as for [`recv`](Self::recv).
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Request> {
-        let mut frame = Vec::new();
-        match self.requests.recv_timeout(&mut frame, timeout) {
-            Ok(Some(_)) => self.parse(frame),
-            Ok(None) => Err(self.eof()),
-            Err(ipc_pipe::Error::Timeout) => Err(Error::Timeout { path: self.path().to_owned() }),
-            Err(e) => Err(self.frame_err(e)),
+        self.recv_until(Deadline::after(timeout))
+    }
+
+    fn recv_until(&mut self, deadline: Deadline) -> Result<Request> {
+        let mut chunk = [0u8; PIPE_BUF];
+        loop {
+            if let Some(body) = take_frame(&mut self.pending) {
+                return self.parse(body);
+            }
+            let n = self.read_some(&mut chunk, deadline)?;
+            if n == 0 {
+                return Err(self.eof());
+            }
+            self.pending.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads what is there, else waits until `deadline` (trying once when
+    /// it has passed).
+    fn read_some(&self, chunk: &mut [u8], deadline: Deadline) -> Result<usize> {
+        let io = |e: ipc_pipe::Error| Error::Io { op: "read request", path: self.path().to_owned(), source: e.into() };
+        match self.requests.try_read(chunk) {
+            Err(ipc_pipe::Error::WouldBlock) => {}
+            Ok(n) => return Ok(n),
+            Err(e) => return Err(io(e)),
+        }
+        match deadline.instant() {
+            None => (&self.requests).read(chunk).map_err(|e| Error::Io {
+                op: "read request",
+                path: self.path().to_owned(),
+                source: e,
+            }),
+            Some(_) if deadline.has_expired() => Err(Error::Timeout { path: self.path().to_owned() }),
+            Some(at) => match self.requests.read_deadline(chunk, at) {
+                Err(ipc_pipe::Error::Timeout) => Err(Error::Timeout { path: self.path().to_owned() }),
+                other => other.map_err(io),
+            },
         }
     }
 
     fn eof(&self) -> Error {
         // Cannot happen while we hold a writer; say so plainly if it does.
         Error::Io { op: "read request", path: self.path().to_owned(), source: std::io::ErrorKind::UnexpectedEof.into() }
-    }
-
-    fn frame_err(&self, e: ipc_pipe::Error) -> Error {
-        match e {
-            ipc_pipe::Error::FrameTooLarge { len, .. } => {
-                Error::BadRequest { reason: format!("a request frame of {len} bytes (more than one atomic write)") }
-            }
-            other => Error::Io { op: "read request", path: self.path().to_owned(), source: other.into() },
-        }
     }
 
     fn parse(&self, frame: Vec<u8>) -> Result<Request> {
@@ -211,6 +247,63 @@ impl fmt::Debug for FifoServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FifoServer").field("path", &self.path()).finish()
     }
+}
+
+/// FNV-1a (64 bit) of the frame's length field and body.
+fn check(len: &[u8], body: &[u8]) -> u64 {
+    len.iter().chain(body).fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Fills in the length and check of a frame laid out as MAGIC, 12 bytes
+/// of room, body.
+fn seal(frame: &mut [u8]) {
+    let body_len = u32::try_from(frame.len() - FRAME_HEADER).unwrap_or(u32::MAX);
+    frame[4..8].copy_from_slice(&body_len.to_le_bytes());
+    let sum = check(&frame[4..8], &frame[FRAME_HEADER..]);
+    frame[8..16].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// Takes the first whole, well-checked frame out of `pending` and returns
+/// its body, dropping the bytes before it. Without one, drops the bytes
+/// that cannot begin one (keeping from the first place a frame may still
+/// be arriving) and returns `None`.
+///
+/// An honest frame is one atomic write, so it lies whole and unbroken in
+/// the stream: no garbage before it can hide it, except a forged frame
+/// whose check covers the honest bytes, which needs a 64-bit check to
+/// come out right.
+fn take_frame(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let mut keep_from = pending.len();
+    for at in 0..pending.len() {
+        let rest = &pending[at..];
+        let head = rest.len().min(MAGIC.len());
+        if rest[..head] != MAGIC[..head] {
+            continue;
+        }
+        let Some(header) = rest.get(..FRAME_HEADER) else {
+            keep_from = keep_from.min(at); // a header still arriving
+            continue;
+        };
+        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        if len > MAX_BODY {
+            continue;
+        }
+        let Some(body) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else {
+            keep_from = keep_from.min(at); // a body still arriving
+            continue;
+        };
+        let sum = u64::from_le_bytes([
+            header[8], header[9], header[10], header[11], header[12], header[13], header[14], header[15],
+        ]);
+        if sum != check(&header[4..8], body) {
+            continue;
+        }
+        let body = body.to_vec();
+        pending.drain(..at + FRAME_HEADER + len);
+        return Some(body);
+    }
+    pending.drain(..keep_from);
+    None
 }
 
 fn reply_prefix(server: &Path) -> String {
@@ -319,11 +412,12 @@ impl FifoClient {
         if payload.len() > max {
             return Err(Error::RequestTooLarge { len: payload.len(), max });
         }
-        let len = u32::try_from(self.header.len() + payload.len()).unwrap_or(u32::MAX).to_le_bytes();
         let mut msg = Vec::with_capacity(FRAME_HEADER + self.header.len() + payload.len());
-        msg.extend_from_slice(&len);
+        msg.extend_from_slice(&MAGIC);
+        msg.extend_from_slice(&[0; FRAME_HEADER - MAGIC.len()]);
         msg.extend_from_slice(&self.header);
         msg.extend_from_slice(payload);
+        seal(&mut msg);
         // One atomic write: requests from many clients never interleave.
         self.requests.write_atomic(&msg).map_err(|e| match e {
             ipc_pipe::Error::BrokenPipe => Error::ServerGone { path: self.server.clone() },

@@ -27,6 +27,7 @@ cases!("fifo":
     bogus_frame_lengths_from_an_unrelated_writer,
     reply_path_too_long_for_any_request,
     garbage_writers_beside_eight_honest_clients,
+    clients_spell_the_server_path_differently,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -541,4 +542,47 @@ fn garbage_writers_beside_eight_honest_clients() {
         g.kill();
         g.wait();
     }
+}
+
+/// Clients that name the server by a relative path, through `..`, and
+/// through a symbolically linked directory are all answered; a request
+/// naming a reply FIFO in another directory is refused.
+fn clients_spell_the_server_path_differently() {
+    let dir = ScratchDir::new();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("sub"), dir.path().join("link")).unwrap();
+    let path = dir.path().join("sub/service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let spellings = ["sub/service", "./sub/../sub/service", "link/service", "link/../sub/service"];
+    let clients: Vec<_> = spellings
+        .iter()
+        .map(|spelling| {
+            let base = dir.path().to_path_buf();
+            fork(move || {
+                std::env::set_current_dir(&base).unwrap();
+                let mut client = FifoClient::connect(spelling).unwrap();
+                assert_eq!(
+                    client.request_timeout(spelling.as_bytes(), Duration::from_secs(10)).unwrap(),
+                    b"ok",
+                    "{spelling}"
+                );
+                let mut absolute = FifoClient::connect(base.join(spelling)).unwrap();
+                assert_eq!(absolute.request_timeout(b"abs", Duration::from_secs(10)).unwrap(), b"ok", "{spelling}");
+            })
+        })
+        .collect();
+    for _ in 0..2 * spellings.len() {
+        let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(req.reply_path().starts_with(std::fs::canonicalize(dir.path().join("sub")).unwrap()));
+        server.reply(&req, b"ok").unwrap();
+    }
+    clients.into_iter().for_each(|c| c.join());
+    // A reply path in another directory, however named like the server's.
+    let raw = Fifo::open(&path).unwrap().try_open_writer().unwrap();
+    let other = dir.path().join("service.reply.1.0");
+    let mut body = vec![1, 0, 0, 0];
+    body.extend_from_slice(&(other.as_os_str().len() as u16).to_le_bytes());
+    body.extend_from_slice(other.as_os_str().as_encoded_bytes());
+    raw.write_atomic(&request_frame(&body)).unwrap();
+    assert!(matches!(server.recv_timeout(Duration::from_secs(5)), Err(Error::BadRequest { .. })));
 }

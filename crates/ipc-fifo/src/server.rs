@@ -62,10 +62,17 @@ impl Request {
 /// FIFO has no reader): the reply FIFO is removed and
 /// [`Error::ClientGone`] returned; the server goes on.
 ///
+/// Any process may write any bytes into the request FIFO: what is not a
+/// whole, checked request frame is skipped, and the server goes on with
+/// the next one, so garbage, or a writer killed mid-write, never stops
+/// service for honest clients.
+///
 /// Reply FIFOs must sit in the request FIFO's directory and be named after
 /// it (`NAME.reply.…`); requests naming any other path are
 /// [`Error::BadRequest`], so a client cannot make the server write into
-/// other FIFOs.
+/// other FIFOs. Directories are compared canonically: a client may name
+/// the server by a relative path, through `..` or through symbolic links
+/// (the client sends the canonical path of its reply FIFO).
 ///
 /// # Examples
 ///
@@ -84,6 +91,8 @@ impl Request {
 /// ```
 pub struct FifoServer {
     fifo: Fifo,
+    /// The request FIFO's directory, canonical: where reply FIFOs live.
+    dir: PathBuf,
     requests: PipeReader,
     /// Bytes read and not yet taken: at most one partial frame (under
     /// `PIPE_BUF`) between calls.
@@ -113,9 +122,10 @@ impl FifoServer {
     }
 
     fn serve(fifo: Fifo) -> Result<Self> {
+        let dir = canonical_dir(fifo.path())?;
         let reader = fifo.try_open_reader()?;
         let keepalive = fifo.try_open_writer()?;
-        Ok(FifoServer { requests: reader, pending: Vec::with_capacity(2 * PIPE_BUF), fifo, _keepalive: keepalive })
+        Ok(FifoServer { dir, requests: reader, pending: Vec::with_capacity(2 * PIPE_BUF), fifo, _keepalive: keepalive })
     }
 
     /// The request FIFO's path, which clients connect to.
@@ -200,19 +210,31 @@ impl FifoServer {
         let Some(path) = frame.get(REQUEST_HEADER..REQUEST_HEADER + path_len) else {
             return bad(format!("a reply path of {path_len} bytes in a {}-byte request", frame.len()));
         };
-        let reply_path = PathBuf::from(OsStr::from_bytes(path));
-        if !self.is_reply_path(&reply_path) {
-            return bad(format!("reply path {} is not one of this server's", reply_path.display()));
-        }
+        let given = Path::new(OsStr::from_bytes(path));
+        let Some(reply_path) = self.own_reply_path(given) else {
+            return bad(format!("reply path {} is not one of this server's", given.display()));
+        };
         let payload = frame[REQUEST_HEADER + path_len..].to_vec();
         Ok(Request { client_pid, payload, reply_path })
     }
 
-    fn is_reply_path(&self, reply: &Path) -> bool {
+    /// The reply FIFO `reply` names, as a path in this server's
+    /// directory, when it is one of this server's: absolute, named after
+    /// the request FIFO, and in the same directory however spelled
+    /// (`..`, symbolic links). The server then uses its own spelling, so
+    /// a link changed later cannot lead it elsewhere.
+    fn own_reply_path(&self, reply: &Path) -> Option<PathBuf> {
+        let name = reply.file_name()?;
         let prefix = reply_prefix(self.path());
-        reply.parent() == self.path().parent()
-            && reply.file_name().is_some_and(|n| n.as_bytes().starts_with(prefix.as_bytes()))
-            && !reply.as_os_str().as_bytes().contains(&b'\0')
+        if !reply.is_absolute()
+            || !name.as_bytes().starts_with(prefix.as_bytes())
+            || reply.as_os_str().as_bytes().contains(&b'\0')
+        {
+            return None;
+        }
+        let dir = reply.parent()?;
+        let same = dir == self.dir || std::fs::canonicalize(dir).is_ok_and(|d| d == self.dir);
+        same.then(|| self.dir.join(name))
     }
 
     /// Sends `data` as the reply to `request`.
@@ -306,6 +328,17 @@ fn take_frame(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
     None
 }
 
+/// The canonical directory of `path` (its parent, or the working
+/// directory for a bare name).
+fn canonical_dir(path: &Path) -> Result<PathBuf> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::canonicalize(parent).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR) => Error::NotFound { path: path.to_owned() },
+        Some(libc::EACCES) => Error::PermissionDenied { path: path.to_owned() },
+        _ => Error::Io { op: "canonicalize the directory of", path: path.to_owned(), source: e },
+    })
+}
+
 fn reply_prefix(server: &Path) -> String {
     format!("{}.reply.", server.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())
 }
@@ -334,7 +367,14 @@ impl FifoClient {
     /// path, is too long to fit a request in one atomic write.
     pub fn connect(server: impl AsRef<Path>) -> Result<Self> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let server = server.as_ref();
+        let given = server.as_ref();
+        // However the caller spells it (relative, `..`, symbolic links on
+        // the way), the reply FIFO's path is absolute and canonical, as
+        // the server compares it.
+        let Some(file_name) = given.file_name() else {
+            return Err(Error::InvalidPath { path: given.to_owned(), reason: "it does not end in a file name" });
+        };
+        let server = &canonical_dir(given)?.join(file_name);
         let requests = match Fifo::open(server)?.try_open_writer() {
             Err(Error::NoReader { .. }) => return Err(Error::ServerGone { path: server.to_owned() }),
             other => other?,

@@ -28,6 +28,7 @@ cases!("fifo":
     reply_path_too_long_for_any_request,
     garbage_writers_beside_eight_honest_clients,
     clients_spell_the_server_path_differently,
+    replacing_never_hijacks_a_live_or_starting_server,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -585,4 +586,71 @@ fn clients_spell_the_server_path_differently() {
     body.extend_from_slice(other.as_os_str().as_encoded_bytes());
     raw.write_atomic(&request_frame(&body)).unwrap();
     assert!(matches!(server.recv_timeout(Duration::from_secs(5)), Err(Error::BadRequest { .. })));
+}
+
+/// `create_replacing` takes over only a FIFO no reader has open: a live
+/// server (in another process) keeps its FIFO and its clients, a plain
+/// FIFO with a reader is left alone, a stale one is replaced. And a
+/// server starting at the same moment as a replacer is never taken for
+/// stale: at most one of the two ends up serving.
+fn replacing_never_hijacks_a_live_or_starting_server() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut live = FifoServer::create(&path, 0o600).unwrap();
+    let rival = {
+        let path = path.clone();
+        fork(move || match FifoServer::create_replacing(&path, 0o600) {
+            Err(Error::InUse { .. }) => {}
+            other => panic!("a live server's FIFO was replaced: {other:?}"),
+        })
+    };
+    rival.join();
+    let client = {
+        let path = path.clone();
+        fork(move || {
+            let mut c = FifoClient::connect(&path).unwrap();
+            assert_eq!(c.request_timeout(b"who?", Duration::from_secs(10)).unwrap(), b"the first");
+        })
+    };
+    let req = live.recv_timeout(Duration::from_secs(10)).unwrap();
+    live.reply(&req, b"the first").unwrap();
+    client.join();
+    drop(live);
+    // A plain FIFO: in use while a reader has it open, stale after.
+    let plain = dir.path().join("plain");
+    let mut f = Fifo::create(&plain, 0o600).unwrap();
+    f.persist();
+    let reader = f.try_open_reader().unwrap();
+    assert!(matches!(Fifo::create_replacing(&plain, 0o600), Err(Error::InUse { .. })));
+    drop(reader);
+    assert!(Fifo::create_replacing(&plain, 0o600).unwrap().is_owner());
+
+    // Starting and replacing at once, many times: never both.
+    for round in 0..100 {
+        let path = dir.path().join(format!("race{round}"));
+        let (ready_rx, ready_tx) = ipc_kit::pipe::pipe().unwrap();
+        let (go_rx, go_tx) = ipc_kit::pipe::pipe().unwrap();
+        let contender = |replace: bool| {
+            let path = path.clone();
+            let (ready_tx, go_rx) = (&ready_tx, &go_rx);
+            fork(move || {
+                let got =
+                    if replace { FifoServer::create_replacing(&path, 0o600) } else { FifoServer::create(&path, 0o600) };
+                ready_tx.write_atomic(&[u8::from(got.is_ok())]).unwrap();
+                let _ = go_rx.read_timeout(&mut [0], Duration::from_secs(20)); // hold the server
+            })
+        };
+        let a = contender(false);
+        let b = contender(true);
+        let mut got = [0u8; 2];
+        let mut n = 0;
+        while n < 2 {
+            n += ready_rx.read_timeout(&mut got[n..], Duration::from_secs(20)).unwrap();
+        }
+        assert!(got != [1, 1], "round {round}: a starting server was replaced");
+        assert!(got != [0, 0], "round {round}: neither served");
+        go_tx.write_atomic(&[1, 1]).unwrap();
+        a.join();
+        b.join();
+    }
 }

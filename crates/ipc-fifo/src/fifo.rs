@@ -177,24 +177,74 @@ impl Fifo {
     }
 
     /// Makes a FIFO at `path`, first removing a FIFO left there (say, by an
-    /// owner that died without cleaning up). Anything else at the path is
-    /// left alone and refused.
+    /// owner that died without cleaning up). Only a stale FIFO is removed:
+    /// one that no reader has open (a nonblocking open for writing fails
+    /// with `ENXIO`). A FIFO a reader has open is left alone, and anything
+    /// else at the path is refused.
     ///
     /// # Errors
     ///
+    /// [`Error::InUse`] when a reader has the FIFO at `path` open;
     /// [`Error::NotAFifo`] when something other than a FIFO is there; as
     /// for [`create`](Self::create).
     pub fn create_replacing(path: impl AsRef<Path>, mode: u32) -> Result<Self> {
         let path = path.as_ref();
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_fifo() => match std::fs::remove_file(path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(os_err(path, "unlink", e)),
-                _ => {}
-            },
-            Ok(meta) => return Err(Error::NotAFifo { path: path.to_owned(), found: kind_name(meta.mode()) }),
-            Err(_) => {}
+        for _ in 0..100 {
+            match Self::create(path, mode) {
+                Err(Error::AlreadyExists { .. }) => remove_if_stale(path)?,
+                other => return other,
+            }
         }
-        Self::create(path, mode)
+        Err(Error::AlreadyExists { path: path.to_owned() })
+    }
+
+    /// Makes a FIFO and publishes it at `path` only once `open` has opened
+    /// what it needs on it (say, a server's reader): the FIFO is made
+    /// under a temporary name beside `path` and linked into place, so no
+    /// one ever finds it at `path` without its reader. With `replace`, a
+    /// stale FIFO at `path` is removed first (as by
+    /// [`create_replacing`](Self::create_replacing)).
+    pub(crate) fn create_published<T>(
+        path: &Path,
+        mode: u32,
+        replace: bool,
+        open: impl FnOnce(&Fifo) -> Result<T>,
+    ) -> Result<(Fifo, T)> {
+        let c = c_path(path)?;
+        let Some(name) = path.file_name() else {
+            return Err(Error::InvalidPath { path: path.to_owned(), reason: "it does not end in a file name" });
+        };
+        let mut temp = None;
+        for n in 0..100u32 {
+            let mut temp_name = name.to_owned();
+            temp_name.push(format!(".new.{}.{n}", std::process::id()));
+            match Self::create(path.with_file_name(temp_name), mode) {
+                Err(Error::AlreadyExists { .. }) => {} // pid reuse: take the next name
+                other => {
+                    temp = Some(other?);
+                    break;
+                }
+            }
+        }
+        let Some(mut temp) = temp else { return Err(Error::AlreadyExists { path: path.to_owned() }) };
+        let ends = open(&temp)?;
+        let mut linked = false;
+        for _ in 0..100 {
+            match sys::link(&temp.c_path, &c) {
+                Ok(()) => {
+                    linked = true;
+                    break;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) && replace => remove_if_stale(path)?,
+                Err(e) => return Err(os_err(path, "link", e)),
+            }
+        }
+        if !linked {
+            return Err(Error::AlreadyExists { path: path.to_owned() });
+        }
+        let made = temp.made;
+        let _ = temp.unlink();
+        Ok((Fifo { path: path.to_owned(), c_path: c, owner: ipc_sync::Owned::here(), made }, ends))
     }
 
     /// Opens `flags` on the path and checks that the fd is a FIFO.
@@ -354,6 +404,32 @@ impl Fifo {
             return Err(Error::NotAFifo { path: self.path.clone(), found: kind_name(meta.mode()) });
         }
         std::fs::remove_file(&self.path).map_err(|e| os_err(&self.path, "unlink", e))
+    }
+}
+
+/// Removes the FIFO at `path` if no reader has it open (a nonblocking open
+/// for writing fails with `ENXIO`: the kernel's word that it is stale),
+/// and only the FIFO so found, not one that took its name meanwhile.
+pub(crate) fn remove_if_stale(path: &Path) -> Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        other => other.map_err(|e| os_err(path, "lstat", e))?,
+    };
+    if !meta.file_type().is_fifo() {
+        return Err(Error::NotAFifo { path: path.to_owned(), found: kind_name(meta.mode()) });
+    }
+    match Fifo::open(path)?.try_open_writer() {
+        Err(Error::NoReader { .. }) => {}
+        Err(Error::NotFound { .. }) => return Ok(()),
+        Ok(_) => return Err(Error::InUse { path: path.to_owned() }),
+        Err(e) => return Err(e),
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(now) if Identity::of(&now) == Identity::of(&meta) => match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(os_err(path, "unlink", e)),
+            _ => Ok(()),
+        },
+        _ => Ok(()), // gone or replaced meanwhile: the caller tries again
     }
 }
 

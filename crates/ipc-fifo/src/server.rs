@@ -102,29 +102,37 @@ pub struct FifoServer {
 
 impl FifoServer {
     /// Makes the request FIFO at `path` (exclusive; after a crash, use
-    /// [`create_replacing`](Self::create_replacing)) and opens it.
+    /// [`create_replacing`](Self::create_replacing)) and opens it. The
+    /// FIFO appears at `path` only with the server's reader open, so
+    /// [`create_replacing`](Self::create_replacing) elsewhere never takes
+    /// a starting server for a stale one.
     ///
     /// # Errors
     ///
     /// As for [`Fifo::create`].
     pub fn create(path: impl AsRef<Path>, mode: u32) -> Result<Self> {
-        Self::serve(Fifo::create(path, mode)?)
+        Self::serve(path.as_ref(), mode, false)
     }
 
     /// Like [`create`](Self::create), first removing a FIFO a crashed
-    /// server left at `path`.
+    /// server left at `path`: only one no reader has open. A live server's
+    /// FIFO is left alone.
     ///
     /// # Errors
     ///
-    /// As for [`Fifo::create_replacing`].
+    /// [`Error::InUse`] when a server (any reader) has the FIFO at `path`
+    /// open; as for [`Fifo::create_replacing`].
     pub fn create_replacing(path: impl AsRef<Path>, mode: u32) -> Result<Self> {
-        Self::serve(Fifo::create_replacing(path, mode)?)
+        Self::serve(path.as_ref(), mode, true)
     }
 
-    fn serve(fifo: Fifo) -> Result<Self> {
-        let dir = canonical_dir(fifo.path())?;
-        let reader = fifo.try_open_reader()?;
-        let keepalive = fifo.try_open_writer()?;
+    fn serve(path: &Path, mode: u32, replace: bool) -> Result<Self> {
+        let dir = canonical_dir(path)?;
+        let (fifo, (reader, keepalive)) = Fifo::create_published(path, mode, replace, |fifo| {
+            let reader = fifo.try_open_reader()?;
+            let keepalive = fifo.try_open_writer()?;
+            Ok((reader, keepalive))
+        })?;
         Ok(FifoServer { dir, requests: reader, pending: Vec::with_capacity(2 * PIPE_BUF), fifo, _keepalive: keepalive })
     }
 
@@ -379,18 +387,26 @@ impl FifoClient {
             Err(Error::NoReader { .. }) => return Err(Error::ServerGone { path: server.to_owned() }),
             other => other?,
         };
-        let name = format!("{}{}.{}", reply_prefix(server), std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let reply_path = server.with_file_name(name);
-        // The request header carries the reply path: refuse a path that
-        // leaves no room for a request in one atomic write, before making
-        // anything.
-        if FRAME_HEADER + REQUEST_HEADER + reply_path.as_os_str().len() > PIPE_BUF {
-            return Err(Error::InvalidPath {
-                path: reply_path,
-                reason: "the reply path leaves no room for a request in one atomic write (PIPE_BUF, 4096 bytes)",
-            });
-        }
-        let reply = Fifo::create_replacing(&reply_path, 0o600)?;
+        let mut attempt = 0;
+        let (reply_path, reply) = loop {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let reply_path = server.with_file_name(format!("{}{}.{n}", reply_prefix(server), std::process::id()));
+            // The request header carries the reply path: refuse a path that
+            // leaves no room for a request in one atomic write, before
+            // making anything.
+            if FRAME_HEADER + REQUEST_HEADER + reply_path.as_os_str().len() > PIPE_BUF {
+                return Err(Error::InvalidPath {
+                    path: reply_path,
+                    reason: "the reply path leaves no room for a request in one atomic write (PIPE_BUF, 4096 bytes)",
+                });
+            }
+            // A live FIFO of that name (a process with our pid in another
+            // PID namespace) is left alone: take the next name.
+            match Fifo::create_replacing(&reply_path, 0o600) {
+                Err(Error::InUse { .. }) if attempt < 100 => attempt += 1,
+                other => break (reply_path, other?),
+            }
+        };
         let reader = reply.try_open_reader()?;
         let keepalive = reply.try_open_writer()?;
         let path_bytes = reply_path.as_os_str().as_bytes();

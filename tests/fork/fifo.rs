@@ -29,6 +29,7 @@ cases!("fifo":
     garbage_writers_beside_eight_honest_clients,
     clients_spell_the_server_path_differently,
     replacing_never_hijacks_a_live_or_starting_server,
+    reply_fifo_of_a_killed_client_is_reclaimed,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -653,4 +654,63 @@ fn replacing_never_hijacks_a_live_or_starting_server() {
         a.join();
         b.join();
     }
+}
+
+/// A client killed between requests leaves its reply FIFO; the next
+/// client to connect removes it (no reader has it open), and a live idle
+/// client's reply FIFO stays. A server starting over the leftovers of a
+/// crashed one removes them too.
+fn reply_fifo_of_a_killed_client_is_reclaimed() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (ready_rx, ready_tx) = ipc_kit::pipe::pipe().unwrap();
+    let spawn_client = |ready_tx: &ipc_kit::pipe::PipeWriter| {
+        let path = path.clone();
+        fork(move || {
+            let mut c = FifoClient::connect(&path).unwrap();
+            assert_eq!(c.request_timeout(b"hi", Duration::from_secs(10)).unwrap(), b"hi");
+            ready_tx.write_atomic(b"r").unwrap();
+            std::thread::sleep(Duration::from_secs(60)); // idle between requests
+        })
+    };
+    let mut doomed = spawn_client(&ready_tx);
+    let mut idle = spawn_client(&ready_tx);
+    for _ in 0..2 {
+        let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        server.reply(&req, &req.payload).unwrap();
+    }
+    let mut got = 0;
+    while got < 2 {
+        got += ready_rx.read_timeout(&mut [0; 2], Duration::from_secs(10)).unwrap();
+    }
+    let reply_fifos = || -> Vec<String> {
+        let mut v: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("service.reply."))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(reply_fifos().len(), 2);
+    doomed.kill();
+    doomed.wait();
+    let doomed_fifo = format!("service.reply.{}.", doomed.pid());
+    assert!(reply_fifos().iter().any(|n| n.starts_with(&doomed_fifo)), "the killed client left its FIFO");
+    // The next client reclaims it; the idle client's stays.
+    let next = FifoClient::connect(&path).unwrap();
+    let left = reply_fifos();
+    assert!(!left.iter().any(|n| n.starts_with(&doomed_fifo)), "a dead client's reply FIFO stayed: {left:?}");
+    assert!(left.iter().any(|n| n.starts_with(&format!("service.reply.{}.", idle.pid()))), "{left:?}");
+    assert_eq!(left.len(), 2, "{left:?}");
+    drop(next);
+    idle.kill();
+    idle.wait();
+    // A new server over a crashed one's leftovers removes them too.
+    drop(server);
+    assert_eq!(reply_fifos().len(), 1, "the idle client's FIFO, now a dead one's");
+    let _server = FifoServer::create(&path, 0o600).unwrap();
+    assert_eq!(reply_fifos(), Vec::<String>::new());
 }

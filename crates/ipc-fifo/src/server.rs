@@ -133,6 +133,7 @@ impl FifoServer {
             let keepalive = fifo.try_open_writer()?;
             Ok((reader, keepalive))
         })?;
+        sweep_dead_replies(&dir.join(fifo.path().file_name().unwrap_or_default()));
         Ok(FifoServer { dir, requests: reader, pending: Vec::with_capacity(2 * PIPE_BUF), fifo, _keepalive: keepalive })
     }
 
@@ -336,6 +337,25 @@ fn take_frame(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
     None
 }
 
+/// Removes the reply FIFOs of dead clients of the server at `server`:
+/// those named `NAME.reply.PID.N` that no reader has open (the kernel's
+/// `ENXIO`; a live client always holds its reader). Failures are left
+/// for the next sweep.
+fn sweep_dead_replies(server: &Path) {
+    let (Some(dir), Some(_)) = (server.parent(), server.file_name()) else { return };
+    let prefix = reply_prefix(server);
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.as_bytes().strip_prefix(prefix.as_bytes()) else { continue };
+        let mut parts = rest.split(|&b| b == b'.');
+        let digits = |p: Option<&[u8]>| p.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
+        if digits(parts.next()) && digits(parts.next()) && parts.next().is_none() {
+            let _ = crate::fifo::remove_if_stale(&dir.join(&name));
+        }
+    }
+}
+
 /// The canonical directory of `path` (its parent, or the working
 /// directory for a bare name).
 fn canonical_dir(path: &Path) -> Result<PathBuf> {
@@ -354,6 +374,10 @@ fn reply_prefix(server: &Path) -> String {
 /// The client side: a private reply FIFO (made next to the server's,
 /// removed when the client goes) and a writer on the server's request
 /// FIFO. See [`FifoServer`].
+///
+/// A client killed before it could remove its reply FIFO leaves it
+/// behind; the next client to connect, or the next server to start,
+/// removes it, once the kernel shows that no reader has it open.
 pub struct FifoClient {
     server: PathBuf,
     requests: PipeWriter,
@@ -402,13 +426,20 @@ impl FifoClient {
             }
             // A live FIFO of that name (a process with our pid in another
             // PID namespace) is left alone: take the next name.
-            match Fifo::create_replacing(&reply_path, 0o600) {
+            // The reply FIFO appears with its reader open, so no one
+            // sweeping dead clients' FIFOs takes it for one.
+            let opened = Fifo::create_published(&reply_path, 0o600, true, |f| {
+                let reader = f.try_open_reader()?;
+                let keepalive = f.try_open_writer()?;
+                Ok((reader, keepalive))
+            });
+            match opened {
                 Err(Error::InUse { .. }) if attempt < 100 => attempt += 1,
                 other => break (reply_path, other?),
             }
         };
-        let reader = reply.try_open_reader()?;
-        let keepalive = reply.try_open_writer()?;
+        let (reply, (reader, keepalive)) = reply;
+        sweep_dead_replies(server);
         let path_bytes = reply_path.as_os_str().as_bytes();
         let path_len = u16::try_from(path_bytes.len()).unwrap_or(u16::MAX); // under PIPE_BUF, checked above
         let mut header = Vec::with_capacity(REQUEST_HEADER + path_bytes.len());

@@ -30,6 +30,7 @@ cases!("fifo":
     clients_spell_the_server_path_differently,
     replacing_never_hijacks_a_live_or_starting_server,
     reply_fifo_of_a_killed_client_is_reclaimed,
+    socket_swapped_in_is_not_a_fifo,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -713,4 +714,24 @@ fn reply_fifo_of_a_killed_client_is_reclaimed() {
     assert_eq!(reply_fifos().len(), 1, "the idle client's FIFO, now a dead one's");
     let _server = FifoServer::create(&path, 0o600).unwrap();
     assert_eq!(reply_fifos(), Vec::<String>::new());
+}
+
+/// A Unix socket put at a FIFO's path after `Fifo::open` is NotAFifo on
+/// every open (the kernel says ENXIO, as for a FIFO without a reader);
+/// and a client connecting to it is refused the same way.
+fn socket_swapped_in_is_not_a_fifo() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("f");
+    let mut made = Fifo::create(&path, 0o600).unwrap();
+    let f = Fifo::open(&path).unwrap();
+    made.unlink().unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let not_a_fifo = |r: Result<(), Error>| match r {
+        Err(Error::NotAFifo { found: "socket", .. }) => {}
+        other => panic!("expected NotAFifo (socket), got {other:?}"),
+    };
+    not_a_fifo(f.try_open_writer().map(drop));
+    not_a_fifo(f.open_writer_timeout(Duration::from_millis(50)).map(drop));
+    not_a_fifo(f.try_open_reader().map(drop));
+    not_a_fifo(FifoClient::connect(&path).map(drop));
 }

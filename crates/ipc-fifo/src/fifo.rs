@@ -252,6 +252,7 @@ impl Fifo {
         let fd = loop {
             match sys::open(&self.c_path, flags) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(self.no_reader_or_not_a_fifo()),
                 other => break other.map_err(|e| os_err(&self.path, "open", e))?,
             }
         };
@@ -263,6 +264,17 @@ impl Fifo {
             sys::set_blocking(fd.as_fd()).map_err(|e| os_err(&self.path, "fcntl", e))?;
         }
         Ok(fd)
+    }
+
+    /// `ENXIO` from open: no reader, or a socket (or device) now at the
+    /// path, which `open` refuses the same way.
+    fn no_reader_or_not_a_fifo(&self) -> Error {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if !meta.file_type().is_fifo() => {
+                Error::NotAFifo { path: self.path.clone(), found: kind_name(meta.mode()) }
+            }
+            _ => Error::NoReader { path: self.path.clone() },
+        }
     }
 
     /// Opens the reading end, waiting until a writer opens the FIFO.

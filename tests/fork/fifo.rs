@@ -390,7 +390,11 @@ fn bogus_frame_lengths_from_an_unrelated_writer() {
     assert_eq!(buf.capacity(), before, "nothing allocated for the bogus frame");
     writer.join();
 
-    // A writer that dies inside a frame: the rest is TruncatedFrame.
+    // A writer that dies inside a frame: the rest is TruncatedFrame. (A
+    // FIFO of its own: the first one may still hold the bogus frame's
+    // tail, which its reader left unread.)
+    let path = dir.path().join("frames2");
+    let fifo = Fifo::create(&path, 0o600).unwrap();
     let writer = fork(|| {
         let mut w = Fifo::open(&path).unwrap().open_writer_timeout(Duration::from_secs(5)).unwrap();
         w.write_all(&1000u32.to_le_bytes()).unwrap();

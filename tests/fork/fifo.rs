@@ -31,6 +31,7 @@ cases!("fifo":
     replacing_never_hijacks_a_live_or_starting_server,
     reply_fifo_of_a_killed_client_is_reclaimed,
     socket_swapped_in_is_not_a_fifo,
+    leftovers_of_killed_starters_are_swept,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -738,4 +739,31 @@ fn socket_swapped_in_is_not_a_fifo() {
     not_a_fifo(f.open_writer_timeout(Duration::from_millis(50)).map(drop));
     not_a_fifo(f.try_open_reader().map(drop));
     not_a_fifo(FifoClient::connect(&path).map(drop));
+}
+
+/// FIFOs that servers and clients killed while starting left under their
+/// temporary names, and dead clients' reply FIFOs, are removed when a
+/// server starts; one a reader still has open, and names not of this
+/// server's making, stay.
+fn leftovers_of_killed_starters_are_swept() {
+    let dir = ScratchDir::new();
+    let stale = ["service.new.999999.0", "service.reply.999999.0.new.999999.1", "service.reply.12.3"];
+    let foreign = ["service.reply.x", "other.new.1.2", "service.new.1.2.3"];
+    for name in stale.iter().chain(&foreign) {
+        Fifo::create(dir.path().join(name), 0o600).unwrap().persist();
+    }
+    let mut held = Fifo::create(dir.path().join("service.new.5.5"), 0o600).unwrap();
+    held.persist();
+    let reader = held.try_open_reader().unwrap(); // a server still starting
+    let _server = FifoServer::create(dir.path().join("service"), 0o600).unwrap();
+    for name in stale {
+        assert!(!dir.path().join(name).exists(), "{name} stayed");
+    }
+    for name in foreign.iter().chain(&["service.new.5.5"]) {
+        assert!(dir.path().join(name).exists(), "{name} was removed");
+    }
+    drop(reader);
+    for name in foreign.iter().chain(&["service.new.5.5"]) {
+        std::fs::remove_file(dir.path().join(name)).unwrap();
+    }
 }

@@ -203,48 +203,78 @@ impl Fifo {
     /// under a temporary name beside `path` and linked into place, so no
     /// one ever finds it at `path` without its reader. With `replace`, a
     /// stale FIFO at `path` is removed first (as by
-    /// [`create_replacing`](Self::create_replacing)).
+    /// [`create_replacing`](Self::create_replacing)). The temporary name
+    /// is `NAME.new.PID.N`; one left by a creator killed before it opened
+    /// its ends may be removed by anyone once it is stale, and a creator
+    /// whose temporary FIFO was so removed starts again.
     pub(crate) fn create_published<T>(
         path: &Path,
         mode: u32,
         replace: bool,
-        open: impl FnOnce(&Fifo) -> Result<T>,
+        mut open: impl FnMut(&Fifo) -> Result<T>,
     ) -> Result<(Fifo, T)> {
         let c = c_path(path)?;
         let Some(name) = path.file_name() else {
             return Err(Error::InvalidPath { path: path.to_owned(), reason: "it does not end in a file name" });
         };
-        let mut temp = None;
-        for n in 0..100u32 {
-            let mut temp_name = name.to_owned();
-            temp_name.push(format!(".new.{}.{n}", std::process::id()));
-            match Self::create(path.with_file_name(temp_name), mode) {
-                Err(Error::AlreadyExists { .. }) => {} // pid reuse: take the next name
-                other => {
-                    temp = Some(other?);
-                    break;
-                }
-            }
-        }
-        let Some(mut temp) = temp else { return Err(Error::AlreadyExists { path: path.to_owned() }) };
-        let ends = open(&temp)?;
-        let mut linked = false;
+        // The temporary FIFO is stale until `open` has its reader, and
+        // may be swept as a crashed creator's leftover meanwhile: then
+        // start again.
+        let mut last = Error::AlreadyExists { path: path.to_owned() };
         for _ in 0..100 {
-            match sys::link(&temp.c_path, &c) {
-                Ok(()) => {
-                    linked = true;
-                    break;
+            let mut temp = None;
+            for n in 0..100u32 {
+                let mut temp_name = name.to_owned();
+                temp_name.push(format!(".new.{}.{n}", std::process::id()));
+                match Self::create(path.with_file_name(temp_name), mode) {
+                    Err(Error::AlreadyExists { .. }) => {} // pid reuse: take the next name
+                    // Swept between mkfifo and lstat, or the directory is
+                    // missing: start again, and say so if it stays.
+                    Err(e @ Error::NotFound { .. }) => {
+                        last = e;
+                        break;
+                    }
+                    other => {
+                        temp = Some(other?);
+                        break;
+                    }
                 }
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) && replace => remove_if_stale(path)?,
-                Err(e) => return Err(os_err(path, "link", e)),
             }
+            let Some(mut temp) = temp else {
+                if matches!(last, Error::NotFound { .. }) {
+                    continue;
+                }
+                return Err(last);
+            };
+            let ends = match open(&temp) {
+                Err(Error::NotFound { .. }) => continue,
+                other => other?,
+            };
+            let mut linked = None;
+            for _ in 0..100 {
+                match sys::link(&temp.c_path, &c) {
+                    Ok(()) => {
+                        linked = Some(true);
+                        break;
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                        linked = Some(false); // the temporary name was swept
+                        break;
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) && replace => remove_if_stale(path)?,
+                    Err(e) => return Err(os_err(path, "link", e)),
+                }
+            }
+            match linked {
+                Some(true) => {}
+                Some(false) => continue,
+                None => return Err(Error::AlreadyExists { path: path.to_owned() }),
+            }
+            let made = temp.made;
+            let _ = temp.unlink();
+            return Ok((Fifo { path: path.to_owned(), c_path: c, owner: ipc_sync::Owned::here(), made }, ends));
         }
-        if !linked {
-            return Err(Error::AlreadyExists { path: path.to_owned() });
-        }
-        let made = temp.made;
-        let _ = temp.unlink();
-        Ok((Fifo { path: path.to_owned(), c_path: c, owner: ipc_sync::Owned::here(), made }, ends))
+        Err(last)
     }
 
     /// Opens `flags` on the path and checks that the fd is a FIFO.

@@ -337,21 +337,38 @@ fn take_frame(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
     None
 }
 
-/// Removes the reply FIFOs of dead clients of the server at `server`:
-/// those named `NAME.reply.PID.N` that no reader has open (the kernel's
-/// `ENXIO`; a live client always holds its reader). Failures are left
-/// for the next sweep.
+/// Removes the reply FIFOs of dead clients of the server at `server`
+/// (named `NAME.reply.PID.N`), and the temporary FIFOs of servers and
+/// clients killed while starting (`NAME.new.PID.N`,
+/// `NAME.reply.PID.N.new.PID.N`): those no reader has open (the kernel's
+/// `ENXIO`; a live client always holds its reader, and one still
+/// starting makes its FIFO again if this one is removed). Failures are
+/// left for the next sweep.
 fn sweep_dead_replies(server: &Path) {
-    let (Some(dir), Some(_)) = (server.parent(), server.file_name()) else { return };
-    let prefix = reply_prefix(server);
+    let (Some(dir), Some(name)) = (server.parent(), server.file_name()) else { return };
+    let name = name.as_bytes();
     let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name.as_bytes().strip_prefix(prefix.as_bytes()) else { continue };
-        let mut parts = rest.split(|&b| b == b'.');
+    // `PID.N`: two groups of digits.
+    let numbered = |s: &[u8]| {
+        let mut parts = s.split(|&b| b == b'.');
         let digits = |p: Option<&[u8]>| p.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
-        if digits(parts.next()) && digits(parts.next()) && parts.next().is_none() {
-            let _ = crate::fifo::remove_if_stale(&dir.join(&name));
+        digits(parts.next()) && digits(parts.next()) && parts.next().is_none()
+    };
+    let temporary = |s: &[u8]| s.strip_prefix(b".new.".as_slice()).is_some_and(numbered);
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.as_bytes().strip_prefix(name) else { continue };
+        let ours = if let Some(reply) = rest.strip_prefix(b".reply.".as_slice()) {
+            numbered(reply)
+                || reply
+                    .windows(5)
+                    .position(|w| w == b".new.")
+                    .is_some_and(|at| numbered(&reply[..at]) && temporary(&reply[at..]))
+        } else {
+            temporary(rest)
+        };
+        if ours {
+            let _ = crate::fifo::remove_if_stale(&dir.join(&file));
         }
     }
 }

@@ -25,6 +25,13 @@ cases!("fifo":
     client_notices_a_killed_server,
     server_drops_bad_requests,
     bogus_frame_lengths_from_an_unrelated_writer,
+    reply_path_too_long_for_any_request,
+    garbage_writers_beside_eight_honest_clients,
+    clients_spell_the_server_path_differently,
+    replacing_never_hijacks_a_live_or_starting_server,
+    reply_fifo_of_a_killed_client_is_reclaimed,
+    socket_swapped_in_is_not_a_fifo,
+    leftovers_of_killed_starters_are_swept,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -321,27 +328,41 @@ fn server_drops_bad_requests() {
     let path = dir.path().join("service");
     let mut server = FifoServer::create(&path, 0o600).unwrap();
     let raw = Fifo::open(&path).unwrap().try_open_writer().unwrap();
-    let frame = |body: &[u8]| {
-        let mut m = (body.len() as u32).to_le_bytes().to_vec();
-        m.extend_from_slice(body);
-        m
-    };
-    // Too short; a reply path longer than the request; a reply path that
-    // is not the server's (someone else's file); a frame too long.
-    raw.write_atomic(&frame(b"abc")).unwrap();
-    raw.write_atomic(&frame(&[1, 0, 0, 0, 200, 0, b'x'])).unwrap();
+    // Well-formed frames with bad requests in them: too short; a reply
+    // path longer than the request; a reply path that is not the
+    // server's (someone else's file). Each is a BadRequest.
+    raw.write_atomic(&request_frame(b"abc")).unwrap();
+    raw.write_atomic(&request_frame(&[1, 0, 0, 0, 200, 0, b'x'])).unwrap();
     let mut evil = vec![1, 0, 0, 0];
     evil.extend_from_slice(&(11u16).to_le_bytes());
     evil.extend_from_slice(b"/etc/passwd");
-    raw.write_atomic(&frame(&evil)).unwrap();
+    raw.write_atomic(&request_frame(&evil)).unwrap();
     for _ in 0..3 {
         assert!(matches!(server.recv_timeout(Duration::from_secs(5)), Err(Error::BadRequest { .. })));
     }
+    // Bytes that are no frame at all: skipped, nothing to receive.
     (&raw).write_all(&(1_000_000u32).to_le_bytes()).unwrap();
-    assert!(matches!(server.recv_timeout(Duration::from_secs(5)), Err(Error::BadRequest { .. })));
+    assert!(matches!(server.recv_timeout(Duration::from_millis(100)), Err(Error::Timeout { .. })));
     let mut client_req = FifoClient::connect(&path).unwrap();
     assert!(matches!(client_req.send_request(&vec![0; 5000]), Err(Error::RequestTooLarge { .. })));
     assert!(client_req.max_request() < 4096);
+    client_req.send_request(b"still served").unwrap();
+    assert_eq!(server.recv_timeout(Duration::from_secs(5)).unwrap().payload, b"still served");
+}
+
+/// A request frame as FifoClient writes it: magic, body length, FNV-1a
+/// (64) of the length and body, body.
+fn request_frame(body: &[u8]) -> Vec<u8> {
+    let len = (body.len() as u32).to_le_bytes();
+    let sum = len
+        .iter()
+        .chain(body)
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let mut m = b"IKfq".to_vec();
+    m.extend_from_slice(&len);
+    m.extend_from_slice(&sum.to_le_bytes());
+    m.extend_from_slice(body);
+    m
 }
 
 /// A writer that opens the FIFO by path and sends a valid frame, then a
@@ -370,7 +391,11 @@ fn bogus_frame_lengths_from_an_unrelated_writer() {
     assert_eq!(buf.capacity(), before, "nothing allocated for the bogus frame");
     writer.join();
 
-    // A writer that dies inside a frame: the rest is TruncatedFrame.
+    // A writer that dies inside a frame: the rest is TruncatedFrame. (A
+    // FIFO of its own: the first one may still hold the bogus frame's
+    // tail, which its reader left unread.)
+    let path = dir.path().join("frames2");
+    let fifo = Fifo::create(&path, 0o600).unwrap();
     let writer = fork(|| {
         let mut w = Fifo::open(&path).unwrap().open_writer_timeout(Duration::from_secs(5)).unwrap();
         w.write_all(&1000u32.to_le_bytes()).unwrap();
@@ -383,4 +408,362 @@ fn bogus_frame_lengths_from_an_unrelated_writer() {
         other => panic!("expected TruncatedFrame, got {other:?}"),
     }
     writer.join();
+}
+
+/// A server deep enough in the file system that a client's reply path
+/// (near `PATH_MAX`) leaves no room for a request in one atomic write:
+/// `connect` says so with a typed error; it neither panics nor reports a
+/// huge `max_request`. A path one level up still connects, and its
+/// `max_request` is what is left of `PIPE_BUF`.
+fn reply_path_too_long_for_any_request() {
+    let dir = ScratchDir::new();
+    let mut deep = dir.path().to_path_buf();
+    // The reply path is SERVER.reply.PID.N: aim it at 4091 bytes.
+    let tail = format!(".reply.{}.0", std::process::id()).len() + 1; // + "s"
+    while deep.as_os_str().len() + 1 + 200 + 1 + tail < 4091 {
+        deep.push("d".repeat(200));
+    }
+    let last = 4091 - tail - 1 - 1 - deep.as_os_str().len();
+    deep.push("e".repeat(last));
+    std::fs::create_dir_all(&deep).unwrap();
+    let path = deep.join("s");
+    let _server = FifoServer::create(&path, 0o600).unwrap();
+    match FifoClient::connect(&path) {
+        Err(Error::InvalidPath { path: p, .. }) => assert!(p.as_os_str().len() > 4080, "{}", p.display()),
+        other => panic!("expected InvalidPath, got {other:?}"),
+    }
+    let left: Vec<_> = std::fs::read_dir(&deep).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("s")], "no reply FIFO left behind");
+    // Shallower: a client connects and may send what is left.
+    let path = dir.path().join("s");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let mut client = FifoClient::connect(&path).unwrap();
+    let max = client.max_request();
+    assert!(max > 3000 && max < 4096, "max_request {max}");
+    assert!(matches!(client.send_request(&vec![1; max + 1]), Err(Error::RequestTooLarge { .. })));
+    client.send_request(&vec![1; max]).unwrap();
+    assert_eq!(server.recv_timeout(Duration::from_secs(5)).unwrap().payload.len(), max);
+}
+
+/// Writes garbage into the server's FIFO until killed: random bytes in
+/// random amounts (some over PIPE_BUF, so not atomic), headers claiming
+/// `u32::MAX` or more than PIPE_BUF, and frame starts that stop short.
+fn garbage_writer(path: &std::path::Path, seed: u64, ready: &ipc_kit::pipe::PipeWriter) {
+    let w = Fifo::open(path).unwrap().open_writer_timeout(Duration::from_secs(5)).unwrap();
+    let mut rng = ipc_kit_tests::Rng::new(seed);
+    for n in 0u64.. {
+        if n == 20 {
+            ready.write_atomic(b"g").unwrap(); // garbage is flowing
+        }
+        let size = rng.below(10_000) as usize;
+        let short = rng.below(200) as usize;
+        let junk = match rng.below(5) {
+            0 => u32::MAX.to_le_bytes().to_vec(),
+            1 => {
+                let mut m = request_frame(&rng.bytes(short));
+                m[4..8].copy_from_slice(&5000u32.to_le_bytes()); // over PIPE_BUF
+                m
+            }
+            2 => {
+                let m = request_frame(&rng.bytes(100));
+                m[..short % m.len()].to_vec() // a frame cut short
+            }
+            3 => rng.bytes(size),
+            _ => {
+                let mut m = request_frame(&rng.bytes(50));
+                m[20] ^= 1; // a bad check
+                m
+            }
+        };
+        let _ = (&w).write_all(&junk);
+        std::thread::sleep(Duration::from_micros(rng.below(2000)));
+    }
+}
+
+/// Four garbage writers (two of them killed mid-run, most likely inside a
+/// write) beside eight honest clients: every honest request is answered,
+/// with its own reply.
+fn garbage_writers_beside_eight_honest_clients() {
+    const CLIENTS: u64 = 8;
+    const REQUESTS: u64 = 200;
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (ready_rx, ready_tx) = ipc_kit::pipe::pipe().unwrap();
+    let mut garbage: Vec<_> = (0..4u64)
+        .map(|g| {
+            let path = path.clone();
+            let ready_tx = &ready_tx;
+            fork(move || garbage_writer(&path, 0x9e37 + g, ready_tx))
+        })
+        .collect();
+    // Let the garbage flow (and keep reading it) before any client comes.
+    let mut flowing = 0;
+    let end = Instant::now() + Duration::from_secs(20);
+    while flowing < 4 {
+        assert!(Instant::now() < end, "{flowing} of 4 garbage writers started");
+        match server.recv_timeout(Duration::from_millis(10)) {
+            Err(Error::BadRequest { .. } | Error::Timeout { .. }) => {}
+            other => panic!("garbage gave {other:?}"),
+        }
+        flowing += ready_rx.try_read(&mut [0; 4]).unwrap_or(0);
+    }
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let path = path.clone();
+            fork(move || {
+                let mut client = FifoClient::connect(&path).unwrap();
+                for i in 0..REQUESTS {
+                    let mut req = (c << 32 | i).to_le_bytes().to_vec();
+                    req.extend_from_slice(&pattern(c << 32 | i, (i * 13 % 300) as usize));
+                    let reply = client.request_timeout(&req, Duration::from_secs(20)).unwrap();
+                    let mut expected = req.clone();
+                    expected.reverse();
+                    assert_eq!(reply, expected, "client {c} request {i}");
+                }
+            })
+        })
+        .collect();
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut answered = 0;
+    while answered < CLIENTS * REQUESTS {
+        assert!(Instant::now() < end, "answered {answered} of {} honest requests", CLIENTS * REQUESTS);
+        match server.recv_timeout(Duration::from_secs(1)) {
+            Ok(req) => {
+                let mut reply = req.payload.clone();
+                reply.reverse();
+                server.reply(&req, &reply).unwrap();
+                answered += 1;
+            }
+            Err(Error::BadRequest { .. } | Error::Timeout { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+        if answered == CLIENTS * REQUESTS / 3 && garbage.len() == 4 {
+            for mut g in garbage.drain(..2) {
+                g.kill();
+                assert_eq!(g.wait(), Exit::Signaled(nix::sys::signal::Signal::SIGKILL));
+            }
+        }
+    }
+    clients.into_iter().for_each(|c| c.join());
+    for mut g in garbage {
+        g.kill();
+        g.wait();
+    }
+}
+
+/// Clients that name the server by a relative path, through `..`, and
+/// through a symbolically linked directory are all answered; a request
+/// naming a reply FIFO in another directory is refused.
+fn clients_spell_the_server_path_differently() {
+    let dir = ScratchDir::new();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("sub"), dir.path().join("link")).unwrap();
+    let path = dir.path().join("sub/service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let spellings = ["sub/service", "./sub/../sub/service", "link/service", "link/../sub/service"];
+    let clients: Vec<_> = spellings
+        .iter()
+        .map(|spelling| {
+            let base = dir.path().to_path_buf();
+            fork(move || {
+                std::env::set_current_dir(&base).unwrap();
+                let mut client = FifoClient::connect(spelling).unwrap();
+                assert_eq!(
+                    client.request_timeout(spelling.as_bytes(), Duration::from_secs(10)).unwrap(),
+                    b"ok",
+                    "{spelling}"
+                );
+                let mut absolute = FifoClient::connect(base.join(spelling)).unwrap();
+                assert_eq!(absolute.request_timeout(b"abs", Duration::from_secs(10)).unwrap(), b"ok", "{spelling}");
+            })
+        })
+        .collect();
+    for _ in 0..2 * spellings.len() {
+        let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(req.reply_path().starts_with(std::fs::canonicalize(dir.path().join("sub")).unwrap()));
+        server.reply(&req, b"ok").unwrap();
+    }
+    clients.into_iter().for_each(|c| c.join());
+    // A reply path in another directory, however named like the server's.
+    let raw = Fifo::open(&path).unwrap().try_open_writer().unwrap();
+    let other = dir.path().join("service.reply.1.0");
+    let mut body = vec![1, 0, 0, 0];
+    body.extend_from_slice(&(other.as_os_str().len() as u16).to_le_bytes());
+    body.extend_from_slice(other.as_os_str().as_encoded_bytes());
+    raw.write_atomic(&request_frame(&body)).unwrap();
+    assert!(matches!(server.recv_timeout(Duration::from_secs(5)), Err(Error::BadRequest { .. })));
+}
+
+/// `create_replacing` takes over only a FIFO no reader has open: a live
+/// server (in another process) keeps its FIFO and its clients, a plain
+/// FIFO with a reader is left alone, a stale one is replaced. And a
+/// server starting at the same moment as a replacer is never taken for
+/// stale: at most one of the two ends up serving.
+fn replacing_never_hijacks_a_live_or_starting_server() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut live = FifoServer::create(&path, 0o600).unwrap();
+    let rival = {
+        let path = path.clone();
+        fork(move || match FifoServer::create_replacing(&path, 0o600) {
+            Err(Error::InUse { .. }) => {}
+            other => panic!("a live server's FIFO was replaced: {other:?}"),
+        })
+    };
+    rival.join();
+    let client = {
+        let path = path.clone();
+        fork(move || {
+            let mut c = FifoClient::connect(&path).unwrap();
+            assert_eq!(c.request_timeout(b"who?", Duration::from_secs(10)).unwrap(), b"the first");
+        })
+    };
+    let req = live.recv_timeout(Duration::from_secs(10)).unwrap();
+    live.reply(&req, b"the first").unwrap();
+    client.join();
+    drop(live);
+    // A plain FIFO: in use while a reader has it open, stale after.
+    let plain = dir.path().join("plain");
+    let mut f = Fifo::create(&plain, 0o600).unwrap();
+    f.persist();
+    let reader = f.try_open_reader().unwrap();
+    assert!(matches!(Fifo::create_replacing(&plain, 0o600), Err(Error::InUse { .. })));
+    drop(reader);
+    assert!(Fifo::create_replacing(&plain, 0o600).unwrap().is_owner());
+
+    // Starting and replacing at once, many times: never both.
+    for round in 0..100 {
+        let path = dir.path().join(format!("race{round}"));
+        let (ready_rx, ready_tx) = ipc_kit::pipe::pipe().unwrap();
+        let (go_rx, go_tx) = ipc_kit::pipe::pipe().unwrap();
+        let contender = |replace: bool| {
+            let path = path.clone();
+            let (ready_tx, go_rx) = (&ready_tx, &go_rx);
+            fork(move || {
+                let got =
+                    if replace { FifoServer::create_replacing(&path, 0o600) } else { FifoServer::create(&path, 0o600) };
+                ready_tx.write_atomic(&[u8::from(got.is_ok())]).unwrap();
+                let _ = go_rx.read_timeout(&mut [0], Duration::from_secs(20)); // hold the server
+            })
+        };
+        let a = contender(false);
+        let b = contender(true);
+        let mut got = [0u8; 2];
+        let mut n = 0;
+        while n < 2 {
+            n += ready_rx.read_timeout(&mut got[n..], Duration::from_secs(20)).unwrap();
+        }
+        assert!(got != [1, 1], "round {round}: a starting server was replaced");
+        assert!(got != [0, 0], "round {round}: neither served");
+        go_tx.write_atomic(&[1, 1]).unwrap();
+        a.join();
+        b.join();
+    }
+}
+
+/// A client killed between requests leaves its reply FIFO; the next
+/// client to connect removes it (no reader has it open), and a live idle
+/// client's reply FIFO stays. A server starting over the leftovers of a
+/// crashed one removes them too.
+fn reply_fifo_of_a_killed_client_is_reclaimed() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (ready_rx, ready_tx) = ipc_kit::pipe::pipe().unwrap();
+    let spawn_client = |ready_tx: &ipc_kit::pipe::PipeWriter| {
+        let path = path.clone();
+        fork(move || {
+            let mut c = FifoClient::connect(&path).unwrap();
+            assert_eq!(c.request_timeout(b"hi", Duration::from_secs(10)).unwrap(), b"hi");
+            ready_tx.write_atomic(b"r").unwrap();
+            std::thread::sleep(Duration::from_secs(60)); // idle between requests
+        })
+    };
+    let mut doomed = spawn_client(&ready_tx);
+    let mut idle = spawn_client(&ready_tx);
+    for _ in 0..2 {
+        let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        server.reply(&req, &req.payload).unwrap();
+    }
+    let mut got = 0;
+    while got < 2 {
+        got += ready_rx.read_timeout(&mut [0; 2], Duration::from_secs(10)).unwrap();
+    }
+    let reply_fifos = || -> Vec<String> {
+        let mut v: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("service.reply."))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(reply_fifos().len(), 2);
+    doomed.kill();
+    doomed.wait();
+    let doomed_fifo = format!("service.reply.{}.", doomed.pid());
+    assert!(reply_fifos().iter().any(|n| n.starts_with(&doomed_fifo)), "the killed client left its FIFO");
+    // The next client reclaims it; the idle client's stays.
+    let next = FifoClient::connect(&path).unwrap();
+    let left = reply_fifos();
+    assert!(!left.iter().any(|n| n.starts_with(&doomed_fifo)), "a dead client's reply FIFO stayed: {left:?}");
+    assert!(left.iter().any(|n| n.starts_with(&format!("service.reply.{}.", idle.pid()))), "{left:?}");
+    assert_eq!(left.len(), 2, "{left:?}");
+    drop(next);
+    idle.kill();
+    idle.wait();
+    // A new server over a crashed one's leftovers removes them too.
+    drop(server);
+    assert_eq!(reply_fifos().len(), 1, "the idle client's FIFO, now a dead one's");
+    let _server = FifoServer::create(&path, 0o600).unwrap();
+    assert_eq!(reply_fifos(), Vec::<String>::new());
+}
+
+/// A Unix socket put at a FIFO's path after `Fifo::open` is NotAFifo on
+/// every open (the kernel says ENXIO, as for a FIFO without a reader);
+/// and a client connecting to it is refused the same way.
+fn socket_swapped_in_is_not_a_fifo() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("f");
+    let mut made = Fifo::create(&path, 0o600).unwrap();
+    let f = Fifo::open(&path).unwrap();
+    made.unlink().unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let not_a_fifo = |r: Result<(), Error>| match r {
+        Err(Error::NotAFifo { found: "socket", .. }) => {}
+        other => panic!("expected NotAFifo (socket), got {other:?}"),
+    };
+    not_a_fifo(f.try_open_writer().map(drop));
+    not_a_fifo(f.open_writer_timeout(Duration::from_millis(50)).map(drop));
+    not_a_fifo(f.try_open_reader().map(drop));
+    not_a_fifo(FifoClient::connect(&path).map(drop));
+}
+
+/// FIFOs that servers and clients killed while starting left under their
+/// temporary names, and dead clients' reply FIFOs, are removed when a
+/// server starts; one a reader still has open, and names not of this
+/// server's making, stay.
+fn leftovers_of_killed_starters_are_swept() {
+    let dir = ScratchDir::new();
+    let stale = ["service.new.999999.0", "service.reply.999999.0.new.999999.1", "service.reply.12.3"];
+    let foreign = ["service.reply.x", "other.new.1.2", "service.new.1.2.3"];
+    for name in stale.iter().chain(&foreign) {
+        Fifo::create(dir.path().join(name), 0o600).unwrap().persist();
+    }
+    let mut held = Fifo::create(dir.path().join("service.new.5.5"), 0o600).unwrap();
+    held.persist();
+    let reader = held.try_open_reader().unwrap(); // a server still starting
+    let _server = FifoServer::create(dir.path().join("service"), 0o600).unwrap();
+    for name in stale {
+        assert!(!dir.path().join(name).exists(), "{name} stayed");
+    }
+    for name in foreign.iter().chain(&["service.new.5.5"]) {
+        assert!(dir.path().join(name).exists(), "{name} was removed");
+    }
+    drop(reader);
+    for name in foreign.iter().chain(&["service.new.5.5"]) {
+        std::fs::remove_file(dir.path().join(name)).unwrap();
+    }
 }

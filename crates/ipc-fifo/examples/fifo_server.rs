@@ -10,7 +10,8 @@ use ipc_fifo::{Error, FifoServer};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).ok_or("usage: fifo_server PATH")?;
-    // Take over a FIFO that a crashed server may have left.
+    // Take over a FIFO that a crashed server may have left; a live
+    // server's FIFO is left alone (Error::InUse), never hijacked.
     let mut server = FifoServer::create_replacing(&path, 0o600)?;
     println!("serving at {path}");
     loop {

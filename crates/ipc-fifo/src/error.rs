@@ -35,6 +35,14 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A FIFO to be replaced is in use: a reader has it open (a live
+    /// server, say). It was left alone.
+    #[error("the FIFO {} is in use by a reader; it was not replaced", .path.display())]
+    InUse {
+        /// The path.
+        path: PathBuf,
+    },
+
     /// A nonblocking writer's open found no reader (`ENXIO`).
     #[error("the FIFO {} has no reader", .path.display())]
     NoReader {
@@ -114,6 +122,7 @@ impl Error {
             Error::NotAFifo { .. } | Error::InvalidPath { .. } => io::ErrorKind::InvalidInput,
             Error::PermissionDenied { .. } => io::ErrorKind::PermissionDenied,
             Error::NoReader { .. } => io::ErrorKind::NotConnected,
+            Error::InUse { .. } => io::ErrorKind::AddrInUse,
             Error::Timeout { .. } => io::ErrorKind::TimedOut,
             Error::ServerGone { .. } | Error::ClientGone { .. } => io::ErrorKind::BrokenPipe,
             Error::RequestTooLarge { .. } => io::ErrorKind::InvalidInput,

@@ -177,24 +177,104 @@ impl Fifo {
     }
 
     /// Makes a FIFO at `path`, first removing a FIFO left there (say, by an
-    /// owner that died without cleaning up). Anything else at the path is
-    /// left alone and refused.
+    /// owner that died without cleaning up). Only a stale FIFO is removed:
+    /// one that no reader has open (a nonblocking open for writing fails
+    /// with `ENXIO`). A FIFO a reader has open is left alone, and anything
+    /// else at the path is refused.
     ///
     /// # Errors
     ///
+    /// [`Error::InUse`] when a reader has the FIFO at `path` open;
     /// [`Error::NotAFifo`] when something other than a FIFO is there; as
     /// for [`create`](Self::create).
     pub fn create_replacing(path: impl AsRef<Path>, mode: u32) -> Result<Self> {
         let path = path.as_ref();
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_fifo() => match std::fs::remove_file(path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(os_err(path, "unlink", e)),
-                _ => {}
-            },
-            Ok(meta) => return Err(Error::NotAFifo { path: path.to_owned(), found: kind_name(meta.mode()) }),
-            Err(_) => {}
+        for _ in 0..100 {
+            match Self::create(path, mode) {
+                Err(Error::AlreadyExists { .. }) => remove_if_stale(path)?,
+                other => return other,
+            }
         }
-        Self::create(path, mode)
+        Err(Error::AlreadyExists { path: path.to_owned() })
+    }
+
+    /// Makes a FIFO and publishes it at `path` only once `open` has opened
+    /// what it needs on it (say, a server's reader): the FIFO is made
+    /// under a temporary name beside `path` and linked into place, so no
+    /// one ever finds it at `path` without its reader. With `replace`, a
+    /// stale FIFO at `path` is removed first (as by
+    /// [`create_replacing`](Self::create_replacing)). The temporary name
+    /// is `NAME.new.PID.N`; one left by a creator killed before it opened
+    /// its ends may be removed by anyone once it is stale, and a creator
+    /// whose temporary FIFO was so removed starts again.
+    pub(crate) fn create_published<T>(
+        path: &Path,
+        mode: u32,
+        replace: bool,
+        mut open: impl FnMut(&Fifo) -> Result<T>,
+    ) -> Result<(Fifo, T)> {
+        let c = c_path(path)?;
+        let Some(name) = path.file_name() else {
+            return Err(Error::InvalidPath { path: path.to_owned(), reason: "it does not end in a file name" });
+        };
+        // The temporary FIFO is stale until `open` has its reader, and
+        // may be swept as a crashed creator's leftover meanwhile: then
+        // start again.
+        let mut last = Error::AlreadyExists { path: path.to_owned() };
+        for _ in 0..100 {
+            let mut temp = None;
+            for n in 0..100u32 {
+                let mut temp_name = name.to_owned();
+                temp_name.push(format!(".new.{}.{n}", std::process::id()));
+                match Self::create(path.with_file_name(temp_name), mode) {
+                    Err(Error::AlreadyExists { .. }) => {} // pid reuse: take the next name
+                    // Swept between mkfifo and lstat, or the directory is
+                    // missing: start again, and say so if it stays.
+                    Err(e @ Error::NotFound { .. }) => {
+                        last = e;
+                        break;
+                    }
+                    other => {
+                        temp = Some(other?);
+                        break;
+                    }
+                }
+            }
+            let Some(mut temp) = temp else {
+                if matches!(last, Error::NotFound { .. }) {
+                    continue;
+                }
+                return Err(last);
+            };
+            let ends = match open(&temp) {
+                Err(Error::NotFound { .. }) => continue,
+                other => other?,
+            };
+            let mut linked = None;
+            for _ in 0..100 {
+                match sys::link(&temp.c_path, &c) {
+                    Ok(()) => {
+                        linked = Some(true);
+                        break;
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                        linked = Some(false); // the temporary name was swept
+                        break;
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) && replace => remove_if_stale(path)?,
+                    Err(e) => return Err(os_err(path, "link", e)),
+                }
+            }
+            match linked {
+                Some(true) => {}
+                Some(false) => continue,
+                None => return Err(Error::AlreadyExists { path: path.to_owned() }),
+            }
+            let made = temp.made;
+            let _ = temp.unlink();
+            return Ok((Fifo { path: path.to_owned(), c_path: c, owner: ipc_sync::Owned::here(), made }, ends));
+        }
+        Err(last)
     }
 
     /// Opens `flags` on the path and checks that the fd is a FIFO.
@@ -202,6 +282,7 @@ impl Fifo {
         let fd = loop {
             match sys::open(&self.c_path, flags) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(self.no_reader_or_not_a_fifo()),
                 other => break other.map_err(|e| os_err(&self.path, "open", e))?,
             }
         };
@@ -213,6 +294,17 @@ impl Fifo {
             sys::set_blocking(fd.as_fd()).map_err(|e| os_err(&self.path, "fcntl", e))?;
         }
         Ok(fd)
+    }
+
+    /// `ENXIO` from open: no reader, or a socket (or device) now at the
+    /// path, which `open` refuses the same way.
+    fn no_reader_or_not_a_fifo(&self) -> Error {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if !meta.file_type().is_fifo() => {
+                Error::NotAFifo { path: self.path.clone(), found: kind_name(meta.mode()) }
+            }
+            _ => Error::NoReader { path: self.path.clone() },
+        }
     }
 
     /// Opens the reading end, waiting until a writer opens the FIFO.
@@ -354,6 +446,32 @@ impl Fifo {
             return Err(Error::NotAFifo { path: self.path.clone(), found: kind_name(meta.mode()) });
         }
         std::fs::remove_file(&self.path).map_err(|e| os_err(&self.path, "unlink", e))
+    }
+}
+
+/// Removes the FIFO at `path` if no reader has it open (a nonblocking open
+/// for writing fails with `ENXIO`: the kernel's word that it is stale),
+/// and only the FIFO so found, not one that took its name meanwhile.
+pub(crate) fn remove_if_stale(path: &Path) -> Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        other => other.map_err(|e| os_err(path, "lstat", e))?,
+    };
+    if !meta.file_type().is_fifo() {
+        return Err(Error::NotAFifo { path: path.to_owned(), found: kind_name(meta.mode()) });
+    }
+    match Fifo::open(path)?.try_open_writer() {
+        Err(Error::NoReader { .. }) => {}
+        Err(Error::NotFound { .. }) => return Ok(()),
+        Ok(_) => return Err(Error::InUse { path: path.to_owned() }),
+        Err(e) => return Err(e),
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(now) if Identity::of(&now) == Identity::of(&meta) => match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(os_err(path, "unlink", e)),
+            _ => Ok(()),
+        },
+        _ => Ok(()), // gone or replaced meanwhile: the caller tries again
     }
 }
 

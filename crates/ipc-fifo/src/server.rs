@@ -1,5 +1,6 @@
 use std::ffi::OsStr;
 use std::fmt;
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,12 +12,21 @@ use ipc_sync::Deadline;
 use crate::error::{Error, Result};
 use crate::fifo::Fifo;
 
-/// A request frame: client pid (u32), reply path length (u16), reply
-/// path, payload. With the 4-byte frame header it fits in one atomic
-/// write of at most `PIPE_BUF` bytes, so requests from many clients never
-/// interleave.
+/// A request body: client pid (u32), reply path length (u16), reply
+/// path, payload. With its frame header it fits in one atomic write of at
+/// most `PIPE_BUF` bytes, so requests from many clients never interleave.
 const REQUEST_HEADER: usize = 6;
-const FRAME_HEADER: usize = ipc_pipe::FRAME_HEADER;
+
+/// A request frame on the well-known FIFO: [`MAGIC`], the body's length
+/// (u32), a check (u64, FNV-1a of the length and the body), the body. Any
+/// process may write any bytes into the FIFO; the server skips whatever is
+/// not a whole frame with a good check, and finds the next one, so garbage
+/// or a writer killed mid-write never stops it. An honest frame is one
+/// atomic write, so no foreign byte ever lands inside it.
+const FRAME_HEADER: usize = 16;
+const MAGIC: [u8; 4] = *b"IKfq";
+/// The largest request body.
+const MAX_BODY: usize = PIPE_BUF - FRAME_HEADER;
 
 /// How often a waiting client checks that the server still lives.
 const LIVENESS_EVERY: Duration = Duration::from_millis(50);
@@ -52,10 +62,17 @@ impl Request {
 /// FIFO has no reader): the reply FIFO is removed and
 /// [`Error::ClientGone`] returned; the server goes on.
 ///
+/// Any process may write any bytes into the request FIFO: what is not a
+/// whole, checked request frame is skipped, and the server goes on with
+/// the next one, so garbage, or a writer killed mid-write, never stops
+/// service for honest clients.
+///
 /// Reply FIFOs must sit in the request FIFO's directory and be named after
 /// it (`NAME.reply.…`); requests naming any other path are
 /// [`Error::BadRequest`], so a client cannot make the server write into
-/// other FIFOs.
+/// other FIFOs. Directories are compared canonically: a client may name
+/// the server by a relative path, through `..` or through symbolic links
+/// (the client sends the canonical path of its reply FIFO).
 ///
 /// # Examples
 ///
@@ -74,35 +91,50 @@ impl Request {
 /// ```
 pub struct FifoServer {
     fifo: Fifo,
-    requests: FrameReader<PipeReader>,
+    /// The request FIFO's directory, canonical: where reply FIFOs live.
+    dir: PathBuf,
+    requests: PipeReader,
+    /// Bytes read and not yet taken: at most one partial frame (under
+    /// `PIPE_BUF`) between calls.
+    pending: Vec<u8>,
     _keepalive: PipeWriter,
 }
 
 impl FifoServer {
     /// Makes the request FIFO at `path` (exclusive; after a crash, use
-    /// [`create_replacing`](Self::create_replacing)) and opens it.
+    /// [`create_replacing`](Self::create_replacing)) and opens it. The
+    /// FIFO appears at `path` only with the server's reader open, so
+    /// [`create_replacing`](Self::create_replacing) elsewhere never takes
+    /// a starting server for a stale one.
     ///
     /// # Errors
     ///
     /// As for [`Fifo::create`].
     pub fn create(path: impl AsRef<Path>, mode: u32) -> Result<Self> {
-        Self::serve(Fifo::create(path, mode)?)
+        Self::serve(path.as_ref(), mode, false)
     }
 
     /// Like [`create`](Self::create), first removing a FIFO a crashed
-    /// server left at `path`.
+    /// server left at `path`: only one no reader has open. A live server's
+    /// FIFO is left alone.
     ///
     /// # Errors
     ///
-    /// As for [`Fifo::create_replacing`].
+    /// [`Error::InUse`] when a server (any reader) has the FIFO at `path`
+    /// open; as for [`Fifo::create_replacing`].
     pub fn create_replacing(path: impl AsRef<Path>, mode: u32) -> Result<Self> {
-        Self::serve(Fifo::create_replacing(path, mode)?)
+        Self::serve(path.as_ref(), mode, true)
     }
 
-    fn serve(fifo: Fifo) -> Result<Self> {
-        let reader = fifo.try_open_reader()?;
-        let keepalive = fifo.try_open_writer()?;
-        Ok(FifoServer { requests: FrameReader::with_max(reader, PIPE_BUF - FRAME_HEADER), fifo, _keepalive: keepalive })
+    fn serve(path: &Path, mode: u32, replace: bool) -> Result<Self> {
+        let dir = canonical_dir(path)?;
+        let (fifo, (reader, keepalive)) = Fifo::create_published(path, mode, replace, |fifo| {
+            let reader = fifo.try_open_reader()?;
+            let keepalive = fifo.try_open_writer()?;
+            Ok((reader, keepalive))
+        })?;
+        sweep_dead_replies(&dir.join(fifo.path().file_name().unwrap_or_default()));
+        Ok(FifoServer { dir, requests: reader, pending: Vec::with_capacity(2 * PIPE_BUF), fifo, _keepalive: keepalive })
     }
 
     /// The request FIFO's path, which clients connect to.
@@ -112,46 +144,69 @@ impl FifoServer {
 
     /// Waits for the next request.
     ///
+    /// Bytes in the request FIFO that are not a well-formed request frame
+    /// (from a broken or hostile writer, or one killed mid-write) are
+    /// skipped; the server goes on with the next frame.
+    ///
     /// # Errors
     ///
-    /// [`Error::BadRequest`] for a malformed request (it is dropped and the
-    /// server can go on); [`Error::Io`].
+    /// [`Error::BadRequest`] for a well-formed frame with a malformed
+    /// request in it (it is dropped and the server can go on);
+    /// [`Error::Io`].
     pub fn recv(&mut self) -> Result<Request> {
-        let mut frame = Vec::new();
-        match self.requests.recv(&mut frame) {
-            Ok(Some(_)) => self.parse(frame),
-            Ok(None) => Err(self.eof()),
-            Err(e) => Err(self.frame_err(e)),
-        }
+        self.recv_until(Deadline::never())
     }
 
-    /// Waits at most `timeout` for the next request.
+    /// Waits at most `timeout` for the next request; a zero timeout takes
+    /// one that is already there.
     ///
     /// # Errors
     ///
     /// [`Error::Timeout`], and as for [`recv`](Self::recv).
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Request> {
-        let mut frame = Vec::new();
-        match self.requests.recv_timeout(&mut frame, timeout) {
-            Ok(Some(_)) => self.parse(frame),
-            Ok(None) => Err(self.eof()),
-            Err(ipc_pipe::Error::Timeout) => Err(Error::Timeout { path: self.path().to_owned() }),
-            Err(e) => Err(self.frame_err(e)),
+        self.recv_until(Deadline::after(timeout))
+    }
+
+    fn recv_until(&mut self, deadline: Deadline) -> Result<Request> {
+        let mut chunk = [0u8; PIPE_BUF];
+        loop {
+            if let Some(body) = take_frame(&mut self.pending) {
+                return self.parse(body);
+            }
+            let n = self.read_some(&mut chunk, deadline)?;
+            if n == 0 {
+                return Err(self.eof());
+            }
+            self.pending.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads what is there, else waits until `deadline` (trying once when
+    /// it has passed).
+    fn read_some(&self, chunk: &mut [u8], deadline: Deadline) -> Result<usize> {
+        let io = |e: ipc_pipe::Error| Error::Io { op: "read request", path: self.path().to_owned(), source: e.into() };
+        match self.requests.try_read(chunk) {
+            Err(ipc_pipe::Error::WouldBlock) => {}
+            Ok(n) => return Ok(n),
+            Err(e) => return Err(io(e)),
+        }
+        match deadline.instant() {
+            None => (&self.requests).read(chunk).map_err(|e| Error::Io {
+                op: "read request",
+                path: self.path().to_owned(),
+                source: e,
+            }),
+            Some(_) if deadline.has_expired() => Err(Error::Timeout { path: self.path().to_owned() }),
+            Some(at) => match self.requests.read_deadline(chunk, at) {
+                Err(ipc_pipe::Error::Timeout) => Err(Error::Timeout { path: self.path().to_owned() }),
+                other => other.map_err(io),
+            },
         }
     }
 
     fn eof(&self) -> Error {
         // Cannot happen while we hold a writer; say so plainly if it does.
         Error::Io { op: "read request", path: self.path().to_owned(), source: std::io::ErrorKind::UnexpectedEof.into() }
-    }
-
-    fn frame_err(&self, e: ipc_pipe::Error) -> Error {
-        match e {
-            ipc_pipe::Error::FrameTooLarge { len, .. } => {
-                Error::BadRequest { reason: format!("a request frame of {len} bytes (more than one atomic write)") }
-            }
-            other => Error::Io { op: "read request", path: self.path().to_owned(), source: other.into() },
-        }
     }
 
     fn parse(&self, frame: Vec<u8>) -> Result<Request> {
@@ -164,19 +219,31 @@ impl FifoServer {
         let Some(path) = frame.get(REQUEST_HEADER..REQUEST_HEADER + path_len) else {
             return bad(format!("a reply path of {path_len} bytes in a {}-byte request", frame.len()));
         };
-        let reply_path = PathBuf::from(OsStr::from_bytes(path));
-        if !self.is_reply_path(&reply_path) {
-            return bad(format!("reply path {} is not one of this server's", reply_path.display()));
-        }
+        let given = Path::new(OsStr::from_bytes(path));
+        let Some(reply_path) = self.own_reply_path(given) else {
+            return bad(format!("reply path {} is not one of this server's", given.display()));
+        };
         let payload = frame[REQUEST_HEADER + path_len..].to_vec();
         Ok(Request { client_pid, payload, reply_path })
     }
 
-    fn is_reply_path(&self, reply: &Path) -> bool {
+    /// The reply FIFO `reply` names, as a path in this server's
+    /// directory, when it is one of this server's: absolute, named after
+    /// the request FIFO, and in the same directory however spelled
+    /// (`..`, symbolic links). The server then uses its own spelling, so
+    /// a link changed later cannot lead it elsewhere.
+    fn own_reply_path(&self, reply: &Path) -> Option<PathBuf> {
+        let name = reply.file_name()?;
         let prefix = reply_prefix(self.path());
-        reply.parent() == self.path().parent()
-            && reply.file_name().is_some_and(|n| n.as_bytes().starts_with(prefix.as_bytes()))
-            && !reply.as_os_str().as_bytes().contains(&b'\0')
+        if !reply.is_absolute()
+            || !name.as_bytes().starts_with(prefix.as_bytes())
+            || reply.as_os_str().as_bytes().contains(&b'\0')
+        {
+            return None;
+        }
+        let dir = reply.parent()?;
+        let same = dir == self.dir || std::fs::canonicalize(dir).is_ok_and(|d| d == self.dir);
+        same.then(|| self.dir.join(name))
     }
 
     /// Sends `data` as the reply to `request`.
@@ -213,6 +280,110 @@ impl fmt::Debug for FifoServer {
     }
 }
 
+/// FNV-1a (64 bit) of the frame's length field and body.
+fn check(len: &[u8], body: &[u8]) -> u64 {
+    len.iter().chain(body).fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Fills in the length and check of a frame laid out as MAGIC, 12 bytes
+/// of room, body.
+fn seal(frame: &mut [u8]) {
+    let body_len = u32::try_from(frame.len() - FRAME_HEADER).unwrap_or(u32::MAX);
+    frame[4..8].copy_from_slice(&body_len.to_le_bytes());
+    let sum = check(&frame[4..8], &frame[FRAME_HEADER..]);
+    frame[8..16].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// Takes the first whole, well-checked frame out of `pending` and returns
+/// its body, dropping the bytes before it. Without one, drops the bytes
+/// that cannot begin one (keeping from the first place a frame may still
+/// be arriving) and returns `None`.
+///
+/// An honest frame is one atomic write, so it lies whole and unbroken in
+/// the stream: no garbage before it can hide it, except a forged frame
+/// whose check covers the honest bytes, which needs a 64-bit check to
+/// come out right.
+fn take_frame(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let mut keep_from = pending.len();
+    for at in 0..pending.len() {
+        let rest = &pending[at..];
+        let head = rest.len().min(MAGIC.len());
+        if rest[..head] != MAGIC[..head] {
+            continue;
+        }
+        let Some(header) = rest.get(..FRAME_HEADER) else {
+            keep_from = keep_from.min(at); // a header still arriving
+            continue;
+        };
+        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        if len > MAX_BODY {
+            continue;
+        }
+        let Some(body) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else {
+            keep_from = keep_from.min(at); // a body still arriving
+            continue;
+        };
+        let sum = u64::from_le_bytes([
+            header[8], header[9], header[10], header[11], header[12], header[13], header[14], header[15],
+        ]);
+        if sum != check(&header[4..8], body) {
+            continue;
+        }
+        let body = body.to_vec();
+        pending.drain(..at + FRAME_HEADER + len);
+        return Some(body);
+    }
+    pending.drain(..keep_from);
+    None
+}
+
+/// Removes the reply FIFOs of dead clients of the server at `server`
+/// (named `NAME.reply.PID.N`), and the temporary FIFOs of servers and
+/// clients killed while starting (`NAME.new.PID.N`,
+/// `NAME.reply.PID.N.new.PID.N`): those no reader has open (the kernel's
+/// `ENXIO`; a live client always holds its reader, and one still
+/// starting makes its FIFO again if this one is removed). Failures are
+/// left for the next sweep.
+fn sweep_dead_replies(server: &Path) {
+    let (Some(dir), Some(name)) = (server.parent(), server.file_name()) else { return };
+    let name = name.as_bytes();
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    // `PID.N`: two groups of digits.
+    let numbered = |s: &[u8]| {
+        let mut parts = s.split(|&b| b == b'.');
+        let digits = |p: Option<&[u8]>| p.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
+        digits(parts.next()) && digits(parts.next()) && parts.next().is_none()
+    };
+    let temporary = |s: &[u8]| s.strip_prefix(b".new.".as_slice()).is_some_and(numbered);
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.as_bytes().strip_prefix(name) else { continue };
+        let ours = if let Some(reply) = rest.strip_prefix(b".reply.".as_slice()) {
+            numbered(reply)
+                || reply
+                    .windows(5)
+                    .position(|w| w == b".new.")
+                    .is_some_and(|at| numbered(&reply[..at]) && temporary(&reply[at..]))
+        } else {
+            temporary(rest)
+        };
+        if ours {
+            let _ = crate::fifo::remove_if_stale(&dir.join(&file));
+        }
+    }
+}
+
+/// The canonical directory of `path` (its parent, or the working
+/// directory for a bare name).
+fn canonical_dir(path: &Path) -> Result<PathBuf> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::canonicalize(parent).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR) => Error::NotFound { path: path.to_owned() },
+        Some(libc::EACCES) => Error::PermissionDenied { path: path.to_owned() },
+        _ => Error::Io { op: "canonicalize the directory of", path: path.to_owned(), source: e },
+    })
+}
+
 fn reply_prefix(server: &Path) -> String {
     format!("{}.reply.", server.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())
 }
@@ -220,6 +391,10 @@ fn reply_prefix(server: &Path) -> String {
 /// The client side: a private reply FIFO (made next to the server's,
 /// removed when the client goes) and a writer on the server's request
 /// FIFO. See [`FifoServer`].
+///
+/// A client killed before it could remove its reply FIFO leaves it
+/// behind; the next client to connect, or the next server to start,
+/// removes it, once the kernel shows that no reader has it open.
 pub struct FifoClient {
     server: PathBuf,
     requests: PipeWriter,
@@ -236,24 +411,54 @@ impl FifoClient {
     ///
     /// [`Error::ServerGone`] when no server reads the FIFO;
     /// [`Error::NotFound`]; [`Error::NotAFifo`]; [`Error::PermissionDenied`]
-    /// (the client needs write access to the FIFO and its directory).
+    /// (the client needs write access to the FIFO and its directory);
+    /// [`Error::InvalidPath`] when the reply path, made from the server's
+    /// path, is too long to fit a request in one atomic write.
     pub fn connect(server: impl AsRef<Path>) -> Result<Self> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let server = server.as_ref();
+        let given = server.as_ref();
+        // However the caller spells it (relative, `..`, symbolic links on
+        // the way), the reply FIFO's path is absolute and canonical, as
+        // the server compares it.
+        let Some(file_name) = given.file_name() else {
+            return Err(Error::InvalidPath { path: given.to_owned(), reason: "it does not end in a file name" });
+        };
+        let server = &canonical_dir(given)?.join(file_name);
         let requests = match Fifo::open(server)?.try_open_writer() {
             Err(Error::NoReader { .. }) => return Err(Error::ServerGone { path: server.to_owned() }),
             other => other?,
         };
-        let name = format!("{}{}.{}", reply_prefix(server), std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let reply_path = server.with_file_name(name);
-        let reply = Fifo::create_replacing(&reply_path, 0o600)?;
-        let reader = reply.try_open_reader()?;
-        let keepalive = reply.try_open_writer()?;
+        let mut attempt = 0;
+        let (reply_path, reply) = loop {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let reply_path = server.with_file_name(format!("{}{}.{n}", reply_prefix(server), std::process::id()));
+            // The request header carries the reply path: refuse a path that
+            // leaves no room for a request in one atomic write, before
+            // making anything.
+            if FRAME_HEADER + REQUEST_HEADER + reply_path.as_os_str().len() > PIPE_BUF {
+                return Err(Error::InvalidPath {
+                    path: reply_path,
+                    reason: "the reply path leaves no room for a request in one atomic write (PIPE_BUF, 4096 bytes)",
+                });
+            }
+            // A live FIFO of that name (a process with our pid in another
+            // PID namespace) is left alone: take the next name.
+            // The reply FIFO appears with its reader open, so no one
+            // sweeping dead clients' FIFOs takes it for one.
+            let opened = Fifo::create_published(&reply_path, 0o600, true, |f| {
+                let reader = f.try_open_reader()?;
+                let keepalive = f.try_open_writer()?;
+                Ok((reader, keepalive))
+            });
+            match opened {
+                Err(Error::InUse { .. }) if attempt < 100 => attempt += 1,
+                other => break (reply_path, other?),
+            }
+        };
+        let (reply, (reader, keepalive)) = reply;
+        sweep_dead_replies(server);
         let path_bytes = reply_path.as_os_str().as_bytes();
-        let path_len = u16::try_from(path_bytes.len()).map_err(|_| Error::InvalidPath {
-            path: reply_path.clone(),
-            reason: "a reply path is at most 65535 bytes",
-        })?;
+        let path_len = u16::try_from(path_bytes.len()).unwrap_or(u16::MAX); // under PIPE_BUF, checked above
         let mut header = Vec::with_capacity(REQUEST_HEADER + path_bytes.len());
         header.extend_from_slice(&std::process::id().to_le_bytes());
         header.extend_from_slice(&path_len.to_le_bytes());
@@ -269,9 +474,11 @@ impl FifoClient {
     }
 
     /// The most payload one request carries: `PIPE_BUF` less the headers
-    /// and this client's reply path.
+    /// and this client's reply path (possibly 0, never more than
+    /// `PIPE_BUF`; [`connect`](Self::connect) refuses a reply path that
+    /// leaves no room at all).
     pub fn max_request(&self) -> usize {
-        PIPE_BUF - FRAME_HEADER - self.header.len()
+        PIPE_BUF.saturating_sub(FRAME_HEADER + self.header.len())
     }
 
     /// Sends a request and waits for the reply, checking every 50 ms that
@@ -309,11 +516,12 @@ impl FifoClient {
         if payload.len() > max {
             return Err(Error::RequestTooLarge { len: payload.len(), max });
         }
-        let len = u32::try_from(self.header.len() + payload.len()).unwrap_or(u32::MAX).to_le_bytes();
         let mut msg = Vec::with_capacity(FRAME_HEADER + self.header.len() + payload.len());
-        msg.extend_from_slice(&len);
+        msg.extend_from_slice(&MAGIC);
+        msg.extend_from_slice(&[0; FRAME_HEADER - MAGIC.len()]);
         msg.extend_from_slice(&self.header);
         msg.extend_from_slice(payload);
+        seal(&mut msg);
         // One atomic write: requests from many clients never interleave.
         self.requests.write_atomic(&msg).map_err(|e| match e {
             ipc_pipe::Error::BrokenPipe => Error::ServerGone { path: self.server.clone() },
@@ -366,5 +574,87 @@ impl FifoClient {
 impl fmt::Debug for FifoClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FifoClient").field("server", &self.server).field("reply", &self.reply.path()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small xorshift generator: deterministic garbage.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> usize {
+            (self.next() % n) as usize
+        }
+    }
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut m = MAGIC.to_vec();
+        m.extend_from_slice(&[0; FRAME_HEADER - 4]);
+        m.extend_from_slice(body);
+        seal(&mut m);
+        m
+    }
+
+    /// Honest frames between garbage of every kind (random bytes, frame
+    /// starts cut short, headers over the limit, bad checks), fed in
+    /// pieces of random sizes: every honest frame comes out, in order,
+    /// and the pending bytes never grow past two `PIPE_BUF`s.
+    #[test]
+    fn honest_frames_survive_any_garbage_between_them() {
+        for seed in 1..300u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let mut stream = Vec::new();
+            let mut honest = Vec::new();
+            for i in 0..20u64 {
+                let garbage = match rng.below(5) {
+                    0 => (0..rng.below(6000)).map(|_| rng.next() as u8).collect(),
+                    1 => {
+                        let f = frame(&[9; 300]);
+                        f[..rng.below(f.len() as u64)].to_vec()
+                    }
+                    2 => {
+                        let mut f = frame(&[1; 40]);
+                        f[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+                        f
+                    }
+                    3 => {
+                        let mut f = frame(&[2; 40]);
+                        f[20] ^= 0x10;
+                        f
+                    }
+                    _ => Vec::new(),
+                };
+                stream.extend_from_slice(&garbage);
+                let body: Vec<u8> = i
+                    .to_le_bytes()
+                    .iter()
+                    .copied()
+                    .chain((0..rng.below(MAX_BODY as u64 - 8)).map(|_| rng.next() as u8))
+                    .collect();
+                stream.extend_from_slice(&frame(&body));
+                honest.push(body);
+            }
+            let mut pending = Vec::new();
+            let mut got = Vec::new();
+            let mut at = 0;
+            while at < stream.len() {
+                let n = (1 + rng.below(PIPE_BUF as u64)).min(stream.len() - at);
+                pending.extend_from_slice(&stream[at..at + n]);
+                at += n;
+                while let Some(body) = take_frame(&mut pending) {
+                    got.push(body);
+                }
+                assert!(pending.len() < PIPE_BUF, "seed {seed}: {} bytes pending", pending.len());
+            }
+            assert!(got == honest, "seed {seed}: {} of {} frames, or others", got.len(), honest.len());
+        }
     }
 }

@@ -16,6 +16,13 @@ pub(crate) fn mkfifo(path: &CStr, mode: libc::mode_t) -> io::Result<()> {
     cvt(unsafe { libc::mkfifo(path.as_ptr(), mode) }).map(drop)
 }
 
+/// `link(2)`: a second name for a file; fails with `EEXIST` rather than
+/// replace anything.
+pub(crate) fn link(from: &CStr, to: &CStr) -> io::Result<()> {
+    // SAFETY: both paths are NUL-terminated.
+    cvt(unsafe { libc::link(from.as_ptr(), to.as_ptr()) }).map(drop)
+}
+
 /// `open(2)` with `O_CLOEXEC | O_NOFOLLOW` added; `EINTR` is returned.
 pub(crate) fn open(path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: `path` is NUL-terminated; no mode is read without O_CREAT.

@@ -105,6 +105,15 @@ impl Board {
         panic!("{why}");
     }
 
+    /// The victim made its object (and it is the one under the name now).
+    fn set_made(&self) {
+        self.word(3).store(1, Ordering::Release);
+    }
+
+    fn made(&self) -> bool {
+        self.word(3).load(Ordering::Acquire) != 0
+    }
+
     fn setup_failed(&self) -> bool {
         self.word(2).load(Ordering::Acquire) != 0
     }
@@ -113,6 +122,7 @@ impl Board {
         self.ack(0);
         self.word(1).store(0, Ordering::Release);
         self.word(2).store(0, Ordering::Release);
+        self.word(3).store(0, Ordering::Release);
     }
 }
 
@@ -523,6 +533,7 @@ impl Campaign {
         let board = &self.board;
         let mut victim = fork(|| {
             let fifo = Fifo::create_replacing(&path, 0o600).expect("make the FIFO");
+            board.set_made();
             let w = fifo.open_writer_timeout(BOUND).expect("open the FIFO for writing");
             board.set_ready();
             let mut frames = FrameWriter::new(&w);
@@ -539,7 +550,11 @@ impl Campaign {
         let early_timer = early.then(|| kill_after(victim.pid(), delay));
         let t = Instant::now();
         let reader = loop {
-            if let Ok(fifo) = Fifo::open(&path)
+            // Only the victim's FIFO: a reader of the one a killed
+            // predecessor left would keep it in use, and the victim's
+            // `create_replacing` must then leave it alone.
+            if board.made()
+                && let Ok(fifo) = Fifo::open(&path)
                 && let Ok(r) = fifo.open_reader_timeout(Duration::from_millis(2))
             {
                 break Some(r);

@@ -411,15 +411,12 @@ fn cli_keys_and_ids_never_wrap_and_dry_runs_check_addresses() {
 /// the mqueue file's status line), full or empty; it now shows the bytes
 /// queued.
 fn cli_ls_shows_the_bytes_a_posix_queue_holds() {
-    if !nix::unistd::geteuid().is_root() {
-        println!("skipped: mounting an mqueue file system needs root");
+    if !ipc_kit_tests::private_mount_namespace("mounting an mqueue file system") {
         return;
     }
-    use nix::mount::MsFlags;
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
-    nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).unwrap();
     std::fs::create_dir_all("/dev/mqueue").unwrap();
-    nix::mount::mount(Some("mqueue"), "/dev/mqueue", Some("mqueue"), MsFlags::empty(), None::<&str>).unwrap();
+    nix::mount::mount(Some("mqueue"), "/dev/mqueue", Some("mqueue"), nix::mount::MsFlags::empty(), None::<&str>)
+        .unwrap();
     let name = format!("/{}", unique_name("ipc-kit-test-mq"));
     let q = PosixQueue::create(&name, QueueAttr::default(), 0o600).unwrap();
     let addr = format!("posix-mq:{name}");

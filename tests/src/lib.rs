@@ -168,6 +168,25 @@ pub fn fork_in_new_pid_namespace(child: impl FnOnce()) -> Option<(Forked, Pid)> 
     Some((between, Pid::from_raw(pid)))
 }
 
+/// Gives this process a mount namespace of its own, with every mount made
+/// private, so that what it mounts or unmounts touches no other process.
+/// `false` (and nothing changed) without root; `what` is printed then, as
+/// the reason the case is passed over.
+///
+/// # Panics
+///
+/// When root cannot make the namespace.
+pub fn private_mount_namespace(what: &str) -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: {what} needs root");
+        return false;
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
+    let private = nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE;
+    nix::mount::mount(None::<&str>, "/", None::<&str>, private, None::<&str>).expect("make every mount private");
+    true
+}
+
 /// In a forked child: closes this process's copy of an fd the parent keeps
 /// (say, the other end of a pipe), so that end of file and broken pipes
 /// behave as if the child never had it.

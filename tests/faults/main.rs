@@ -295,6 +295,20 @@ fn write_until_broken(w: &ipc_kit::pipe::PipeWriter, run: u32, kill: Instant) ->
     }
 }
 
+/// Receives from a channel into `order` until it says `Disconnected`; a
+/// receive that waits out the bound is `Hung(hung)`.
+fn drain_channel(rx: &mut AnyReceiver, order: &mut InOrder, hung: &str) -> Result<(), Outcome> {
+    let mut buf = Vec::new();
+    loop {
+        match rx.recv(&mut buf, BOUND) {
+            Ok(()) => order.take(&buf)?,
+            Err(ChannelEnd::Disconnected) => return Ok(()),
+            Err(ChannelEnd::Timeout) => return Err(Hung(hung.into())),
+            Err(ChannelEnd::Other(e)) => return Err(Failed(e)),
+        }
+    }
+}
+
 /// Message `seq`: small (fixed 64 bytes), or larger than a pipe's atomic
 /// write (4 KiB to 64 KiB), so that a kill can cut one in half.
 fn message(run: u32, seq: u64, big: bool, out: &mut Vec<u8>) {
@@ -841,22 +855,10 @@ impl Campaign {
         };
         let timer = early.unwrap_or_else(|| kill_after(victim.pid(), delay));
         let mut order = InOrder::new(run);
-        let mut buf = Vec::new();
-        let end = loop {
-            match rx.recv(&mut buf, BOUND) {
-                Ok(()) => {
-                    if let Err(o) = order.take(&buf) {
-                        break Err(o);
-                    }
-                }
-                Err(ChannelEnd::Disconnected) => {
-                    noticed();
-                    break Ok("Disconnected");
-                }
-                Err(ChannelEnd::Timeout) => break Err(Hung("no Disconnected after the sender died".into())),
-                Err(ChannelEnd::Other(e)) => break Err(Failed(e)),
-            }
-        };
+        let end = drain_channel(&mut rx, &mut order, "no Disconnected after the sender died").map(|()| {
+            noticed();
+            "Disconnected"
+        });
         if let Err(o) = bury(victim, timer) {
             return o;
         }
@@ -992,20 +994,8 @@ impl Campaign {
                 Err(e) => return Failed(e),
             };
             let mut order = InOrder::new(run);
-            let mut buf = Vec::new();
-            let end = loop {
-                match rx.recv(&mut buf, BOUND) {
-                    Ok(()) => {
-                        if let Err(o) = order.take(&buf) {
-                            break Err(o);
-                        }
-                    }
-                    Err(ChannelEnd::Disconnected) => break Ok(()),
-                    Err(ChannelEnd::Timeout) => break Err(Hung("no Disconnected after the sender died".into())),
-                    Err(ChannelEnd::Other(e)) => break Err(Failed(e)),
-                }
-            };
-            end.map(|()| order.check(self.board.acked(), "Disconnected"))
+            drain_channel(&mut rx, &mut order, "no Disconnected after the sender died")
+                .map(|()| order.check(self.board.acked(), "Disconnected"))
         } else {
             let mut tx = match chan.sender() {
                 Ok(tx) => tx,
@@ -1089,21 +1079,10 @@ impl Campaign {
             Err(e) => return Failed(e),
         };
         let mut order = InOrder::new(run);
-        let mut buf = Vec::new();
-        let end = loop {
-            match rx.recv(&mut buf, BOUND) {
-                Ok(()) => {
-                    if let Err(o) = order.take(&buf) {
-                        break o;
-                    }
-                }
-                Err(ChannelEnd::Disconnected) if order.next == N => {
-                    break Survived("waited for; nothing half made seen");
-                }
-                Err(ChannelEnd::Disconnected) => break Corrupted(format!("{} of {N} messages", order.next)),
-                Err(ChannelEnd::Timeout) => break Hung("the creator's messages stopped".into()),
-                Err(ChannelEnd::Other(e)) => break Failed(e),
-            }
+        let end = match drain_channel(&mut rx, &mut order, "the creator's messages stopped") {
+            Ok(()) if order.next == N => Survived("waited for; nothing half made seen"),
+            Ok(()) => Corrupted(format!("{} of {N} messages", order.next)),
+            Err(o) => o,
         };
         match victim.wait_timeout(BOUND) {
             Some(Exit::Code(0)) => end,

@@ -98,8 +98,8 @@ pub(crate) struct Line {
 const _: () = assert!(size_of::<Line>() == LINE);
 
 impl Line {
-    /// A line of zeroes (what a fresh mapping holds), for the loom model.
-    #[cfg(loom)]
+    /// A line of zeroes (what a fresh mapping holds), for the loom model
+    /// and the spare line of `Conn::line`.
     pub(crate) fn new() -> Line {
         Line {
             index: AtomicU64::new(0),

@@ -1018,18 +1018,7 @@ fn bad_tail(tail: u64, head: u64, seen: u64, capacity: u64, step: u64) -> Error 
 fn spare_line() -> &'static Line {
     #[cfg(not(loom))]
     {
-        use std::sync::atomic::{AtomicU32, AtomicU64};
-        static SPARE: Line = Line {
-            index: AtomicU64::new(0),
-            signal: AtomicU32::new(0),
-            waiting: AtomicU32::new(0),
-            tx_pid: AtomicU32::new(0),
-            tx_state: AtomicU32::new(0),
-            rx_pid: AtomicU32::new(0),
-            rx_state: AtomicU32::new(0),
-            tx_flags: AtomicU32::new(0),
-            rx_flags: AtomicU32::new(0),
-        };
+        static SPARE: std::sync::LazyLock<Line> = std::sync::LazyLock::new(Line::new);
         &SPARE
     }
     #[cfg(loom)]

@@ -5,6 +5,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use nix::errno::Errno;
+use nix::mqueue::{MQ_OFlag, MqAttr, mq_close, mq_open, mq_unlink};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use nix::sys::stat::Mode;
+
 /// The IPC objects visible at one moment, each as a line that names it.
 pub(crate) struct Snapshot {
     objects: BTreeSet<String>,
@@ -78,6 +83,8 @@ impl Snapshot {
 
     /// POSIX message queues are listed in an mqueue file system; when none
     /// is mounted at /dev/mqueue, mount one for a moment (root only).
+    /// Without either, the bytes this user's queues hold in the kernel's
+    /// account stand for them: every queue, however small, adds to it.
     fn posix_queues(&mut self) {
         let dev = Path::new("/dev/mqueue");
         if is_mqueue_mount(dev) {
@@ -99,11 +106,20 @@ impl Snapshot {
             self.queues_in(&mnt);
             let _ = Command::new("umount").arg(&mnt).status();
         } else {
-            self.notes.push(
-                "/dev/mqueue is not mounted and an mqueue file system could not be mounted: \
-                 POSIX queues not checked"
-                    .into(),
-            );
+            match queue_bytes_in_use() {
+                Ok(bytes) => {
+                    self.objects.insert(format!("POSIX message queues: {bytes} bytes in this user's account"));
+                    self.notes.push(
+                        "no mqueue file system to list: POSIX queues are checked by the bytes this user's \
+                         queues hold (in every IPC namespace)"
+                            .into(),
+                    );
+                }
+                Err(e) => self.notes.push(format!(
+                    "no mqueue file system to list, and this user's queue account is unreadable ({e}): \
+                     POSIX queues not checked"
+                )),
+            }
         }
         let _ = std::fs::remove_dir(&mnt);
     }
@@ -117,4 +133,70 @@ fn is_mqueue_mount(path: &Path) -> bool {
             at == Some(&*path.to_string_lossy()) && fstype == Some("mqueue")
         })
     })
+}
+
+/// The bytes that this user's POSIX message queues hold in the kernel's
+/// account (`RLIMIT_MSGQUEUE`: each queue counts its message space and
+/// bookkeeping from creation until its last descriptor closes after
+/// unlinking). The kernel shows the sum only by refusing a queue that
+/// would take it over the soft limit, so this finds the smallest limit
+/// under which one probe queue (one 1-byte message) can be made, which is
+/// the sum plus one probe, and the smallest for two probes at once; twice
+/// the first less the second is the sum. The limit is restored afterwards.
+///
+/// Every queue holds at least one message byte, so a queue left behind
+/// always shows as a larger sum.
+fn queue_bytes_in_use() -> Result<u64, String> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_MSGQUEUE).map_err(|e| format!("getrlimit: {e}"))?;
+    let measured = smallest_limit_taking(1, hard).and_then(|one| Ok((one, smallest_limit_taking(2, hard)?)));
+    setrlimit(Resource::RLIMIT_MSGQUEUE, soft, hard).map_err(|e| format!("restore RLIMIT_MSGQUEUE: {e}"))?;
+    let (one, two) = measured?;
+    Ok((2 * one).saturating_sub(two))
+}
+
+/// The smallest `RLIMIT_MSGQUEUE` soft limit, up to the hard limit (and
+/// 1 TiB), under which `count` probe queues can be held at once.
+fn smallest_limit_taking(count: usize, hard: u64) -> Result<u64, String> {
+    let top = hard.min(1 << 40);
+    if !probes_fit(top, hard, count)? {
+        return Err(format!("{count} probe queue(s) do not fit under a limit of {top} bytes"));
+    }
+    let (mut lo, mut hi) = (0u64, top);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if probes_fit(mid, hard, count)? { hi = mid } else { lo = mid + 1 }
+    }
+    Ok(lo)
+}
+
+/// Whether `count` probe queues can be held at once with the soft limit
+/// at `limit`. Each probe is unlinked as soon as it is made and closed
+/// before this returns.
+fn probes_fit(limit: u64, hard: u64, count: usize) -> Result<bool, String> {
+    setrlimit(Resource::RLIMIT_MSGQUEUE, limit, hard).map_err(|e| format!("setrlimit: {e}"))?;
+    let attr = MqAttr::new(0, 1, 1, 0);
+    let flags = MQ_OFlag::O_CREAT | MQ_OFlag::O_EXCL | MQ_OFlag::O_RDONLY | MQ_OFlag::O_CLOEXEC;
+    let mut held = Vec::new();
+    let mut outcome = Ok(true);
+    for i in 0..count {
+        let name = format!("/ipc-kit-leak-probe-{}-{i}", std::process::id());
+        match mq_open(name.as_str(), flags, Mode::S_IRUSR | Mode::S_IWUSR, Some(&attr)) {
+            Ok(q) => {
+                let _ = mq_unlink(name.as_str());
+                held.push(q);
+            }
+            Err(Errno::EMFILE) => {
+                outcome = Ok(false);
+                break;
+            }
+            Err(e) => {
+                outcome = Err(format!("mq_open {name}: {e}"));
+                break;
+            }
+        }
+    }
+    for q in held {
+        let _ = mq_close(q);
+    }
+    outcome
 }

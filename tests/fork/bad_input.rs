@@ -19,7 +19,8 @@ use ipc_kit::sync::{
     self, EVENTFD_MAX, Event, EventFd, EventFdMode, Key, LockError, Mutex, NamedSemaphore, RobustMutex, SEM_VALUE_MAX,
     SemOp, Semaphore, SemaphoreSet,
 };
-use ipc_kit_tests::{Exit, ScratchDir, become_nobody, cases, fork, unique_name};
+use ipc_kit::{MessageSender, PipeSender};
+use ipc_kit_tests::{Exit, Refusal, ScratchDir, SysvKind, cases, fork, may_exceed_resource_limits, unique_name};
 
 cases!("bad_input":
     every_row_gets_its_documented_result,
@@ -45,8 +46,17 @@ fn describe<T, E: Display>(result: Result<T, E>) -> String {
 
 /// `row!(api, input, setup { … } call => pattern)`: runs the setup, then the
 /// call, and checks its result against the pattern. With `as nobody`, the
-/// call runs in a forked child that has become `nobody`.
+/// call runs in a forked child that the object refuses (see [`as_nobody`]).
+/// With `=> pattern, privileged => pattern`, a caller with
+/// `CAP_SYS_RESOURCE` (who may go past the limit the row is about) gets
+/// the second.
 macro_rules! row {
+    ($api:literal, $input:literal, { $($setup:tt)* } $call:expr => $pat:pat, privileged => $ppat:pat) => {
+        row!(@row $api, $input, $pat, {
+            $($setup)*
+            if may_exceed_resource_limits() { row!(@match $call => $ppat) } else { row!(@match $call => $pat) }
+        })
+    };
     ($api:literal, $input:literal, { $($setup:tt)* } as nobody $call:expr => $pat:pat) => {
         row!(@row $api, $input, $pat, { $($setup)* as_nobody(|| row!(@match $call => $pat)) })
     };
@@ -69,24 +79,25 @@ macro_rules! row {
     }};
 }
 
-/// Runs `check` in a forked child that has become `nobody`. Without root
-/// the object a row made is this user's, which no other user can be made
-/// to try: the row is passed over (and says so).
+/// Runs `check` in a forked child that the row's object refuses: one that
+/// has become `nobody`, or without root the owner of an object whose
+/// permission bits the setup took off (see [`Refusal`]).
 fn as_nobody(check: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
-    if !nix::unistd::geteuid().is_root() {
-        println!("a row for another user passed over: it needs root to make an object that user may not open");
-        return Ok(());
-    }
     let mut child = fork(|| {
-        become_nobody();
+        Refusal::here().become_caller();
         if let Err(e) = check() {
-            panic!("as nobody: {e}");
+            panic!("as the refused caller: {e}");
         }
     });
     match child.wait() {
         Exit::Code(0) => Ok(()),
-        other => Err(format!("the child running as nobody ended with {other:?} (its message is above)")),
+        other => Err(format!("the refused caller's child ended with {other:?} (its message is above)")),
     }
+}
+
+/// The /dev/shm entry of a POSIX name (without its `/`).
+fn shm_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new("/dev/shm").join(name)
 }
 
 /// A System V key for one row, unused by other cases and runs.
@@ -134,7 +145,7 @@ fn rows() -> Vec<Row> {
         row!("SemaphoreSet::create", "a key in use", { let _s = SemaphoreSet::create(key(1), &[0], 0o600).unwrap(); }
             SemaphoreSet::create(key(1), &[0], 0o600) => Err(sync::Error::AlreadyExists { .. })),
         row!("SemaphoreSet::open", "a key nobody made", SemaphoreSet::open(key(2)) => Err(sync::Error::NotFound { .. })),
-        row!("SemaphoreSet::open", "mode 0600, caller nobody", { let k = key(3); let _s = SemaphoreSet::create(k, &[0], 0o600).unwrap(); }
+        row!("SemaphoreSet::open", "mode 0600, caller nobody (without root: mode 000, caller the owner)", { let k = key(3); let s = SemaphoreSet::create(k, &[0], 0o600).unwrap(); Refusal::here().apply_to_sysv(SysvKind::Semaphores, s.id()); }
             as nobody SemaphoreSet::open(k) => Err(sync::Error::PermissionDenied { .. })),
         row!("SemaphoreSet::wait", "an index past the set", { let s = SemaphoreSet::create(Key::private(), &[1], 0o600).unwrap(); }
             s.wait(1) => Err(sync::Error::InvalidArgument { .. })),
@@ -171,7 +182,7 @@ fn rows() -> Vec<Row> {
         row!("NamedSemaphore::create", "a name in use", { let n = name(); let _s = NamedSemaphore::create(&n, 0, 0o600).unwrap(); }
             NamedSemaphore::create(&n, 0, 0o600) => Err(sync::Error::AlreadyExists { .. })),
         row!("NamedSemaphore::open", "a name nobody made", NamedSemaphore::open(&name()) => Err(sync::Error::NotFound { .. })),
-        row!("NamedSemaphore::open", "mode 0600, caller nobody", { let n = name(); let _s = NamedSemaphore::create(&n, 0, 0o600).unwrap(); }
+        row!("NamedSemaphore::open", "mode 0600, caller nobody (without root: mode 000, caller the owner)", { let n = name(); let _s = NamedSemaphore::create(&n, 0, 0o600).unwrap(); Refusal::here().apply_to_path(&shm_path(&format!("sem.{}", &n[1..]))); }
             as nobody NamedSemaphore::open(&n) => Err(sync::Error::PermissionDenied { .. })),
         row!("SemaphoreSet::remove", "a set removed already",
             { let s = SemaphoreSet::create(Key::private(), &[0], 0o600).unwrap(); SemaphoreSet::remove_id(s.id()).unwrap(); }
@@ -219,7 +230,7 @@ fn rows() -> Vec<Row> {
         row!("SysvSegment::open", "a key nobody made", SysvSegment::open(key(5), 0) => Err(shm::Error::NotFound { .. })),
         row!("SysvSegment::open", "a minimum size over the segment's", { let _s = SysvSegment::create(key(6), 4096, 0o600).unwrap(); }
             SysvSegment::open(key(6), 8192) => Err(shm::Error::TooSmall { .. })),
-        row!("SysvSegment::open", "mode 0600, caller nobody", { let k = key(7); let _s = SysvSegment::create(k, 4096, 0o600).unwrap(); }
+        row!("SysvSegment::open", "mode 0600, caller nobody (without root: mode 000, caller the owner)", { let k = key(7); let s = SysvSegment::create(k, 4096, 0o600).unwrap(); Refusal::here().apply_to_sysv(SysvKind::Segment, s.id()); }
             as nobody SysvSegment::open(k, 0) => Err(shm::Error::PermissionDenied { .. })),
         row!("SysvSegment::open_id", "id -1", SysvSegment::open_id(-1, 0) => Err(shm::Error::NotFound { .. })),
         row!("PosixShm::create", "a name without '/'", PosixShm::create("no-slash", 4096, 0o600) => Err(shm::Error::InvalidName { .. })),
@@ -232,7 +243,7 @@ fn rows() -> Vec<Row> {
         row!("PosixShm::create", "a name in use", { let n = name(); let _s = PosixShm::create(&n, 4096, 0o600).unwrap(); }
             PosixShm::create(&n, 4096, 0o600) => Err(shm::Error::AlreadyExists { .. })),
         row!("PosixShm::open", "a name nobody made", PosixShm::open(&name()) => Err(shm::Error::NotFound { .. })),
-        row!("PosixShm::open", "mode 0600, caller nobody", { let n = name(); let _s = PosixShm::create(&n, 4096, 0o600).unwrap(); }
+        row!("PosixShm::open", "mode 0600, caller nobody (without root: mode 000, caller the owner)", { let n = name(); let _s = PosixShm::create(&n, 4096, 0o600).unwrap(); Refusal::here().apply_to_path(&shm_path(&n[1..])); }
             as nobody PosixShm::open(&n) => Err(shm::Error::PermissionDenied { .. })),
         row!("PosixShm::map_len", "more than the object holds", { let s = PosixShm::create(&name(), 4096, 0o600).unwrap(); }
             s.map_len(8192) => Err(shm::Error::TooSmall { .. })),
@@ -297,7 +308,7 @@ fn rows() -> Vec<Row> {
             Channel::<u64>::open(&n) => Err(shm::Error::LayoutMismatch { .. })),
         row!("Channel::open", "a shared memory object of zeros", { let n = name(); let _s = PosixShm::create(&n, 65536, 0o600).unwrap(); }
             Channel::<u64>::open(&n) => Err(shm::Error::LayoutMismatch { .. })),
-        row!("Channel::open", "mode 0600, caller nobody", { let n = name(); let _c = Channel::<u64>::create(&n, 4).unwrap(); }
+        row!("Channel::open", "mode 0600, caller nobody (without root: mode 000, caller the owner)", { let n = name(); let _c = Channel::<u64>::create(&n, 4).unwrap(); Refusal::here().apply_to_path(&shm_path(&n[1..])); }
             as nobody Channel::<u64>::open(&n) => Err(shm::Error::PermissionDenied { .. })),
         row!("Channel::from_memfd", "a memfd of zeros", { let m = Memfd::create("zeros", 65536).unwrap(); }
             Channel::<u64>::from_memfd(m) => Err(shm::Error::LayoutMismatch { .. })),
@@ -362,7 +373,7 @@ fn rows() -> Vec<Row> {
         row!("SysvQueue::create", "a key in use", { let _q = SysvQueue::create(key(8), 0o600).unwrap(); }
             SysvQueue::create(key(8), 0o600) => Err(msgq::Error::AlreadyExists { .. })),
         row!("SysvQueue::open", "a key nobody made", SysvQueue::open(key(9)) => Err(msgq::Error::NotFound { .. })),
-        row!("SysvQueue::open", "mode 0600, caller nobody", { let k = key(10); let _q = SysvQueue::create(k, 0o600).unwrap(); }
+        row!("SysvQueue::open", "mode 0600, caller nobody (without root: mode 000, caller the owner)", { let k = key(10); let q = SysvQueue::create(k, 0o600).unwrap(); Refusal::here().apply_to_sysv(SysvKind::Queue, q.id()); }
             as nobody SysvQueue::open(k) => Err(msgq::Error::PermissionDenied { .. })),
         row!("SysvQueue::open_id", "id -1", SysvQueue::open_id(-1) => Err(msgq::Error::NotFound { .. })),
         row!("SysvQueue::send", "type 0", { let q = SysvQueue::create(Key::private(), 0o600).unwrap(); }
@@ -404,8 +415,8 @@ fn rows() -> Vec<Row> {
             { let q = SysvQueue::create(Key::private(), 0o600).unwrap(); let id = q.id();
               let _r = later(move || SysvQueue::open_id(id).unwrap().remove().unwrap()); }
             q.recv(Selector::Any, &mut [0; 8]) => Err(msgq::Error::Removed { .. })),
-        row!("SysvQueue::set_capacity", "over msgmnb", { let q = SysvQueue::create(Key::private(), 0o600).unwrap(); }
-            q.set_capacity(1 << 30) => Err(msgq::Error::LimitExceeded { .. })),
+        row!("SysvQueue::set_capacity", "over msgmnb (allowed with CAP_SYS_RESOURCE)", { let q = SysvQueue::create(Key::private(), 0o600).unwrap(); }
+            q.set_capacity(1 << 30) => Err(msgq::Error::LimitExceeded { .. }), privileged => Ok(())),
         row!("PosixQueue::create", "a name without '/'",
             PosixQueue::create("no-slash", QueueAttr::default(), 0o600) => Err(msgq::Error::InvalidName { .. })),
         row!("PosixQueue::create", "a name with a second '/'",
@@ -419,15 +430,18 @@ fn rows() -> Vec<Row> {
             PosixQueue::create(&name(), QueueAttr { max_messages: 0, message_size: 8 }, 0o600) => Err(msgq::Error::LimitExceeded { .. })),
         row!("PosixQueue::create", "message size 0",
             PosixQueue::create(&name(), QueueAttr { max_messages: 1, message_size: 0 }, 0o600) => Err(msgq::Error::LimitExceeded { .. })),
-        row!("PosixQueue::create", "1000 messages (over msg_max)",
-            PosixQueue::create(&name(), QueueAttr { max_messages: 1000, message_size: 8 }, 0o600) => Err(msgq::Error::LimitExceeded { .. })),
-        row!("PosixQueue::create", "message size 1 MiB (over msgsize_max)",
-            PosixQueue::create(&name(), QueueAttr { max_messages: 1, message_size: 1 << 20 }, 0o600) => Err(msgq::Error::LimitExceeded { .. })),
+        row!("PosixQueue::create", "1000 messages (over msg_max; allowed with CAP_SYS_RESOURCE)", {}
+            PosixQueue::create(&name(), QueueAttr { max_messages: 1000, message_size: 8 }, 0o600) => Err(msgq::Error::LimitExceeded { .. }),
+            privileged => Ok(_)),
+        row!("PosixQueue::create", "100000 messages (over msg_max and the kernel's 65536)",
+            PosixQueue::create(&name(), QueueAttr { max_messages: 100_000, message_size: 8 }, 0o600) => Err(msgq::Error::LimitExceeded { .. })),
+        row!("PosixQueue::create", "message size 32 MiB (over msgsize_max and the kernel's 16 MiB)",
+            PosixQueue::create(&name(), QueueAttr { max_messages: 1, message_size: 32 << 20 }, 0o600) => Err(msgq::Error::LimitExceeded { .. })),
         row!("PosixQueue::create", "a name in use", { let n = name(); let _q = PosixQueue::create(&n, QueueAttr::default(), 0o600).unwrap(); }
             PosixQueue::create(&n, QueueAttr::default(), 0o600) => Err(msgq::Error::AlreadyExists { .. })),
         row!("PosixQueue::open", "a name nobody made", PosixQueue::open(&name()) => Err(msgq::Error::NotFound { .. })),
-        row!("PosixQueue::open", "mode 0600, caller nobody",
-            { let n = name(); let _q = PosixQueue::create(&n, QueueAttr::default(), 0o600).unwrap(); }
+        row!("PosixQueue::open", "mode 0600, caller nobody (without root: mode 000, caller the owner)",
+            { let n = name(); let q = PosixQueue::create(&n, QueueAttr::default(), 0o600).unwrap(); Refusal::here().apply_to_fd(&q); }
             as nobody PosixQueue::open(&n) => Err(msgq::Error::PermissionDenied { .. })),
         row!("PosixQueue::send", "a message over message_size", { let q = small_posix_queue(); }
             q.send(&[0; 33], 0) => Err(msgq::Error::MessageTooLarge { .. })),
@@ -454,8 +468,8 @@ fn rows() -> Vec<Row> {
               let _s = later(move || PosixQueue::open(&n).unwrap().send(b"x", 3).unwrap()); }
             q.recv_timeout(&mut [0; 32], Duration::MAX) => Ok((1, 3))),
         // ---- ipc-pipe
-        row!("PipeWriter::set_capacity", "2 MiB (over pipe-max-size)", { let (_r, w) = pipe::pipe().unwrap(); }
-            w.set_capacity(2 << 20) => Err(pipe::Error::CapacityRefused { .. })),
+        row!("PipeWriter::set_capacity", "2 MiB (over pipe-max-size; allowed with CAP_SYS_RESOURCE)", { let (_r, w) = pipe::pipe().unwrap(); }
+            w.set_capacity(2 << 20) => Err(pipe::Error::CapacityRefused { .. }), privileged => Ok(2097152)),
         row!("PipeWriter::set_capacity", "usize::MAX", { let (_r, w) = pipe::pipe().unwrap(); }
             w.set_capacity(usize::MAX) => Err(pipe::Error::CapacityRefused { .. })),
         row!("PipeWriter::set_capacity", "under what the pipe holds", { let (_r, w) = pipe::pipe().unwrap(); w.try_write(&[0; 8192]).unwrap(); }
@@ -487,6 +501,13 @@ fn rows() -> Vec<Row> {
             fr.recv(&mut Vec::new()) => Err(pipe::Error::TruncatedFrame { .. })),
         row!("FrameReader::recv_timeout", "timeout 0, empty", { let (r, _w) = pipe::pipe().unwrap(); let mut fr = FrameReader::new(r); }
             fr.recv_timeout(&mut Vec::new(), Duration::ZERO) => Err(pipe::Error::Timeout)),
+        row!("PipeSender::try_send", "PipeSender::MAX_TIMED + 1 bytes", { let (_r, w) = pipe::pipe().unwrap(); let mut tx = PipeSender::new(w); }
+            tx.try_send(&[0; PipeSender::MAX_TIMED + 1]) => Err(ipc_kit::traits::Error::TooLarge { .. })),
+        row!("PipeSender::send_timeout", "PipeSender::MAX_TIMED + 1 bytes", { let (_r, w) = pipe::pipe().unwrap(); let mut tx = PipeSender::new(w); }
+            tx.send_timeout(&[0; PipeSender::MAX_TIMED + 1], WAIT) => Err(ipc_kit::traits::Error::TooLarge { .. })),
+        row!("PipeSender::send", "DEFAULT_MAX_FRAME + 1 bytes (over what the receiver takes)",
+            { let (_r, w) = pipe::pipe().unwrap(); let mut tx = PipeSender::new(w); }
+            tx.send(&vec![0; pipe::DEFAULT_MAX_FRAME + 1]) => Err(ipc_kit::traits::Error::TooLarge { .. })),
         row!("ChildFds::insert", "fd 1 (a standard stream)", { let (r, _w) = pipe::pipe().unwrap(); }
             ChildFds::new().insert(1, r) => Err(pipe::Error::InvalidChildFd { .. })),
         row!("ChildFds::insert", "fd -1", { let (r, _w) = pipe::pipe().unwrap(); }
@@ -506,8 +527,8 @@ fn rows() -> Vec<Row> {
             Fifo::open(&p) => Err(fifo::Error::NotAFifo { .. })),
         row!("Fifo::open", "a directory", { let d = ScratchDir::new(); }
             Fifo::open(d.path()) => Err(fifo::Error::NotAFifo { .. })),
-        row!("Fifo::open_writer", "mode 0600, caller nobody",
-            { let d = ScratchDir::new(); let f = Fifo::create(d.path().join("f"), 0o600).unwrap(); let _r = f.try_open_reader().unwrap(); }
+        row!("Fifo::open_writer", "mode 0600, caller nobody (without root: mode 000, caller the owner)",
+            { let d = ScratchDir::new(); let f = Fifo::create(d.path().join("f"), 0o600).unwrap(); let _r = f.try_open_reader().unwrap(); Refusal::here().apply_to_path(f.path()); }
             as nobody f.open_writer() => Err(fifo::Error::PermissionDenied { .. })),
         row!("Fifo::try_open_writer", "no reader", { let d = ScratchDir::new(); let f = Fifo::create(d.path().join("f"), 0o600).unwrap(); }
             f.try_open_writer() => Err(fifo::Error::NoReader { .. })),
@@ -526,6 +547,14 @@ fn rows() -> Vec<Row> {
         row!("Fifo::unlink", "a regular file in its place",
             { let d = ScratchDir::new(); let p = d.path().join("f"); let mut f = Fifo::create(&p, 0o600).unwrap(); fs::remove_file(&p).unwrap(); fs::write(&p, b"").unwrap(); }
             f.unlink() => Err(fifo::Error::NotAFifo { .. })),
+        row!("Fifo::create_replacing", "a FIFO a reader has open",
+            { let d = ScratchDir::new(); let f = Fifo::create(d.path().join("f"), 0o600).unwrap(); let _r = f.try_open_reader().unwrap(); }
+            Fifo::create_replacing(f.path(), 0o600) => Err(fifo::Error::InUse { .. })),
+        row!("Fifo::open", "a Unix socket", { let d = ScratchDir::new(); let p = d.path().join("f"); let _l = std::os::unix::net::UnixListener::bind(&p).unwrap(); }
+            Fifo::open(&p) => Err(fifo::Error::NotAFifo { .. })),
+        row!("FifoServer::create_replacing", "a live server's path",
+            { let d = ScratchDir::new(); let p = d.path().join("s"); let _s = FifoServer::create(&p, 0o600).unwrap(); }
+            FifoServer::create_replacing(&p, 0o600) => Err(fifo::Error::InUse { .. })),
         row!("FifoServer::create", "a path in use", { let d = ScratchDir::new(); let p = d.path().join("s"); let _s = FifoServer::create(&p, 0o600).unwrap(); }
             FifoServer::create(&p, 0o600) => Err(fifo::Error::AlreadyExists { .. })),
         row!("FifoClient::connect", "no server there", { let d = ScratchDir::new(); }

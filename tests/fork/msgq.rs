@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use ipc_kit::msgq::{Error, Key, PosixQueue, QueueAttr, Selector, SysvQueue};
 use ipc_kit::shm::Mapping;
 use ipc_kit_tests::{
-    Exit, Helper, ScratchDir, assert_fired_within, become_nobody, cases, checksum, fork, helper_command, unique_name,
+    Exit, Helper, Refusal, ScratchDir, SysvKind, assert_fired_within, become_nobody, cases, checksum, fork,
+    helper_command, may_exceed_resource_limits, unique_name,
 };
 
 cases!("msgq":
@@ -315,9 +316,12 @@ fn removal_while_blocked() {
 fn oversize_and_bad_input() {
     let q = SysvQueue::create(Key::private(), 0o600).unwrap();
     let cap = q.stat().unwrap().capacity;
+    // msgmnb binds only a caller without CAP_SYS_RESOURCE.
+    let privileged = may_exceed_resource_limits();
     match q.set_capacity(cap * 4) {
-        Err(e @ Error::LimitExceeded { .. }) => assert!(e.to_string().contains("msgmnb"), "{e}"),
-        other => panic!("expected LimitExceeded, got {other:?}"),
+        Ok(()) if privileged => assert_eq!(q.stat().unwrap().capacity, cap * 4),
+        Err(e @ Error::LimitExceeded { .. }) if !privileged => assert!(e.to_string().contains("msgmnb"), "{e}"),
+        other => panic!("privileged: {privileged}; got {other:?}"),
     }
     q.set_capacity(cap / 2).unwrap();
     assert_eq!(q.stat().unwrap().capacity, cap / 2);
@@ -328,13 +332,35 @@ fn oversize_and_bad_input() {
         assert!(matches!(PosixQueue::open(bad), Err(Error::InvalidName { .. })), "{bad:?}");
     }
     let name = format!("/{}", unique_name("ipc-kit-test-mq"));
+    // Over msg_max and msgsize_max: refused, naming the file, unless the
+    // caller has CAP_SYS_RESOURCE, which goes up to the kernel's fixed
+    // maxima (65536 messages, 16 MiB), and past those for nobody.
     let too_deep = QueueAttr { max_messages: 1000, message_size: 16 };
     match PosixQueue::create(&name, too_deep, 0o600) {
-        Err(e @ Error::LimitExceeded { .. }) => assert!(e.to_string().contains("/proc/sys/fs/mqueue/msg_max"), "{e}"),
-        other => panic!("expected LimitExceeded, got {other:?}"),
+        Ok(q) if privileged => assert_eq!(q.message_size(), 16),
+        Err(e @ Error::LimitExceeded { .. }) if !privileged => {
+            assert!(e.to_string().contains("/proc/sys/fs/mqueue/msg_max"), "{e}")
+        }
+        other => panic!("privileged: {privileged}; got {other:?}"),
     }
     let too_wide = QueueAttr { max_messages: 1, message_size: 1 << 20 };
-    assert!(matches!(PosixQueue::create(&name, too_wide, 0o600), Err(Error::LimitExceeded { .. })));
+    match PosixQueue::create(&name, too_wide, 0o600) {
+        // RLIMIT_MSGQUEUE (819200 bytes by default) still stands.
+        Ok(_) | Err(Error::LimitExceeded { .. }) if privileged => {}
+        Err(e @ Error::LimitExceeded { .. }) => assert!(e.to_string().contains("msgsize_max"), "{e}"),
+        other => panic!("privileged: {privileged}; got {other:?}"),
+    }
+    for (beyond, file) in [
+        (QueueAttr { max_messages: 65537, message_size: 16 }, "msg_max"),
+        (QueueAttr { max_messages: 1, message_size: (16 << 20) + 1 }, "msgsize_max"),
+        (QueueAttr { max_messages: usize::MAX, message_size: 16 }, "msg_max"),
+        (QueueAttr { max_messages: 1, message_size: usize::MAX }, "msgsize_max"),
+    ] {
+        match PosixQueue::create(&name, beyond, 0o600) {
+            Err(e @ Error::LimitExceeded { .. }) => assert!(e.to_string().contains(file), "{beyond:?}: {e}"),
+            other => panic!("{beyond:?}: expected LimitExceeded, got {other:?}"),
+        }
+    }
     let p = PosixQueue::create(&name, QueueAttr { max_messages: 2, message_size: 32 }, 0o600).unwrap();
     assert!(matches!(p.send(&[0; 33], 0), Err(Error::MessageTooLarge { len: 33, max: 32, .. })));
     assert!(matches!(p.recv(&mut [0; 31]), Err(Error::BufferTooSmall { len: 31, needed: Some(32) })));
@@ -343,17 +369,18 @@ fn oversize_and_bad_input() {
     assert_eq!((again.is_owner(), again.message_size()), (false, 32));
 }
 
+/// A caller the queues' modes refuse (see [`Refusal`]: another user as
+/// root, the owner of a mode-000 queue otherwise) gets `PermissionDenied`.
 fn permission_denied_for_nobody() {
-    if !nix::unistd::geteuid().is_root() {
-        println!("skipped: making objects that nobody may not open needs a user other than nobody (root)");
-        return;
-    }
+    let refusal = Refusal::here();
     let key = Key::new(0x1e00_0000 | (std::process::id() as i32 & 0xffff)).unwrap();
     let q = SysvQueue::create(key, 0o600).unwrap();
+    refusal.apply_to_sysv(SysvKind::Queue, q.id());
     let name = format!("/{}", unique_name("ipc-kit-test-mq"));
     let p = PosixQueue::create(&name, QueueAttr { max_messages: 2, message_size: 16 }, 0o600).unwrap();
+    refusal.apply_to_fd(&p);
     let mut child = fork(|| {
-        become_nobody();
+        refusal.become_caller();
         assert!(matches!(SysvQueue::open(key), Err(Error::PermissionDenied { .. })));
         assert!(matches!(PosixQueue::open(&name), Err(Error::PermissionDenied { .. })));
     });

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use ipc_kit::pipe::ChildFds;
 use ipc_kit::shm::{Error, Key, Mapping, Memfd, PosixShm, SysvSegment};
 use ipc_kit::sync::{Event, Mutex};
-use ipc_kit_tests::{Helper, ScratchDir, become_nobody, cases, checksum, fork, helper_command, pattern, unique_name};
+use ipc_kit_tests::{
+    Helper, Refusal, ScratchDir, SysvKind, cases, checksum, fork, helper_command, pattern, unique_name,
+};
 
 cases!("shm":
     sysv_segment_by_path_key_in_exec_child,
@@ -253,18 +255,19 @@ fn wrong_sizes_and_bad_input() {
     assert!(matches!(Mapping::anonymous(0), Err(Error::InvalidSize { .. })));
 }
 
+/// A caller the objects' modes refuse (see [`Refusal`]) gets
+/// `PermissionDenied`, by key, by id and by name.
 fn permission_denied_for_nobody() {
-    if !nix::unistd::geteuid().is_root() {
-        println!("skipped: making objects that nobody may not open needs a user other than nobody (root)");
-        return;
-    }
+    let refusal = Refusal::here();
     let key = Key::new(0x1d00_0000 | (std::process::id() as i32 & 0xffff)).unwrap();
     let seg = SysvSegment::create(key, 4096, 0o600).unwrap();
+    refusal.apply_to_sysv(SysvKind::Segment, seg.id());
     let name = format!("/{}", unique_name("ipc-kit-test-shm"));
     let shm = PosixShm::create(&name, 4096, 0o600).unwrap();
+    refusal.apply_to_path(&std::path::Path::new("/dev/shm").join(&name[1..]));
     let id = seg.id();
     let child = fork(|| {
-        become_nobody();
+        refusal.become_caller();
         assert!(matches!(SysvSegment::open(key, 1), Err(Error::PermissionDenied { .. })));
         assert!(matches!(SysvSegment::open_id(id, 1), Err(Error::PermissionDenied { .. })));
         assert!(matches!(PosixShm::open(&name), Err(Error::PermissionDenied { .. })));

@@ -11,7 +11,8 @@ use ipc_kit::sync::{
     Semaphore, SemaphoreSet, futex,
 };
 use ipc_kit_tests::{
-    Exit, Forked, Helper, Rng, ScratchDir, assert_fired_within, become_nobody, cases, fork, helper_command, unique_name,
+    Exit, Forked, Helper, Refusal, Rng, ScratchDir, SysvKind, assert_fired_within, cases, fork, helper_command,
+    unique_name,
 };
 use nix::sys::signal::Signal;
 
@@ -416,17 +417,18 @@ fn eventfd_wakes_across_fork() {
     assert_eq!(counter.read().unwrap(), ipc_kit::sync::EVENTFD_MAX);
 }
 
+/// A caller the sets' modes refuse (see [`Refusal`]) gets
+/// `PermissionDenied`.
 fn permission_denied_for_nobody() {
-    if !nix::unistd::geteuid().is_root() {
-        println!("skipped: making objects that nobody may not open needs a user other than nobody (root)");
-        return;
-    }
+    let refusal = Refusal::here();
     let key = Key::new(0x1c00_0000 | (std::process::id() as i32 & 0xffff)).unwrap();
     let set = SemaphoreSet::create(key, &[1], 0o600).unwrap();
+    refusal.apply_to_sysv(SysvKind::Semaphores, set.id());
     let name = format!("/{}", unique_name("ipc-kit-test-sem"));
     let sem = NamedSemaphore::create(&name, 1, 0o600).unwrap();
+    refusal.apply_to_path(&std::path::Path::new("/dev/shm").join(format!("sem.{}", &name[1..])));
     let child = fork(|| {
-        become_nobody();
+        refusal.become_caller();
         assert!(matches!(SemaphoreSet::open(key), Err(Error::PermissionDenied { .. })));
         assert!(matches!(NamedSemaphore::open(&name), Err(Error::PermissionDenied { .. })));
     });

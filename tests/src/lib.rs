@@ -24,6 +24,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
 pub use runner::main;
+pub use sys::SysvKind;
 
 /// One test case: a function run in a forked process. It fails by
 /// panicking.
@@ -225,6 +226,86 @@ pub fn become_nobody() {
     nix::unistd::setgroups(&[]).expect("setgroups");
     nix::unistd::setgid(nix::unistd::Gid::from_raw(65534)).expect("setgid nobody");
     nix::unistd::setuid(nix::unistd::Uid::from_raw(65534)).expect("setuid nobody");
+}
+
+/// Whether this process has `CAP_SYS_RESOURCE`, with which the kernel
+/// lets it go past msgmnb, the mqueue msg_max and msgsize_max, and
+/// pipe-max-size (read from `CapEff` in /proc/self/status).
+pub fn may_exceed_resource_limits() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim().to_owned();
+            u64::from_str_radix(&hex, 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+}
+
+/// How a permission case gets a caller that an object refuses.
+///
+/// As root, the object keeps the mode it was made with (0600) and the
+/// caller is a child that has become `nobody`, another user. Without root
+/// there is no other user to become; then every permission bit is taken
+/// off the object after it is made, which refuses its own owner too
+/// (only `CAP_DAC_OVERRIDE` and `CAP_IPC_OWNER` pass mode 000, and only
+/// root has them), and the caller is a child of the same user.
+#[derive(Clone, Copy, Debug)]
+pub enum Refusal {
+    /// Mode 0600, caller `nobody`.
+    OtherUser,
+    /// Mode 000, caller the owner.
+    NoPermissionBits,
+}
+
+impl Refusal {
+    /// The one that this process's privileges allow.
+    pub fn here() -> Refusal {
+        if nix::unistd::geteuid().is_root() { Refusal::OtherUser } else { Refusal::NoPermissionBits }
+    }
+
+    /// Takes every permission bit off the file at `path` (a FIFO, or a
+    /// /dev/shm entry), when that is how callers are refused.
+    ///
+    /// # Panics
+    ///
+    /// When the mode cannot be changed.
+    pub fn apply_to_path(self, path: &Path) {
+        if let Refusal::NoPermissionBits = self {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0)).expect("chmod 000");
+        }
+    }
+
+    /// As [`apply_to_path`](Self::apply_to_path), for the object behind
+    /// `fd` (a POSIX queue's descriptor).
+    ///
+    /// # Panics
+    ///
+    /// When the mode cannot be changed.
+    pub fn apply_to_fd(self, fd: impl AsFd) {
+        if let Refusal::NoPermissionBits = self {
+            nix::sys::stat::fchmod(fd.as_fd(), nix::sys::stat::Mode::empty()).expect("fchmod 000");
+        }
+    }
+
+    /// As [`apply_to_path`](Self::apply_to_path), for a System V object.
+    ///
+    /// # Panics
+    ///
+    /// When the mode cannot be changed.
+    pub fn apply_to_sysv(self, kind: SysvKind, id: i32) {
+        if let Refusal::NoPermissionBits = self {
+            sys::sysv_set_mode(kind, id, 0).expect("IPC_SET mode 000");
+        }
+    }
+
+    /// In the forked caller: becomes the caller the object refuses.
+    pub fn become_caller(self) {
+        if let Refusal::OtherUser = self {
+            become_nobody();
+        }
+    }
 }
 
 /// `len` pseudo-random bytes that depend only on `seed`.

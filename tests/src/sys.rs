@@ -108,3 +108,57 @@ pub(crate) fn read_past_end_of_shrunk_file() -> io::Result<u8> {
     unsafe { libc::munmap(p, 4096) };
     Ok(byte)
 }
+
+/// A System V object kind, for [`sysv_set_mode`].
+#[derive(Clone, Copy, Debug)]
+pub enum SysvKind {
+    /// A shared-memory segment (`shmctl`).
+    Segment,
+    /// A semaphore set (`semctl`).
+    Semaphores,
+    /// A message queue (`msgctl`).
+    Queue,
+}
+
+/// Sets the permission bits of the System V object `id` (`IPC_SET`, which
+/// its owner may do whatever the bits say), keeping its owner.
+pub(crate) fn sysv_set_mode(kind: SysvKind, id: i32, mode: u32) -> io::Result<()> {
+    let rc = match kind {
+        SysvKind::Segment => {
+            // SAFETY: an all-zero shmid_ds is valid; IPC_STAT fills it in.
+            let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+            // SAFETY: IPC_STAT writes one shmid_ds into `ds`.
+            if unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) } == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            ds.shm_perm.mode = mode as _;
+            // SAFETY: IPC_SET reads the uid, gid and mode from `ds`.
+            unsafe { libc::shmctl(id, libc::IPC_SET, &mut ds) }
+        }
+        SysvKind::Queue => {
+            // SAFETY: an all-zero msqid_ds is valid; IPC_STAT fills it in.
+            let mut ds: libc::msqid_ds = unsafe { std::mem::zeroed() };
+            // SAFETY: IPC_STAT writes one msqid_ds into `ds`.
+            if unsafe { libc::msgctl(id, libc::IPC_STAT, &mut ds) } == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            ds.msg_perm.mode = mode as _;
+            // SAFETY: IPC_SET reads the uid, gid, mode and msg_qbytes.
+            unsafe { libc::msgctl(id, libc::IPC_SET, &mut ds) }
+        }
+        SysvKind::Semaphores => {
+            // SAFETY: an all-zero semid_ds is valid; IPC_STAT fills it in.
+            let mut ds: libc::semid_ds = unsafe { std::mem::zeroed() };
+            // SAFETY: IPC_STAT writes one semid_ds through the pointer
+            // passed as semctl's fourth (union semun) argument.
+            if unsafe { libc::semctl(id, 0, libc::IPC_STAT, &mut ds as *mut libc::semid_ds) } == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            ds.sem_perm.mode = mode as _;
+            // SAFETY: IPC_SET reads the uid, gid and mode through the
+            // pointer.
+            unsafe { libc::semctl(id, 0, libc::IPC_SET, &mut ds as *mut libc::semid_ds) }
+        }
+    };
+    if rc == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}

@@ -94,9 +94,12 @@ impl PosixQueue {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidName`] (before any system call); sizes of 0 and
-    /// sizes over /proc/sys/fs/mqueue/msg_max or msgsize_max are
-    /// [`Error::LimitExceeded`] naming the file; [`Error::AlreadyExists`];
+    /// [`Error::InvalidName`] (before any system call); sizes of 0 (before
+    /// any system call), and sizes the kernel refuses, are
+    /// [`Error::LimitExceeded`] naming the limit: over
+    /// /proc/sys/fs/mqueue/msg_max or msgsize_max, or for a caller with
+    /// `CAP_SYS_RESOURCE` (who may go past those) over the kernel's fixed
+    /// maxima of 65536 messages and 16 MiB; [`Error::AlreadyExists`];
     /// [`Error::PermissionDenied`]; [`Error::LimitExceeded`] naming
     /// queues_max or `RLIMIT_MSGQUEUE` when too many queues exist.
     #[doc(alias = "mq_open")]
@@ -118,7 +121,7 @@ impl PosixQueue {
     /// [`Error::PermissionDenied`].
     pub fn open(name: &str) -> Result<Self> {
         let c = check_name(name)?;
-        let fd = sys::mq_open(&c, libc::O_RDWR, 0, None).map_err(|e| open_err(name, QueueAttr::default(), e))?;
+        let fd = sys::mq_open(&c, libc::O_RDWR, 0, None).map_err(|e| open_err(name, NOT_CREATING, e))?;
         let (_, size, _) = sys::mq_getattr(fd.as_fd()).map_err(|e| Error::Io { op: "mq_getattr", source: e })?;
         Ok(PosixQueue { fd, name: c, message_size: usize::try_from(size).unwrap_or(0), owner: ipc_sync::Owned::none() })
     }
@@ -476,24 +479,61 @@ fn check_name(name: &str) -> Result<CString> {
     ipc_sync::posix_name(name, 255).map_err(|reason| Error::InvalidName { name: name.to_owned(), reason })
 }
 
+/// Where the kernel's limits on a queue's sizes are set. A caller with
+/// `CAP_SYS_RESOURCE` may go past them, up to the kernel's fixed maxima.
+const MSG_MAX: &str = "/proc/sys/fs/mqueue/msg_max (beyond it needs CAP_SYS_RESOURCE, up to 65536)";
+const MSGSIZE_MAX: &str = "/proc/sys/fs/mqueue/msgsize_max (beyond it needs CAP_SYS_RESOURCE, up to 16 MiB)";
+
+/// The sizes no queue can have: zero, or more than `mq_attr` holds. The
+/// limits set in /proc are the kernel's to apply, since a privileged
+/// caller may exceed them.
 fn check_attr(attr: QueueAttr) -> Result<()> {
-    let over = |what, requested: usize, file| {
-        let limit = proc_limit(file).unwrap_or(0);
-        (requested == 0 || requested as u64 > limit).then_some(Error::LimitExceeded {
+    let bad = |what, requested: usize, file| {
+        (requested == 0 || i64::try_from(requested).is_err()).then(|| Error::LimitExceeded {
             what,
             requested: requested as u64,
-            limit,
+            limit: proc_limit(file_of(file)).unwrap_or(0),
             source_of_limit: file,
         })
     };
-    if let Some(e) = over("POSIX queue length", attr.max_messages, "/proc/sys/fs/mqueue/msg_max") {
+    if let Some(e) = bad("POSIX queue length", attr.max_messages, MSG_MAX) {
         return Err(e);
     }
-    if let Some(e) = over("POSIX queue message size", attr.message_size, "/proc/sys/fs/mqueue/msgsize_max") {
+    if let Some(e) = bad("POSIX queue message size", attr.message_size, MSGSIZE_MAX) {
         return Err(e);
     }
     Ok(())
 }
+
+/// The file named at the start of a limit's description.
+fn file_of(source: &str) -> &str {
+    source.split(' ').next().unwrap_or(source)
+}
+
+/// Which size the kernel refused (`EINVAL` from a creating `mq_open`):
+/// the one over its /proc limit, else the one over the fixed maximum.
+fn size_refused(attr: QueueAttr) -> Option<Error> {
+    let over = |what, requested: usize, file, hard: u64| {
+        let limit = proc_limit(file_of(file)).unwrap_or(0);
+        if requested as u64 > limit {
+            Some(Error::LimitExceeded { what, requested: requested as u64, limit, source_of_limit: file })
+        } else if requested as u64 > hard {
+            Some(Error::LimitExceeded {
+                what,
+                requested: requested as u64,
+                limit: hard,
+                source_of_limit: "the kernel's fixed maximum (HARD_MSGMAX, HARD_MSGSIZEMAX)",
+            })
+        } else {
+            None
+        }
+    };
+    over("POSIX queue length", attr.max_messages, MSG_MAX, 65536)
+        .or_else(|| over("POSIX queue message size", attr.message_size, MSGSIZE_MAX, 16 << 20))
+}
+
+/// What [`open_err`] is given for an `mq_open` that does not create.
+const NOT_CREATING: QueueAttr = QueueAttr { max_messages: 0, message_size: 0 };
 
 fn open_err(name: &str, attr: QueueAttr, e: io::Error) -> Error {
     match e.raw_os_error() {
@@ -505,10 +545,13 @@ fn open_err(name: &str, attr: QueueAttr, e: io::Error) -> Error {
         },
         Some(libc::EMFILE) if attr.max_messages > 0 => Error::LimitExceeded {
             what: "bytes of POSIX queues for this user",
-            requested: (attr.max_messages * attr.message_size) as u64,
+            requested: attr.max_messages.saturating_mul(attr.message_size) as u64,
             limit: 0,
             source_of_limit: "RLIMIT_MSGQUEUE (or the process's open file limit)",
         },
+        Some(libc::EINVAL) if attr.max_messages > 0 => {
+            size_refused(attr).unwrap_or_else(|| Error::from_os(WHAT, || name.to_owned(), "mq_open", e))
+        }
         _ => Error::from_os(WHAT, || name.to_owned(), "mq_open", e),
     }
 }

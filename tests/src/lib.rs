@@ -273,7 +273,7 @@ impl Refusal {
     pub fn apply_to_path(self, path: &Path) {
         if let Refusal::NoPermissionBits = self {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0)).expect("chmod 000");
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o000)).expect("chmod 000");
         }
     }
 

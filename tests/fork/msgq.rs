@@ -28,6 +28,7 @@ cases!("msgq":
     sysv_recv_vec_after_msgmax_raised,
     pair_names_survive_pid_reuse_and_crashes,
     posix_dot_names_are_invalid,
+    sysv_capacity_lowered_under_a_waiting_sender,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -672,4 +673,50 @@ fn posix_dot_names_are_invalid() {
         assert!(matches!(r, Err(Error::InvalidName { .. })), "create /. as nobody: {r:?}");
     })
     .join();
+}
+
+/// A blocking send already waiting when the capacity is lowered below its
+/// message goes on waiting (the kernel checks only before it waits); a
+/// timed send started then says `MessageTooLarge`; raising the capacity
+/// again lets the waiting send through, whole.
+fn sysv_capacity_lowered_under_a_waiting_sender() {
+    let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+    q.set_capacity(300).unwrap();
+    q.send(1, &[1; 200]).unwrap();
+    let id = q.id();
+    let mut waiting = fork(|| SysvQueue::open_id(id).unwrap().send(2, &[2; 200]).unwrap());
+    // Until the sender waits in the kernel (its message does not fit):
+    // its wait channel says so where the kernel shows it; else it is
+    // asleep and the queue is unchanged, and it is given a moment more.
+    let until = Instant::now() + Duration::from_secs(10);
+    let pid = waiting.pid();
+    loop {
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        if wchan.contains("msgsnd") {
+            break;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let asleep = stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('S'));
+        if !wchan.contains("msg") && asleep {
+            std::thread::sleep(Duration::from_millis(200));
+            break;
+        }
+        assert!(Instant::now() < until, "the sender never waited");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(q.stat().unwrap().messages, 1, "the second message did not fit");
+    q.set_capacity(150).unwrap();
+    match q.send_timeout(3, &[3; 200], Duration::from_secs(5)) {
+        Err(Error::MessageTooLarge { len: 200, max: 150, .. }) => {}
+        other => panic!("a timed send over the lowered capacity: expected MessageTooLarge, got {other:?}"),
+    }
+    assert_eq!(waiting.wait_timeout(Duration::from_millis(300)), None, "the waiting send gave up");
+    let mut buf = [0u8; 256];
+    assert_eq!(q.recv(Selector::Any, &mut buf).unwrap(), (1, 200));
+    // Room for 200 bytes would be there, but not within 150.
+    assert_eq!(waiting.wait_timeout(Duration::from_millis(300)), None, "the waiting send fit 150 bytes");
+    q.set_capacity(300).unwrap();
+    assert_eq!(waiting.wait_timeout(Duration::from_secs(10)), Some(Exit::Code(0)), "the waiting send went through");
+    assert_eq!(q.recv(Selector::Any, &mut buf).unwrap(), (2, 200));
+    assert_eq!(buf[..200], [2; 200]);
 }

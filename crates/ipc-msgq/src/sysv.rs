@@ -265,6 +265,14 @@ impl SysvQueue {
     /// [`Error::MessageTooLarge`] over the queue's capacity (`msg_qbytes`),
     /// checked when the queue has no room, before waiting and before
     /// anything is sent; [`Error::Removed`]; [`Error::PermissionDenied`].
+    ///
+    /// A send already waiting in the kernel when another process lowers
+    /// the capacity below its message goes on waiting, until the capacity
+    /// is raised again or the queue is removed: the kernel compares a
+    /// message with the capacity only before it waits, and wakes no
+    /// waiting sender to say it no longer fits. The timed forms check
+    /// again at each attempt and return [`Error::MessageTooLarge`]; use
+    /// them where others may lower the capacity.
     #[doc(alias = "msgsnd")]
     #[inline]
     pub fn send(&self, mtype: i64, data: &[u8]) -> Result<()> {
@@ -540,7 +548,9 @@ impl SysvQueue {
     }
 
     /// Sets the most bytes the queue holds (`msg_qbytes`). Raising it above
-    /// /proc/sys/kernel/msgmnb needs `CAP_SYS_RESOURCE`.
+    /// /proc/sys/kernel/msgmnb needs `CAP_SYS_RESOURCE`. A blocking
+    /// [`send`](Self::send) already waiting with a message longer than the
+    /// new capacity goes on waiting (see there).
     ///
     /// # Errors
     ///

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use ipc_kit::fifo::{Error, Fifo, FifoClient, FifoServer};
 use ipc_kit::pipe::{FrameReader, FrameWriter};
-use ipc_kit_tests::{Exit, Helper, Refusal, ScratchDir, assert_fired_within, cases, fork, helper_command, pattern};
+use ipc_kit_tests::{
+    Exit, Helper, Refusal, ScratchDir, assert_fired_within, cases, fork, helper_command, pattern,
+    private_mount_namespace,
+};
 
 cases!("fifo":
     exec_child_writes_by_path,
@@ -26,6 +29,7 @@ cases!("fifo":
     reply_path_too_long_for_any_request,
     garbage_writers_beside_eight_honest_clients,
     clients_spell_the_server_path_differently,
+    client_in_another_mount_namespace_is_answered,
     replacing_never_hijacks_a_live_or_starting_server,
     reply_fifo_of_a_killed_client_is_reclaimed,
     socket_swapped_in_is_not_a_fifo,
@@ -583,14 +587,57 @@ fn clients_spell_the_server_path_differently() {
         server.reply(&req, b"ok").unwrap();
     }
     clients.into_iter().for_each(|c| c.join());
-    // A reply path in another directory, however named like the server's.
+    // A reply path in another directory, named like the server's: the
+    // server takes only the name and looks in its own directory, where
+    // there is no such FIFO; the FIFO in the other directory, with a
+    // reader waiting, gets nothing.
     let raw = Fifo::open(&path).unwrap().try_open_writer().unwrap();
     let other = dir.path().join("service.reply.1.0");
+    let decoy = Fifo::create(&other, 0o600).unwrap();
+    let decoy_reader = decoy.try_open_reader().unwrap();
     let mut body = vec![1, 0, 0, 0];
     body.extend_from_slice(&(other.as_os_str().len() as u16).to_le_bytes());
     body.extend_from_slice(other.as_os_str().as_encoded_bytes());
     raw.write_atomic(&request_frame(&body)).unwrap();
-    assert!(matches!(server.recv_timeout(Duration::from_secs(5)), Err(Error::BadRequest { .. })));
+    let req = server.recv_timeout(Duration::from_secs(5)).unwrap();
+    let own = std::fs::canonicalize(dir.path().join("sub")).unwrap().join("service.reply.1.0");
+    assert_eq!(req.reply_path(), own);
+    assert!(matches!(server.reply(&req, b"not for you"), Err(Error::ClientGone { .. })));
+    assert!(matches!(decoy_reader.try_read(&mut [0; 64]), Err(ipc_kit::pipe::Error::WouldBlock)));
+}
+
+/// A client that sees the server's directory under another path, in
+/// another mount namespace (a bind mount, as a container has), is
+/// answered: the server finds the reply FIFO by its name in its own
+/// directory.
+fn client_in_another_mount_namespace_is_answered() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: a bind mount in a mount namespace of its own needs root");
+        return;
+    }
+    let dir = ScratchDir::new();
+    std::fs::create_dir(dir.path().join("real")).unwrap();
+    std::fs::create_dir(dir.path().join("alias")).unwrap();
+    let path = dir.path().join("real/service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let alias = dir.path().join("alias");
+    let real = dir.path().join("real");
+    let mut client = fork(move || {
+        assert!(private_mount_namespace("a bind mount in a mount namespace of its own"));
+        nix::mount::mount(Some(&real), &alias, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+            .expect("bind mount");
+        // Hide the real path, as a container would.
+        nix::mount::mount(Some("tmpfs"), &real, Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>)
+            .expect("mount over the real path");
+        let mut client = FifoClient::connect(alias.join("service")).unwrap();
+        assert!(client.reply_path().starts_with(&alias), "{}", client.reply_path().display());
+        assert_eq!(client.request_timeout(b"from afar", Duration::from_secs(10)).unwrap(), b"welcome");
+    });
+    let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(req.payload, b"from afar");
+    assert!(req.reply_path().starts_with(std::fs::canonicalize(dir.path().join("real")).unwrap()));
+    server.reply(&req, b"welcome").unwrap();
+    assert_eq!(client.wait(), Exit::Code(0));
 }
 
 /// `create_replacing` takes over only a FIFO no reader has open: a live

@@ -67,12 +67,14 @@ impl Request {
 /// the next one, so garbage, or a writer killed mid-write, never stops
 /// service for honest clients.
 ///
-/// Reply FIFOs must sit in the request FIFO's directory and be named after
-/// it (`NAME.reply.…`); requests naming any other path are
-/// [`Error::BadRequest`], so a client cannot make the server write into
-/// other FIFOs. Directories are compared canonically: a client may name
-/// the server by a relative path, through `..` or through symbolic links
-/// (the client sends the canonical path of its reply FIFO).
+/// Reply FIFOs sit in the request FIFO's directory and are named after it
+/// (`NAME.reply.…`). A request names its reply FIFO; the server takes
+/// only the file name, which must be one of those (else the request is
+/// [`Error::BadRequest`]), and opens it in its own directory, never
+/// elsewhere. So a client cannot make the server write into other FIFOs,
+/// and a client that reaches the directory by another path (relative,
+/// through `..` or symbolic links, or through a bind mount in another
+/// mount namespace) is answered all the same.
 ///
 /// # Examples
 ///
@@ -221,29 +223,23 @@ impl FifoServer {
         };
         let given = Path::new(OsStr::from_bytes(path));
         let Some(reply_path) = self.own_reply_path(given) else {
-            return bad(format!("reply path {} is not one of this server's", given.display()));
+            return bad(format!("reply path {} is not named after this server's FIFO", given.display()));
         };
         let payload = frame[REQUEST_HEADER + path_len..].to_vec();
         Ok(Request { client_pid, payload, reply_path })
     }
 
     /// The reply FIFO `reply` names, as a path in this server's
-    /// directory, when it is one of this server's: absolute, named after
-    /// the request FIFO, and in the same directory however spelled
-    /// (`..`, symbolic links). The server then uses its own spelling, so
-    /// a link changed later cannot lead it elsewhere.
+    /// directory: its file name, when that is named after the request
+    /// FIFO. The directory the client gave is not used: the server's own
+    /// spelling of its directory cannot lead elsewhere, and a client that
+    /// sees the directory under another path (another mount namespace)
+    /// still names the same FIFO.
     fn own_reply_path(&self, reply: &Path) -> Option<PathBuf> {
         let name = reply.file_name()?;
         let prefix = reply_prefix(self.path());
-        if !reply.is_absolute()
-            || !name.as_bytes().starts_with(prefix.as_bytes())
-            || reply.as_os_str().as_bytes().contains(&b'\0')
-        {
-            return None;
-        }
-        let dir = reply.parent()?;
-        let same = dir == self.dir || std::fs::canonicalize(dir).is_ok_and(|d| d == self.dir);
-        same.then(|| self.dir.join(name))
+        let named = name.as_bytes().strip_prefix(prefix.as_bytes()).is_some_and(|rest| !rest.is_empty());
+        (named && !name.as_bytes().contains(&b'\0')).then(|| self.dir.join(name))
     }
 
     /// Sends `data` as the reply to `request`.
@@ -418,8 +414,8 @@ impl FifoClient {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let given = server.as_ref();
         // However the caller spells it (relative, `..`, symbolic links on
-        // the way), the reply FIFO's path is absolute and canonical, as
-        // the server compares it.
+        // the way), the client works with the canonical path; the server
+        // takes only the reply FIFO's file name.
         let Some(file_name) = given.file_name() else {
             return Err(Error::InvalidPath { path: given.to_owned(), reason: "it does not end in a file name" });
         };

@@ -17,7 +17,7 @@ cases!("kit":
     cli_rm_orphaned_removes_only_orphans,
     cli_send_and_recv_through_both_queue_kinds,
     cli_bad_addresses_exit_2_with_one_line,
-    cli_bench_json_follows_the_schema,
+    cli_bench_json_follows_the_schema(120 s),
     bench_schema_check_rejects_broken_documents,
     cli_keys_and_ids_never_wrap_and_dry_runs_check_addresses,
     cli_ls_shows_the_bytes_a_posix_queue_holds,

@@ -77,14 +77,28 @@ pub fn helper_command(name: &str, args: &[&str]) -> std::process::Command {
 /// The watchdog's limit for a case that does not set its own.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Declares `CASES`, the cases of one module, named `prefix::function`.
+/// Declares `CASES`, the cases of one module, named `prefix::function`;
+/// `function(N s)` gives a case a watchdog of N seconds.
 #[macro_export]
 macro_rules! cases {
-    ($prefix:literal: $($f:ident),* $(,)?) => {
+    ($prefix:literal: $($f:ident $(($secs:literal s))?),* $(,)?) => {
         pub(crate) const CASES: &[$crate::Case] = &[
-            $($crate::Case { name: concat!($prefix, "::", stringify!($f)), run: $f, timeout: $crate::DEFAULT_TIMEOUT }),*
+            $($crate::Case {
+                name: concat!($prefix, "::", stringify!($f)),
+                run: $f,
+                timeout: $crate::case_timeout(&[$($secs)?]),
+            }),*
         ];
     };
+}
+
+/// A case's watchdog: [`DEFAULT_TIMEOUT`], or the seconds the case's entry
+/// in [`cases!`] gives (`name(120 s)`) for a case that runs a long program.
+pub const fn case_timeout(secs: &[u64]) -> Duration {
+    match secs {
+        [s] => Duration::from_secs(*s),
+        _ => DEFAULT_TIMEOUT,
+    }
 }
 
 /// How a forked child ended.

@@ -794,7 +794,17 @@ fn fifo_item(rig: &FifoRig, rng: &mut Rng) -> Item {
                 _ => rng.below(max as u64 + 1) as usize,
             };
             let reply_len = if rng.chance(2) { rng.below(64) } else { rng.below(PIPE_BUF as u64 + 1) };
-            Item::Honest { client, payload: rng.bytes(len), reply: rng.bytes(reply_len as usize) }
+            let mut payload = rng.bytes(len);
+            // Now and then the payload carries a request frame of its own
+            // (a client relaying bytes): it is payload, never a request.
+            if rng.chance(4) {
+                let (body, _) = fifo_forged_valid(rig, rng);
+                let inner = fifo_frame(body.len() as u32, &body, true);
+                let n = inner.len().min(payload.len());
+                let at = rng.below((payload.len() - n) as u64 + 1) as usize;
+                payload[at..at + n].copy_from_slice(&inner[..n]);
+            }
+            Item::Honest { client, payload, reply: rng.bytes(reply_len as usize) }
         }
         // Garbage, with the magic number or a part of it here and there.
         3 => {

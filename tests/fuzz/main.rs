@@ -650,8 +650,9 @@ enum Expect {
     Honest { client: usize, payload: Vec<u8>, reply: Vec<u8> },
     /// A forged frame holding a well-formed request: the server takes it
     /// (it cannot know better), naming `name` in its directory, where no
-    /// client reads: replying finds the client gone, or not a FIFO.
-    Forged { pid: u32, payload: Vec<u8>, name: Vec<u8>, fifo_there: bool },
+    /// client reads: replying finds the client gone, or (`not_a_fifo`) a
+    /// regular file.
+    Forged { pid: u32, payload: Vec<u8>, name: Vec<u8>, not_a_fifo: bool },
     /// A frame with a good check and a malformed request in it.
     Bad,
 }
@@ -703,7 +704,7 @@ impl Item {
 /// and what the server must make of it.
 fn fifo_forged_valid(rig: &FifoRig, rng: &mut Rng) -> (Vec<u8>, Expect) {
     let k = rng.below(1000).to_string().into_bytes();
-    let (name, fifo_there) = match rng.below(8) {
+    let (name, not_a_fifo) = match rng.below(8) {
         0 => (rig.reply_name(b"file"), true),
         1 => (rig.reply_name(b"stale"), false),
         2 => (rig.reply_name(&[0xff, 0xfe, b'x']), false),
@@ -725,7 +726,7 @@ fn fifo_forged_valid(rig: &FifoRig, rng: &mut Rng) -> (Vec<u8>, Expect) {
     let len = if rng.chance(4) { room } else { rng.below(room as u64 + 1) as usize };
     let payload = rng.bytes(len);
     let body = fifo_body(pid, path.len() as u16, &path, &payload);
-    (body, Expect::Forged { pid, payload, name, fifo_there })
+    (body, Expect::Forged { pid, payload, name, not_a_fifo })
 }
 
 /// A request body the server must refuse as `BadRequest`.
@@ -927,7 +928,7 @@ fn fifo_drain(rig: &mut FifoRig, expected: &mut VecDeque<Expect>, loose: bool) -
                     Err(e) => return Err(format!("client {client}'s reply: {e}")),
                 }
             }
-            (Ok(req), Some(Expect::Forged { pid: p, payload, name, fifo_there })) => {
+            (Ok(req), Some(Expect::Forged { pid: p, payload, name, not_a_fifo })) => {
                 let path = rig.dir.join(OsStr::from_bytes(&name));
                 if req.client_pid != p || req.reply_path() != path || req.payload != payload {
                     return Err(format!(
@@ -940,8 +941,8 @@ fn fifo_drain(rig: &mut FifoRig, expected: &mut VecDeque<Expect>, loose: bool) -
                     ));
                 }
                 match rig.server.reply(&req, b"to nobody") {
-                    Err(FifoError::NotAFifo { .. }) if fifo_there => {}
-                    Err(FifoError::ClientGone { .. }) if !fifo_there => {}
+                    Err(FifoError::NotAFifo { .. }) if not_a_fifo => {}
+                    Err(FifoError::ClientGone { .. }) if !not_a_fifo => {}
                     other => return Err(format!("replying to a forged request for {}: {other:?}", path.display())),
                 }
             }

@@ -34,6 +34,7 @@ cases!("fifo":
     reply_fifo_of_a_killed_client_is_reclaimed,
     socket_swapped_in_is_not_a_fifo,
     leftovers_of_killed_starters_are_swept,
+    a_frame_inside_a_request_is_payload,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -811,4 +812,53 @@ fn leftovers_of_killed_starters_are_swept() {
     for name in foreign.iter().chain(&["service.new.5.5"]) {
         std::fs::remove_file(dir.path().join(name)).unwrap();
     }
+}
+
+/// A request whose payload carries a well-checked request frame of its
+/// own (a client relaying bytes), behind another request, so that the
+/// server's first read (`PIPE_BUF` bytes) ends inside it: the server gives
+/// the whole request, never the frame inside it, and each client gets its
+/// own reply.
+fn a_frame_inside_a_request_is_payload() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (sent_rx, sent_tx) = ipc_kit::pipe::pipe().unwrap();
+    let clients = {
+        let path = path.clone();
+        fork(move || {
+            let mut first = FifoClient::connect(&path).unwrap();
+            let mut relay = FifoClient::connect(&path).unwrap();
+            // A frame naming the first client's reply FIFO.
+            let reply = first.reply_path().as_os_str().as_encoded_bytes();
+            let mut body = std::process::id().to_le_bytes().to_vec();
+            body.extend_from_slice(&(reply.len() as u16).to_le_bytes());
+            body.extend_from_slice(reply);
+            body.extend_from_slice(b"smuggled");
+            let mut relayed = vec![b'r'; 64];
+            relayed.extend_from_slice(&request_frame(&body));
+            relayed.resize(relay.max_request(), b'r');
+            first.send_request(&[b'f'; 3000]).unwrap();
+            relay.send_request(&relayed).unwrap();
+            sent_tx.write_atomic(b"sent").unwrap();
+            assert_eq!(first.recv_reply().unwrap(), b"to the first");
+            assert_eq!(relay.recv_reply().unwrap(), b"to the relay");
+        })
+    };
+    // Both requests wait in the FIFO before the server reads.
+    assert_eq!(sent_rx.read_timeout(&mut [0; 4], Duration::from_secs(10)).unwrap(), 4);
+    let first = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(first.payload, [b'f'; 3000]);
+    server.reply(&first, b"to the first").unwrap();
+    let relayed = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        relayed.payload.len() > 3000 && relayed.payload.starts_with(&[b'r'; 64]),
+        "the relayed request, whole: got {} bytes for {}",
+        relayed.payload.len(),
+        relayed.reply_path().display()
+    );
+    assert_ne!(relayed.reply_path(), first.reply_path());
+    server.reply(&relayed, b"to the relay").unwrap();
+    assert!(matches!(server.recv_timeout(Duration::from_millis(100)), Err(Error::Timeout { .. })));
+    clients.join();
 }

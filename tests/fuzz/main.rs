@@ -14,28 +14,42 @@
 //!   version, kind, capacity, sizes) the peer wrote;
 //! - `pre-connect`: a channel of either kind whose header, indices, sleep
 //!   words and side states a peer overwrote before any side connected,
-//!   then opened, both sides claimed in either order, and used.
+//!   then opened, both sides claimed in either order, and used;
+//! - `fifo-requests`: the FIFO server's request parser, through its public
+//!   API: a writer of its own on the server's request FIFO writes garbage,
+//!   frame starts cut anywhere, lengths at and past the limit, frames cut
+//!   short or with a bit flipped, and frames with a good check around
+//!   malformed or forged requests, beside honest clients' requests; every
+//!   honest request must come out once, whole and in order, and its reply
+//!   reach it.
 //!
 //! Every case must end without a panic (the program is built with
 //! overflow checks and debug assertions, so arithmetic overflow and the
 //! mapping's bounds assertions count), give only lengths within the
 //! limits, and never allocate more than the input justifies: a counting
-//! allocator records the largest allocation.
+//! allocator records the largest allocation. A case that runs for more
+//! than 20 s ends the program with its seed.
 //!
 //! `ipc-kit-fuzz [--seconds S] [--seed N] [--only TARGET]` (S per target;
 //! default 30). A failing case prints its seed; `--only TARGET --case SEED`
 //! runs that one case again.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::VecDeque;
+use std::ffi::OsStr;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ipc_kit::pipe::{DEFAULT_MAX_FRAME, Error as PipeError, FrameReader, FrameWriter};
+use ipc_kit::fifo::{Error as FifoError, Fifo, FifoClient, FifoServer};
+use ipc_kit::pipe::{DEFAULT_MAX_FRAME, Error as PipeError, FrameReader, FrameWriter, PIPE_BUF, PipeWriter};
 use ipc_kit::shm::{ByteChannel, Channel, Error as ShmError, Memfd};
-use ipc_kit_tests::Rng;
+use ipc_kit_tests::{Rng, ScratchDir};
 
 /// The system allocator, recording the largest single request.
 struct Counting;
@@ -527,20 +541,553 @@ fn claim_both<S, R>(
     Ok((tx, rx))
 }
 
+/// The request frame of ipc-fifo's server, as its documentation lays it
+/// out: magic, body length (u32), check (u64: FNV-1a of the length field
+/// and the body), body = client pid (u32), reply path length (u16), reply
+/// path, payload. A frame is at most one atomic write.
+const FIFO_MAGIC: [u8; 4] = *b"IKfq";
+const FIFO_FRAME_HEADER: usize = 16;
+const FIFO_MAX_BODY: usize = PIPE_BUF - FIFO_FRAME_HEADER;
+
+/// The largest allocation a `fifo-requests` case may make: the server
+/// holds at most a partial frame and one read (two `PIPE_BUF`s), whatever
+/// the volume of garbage.
+const FIFO_ALLOCATION_BOUND: usize = 4 * PIPE_BUF;
+
+/// FNV-1a (64 bit) of a frame's length field and body.
+fn fifo_check(len: [u8; 4], body: &[u8]) -> u64 {
+    len.iter().chain(body).fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// A frame around `body` whose length field says `len`, with a right
+/// check (over that field and the body) or a wrong one.
+fn fifo_frame(len: u32, body: &[u8], good_check: bool) -> Vec<u8> {
+    let mut sum = fifo_check(len.to_le_bytes(), body);
+    if !good_check {
+        sum ^= 1 | sum.rotate_left(17);
+    }
+    let mut f = Vec::with_capacity(FIFO_FRAME_HEADER + body.len());
+    f.extend_from_slice(&FIFO_MAGIC);
+    f.extend_from_slice(&len.to_le_bytes());
+    f.extend_from_slice(&sum.to_le_bytes());
+    f.extend_from_slice(body);
+    f
+}
+
+/// A request body: `pid`, the length of `path` as the frame says it
+/// (`path_len`), the path, the payload.
+fn fifo_body(pid: u32, path_len: u16, path: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(6 + path.len() + payload.len());
+    b.extend_from_slice(&pid.to_le_bytes());
+    b.extend_from_slice(&path_len.to_le_bytes());
+    b.extend_from_slice(path);
+    b.extend_from_slice(payload);
+    b
+}
+
+/// The `fifo-requests` target's standing rig, made once per run: a FIFO
+/// server in a private directory, two clients of it, and a writer of our
+/// own on its request FIFO. Every case leaves the server with nothing
+/// read and not taken, so that a case runs the same after any other.
+struct FifoRig {
+    server: FifoServer,
+    clients: Vec<FifoClient>,
+    raw: PipeWriter,
+    /// The server's directory (canonical) and its request FIFO's name.
+    dir: PathBuf,
+    name: String,
+    /// How many writes of up to `PIPE_BUF` bytes fit in the empty
+    /// request FIFO: each takes at most one page of it.
+    slots: usize,
+    /// Last, so that it is removed after everything in it is closed.
+    _scratch: ScratchDir,
+}
+
+impl FifoRig {
+    fn new() -> Result<FifoRig, String> {
+        let scratch = ScratchDir::new();
+        if let Ok(mut dir) = SCRATCH.lock() {
+            *dir = Some(scratch.path().to_owned());
+        }
+        let dir = std::fs::canonicalize(scratch.path()).map_err(|e| format!("canonicalize: {e}"))?;
+        let name = "service".to_owned();
+        let server = FifoServer::create(dir.join(&name), 0o600).map_err(|e| format!("server: {e}"))?;
+        // What a forged request may name in the directory: a regular file,
+        // a FIFO that nobody reads, and a link back to the directory.
+        std::fs::write(dir.join(format!("{name}.reply.file")), b"not a FIFO").map_err(|e| format!("file: {e}"))?;
+        Fifo::create(dir.join(format!("{name}.reply.stale")), 0o600)
+            .map(|mut f| f.persist())
+            .map_err(|e| format!("stale FIFO: {e}"))?;
+        std::os::unix::fs::symlink(&dir, dir.join("link")).map_err(|e| format!("symlink: {e}"))?;
+        let clients = (0..2)
+            .map(|_| FifoClient::connect(server.path()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("client: {e}"))?;
+        let raw = Fifo::open(server.path()).and_then(|f| f.try_open_writer()).map_err(|e| format!("writer: {e}"))?;
+        let slots = raw.capacity().map_err(|e| format!("capacity: {e}"))? / PIPE_BUF;
+        Ok(FifoRig { server, clients, raw, dir, name, slots: slots.max(1), _scratch: scratch })
+    }
+
+    /// A path that names something in the server's directory.
+    fn in_dir(&self, rest: &[u8]) -> Vec<u8> {
+        let mut p = self.dir.as_os_str().as_bytes().to_vec();
+        p.push(b'/');
+        p.extend_from_slice(rest);
+        p
+    }
+
+    /// `NAME.reply.` followed by `suffix`: a reply FIFO's name.
+    fn reply_name(&self, suffix: &[u8]) -> Vec<u8> {
+        let mut n = format!("{}.reply.", self.name).into_bytes();
+        n.extend_from_slice(suffix);
+        n
+    }
+}
+
+/// What a case's writes must bring out of the server, in order.
+enum Expect {
+    /// An honest client's request, and the reply it is to get.
+    Honest { client: usize, payload: Vec<u8>, reply: Vec<u8> },
+    /// A forged frame holding a well-formed request: the server takes it
+    /// (it cannot know better), naming `name` in its directory, where no
+    /// client reads: replying finds the client gone, or (`not_a_fifo`) a
+    /// regular file.
+    Forged { pid: u32, payload: Vec<u8>, name: Vec<u8>, not_a_fifo: bool },
+    /// A frame with a good check and a malformed request in it.
+    Bad,
+}
+
+impl Expect {
+    fn describe(due: Option<&Expect>) -> String {
+        match due {
+            Some(Expect::Honest { client, payload, .. }) => {
+                format!("client {client}'s request of {} bytes", payload.len())
+            }
+            Some(Expect::Forged { name, .. }) => {
+                format!("a forged request naming {}", String::from_utf8_lossy(name))
+            }
+            Some(Expect::Bad) => "BadRequest".into(),
+            None => "nothing".into(),
+        }
+    }
+}
+
+/// One thing to write into the request FIFO.
+enum Item {
+    /// An honest request, through a client.
+    Honest { client: usize, payload: Vec<u8>, reply: Vec<u8> },
+    /// A client's request one byte over its limit: refused, nothing sent.
+    TooLarge { client: usize },
+    /// Bytes a hostile writer writes, in one write or split at `split`
+    /// (and in pieces of at most `PIPE_BUF` bytes, so that each write is
+    /// atomic, as any writer's is), and what they must bring out.
+    Raw { bytes: Vec<u8>, split: Option<usize>, expect: Option<Expect> },
+}
+
+impl Item {
+    /// How many writes it takes: each at most `PIPE_BUF` bytes, so at
+    /// most one page of the FIFO.
+    fn writes(&self) -> usize {
+        match self {
+            Item::Raw { bytes, split, .. } => {
+                let (a, b) = bytes.split_at(split.unwrap_or(0).min(bytes.len()));
+                a.len().div_ceil(PIPE_BUF) + b.len().div_ceil(PIPE_BUF)
+            }
+            Item::Honest { .. } => 1,
+            Item::TooLarge { .. } => 0,
+        }
+    }
+}
+
+/// A request naming a reply FIFO the server accepts (in its directory,
+/// named after it, however spelled) but where no client reads: the body,
+/// and what the server must make of it.
+fn fifo_forged_valid(rig: &FifoRig, rng: &mut Rng) -> (Vec<u8>, Expect) {
+    let k = rng.below(1000).to_string().into_bytes();
+    let (name, not_a_fifo) = match rng.below(8) {
+        0 => (rig.reply_name(b"file"), true),
+        1 => (rig.reply_name(b"stale"), false),
+        2 => (rig.reply_name(&[0xff, 0xfe, b'x']), false),
+        3 => (rig.reply_name(b""), false),
+        _ => (rig.reply_name(&[b"forged.", &k[..]].concat()), false),
+    };
+    let path = match rng.below(5) {
+        0 => rig.in_dir(&[b"/", &name[..]].concat()),
+        1 => rig.in_dir(&[b"./", &name[..]].concat()),
+        2 => {
+            let base = rig.dir.file_name().map_or(&[][..], |n| n.as_bytes());
+            rig.in_dir(&[b"../", base, b"/", &name[..]].concat())
+        }
+        3 => rig.in_dir(&[b"link/", &name[..]].concat()),
+        _ => rig.in_dir(&name),
+    };
+    let pid = edgy(rng) as u32;
+    let room = FIFO_MAX_BODY - 6 - path.len();
+    let len = if rng.chance(4) { room } else { rng.below(room as u64 + 1) as usize };
+    let payload = rng.bytes(len);
+    let body = fifo_body(pid, path.len() as u16, &path, &payload);
+    (body, Expect::Forged { pid, payload, name, not_a_fifo })
+}
+
+/// A request body the server must refuse as `BadRequest`.
+fn fifo_forged_bad(rig: &FifoRig, rng: &mut Rng) -> Vec<u8> {
+    let name = rig.reply_name(b"1.2");
+    let path: Vec<u8> = match rng.below(12) {
+        // Shorter than the request header.
+        0 => {
+            let n = rng.below(6) as usize;
+            return rng.bytes(n);
+        }
+        // A path longer than the body.
+        1 => {
+            let path = rig.in_dir(&name);
+            let claimed = path.len() + 1 + rng.below(u64::from(u16::MAX) - path.len() as u64) as usize;
+            let cut = rng.below(path.len() as u64) as usize;
+            return fifo_body(edgy(rng) as u32, claimed as u16, &path[..cut], &[]);
+        }
+        // Outside the directory.
+        2 => {
+            let parent = rig.dir.parent().map_or(&b"/"[..], |p| p.as_os_str().as_bytes());
+            [parent, b"/", &name[..]].concat()
+        }
+        3 => [b"/", &name[..]].concat(),
+        4 => rig.in_dir(&[b"sub/", &name[..]].concat()),
+        // Relative.
+        5 => name.clone(),
+        6 => [b"./", &name[..]].concat(),
+        // A NUL byte in the name or in the directory.
+        7 => rig.in_dir(&[&name[..], b"\0x"].concat()),
+        8 => [rig.dir.as_os_str().as_bytes(), b"\0/", &name[..]].concat(),
+        // Not named after the server: its own FIFO, a wrong prefix,
+        // nothing after the directory, a name that is `..`.
+        9 => match rng.below(4) {
+            0 => rig.in_dir(rig.name.as_bytes()),
+            1 => rig.in_dir(format!("{}.reply", rig.name).as_bytes()),
+            2 => rig.in_dir(format!("x{}.reply.1.2", rig.name).as_bytes()),
+            _ => rig.in_dir(format!("{}.replies.1", rig.name).as_bytes()),
+        },
+        10 => rig.in_dir(b""),
+        _ => rig.in_dir(&[&name[..], b"/.."].concat()),
+    };
+    let n = rng.below(64) as usize;
+    let payload = rng.bytes(n);
+    fifo_body(edgy(rng) as u32, path.len() as u16, &path, &payload)
+}
+
+/// A random thing to write: an honest request, or what a hostile writer
+/// might write.
+fn fifo_item(rig: &FifoRig, rng: &mut Rng) -> Item {
+    let raw = |bytes: Vec<u8>, rng: &mut Rng, expect| {
+        let split = rng.chance(4).then(|| 1 + rng.below(bytes.len().max(1) as u64) as usize);
+        Item::Raw { bytes, split, expect }
+    };
+    match rng.below(12) {
+        0..=2 => {
+            let client = rng.below(2) as usize;
+            let max = rig.clients[client].max_request();
+            if rng.chance(20) {
+                return Item::TooLarge { client };
+            }
+            let len = match rng.below(5) {
+                0 => 0,
+                1 => max,
+                2 => rng.below(64) as usize,
+                _ => rng.below(max as u64 + 1) as usize,
+            };
+            let reply_len = if rng.chance(2) { rng.below(64) } else { rng.below(PIPE_BUF as u64 + 1) };
+            let mut payload = rng.bytes(len);
+            // Now and then the payload carries a request frame of its own
+            // (a client relaying bytes): it is payload, never a request.
+            if rng.chance(4) {
+                let (body, _) = fifo_forged_valid(rig, rng);
+                let inner = fifo_frame(body.len() as u32, &body, true);
+                let n = inner.len().min(payload.len());
+                let at = rng.below((payload.len() - n) as u64 + 1) as usize;
+                payload[at..at + n].copy_from_slice(&inner[..n]);
+            }
+            Item::Honest { client, payload, reply: rng.bytes(reply_len as usize) }
+        }
+        // Garbage, with the magic number or a part of it here and there.
+        3 => {
+            let n = 1 + rng.below(PIPE_BUF as u64) as usize;
+            let mut g = rng.bytes(n);
+            if rng.chance(2) {
+                for _ in 0..rng.below(8) {
+                    let at = rng.below(g.len() as u64) as usize;
+                    let n = (1 + rng.below(4) as usize).min(g.len() - at);
+                    g[at..at + n].copy_from_slice(&FIFO_MAGIC[..n]);
+                }
+            }
+            raw(g, rng, None)
+        }
+        // A frame's start, cut anywhere in its header.
+        4 => {
+            let (body, _) = fifo_forged_valid(rig, rng);
+            let mut f = fifo_frame(body.len() as u32, &body, true);
+            f.truncate(1 + rng.below(FIFO_FRAME_HEADER as u64 - 1) as usize);
+            raw(f, rng, None)
+        }
+        // A header with a length at or past the limit, or a wrong check,
+        // and some bytes after it.
+        5 => {
+            let len = match rng.below(6) {
+                0 => FIFO_MAX_BODY as u32 + 1 + rng.below(3) as u32,
+                1 => u32::MAX - rng.below(3) as u32,
+                2 => 1 << (16 + rng.below(16)),
+                3 => u16::MAX.into(),
+                4 => edgy(rng) as u32,
+                _ => rng.below(FIFO_MAX_BODY as u64 + 1) as u32,
+            };
+            let n = rng.below((PIPE_BUF - FIFO_FRAME_HEADER) as u64) as usize;
+            let body = rng.bytes(n);
+            raw(fifo_frame(len, &body, false), rng, None)
+        }
+        // A whole frame with a good check, one byte over the limit: skipped.
+        6 => {
+            let (mut body, _) = fifo_forged_valid(rig, rng);
+            body.resize(FIFO_MAX_BODY + 1, b'x');
+            raw(fifo_frame(body.len() as u32, &body, true), rng, None)
+        }
+        // A frame cut short (its writer killed mid-write). At least 9
+        // bytes short: what follows cannot complete it but by a 2^-72
+        // chance (cut closer to its end, a random byte after it would
+        // complete it, rightly, one time in 256).
+        7 => {
+            let body = if rng.chance(2) { fifo_forged_valid(rig, rng).0 } else { fifo_forged_bad(rig, rng) };
+            let mut f = fifo_frame(body.len() as u32, &body, true);
+            f.truncate(1 + rng.below(f.len() as u64 - 9) as usize);
+            raw(f, rng, None)
+        }
+        // A frame with one bit flipped anywhere.
+        8 => {
+            let body = if rng.chance(2) { fifo_forged_valid(rig, rng).0 } else { fifo_forged_bad(rig, rng) };
+            let mut f = fifo_frame(body.len() as u32, &body, true);
+            let at = rng.below(f.len() as u64) as usize;
+            f[at] ^= 1 << rng.below(8);
+            raw(f, rng, None)
+        }
+        // A good frame with a malformed request.
+        9 | 10 => {
+            let body = fifo_forged_bad(rig, rng);
+            raw(fifo_frame(body.len() as u32, &body, true), rng, Some(Expect::Bad))
+        }
+        // A good frame with a request naming a reply FIFO nobody reads.
+        _ => {
+            let (body, expect) = fifo_forged_valid(rig, rng);
+            raw(fifo_frame(body.len() as u32, &body, true), rng, Some(expect))
+        }
+    }
+}
+
+/// Takes everything the server has (`recv_timeout` with a zero timeout,
+/// until `Timeout`) and checks it against `expected`, replying to each
+/// request; `loose`: whatever comes is fine if it is a request or
+/// `BadRequest` (a flush may complete a cut frame), and gets no reply.
+fn fifo_drain(rig: &mut FifoRig, expected: &mut VecDeque<Expect>, loose: bool) -> Verdict {
+    let pid = std::process::id();
+    for i in 0.. {
+        if i > 10_000 {
+            return Err("the server never runs dry".into());
+        }
+        let got = rig.server.recv_timeout(Duration::ZERO);
+        if matches!(got, Err(FifoError::Timeout { .. })) {
+            break;
+        }
+        if loose {
+            match got {
+                Ok(_) | Err(FifoError::BadRequest { .. }) => continue,
+                Err(e) => return Err(format!("flushing: unexpected error: {e}")),
+            }
+        }
+        let due = expected.pop_front();
+        let wrong = |what: String, due: &Option<Expect>| {
+            Err(format!("{what} where {} was due", Expect::describe(due.as_ref())))
+        };
+        match (got, due) {
+            (Ok(req), Some(Expect::Honest { client, payload, reply })) => {
+                let c = &mut rig.clients[client];
+                if req.client_pid != pid || req.reply_path() != c.reply_path() || req.payload != payload {
+                    return Err(format!(
+                        "a request of {} bytes from {} for {} where client {client}'s of {} bytes was due",
+                        req.payload.len(),
+                        req.client_pid,
+                        req.reply_path().display(),
+                        payload.len()
+                    ));
+                }
+                rig.server.reply(&req, &reply).map_err(|e| format!("reply to client {client}: {e}"))?;
+                match c.recv_reply() {
+                    Ok(got) if got == reply => {}
+                    Ok(got) => {
+                        return Err(format!(
+                            "client {client} got a reply of {} bytes, not its {}",
+                            got.len(),
+                            reply.len()
+                        ));
+                    }
+                    Err(e) => return Err(format!("client {client}'s reply: {e}")),
+                }
+            }
+            (Ok(req), Some(Expect::Forged { pid: p, payload, name, not_a_fifo })) => {
+                let path = rig.dir.join(OsStr::from_bytes(&name));
+                if req.client_pid != p || req.reply_path() != path || req.payload != payload {
+                    return Err(format!(
+                        "a request of {} bytes from {} for {} where a forged one of {} bytes for {} was due",
+                        req.payload.len(),
+                        req.client_pid,
+                        req.reply_path().display(),
+                        payload.len(),
+                        path.display()
+                    ));
+                }
+                match rig.server.reply(&req, b"to nobody") {
+                    Err(FifoError::NotAFifo { .. }) if not_a_fifo => {}
+                    Err(FifoError::ClientGone { .. }) if !not_a_fifo => {}
+                    other => return Err(format!("replying to a forged request for {}: {other:?}", path.display())),
+                }
+            }
+            (Err(FifoError::BadRequest { .. }), Some(Expect::Bad)) => {}
+            (Ok(req), due) => {
+                return wrong(
+                    format!("a request of {} bytes for {}", req.payload.len(), req.reply_path().display()),
+                    &due,
+                );
+            }
+            (Err(FifoError::BadRequest { reason }), due) => return wrong(format!("BadRequest ({reason})"), &due),
+            (Err(e), _) => return Err(format!("unexpected error: {e}")),
+        }
+    }
+    match expected.front() {
+        Some(due) => Err(format!("{} missing, the first {}", expected.len(), Expect::describe(Some(due)))),
+        None => Ok(()),
+    }
+}
+
+/// The FIFO server's request parser against a writer of any bytes beside
+/// honest clients: rounds of honest requests, garbage, cut frames, edgy
+/// lengths and forged frames (well-formed or not) written into the
+/// request FIFO, each round no more than the FIFO holds, then taken out.
+/// Every honest request must come out once, whole and in order, and its
+/// reply reach its client; a forged frame with a malformed request gives
+/// `BadRequest` and nothing else; nothing else comes out.
+fn fifo_requests(rng: &mut Rng, rig: &mut Option<FifoRig>) -> Verdict {
+    let rig = match rig {
+        Some(rig) => rig,
+        None => {
+            let made = rig.insert(FifoRig::new()?);
+            // The rig's own memory (a client's 64 KiB read-ahead buffer
+            // among it) is no case's.
+            take_largest();
+            made
+        }
+    };
+    let mut expected = VecDeque::new();
+    for _ in 0..1 + rng.below(3) {
+        let mut used = 0;
+        for _ in 0..1 + rng.below(30) {
+            let item = fifo_item(rig, rng);
+            let writes = item.writes();
+            if used + writes > rig.slots {
+                break;
+            }
+            used += writes;
+            match item {
+                Item::Honest { client, payload, reply } => {
+                    rig.clients[client].send_request(&payload).map_err(|e| format!("send a request: {e}"))?;
+                    expected.push_back(Expect::Honest { client, payload, reply });
+                }
+                Item::TooLarge { client } => {
+                    let max = rig.clients[client].max_request();
+                    match rig.clients[client].send_request(&vec![7; max + 1]) {
+                        Err(FifoError::RequestTooLarge { len, max: m }) if len == max + 1 && m == max => {}
+                        other => return Err(format!("a request over the limit of {max} bytes: {other:?}")),
+                    }
+                }
+                Item::Raw { bytes, split, expect } => {
+                    let (a, b) = bytes.split_at(split.unwrap_or(0).min(bytes.len()));
+                    for piece in a.chunks(PIPE_BUF).chain(b.chunks(PIPE_BUF)) {
+                        rig.raw.try_write_atomic(piece).map_err(|e| format!("write {} bytes: {e}", piece.len()))?;
+                    }
+                    expected.extend(expect);
+                }
+            }
+        }
+        fifo_drain(rig, &mut expected, false)?;
+    }
+    // Whatever a cut frame left waiting in the server is resolved by two
+    // `PIPE_BUF`s of zeros (no frame begins in them): the next case starts
+    // with nothing pending.
+    for _ in 0..2 {
+        rig.raw.try_write_atomic(&[0; PIPE_BUF]).map_err(|e| format!("flush: {e}"))?;
+        fifo_drain(rig, &mut expected, true)?;
+    }
+    let largest = largest_yet();
+    if largest > FIFO_ALLOCATION_BOUND {
+        return Err(format!("an allocation of {largest} bytes"));
+    }
+    Ok(())
+}
+
+/// What the targets keep from case to case.
+struct Standing {
+    /// A wrong magic number makes the opener wait a second: so few.
+    wrong_magic_left: u32,
+    fifo: Option<FifoRig>,
+}
+
+/// The case running now (its target's place in [`TARGETS`], its seed, and when it began, in milliseconds
+/// since the program started; 0 when none runs), and the scratch
+/// directory to remove should it hang.
+static RUNNING_TARGET: AtomicUsize = AtomicUsize::new(0);
+static RUNNING_SEED: AtomicU64 = AtomicU64::new(0);
+static RUNNING_SINCE: AtomicU64 = AtomicU64::new(0);
+static SCRATCH: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Ends the program, with the seed of the case, when a case runs for more
+/// than 20 s: a hang (a blocking call that never returns) is a failure too.
+fn watchdog(start: Instant) {
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let since = RUNNING_SINCE.load(Ordering::Acquire);
+            let now = start.elapsed().as_millis() as u64;
+            if since != 0 && now.saturating_sub(since) > 20_000 {
+                let target = TARGETS.get(RUNNING_TARGET.load(Ordering::Acquire)).copied().unwrap_or("?");
+                println!("  {target}: case seed {}: hung for 20 s", RUNNING_SEED.load(Ordering::Acquire));
+                if let Ok(Some(dir)) = SCRATCH.lock().as_deref() {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                std::process::exit(1);
+            }
+        }
+    });
+}
+
 /// One case of `target` from its seed; a panic is a failure.
-fn run_case(target: &str, seed: u64, wrong_magic_left: &mut u32) -> Verdict {
+fn run_case(target: &str, seed: u64, standing: &mut Standing, start: Instant) -> Verdict {
     let mut case = Rng::new(seed);
+    RUNNING_TARGET.store(TARGETS.iter().position(|t| *t == target).unwrap_or(usize::MAX), Ordering::Release);
+    RUNNING_SEED.store(seed, Ordering::Release);
+    RUNNING_SINCE.store(start.elapsed().as_millis() as u64 + 1, Ordering::Release);
     let verdict = catch_unwind(AssertUnwindSafe(|| match target {
         "frames" => frames(&mut case),
         "byte-records" => byte_records(&mut case),
         "slot-indices" => slot_indices(&mut case),
         "pre-connect" => pre_connect(&mut case),
-        _ => header(&mut case, wrong_magic_left),
+        "fifo-requests" => fifo_requests(&mut case, &mut standing.fifo),
+        _ => header(&mut case, &mut standing.wrong_magic_left),
     }));
-    verdict.unwrap_or_else(|_| Err("panicked (message above)".to_owned()))
+    RUNNING_SINCE.store(0, Ordering::Release);
+    let verdict = verdict.unwrap_or_else(|_| Err("panicked (message above)".to_owned()));
+    if verdict.is_err() {
+        // A failed case may leave the server or a client mid-way: the
+        // next one gets a fresh rig.
+        standing.fifo = None;
+    }
+    verdict
 }
 
-const TARGETS: [&str; 5] = ["frames", "byte-records", "slot-indices", "header", "pre-connect"];
+const TARGETS: [&str; 6] = ["frames", "byte-records", "slot-indices", "header", "pre-connect", "fifo-requests"];
 
 fn main() -> ExitCode {
     let mut seconds = 30u64;
@@ -563,8 +1110,10 @@ fn main() -> ExitCode {
             }
         }
     }
+    let start = Instant::now();
+    watchdog(start);
     if let (Some(target), Some(case)) = (only.as_deref(), case_seed) {
-        let verdict = run_case(target, case, &mut 3);
+        let verdict = run_case(target, case, &mut Standing { wrong_magic_left: 3, fifo: None }, start);
         println!("{target}: case seed {case}: {}", verdict.as_ref().err().map_or("passed", String::as_str));
         return if verdict.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
@@ -575,15 +1124,15 @@ fn main() -> ExitCode {
             continue;
         }
         let mut rng = Rng::new(seed);
-        // A wrong magic number makes the opener wait a second: one such case.
-        let mut wrong_magic_left = 1;
-        let start = Instant::now();
+        // One case with a wrong magic number per target.
+        let mut standing = Standing { wrong_magic_left: 1, fifo: None };
+        let began = Instant::now();
         let (mut cases, mut failures) = (0u64, 0u64);
         let mut largest = 0;
-        while start.elapsed() < Duration::from_secs(seconds) {
+        while began.elapsed() < Duration::from_secs(seconds) {
             let case_seed = rng.next_u64() | 1;
             take_largest();
-            let verdict = run_case(target, case_seed, &mut wrong_magic_left);
+            let verdict = run_case(target, case_seed, &mut standing, start);
             largest = largest.max(take_largest());
             cases += 1;
             let Err(why) = verdict else { continue };

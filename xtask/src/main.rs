@@ -14,7 +14,8 @@
 //!   consumer processes (`ipc-kit-stress`, release mode), then the leak
 //!   check.
 //! - `fuzz [--seconds S] [ARGS...]`: the fuzz targets (frame decoder, byte
-//!   records, slot indices, channel header) for S seconds each (default
+//!   records, slot indices, channel header, channels prepared before
+//!   connecting, the FIFO server's requests) for S seconds each (default
 //!   30), built with overflow checks and debug assertions.
 //! - `faults [--quick] [ARGS...]`: peers of every mechanism killed at random
 //!   points, and what the survivors see (`ipc-kit-faults`, release mode),

@@ -65,7 +65,8 @@ impl Request {
 /// Any process may write any bytes into the request FIFO: what is not a
 /// whole, checked request frame is skipped, and the server goes on with
 /// the next one, so garbage, or a writer killed mid-write, never stops
-/// service for honest clients.
+/// service for honest clients. A payload may hold any bytes, request
+/// frames among them: they stay payload.
 ///
 /// Reply FIFOs sit in the request FIFO's directory and are named after it
 /// (`NAME.reply.…`). A request names its reply FIFO; the server takes
@@ -171,27 +172,36 @@ impl FifoServer {
 
     fn recv_until(&mut self, deadline: Deadline) -> Result<Request> {
         let mut chunk = [0u8; PIPE_BUF];
+        // Whether the FIFO was found empty since the last bytes were read:
+        // then every frame begun in `pending` that is still short is not
+        // an honest one (its write was atomic, so its rest would be here),
+        // and frames inside its span may be taken.
+        let mut drained = false;
         loop {
-            if let Some(body) = take_frame(&mut self.pending) {
+            if let Some(body) = take_frame(&mut self.pending, drained) {
                 return self.parse(body);
             }
-            let n = self.read_some(&mut chunk, deadline)?;
+            let n = match self.requests.try_read(&mut chunk) {
+                Err(ipc_pipe::Error::WouldBlock) if !drained => {
+                    drained = true;
+                    continue;
+                }
+                Err(ipc_pipe::Error::WouldBlock) => self.wait_read(&mut chunk, deadline)?,
+                Ok(n) => n,
+                Err(e) => return Err(Error::Io { op: "read request", path: self.path().to_owned(), source: e.into() }),
+            };
             if n == 0 {
                 return Err(self.eof());
             }
+            drained = false;
             self.pending.extend_from_slice(&chunk[..n]);
         }
     }
 
-    /// Reads what is there, else waits until `deadline` (trying once when
-    /// it has passed).
-    fn read_some(&self, chunk: &mut [u8], deadline: Deadline) -> Result<usize> {
+    /// Waits until `deadline` for bytes and reads them (an empty FIFO was
+    /// just seen; a deadline that has passed is a timeout).
+    fn wait_read(&self, chunk: &mut [u8], deadline: Deadline) -> Result<usize> {
         let io = |e: ipc_pipe::Error| Error::Io { op: "read request", path: self.path().to_owned(), source: e.into() };
-        match self.requests.try_read(chunk) {
-            Err(ipc_pipe::Error::WouldBlock) => {}
-            Ok(n) => return Ok(n),
-            Err(e) => return Err(io(e)),
-        }
         match deadline.instant() {
             None => (&self.requests).read(chunk).map_err(|e| Error::Io {
                 op: "read request",
@@ -298,8 +308,11 @@ fn seal(frame: &mut [u8]) {
 /// An honest frame is one atomic write, so it lies whole and unbroken in
 /// the stream: no garbage before it can hide it, except a forged frame
 /// whose check covers the honest bytes, which needs a 64-bit check to
-/// come out right.
-fn take_frame(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
+/// come out right. But a read may end inside it, and its payload may hold
+/// a frame of its own (a client relaying bytes): so a frame after one
+/// still arriving is taken only once the FIFO has been found empty
+/// (`drained`), when the one still arriving cannot be an honest frame.
+fn take_frame(pending: &mut Vec<u8>, drained: bool) -> Option<Vec<u8>> {
     let mut keep_from = pending.len();
     for at in 0..pending.len() {
         let rest = &pending[at..];
@@ -309,7 +322,10 @@ fn take_frame(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
         }
         let Some(header) = rest.get(..FRAME_HEADER) else {
             keep_from = keep_from.min(at); // a header still arriving
-            continue;
+            if drained {
+                continue;
+            }
+            break;
         };
         let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
         if len > MAX_BODY {
@@ -317,7 +333,10 @@ fn take_frame(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
         }
         let Some(body) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else {
             keep_from = keep_from.min(at); // a body still arriving
-            continue;
+            if drained {
+                continue;
+            }
+            break;
         };
         let sum = u64::from_le_bytes([
             header[8], header[9], header[10], header[11], header[12], header[13], header[14], header[15],
@@ -645,7 +664,12 @@ mod tests {
                 let n = (1 + rng.below(PIPE_BUF as u64)).min(stream.len() - at);
                 pending.extend_from_slice(&stream[at..at + n]);
                 at += n;
-                while let Some(body) = take_frame(&mut pending) {
+                // Drained: the FIFO holds nothing more now, as after the
+                // last read, and one time in four in between, as when the
+                // writers pause (these honest frames hold no frames of
+                // their own, so where a pause falls does not matter).
+                let drained = at == stream.len() || rng.below(4) == 0;
+                while let Some(body) = take_frame(&mut pending, drained) {
                     got.push(body);
                 }
                 assert!(pending.len() < PIPE_BUF, "seed {seed}: {} bytes pending", pending.len());

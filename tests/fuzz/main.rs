@@ -699,9 +699,10 @@ impl Item {
     }
 }
 
-/// A request naming a reply FIFO the server accepts (in its directory,
-/// named after it, however spelled) but where no client reads: the body,
-/// and what the server must make of it.
+/// A request naming a reply FIFO the server accepts (named after it; the
+/// server takes only the file name and looks in its own directory, however
+/// the directory is spelled, even one elsewhere) but where no client
+/// reads: the body, and what the server must make of it.
 fn fifo_forged_valid(rig: &FifoRig, rng: &mut Rng) -> (Vec<u8>, Expect) {
     let k = rng.below(1000).to_string().into_bytes();
     let (name, not_a_fifo) = match rng.below(8) {
@@ -711,7 +712,7 @@ fn fifo_forged_valid(rig: &FifoRig, rng: &mut Rng) -> (Vec<u8>, Expect) {
         3 => (rig.reply_name(b""), false),
         _ => (rig.reply_name(&[b"forged.", &k[..]].concat()), false),
     };
-    let path = match rng.below(5) {
+    let path = match rng.below(11) {
         0 => rig.in_dir(&[b"/", &name[..]].concat()),
         1 => rig.in_dir(&[b"./", &name[..]].concat()),
         2 => {
@@ -719,6 +720,17 @@ fn fifo_forged_valid(rig: &FifoRig, rng: &mut Rng) -> (Vec<u8>, Expect) {
             rig.in_dir(&[b"../", base, b"/", &name[..]].concat())
         }
         3 => rig.in_dir(&[b"link/", &name[..]].concat()),
+        // Another directory: the parent, the root, a subdirectory.
+        4 => {
+            let parent = rig.dir.parent().map_or(&b"/"[..], |p| p.as_os_str().as_bytes());
+            [parent, b"/", &name[..]].concat()
+        }
+        5 => [b"/", &name[..]].concat(),
+        6 => rig.in_dir(&[b"sub/", &name[..]].concat()),
+        // Relative, and a NUL byte in the directory part.
+        7 => name.clone(),
+        8 => [b"./", &name[..]].concat(),
+        9 => [rig.dir.as_os_str().as_bytes(), b"\0/", &name[..]].concat(),
         _ => rig.in_dir(&name),
     };
     let pid = edgy(rng) as u32;
@@ -732,7 +744,7 @@ fn fifo_forged_valid(rig: &FifoRig, rng: &mut Rng) -> (Vec<u8>, Expect) {
 /// A request body the server must refuse as `BadRequest`.
 fn fifo_forged_bad(rig: &FifoRig, rng: &mut Rng) -> Vec<u8> {
     let name = rig.reply_name(b"1.2");
-    let path: Vec<u8> = match rng.below(12) {
+    let path: Vec<u8> = match [0, 1, 7, 9, 10, 11][rng.below(6) as usize] {
         // Shorter than the request header.
         0 => {
             let n = rng.below(6) as usize;
@@ -745,19 +757,8 @@ fn fifo_forged_bad(rig: &FifoRig, rng: &mut Rng) -> Vec<u8> {
             let cut = rng.below(path.len() as u64) as usize;
             return fifo_body(edgy(rng) as u32, claimed as u16, &path[..cut], &[]);
         }
-        // Outside the directory.
-        2 => {
-            let parent = rig.dir.parent().map_or(&b"/"[..], |p| p.as_os_str().as_bytes());
-            [parent, b"/", &name[..]].concat()
-        }
-        3 => [b"/", &name[..]].concat(),
-        4 => rig.in_dir(&[b"sub/", &name[..]].concat()),
-        // Relative.
-        5 => name.clone(),
-        6 => [b"./", &name[..]].concat(),
-        // A NUL byte in the name or in the directory.
+        // A NUL byte in the name.
         7 => rig.in_dir(&[&name[..], b"\0x"].concat()),
-        8 => [rig.dir.as_os_str().as_bytes(), b"\0/", &name[..]].concat(),
         // Not named after the server: its own FIFO, a wrong prefix,
         // nothing after the directory, a name that is `..`.
         9 => match rng.below(4) {

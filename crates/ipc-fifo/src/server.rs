@@ -248,7 +248,7 @@ impl FifoServer {
     fn own_reply_path(&self, reply: &Path) -> Option<PathBuf> {
         let name = reply.file_name()?;
         let prefix = reply_prefix(self.path());
-        let named = name.as_bytes().strip_prefix(prefix.as_bytes()).is_some_and(|rest| !rest.is_empty());
+        let named = name.as_bytes().starts_with(prefix.as_bytes());
         (named && !name.as_bytes().contains(&b'\0')).then(|| self.dir.join(name))
     }
 

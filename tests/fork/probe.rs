@@ -1,0 +1,184 @@
+//! Hostile peers and new users against the promises of the FIFO server,
+//! the pipes, the queues and the command.
+
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::time::{Duration, Instant};
+
+use ipc_kit::fifo::{Error, Fifo, FifoClient, FifoServer};
+use ipc_kit_tests::{Exit, ScratchDir, cases, fork};
+
+cases!("probe":
+    fifo_open_reader_zero_timeout_takes_a_waiting_writer,
+    request_timeout_honours_its_timeout_when_the_request_fifo_is_full,
+    a_client_that_never_reads_its_replies_does_not_stop_the_server,
+    a_forged_request_never_answers_another_client,
+);
+
+/// A request frame as any process may write it into the request FIFO:
+/// the protocol is public, and its check is no secret.
+fn forged_request(pid: u32, reply_path: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut body = pid.to_le_bytes().to_vec();
+    body.extend_from_slice(&u16::try_from(reply_path.len()).unwrap().to_le_bytes());
+    body.extend_from_slice(reply_path);
+    body.extend_from_slice(payload);
+    let len = u32::try_from(body.len()).unwrap().to_le_bytes();
+    let sum = len
+        .iter()
+        .chain(&body)
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let mut frame = b"IKfq".to_vec();
+    frame.extend_from_slice(&len);
+    frame.extend_from_slice(&sum.to_le_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// A zero timeout tries once: with a writer's bytes already in the FIFO,
+/// `open_reader_timeout(ZERO)` and `open_reader_deadline(now)` return the
+/// reader rather than `Timeout`.
+fn fifo_open_reader_zero_timeout_takes_a_waiting_writer() {
+    let dir = ScratchDir::new();
+    let fifo = Fifo::create(dir.path().join("f"), 0o600).unwrap();
+    let _hold = fifo.try_open_reader().unwrap();
+    let w = fifo.try_open_writer().unwrap();
+    (&w).write_all(b"waiting").unwrap();
+    match fifo.open_reader_timeout(Duration::ZERO) {
+        Ok(_) => {}
+        other => panic!("a zero timeout with bytes waiting gave {other:?}"),
+    }
+    match fifo.open_reader_deadline(Instant::now()) {
+        Ok(_) => {}
+        other => panic!("a deadline of now with bytes waiting gave {other:?}"),
+    }
+}
+
+/// A server that does not read for a while (busy), and a request FIFO
+/// kept full by a hostile writer: `request_timeout` still ends by its
+/// timeout, with `Timeout`, rather than blocking in the write.
+fn request_timeout_honours_its_timeout_when_the_request_fifo_is_full() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let _server = FifoServer::create(&path, 0o600).unwrap();
+    let filler = Fifo::open(&path).unwrap().try_open_writer().unwrap();
+    loop {
+        match filler.try_write(&[0x55; 4096]) {
+            Ok(_) => {}
+            Err(ipc_kit::pipe::Error::WouldBlock) => break,
+            Err(e) => panic!("filling the request FIFO: {e}"),
+        }
+    }
+    let mut client = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            let t = Instant::now();
+            match client.request_timeout(b"hello", Duration::from_millis(200)) {
+                Err(Error::Timeout { .. }) => {}
+                other => panic!("expected Timeout, got {other:?}"),
+            }
+            assert!(t.elapsed() < Duration::from_secs(3), "ended after {:?}", t.elapsed());
+        })
+    };
+    match client.wait_timeout(Duration::from_secs(5)) {
+        Some(Exit::Code(0)) => {}
+        Some(other) => panic!("the client ended with {other:?}"),
+        None => panic!("request_timeout(200 ms) still blocked after 5 s: the request FIFO is full"),
+    }
+}
+
+/// A client that sends requests and never reads its replies must not stop
+/// the server: replying to it ends (with an error) in bounded time, and
+/// an honest client is answered.
+fn a_client_that_never_reads_its_replies_does_not_stop_the_server() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let stalled = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            client.send_request(b"send me a lot").unwrap();
+            std::thread::sleep(Duration::from_secs(60)); // never reads
+        })
+    };
+    let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(req.payload, b"send me a lot");
+    // The server's loop runs on a thread: the server stays in this
+    // process, and the case ends whether or not the thread is stuck.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // A reply larger than the reply FIFO holds: the client must read
+        // for it to go through, and it never does.
+        let stalled_reply = server.reply(&req, &vec![7u8; 1 << 20]);
+        let _ = done_tx.send(format!("{stalled_reply:?}"));
+        let honest = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        server.reply(&honest, b"answered").unwrap();
+        std::mem::forget(server); // the scratch directory goes with the case
+    });
+    let mut honest = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            assert_eq!(client.request_timeout(b"me too", Duration::from_secs(10)).unwrap(), b"answered");
+        })
+    };
+    let honest_exit = honest.wait_timeout(Duration::from_secs(15));
+    let stalled_reply = done_rx.try_recv().ok();
+    drop(stalled);
+    assert_eq!(
+        honest_exit,
+        Some(Exit::Code(0)),
+        "an honest client was not answered while one client did not read its reply (the reply to the stalled client: {stalled_reply:?})"
+    );
+}
+
+/// Any process that may write to the request FIFO can forge a frame (its
+/// check is public) naming another client's reply FIFO. The server then
+/// replies into that FIFO, and the client takes the forged request's
+/// reply for the answer to its own next request.
+fn a_forged_request_never_answers_another_client() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    // The victim connects, says where its reply FIFO is (anyone can list
+    // the directory), waits for the forgery, then asks.
+    let go = dir.path().join("go");
+    let mut victim = {
+        let path = path.clone();
+        let go = go.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            std::fs::write(go.with_extension("name"), client.reply_path().as_os_str().as_bytes()).unwrap();
+            let t = Instant::now();
+            while !go.exists() {
+                assert!(t.elapsed() < Duration::from_secs(10), "no go");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let reply = client.request_timeout(b"mine", Duration::from_secs(10)).unwrap();
+            assert_eq!(reply, b"reply to mine", "the victim got a reply meant for another request");
+        })
+    };
+    let t = Instant::now();
+    let name = loop {
+        if let Ok(name) = std::fs::read(go.with_extension("name")) {
+            break name;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "the victim did not connect");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let hostile = Fifo::open(&path).unwrap().try_open_writer().unwrap();
+    hostile.write_atomic(&forged_request(1, &name, b"forged")).unwrap();
+    // The server serves the forged request as any other.
+    let req = server.recv_timeout(Duration::from_secs(5)).unwrap();
+    let answer = [b"reply to ".as_slice(), &req.payload].concat();
+    let _ = server.reply(&req, &answer);
+    std::fs::write(&go, b"").unwrap();
+    let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    let answer = [b"reply to ".as_slice(), &req.payload].concat();
+    let _ = server.reply(&req, &answer);
+    match victim.wait_timeout(Duration::from_secs(15)) {
+        Some(Exit::Code(0)) => {}
+        other => panic!("the victim ended with {other:?}"),
+    }
+}

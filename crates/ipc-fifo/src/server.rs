@@ -489,25 +489,34 @@ impl FifoClient {
         self.recv_reply_until(Deadline::never())
     }
 
-    /// Like [`request`](Self::request), waiting at most `timeout` for the
-    /// reply.
+    /// Like [`request`](Self::request), waiting at most `timeout` in all:
+    /// for room in the request FIFO (while the server is busy and the FIFO
+    /// full) and for the reply.
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`], and as for [`request`](Self::request). After a
-    /// timeout, a late reply to this request arrives before the next one.
+    /// [`Error::Timeout`] (nothing was sent when the FIFO stayed full),
+    /// and as for [`request`](Self::request). After a timeout waiting for
+    /// the reply, a late reply to this request arrives before the next one.
     pub fn request_timeout(&mut self, payload: &[u8], timeout: Duration) -> Result<Vec<u8>> {
         let deadline = Deadline::after(timeout);
-        self.send_request(payload)?;
+        self.send_request_until(payload, deadline)?;
         self.recv_reply_until(deadline)
     }
 
-    /// Sends a request without waiting for its reply.
+    /// Sends a request without waiting for its reply. While the request
+    /// FIFO is full (a busy server), it waits for room.
     ///
     /// # Errors
     ///
     /// As for [`request`](Self::request).
     pub fn send_request(&mut self, payload: &[u8]) -> Result<()> {
+        self.send_request_until(payload, Deadline::never())
+    }
+
+    /// Sends a request, waiting until `deadline` at the latest for room in
+    /// the request FIFO (trying once when it has passed).
+    fn send_request_until(&mut self, payload: &[u8], deadline: Deadline) -> Result<()> {
         let max = self.max_request();
         if payload.len() > max {
             return Err(Error::RequestTooLarge { len: payload.len(), max });
@@ -519,8 +528,13 @@ impl FifoClient {
         msg.extend_from_slice(payload);
         seal(&mut msg);
         // One atomic write: requests from many clients never interleave.
-        self.requests.write_atomic(&msg).map_err(|e| match e {
+        let written = match deadline.remaining() {
+            None => self.requests.write_atomic(&msg),
+            Some(left) => self.requests.write_atomic_timeout(&msg, left),
+        };
+        written.map_err(|e| match e {
             ipc_pipe::Error::BrokenPipe => Error::ServerGone { path: self.server.clone() },
+            ipc_pipe::Error::Timeout => Error::Timeout { path: self.server.clone() },
             other => Error::Io { op: "write request", path: self.server.clone(), source: other.into() },
         })
     }

@@ -15,6 +15,7 @@ cases!("probe":
     a_client_that_never_reads_its_replies_does_not_stop_the_server,
     a_forged_request_never_answers_another_client,
     cli_rm_orphaned_spares_a_queue_a_live_process_waits_on,
+    sysv_write_only_sender_to_a_full_queue_gets_full,
 );
 
 /// A request frame as any process may write it into the request FIFO:
@@ -220,4 +221,33 @@ fn cli_rm_orphaned_spares_a_queue_a_live_process_waits_on() {
             "a queue its live creator waits on is offered as an orphan: {said}"
         );
     });
+}
+
+/// A sender that may write to a System V queue but not read it (mode
+/// 0200 for its owner, or 0622 for others: the kernel needs read
+/// permission for `IPC_STAT`) finds the queue full: `try_send` says
+/// `Full` and `send_timeout` says `Timeout`, as documented, not
+/// `PermissionDenied` from looking at the queue's capacity.
+fn sysv_write_only_sender_to_a_full_queue_gets_full() {
+    fork(|| {
+        ipc_kit_tests::become_nobody();
+        let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+        loop {
+            match q.try_send(1, &[9; 1024]) {
+                Ok(()) => {}
+                Err(ipc_kit::msgq::Error::Full) => break,
+                Err(e) => panic!("filling: {e:?}"),
+            }
+        }
+        q.set_mode(0o200).unwrap();
+        match q.try_send(1, &[9; 1024]) {
+            Err(ipc_kit::msgq::Error::Full) => {}
+            other => panic!("try_send to a full queue it may only write: {other:?}"),
+        }
+        match q.send_timeout(1, &[9; 1024], Duration::from_millis(50)) {
+            Err(ipc_kit::msgq::Error::Timeout) => {}
+            other => panic!("send_timeout to a full queue it may only write: {other:?}"),
+        }
+    })
+    .join();
 }

@@ -16,6 +16,7 @@ cases!("probe":
     a_forged_request_never_answers_another_client,
     cli_rm_orphaned_spares_a_queue_a_live_process_waits_on,
     sysv_write_only_sender_to_a_full_queue_gets_full,
+    pairs_killed_while_being_made_leave_nothing,
 );
 
 /// A request frame as any process may write it into the request FIFO:
@@ -250,4 +251,47 @@ fn sysv_write_only_sender_to_a_full_queue_gets_full() {
         }
     })
     .join();
+}
+
+/// Processes killed at random moments while they make and drop POSIX
+/// queue and FIFO pairs (`Mechanism::pair`): whatever step the kill lands
+/// on, no queue name and no temporary directory of theirs stays behind
+/// (nothing sweeps a `ipc-kit-pair-PID-…` name later: the pid is no proof
+/// of anything). Whatever is found is removed here after the check.
+fn pairs_killed_while_being_made_leave_nothing() {
+    if !ipc_kit_tests::private_mount_namespace("mounting an mqueue file system to list POSIX queues") {
+        return;
+    }
+    let mnt = ScratchDir::new();
+    nix::mount::mount(Some("mqueue"), mnt.path(), Some("mqueue"), nix::mount::MsFlags::empty(), None::<&str>)
+        .expect("mount mqueue");
+    let tmp = std::env::temp_dir();
+    let mut rng = ipc_kit_tests::Rng::new(u64::from(std::process::id()));
+    let mut left = Vec::new();
+    for _ in 0..60 {
+        let mut child = fork(|| {
+            loop {
+                for m in [ipc_kit::Mechanism::PosixQueue, ipc_kit::Mechanism::Fifo] {
+                    drop(m.pair().unwrap());
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_micros(500 + rng.below(3000)));
+        child.kill();
+        child.wait();
+        let prefix = format!("ipc-kit-pair-{}-", child.pid());
+        for dir in [mnt.path(), tmp.as_path()] {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                if e.file_name().as_bytes().starts_with(prefix.as_bytes()) {
+                    left.push(e.path());
+                }
+            }
+        }
+    }
+    for path in &left {
+        let _ = std::fs::remove_dir_all(path);
+        let _ = std::fs::remove_file(path);
+    }
+    nix::mount::umount(mnt.path()).unwrap();
+    assert!(left.is_empty(), "left behind for good by killed makers of pairs: {left:?}");
 }

@@ -17,6 +17,7 @@ cases!("probe":
     cli_rm_orphaned_spares_a_queue_a_live_process_waits_on,
     sysv_write_only_sender_to_a_full_queue_gets_full,
     pairs_killed_while_being_made_leave_nothing,
+    a_dead_clients_reply_never_reaches_a_new_client_with_its_pid,
 );
 
 /// A request frame as any process may write it into the request FIFO:
@@ -294,4 +295,53 @@ fn pairs_killed_while_being_made_leave_nothing() {
     }
     nix::mount::umount(mnt.path()).unwrap();
     assert!(left.is_empty(), "left behind for good by killed makers of pairs: {left:?}");
+}
+
+/// Waits up to 10 s for the file at `path` to appear.
+fn wait_for_file(path: &std::path::Path) {
+    let t = Instant::now();
+    while !path.exists() {
+        assert!(t.elapsed() < Duration::from_secs(10), "{} did not appear", path.display());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Pids are reused (here: two clients, each pid 1 in a PID namespace of
+/// its own). A client sends a request and goes; a new client with the
+/// same pid connects before the server replies. The late reply must not
+/// reach the new client (the server says `ClientGone`), which gets the
+/// answer to its own request.
+fn a_dead_clients_reply_never_reaches_a_new_client_with_its_pid() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let Some((mut first, _)) = ipc_kit_tests::fork_in_new_pid_namespace(|| {
+        let mut client = FifoClient::connect(&path).unwrap();
+        client.send_request(b"first").unwrap();
+    }) else {
+        println!("skipped: making PID namespaces needs root");
+        return;
+    };
+    assert_eq!(first.wait_timeout(Duration::from_secs(10)), Some(Exit::Code(0)));
+    let late = server.recv_timeout(Duration::from_secs(5)).unwrap();
+    let ready = dir.path().join("ready");
+    let (mut second, _) = ipc_kit_tests::fork_in_new_pid_namespace(|| {
+        let mut client = FifoClient::connect(&path).unwrap();
+        std::fs::write(&ready, client.reply_path().as_os_str().as_bytes()).unwrap();
+        let reply = client.request_timeout(b"second", Duration::from_secs(10)).unwrap();
+        assert_eq!(reply, b"reply to second", "a reply meant for a dead client with the same pid");
+    })
+    .unwrap();
+    wait_for_file(&ready);
+    let late_reply = server.reply(&late, b"reply to first");
+    let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    server.reply(&req, &[b"reply to ".as_slice(), &req.payload].concat()).unwrap();
+    let exit = second.wait_timeout(Duration::from_secs(15));
+    assert_eq!(
+        exit,
+        Some(Exit::Code(0)),
+        "the new client with the dead one's pid (replying to the dead one gave {late_reply:?}; paths {} and {})",
+        late.reply_path().display(),
+        String::from_utf8_lossy(&std::fs::read(&ready).unwrap_or_default())
+    );
 }

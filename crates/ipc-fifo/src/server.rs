@@ -334,9 +334,10 @@ fn take_frame(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
 }
 
 /// Removes the reply FIFOs of dead clients of the server at `server`
-/// (named `NAME.reply.PID.N`), and the temporary FIFOs of servers and
-/// clients killed while starting (`NAME.new.PID.N`,
-/// `NAME.reply.PID.N.new.PID.N`): those no reader has open (the kernel's
+/// (named `NAME.reply.PID.N.RANDOM`, or `NAME.reply.PID.N` as older
+/// clients named them), and the temporary FIFOs of servers and clients
+/// killed while starting (`NAME.new.PID.N`, `NAME.reply.PID.N.RANDOM.new.PID.N`):
+/// those no reader has open (the kernel's
 /// `ENXIO`; a live client always holds its reader, and one still
 /// starting makes its FIFO again if this one is removed). Failures are
 /// left for the next sweep.
@@ -344,22 +345,28 @@ fn sweep_dead_replies(server: &Path) {
     let (Some(dir), Some(name)) = (server.parent(), server.file_name()) else { return };
     let name = name.as_bytes();
     let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let digits = |p: Option<&[u8]>| p.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
     // `PID.N`: two groups of digits.
     let numbered = |s: &[u8]| {
         let mut parts = s.split(|&b| b == b'.');
-        let digits = |p: Option<&[u8]>| p.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
         digits(parts.next()) && digits(parts.next()) && parts.next().is_none()
+    };
+    // A reply FIFO's `PID.N.RANDOM` (RANDOM: 16 hex digits), or `PID.N`.
+    let client = |s: &[u8]| {
+        let mut parts = s.split(|&b| b == b'.');
+        let hex = |p: Option<&[u8]>| p.is_some_and(|p| p.len() == 16 && p.iter().all(u8::is_ascii_hexdigit));
+        digits(parts.next()) && digits(parts.next()) && parts.next().is_none_or(|r| hex(Some(r))) && parts.next().is_none()
     };
     let temporary = |s: &[u8]| s.strip_prefix(b".new.".as_slice()).is_some_and(numbered);
     for entry in entries.flatten() {
         let file = entry.file_name();
         let Some(rest) = file.as_bytes().strip_prefix(name) else { continue };
         let ours = if let Some(reply) = rest.strip_prefix(b".reply.".as_slice()) {
-            numbered(reply)
+            client(reply)
                 || reply
                     .windows(5)
                     .position(|w| w == b".new.")
-                    .is_some_and(|at| numbered(&reply[..at]) && temporary(&reply[at..]))
+                    .is_some_and(|at| client(&reply[..at]) && temporary(&reply[at..]))
         } else {
             temporary(rest)
         };
@@ -378,6 +385,22 @@ fn canonical_dir(path: &Path) -> Result<PathBuf> {
         Some(libc::EACCES) => Error::PermissionDenied { path: path.to_owned() },
         _ => Error::Io { op: "canonicalize the directory of", path: path.to_owned(), source: e },
     })
+}
+
+/// 64 bits from the kernel's random source, read anew in each process
+/// (std's `RandomState` keys are drawn once per thread, and a forked
+/// child would draw what its parent's other children drew). Without
+/// /dev/urandom, the clock's nanoseconds and std's keys.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut bytes = [0u8; 8];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_ok() {
+        return u64::from_le_bytes(bytes);
+    }
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 fn reply_prefix(server: &Path) -> String {
@@ -427,7 +450,15 @@ impl FifoClient {
         let mut attempt = 0;
         let (reply_path, reply) = loop {
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let reply_path = server.with_file_name(format!("{}{}.{n}", reply_prefix(server), std::process::id()));
+            // PID.N names it uniquely among live processes; RANDOM, also
+            // against a dead client whose pid came back (a reply still on
+            // its way to the dead one must not reach this client).
+            let reply_path = server.with_file_name(format!(
+                "{}{}.{n}.{:016x}",
+                reply_prefix(server),
+                std::process::id(),
+                random_u64()
+            ));
             // The request header carries the reply path: refuse a path that
             // leaves no room for a request in one atomic write, before
             // making anything.

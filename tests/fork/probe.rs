@@ -18,6 +18,7 @@ cases!("probe":
     sysv_write_only_sender_to_a_full_queue_gets_full,
     pairs_killed_while_being_made_leave_nothing,
     a_dead_clients_reply_never_reaches_a_new_client_with_its_pid,
+    server_recv_timeout_ends_under_a_flood_of_garbage,
 );
 
 /// A request frame as any process may write it into the request FIFO:
@@ -344,4 +345,40 @@ fn a_dead_clients_reply_never_reaches_a_new_client_with_its_pid() {
         late.reply_path().display(),
         String::from_utf8_lossy(&std::fs::read(&ready).unwrap_or_default())
     );
+}
+
+/// A writer that pours garbage into the request FIFO without pause: the
+/// server's `recv_timeout` still ends by its deadline (`Timeout`: no
+/// request came), rather than reading garbage for as long as it flows.
+fn server_recv_timeout_ends_under_a_flood_of_garbage() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let flood: Vec<_> = (0..4)
+        .map(|_| {
+            fork(|| {
+                let w = Fifo::open(&path).unwrap().open_writer_timeout(Duration::from_secs(5)).unwrap();
+                let _ = w.set_capacity(1 << 20);
+                loop {
+                    let _ = (&w).write_all(&[0u8; 65536]);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300)); // the flood fills the FIFO
+    let mut serving = fork(move || {
+        let t = Instant::now();
+        match server.recv_timeout(Duration::from_millis(200)) {
+            Err(Error::Timeout { .. }) => {}
+            other => panic!("expected Timeout, got {other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "ended after {:?}", t.elapsed());
+        std::mem::forget(server); // the parent's handle owns the FIFO
+    });
+    match serving.wait_timeout(Duration::from_secs(8)) {
+        Some(Exit::Code(0)) => {}
+        Some(other) => panic!("the server ended with {other:?}"),
+        None => panic!("recv_timeout(200 ms) still reading garbage after 8 s"),
+    }
+    drop(flood);
 }

@@ -160,7 +160,9 @@ impl FifoServer {
     }
 
     /// Waits at most `timeout` for the next request; a zero timeout takes
-    /// one that is already there.
+    /// one that is already there (one read: behind more garbage than that,
+    /// it is found by the next call). Garbage that keeps flowing does not
+    /// hold it past its deadline.
     ///
     /// # Errors
     ///
@@ -171,10 +173,18 @@ impl FifoServer {
 
     fn recv_until(&mut self, deadline: Deadline) -> Result<Request> {
         let mut chunk = [0u8; PIPE_BUF];
+        let mut read_once = false;
         loop {
             if let Some(body) = take_frame(&mut self.pending) {
                 return self.parse(body);
             }
+            // Writers that never stop pouring garbage in must not keep a
+            // timed receive reading past its deadline (it reads at least
+            // once).
+            if read_once && deadline.has_expired() {
+                return Err(Error::Timeout { path: self.path().to_owned() });
+            }
+            read_once = true;
             let n = self.read_some(&mut chunk, deadline)?;
             if n == 0 {
                 return Err(self.eof());

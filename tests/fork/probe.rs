@@ -219,10 +219,7 @@ fn cli_rm_orphaned_spares_a_queue_a_live_process_waits_on() {
         q.send(2, b"done").unwrap();
         assert!(waiting.join().unwrap().is_ok(), "the waiting receiver got its message");
         let ours = format!("would remove msg-id:{id}");
-        assert!(
-            !said.lines().any(|l| l == ours),
-            "a queue its live creator waits on is offered as an orphan: {said}"
-        );
+        assert!(!said.lines().any(|l| l == ours), "a queue its live creator waits on is offered as an orphan: {said}");
     });
 }
 

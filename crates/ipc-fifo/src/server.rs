@@ -364,8 +364,8 @@ fn sweep_dead_replies(server: &Path) {
     // A reply FIFO's `PID.N.RANDOM` (RANDOM: 16 hex digits), or `PID.N`.
     let client = |s: &[u8]| {
         let mut parts = s.split(|&b| b == b'.');
-        let hex = |p: Option<&[u8]>| p.is_some_and(|p| p.len() == 16 && p.iter().all(u8::is_ascii_hexdigit));
-        digits(parts.next()) && digits(parts.next()) && parts.next().is_none_or(|r| hex(Some(r))) && parts.next().is_none()
+        let hex = |p: &[u8]| p.len() == 16 && p.iter().all(u8::is_ascii_hexdigit);
+        digits(parts.next()) && digits(parts.next()) && parts.next().is_none_or(hex) && parts.next().is_none()
     };
     let temporary = |s: &[u8]| s.strip_prefix(b".new.".as_slice()).is_some_and(numbered);
     for entry in entries.flatten() {

@@ -109,7 +109,7 @@ pub(crate) fn read_past_end_of_shrunk_file() -> io::Result<u8> {
     Ok(byte)
 }
 
-/// A System V object kind, for [`sysv_set_mode`].
+/// A System V object kind, for [`Refusal::apply_to_sysv`](crate::Refusal::apply_to_sysv).
 #[derive(Clone, Copy, Debug)]
 pub enum SysvKind {
     /// A shared-memory segment (`shmctl`).

@@ -19,6 +19,7 @@ cases!("probe":
     pairs_killed_while_being_made_leave_nothing,
     a_dead_clients_reply_never_reaches_a_new_client_with_its_pid,
     server_recv_timeout_ends_under_a_flood_of_garbage,
+    client_notices_its_server_died_though_a_new_one_took_the_path,
 );
 
 /// A request frame as any process may write it into the request FIFO:
@@ -378,4 +379,39 @@ fn server_recv_timeout_ends_under_a_flood_of_garbage() {
         None => panic!("recv_timeout(200 ms) still reading garbage after 8 s"),
     }
     drop(flood);
+}
+
+/// A server takes a request and is killed; a new server starts at the
+/// same path (`create_replacing`, as after any crash). The client waiting
+/// for its reply with `request` must learn that its server is gone: the
+/// FIFO it wrote to has no reader any more. (The new server never saw the
+/// request and will never answer it.)
+fn client_notices_its_server_died_though_a_new_one_took_the_path() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let (ready, got) = (dir.path().join("ready"), dir.path().join("got"));
+    let mut first = fork(|| {
+        let mut server = FifoServer::create(&path, 0o600).unwrap();
+        std::fs::write(&ready, b"").unwrap();
+        let _req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        std::fs::write(&got, b"").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    wait_for_file(&ready);
+    let mut client = fork(|| {
+        let mut client = FifoClient::connect(&path).unwrap();
+        match client.request(b"lost with its server") {
+            Err(Error::ServerGone { .. }) => {}
+            other => panic!("expected ServerGone, got {other:?}"),
+        }
+    });
+    wait_for_file(&got);
+    first.kill();
+    first.wait();
+    let _second = FifoServer::create_replacing(&path, 0o600).unwrap();
+    match client.wait_timeout(Duration::from_secs(5)) {
+        Some(Exit::Code(0)) => {}
+        Some(other) => panic!("the client ended with {other:?}"),
+        None => panic!("the client still waits for a reply from a dead server after 5 s"),
+    }
 }

@@ -1,6 +1,7 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -519,7 +520,9 @@ impl FifoClient {
     }
 
     /// Sends a request and waits for the reply, checking every 50 ms that
-    /// the server is still there.
+    /// the server is still there: that the FIFO this client writes to
+    /// still has a reader (the server it connected to, not one that took
+    /// its path since).
     ///
     /// # Errors
     ///
@@ -604,7 +607,13 @@ impl FifoClient {
                     return Err(Error::Io { op: "read reply", path: self.reply.path().to_owned(), source: e.into() });
                 }
             }
-            // Still no reply: is anyone reading requests?
+            // Still no reply: does the FIFO this client wrote to still
+            // have its reader (a server that took its path since, after a
+            // crash, never saw the request), and is anyone reading
+            // requests at the path?
+            if crate::sys::readers_gone(self.requests.as_fd()).unwrap_or(false) {
+                return Err(Error::ServerGone { path: self.server.clone() });
+            }
             if let Err(Error::NoReader { .. } | Error::NotFound { .. }) =
                 Fifo::open(&self.server).and_then(|f| f.try_open_writer())
             {

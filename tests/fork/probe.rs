@@ -20,6 +20,7 @@ cases!("probe":
     a_dead_clients_reply_never_reaches_a_new_client_with_its_pid,
     server_recv_timeout_ends_under_a_flood_of_garbage,
     client_notices_its_server_died_though_a_new_one_took_the_path,
+    cli_recv_takes_a_message_longer_than_msgmax_now,
 );
 
 /// A request frame as any process may write it into the request FIFO:
@@ -414,4 +415,29 @@ fn client_notices_its_server_died_though_a_new_one_took_the_path() {
         Some(other) => panic!("the client ended with {other:?}"),
         None => panic!("the client still waits for a reply from a dead server after 5 s"),
     }
+}
+
+/// A message sent before msgmax was lowered is longer than msgmax now.
+/// The library's `recv_vec` asks again with more room; `ipc-kit recv`
+/// must get it too, rather than fail with "buffer too small" and leave it
+/// queued for good.
+fn cli_recv_takes_a_message_longer_than_msgmax_now() {
+    fork(|| {
+        // msgmax belongs to the IPC namespace: lower it in a private one.
+        if nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).is_err() {
+            println!("skipped: a private IPC namespace needs root");
+            return;
+        }
+        let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+        let msg = ipc_kit_tests::pattern(5, 2000);
+        q.send(3, &msg).unwrap();
+        std::fs::write("/proc/sys/kernel/msgmax", "100").unwrap();
+        let out = std::process::Command::new(cli())
+            .args(["recv", &format!("sysv-id:{}", q.id()), "--raw"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout == msg, "{} bytes out, 2000 sent", out.stdout.len());
+    })
+    .join();
 }

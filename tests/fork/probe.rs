@@ -21,6 +21,7 @@ cases!("probe":
     server_recv_timeout_ends_under_a_flood_of_garbage,
     client_notices_its_server_died_though_a_new_one_took_the_path,
     cli_recv_takes_a_message_longer_than_msgmax_now,
+    sysv_pair_of_a_killed_process_is_swept_as_an_orphan,
 );
 
 /// A request frame as any process may write it into the request FIFO:
@@ -440,4 +441,39 @@ fn cli_recv_takes_a_message_longer_than_msgmax_now() {
         assert!(out.stdout == msg, "{} bytes out, 2000 sent", out.stdout.len());
     })
     .join();
+}
+
+/// The ids of the System V queues in this IPC namespace.
+fn sysv_queue_ids() -> Vec<i32> {
+    let text = std::fs::read_to_string("/proc/sysvipc/msg").unwrap();
+    text.lines().skip(1).filter_map(|l| l.split_whitespace().nth(1)?.parse().ok()).collect()
+}
+
+/// A process killed while it holds a `Mechanism::SysvQueue` pair, before
+/// anything went through it, leaves its queue behind (a System V queue
+/// outlives its processes). Crash leftovers must be reclaimable: `ipc-kit
+/// rm --orphaned` (here a dry run) offers it. The queue is removed here
+/// afterwards either way.
+fn sysv_pair_of_a_killed_process_is_swept_as_an_orphan() {
+    let before = sysv_queue_ids();
+    let made = ipc_kit::shm::Mapping::anonymous(4096).unwrap();
+    let mut holder = fork(|| {
+        let _pair = ipc_kit::Mechanism::SysvQueue.pair().unwrap();
+        made.write(0, &1u32).unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let t = Instant::now();
+    while made.read::<u32>(0).unwrap() == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "no pair made");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    holder.kill();
+    holder.wait();
+    let left: Vec<i32> = sysv_queue_ids().into_iter().filter(|id| !before.contains(id)).collect();
+    assert_eq!(left.len(), 1, "the killed holder's queue: {left:?}");
+    let out = std::process::Command::new(cli()).args(["rm", "--orphaned", "--dry-run"]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    SysvQueue::open_id(left[0]).unwrap().remove().unwrap();
+    let ours = format!("would remove msg-id:{}", left[0]);
+    assert!(said.lines().any(|l| l == ours), "the queue of a killed pair holder is not offered: {said}");
 }

@@ -270,15 +270,23 @@ fn pairs_killed_while_being_made_leave_nothing() {
     let tmp = std::env::temp_dir();
     let mut rng = ipc_kit_tests::Rng::new(u64::from(std::process::id()));
     let mut left = Vec::new();
-    for _ in 0..60 {
+    let looping = ipc_kit::shm::Mapping::anonymous(4096).unwrap();
+    for _ in 0..150 {
+        looping.write(0, &0u32).unwrap();
         let mut child = fork(|| {
             loop {
                 for m in [ipc_kit::Mechanism::PosixQueue, ipc_kit::Mechanism::Fifo] {
                     drop(m.pair().unwrap());
                 }
+                looping.write(0, &1u32).unwrap();
             }
         });
-        std::thread::sleep(Duration::from_micros(500 + rng.below(3000)));
+        // Kill it at a random moment once it makes pairs in a loop.
+        let t = Instant::now();
+        while looping.read::<u32>(0).unwrap() == 0 && t.elapsed() < Duration::from_secs(5) {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_micros(rng.below(1000)));
         child.kill();
         child.wait();
         let prefix = format!("ipc-kit-pair-{}-", child.pid());
@@ -433,10 +441,8 @@ fn cli_recv_takes_a_message_longer_than_msgmax_now() {
         let msg = ipc_kit_tests::pattern(5, 2000);
         q.send(3, &msg).unwrap();
         std::fs::write("/proc/sys/kernel/msgmax", "100").unwrap();
-        let out = std::process::Command::new(cli())
-            .args(["recv", &format!("sysv-id:{}", q.id()), "--raw"])
-            .output()
-            .unwrap();
+        let out =
+            std::process::Command::new(cli()).args(["recv", &format!("sysv-id:{}", q.id()), "--raw"]).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(out.stdout == msg, "{} bytes out, 2000 sent", out.stdout.len());
     })

@@ -22,6 +22,7 @@ cases!("probe":
     client_notices_its_server_died_though_a_new_one_took_the_path,
     cli_recv_takes_a_message_longer_than_msgmax_now,
     sysv_pair_of_a_killed_process_is_swept_as_an_orphan,
+    server_with_a_name_that_is_not_utf8,
 );
 
 /// A request frame as any process may write it into the request FIFO:
@@ -482,4 +483,41 @@ fn sysv_pair_of_a_killed_process_is_swept_as_an_orphan() {
     SysvQueue::open_id(left[0]).unwrap().remove().unwrap();
     let ours = format!("would remove msg-id:{}", left[0]);
     assert!(said.lines().any(|l| l == ours), "the queue of a killed pair holder is not offered: {said}");
+}
+
+/// A server whose file name is not UTF-8 (any bytes but `/` and NUL make
+/// a file name): its clients' reply FIFOs are named after its exact name,
+/// so the reply FIFO of a killed client is reclaimed by the next client,
+/// and a server whose name differs only in such a byte is not taken for
+/// it (requests naming its clients' FIFOs are refused).
+fn server_with_a_name_that_is_not_utf8() {
+    use std::ffi::OsStr;
+    let dir = ScratchDir::new();
+    let path = dir.path().join(OsStr::from_bytes(b"svc\xff"));
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let mut doomed = {
+        let path = path.clone();
+        fork(move || {
+            let mut c = FifoClient::connect(&path).unwrap();
+            c.send_request(b"hi").unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        })
+    };
+    let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    let doomed_fifo = req.reply_path().to_owned();
+    assert!(doomed_fifo.exists());
+    doomed.kill();
+    doomed.wait();
+    let next = FifoClient::connect(&path).unwrap();
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(!doomed_fifo.exists(), "a dead client's reply FIFO stayed: {names:?}");
+    // A neighbour whose name differs in the byte that is not UTF-8.
+    let other = dir.path().join(OsStr::from_bytes(b"svc\xfe"));
+    let mut neighbour = FifoServer::create(&other, 0o600).unwrap();
+    let raw = Fifo::open(&other).unwrap().try_open_writer().unwrap();
+    raw.write_atomic(&forged_request(1, next.reply_path().as_os_str().as_bytes(), b"cross")).unwrap();
+    match neighbour.recv_timeout(Duration::from_secs(5)) {
+        Err(Error::BadRequest { .. }) => {}
+        other => panic!("a request naming another server's client's FIFO: {other:?}"),
+    }
 }

@@ -414,8 +414,12 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
-fn reply_prefix(server: &Path) -> String {
-    format!("{}.reply.", server.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())
+/// `NAME.reply.`, with the server's file name as it is, byte for byte
+/// (not every file name is UTF-8).
+fn reply_prefix(server: &Path) -> std::ffi::OsString {
+    let mut prefix = server.file_name().unwrap_or_default().to_owned();
+    prefix.push(".reply.");
+    prefix
 }
 
 /// The client side: a private reply FIFO (made next to the server's,
@@ -464,12 +468,9 @@ impl FifoClient {
             // PID.N names it uniquely among live processes; RANDOM, also
             // against a dead client whose pid came back (a reply still on
             // its way to the dead one must not reach this client).
-            let reply_path = server.with_file_name(format!(
-                "{}{}.{n}.{:016x}",
-                reply_prefix(server),
-                std::process::id(),
-                random_u64()
-            ));
+            let mut reply_name = reply_prefix(server);
+            reply_name.push(format!("{}.{n}.{:016x}", std::process::id(), random_u64()));
+            let reply_path = server.with_file_name(reply_name);
             // The request header carries the reply path: refuse a path that
             // leaves no room for a request in one atomic write, before
             // making anything.

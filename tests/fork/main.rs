@@ -8,6 +8,7 @@ mod kit;
 mod locks;
 mod msgq;
 mod pipe;
+mod probe;
 mod review;
 mod shm;
 mod sync;
@@ -25,6 +26,7 @@ fn main() -> std::process::ExitCode {
             bad_input::CASES,
             locks::CASES,
             review::CASES,
+            probe::CASES,
         ],
         &[shm::HELPERS, channel::HELPERS, sync::HELPERS, msgq::HELPERS, fifo::HELPERS],
     )

@@ -329,7 +329,8 @@ impl Fifo {
     }
 
     /// Opens the reading end and waits at most `timeout` for a writer to
-    /// send something (or to come and go).
+    /// send something (or to come and go). A zero timeout looks once: bytes
+    /// a writer left in the FIFO are found.
     ///
     /// # Errors
     ///
@@ -350,15 +351,17 @@ impl Fifo {
 
     fn open_reader_until(&self, deadline: Deadline) -> Result<PipeReader> {
         let fd = self.open_end(libc::O_RDONLY | libc::O_NONBLOCK)?;
+        // Poll before looking at the clock: a deadline that has passed
+        // polls once without waiting, so bytes already there are found.
         loop {
-            if deadline.has_expired() {
-                return Err(Error::Timeout { path: self.path.clone() });
-            }
             match sys::poll(fd.as_fd(), libc::POLLIN, deadline.poll_timeout_ms()) {
                 Ok(true) => return Ok(PipeReader::from(fd)),
                 Ok(false) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(os_err(&self.path, "poll", e)),
+            }
+            if deadline.has_expired() {
+                return Err(Error::Timeout { path: self.path.clone() });
             }
         }
     }

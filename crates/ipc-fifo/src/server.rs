@@ -1,6 +1,7 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -161,7 +162,9 @@ impl FifoServer {
     }
 
     /// Waits at most `timeout` for the next request; a zero timeout takes
-    /// one that is already there.
+    /// one that is already there (one read: behind more garbage than that,
+    /// it is found by the next call). Garbage that keeps flowing does not
+    /// hold it past its deadline.
     ///
     /// # Errors
     ///
@@ -177,9 +180,15 @@ impl FifoServer {
         // an honest one (its write was atomic, so its rest would be here),
         // and frames inside its span may be taken.
         let mut drained = false;
+        // Writers that never stop pouring garbage in must not keep a timed
+        // receive reading past its deadline (it reads at least once).
+        let mut read_once = false;
         loop {
             if let Some(body) = take_frame(&mut self.pending, drained) {
                 return self.parse(body);
+            }
+            if read_once && deadline.has_expired() {
+                return Err(Error::Timeout { path: self.path().to_owned() });
             }
             let n = match self.requests.try_read(&mut chunk) {
                 Err(ipc_pipe::Error::WouldBlock) if !drained => {
@@ -190,6 +199,7 @@ impl FifoServer {
                 Ok(n) => n,
                 Err(e) => return Err(Error::Io { op: "read request", path: self.path().to_owned(), source: e.into() }),
             };
+            read_once = true;
             if n == 0 {
                 return Err(self.eof());
             }
@@ -353,9 +363,10 @@ fn take_frame(pending: &mut Vec<u8>, drained: bool) -> Option<Vec<u8>> {
 }
 
 /// Removes the reply FIFOs of dead clients of the server at `server`
-/// (named `NAME.reply.PID.N`), and the temporary FIFOs of servers and
-/// clients killed while starting (`NAME.new.PID.N`,
-/// `NAME.reply.PID.N.new.PID.N`): those no reader has open (the kernel's
+/// (named `NAME.reply.PID.N.RANDOM`, or `NAME.reply.PID.N` as older
+/// clients named them), and the temporary FIFOs of servers and clients
+/// killed while starting (`NAME.new.PID.N`, `NAME.reply.PID.N.RANDOM.new.PID.N`):
+/// those no reader has open (the kernel's
 /// `ENXIO`; a live client always holds its reader, and one still
 /// starting makes its FIFO again if this one is removed). Failures are
 /// left for the next sweep.
@@ -363,22 +374,28 @@ fn sweep_dead_replies(server: &Path) {
     let (Some(dir), Some(name)) = (server.parent(), server.file_name()) else { return };
     let name = name.as_bytes();
     let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let digits = |p: Option<&[u8]>| p.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
     // `PID.N`: two groups of digits.
     let numbered = |s: &[u8]| {
         let mut parts = s.split(|&b| b == b'.');
-        let digits = |p: Option<&[u8]>| p.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
         digits(parts.next()) && digits(parts.next()) && parts.next().is_none()
+    };
+    // A reply FIFO's `PID.N.RANDOM` (RANDOM: 16 hex digits), or `PID.N`.
+    let client = |s: &[u8]| {
+        let mut parts = s.split(|&b| b == b'.');
+        let hex = |p: &[u8]| p.len() == 16 && p.iter().all(u8::is_ascii_hexdigit);
+        digits(parts.next()) && digits(parts.next()) && parts.next().is_none_or(hex) && parts.next().is_none()
     };
     let temporary = |s: &[u8]| s.strip_prefix(b".new.".as_slice()).is_some_and(numbered);
     for entry in entries.flatten() {
         let file = entry.file_name();
         let Some(rest) = file.as_bytes().strip_prefix(name) else { continue };
         let ours = if let Some(reply) = rest.strip_prefix(b".reply.".as_slice()) {
-            numbered(reply)
+            client(reply)
                 || reply
                     .windows(5)
                     .position(|w| w == b".new.")
-                    .is_some_and(|at| numbered(&reply[..at]) && temporary(&reply[at..]))
+                    .is_some_and(|at| client(&reply[..at]) && temporary(&reply[at..]))
         } else {
             temporary(rest)
         };
@@ -399,8 +416,28 @@ fn canonical_dir(path: &Path) -> Result<PathBuf> {
     })
 }
 
-fn reply_prefix(server: &Path) -> String {
-    format!("{}.reply.", server.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())
+/// 64 bits from the kernel's random source, read anew in each process
+/// (std's `RandomState` keys are drawn once per thread, and a forked
+/// child would draw what its parent's other children drew). Without
+/// /dev/urandom, the clock's nanoseconds and std's keys.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut bytes = [0u8; 8];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_ok() {
+        return u64::from_le_bytes(bytes);
+    }
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// `NAME.reply.`, with the server's file name as it is, byte for byte
+/// (not every file name is UTF-8).
+fn reply_prefix(server: &Path) -> std::ffi::OsString {
+    let mut prefix = server.file_name().unwrap_or_default().to_owned();
+    prefix.push(".reply.");
+    prefix
 }
 
 /// The client side: a private reply FIFO (made next to the server's,
@@ -446,7 +483,12 @@ impl FifoClient {
         let mut attempt = 0;
         let (reply_path, reply) = loop {
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let reply_path = server.with_file_name(format!("{}{}.{n}", reply_prefix(server), std::process::id()));
+            // PID.N names it uniquely among live processes; RANDOM, also
+            // against a dead client whose pid came back (a reply still on
+            // its way to the dead one must not reach this client).
+            let mut reply_name = reply_prefix(server);
+            reply_name.push(format!("{}.{n}.{:016x}", std::process::id(), random_u64()));
+            let reply_path = server.with_file_name(reply_name);
             // The request header carries the reply path: refuse a path that
             // leaves no room for a request in one atomic write, before
             // making anything.
@@ -497,7 +539,9 @@ impl FifoClient {
     }
 
     /// Sends a request and waits for the reply, checking every 50 ms that
-    /// the server is still there.
+    /// the server is still there: that the FIFO this client writes to
+    /// still has a reader (the server it connected to, not one that took
+    /// its path since).
     ///
     /// # Errors
     ///
@@ -508,25 +552,34 @@ impl FifoClient {
         self.recv_reply_until(Deadline::never())
     }
 
-    /// Like [`request`](Self::request), waiting at most `timeout` for the
-    /// reply.
+    /// Like [`request`](Self::request), waiting at most `timeout` in all:
+    /// for room in the request FIFO (while the server is busy and the FIFO
+    /// full) and for the reply.
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`], and as for [`request`](Self::request). After a
-    /// timeout, a late reply to this request arrives before the next one.
+    /// [`Error::Timeout`] (nothing was sent when the FIFO stayed full),
+    /// and as for [`request`](Self::request). After a timeout waiting for
+    /// the reply, a late reply to this request arrives before the next one.
     pub fn request_timeout(&mut self, payload: &[u8], timeout: Duration) -> Result<Vec<u8>> {
         let deadline = Deadline::after(timeout);
-        self.send_request(payload)?;
+        self.send_request_until(payload, deadline)?;
         self.recv_reply_until(deadline)
     }
 
-    /// Sends a request without waiting for its reply.
+    /// Sends a request without waiting for its reply. While the request
+    /// FIFO is full (a busy server), it waits for room.
     ///
     /// # Errors
     ///
     /// As for [`request`](Self::request).
     pub fn send_request(&mut self, payload: &[u8]) -> Result<()> {
+        self.send_request_until(payload, Deadline::never())
+    }
+
+    /// Sends a request, waiting until `deadline` at the latest for room in
+    /// the request FIFO (trying once when it has passed).
+    fn send_request_until(&mut self, payload: &[u8], deadline: Deadline) -> Result<()> {
         let max = self.max_request();
         if payload.len() > max {
             return Err(Error::RequestTooLarge { len: payload.len(), max });
@@ -538,8 +591,13 @@ impl FifoClient {
         msg.extend_from_slice(payload);
         seal(&mut msg);
         // One atomic write: requests from many clients never interleave.
-        self.requests.write_atomic(&msg).map_err(|e| match e {
+        let written = match deadline.remaining() {
+            None => self.requests.write_atomic(&msg),
+            Some(left) => self.requests.write_atomic_timeout(&msg, left),
+        };
+        written.map_err(|e| match e {
             ipc_pipe::Error::BrokenPipe => Error::ServerGone { path: self.server.clone() },
+            ipc_pipe::Error::Timeout => Error::Timeout { path: self.server.clone() },
             other => Error::Io { op: "write request", path: self.server.clone(), source: other.into() },
         })
     }
@@ -568,7 +626,13 @@ impl FifoClient {
                     return Err(Error::Io { op: "read reply", path: self.reply.path().to_owned(), source: e.into() });
                 }
             }
-            // Still no reply: is anyone reading requests?
+            // Still no reply: does the FIFO this client wrote to still
+            // have its reader (a server that took its path since, after a
+            // crash, never saw the request), and is anyone reading
+            // requests at the path?
+            if crate::sys::readers_gone(self.requests.as_fd()).unwrap_or(false) {
+                return Err(Error::ServerGone { path: self.server.clone() });
+            }
             if let Err(Error::NoReader { .. } | Error::NotFound { .. }) =
                 Fifo::open(&self.server).and_then(|f| f.try_open_writer())
             {

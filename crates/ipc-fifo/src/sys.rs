@@ -56,3 +56,17 @@ pub(crate) fn poll(fd: BorrowedFd<'_>, events: libc::c_short, timeout_ms: libc::
     // SAFETY: one valid pollfd.
     Ok(cvt(unsafe { libc::poll(&mut pfd, 1, timeout_ms) })? > 0)
 }
+
+/// Whether the pipe or FIFO that `fd`, a writing end, leads to has no
+/// reader left: the kernel reports `POLLERR` on a writer then. Does not
+/// wait.
+pub(crate) fn readers_gone(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+    loop {
+        // SAFETY: one valid pollfd; a zero timeout does not wait.
+        match cvt(unsafe { libc::poll(&mut pfd, 1, 0) }) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other.map(|_| pfd.revents & libc::POLLERR != 0),
+        }
+    }
+}

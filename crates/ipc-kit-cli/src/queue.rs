@@ -132,12 +132,14 @@ pub(crate) fn recv(address: &str, selector: Option<&str>, timeout: Option<&str>,
                 Ok(s) => s.unwrap_or(Selector::Any),
                 Err(e) => return Outcome::Failed(e),
             };
-            let mut buf = vec![0u8; ipc_kit::msgq::sysv_max_message()];
+            // As long as the message is, also when msgmax was lowered
+            // after it was sent.
+            let mut buf = Vec::new();
             let r = match timeout {
-                Some(t) => q.recv_timeout(sel, &mut buf, t),
-                None => q.try_recv(sel, &mut buf),
+                Some(t) => q.recv_vec_timeout(sel, &mut buf, t),
+                None => q.try_recv_vec(sel, &mut buf),
             };
-            ("type", r.map(|(t, n)| (t, buf[..n].to_vec())))
+            ("type", r.map(|t| (t, buf)))
         }
         Queue::Posix(q) => {
             if selector.is_some() {

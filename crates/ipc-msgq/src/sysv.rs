@@ -242,7 +242,9 @@ impl SysvQueue {
 
     /// After a send found no room: a message longer than the queue's
     /// capacity could never fit (the kernel would wait for good), so it is
-    /// [`Error::MessageTooLarge`]; otherwise `full`.
+    /// [`Error::MessageTooLarge`]; otherwise `full`. A sender that may
+    /// write but not read the queue cannot read its capacity (`IPC_STAT`
+    /// needs read permission): for it the queue is just `full`.
     #[cold]
     fn no_room(&self, len: usize, full: Error) -> Error {
         match self.stat() {
@@ -251,7 +253,7 @@ impl SysvQueue {
                 max: usize::try_from(st.capacity).unwrap_or(usize::MAX),
                 limit: "the queue's capacity (msg_qbytes)",
             },
-            Ok(_) => full,
+            Ok(_) | Err(Error::PermissionDenied { .. }) => full,
             Err(e) => e,
         }
     }
@@ -264,7 +266,9 @@ impl SysvQueue {
     /// [`Error::MessageTooLarge`] over msgmax, both before any system call;
     /// [`Error::MessageTooLarge`] over the queue's capacity (`msg_qbytes`),
     /// checked when the queue has no room, before waiting and before
-    /// anything is sent; [`Error::Removed`]; [`Error::PermissionDenied`].
+    /// anything is sent (when this process may read the queue's state:
+    /// a sender with write permission only cannot, and waits as for a
+    /// full queue); [`Error::Removed`]; [`Error::PermissionDenied`].
     ///
     /// A send already waiting in the kernel when another process lowers
     /// the capacity below its message goes on waiting, until the capacity
@@ -339,9 +343,10 @@ impl SysvQueue {
 
     fn send_err(&self, e: io::Error, len: usize) -> Error {
         match e.raw_os_error() {
-            // A removed queue, or msgmax lowered since it was read.
+            // A removed queue, or msgmax lowered since it was read. (A
+            // queue this process may not read, but write, is still there.)
             Some(libc::EINVAL) => match self.stat() {
-                Ok(_) => {
+                Ok(_) | Err(Error::PermissionDenied { .. }) => {
                     let max = sysv_max_message();
                     if len > max {
                         Error::MessageTooLarge { len, max, limit: "/proc/sys/kernel/msgmax" }

@@ -1,0 +1,523 @@
+//! Hostile peers and new users against the promises of the FIFO server,
+//! the pipes, the queues and the command.
+
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::time::{Duration, Instant};
+
+use ipc_kit::fifo::{Error, Fifo, FifoClient, FifoServer};
+use ipc_kit::msgq::{Key, Selector, SysvQueue};
+use ipc_kit_tests::{Exit, ScratchDir, cases, fork};
+
+cases!("probe":
+    fifo_open_reader_zero_timeout_takes_a_waiting_writer,
+    request_timeout_honours_its_timeout_when_the_request_fifo_is_full,
+    a_client_that_never_reads_its_replies_does_not_stop_the_server,
+    a_forged_request_never_answers_another_client,
+    cli_rm_orphaned_spares_a_queue_a_live_process_waits_on,
+    sysv_write_only_sender_to_a_full_queue_gets_full,
+    pairs_killed_while_being_made_leave_nothing,
+    a_dead_clients_reply_never_reaches_a_new_client_with_its_pid,
+    server_recv_timeout_ends_under_a_flood_of_garbage,
+    client_notices_its_server_died_though_a_new_one_took_the_path,
+    cli_recv_takes_a_message_longer_than_msgmax_now,
+    sysv_pair_of_a_killed_process_is_swept_as_an_orphan,
+    server_with_a_name_that_is_not_utf8,
+);
+
+/// A request frame as any process may write it into the request FIFO:
+/// the protocol is public, and its check is no secret.
+fn forged_request(pid: u32, reply_path: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut body = pid.to_le_bytes().to_vec();
+    body.extend_from_slice(&u16::try_from(reply_path.len()).unwrap().to_le_bytes());
+    body.extend_from_slice(reply_path);
+    body.extend_from_slice(payload);
+    let len = u32::try_from(body.len()).unwrap().to_le_bytes();
+    let sum = len
+        .iter()
+        .chain(&body)
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let mut frame = b"IKfq".to_vec();
+    frame.extend_from_slice(&len);
+    frame.extend_from_slice(&sum.to_le_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// A zero timeout tries once: with a writer's bytes already in the FIFO,
+/// `open_reader_timeout(ZERO)` and `open_reader_deadline(now)` return the
+/// reader rather than `Timeout`.
+fn fifo_open_reader_zero_timeout_takes_a_waiting_writer() {
+    let dir = ScratchDir::new();
+    let fifo = Fifo::create(dir.path().join("f"), 0o600).unwrap();
+    let _hold = fifo.try_open_reader().unwrap();
+    let w = fifo.try_open_writer().unwrap();
+    (&w).write_all(b"waiting").unwrap();
+    match fifo.open_reader_timeout(Duration::ZERO) {
+        Ok(_) => {}
+        other => panic!("a zero timeout with bytes waiting gave {other:?}"),
+    }
+    match fifo.open_reader_deadline(Instant::now()) {
+        Ok(_) => {}
+        other => panic!("a deadline of now with bytes waiting gave {other:?}"),
+    }
+}
+
+/// A server that does not read for a while (busy), and a request FIFO
+/// kept full by a hostile writer: `request_timeout` still ends by its
+/// timeout, with `Timeout`, rather than blocking in the write.
+fn request_timeout_honours_its_timeout_when_the_request_fifo_is_full() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let _server = FifoServer::create(&path, 0o600).unwrap();
+    let filler = Fifo::open(&path).unwrap().try_open_writer().unwrap();
+    loop {
+        match filler.try_write(&[0x55; 4096]) {
+            Ok(_) => {}
+            Err(ipc_kit::pipe::Error::WouldBlock) => break,
+            Err(e) => panic!("filling the request FIFO: {e}"),
+        }
+    }
+    let mut client = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            let t = Instant::now();
+            match client.request_timeout(b"hello", Duration::from_millis(200)) {
+                Err(Error::Timeout { .. }) => {}
+                other => panic!("expected Timeout, got {other:?}"),
+            }
+            assert!(t.elapsed() < Duration::from_secs(3), "ended after {:?}", t.elapsed());
+        })
+    };
+    match client.wait_timeout(Duration::from_secs(5)) {
+        Some(Exit::Code(0)) => {}
+        Some(other) => panic!("the client ended with {other:?}"),
+        None => panic!("request_timeout(200 ms) still blocked after 5 s: the request FIFO is full"),
+    }
+}
+
+/// A client that sends requests and never reads its replies must not stop
+/// the server: replying to it ends (with an error) in bounded time, and
+/// an honest client is answered.
+fn a_client_that_never_reads_its_replies_does_not_stop_the_server() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let stalled = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            client.send_request(b"send me a lot").unwrap();
+            std::thread::sleep(Duration::from_secs(60)); // never reads
+        })
+    };
+    let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(req.payload, b"send me a lot");
+    // The server's loop runs on a thread: the server stays in this
+    // process, and the case ends whether or not the thread is stuck.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // A reply larger than the reply FIFO holds: the client must read
+        // for it to go through, and it never does.
+        let stalled_reply = server.reply(&req, &vec![7u8; 1 << 20]);
+        let _ = done_tx.send(format!("{stalled_reply:?}"));
+        let honest = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        server.reply(&honest, b"answered").unwrap();
+        std::mem::forget(server); // the scratch directory goes with the case
+    });
+    let mut honest = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            assert_eq!(client.request_timeout(b"me too", Duration::from_secs(10)).unwrap(), b"answered");
+        })
+    };
+    let honest_exit = honest.wait_timeout(Duration::from_secs(15));
+    let stalled_reply = done_rx.try_recv().ok();
+    drop(stalled);
+    assert_eq!(
+        honest_exit,
+        Some(Exit::Code(0)),
+        "an honest client was not answered while one client did not read its reply (the reply to the stalled client: {stalled_reply:?})"
+    );
+}
+
+/// Any process that may write to the request FIFO can forge a frame (its
+/// check is public) naming another client's reply FIFO. The server then
+/// replies into that FIFO, and the client takes the forged request's
+/// reply for the answer to its own next request.
+fn a_forged_request_never_answers_another_client() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    // The victim connects, says where its reply FIFO is (anyone can list
+    // the directory), waits for the forgery, then asks.
+    let go = dir.path().join("go");
+    let mut victim = {
+        let path = path.clone();
+        let go = go.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            std::fs::write(go.with_extension("name"), client.reply_path().as_os_str().as_bytes()).unwrap();
+            let t = Instant::now();
+            while !go.exists() {
+                assert!(t.elapsed() < Duration::from_secs(10), "no go");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let reply = client.request_timeout(b"mine", Duration::from_secs(10)).unwrap();
+            assert_eq!(reply, b"reply to mine", "the victim got a reply meant for another request");
+        })
+    };
+    let t = Instant::now();
+    let name = loop {
+        if let Ok(name) = std::fs::read(go.with_extension("name")) {
+            break name;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "the victim did not connect");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let hostile = Fifo::open(&path).unwrap().try_open_writer().unwrap();
+    hostile.write_atomic(&forged_request(1, &name, b"forged")).unwrap();
+    // The server serves the forged request as any other.
+    let req = server.recv_timeout(Duration::from_secs(5)).unwrap();
+    let answer = [b"reply to ".as_slice(), &req.payload].concat();
+    let _ = server.reply(&req, &answer);
+    std::fs::write(&go, b"").unwrap();
+    let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    let answer = [b"reply to ".as_slice(), &req.payload].concat();
+    let _ = server.reply(&req, &answer);
+    match victim.wait_timeout(Duration::from_secs(15)) {
+        Some(Exit::Code(0)) => {}
+        other => panic!("the victim ended with {other:?}"),
+    }
+}
+
+/// The `ipc-kit` binary next to this test binary, or where IPC_KIT_BIN
+/// says.
+fn cli() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("IPC_KIT_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().and_then(|deps| deps.parent()).unwrap().join("ipc-kit");
+    assert!(path.exists(), "{} is missing: build it with cargo build -p ipc-kit-cli", path.display());
+    path
+}
+
+/// A queue this process made and waits on (a thread blocked in `recv`
+/// for type 2), to which a child that has since exited sent one message
+/// of type 1: the only pid the kernel records for it is the dead
+/// sender's. It is not an orphan, and `rm --orphaned --dry-run` must not
+/// offer to remove it (a real `--orphaned` would pull it from under the
+/// waiting receiver).
+fn cli_rm_orphaned_spares_a_queue_a_live_process_waits_on() {
+    let key = Key::new(0x1f30_0000 | (std::process::id() as i32 & 0xffff)).unwrap();
+    let q = SysvQueue::create(key, 0o600).unwrap();
+    let id = q.id();
+    std::thread::scope(|s| {
+        let waiting = s.spawn(|| q.recv_vec_timeout(Selector::Exactly(2), &mut Vec::new(), Duration::from_secs(10)));
+        fork(|| SysvQueue::open(key).unwrap().send(1, b"from a child that exits").unwrap()).join();
+        let out = std::process::Command::new(cli()).args(["rm", "--orphaned", "--dry-run"]).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        q.send(2, b"done").unwrap();
+        assert!(waiting.join().unwrap().is_ok(), "the waiting receiver got its message");
+        let ours = format!("would remove msg-id:{id}");
+        assert!(!said.lines().any(|l| l == ours), "a queue its live creator waits on is offered as an orphan: {said}");
+    });
+}
+
+/// A sender that may write to a System V queue but not read it (mode
+/// 0200 for its owner, or 0622 for others: the kernel needs read
+/// permission for `IPC_STAT`) finds the queue full: `try_send` says
+/// `Full` and `send_timeout` says `Timeout`, as documented, not
+/// `PermissionDenied` from looking at the queue's capacity.
+fn sysv_write_only_sender_to_a_full_queue_gets_full() {
+    fork(|| {
+        ipc_kit_tests::become_nobody();
+        let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+        loop {
+            match q.try_send(1, &[9; 1024]) {
+                Ok(()) => {}
+                Err(ipc_kit::msgq::Error::Full) => break,
+                Err(e) => panic!("filling: {e:?}"),
+            }
+        }
+        q.set_mode(0o200).unwrap();
+        match q.try_send(1, &[9; 1024]) {
+            Err(ipc_kit::msgq::Error::Full) => {}
+            other => panic!("try_send to a full queue it may only write: {other:?}"),
+        }
+        match q.send_timeout(1, &[9; 1024], Duration::from_millis(50)) {
+            Err(ipc_kit::msgq::Error::Timeout) => {}
+            other => panic!("send_timeout to a full queue it may only write: {other:?}"),
+        }
+    })
+    .join();
+}
+
+/// Processes killed at random moments while they make and drop POSIX
+/// queue and FIFO pairs (`Mechanism::pair`): whatever step the kill lands
+/// on, no queue name and no temporary directory of theirs stays behind
+/// (nothing sweeps a `ipc-kit-pair-PID-…` name later: the pid is no proof
+/// of anything). Whatever is found is removed here after the check.
+fn pairs_killed_while_being_made_leave_nothing() {
+    if !ipc_kit_tests::private_mount_namespace("mounting an mqueue file system to list POSIX queues") {
+        return;
+    }
+    let mnt = ScratchDir::new();
+    nix::mount::mount(Some("mqueue"), mnt.path(), Some("mqueue"), nix::mount::MsFlags::empty(), None::<&str>)
+        .expect("mount mqueue");
+    let tmp = std::env::temp_dir();
+    let mut rng = ipc_kit_tests::Rng::new(u64::from(std::process::id()));
+    let mut left = Vec::new();
+    let looping = ipc_kit::shm::Mapping::anonymous(4096).unwrap();
+    for _ in 0..150 {
+        looping.write(0, &0u32).unwrap();
+        let mut child = fork(|| {
+            loop {
+                for m in [ipc_kit::Mechanism::PosixQueue, ipc_kit::Mechanism::Fifo] {
+                    drop(m.pair().unwrap());
+                }
+                looping.write(0, &1u32).unwrap();
+            }
+        });
+        // Kill it at a random moment once it makes pairs in a loop.
+        let t = Instant::now();
+        while looping.read::<u32>(0).unwrap() == 0 && t.elapsed() < Duration::from_secs(5) {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_micros(rng.below(1000)));
+        child.kill();
+        child.wait();
+        let prefix = format!("ipc-kit-pair-{}-", child.pid());
+        for dir in [mnt.path(), tmp.as_path()] {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                if e.file_name().as_bytes().starts_with(prefix.as_bytes()) {
+                    left.push(e.path());
+                }
+            }
+        }
+    }
+    for path in &left {
+        let _ = std::fs::remove_dir_all(path);
+        let _ = std::fs::remove_file(path);
+    }
+    nix::mount::umount(mnt.path()).unwrap();
+    assert!(left.is_empty(), "left behind for good by killed makers of pairs: {left:?}");
+}
+
+/// Waits up to 10 s for the file at `path` to appear.
+fn wait_for_file(path: &std::path::Path) {
+    let t = Instant::now();
+    while !path.exists() {
+        assert!(t.elapsed() < Duration::from_secs(10), "{} did not appear", path.display());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Pids are reused (here: two clients, each pid 1 in a PID namespace of
+/// its own). A client sends a request and goes; a new client with the
+/// same pid connects before the server replies. The late reply must not
+/// reach the new client (the server says `ClientGone`), which gets the
+/// answer to its own request.
+fn a_dead_clients_reply_never_reaches_a_new_client_with_its_pid() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let Some((mut first, _)) = ipc_kit_tests::fork_in_new_pid_namespace(|| {
+        let mut client = FifoClient::connect(&path).unwrap();
+        client.send_request(b"first").unwrap();
+    }) else {
+        println!("skipped: making PID namespaces needs root");
+        return;
+    };
+    assert_eq!(first.wait_timeout(Duration::from_secs(10)), Some(Exit::Code(0)));
+    let late = server.recv_timeout(Duration::from_secs(5)).unwrap();
+    let ready = dir.path().join("ready");
+    let (mut second, _) = ipc_kit_tests::fork_in_new_pid_namespace(|| {
+        let mut client = FifoClient::connect(&path).unwrap();
+        std::fs::write(&ready, client.reply_path().as_os_str().as_bytes()).unwrap();
+        let reply = client.request_timeout(b"second", Duration::from_secs(10)).unwrap();
+        assert_eq!(reply, b"reply to second", "a reply meant for a dead client with the same pid");
+    })
+    .unwrap();
+    wait_for_file(&ready);
+    let late_reply = server.reply(&late, b"reply to first");
+    let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    server.reply(&req, &[b"reply to ".as_slice(), &req.payload].concat()).unwrap();
+    let exit = second.wait_timeout(Duration::from_secs(15));
+    assert_eq!(
+        exit,
+        Some(Exit::Code(0)),
+        "the new client with the dead one's pid (replying to the dead one gave {late_reply:?}; paths {} and {})",
+        late.reply_path().display(),
+        String::from_utf8_lossy(&std::fs::read(&ready).unwrap_or_default())
+    );
+}
+
+/// A writer that pours garbage into the request FIFO without pause: the
+/// server's `recv_timeout` still ends by its deadline (`Timeout`: no
+/// request came), rather than reading garbage for as long as it flows.
+fn server_recv_timeout_ends_under_a_flood_of_garbage() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let flood: Vec<_> = (0..4)
+        .map(|_| {
+            fork(|| {
+                let w = Fifo::open(&path).unwrap().open_writer_timeout(Duration::from_secs(5)).unwrap();
+                let _ = w.set_capacity(1 << 20);
+                loop {
+                    let _ = (&w).write_all(&[0u8; 65536]);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300)); // the flood fills the FIFO
+    let mut serving = fork(move || {
+        let t = Instant::now();
+        match server.recv_timeout(Duration::from_millis(200)) {
+            Err(Error::Timeout { .. }) => {}
+            other => panic!("expected Timeout, got {other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "ended after {:?}", t.elapsed());
+        std::mem::forget(server); // the parent's handle owns the FIFO
+    });
+    match serving.wait_timeout(Duration::from_secs(8)) {
+        Some(Exit::Code(0)) => {}
+        Some(other) => panic!("the server ended with {other:?}"),
+        None => panic!("recv_timeout(200 ms) still reading garbage after 8 s"),
+    }
+    drop(flood);
+}
+
+/// A server takes a request and is killed; a new server starts at the
+/// same path (`create_replacing`, as after any crash). The client waiting
+/// for its reply with `request` must learn that its server is gone: the
+/// FIFO it wrote to has no reader any more. (The new server never saw the
+/// request and will never answer it.)
+fn client_notices_its_server_died_though_a_new_one_took_the_path() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let (ready, got) = (dir.path().join("ready"), dir.path().join("got"));
+    let mut first = fork(|| {
+        let mut server = FifoServer::create(&path, 0o600).unwrap();
+        std::fs::write(&ready, b"").unwrap();
+        let _req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        std::fs::write(&got, b"").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    wait_for_file(&ready);
+    let mut client = fork(|| {
+        let mut client = FifoClient::connect(&path).unwrap();
+        match client.request(b"lost with its server") {
+            Err(Error::ServerGone { .. }) => {}
+            other => panic!("expected ServerGone, got {other:?}"),
+        }
+    });
+    wait_for_file(&got);
+    first.kill();
+    first.wait();
+    let _second = FifoServer::create_replacing(&path, 0o600).unwrap();
+    match client.wait_timeout(Duration::from_secs(5)) {
+        Some(Exit::Code(0)) => {}
+        Some(other) => panic!("the client ended with {other:?}"),
+        None => panic!("the client still waits for a reply from a dead server after 5 s"),
+    }
+}
+
+/// A message sent before msgmax was lowered is longer than msgmax now.
+/// The library's `recv_vec` asks again with more room; `ipc-kit recv`
+/// must get it too, rather than fail with "buffer too small" and leave it
+/// queued for good.
+fn cli_recv_takes_a_message_longer_than_msgmax_now() {
+    fork(|| {
+        // msgmax belongs to the IPC namespace: lower it in a private one.
+        if nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).is_err() {
+            println!("skipped: a private IPC namespace needs root");
+            return;
+        }
+        let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+        let msg = ipc_kit_tests::pattern(5, 2000);
+        q.send(3, &msg).unwrap();
+        std::fs::write("/proc/sys/kernel/msgmax", "100").unwrap();
+        let out =
+            std::process::Command::new(cli()).args(["recv", &format!("sysv-id:{}", q.id()), "--raw"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout == msg, "{} bytes out, 2000 sent", out.stdout.len());
+    })
+    .join();
+}
+
+/// The ids of the System V queues in this IPC namespace.
+fn sysv_queue_ids() -> Vec<i32> {
+    let text = std::fs::read_to_string("/proc/sysvipc/msg").unwrap();
+    text.lines().skip(1).filter_map(|l| l.split_whitespace().nth(1)?.parse().ok()).collect()
+}
+
+/// A process killed while it holds a `Mechanism::SysvQueue` pair, before
+/// anything went through it, leaves its queue behind (a System V queue
+/// outlives its processes). Crash leftovers must be reclaimable: `ipc-kit
+/// rm --orphaned` (here a dry run) offers it. The queue is removed here
+/// afterwards either way.
+fn sysv_pair_of_a_killed_process_is_swept_as_an_orphan() {
+    let before = sysv_queue_ids();
+    let made = ipc_kit::shm::Mapping::anonymous(4096).unwrap();
+    let mut holder = fork(|| {
+        let _pair = ipc_kit::Mechanism::SysvQueue.pair().unwrap();
+        made.write(0, &1u32).unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let t = Instant::now();
+    while made.read::<u32>(0).unwrap() == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "no pair made");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    holder.kill();
+    holder.wait();
+    let left: Vec<i32> = sysv_queue_ids().into_iter().filter(|id| !before.contains(id)).collect();
+    assert_eq!(left.len(), 1, "the killed holder's queue: {left:?}");
+    let out = std::process::Command::new(cli()).args(["rm", "--orphaned", "--dry-run"]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    SysvQueue::open_id(left[0]).unwrap().remove().unwrap();
+    let ours = format!("would remove msg-id:{}", left[0]);
+    assert!(said.lines().any(|l| l == ours), "the queue of a killed pair holder is not offered: {said}");
+}
+
+/// A server whose file name is not UTF-8 (any bytes but `/` and NUL make
+/// a file name): its clients' reply FIFOs are named after its exact name,
+/// so the reply FIFO of a killed client is reclaimed by the next client,
+/// and a server whose name differs only in such a byte is not taken for
+/// it (requests naming its clients' FIFOs are refused).
+fn server_with_a_name_that_is_not_utf8() {
+    use std::ffi::OsStr;
+    let dir = ScratchDir::new();
+    let path = dir.path().join(OsStr::from_bytes(b"svc\xff"));
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let mut doomed = {
+        let path = path.clone();
+        fork(move || {
+            let mut c = FifoClient::connect(&path).unwrap();
+            c.send_request(b"hi").unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        })
+    };
+    let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    let doomed_fifo = req.reply_path().to_owned();
+    assert!(doomed_fifo.exists());
+    doomed.kill();
+    doomed.wait();
+    let next = FifoClient::connect(&path).unwrap();
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(!doomed_fifo.exists(), "a dead client's reply FIFO stayed: {names:?}");
+    // A neighbour whose name differs in the byte that is not UTF-8.
+    let other = dir.path().join(OsStr::from_bytes(b"svc\xfe"));
+    let mut neighbour = FifoServer::create(&other, 0o600).unwrap();
+    let raw = Fifo::open(&other).unwrap().try_open_writer().unwrap();
+    raw.write_atomic(&forged_request(1, next.reply_path().as_os_str().as_bytes(), b"cross")).unwrap();
+    match neighbour.recv_timeout(Duration::from_secs(5)) {
+        Err(Error::BadRequest { .. }) => {}
+        other => panic!("a request naming another server's client's FIFO: {other:?}"),
+    }
+}

@@ -1519,11 +1519,13 @@ fn honest_client(path: &Path, run: u32, c: u32, count: Option<u64>, board: &Boar
 }
 
 /// A request frame (magic, length, FNV-1a check of the length and the
-/// body, body) with a well-formed check around a malformed request: its
-/// reply path outside the server's directory, or longer than the body.
+/// body, body) with a well-formed check around a malformed request: a
+/// reply FIFO not named after the server's, or a path longer than the
+/// body.
 fn malformed_request_frame(rng: &mut Rng) -> Vec<u8> {
-    let path: &[u8] = b"/service.reply.1.2";
+    let path: &[u8] = b"/tmp/another-server.reply.1.2";
     let mut body = rng.next_u64().to_le_bytes()[..4].to_vec();
+    body.extend_from_slice(&rng.next_u64().to_le_bytes()); // a ticket
     let claimed = if rng.chance(2) { path.len() as u16 } else { u16::MAX };
     body.extend_from_slice(&claimed.to_le_bytes());
     body.extend_from_slice(path);

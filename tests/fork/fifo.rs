@@ -30,6 +30,7 @@ cases!("fifo":
     garbage_writers_beside_eight_honest_clients,
     clients_spell_the_server_path_differently,
     client_in_another_mount_namespace_is_answered,
+    late_replies_are_dropped_and_stalled_clients_cost_a_bounded_wait,
     replacing_never_hijacks_a_live_or_starting_server,
     reply_fifo_of_a_killed_client_is_reclaimed,
     socket_swapped_in_is_not_a_fifo,
@@ -335,8 +336,8 @@ fn server_drops_bad_requests() {
     // path longer than the request; a reply path that is not the
     // server's (someone else's file). Each is a BadRequest.
     raw.write_atomic(&request_frame(b"abc")).unwrap();
-    raw.write_atomic(&request_frame(&[1, 0, 0, 0, 200, 0, b'x'])).unwrap();
-    let mut evil = vec![1, 0, 0, 0];
+    raw.write_atomic(&request_frame(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200, 0, b'x'])).unwrap();
+    let mut evil = vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     evil.extend_from_slice(&(11u16).to_le_bytes());
     evil.extend_from_slice(b"/etc/passwd");
     raw.write_atomic(&request_frame(&evil)).unwrap();
@@ -596,7 +597,7 @@ fn clients_spell_the_server_path_differently() {
     let other = dir.path().join("service.reply.1.0");
     let decoy = Fifo::create(&other, 0o600).unwrap();
     let decoy_reader = decoy.try_open_reader().unwrap();
-    let mut body = vec![1, 0, 0, 0];
+    let mut body = vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     body.extend_from_slice(&(other.as_os_str().len() as u16).to_le_bytes());
     body.extend_from_slice(other.as_os_str().as_encoded_bytes());
     raw.write_atomic(&request_frame(&body)).unwrap();
@@ -832,6 +833,7 @@ fn a_frame_inside_a_request_is_payload() {
             // A frame naming the first client's reply FIFO.
             let reply = first.reply_path().as_os_str().as_encoded_bytes();
             let mut body = std::process::id().to_le_bytes().to_vec();
+            body.extend_from_slice(&[0; 8]); // a ticket
             body.extend_from_slice(&(reply.len() as u16).to_le_bytes());
             body.extend_from_slice(reply);
             body.extend_from_slice(b"smuggled");
@@ -861,4 +863,94 @@ fn a_frame_inside_a_request_is_payload() {
     server.reply(&relayed, b"to the relay").unwrap();
     assert!(matches!(server.recv_timeout(Duration::from_millis(100)), Err(Error::Timeout { .. })));
     clients.join();
+}
+
+/// Replies carry the ticket of their request. A request given up by
+/// `request_timeout` gets its reply late: it is dropped, and the next
+/// request gets its own. A reply that does not fit in a client's reply
+/// FIFO waits at most the server's deadline: with nothing written the
+/// client is untouched (`ClientStalled`, not removed); with part of it
+/// written, the reply FIFO goes, and the client learns it
+/// (`ClientStalled` on its side too) and connects again.
+fn late_replies_are_dropped_and_stalled_clients_cost_a_bounded_wait() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let big = pattern(7, 1 << 20);
+    let go = dir.path().join("go");
+    let mut client = {
+        let (path, go, big) = (path.clone(), go.clone(), big.clone());
+        fork(move || {
+            let mut c = FifoClient::connect(&path).unwrap();
+            // Given up: its reply comes after the timeout.
+            assert!(matches!(c.request_timeout(b"slow", Duration::from_millis(100)), Err(Error::Timeout { .. })));
+            std::fs::write(&go, b"").unwrap();
+            assert_eq!(c.request_timeout(b"next", Duration::from_secs(10)).unwrap(), b"reply to next");
+            // A reply that fills the FIFO, then one that does not fit:
+            // nothing of it written, the client untouched.
+            c.send_request(b"fill").unwrap();
+            c.send_request(b"no room").unwrap();
+            std::fs::write(go.with_extension("2"), b"").unwrap();
+            while !go.with_extension("3").exists() {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            assert_eq!(c.recv_reply().unwrap().len(), 65536 - 12, "the reply that filled the FIFO");
+            assert_eq!(c.request_timeout(b"still here", Duration::from_secs(10)).unwrap(), b"yes");
+            // A reply larger than the FIFO, unread: half written, the FIFO
+            // removed, and this client told.
+            c.send_request(b"big").unwrap();
+            std::fs::write(go.with_extension("4"), b"").unwrap();
+            while !go.with_extension("5").exists() {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            match c.recv_reply() {
+                Err(Error::ClientStalled { removed: true, .. }) => {}
+                other => panic!("expected ClientStalled, got {:?}", other.map(|r| r.len())),
+            }
+            let mut again = FifoClient::connect(&path).unwrap();
+            assert_eq!(again.request_timeout(b"big", Duration::from_secs(10)).unwrap(), big);
+        })
+    };
+    let slow = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    wait_for(&go);
+    server.reply(&slow, b"reply to slow").unwrap(); // late: dropped by the client
+    let next = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    server.reply(&next, b"reply to next").unwrap();
+    wait_for(&go.with_extension("2"));
+    let fill = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    let no_room = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    // 65536 bytes with its 4-byte length and 8-byte ticket: the FIFO full.
+    server.reply_timeout(&fill, &vec![1; 65536 - 12], Duration::ZERO).unwrap();
+    let t = Instant::now();
+    match server.reply_timeout(&no_room, b"x", Duration::from_millis(300)) {
+        Err(Error::ClientStalled { removed: false, .. }) => {}
+        other => panic!("expected ClientStalled, got {other:?}"),
+    }
+    assert_fired_within(t.elapsed(), Duration::from_millis(300), SLACK);
+    std::fs::write(go.with_extension("3"), b"").unwrap();
+    let still = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(still.payload, b"still here");
+    server.reply(&still, b"yes").unwrap();
+    wait_for(&go.with_extension("4"));
+    let big_req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    let t = Instant::now();
+    match server.reply(&big_req, &big) {
+        Err(Error::ClientStalled { removed: true, .. }) => {}
+        other => panic!("expected ClientStalled, got {other:?}"),
+    }
+    assert_fired_within(t.elapsed(), FifoServer::REPLY_TIMEOUT, SLACK);
+    assert!(!big_req.reply_path().exists(), "the half-written reply FIFO was removed");
+    std::fs::write(go.with_extension("5"), b"").unwrap();
+    let again = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    server.reply(&again, &big).unwrap_or_else(|e| panic!("a reading client: {e}"));
+    assert_eq!(client.wait(), Exit::Code(0));
+}
+
+/// Waits up to 10 s for `path` to appear.
+fn wait_for(path: &std::path::Path) {
+    let t = Instant::now();
+    while !path.exists() {
+        assert!(t.elapsed() < Duration::from_secs(10), "{} did not appear", path.display());
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }

@@ -29,6 +29,7 @@ cases!("probe":
 /// the protocol is public, and its check is no secret.
 fn forged_request(pid: u32, reply_path: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut body = pid.to_le_bytes().to_vec();
+    body.extend_from_slice(&0x5eed_u64.to_le_bytes()); // a ticket: the victim's is secret
     body.extend_from_slice(&u16::try_from(reply_path.len()).unwrap().to_le_bytes());
     body.extend_from_slice(reply_path);
     body.extend_from_slice(payload);

@@ -574,11 +574,12 @@ fn fifo_frame(len: u32, body: &[u8], good_check: bool) -> Vec<u8> {
     f
 }
 
-/// A request body: `pid`, the length of `path` as the frame says it
-/// (`path_len`), the path, the payload.
+/// A request body: `pid`, a ticket, the length of `path` as the frame
+/// says it (`path_len`), the path, the payload.
 fn fifo_body(pid: u32, path_len: u16, path: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(6 + path.len() + payload.len());
+    let mut b = Vec::with_capacity(14 + path.len() + payload.len());
     b.extend_from_slice(&pid.to_le_bytes());
+    b.extend_from_slice(&u64::from(pid).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
     b.extend_from_slice(&path_len.to_le_bytes());
     b.extend_from_slice(path);
     b.extend_from_slice(payload);
@@ -734,7 +735,7 @@ fn fifo_forged_valid(rig: &FifoRig, rng: &mut Rng) -> (Vec<u8>, Expect) {
         _ => rig.in_dir(&name),
     };
     let pid = edgy(rng) as u32;
-    let room = FIFO_MAX_BODY - 6 - path.len();
+    let room = FIFO_MAX_BODY - 14 - path.len();
     let len = if rng.chance(4) { room } else { rng.below(room as u64 + 1) as usize };
     let payload = rng.bytes(len);
     let body = fifo_body(pid, path.len() as u16, &path, &payload);
@@ -747,7 +748,7 @@ fn fifo_forged_bad(rig: &FifoRig, rng: &mut Rng) -> Vec<u8> {
     let path: Vec<u8> = match [0, 1, 7, 9, 10, 11][rng.below(6) as usize] {
         // Shorter than the request header.
         0 => {
-            let n = rng.below(6) as usize;
+            let n = rng.below(14) as usize;
             return rng.bytes(n);
         }
         // A path longer than the body.

@@ -74,6 +74,23 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A client did not read its reply in time: the reply did not fit in
+    /// its reply FIFO, and the client did not make room before the
+    /// server's deadline. The reply was dropped. When part of it had been
+    /// written, the client's reply FIFO was removed too (`removed`), since
+    /// what it holds can no longer be read as replies; such a client then
+    /// gets this error itself, and connects again.
+    #[error("client {pid} did not read its reply FIFO {} in time; the reply was dropped{}", .path.display(),
+        if *.removed { " and the FIFO removed" } else { "" })]
+    ClientStalled {
+        /// The client's pid, as it said.
+        pid: u32,
+        /// Its reply FIFO.
+        path: PathBuf,
+        /// Whether the reply FIFO was removed.
+        removed: bool,
+    },
+
     /// A request longer than one atomic write can carry.
     #[error("request of {len} bytes exceeds the {max} bytes one atomic FIFO write carries with this reply path")]
     RequestTooLarge {
@@ -123,7 +140,7 @@ impl Error {
             Error::PermissionDenied { .. } => io::ErrorKind::PermissionDenied,
             Error::NoReader { .. } => io::ErrorKind::NotConnected,
             Error::InUse { .. } => io::ErrorKind::AddrInUse,
-            Error::Timeout { .. } => io::ErrorKind::TimedOut,
+            Error::Timeout { .. } | Error::ClientStalled { .. } => io::ErrorKind::TimedOut,
             Error::ServerGone { .. } | Error::ClientGone { .. } => io::ErrorKind::BrokenPipe,
             Error::RequestTooLarge { .. } => io::ErrorKind::InvalidInput,
             Error::BadRequest { .. } => io::ErrorKind::InvalidData,

@@ -478,6 +478,25 @@ pub(crate) fn remove_if_stale(path: &Path) -> Result<()> {
     }
 }
 
+/// Whether the file at `path` is the FIFO `end` is open on (not gone, nor
+/// a file that replaced it). When that cannot be told, yes.
+pub(crate) fn is_same(path: &Path, end: &impl AsFd) -> bool {
+    let Ok(ours) = end.as_fd().try_clone_to_owned().and_then(|fd| std::fs::File::from(fd).metadata()) else {
+        return true;
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(there) => (there.dev(), there.ino()) == (ours.dev(), ours.ino()),
+        Err(e) => e.kind() != io::ErrorKind::NotFound,
+    }
+}
+
+/// Removes the file at `path` when it is the FIFO `end` is open on (not a
+/// file that replaced it since). Whether it was removed.
+pub(crate) fn remove_if_same(path: &Path, end: &impl AsFd) -> bool {
+    let there = std::fs::symlink_metadata(path).is_ok();
+    there && is_same(path, end) && std::fs::remove_file(path).is_ok()
+}
+
 impl Drop for Fifo {
     fn drop(&mut self) {
         if !self.owner.is_owner() {

@@ -7,16 +7,27 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use ipc_pipe::{FrameReader, FrameWriter, PIPE_BUF, PipeReader, PipeWriter};
+use ipc_pipe::{FrameReader, PIPE_BUF, PipeReader, PipeWriter};
 use ipc_sync::Deadline;
 
 use crate::error::{Error, Result};
 use crate::fifo::Fifo;
 
-/// A request body: client pid (u32), reply path length (u16), reply
-/// path, payload. With its frame header it fits in one atomic write of at
-/// most `PIPE_BUF` bytes, so requests from many clients never interleave.
-const REQUEST_HEADER: usize = 6;
+/// A request body: client pid (u32), ticket (u64), reply path length
+/// (u16), reply path, payload. With its frame header it fits in one atomic
+/// write of at most `PIPE_BUF` bytes, so requests from many clients never
+/// interleave.
+///
+/// The ticket is the client's secret plus the request's number; the reply
+/// frame begins with it. A client takes only a reply that carries the
+/// ticket of a request it still waits for: a forged request naming its
+/// reply FIFO (the frame format is no secret) cannot answer it, and a late
+/// reply to a request it gave up on is dropped.
+const REQUEST_HEADER: usize = 14;
+/// Where the ticket sits in a request body.
+const TICKET_AT: usize = 4;
+/// A reply frame's body: the ticket, then the reply.
+const REPLY_TICKET: usize = 8;
 
 /// A request frame on the well-known FIFO: [`MAGIC`], the body's length
 /// (u32), a check (u64, FNV-1a of the length and the body), the body. Any
@@ -43,6 +54,7 @@ pub struct Request {
     /// What the client asked.
     pub payload: Vec<u8>,
     reply_path: PathBuf,
+    ticket: u64,
 }
 
 impl Request {
@@ -105,6 +117,10 @@ pub struct FifoServer {
 }
 
 impl FifoServer {
+    /// How long [`reply`](Self::reply) waits for a client to make room for
+    /// its reply in its reply FIFO.
+    pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
     /// Makes the request FIFO at `path` (exclusive; after a crash, use
     /// [`create_replacing`](Self::create_replacing)) and opens it. The
     /// FIFO appears at `path` only with the server's reader open, so
@@ -162,9 +178,9 @@ impl FifoServer {
     }
 
     /// Waits at most `timeout` for the next request; a zero timeout takes
-    /// one that is already there (one read: behind more garbage than that,
-    /// it is found by the next call). Garbage that keeps flowing does not
-    /// hold it past its deadline.
+    /// one that is already there, however much garbage was written before
+    /// it. Garbage that keeps flowing does not hold it past its deadline
+    /// by more than reading what was in the FIFO when it began.
     ///
     /// # Errors
     ///
@@ -181,13 +197,15 @@ impl FifoServer {
         // and frames inside its span may be taken.
         let mut drained = false;
         // Writers that never stop pouring garbage in must not keep a timed
-        // receive reading past its deadline (it reads at least once).
-        let mut read_once = false;
+        // receive reading past its deadline; but what was in the FIFO when
+        // it began is always looked at (a zero timeout takes any request
+        // that was there).
+        let mut budget = self.requests.available().unwrap_or(0) + PIPE_BUF;
         loop {
             if let Some(body) = take_frame(&mut self.pending, drained) {
                 return self.parse(body);
             }
-            if read_once && deadline.has_expired() {
+            if budget == 0 && deadline.has_expired() {
                 return Err(Error::Timeout { path: self.path().to_owned() });
             }
             let n = match self.requests.try_read(&mut chunk) {
@@ -199,7 +217,7 @@ impl FifoServer {
                 Ok(n) => n,
                 Err(e) => return Err(Error::Io { op: "read request", path: self.path().to_owned(), source: e.into() }),
             };
-            read_once = true;
+            budget = budget.saturating_sub(n);
             if n == 0 {
                 return Err(self.eof());
             }
@@ -237,7 +255,10 @@ impl FifoServer {
             return bad(format!("{} bytes is shorter than the request header", frame.len()));
         }
         let client_pid = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
-        let path_len = usize::from(u16::from_le_bytes([frame[4], frame[5]]));
+        let mut ticket = [0u8; 8];
+        ticket.copy_from_slice(&frame[TICKET_AT..TICKET_AT + 8]);
+        let ticket = u64::from_le_bytes(ticket);
+        let path_len = usize::from(u16::from_le_bytes([frame[12], frame[13]]));
         let Some(path) = frame.get(REQUEST_HEADER..REQUEST_HEADER + path_len) else {
             return bad(format!("a reply path of {path_len} bytes in a {}-byte request", frame.len()));
         };
@@ -246,7 +267,7 @@ impl FifoServer {
             return bad(format!("reply path {} is not named after this server's FIFO", given.display()));
         };
         let payload = frame[REQUEST_HEADER + path_len..].to_vec();
-        Ok(Request { client_pid, payload, reply_path })
+        Ok(Request { client_pid, payload, reply_path, ticket })
     }
 
     /// The reply FIFO `reply` names, as a path in this server's
@@ -262,15 +283,33 @@ impl FifoServer {
         (named && !name.as_bytes().contains(&b'\0')).then(|| self.dir.join(name))
     }
 
-    /// Sends `data` as the reply to `request`.
+    /// Sends `data` as the reply to `request`, waiting at most
+    /// [`REPLY_TIMEOUT`](Self::REPLY_TIMEOUT) for the client to make room in its reply FIFO: a
+    /// client that does not read its replies never holds the server for
+    /// longer. A reply that fits in the FIFO's free room goes at once.
     ///
     /// # Errors
     ///
     /// [`Error::ClientGone`] when the client's reply FIFO has no reader
-    /// (the FIFO is then removed); [`Error::NotAFifo`] when something else
-    /// sits at the reply path; [`Error::Io`].
+    /// (the FIFO is then removed); [`Error::ClientStalled`] when the client
+    /// did not make room in time; [`Error::NotAFifo`] when something else
+    /// sits at the reply path; [`Error::RequestTooLarge`] for a reply over
+    /// 16 MiB; [`Error::Io`].
     pub fn reply(&self, request: &Request, data: &[u8]) -> Result<()> {
+        self.reply_timeout(request, data, Self::REPLY_TIMEOUT)
+    }
+
+    /// Like [`reply`](Self::reply), waiting at most `timeout` for room
+    /// (`Duration::MAX`: as long as it takes; zero: only what fits now).
+    ///
+    /// # Errors
+    ///
+    /// As for [`reply`](Self::reply).
+    pub fn reply_timeout(&self, request: &Request, data: &[u8], timeout: Duration) -> Result<()> {
         let gone = || Error::ClientGone { pid: request.client_pid, path: request.reply_path.clone() };
+        if data.len() > MAX_REPLY {
+            return Err(Error::RequestTooLarge { len: data.len(), max: MAX_REPLY });
+        }
         let fifo = match Fifo::open(&request.reply_path) {
             Err(Error::NotFound { .. }) => return Err(gone()),
             other => other?,
@@ -282,11 +321,43 @@ impl FifoServer {
             }
             other => other?,
         };
-        let mut tx = FrameWriter::with_max(writer, MAX_REPLY);
-        tx.send(data).map_err(|e| match e {
-            ipc_pipe::Error::BrokenPipe => gone(),
-            other => Error::Io { op: "write reply", path: request.reply_path.clone(), source: other.into() },
-        })
+        // One frame, in the format of `FrameWriter`: length, then the
+        // ticket and the reply.
+        let body_len = u32::try_from(REPLY_TICKET + data.len()).unwrap_or(u32::MAX); // under MAX_REPLY + 8
+        let mut frame = Vec::with_capacity(4 + REPLY_TICKET + data.len());
+        frame.extend_from_slice(&body_len.to_le_bytes());
+        frame.extend_from_slice(&request.ticket.to_le_bytes());
+        frame.extend_from_slice(data);
+        let deadline = Deadline::after(timeout);
+        let mut written = 0;
+        while written < frame.len() {
+            // Without a deadline, waits an hour at a time.
+            let at = deadline.instant().unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(3600));
+            match writer.write_deadline(&frame[written..], at) {
+                Ok(n) => written += n,
+                Err(ipc_pipe::Error::BrokenPipe) => return Err(gone()),
+                Err(ipc_pipe::Error::Timeout) if deadline.instant().is_none() => {}
+                Err(ipc_pipe::Error::Timeout) => {
+                    // Part of a frame in the FIFO would be read as the start
+                    // of the next reply: the FIFO goes, and the client
+                    // learns it from there.
+                    let removed = written > 0 && crate::fifo::remove_if_same(&request.reply_path, &writer);
+                    return Err(Error::ClientStalled {
+                        pid: request.client_pid,
+                        path: request.reply_path.clone(),
+                        removed,
+                    });
+                }
+                Err(other) => {
+                    return Err(Error::Io {
+                        op: "write reply",
+                        path: request.reply_path.clone(),
+                        source: other.into(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -453,7 +524,16 @@ pub struct FifoClient {
     reply: Fifo,
     replies: FrameReader<PipeReader>,
     _keepalive: PipeWriter,
+    /// The request body's header: pid, room for the ticket, the reply
+    /// path.
     header: Vec<u8>,
+    /// Tickets are `secret` plus a request's number.
+    secret: u64,
+    /// The number of requests sent.
+    sent: u64,
+    /// Requests up to this number were given up: their replies are
+    /// dropped.
+    abandoned: u64,
 }
 
 impl FifoClient {
@@ -518,15 +598,19 @@ impl FifoClient {
         let path_len = u16::try_from(path_bytes.len()).unwrap_or(u16::MAX); // under PIPE_BUF, checked above
         let mut header = Vec::with_capacity(REQUEST_HEADER + path_bytes.len());
         header.extend_from_slice(&std::process::id().to_le_bytes());
+        header.extend_from_slice(&[0; 8]); // the ticket, per request
         header.extend_from_slice(&path_len.to_le_bytes());
         header.extend_from_slice(path_bytes);
         Ok(FifoClient {
             server: server.to_owned(),
             requests,
             reply,
-            replies: FrameReader::with_max(reader, MAX_REPLY),
+            replies: FrameReader::with_max(reader, REPLY_TICKET + MAX_REPLY),
             _keepalive: keepalive,
             header,
+            secret: random_u64(),
+            sent: 0,
+            abandoned: 0,
         })
     }
 
@@ -560,11 +644,16 @@ impl FifoClient {
     ///
     /// [`Error::Timeout`] (nothing was sent when the FIFO stayed full),
     /// and as for [`request`](Self::request). After a timeout waiting for
-    /// the reply, a late reply to this request arrives before the next one.
+    /// the reply, the request is given up: a late reply to it is dropped,
+    /// and the next request gets its own.
     pub fn request_timeout(&mut self, payload: &[u8], timeout: Duration) -> Result<Vec<u8>> {
         let deadline = Deadline::after(timeout);
         self.send_request_until(payload, deadline)?;
-        self.recv_reply_until(deadline)
+        let reply = self.recv_reply_until(deadline);
+        if let Err(Error::Timeout { .. }) = reply {
+            self.abandoned = self.sent;
+        }
+        reply
     }
 
     /// Sends a request without waiting for its reply. While the request
@@ -584,10 +673,13 @@ impl FifoClient {
         if payload.len() > max {
             return Err(Error::RequestTooLarge { len: payload.len(), max });
         }
+        let number = self.sent + 1;
         let mut msg = Vec::with_capacity(FRAME_HEADER + self.header.len() + payload.len());
         msg.extend_from_slice(&MAGIC);
         msg.extend_from_slice(&[0; FRAME_HEADER - MAGIC.len()]);
         msg.extend_from_slice(&self.header);
+        let at = FRAME_HEADER + TICKET_AT;
+        msg[at..at + 8].copy_from_slice(&self.secret.wrapping_add(number).to_le_bytes());
         msg.extend_from_slice(payload);
         seal(&mut msg);
         // One atomic write: requests from many clients never interleave.
@@ -599,14 +691,21 @@ impl FifoClient {
             ipc_pipe::Error::BrokenPipe => Error::ServerGone { path: self.server.clone() },
             ipc_pipe::Error::Timeout => Error::Timeout { path: self.server.clone() },
             other => Error::Io { op: "write request", path: self.server.clone(), source: other.into() },
-        })
+        })?;
+        self.sent = number;
+        Ok(())
     }
 
-    /// Waits for the next reply.
+    /// Waits for the next reply to a request sent with
+    /// [`send_request`](Self::send_request). Only a reply to a request of
+    /// this client's that it still waits for is taken; anything else in
+    /// its reply FIFO is dropped.
     ///
     /// # Errors
     ///
-    /// [`Error::ServerGone`].
+    /// [`Error::ServerGone`]; [`Error::ClientStalled`] when the server
+    /// gave up on a reply this client did not read in time and removed its
+    /// reply FIFO (connect again).
     pub fn recv_reply(&mut self) -> Result<Vec<u8>> {
         self.recv_reply_until(Deadline::never())
     }
@@ -619,7 +718,20 @@ impl FifoClient {
                 None => LIVENESS_EVERY,
             };
             match self.replies.recv_timeout(&mut reply, slice) {
-                Ok(Some(_)) => return Ok(reply),
+                Ok(Some(_)) => {
+                    if let Some(ticket) = reply.get(..REPLY_TICKET) {
+                        let mut t = [0u8; REPLY_TICKET];
+                        t.copy_from_slice(ticket);
+                        let number = u64::from_le_bytes(t).wrapping_sub(self.secret);
+                        if number > self.abandoned && number <= self.sent {
+                            reply.drain(..REPLY_TICKET);
+                            return Ok(reply);
+                        }
+                    }
+                    // Forged, or late: not for a request still waiting.
+                    // Dropped; the checks below still run, so a flood of
+                    // such frames holds no wait past its deadline.
+                }
                 Ok(None) => return Err(Error::ServerGone { path: self.server.clone() }),
                 Err(ipc_pipe::Error::Timeout) => {}
                 Err(e) => {
@@ -637,6 +749,15 @@ impl FifoClient {
                 Fifo::open(&self.server).and_then(|f| f.try_open_writer())
             {
                 return Err(Error::ServerGone { path: self.server.clone() });
+            }
+            // Is the reply FIFO still this client's (the server removes it
+            // when it gave up on a reply half written)?
+            if !crate::fifo::is_same(self.reply.path(), self.replies.get_ref()) {
+                return Err(Error::ClientStalled {
+                    pid: std::process::id(),
+                    path: self.reply.path().to_owned(),
+                    removed: true,
+                });
             }
             if deadline.has_expired() {
                 return Err(Error::Timeout { path: self.server.clone() });

@@ -510,6 +510,8 @@ fn rows() -> Vec<Row> {
             tx.send(&vec![0; pipe::DEFAULT_MAX_FRAME + 1]) => Err(ipc_kit::traits::Error::TooLarge { .. })),
         row!("ChildFds::insert", "fd 1 (a standard stream)", { let (r, _w) = pipe::pipe().unwrap(); }
             ChildFds::new().insert(1, r) => Err(pipe::Error::InvalidChildFd { .. })),
+        row!("ChildFds::insert", "fd i32::MAX (over RLIMIT_NOFILE)", { let (r, _w) = pipe::pipe().unwrap(); }
+            ChildFds::new().insert(i32::MAX, r) => Err(pipe::Error::InvalidChildFd { .. })),
         row!("ChildFds::insert", "fd -1", { let (r, _w) = pipe::pipe().unwrap(); }
             ChildFds::new().insert(-1, r) => Err(pipe::Error::InvalidChildFd { .. })),
         row!("ChildFds::insert", "a number given twice", { let (r, w) = pipe::pipe().unwrap(); let mut fds = ChildFds::new(); fds.insert(5, r).unwrap(); }

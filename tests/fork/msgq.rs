@@ -29,6 +29,7 @@ cases!("msgq":
     pair_names_survive_pid_reuse_and_crashes,
     posix_dot_names_are_invalid,
     sysv_capacity_lowered_under_a_waiting_sender,
+    queue_pairs_outlive_a_killed_peer,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -719,4 +720,26 @@ fn sysv_capacity_lowered_under_a_waiting_sender() {
     assert_eq!(waiting.wait_timeout(Duration::from_secs(10)), Some(Exit::Code(0)), "the waiting send went through");
     assert_eq!(q.recv(Selector::Any, &mut buf).unwrap(), (2, 200));
     assert_eq!(buf[..200], [2; 200]);
+}
+
+/// As the traits document: a queue records no peer, so the receiver of a
+/// queue pair whose sender was killed gets what it sent, then waits
+/// (`Timeout`, not `Disconnected`); only removal disconnects.
+fn queue_pairs_outlive_a_killed_peer() {
+    use ipc_kit::{Mechanism, traits::Error as TraitError};
+    for m in [Mechanism::SysvQueue, Mechanism::PosixQueue] {
+        let mut pair = m.pair().unwrap();
+        let mut sender = fork(|| {
+            pair.sender.send(b"last words").unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        });
+        let mut buf = Vec::new();
+        assert_eq!(pair.receiver.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap(), 10, "{}", m.name());
+        sender.kill();
+        sender.wait();
+        match pair.receiver.recv_timeout(&mut buf, Duration::from_millis(100)) {
+            Err(TraitError::Timeout) => {}
+            other => panic!("{}: expected Timeout, got {other:?}", m.name()),
+        }
+    }
 }

@@ -316,7 +316,9 @@ impl FifoServer {
         };
         let writer = match fifo.try_open_writer() {
             Err(Error::NoReader { .. }) => {
-                let _ = std::fs::remove_file(&request.reply_path); // a dead client's leftover
+                // A dead client's leftover: removed if still stale (no
+                // reader has it open, and it is the same FIFO).
+                let _ = crate::fifo::remove_if_stale(&request.reply_path);
                 return Err(gone());
             }
             other => other?,

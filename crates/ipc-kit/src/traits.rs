@@ -10,6 +10,13 @@ use std::time::Duration;
 pub enum Error {
     /// The other side is gone (end of file, a removed queue, a closed
     /// channel), and everything it sent has been received.
+    ///
+    /// Pipes, FIFOs and channels report it when the other side's process
+    /// is gone, killed or not. Message queues report it only when the queue
+    /// is removed: a queue outlives its processes and records no peer, so a
+    /// receiver whose sender died keeps waiting, and a sender whose
+    /// receiver died fills the queue. Use the timed forms with queues
+    /// where a peer may die.
     #[error("the other side is gone")]
     Disconnected,
     /// A `try_send` found no room.

@@ -55,12 +55,19 @@ impl ChildFds {
     ///
     /// [`Error::InvalidChildFd`] for a number below 3 (use
     /// [`Command::stdin`], [`Command::stdout`] and [`Command::stderr`] for
-    /// those) or one already given.
+    /// those), one already given, or one not below this process's
+    /// open-file limit (`RLIMIT_NOFILE`, which the child inherits).
     pub fn insert(&mut self, child_fd: RawFd, fd: impl Into<OwnedFd>) -> Result<&mut Self> {
         if child_fd < 3 {
             return Err(Error::InvalidChildFd {
                 fd: child_fd,
                 reason: "0, 1 and 2 are the standard streams: use Command::stdin, stdout or stderr",
+            });
+        }
+        if open_file_limit().is_some_and(|limit| child_fd as u64 >= limit) {
+            return Err(Error::InvalidChildFd {
+                fd: child_fd,
+                reason: "it is not below the open-file limit (RLIMIT_NOFILE) the child inherits",
             });
         }
         if self.fds.iter().any(|&(_, t)| t == child_fd) {
@@ -92,4 +99,13 @@ impl ChildFds {
             sys::map_fds_on_exec(cmd, self.fds);
         }
     }
+}
+
+/// This process's soft limit on open files (`RLIMIT_NOFILE`), from
+/// /proc/self/limits: no fd number reaches it. `None` when unknown or
+/// unlimited.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
 }

@@ -386,7 +386,16 @@ fn cli_keys_and_ids_never_wrap_and_dry_runs_check_addresses() {
     let q = SysvQueue::create(Key::new(key).unwrap(), 0o600).unwrap();
     let wrapped_key = format!("sysv:{:#x}", i64::from(key) + (1 << 32));
     let wrapped_id = format!("sysv-id:{}", i64::from(q.id()) + (1 << 32));
-    for address in [wrapped_key.as_str(), wrapped_id.as_str(), "sysv:-2147483649", "sysv-id:-1"] {
+    for address in [
+        wrapped_key.as_str(),
+        wrapped_id.as_str(),
+        "sysv:-2147483649",
+        "sysv-id:-1",
+        "sysv-id:-0",
+        "sysv:0x-10",
+        "sysv:+16",
+        "sysv-id:+3",
+    ] {
         let out = run(&["send", address, "misdelivered"]);
         assert_eq!(out.status.code(), Some(2), "{address}: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -399,7 +408,9 @@ fn cli_keys_and_ids_never_wrap_and_dry_runs_check_addresses() {
     let real = format!("msg-id:{}", q.id());
     let out = run(&["rm", "--dry-run", &real]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for bogus in ["gizmo:1", "msg-id:notanid", "msg-id:-5", "posix-mq:no-slash", "shm-id:2147483000"] {
+    for bogus in
+        ["gizmo:1", "msg-id:notanid", "msg-id:-5", "msg-id:-0", "msg-id:+5", "posix-mq:no-slash", "shm-id:2147483000"]
+    {
         let out = run(&["rm", "--dry-run", bogus]);
         assert_eq!(out.status.code(), Some(2), "{bogus}: {}", String::from_utf8_lossy(&out.stdout));
         assert!(!String::from_utf8_lossy(&out.stdout).contains("would remove"), "{bogus}");

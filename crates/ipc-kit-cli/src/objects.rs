@@ -261,13 +261,18 @@ pub(crate) fn unescape(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Whether `s` is an id as written: decimal digits only (no sign).
+fn id_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// An object address in one spelling (ids as plain numbers), or why it is
 /// not one.
 pub(crate) fn canonical(address: &str) -> Result<String, String> {
     let (kind, rest) = address.split_once(':').ok_or_else(|| format!("{address}: not an object address"))?;
     match kind {
         "shm-id" | "msg-id" | "sem-id" => {
-            let id = rest.parse::<i32>().ok().filter(|&i| i >= 0);
+            let id = id_digits(rest).then(|| rest.parse::<i32>().ok()).flatten();
             id.map(|i| format!("{kind}:{i}")).ok_or_else(|| format!("{address}: {rest:?} is not an id"))
         }
         "posix-shm" | "posix-sem" | "posix-mq" if rest.starts_with('/') => Ok(address.to_owned()),
@@ -281,7 +286,12 @@ pub(crate) fn remove(address: &str) -> Result<(), String> {
     use ipc_kit::msgq::{PosixQueue, SysvQueue};
     use ipc_kit::shm::SysvSegment;
     let (kind, rest) = address.split_once(':').ok_or_else(|| format!("{address}: not an object address"))?;
-    let id = || rest.parse::<i32>().map_err(|_| format!("{address}: {rest:?} is not an id"));
+    let id = || {
+        id_digits(rest)
+            .then(|| rest.parse::<i32>().ok())
+            .flatten()
+            .ok_or_else(|| format!("{address}: {rest:?} is not an id"))
+    };
     let refuse = |e: String| format!("cannot remove {address}: {e}");
     match kind {
         "shm-id" => SysvSegment::open_id(id()?, 0).and_then(|s| s.remove()).map_err(|e| refuse(e.to_string())),

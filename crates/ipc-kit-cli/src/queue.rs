@@ -22,12 +22,18 @@ enum Queue {
 fn open(address: &str) -> Result<Queue, String> {
     let bad = |why: &str| format!("{address}: {why} (sysv:KEY, sysv-id:ID or posix:/name)");
     let (kind, rest) = address.split_once(':').ok_or_else(|| bad("not a queue address"))?;
+    // Digits as written: decimal with an optional '-', or 0x and hex
+    // digits; no '+', and no sign after 0x.
     let number = |s: &str| -> Result<i64, String> {
-        let parsed = match s.strip_prefix("0x") {
-            Some(hex) => i64::from_str_radix(hex, 16),
-            None => s.parse(),
+        let digits = |d: &str, hex: bool| {
+            !d.is_empty() && d.bytes().all(|b| if hex { b.is_ascii_hexdigit() } else { b.is_ascii_digit() })
         };
-        parsed.map_err(|_| bad(&format!("{s:?} is not a number")))
+        let parsed = match s.strip_prefix("0x") {
+            Some(hex) if digits(hex, true) => i64::from_str_radix(hex, 16).ok(),
+            None if digits(s.strip_prefix('-').unwrap_or(s), false) => s.parse().ok(),
+            _ => None,
+        };
+        parsed.ok_or_else(|| bad(&format!("{s:?} is not a number")))
     };
     // A key is a 32-bit key_t, written signed or as its unsigned bits (hex
     // 0xffffffff is -1); an id is a non-negative int. Nothing wraps.
@@ -45,6 +51,7 @@ fn open(address: &str) -> Result<Queue, String> {
             let key = Key::new(key(number(rest)?)?).map_err(|e| format!("{address}: {e}"))?;
             SysvQueue::open(key).map(Queue::Sysv).map_err(fail)
         }
+        "sysv-id" if rest.starts_with('-') => Err(bad(&format!("{rest:?} is not an id (0 to 2147483647)"))),
         "sysv-id" => SysvQueue::open_id(id(number(rest)?)?).map(Queue::Sysv).map_err(fail),
         "posix" => PosixQueue::open(rest).map(Queue::Posix).map_err(fail),
         _ => Err(bad(&format!("unknown kind {kind:?}"))),

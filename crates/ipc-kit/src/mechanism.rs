@@ -4,6 +4,9 @@ use std::io;
 
 use crate::traits::{MessageReceiver, MessageSender};
 
+/// The type of the empty message that primes a System V pair's queue.
+const PRIMING_TYPE: i64 = 2;
+
 /// The mechanisms the traits cover.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -13,7 +16,8 @@ pub enum Mechanism {
     /// A named pipe in a fresh temporary directory, framed; the FIFO and
     /// its directory are removed as soon as both ends are open.
     Fifo,
-    /// A private System V message queue.
+    /// A private System V message queue, primed with one empty message
+    /// so that the kernel records its maker (see [`pair`](Self::pair)).
     SysvQueue,
     /// A POSIX message queue with a unique name (10 messages of 8 KiB),
     /// unlinked as soon as both ends are open.
@@ -46,6 +50,19 @@ impl Mechanism {
     /// besides its two sides, such as the handle that removes a System V
     /// queue, which goes when the creating process drops it (a forked
     /// child's copies never remove anything).
+    ///
+    /// # Leftovers
+    ///
+    /// A System V pair's queue is private (`IPC_PRIVATE`) and is removed
+    /// when the process that made the pair drops it; a killed maker leaves
+    /// it, as System V queues outlive their processes. `pair` sends one
+    /// empty message through the queue and receives it itself, so that the
+    /// kernel records the maker as the queue's last sender and receiver
+    /// and `ipc-kit rm --orphaned` offers the queue once the maker and
+    /// whoever used the queue later are gone. (The kernel records no
+    /// receiver that is still waiting: a child that only receives, and has
+    /// received nothing yet, does not keep the queue from looking
+    /// orphaned after the maker's death.)
     ///
     /// # Errors
     ///
@@ -97,6 +114,13 @@ impl Mechanism {
                 let owner = ipc_msgq::SysvQueue::create(ipc_sync::Key::private(), 0o600)?;
                 let tx = ipc_msgq::SysvQueue::open_id(owner.id())?;
                 let rx = ipc_msgq::SysvQueue::open_id(owner.id())?;
+                // One empty message through the queue, so that the kernel
+                // records this process as its last sender and receiver: a
+                // queue with no pid recorded is never taken for an orphan.
+                // (Its own type, so that nothing else sent meanwhile is
+                // taken for it.)
+                tx.try_send(PRIMING_TYPE, &[])?;
+                rx.try_recv(ipc_msgq::Selector::Exactly(PRIMING_TYPE), &mut [])?;
                 Pair::new(tx, rx, Keep::SysvQueue { _owner: owner })
             }
             Mechanism::PosixQueue => {

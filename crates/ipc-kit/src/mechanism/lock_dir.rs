@@ -95,7 +95,11 @@ fn take(path: &Path) -> io::Result<Option<Flock<File>>> {
     let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let dir = match OpenOptions::new().read(true).custom_flags(flags.bits()).open(path) {
         Ok(dir) => dir,
+        // Gone, or no longer a directory (a symbolic link: ELOOP).
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error().map(Errno::from_raw).is_some_and(|e| matches!(e, Errno::ELOOP | Errno::ENOTDIR)) => {
+            return Ok(None);
+        }
         Err(e) => return Err(e),
     };
     let lock = match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {

@@ -617,9 +617,15 @@ fn pair_names_survive_pid_reuse_and_crashes() {
                 (m, r)
             })
             .collect();
+        // Unlocked, they are a dead maker's: the pairs swept them first.
+        let mut unswept = Vec::new();
         for (n, mut q) in stale.into_iter().enumerate() {
-            q.unlink().unwrap();
-            std::fs::remove_dir(tmp.join(format!("ipc-kit-pair-{pid}-{n}"))).unwrap();
+            if q.unlink().is_ok() {
+                unswept.push(format!("/ipc-kit-pair-{pid}-{n}"));
+            }
+            if std::fs::remove_dir(tmp.join(format!("ipc-kit-pair-{pid}-{n}"))).is_ok() {
+                unswept.push(format!("{}/ipc-kit-pair-{pid}-{n}", tmp.display()));
+            }
         }
         for (m, r) in results {
             assert_eq!(
@@ -627,6 +633,7 @@ fn pair_names_survive_pid_reuse_and_crashes() {
                 b"fresh"
             );
         }
+        assert!(unswept.is_empty(), "a dead namesake's leftovers were not swept (now removed): {unswept:?}");
     })
     .join();
     // A process killed while holding pairs leaves nothing behind.

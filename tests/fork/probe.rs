@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
 use ipc_kit::fifo::{Error, Fifo, FifoClient, FifoServer};
-use ipc_kit::msgq::{Key, Selector, SysvQueue};
+use ipc_kit::msgq::{Key, SysvQueue};
 use ipc_kit_tests::{Exit, ScratchDir, cases, fork};
 
 cases!("probe":
@@ -14,7 +14,6 @@ cases!("probe":
     request_timeout_honours_its_timeout_when_the_request_fifo_is_full,
     a_client_that_never_reads_its_replies_does_not_stop_the_server,
     a_forged_request_never_answers_another_client,
-    cli_rm_orphaned_spares_a_queue_a_live_process_waits_on,
     sysv_write_only_sender_to_a_full_queue_gets_full,
     pairs_killed_while_being_made_leave_nothing,
     a_dead_clients_reply_never_reaches_a_new_client_with_its_pid,
@@ -23,6 +22,7 @@ cases!("probe":
     cli_recv_takes_a_message_longer_than_msgmax_now,
     sysv_pair_of_a_killed_process_is_swept_as_an_orphan,
     server_with_a_name_that_is_not_utf8,
+    pair_sweeps_spare_live_makers_and_take_stale_leftovers,
 );
 
 /// A request frame as any process may write it into the request FIFO:
@@ -206,28 +206,6 @@ fn cli() -> std::path::PathBuf {
     path
 }
 
-/// A queue this process made and waits on (a thread blocked in `recv`
-/// for type 2), to which a child that has since exited sent one message
-/// of type 1: the only pid the kernel records for it is the dead
-/// sender's. It is not an orphan, and `rm --orphaned --dry-run` must not
-/// offer to remove it (a real `--orphaned` would pull it from under the
-/// waiting receiver).
-fn cli_rm_orphaned_spares_a_queue_a_live_process_waits_on() {
-    let key = Key::new(0x1f30_0000 | (std::process::id() as i32 & 0xffff)).unwrap();
-    let q = SysvQueue::create(key, 0o600).unwrap();
-    let id = q.id();
-    std::thread::scope(|s| {
-        let waiting = s.spawn(|| q.recv_vec_timeout(Selector::Exactly(2), &mut Vec::new(), Duration::from_secs(10)));
-        fork(|| SysvQueue::open(key).unwrap().send(1, b"from a child that exits").unwrap()).join();
-        let out = std::process::Command::new(cli()).args(["rm", "--orphaned", "--dry-run"]).output().unwrap();
-        let said = String::from_utf8_lossy(&out.stdout).into_owned();
-        q.send(2, b"done").unwrap();
-        assert!(waiting.join().unwrap().is_ok(), "the waiting receiver got its message");
-        let ours = format!("would remove msg-id:{id}");
-        assert!(!said.lines().any(|l| l == ours), "a queue its live creator waits on is offered as an orphan: {said}");
-    });
-}
-
 /// A sender that may write to a System V queue but not read it (mode
 /// 0200 for its owner, or 0622 for others: the kernel needs read
 /// permission for `IPC_STAT`) finds the queue full: `try_send` says
@@ -259,20 +237,29 @@ fn sysv_write_only_sender_to_a_full_queue_gets_full() {
 
 /// Processes killed at random moments while they make and drop POSIX
 /// queue and FIFO pairs (`Mechanism::pair`): whatever step the kill lands
-/// on, no queue name and no temporary directory of theirs stays behind
-/// (nothing sweeps a `ipc-kit-pair-PID-…` name later: the pid is no proof
-/// of anything). Whatever is found is removed here after the check.
+/// on, what they leave (a queue `/ipc-kit-pair-PID-…`, a directory
+/// `$TMPDIR/ipc-kit-pair-PID-…`) is stale by the kernel's word (its lock
+/// is free), and the next run's pairs, one of each kind, sweep it: then
+/// nothing of theirs is left. Whatever is found is removed here after the
+/// check.
 fn pairs_killed_while_being_made_leave_nothing() {
-    if !ipc_kit_tests::private_mount_namespace("mounting an mqueue file system to list POSIX queues") {
-        return;
+    // Listing POSIX queues takes an mqueue mount, which takes root.
+    // Without it the directories are checked, and a queue is swept only
+    // with its directory.
+    let mnt = nix::unistd::geteuid().is_root().then(|| {
+        assert!(ipc_kit_tests::private_mount_namespace("mounting an mqueue file system"));
+        let mnt = ScratchDir::new();
+        nix::mount::mount(Some("mqueue"), mnt.path(), Some("mqueue"), nix::mount::MsFlags::empty(), None::<&str>)
+            .expect("mount mqueue");
+        mnt
+    });
+    if mnt.is_none() {
+        println!("POSIX queues not listed (mounting an mqueue file system needs root): directories checked");
     }
-    let mnt = ScratchDir::new();
-    nix::mount::mount(Some("mqueue"), mnt.path(), Some("mqueue"), nix::mount::MsFlags::empty(), None::<&str>)
-        .expect("mount mqueue");
     let tmp = std::env::temp_dir();
     let mut rng = ipc_kit_tests::Rng::new(u64::from(std::process::id()));
-    let mut left = Vec::new();
     let looping = ipc_kit::shm::Mapping::anonymous(4096).unwrap();
+    let mut killed = Vec::new();
     for _ in 0..150 {
         looping.write(0, &0u32).unwrap();
         let mut child = fork(|| {
@@ -291,21 +278,41 @@ fn pairs_killed_while_being_made_leave_nothing() {
         std::thread::sleep(Duration::from_micros(rng.below(1000)));
         child.kill();
         child.wait();
-        let prefix = format!("ipc-kit-pair-{}-", child.pid());
-        for dir in [mnt.path(), tmp.as_path()] {
+        killed.push(format!("ipc-kit-pair-{}-", child.pid()));
+    }
+    let leftovers = || {
+        let mut left = Vec::new();
+        for dir in mnt.iter().map(ScratchDir::path).chain([tmp.as_path()]) {
             for e in std::fs::read_dir(dir).unwrap().flatten() {
-                if e.file_name().as_bytes().starts_with(prefix.as_bytes()) {
+                if killed.iter().any(|prefix| e.file_name().as_bytes().starts_with(prefix.as_bytes())) {
                     left.push(e.path());
                 }
             }
         }
+        left
+    };
+    let before = leftovers().len();
+    // The next run: each pair sweeps first.
+    for m in [ipc_kit::Mechanism::Fifo, ipc_kit::Mechanism::PosixQueue] {
+        drop(m.pair().unwrap());
     }
+    let left = leftovers();
     for path in &left {
         let _ = std::fs::remove_dir_all(path);
         let _ = std::fs::remove_file(path);
+        if let Some(name) = path.file_name().filter(|_| path.parent() == Some(tmp.as_path())) {
+            if let Ok(mut q) = ipc_kit::msgq::PosixQueue::open(&format!("/{}", name.to_string_lossy())) {
+                let _ = q.unlink();
+            }
+        }
     }
-    nix::mount::umount(mnt.path()).unwrap();
-    assert!(left.is_empty(), "left behind for good by killed makers of pairs: {left:?}");
+    if let Some(mnt) = &mnt {
+        nix::mount::umount(mnt.path()).unwrap();
+    }
+    assert!(
+        left.is_empty(),
+        "left behind by killed makers of pairs after the next pairs ({before} before them): {left:?}"
+    );
 }
 
 /// Waits up to 10 s for the file at `path` to appear.
@@ -521,4 +528,165 @@ fn server_with_a_name_that_is_not_utf8() {
         Err(Error::BadRequest { .. }) => {}
         other => panic!("a request naming another server's client's FIFO: {other:?}"),
     }
+}
+
+/// Things named like a pair's lock directory (`$TMPDIR/NAME`) and queue
+/// (`/NAME`), planted by a case, and removed when it ends however it ends.
+struct Planted(Vec<String>);
+
+impl Planted {
+    /// A directory `NAME` (mode 0700) with a FIFO in it, and a queue
+    /// `/NAME` that outlives this process: what a maker killed inside
+    /// `pair` leaves.
+    fn pair_leftovers(&mut self, name: String) -> std::path::PathBuf {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join(&name);
+        self.0.push(name.clone());
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        nix::unistd::mkfifo(&dir.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let attr = ipc_kit::msgq::QueueAttr { max_messages: 1, message_size: 8 };
+        ipc_kit::msgq::PosixQueue::create(&format!("/{name}"), attr, 0o600).unwrap().persist();
+        dir
+    }
+}
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let path = std::env::temp_dir().join(name);
+            if std::fs::remove_dir_all(&path).is_err() {
+                let _ = std::fs::remove_file(&path);
+            }
+            if let Ok(mut q) = ipc_kit::msgq::PosixQueue::open(&format!("/{name}")) {
+                let _ = q.unlink();
+            }
+        }
+    }
+}
+
+/// Whether the POSIX queue `name` exists.
+fn posix_queue_exists(name: &str) -> bool {
+    match ipc_kit::msgq::PosixQueue::open(name) {
+        Ok(_) => true,
+        Err(ipc_kit::msgq::Error::NotFound { .. }) => false,
+        Err(e) => panic!("opening {name}: {e}"),
+    }
+}
+
+/// The sweep each FIFO and POSIX queue pair runs first takes only what is
+/// provably stale. Planted in the temporary directory: the leftovers of a
+/// dead maker (a directory with a FIFO in it, unlocked, and a queue of its
+/// name); the same, locked by a live process; a symbolic link named like
+/// a lock directory to a directory elsewhere; and (as root) an unlocked
+/// empty directory of another user. A pair removes the first with its
+/// queue and leaves the rest. Then processes make pairs in a loop, each
+/// one sweeping, and keep their latest pairs: every pair works, made
+/// beside the others' sweeps and used after them, and the live holder's
+/// directory and queue survive every sweep. Once the holder is killed,
+/// the next pair removes them too.
+fn pair_sweeps_spare_live_makers_and_take_stale_leftovers() {
+    use ipc_kit::Mechanism;
+    let tmp = std::env::temp_dir();
+    let pid = std::process::id();
+    let mut planted = Planted(Vec::new());
+    let stale = planted.pair_leftovers(format!("ipc-kit-pair-planted-{pid}-stale"));
+    // A live maker: it holds the lock, then makes its FIFO and queue.
+    let live_name = format!("ipc-kit-pair-planted-{pid}-live");
+    let live = tmp.join(&live_name);
+    planted.0.push(live_name.clone());
+    let locked = ipc_kit::shm::Mapping::anonymous(4096).unwrap();
+    let mut holder = fork(|| {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().mode(0o700).create(&live).unwrap();
+        let dir = std::fs::File::open(&live).unwrap();
+        let _lock = nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+        nix::unistd::mkfifo(&live.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let attr = ipc_kit::msgq::QueueAttr { max_messages: 1, message_size: 8 };
+        ipc_kit::msgq::PosixQueue::create(&format!("/{live_name}"), attr, 0o600).unwrap().persist();
+        locked.write(0, &1u32).unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let t = Instant::now();
+    while locked.read::<u32>(0).unwrap() == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "the live maker did not lock its directory");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // A symbolic link to a directory of someone else's.
+    let elsewhere = ScratchDir::new();
+    std::fs::write(elsewhere.path().join("keep"), b"not a pair's").unwrap();
+    let link_name = format!("ipc-kit-pair-planted-{pid}-link");
+    planted.0.push(link_name.clone());
+    std::os::unix::fs::symlink(elsewhere.path(), tmp.join(&link_name)).unwrap();
+    // Another user's, which only root can plant.
+    let other_name = format!("ipc-kit-pair-planted-{pid}-other");
+    let other = nix::unistd::geteuid().is_root().then(|| {
+        planted.0.push(other_name.clone());
+        let path = tmp.join(&other_name);
+        std::fs::create_dir(&path).unwrap();
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        path
+    });
+
+    for m in [Mechanism::Fifo, Mechanism::PosixQueue] {
+        let mut pair = m.pair().unwrap();
+        pair.sender.send(b"after a sweep").unwrap();
+        let mut buf = Vec::new();
+        pair.receiver.recv(&mut buf).unwrap();
+        assert_eq!(buf, b"after a sweep", "{}", m.name());
+    }
+    assert!(!stale.exists(), "a dead maker's directory was not swept");
+    assert!(!posix_queue_exists(&format!("/ipc-kit-pair-planted-{pid}-stale")), "a dead maker's queue was not swept");
+    assert!(live.join("fifo").exists(), "a live maker's directory or FIFO was swept");
+    assert!(posix_queue_exists(&format!("/{live_name}")), "a live maker's queue was swept");
+    assert!(elsewhere.path().join("keep").exists(), "the sweep followed a symbolic link");
+    assert!(tmp.join(&link_name).symlink_metadata().is_ok(), "the sweep removed a symbolic link it could not lock");
+    if let Some(other) = &other {
+        assert!(other.exists(), "the sweep removed another user's directory");
+    }
+
+    // Makers side by side, each keeping its latest pairs and using them
+    // after every new one (made beside the others' sweeps).
+    let makers: Vec<_> = (0..3u8)
+        .map(|who| {
+            fork(move || {
+                let t = Instant::now();
+                let mut kept: Vec<(Mechanism, ipc_kit::Pair)> = Vec::new();
+                let mut buf = Vec::new();
+                let mut n = 0u32;
+                while t.elapsed() < Duration::from_millis(1500) {
+                    let m = if n.is_multiple_of(2) { Mechanism::Fifo } else { Mechanism::PosixQueue };
+                    let pair = m.pair().unwrap_or_else(|e| panic!("{} pair number {n} of maker {who}: {e}", m.name()));
+                    kept.push((m, pair));
+                    if kept.len() > 4 {
+                        kept.remove(0);
+                    }
+                    for (i, (m, pair)) in kept.iter_mut().enumerate() {
+                        let msg = [who, i as u8, n as u8];
+                        pair.sender.send(&msg).unwrap_or_else(|e| panic!("{} send of maker {who}: {e}", m.name()));
+                        pair.receiver
+                            .recv(&mut buf)
+                            .unwrap_or_else(|e| panic!("{} recv of maker {who}: {e}", m.name()));
+                        assert_eq!(buf, msg, "{} pair of maker {who}", m.name());
+                    }
+                    n += 1;
+                }
+                assert!(n > 10, "maker {who} made only {n} pairs");
+            })
+        })
+        .collect();
+    for (who, mut maker) in makers.into_iter().enumerate() {
+        match maker.wait_timeout(Duration::from_secs(15)) {
+            Some(Exit::Code(0)) => {}
+            other => panic!("maker {who} ended with {other:?}"),
+        }
+    }
+    assert!(live.join("fifo").exists(), "a live maker's directory or FIFO was swept by makers in a loop");
+    assert!(posix_queue_exists(&format!("/{live_name}")), "a live maker's queue was swept by makers in a loop");
+
+    // Its maker dies: the kernel drops the lock, and the next pair sweeps.
+    holder.kill();
+    holder.wait();
+    drop(Mechanism::PosixQueue.pair().unwrap());
+    assert!(!live.exists(), "the directory of a maker since killed was not swept");
+    assert!(!posix_queue_exists(&format!("/{live_name}")), "the queue of a maker since killed was not swept");
 }

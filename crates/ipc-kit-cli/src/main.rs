@@ -39,7 +39,10 @@ enum Cmd {
         objects: Vec<String>,
         /// Also every System V segment and queue that nobody is attached
         /// to and whose every recorded pid (creator, last attacher, last
-        /// sender and receiver) is gone.
+        /// sender and receiver) is gone. The kernel records no creator for
+        /// a queue and no receiver that has not received anything yet: a
+        /// queue that only a dead process sent to looks orphaned even while
+        /// a live process waits on it. Use --dry-run first and check.
         #[arg(long)]
         orphaned: bool,
         /// Say what would be removed, remove nothing.

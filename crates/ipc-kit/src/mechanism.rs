@@ -4,6 +4,11 @@ use std::io;
 
 use crate::traits::{MessageReceiver, MessageSender};
 
+mod lock_dir;
+
+/// The type of the empty message that primes a System V pair's queue.
+const PRIMING_TYPE: i64 = 2;
+
 /// The mechanisms the traits cover.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -11,12 +16,15 @@ pub enum Mechanism {
     /// An anonymous pipe, framed.
     Pipe,
     /// A named pipe in a fresh temporary directory, framed; the FIFO and
-    /// its directory are removed as soon as both ends are open.
+    /// its directory are removed as soon as both ends are open (and swept
+    /// by a later pair if the maker dies first: see [`pair`](Self::pair)).
     Fifo,
-    /// A private System V message queue.
+    /// A private System V message queue, primed with one empty message
+    /// so that the kernel records its maker (see [`pair`](Self::pair)).
     SysvQueue,
     /// A POSIX message queue with a unique name (10 messages of 8 KiB),
-    /// unlinked as soon as both ends are open.
+    /// unlinked as soon as both ends are open (and swept by a later pair
+    /// if the maker dies first: see [`pair`](Self::pair)).
     PosixQueue,
     /// A shared-memory byte channel (1 MiB ring) in anonymous memory.
     ShmByteChannel,
@@ -47,9 +55,48 @@ impl Mechanism {
     /// queue, which goes when the creating process drops it (a forked
     /// child's copies never remove anything).
     ///
+    /// # Leftovers
+    ///
+    /// A FIFO pair and a POSIX queue pair have names only while `pair`
+    /// runs: the FIFO and its directory, or the queue's name, are removed
+    /// as soon as both ends are open. A process killed inside `pair` may
+    /// leave them behind, and the next `pair` of either kind, by any
+    /// process of the same user with the same temporary directory, sweeps
+    /// them:
+    ///
+    /// - While the name exists, the maker holds an exclusive `flock` on a
+    ///   directory `$TMPDIR/ipc-kit-pair-NAME` (mode 0700) that it made;
+    ///   the FIFO is inside it, and the queue is `/ipc-kit-pair-NAME`. The
+    ///   kernel drops the lock when the maker dies.
+    /// - At its start, each `pair` of these two kinds reads the temporary
+    ///   directory once and takes every such directory of this user whose
+    ///   lock it can take without waiting (its maker is dead), opened
+    ///   without following symbolic links and checked to be still the one
+    ///   at that path; it removes the queue of that name, then the
+    ///   directory. Directories of live makers (locked), of other users, or
+    ///   that cannot be removed are left alone, without an error.
+    ///
+    /// Proof of a maker's death comes from the kernel's lock only, never
+    /// from pids or time. A maker that forks (or another thread forks)
+    /// while it holds the lock shares the lock with the child, and its
+    /// leftovers are swept once both are gone.
+    ///
+    /// A System V pair's queue is private (`IPC_PRIVATE`) and is removed
+    /// when the process that made the pair drops it; a killed maker leaves
+    /// it, as System V queues outlive their processes. `pair` sends one
+    /// empty message through the queue and receives it itself, so that the
+    /// kernel records the maker as the queue's last sender and receiver
+    /// and `ipc-kit rm --orphaned` offers the queue once the maker and
+    /// whoever used the queue later are gone. (The kernel records no
+    /// receiver that is still waiting: a child that only receives, and has
+    /// received nothing yet, does not keep the queue from looking
+    /// orphaned after the maker's death.)
+    ///
     /// # Errors
     ///
-    /// The mechanism's own errors when its object cannot be made.
+    /// The mechanism's own errors when its object cannot be made; for a
+    /// FIFO or POSIX queue pair, also when the lock directory cannot be
+    /// made or locked in the temporary directory.
     ///
     /// # Examples
     ///
@@ -80,12 +127,13 @@ impl Mechanism {
                 Pair::new(crate::impls::PipeSender::new(w), ipc_pipe::FrameReader::new(r), Keep::None)
             }
             Mechanism::Fifo => {
-                let dir = TempDir::new()?;
-                let fifo = ipc_fifo::Fifo::create(dir.0.join("fifo"), 0o600)?;
+                lock_dir::sweep();
+                let dir = lock_dir::LockDir::new()?;
+                let fifo = ipc_fifo::Fifo::create(dir.path().join("fifo"), 0o600)?;
                 let r = fifo.try_open_reader()?;
                 let w = fifo.try_open_writer()?;
                 // Both ends are open: the FIFO and its directory go now,
-                // so a crash leaves nothing behind.
+                // and the lock with them.
                 drop(fifo);
                 drop(dir);
                 Pair::new(crate::impls::PipeSender::new(w), ipc_pipe::FrameReader::new(r), Keep::None)
@@ -97,21 +145,33 @@ impl Mechanism {
                 let owner = ipc_msgq::SysvQueue::create(ipc_sync::Key::private(), 0o600)?;
                 let tx = ipc_msgq::SysvQueue::open_id(owner.id())?;
                 let rx = ipc_msgq::SysvQueue::open_id(owner.id())?;
+                // One empty message through the queue, so that the kernel
+                // records this process as its last sender and receiver: a
+                // queue with no pid recorded is never taken for an orphan.
+                // (Its own type, so that nothing else sent meanwhile is
+                // taken for it.)
+                tx.try_send(PRIMING_TYPE, &[])?;
+                rx.try_recv(ipc_msgq::Selector::Exactly(PRIMING_TYPE), &mut [])?;
                 Pair::new(tx, rx, Keep::SysvQueue { _owner: owner })
             }
             Mechanism::PosixQueue => {
+                lock_dir::sweep();
+                // The queue has the lock directory's name, and exists only
+                // while the directory is locked.
                 let mut tries = 0;
-                let mut q = loop {
-                    let name = format!("/{}", unique_name());
+                let (dir, mut q) = loop {
+                    let dir = lock_dir::LockDir::new()?;
+                    let name = format!("/{}", dir.name());
                     match ipc_msgq::PosixQueue::create(&name, ipc_msgq::QueueAttr::default(), 0o600) {
                         Err(ipc_msgq::Error::AlreadyExists { .. }) if tries < 16 => tries += 1,
-                        other => break other?,
+                        other => break (dir, other?),
                     }
                 };
                 let other = ipc_msgq::PosixQueue::open(q.name())?;
                 // Both ends are open: the name goes now (the queue lives on
-                // while open), so a crash leaves nothing behind.
+                // while open), then the directory and its lock.
                 q.unlink()?;
+                drop(dir);
                 Pair::new(q, other, Keep::None)
             }
             Mechanism::ShmByteChannel => {
@@ -133,18 +193,6 @@ enum Keep {
     },
 }
 
-/// `ipc-kit-pair-PID-N-RANDOM`: unique in this process by `N`, and by
-/// `RANDOM` against what a dead process with a reused pid left.
-fn unique_name() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    // std seeds each RandomState's keys from the OS's random source.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(n);
-    format!("ipc-kit-pair-{}-{n}-{:016x}", std::process::id(), h.finish())
-}
-
 /// A connected sender and receiver of one [`Mechanism`].
 pub struct Pair {
     /// The sending side.
@@ -163,31 +211,5 @@ impl Pair {
 impl std::fmt::Debug for Pair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pair").finish_non_exhaustive()
-    }
-}
-
-/// A temporary directory for a FIFO, removed by the process that made it.
-#[derive(Debug)]
-struct TempDir(std::path::PathBuf, u32);
-
-impl TempDir {
-    fn new() -> io::Result<TempDir> {
-        let mut tries = 0;
-        loop {
-            let dir = std::env::temp_dir().join(unique_name());
-            match std::fs::create_dir(&dir) {
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 16 => tries += 1,
-                Err(e) => return Err(e),
-                Ok(()) => return Ok(TempDir(dir, std::process::id())),
-            }
-        }
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if self.1 == std::process::id() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 }

@@ -162,6 +162,13 @@ fn cli_send_and_recv_through_both_queue_kinds() {
     assert_eq!((v["priority"].as_i64(), v["message"].as_str()), (Some(9), Some("high")));
     assert_eq!(String::from_utf8(run(&["recv", &posix]).stdout).unwrap(), "low\n");
     assert_eq!(run(&["recv", &posix]).status.code(), Some(1));
+    // A zero timeout tries once: a message already there is taken.
+    for q in [&posix, &sysv] {
+        assert!(run(&["send", q, "hello"]).status.success());
+        let out = run(&["recv", q, "--timeout", "0"]);
+        assert_eq!((out.status.code(), &out.stdout[..]), (Some(0), &b"hello\n"[..]), "{q}");
+        assert_eq!(run(&["recv", q, "--timeout", "0"]).status.code(), Some(1), "{q}: empty");
+    }
 }
 
 fn cli_bad_addresses_exit_2_with_one_line() {

@@ -48,14 +48,14 @@ impl LockDir {
             let path = std::env::temp_dir().join(&name);
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < TRIES => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(naming(e, "make", &path)),
                 Ok(()) => {}
             }
             // Between `mkdir` and the lock, a sweep may take the new
             // directory for a dead maker's and remove it: then it is not
             // ours (or gone), and a new name is tried. A sweep that holds
             // it now removes it itself.
-            match take(&path)? {
+            match take(&path).map_err(|e| naming(e, "lock", &path))? {
                 Some(lock) => return Ok(LockDir { name, path, _lock: lock }),
                 None if tries < TRIES => {}
                 None => {
@@ -85,6 +85,11 @@ impl Drop for LockDir {
         // Still locked here: the lock goes with the fields, after this.
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// `e`, of the same kind, saying what was done to which directory.
+fn naming(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot {what} the lock directory {} of a pair: {e}", path.display()))
 }
 
 /// Opens the directory at `path` without following a symlink, takes its

@@ -27,6 +27,7 @@ cases!("probe":
     server_removes_the_reply_fifo_of_a_client_killed_mid_reply,
     clients_that_never_read_do_not_stall_the_server_in_turn(40 s),
     pair_error_names_a_missing_temporary_directory,
+    a_forged_request_never_disconnects_an_idle_client,
 );
 
 /// A request frame as any process may write it into the request FIFO:
@@ -850,6 +851,62 @@ fn pair_error_names_a_missing_temporary_directory() {
         }
     })
     .join();
+}
+
+/// A service whose replies are larger than a reply FIFO holds, and a
+/// client that is connected but between requests. Any process that may
+/// write to the request FIFO forges a request naming that client's reply
+/// FIFO (its name is in the directory listing): the server's reply to it
+/// fills the idle client's FIFO and times out half written. The client's
+/// next request must still be answered.
+fn a_forged_request_never_disconnects_an_idle_client() {
+    const BULK: usize = 100_000;
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let go = dir.path().join("go");
+    let mut victim = {
+        let path = path.clone();
+        let go = go.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            std::fs::write(go.with_extension("name"), client.reply_path().as_os_str().as_bytes()).unwrap();
+            let t = Instant::now();
+            while !go.exists() {
+                assert!(t.elapsed() < Duration::from_secs(10), "no go");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            match client.request_timeout(b"v", Duration::from_secs(10)) {
+                Ok(reply) => assert!(reply.len() == BULK && reply.iter().all(|&b| b == b'v'), "a wrong reply"),
+                Err(e) => panic!("an idle client was cut off by a request it never sent: {e}"),
+            }
+        })
+    };
+    let t = Instant::now();
+    let name = loop {
+        if let Ok(name) = std::fs::read(go.with_extension("name")) {
+            break name;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "the victim did not connect");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        while let Ok(req) = server.recv_timeout(Duration::from_secs(20)) {
+            let got = server.reply(&req, &vec![req.payload[0]; BULK]);
+            let _ = tx.send(format!("{got:?}"));
+        }
+        std::mem::forget(server); // the scratch directory goes with the case
+    });
+    let forger = Fifo::open(&path).unwrap().try_open_writer().unwrap();
+    forger.write_atomic(&forged_request(1, &name, b"a")).unwrap();
+    let forged = rx.recv_timeout(Duration::from_secs(10)).expect("the forged request was not answered");
+    std::fs::write(&go, b"").unwrap();
+    assert_eq!(
+        victim.wait_timeout(Duration::from_secs(15)),
+        Some(Exit::Code(0)),
+        "the victim was not answered after a forged request naming its reply FIFO (whose reply gave {forged})"
+    );
 }
 
 /// Sets `TMPDIR` in a forked child, which runs one thread.

@@ -28,6 +28,7 @@ cases!("probe":
     clients_that_never_read_do_not_stall_the_server_in_turn(40 s),
     pair_error_names_a_missing_temporary_directory,
     a_forged_request_never_disconnects_an_idle_client,
+    pairs_are_made_under_any_umask,
 );
 
 /// A request frame as any process may write it into the request FIFO:
@@ -907,6 +908,35 @@ fn a_forged_request_never_disconnects_an_idle_client() {
         Some(Exit::Code(0)),
         "the victim was not answered after a forged request naming its reply FIFO (whose reply gave {forged})"
     );
+}
+
+/// The lock directory of a FIFO or POSIX queue pair is documented as mode
+/// 0700, which its maker needs (it opens the directory to lock it, and
+/// makes the FIFO in it): a process whose umask takes those bits away
+/// still makes pairs. (Root passes every permission check: the maker here
+/// runs as nobody when the suite runs as root.)
+fn pairs_are_made_under_any_umask() {
+    use ipc_kit::Mechanism;
+    let scratch = ScratchDir::new();
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::chown(scratch.path(), Some(65534), Some(65534)).unwrap();
+    }
+    let tmp = scratch.path().to_owned();
+    fork(move || {
+        ipc_kit_tests::become_nobody();
+        set_tmpdir(&tmp);
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o777));
+        for m in [Mechanism::Fifo, Mechanism::PosixQueue] {
+            let mut pair = m.pair().unwrap_or_else(|e| panic!("{} pair under umask 0777: {e}", m.name()));
+            pair.sender.send(b"masked").unwrap();
+            let mut buf = Vec::new();
+            pair.receiver.recv(&mut buf).unwrap();
+            assert_eq!(buf, b"masked", "{}", m.name());
+        }
+    })
+    .join();
+    let left: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "pairs left {left:?}");
 }
 
 /// Sets `TMPDIR` in a forked child, which runs one thread.

@@ -23,6 +23,12 @@ cases!("probe":
     sysv_pair_of_a_killed_process_is_swept_as_an_orphan,
     server_with_a_name_that_is_not_utf8,
     pair_sweeps_spare_live_makers_and_take_stale_leftovers,
+    pipelined_requests_never_take_another_requests_reply,
+    server_removes_the_reply_fifo_of_a_client_killed_mid_reply,
+    clients_that_never_read_do_not_stall_the_server_in_turn(40 s),
+    pair_error_names_a_missing_temporary_directory,
+    a_forged_request_never_disconnects_an_idle_client,
+    pairs_are_made_under_any_umask,
 );
 
 /// A request frame as any process may write it into the request FIFO:
@@ -689,4 +695,254 @@ fn pair_sweeps_spare_live_makers_and_take_stale_leftovers() {
     drop(Mechanism::PosixQueue.pair().unwrap());
     assert!(!live.exists(), "the directory of a maker since killed was not swept");
     assert!(!posix_queue_exists(&format!("/{live_name}")), "the queue of a maker since killed was not swept");
+}
+
+/// A client that sends many requests before reading (pipelining) and reads
+/// late: the server gives up on a reply that does not fit in time. Every
+/// reply the client then takes must be the answer to its own request, in
+/// order, and once one was dropped the client must learn it (an error)
+/// rather than take the next request's reply for it or wait for good.
+fn pipelined_requests_never_take_another_requests_reply() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let mut client = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            for i in 0..20u8 {
+                client.send_request(&[i]).unwrap();
+            }
+            // Busy elsewhere: the replies pile up meanwhile.
+            std::thread::sleep(Duration::from_secs(3));
+            for i in 0..20u8 {
+                match client.recv_reply() {
+                    Ok(reply) => assert_eq!(reply[0], i, "the reply to request {} came for request {i}", reply[0]),
+                    Err(Error::ClientStalled { .. }) => return,
+                    Err(e) => panic!("reply {i}: {e}"),
+                }
+            }
+        })
+    };
+    // Replies of 4000 bytes: sixteen fill the client's reply FIFO.
+    let t = Instant::now();
+    for _ in 0..20 {
+        let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        let _ = server.reply(&req, &[req.payload[0]; 4000]);
+    }
+    assert!(t.elapsed() < Duration::from_secs(15));
+    assert_eq!(
+        client.wait_timeout(Duration::from_secs(10)),
+        Some(Exit::Code(0)),
+        "the pipelining client took a wrong reply, or waited for good for a dropped one"
+    );
+}
+
+/// A client killed while the server waits for room for its reply: the
+/// server says `ClientGone`, whose promise is that the reply FIFO was
+/// removed, and it is.
+fn server_removes_the_reply_fifo_of_a_client_killed_mid_reply() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let client = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            client.send_request(b"a lot, please").unwrap();
+            std::thread::sleep(Duration::from_secs(60)); // never reads
+        })
+    };
+    let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    let pid = client.pid();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    });
+    // Larger than the reply FIFO holds: the server waits in the write.
+    let got = server.reply(&req, &vec![1u8; 1 << 20]);
+    killer.join().unwrap();
+    drop(client);
+    assert!(matches!(got, Err(Error::ClientGone { .. })), "a reply to a client killed mid-reply gave {got:?}");
+    assert!(
+        req.reply_path().symlink_metadata().is_err(),
+        "ClientGone says the reply FIFO was removed, but {} is still there",
+        req.reply_path().display()
+    );
+}
+
+/// One process opens several connections, fills each one's reply FIFO
+/// itself and sends one request on each: every reply then waits for room
+/// until the server gives up on it. An honest client asking meanwhile is
+/// still answered within a few seconds, not after one reply timeout per
+/// hostile connection.
+fn clients_that_never_read_do_not_stall_the_server_in_turn() {
+    const HOSTILE: usize = 6;
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let ready = dir.path().join("ready");
+    let hostile = {
+        let path = path.clone();
+        let ready = ready.clone();
+        fork(move || {
+            let mut clients = Vec::new();
+            for _ in 0..HOSTILE {
+                let mut client = FifoClient::connect(&path).unwrap();
+                let filler = Fifo::open(client.reply_path()).unwrap().try_open_writer().unwrap();
+                loop {
+                    match filler.try_write(&[0u8; 4096]) {
+                        Ok(_) => {}
+                        Err(ipc_kit::pipe::Error::WouldBlock) => break,
+                        Err(e) => panic!("filling a reply FIFO: {e}"),
+                    }
+                }
+                client.send_request(b"x").unwrap();
+                clients.push((client, filler));
+            }
+            std::fs::write(&ready, b"").unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        })
+    };
+    let t = Instant::now();
+    while !ready.exists() {
+        assert!(t.elapsed() < Duration::from_secs(10), "the hostile connections were not made");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::spawn(move || {
+        while let Ok(req) = server.recv_timeout(Duration::from_secs(30)) {
+            let _ = server.reply(&req, b"ok");
+        }
+        std::mem::forget(server); // the scratch directory goes with the case
+    });
+    let mut honest = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            assert_eq!(client.request_timeout(b"me", Duration::from_secs(6)).unwrap(), b"ok");
+        })
+    };
+    let exit = honest.wait_timeout(Duration::from_secs(15));
+    drop(hostile);
+    assert_eq!(
+        exit,
+        Some(Exit::Code(0)),
+        "an honest client was not answered within 6 s behind {HOSTILE} connections that never read"
+    );
+}
+
+/// `pair` of a FIFO or POSIX queue with `TMPDIR` naming a directory that
+/// does not exist fails, and its error says which path (not a bare
+/// "No such file or directory").
+fn pair_error_names_a_missing_temporary_directory() {
+    use ipc_kit::Mechanism;
+    let scratch = ScratchDir::new();
+    let missing = scratch.path().join("no-such-dir");
+    fork(move || {
+        set_tmpdir(&missing);
+        for m in [Mechanism::Fifo, Mechanism::PosixQueue] {
+            let e = m.pair().err().unwrap_or_else(|| panic!("{} pair made without its temporary directory", m.name()));
+            assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{}: {e}", m.name());
+            let text = e.to_string();
+            assert!(
+                text.contains(&*missing.to_string_lossy()),
+                "{} pair's error does not name the path: {text}",
+                m.name()
+            );
+        }
+    })
+    .join();
+}
+
+/// A service whose replies are larger than a reply FIFO holds, and a
+/// client that is connected but between requests. Any process that may
+/// write to the request FIFO forges a request naming that client's reply
+/// FIFO (its name is in the directory listing): the server's reply to it
+/// fills the idle client's FIFO and times out half written. The client's
+/// next request must still be answered.
+fn a_forged_request_never_disconnects_an_idle_client() {
+    const BULK: usize = 100_000;
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let go = dir.path().join("go");
+    let mut victim = {
+        let path = path.clone();
+        let go = go.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            std::fs::write(go.with_extension("name"), client.reply_path().as_os_str().as_bytes()).unwrap();
+            let t = Instant::now();
+            while !go.exists() {
+                assert!(t.elapsed() < Duration::from_secs(10), "no go");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            match client.request_timeout(b"v", Duration::from_secs(10)) {
+                Ok(reply) => assert!(reply.len() == BULK && reply.iter().all(|&b| b == b'v'), "a wrong reply"),
+                Err(e) => panic!("an idle client was cut off by a request it never sent: {e}"),
+            }
+        })
+    };
+    let t = Instant::now();
+    let name = loop {
+        if let Ok(name) = std::fs::read(go.with_extension("name")) {
+            break name;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "the victim did not connect");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        while let Ok(req) = server.recv_timeout(Duration::from_secs(20)) {
+            let got = server.reply(&req, &vec![req.payload[0]; BULK]);
+            let _ = tx.send(format!("{got:?}"));
+        }
+        std::mem::forget(server); // the scratch directory goes with the case
+    });
+    let forger = Fifo::open(&path).unwrap().try_open_writer().unwrap();
+    forger.write_atomic(&forged_request(1, &name, b"a")).unwrap();
+    let forged = rx.recv_timeout(Duration::from_secs(10)).expect("the forged request was not answered");
+    std::fs::write(&go, b"").unwrap();
+    assert_eq!(
+        victim.wait_timeout(Duration::from_secs(15)),
+        Some(Exit::Code(0)),
+        "the victim was not answered after a forged request naming its reply FIFO (whose reply gave {forged})"
+    );
+}
+
+/// The lock directory of a FIFO or POSIX queue pair is documented as mode
+/// 0700, which its maker needs (it opens the directory to lock it, and
+/// makes the FIFO in it): a process whose umask takes those bits away
+/// still makes pairs. (Root passes every permission check: the maker here
+/// runs as nobody when the suite runs as root.)
+fn pairs_are_made_under_any_umask() {
+    use ipc_kit::Mechanism;
+    let scratch = ScratchDir::new();
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::chown(scratch.path(), Some(65534), Some(65534)).unwrap();
+    }
+    let tmp = scratch.path().to_owned();
+    fork(move || {
+        ipc_kit_tests::become_nobody();
+        set_tmpdir(&tmp);
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o777));
+        for m in [Mechanism::Fifo, Mechanism::PosixQueue] {
+            let mut pair = m.pair().unwrap_or_else(|e| panic!("{} pair under umask 0777: {e}", m.name()));
+            pair.sender.send(b"masked").unwrap();
+            let mut buf = Vec::new();
+            pair.receiver.recv(&mut buf).unwrap();
+            assert_eq!(buf, b"masked", "{}", m.name());
+        }
+    })
+    .join();
+    let left: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "pairs left {left:?}");
+}
+
+/// Sets `TMPDIR` in a forked child, which runs one thread.
+#[allow(unsafe_code)]
+fn set_tmpdir(dir: &std::path::Path) {
+    // SAFETY: called only in a forked child, where no other thread reads
+    // or writes the environment.
+    unsafe { std::env::set_var("TMPDIR", dir) };
 }

@@ -290,9 +290,10 @@ impl FifoServer {
     ///
     /// # Errors
     ///
-    /// [`Error::ClientGone`] when the client's reply FIFO has no reader
-    /// (the FIFO is then removed); [`Error::ClientStalled`] when the client
-    /// did not make room in time; [`Error::NotAFifo`] when something else
+    /// [`Error::ClientGone`] when the client's reply FIFO has no reader,
+    /// also when its reader goes while the reply is written (the FIFO is
+    /// then removed); [`Error::ClientStalled`] when the client did not
+    /// make room in time; [`Error::NotAFifo`] when something else
     /// sits at the reply path; [`Error::RequestTooLarge`] for a reply over
     /// 16 MiB; [`Error::Io`].
     pub fn reply(&self, request: &Request, data: &[u8]) -> Result<()> {
@@ -337,7 +338,12 @@ impl FifoServer {
             let at = deadline.instant().unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(3600));
             match writer.write_deadline(&frame[written..], at) {
                 Ok(n) => written += n,
-                Err(ipc_pipe::Error::BrokenPipe) => return Err(gone()),
+                Err(ipc_pipe::Error::BrokenPipe) => {
+                    // The client died while the reply was on its way: its
+                    // FIFO goes, as when it was found dead before.
+                    let _ = crate::fifo::remove_if_same(&request.reply_path, &writer);
+                    return Err(gone());
+                }
                 Err(ipc_pipe::Error::Timeout) if deadline.instant().is_none() => {}
                 Err(ipc_pipe::Error::Timeout) => {
                     // Part of a frame in the FIFO would be read as the start

@@ -130,6 +130,8 @@ impl Mechanism {
                 lock_dir::sweep();
                 let dir = lock_dir::LockDir::new()?;
                 let fifo = ipc_fifo::Fifo::create(dir.path().join("fifo"), 0o600)?;
+                // As the directory: whatever the umask took.
+                lock_dir::set_owner_only(fifo.path())?;
                 let r = fifo.try_open_reader()?;
                 let w = fifo.try_open_writer()?;
                 // Both ends are open: the FIFO and its directory go now,
@@ -167,6 +169,10 @@ impl Mechanism {
                         other => break (dir, other?),
                     }
                 };
+                // Mode 0600 whatever the umask took, so that this process
+                // may open it again.
+                let owner_rw = nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR;
+                nix::sys::stat::fchmod(std::os::fd::AsFd::as_fd(&q), owner_rw).map_err(io::Error::from)?;
                 let other = ipc_msgq::PosixQueue::open(q.name())?;
                 // Both ends are open: the name goes now (the queue lives on
                 // while open), then the directory and its lock.

@@ -15,7 +15,8 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::fcntl::{AT_FDCWD, Flock, FlockArg, OFlag};
+use nix::sys::stat::{FchmodatFlags, Mode, fchmodat};
 
 /// The start of every lock directory's and every pair queue's name.
 const PREFIX: &str = "ipc-kit-pair-";
@@ -48,14 +49,18 @@ impl LockDir {
             let path = std::env::temp_dir().join(&name);
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < TRIES => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(naming(e, "make", &path)),
                 Ok(()) => {}
             }
+            // The umask may have taken bits the maker needs (to open the
+            // directory, and to make a FIFO in it): the mode is set again.
+            // Where that fails, the lock below finds out.
+            let _ = set_owner_only(&path);
             // Between `mkdir` and the lock, a sweep may take the new
             // directory for a dead maker's and remove it: then it is not
             // ours (or gone), and a new name is tried. A sweep that holds
             // it now removes it itself.
-            match take(&path)? {
+            match take(&path).map_err(|e| naming(e, "lock", &path))? {
                 Some(lock) => return Ok(LockDir { name, path, _lock: lock }),
                 None if tries < TRIES => {}
                 None => {
@@ -85,6 +90,18 @@ impl Drop for LockDir {
         // Still locked here: the lock goes with the fields, after this.
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// Gives the file at `path` mode 0700 (read, write and search for its
+/// owner only), whatever the umask took from it when it was made; on the
+/// file itself, never through a symbolic link put in its place.
+pub(super) fn set_owner_only(path: &Path) -> io::Result<()> {
+    fchmodat(AT_FDCWD, path, Mode::S_IRWXU, FchmodatFlags::NoFollowSymlink).map_err(io::Error::from)
+}
+
+/// `e`, of the same kind, saying what was done to which directory.
+fn naming(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot {what} the lock directory {} of a pair: {e}", path.display()))
 }
 
 /// Opens the directory at `path` without following a symlink, takes its

@@ -30,7 +30,7 @@ cases!("fifo":
     garbage_writers_beside_eight_honest_clients,
     clients_spell_the_server_path_differently,
     client_in_another_mount_namespace_is_answered,
-    late_replies_are_dropped_and_stalled_clients_cost_a_bounded_wait,
+    late_replies_are_dropped_and_unread_replies_wait_in_the_server,
     replacing_never_hijacks_a_live_or_starting_server,
     reply_fifo_of_a_killed_client_is_reclaimed,
     socket_swapped_in_is_not_a_fifo,
@@ -868,15 +868,17 @@ fn a_frame_inside_a_request_is_payload() {
 /// Replies carry the ticket of their request. A request given up by
 /// `request_timeout` gets its reply late: it is dropped, and the next
 /// request gets its own. A reply that does not fit in a client's reply
-/// FIFO waits at most the server's deadline: with nothing written the
-/// client is untouched (`ClientStalled`, not removed); with part of it
-/// written, the reply FIFO goes, and the client learns it
-/// (`ClientStalled` on its side too) and connects again.
-fn late_replies_are_dropped_and_stalled_clients_cost_a_bounded_wait() {
+/// FIFO never holds the server: `reply` returns at once, the rest is
+/// queued and reaches the client, whole and in order, while the server
+/// waits for requests. A client that never reads is cut off once more than
+/// `QUEUE_PER_CLIENT` bytes would wait for it: its reply FIFO goes, and the
+/// client learns it (`ClientStalled`) and connects again.
+fn late_replies_are_dropped_and_unread_replies_wait_in_the_server() {
     let dir = ScratchDir::new();
     let path = dir.path().join("service");
     let mut server = FifoServer::create(&path, 0o600).unwrap();
     let big = pattern(7, 1 << 20);
+    let huge = vec![9u8; 16 << 20];
     let go = dir.path().join("go");
     let mut client = {
         let (path, go, big) = (path.clone(), go.clone(), big.clone());
@@ -886,29 +888,24 @@ fn late_replies_are_dropped_and_stalled_clients_cost_a_bounded_wait() {
             assert!(matches!(c.request_timeout(b"slow", Duration::from_millis(100)), Err(Error::Timeout { .. })));
             std::fs::write(&go, b"").unwrap();
             assert_eq!(c.request_timeout(b"next", Duration::from_secs(10)).unwrap(), b"reply to next");
-            // A reply that fills the FIFO, then one that does not fit:
-            // nothing of it written, the client untouched.
-            c.send_request(b"fill").unwrap();
-            c.send_request(b"no room").unwrap();
-            std::fs::write(go.with_extension("2"), b"").unwrap();
-            while !go.with_extension("3").exists() {
-                std::thread::sleep(Duration::from_millis(2));
+            // Three requests whose replies (1 MiB each) wait in the server
+            // while this client does not read.
+            for _ in 0..3 {
+                c.send_request(b"big").unwrap();
             }
-            assert_eq!(c.recv_reply().unwrap().len(), 65536 - 12, "the reply that filled the FIFO");
-            assert_eq!(c.request_timeout(b"still here", Duration::from_secs(10)).unwrap(), b"yes");
-            // A reply larger than the FIFO, unread: half written, the FIFO
-            // removed, and this client told.
-            c.send_request(b"big").unwrap();
-            std::fs::write(go.with_extension("4"), b"").unwrap();
-            while !go.with_extension("5").exists() {
-                std::thread::sleep(Duration::from_millis(2));
+            wait_for(&go.with_extension("2"));
+            for i in 0..3 {
+                assert!(c.recv_reply().unwrap() == big, "big reply {i}");
             }
+            // Never reading again: cut off once too much waits for it.
+            c.send_request(b"huge").unwrap();
+            wait_for(&go.with_extension("3"));
             match c.recv_reply() {
-                Err(Error::ClientStalled { removed: true, .. }) => {}
+                Err(Error::ClientStalled { .. }) => {}
                 other => panic!("expected ClientStalled, got {:?}", other.map(|r| r.len())),
             }
             let mut again = FifoClient::connect(&path).unwrap();
-            assert_eq!(again.request_timeout(b"big", Duration::from_secs(10)).unwrap(), big);
+            assert_eq!(again.request_timeout(b"back", Duration::from_secs(10)).unwrap(), b"welcome back");
         })
     };
     let slow = server.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -916,33 +913,49 @@ fn late_replies_are_dropped_and_stalled_clients_cost_a_bounded_wait() {
     server.reply(&slow, b"reply to slow").unwrap(); // late: dropped by the client
     let next = server.recv_timeout(Duration::from_secs(10)).unwrap();
     server.reply(&next, b"reply to next").unwrap();
-    wait_for(&go.with_extension("2"));
-    let fill = server.recv_timeout(Duration::from_secs(10)).unwrap();
-    let no_room = server.recv_timeout(Duration::from_secs(10)).unwrap();
-    // 65536 bytes with its 4-byte length and 8-byte ticket: the FIFO full.
-    server.reply_timeout(&fill, &vec![1; 65536 - 12], Duration::ZERO).unwrap();
     let t = Instant::now();
-    match server.reply_timeout(&no_room, b"x", Duration::from_millis(300)) {
-        Err(Error::ClientStalled { removed: false, .. }) => {}
-        other => panic!("expected ClientStalled, got {other:?}"),
+    for _ in 0..3 {
+        let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        server.reply(&req, &big).unwrap();
     }
-    assert_fired_within(t.elapsed(), Duration::from_millis(300), SLACK);
+    assert!(t.elapsed() < Duration::from_secs(5), "replies that do not fit wait in the server, not the server");
+    assert!(server.queued() > 2 << 20, "queued: {}", server.queued());
+    // Another client is served meanwhile.
+    let other = {
+        let path = path.clone();
+        fork(move || {
+            let mut c = FifoClient::connect(&path).unwrap();
+            assert_eq!(c.request_timeout(b"me", Duration::from_secs(10)).unwrap(), b"you");
+        })
+    };
+    let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(req.payload, b"me");
+    server.reply(&req, b"you").unwrap();
+    other.join();
+    // The first client reads now: the server writes as it waits.
+    std::fs::write(go.with_extension("2"), b"").unwrap();
+    server.flush_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(server.queued(), 0);
+    let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(req.payload, b"huge");
+    let mut cut = false;
+    for _ in 0..3 {
+        match server.reply(&req, &huge) {
+            Ok(()) => {}
+            Err(Error::ClientStalled { .. }) => {
+                cut = true;
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(cut, "more than QUEUE_PER_CLIENT ({}) bytes waited for one client", FifoServer::QUEUE_PER_CLIENT);
+    assert!(!req.reply_path().exists(), "the cut-off client's reply FIFO was removed");
+    assert_eq!(server.queued(), 0, "nothing kept for a client cut off");
     std::fs::write(go.with_extension("3"), b"").unwrap();
-    let still = server.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!(still.payload, b"still here");
-    server.reply(&still, b"yes").unwrap();
-    wait_for(&go.with_extension("4"));
-    let big_req = server.recv_timeout(Duration::from_secs(10)).unwrap();
-    let t = Instant::now();
-    match server.reply(&big_req, &big) {
-        Err(Error::ClientStalled { removed: true, .. }) => {}
-        other => panic!("expected ClientStalled, got {other:?}"),
-    }
-    assert_fired_within(t.elapsed(), FifoServer::REPLY_TIMEOUT, SLACK);
-    assert!(!big_req.reply_path().exists(), "the half-written reply FIFO was removed");
-    std::fs::write(go.with_extension("5"), b"").unwrap();
-    let again = server.recv_timeout(Duration::from_secs(10)).unwrap();
-    server.reply(&again, &big).unwrap_or_else(|e| panic!("a reading client: {e}"));
+    let back = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    server.reply(&back, b"welcome back").unwrap();
+    server.flush_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(client.wait(), Exit::Code(0));
 }
 

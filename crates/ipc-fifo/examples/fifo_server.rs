@@ -25,10 +25,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let text = String::from_utf8_lossy(&request.payload).into_owned();
         match server.reply(&request, text.to_uppercase().as_bytes()) {
-            Ok(()) | Err(Error::ClientGone { .. }) => {}
+            // A client gone, or cut off for not reading its replies: the
+            // others are served all the same.
+            Ok(()) | Err(Error::ClientGone { .. } | Error::ClientStalled { .. }) => {}
             Err(e) => return Err(e.into()),
         }
         if text == "quit" {
+            // Replies that did not fit in a client's FIFO wait in the
+            // server: give them a moment to go out.
+            let _ = server.flush_timeout(std::time::Duration::from_secs(1));
             return Ok(()); // the server's FIFO is removed as it goes
         }
     }

@@ -74,21 +74,17 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// A client did not read its reply in time: the reply did not fit in
-    /// its reply FIFO, and the client did not make room before the
-    /// server's deadline. The reply was dropped. When part of it had been
-    /// written, the client's reply FIFO was removed too (`removed`), since
-    /// what it holds can no longer be read as replies; such a client then
-    /// gets this error itself, and connects again.
-    #[error("client {pid} did not read its reply FIFO {} in time; the reply was dropped{}", .path.display(),
-        if *.removed { " and the FIFO removed" } else { "" })]
+    /// A client did not read its replies: more were queued for it than
+    /// the server keeps (see `FifoServer::reply`). It was cut off: its
+    /// reply FIFO was removed, since the replies it lost would have it take
+    /// later replies for earlier requests. The client gets this error
+    /// itself when it next waits for a reply, and connects again.
+    #[error("client {pid} did not read its replies; it was cut off and its reply FIFO {} removed", .path.display())]
     ClientStalled {
         /// The client's pid, as it said.
         pid: u32,
         /// Its reply FIFO.
         path: PathBuf,
-        /// Whether the reply FIFO was removed.
-        removed: bool,
     },
 
     /// A request longer than one atomic write can carry.

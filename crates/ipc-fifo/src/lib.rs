@@ -24,6 +24,7 @@
 
 mod error;
 mod fifo;
+mod outbox;
 mod server;
 mod sys;
 

@@ -12,6 +12,7 @@ use ipc_sync::Deadline;
 
 use crate::error::{Error, Result};
 use crate::fifo::Fifo;
+use crate::outbox::{Outbox, Sent};
 
 /// A request body: client pid (u32), ticket (u64), reply path length
 /// (u16), reply path, payload. With its frame header it fits in one atomic
@@ -45,6 +46,8 @@ const LIVENESS_EVERY: Duration = Duration::from_millis(50);
 
 /// The largest reply a client accepts.
 const MAX_REPLY: usize = 16 << 20;
+/// A reply frame at its largest: length, ticket, reply.
+pub(crate) const MAX_REPLY_FRAME: usize = 4 + REPLY_TICKET + MAX_REPLY;
 
 /// A request a [`FifoServer`] received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,12 +117,16 @@ pub struct FifoServer {
     /// `PIPE_BUF`) between calls.
     pending: Vec<u8>,
     _keepalive: PipeWriter,
+    /// Replies not written yet.
+    outbox: Outbox,
 }
 
 impl FifoServer {
-    /// How long [`reply`](Self::reply) waits for a client to make room for
-    /// its reply in its reply FIFO.
-    pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+    /// The most bytes of replies queued for one client that has not read
+    /// them (see [`reply`](Self::reply)): two of the largest replies.
+    pub const QUEUE_PER_CLIENT: usize = crate::outbox::PER_CLIENT;
+    /// The most bytes of replies queued for all clients together.
+    pub const QUEUE_TOTAL: usize = crate::outbox::TOTAL;
 
     /// Makes the request FIFO at `path` (exclusive; after a crash, use
     /// [`create_replacing`](Self::create_replacing)) and opens it. The
@@ -154,7 +161,14 @@ impl FifoServer {
             Ok((reader, keepalive))
         })?;
         sweep_dead_replies(&dir.join(fifo.path().file_name().unwrap_or_default()));
-        Ok(FifoServer { dir, requests: reader, pending: Vec::with_capacity(2 * PIPE_BUF), fifo, _keepalive: keepalive })
+        Ok(FifoServer {
+            dir,
+            requests: reader,
+            pending: Vec::with_capacity(2 * PIPE_BUF),
+            fifo,
+            _keepalive: keepalive,
+            outbox: Outbox::default(),
+        })
     }
 
     /// The request FIFO's path, which clients connect to.
@@ -202,6 +216,7 @@ impl FifoServer {
         // that was there).
         let mut budget = self.requests.available().unwrap_or(0) + PIPE_BUF;
         loop {
+            self.outbox.pump();
             if let Some(body) = take_frame(&mut self.pending, drained) {
                 return self.parse(body);
             }
@@ -213,7 +228,14 @@ impl FifoServer {
                     drained = true;
                     continue;
                 }
-                Err(ipc_pipe::Error::WouldBlock) => self.wait_read(&mut chunk, deadline)?,
+                Err(ipc_pipe::Error::WouldBlock) => {
+                    if deadline.has_expired() {
+                        return Err(Error::Timeout { path: self.path().to_owned() });
+                    }
+                    // For a request, or room for queued replies.
+                    self.wait(true, deadline)?;
+                    continue;
+                }
                 Ok(n) => n,
                 Err(e) => return Err(Error::Io { op: "read request", path: self.path().to_owned(), source: e.into() }),
             };
@@ -223,24 +245,6 @@ impl FifoServer {
             }
             drained = false;
             self.pending.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// Waits until `deadline` for bytes and reads them (an empty FIFO was
-    /// just seen; a deadline that has passed is a timeout).
-    fn wait_read(&self, chunk: &mut [u8], deadline: Deadline) -> Result<usize> {
-        let io = |e: ipc_pipe::Error| Error::Io { op: "read request", path: self.path().to_owned(), source: e.into() };
-        match deadline.instant() {
-            None => (&self.requests).read(chunk).map_err(|e| Error::Io {
-                op: "read request",
-                path: self.path().to_owned(),
-                source: e,
-            }),
-            Some(_) if deadline.has_expired() => Err(Error::Timeout { path: self.path().to_owned() }),
-            Some(at) => match self.requests.read_deadline(chunk, at) {
-                Err(ipc_pipe::Error::Timeout) => Err(Error::Timeout { path: self.path().to_owned() }),
-                other => other.map_err(io),
-            },
         }
     }
 
@@ -283,47 +287,30 @@ impl FifoServer {
         (named && !name.as_bytes().contains(&b'\0')).then(|| self.dir.join(name))
     }
 
-    /// Sends `data` as the reply to `request`, waiting at most
-    /// [`REPLY_TIMEOUT`](Self::REPLY_TIMEOUT) for the client to make room in its reply FIFO: a
-    /// client that does not read its replies never holds the server for
-    /// longer. A reply that fits in the FIFO's free room goes at once.
+    /// Sends `data` as the reply to `request`. It never waits for the
+    /// client: what does not fit in its reply FIFO now is queued and
+    /// written as the client reads, while this server waits in
+    /// [`recv`](Self::recv), [`recv_timeout`](Self::recv_timeout) or
+    /// [`flush_timeout`](Self::flush_timeout). So a client that does not
+    /// read its replies costs the server memory, never time: at most
+    /// [`QUEUE_PER_CLIENT`](Self::QUEUE_PER_CLIENT) bytes for one client
+    /// and [`QUEUE_TOTAL`](Self::QUEUE_TOTAL) for all. A reply that would
+    /// pass either bound cuts that client off: its reply FIFO is removed,
+    /// and the client learns it ([`Error::ClientStalled`]) and may connect
+    /// again. Replies to one client reach it in the order they are sent.
     ///
     /// # Errors
     ///
-    /// [`Error::ClientGone`] when the client's reply FIFO has no reader,
-    /// also when its reader goes while the reply is written (the FIFO is
-    /// then removed); [`Error::ClientStalled`] when the client did not
-    /// make room in time; [`Error::NotAFifo`] when something else
-    /// sits at the reply path; [`Error::RequestTooLarge`] for a reply over
-    /// 16 MiB; [`Error::Io`].
-    pub fn reply(&self, request: &Request, data: &[u8]) -> Result<()> {
-        self.reply_timeout(request, data, Self::REPLY_TIMEOUT)
-    }
-
-    /// Like [`reply`](Self::reply), waiting at most `timeout` for room
-    /// (`Duration::MAX`: as long as it takes; zero: only what fits now).
-    ///
-    /// # Errors
-    ///
-    /// As for [`reply`](Self::reply).
-    pub fn reply_timeout(&self, request: &Request, data: &[u8], timeout: Duration) -> Result<()> {
+    /// [`Error::ClientGone`] when the client's reply FIFO has no reader
+    /// (the FIFO is then removed); [`Error::ClientStalled`] when the client
+    /// was cut off; [`Error::NotAFifo`] when something else sits at the
+    /// reply path; [`Error::RequestTooLarge`] for a reply over 16 MiB;
+    /// [`Error::Io`].
+    pub fn reply(&mut self, request: &Request, data: &[u8]) -> Result<()> {
         let gone = || Error::ClientGone { pid: request.client_pid, path: request.reply_path.clone() };
         if data.len() > MAX_REPLY {
             return Err(Error::RequestTooLarge { len: data.len(), max: MAX_REPLY });
         }
-        let fifo = match Fifo::open(&request.reply_path) {
-            Err(Error::NotFound { .. }) => return Err(gone()),
-            other => other?,
-        };
-        let writer = match fifo.try_open_writer() {
-            Err(Error::NoReader { .. }) => {
-                // A dead client's leftover: removed if still stale (no
-                // reader has it open, and it is the same FIFO).
-                let _ = crate::fifo::remove_if_stale(&request.reply_path);
-                return Err(gone());
-            }
-            other => other?,
-        };
         // One frame, in the format of `FrameWriter`: length, then the
         // ticket and the reply.
         let body_len = u32::try_from(REPLY_TICKET + data.len()).unwrap_or(u32::MAX); // under MAX_REPLY + 8
@@ -331,41 +318,73 @@ impl FifoServer {
         frame.extend_from_slice(&body_len.to_le_bytes());
         frame.extend_from_slice(&request.ticket.to_le_bytes());
         frame.extend_from_slice(data);
-        let deadline = Deadline::after(timeout);
-        let mut written = 0;
-        while written < frame.len() {
-            // Without a deadline, waits an hour at a time.
-            let at = deadline.instant().unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(3600));
-            match writer.write_deadline(&frame[written..], at) {
-                Ok(n) => written += n,
-                Err(ipc_pipe::Error::BrokenPipe) => {
-                    // The client died while the reply was on its way: its
-                    // FIFO goes, as when it was found dead before.
-                    let _ = crate::fifo::remove_if_same(&request.reply_path, &writer);
-                    return Err(gone());
+        let mut failed = None;
+        let open = || {
+            let opened = Fifo::open(&request.reply_path).and_then(|fifo| fifo.try_open_writer());
+            match opened {
+                Ok(writer) => Some(writer),
+                Err(Error::NotFound { .. }) => None,
+                Err(Error::NoReader { .. }) => {
+                    // A dead client's leftover: removed if still stale (no
+                    // reader has it open, and it is the same FIFO).
+                    let _ = crate::fifo::remove_if_stale(&request.reply_path);
+                    None
                 }
-                Err(ipc_pipe::Error::Timeout) if deadline.instant().is_none() => {}
-                Err(ipc_pipe::Error::Timeout) => {
-                    // Part of a frame in the FIFO would be read as the start
-                    // of the next reply: the FIFO goes, and the client
-                    // learns it from there.
-                    let removed = written > 0 && crate::fifo::remove_if_same(&request.reply_path, &writer);
-                    return Err(Error::ClientStalled {
-                        pid: request.client_pid,
-                        path: request.reply_path.clone(),
-                        removed,
-                    });
-                }
-                Err(other) => {
-                    return Err(Error::Io {
-                        op: "write reply",
-                        path: request.reply_path.clone(),
-                        source: other.into(),
-                    });
+                Err(e) => {
+                    failed = Some(e);
+                    None
                 }
             }
+        };
+        match self.outbox.send(&request.reply_path, open, &frame) {
+            Sent::Done => Ok(()),
+            Sent::Gone => Err(failed.unwrap_or_else(gone)),
+            Sent::Stalled => Err(Error::ClientStalled { pid: request.client_pid, path: request.reply_path.clone() }),
         }
-        Ok(())
+    }
+
+    /// Waits at most `timeout` until every queued reply is written (see
+    /// [`reply`](Self::reply)), taking no requests meanwhile; a zero
+    /// timeout writes what fits now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] with replies still queued; [`Error::Io`].
+    pub fn flush_timeout(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Deadline::after(timeout);
+        loop {
+            self.outbox.pump();
+            if self.outbox.bytes() == 0 {
+                return Ok(());
+            }
+            if deadline.has_expired() {
+                return Err(Error::Timeout { path: self.path().to_owned() });
+            }
+            self.wait(false, deadline)?;
+        }
+    }
+
+    /// The bytes of replies queued for clients that have not read them
+    /// yet.
+    pub fn queued(&self) -> usize {
+        self.outbox.bytes()
+    }
+
+    /// Waits until `deadline` for a request to read (when `requests`) or
+    /// room in a reply FIFO with bytes queued for it; returns early on a
+    /// signal.
+    fn wait(&self, requests: bool, deadline: Deadline) -> Result<()> {
+        let fds: Vec<_> = requests
+            .then(|| (self.requests.as_fd(), true))
+            .into_iter()
+            .chain(self.outbox.writers().map(|w| (w, false)))
+            .collect();
+        let timeout = deadline.remaining().map(|left| left.as_millis().saturating_add(1));
+        crate::sys::poll_many(&fds, timeout).map_err(|e| Error::Io {
+            op: "wait for requests",
+            path: self.path().to_owned(),
+            source: e,
+        })
     }
 }
 
@@ -759,13 +778,9 @@ impl FifoClient {
                 return Err(Error::ServerGone { path: self.server.clone() });
             }
             // Is the reply FIFO still this client's (the server removes it
-            // when it gave up on a reply half written)?
+            // when it cuts a client off)?
             if !crate::fifo::is_same(self.reply.path(), self.replies.get_ref()) {
-                return Err(Error::ClientStalled {
-                    pid: std::process::id(),
-                    path: self.reply.path().to_owned(),
-                    removed: true,
-                });
+                return Err(Error::ClientStalled { pid: std::process::id(), path: self.reply.path().to_owned() });
             }
             if deadline.has_expired() {
                 return Err(Error::Timeout { path: self.server.clone() });

@@ -70,3 +70,24 @@ pub(crate) fn readers_gone(fd: BorrowedFd<'_>) -> io::Result<bool> {
         }
     }
 }
+
+/// `poll(2)` on several fds, each for reading (`true`) or writing, until
+/// one is ready (or has HUP/ERR), `timeout_ms` passes (`None`: no limit;
+/// longer waits are cut into spans the call takes) or a signal comes.
+pub(crate) fn poll_many(fds: &[(BorrowedFd<'_>, bool)], timeout_ms: Option<u128>) -> io::Result<()> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&(fd, read)| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: if read { libc::POLLIN } else { libc::POLLOUT },
+            revents: 0,
+        })
+        .collect();
+    let timeout = timeout_ms.map_or(-1, |ms| libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX));
+    let count = libc::nfds_t::try_from(pfds.len()).unwrap_or(libc::nfds_t::MAX);
+    // SAFETY: `pfds` holds `count` valid pollfds that the call may write.
+    match cvt(unsafe { libc::poll(pfds.as_mut_ptr(), count, timeout) }) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+        other => other.map(drop),
+    }
+}

@@ -25,20 +25,8 @@ cases!("kit":
     cli_ls_escapes_names_and_rm_takes_them_back,
 );
 
-/// The `ipc-kit` binary next to this test binary (`cargo xtask test`
-/// builds it first), or where IPC_KIT_BIN says.
-fn bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("IPC_KIT_BIN") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().and_then(|deps| deps.parent()).unwrap().join("ipc-kit");
-    assert!(path.exists(), "{} is missing: build it with cargo build -p ipc-kit-cli", path.display());
-    path
-}
-
 fn run(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).output().unwrap()
+    Command::new(ipc_kit_tests::ipc_kit_bin()).args(args).output().unwrap()
 }
 
 fn listed() -> Vec<serde_json::Value> {
@@ -310,7 +298,7 @@ fn check_bench_schema(doc: &Value) -> Result<(), String> {
 fn cli_bench_json_follows_the_schema() {
     let dir = ScratchDir::new();
     let (json_path, svg_path) = (dir.path().join("bench.json"), dir.path().join("bench.svg"));
-    let out = Command::new(bin())
+    let out = Command::new(ipc_kit_tests::ipc_kit_bin())
         .args(["bench", "--quick", "--json"])
         .arg(&json_path)
         .arg("--svg")

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ipc_kit::fifo::{Error, Fifo, FifoClient, FifoServer};
@@ -150,6 +151,33 @@ fn a_client_that_never_reads_its_replies_does_not_stop_the_server() {
     );
 }
 
+/// A client of the server at `path`, in a child: it connects, writes the
+/// path of its reply FIFO (which anyone can list) to `go.name`, waits for
+/// `go` to appear, then does `then`. Returns the child and that path.
+fn victim(path: &Path, go: &Path, then: impl FnOnce(&mut FifoClient)) -> (ipc_kit_tests::Forked, Vec<u8>) {
+    let child = fork(|| {
+        let mut client = FifoClient::connect(path).unwrap();
+        std::fs::write(go.with_extension("name"), client.reply_path().as_os_str().as_bytes()).unwrap();
+        wait_for_file(go);
+        then(&mut client);
+    });
+    let name_file = go.with_extension("name");
+    wait_for_file(&name_file);
+    // Written whole before it is read: the child wrote it in one call,
+    // and an empty read means it was caught between create and write.
+    let t = Instant::now();
+    let name = loop {
+        match std::fs::read(&name_file) {
+            Ok(name) if !name.is_empty() => break name,
+            _ => {
+                assert!(t.elapsed() < Duration::from_secs(10), "the victim did not say its reply FIFO");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    };
+    (child, name)
+}
+
 /// Any process that may write to the request FIFO can forge a frame (its
 /// check is public) naming another client's reply FIFO. The server then
 /// replies into that FIFO, and the client takes the forged request's
@@ -161,29 +189,10 @@ fn a_forged_request_never_answers_another_client() {
     // The victim connects, says where its reply FIFO is (anyone can list
     // the directory), waits for the forgery, then asks.
     let go = dir.path().join("go");
-    let mut victim = {
-        let path = path.clone();
-        let go = go.clone();
-        fork(move || {
-            let mut client = FifoClient::connect(&path).unwrap();
-            std::fs::write(go.with_extension("name"), client.reply_path().as_os_str().as_bytes()).unwrap();
-            let t = Instant::now();
-            while !go.exists() {
-                assert!(t.elapsed() < Duration::from_secs(10), "no go");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            let reply = client.request_timeout(b"mine", Duration::from_secs(10)).unwrap();
-            assert_eq!(reply, b"reply to mine", "the victim got a reply meant for another request");
-        })
-    };
-    let t = Instant::now();
-    let name = loop {
-        if let Ok(name) = std::fs::read(go.with_extension("name")) {
-            break name;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "the victim did not connect");
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let (mut victim, name) = victim(&path, &go, |client| {
+        let reply = client.request_timeout(b"mine", Duration::from_secs(10)).unwrap();
+        assert_eq!(reply, b"reply to mine", "the victim got a reply meant for another request");
+    });
     let hostile = Fifo::open(&path).unwrap().try_open_writer().unwrap();
     hostile.write_atomic(&forged_request(1, &name, b"forged")).unwrap();
     // The server serves the forged request as any other.
@@ -201,17 +210,6 @@ fn a_forged_request_never_answers_another_client() {
 }
 
 /// The `ipc-kit` binary next to this test binary, or where IPC_KIT_BIN
-/// says.
-fn cli() -> std::path::PathBuf {
-    if let Some(p) = std::env::var_os("IPC_KIT_BIN") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().and_then(|deps| deps.parent()).unwrap().join("ipc-kit");
-    assert!(path.exists(), "{} is missing: build it with cargo build -p ipc-kit-cli", path.display());
-    path
-}
-
 /// A sender that may write to a System V queue but not read it (mode
 /// 0200 for its owner, or 0622 for others: the kernel needs read
 /// permission for `IPC_STAT`) finds the queue full: `try_send` says
@@ -456,8 +454,10 @@ fn cli_recv_takes_a_message_longer_than_msgmax_now() {
         let msg = ipc_kit_tests::pattern(5, 2000);
         q.send(3, &msg).unwrap();
         std::fs::write("/proc/sys/kernel/msgmax", "100").unwrap();
-        let out =
-            std::process::Command::new(cli()).args(["recv", &format!("sysv-id:{}", q.id()), "--raw"]).output().unwrap();
+        let out = std::process::Command::new(ipc_kit_tests::ipc_kit_bin())
+            .args(["recv", &format!("sysv-id:{}", q.id()), "--raw"])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(out.stdout == msg, "{} bytes out, 2000 sent", out.stdout.len());
     })
@@ -492,7 +492,10 @@ fn sysv_pair_of_a_killed_process_is_swept_as_an_orphan() {
     holder.wait();
     let left: Vec<i32> = sysv_queue_ids().into_iter().filter(|id| !before.contains(id)).collect();
     assert_eq!(left.len(), 1, "the killed holder's queue: {left:?}");
-    let out = std::process::Command::new(cli()).args(["rm", "--orphaned", "--dry-run"]).output().unwrap();
+    let out = std::process::Command::new(ipc_kit_tests::ipc_kit_bin())
+        .args(["rm", "--orphaned", "--dry-run"])
+        .output()
+        .unwrap();
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     SysvQueue::open_id(left[0]).unwrap().remove().unwrap();
     let ours = format!("would remove msg-id:{}", left[0]);
@@ -863,39 +866,18 @@ fn pair_error_names_a_missing_temporary_directory() {
 /// client that is connected but between requests. Any process that may
 /// write to the request FIFO forges a request naming that client's reply
 /// FIFO (its name is in the directory listing): the server's reply to it
-/// fills the idle client's FIFO and times out half written. The client's
-/// next request must still be answered.
+/// fills the idle client's FIFO, and the rest waits in the server. The
+/// client's next request must still be answered.
 fn a_forged_request_never_disconnects_an_idle_client() {
     const BULK: usize = 100_000;
     let dir = ScratchDir::new();
     let path = dir.path().join("service");
     let mut server = FifoServer::create(&path, 0o600).unwrap();
     let go = dir.path().join("go");
-    let mut victim = {
-        let path = path.clone();
-        let go = go.clone();
-        fork(move || {
-            let mut client = FifoClient::connect(&path).unwrap();
-            std::fs::write(go.with_extension("name"), client.reply_path().as_os_str().as_bytes()).unwrap();
-            let t = Instant::now();
-            while !go.exists() {
-                assert!(t.elapsed() < Duration::from_secs(10), "no go");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            match client.request_timeout(b"v", Duration::from_secs(10)) {
-                Ok(reply) => assert!(reply.len() == BULK && reply.iter().all(|&b| b == b'v'), "a wrong reply"),
-                Err(e) => panic!("an idle client was cut off by a request it never sent: {e}"),
-            }
-        })
-    };
-    let t = Instant::now();
-    let name = loop {
-        if let Ok(name) = std::fs::read(go.with_extension("name")) {
-            break name;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "the victim did not connect");
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let (mut victim, name) = victim(&path, &go, |client| match client.request_timeout(b"v", Duration::from_secs(10)) {
+        Ok(reply) => assert!(reply.len() == BULK && reply.iter().all(|&b| b == b'v'), "a wrong reply"),
+        Err(e) => panic!("an idle client was cut off by a request it never sent: {e}"),
+    });
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         while let Ok(req) = server.recv_timeout(Duration::from_secs(20)) {

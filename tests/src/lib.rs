@@ -244,6 +244,22 @@ pub fn become_nobody() {
     nix::unistd::setuid(nix::unistd::Uid::from_raw(65534)).expect("setuid nobody");
 }
 
+/// The `ipc-kit` binary next to this test binary (`cargo xtask test`
+/// builds it first), or where `IPC_KIT_BIN` says.
+///
+/// # Panics
+///
+/// When it is not there.
+pub fn ipc_kit_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("IPC_KIT_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let path = exe.parent().and_then(|deps| deps.parent()).expect("target/debug/deps").join("ipc-kit");
+    assert!(path.exists(), "{} is missing: build it with cargo build -p ipc-kit-cli", path.display());
+    path
+}
+
 /// Whether this process has `CAP_SYS_RESOURCE`, with which the kernel
 /// lets it go past msgmnb, the mqueue msg_max and msgsize_max, and
 /// pipe-max-size (read from `CapEff` in /proc/self/status).

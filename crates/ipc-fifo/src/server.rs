@@ -76,7 +76,9 @@ impl Request {
 /// request FIFO, so it never sees end of file when clients come and go. A
 /// client that died before its reply is noticed when replying (its reply
 /// FIFO has no reader): the reply FIFO is removed and
-/// [`Error::ClientGone`] returned; the server goes on.
+/// [`Error::ClientGone`] returned; the server goes on. A client that does
+/// not read never holds the server either: a reply that does not fit in
+/// its reply FIFO waits in the server (see [`reply`](Self::reply)).
 ///
 /// Any process may write any bytes into the request FIFO: what is not a
 /// whole, checked request frame is skipped, and the server goes on with

@@ -30,6 +30,8 @@ cases!("probe":
     pair_error_names_a_missing_temporary_directory,
     a_forged_request_never_disconnects_an_idle_client,
     pairs_are_made_under_any_umask,
+    a_queue_read_slowly_never_holds_more_than_its_bound(40 s),
+    clients_that_never_read_do_not_take_every_file_descriptor(40 s),
 );
 
 /// A request frame as any process may write it into the request FIFO:
@@ -932,4 +934,126 @@ fn set_tmpdir(dir: &std::path::Path) {
     // SAFETY: called only in a forked child, where no other thread reads
     // or writes the environment.
     unsafe { std::env::set_var("TMPDIR", dir) };
+}
+
+/// A client that reads its replies, but never quite catches up: its queue
+/// never empties, yet the server holds no more for it than the queued
+/// bytes (at most `QUEUE_PER_CLIENT`), not every byte ever sent to it.
+fn a_queue_read_slowly_never_holds_more_than_its_bound() {
+    const REPLY: usize = 4 << 20;
+    const REPLIES: usize = 64; // 256 MiB in all
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let reader = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            client.send_request(b"stream").unwrap();
+            // Reads the reply FIFO's bytes as they come, and never ends.
+            let mut raw = std::fs::File::open(client.reply_path()).unwrap();
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let _ = std::io::Read::read(&mut raw, &mut buf).unwrap();
+            }
+        })
+    };
+    let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    for i in 0..REPLIES {
+        server.reply(&req, &vec![b'x'; REPLY]).unwrap_or_else(|e| panic!("reply {i}: {e}"));
+        // Another reply once the queue is down to 16 MiB: it never empties.
+        while server.queued() > 16 << 20 {
+            let _ = server.flush_timeout(Duration::from_millis(1));
+        }
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let peak_kib: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    drop(reader);
+    let bound = FifoServer::QUEUE_PER_CLIENT + (64 << 20);
+    assert!(
+        peak_kib * 1024 < bound,
+        "the server peaked at {peak_kib} KiB with at most 20 MiB queued (bound {} KiB), after {} MiB sent",
+        bound / 1024,
+        REPLY * REPLIES >> 20
+    );
+}
+
+/// Clients that never read, each with a reply queued: every one holds a
+/// writer open in the server. Past the server's limit of open files, the
+/// server must still answer an honest client (cutting off stalled ones
+/// as it must), not fail every reply for want of a file descriptor.
+fn clients_that_never_read_do_not_take_every_file_descriptor() {
+    const STALLED: usize = 48;
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let ready = dir.path().join("ready");
+    let stalled = {
+        let (path, ready) = (path.clone(), ready.clone());
+        fork(move || {
+            let clients: Vec<_> = (0..STALLED)
+                .map(|_| {
+                    let mut c = FifoClient::connect(&path).unwrap();
+                    c.send_request(b"a lot").unwrap();
+                    c
+                })
+                .collect();
+            std::fs::write(&ready, b"").unwrap();
+            std::thread::sleep(Duration::from_secs(60)); // never reads
+            drop(clients);
+        })
+    };
+    wait_for_file(&ready);
+    // Forked before the limit is lowered; it asks once `go` appears.
+    let go = dir.path().join("go");
+    let mut honest = {
+        let (path, go) = (path.clone(), go.clone());
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            wait_for_file(&go);
+            assert_eq!(client.request_timeout(b"me too", Duration::from_secs(10)).unwrap(), b"answered");
+        })
+    };
+    // Made now; renamed to `go` later, which takes no file descriptor.
+    let go_soon = dir.path().join("go.soon");
+    std::fs::write(&go_soon, b"").unwrap();
+    let open_now = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    limit_open_files(open_now as u64 + 32);
+    let mut errors = Vec::new();
+    for _ in 0..STALLED {
+        let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        // More than a reply FIFO holds: queued, its writer kept open.
+        if let Err(e) = server.reply(&req, &vec![7u8; 256 << 10]) {
+            errors.push(e.to_string());
+        }
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let honest = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        let _ = done_tx.send(format!("{:?}", server.reply(&honest, b"answered")));
+        let _ = server.flush_timeout(Duration::from_secs(10));
+        std::mem::forget(server); // the scratch directory goes with the case
+    });
+    std::fs::rename(&go_soon, &go).unwrap();
+    let honest_exit = honest.wait_timeout(Duration::from_secs(15));
+    let honest_reply = done_rx.recv_timeout(Duration::from_secs(5)).ok();
+    drop(stalled);
+    assert_eq!(
+        honest_exit,
+        Some(Exit::Code(0)),
+        "an honest client was not answered with {STALLED} stalled clients queued (its reply: {honest_reply:?}; stalled replies' errors: {errors:?})"
+    );
+}
+
+/// Lowers this process's limit of open files (soft and hard).
+#[allow(unsafe_code)]
+fn limit_open_files(n: u64) {
+    let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
+    // SAFETY: setrlimit reads one valid rlimit.
+    let r = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    assert_eq!(r, 0, "setrlimit: {}", std::io::Error::last_os_error());
 }

@@ -32,6 +32,9 @@ cases!("probe":
     pairs_are_made_under_any_umask,
     a_queue_read_slowly_never_holds_more_than_its_bound(40 s),
     clients_that_never_read_do_not_take_every_file_descriptor(40 s),
+    queued_replies_reach_many_clients_whole_and_in_order(40 s),
+    a_server_dropped_with_replies_queued_ends_every_wait(40 s),
+    clients_that_never_read_do_not_cut_off_a_client_that_reads(60 s),
 );
 
 /// A request frame as any process may write it into the request FIFO:
@@ -1056,4 +1059,138 @@ fn limit_open_files(n: u64) {
     // SAFETY: setrlimit reads one valid rlimit.
     let r = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
     assert_eq!(r, 0, "setrlimit: {}", std::io::Error::last_os_error());
+}
+
+/// Many clients at once, each with several requests in flight and
+/// replies larger than a reply FIFO holds: every client gets each reply
+/// whole, and in the order of its requests.
+fn queued_replies_reach_many_clients_whole_and_in_order() {
+    const CLIENTS: u8 = 6;
+    const EACH: u8 = 3;
+    let reply_len = |client: u8, i: u8| (300 << 10) + usize::from(client) * 7 + usize::from(i);
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let mut clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let path = path.clone();
+            fork(move || {
+                let mut client = FifoClient::connect(&path).unwrap();
+                for i in 0..EACH {
+                    client.send_request(&[c, i]).unwrap();
+                }
+                for i in 0..EACH {
+                    let got = client.recv_reply().unwrap();
+                    assert!(
+                        got.len() == reply_len(c, i) && got.iter().all(|&b| b == i),
+                        "client {c}: reply {i} was {} bytes of {:?}",
+                        got.len(),
+                        got.first()
+                    );
+                }
+            })
+        })
+        .collect();
+    for _ in 0..usize::from(CLIENTS) * usize::from(EACH) {
+        let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        let (c, i) = (req.payload[0], req.payload[1]);
+        server.reply(&req, &vec![i; reply_len(c, i)]).unwrap();
+    }
+    let flushed = server.flush_timeout(Duration::from_secs(20));
+    for (c, client) in clients.iter_mut().enumerate() {
+        assert_eq!(
+            client.wait_timeout(Duration::from_secs(20)),
+            Some(Exit::Code(0)),
+            "client {c} (flush: {flushed:?})"
+        );
+    }
+    assert_eq!(server.queued(), 0);
+}
+
+/// A server dropped with replies queued for clients that wait for them:
+/// each client's wait ends (the server is gone), none hangs.
+fn a_server_dropped_with_replies_queued_ends_every_wait() {
+    const CLIENTS: usize = 4;
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let mut clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let path = path.clone();
+            fork(move || {
+                let mut client = FifoClient::connect(&path).unwrap();
+                match client.request(b"big") {
+                    Err(Error::ServerGone { .. }) => {}
+                    other => panic!("a request to a server dropped mid-reply gave {:?}", other.map(|r| r.len())),
+                }
+            })
+        })
+        .collect();
+    for _ in 0..CLIENTS {
+        let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        server.reply(&req, &vec![1u8; 8 << 20]).unwrap();
+    }
+    assert!(server.queued() > 0, "nothing was queued");
+    drop(server);
+    for (c, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.wait_timeout(Duration::from_secs(10)), Some(Exit::Code(0)), "client {c}");
+    }
+}
+
+/// Clients that never read hold all they may (`QUEUE_TOTAL` between
+/// them): a client that reads what it is sent still gets its reply,
+/// larger than its reply FIFO holds, rather than being cut off for what
+/// the others did not read.
+fn clients_that_never_read_do_not_cut_off_a_client_that_reads() {
+    const REPLY: usize = 16 << 20; // the largest
+    let stalled_clients = FifoServer::QUEUE_TOTAL.div_ceil(FifoServer::QUEUE_PER_CLIENT);
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let ready = dir.path().join("ready");
+    let stalled = {
+        let (path, ready) = (path.clone(), ready.clone());
+        fork(move || {
+            let clients: Vec<_> = (0..stalled_clients)
+                .map(|_| {
+                    let mut c = FifoClient::connect(&path).unwrap();
+                    c.send_request(b"a lot").unwrap();
+                    c.send_request(b"a lot").unwrap();
+                    c
+                })
+                .collect();
+            std::fs::write(&ready, b"").unwrap();
+            std::thread::sleep(Duration::from_secs(60)); // never reads
+            drop(clients);
+        })
+    };
+    wait_for_file(&ready);
+    let mut results = Vec::new();
+    for _ in 0..2 * stalled_clients {
+        let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        results.push(format!("{:?}", server.reply(&req, &vec![7u8; REPLY]).err()));
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let honest = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        let _ = done_tx.send(format!("{:?}", server.reply(&honest, &vec![b'h'; 1 << 20])));
+        let _ = server.flush_timeout(Duration::from_secs(10));
+        std::mem::forget(server); // the scratch directory goes with the case
+    });
+    let mut honest = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            let got = client.request_timeout(b"me too", Duration::from_secs(10)).unwrap();
+            assert!(got.len() == 1 << 20 && got.iter().all(|&b| b == b'h'), "a wrong reply");
+        })
+    };
+    let honest_exit = honest.wait_timeout(Duration::from_secs(15));
+    let honest_reply = done_rx.recv_timeout(Duration::from_secs(5)).ok();
+    drop(stalled);
+    assert_eq!(
+        honest_exit,
+        Some(Exit::Code(0)),
+        "a reading client was not answered while {stalled_clients} clients held their queues full (its reply: {honest_reply:?}; theirs: {results:?})"
+    );
 }

@@ -35,6 +35,9 @@ cases!("probe":
     queued_replies_reach_many_clients_whole_and_in_order(40 s),
     a_server_dropped_with_replies_queued_ends_every_wait(40 s),
     clients_that_never_read_do_not_cut_off_a_client_that_reads(60 s),
+    a_server_waiting_with_replies_queued_spins_no_cpu(40 s),
+    a_client_cut_off_learns_it_and_is_served_after_connecting_again(40 s),
+    a_queued_clients_path_taken_by_another_file_is_never_written(40 s),
 );
 
 /// A request frame as any process may write it into the request FIFO:
@@ -1193,4 +1196,152 @@ fn clients_that_never_read_do_not_cut_off_a_client_that_reads() {
         Some(Exit::Code(0)),
         "a reading client was not answered while {stalled_clients} clients held their queues full (its reply: {honest_reply:?}; theirs: {results:?})"
     );
+}
+
+/// This process's CPU time (user and system) so far.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The fields after the command's closing parenthesis: utime and stime
+    // are the 12th and 13th of them, in clock ticks (100 a second here).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = rest.split(' ').skip(11).take(2).map(|v| v.parse().unwrap()).collect();
+    Duration::from_millis((f[0] + f[1]) * 10)
+}
+
+/// A server with a reply queued for a client that does not read: its
+/// waits (timed, zero, flush) end by their deadlines and spin no CPU;
+/// once the client dies, a flush drops its queue, counts nothing queued
+/// and removes its reply FIFO.
+fn a_server_waiting_with_replies_queued_spins_no_cpu() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let mut stalled = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            client.send_request(b"a lot").unwrap();
+            std::thread::sleep(Duration::from_secs(60)); // never reads
+        })
+    };
+    let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    server.reply(&req, &vec![3u8; 1 << 20]).unwrap();
+    let queued = server.queued();
+    assert!(queued > 0 && queued < 1 << 20, "{queued} bytes queued of a 1 MiB reply");
+    let cpu = cpu_time();
+    let began = Instant::now();
+    assert!(matches!(server.recv_timeout(Duration::from_secs(2)), Err(Error::Timeout { .. })));
+    assert!(matches!(server.flush_timeout(Duration::from_secs(1)), Err(Error::Timeout { .. })));
+    assert!(matches!(server.recv_timeout(Duration::ZERO), Err(Error::Timeout { .. })));
+    assert!(matches!(server.flush_timeout(Duration::ZERO), Err(Error::Timeout { .. })));
+    let waited = began.elapsed();
+    let spent = cpu_time().saturating_sub(cpu);
+    assert!(waited < Duration::from_secs(8), "the waits took {waited:?}");
+    assert!(spent < Duration::from_millis(1500), "{spent:?} of CPU in {waited:?} of waiting");
+    assert_eq!(server.queued(), queued, "the queue changed while the client did not read");
+    stalled.kill();
+    let _ = stalled.wait_timeout(Duration::from_secs(10));
+    server.flush_timeout(Duration::from_secs(5)).expect("a flush with only a dead client's queue");
+    assert_eq!(server.queued(), 0);
+    assert!(!req.reply_path().exists(), "the dead client's reply FIFO was left");
+    match server.reply(&req, b"late") {
+        Err(Error::ClientGone { .. }) => {}
+        other => panic!("a reply to a dead client gave {other:?}"),
+    }
+}
+
+/// A client that sends requests and does not read until its queue passes
+/// `QUEUE_PER_CLIENT` is cut off: its wait for a reply ends in
+/// `ClientStalled`, and once connected again it is served.
+fn a_client_cut_off_learns_it_and_is_served_after_connecting_again() {
+    const REPLY: usize = 16 << 20;
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let go = dir.path().join("go");
+    let mut client = {
+        let (path, go) = (path.clone(), go.clone());
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            for _ in 0..3 {
+                client.send_request(b"a lot").unwrap();
+            }
+            wait_for_file(&go);
+            let mut got = Vec::new();
+            let end = loop {
+                match client.recv_reply() {
+                    Ok(r) => got.push(r.len()),
+                    Err(e) => break e,
+                }
+            };
+            assert!(matches!(end, Error::ClientStalled { .. }), "after replies {got:?}, a cut-off client got {end:?}");
+            let mut again = FifoClient::connect(&path).unwrap();
+            assert_eq!(again.request_timeout(b"again", Duration::from_secs(10)).unwrap(), b"welcome back");
+        })
+    };
+    let mut results = Vec::new();
+    for _ in 0..3 {
+        let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        results.push(server.reply(&req, &vec![5u8; REPLY]));
+    }
+    assert!(
+        matches!(results.as_slice(), [Ok(()), Ok(()), Err(Error::ClientStalled { .. })]),
+        "three replies of 16 MiB to a client that does not read gave {results:?}"
+    );
+    assert_eq!(server.queued(), 0, "a cut-off client's queue is still counted");
+    std::fs::write(&go, b"").unwrap();
+    let req = server.recv_timeout(Duration::from_secs(15)).unwrap();
+    assert_eq!(req.payload, b"again");
+    server.reply(&req, b"welcome back").unwrap();
+    assert_eq!(client.wait_timeout(Duration::from_secs(15)), Some(Exit::Code(0)));
+}
+
+/// A file, then a symbolic link to another process's FIFO, put at the
+/// path of a client with replies queued: the server writes into neither
+/// (its queued writer keeps the old FIFO open; a new reply opens nothing
+/// that is not a FIFO at the path itself).
+fn a_queued_clients_path_taken_by_another_file_is_never_written() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let mut stalled = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            client.send_request(b"one").unwrap();
+            client.send_request(b"two").unwrap();
+            std::thread::sleep(Duration::from_secs(60)); // never reads
+        })
+    };
+    let first = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    server.reply(&first, &vec![1u8; 1 << 20]).unwrap();
+    let decoy = dir.path().join("decoy");
+    std::fs::write(&decoy, b"decoy").unwrap();
+    std::fs::rename(&decoy, first.reply_path()).unwrap();
+    let second = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    let queued = server.reply(&second, &vec![2u8; 1 << 20]);
+    let _ = server.flush_timeout(Duration::from_millis(200));
+    stalled.kill();
+    let _ = stalled.wait_timeout(Duration::from_secs(10));
+    let _ = server.flush_timeout(Duration::from_secs(5));
+    assert_eq!(server.queued(), 0, "a dead client's queue is still counted");
+    let after = server.reply(&second, b"three");
+    assert_eq!(
+        std::fs::read(first.reply_path()).unwrap(),
+        b"decoy",
+        "the server wrote into a file put at a reply path (queued: {queued:?}, after: {after:?})"
+    );
+    // Now a symbolic link to a FIFO another process reads.
+    let victim = Fifo::create(dir.path().join("victim"), 0o600).unwrap();
+    let victim_reader = victim.try_open_reader().unwrap();
+    std::fs::remove_file(first.reply_path()).unwrap();
+    std::os::unix::fs::symlink(victim.path(), first.reply_path()).unwrap();
+    let linked = server.reply(&second, b"four");
+    assert!(linked.is_err(), "a reply through a symbolic link went through");
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(victim_reader.try_read(&mut buf), Err(ipc_kit::pipe::Error::WouldBlock)),
+        "the victim FIFO got bytes"
+    );
+    std::fs::remove_file(first.reply_path()).unwrap();
 }

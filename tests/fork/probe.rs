@@ -984,7 +984,7 @@ fn a_queue_read_slowly_never_holds_more_than_its_bound() {
         peak_kib * 1024 < bound,
         "the server peaked at {peak_kib} KiB with at most 20 MiB queued (bound {} KiB), after {} MiB sent",
         bound / 1024,
-        REPLY * REPLIES >> 20
+        (REPLY * REPLIES) >> 20
     );
 }
 

@@ -38,6 +38,7 @@ cases!("probe":
     a_server_waiting_with_replies_queued_spins_no_cpu(40 s),
     a_client_cut_off_learns_it_and_is_served_after_connecting_again(40 s),
     a_queued_clients_path_taken_by_another_file_is_never_written(40 s),
+    forged_requests_in_numbers_never_disconnect_an_idle_client(40 s),
 );
 
 /// A request frame as any process may write it into the request FIFO:
@@ -1344,4 +1345,41 @@ fn a_queued_clients_path_taken_by_another_file_is_never_written() {
         "the victim FIFO got bytes"
     );
     std::fs::remove_file(first.reply_path()).unwrap();
+}
+
+/// Like `a_forged_request_never_disconnects_an_idle_client`, with the
+/// forged requests many: replies to them pile up in the idle client's
+/// queue, and it must not be cut off for what it never asked.
+fn forged_requests_in_numbers_never_disconnect_an_idle_client() {
+    const BULK: usize = 100_000;
+    const FORGED: usize = 400; // 40 MB of replies: past QUEUE_PER_CLIENT
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let go = dir.path().join("go");
+    let (mut victim, name) = victim(&path, &go, |client| match client.request_timeout(b"v", Duration::from_secs(10)) {
+        Ok(reply) => assert!(reply.len() == BULK && reply.iter().all(|&b| b == b'v'), "a wrong reply"),
+        Err(e) => panic!("an idle client was cut off by requests it never sent: {e}"),
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        while let Ok(req) = server.recv_timeout(Duration::from_secs(20)) {
+            let got = server.reply(&req, &vec![req.payload[0]; BULK]);
+            let _ = tx.send(format!("{got:?}"));
+        }
+        std::mem::forget(server); // the scratch directory goes with the case
+    });
+    let forger = Fifo::open(&path).unwrap().try_open_writer().unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..FORGED {
+        forger.write_atomic(&forged_request(1, &name, b"a")).unwrap();
+        answers.push(rx.recv_timeout(Duration::from_secs(10)).expect("a forged request was not answered"));
+    }
+    answers.dedup();
+    std::fs::write(&go, b"").unwrap();
+    assert_eq!(
+        victim.wait_timeout(Duration::from_secs(15)),
+        Some(Exit::Code(0)),
+        "the victim was not answered after {FORGED} forged requests naming its reply FIFO (their replies gave {answers:?})"
+    );
 }

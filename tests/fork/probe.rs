@@ -30,6 +30,15 @@ cases!("probe":
     pair_error_names_a_missing_temporary_directory,
     a_forged_request_never_disconnects_an_idle_client,
     pairs_are_made_under_any_umask,
+    a_queue_read_slowly_never_holds_more_than_its_bound(40 s),
+    clients_that_never_read_do_not_take_every_file_descriptor(40 s),
+    queued_replies_reach_many_clients_whole_and_in_order(40 s),
+    a_server_dropped_with_replies_queued_ends_every_wait(40 s),
+    clients_that_never_read_do_not_cut_off_a_client_that_reads(60 s),
+    a_server_waiting_with_replies_queued_spins_no_cpu(40 s),
+    a_client_cut_off_learns_it_and_is_served_after_connecting_again(40 s),
+    a_queued_clients_path_taken_by_another_file_is_never_written(40 s),
+    forged_requests_in_numbers_never_disconnect_an_idle_client(40 s),
 );
 
 /// A request frame as any process may write it into the request FIFO:
@@ -932,4 +941,445 @@ fn set_tmpdir(dir: &std::path::Path) {
     // SAFETY: called only in a forked child, where no other thread reads
     // or writes the environment.
     unsafe { std::env::set_var("TMPDIR", dir) };
+}
+
+/// A client that reads its replies, but never quite catches up: its queue
+/// never empties, yet the server holds no more for it than the queued
+/// bytes (at most `QUEUE_PER_CLIENT`), not every byte ever sent to it.
+fn a_queue_read_slowly_never_holds_more_than_its_bound() {
+    const REPLY: usize = 4 << 20;
+    const REPLIES: usize = 64; // 256 MiB in all
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let reader = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            client.send_request(b"stream").unwrap();
+            // Reads the reply FIFO's bytes as they come, and never ends.
+            let mut raw = std::fs::File::open(client.reply_path()).unwrap();
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let _ = std::io::Read::read(&mut raw, &mut buf).unwrap();
+            }
+        })
+    };
+    let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    for i in 0..REPLIES {
+        server.reply(&req, &vec![b'x'; REPLY]).unwrap_or_else(|e| panic!("reply {i}: {e}"));
+        // Another reply once the queue is down to 16 MiB: it never empties.
+        while server.queued() > 16 << 20 {
+            let _ = server.flush_timeout(Duration::from_millis(1));
+        }
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let peak_kib: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    drop(reader);
+    let bound = FifoServer::QUEUE_PER_CLIENT + (64 << 20);
+    assert!(
+        peak_kib * 1024 < bound,
+        "the server peaked at {peak_kib} KiB with at most 20 MiB queued (bound {} KiB), after {} MiB sent",
+        bound / 1024,
+        (REPLY * REPLIES) >> 20
+    );
+}
+
+/// Clients that never read, each with a reply queued: every one holds a
+/// writer open in the server. Past the server's limit of open files, the
+/// server must still answer an honest client (cutting off stalled ones
+/// as it must), not fail every reply for want of a file descriptor.
+fn clients_that_never_read_do_not_take_every_file_descriptor() {
+    const STALLED: usize = 48;
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let ready = dir.path().join("ready");
+    let stalled = {
+        let (path, ready) = (path.clone(), ready.clone());
+        fork(move || {
+            let clients: Vec<_> = (0..STALLED)
+                .map(|_| {
+                    let mut c = FifoClient::connect(&path).unwrap();
+                    c.send_request(b"a lot").unwrap();
+                    c
+                })
+                .collect();
+            std::fs::write(&ready, b"").unwrap();
+            std::thread::sleep(Duration::from_secs(60)); // never reads
+            drop(clients);
+        })
+    };
+    wait_for_file(&ready);
+    // Forked before the limit is lowered; it asks once `go` appears.
+    let go = dir.path().join("go");
+    let mut honest = {
+        let (path, go) = (path.clone(), go.clone());
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            wait_for_file(&go);
+            assert_eq!(client.request_timeout(b"me too", Duration::from_secs(10)).unwrap(), b"answered");
+        })
+    };
+    // Made now; renamed to `go` later, which takes no file descriptor.
+    let go_soon = dir.path().join("go.soon");
+    std::fs::write(&go_soon, b"").unwrap();
+    let open_now = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    limit_open_files(open_now as u64 + 32);
+    let mut errors = Vec::new();
+    for _ in 0..STALLED {
+        let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        // More than a reply FIFO holds: queued, its writer kept open.
+        if let Err(e) = server.reply(&req, &vec![7u8; 256 << 10]) {
+            errors.push(e.to_string());
+        }
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let honest = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        let _ = done_tx.send(format!("{:?}", server.reply(&honest, b"answered")));
+        let _ = server.flush_timeout(Duration::from_secs(10));
+        std::mem::forget(server); // the scratch directory goes with the case
+    });
+    std::fs::rename(&go_soon, &go).unwrap();
+    let honest_exit = honest.wait_timeout(Duration::from_secs(15));
+    let honest_reply = done_rx.recv_timeout(Duration::from_secs(5)).ok();
+    drop(stalled);
+    assert_eq!(
+        honest_exit,
+        Some(Exit::Code(0)),
+        "an honest client was not answered with {STALLED} stalled clients queued (its reply: {honest_reply:?}; stalled replies' errors: {errors:?})"
+    );
+}
+
+/// Lowers this process's limit of open files (soft and hard).
+#[allow(unsafe_code)]
+fn limit_open_files(n: u64) {
+    let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
+    // SAFETY: setrlimit reads one valid rlimit.
+    let r = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    assert_eq!(r, 0, "setrlimit: {}", std::io::Error::last_os_error());
+}
+
+/// Many clients at once, each with several requests in flight and
+/// replies larger than a reply FIFO holds: every client gets each reply
+/// whole, and in the order of its requests.
+fn queued_replies_reach_many_clients_whole_and_in_order() {
+    const CLIENTS: u8 = 6;
+    const EACH: u8 = 3;
+    let reply_len = |client: u8, i: u8| (300 << 10) + usize::from(client) * 7 + usize::from(i);
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let mut clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let path = path.clone();
+            fork(move || {
+                let mut client = FifoClient::connect(&path).unwrap();
+                for i in 0..EACH {
+                    client.send_request(&[c, i]).unwrap();
+                }
+                for i in 0..EACH {
+                    let got = client.recv_reply().unwrap();
+                    assert!(
+                        got.len() == reply_len(c, i) && got.iter().all(|&b| b == i),
+                        "client {c}: reply {i} was {} bytes of {:?}",
+                        got.len(),
+                        got.first()
+                    );
+                }
+            })
+        })
+        .collect();
+    for _ in 0..usize::from(CLIENTS) * usize::from(EACH) {
+        let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        let (c, i) = (req.payload[0], req.payload[1]);
+        server.reply(&req, &vec![i; reply_len(c, i)]).unwrap();
+    }
+    let flushed = server.flush_timeout(Duration::from_secs(20));
+    for (c, client) in clients.iter_mut().enumerate() {
+        assert_eq!(
+            client.wait_timeout(Duration::from_secs(20)),
+            Some(Exit::Code(0)),
+            "client {c} (flush: {flushed:?})"
+        );
+    }
+    assert_eq!(server.queued(), 0);
+}
+
+/// A server dropped with replies queued for clients that wait for them:
+/// each client's wait ends (the server is gone), none hangs.
+fn a_server_dropped_with_replies_queued_ends_every_wait() {
+    const CLIENTS: usize = 4;
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let mut clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let path = path.clone();
+            fork(move || {
+                let mut client = FifoClient::connect(&path).unwrap();
+                match client.request(b"big") {
+                    Err(Error::ServerGone { .. }) => {}
+                    other => panic!("a request to a server dropped mid-reply gave {:?}", other.map(|r| r.len())),
+                }
+            })
+        })
+        .collect();
+    for _ in 0..CLIENTS {
+        let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        server.reply(&req, &vec![1u8; 8 << 20]).unwrap();
+    }
+    assert!(server.queued() > 0, "nothing was queued");
+    drop(server);
+    for (c, client) in clients.iter_mut().enumerate() {
+        assert_eq!(client.wait_timeout(Duration::from_secs(10)), Some(Exit::Code(0)), "client {c}");
+    }
+}
+
+/// Clients that never read hold all they may (`QUEUE_TOTAL` between
+/// them): a client that reads what it is sent still gets its reply,
+/// larger than its reply FIFO holds, rather than being cut off for what
+/// the others did not read.
+fn clients_that_never_read_do_not_cut_off_a_client_that_reads() {
+    const REPLY: usize = 16 << 20; // the largest
+    let stalled_clients = FifoServer::QUEUE_TOTAL.div_ceil(FifoServer::QUEUE_PER_CLIENT);
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let ready = dir.path().join("ready");
+    let stalled = {
+        let (path, ready) = (path.clone(), ready.clone());
+        fork(move || {
+            let clients: Vec<_> = (0..stalled_clients)
+                .map(|_| {
+                    let mut c = FifoClient::connect(&path).unwrap();
+                    c.send_request(b"a lot").unwrap();
+                    c.send_request(b"a lot").unwrap();
+                    c
+                })
+                .collect();
+            std::fs::write(&ready, b"").unwrap();
+            std::thread::sleep(Duration::from_secs(60)); // never reads
+            drop(clients);
+        })
+    };
+    wait_for_file(&ready);
+    let mut results = Vec::new();
+    for _ in 0..2 * stalled_clients {
+        let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        results.push(format!("{:?}", server.reply(&req, &vec![7u8; REPLY]).err()));
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let honest = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        let _ = done_tx.send(format!("{:?}", server.reply(&honest, &vec![b'h'; 1 << 20])));
+        let _ = server.flush_timeout(Duration::from_secs(10));
+        std::mem::forget(server); // the scratch directory goes with the case
+    });
+    let mut honest = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            let got = client.request_timeout(b"me too", Duration::from_secs(10)).unwrap();
+            assert!(got.len() == 1 << 20 && got.iter().all(|&b| b == b'h'), "a wrong reply");
+        })
+    };
+    let honest_exit = honest.wait_timeout(Duration::from_secs(15));
+    let honest_reply = done_rx.recv_timeout(Duration::from_secs(5)).ok();
+    drop(stalled);
+    assert_eq!(
+        honest_exit,
+        Some(Exit::Code(0)),
+        "a reading client was not answered while {stalled_clients} clients held their queues full (its reply: {honest_reply:?}; theirs: {results:?})"
+    );
+}
+
+/// This process's CPU time (user and system) so far.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The fields after the command's closing parenthesis: utime and stime
+    // are the 12th and 13th of them, in clock ticks (100 a second here).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = rest.split(' ').skip(11).take(2).map(|v| v.parse().unwrap()).collect();
+    Duration::from_millis((f[0] + f[1]) * 10)
+}
+
+/// A server with a reply queued for a client that does not read: its
+/// waits (timed, zero, flush) end by their deadlines and spin no CPU;
+/// once the client dies, a flush drops its queue, counts nothing queued
+/// and removes its reply FIFO.
+fn a_server_waiting_with_replies_queued_spins_no_cpu() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let mut stalled = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            client.send_request(b"a lot").unwrap();
+            std::thread::sleep(Duration::from_secs(60)); // never reads
+        })
+    };
+    let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    server.reply(&req, &vec![3u8; 1 << 20]).unwrap();
+    let queued = server.queued();
+    assert!(queued > 0 && queued < 1 << 20, "{queued} bytes queued of a 1 MiB reply");
+    let cpu = cpu_time();
+    let began = Instant::now();
+    assert!(matches!(server.recv_timeout(Duration::from_secs(2)), Err(Error::Timeout { .. })));
+    assert!(matches!(server.flush_timeout(Duration::from_secs(1)), Err(Error::Timeout { .. })));
+    assert!(matches!(server.recv_timeout(Duration::ZERO), Err(Error::Timeout { .. })));
+    assert!(matches!(server.flush_timeout(Duration::ZERO), Err(Error::Timeout { .. })));
+    let waited = began.elapsed();
+    let spent = cpu_time().saturating_sub(cpu);
+    assert!(waited < Duration::from_secs(8), "the waits took {waited:?}");
+    assert!(spent < Duration::from_millis(1500), "{spent:?} of CPU in {waited:?} of waiting");
+    assert_eq!(server.queued(), queued, "the queue changed while the client did not read");
+    stalled.kill();
+    let _ = stalled.wait_timeout(Duration::from_secs(10));
+    server.flush_timeout(Duration::from_secs(5)).expect("a flush with only a dead client's queue");
+    assert_eq!(server.queued(), 0);
+    assert!(!req.reply_path().exists(), "the dead client's reply FIFO was left");
+    match server.reply(&req, b"late") {
+        Err(Error::ClientGone { .. }) => {}
+        other => panic!("a reply to a dead client gave {other:?}"),
+    }
+}
+
+/// A client that sends requests and does not read until its queue passes
+/// `QUEUE_PER_CLIENT` is cut off: its wait for a reply ends in
+/// `ClientStalled`, and once connected again it is served.
+fn a_client_cut_off_learns_it_and_is_served_after_connecting_again() {
+    const REPLY: usize = 16 << 20;
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let go = dir.path().join("go");
+    let mut client = {
+        let (path, go) = (path.clone(), go.clone());
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            for _ in 0..3 {
+                client.send_request(b"a lot").unwrap();
+            }
+            wait_for_file(&go);
+            let mut got = Vec::new();
+            let end = loop {
+                match client.recv_reply() {
+                    Ok(r) => got.push(r.len()),
+                    Err(e) => break e,
+                }
+            };
+            assert!(matches!(end, Error::ClientStalled { .. }), "after replies {got:?}, a cut-off client got {end:?}");
+            let mut again = FifoClient::connect(&path).unwrap();
+            assert_eq!(again.request_timeout(b"again", Duration::from_secs(10)).unwrap(), b"welcome back");
+        })
+    };
+    let mut results = Vec::new();
+    for _ in 0..3 {
+        let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        results.push(server.reply(&req, &vec![5u8; REPLY]));
+    }
+    assert!(
+        matches!(results.as_slice(), [Ok(()), Ok(()), Err(Error::ClientStalled { .. })]),
+        "three replies of 16 MiB to a client that does not read gave {results:?}"
+    );
+    assert_eq!(server.queued(), 0, "a cut-off client's queue is still counted");
+    std::fs::write(&go, b"").unwrap();
+    let req = server.recv_timeout(Duration::from_secs(15)).unwrap();
+    assert_eq!(req.payload, b"again");
+    server.reply(&req, b"welcome back").unwrap();
+    assert_eq!(client.wait_timeout(Duration::from_secs(15)), Some(Exit::Code(0)));
+}
+
+/// A file, then a symbolic link to another process's FIFO, put at the
+/// path of a client with replies queued: the server writes into neither
+/// (its queued writer keeps the old FIFO open; a new reply opens nothing
+/// that is not a FIFO at the path itself).
+fn a_queued_clients_path_taken_by_another_file_is_never_written() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let mut stalled = {
+        let path = path.clone();
+        fork(move || {
+            let mut client = FifoClient::connect(&path).unwrap();
+            client.send_request(b"one").unwrap();
+            client.send_request(b"two").unwrap();
+            std::thread::sleep(Duration::from_secs(60)); // never reads
+        })
+    };
+    let first = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    server.reply(&first, &vec![1u8; 1 << 20]).unwrap();
+    let decoy = dir.path().join("decoy");
+    std::fs::write(&decoy, b"decoy").unwrap();
+    std::fs::rename(&decoy, first.reply_path()).unwrap();
+    let second = server.recv_timeout(Duration::from_secs(10)).unwrap();
+    let queued = server.reply(&second, &vec![2u8; 1 << 20]);
+    let _ = server.flush_timeout(Duration::from_millis(200));
+    stalled.kill();
+    let _ = stalled.wait_timeout(Duration::from_secs(10));
+    let _ = server.flush_timeout(Duration::from_secs(5));
+    assert_eq!(server.queued(), 0, "a dead client's queue is still counted");
+    let after = server.reply(&second, b"three");
+    assert_eq!(
+        std::fs::read(first.reply_path()).unwrap(),
+        b"decoy",
+        "the server wrote into a file put at a reply path (queued: {queued:?}, after: {after:?})"
+    );
+    // Now a symbolic link to a FIFO another process reads.
+    let victim = Fifo::create(dir.path().join("victim"), 0o600).unwrap();
+    let victim_reader = victim.try_open_reader().unwrap();
+    std::fs::remove_file(first.reply_path()).unwrap();
+    std::os::unix::fs::symlink(victim.path(), first.reply_path()).unwrap();
+    let linked = server.reply(&second, b"four");
+    assert!(linked.is_err(), "a reply through a symbolic link went through");
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(victim_reader.try_read(&mut buf), Err(ipc_kit::pipe::Error::WouldBlock)),
+        "the victim FIFO got bytes"
+    );
+    std::fs::remove_file(first.reply_path()).unwrap();
+}
+
+/// Like `a_forged_request_never_disconnects_an_idle_client`, with the
+/// forged requests many: replies to them pile up in the idle client's
+/// queue, and it must not be cut off for what it never asked.
+fn forged_requests_in_numbers_never_disconnect_an_idle_client() {
+    const BULK: usize = 100_000;
+    const FORGED: usize = 400; // 40 MB of replies: past QUEUE_PER_CLIENT
+    let dir = ScratchDir::new();
+    let path = dir.path().join("service");
+    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let go = dir.path().join("go");
+    let (mut victim, name) = victim(&path, &go, |client| match client.request_timeout(b"v", Duration::from_secs(10)) {
+        Ok(reply) => assert!(reply.len() == BULK && reply.iter().all(|&b| b == b'v'), "a wrong reply"),
+        Err(e) => panic!("an idle client was cut off by requests it never sent: {e}"),
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        while let Ok(req) = server.recv_timeout(Duration::from_secs(20)) {
+            let got = server.reply(&req, &vec![req.payload[0]; BULK]);
+            let _ = tx.send(format!("{got:?}"));
+        }
+        std::mem::forget(server); // the scratch directory goes with the case
+    });
+    let forger = Fifo::open(&path).unwrap().try_open_writer().unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..FORGED {
+        forger.write_atomic(&forged_request(1, &name, b"a")).unwrap();
+        answers.push(rx.recv_timeout(Duration::from_secs(10)).expect("a forged request was not answered"));
+    }
+    answers.dedup();
+    std::fs::write(&go, b"").unwrap();
+    assert_eq!(
+        victim.wait_timeout(Duration::from_secs(15)),
+        Some(Exit::Code(0)),
+        "the victim was not answered after {FORGED} forged requests naming its reply FIFO (their replies gave {answers:?})"
+    );
 }

@@ -58,7 +58,12 @@ impl Outbox {
                 self.cut(i);
                 return Sent::Stalled;
             }
-            self.queued[i].data.extend_from_slice(frame);
+            // The bytes written are dropped first: what is held for a
+            // client is what it has not read, not all it was ever sent.
+            let q = &mut self.queued[i];
+            q.data.drain(..q.at);
+            q.at = 0;
+            q.data.extend_from_slice(frame);
             self.bytes += frame.len();
             self.pump();
             return Sent::Done;

@@ -12,7 +12,7 @@ use ipc_sync::Deadline;
 
 use crate::error::{Error, Result};
 use crate::fifo::Fifo;
-use crate::outbox::{Outbox, Sent};
+use crate::outbox::{OpenFailed, Outbox, Sent};
 
 /// A request body: client pid (u32), ticket (u64), reply path length
 /// (u16), reply path, payload. With its frame header it fits in one atomic
@@ -129,6 +129,8 @@ impl FifoServer {
     pub const QUEUE_PER_CLIENT: usize = crate::outbox::PER_CLIENT;
     /// The most bytes of replies queued for all clients together.
     pub const QUEUE_TOTAL: usize = crate::outbox::TOTAL;
+    /// The most clients with replies queued for them at once.
+    pub const QUEUE_CLIENTS: usize = crate::outbox::CLIENTS;
 
     /// Makes the request FIFO at `path` (exclusive; after a crash, use
     /// [`create_replacing`](Self::create_replacing)) and opens it. The
@@ -295,11 +297,23 @@ impl FifoServer {
     /// [`recv`](Self::recv), [`recv_timeout`](Self::recv_timeout) or
     /// [`flush_timeout`](Self::flush_timeout). So a client that does not
     /// read its replies costs the server memory, never time: at most
-    /// [`QUEUE_PER_CLIENT`](Self::QUEUE_PER_CLIENT) bytes for one client
-    /// and [`QUEUE_TOTAL`](Self::QUEUE_TOTAL) for all. A reply that would
-    /// pass either bound cuts that client off: its reply FIFO is removed,
-    /// and the client learns it ([`Error::ClientStalled`]) and may connect
-    /// again. Replies to one client reach it in the order they are sent.
+    /// [`QUEUE_PER_CLIENT`](Self::QUEUE_PER_CLIENT) bytes for one client.
+    /// A reply that would pass that bound cuts the client off: its reply
+    /// FIFO is removed, and the client learns it ([`Error::ClientStalled`])
+    /// and may connect again. Across clients, at most
+    /// [`QUEUE_TOTAL`](Self::QUEUE_TOTAL) bytes and
+    /// [`QUEUE_CLIENTS`](Self::QUEUE_CLIENTS) clients wait, and a reply
+    /// FIFO that cannot be opened for want of file descriptors is retried:
+    /// to make room, the queues that went longest without their client
+    /// reading are cut off first, so clients that read keep being served
+    /// beside any number that do not. Replies to one client reach it in
+    /// the order they are sent.
+    ///
+    /// Any process that may write requests, and can list the directory,
+    /// can send requests naming an idle client's reply FIFO and so get it
+    /// cut off: where requesters are not trusted, give the directory mode
+    /// 1733 (others may make FIFOs in it but not list it); reply FIFO names
+    /// carry 64 random bits.
     ///
     /// # Errors
     ///
@@ -324,17 +338,20 @@ impl FifoServer {
         let open = || {
             let opened = Fifo::open(&request.reply_path).and_then(|fifo| fifo.try_open_writer());
             match opened {
-                Ok(writer) => Some(writer),
-                Err(Error::NotFound { .. }) => None,
+                Ok(writer) => Ok(writer),
+                Err(Error::NotFound { .. }) => Err(OpenFailed::Gone),
                 Err(Error::NoReader { .. }) => {
                     // A dead client's leftover: removed if still stale (no
                     // reader has it open, and it is the same FIFO).
                     let _ = crate::fifo::remove_if_stale(&request.reply_path);
-                    None
+                    Err(OpenFailed::Gone)
+                }
+                Err(Error::Io { source, .. }) if matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    Err(OpenFailed::NoFd)
                 }
                 Err(e) => {
                     failed = Some(e);
-                    None
+                    Err(OpenFailed::Other)
                 }
             }
         };

@@ -497,16 +497,25 @@ pub(crate) fn remove_if_same(path: &Path, end: &impl AsFd) -> bool {
     there && is_same(path, end) && std::fs::remove_file(path).is_ok()
 }
 
+impl Fifo {
+    /// Whether the FIFO this handle made is at its path: not removed, nor
+    /// replaced by another file. `None` for a handle that made none, or
+    /// when the path cannot be looked at.
+    pub(crate) fn made_is_there(&self) -> Option<bool> {
+        let made = self.made?;
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) => Some(meta.file_type().is_fifo() && Identity::of(&meta) == made),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Some(false),
+            Err(_) => None,
+        }
+    }
+}
+
 impl Drop for Fifo {
     fn drop(&mut self) {
-        if !self.owner.is_owner() {
-            return;
-        }
         // Only the FIFO this handle made: not a file that replaced it.
-        if let (Ok(meta), Some(made)) = (std::fs::symlink_metadata(&self.path), self.made) {
-            if meta.file_type().is_fifo() && Identity::of(&meta) == made {
-                let _ = std::fs::remove_file(&self.path);
-            }
+        if self.owner.is_owner() && self.made_is_there() == Some(true) {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }

@@ -798,7 +798,7 @@ impl FifoClient {
             }
             // Is the reply FIFO still this client's (the server removes it
             // when it cuts a client off)?
-            if !crate::fifo::is_same(self.reply.path(), self.replies.get_ref()) {
+            if self.reply.made_is_there() == Some(false) {
                 return Err(Error::ClientStalled { pid: std::process::id(), path: self.reply.path().to_owned() });
             }
             if deadline.has_expired() {

@@ -121,14 +121,7 @@ fn a_client_that_never_reads_its_replies_does_not_stop_the_server() {
     let dir = ScratchDir::new();
     let path = dir.path().join("service");
     let mut server = FifoServer::create(&path, 0o600).unwrap();
-    let stalled = {
-        let path = path.clone();
-        fork(move || {
-            let mut client = FifoClient::connect(&path).unwrap();
-            client.send_request(b"send me a lot").unwrap();
-            std::thread::sleep(Duration::from_secs(60)); // never reads
-        })
-    };
+    let stalled = never_reading(&path, 1, &[b"send me a lot"]);
     let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(req.payload, b"send me a lot");
     // The server's loop runs on a thread: the server stays in this
@@ -185,6 +178,26 @@ fn victim(path: &Path, go: &Path, then: impl FnOnce(&mut FifoClient)) -> (ipc_ki
         }
     };
     (child, name)
+}
+
+/// `clients` clients of the server at `path`, in a child, each of which
+/// sends `requests` and never reads a reply. Once all are sent, the child
+/// makes the file `ready` beside `path`.
+fn never_reading(path: &Path, clients: usize, requests: &[&[u8]]) -> ipc_kit_tests::Forked {
+    fork(|| {
+        let connected: Vec<_> = (0..clients)
+            .map(|_| {
+                let mut c = FifoClient::connect(path).unwrap();
+                for r in requests {
+                    c.send_request(r).unwrap();
+                }
+                c
+            })
+            .collect();
+        std::fs::write(path.with_file_name("ready"), b"").unwrap();
+        std::thread::sleep(Duration::from_secs(60)); // never reads
+        drop(connected);
+    })
 }
 
 /// Any process that may write to the request FIFO can forge a frame (its
@@ -760,14 +773,7 @@ fn server_removes_the_reply_fifo_of_a_client_killed_mid_reply() {
     let dir = ScratchDir::new();
     let path = dir.path().join("service");
     let mut server = FifoServer::create(&path, 0o600).unwrap();
-    let client = {
-        let path = path.clone();
-        fork(move || {
-            let mut client = FifoClient::connect(&path).unwrap();
-            client.send_request(b"a lot, please").unwrap();
-            std::thread::sleep(Duration::from_secs(60)); // never reads
-        })
-    };
+    let client = never_reading(&path, 1, &[b"a lot, please"]);
     let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
     let pid = client.pid();
     let killer = std::thread::spawn(move || {
@@ -999,21 +1005,7 @@ fn clients_that_never_read_do_not_take_every_file_descriptor() {
     let path = dir.path().join("service");
     let mut server = FifoServer::create(&path, 0o600).unwrap();
     let ready = dir.path().join("ready");
-    let stalled = {
-        let (path, ready) = (path.clone(), ready.clone());
-        fork(move || {
-            let clients: Vec<_> = (0..STALLED)
-                .map(|_| {
-                    let mut c = FifoClient::connect(&path).unwrap();
-                    c.send_request(b"a lot").unwrap();
-                    c
-                })
-                .collect();
-            std::fs::write(&ready, b"").unwrap();
-            std::thread::sleep(Duration::from_secs(60)); // never reads
-            drop(clients);
-        })
-    };
+    let stalled = never_reading(&path, STALLED, &[b"a lot"]);
     wait_for_file(&ready);
     // Forked before the limit is lowered; it asks once `go` appears.
     let go = dir.path().join("go");
@@ -1152,22 +1144,7 @@ fn clients_that_never_read_do_not_cut_off_a_client_that_reads() {
     let path = dir.path().join("service");
     let mut server = FifoServer::create(&path, 0o600).unwrap();
     let ready = dir.path().join("ready");
-    let stalled = {
-        let (path, ready) = (path.clone(), ready.clone());
-        fork(move || {
-            let clients: Vec<_> = (0..stalled_clients)
-                .map(|_| {
-                    let mut c = FifoClient::connect(&path).unwrap();
-                    c.send_request(b"a lot").unwrap();
-                    c.send_request(b"a lot").unwrap();
-                    c
-                })
-                .collect();
-            std::fs::write(&ready, b"").unwrap();
-            std::thread::sleep(Duration::from_secs(60)); // never reads
-            drop(clients);
-        })
-    };
+    let stalled = never_reading(&path, stalled_clients, &[b"a lot", b"a lot"]);
     wait_for_file(&ready);
     let mut results = Vec::new();
     for _ in 0..2 * stalled_clients {
@@ -1217,14 +1194,7 @@ fn a_server_waiting_with_replies_queued_spins_no_cpu() {
     let dir = ScratchDir::new();
     let path = dir.path().join("service");
     let mut server = FifoServer::create(&path, 0o600).unwrap();
-    let mut stalled = {
-        let path = path.clone();
-        fork(move || {
-            let mut client = FifoClient::connect(&path).unwrap();
-            client.send_request(b"a lot").unwrap();
-            std::thread::sleep(Duration::from_secs(60)); // never reads
-        })
-    };
+    let mut stalled = never_reading(&path, 1, &[b"a lot"]);
     let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
     server.reply(&req, &vec![3u8; 1 << 20]).unwrap();
     let queued = server.queued();
@@ -1305,15 +1275,7 @@ fn a_queued_clients_path_taken_by_another_file_is_never_written() {
     let dir = ScratchDir::new();
     let path = dir.path().join("service");
     let mut server = FifoServer::create(&path, 0o600).unwrap();
-    let mut stalled = {
-        let path = path.clone();
-        fork(move || {
-            let mut client = FifoClient::connect(&path).unwrap();
-            client.send_request(b"one").unwrap();
-            client.send_request(b"two").unwrap();
-            std::thread::sleep(Duration::from_secs(60)); // never reads
-        })
-    };
+    let mut stalled = never_reading(&path, 1, &[b"one", b"two"]);
     let first = server.recv_timeout(Duration::from_secs(10)).unwrap();
     server.reply(&first, &vec![1u8; 1 << 20]).unwrap();
     let decoy = dir.path().join("decoy");

@@ -50,6 +50,8 @@ mod key;
 pub mod membarrier;
 mod mutex;
 mod named_sem;
+pub mod object;
+pub mod os;
 mod owner;
 pub mod process;
 mod robust;
@@ -62,118 +64,14 @@ mod sysv_sem;
 pub use condvar::{Condvar, TimedWaitResult, WaitTimeoutResult};
 pub use deadline::{Deadline, realtime_after};
 pub use eintr::{Interrupted, retry_eintr};
-pub use error::{Error, ObjectFault, Result};
+pub use error::{Error, Result};
 pub use event::Event;
 pub use eventfd::{EVENTFD_MAX, EventFd, EventFdMode};
 pub use key::Key;
 pub use mutex::{Mutex, MutexGuard, MutexLockResult};
 pub use named_sem::NamedSemaphore;
+pub use object::{ObjectFault, Owned, open_or_create, posix_name, process_alive};
 pub use robust::{LockError, RobustLockResult, RobustMutex, RobustMutexGuard};
 pub use semaphore::Semaphore;
 pub use shm_safe::ShmSafe;
 pub use sysv_sem::{SEM_VALUE_MAX, SemOp, SemaphoreSet};
-
-/// Checks the name of a POSIX IPC object (shared memory, semaphore or
-/// message queue) before it reaches a system call: a leading '/', at least
-/// one more character, no other '/', no NUL, not `.` or `..` after the '/'
-/// (glibc opens such names as paths under /dev/shm, and `/..` would be
-/// /dev itself), at most `max_len` bytes after the '/'. Returns it as a C
-/// string, or the reason it is refused.
-///
-/// # Errors
-///
-/// The reason, as a sentence fragment ("it must start with '/'").
-///
-/// # Examples
-///
-/// ```
-/// assert!(ipc_sync::posix_name("/jobs", 255).is_ok());
-/// assert!(ipc_sync::posix_name("jobs", 255).is_err());
-/// assert!(ipc_sync::posix_name("/a/b", 255).is_err());
-/// assert!(ipc_sync::posix_name("/..", 255).is_err());
-/// assert!(ipc_sync::posix_name("/.", 255).is_err());
-/// assert!(ipc_sync::posix_name("/...", 255).is_ok());
-/// ```
-pub fn posix_name(name: &str, max_len: usize) -> std::result::Result<std::ffi::CString, &'static str> {
-    if !name.starts_with('/') {
-        return Err("it must start with '/'");
-    }
-    if name.len() < 2 {
-        return Err("it needs at least one character after the '/'");
-    }
-    if name[1..].contains('/') {
-        return Err("it may contain no '/' after the first");
-    }
-    if matches!(&name[1..], "." | "..") {
-        return Err("'.' and '..' name directories, not objects");
-    }
-    if name.len() - 1 > max_len {
-        return Err("it is too long");
-    }
-    std::ffi::CString::new(name).map_err(|_| "it contains a NUL byte")
-}
-
-/// Whether process `pid` is alive: it exists and is not a zombie (a
-/// process that died and was not yet reaped by its parent). Used to notice
-/// a peer that died without cleaning up. A pid of 0 is nobody.
-///
-/// Pids are reused, so a very old pid may name another process; ipc-kit
-/// checks while the peer is expected to be there, where that is unlikely.
-///
-/// ```
-/// assert!(ipc_sync::process_alive(std::process::id()));
-/// assert!(!ipc_sync::process_alive(0));
-/// ```
-pub fn process_alive(pid: u32) -> bool {
-    sys::pid_alive(pid)
-}
-
-/// Opens a named or keyed IPC object, creating it when there is none: an
-/// exclusive `create`; if the object `exists`, `open` it; if it went
-/// `missing` in between (removed by someone else), start over. So exactly
-/// one of several racing processes creates it, and only that one owns it.
-///
-/// # Errors
-///
-/// The first error of `create` or `open` that is neither `exists` nor
-/// `missing`.
-pub fn open_or_create<T, E>(
-    mut create: impl FnMut() -> std::result::Result<T, E>,
-    mut open: impl FnMut() -> std::result::Result<T, E>,
-    exists: impl Fn(&E) -> bool,
-    missing: impl Fn(&E) -> bool,
-) -> std::result::Result<T, E> {
-    loop {
-        match create() {
-            Err(e) if exists(&e) => {}
-            other => return other,
-        }
-        match open() {
-            Err(e) if missing(&e) => continue,
-            other => return other,
-        }
-    }
-}
-
-/// Which process owns a named or keyed object: the one that created it.
-/// Only that process removes the object when its handle is dropped; a
-/// child that inherited a copy of the handle across `fork` does not.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Owned(u32);
-
-impl Owned {
-    /// Owned by the calling process.
-    pub fn here() -> Owned {
-        Owned(std::process::id())
-    }
-
-    /// Owned by nobody (the handle only opened the object, or persists it).
-    pub const fn none() -> Owned {
-        Owned(0)
-    }
-
-    /// Whether the calling process owns the object.
-    pub fn is_owner(self) -> bool {
-        self.0 != 0 && self.0 == std::process::id()
-    }
-}

@@ -85,16 +85,6 @@ pub(crate) fn send(address: &str, message: &str, mtype: Option<i64>, priority: O
     }
 }
 
-fn parse_selector(s: &str) -> Result<Selector, String> {
-    let n = |v: &str| v.parse::<i64>().map_err(|_| format!("{s:?}: not a type selector (any, N, <=N, !N)"));
-    Ok(match s {
-        "any" | "0" => Selector::Any,
-        _ if s.starts_with("<=") => Selector::AtMost(n(&s[2..])?),
-        _ if s.starts_with('!') => Selector::Except(n(&s[1..])?),
-        _ => Selector::Exactly(n(s)?),
-    })
-}
-
 /// Parses "250ms", "2s", "1.5s" or plain seconds.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("{s:?}: not a duration (such as 250ms or 2s)");
@@ -135,7 +125,7 @@ pub(crate) fn recv(address: &str, selector: Option<&str>, timeout: Option<&str>,
     };
     let (tag, r) = match q {
         Queue::Sysv(q) => {
-            let sel = match selector.map(parse_selector).transpose() {
+            let sel = match selector.map(str::parse::<Selector>).transpose() {
                 Ok(s) => s.unwrap_or(Selector::Any),
                 Err(e) => return Outcome::Failed(e),
             };

@@ -46,6 +46,19 @@ impl Mechanism {
         }
     }
 
+    /// The mechanism of a [`name`](Self::name), if one has it.
+    ///
+    /// ```
+    /// use ipc_kit::Mechanism;
+    /// for &m in Mechanism::ALL {
+    ///     assert_eq!(Mechanism::from_name(m.name()), Some(m));
+    /// }
+    /// assert_eq!(Mechanism::from_name("carrier-pigeon"), None);
+    /// ```
+    pub fn from_name(name: &str) -> Option<Mechanism> {
+        Mechanism::ALL.iter().copied().find(|m| m.name() == name)
+    }
+
     /// A connected sender and receiver. Make the pair before `fork`; then
     /// one process keeps the sender and drops the receiver, the other the
     /// reverse. Keep the `Pair` value itself alive while the sides are in
@@ -217,5 +230,23 @@ impl Pair {
 impl std::fmt::Debug for Pair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pair").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Reads a mechanism by its [`name`](Mechanism::name).
+impl std::str::FromStr for Mechanism {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Mechanism::from_name(s).ok_or_else(|| {
+            let names: Vec<&str> = Mechanism::ALL.iter().map(|m| m.name()).collect();
+            format!("{s:?} is not a mechanism; the mechanisms are {}", names.join(", "))
+        })
     }
 }

@@ -39,6 +39,35 @@ impl Selector {
     }
 }
 
+/// Reads a selector as `ipc-kit recv --type` takes it: `any` (or `0`),
+/// `N` (exactly), `<=N` (the lowest type up to N) or `!N` (any but N),
+/// with N a plain decimal number (no sign, no spaces).
+///
+/// ```
+/// use ipc_msgq::Selector;
+/// assert_eq!("any".parse(), Ok(Selector::Any));
+/// assert_eq!("7".parse(), Ok(Selector::Exactly(7)));
+/// assert_eq!("<=3".parse(), Ok(Selector::AtMost(3)));
+/// assert_eq!("!2".parse(), Ok(Selector::Except(2)));
+/// assert!("+7".parse::<Selector>().is_err());
+/// ```
+impl std::str::FromStr for Selector {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        let n = |v: &str| match v.parse::<i64>() {
+            Ok(t) if v.bytes().all(|b| b.is_ascii_digit()) => Ok(t),
+            _ => Err(format!("{s:?}: not a type selector (any, N, <=N, !N)")),
+        };
+        Ok(match s {
+            "any" | "0" => Selector::Any,
+            _ if s.starts_with("<=") => Selector::AtMost(n(&s[2..])?),
+            _ if s.starts_with('!') => Selector::Except(n(&s[1..])?),
+            _ => Selector::Exactly(n(s)?),
+        })
+    }
+}
+
 /// What `IPC_STAT` tells about a queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueStat {

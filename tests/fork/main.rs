@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod channel;
+mod examples;
 mod fifo;
 mod kit;
 mod locks;
@@ -27,6 +28,7 @@ fn main() -> std::process::ExitCode {
             locks::CASES,
             review::CASES,
             probe::CASES,
+            examples::CASES,
         ],
         &[shm::HELPERS, channel::HELPERS, sync::HELPERS, msgq::HELPERS, fifo::HELPERS],
     )

@@ -84,8 +84,9 @@ fn test(filters: &[String]) -> Result {
             run("unit, doc and property tests", cargo().args(["test", "--workspace", "--exclude", "ipc-kit-tests"]))?;
             run("the stress program's own tests", cargo().args(["test", "--package", "ipc-kit-tests", "--bins"]))?;
         }
-        // The suite runs the real `ipc-kit` binary too.
+        // The suite runs the real `ipc-kit` binary and the examples too.
         run("the ipc-kit command", cargo().args(["build", "--package", "ipc-kit-cli"]))?;
+        run("the examples", cargo().args(["build", "--workspace", "--examples"]))?;
         run("fork suite", cargo().args(["test", "--package", "ipc-kit-tests", "--test", "fork", "--"]).args(filters))
     })
 }

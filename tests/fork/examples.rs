@@ -1,0 +1,189 @@
+//! The examples, run as the programs they are: built by `cargo xtask
+//! test` (`cargo build --examples`), found beside this test binary, and
+//! started as separate processes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ipc_kit::shm::{Error as ShmError, SysvSegment};
+use ipc_kit::sync::{Error as SyncError, Key, SemaphoreSet};
+use ipc_kit_tests::{ScratchDir, cases};
+
+cases!("examples":
+    ftok_reader_first_then_writer(90 s),
+    ftok_writer_first_then_reader(90 s),
+    ftok_reader_killed_then_the_writer_removes_both(90 s),
+    ftok_second_reader_is_refused_while_the_first_lives(90 s),
+    ftok_writer_refuses_a_message_over_the_limit_and_makes_nothing(90 s),
+);
+
+/// An example program of the workspace, built by `cargo build --examples`
+/// into `target/debug/examples` (beside this binary's `deps`).
+fn example(name: &str) -> Command {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let path = exe.parent().and_then(Path::parent).expect("target/debug/deps").join("examples").join(name);
+    assert!(path.exists(), "{} is missing: build it with cargo build --examples -p ipc-shm", path.display());
+    Command::new(path)
+}
+
+/// The messages the cases send: plain, with spaces, not ASCII, empty, and
+/// one of the longest (60 bytes).
+fn messages() -> Vec<String> {
+    vec!["hello".into(), "two words".into(), "grüße, 世界".into(), String::new(), "x".repeat(60)]
+}
+
+/// A path for `ftok`, in a fresh directory; the key the examples make
+/// from it; and, when dropped, the removal of anything still under the
+/// key, so that a failing case leaves nothing either.
+struct Place {
+    _dir: ScratchDir,
+    path: PathBuf,
+    key: Key,
+}
+
+impl Place {
+    fn new() -> Place {
+        let dir = ScratchDir::new();
+        let path = dir.path().join("ftok-demo");
+        std::fs::write(&path, b"").unwrap();
+        // The examples' project id: b'F'.
+        let key = Key::from_path(&path, b'F').unwrap();
+        Place { _dir: dir, path, key }
+    }
+
+    fn arg(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+
+    /// Whether a semaphore set and a segment exist under the key.
+    fn objects(&self) -> (bool, bool) {
+        let set = match SemaphoreSet::open_timeout(self.key, Duration::from_secs(5)) {
+            Ok(_) => true,
+            Err(SyncError::NotFound { .. }) => false,
+            Err(e) => panic!("open the set: {e}"),
+        };
+        let segment = match SysvSegment::open(self.key, 0) {
+            Ok(_) => true,
+            Err(ShmError::NotFound { .. }) => false,
+            Err(e) => panic!("open the segment: {e}"),
+        };
+        (set, segment)
+    }
+
+    /// Waits (at most 20 s) until a reader has made the set and taken its
+    /// place (semaphore 2, `READER`, at 1).
+    fn wait_for_a_reader(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(set) = SemaphoreSet::open(self.key)
+                && set.value(2).unwrap_or(0) == 1
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no reader made the set within 20 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Ok(set) = SemaphoreSet::open_timeout(self.key, Duration::ZERO) {
+            let _ = set.remove();
+        }
+        if let Ok(segment) = SysvSegment::open(self.key, 0) {
+            let _ = segment.remove();
+        }
+    }
+}
+
+fn reader(place: &Place) -> Child {
+    example("ftok_reader").arg(place.arg()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+fn writer(place: &Place, messages: &[String]) -> Child {
+    example("ftok_writer").arg(place.arg()).args(messages).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+fn finished(child: Child, who: &str) -> Output {
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{who} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// The reader printed exactly the messages, one a line, and nothing is
+/// left under the key.
+fn check_delivered(place: &Place, reader_out: &Output, sent: &[String]) {
+    let printed = String::from_utf8(reader_out.stdout.clone()).unwrap();
+    let want: String = sent.iter().map(|m| format!("{m}\n")).collect();
+    assert_eq!(printed, want, "the reader printed what the writer wrote");
+    assert_eq!(place.objects(), (false, false), "no set and no segment left");
+}
+
+fn ftok_reader_first_then_writer() {
+    let place = Place::new();
+    let r = reader(&place);
+    place.wait_for_a_reader();
+    let w = writer(&place, &messages());
+    finished(w, "the writer");
+    let out = finished(r, "the reader");
+    check_delivered(&place, &out, &messages());
+}
+
+fn ftok_writer_first_then_reader() {
+    let place = Place::new();
+    let w = writer(&place, &messages());
+    // The writer waits for the reader to make the objects; give it a
+    // moment to be waiting (the order is the point, not the time).
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(place.objects(), (false, false), "the writer makes nothing");
+    let r = reader(&place);
+    let out = finished(r, "the reader");
+    finished(w, "the writer");
+    check_delivered(&place, &out, &messages());
+}
+
+fn ftok_reader_killed_then_the_writer_removes_both() {
+    let place = Place::new();
+    let mut r = reader(&place);
+    place.wait_for_a_reader();
+    r.kill().unwrap();
+    r.wait().unwrap();
+    assert_eq!(place.objects(), (true, true), "a killed reader removes nothing itself");
+    let w = writer(&place, &messages());
+    let out = w.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the writer reports the dead reader: {err}");
+    assert!(err.contains("the reader died"), "{err}");
+    assert_eq!(place.objects(), (false, false), "the writer removed the set and the segment");
+}
+
+fn ftok_second_reader_is_refused_while_the_first_lives() {
+    let place = Place::new();
+    let first = reader(&place);
+    place.wait_for_a_reader();
+    let second = example("ftok_reader").arg(place.arg()).output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(err.contains("another reader"), "{err}");
+    // The first is untouched: a writer still reaches it.
+    let w = writer(&place, &messages()[..2]);
+    finished(w, "the writer");
+    let out = finished(first, "the first reader");
+    check_delivered(&place, &out, &messages()[..2]);
+}
+
+fn ftok_writer_refuses_a_message_over_the_limit_and_makes_nothing() {
+    let place = Place::new();
+    let out = example("ftok_writer").arg(place.arg()).arg("x".repeat(61)).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("longer than 60 bytes"), "{err}");
+    let too_many: Vec<String> = (0..64).map(|i| i.to_string()).collect();
+    let out = example("ftok_writer").arg(place.arg()).args(&too_many).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("at most 63 messages"), "{err}");
+    assert_eq!(place.objects(), (false, false));
+}

@@ -1,8 +1,8 @@
 //! The bad-input table: the public constructors and operations, each given
 //! the inputs users get wrong (and the stale or foreign objects they meet),
-//! each row checked here and printed in the README between the `bad-input`
-//! markers. Calls that take no input that can be wrong are left out. `IPC_KIT_BLESS=1` rewrites the README
-//! table from these rows.
+//! each row checked here and printed in docs/reliability.md between the
+//! `bad-input` markers. Calls that take no input that can be wrong are left
+//! out. `IPC_KIT_BLESS=1` rewrites that table from these rows.
 
 use std::fmt::Display;
 use std::fs;
@@ -24,7 +24,7 @@ use ipc_kit_tests::{Exit, Refusal, ScratchDir, SysvKind, cases, fork, may_exceed
 
 cases!("bad_input":
     every_row_gets_its_documented_result,
-    the_readme_table_is_these_rows,
+    the_documented_table_is_these_rows,
 );
 
 /// One bad input to one call, and what it must get.
@@ -622,7 +622,7 @@ fn every_row_gets_its_documented_result() {
 const BEGIN: &str = "<!-- bad-input:begin -->";
 const END: &str = "<!-- bad-input:end -->";
 
-/// The README table these rows make.
+/// The table of docs/reliability.md these rows make.
 fn table(rows: &[Row]) -> String {
     let mut out = String::from("| Call | Bad input | Result |\n|---|---|---|\n");
     for row in rows {
@@ -636,19 +636,19 @@ fn table(rows: &[Row]) -> String {
     out
 }
 
-fn the_readme_table_is_these_rows() {
-    let readme_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
-    let readme = fs::read_to_string(&readme_path).unwrap();
-    let (Some(begin), Some(end)) = (readme.find(BEGIN), readme.find(END)) else {
-        panic!("README.md lacks the {BEGIN} … {END} markers");
+fn the_documented_table_is_these_rows() {
+    let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/reliability.md");
+    let doc = fs::read_to_string(&doc_path).unwrap();
+    let (Some(begin), Some(end)) = (doc.find(BEGIN), doc.find(END)) else {
+        panic!("docs/reliability.md lacks the {BEGIN} … {END} markers");
     };
     let start = begin + BEGIN.len() + 1;
     let want = table(&rows());
-    if readme[start..end] != want {
+    if doc[start..end] != want {
         if std::env::var_os("IPC_KIT_BLESS").is_some() {
-            fs::write(&readme_path, format!("{}{want}{}", &readme[..start], &readme[end..])).unwrap();
+            fs::write(&doc_path, format!("{}{want}{}", &doc[..start], &doc[end..])).unwrap();
             return;
         }
-        panic!("the README's bad-input table differs from tests/fork/bad_input.rs; rerun with IPC_KIT_BLESS=1");
+        panic!("the bad-input table of docs/reliability.md differs from tests/fork/bad_input.rs; rerun with IPC_KIT_BLESS=1");
     }
 }

@@ -222,7 +222,7 @@ fn every_mechanism_through_the_traits_across_fork() {
 const BENCH_MECHANISMS: [&str; 7] =
     ["pipe", "fifo", "sysv-msgq", "posix-mq", "shm-channel", "shm-byte-channel", "unix-socket"];
 
-/// Checks a `bench --json` document against schema 1 as the README
+/// Checks a `bench --json` document against schema 1 as docs/bench.md
 /// documents it; the first violation found.
 fn check_bench_schema(doc: &Value) -> Result<(), String> {
     let obj = |v: &Value, what: &str| v.as_object().cloned().ok_or(format!("{what} is not an object"));

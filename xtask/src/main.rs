@@ -1,7 +1,8 @@
 //! `cargo xtask test | lint | ci | bench`: the project's tasks.
 //!
 //! - `test [FILTER...]`: unit, doc and property tests of the workspace, then
-//!   the fork suite (FILTERs pick its cases), then a check that no System V
+//!   the fork suite (FILTERs pick its cases), which runs the `ipc-kit`
+//!   command and the examples (built first), then a check that no System V
 //!   object, /dev/shm entry, POSIX queue or scratch directory was left.
 //! - `lint`: rustfmt, clippy with warnings denied, rustdoc with warnings
 //!   denied.

@@ -1,5 +1,5 @@
 //! What the comparison prints and writes: the tables, the JSON document
-//! (schema 1, documented in the README) and the verdict lines.
+//! (schema 1, documented in docs/bench.md) and the verdict lines.
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, Table};

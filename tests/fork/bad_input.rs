@@ -649,6 +649,6 @@ fn the_documented_table_is_these_rows() {
             fs::write(&doc_path, format!("{}{want}{}", &doc[..start], &doc[end..])).unwrap();
             return;
         }
-        panic!("the bad-input table of docs/reliability.md differs from tests/fork/bad_input.rs; rerun with IPC_KIT_BLESS=1");
+        panic!("the table in docs/reliability.md differs from these rows; rerun with IPC_KIT_BLESS=1");
     }
 }

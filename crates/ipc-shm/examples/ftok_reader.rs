@@ -16,7 +16,9 @@
 //! 1). Leftovers of a reader that was killed are removed by the next
 //! reader of the path (or by a writer, which removes them when it finds
 //! the reader dead). One reader per path at a time: a second one is
-//! refused while the first lives.
+//! refused while the first lives; one that comes in the moment between the
+//! first's making the set and taking its place there takes the objects
+//! over as leftovers, and the first ends with an error.
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -16,7 +16,9 @@
 //! it ends. The writer removes them only when the kernel shows that the
 //! reader died (its `SEM_UNDO` hold on the `READER` semaphore gone back to
 //! 0). A reader killed while no writer is there leaves them for the next
-//! reader or writer of that path to remove (or for `ipc-kit rm`).
+//! reader of that path to remove, or the next writer (unless the reader
+//! died before it let the lock go: that writer gives up after 30 s), or
+//! `ipc-kit rm`.
 //!
 //! Killed at any point, the writer leaves nothing wrong behind: the kernel
 //! gives back its lock, and adds the unit to `READY` that tells the reader

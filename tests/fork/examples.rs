@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ipc_kit::shm::{Error as ShmError, SysvSegment};
-use ipc_kit::sync::{Error as SyncError, Key, SemaphoreSet};
+use ipc_kit::sync::{Error as SyncError, Key, SemOp, SemaphoreSet};
 use ipc_kit_tests::{ScratchDir, cases};
 
 cases!("examples":
@@ -16,6 +16,7 @@ cases!("examples":
     ftok_reader_killed_then_the_writer_removes_both(90 s),
     ftok_second_reader_is_refused_while_the_first_lives(90 s),
     ftok_writer_refuses_a_message_over_the_limit_and_makes_nothing(90 s),
+    ftok_writer_killed_is_noticed_and_the_reader_removes_both(90 s),
 );
 
 /// An example program of the workspace, built by `cargo build --examples`
@@ -72,7 +73,8 @@ impl Place {
     }
 
     /// Waits (at most 20 s) until a reader has made the set and taken its
-    /// place (semaphore 2, `READER`, at 1).
+    /// place (semaphore 2, `READER`, at 1; the semaphores are listed in
+    /// crates/ipc-shm/examples/ftok/protocol.rs).
     fn wait_for_a_reader(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -186,4 +188,55 @@ fn ftok_writer_refuses_a_message_over_the_limit_and_makes_nothing() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("at most 63 messages"), "{err}");
     assert_eq!(place.objects(), (false, false));
+}
+
+fn ftok_writer_killed_is_noticed_and_the_reader_removes_both() {
+    const LOCK: u16 = 0;
+    const WRITER: u16 = 3;
+    let place = Place::new();
+    let r = reader(&place);
+    place.wait_for_a_reader();
+    let set = SemaphoreSet::open(place.key).unwrap();
+    // Takes the lock as soon as a writer is there and has let it go once:
+    // the writer is then armed, and waits for the lock to send. The taker
+    // waits before the writer starts.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let key = place.key;
+    let taker = std::thread::spawn(move || {
+        let set = SemaphoreSet::open(key).unwrap();
+        let taken = set.apply_timeout(
+            &[SemOp::add(WRITER, -1).no_undo(), SemOp::add(WRITER, 1).no_undo(), SemOp::wait(LOCK)],
+            Duration::from_secs(20),
+        );
+        tx.send(()).unwrap();
+        taken
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while waiting_for_increase(set.id(), WRITER) < 1 {
+        assert!(Instant::now() < deadline, "the lock taker never waited");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut w = writer(&place, &messages());
+    rx.recv_timeout(Duration::from_secs(25)).expect("the lock taken while the writer lives");
+    taker.join().unwrap().unwrap();
+    assert_eq!(set.value(WRITER).unwrap(), 1, "the writer is there");
+    w.kill().unwrap();
+    w.wait().unwrap();
+    set.post(LOCK).unwrap();
+    let out = r.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the reader reports the dead writer: {err}");
+    assert!(err.contains("the writer died after 0 messages"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing was sent");
+    drop(set);
+    assert_eq!(place.objects(), (false, false), "the reader removed the set and the segment");
+}
+
+/// How many processes wait for semaphore `index` of set `id` to rise
+/// (`GETNCNT`), or -1 on an error.
+fn waiting_for_increase(id: i32, index: u16) -> i32 {
+    #![allow(unsafe_code)]
+    // SAFETY: semctl with GETNCNT takes no fourth argument and only reads
+    // the set's state.
+    unsafe { libc::semctl(id, i32::from(index), libc::GETNCNT) }
 }

@@ -4,7 +4,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
-use crate::sys::{self, Region};
+use crate::sys::{self, Region, SealFlag};
 
 /// Anonymous shared memory behind a file descriptor (`memfd_create`),
 /// sealed so that no one can shrink it.
@@ -63,7 +63,7 @@ impl Memfd {
         let fd = sys::memfd_create(&c).map_err(|e| Error::Io { op: "memfd_create", source: e })?;
         crate::mapping::check_backable(Some(fd.as_fd()), len)?;
         sys::ftruncate(fd.as_fd(), len).map_err(|e| Error::Io { op: "ftruncate", source: e })?;
-        sys::add_seals(fd.as_fd(), libc::F_SEAL_SHRINK).map_err(|e| Error::Io { op: "F_ADD_SEALS", source: e })?;
+        sys::add_seals(fd.as_fd(), SealFlag::F_SEAL_SHRINK).map_err(|e| Error::Io { op: "F_ADD_SEALS", source: e })?;
         Ok(Memfd { fd, len })
     }
 
@@ -76,7 +76,7 @@ impl Memfd {
     /// memfd at all); [`Error::InvalidSize`] when it is empty.
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
         match sys::seals(fd.as_fd()) {
-            Ok(seals) if seals & libc::F_SEAL_SHRINK != 0 => {}
+            Ok(seals) if seals.contains(SealFlag::F_SEAL_SHRINK) => {}
             _ => return Err(Error::NotSealed),
         }
         let len = sys::file_size(fd.as_fd()).map_err(|e| Error::Io { op: "fstat", source: e })?;
@@ -94,7 +94,7 @@ impl Memfd {
     ///
     /// [`Error::Io`] (`EPERM` when sealing itself was sealed).
     pub fn seal_grow(&self) -> Result<()> {
-        sys::add_seals(self.fd.as_fd(), libc::F_SEAL_GROW).map_err(|e| Error::Io { op: "F_ADD_SEALS", source: e })
+        sys::add_seals(self.fd.as_fd(), SealFlag::F_SEAL_GROW).map_err(|e| Error::Io { op: "F_ADD_SEALS", source: e })
     }
 
     /// Maps all of it for reading and writing.

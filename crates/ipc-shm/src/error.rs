@@ -47,13 +47,6 @@ ipc_sync::object_error! {
             reason: &'static str,
         },
 
-        /// A key that cannot be used.
-        #[error("invalid System V key: {reason}")]
-        InvalidKey {
-            /// Why.
-            reason: &'static str,
-        },
-
         /// The object is smaller than the size asked for.
         #[error("the {what} {name} holds {size} bytes, fewer than the {needed} asked for")]
         TooSmall {
@@ -65,6 +58,13 @@ ipc_sync::object_error! {
             size: u64,
             /// The size asked for.
             needed: u64,
+        },
+
+        /// A key that cannot be used.
+        #[error("invalid System V key: {reason}")]
+        InvalidKey {
+            /// Why.
+            reason: &'static str,
         },
 
         /// The file behind a mapping was shrunk (by a peer) below the bytes an

@@ -1,6 +1,6 @@
 use std::ffi::CString;
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
@@ -131,26 +131,16 @@ impl Memfd {
     }
 }
 
-impl AsFd for Memfd {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+impl fmt::Debug for Memfd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Memfd").field("fd", &self.fd.as_raw_fd()).field("len", &self.len).finish()
     }
 }
 
-impl AsRawFd for Memfd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
+ipc_sync::impl_as_fd!(Memfd => fd);
 
 impl From<Memfd> for OwnedFd {
     fn from(m: Memfd) -> Self {
         m.fd
-    }
-}
-
-impl fmt::Debug for Memfd {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Memfd").field("fd", &self.fd.as_raw_fd()).field("len", &self.len).finish()
     }
 }

@@ -1,6 +1,6 @@
 use std::ffi::CString;
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -420,17 +420,7 @@ fn check_name(name: &str) -> Result<CString> {
     ipc_sync::posix_name(name, MAX_NAME).map_err(|reason| Error::InvalidName { name: name.to_owned(), reason })
 }
 
-impl AsFd for PosixShm {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
-
-impl AsRawFd for PosixShm {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
+ipc_sync::impl_as_fd!(PosixShm => fd);
 
 impl fmt::Debug for PosixShm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -256,8 +256,8 @@ fn zero_fill(start: usize, len: usize, addr: usize) -> bool {
     // that faulted to the mapping's end; the mapping is alive (an access
     // into it is under way, and its owner takes it out of the table before
     // unmapping). Nothing in this process holds a reference to what was
-    // there that the zeros could break: the accesses are raw or through
-    // ShmSafe types, which any bytes satisfy.
+    // there that the zeros could break: the accesses are raw, or through
+    // ShmSafe types or byte slices, which any bytes satisfy.
     unsafe { mman::mmap_anonymous(Some(at), size, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, flags) }.is_ok()
 }
 

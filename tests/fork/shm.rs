@@ -29,6 +29,8 @@ cases!("shm":
     sigbus_outside_ipc_kit_mappings_still_kills,
     posix_creator_stalled_inside_creation_is_not_taken_over,
     posix_creator_killed_inside_creation_leaves_nothing,
+    sigbus_sent_by_a_process_still_kills,
+    sigbus_sent_goes_to_the_handler_installed_before,
 );
 
 pub(crate) const HELPERS: &[Helper] = &[
@@ -585,5 +587,73 @@ fn posix_creator_killed_inside_creation_leaves_nothing() {
         let shm = PosixShm::open_or_create(&name, 8192, 0o600).unwrap();
         assert!(shm.is_owner());
         assert_eq!(shm.size().unwrap(), 8192);
+    }
+}
+
+/// A `SIGBUS` that a process sends (not a fault) is not ipc-kit's to
+/// handle: in a process where ipc-kit's handler is installed over the
+/// default action, it kills as it would without ipc-kit (the handler
+/// hands it on by sending it again).
+fn sigbus_sent_by_a_process_still_kills() {
+    #![allow(unsafe_code)]
+    use nix::sys::signal::{SigHandler, Signal, raise, signal};
+    let name = format!("/{}", unique_name("ipc-kit-test-shm"));
+    let shm = PosixShm::create(&name, 4096, 0o600).unwrap();
+    let mut child = fork(|| {
+        // std's own SIGBUS handler (for stack overflows) is there first in
+        // a Rust program: put the default back under ipc-kit's.
+        // SAFETY: SIG_DFL installs no handler code; this process has one
+        // thread.
+        unsafe { signal(Signal::SIGBUS, SigHandler::SigDfl) }.unwrap();
+        let _map = shm.map().unwrap();
+        let _ = raise(Signal::SIGBUS);
+        panic!("lived through a SIGBUS sent to it");
+    });
+    match child.wait_timeout(Duration::from_secs(20)) {
+        Some(ipc_kit_tests::Exit::Signaled(nix::sys::signal::Signal::SIGBUS)) => {}
+        other => panic!("the child ended with {other:?}, not by SIGBUS"),
+    }
+}
+
+/// How often the handlers that [`sigbus_sent_goes_to_the_handler_installed_before`]
+/// installs before ipc-kit's were called, in the child that installs them.
+static PREVIOUS_CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+extern "C" fn plain_sigbus_handler(_: libc::c_int) {
+    PREVIOUS_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+extern "C" fn siginfo_sigbus_handler(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    if !info.is_null() {
+        PREVIOUS_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A `SIGBUS` that a process sends goes on to the handler the program had
+/// installed before ipc-kit's, a plain one or one with `SA_SIGINFO`, once
+/// for each signal, with the siginfo: the process lives on, its mapping
+/// unmarked.
+fn sigbus_sent_goes_to_the_handler_installed_before() {
+    #![allow(unsafe_code)]
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, raise, sigaction};
+    use std::sync::atomic::Ordering;
+    let handlers = [SigHandler::Handler(plain_sigbus_handler), SigHandler::SigAction(siginfo_sigbus_handler)];
+    for handler in handlers {
+        let name = format!("/{}", unique_name("ipc-kit-test-shm"));
+        let shm = PosixShm::create(&name, 4096, 0o600).unwrap();
+        let mut child = fork(|| {
+            let action = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
+            // SAFETY: the handler only adds to an atomic; this process has
+            // one thread.
+            unsafe { sigaction(Signal::SIGBUS, &action) }.unwrap();
+            let map = shm.map().unwrap();
+            for i in 0..3u64 {
+                raise(Signal::SIGBUS).unwrap();
+                map.write(0, &i).unwrap();
+                assert_eq!(map.read::<u64>(0).unwrap(), i, "the mapping is not marked truncated");
+            }
+            assert_eq!(PREVIOUS_CALLS.load(Ordering::SeqCst), 3, "the previous handler ran for each signal");
+        });
+        assert_eq!(child.wait_timeout(Duration::from_secs(20)), Some(ipc_kit_tests::Exit::Code(0)), "{handler:?}");
     }
 }

@@ -72,9 +72,7 @@
 //!             }
 //!         }
 //!         assert_eq!(n, 1000);
-//!         let mut status = 0;
-//!         // SAFETY: waits for our own child; `status` is a valid int.
-//!         unsafe { libc::waitpid(child, &mut status, 0) };
+//!         nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None).expect("our child");
 //!     }
 //! }
 //! # Ok::<(), ipc_shm::Error>(())

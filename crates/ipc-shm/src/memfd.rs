@@ -1,10 +1,10 @@
 use std::ffi::CString;
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
-use crate::sys::{self, Region};
+use crate::sys::{self, Region, SealFlag};
 
 /// Anonymous shared memory behind a file descriptor (`memfd_create`),
 /// sealed so that no one can shrink it.
@@ -63,7 +63,7 @@ impl Memfd {
         let fd = sys::memfd_create(&c).map_err(|e| Error::Io { op: "memfd_create", source: e })?;
         crate::mapping::check_backable(Some(fd.as_fd()), len)?;
         sys::ftruncate(fd.as_fd(), len).map_err(|e| Error::Io { op: "ftruncate", source: e })?;
-        sys::add_seals(fd.as_fd(), libc::F_SEAL_SHRINK).map_err(|e| Error::Io { op: "F_ADD_SEALS", source: e })?;
+        sys::add_seals(fd.as_fd(), SealFlag::F_SEAL_SHRINK).map_err(|e| Error::Io { op: "F_ADD_SEALS", source: e })?;
         Ok(Memfd { fd, len })
     }
 
@@ -76,7 +76,7 @@ impl Memfd {
     /// memfd at all); [`Error::InvalidSize`] when it is empty.
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
         match sys::seals(fd.as_fd()) {
-            Ok(seals) if seals & libc::F_SEAL_SHRINK != 0 => {}
+            Ok(seals) if seals.contains(SealFlag::F_SEAL_SHRINK) => {}
             _ => return Err(Error::NotSealed),
         }
         let len = sys::file_size(fd.as_fd()).map_err(|e| Error::Io { op: "fstat", source: e })?;
@@ -94,7 +94,7 @@ impl Memfd {
     ///
     /// [`Error::Io`] (`EPERM` when sealing itself was sealed).
     pub fn seal_grow(&self) -> Result<()> {
-        sys::add_seals(self.fd.as_fd(), libc::F_SEAL_GROW).map_err(|e| Error::Io { op: "F_ADD_SEALS", source: e })
+        sys::add_seals(self.fd.as_fd(), SealFlag::F_SEAL_GROW).map_err(|e| Error::Io { op: "F_ADD_SEALS", source: e })
     }
 
     /// Maps all of it for reading and writing.
@@ -131,26 +131,16 @@ impl Memfd {
     }
 }
 
-impl AsFd for Memfd {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+impl fmt::Debug for Memfd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Memfd").field("fd", &self.fd.as_raw_fd()).field("len", &self.len).finish()
     }
 }
 
-impl AsRawFd for Memfd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
+ipc_sync::impl_as_fd!(Memfd => fd);
 
 impl From<Memfd> for OwnedFd {
     fn from(m: Memfd) -> Self {
         m.fd
-    }
-}
-
-impl fmt::Debug for Memfd {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Memfd").field("fd", &self.fd.as_raw_fd()).field("len", &self.len).finish()
     }
 }

@@ -1,13 +1,15 @@
 use std::ffi::CString;
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use ipc_sync::object::{Guard, ObjectError as _, Remove};
+
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
-use crate::sys::{self, Region};
+use crate::sys::{self, OFlag, Region};
 
 const WHAT: &str = "POSIX shared memory object";
 
@@ -59,10 +61,21 @@ static NO_TMPFILE: AtomicBool = AtomicBool::new(false);
 ///
 /// [shm_open(3)](https://man7.org/linux/man-pages/man3/shm_open.3.html)
 pub struct PosixShm {
+    // Before `fd`, so that the name goes before the fd (and the locks the
+    // channels hold through it) when the handle is dropped.
+    guard: Guard<ShmName>,
     fd: OwnedFd,
-    name: CString,
     writable: bool,
-    owner: ipc_sync::Owned,
+}
+
+/// An object's name, which `shm_unlink` removes.
+#[derive(Debug)]
+struct ShmName(CString);
+
+impl Remove for ShmName {
+    fn remove(&self) -> std::io::Result<()> {
+        sys::shm_unlink(&self.0)
+    }
 }
 
 impl PosixShm {
@@ -151,14 +164,14 @@ impl PosixShm {
         prepare: impl FnOnce(&PosixShm) -> Result<R>,
     ) -> Result<(Self, R)> {
         // Not the owner until named: nothing to unlink on an error before.
-        let mut shm = PosixShm { fd, name, writable: true, owner: ipc_sync::Owned::none() };
+        let mut shm = PosixShm { guard: Guard::opened(ShmName(name)), fd, writable: true };
         ipc_sync::failpoint::hit("posix-shm:opened");
         shm.resize(size)?;
         let prepared = prepare(&shm)?;
         ipc_sync::failpoint::hit("posix-shm:prepared");
         let path = shm.path()?;
         sys::link_fd(shm.fd.as_fd(), &path).map_err(|e| Error::from_os(WHAT, || shm.name().to_owned(), "linkat", e))?;
-        shm.owner = ipc_sync::Owned::here();
+        shm.guard.own();
         Ok((shm, prepared))
     }
 
@@ -170,10 +183,10 @@ impl PosixShm {
         mode: libc::mode_t,
         prepare: impl FnOnce(&PosixShm) -> Result<R>,
     ) -> Result<(Self, R)> {
-        let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL;
+        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL;
         let text = || name.to_string_lossy().into_owned();
         let fd = sys::shm_open(&name, flags, mode).map_err(|e| Error::from_os(WHAT, text, "shm_open", e))?;
-        let mut shm = PosixShm { fd, name: name.clone(), writable: true, owner: ipc_sync::Owned::here() };
+        let mut shm = PosixShm { guard: Guard::made(ShmName(name.clone())), fd, writable: true };
         sys::flock(shm.fd.as_fd(), libc::LOCK_EX).map_err(|e| Error::Io { op: "flock(LOCK_EX)", source: e })?;
         if !shm.is_still_named()? {
             // Someone unlinked it already (and may have made another).
@@ -215,7 +228,7 @@ impl PosixShm {
 
     fn open_with(name: &str, writable: bool) -> Result<Self> {
         let c = check_name(name)?;
-        let flags = if writable { libc::O_RDWR } else { libc::O_RDONLY };
+        let flags = if writable { OFlag::O_RDWR } else { OFlag::O_RDONLY };
         let fd = sys::shm_open(&c, flags, 0).map_err(|e| Error::from_os(WHAT, || name.to_owned(), "shm_open", e))?;
         // Wait out a fallback creator's exclusive lock: the proof that it
         // is still making the object (released when it is done, or by the
@@ -224,7 +237,7 @@ impl PosixShm {
         // stand in the way.
         sys::flock(fd.as_fd(), libc::LOCK_SH).map_err(|e| Error::Io { op: "flock(LOCK_SH)", source: e })?;
         sys::flock(fd.as_fd(), libc::LOCK_UN).map_err(|e| Error::Io { op: "flock(LOCK_UN)", source: e })?;
-        Ok(PosixShm { fd, name: c, writable, owner: ipc_sync::Owned::none() })
+        Ok(PosixShm { guard: Guard::opened(ShmName(c)), fd, writable })
     }
 
     /// Opens it, or creates it with `size` and `mode` when there is none.
@@ -322,17 +335,17 @@ impl PosixShm {
 
     /// The name it was opened with.
     pub fn name(&self) -> &str {
-        self.name.to_str().unwrap_or_default()
+        self.guard.name().0.to_str().unwrap_or_default()
     }
 
     /// Whether this handle unlinks the name when dropped.
     pub fn is_owner(&self) -> bool {
-        self.owner.is_owner()
+        self.guard.is_owner()
     }
 
     /// Keeps the name after this handle is dropped.
     pub fn persist(&mut self) {
-        self.owner = ipc_sync::Owned::none();
+        self.guard.persist();
     }
 
     /// Removes the name now (`shm_unlink`); open handles and mappings keep
@@ -342,8 +355,7 @@ impl PosixShm {
     ///
     /// [`Error::NotFound`] when it is gone already.
     pub fn unlink(&mut self) -> Result<()> {
-        self.owner = ipc_sync::Owned::none();
-        sys::shm_unlink(&self.name).map_err(|e| Error::from_os(WHAT, || self.name().to_owned(), "shm_unlink", e))
+        self.guard.remove().map_err(|e| Error::from_os(WHAT, || self.name().to_owned(), "shm_unlink", e))
     }
 }
 
@@ -398,7 +410,7 @@ impl PosixShm {
     /// Where the name leads: shm_open(3) on Linux opens it under /dev/shm.
     fn path(&self) -> Result<CString> {
         let mut path = sys::SHM_DIR.to_bytes().to_vec();
-        path.extend_from_slice(self.name.as_bytes());
+        path.extend_from_slice(self.guard.name().0.as_bytes());
         CString::new(path)
             .map_err(|_| Error::InvalidName { name: self.name().to_owned(), reason: "it contains a NUL byte" })
     }
@@ -408,25 +420,7 @@ fn check_name(name: &str) -> Result<CString> {
     ipc_sync::posix_name(name, MAX_NAME).map_err(|reason| Error::InvalidName { name: name.to_owned(), reason })
 }
 
-impl Drop for PosixShm {
-    fn drop(&mut self) {
-        if self.owner.is_owner() {
-            let _ = sys::shm_unlink(&self.name);
-        }
-    }
-}
-
-impl AsFd for PosixShm {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
-
-impl AsRawFd for PosixShm {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
+ipc_sync::impl_as_fd!(PosixShm => fd);
 
 impl fmt::Debug for PosixShm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -434,7 +428,7 @@ impl fmt::Debug for PosixShm {
             .field("name", &self.name())
             .field("fd", &self.fd.as_raw_fd())
             .field("writable", &self.writable)
-            .field("owner", &self.owner)
+            .field("owner", &self.is_owner())
             .finish()
     }
 }

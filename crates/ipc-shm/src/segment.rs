@@ -2,6 +2,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipc_sync::Key;
+use ipc_sync::object::{Guard, ObjectError as _, Remove};
 
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
@@ -39,10 +40,19 @@ const WHAT: &str = "System V shared memory segment";
 /// [shmget(2)](https://man7.org/linux/man-pages/man2/shmget.2.html),
 /// [shmop(2)](https://man7.org/linux/man-pages/man2/shmop.2.html)
 pub struct SysvSegment {
-    id: i32,
+    guard: Guard<SegmentId>,
     key: Key,
     size: usize,
-    owner: ipc_sync::Owned,
+}
+
+/// A segment's id, which `IPC_RMID` removes.
+#[derive(Debug)]
+struct SegmentId(i32);
+
+impl Remove for SegmentId {
+    fn remove(&self) -> std::io::Result<()> {
+        sys::shm_remove(self.0)
+    }
 }
 
 /// What `IPC_STAT` tells about a segment.
@@ -94,7 +104,7 @@ impl SysvSegment {
             }
             _ => Error::from_os(WHAT, || key.to_string(), "shmget", e),
         })?;
-        Ok(SysvSegment { id, key, size, owner: ipc_sync::Owned::here() })
+        Ok(SysvSegment { guard: Guard::made(SegmentId(id)), key, size })
     }
 
     /// Opens the existing segment under `key`, which must hold at least
@@ -127,12 +137,13 @@ impl SysvSegment {
     }
 
     fn opened(id: i32, key: Key, min_size: usize) -> Result<Self> {
-        let seg = SysvSegment { id, key, size: 0, owner: ipc_sync::Owned::none() };
+        let mut seg = SysvSegment { guard: Guard::opened(SegmentId(id)), key, size: 0 };
         let size = usize::try_from(seg.stat()?.size).unwrap_or(usize::MAX);
         if size < min_size {
             return Err(Error::TooSmall { what: WHAT, name: seg.name(), size: size as u64, needed: min_size as u64 });
         }
-        Ok(SysvSegment { size, ..seg })
+        seg.size = size;
+        Ok(seg)
     }
 
     /// Opens the segment under `key`, or creates it with `size` and `mode`
@@ -171,7 +182,7 @@ impl SysvSegment {
     }
 
     fn attach_with(&self, writable: bool) -> Result<Mapping> {
-        let region = Region::shmat(self.id, self.size, writable).map_err(|e| self.err("shmat", e))?;
+        let region = Region::shmat(self.id(), self.size, writable).map_err(|e| self.err("shmat", e))?;
         Ok(Mapping::from_region(region, writable, None))
     }
 
@@ -181,7 +192,7 @@ impl SysvSegment {
     ///
     /// [`Error::Removed`] when it is gone; [`Error::PermissionDenied`].
     pub fn stat(&self) -> Result<SegmentStat> {
-        let ds = sys::shm_stat(self.id).map_err(|e| self.err("shmctl(IPC_STAT)", e))?;
+        let ds = sys::shm_stat(self.id()).map_err(|e| self.err("shmctl(IPC_STAT)", e))?;
         let time = |t: libc::time_t| (t > 0).then(|| UNIX_EPOCH + Duration::from_secs(t as u64));
         Ok(SegmentStat {
             size: ds.shm_segsz as u64,
@@ -210,7 +221,7 @@ impl SysvSegment {
 
     /// The segment's id.
     pub fn id(&self) -> i32 {
-        self.id
+        self.guard.name().0
     }
 
     /// The key it was created or opened with ([`Key::private`] when opened
@@ -221,12 +232,12 @@ impl SysvSegment {
 
     /// Whether this handle removes the segment when dropped.
     pub fn is_owner(&self) -> bool {
-        self.owner.is_owner()
+        self.guard.is_owner()
     }
 
     /// Keeps the segment after this handle is dropped.
     pub fn persist(&mut self) {
-        self.owner = ipc_sync::Owned::none();
+        self.guard.persist();
     }
 
     /// Marks the segment for removal now (`IPC_RMID`): it goes when the
@@ -237,12 +248,11 @@ impl SysvSegment {
     /// [`Error::PermissionDenied`]; [`Error::Removed`].
     #[doc(alias = "IPC_RMID")]
     pub fn remove(mut self) -> Result<()> {
-        self.owner = ipc_sync::Owned::none();
-        sys::shm_remove(self.id).map_err(|e| self.err("shmctl(IPC_RMID)", e))
+        self.guard.remove().map_err(|e| self.err("shmctl(IPC_RMID)", e))
     }
 
     fn name(&self) -> String {
-        self.key.describe(self.id)
+        self.key.describe(self.id())
     }
 
     fn err(&self, op: &'static str, e: std::io::Error) -> Error {
@@ -254,21 +264,13 @@ impl SysvSegment {
     }
 }
 
-impl Drop for SysvSegment {
-    fn drop(&mut self) {
-        if self.owner.is_owner() {
-            let _ = sys::shm_remove(self.id);
-        }
-    }
-}
-
 impl fmt::Debug for SysvSegment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SysvSegment")
-            .field("id", &self.id)
+            .field("id", &self.id())
             .field("key", &self.key)
             .field("size", &self.size)
-            .field("owner", &self.owner)
+            .field("owner", &self.is_owner())
             .finish()
     }
 }

@@ -33,10 +33,16 @@
 //! recognize to the previous handler.
 #![allow(unsafe_code)] // a signal handler, and the table it reads; each block says why it is sound
 
-use std::cell::UnsafeCell;
 use std::io;
-use std::sync::Once;
+use std::num::NonZeroUsize;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, compiler_fence, fence};
+
+use ipc_sync::os::cvt;
+use nix::errno::Errno;
+use nix::sys::mman::{self, MapFlags, ProtFlags};
+use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::unistd::{self, SysconfVar};
 
 /// How many mappings a process can have guarded at once.
 pub(crate) const GUARDS: usize = 4096;
@@ -110,17 +116,11 @@ static TABLE: [Guard; GUARDS] = [const { Guard::new() }; GUARDS];
 /// The page size, for the handler.
 static PAGE: AtomicUsize = AtomicUsize::new(0);
 
-/// The `SIGBUS` action that was there before ours, written once before
-/// ours is installed and only read afterwards.
-struct Previous(UnsafeCell<Option<libc::sigaction>>);
-
-// SAFETY: written once, inside `INSTALL`'s call_once and before the
-// handler that reads it is installed; read-only after that.
-unsafe impl Sync for Previous {}
-
-static PREVIOUS: Previous = Previous(UnsafeCell::new(None));
-static INSTALL: Once = Once::new();
-static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// The `SIGBUS` action that was there before ours, set once before ours
+/// is installed and only read afterwards (by the handler too: reading a
+/// set `OnceLock` is one atomic load, which is async-signal-safe).
+static PREVIOUS: OnceLock<SigAction> = OnceLock::new();
+static INSTALLED: OnceLock<bool> = OnceLock::new();
 
 /// Enters the mapping at `start`, `len` bytes long, in the table, first
 /// installing the handler if this is the first time.
@@ -174,41 +174,44 @@ pub(crate) fn unguard(g: &'static Guard) {
 }
 
 fn install() -> io::Result<()> {
-    INSTALL.call_once(|| {
-        // SAFETY: sysconf takes a constant and has no other effect.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        PAGE.store(usize::try_from(page).unwrap_or(4096), Ordering::Relaxed);
-        // SAFETY: an all-zero sigaction is a valid value for the kernel to
-        // fill.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: reads the current action into a valid struct.
-        if unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut old) } != 0 {
-            return;
-        }
-        // SAFETY: nothing else accesses PREVIOUS yet: the handler that reads
-        // it is installed below, and call_once runs this once.
-        unsafe { *PREVIOUS.0.get() = Some(old) };
-        // SAFETY: as above, a valid value to fill in.
-        let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
-        new.sa_sigaction = on_sigbus as *const () as libc::sighandler_t;
-        // SA_ONSTACK: run on the thread's alternate stack when it has one
-        // (std gives its threads one). SIGBUS stays blocked while the
-        // handler runs (no SA_NODEFER): a SIGBUS that we pass on to the
-        // default action is delivered, and kills, once the handler returns.
-        new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-        // SAFETY: sigemptyset initializes the mask in a valid struct.
-        unsafe { libc::sigemptyset(&mut new.sa_mask) };
-        // SAFETY: installs a handler that is async-signal-safe (it reads
-        // atomics and calls mmap, sigaction and raise only).
-        if unsafe { libc::sigaction(libc::SIGBUS, &new, std::ptr::null_mut()) } == 0 {
-            INSTALLED.store(true, Ordering::Release);
-        }
-    });
-    if INSTALLED.load(Ordering::Acquire) {
+    if *INSTALLED.get_or_init(install_once) {
         Ok(())
     } else {
         Err(io::Error::other("the SIGBUS handler that guards shared memory mappings could not be installed"))
     }
+}
+
+/// Installs [`on_sigbus`] after keeping the action that was there; runs
+/// once per process. Whether it is installed.
+fn install_once() -> bool {
+    let page = unistd::sysconf(SysconfVar::PAGE_SIZE).ok().flatten();
+    PAGE.store(page.and_then(|p| usize::try_from(p).ok()).unwrap_or(4096), Ordering::Relaxed);
+    let Ok(old) = current_action() else { return false };
+    // The first and only set: this runs once, and the handler that reads
+    // it is installed below.
+    let _ = PREVIOUS.set(old);
+    // SA_ONSTACK: run on the thread's alternate stack when it has one
+    // (std gives its threads one). SIGBUS stays blocked while the handler
+    // runs (no SA_NODEFER): a SIGBUS that we pass on to the default action
+    // is delivered, and kills, once the handler returns.
+    let ours = SigAction::new(SigHandler::SigAction(on_sigbus), SaFlags::SA_ONSTACK, SigSet::empty());
+    // SAFETY: installs a handler that is async-signal-safe (it reads
+    // atomics and calls mmap, sigaction and raise only).
+    unsafe { signal::sigaction(Signal::SIGBUS, &ours) }.is_ok()
+}
+
+/// The `SIGBUS` action now, read without changing it (nix's `sigaction`
+/// always sets one, and swapping ours in first would leave a moment in
+/// which our handler knows no previous action to hand a signal to).
+fn current_action() -> io::Result<SigAction> {
+    let mut old = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: a null new action only reads the current one into `old`;
+    // SigAction is `repr(transparent)` over libc's sigaction, so the
+    // pointer is valid for writing one. The handler pointer written is as
+    // valid as whoever installed it made it (nix's `sigaction` trusts it
+    // in the same way).
+    cvt(unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), (&raw mut old).cast::<libc::sigaction>()) })?;
+    Ok(old)
 }
 
 /// The guarded mapping holding `addr`, as its entry and range.
@@ -220,81 +223,65 @@ fn find(addr: usize) -> Option<(&'static Guard, usize, usize)> {
 }
 
 extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    // SAFETY: errno is thread-local; its location is valid for the thread.
-    let errno = unsafe { *libc::__errno_location() };
-    // SAFETY: the kernel passes a valid siginfo (SA_SIGINFO); si_addr is
-    // meaningful for SIGBUS, which is the only signal routed here.
-    let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    let errno = Errno::last_raw();
+    // SAFETY: the kernel passes a valid siginfo (SA_SIGINFO), which lives
+    // while the handler runs.
+    let si = unsafe { &*info };
+    let code = si.si_code;
+    // SAFETY: si_addr is meaningful for SIGBUS, the only signal routed
+    // here.
+    let addr = unsafe { si.si_addr() } as usize;
     if code == BUS_ADRERR
         && let Some((g, start, len)) = find(addr)
+        && zero_fill(start, len, addr)
     {
-        let page = PAGE.load(Ordering::Relaxed).max(1);
-        let from = addr & !(page - 1);
-        let end = (start + len).div_ceil(page) * page;
-        // SAFETY: replaces pages of a guarded mapping only, from the page
-        // that faulted to the mapping's end; the mapping is alive (an
-        // access into it is under way, and its owner takes it out of the
-        // table before unmapping). The new pages are private zeros, so
-        // every access that ran into the shrunk file now completes.
-        let p = unsafe {
-            libc::mmap(
-                from as *mut libc::c_void,
-                end - from,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
-                -1,
-                0,
-            )
-        };
-        if p != libc::MAP_FAILED {
-            g.faulted.store(true, Ordering::Relaxed);
-            // SAFETY: as above.
-            unsafe { *libc::__errno_location() = errno };
-            return;
-        }
+        g.faulted.store(true, Ordering::Relaxed);
+    } else {
+        pass_on(sig, info, ctx, code);
     }
-    // SAFETY: passes on the signal as the kernel delivered it.
-    unsafe { pass_on(sig, info, ctx, code) };
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = errno };
+    Errno::set_raw(errno);
 }
 
-/// Hands a `SIGBUS` that is not ours to the action that was there before.
-///
-/// # Safety
-///
-/// Only from the handler, with the arguments it was called with.
-unsafe fn pass_on(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void, code: libc::c_int) {
-    // SAFETY: written before the handler was installed, never after.
-    let previous = unsafe { *PREVIOUS.0.get() };
-    let Some(previous) = previous else { return };
-    let handler = previous.sa_sigaction;
-    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
-        // What the kernel would have done without us: restore the default
-        // action (ignoring a fault is not possible: the kernel kills).
-        // SAFETY: an all-zero sigaction with SIG_DFL (0) is the default.
-        let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
-        dfl.sa_sigaction = libc::SIG_DFL;
-        // SAFETY: installs the default action.
-        unsafe { libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut()) };
-        if code <= 0 {
-            // Sent by a process (kill, tgkill): it will not repeat, so
-            // send it again; it is delivered when the handler returns.
-            // SAFETY: raise takes a signal number.
-            unsafe { libc::raise(libc::SIGBUS) };
+/// Maps private zero-filled pages over the guarded mapping at `start`,
+/// `len` bytes long, from the page holding `addr` to its end (they are
+/// all past the end of the shrunk file), so that every access that ran
+/// into the file's end completes. Whether it did.
+fn zero_fill(start: usize, len: usize, addr: usize) -> bool {
+    let page = PAGE.load(Ordering::Relaxed).max(1);
+    let from = addr & !(page - 1);
+    let end = (start + len).div_ceil(page) * page;
+    let (Some(at), Some(size)) = (NonZeroUsize::new(from), NonZeroUsize::new(end - from)) else { return false };
+    let flags = MapFlags::MAP_PRIVATE | MapFlags::MAP_FIXED;
+    // SAFETY: replaces pages of a guarded mapping only, from the page
+    // that faulted to the mapping's end; the mapping is alive (an access
+    // into it is under way, and its owner takes it out of the table before
+    // unmapping). Nothing in this process holds a reference to what was
+    // there that the zeros could break: the accesses are raw, or through
+    // ShmSafe types or byte slices, which any bytes satisfy.
+    unsafe { mman::mmap_anonymous(Some(at), size, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, flags) }.is_ok()
+}
+
+/// Hands a `SIGBUS` that is not ours to the action that was there before,
+/// from the handler, with the arguments it was called with.
+fn pass_on(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void, code: libc::c_int) {
+    let Some(previous) = PREVIOUS.get() else { return };
+    match previous.handler() {
+        SigHandler::SigDfl | SigHandler::SigIgn => {
+            // What the kernel would have done without us: restore the
+            // default action (ignoring a fault is not possible: the kernel
+            // kills).
+            let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+            // SAFETY: installs the default action, no handler.
+            let _ = unsafe { signal::sigaction(Signal::SIGBUS, &dfl) };
+            if code <= 0 {
+                // Sent by a process (kill, tgkill): it will not repeat, so
+                // send it again; it is delivered when the handler returns.
+                let _ = signal::raise(Signal::SIGBUS);
+            }
+            // A fault repeats when the access is retried, and kills.
         }
-        // A fault repeats when the access is retried, and kills.
-        return;
-    }
-    if previous.sa_flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: the previous handler was installed with SA_SIGINFO, so
-        // it has this signature.
-        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-            unsafe { std::mem::transmute(handler) };
-        f(sig, info, ctx);
-    } else {
-        // SAFETY: installed without SA_SIGINFO: a plain handler.
-        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
-        f(sig);
+        // Installed with SA_SIGINFO: nix gives it with that signature.
+        SigHandler::SigAction(f) => f(sig, info, ctx),
+        SigHandler::Handler(f) => f(sig),
     }
 }

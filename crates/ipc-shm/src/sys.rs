@@ -1,12 +1,25 @@
-//! The system calls and raw memory accesses of ipc-shm. Every `unsafe`
-//! block of the crate is here, one operation per block, each with the
-//! reason it is sound.
+//! The system calls and raw memory accesses of ipc-shm: through nix
+//! where it has the call, libc for System V shared memory (and `flock`).
+//! The crate's `unsafe` blocks are here, in the `SIGBUS` guard
+//! (`sigbus`) and in the channel's own `sys`, one operation per block,
+//! each with the reason it is sound.
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::num::NonZeroUsize;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
+
+use ipc_sync::os::cvt;
+use nix::errno::Errno;
+use nix::fcntl::{self, AtFlags, FcntlArg};
+pub(crate) use nix::fcntl::{OFlag, SealFlag};
+use nix::sys::memfd::{self, MFdFlags};
+use nix::sys::mman::{self, MapFlags, ProtFlags};
+use nix::sys::stat::{self, Mode};
+use nix::sys::statvfs;
+use nix::unistd;
 
 use crate::sigbus::{self, Guard};
 
@@ -45,41 +58,25 @@ impl Region {
     /// `mmap(MAP_SHARED | MAP_ANONYMOUS)`: zero-filled memory that a child
     /// created by `fork` shares with its parent.
     pub(crate) fn anonymous(len: usize) -> io::Result<Region> {
+        let size = NonZeroUsize::new(len).ok_or_else(|| io::Error::from(Errno::EINVAL))?;
         // SAFETY: a new mapping at an address the kernel chooses; no
         // existing memory is affected.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Region { ptr, len, sysv: false, guard: &sigbus::UNGUARDED })
+        let p = unsafe { mman::mmap_anonymous(None, size, read_write(true), MapFlags::MAP_SHARED) }?;
+        Ok(Region { ptr: p.cast(), len, sysv: false, guard: &sigbus::UNGUARDED })
     }
 
     /// `mmap(MAP_SHARED)` of the first `len` bytes of the file behind `fd`.
     /// With `guarded`, for a file that peers can shrink, an access to pages
     /// cut off from the file is survived (see [`sigbus`]) and reported.
     pub(crate) fn map_fd(fd: BorrowedFd<'_>, len: usize, writable: bool, guarded: bool) -> io::Result<Region> {
-        let prot = if writable { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
+        let size = NonZeroUsize::new(len).ok_or_else(|| io::Error::from(Errno::EINVAL))?;
         // SAFETY: a new mapping at an address the kernel chooses; no existing
         // memory is affected.
-        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd.as_raw_fd(), 0) };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let p = unsafe { mman::mmap(None, size, read_write(writable), MapFlags::MAP_SHARED, fd, 0) }?;
         // Made a Region at once, so that an error below unmaps it.
-        let mut region = Region { ptr, len, sysv: false, guard: &sigbus::UNGUARDED };
+        let mut region = Region { ptr: p.cast(), len, sysv: false, guard: &sigbus::UNGUARDED };
         if guarded {
-            region.guard = sigbus::guard(ptr.as_ptr() as usize, len)?;
+            region.guard = sigbus::guard(region.ptr.as_ptr() as usize, len)?;
         }
         Ok(region)
     }
@@ -228,19 +225,14 @@ impl Drop for Region {
         } else {
             // SAFETY: unmaps exactly the mapping this value owns; no
             // reference into it outlives `self` (views borrow it).
-            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+            let _ = unsafe { mman::munmap(self.ptr.cast(), self.len) };
         }
     }
 }
 
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
-}
-
-fn owned(fd: libc::c_int) -> OwnedFd {
-    // SAFETY: callers pass a new fd that the kernel just returned and
-    // nothing else owns.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+/// `PROT_READ`, with `PROT_WRITE` when `writable`.
+fn read_write(writable: bool) -> ProtFlags {
+    if writable { ProtFlags::PROT_READ | ProtFlags::PROT_WRITE } else { ProtFlags::PROT_READ }
 }
 
 /// `shmget(2)`.
@@ -266,10 +258,8 @@ pub(crate) fn shm_remove(id: libc::c_int) -> io::Result<()> {
 }
 
 /// `shm_open(3)`, always with `O_CLOEXEC`.
-pub(crate) fn shm_open(name: &CStr, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
-    // SAFETY: `name` is NUL-terminated; shm_open returns a new fd or -1.
-    let fd = cvt(unsafe { libc::shm_open(name.as_ptr(), flags | libc::O_CLOEXEC, mode) })?;
-    Ok(owned(fd))
+pub(crate) fn shm_open(name: &CStr, flags: OFlag, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    Ok(mman::shm_open(name, flags | OFlag::O_CLOEXEC, Mode::from_bits_truncate(mode))?)
 }
 
 /// The directory where glibc's `shm_open(3)` keeps POSIX shared memory
@@ -280,90 +270,68 @@ pub(crate) const SHM_DIR: &CStr = c"/dev/shm";
 /// same file system as the objects, with permissions `mode` (less the
 /// umask, as `shm_open` gives), close-on-exec.
 pub(crate) fn shm_tmpfile(mode: libc::mode_t) -> io::Result<OwnedFd> {
-    let flags = libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC;
-    // SAFETY: the path is NUL-terminated; open returns a new fd or -1.
-    let fd = cvt(unsafe { libc::open(SHM_DIR.as_ptr(), flags, libc::c_uint::from(mode)) })?;
-    Ok(owned(fd))
+    let flags = OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC;
+    Ok(fcntl::open(SHM_DIR, flags, Mode::from_bits_truncate(mode))?)
 }
 
 /// `linkat(2)` of the file behind `fd` (through its /proc/self/fd link,
 /// which needs no privilege, unlike `AT_EMPTY_PATH`) to `path`. Fails with
 /// `EEXIST` if `path` exists: the name is taken atomically or not at all.
 pub(crate) fn link_fd(fd: BorrowedFd<'_>, path: &CStr) -> io::Result<()> {
-    let from = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(io::Error::other)?;
-    // SAFETY: both paths are NUL-terminated; linkat only reads them.
-    cvt(unsafe { libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, path.as_ptr(), libc::AT_SYMLINK_FOLLOW) })
-        .map(drop)
+    let from = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    Ok(unistd::linkat(fcntl::AT_FDCWD, from.as_str(), fcntl::AT_FDCWD, path, AtFlags::AT_SYMLINK_FOLLOW)?)
 }
 
 /// `shm_unlink(3)`.
 pub(crate) fn shm_unlink(name: &CStr) -> io::Result<()> {
-    // SAFETY: `name` is NUL-terminated.
-    cvt(unsafe { libc::shm_unlink(name.as_ptr()) }).map(drop)
+    Ok(mman::shm_unlink(name)?)
 }
 
 /// `memfd_create(2)` with `MFD_CLOEXEC | MFD_ALLOW_SEALING`.
 pub(crate) fn memfd_create(name: &CStr) -> io::Result<OwnedFd> {
-    // SAFETY: `name` is NUL-terminated; returns a new fd or -1.
-    let fd = cvt(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) })?;
-    Ok(owned(fd))
+    Ok(memfd::memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?)
 }
 
 /// `ftruncate(2)`.
 pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
-    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
-    // SAFETY: ftruncate takes an fd and a length.
-    cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop)
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from(Errno::EFBIG))?;
+    Ok(unistd::ftruncate(fd, len)?)
 }
 
 /// Bytes of memory and swap in the system (`sysinfo`): the most that
 /// shared memory without a smaller limit can ever hold.
 pub(crate) fn memory_capacity() -> io::Result<u64> {
-    // SAFETY: an all-zero sysinfo is a valid value for the kernel to fill.
-    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
-    // SAFETY: sysinfo writes one struct through a valid pointer.
-    cvt(unsafe { libc::sysinfo(&mut info) })?;
-    let unit = u64::from(info.mem_unit.max(1));
-    Ok(info.totalram.saturating_add(info.totalswap).saturating_mul(unit))
+    let info = nix::sys::sysinfo::sysinfo()?;
+    Ok(info.ram_total().saturating_add(info.swap_total()))
 }
 
 /// The size in bytes of the file system holding the file (`fstatvfs`); 0
 /// for one without a size limit (a memfd's, or tmpfs mounted `size=0`).
 pub(crate) fn fs_capacity(fd: BorrowedFd<'_>) -> io::Result<u64> {
-    // SAFETY: an all-zero statvfs is a valid value for the kernel to fill.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: fstatvfs writes one statvfs through a valid pointer.
-    cvt(unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) })?;
-    Ok(st.f_blocks.saturating_mul(st.f_frsize))
-}
-
-/// `fstat(2)`.
-fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
-    // SAFETY: an all-zero stat is a valid value for the kernel to fill.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat writes one stat through a valid pointer.
-    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
-    Ok(st)
+    let st = statvfs::fstatvfs(fd)?;
+    Ok(st.blocks().saturating_mul(st.fragment_size()))
 }
 
 /// The file's size (`fstat`).
 pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
-    Ok(u64::try_from(fstat(fd)?.st_size).unwrap_or(0))
+    Ok(u64::try_from(stat::fstat(fd)?.st_size).unwrap_or(0))
 }
 
 /// Whether the file is a regular file (`fstat`).
 pub(crate) fn is_regular_file(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    Ok(fstat(fd)?.st_mode & libc::S_IFMT == libc::S_IFREG)
+    Ok(stat::fstat(fd)?.st_mode & libc::S_IFMT == libc::S_IFREG)
 }
 
 /// The file's device and inode (`fstat`): which file it is.
 pub(crate) fn file_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
-    let st = fstat(fd)?;
+    let st = stat::fstat(fd)?;
     Ok((st.st_dev, st.st_ino))
 }
 
-/// `flock(2)` with `op` (`LOCK_SH`, `LOCK_EX`, either with `LOCK_NB`),
-/// retried on `EINTR`.
+/// `flock(2)` with `op` (`LOCK_SH`, `LOCK_EX`, either with `LOCK_NB`, or
+/// `LOCK_UN`), retried on `EINTR`. Through libc: nix offers `flock` only
+/// as a guard that owns the fd, where these locks are taken and dropped
+/// on a borrowed one.
 pub(crate) fn flock(fd: BorrowedFd<'_>, op: libc::c_int) -> io::Result<()> {
     loop {
         // SAFETY: flock takes an fd and an operation.
@@ -375,13 +343,12 @@ pub(crate) fn flock(fd: BorrowedFd<'_>, op: libc::c_int) -> io::Result<()> {
 }
 
 /// `fcntl(F_ADD_SEALS)`.
-pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: libc::c_int) -> io::Result<()> {
-    // SAFETY: F_ADD_SEALS takes an int of seal flags.
-    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
+pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: SealFlag) -> io::Result<()> {
+    fcntl::fcntl(fd, FcntlArg::F_ADD_SEALS(seals))?;
+    Ok(())
 }
 
 /// `fcntl(F_GET_SEALS)`.
-pub(crate) fn seals(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
-    // SAFETY: F_GET_SEALS takes no argument.
-    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) })
+pub(crate) fn seals(fd: BorrowedFd<'_>) -> io::Result<SealFlag> {
+    Ok(SealFlag::from_bits_truncate(fcntl::fcntl(fd, FcntlArg::F_GET_SEALS)?))
 }

@@ -68,3 +68,38 @@ pub fn poll(fds: &mut [PollFd<'_>], timeout_ms: i32) -> io::Result<usize> {
     let n = nix::poll::poll(fds, timeout)?;
     Ok(usize::try_from(n).unwrap_or(0))
 }
+
+/// Implements [`AsFd`](std::os::fd::AsFd) and
+/// [`AsRawFd`](std::os::fd::AsRawFd) for handle types through the field
+/// that holds their fd: `impl_as_fd!(Type => field, ...)`.
+///
+/// ```
+/// use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+///
+/// struct Reader {
+///     fd: OwnedFd,
+/// }
+/// ipc_sync::impl_as_fd!(Reader => fd);
+///
+/// let (r, _w) = std::io::pipe()?;
+/// let reader = Reader { fd: r.into() };
+/// assert_eq!(reader.as_fd().as_raw_fd(), reader.as_raw_fd());
+/// assert_eq!(reader.as_raw_fd(), reader.fd.as_raw_fd());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[macro_export]
+macro_rules! impl_as_fd {
+    ($($ty:ty => $field:ident),+ $(,)?) => {$(
+        impl ::std::os::fd::AsFd for $ty {
+            fn as_fd(&self) -> ::std::os::fd::BorrowedFd<'_> {
+                ::std::os::fd::AsFd::as_fd(&self.$field)
+            }
+        }
+
+        impl ::std::os::fd::AsRawFd for $ty {
+            fn as_raw_fd(&self) -> ::std::os::fd::RawFd {
+                ::std::os::fd::AsRawFd::as_raw_fd(&self.$field)
+            }
+        }
+    )+};
+}

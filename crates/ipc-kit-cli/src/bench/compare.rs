@@ -14,49 +14,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::links::{self, Link};
+use super::mech::Mech;
 use super::{Placement, median, probed_pairs, settled, two_processes};
 use crate::sys;
-
-/// The mechanisms compared, by the names of the JSON output.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
-pub(crate) enum Mech {
-    Pipe,
-    Fifo,
-    SysvMsgq,
-    PosixMq,
-    ShmChannel,
-    ShmByteChannel,
-    UnixSocket,
-}
-
-impl Mech {
-    pub(crate) const ALL: [Mech; 7] = [
-        Mech::Pipe,
-        Mech::Fifo,
-        Mech::SysvMsgq,
-        Mech::PosixMq,
-        Mech::ShmChannel,
-        Mech::ShmByteChannel,
-        Mech::UnixSocket,
-    ];
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Mech::Pipe => "pipe",
-            Mech::Fifo => "fifo",
-            Mech::SysvMsgq => "sysv-msgq",
-            Mech::PosixMq => "posix-mq",
-            Mech::ShmChannel => "shm-channel",
-            Mech::ShmByteChannel => "shm-byte-channel",
-            Mech::UnixSocket => "unix-socket",
-        }
-    }
-
-    /// Unix sockets are a reference only: ipc-kit has no socket side.
-    pub(crate) fn has_ipc_kit(self) -> bool {
-        self != Mech::UnixSocket
-    }
-}
 
 /// What a cell measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -481,6 +441,8 @@ pub(crate) fn summarize(cell: Cell, pairs: &[PairRun]) -> CellResult {
 
 #[cfg(test)]
 mod tests {
+    use ipc_kit::Mechanism;
+
     use super::*;
 
     #[test]
@@ -500,7 +462,7 @@ mod tests {
 
     #[test]
     fn pairs_that_moved_or_ran_far_are_dropped() {
-        let cell = Cell { mech: Mech::Pipe, test: Test::Stream, size: 64 };
+        let cell = Cell { mech: Mech::Kit(Mechanism::Pipe), test: Test::Stream, size: 64 };
         let pair = |placement, moved, ours: u64, raw: u64| PairRun {
             placement,
             moved,
@@ -525,8 +487,10 @@ mod tests {
     fn plans_skip_what_a_mechanism_cannot_carry() {
         let plan = Plan::new(&Mech::ALL, &[64, 65536, 100], 5, Duration::from_millis(1), false);
         let has = |m, s| plan.cells.iter().any(|c| c.mech == m && c.size == s);
-        assert!(has(Mech::Pipe, 65536) && has(Mech::SysvMsgq, 64) && has(Mech::PosixMq, 100));
-        assert!(!has(Mech::SysvMsgq, 65536) && !has(Mech::PosixMq, 65536) && !has(Mech::ShmChannel, 100));
+        let (pipe, sysv, posix) =
+            (Mech::Kit(Mechanism::Pipe), Mech::Kit(Mechanism::SysvQueue), Mech::Kit(Mechanism::PosixQueue));
+        assert!(has(pipe, 65536) && has(sysv, 64) && has(posix, 100));
+        assert!(!has(sysv, 65536) && !has(posix, 65536) && !has(Mech::ShmChannel, 100));
         assert!(plan.skipped.iter().any(|s| s.starts_with("shm-channel at 100 B")));
     }
 }

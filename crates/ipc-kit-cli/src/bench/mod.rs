@@ -16,6 +16,7 @@ mod channel;
 mod chart;
 pub(crate) mod compare;
 mod links;
+mod mech;
 mod output;
 mod pipe;
 mod sync;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use compare::Mech;
+use mech::Mech;
 
 use crate::sys;
 

@@ -6,7 +6,8 @@ use comfy_table::{CellAlignment, Table};
 use serde_json::{Value, json};
 
 use super::Placement;
-use super::compare::{CellResult, Figures, Mech, Plan, Test};
+use super::compare::{CellResult, Figures, Plan, Test};
+use super::mech::Mech;
 
 /// The machine the figures come from.
 #[derive(Clone, Debug)]

@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 
 use super::links::{self, Link};
 use super::mech::Mech;
-use super::{Placement, median, probed_pairs, settled, two_processes};
+use super::method::{Impl, Placement, median, probed_pairs, settled, two_processes};
 use crate::sys;
 
 /// What a cell measures.
@@ -226,19 +226,12 @@ fn stream(link: Link, size: usize, count: u64) -> io::Result<Outcome> {
     )
 }
 
-/// Which side a run measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Side {
-    IpcKit,
-    Raw,
-}
-
 /// One run of `cell` with `count` operations: its links made here, the
 /// run in a process of its own.
-fn run_once(cell: Cell, side: Side, count: u64, limit: Duration) -> io::Result<Outcome> {
-    let make = || match side {
-        Side::IpcKit => links::ipc_kit(cell.mech, cell.size),
-        Side::Raw => links::raw(cell.mech, cell.size),
+fn run_once(cell: Cell, imp: Impl, count: u64, limit: Duration) -> io::Result<Outcome> {
+    let make = || match imp {
+        Impl::IpcKit => links::ipc_kit(cell.mech, cell.size),
+        Impl::Raw => links::raw(cell.mech, cell.size),
     };
     let size = cell.size;
     match cell.test {
@@ -320,12 +313,12 @@ const LIMIT_SLACK: Duration = Duration::from_secs(10);
 /// Operations per run: from a short calibration run, as many as take
 /// about `run_time`.
 fn calibrate(cell: Cell, run_time: Duration) -> io::Result<u64> {
-    let side = if cell.mech.has_ipc_kit() { Side::IpcKit } else { Side::Raw };
+    let imp = if cell.mech.has_ipc_kit() { Impl::IpcKit } else { Impl::Raw };
     let (probe_count, min, max) = match cell.test {
         Test::Rtt => (200, 200, 5_000_000),
         Test::Stream => (2_000, 2_000, 50_000_000),
     };
-    let outcome = run_once(cell, side, probe_count, LIMIT_SLACK)?;
+    let outcome = run_once(cell, imp, probe_count, LIMIT_SLACK)?;
     let per_second = outcome.speed();
     Ok(((per_second * run_time.as_secs_f64()) as u64).clamp(min, max))
 }
@@ -349,18 +342,15 @@ pub(crate) fn run_cell(plan: &Plan, cell: Cell, mut tick: impl FnMut()) -> io::R
     tick();
     let limit = plan.run_time * LIMIT_FACTOR + LIMIT_SLACK;
     let pairs = probed_pairs(plan.pinned, plan.pairs, |i| {
-        let order: &[Side] = match (cell.mech.has_ipc_kit(), i % 2) {
-            (false, _) => &[Side::Raw],
-            (true, 0) => &[Side::IpcKit, Side::Raw],
-            (true, _) => &[Side::Raw, Side::IpcKit],
-        };
+        let both = Impl::order(i);
+        let order: &[Impl] = if cell.mech.has_ipc_kit() { &both } else { &[Impl::Raw] };
         let (mut ipc_kit, mut raw) = (None, None);
-        for &side in order {
-            let outcome = run_once(cell, side, count, limit)?;
+        for &imp in order {
+            let outcome = run_once(cell, imp, count, limit)?;
             tick();
-            match side {
-                Side::IpcKit => ipc_kit = Some(outcome),
-                Side::Raw => raw = Some(outcome),
+            match imp {
+                Impl::IpcKit => ipc_kit = Some(outcome),
+                Impl::Raw => raw = Some(outcome),
             }
         }
         let raw = raw.ok_or_else(|| io::Error::other("no raw run"))?;

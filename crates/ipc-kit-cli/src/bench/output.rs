@@ -5,9 +5,9 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, Table};
 use serde_json::{Value, json};
 
-use super::Placement;
 use super::compare::{CellResult, Figures, Plan, Test};
 use super::mech::Mech;
+use super::method::Impl;
 
 /// The machine the figures come from.
 #[derive(Clone, Debug)]
@@ -35,27 +35,19 @@ impl Machine {
     }
 }
 
-pub(crate) fn placement_name(p: Placement) -> &'static str {
-    match p {
-        Placement::Near => "near",
-        Placement::Far => "far",
-        Placement::Single => "single",
-    }
-}
-
 /// The JSON document: `{"schema":1,"machine":{…},"settings":{…},
 /// "results":[…],"skipped":[…]}`.
 pub(crate) fn json(machine: &Machine, plan: &Plan, results: &[CellResult]) -> Value {
     let mut rows = Vec::new();
     for r in results {
         let c = r.cell;
-        let mut push = |imp: &str, f: &Figures, vs_raw: Option<f64>| {
+        let mut push = |imp: Impl, f: &Figures, vs_raw: Option<f64>| {
             let mut row = json!({
                 "mechanism": c.mech.name(),
-                "impl": imp,
+                "impl": imp.name(),
                 "test": c.test.name(),
                 "size": c.size,
-                "placement": placement_name(r.placement),
+                "placement": r.placement.name(),
                 "pairs": r.kept,
             });
             match f {
@@ -76,9 +68,9 @@ pub(crate) fn json(machine: &Machine, plan: &Plan, results: &[CellResult]) -> Va
             rows.push(row);
         };
         if let Some(f) = &r.ipc_kit {
-            push("ipc-kit", f, r.vs_raw);
+            push(Impl::IpcKit, f, r.vs_raw);
         }
-        push("raw", &r.raw, None);
+        push(Impl::Raw, &r.raw, None);
     }
     json!({
         "schema": 1,
@@ -131,7 +123,7 @@ pub(crate) fn si(v: f64) -> String {
 }
 
 fn pairs_note(r: &CellResult) -> String {
-    let mut s = format!("{} {}", r.kept, placement_name(r.placement));
+    let mut s = format!("{} {}", r.kept, r.placement.name());
     let dropped: Vec<String> = [(r.dropped, "far"), (r.moved, "moved")]
         .into_iter()
         .filter(|&(n, _)| n > 0)
@@ -231,9 +223,9 @@ pub(crate) fn verdicts(results: &[CellResult]) -> Vec<String> {
     let rtts: Vec<&CellResult> = results.iter().filter(|r| r.cell.test == Test::Rtt).collect();
     if let Some(smallest) = rtts.iter().map(|r| r.cell.size).min() {
         // Each mechanism by its best p50 at that size.
-        let mut best: Vec<(Mech, u64, &str)> = Vec::new();
+        let mut best: Vec<(Mech, u64, Impl)> = Vec::new();
         for r in rtts.iter().filter(|r| r.cell.size == smallest) {
-            for (f, imp) in [(r.ipc_kit.as_ref(), "ipc-kit"), (Some(&r.raw), "raw")] {
+            for (f, imp) in [(r.ipc_kit.as_ref(), Impl::IpcKit), (Some(&r.raw), Impl::Raw)] {
                 if let Some(Figures::Rtt { p50, .. }) = f {
                     match best.iter_mut().find(|b| b.0 == r.cell.mech) {
                         Some(b) if *p50 < b.1 => *b = (r.cell.mech, *p50, imp),
@@ -245,7 +237,7 @@ pub(crate) fn verdicts(results: &[CellResult]) -> Vec<String> {
         }
         best.sort_by_key(|b| b.1);
         let ranking: Vec<String> =
-            best.iter().map(|(m, p, imp)| format!("{} {} ({imp})", m.name(), nanos(*p))).collect();
+            best.iter().map(|(m, p, imp)| format!("{} {} ({})", m.name(), nanos(*p), imp.name())).collect();
         lines.push(format!("{} round trip, p50, fastest first: {}", size(smallest), ranking.join(", ")));
     }
     let slow: Vec<String> = results

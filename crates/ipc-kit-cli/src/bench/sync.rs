@@ -9,7 +9,8 @@ use std::time::Instant;
 use ipc_kit::shm::Mapping;
 use ipc_kit::sync::{Event, Mutex};
 
-use super::{Impl, Size, Unit, Workload, ns_per_op, two_processes};
+use super::method::{Impl, two_processes};
+use super::workload::{Size, Unit, Workload, ns_per_op};
 use crate::sys;
 
 pub(crate) const WORKLOADS: &[Workload] = &[

@@ -117,7 +117,7 @@ pub(crate) fn list() -> (Vec<Object>, Vec<String>) {
         name.strip_prefix("sem.").map_or(("posix-shm", name.to_owned()), |n| ("posix-sem", n.to_owned()))
     });
     let mq = Path::new("/dev/mqueue");
-    if is_mqueue_mount(mq) {
+    if crate::sys::is_mqueue(mq) {
         posix_dir(mq, &mut out, |name| ("posix-mq", name.to_owned()));
     } else {
         notes.push(
@@ -158,16 +158,6 @@ fn posix_dir(dir: &Path, out: &mut Vec<Object>, classify: impl Fn(&str) -> (&'st
 fn queued_bytes(file: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(file).ok()?;
     text.split_whitespace().find_map(|f| f.strip_prefix("QSIZE:")).and_then(|n| n.parse().ok())
-}
-
-fn is_mqueue_mount(path: &Path) -> bool {
-    std::fs::read_to_string("/proc/self/mounts").is_ok_and(|m| {
-        m.lines().any(|l| {
-            let mut f = l.split_whitespace();
-            let (_, at, fstype) = (f.next(), f.next(), f.next());
-            at == Some(&*path.to_string_lossy()) && fstype == Some("mqueue")
-        })
-    })
 }
 
 /// Prints the objects as a table.

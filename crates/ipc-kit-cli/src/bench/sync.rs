@@ -117,8 +117,9 @@ fn initiator(map: &Mapping, imp: Impl, raw: RawWait, ops: u64) -> io::Result<()>
         Impl::Raw => {
             let (ping, pong) = (map.shared::<AtomicU32>(PING)?, map.shared::<AtomicU32>(PONG)?);
             let sleeping = map.shared::<AtomicU32>(SLEEPING)?;
+            let peer_sleeping = map.shared::<AtomicU32>(SLEEPING + 64)?;
             for _ in 0..ops {
-                raw_signal(&ping, &sleeping, raw);
+                raw_signal(&ping, &peer_sleeping, raw);
                 raw_wait(&pong, &sleeping, raw);
             }
         }

@@ -139,11 +139,28 @@ fn ratio(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.2}×"))
 }
 
+/// A side's cells in its table: p50, p99 and p99.9 of a round trip, or
+/// messages and bytes per second of a stream; dashes where it has none.
+fn figure_cells(test: Test, figures: Option<&Figures>) -> Vec<String> {
+    match (test, figures) {
+        (_, Some(Figures::Rtt { p50, p99, p999, .. })) => vec![nanos(*p50), nanos(*p99), nanos(*p999)],
+        (_, Some(Figures::Stream { msgs_per_s, bytes_per_s })) => {
+            vec![si(*msgs_per_s), format!("{}B", si(*bytes_per_s))]
+        }
+        (Test::Rtt, None) => vec!["-".into(); 3],
+        (Test::Stream, None) => vec!["-".into(); 2],
+    }
+}
+
 /// The two tables: round trips, then streams.
 pub(crate) fn tables(results: &[CellResult]) -> String {
     let mut out = String::new();
-    let mut rtt = Table::new();
-    rtt.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+    let table = |header: &[&str]| {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
+        t
+    };
+    let mut rtt = table(&[
         "round trip",
         "size",
         "ipc-kit p50",
@@ -155,46 +172,19 @@ pub(crate) fn tables(results: &[CellResult]) -> String {
         "ipc-kit ÷ raw",
         "pairs",
     ]);
-    let mut stream = Table::new();
-    stream.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
-        "stream",
-        "size",
-        "ipc-kit msgs/s",
-        "bytes/s",
-        "raw msgs/s",
-        "bytes/s",
-        "ipc-kit ÷ raw",
-        "pairs",
-    ]);
-    let lat = |f: &Option<Figures>| match f {
-        Some(Figures::Rtt { p50, p99, p999, .. }) => [nanos(*p50), nanos(*p99), nanos(*p999)],
-        _ => ["-".into(), "-".into(), "-".into()],
-    };
-    let thr = |f: &Option<Figures>| match f {
-        Some(Figures::Stream { msgs_per_s, bytes_per_s }) => [si(*msgs_per_s), format!("{}B", si(*bytes_per_s))],
-        _ => ["-".into(), "-".into()],
-    };
+    let mut stream =
+        table(&["stream", "size", "ipc-kit msgs/s", "bytes/s", "raw msgs/s", "bytes/s", "ipc-kit ÷ raw", "pairs"]);
     for r in results {
         let c = r.cell;
-        let raw = Some(r.raw.clone());
+        let mut row = vec![c.mech.name().to_string(), size(c.size)];
+        row.extend(figure_cells(c.test, r.ipc_kit.as_ref()));
+        row.extend(figure_cells(c.test, Some(&r.raw)));
+        row.push(ratio(r.vs_raw));
+        row.push(pairs_note(r));
         match c.test {
-            Test::Rtt => {
-                let mut row = vec![c.mech.name().to_string(), size(c.size)];
-                row.extend(lat(&r.ipc_kit));
-                row.extend(lat(&raw));
-                row.push(ratio(r.vs_raw));
-                row.push(pairs_note(r));
-                rtt.add_row(row);
-            }
-            Test::Stream => {
-                let mut row = vec![c.mech.name().to_string(), size(c.size)];
-                row.extend(thr(&r.ipc_kit));
-                row.extend(thr(&raw));
-                row.push(ratio(r.vs_raw));
-                row.push(pairs_note(r));
-                stream.add_row(row);
-            }
-        }
+            Test::Rtt => rtt.add_row(row),
+            Test::Stream => stream.add_row(row),
+        };
     }
     for t in [&mut rtt, &mut stream] {
         for i in 1..t.column_count() {
@@ -267,5 +257,39 @@ mod tests {
         assert_eq!(si(154_000_000.0), "154 M");
         assert_eq!(size(65536), "64 KiB");
         assert_eq!(size(100), "100 B");
+    }
+
+    #[test]
+    fn tables_have_a_row_per_cell_with_dashes_where_ipc_kit_has_no_side() {
+        use ipc_kit::Mechanism;
+
+        use crate::bench::compare::Cell;
+        use crate::bench::method::Placement;
+
+        let result = |mech, test, ipc_kit: Option<Figures>, raw| CellResult {
+            cell: Cell { mech, test, size: 64 },
+            placement: Placement::Near,
+            kept: 5,
+            dropped: 0,
+            moved: 1,
+            vs_raw: ipc_kit.as_ref().map(|_| 0.5),
+            ipc_kit,
+            raw,
+        };
+        let rtt = |p| Figures::Rtt { p50: p, p99: 2 * p, p999: 3 * p, samples: 10 };
+        let stream = |m: f64| Figures::Stream { msgs_per_s: m, bytes_per_s: m * 64.0 };
+        let text = tables(&[
+            result(Mech::Kit(Mechanism::Pipe), Test::Rtt, Some(rtt(152)), rtt(100)),
+            result(Mech::UnixSocket, Test::Stream, None, stream(2_410_000.0)),
+        ]);
+        let row = |first: &str| -> Vec<String> {
+            let line = text.lines().find(|l| l.contains(first)).unwrap_or_else(|| panic!("no {first} row: {text}"));
+            line.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect()
+        };
+        let pairs = "5 near (1 moved dropped)";
+        let pipe = ["pipe", "64 B", "152 ns", "304 ns", "456 ns", "100 ns", "200 ns", "300 ns", "0.50×", pairs];
+        assert_eq!(row("pipe"), pipe);
+        assert_eq!(row("unix-socket"), ["unix-socket", "64 B", "-", "-", "2.41 M", "154 MB", "-", pairs]);
+        assert!(text.find("round trip") < text.find("stream"), "round trips first: {text}");
     }
 }

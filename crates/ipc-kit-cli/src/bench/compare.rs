@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 
 use super::links::{self, Link};
 use super::mech::Mech;
-use super::method::{Impl, Placement, median, probed_pairs, settled, two_processes};
+use super::method::{Impl, Placement, Probed, median, probed_pairs, settled, two_processes};
 use crate::sys;
 
 /// What a cell measures.
@@ -326,11 +326,7 @@ fn calibrate(cell: Cell, run_time: Duration) -> io::Result<u64> {
 /// One pair of runs, with the placement they ran in.
 #[derive(Debug)]
 pub(crate) struct PairRun {
-    /// The placement the probe before the pair found.
-    pub(crate) placement: Placement,
-    /// Whether the probe after the pair found another one: the vCPUs
-    /// moved while it ran, and its two runs may have run apart.
-    pub(crate) moved: bool,
+    pub(crate) at: Probed,
     pub(crate) ipc_kit: Option<Outcome>,
     pub(crate) raw: Outcome,
 }
@@ -356,10 +352,7 @@ pub(crate) fn run_cell(plan: &Plan, cell: Cell, mut tick: impl FnMut()) -> io::R
         let raw = raw.ok_or_else(|| io::Error::other("no raw run"))?;
         Ok::<_, io::Error>((ipc_kit, raw))
     })?;
-    Ok(pairs
-        .into_iter()
-        .map(|(at, (ipc_kit, raw))| PairRun { placement: at.placement, moved: at.moved, ipc_kit, raw })
-        .collect())
+    Ok(pairs.into_iter().map(|(at, (ipc_kit, raw))| PairRun { at, ipc_kit, raw }).collect())
 }
 
 /// A side's figures over the runs kept.
@@ -369,17 +362,23 @@ pub(crate) enum Figures {
     Stream { msgs_per_s: f64, bytes_per_s: f64 },
 }
 
-/// A cell's result.
-#[derive(Clone, Debug)]
-pub(crate) struct CellResult {
-    pub(crate) cell: Cell,
+/// Which pairs a cell's figures come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Kept {
     /// The placement of the pairs kept.
     pub(crate) placement: Placement,
     /// Pairs kept; pairs dropped for running in the other placement, and
     /// for the placement changing while they ran.
-    pub(crate) kept: usize,
+    pub(crate) pairs: usize,
     pub(crate) dropped: usize,
     pub(crate) moved: usize,
+}
+
+/// A cell's result.
+#[derive(Clone, Debug)]
+pub(crate) struct CellResult {
+    pub(crate) cell: Cell,
+    pub(crate) kept: Kept,
     pub(crate) ipc_kit: Option<Figures>,
     pub(crate) raw: Figures,
     /// ipc-kit's speed over raw's (round trips per second at the median,
@@ -390,10 +389,10 @@ pub(crate) struct CellResult {
 /// Keeps the pairs that ran in one placement throughout (all, if none
 /// did), of those the near ones if there are any, and sums them up.
 pub(crate) fn summarize(cell: Cell, pairs: &[PairRun]) -> CellResult {
-    let pool = settled(pairs, |p| p.moved);
-    let near = pool.iter().any(|p| p.placement == Placement::Near);
-    let placement = if near { Placement::Near } else { pool.first().map_or(Placement::Single, |p| p.placement) };
-    let kept: Vec<&PairRun> = pool.iter().copied().filter(|p| p.placement == placement).collect();
+    let pool = settled(pairs, |p| p.at.moved);
+    let near = pool.iter().any(|p| p.at.placement == Placement::Near);
+    let placement = if near { Placement::Near } else { pool.first().map_or(Placement::Single, |p| p.at.placement) };
+    let kept: Vec<&PairRun> = pool.iter().copied().filter(|p| p.at.placement == placement).collect();
     let figures = |outcomes: &[&Outcome]| match outcomes.first() {
         Some(Outcome::Rtt(_)) => {
             let mut all = histogram();
@@ -419,10 +418,7 @@ pub(crate) fn summarize(cell: Cell, pairs: &[PairRun]) -> CellResult {
     let ratios: Vec<f64> = kept.iter().filter_map(|p| p.ipc_kit.as_ref().map(|o| o.speed() / p.raw.speed())).collect();
     CellResult {
         cell,
-        placement,
-        kept: kept.len(),
-        dropped: pool.len() - kept.len(),
-        moved: pairs.len() - pool.len(),
+        kept: Kept { placement, pairs: kept.len(), dropped: pool.len() - kept.len(), moved: pairs.len() - pool.len() },
         ipc_kit: (!ours.is_empty()).then(|| figures(&ours)),
         raw: figures(&raw),
         vs_raw: (!ratios.is_empty()).then(|| median(ratios.into_iter())),
@@ -454,23 +450,22 @@ mod tests {
     fn pairs_that_moved_or_ran_far_are_dropped() {
         let cell = Cell { mech: Mech::Kit(Mechanism::Pipe), test: Test::Stream, size: 64 };
         let pair = |placement, moved, ours: u64, raw: u64| PairRun {
-            placement,
-            moved,
+            at: Probed { placement, probe_ns: 100.0, moved },
             ipc_kit: Some(Outcome::Stream { msgs: ours, nanos: 1_000_000_000 }),
             raw: Outcome::Stream { msgs: raw, nanos: 1_000_000_000 },
         };
         let (near, far) = (Placement::Near, Placement::Far);
         let pairs = [pair(near, false, 100, 100), pair(near, true, 400, 100), pair(far, false, 10, 40)];
         let r = summarize(cell, &pairs);
-        assert_eq!((r.placement, r.kept, r.dropped, r.moved), (near, 1, 1, 1));
+        assert_eq!(r.kept, Kept { placement: near, pairs: 1, dropped: 1, moved: 1 });
         assert_eq!(r.vs_raw, Some(1.0));
         // Only moved pairs: they are all there is.
         let r = summarize(cell, &[pair(near, true, 100, 50), pair(far, true, 90, 30)]);
-        assert_eq!((r.placement, r.kept, r.dropped, r.moved), (near, 1, 1, 0));
+        assert_eq!(r.kept, Kept { placement: near, pairs: 1, dropped: 1, moved: 0 });
         assert_eq!(r.vs_raw, Some(2.0));
         // No near pair that stayed: the far ones that stayed.
         let r = summarize(cell, &[pair(near, true, 100, 50), pair(far, false, 90, 30)]);
-        assert_eq!((r.placement, r.kept, r.dropped, r.moved), (far, 1, 0, 1));
+        assert_eq!(r.kept, Kept { placement: far, pairs: 1, dropped: 0, moved: 1 });
     }
 
     #[test]

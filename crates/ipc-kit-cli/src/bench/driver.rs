@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::mech::Mech;
-use super::method::{Impl, Placement, median, probed_pairs, settled};
+use super::method::{Impl, Placement, Probed, median, probed_pairs, settled};
 use super::workload::{Size, Unit, Workload};
 use super::{channel, chart, compare, output, pipe, sync, workload};
 use crate::sys;
@@ -128,10 +128,7 @@ fn comparison(args: &Args) -> Result<(), String> {
 
 /// One pair of runs of a `--detail` workload.
 struct Pair {
-    placement: Placement,
-    /// The probe after the pair found another placement.
-    moved: bool,
-    probe_ns: f64,
+    at: Probed,
     ours: f64,
     raw: f64,
 }
@@ -163,16 +160,7 @@ fn detail(args: &Args) -> Result<(), String> {
             }
             Ok::<_, String>((ours, raw))
         })?;
-        let results: Vec<Pair> = results
-            .into_iter()
-            .map(|(at, (ours, raw))| Pair {
-                placement: at.placement,
-                moved: at.moved,
-                probe_ns: at.probe_ns,
-                ours,
-                raw,
-            })
-            .collect();
+        let results: Vec<Pair> = results.into_iter().map(|(at, (ours, raw))| Pair { at, ours, raw }).collect();
         medians.push((w.name, report(w, &results)));
     }
     summary(&medians);
@@ -194,20 +182,20 @@ fn report(w: &Workload, pairs: &[Pair]) -> Vec<(Placement, f64)> {
         Unit::NanosPerOp => ("ns per operation", "lower"),
     };
     println!("\n{} ({unit}; {better} is better)", w.name);
-    let kept = settled(pairs, |p| p.moved);
+    let kept = settled(pairs, |p| p.at.moved);
     if kept.len() < pairs.len() {
         println!("  {} pairs dropped: the placement changed while they ran", pairs.len() - kept.len());
     }
     let mut medians = Vec::new();
     for placement in Placement::ALL {
-        let sel: Vec<&Pair> = kept.iter().copied().filter(|p| p.placement == placement).collect();
+        let sel: Vec<&Pair> = kept.iter().copied().filter(|p| p.at.placement == placement).collect();
         if sel.is_empty() {
             continue;
         }
         let ours = median(sel.iter().map(|p| p.ours));
         let raw = median(sel.iter().map(|p| p.raw));
         let ratio = median(sel.iter().map(|p| p.ours / p.raw));
-        let probe = median(sel.iter().map(|p| p.probe_ns));
+        let probe = median(sel.iter().map(|p| p.at.probe_ns));
         println!(
             "  {:<6} {:>2} pairs (probe {probe:>4.0} ns): ipc-kit {ours:>8.2}  raw {raw:>8.2}  ratio {ratio:.3}",
             placement.name(),

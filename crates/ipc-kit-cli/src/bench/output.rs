@@ -5,7 +5,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, Table};
 use serde_json::{Value, json};
 
-use super::compare::{CellResult, Figures, Plan, Test};
+use super::compare::{CellResult, Figures, Kept, Plan, Test};
 use super::mech::Mech;
 use super::method::Impl;
 
@@ -47,8 +47,8 @@ pub(crate) fn json(machine: &Machine, plan: &Plan, results: &[CellResult]) -> Va
                 "impl": imp.name(),
                 "test": c.test.name(),
                 "size": c.size,
-                "placement": r.placement.name(),
-                "pairs": r.kept,
+                "placement": r.kept.placement.name(),
+                "pairs": r.kept.pairs,
             });
             match f {
                 Figures::Rtt { p50, p99, p999, samples } => {
@@ -122,9 +122,10 @@ pub(crate) fn si(v: f64) -> String {
     format!("{x:.digits$} {prefix}")
 }
 
-fn pairs_note(r: &CellResult) -> String {
-    let mut s = format!("{} {}", r.kept, r.placement.name());
-    let dropped: Vec<String> = [(r.dropped, "far"), (r.moved, "moved")]
+/// The pairs kept, such as `5 near (1 moved dropped)`.
+fn pairs_note(kept: Kept) -> String {
+    let mut s = format!("{} {}", kept.pairs, kept.placement.name());
+    let dropped: Vec<String> = [(kept.dropped, "far"), (kept.moved, "moved")]
         .into_iter()
         .filter(|&(n, _)| n > 0)
         .map(|(n, why)| format!("{n} {why}"))
@@ -180,7 +181,7 @@ pub(crate) fn tables(results: &[CellResult]) -> String {
         row.extend(figure_cells(c.test, r.ipc_kit.as_ref()));
         row.extend(figure_cells(c.test, Some(&r.raw)));
         row.push(ratio(r.vs_raw));
-        row.push(pairs_note(r));
+        row.push(pairs_note(r.kept));
         match c.test {
             Test::Rtt => rtt.add_row(row),
             Test::Stream => stream.add_row(row),
@@ -268,10 +269,7 @@ mod tests {
 
         let result = |mech, test, ipc_kit: Option<Figures>, raw| CellResult {
             cell: Cell { mech, test, size: 64 },
-            placement: Placement::Near,
-            kept: 5,
-            dropped: 0,
-            moved: 1,
+            kept: Kept { placement: Placement::Near, pairs: 5, dropped: 0, moved: 1 },
             vs_raw: ipc_kit.as_ref().map(|_| 0.5),
             ipc_kit,
             raw,

@@ -23,6 +23,7 @@ pub(crate) struct Address {
     queue: Named,
 }
 
+/// The queue an [`Address`] names.
 #[derive(Clone, Debug)]
 enum Named {
     SysvKey(Key),
@@ -199,5 +200,45 @@ pub(crate) fn recv(address: &Address, selector: Option<Selector>, timeout: Optio
         Err(Error::Empty) => Outcome::Nothing(format!("{address}: no message")),
         Err(Error::Timeout) => Outcome::Nothing(format!("{address}: no message before the timeout")),
         Err(e) => Outcome::Failed(format!("{address}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(address: &str) -> Option<i32> {
+        match address.parse::<Address>().ok()?.queue {
+            Named::SysvKey(k) => Some(k.raw()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn addresses_parse_without_wrapping() {
+        assert_eq!(key_of("sysv:0x10"), Some(16));
+        assert_eq!(key_of("sysv:16"), Some(16));
+        assert_eq!(key_of("sysv:0xffffffff"), Some(-1), "a key as its unsigned bits");
+        for bad in ["sysv:0x100000010", "sysv:-2147483649", "sysv:+16", "sysv:0x-10", "sysv:0", "sysv:", "nonsense"] {
+            assert!(bad.parse::<Address>().is_err(), "{bad}");
+        }
+        for bad in ["sysv-id:-1", "sysv-id:-0", "sysv-id:+3", "sysv-id:4294967296", "gizmo:1"] {
+            assert!(bad.parse::<Address>().is_err(), "{bad}");
+        }
+        let id = "sysv-id:2147483647".parse::<Address>().unwrap();
+        assert!(matches!(id.queue, Named::SysvId(2147483647)));
+        assert_eq!(id.to_string(), "sysv-id:2147483647", "messages name the address as written");
+        assert!(matches!("posix:/q".parse::<Address>().unwrap().queue, Named::Posix(n) if n == "/q"));
+    }
+
+    #[test]
+    fn durations_parse_in_ms_and_s() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["soon", "-1s", "1e10", "", "ms"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -285,8 +285,19 @@ mod tests {
             line.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect()
         };
         let pairs = "5 near (1 moved dropped)";
-        let pipe = ["pipe", "64 B", "152 ns", "304 ns", "456 ns", "100 ns", "200 ns", "300 ns", "0.50×", pairs];
-        assert_eq!(row("pipe"), pipe);
+        let pipe = [
+            Mechanism::Pipe.name(),
+            "64 B",
+            "152 ns",
+            "304 ns",
+            "456 ns",
+            "100 ns",
+            "200 ns",
+            "300 ns",
+            "0.50×",
+            pairs,
+        ];
+        assert_eq!(row(Mechanism::Pipe.name()), pipe);
         assert_eq!(row("unix-socket"), ["unix-socket", "64 B", "-", "-", "2.41 M", "154 MB", "-", pairs]);
         assert!(text.find("round trip") < text.find("stream"), "round trips first: {text}");
     }

@@ -53,7 +53,7 @@ enum Cmd {
     /// or posix:/name. Exit status 1 when the queue is full.
     Send {
         /// The queue.
-        queue: String,
+        queue: queue::Address,
         /// The message text.
         message: String,
         /// The System V message type (default 1).
@@ -67,13 +67,13 @@ enum Cmd {
     /// (before the timeout, if one is given).
     Recv {
         /// The queue (as for send).
-        queue: String,
+        queue: queue::Address,
         /// System V selector: any, N, <=N (lowest type up to N) or !N.
         #[arg(long = "type")]
-        selector: Option<String>,
+        selector: Option<ipc_kit::msgq::Selector>,
         /// How long to wait, such as 250ms or 2s (default: do not wait).
-        #[arg(long)]
-        timeout: Option<String>,
+        #[arg(long, value_parser = queue::parse_duration)]
+        timeout: Option<std::time::Duration>,
         /// Print {"type"|"priority": …, "message": …, "bytes": …, "hex": …}
         /// ("message" is the text, with invalid UTF-8 replaced; "hex" is
         /// every byte).
@@ -87,7 +87,10 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return bad_arguments(e),
+    };
     let result = match cli.command {
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Ls { json } => {
@@ -114,7 +117,7 @@ fn main() -> ExitCode {
             } else {
                 queue::Form::Text
             };
-            return finish(queue::recv(&queue, selector.as_deref(), timeout.as_deref(), form));
+            return finish(queue::recv(&queue, selector, timeout, form));
         }
     };
     match result {
@@ -123,6 +126,21 @@ fn main() -> ExitCode {
             eprintln!("ipc-kit: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A value that does not parse is told in one line, as the commands tell
+/// their own errors, with exit status 2 (clap's); clap tells the rest
+/// (usage errors, also with exit status 2) and prints help and versions.
+fn bad_arguments(e: clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ErrorKind};
+    let (arg, value) = (e.get(ContextKind::InvalidArg), e.get(ContextKind::InvalidValue));
+    match (e.kind(), arg, value, std::error::Error::source(&e)) {
+        (ErrorKind::ValueValidation, Some(arg), Some(value), Some(why)) => {
+            eprintln!("ipc-kit: invalid value '{value}' for '{arg}': {why}");
+            ExitCode::from(2)
+        }
+        _ => e.exit(),
     }
 }
 

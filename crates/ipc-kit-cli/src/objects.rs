@@ -117,7 +117,7 @@ pub(crate) fn list() -> (Vec<Object>, Vec<String>) {
         name.strip_prefix("sem.").map_or(("posix-shm", name.to_owned()), |n| ("posix-sem", n.to_owned()))
     });
     let mq = Path::new("/dev/mqueue");
-    if is_mqueue_mount(mq) {
+    if crate::sys::is_mqueue(mq) {
         posix_dir(mq, &mut out, |name| ("posix-mq", name.to_owned()));
     } else {
         notes.push(
@@ -158,16 +158,6 @@ fn posix_dir(dir: &Path, out: &mut Vec<Object>, classify: impl Fn(&str) -> (&'st
 fn queued_bytes(file: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(file).ok()?;
     text.split_whitespace().find_map(|f| f.strip_prefix("QSIZE:")).and_then(|n| n.parse().ok())
-}
-
-fn is_mqueue_mount(path: &Path) -> bool {
-    std::fs::read_to_string("/proc/self/mounts").is_ok_and(|m| {
-        m.lines().any(|l| {
-            let mut f = l.split_whitespace();
-            let (_, at, fstype) = (f.next(), f.next(), f.next());
-            at == Some(&*path.to_string_lossy()) && fstype == Some("mqueue")
-        })
-    })
 }
 
 /// Prints the objects as a table.
@@ -261,23 +251,30 @@ pub(crate) fn unescape(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Whether `s` is an id as written: decimal digits only (no sign).
-fn id_digits(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+/// An address's kind and the rest, such as `("msg-id", "5")`.
+fn split(address: &str) -> Result<(&str, &str), String> {
+    address.split_once(':').ok_or_else(|| format!("{address}: not an object address"))
+}
+
+/// The id of an address's `rest`, written as decimal digits only (no sign).
+fn object_id(address: &str, rest: &str) -> Result<i32, String> {
+    let digits = !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| rest.parse().ok()).flatten().ok_or_else(|| format!("{address}: {rest:?} is not an id"))
+}
+
+fn unknown_kind(address: &str, kind: &str) -> String {
+    format!("{address}: unknown kind {kind:?} (shm-id, msg-id, sem-id, posix-shm, posix-sem, posix-mq)")
 }
 
 /// An object address in one spelling (ids as plain numbers), or why it is
 /// not one.
 pub(crate) fn canonical(address: &str) -> Result<String, String> {
-    let (kind, rest) = address.split_once(':').ok_or_else(|| format!("{address}: not an object address"))?;
+    let (kind, rest) = split(address)?;
     match kind {
-        "shm-id" | "msg-id" | "sem-id" => {
-            let id = id_digits(rest).then(|| rest.parse::<i32>().ok()).flatten();
-            id.map(|i| format!("{kind}:{i}")).ok_or_else(|| format!("{address}: {rest:?} is not an id"))
-        }
+        "shm-id" | "msg-id" | "sem-id" => object_id(address, rest).map(|i| format!("{kind}:{i}")),
         "posix-shm" | "posix-sem" | "posix-mq" if rest.starts_with('/') => Ok(address.to_owned()),
         "posix-shm" | "posix-sem" | "posix-mq" => Err(format!("{address}: a POSIX name starts with '/'")),
-        _ => Err(format!("{address}: unknown kind {kind:?} (shm-id, msg-id, sem-id, posix-shm, posix-sem, posix-mq)")),
+        _ => Err(unknown_kind(address, kind)),
     }
 }
 
@@ -285,13 +282,8 @@ pub(crate) fn canonical(address: &str) -> Result<String, String> {
 pub(crate) fn remove(address: &str) -> Result<(), String> {
     use ipc_kit::msgq::{PosixQueue, SysvQueue};
     use ipc_kit::shm::SysvSegment;
-    let (kind, rest) = address.split_once(':').ok_or_else(|| format!("{address}: not an object address"))?;
-    let id = || {
-        id_digits(rest)
-            .then(|| rest.parse::<i32>().ok())
-            .flatten()
-            .ok_or_else(|| format!("{address}: {rest:?} is not an id"))
-    };
+    let (kind, rest) = split(address)?;
+    let id = || object_id(address, rest);
     let refuse = |e: String| format!("cannot remove {address}: {e}");
     match kind {
         "shm-id" => SysvSegment::open_id(id()?, 0).and_then(|s| s.remove()).map_err(|e| refuse(e.to_string())),
@@ -326,6 +318,6 @@ pub(crate) fn remove(address: &str) -> Result<(), String> {
             ipc_kit::sync::NamedSemaphore::open(rest).and_then(|mut s| s.unlink()).map_err(|e| refuse(e.to_string()))
         }
         "posix-mq" => PosixQueue::open(rest).and_then(|mut q| q.unlink()).map_err(|e| refuse(e.to_string())),
-        _ => Err(format!("{address}: unknown kind {kind:?} (shm-id, msg-id, sem-id, posix-shm, posix-sem, posix-mq)")),
+        _ => Err(unknown_kind(address, kind)),
     }
 }

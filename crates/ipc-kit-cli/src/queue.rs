@@ -13,53 +13,88 @@ pub(crate) enum Outcome {
     Failed(String),
 }
 
-/// A queue named on the command line.
+/// A queue as the command line names it: `sysv:KEY` (decimal or 0x hex),
+/// `sysv-id:ID` or `posix:/name`, parsed by clap before anything is
+/// opened.
+#[derive(Clone, Debug)]
+pub(crate) struct Address {
+    /// As it was written, for messages.
+    text: String,
+    queue: Named,
+}
+
+/// The queue an [`Address`] names.
+#[derive(Clone, Debug)]
+enum Named {
+    SysvKey(Key),
+    SysvId(i32),
+    Posix(String),
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::str::FromStr for Address {
+    type Err = String;
+
+    fn from_str(address: &str) -> Result<Address, String> {
+        let bad = |why: &str| format!("{why} (sysv:KEY, sysv-id:ID or posix:/name)");
+        let (kind, rest) = address.split_once(':').ok_or_else(|| bad("not a queue address"))?;
+        // Digits as written: decimal with an optional '-', or 0x and hex
+        // digits; no '+', and no sign after 0x.
+        let number = |s: &str| -> Result<i64, String> {
+            let digits = |d: &str, hex: bool| {
+                !d.is_empty() && d.bytes().all(|b| if hex { b.is_ascii_hexdigit() } else { b.is_ascii_digit() })
+            };
+            let parsed = match s.strip_prefix("0x") {
+                Some(hex) if digits(hex, true) => i64::from_str_radix(hex, 16).ok(),
+                None if digits(s.strip_prefix('-').unwrap_or(s), false) => s.parse().ok(),
+                _ => None,
+            };
+            parsed.ok_or_else(|| bad(&format!("{s:?} is not a number")))
+        };
+        // A key is a 32-bit key_t, written signed or as its unsigned bits (hex
+        // 0xffffffff is -1); an id is a non-negative int. Nothing wraps.
+        let key = |v: i64| {
+            i32::try_from(v)
+                .or_else(|_| u32::try_from(v).map(|u| u as i32))
+                .map_err(|_| bad(&format!("{v} is outside a 32-bit key")))
+        };
+        let not_an_id = |v: &dyn std::fmt::Debug| bad(&format!("{v:?} is not an id (0 to 2147483647)"));
+        let queue = match kind {
+            "sysv" => Named::SysvKey(Key::new(key(number(rest)?)?).map_err(|e| e.to_string())?),
+            "sysv-id" if rest.starts_with('-') => return Err(not_an_id(&rest)),
+            "sysv-id" => {
+                let v = number(rest)?;
+                Named::SysvId(i32::try_from(v).ok().filter(|&i| i >= 0).ok_or_else(|| not_an_id(&v))?)
+            }
+            "posix" => Named::Posix(rest.to_owned()),
+            _ => return Err(bad(&format!("unknown kind {kind:?}"))),
+        };
+        Ok(Address { text: address.to_owned(), queue })
+    }
+}
+
+/// A queue opened.
 enum Queue {
     Sysv(SysvQueue),
     Posix(PosixQueue),
 }
 
-fn open(address: &str) -> Result<Queue, String> {
-    let bad = |why: &str| format!("{address}: {why} (sysv:KEY, sysv-id:ID or posix:/name)");
-    let (kind, rest) = address.split_once(':').ok_or_else(|| bad("not a queue address"))?;
-    // Digits as written: decimal with an optional '-', or 0x and hex
-    // digits; no '+', and no sign after 0x.
-    let number = |s: &str| -> Result<i64, String> {
-        let digits = |d: &str, hex: bool| {
-            !d.is_empty() && d.bytes().all(|b| if hex { b.is_ascii_hexdigit() } else { b.is_ascii_digit() })
-        };
-        let parsed = match s.strip_prefix("0x") {
-            Some(hex) if digits(hex, true) => i64::from_str_radix(hex, 16).ok(),
-            None if digits(s.strip_prefix('-').unwrap_or(s), false) => s.parse().ok(),
-            _ => None,
-        };
-        parsed.ok_or_else(|| bad(&format!("{s:?} is not a number")))
+fn open(address: &Address) -> Result<Queue, String> {
+    let queue = match &address.queue {
+        Named::SysvKey(key) => SysvQueue::open(*key).map(Queue::Sysv),
+        Named::SysvId(id) => SysvQueue::open_id(*id).map(Queue::Sysv),
+        Named::Posix(name) => PosixQueue::open(name).map(Queue::Posix),
     };
-    // A key is a 32-bit key_t, written signed or as its unsigned bits (hex
-    // 0xffffffff is -1); an id is a non-negative int. Nothing wraps.
-    let key = |v: i64| {
-        i32::try_from(v)
-            .or_else(|_| u32::try_from(v).map(|u| u as i32))
-            .map_err(|_| bad(&format!("{v} is outside a 32-bit key")))
-    };
-    let id = |v: i64| {
-        i32::try_from(v).ok().filter(|&i| i >= 0).ok_or_else(|| bad(&format!("{v} is not an id (0 to 2147483647)")))
-    };
-    let fail = |e: Error| format!("{address}: {e}");
-    match kind {
-        "sysv" => {
-            let key = Key::new(key(number(rest)?)?).map_err(|e| format!("{address}: {e}"))?;
-            SysvQueue::open(key).map(Queue::Sysv).map_err(fail)
-        }
-        "sysv-id" if rest.starts_with('-') => Err(bad(&format!("{rest:?} is not an id (0 to 2147483647)"))),
-        "sysv-id" => SysvQueue::open_id(id(number(rest)?)?).map(Queue::Sysv).map_err(fail),
-        "posix" => PosixQueue::open(rest).map(Queue::Posix).map_err(fail),
-        _ => Err(bad(&format!("unknown kind {kind:?}"))),
-    }
+    queue.map_err(|e| format!("{address}: {e}"))
 }
 
 /// `ipc-kit send QUEUE MESSAGE [--type N | --priority N]`.
-pub(crate) fn send(address: &str, message: &str, mtype: Option<i64>, priority: Option<u32>) -> Outcome {
+pub(crate) fn send(address: &Address, message: &str, mtype: Option<i64>, priority: Option<u32>) -> Outcome {
     let q = match open(address) {
         Ok(q) => q,
         Err(e) => return Outcome::Failed(e),
@@ -85,9 +120,9 @@ pub(crate) fn send(address: &str, message: &str, mtype: Option<i64>, priority: O
     }
 }
 
-/// Parses "250ms", "2s", "1.5s" or plain seconds.
+/// Parses "250ms", "2s", "1.5s" or plain seconds (`recv --timeout`).
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?}: not a duration (such as 250ms or 2s)");
+    let bad = || "not a duration (such as 250ms or 2s)".to_owned();
     let (num, scale) = if let Some(ms) = s.strip_suffix("ms") {
         (ms, 1e-3)
     } else if let Some(sec) = s.strip_suffix('s') {
@@ -114,21 +149,14 @@ pub(crate) enum Form {
 }
 
 /// `ipc-kit recv QUEUE [--type SELECTOR] [--timeout DURATION] [--json | --raw]`.
-pub(crate) fn recv(address: &str, selector: Option<&str>, timeout: Option<&str>, form: Form) -> Outcome {
+pub(crate) fn recv(address: &Address, selector: Option<Selector>, timeout: Option<Duration>, form: Form) -> Outcome {
     let q = match open(address) {
         Ok(q) => q,
         Err(e) => return Outcome::Failed(e),
     };
-    let timeout = match timeout.map(parse_duration).transpose() {
-        Ok(t) => t,
-        Err(e) => return Outcome::Failed(e),
-    };
     let (tag, r) = match q {
         Queue::Sysv(q) => {
-            let sel = match selector.map(str::parse::<Selector>).transpose() {
-                Ok(s) => s.unwrap_or(Selector::Any),
-                Err(e) => return Outcome::Failed(e),
-            };
+            let sel = selector.unwrap_or(Selector::Any);
             // As long as the message is, also when msgmax was lowered
             // after it was sent.
             let mut buf = Vec::new();
@@ -172,5 +200,45 @@ pub(crate) fn recv(address: &str, selector: Option<&str>, timeout: Option<&str>,
         Err(Error::Empty) => Outcome::Nothing(format!("{address}: no message")),
         Err(Error::Timeout) => Outcome::Nothing(format!("{address}: no message before the timeout")),
         Err(e) => Outcome::Failed(format!("{address}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(address: &str) -> Option<i32> {
+        match address.parse::<Address>().ok()?.queue {
+            Named::SysvKey(k) => Some(k.raw()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn addresses_parse_without_wrapping() {
+        assert_eq!(key_of("sysv:0x10"), Some(16));
+        assert_eq!(key_of("sysv:16"), Some(16));
+        assert_eq!(key_of("sysv:0xffffffff"), Some(-1), "a key as its unsigned bits");
+        for bad in ["sysv:0x100000010", "sysv:-2147483649", "sysv:+16", "sysv:0x-10", "sysv:0", "sysv:", "nonsense"] {
+            assert!(bad.parse::<Address>().is_err(), "{bad}");
+        }
+        for bad in ["sysv-id:-1", "sysv-id:-0", "sysv-id:+3", "sysv-id:4294967296", "gizmo:1"] {
+            assert!(bad.parse::<Address>().is_err(), "{bad}");
+        }
+        let id = "sysv-id:2147483647".parse::<Address>().unwrap();
+        assert!(matches!(id.queue, Named::SysvId(2147483647)));
+        assert_eq!(id.to_string(), "sysv-id:2147483647", "messages name the address as written");
+        assert!(matches!("posix:/q".parse::<Address>().unwrap().queue, Named::Posix(n) if n == "/q"));
+    }
+
+    #[test]
+    fn durations_parse_in_ms_and_s() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["soon", "-1s", "1e10", "", "ms"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 }

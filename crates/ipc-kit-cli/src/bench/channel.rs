@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use ipc_kit::shm::{Mapping, byte_channel, channel};
 
-use super::{Impl, Size, Unit, Workload, gbps, note, ns_per_op, two_processes};
+use super::method::{Impl, two_processes};
+use super::workload::{Size, Unit, Workload, gbps, note, ns_per_op};
 
 /// A 64-byte message.
 type Msg = [u64; 8];

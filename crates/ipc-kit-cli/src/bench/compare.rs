@@ -14,49 +14,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::links::{self, Link};
-use super::{Placement, median, probed_pairs, settled, two_processes};
+use super::mech::Mech;
+use super::method::{Impl, Placement, Probed, median, probed_pairs, settled, two_processes};
 use crate::sys;
-
-/// The mechanisms compared, by the names of the JSON output.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
-pub(crate) enum Mech {
-    Pipe,
-    Fifo,
-    SysvMsgq,
-    PosixMq,
-    ShmChannel,
-    ShmByteChannel,
-    UnixSocket,
-}
-
-impl Mech {
-    pub(crate) const ALL: [Mech; 7] = [
-        Mech::Pipe,
-        Mech::Fifo,
-        Mech::SysvMsgq,
-        Mech::PosixMq,
-        Mech::ShmChannel,
-        Mech::ShmByteChannel,
-        Mech::UnixSocket,
-    ];
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Mech::Pipe => "pipe",
-            Mech::Fifo => "fifo",
-            Mech::SysvMsgq => "sysv-msgq",
-            Mech::PosixMq => "posix-mq",
-            Mech::ShmChannel => "shm-channel",
-            Mech::ShmByteChannel => "shm-byte-channel",
-            Mech::UnixSocket => "unix-socket",
-        }
-    }
-
-    /// Unix sockets are a reference only: ipc-kit has no socket side.
-    pub(crate) fn has_ipc_kit(self) -> bool {
-        self != Mech::UnixSocket
-    }
-}
 
 /// What a cell measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,19 +226,12 @@ fn stream(link: Link, size: usize, count: u64) -> io::Result<Outcome> {
     )
 }
 
-/// Which side a run measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Side {
-    IpcKit,
-    Raw,
-}
-
 /// One run of `cell` with `count` operations: its links made here, the
 /// run in a process of its own.
-fn run_once(cell: Cell, side: Side, count: u64, limit: Duration) -> io::Result<Outcome> {
-    let make = || match side {
-        Side::IpcKit => links::ipc_kit(cell.mech, cell.size),
-        Side::Raw => links::raw(cell.mech, cell.size),
+fn run_once(cell: Cell, imp: Impl, count: u64, limit: Duration) -> io::Result<Outcome> {
+    let make = || match imp {
+        Impl::IpcKit => links::ipc_kit(cell.mech, cell.size),
+        Impl::Raw => links::raw(cell.mech, cell.size),
     };
     let size = cell.size;
     match cell.test {
@@ -360,12 +313,12 @@ const LIMIT_SLACK: Duration = Duration::from_secs(10);
 /// Operations per run: from a short calibration run, as many as take
 /// about `run_time`.
 fn calibrate(cell: Cell, run_time: Duration) -> io::Result<u64> {
-    let side = if cell.mech.has_ipc_kit() { Side::IpcKit } else { Side::Raw };
+    let imp = if cell.mech.has_ipc_kit() { Impl::IpcKit } else { Impl::Raw };
     let (probe_count, min, max) = match cell.test {
         Test::Rtt => (200, 200, 5_000_000),
         Test::Stream => (2_000, 2_000, 50_000_000),
     };
-    let outcome = run_once(cell, side, probe_count, LIMIT_SLACK)?;
+    let outcome = run_once(cell, imp, probe_count, LIMIT_SLACK)?;
     let per_second = outcome.speed();
     Ok(((per_second * run_time.as_secs_f64()) as u64).clamp(min, max))
 }
@@ -373,11 +326,7 @@ fn calibrate(cell: Cell, run_time: Duration) -> io::Result<u64> {
 /// One pair of runs, with the placement they ran in.
 #[derive(Debug)]
 pub(crate) struct PairRun {
-    /// The placement the probe before the pair found.
-    pub(crate) placement: Placement,
-    /// Whether the probe after the pair found another one: the vCPUs
-    /// moved while it ran, and its two runs may have run apart.
-    pub(crate) moved: bool,
+    pub(crate) at: Probed,
     pub(crate) ipc_kit: Option<Outcome>,
     pub(crate) raw: Outcome,
 }
@@ -389,27 +338,21 @@ pub(crate) fn run_cell(plan: &Plan, cell: Cell, mut tick: impl FnMut()) -> io::R
     tick();
     let limit = plan.run_time * LIMIT_FACTOR + LIMIT_SLACK;
     let pairs = probed_pairs(plan.pinned, plan.pairs, |i| {
-        let order: &[Side] = match (cell.mech.has_ipc_kit(), i % 2) {
-            (false, _) => &[Side::Raw],
-            (true, 0) => &[Side::IpcKit, Side::Raw],
-            (true, _) => &[Side::Raw, Side::IpcKit],
-        };
+        let both = Impl::order(i);
+        let order: &[Impl] = if cell.mech.has_ipc_kit() { &both } else { &[Impl::Raw] };
         let (mut ipc_kit, mut raw) = (None, None);
-        for &side in order {
-            let outcome = run_once(cell, side, count, limit)?;
+        for &imp in order {
+            let outcome = run_once(cell, imp, count, limit)?;
             tick();
-            match side {
-                Side::IpcKit => ipc_kit = Some(outcome),
-                Side::Raw => raw = Some(outcome),
+            match imp {
+                Impl::IpcKit => ipc_kit = Some(outcome),
+                Impl::Raw => raw = Some(outcome),
             }
         }
         let raw = raw.ok_or_else(|| io::Error::other("no raw run"))?;
         Ok::<_, io::Error>((ipc_kit, raw))
     })?;
-    Ok(pairs
-        .into_iter()
-        .map(|(at, (ipc_kit, raw))| PairRun { placement: at.placement, moved: at.moved, ipc_kit, raw })
-        .collect())
+    Ok(pairs.into_iter().map(|(at, (ipc_kit, raw))| PairRun { at, ipc_kit, raw }).collect())
 }
 
 /// A side's figures over the runs kept.
@@ -419,17 +362,23 @@ pub(crate) enum Figures {
     Stream { msgs_per_s: f64, bytes_per_s: f64 },
 }
 
-/// A cell's result.
-#[derive(Clone, Debug)]
-pub(crate) struct CellResult {
-    pub(crate) cell: Cell,
+/// Which pairs a cell's figures come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Kept {
     /// The placement of the pairs kept.
     pub(crate) placement: Placement,
     /// Pairs kept; pairs dropped for running in the other placement, and
     /// for the placement changing while they ran.
-    pub(crate) kept: usize,
+    pub(crate) pairs: usize,
     pub(crate) dropped: usize,
     pub(crate) moved: usize,
+}
+
+/// A cell's result.
+#[derive(Clone, Debug)]
+pub(crate) struct CellResult {
+    pub(crate) cell: Cell,
+    pub(crate) kept: Kept,
     pub(crate) ipc_kit: Option<Figures>,
     pub(crate) raw: Figures,
     /// ipc-kit's speed over raw's (round trips per second at the median,
@@ -440,10 +389,10 @@ pub(crate) struct CellResult {
 /// Keeps the pairs that ran in one placement throughout (all, if none
 /// did), of those the near ones if there are any, and sums them up.
 pub(crate) fn summarize(cell: Cell, pairs: &[PairRun]) -> CellResult {
-    let pool = settled(pairs, |p| p.moved);
-    let near = pool.iter().any(|p| p.placement == Placement::Near);
-    let placement = if near { Placement::Near } else { pool.first().map_or(Placement::Single, |p| p.placement) };
-    let kept: Vec<&PairRun> = pool.iter().copied().filter(|p| p.placement == placement).collect();
+    let pool = settled(pairs, |p| p.at.moved);
+    let near = pool.iter().any(|p| p.at.placement == Placement::Near);
+    let placement = if near { Placement::Near } else { pool.first().map_or(Placement::Single, |p| p.at.placement) };
+    let kept: Vec<&PairRun> = pool.iter().copied().filter(|p| p.at.placement == placement).collect();
     let figures = |outcomes: &[&Outcome]| match outcomes.first() {
         Some(Outcome::Rtt(_)) => {
             let mut all = histogram();
@@ -469,10 +418,7 @@ pub(crate) fn summarize(cell: Cell, pairs: &[PairRun]) -> CellResult {
     let ratios: Vec<f64> = kept.iter().filter_map(|p| p.ipc_kit.as_ref().map(|o| o.speed() / p.raw.speed())).collect();
     CellResult {
         cell,
-        placement,
-        kept: kept.len(),
-        dropped: pool.len() - kept.len(),
-        moved: pairs.len() - pool.len(),
+        kept: Kept { placement, pairs: kept.len(), dropped: pool.len() - kept.len(), moved: pairs.len() - pool.len() },
         ipc_kit: (!ours.is_empty()).then(|| figures(&ours)),
         raw: figures(&raw),
         vs_raw: (!ratios.is_empty()).then(|| median(ratios.into_iter())),
@@ -481,6 +427,8 @@ pub(crate) fn summarize(cell: Cell, pairs: &[PairRun]) -> CellResult {
 
 #[cfg(test)]
 mod tests {
+    use ipc_kit::Mechanism;
+
     use super::*;
 
     #[test]
@@ -500,33 +448,34 @@ mod tests {
 
     #[test]
     fn pairs_that_moved_or_ran_far_are_dropped() {
-        let cell = Cell { mech: Mech::Pipe, test: Test::Stream, size: 64 };
+        let cell = Cell { mech: Mech::Kit(Mechanism::Pipe), test: Test::Stream, size: 64 };
         let pair = |placement, moved, ours: u64, raw: u64| PairRun {
-            placement,
-            moved,
+            at: Probed { placement, probe_ns: 100.0, moved },
             ipc_kit: Some(Outcome::Stream { msgs: ours, nanos: 1_000_000_000 }),
             raw: Outcome::Stream { msgs: raw, nanos: 1_000_000_000 },
         };
         let (near, far) = (Placement::Near, Placement::Far);
         let pairs = [pair(near, false, 100, 100), pair(near, true, 400, 100), pair(far, false, 10, 40)];
         let r = summarize(cell, &pairs);
-        assert_eq!((r.placement, r.kept, r.dropped, r.moved), (near, 1, 1, 1));
+        assert_eq!(r.kept, Kept { placement: near, pairs: 1, dropped: 1, moved: 1 });
         assert_eq!(r.vs_raw, Some(1.0));
         // Only moved pairs: they are all there is.
         let r = summarize(cell, &[pair(near, true, 100, 50), pair(far, true, 90, 30)]);
-        assert_eq!((r.placement, r.kept, r.dropped, r.moved), (near, 1, 1, 0));
+        assert_eq!(r.kept, Kept { placement: near, pairs: 1, dropped: 1, moved: 0 });
         assert_eq!(r.vs_raw, Some(2.0));
         // No near pair that stayed: the far ones that stayed.
         let r = summarize(cell, &[pair(near, true, 100, 50), pair(far, false, 90, 30)]);
-        assert_eq!((r.placement, r.kept, r.dropped, r.moved), (far, 1, 0, 1));
+        assert_eq!(r.kept, Kept { placement: far, pairs: 1, dropped: 0, moved: 1 });
     }
 
     #[test]
     fn plans_skip_what_a_mechanism_cannot_carry() {
         let plan = Plan::new(&Mech::ALL, &[64, 65536, 100], 5, Duration::from_millis(1), false);
         let has = |m, s| plan.cells.iter().any(|c| c.mech == m && c.size == s);
-        assert!(has(Mech::Pipe, 65536) && has(Mech::SysvMsgq, 64) && has(Mech::PosixMq, 100));
-        assert!(!has(Mech::SysvMsgq, 65536) && !has(Mech::PosixMq, 65536) && !has(Mech::ShmChannel, 100));
+        let (pipe, sysv, posix) =
+            (Mech::Kit(Mechanism::Pipe), Mech::Kit(Mechanism::SysvQueue), Mech::Kit(Mechanism::PosixQueue));
+        assert!(has(pipe, 65536) && has(sysv, 64) && has(posix, 100));
+        assert!(!has(sysv, 65536) && !has(posix, 65536) && !has(Mech::ShmChannel, 100));
         assert!(plan.skipped.iter().any(|s| s.starts_with("shm-channel at 100 B")));
     }
 }

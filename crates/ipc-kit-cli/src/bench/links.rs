@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use ipc_kit::shm::Channel;
 use ipc_kit::{Mechanism, MessageReceiver, MessageSender};
 
-use super::compare::Mech;
+use super::mech::Mech;
 use crate::sys::raw;
 
 /// The sending side.
@@ -44,8 +44,8 @@ pub(crate) fn ring_slots(size: usize) -> usize {
 /// Whether `mech` can carry messages of `size` bytes, and if not why.
 pub(crate) fn fits(mech: Mech, size: usize) -> Result<(), String> {
     let max = match mech {
-        Mech::SysvMsgq => ipc_kit::msgq::sysv_max_message().min(raw::MSG_TEXT),
-        Mech::PosixMq => POSIX_MSGSIZE,
+        Mech::Kit(Mechanism::SysvQueue) => ipc_kit::msgq::sysv_max_message().min(raw::MSG_TEXT),
+        Mech::Kit(Mechanism::PosixQueue) => POSIX_MSGSIZE,
         Mech::ShmChannel if !size.is_power_of_two() || !(8..=1 << 20).contains(&size) => {
             return Err("shm-channel carries fixed-size types: sizes are powers of two from 8 B to 1 MiB".into());
         }
@@ -63,11 +63,7 @@ const POSIX_MSGSIZE: usize = 8192;
 /// `Channel<[u8; size]>`.
 pub(crate) fn ipc_kit(mech: Mech, size: usize) -> io::Result<Link> {
     let m = match mech {
-        Mech::Pipe => Mechanism::Pipe,
-        Mech::Fifo => Mechanism::Fifo,
-        Mech::SysvMsgq => Mechanism::SysvQueue,
-        Mech::PosixMq => Mechanism::PosixQueue,
-        Mech::ShmByteChannel => Mechanism::ShmByteChannel,
+        Mech::Kit(m) => m,
         Mech::ShmChannel => return typed_channel(size),
         Mech::UnixSocket => return Err(io::Error::other("unix-socket has no ipc-kit side")),
     };
@@ -188,7 +184,7 @@ impl<const N: usize> Rx for ChanRx<N> {
 /// A link of `mech` built with plain libc calls.
 pub(crate) fn raw(mech: Mech, size: usize) -> io::Result<Link> {
     match mech {
-        Mech::Pipe => {
+        Mech::Kit(Mechanism::Pipe) => {
             let (r, w) = raw::pipe()?;
             Ok(fd_link(r, w, Box::new(())))
         }
@@ -196,27 +192,28 @@ pub(crate) fn raw(mech: Mech, size: usize) -> io::Result<Link> {
             let (a, b) = raw::socketpair()?;
             Ok(fd_link(b, a, Box::new(())))
         }
-        Mech::Fifo => {
+        Mech::Kit(Mechanism::Fifo) => {
             let dir = OwnedDir::new()?;
             let path = dir.path.join("fifo");
             raw::mkfifo(&path)?;
             let (r, w) = raw::open_fifo(&path)?;
             Ok(fd_link(r, w, Box::new(dir)))
         }
-        Mech::SysvMsgq => {
+        Mech::Kit(Mechanism::SysvQueue) => {
             let q = Rc::new(SysvOwner { id: raw::msgget_private()?, owner: std::process::id() });
             let tx = SysvTx { id: q.id, buf: raw::MsgBuf::new() };
             let rx = SysvRx { id: q.id, buf: raw::MsgBuf::new() };
             Ok(Link { tx: Box::new(tx), rx: Box::new(rx), _keep: Box::new(q) })
         }
-        Mech::PosixMq => {
+        Mech::Kit(Mechanism::PosixQueue) => {
             let name = format!("/ipc-kit-bench-{}-{}", std::process::id(), next_id());
             let mq = raw::mq_create(&name, 10, POSIX_MSGSIZE as i64)?;
             let q = Rc::new(MqOwner { mq, name, owner: std::process::id() });
             Ok(Link { tx: Box::new(MqTx(mq)), rx: Box::new(MqRx(mq)), _keep: Box::new(q) })
         }
         Mech::ShmChannel => SlotRing::link(size),
-        Mech::ShmByteChannel => ByteRing::link(),
+        Mech::Kit(Mechanism::ShmByteChannel) => ByteRing::link(),
+        Mech::Kit(m) => Err(io::Error::other(format!("{m} has no raw reference yet"))),
     }
 }
 

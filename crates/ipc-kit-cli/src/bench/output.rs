@@ -5,8 +5,9 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, Table};
 use serde_json::{Value, json};
 
-use super::Placement;
-use super::compare::{CellResult, Figures, Mech, Plan, Test};
+use super::compare::{CellResult, Figures, Kept, Plan, Test};
+use super::mech::Mech;
+use super::method::Impl;
 
 /// The machine the figures come from.
 #[derive(Clone, Debug)]
@@ -34,28 +35,20 @@ impl Machine {
     }
 }
 
-pub(crate) fn placement_name(p: Placement) -> &'static str {
-    match p {
-        Placement::Near => "near",
-        Placement::Far => "far",
-        Placement::Single => "single",
-    }
-}
-
 /// The JSON document: `{"schema":1,"machine":{…},"settings":{…},
 /// "results":[…],"skipped":[…]}`.
 pub(crate) fn json(machine: &Machine, plan: &Plan, results: &[CellResult]) -> Value {
     let mut rows = Vec::new();
     for r in results {
         let c = r.cell;
-        let mut push = |imp: &str, f: &Figures, vs_raw: Option<f64>| {
+        let mut push = |imp: Impl, f: &Figures, vs_raw: Option<f64>| {
             let mut row = json!({
                 "mechanism": c.mech.name(),
-                "impl": imp,
+                "impl": imp.name(),
                 "test": c.test.name(),
                 "size": c.size,
-                "placement": placement_name(r.placement),
-                "pairs": r.kept,
+                "placement": r.kept.placement.name(),
+                "pairs": r.kept.pairs,
             });
             match f {
                 Figures::Rtt { p50, p99, p999, samples } => {
@@ -75,9 +68,9 @@ pub(crate) fn json(machine: &Machine, plan: &Plan, results: &[CellResult]) -> Va
             rows.push(row);
         };
         if let Some(f) = &r.ipc_kit {
-            push("ipc-kit", f, r.vs_raw);
+            push(Impl::IpcKit, f, r.vs_raw);
         }
-        push("raw", &r.raw, None);
+        push(Impl::Raw, &r.raw, None);
     }
     json!({
         "schema": 1,
@@ -129,9 +122,10 @@ pub(crate) fn si(v: f64) -> String {
     format!("{x:.digits$} {prefix}")
 }
 
-fn pairs_note(r: &CellResult) -> String {
-    let mut s = format!("{} {}", r.kept, placement_name(r.placement));
-    let dropped: Vec<String> = [(r.dropped, "far"), (r.moved, "moved")]
+/// The pairs kept, such as `5 near (1 moved dropped)`.
+fn pairs_note(kept: Kept) -> String {
+    let mut s = format!("{} {}", kept.pairs, kept.placement.name());
+    let dropped: Vec<String> = [(kept.dropped, "far"), (kept.moved, "moved")]
         .into_iter()
         .filter(|&(n, _)| n > 0)
         .map(|(n, why)| format!("{n} {why}"))
@@ -146,11 +140,28 @@ fn ratio(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.2}×"))
 }
 
+/// A side's cells in its table: p50, p99 and p99.9 of a round trip, or
+/// messages and bytes per second of a stream; dashes where it has none.
+fn figure_cells(test: Test, figures: Option<&Figures>) -> Vec<String> {
+    match (test, figures) {
+        (_, Some(Figures::Rtt { p50, p99, p999, .. })) => vec![nanos(*p50), nanos(*p99), nanos(*p999)],
+        (_, Some(Figures::Stream { msgs_per_s, bytes_per_s })) => {
+            vec![si(*msgs_per_s), format!("{}B", si(*bytes_per_s))]
+        }
+        (Test::Rtt, None) => vec!["-".into(); 3],
+        (Test::Stream, None) => vec!["-".into(); 2],
+    }
+}
+
 /// The two tables: round trips, then streams.
 pub(crate) fn tables(results: &[CellResult]) -> String {
     let mut out = String::new();
-    let mut rtt = Table::new();
-    rtt.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+    let table = |header: &[&str]| {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
+        t
+    };
+    let mut rtt = table(&[
         "round trip",
         "size",
         "ipc-kit p50",
@@ -162,46 +173,19 @@ pub(crate) fn tables(results: &[CellResult]) -> String {
         "ipc-kit ÷ raw",
         "pairs",
     ]);
-    let mut stream = Table::new();
-    stream.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
-        "stream",
-        "size",
-        "ipc-kit msgs/s",
-        "bytes/s",
-        "raw msgs/s",
-        "bytes/s",
-        "ipc-kit ÷ raw",
-        "pairs",
-    ]);
-    let lat = |f: &Option<Figures>| match f {
-        Some(Figures::Rtt { p50, p99, p999, .. }) => [nanos(*p50), nanos(*p99), nanos(*p999)],
-        _ => ["-".into(), "-".into(), "-".into()],
-    };
-    let thr = |f: &Option<Figures>| match f {
-        Some(Figures::Stream { msgs_per_s, bytes_per_s }) => [si(*msgs_per_s), format!("{}B", si(*bytes_per_s))],
-        _ => ["-".into(), "-".into()],
-    };
+    let mut stream =
+        table(&["stream", "size", "ipc-kit msgs/s", "bytes/s", "raw msgs/s", "bytes/s", "ipc-kit ÷ raw", "pairs"]);
     for r in results {
         let c = r.cell;
-        let raw = Some(r.raw.clone());
+        let mut row = vec![c.mech.name().to_string(), size(c.size)];
+        row.extend(figure_cells(c.test, r.ipc_kit.as_ref()));
+        row.extend(figure_cells(c.test, Some(&r.raw)));
+        row.push(ratio(r.vs_raw));
+        row.push(pairs_note(r.kept));
         match c.test {
-            Test::Rtt => {
-                let mut row = vec![c.mech.name().to_string(), size(c.size)];
-                row.extend(lat(&r.ipc_kit));
-                row.extend(lat(&raw));
-                row.push(ratio(r.vs_raw));
-                row.push(pairs_note(r));
-                rtt.add_row(row);
-            }
-            Test::Stream => {
-                let mut row = vec![c.mech.name().to_string(), size(c.size)];
-                row.extend(thr(&r.ipc_kit));
-                row.extend(thr(&raw));
-                row.push(ratio(r.vs_raw));
-                row.push(pairs_note(r));
-                stream.add_row(row);
-            }
-        }
+            Test::Rtt => rtt.add_row(row),
+            Test::Stream => stream.add_row(row),
+        };
     }
     for t in [&mut rtt, &mut stream] {
         for i in 1..t.column_count() {
@@ -230,9 +214,9 @@ pub(crate) fn verdicts(results: &[CellResult]) -> Vec<String> {
     let rtts: Vec<&CellResult> = results.iter().filter(|r| r.cell.test == Test::Rtt).collect();
     if let Some(smallest) = rtts.iter().map(|r| r.cell.size).min() {
         // Each mechanism by its best p50 at that size.
-        let mut best: Vec<(Mech, u64, &str)> = Vec::new();
+        let mut best: Vec<(Mech, u64, Impl)> = Vec::new();
         for r in rtts.iter().filter(|r| r.cell.size == smallest) {
-            for (f, imp) in [(r.ipc_kit.as_ref(), "ipc-kit"), (Some(&r.raw), "raw")] {
+            for (f, imp) in [(r.ipc_kit.as_ref(), Impl::IpcKit), (Some(&r.raw), Impl::Raw)] {
                 if let Some(Figures::Rtt { p50, .. }) = f {
                     match best.iter_mut().find(|b| b.0 == r.cell.mech) {
                         Some(b) if *p50 < b.1 => *b = (r.cell.mech, *p50, imp),
@@ -244,7 +228,7 @@ pub(crate) fn verdicts(results: &[CellResult]) -> Vec<String> {
         }
         best.sort_by_key(|b| b.1);
         let ranking: Vec<String> =
-            best.iter().map(|(m, p, imp)| format!("{} {} ({imp})", m.name(), nanos(*p))).collect();
+            best.iter().map(|(m, p, imp)| format!("{} {} ({})", m.name(), nanos(*p), imp.name())).collect();
         lines.push(format!("{} round trip, p50, fastest first: {}", size(smallest), ranking.join(", ")));
     }
     let slow: Vec<String> = results
@@ -274,5 +258,47 @@ mod tests {
         assert_eq!(si(154_000_000.0), "154 M");
         assert_eq!(size(65536), "64 KiB");
         assert_eq!(size(100), "100 B");
+    }
+
+    #[test]
+    fn tables_have_a_row_per_cell_with_dashes_where_ipc_kit_has_no_side() {
+        use ipc_kit::Mechanism;
+
+        use crate::bench::compare::Cell;
+        use crate::bench::method::Placement;
+
+        let result = |mech, test, ipc_kit: Option<Figures>, raw| CellResult {
+            cell: Cell { mech, test, size: 64 },
+            kept: Kept { placement: Placement::Near, pairs: 5, dropped: 0, moved: 1 },
+            vs_raw: ipc_kit.as_ref().map(|_| 0.5),
+            ipc_kit,
+            raw,
+        };
+        let rtt = |p| Figures::Rtt { p50: p, p99: 2 * p, p999: 3 * p, samples: 10 };
+        let stream = |m: f64| Figures::Stream { msgs_per_s: m, bytes_per_s: m * 64.0 };
+        let text = tables(&[
+            result(Mech::Kit(Mechanism::Pipe), Test::Rtt, Some(rtt(152)), rtt(100)),
+            result(Mech::UnixSocket, Test::Stream, None, stream(2_410_000.0)),
+        ]);
+        let row = |first: &str| -> Vec<String> {
+            let line = text.lines().find(|l| l.contains(first)).unwrap_or_else(|| panic!("no {first} row: {text}"));
+            line.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect()
+        };
+        let pairs = "5 near (1 moved dropped)";
+        let pipe = [
+            Mechanism::Pipe.name(),
+            "64 B",
+            "152 ns",
+            "304 ns",
+            "456 ns",
+            "100 ns",
+            "200 ns",
+            "300 ns",
+            "0.50×",
+            pairs,
+        ];
+        assert_eq!(row(Mechanism::Pipe.name()), pipe);
+        assert_eq!(row("unix-socket"), ["unix-socket", "64 B", "-", "-", "2.41 M", "154 MB", "-", pairs]);
+        assert!(text.find("round trip") < text.find("stream"), "round trips first: {text}");
     }
 }

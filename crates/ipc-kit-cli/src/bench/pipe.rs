@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use ipc_kit::pipe::{PipeReader, PipeWriter, SigpipeGuard};
 
-use super::{Impl, Unit, Workload, gbps};
+use super::method::Impl;
+use super::workload::{Unit, Workload, gbps};
 use crate::sys;
 
 pub(crate) const PLAIN_64K: &str = "pipe, 64 KiB writes, 1 MiB pipe";

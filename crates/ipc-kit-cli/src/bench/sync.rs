@@ -9,7 +9,8 @@ use std::time::Instant;
 use ipc_kit::shm::Mapping;
 use ipc_kit::sync::{Event, Mutex};
 
-use super::{Impl, Size, Unit, Workload, ns_per_op, two_processes};
+use super::method::{Impl, two_processes};
+use super::workload::{Size, Unit, Workload, ns_per_op};
 use crate::sys;
 
 pub(crate) const WORKLOADS: &[Workload] = &[
@@ -84,7 +85,8 @@ enum RawWait {
     SpinThenFutex,
 }
 
-/// Offsets in the shared page: a cache line per word.
+/// Offsets in the shared page: a cache line per word. Each end has a
+/// flag that says it sleeps, at `SLEEPING + 64 * end`.
 const PING: usize = 0;
 const PONG: usize = 128;
 const SLEEPING: usize = 256;
@@ -95,56 +97,57 @@ fn round_trip(imp: Impl, size: Size, raw: RawWait) -> io::Result<f64> {
     let map = Mapping::anonymous(4096)?;
     let ops = size.ops;
     two_processes(
-        || responder(&map, imp, raw, ops),
+        || exchange(&map, End::Responder, imp, raw, ops),
         || {
             let start = Instant::now();
-            initiator(&map, imp, raw, ops)?;
+            exchange(&map, End::Initiator, imp, raw, ops)?;
             Ok(ns_per_op(ops, start.elapsed()))
         },
     )
 }
 
-fn initiator(map: &Mapping, imp: Impl, raw: RawWait, ops: u64) -> io::Result<()> {
+/// An end of the round trips: the initiator sets PING and waits for PONG,
+/// the responder waits for PING and sets PONG.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Initiator,
+    Responder,
+}
+
+/// `ops` round trips from one end.
+fn exchange(map: &Mapping, end: End, imp: Impl, raw: RawWait, ops: u64) -> io::Result<()> {
+    // The word this end sets, the one it waits on, its sleeping flag and
+    // its peer's.
+    let (set, wait, own, peer) = match end {
+        End::Initiator => (PING, PONG, SLEEPING, SLEEPING + 64),
+        End::Responder => (PONG, PING, SLEEPING + 64, SLEEPING),
+    };
     match imp {
         Impl::IpcKit => {
-            let (ping, pong) = (map.shared::<Event>(PING)?, map.shared::<Event>(PONG)?);
-            for _ in 0..ops {
-                ping.set();
-                pong.wait_reset();
-            }
+            let (set, wait) = (map.shared::<Event>(set)?, map.shared::<Event>(wait)?);
+            turns(end, ops, || set.set(), || wait.wait_reset());
         }
         Impl::Raw => {
-            let (ping, pong) = (map.shared::<AtomicU32>(PING)?, map.shared::<AtomicU32>(PONG)?);
-            let sleeping = map.shared::<AtomicU32>(SLEEPING)?;
-            for _ in 0..ops {
-                raw_signal(&ping, &sleeping, raw);
-                raw_wait(&pong, &sleeping, raw);
-            }
+            let (set, wait) = (map.shared::<AtomicU32>(set)?, map.shared::<AtomicU32>(wait)?);
+            let (own, peer) = (map.shared::<AtomicU32>(own)?, map.shared::<AtomicU32>(peer)?);
+            turns(end, ops, || raw_signal(&set, &peer, raw), || raw_wait(&wait, &own, raw));
         }
     }
     Ok(())
 }
 
-fn responder(map: &Mapping, imp: Impl, raw: RawWait, ops: u64) -> io::Result<()> {
-    match imp {
-        Impl::IpcKit => {
-            let (ping, pong) = (map.shared::<Event>(PING)?, map.shared::<Event>(PONG)?);
-            for _ in 0..ops {
-                ping.wait_reset();
-                pong.set();
-            }
-        }
-        Impl::Raw => {
-            let (ping, pong) = (map.shared::<AtomicU32>(PING)?, map.shared::<AtomicU32>(PONG)?);
-            let sleeping = map.shared::<AtomicU32>(SLEEPING + 64)?;
-            let peer_sleeping = map.shared::<AtomicU32>(SLEEPING)?;
-            for _ in 0..ops {
-                raw_wait(&ping, &sleeping, raw);
-                raw_signal(&pong, &peer_sleeping, raw);
-            }
+/// `ops` turns of signalling the peer and waiting for it, in the order of
+/// `end`.
+fn turns(end: End, ops: u64, mut signal: impl FnMut(), mut wait: impl FnMut()) {
+    for _ in 0..ops {
+        if end == End::Initiator {
+            signal();
+            wait();
+        } else {
+            wait();
+            signal();
         }
     }
-    Ok(())
 }
 
 /// Spins before sleeping, in the spin-then-futex variant.

@@ -1,6 +1,7 @@
 //! The raw system calls of the benchmark: fork, CPU pinning, process
 //! groups, and the plain libc loops of the byte-stream workloads; the raw
-//! mechanisms that ipc-kit is compared with are in [`raw`].
+//! mechanisms that ipc-kit is compared with are in [`raw`]. Also the one
+//! file-system check of `ls`.
 #![allow(unsafe_code)]
 
 pub(crate) mod raw;
@@ -180,4 +181,14 @@ pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<b
             return Err(e);
         }
     }
+}
+
+/// The file-system type of mqueue mounts (`MQUEUE_MAGIC` in
+/// `linux/magic.h`).
+const MQUEUE_MAGIC: nix::sys::statfs::FsType = nix::sys::statfs::FsType(0x1980_0202);
+
+/// Whether `path` is in an mqueue file system (where the kernel shows the
+/// POSIX message queues as files); false when it cannot be checked.
+pub(crate) fn is_mqueue(path: &std::path::Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|fs| fs.filesystem_type() == MQUEUE_MAGIC)
 }

@@ -1,0 +1,90 @@
+//! The mechanisms the comparison measures: every [`Mechanism`] of the
+//! umbrella, by its own name, and two that are not one of them.
+
+use ipc_kit::Mechanism;
+
+/// A mechanism compared, named in the JSON output as [`name`](Mech::name)
+/// says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Mech {
+    /// One of the umbrella's mechanisms, through `Mechanism::pair`.
+    Kit(Mechanism),
+    /// The typed shared-memory channel, `Channel<[u8; N]>`: not a
+    /// `Mechanism`, as its messages have one fixed size.
+    ShmChannel,
+    /// Unix sockets, a reference only: ipc-kit has no socket side.
+    UnixSocket,
+}
+
+/// How many mechanisms are compared: the umbrella's and the two others.
+const COUNT: usize = Mechanism::ALL.len() + 2;
+
+impl Mech {
+    /// Every mechanism, in the order of the tables and the JSON rows: the
+    /// umbrella's in its order, the typed channel just before the byte
+    /// channel, and the socket reference last.
+    pub(crate) const ALL: [Mech; COUNT] = {
+        let mut all = [Mech::UnixSocket; COUNT];
+        let (mut from, mut to) = (0, 0);
+        while from < Mechanism::ALL.len() {
+            if matches!(Mechanism::ALL[from], Mechanism::ShmByteChannel) {
+                all[to] = Mech::ShmChannel;
+                to += 1;
+            }
+            all[to] = Mech::Kit(Mechanism::ALL[from]);
+            (from, to) = (from + 1, to + 1);
+        }
+        // The typed channel found its place, and the last one is left to
+        // the socket reference.
+        assert!(to == COUNT - 1, "Mechanism::ALL has no ShmByteChannel");
+        all
+    };
+
+    /// The name of the tables, the JSON output and `--mechanism`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Mech::Kit(m) => m.name(),
+            Mech::ShmChannel => "shm-channel",
+            Mech::UnixSocket => "unix-socket",
+        }
+    }
+
+    /// Whether ipc-kit has a side to measure (the socket is raw only).
+    pub(crate) fn has_ipc_kit(self) -> bool {
+        self != Mech::UnixSocket
+    }
+}
+
+/// `--mechanism NAME`, with the names above as its possible values.
+impl clap::ValueEnum for Mech {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Mech::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mechanism_once_in_the_order_of_the_output() {
+        let kit: Vec<Mechanism> = Mech::ALL
+            .iter()
+            .filter_map(|m| match m {
+                Mech::Kit(k) => Some(*k),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(kit, Mechanism::ALL, "the umbrella's mechanisms, each once, in its order");
+        let at = |m| Mech::ALL.iter().position(|&x| x == m);
+        assert_eq!(at(Mech::ShmChannel).map(|i| i + 1), at(Mech::Kit(Mechanism::ShmByteChannel)));
+        assert_eq!(at(Mech::UnixSocket), Some(COUNT - 1));
+        for m in Mech::ALL {
+            assert_eq!(<Mech as clap::ValueEnum>::from_str(m.name(), false), Ok(m), "--mechanism {}", m.name());
+        }
+    }
+}

@@ -337,41 +337,40 @@ fn survive_scribbler<G>(
     outcomes
 }
 
+/// A peer scribbles on the lock at the start of `map` while this process
+/// locks it with `lock` (`None`: `try_lock`; `Some(t)`: `lock_timeout(t)`),
+/// as [`survive_scribbler`] checks. What is left then is a state like any
+/// other: a zeroed one is free again. `what` names the lock in the tally.
+fn scribbled_lock_survives<G>(
+    what: &str,
+    map: &Mapping,
+    mut lock: impl FnMut(Option<Duration>) -> Result<G, LockError<G>>,
+) {
+    let canary = Canary::new();
+    let peer = scribble(map, 0, 5, canary.addr(), Duration::from_millis(800));
+    let outcomes = survive_scribbler(&mut lock, &canary);
+    println!("{what} under a scribbler: [ok, owner died, timeout/would block, other] = {outcomes:?}");
+    peer.join();
+    map.write_bytes(0, &[0; 40]).unwrap();
+    drop(lock(Some(BOUND)).unwrap());
+}
+
 fn hostile_writer_on_mutex_never_corrupts_and_waits_end() {
     let map = Mapping::anonymous(4096).unwrap();
-    let canary = Canary::new();
-    let peer = scribble(&map, 0, 5, canary.addr(), Duration::from_millis(800));
     let m = map.shared::<Mutex<u64>>(0).unwrap().get();
-    let outcomes = survive_scribbler(
-        |t| match t {
-            None => m.try_lock(),
-            Some(t) => m.lock_timeout(t),
-        },
-        &canary,
-    );
-    println!("Mutex under a scribbler: [ok, owner died, timeout/would block, other] = {outcomes:?}");
-    peer.join();
-    // What is left is a state like any other: a zeroed one is free again.
-    map.write_bytes(0, &[0; 40]).unwrap();
-    drop(m.lock_timeout(BOUND).unwrap());
+    scribbled_lock_survives("Mutex", &map, |t| match t {
+        None => m.try_lock(),
+        Some(t) => m.lock_timeout(t),
+    });
 }
 
 fn hostile_writer_on_robust_mutex_never_corrupts_and_waits_end() {
     let map = Mapping::anonymous(4096).unwrap();
-    let canary = Canary::new();
-    let peer = scribble(&map, 0, 5, canary.addr(), Duration::from_millis(800));
     let m = map.shared::<RobustMutex<u64>>(0).unwrap().get();
-    let outcomes = survive_scribbler(
-        |t| match t {
-            None => m.try_lock(),
-            Some(t) => m.lock_timeout(t),
-        },
-        &canary,
-    );
-    println!("RobustMutex under a scribbler: [ok, owner died, timeout/would block, other] = {outcomes:?}");
-    peer.join();
-    map.write_bytes(0, &[0; 40]).unwrap();
-    drop(m.lock_timeout(BOUND).unwrap());
+    scribbled_lock_survives("RobustMutex", &map, |t| match t {
+        None => m.try_lock(),
+        Some(t) => m.lock_timeout(t),
+    });
 }
 
 /// The robust list needs no privilege: as nobody, a killed holder is

@@ -69,6 +69,23 @@ fn read_all(mut r: impl Read) -> Vec<u8> {
     v
 }
 
+/// Starts `cmd`, then drops it: that closes this process's copies of the
+/// pipe ends it was given, so that the child's end of file is its own.
+fn spawned(mut cmd: Command) -> std::process::Child {
+    let child = cmd.spawn().unwrap();
+    drop(cmd);
+    child
+}
+
+/// Runs `cmd` and returns the text it wrote into the pipe read by `out`,
+/// read to its end; `cmd` must exit with success.
+fn text_from(cmd: Command, out: impl Read) -> String {
+    let mut child = spawned(cmd);
+    let got = String::from_utf8(read_all(out)).unwrap();
+    assert!(child.wait().unwrap().success());
+    got
+}
+
 fn parent_to_child() {
     let (r, mut w) = pipe().unwrap();
     let wfd = w.as_raw_fd();
@@ -130,8 +147,7 @@ fn exec_stdin_and_stdout() {
     let (from_child, child_out) = pipe().unwrap();
     let mut cmd = Command::new("cat");
     cmd.stdin(child_in).stdout(child_out);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
+    let mut child = spawned(cmd);
     let data = pattern(3, 2 * MIB);
     let expected = data.clone();
     // Write from a thread: cat's output pipe fills while we still write.
@@ -149,11 +165,7 @@ fn exec_stdout_reaches_eof() {
     let (r, w) = pipe().unwrap();
     let mut cmd = Command::new("sh");
     cmd.args(["-c", "printf first; sleep 0.05; printf ' second'"]).stdout(w);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    let got = String::from_utf8(read_all(r)).unwrap();
-    assert_eq!(got, "first second");
-    assert!(child.wait().unwrap().success());
+    assert_eq!(text_from(cmd, r), "first second");
 }
 
 fn exec_writer_at_fd3() {
@@ -163,11 +175,7 @@ fn exec_writer_at_fd3() {
     let mut fds = ChildFds::new();
     fds.insert(3, w).unwrap();
     fds.apply(&mut cmd);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    let got = String::from_utf8(read_all(r)).unwrap();
-    assert_eq!(got, "through fd 3\n");
-    assert!(child.wait().unwrap().success());
+    assert_eq!(text_from(cmd, r), "through fd 3\n");
 }
 
 fn exec_reader_at_fd3() {
@@ -181,8 +189,7 @@ fn exec_reader_at_fd3() {
     assert!(matches!(fds.insert(1, pipe().unwrap().0), Err(Error::InvalidChildFd { fd: 1, .. })));
     assert!(matches!(fds.insert(3, pipe().unwrap().0), Err(Error::InvalidChildFd { fd: 3, .. })));
     fds.apply(&mut cmd);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
+    let mut child = spawned(cmd);
     w_in.write_all(b"read from fd 3").unwrap();
     drop(w_in);
     assert_eq!(read_all(r_out), b"read from fd 3");
@@ -203,10 +210,7 @@ fn exec_child_holds_no_stray_ends() {
     let mut fds = ChildFds::new();
     fds.insert(3, r2).unwrap();
     fds.apply(&mut cmd);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    let listing = String::from_utf8(read_all(r1)).unwrap();
-    assert!(child.wait().unwrap().success());
+    let listing = text_from(cmd, r1);
     let mut seen = Vec::new();
     for line in listing.lines() {
         let Some((left, target)) = line.split_once(" -> ") else { continue };
@@ -234,8 +238,7 @@ fn exec_fd_numbers_may_swap() {
     fds.insert(nb, wa).unwrap();
     fds.insert(na, wb).unwrap();
     fds.apply(&mut cmd);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
+    let mut child = spawned(cmd);
     assert_eq!(read_all(ra), b"to-a\n");
     assert_eq!(read_all(rb), b"to-b\n");
     assert!(child.wait().unwrap().success());
@@ -960,10 +963,7 @@ fn exec_fd_target_on_std_error_pipe() {
     let mut fds = ChildFds::new();
     fds.insert(target, w).unwrap();
     fds.apply(&mut cmd);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    assert_eq!(String::from_utf8(read_all(r)).unwrap(), format!("at fd {target}\n"));
-    assert!(child.wait().unwrap().success());
+    assert_eq!(text_from(cmd, r), format!("at fd {target}\n"));
 }
 
 fn pipe_sender_checks_limits_before_writing() {

@@ -476,11 +476,7 @@ fn sysv_pair_of_a_killed_process_is_swept_as_an_orphan() {
         made.write(0, &1u32).unwrap();
         std::thread::sleep(Duration::from_secs(60));
     });
-    let t = Instant::now();
-    while made.read::<u32>(0).unwrap() == 0 {
-        assert!(t.elapsed() < Duration::from_secs(10), "no pair made");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_flag(&made, "no pair made");
     holder.kill();
     holder.wait();
     let left: Vec<i32> = sysv_queue_ids().into_iter().filter(|id| !before.contains(id)).collect();
@@ -562,6 +558,16 @@ impl Drop for Planted {
     }
 }
 
+/// Waits up to 10 s for a child to write a word other than 0 at the start
+/// of `map`; `not_done` says what it did not do otherwise.
+fn wait_for_flag(map: &ipc_kit::shm::Mapping, not_done: &str) {
+    let t = Instant::now();
+    while map.read::<u32>(0).unwrap() == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "{not_done}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Whether the POSIX queue `name` exists.
 fn posix_queue_exists(name: &str) -> bool {
     match ipc_kit::msgq::PosixQueue::open(name) {
@@ -604,11 +610,7 @@ fn pair_sweeps_spare_live_makers_and_take_stale_leftovers() {
         locked.write(0, &1u32).unwrap();
         std::thread::sleep(Duration::from_secs(60));
     });
-    let t = Instant::now();
-    while locked.read::<u32>(0).unwrap() == 0 {
-        assert!(t.elapsed() < Duration::from_secs(10), "the live maker did not lock its directory");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_flag(&locked, "the live maker did not lock its directory");
     // A symbolic link to a directory of someone else's.
     let elsewhere = ScratchDir::new();
     std::fs::write(elsewhere.path().join("keep"), b"not a pair's").unwrap();

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use ipc_kit::fifo::{Error, Fifo, FifoClient, FifoServer};
 use ipc_kit::pipe::{FrameReader, FrameWriter};
 use ipc_kit_tests::{
-    Exit, Helper, Refusal, ScratchDir, assert_fired_within, cases, fork, helper_command, pattern,
+    Exit, Refusal, SLACK, ScratchDir, assert_fired_within, cases, fork, helper_command, pattern,
     private_mount_namespace,
 };
 
 use crate::service::{forked_client, service, wait_for_file};
 
-cases!("fifo":
+cases!("fifo", helpers ["fifo-write-frames" => write_frames_helper, "fifo-read-frames" => read_frames_helper]:
     exec_child_writes_by_path,
     exec_child_reads_by_path,
     shell_echo_and_cat_through_a_fifo,
@@ -39,13 +39,6 @@ cases!("fifo":
     leftovers_of_killed_starters_are_swept,
     a_frame_inside_a_request_is_payload,
 );
-
-pub(crate) const HELPERS: &[Helper] = &[
-    Helper { name: "fifo-write-frames", run: write_frames_helper },
-    Helper { name: "fifo-read-frames", run: read_frames_helper },
-];
-
-const SLACK: Duration = Duration::from_secs(1);
 
 fn write_frames_helper(args: &[String]) {
     let fifo = Fifo::open(&args[0]).unwrap();

@@ -11,12 +11,12 @@ use ipc_kit::sync::{
     Semaphore, SemaphoreSet, futex,
 };
 use ipc_kit_tests::{
-    Exit, Forked, Helper, Refusal, Rng, ScratchDir, SysvKind, assert_fired_within, cases, fork, helper_command,
+    Exit, Forked, Refusal, Rng, SLACK, ScratchDir, SysvKind, assert_fired_within, cases, fork, helper_command,
     unique_name,
 };
 use nix::sys::signal::Signal;
 
-cases!("sync":
+cases!("sync", helpers ["sysv-sem-by-path" => sysv_sem_by_path, "named-sem" => named_sem_helper]:
     mutex_four_processes_exact_total,
     condvar_producer_consumer_across_processes,
     event_wakes_another_process,
@@ -42,11 +42,6 @@ cases!("sync":
     semaphore_set_slow_creator_is_never_taken_over,
     semaphore_set_creator_killed_at_each_step,
 );
-
-pub(crate) const HELPERS: &[Helper] =
-    &[Helper { name: "sysv-sem-by-path", run: sysv_sem_by_path }, Helper { name: "named-sem", run: named_sem_helper }];
-
-const SLACK: Duration = Duration::from_secs(1);
 
 fn mutex_four_processes_exact_total() {
     let map = Mapping::anonymous(4096).unwrap();

@@ -8,11 +8,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ipc_kit::pipe::{
-    ChildFds, Error, FrameReader, FrameWriter, PIPE_BUF, PipeReader, PipeWriter, SigpipeGuard, duplex, pipe, splice,
-    splice_all, tee,
+    ChildFds, Duplex, Error, FrameReader, FrameWriter, PIPE_BUF, PipeReader, PipeWriter, SigpipeGuard, duplex, pipe,
+    splice, splice_all, tee,
 };
 use ipc_kit_tests::{
-    Exit, ScratchDir, assert_fired_within, cases, checksum, close_inherited, fork, interrupt_on, is_pending,
+    Exit, Forked, ScratchDir, assert_fired_within, cases, checksum, close_inherited, fork, interrupt_on, is_pending,
     may_exceed_resource_limits, pattern, set_sigpipe_default,
 };
 use nix::sys::signal::Signal;
@@ -113,13 +113,22 @@ fn child_to_parent() {
     child.join();
 }
 
-fn duplex_round_trips() {
+/// A duplex pipe whose far end `peer` runs in a forked child, which closes
+/// its copies of the near end first (so that the near end alone decides
+/// when the peer sees end of file). Returns the near end and the child.
+fn duplex_with_a_peer(peer: impl FnOnce(Duplex)) -> (Duplex, Forked) {
     let (a, b) = duplex().unwrap();
     let (ar, aw) = (a.reader().as_raw_fd(), a.writer().as_raw_fd());
     let child = fork(move || {
         close_inherited(ar);
         close_inherited(aw);
-        let mut b = b;
+        peer(b);
+    });
+    (a, child)
+}
+
+fn duplex_round_trips() {
+    let (a, child) = duplex_with_a_peer(|mut b| {
         let mut buf = [0u8; 8];
         loop {
             match b.read_exact(&mut buf) {
@@ -245,11 +254,7 @@ fn exec_fd_numbers_may_swap() {
 }
 
 fn frames_proptest_echo() {
-    let (a, b) = duplex().unwrap();
-    let (ar, aw) = (a.reader().as_raw_fd(), a.writer().as_raw_fd());
-    let child = fork(move || {
-        close_inherited(ar);
-        close_inherited(aw);
+    let (a, child) = duplex_with_a_peer(|b| {
         let (r, w) = b.split();
         let mut rx = FrameReader::new(r);
         let mut tx = FrameWriter::new(w);
@@ -511,12 +516,23 @@ fn sigpipe_default_is_not_fatal() {
     assert_eq!(child.wait(), Exit::Code(0));
 }
 
-fn sigpipe_guard_scopes_the_mask() {
+/// Runs `check` in a forked child whose SIGPIPE has its default action
+/// (as in a C program), with the write end of a pipe whose read end is
+/// closed and a probe that says whether the thread has SIGPIPE blocked;
+/// the child must exit with 0.
+fn with_sigpipe_default_and_a_broken_pipe(check: impl FnOnce(PipeWriter, &dyn Fn() -> bool)) {
     let mut child = fork(|| {
         set_sigpipe_default();
         let blocked = || nix::sys::signal::SigSet::thread_get_mask().unwrap().contains(Signal::SIGPIPE);
         let (r, w) = pipe().unwrap();
         drop(r);
+        check(w, &blocked);
+    });
+    assert_eq!(child.wait(), Exit::Code(0));
+}
+
+fn sigpipe_guard_scopes_the_mask() {
+    with_sigpipe_default_and_a_broken_pipe(|w, blocked| {
         {
             let _outer = SigpipeGuard::new();
             assert!(blocked());
@@ -541,7 +557,6 @@ fn sigpipe_guard_scopes_the_mask() {
         assert!(matches!(w.try_write(b"x"), Err(Error::BrokenPipe)));
         assert!(blocked());
     });
-    assert_eq!(child.wait(), Exit::Code(0));
 }
 
 fn sigpipe_disposition_read_when_writers_are_made() {
@@ -901,11 +916,7 @@ fn eintr_is_retried() {
 }
 
 fn sigpipe_guards_nest_in_any_drop_order() {
-    let mut child = fork(|| {
-        set_sigpipe_default();
-        let blocked = || nix::sys::signal::SigSet::thread_get_mask().unwrap().contains(Signal::SIGPIPE);
-        let (r, w) = pipe().unwrap();
-        drop(r);
+    with_sigpipe_default_and_a_broken_pipe(|w, blocked| {
         let g1 = SigpipeGuard::new();
         let g2 = SigpipeGuard::new();
         drop(g1);
@@ -922,7 +933,6 @@ fn sigpipe_guards_nest_in_any_drop_order() {
         // Without a guard, ipc-pipe's writes still hold it off themselves.
         assert!(matches!(w.write_atomic(b"x"), Err(Error::BrokenPipe)));
     });
-    assert_eq!(child.wait(), Exit::Code(0));
 }
 
 /// The two lowest fd numbers free now: the ends a pipe made next would get.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ipc_kit::fifo::{Error, Fifo, FifoClient, FifoServer};
 use ipc_kit::msgq::{Key, SysvQueue};
-use ipc_kit_tests::{Exit, ScratchDir, cases, fork};
+use ipc_kit_tests::{Exit, Forked, ScratchDir, cases, fork};
 
 use crate::service::{exits_well, fill, forked_client, serve_on_a_thread, service, wait_for_file};
 
@@ -190,6 +190,28 @@ fn answer_in_bulk(server: FifoServer, bulk: usize) -> std::sync::mpsc::Receiver<
         }
     });
     rx
+}
+
+/// Answers one request to `server` with `reply` on a thread, then flushes
+/// (10 s at most); what the reply gave comes out of the returned channel.
+fn answer_one(server: FifoServer, reply: Vec<u8>) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    serve_on_a_thread(server, move |server| {
+        let honest = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        let _ = tx.send(format!("{:?}", server.reply(&honest, &reply)));
+        let _ = server.flush_timeout(Duration::from_secs(10));
+    });
+    rx
+}
+
+/// Waits up to 15 s for the `honest` client and ends the `stalled` ones:
+/// panics unless the honest one was answered (exited with 0), with `what`
+/// and what the server's reply to it gave (from `reply`, within 5 s).
+fn assert_answered(mut honest: Forked, reply: &std::sync::mpsc::Receiver<String>, stalled: Forked, what: &str) {
+    let honest_exit = honest.wait_timeout(Duration::from_secs(15));
+    let honest_reply = reply.recv_timeout(Duration::from_secs(5)).ok();
+    drop(stalled);
+    assert_eq!(honest_exit, Some(Exit::Code(0)), "{what} (its reply: {honest_reply:?})");
 }
 
 /// Any process that may write to the request FIFO can forge a frame (its
@@ -936,7 +958,7 @@ fn clients_that_never_read_do_not_take_every_file_descriptor() {
     wait_for_file(&ready);
     // Forked before the limit is lowered; it asks once `go` appears.
     let go = dir.path().join("go");
-    let mut honest = forked_client(&path, |client| {
+    let honest = forked_client(&path, |client| {
         wait_for_file(&go);
         assert_eq!(client.request_timeout(b"me too", Duration::from_secs(10)).unwrap(), b"answered");
     });
@@ -953,21 +975,12 @@ fn clients_that_never_read_do_not_take_every_file_descriptor() {
             errors.push(e.to_string());
         }
     }
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    serve_on_a_thread(server, move |server| {
-        let honest = server.recv_timeout(Duration::from_secs(10)).unwrap();
-        let _ = done_tx.send(format!("{:?}", server.reply(&honest, b"answered")));
-        let _ = server.flush_timeout(Duration::from_secs(10));
-    });
+    let reply = answer_one(server, b"answered".to_vec());
     std::fs::rename(&go_soon, &go).unwrap();
-    let honest_exit = honest.wait_timeout(Duration::from_secs(15));
-    let honest_reply = done_rx.recv_timeout(Duration::from_secs(5)).ok();
-    drop(stalled);
-    assert_eq!(
-        honest_exit,
-        Some(Exit::Code(0)),
-        "an honest client was not answered with {STALLED} stalled clients queued (its reply: {honest_reply:?}; stalled replies' errors: {errors:?})"
+    let what = format!(
+        "an honest client was not answered with {STALLED} stalled clients queued (stalled replies' errors: {errors:?})"
     );
+    assert_answered(honest, &reply, stalled, &what);
 }
 
 /// Lowers this process's limit of open files (soft and hard).
@@ -1061,24 +1074,15 @@ fn clients_that_never_read_do_not_cut_off_a_client_that_reads() {
         let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
         results.push(format!("{:?}", server.reply(&req, &vec![7u8; REPLY]).err()));
     }
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    serve_on_a_thread(server, move |server| {
-        let honest = server.recv_timeout(Duration::from_secs(10)).unwrap();
-        let _ = done_tx.send(format!("{:?}", server.reply(&honest, &vec![b'h'; 1 << 20])));
-        let _ = server.flush_timeout(Duration::from_secs(10));
-    });
-    let mut honest = forked_client(&path, |client| {
+    let reply = answer_one(server, vec![b'h'; 1 << 20]);
+    let honest = forked_client(&path, |client| {
         let got = client.request_timeout(b"me too", Duration::from_secs(10)).unwrap();
         assert!(got.len() == 1 << 20 && got.iter().all(|&b| b == b'h'), "a wrong reply");
     });
-    let honest_exit = honest.wait_timeout(Duration::from_secs(15));
-    let honest_reply = done_rx.recv_timeout(Duration::from_secs(5)).ok();
-    drop(stalled);
-    assert_eq!(
-        honest_exit,
-        Some(Exit::Code(0)),
-        "a reading client was not answered while {stalled_clients} clients held their queues full (its reply: {honest_reply:?}; theirs: {results:?})"
+    let what = format!(
+        "a reading client was not answered while {stalled_clients} clients held their queues full (theirs: {results:?})"
     );
+    assert_answered(honest, &reply, stalled, &what);
 }
 
 /// This process's CPU time (user and system) so far.

@@ -6,12 +6,10 @@ use std::time::{Duration, Instant};
 
 use ipc_kit::pipe::ChildFds;
 use ipc_kit::shm::{ByteChannel, Channel, Error, Mapping, Memfd, PosixShm, WaitPolicy, byte_channel, channel};
-use ipc_kit_tests::{
-    Exit, Helper, cases, checksum, fork, fork_in_new_pid_namespace, helper_command, pattern, unique_name,
-};
+use ipc_kit_tests::{Exit, cases, checksum, fork, fork_in_new_pid_namespace, helper_command, pattern, unique_name};
 use nix::sys::signal::Signal;
 
-cases!("shm::channel":
+cases!("shm::channel", helpers ["channel-named-recv" => named_recv_helper, "channel-memfd-recv" => memfd_recv_helper]:
     ten_million_u64_in_order,
     byte_records_up_to_64k_with_checksums,
     sender_killed_mid_stream_disconnects,
@@ -37,11 +35,6 @@ cases!("shm::channel":
     a_state_word_written_by_a_peer_cannot_hide_a_death,
     without_proc_a_named_side_is_watched_and_a_memfd_side_refused,
 );
-
-pub(crate) const HELPERS: &[Helper] = &[
-    Helper { name: "channel-named-recv", run: named_recv_helper },
-    Helper { name: "channel-memfd-recv", run: memfd_recv_helper },
-];
 
 fn ten_million_u64_in_order() {
     const N: u64 = 10_000_000;

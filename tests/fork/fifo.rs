@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 use ipc_kit::fifo::{Error, Fifo, FifoClient, FifoServer};
 use ipc_kit::pipe::{FrameReader, FrameWriter};
 use ipc_kit_tests::{
-    Exit, Helper, Refusal, ScratchDir, assert_fired_within, cases, fork, helper_command, pattern,
+    Exit, Refusal, SLACK, ScratchDir, assert_fired_within, cases, fork, helper_command, pattern,
     private_mount_namespace,
 };
 
-cases!("fifo":
+use crate::service::{forked_client, service, wait_for_file};
+
+cases!("fifo", helpers ["fifo-write-frames" => write_frames_helper, "fifo-read-frames" => read_frames_helper]:
     exec_child_writes_by_path,
     exec_child_reads_by_path,
     shell_echo_and_cat_through_a_fifo,
@@ -37,13 +39,6 @@ cases!("fifo":
     leftovers_of_killed_starters_are_swept,
     a_frame_inside_a_request_is_payload,
 );
-
-pub(crate) const HELPERS: &[Helper] = &[
-    Helper { name: "fifo-write-frames", run: write_frames_helper },
-    Helper { name: "fifo-read-frames", run: read_frames_helper },
-];
-
-const SLACK: Duration = Duration::from_secs(1);
 
 fn write_frames_helper(args: &[String]) {
     let fifo = Fifo::open(&args[0]).unwrap();
@@ -225,14 +220,10 @@ fn owner_unlinks_only_its_own_fifo() {
 fn server_answers_eight_clients() {
     const CLIENTS: u64 = 8;
     const REQUESTS: u64 = 1000;
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (dir, path, mut server) = service();
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
-            let path = path.clone();
-            fork(move || {
-                let mut client = FifoClient::connect(&path).unwrap();
+            forked_client(&path, |client| {
                 for i in 0..REQUESTS {
                     let body = pattern(c << 32 | i, (i % 200) as usize);
                     let mut req = c.to_le_bytes().to_vec();
@@ -258,17 +249,11 @@ fn server_answers_eight_clients() {
 }
 
 fn server_survives_a_client_killed_mid_request() {
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
-    let doomed = {
-        let path = path.clone();
-        fork(move || {
-            let mut client = FifoClient::connect(&path).unwrap();
-            client.send_request(b"never read the answer").unwrap();
-            std::thread::sleep(Duration::from_secs(60));
-        })
-    };
+    let (_dir, path, mut server) = service();
+    let doomed = forked_client(&path, |client| {
+        client.send_request(b"never read the answer").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
     let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
     let mut doomed = doomed;
     doomed.kill();
@@ -279,13 +264,9 @@ fn server_survives_a_client_killed_mid_request() {
     }
     assert!(!req.reply_path().exists(), "the dead client's reply FIFO was removed");
     // And the server goes on.
-    let fine = {
-        let path = path.clone();
-        fork(move || {
-            let mut client = FifoClient::connect(&path).unwrap();
-            assert_eq!(client.request_timeout(b"ping", Duration::from_secs(10)).unwrap(), b"pong");
-        })
-    };
+    let fine = forked_client(&path, |client| {
+        assert_eq!(client.request_timeout(b"ping", Duration::from_secs(10)).unwrap(), b"pong");
+    });
     let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
     server.reply(&req, b"pong").unwrap();
     fine.join();
@@ -328,9 +309,7 @@ fn client_notices_a_killed_server() {
 }
 
 fn server_drops_bad_requests() {
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (_dir, path, mut server) = service();
     let raw = Fifo::open(&path).unwrap().try_open_writer().unwrap();
     // Well-formed frames with bad requests in them: too short; a reply
     // path longer than the request; a reply path that is not the
@@ -490,9 +469,7 @@ fn garbage_writer(path: &std::path::Path, seed: u64, ready: &ipc_kit::pipe::Pipe
 fn garbage_writers_beside_eight_honest_clients() {
     const CLIENTS: u64 = 8;
     const REQUESTS: u64 = 200;
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (_dir, path, mut server) = service();
     let (ready_rx, ready_tx) = ipc_kit::pipe::pipe().unwrap();
     let mut garbage: Vec<_> = (0..4u64)
         .map(|g| {
@@ -514,9 +491,7 @@ fn garbage_writers_beside_eight_honest_clients() {
     }
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
-            let path = path.clone();
-            fork(move || {
-                let mut client = FifoClient::connect(&path).unwrap();
+            forked_client(&path, |client| {
                 for i in 0..REQUESTS {
                     let mut req = (c << 32 | i).to_le_bytes().to_vec();
                     req.extend_from_slice(&pattern(c << 32 | i, (i * 13 % 300) as usize));
@@ -648,9 +623,7 @@ fn client_in_another_mount_namespace_is_answered() {
 /// server starting at the same moment as a replacer is never taken for
 /// stale: at most one of the two ends up serving.
 fn replacing_never_hijacks_a_live_or_starting_server() {
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut live = FifoServer::create(&path, 0o600).unwrap();
+    let (dir, path, mut live) = service();
     let rival = {
         let path = path.clone();
         fork(move || match FifoServer::create_replacing(&path, 0o600) {
@@ -659,13 +632,9 @@ fn replacing_never_hijacks_a_live_or_starting_server() {
         })
     };
     rival.join();
-    let client = {
-        let path = path.clone();
-        fork(move || {
-            let mut c = FifoClient::connect(&path).unwrap();
-            assert_eq!(c.request_timeout(b"who?", Duration::from_secs(10)).unwrap(), b"the first");
-        })
-    };
+    let client = forked_client(&path, |c| {
+        assert_eq!(c.request_timeout(b"who?", Duration::from_secs(10)).unwrap(), b"the first");
+    });
     let req = live.recv_timeout(Duration::from_secs(10)).unwrap();
     live.reply(&req, b"the first").unwrap();
     client.join();
@@ -714,14 +683,10 @@ fn replacing_never_hijacks_a_live_or_starting_server() {
 /// client's reply FIFO stays. A server starting over the leftovers of a
 /// crashed one removes them too.
 fn reply_fifo_of_a_killed_client_is_reclaimed() {
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (dir, path, mut server) = service();
     let (ready_rx, ready_tx) = ipc_kit::pipe::pipe().unwrap();
     let spawn_client = |ready_tx: &ipc_kit::pipe::PipeWriter| {
-        let path = path.clone();
-        fork(move || {
-            let mut c = FifoClient::connect(&path).unwrap();
+        forked_client(&path, |c| {
             assert_eq!(c.request_timeout(b"hi", Duration::from_secs(10)).unwrap(), b"hi");
             ready_tx.write_atomic(b"r").unwrap();
             std::thread::sleep(Duration::from_secs(60)); // idle between requests
@@ -821,32 +786,26 @@ fn leftovers_of_killed_starters_are_swept() {
 /// the whole request, never the frame inside it, and each client gets its
 /// own reply.
 fn a_frame_inside_a_request_is_payload() {
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (_dir, path, mut server) = service();
     let (sent_rx, sent_tx) = ipc_kit::pipe::pipe().unwrap();
-    let clients = {
-        let path = path.clone();
-        fork(move || {
-            let mut first = FifoClient::connect(&path).unwrap();
-            let mut relay = FifoClient::connect(&path).unwrap();
-            // A frame naming the first client's reply FIFO.
-            let reply = first.reply_path().as_os_str().as_encoded_bytes();
-            let mut body = std::process::id().to_le_bytes().to_vec();
-            body.extend_from_slice(&[0; 8]); // a ticket
-            body.extend_from_slice(&(reply.len() as u16).to_le_bytes());
-            body.extend_from_slice(reply);
-            body.extend_from_slice(b"smuggled");
-            let mut relayed = vec![b'r'; 64];
-            relayed.extend_from_slice(&request_frame(&body));
-            relayed.resize(relay.max_request(), b'r');
-            first.send_request(&[b'f'; 3000]).unwrap();
-            relay.send_request(&relayed).unwrap();
-            sent_tx.write_atomic(b"sent").unwrap();
-            assert_eq!(first.recv_reply().unwrap(), b"to the first");
-            assert_eq!(relay.recv_reply().unwrap(), b"to the relay");
-        })
-    };
+    let clients = forked_client(&path, |first| {
+        let mut relay = FifoClient::connect(&path).unwrap();
+        // A frame naming the first client's reply FIFO.
+        let reply = first.reply_path().as_os_str().as_encoded_bytes();
+        let mut body = std::process::id().to_le_bytes().to_vec();
+        body.extend_from_slice(&[0; 8]); // a ticket
+        body.extend_from_slice(&(reply.len() as u16).to_le_bytes());
+        body.extend_from_slice(reply);
+        body.extend_from_slice(b"smuggled");
+        let mut relayed = vec![b'r'; 64];
+        relayed.extend_from_slice(&request_frame(&body));
+        relayed.resize(relay.max_request(), b'r');
+        first.send_request(&[b'f'; 3000]).unwrap();
+        relay.send_request(&relayed).unwrap();
+        sent_tx.write_atomic(b"sent").unwrap();
+        assert_eq!(first.recv_reply().unwrap(), b"to the first");
+        assert_eq!(relay.recv_reply().unwrap(), b"to the relay");
+    });
     // Both requests wait in the FIFO before the server reads.
     assert_eq!(sent_rx.read_timeout(&mut [0; 4], Duration::from_secs(10)).unwrap(), 4);
     let first = server.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -874,42 +833,36 @@ fn a_frame_inside_a_request_is_payload() {
 /// `QUEUE_PER_CLIENT` bytes would wait for it: its reply FIFO goes, and the
 /// client learns it (`ClientStalled`) and connects again.
 fn late_replies_are_dropped_and_unread_replies_wait_in_the_server() {
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (dir, path, mut server) = service();
     let big = pattern(7, 1 << 20);
     let huge = vec![9u8; 16 << 20];
     let go = dir.path().join("go");
-    let mut client = {
-        let (path, go, big) = (path.clone(), go.clone(), big.clone());
-        fork(move || {
-            let mut c = FifoClient::connect(&path).unwrap();
-            // Given up: its reply comes after the timeout.
-            assert!(matches!(c.request_timeout(b"slow", Duration::from_millis(100)), Err(Error::Timeout { .. })));
-            std::fs::write(&go, b"").unwrap();
-            assert_eq!(c.request_timeout(b"next", Duration::from_secs(10)).unwrap(), b"reply to next");
-            // Three requests whose replies (1 MiB each) wait in the server
-            // while this client does not read.
-            for _ in 0..3 {
-                c.send_request(b"big").unwrap();
-            }
-            wait_for(&go.with_extension("2"));
-            for i in 0..3 {
-                assert!(c.recv_reply().unwrap() == big, "big reply {i}");
-            }
-            // Never reading again: cut off once too much waits for it.
-            c.send_request(b"huge").unwrap();
-            wait_for(&go.with_extension("3"));
-            match c.recv_reply() {
-                Err(Error::ClientStalled { .. }) => {}
-                other => panic!("expected ClientStalled, got {:?}", other.map(|r| r.len())),
-            }
-            let mut again = FifoClient::connect(&path).unwrap();
-            assert_eq!(again.request_timeout(b"back", Duration::from_secs(10)).unwrap(), b"welcome back");
-        })
-    };
+    let mut client = forked_client(&path, |c| {
+        // Given up: its reply comes after the timeout.
+        assert!(matches!(c.request_timeout(b"slow", Duration::from_millis(100)), Err(Error::Timeout { .. })));
+        std::fs::write(&go, b"").unwrap();
+        assert_eq!(c.request_timeout(b"next", Duration::from_secs(10)).unwrap(), b"reply to next");
+        // Three requests whose replies (1 MiB each) wait in the server
+        // while this client does not read.
+        for _ in 0..3 {
+            c.send_request(b"big").unwrap();
+        }
+        wait_for_file(&go.with_extension("2"));
+        for i in 0..3 {
+            assert!(c.recv_reply().unwrap() == big, "big reply {i}");
+        }
+        // Never reading again: cut off once too much waits for it.
+        c.send_request(b"huge").unwrap();
+        wait_for_file(&go.with_extension("3"));
+        match c.recv_reply() {
+            Err(Error::ClientStalled { .. }) => {}
+            other => panic!("expected ClientStalled, got {:?}", other.map(|r| r.len())),
+        }
+        let mut again = FifoClient::connect(&path).unwrap();
+        assert_eq!(again.request_timeout(b"back", Duration::from_secs(10)).unwrap(), b"welcome back");
+    });
     let slow = server.recv_timeout(Duration::from_secs(10)).unwrap();
-    wait_for(&go);
+    wait_for_file(&go);
     server.reply(&slow, b"reply to slow").unwrap(); // late: dropped by the client
     let next = server.recv_timeout(Duration::from_secs(10)).unwrap();
     server.reply(&next, b"reply to next").unwrap();
@@ -921,13 +874,9 @@ fn late_replies_are_dropped_and_unread_replies_wait_in_the_server() {
     assert!(t.elapsed() < Duration::from_secs(5), "replies that do not fit wait in the server, not the server");
     assert!(server.queued() > 2 << 20, "queued: {}", server.queued());
     // Another client is served meanwhile.
-    let other = {
-        let path = path.clone();
-        fork(move || {
-            let mut c = FifoClient::connect(&path).unwrap();
-            assert_eq!(c.request_timeout(b"me", Duration::from_secs(10)).unwrap(), b"you");
-        })
-    };
+    let other = forked_client(&path, |c| {
+        assert_eq!(c.request_timeout(b"me", Duration::from_secs(10)).unwrap(), b"you");
+    });
     let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(req.payload, b"me");
     server.reply(&req, b"you").unwrap();
@@ -957,13 +906,4 @@ fn late_replies_are_dropped_and_unread_replies_wait_in_the_server() {
     server.reply(&back, b"welcome back").unwrap();
     server.flush_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(client.wait(), Exit::Code(0));
-}
-
-/// Waits up to 10 s for `path` to appear.
-fn wait_for(path: &std::path::Path) {
-    let t = Instant::now();
-    while !path.exists() {
-        assert!(t.elapsed() < Duration::from_secs(10), "{} did not appear", path.display());
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }

@@ -87,24 +87,43 @@ fn kill_while_waiting(
     (killer, rx)
 }
 
+/// A child locks with `lock` and writes half an update (`[1, 0]`)
+/// through the guard; once it holds the lock, it is killed while this
+/// process waits with `wait` (as [`kill_while_waiting`] does). Returns
+/// what the wait gave. An `OwnerDied` must come within [`BOUND`] of the
+/// kill (its delay is printed, for `what`), and the child must have died
+/// of the SIGKILL.
+fn killed_mid_update<G: std::ops::DerefMut<Target = [u64; 2]>>(
+    what: &str,
+    map: &Mapping,
+    lock: impl FnOnce() -> G,
+    wait: impl FnOnce() -> Result<G, LockError<G>>,
+) -> Result<G, LockError<G>> {
+    let holder = fork(|| {
+        let mut g = lock();
+        g[0] = 1; // half an update
+        event(map, 0).set();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    event(map, 0).wait_timeout(BOUND).unwrap();
+    let (killer, killed_at) = kill_while_waiting(holder);
+    let got = wait();
+    if let Err(LockError::OwnerDied(_)) = &got {
+        let after = killed_at.recv().unwrap().elapsed();
+        println!("{what}: OwnerDied {after:?} after the holder's SIGKILL");
+        assert!(after < BOUND, "{after:?}");
+    }
+    assert_eq!(killer.join().unwrap(), Exit::Signaled(Signal::SIGKILL));
+    got
+}
+
 /// Before: the plain mutex stayed locked for good; a waiter got only
 /// `Timeout`. Now: `OwnerDied` with the guard, at once.
 fn mutex_holder_killed_waiter_gets_owner_died() {
     let map = Mapping::anonymous(4096).unwrap();
     let m = || map.shared::<Mutex<[u64; 2]>>(0).unwrap().get();
-    let holder = fork(|| {
-        let mut g = m().lock().unwrap();
-        g[0] = 1; // half an update
-        event(&map, 0).set();
-        std::thread::sleep(Duration::from_secs(60));
-    });
-    event(&map, 0).wait_timeout(BOUND).unwrap();
-    let (killer, killed_at) = kill_while_waiting(holder);
-    match m().lock_timeout(Duration::from_secs(20)) {
+    match killed_mid_update("Mutex", &map, || m().lock().unwrap(), || m().lock_timeout(Duration::from_secs(20))) {
         Err(LockError::OwnerDied(mut g)) => {
-            let after = killed_at.recv().unwrap().elapsed();
-            println!("Mutex: OwnerDied {after:?} after the holder's SIGKILL");
-            assert!(after < BOUND, "{after:?}");
             assert_eq!(*g, [1, 0], "the dead holder's half update");
             g[1] = 1;
         }
@@ -112,7 +131,6 @@ fn mutex_holder_killed_waiter_gets_owner_died() {
         Err(e) => panic!("expected OwnerDied, got {e:?}"),
         Ok(g) => panic!("a clean lock after the holder's death: {:?}", *g),
     }
-    assert_eq!(killer.join().unwrap(), Exit::Signaled(Signal::SIGKILL));
     // Reported once: then as good as new.
     assert_eq!(*m().try_lock().unwrap(), [1, 1]);
 }
@@ -122,26 +140,15 @@ fn mutex_holder_killed_waiter_gets_owner_died() {
 fn robust_mutex_holder_killed_waiter_gets_owner_died() {
     let map = Mapping::anonymous(4096).unwrap();
     let m = || map.shared::<RobustMutex<[u64; 2]>>(0).unwrap().get();
-    let holder = fork(|| {
-        let mut g = m().lock().unwrap();
-        g[0] = 1;
-        event(&map, 0).set();
-        std::thread::sleep(Duration::from_secs(60));
-    });
-    event(&map, 0).wait_timeout(BOUND).unwrap();
-    let (killer, killed_at) = kill_while_waiting(holder);
-    match m().lock_timeout(Duration::from_secs(20)) {
+    let timed = || m().lock_timeout(Duration::from_secs(20));
+    match killed_mid_update("RobustMutex", &map, || m().lock().unwrap(), timed) {
         Err(LockError::OwnerDied(mut g)) => {
-            let after = killed_at.recv().unwrap().elapsed();
-            println!("RobustMutex: OwnerDied {after:?} after the holder's SIGKILL");
-            assert!(after < BOUND, "{after:?}");
             assert_eq!(*g, [1, 0]);
             g[1] = 1;
             g.make_consistent().unwrap();
         }
         other => panic!("expected OwnerDied, got {:?}", other.map(|g| *g)),
     }
-    assert_eq!(killer.join().unwrap(), Exit::Signaled(Signal::SIGKILL));
     let child = fork(|| assert_eq!(*m().lock_timeout(BOUND).unwrap(), [1, 1]));
     child.join();
 }
@@ -236,17 +243,11 @@ fn peer_rewriting_link_words_cannot_redirect_our_writes() {
             });
             if base == 0 {
                 let m = map.shared::<RobustMutex<u64>>(at).unwrap().get();
-                let g = m.lock().unwrap();
-                locked().set();
-                scribbled().wait_timeout(BOUND).unwrap();
-                drop(g);
+                unlock_once_rewritten(m.lock().unwrap(), locked(), scribbled());
                 let _ = m.lock_timeout(Duration::from_millis(50));
             } else {
                 let m = map.shared::<Mutex<u64>>(at).unwrap().get();
-                let g = m.lock().unwrap();
-                locked().set();
-                scribbled().wait_timeout(BOUND).unwrap();
-                drop(g);
+                unlock_once_rewritten(m.lock().unwrap(), locked(), scribbled());
                 let _ = m.lock_timeout(Duration::from_millis(50));
             }
             peer.join();
@@ -272,6 +273,14 @@ fn peer_rewriting_link_words_cannot_redirect_our_writes() {
         canary.assert_intact("two held locks, both rewritten");
         map.write_bytes(2048, &[0; 1024]).unwrap();
     }
+}
+
+/// Holds `guard` while a peer rewrites a word of its mutex: says
+/// `locked`, waits for `scribbled`, then unlocks.
+fn unlock_once_rewritten<G>(guard: G, locked: &Event, scribbled: &Event) {
+    locked.set();
+    scribbled.wait_timeout(BOUND).unwrap();
+    drop(guard);
 }
 
 /// A peer writes random values (and pointers into our memory) into the
@@ -337,41 +346,34 @@ fn survive_scribbler<G>(
     outcomes
 }
 
+/// A peer scribbles on the lock at the start of `map` while this process
+/// locks it with `lock` (`None`: `try_lock`; `Some(t)`: `lock_timeout(t)`),
+/// as [`survive_scribbler`] checks. What is left then is a state like any
+/// other: a zeroed one is free again. `what` names the lock in the tally.
+fn scribbled_lock_survives<G>(
+    what: &str,
+    map: &Mapping,
+    mut lock: impl FnMut(Option<Duration>) -> Result<G, LockError<G>>,
+) {
+    let canary = Canary::new();
+    let peer = scribble(map, 0, 5, canary.addr(), Duration::from_millis(800));
+    let outcomes = survive_scribbler(&mut lock, &canary);
+    println!("{what} under a scribbler: [ok, owner died, timeout/would block, other] = {outcomes:?}");
+    peer.join();
+    map.write_bytes(0, &[0; 40]).unwrap();
+    drop(lock(Some(BOUND)).unwrap());
+}
+
 fn hostile_writer_on_mutex_never_corrupts_and_waits_end() {
     let map = Mapping::anonymous(4096).unwrap();
-    let canary = Canary::new();
-    let peer = scribble(&map, 0, 5, canary.addr(), Duration::from_millis(800));
     let m = map.shared::<Mutex<u64>>(0).unwrap().get();
-    let outcomes = survive_scribbler(
-        |t| match t {
-            None => m.try_lock(),
-            Some(t) => m.lock_timeout(t),
-        },
-        &canary,
-    );
-    println!("Mutex under a scribbler: [ok, owner died, timeout/would block, other] = {outcomes:?}");
-    peer.join();
-    // What is left is a state like any other: a zeroed one is free again.
-    map.write_bytes(0, &[0; 40]).unwrap();
-    drop(m.lock_timeout(BOUND).unwrap());
+    scribbled_lock_survives("Mutex", &map, |t| t.map_or_else(|| m.try_lock(), |t| m.lock_timeout(t)));
 }
 
 fn hostile_writer_on_robust_mutex_never_corrupts_and_waits_end() {
     let map = Mapping::anonymous(4096).unwrap();
-    let canary = Canary::new();
-    let peer = scribble(&map, 0, 5, canary.addr(), Duration::from_millis(800));
     let m = map.shared::<RobustMutex<u64>>(0).unwrap().get();
-    let outcomes = survive_scribbler(
-        |t| match t {
-            None => m.try_lock(),
-            Some(t) => m.lock_timeout(t),
-        },
-        &canary,
-    );
-    println!("RobustMutex under a scribbler: [ok, owner died, timeout/would block, other] = {outcomes:?}");
-    peer.join();
-    map.write_bytes(0, &[0; 40]).unwrap();
-    drop(m.lock_timeout(BOUND).unwrap());
+    scribbled_lock_survives("RobustMutex", &map, |t| t.map_or_else(|| m.try_lock(), |t| m.lock_timeout(t)));
 }
 
 /// The robust list needs no privilege: as nobody, a killed holder is

@@ -11,6 +11,7 @@ mod msgq;
 mod pipe;
 mod probe;
 mod review;
+mod service;
 mod shm;
 mod sync;
 

@@ -6,11 +6,17 @@ use std::time::{Duration, Instant};
 use ipc_kit::msgq::{Error, Key, PosixQueue, QueueAttr, Selector, SysvQueue};
 use ipc_kit::shm::Mapping;
 use ipc_kit_tests::{
-    Exit, Helper, Refusal, ScratchDir, SysvKind, assert_fired_within, become_nobody, cases, checksum, fork,
+    Exit, Refusal, SLACK, ScratchDir, SysvKind, assert_fired_within, become_nobody, cases, checksum, fork,
     helper_command, may_exceed_resource_limits, unique_name,
 };
 
-cases!("msgq":
+/// The model of msgrcv(2)'s type rules that ipc-msgq's own tests use.
+#[path = "../../crates/ipc-msgq/tests/support/selector_model.rs"]
+mod selector_model;
+
+use selector_model::{pick, selector};
+
+cases!("msgq", helpers ["sysv-queue-by-path" => sysv_helper, "posix-queue-by-name" => posix_helper]:
     sysv_by_path_key_in_exec_child,
     posix_by_name_in_exec_child,
     sysv_selector_rules_across_fork,
@@ -31,13 +37,6 @@ cases!("msgq":
     sysv_capacity_lowered_under_a_waiting_sender,
     queue_pairs_outlive_a_killed_peer,
 );
-
-pub(crate) const HELPERS: &[Helper] = &[
-    Helper { name: "sysv-queue-by-path", run: sysv_helper },
-    Helper { name: "posix-queue-by-name", run: posix_helper },
-];
-
-const SLACK: Duration = Duration::from_secs(1);
 
 fn sysv_helper(args: &[String]) {
     let q = SysvQueue::open(Key::from_path(&args[0], b'q').unwrap()).unwrap();
@@ -107,30 +106,11 @@ fn sysv_selector_rules_across_fork() {
     assert_eq!(q.stat().unwrap().messages, 0);
 }
 
-/// Which queued message `selector` takes, by the rules of msgrcv(2).
-fn pick(queue: &[(i64, u64)], selector: Selector) -> Option<usize> {
-    match selector {
-        Selector::Any => (!queue.is_empty()).then_some(0),
-        Selector::Exactly(t) => queue.iter().position(|m| m.0 == t),
-        Selector::Except(t) => queue.iter().position(|m| m.0 != t),
-        Selector::AtMost(t) => {
-            let lowest = queue.iter().filter(|m| m.0 <= t).map(|m| m.0).min()?;
-            queue.iter().position(|m| m.0 == lowest)
-        }
-    }
-}
-
 fn sysv_selector_model_proptest_across_fork() {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
-    let selector = prop_oneof![
-        Just(Selector::Any),
-        (1i64..5).prop_map(Selector::Exactly),
-        (1i64..5).prop_map(Selector::AtMost),
-        (1i64..5).prop_map(Selector::Except),
-    ];
     let sends = prop::collection::vec(1i64..5, 0..40);
-    let receives = prop::collection::vec(selector, 0..50);
+    let receives = prop::collection::vec(selector(1..5), 0..50);
     let mut runner = TestRunner::new(Config { cases: 48, failure_persistence: None, ..Config::default() });
     runner
         .run(&(sends, receives), |(sends, receives)| {

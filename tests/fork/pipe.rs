@@ -8,11 +8,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ipc_kit::pipe::{
-    ChildFds, Error, FrameReader, FrameWriter, PIPE_BUF, PipeReader, PipeWriter, SigpipeGuard, duplex, pipe, splice,
-    splice_all, tee,
+    ChildFds, Duplex, Error, FrameReader, FrameWriter, PIPE_BUF, PipeReader, PipeWriter, SigpipeGuard, duplex, pipe,
+    splice, splice_all, tee,
 };
 use ipc_kit_tests::{
-    Exit, ScratchDir, assert_fired_within, cases, checksum, close_inherited, fork, interrupt_on, is_pending,
+    Exit, Forked, ScratchDir, assert_fired_within, cases, checksum, close_inherited, fork, interrupt_on, is_pending,
     may_exceed_resource_limits, pattern, set_sigpipe_default,
 };
 use nix::sys::signal::Signal;
@@ -69,6 +69,23 @@ fn read_all(mut r: impl Read) -> Vec<u8> {
     v
 }
 
+/// Starts `cmd`, then drops it: that closes this process's copies of the
+/// pipe ends it was given, so that the child's end of file is its own.
+fn spawned(mut cmd: Command) -> std::process::Child {
+    let child = cmd.spawn().unwrap();
+    drop(cmd);
+    child
+}
+
+/// Runs `cmd` and returns the text it wrote into the pipe read by `out`,
+/// read to its end; `cmd` must exit with success.
+fn text_from(cmd: Command, out: impl Read) -> String {
+    let mut child = spawned(cmd);
+    let got = String::from_utf8(read_all(out)).unwrap();
+    assert!(child.wait().unwrap().success());
+    got
+}
+
 fn parent_to_child() {
     let (r, mut w) = pipe().unwrap();
     let wfd = w.as_raw_fd();
@@ -96,13 +113,22 @@ fn child_to_parent() {
     child.join();
 }
 
-fn duplex_round_trips() {
+/// A duplex pipe whose far end `peer` runs in a forked child, which closes
+/// its copies of the near end first (so that the near end alone decides
+/// when the peer sees end of file). Returns the near end and the child.
+fn duplex_with_a_peer(peer: impl FnOnce(Duplex)) -> (Duplex, Forked) {
     let (a, b) = duplex().unwrap();
     let (ar, aw) = (a.reader().as_raw_fd(), a.writer().as_raw_fd());
     let child = fork(move || {
         close_inherited(ar);
         close_inherited(aw);
-        let mut b = b;
+        peer(b);
+    });
+    (a, child)
+}
+
+fn duplex_round_trips() {
+    let (a, child) = duplex_with_a_peer(|mut b| {
         let mut buf = [0u8; 8];
         loop {
             match b.read_exact(&mut buf) {
@@ -130,8 +156,7 @@ fn exec_stdin_and_stdout() {
     let (from_child, child_out) = pipe().unwrap();
     let mut cmd = Command::new("cat");
     cmd.stdin(child_in).stdout(child_out);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
+    let mut child = spawned(cmd);
     let data = pattern(3, 2 * MIB);
     let expected = data.clone();
     // Write from a thread: cat's output pipe fills while we still write.
@@ -149,11 +174,7 @@ fn exec_stdout_reaches_eof() {
     let (r, w) = pipe().unwrap();
     let mut cmd = Command::new("sh");
     cmd.args(["-c", "printf first; sleep 0.05; printf ' second'"]).stdout(w);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    let got = String::from_utf8(read_all(r)).unwrap();
-    assert_eq!(got, "first second");
-    assert!(child.wait().unwrap().success());
+    assert_eq!(text_from(cmd, r), "first second");
 }
 
 fn exec_writer_at_fd3() {
@@ -163,11 +184,7 @@ fn exec_writer_at_fd3() {
     let mut fds = ChildFds::new();
     fds.insert(3, w).unwrap();
     fds.apply(&mut cmd);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    let got = String::from_utf8(read_all(r)).unwrap();
-    assert_eq!(got, "through fd 3\n");
-    assert!(child.wait().unwrap().success());
+    assert_eq!(text_from(cmd, r), "through fd 3\n");
 }
 
 fn exec_reader_at_fd3() {
@@ -181,8 +198,7 @@ fn exec_reader_at_fd3() {
     assert!(matches!(fds.insert(1, pipe().unwrap().0), Err(Error::InvalidChildFd { fd: 1, .. })));
     assert!(matches!(fds.insert(3, pipe().unwrap().0), Err(Error::InvalidChildFd { fd: 3, .. })));
     fds.apply(&mut cmd);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
+    let mut child = spawned(cmd);
     w_in.write_all(b"read from fd 3").unwrap();
     drop(w_in);
     assert_eq!(read_all(r_out), b"read from fd 3");
@@ -203,10 +219,7 @@ fn exec_child_holds_no_stray_ends() {
     let mut fds = ChildFds::new();
     fds.insert(3, r2).unwrap();
     fds.apply(&mut cmd);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    let listing = String::from_utf8(read_all(r1)).unwrap();
-    assert!(child.wait().unwrap().success());
+    let listing = text_from(cmd, r1);
     let mut seen = Vec::new();
     for line in listing.lines() {
         let Some((left, target)) = line.split_once(" -> ") else { continue };
@@ -234,19 +247,14 @@ fn exec_fd_numbers_may_swap() {
     fds.insert(nb, wa).unwrap();
     fds.insert(na, wb).unwrap();
     fds.apply(&mut cmd);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
+    let mut child = spawned(cmd);
     assert_eq!(read_all(ra), b"to-a\n");
     assert_eq!(read_all(rb), b"to-b\n");
     assert!(child.wait().unwrap().success());
 }
 
 fn frames_proptest_echo() {
-    let (a, b) = duplex().unwrap();
-    let (ar, aw) = (a.reader().as_raw_fd(), a.writer().as_raw_fd());
-    let child = fork(move || {
-        close_inherited(ar);
-        close_inherited(aw);
+    let (a, child) = duplex_with_a_peer(|b| {
         let (r, w) = b.split();
         let mut rx = FrameReader::new(r);
         let mut tx = FrameWriter::new(w);
@@ -508,12 +516,23 @@ fn sigpipe_default_is_not_fatal() {
     assert_eq!(child.wait(), Exit::Code(0));
 }
 
-fn sigpipe_guard_scopes_the_mask() {
+/// Runs `check` in a forked child whose SIGPIPE has its default action
+/// (as in a C program), with the write end of a pipe whose read end is
+/// closed and a probe that says whether the thread has SIGPIPE blocked;
+/// the child must exit with 0.
+fn with_sigpipe_default_and_a_broken_pipe(check: impl FnOnce(PipeWriter, &dyn Fn() -> bool)) {
     let mut child = fork(|| {
         set_sigpipe_default();
         let blocked = || nix::sys::signal::SigSet::thread_get_mask().unwrap().contains(Signal::SIGPIPE);
         let (r, w) = pipe().unwrap();
         drop(r);
+        check(w, &blocked);
+    });
+    assert_eq!(child.wait(), Exit::Code(0));
+}
+
+fn sigpipe_guard_scopes_the_mask() {
+    with_sigpipe_default_and_a_broken_pipe(|w, blocked| {
         {
             let _outer = SigpipeGuard::new();
             assert!(blocked());
@@ -538,7 +557,6 @@ fn sigpipe_guard_scopes_the_mask() {
         assert!(matches!(w.try_write(b"x"), Err(Error::BrokenPipe)));
         assert!(blocked());
     });
-    assert_eq!(child.wait(), Exit::Code(0));
 }
 
 fn sigpipe_disposition_read_when_writers_are_made() {
@@ -898,11 +916,7 @@ fn eintr_is_retried() {
 }
 
 fn sigpipe_guards_nest_in_any_drop_order() {
-    let mut child = fork(|| {
-        set_sigpipe_default();
-        let blocked = || nix::sys::signal::SigSet::thread_get_mask().unwrap().contains(Signal::SIGPIPE);
-        let (r, w) = pipe().unwrap();
-        drop(r);
+    with_sigpipe_default_and_a_broken_pipe(|w, blocked| {
         let g1 = SigpipeGuard::new();
         let g2 = SigpipeGuard::new();
         drop(g1);
@@ -919,7 +933,6 @@ fn sigpipe_guards_nest_in_any_drop_order() {
         // Without a guard, ipc-pipe's writes still hold it off themselves.
         assert!(matches!(w.write_atomic(b"x"), Err(Error::BrokenPipe)));
     });
-    assert_eq!(child.wait(), Exit::Code(0));
 }
 
 /// The two lowest fd numbers free now: the ends a pipe made next would get.
@@ -960,10 +973,7 @@ fn exec_fd_target_on_std_error_pipe() {
     let mut fds = ChildFds::new();
     fds.insert(target, w).unwrap();
     fds.apply(&mut cmd);
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    assert_eq!(String::from_utf8(read_all(r)).unwrap(), format!("at fd {target}\n"));
-    assert!(child.wait().unwrap().success());
+    assert_eq!(text_from(cmd, r), format!("at fd {target}\n"));
 }
 
 fn pipe_sender_checks_limits_before_writing() {

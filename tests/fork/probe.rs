@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use ipc_kit::fifo::{Error, Fifo, FifoClient, FifoServer};
 use ipc_kit::msgq::{Key, SysvQueue};
-use ipc_kit_tests::{Exit, ScratchDir, cases, fork};
+use ipc_kit_tests::{Exit, Forked, ScratchDir, cases, fork};
+
+use crate::service::{exits_well, fill, forked_client, serve_on_a_thread, service, wait_for_file};
 
 cases!("probe":
     fifo_open_reader_zero_timeout_takes_a_waiting_writer,
@@ -84,65 +86,41 @@ fn fifo_open_reader_zero_timeout_takes_a_waiting_writer() {
 /// kept full by a hostile writer: `request_timeout` still ends by its
 /// timeout, with `Timeout`, rather than blocking in the write.
 fn request_timeout_honours_its_timeout_when_the_request_fifo_is_full() {
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let _server = FifoServer::create(&path, 0o600).unwrap();
+    let (_dir, path, _server) = service();
     let filler = Fifo::open(&path).unwrap().try_open_writer().unwrap();
-    loop {
-        match filler.try_write(&[0x55; 4096]) {
-            Ok(_) => {}
-            Err(ipc_kit::pipe::Error::WouldBlock) => break,
-            Err(e) => panic!("filling the request FIFO: {e}"),
+    fill(&filler, 0x55, "the request FIFO");
+    let mut client = forked_client(&path, |client| {
+        let t = Instant::now();
+        match client.request_timeout(b"hello", Duration::from_millis(200)) {
+            Err(Error::Timeout { .. }) => {}
+            other => panic!("expected Timeout, got {other:?}"),
         }
-    }
-    let mut client = {
-        let path = path.clone();
-        fork(move || {
-            let mut client = FifoClient::connect(&path).unwrap();
-            let t = Instant::now();
-            match client.request_timeout(b"hello", Duration::from_millis(200)) {
-                Err(Error::Timeout { .. }) => {}
-                other => panic!("expected Timeout, got {other:?}"),
-            }
-            assert!(t.elapsed() < Duration::from_secs(3), "ended after {:?}", t.elapsed());
-        })
-    };
-    match client.wait_timeout(Duration::from_secs(5)) {
-        Some(Exit::Code(0)) => {}
-        Some(other) => panic!("the client ended with {other:?}"),
-        None => panic!("request_timeout(200 ms) still blocked after 5 s: the request FIFO is full"),
-    }
+        assert!(t.elapsed() < Duration::from_secs(3), "ended after {:?}", t.elapsed());
+    });
+    let stuck = "request_timeout(200 ms) still blocked after 5 s: the request FIFO is full";
+    exits_well(&mut client, Duration::from_secs(5), "the client", stuck);
 }
 
 /// A client that sends requests and never reads its replies must not stop
 /// the server: replying to it ends (with an error) in bounded time, and
 /// an honest client is answered.
 fn a_client_that_never_reads_its_replies_does_not_stop_the_server() {
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (_dir, path, mut server) = service();
     let stalled = never_reading(&path, 1, &[b"send me a lot"]);
     let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(req.payload, b"send me a lot");
-    // The server's loop runs on a thread: the server stays in this
-    // process, and the case ends whether or not the thread is stuck.
     let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    serve_on_a_thread(server, move |server| {
         // A reply larger than the reply FIFO holds: the client must read
         // for it to go through, and it never does.
         let stalled_reply = server.reply(&req, &vec![7u8; 1 << 20]);
         let _ = done_tx.send(format!("{stalled_reply:?}"));
         let honest = server.recv_timeout(Duration::from_secs(10)).unwrap();
         server.reply(&honest, b"answered").unwrap();
-        std::mem::forget(server); // the scratch directory goes with the case
     });
-    let mut honest = {
-        let path = path.clone();
-        fork(move || {
-            let mut client = FifoClient::connect(&path).unwrap();
-            assert_eq!(client.request_timeout(b"me too", Duration::from_secs(10)).unwrap(), b"answered");
-        })
-    };
+    let mut honest = forked_client(&path, |client| {
+        assert_eq!(client.request_timeout(b"me too", Duration::from_secs(10)).unwrap(), b"answered");
+    });
     let honest_exit = honest.wait_timeout(Duration::from_secs(15));
     let stalled_reply = done_rx.try_recv().ok();
     drop(stalled);
@@ -200,14 +178,48 @@ fn never_reading(path: &Path, clients: usize, requests: &[&[u8]]) -> ipc_kit_tes
     })
 }
 
+/// Answers every request to `server` (until none comes for 20 s) with
+/// `bulk` bytes of the request's first byte, on a thread; what each reply
+/// gave comes out of the returned channel.
+fn answer_in_bulk(server: FifoServer, bulk: usize) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    serve_on_a_thread(server, move |server| {
+        while let Ok(req) = server.recv_timeout(Duration::from_secs(20)) {
+            let got = server.reply(&req, &vec![req.payload[0]; bulk]);
+            let _ = tx.send(format!("{got:?}"));
+        }
+    });
+    rx
+}
+
+/// Answers one request to `server` with `reply` on a thread, then flushes
+/// (10 s at most); what the reply gave comes out of the returned channel.
+fn answer_one(server: FifoServer, reply: Vec<u8>) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    serve_on_a_thread(server, move |server| {
+        let honest = server.recv_timeout(Duration::from_secs(10)).unwrap();
+        let _ = tx.send(format!("{:?}", server.reply(&honest, &reply)));
+        let _ = server.flush_timeout(Duration::from_secs(10));
+    });
+    rx
+}
+
+/// Waits up to 15 s for the `honest` client and ends the `stalled` ones:
+/// panics unless the honest one was answered (exited with 0), with `what`
+/// and what the server's reply to it gave (from `reply`, within 5 s).
+fn assert_answered(mut honest: Forked, reply: &std::sync::mpsc::Receiver<String>, stalled: Forked, what: &str) {
+    let honest_exit = honest.wait_timeout(Duration::from_secs(15));
+    let honest_reply = reply.recv_timeout(Duration::from_secs(5)).ok();
+    drop(stalled);
+    assert_eq!(honest_exit, Some(Exit::Code(0)), "{what} (its reply: {honest_reply:?})");
+}
+
 /// Any process that may write to the request FIFO can forge a frame (its
 /// check is public) naming another client's reply FIFO. The server then
 /// replies into that FIFO, and the client takes the forged request's
 /// reply for the answer to its own next request.
 fn a_forged_request_never_answers_another_client() {
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (dir, path, mut server) = service();
     // The victim connects, says where its reply FIFO is (anyone can list
     // the directory), waits for the forgery, then asks.
     let go = dir.path().join("go");
@@ -341,24 +353,13 @@ fn pairs_killed_while_being_made_leave_nothing() {
     );
 }
 
-/// Waits up to 10 s for the file at `path` to appear.
-fn wait_for_file(path: &std::path::Path) {
-    let t = Instant::now();
-    while !path.exists() {
-        assert!(t.elapsed() < Duration::from_secs(10), "{} did not appear", path.display());
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 /// Pids are reused (here: two clients, each pid 1 in a PID namespace of
 /// its own). A client sends a request and goes; a new client with the
 /// same pid connects before the server replies. The late reply must not
 /// reach the new client (the server says `ClientGone`), which gets the
 /// answer to its own request.
 fn a_dead_clients_reply_never_reaches_a_new_client_with_its_pid() {
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (dir, path, mut server) = service();
     let Some((mut first, _)) = ipc_kit_tests::fork_in_new_pid_namespace(|| {
         let mut client = FifoClient::connect(&path).unwrap();
         client.send_request(b"first").unwrap();
@@ -394,9 +395,7 @@ fn a_dead_clients_reply_never_reaches_a_new_client_with_its_pid() {
 /// server's `recv_timeout` still ends by its deadline (`Timeout`: no
 /// request came), rather than reading garbage for as long as it flows.
 fn server_recv_timeout_ends_under_a_flood_of_garbage() {
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (_dir, path, mut server) = service();
     let flood: Vec<_> = (0..4)
         .map(|_| {
             fork(|| {
@@ -418,11 +417,8 @@ fn server_recv_timeout_ends_under_a_flood_of_garbage() {
         assert!(t.elapsed() < Duration::from_secs(3), "ended after {:?}", t.elapsed());
         std::mem::forget(server); // the parent's handle owns the FIFO
     });
-    match serving.wait_timeout(Duration::from_secs(8)) {
-        Some(Exit::Code(0)) => {}
-        Some(other) => panic!("the server ended with {other:?}"),
-        None => panic!("recv_timeout(200 ms) still reading garbage after 8 s"),
-    }
+    let stuck = "recv_timeout(200 ms) still reading garbage after 8 s";
+    exits_well(&mut serving, Duration::from_secs(8), "the server", stuck);
     drop(flood);
 }
 
@@ -454,11 +450,8 @@ fn client_notices_its_server_died_though_a_new_one_took_the_path() {
     first.kill();
     first.wait();
     let _second = FifoServer::create_replacing(&path, 0o600).unwrap();
-    match client.wait_timeout(Duration::from_secs(5)) {
-        Some(Exit::Code(0)) => {}
-        Some(other) => panic!("the client ended with {other:?}"),
-        None => panic!("the client still waits for a reply from a dead server after 5 s"),
-    }
+    let stuck = "the client still waits for a reply from a dead server after 5 s";
+    exits_well(&mut client, Duration::from_secs(5), "the client", stuck);
 }
 
 /// A message sent before msgmax was lowered is longer than msgmax now.
@@ -505,11 +498,7 @@ fn sysv_pair_of_a_killed_process_is_swept_as_an_orphan() {
         made.write(0, &1u32).unwrap();
         std::thread::sleep(Duration::from_secs(60));
     });
-    let t = Instant::now();
-    while made.read::<u32>(0).unwrap() == 0 {
-        assert!(t.elapsed() < Duration::from_secs(10), "no pair made");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_flag(&made, "no pair made");
     holder.kill();
     holder.wait();
     let left: Vec<i32> = sysv_queue_ids().into_iter().filter(|id| !before.contains(id)).collect();
@@ -534,14 +523,10 @@ fn server_with_a_name_that_is_not_utf8() {
     let dir = ScratchDir::new();
     let path = dir.path().join(OsStr::from_bytes(b"svc\xff"));
     let mut server = FifoServer::create(&path, 0o600).unwrap();
-    let mut doomed = {
-        let path = path.clone();
-        fork(move || {
-            let mut c = FifoClient::connect(&path).unwrap();
-            c.send_request(b"hi").unwrap();
-            std::thread::sleep(Duration::from_secs(60));
-        })
-    };
+    let mut doomed = forked_client(&path, |c| {
+        c.send_request(b"hi").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
     let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
     let doomed_fifo = req.reply_path().to_owned();
     assert!(doomed_fifo.exists());
@@ -595,6 +580,16 @@ impl Drop for Planted {
     }
 }
 
+/// Waits up to 10 s for a child to write a word other than 0 at the start
+/// of `map`; `not_done` says what it did not do otherwise.
+fn wait_for_flag(map: &ipc_kit::shm::Mapping, not_done: &str) {
+    let t = Instant::now();
+    while map.read::<u32>(0).unwrap() == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "{not_done}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Whether the POSIX queue `name` exists.
 fn posix_queue_exists(name: &str) -> bool {
     match ipc_kit::msgq::PosixQueue::open(name) {
@@ -637,11 +632,7 @@ fn pair_sweeps_spare_live_makers_and_take_stale_leftovers() {
         locked.write(0, &1u32).unwrap();
         std::thread::sleep(Duration::from_secs(60));
     });
-    let t = Instant::now();
-    while locked.read::<u32>(0).unwrap() == 0 {
-        assert!(t.elapsed() < Duration::from_secs(10), "the live maker did not lock its directory");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_flag(&locked, "the live maker did not lock its directory");
     // A symbolic link to a directory of someone else's.
     let elsewhere = ScratchDir::new();
     std::fs::write(elsewhere.path().join("keep"), b"not a pair's").unwrap();
@@ -729,27 +720,21 @@ fn pair_sweeps_spare_live_makers_and_take_stale_leftovers() {
 /// would learn it (an error) rather than take the next request's reply
 /// for it or wait for good.
 fn pipelined_requests_never_take_another_requests_reply() {
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
-    let mut client = {
-        let path = path.clone();
-        fork(move || {
-            let mut client = FifoClient::connect(&path).unwrap();
-            for i in 0..20u8 {
-                client.send_request(&[i]).unwrap();
+    let (_dir, path, mut server) = service();
+    let mut client = forked_client(&path, |client| {
+        for i in 0..20u8 {
+            client.send_request(&[i]).unwrap();
+        }
+        // Busy elsewhere: the replies pile up meanwhile.
+        std::thread::sleep(Duration::from_secs(3));
+        for i in 0..20u8 {
+            match client.recv_reply() {
+                Ok(reply) => assert_eq!(reply[0], i, "the reply to request {} came for request {i}", reply[0]),
+                Err(Error::ClientStalled { .. }) => return,
+                Err(e) => panic!("reply {i}: {e}"),
             }
-            // Busy elsewhere: the replies pile up meanwhile.
-            std::thread::sleep(Duration::from_secs(3));
-            for i in 0..20u8 {
-                match client.recv_reply() {
-                    Ok(reply) => assert_eq!(reply[0], i, "the reply to request {} came for request {i}", reply[0]),
-                    Err(Error::ClientStalled { .. }) => return,
-                    Err(e) => panic!("reply {i}: {e}"),
-                }
-            }
-        })
-    };
+        }
+    });
     // Replies of 4000 bytes: sixteen fill the client's reply FIFO.
     let t = Instant::now();
     for _ in 0..20 {
@@ -770,9 +755,7 @@ fn pipelined_requests_never_take_another_requests_reply() {
 /// the server drops what waited for it and removes its reply FIFO, as for
 /// any client found gone.
 fn server_removes_the_reply_fifo_of_a_client_killed_mid_reply() {
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (_dir, path, mut server) = service();
     let client = never_reading(&path, 1, &[b"a lot, please"]);
     let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
     let pid = client.pid();
@@ -801,50 +784,33 @@ fn server_removes_the_reply_fifo_of_a_client_killed_mid_reply() {
 /// hostile connection.
 fn clients_that_never_read_do_not_stall_the_server_in_turn() {
     const HOSTILE: usize = 6;
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (dir, path, server) = service();
     let ready = dir.path().join("ready");
-    let hostile = {
-        let path = path.clone();
-        let ready = ready.clone();
-        fork(move || {
-            let mut clients = Vec::new();
-            for _ in 0..HOSTILE {
-                let mut client = FifoClient::connect(&path).unwrap();
-                let filler = Fifo::open(client.reply_path()).unwrap().try_open_writer().unwrap();
-                loop {
-                    match filler.try_write(&[0u8; 4096]) {
-                        Ok(_) => {}
-                        Err(ipc_kit::pipe::Error::WouldBlock) => break,
-                        Err(e) => panic!("filling a reply FIFO: {e}"),
-                    }
-                }
-                client.send_request(b"x").unwrap();
-                clients.push((client, filler));
-            }
-            std::fs::write(&ready, b"").unwrap();
-            std::thread::sleep(Duration::from_secs(60));
-        })
-    };
+    let hostile = fork(|| {
+        let mut clients = Vec::new();
+        for _ in 0..HOSTILE {
+            let mut client = FifoClient::connect(&path).unwrap();
+            let filler = Fifo::open(client.reply_path()).unwrap().try_open_writer().unwrap();
+            fill(&filler, 0, "a reply FIFO");
+            client.send_request(b"x").unwrap();
+            clients.push((client, filler));
+        }
+        std::fs::write(&ready, b"").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
     let t = Instant::now();
     while !ready.exists() {
         assert!(t.elapsed() < Duration::from_secs(10), "the hostile connections were not made");
         std::thread::sleep(Duration::from_millis(5));
     }
-    std::thread::spawn(move || {
+    serve_on_a_thread(server, |server| {
         while let Ok(req) = server.recv_timeout(Duration::from_secs(30)) {
             let _ = server.reply(&req, b"ok");
         }
-        std::mem::forget(server); // the scratch directory goes with the case
     });
-    let mut honest = {
-        let path = path.clone();
-        fork(move || {
-            let mut client = FifoClient::connect(&path).unwrap();
-            assert_eq!(client.request_timeout(b"me", Duration::from_secs(6)).unwrap(), b"ok");
-        })
-    };
+    let mut honest = forked_client(&path, |client| {
+        assert_eq!(client.request_timeout(b"me", Duration::from_secs(6)).unwrap(), b"ok");
+    });
     let exit = honest.wait_timeout(Duration::from_secs(15));
     drop(hostile);
     assert_eq!(
@@ -885,22 +851,13 @@ fn pair_error_names_a_missing_temporary_directory() {
 /// client's next request must still be answered.
 fn a_forged_request_never_disconnects_an_idle_client() {
     const BULK: usize = 100_000;
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (dir, path, server) = service();
     let go = dir.path().join("go");
     let (mut victim, name) = victim(&path, &go, |client| match client.request_timeout(b"v", Duration::from_secs(10)) {
         Ok(reply) => assert!(reply.len() == BULK && reply.iter().all(|&b| b == b'v'), "a wrong reply"),
         Err(e) => panic!("an idle client was cut off by a request it never sent: {e}"),
     });
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        while let Ok(req) = server.recv_timeout(Duration::from_secs(20)) {
-            let got = server.reply(&req, &vec![req.payload[0]; BULK]);
-            let _ = tx.send(format!("{got:?}"));
-        }
-        std::mem::forget(server); // the scratch directory goes with the case
-    });
+    let rx = answer_in_bulk(server, BULK);
     let forger = Fifo::open(&path).unwrap().try_open_writer().unwrap();
     forger.write_atomic(&forged_request(1, &name, b"a")).unwrap();
     let forged = rx.recv_timeout(Duration::from_secs(10)).expect("the forged request was not answered");
@@ -955,22 +912,16 @@ fn set_tmpdir(dir: &std::path::Path) {
 fn a_queue_read_slowly_never_holds_more_than_its_bound() {
     const REPLY: usize = 4 << 20;
     const REPLIES: usize = 64; // 256 MiB in all
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
-    let reader = {
-        let path = path.clone();
-        fork(move || {
-            let mut client = FifoClient::connect(&path).unwrap();
-            client.send_request(b"stream").unwrap();
-            // Reads the reply FIFO's bytes as they come, and never ends.
-            let mut raw = std::fs::File::open(client.reply_path()).unwrap();
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                let _ = std::io::Read::read(&mut raw, &mut buf).unwrap();
-            }
-        })
-    };
+    let (_dir, path, mut server) = service();
+    let reader = forked_client(&path, |client| {
+        client.send_request(b"stream").unwrap();
+        // Reads the reply FIFO's bytes as they come, and never ends.
+        let mut raw = std::fs::File::open(client.reply_path()).unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let _ = std::io::Read::read(&mut raw, &mut buf).unwrap();
+        }
+    });
     let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
     for i in 0..REPLIES {
         server.reply(&req, &vec![b'x'; REPLY]).unwrap_or_else(|e| panic!("reply {i}: {e}"));
@@ -1001,22 +952,16 @@ fn a_queue_read_slowly_never_holds_more_than_its_bound() {
 /// as it must), not fail every reply for want of a file descriptor.
 fn clients_that_never_read_do_not_take_every_file_descriptor() {
     const STALLED: usize = 48;
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (dir, path, mut server) = service();
     let ready = dir.path().join("ready");
     let stalled = never_reading(&path, STALLED, &[b"a lot"]);
     wait_for_file(&ready);
     // Forked before the limit is lowered; it asks once `go` appears.
     let go = dir.path().join("go");
-    let mut honest = {
-        let (path, go) = (path.clone(), go.clone());
-        fork(move || {
-            let mut client = FifoClient::connect(&path).unwrap();
-            wait_for_file(&go);
-            assert_eq!(client.request_timeout(b"me too", Duration::from_secs(10)).unwrap(), b"answered");
-        })
-    };
+    let honest = forked_client(&path, |client| {
+        wait_for_file(&go);
+        assert_eq!(client.request_timeout(b"me too", Duration::from_secs(10)).unwrap(), b"answered");
+    });
     // Made now; renamed to `go` later, which takes no file descriptor.
     let go_soon = dir.path().join("go.soon");
     std::fs::write(&go_soon, b"").unwrap();
@@ -1030,22 +975,12 @@ fn clients_that_never_read_do_not_take_every_file_descriptor() {
             errors.push(e.to_string());
         }
     }
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let honest = server.recv_timeout(Duration::from_secs(10)).unwrap();
-        let _ = done_tx.send(format!("{:?}", server.reply(&honest, b"answered")));
-        let _ = server.flush_timeout(Duration::from_secs(10));
-        std::mem::forget(server); // the scratch directory goes with the case
-    });
+    let reply = answer_one(server, b"answered".to_vec());
     std::fs::rename(&go_soon, &go).unwrap();
-    let honest_exit = honest.wait_timeout(Duration::from_secs(15));
-    let honest_reply = done_rx.recv_timeout(Duration::from_secs(5)).ok();
-    drop(stalled);
-    assert_eq!(
-        honest_exit,
-        Some(Exit::Code(0)),
-        "an honest client was not answered with {STALLED} stalled clients queued (its reply: {honest_reply:?}; stalled replies' errors: {errors:?})"
+    let what = format!(
+        "an honest client was not answered with {STALLED} stalled clients queued (stalled replies' errors: {errors:?})"
     );
+    assert_answered(honest, &reply, stalled, &what);
 }
 
 /// Lowers this process's limit of open files (soft and hard).
@@ -1064,14 +999,10 @@ fn queued_replies_reach_many_clients_whole_and_in_order() {
     const CLIENTS: u8 = 6;
     const EACH: u8 = 3;
     let reply_len = |client: u8, i: u8| (300 << 10) + usize::from(client) * 7 + usize::from(i);
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (_dir, path, mut server) = service();
     let mut clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
-            let path = path.clone();
-            fork(move || {
-                let mut client = FifoClient::connect(&path).unwrap();
+            forked_client(&path, |client| {
                 for i in 0..EACH {
                     client.send_request(&[c, i]).unwrap();
                 }
@@ -1107,18 +1038,12 @@ fn queued_replies_reach_many_clients_whole_and_in_order() {
 /// each client's wait ends (the server is gone), none hangs.
 fn a_server_dropped_with_replies_queued_ends_every_wait() {
     const CLIENTS: usize = 4;
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (_dir, path, mut server) = service();
     let mut clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let path = path.clone();
-            fork(move || {
-                let mut client = FifoClient::connect(&path).unwrap();
-                match client.request(b"big") {
-                    Err(Error::ServerGone { .. }) => {}
-                    other => panic!("a request to a server dropped mid-reply gave {:?}", other.map(|r| r.len())),
-                }
+            forked_client(&path, |client| match client.request(b"big") {
+                Err(Error::ServerGone { .. }) => {}
+                other => panic!("a request to a server dropped mid-reply gave {:?}", other.map(|r| r.len())),
             })
         })
         .collect();
@@ -1140,9 +1065,7 @@ fn a_server_dropped_with_replies_queued_ends_every_wait() {
 fn clients_that_never_read_do_not_cut_off_a_client_that_reads() {
     const REPLY: usize = 16 << 20; // the largest
     let stalled_clients = FifoServer::QUEUE_TOTAL.div_ceil(FifoServer::QUEUE_PER_CLIENT);
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (dir, path, mut server) = service();
     let ready = dir.path().join("ready");
     let stalled = never_reading(&path, stalled_clients, &[b"a lot", b"a lot"]);
     wait_for_file(&ready);
@@ -1151,29 +1074,15 @@ fn clients_that_never_read_do_not_cut_off_a_client_that_reads() {
         let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
         results.push(format!("{:?}", server.reply(&req, &vec![7u8; REPLY]).err()));
     }
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let honest = server.recv_timeout(Duration::from_secs(10)).unwrap();
-        let _ = done_tx.send(format!("{:?}", server.reply(&honest, &vec![b'h'; 1 << 20])));
-        let _ = server.flush_timeout(Duration::from_secs(10));
-        std::mem::forget(server); // the scratch directory goes with the case
+    let reply = answer_one(server, vec![b'h'; 1 << 20]);
+    let honest = forked_client(&path, |client| {
+        let got = client.request_timeout(b"me too", Duration::from_secs(10)).unwrap();
+        assert!(got.len() == 1 << 20 && got.iter().all(|&b| b == b'h'), "a wrong reply");
     });
-    let mut honest = {
-        let path = path.clone();
-        fork(move || {
-            let mut client = FifoClient::connect(&path).unwrap();
-            let got = client.request_timeout(b"me too", Duration::from_secs(10)).unwrap();
-            assert!(got.len() == 1 << 20 && got.iter().all(|&b| b == b'h'), "a wrong reply");
-        })
-    };
-    let honest_exit = honest.wait_timeout(Duration::from_secs(15));
-    let honest_reply = done_rx.recv_timeout(Duration::from_secs(5)).ok();
-    drop(stalled);
-    assert_eq!(
-        honest_exit,
-        Some(Exit::Code(0)),
-        "a reading client was not answered while {stalled_clients} clients held their queues full (its reply: {honest_reply:?}; theirs: {results:?})"
+    let what = format!(
+        "a reading client was not answered while {stalled_clients} clients held their queues full (theirs: {results:?})"
     );
+    assert_answered(honest, &reply, stalled, &what);
 }
 
 /// This process's CPU time (user and system) so far.
@@ -1191,9 +1100,7 @@ fn cpu_time() -> Duration {
 /// once the client dies, a flush drops its queue, counts nothing queued
 /// and removes its reply FIFO.
 fn a_server_waiting_with_replies_queued_spins_no_cpu() {
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (_dir, path, mut server) = service();
     let mut stalled = never_reading(&path, 1, &[b"a lot"]);
     let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
     server.reply(&req, &vec![3u8; 1 << 20]).unwrap();
@@ -1226,30 +1133,24 @@ fn a_server_waiting_with_replies_queued_spins_no_cpu() {
 /// `ClientStalled`, and once connected again it is served.
 fn a_client_cut_off_learns_it_and_is_served_after_connecting_again() {
     const REPLY: usize = 16 << 20;
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (dir, path, mut server) = service();
     let go = dir.path().join("go");
-    let mut client = {
-        let (path, go) = (path.clone(), go.clone());
-        fork(move || {
-            let mut client = FifoClient::connect(&path).unwrap();
-            for _ in 0..3 {
-                client.send_request(b"a lot").unwrap();
+    let mut client = forked_client(&path, |client| {
+        for _ in 0..3 {
+            client.send_request(b"a lot").unwrap();
+        }
+        wait_for_file(&go);
+        let mut got = Vec::new();
+        let end = loop {
+            match client.recv_reply() {
+                Ok(r) => got.push(r.len()),
+                Err(e) => break e,
             }
-            wait_for_file(&go);
-            let mut got = Vec::new();
-            let end = loop {
-                match client.recv_reply() {
-                    Ok(r) => got.push(r.len()),
-                    Err(e) => break e,
-                }
-            };
-            assert!(matches!(end, Error::ClientStalled { .. }), "after replies {got:?}, a cut-off client got {end:?}");
-            let mut again = FifoClient::connect(&path).unwrap();
-            assert_eq!(again.request_timeout(b"again", Duration::from_secs(10)).unwrap(), b"welcome back");
-        })
-    };
+        };
+        assert!(matches!(end, Error::ClientStalled { .. }), "after replies {got:?}, a cut-off client got {end:?}");
+        let mut again = FifoClient::connect(&path).unwrap();
+        assert_eq!(again.request_timeout(b"again", Duration::from_secs(10)).unwrap(), b"welcome back");
+    });
     let mut results = Vec::new();
     for _ in 0..3 {
         let req = server.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -1272,9 +1173,7 @@ fn a_client_cut_off_learns_it_and_is_served_after_connecting_again() {
 /// (its queued writer keeps the old FIFO open; a new reply opens nothing
 /// that is not a FIFO at the path itself).
 fn a_queued_clients_path_taken_by_another_file_is_never_written() {
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (dir, path, mut server) = service();
     let mut stalled = never_reading(&path, 1, &[b"one", b"two"]);
     let first = server.recv_timeout(Duration::from_secs(10)).unwrap();
     server.reply(&first, &vec![1u8; 1 << 20]).unwrap();
@@ -1319,9 +1218,7 @@ fn a_queued_clients_path_taken_by_another_file_is_never_written() {
 fn forged_requests_in_numbers_cut_off_an_idle_client_that_connects_again() {
     const BULK: usize = 100_000;
     const FORGED: usize = 400; // 40 MB of replies: past QUEUE_PER_CLIENT
-    let dir = ScratchDir::new();
-    let path = dir.path().join("service");
-    let mut server = FifoServer::create(&path, 0o600).unwrap();
+    let (dir, path, server) = service();
     let go = dir.path().join("go");
     let (mut victim, name) = victim(&path, &go, |client| {
         let reply = match client.request_timeout(b"v", Duration::from_secs(10)) {
@@ -1334,14 +1231,7 @@ fn forged_requests_in_numbers_cut_off_an_idle_client_that_connects_again() {
         };
         assert!(reply.len() == BULK && reply.iter().all(|&b| b == b'v'), "a wrong reply");
     });
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        while let Ok(req) = server.recv_timeout(Duration::from_secs(20)) {
-            let got = server.reply(&req, &vec![req.payload[0]; BULK]);
-            let _ = tx.send(format!("{got:?}"));
-        }
-        std::mem::forget(server); // the scratch directory goes with the case
-    });
+    let rx = answer_in_bulk(server, BULK);
     let forger = Fifo::open(&path).unwrap().try_open_writer().unwrap();
     let mut answers = Vec::new();
     for _ in 0..FORGED {

@@ -205,6 +205,28 @@ fn borrow(fd: RawFd) -> BorrowedFd<'static> {
     sys::borrow(fd)
 }
 
+/// A child claims the sender of `ch`, does `then`, sets `ready` and
+/// stays; once it is SIGKILLed, the receiver here waits up to 2 s.
+/// Returns what `recv_timeout` said and how long it took.
+fn recv_once_the_sender_is_killed(
+    ch: &Channel<u64>,
+    ready: &Event,
+    then: impl FnOnce(),
+) -> (Result<u64, ShmError>, Duration) {
+    let claimer = fork(|| {
+        let _tx = ch.sender().unwrap();
+        then();
+        ready.set();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let mut rx = ch.receiver().unwrap();
+    ready.wait_timeout(BOUND).unwrap();
+    claimer.kill();
+    let t = Instant::now();
+    let r = rx.recv_timeout(Duration::from_secs(2));
+    (r, t.elapsed())
+}
+
 /// The claimer of the sender forks a worker (which never touches the
 /// channel) and is then SIGKILLed. The docs promise that a side whose
 /// process dies is noticed within about 20 ms; the worker's inherited copy
@@ -214,20 +236,11 @@ fn claimer_killed_while_a_child_it_forked_lives_is_noticed() {
     let event = |i: usize| map.shared::<Event>(64 * i).unwrap().get();
     let worker = map.shared::<AtomicI32>(1024).unwrap().get();
     let ch = Channel::<u64>::anonymous(8).unwrap();
-    let claimer = fork(|| {
-        let _tx = ch.sender().unwrap();
+    let (r, waited) = recv_once_the_sender_is_killed(&ch, event(0), || {
         let w = fork(|| std::thread::sleep(Duration::from_secs(60)));
         worker.store(w.pid().as_raw(), Ordering::Relaxed);
         std::mem::forget(w); // outlives the claimer
-        event(0).set();
-        std::thread::sleep(Duration::from_secs(60));
     });
-    let mut rx = ch.receiver().unwrap();
-    event(0).wait_timeout(BOUND).unwrap();
-    claimer.kill();
-    let t = Instant::now();
-    let r = rx.recv_timeout(Duration::from_secs(2));
-    let waited = t.elapsed();
     let worker = nix::unistd::Pid::from_raw(worker.load(Ordering::Relaxed));
     let _ = nix::sys::signal::kill(worker, nix::sys::signal::Signal::SIGKILL);
     // The kill lands asynchronously: wait (boundedly) until the worker is a
@@ -258,20 +271,10 @@ fn claimer_killed_without_proc_is_noticed() {
     let map = Mapping::anonymous(4096).unwrap();
     let event = |i: usize| map.shared::<Event>(64 * i).unwrap().get();
     let ch = Channel::<u64>::anonymous(8).unwrap();
-    let claimer = fork(|| {
-        let _tx = ch.sender().unwrap();
-        event(0).set();
-        std::thread::sleep(Duration::from_secs(60));
-    });
-    let mut rx = ch.receiver().unwrap();
-    event(0).wait_timeout(BOUND).unwrap();
-    claimer.kill();
-    let t = Instant::now();
-    let r = rx.recv_timeout(Duration::from_secs(2));
+    let (r, waited) = recv_once_the_sender_is_killed(&ch, event(0), || {});
     assert!(
         matches!(r, Err(ShmError::Disconnected)),
-        "without /proc, the sender's claimer was SIGKILLed and recv said {r:?} after {:?}",
-        t.elapsed()
+        "without /proc, the sender's claimer was SIGKILLed and recv said {r:?} after {waited:?}"
     );
 }
 

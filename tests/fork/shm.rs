@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 use ipc_kit::pipe::ChildFds;
 use ipc_kit::shm::{Error, Key, Mapping, Memfd, PosixShm, SysvSegment};
 use ipc_kit::sync::{Event, Mutex};
-use ipc_kit_tests::{
-    Helper, Refusal, ScratchDir, SysvKind, cases, checksum, fork, helper_command, pattern, unique_name,
-};
+use ipc_kit_tests::{Refusal, ScratchDir, SysvKind, cases, checksum, fork, helper_command, pattern, unique_name};
 
-cases!("shm":
+cases!("shm", helpers [
+    "sysv-shm-by-path" => sysv_shm_helper,
+    "posix-shm-by-name" => posix_shm_helper,
+    "memfd-at-fd3" => memfd_helper,
+]:
     sysv_segment_by_path_key_in_exec_child,
     posix_shm_by_name_in_exec_child,
     memfd_inherited_across_exec,
@@ -32,12 +34,6 @@ cases!("shm":
     sigbus_sent_by_a_process_still_kills,
     sigbus_sent_goes_to_the_handler_installed_before,
 );
-
-pub(crate) const HELPERS: &[Helper] = &[
-    Helper { name: "sysv-shm-by-path", run: sysv_shm_helper },
-    Helper { name: "posix-shm-by-name", run: posix_shm_helper },
-    Helper { name: "memfd-at-fd3", run: memfd_helper },
-];
 
 const SIZE: usize = 1 << 20;
 

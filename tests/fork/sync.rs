@@ -11,12 +11,12 @@ use ipc_kit::sync::{
     Semaphore, SemaphoreSet, futex,
 };
 use ipc_kit_tests::{
-    Exit, Forked, Helper, Refusal, Rng, ScratchDir, SysvKind, assert_fired_within, cases, fork, helper_command,
+    Exit, Forked, Refusal, Rng, SLACK, ScratchDir, SysvKind, assert_fired_within, cases, fork, helper_command,
     unique_name,
 };
 use nix::sys::signal::Signal;
 
-cases!("sync":
+cases!("sync", helpers ["sysv-sem-by-path" => sysv_sem_by_path, "named-sem" => named_sem_helper]:
     mutex_four_processes_exact_total,
     condvar_producer_consumer_across_processes,
     event_wakes_another_process,
@@ -42,11 +42,6 @@ cases!("sync":
     semaphore_set_slow_creator_is_never_taken_over,
     semaphore_set_creator_killed_at_each_step,
 );
-
-pub(crate) const HELPERS: &[Helper] =
-    &[Helper { name: "sysv-sem-by-path", run: sysv_sem_by_path }, Helper { name: "named-sem", run: named_sem_helper }];
-
-const SLACK: Duration = Duration::from_secs(1);
 
 fn mutex_four_processes_exact_total() {
     let map = Mapping::anonymous(4096).unwrap();
@@ -536,6 +531,27 @@ fn ends_soon(mut victim: Forked, what: &str) {
     }
 }
 
+/// While a peer keeps the word at the start of `map` zero for 1.5 s and
+/// wakes its waiters spuriously, a timed wait (`timed`) and a wait with a
+/// deadline (`until`) end with `Timeout` at their bounds, for a zero
+/// timeout and for 300 ms.
+fn deadlines_hold_under_a_zeroing_peer<A, B>(
+    map: &Mapping,
+    timed: impl Fn(Duration) -> Result<A, Error>,
+    until: impl Fn(Instant) -> Result<B, Error>,
+) {
+    let peer = scribbler(map, 0, |_| 0, Instant::now() + Duration::from_millis(1500));
+    for timeout in [Duration::ZERO, Duration::from_millis(300)] {
+        let t = Instant::now();
+        assert!(matches!(timed(timeout), Err(Error::Timeout { .. })));
+        assert_fired_within(t.elapsed(), timeout, SLACK);
+        let t = Instant::now();
+        assert!(matches!(until(t + timeout), Err(Error::Timeout { .. })));
+        assert_fired_within(t.elapsed(), timeout, SLACK);
+    }
+    peer.join();
+}
+
 /// An `Event` in shared memory against a peer that writes its words: a
 /// zeroed waiter count does not strand untimed waits (manual or auto
 /// reset) after `set`; timed waits end at their deadline while the peer
@@ -558,17 +574,7 @@ fn event_hostile_peer_cannot_strand_or_break_waits() {
     ends_soon(auto, "Event::wait_reset");
     e.reset();
     // Deadlines: the peer keeps the event unset and wakes us spuriously.
-    let until = Instant::now() + Duration::from_millis(1500);
-    let peer = scribbler(&map, 0, |_| 0, until);
-    for timeout in [Duration::ZERO, Duration::from_millis(300)] {
-        let t = Instant::now();
-        assert!(matches!(e.wait_timeout(timeout), Err(Error::Timeout { .. })));
-        assert_fired_within(t.elapsed(), timeout, SLACK);
-        let t = Instant::now();
-        assert!(matches!(e.wait_reset_deadline(t + timeout), Err(Error::Timeout { .. })));
-        assert_fired_within(t.elapsed(), timeout, SLACK);
-    }
-    peer.join();
+    deadlines_hold_under_a_zeroing_peer(&map, |t| e.wait_timeout(t), |d| e.wait_reset_deadline(d));
     // Random words: every call returns.
     let until = Instant::now() + Duration::from_millis(500);
     let peer = scribbler(&map, 0, |rng| rng.next_u64() as u32, until);
@@ -599,17 +605,7 @@ fn semaphore_hostile_peer_cannot_strand_or_break_waits() {
         ends_soon(v, "Semaphore::wait");
     }
     assert_eq!(s.value(), 0);
-    let until = Instant::now() + Duration::from_millis(1500);
-    let peer = scribbler(&map, 0, |_| 0, until);
-    for timeout in [Duration::ZERO, Duration::from_millis(300)] {
-        let t = Instant::now();
-        assert!(matches!(s.wait_timeout(timeout), Err(Error::Timeout { .. })));
-        assert_fired_within(t.elapsed(), timeout, SLACK);
-        let t = Instant::now();
-        assert!(matches!(s.wait_deadline(t + timeout), Err(Error::Timeout { .. })));
-        assert_fired_within(t.elapsed(), timeout, SLACK);
-    }
-    peer.join();
+    deadlines_hold_under_a_zeroing_peer(&map, |t| s.wait_timeout(t), |d| s.wait_deadline(d));
     let until = Instant::now() + Duration::from_millis(500);
     let peer = scribbler(&map, 0, |rng| if rng.chance(2) { u32::MAX } else { rng.next_u64() as u32 }, until);
     while Instant::now() < until {

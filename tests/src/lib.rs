@@ -78,10 +78,16 @@ pub fn helper_command(name: &str, args: &[&str]) -> std::process::Command {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Declares `CASES`, the cases of one module, named `prefix::function`;
-/// `function(N s)` gives a case a watchdog of N seconds.
+/// `function(N s)` gives a case a watchdog of N seconds. A module whose
+/// cases exec helpers of the test binary ([`helper_command`]) names them
+/// first, `"prefix", helpers ["name" => function, ...]:`, which declares
+/// `HELPERS` too.
 #[macro_export]
 macro_rules! cases {
-    ($prefix:literal: $($f:ident $(($secs:literal s))?),* $(,)?) => {
+    (
+        $prefix:literal $(, helpers [$($helper:literal => $run:ident),+ $(,)?])?:
+        $($f:ident $(($secs:literal s))?),* $(,)?
+    ) => {
         pub(crate) const CASES: &[$crate::Case] = &[
             $($crate::Case {
                 name: concat!($prefix, "::", stringify!($f)),
@@ -89,6 +95,7 @@ macro_rules! cases {
                 timeout: $crate::case_timeout(&[$($secs)?]),
             }),*
         ];
+        $(pub(crate) const HELPERS: &[$crate::Helper] = &[$($crate::Helper { name: $helper, run: $run }),+];)?
     };
 }
 
@@ -512,6 +519,10 @@ impl Drop for ScratchDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// How late a timeout may fire, for [`assert_fired_within`]: generous, as
+/// the machine may be busy.
+pub const SLACK: Duration = Duration::from_secs(1);
 
 /// Asserts that `elapsed` is at least `timeout` and at most `timeout +
 /// slack`: a timeout must never fire early, and must fire.

@@ -123,42 +123,29 @@ pub enum SysvKind {
 /// Sets the permission bits of the System V object `id` (`IPC_SET`, which
 /// its owner may do whatever the bits say), keeping its owner.
 pub(crate) fn sysv_set_mode(kind: SysvKind, id: i32, mode: u32) -> io::Result<()> {
+    // The same steps for every kind, with its `*id_ds` and its `*ctl`
+    // call (whose arguments before the command are given): IPC_STAT, the
+    // mode changed, IPC_SET.
+    macro_rules! stat_and_set {
+        ($ds:ty, $perm:ident, $ctl:ident($($arg:expr),*)) => {{
+            // SAFETY: an all-zero `*id_ds` (a C struct of plain integers)
+            // is valid; IPC_STAT fills it in.
+            let mut ds: $ds = unsafe { std::mem::zeroed() };
+            // SAFETY: IPC_STAT writes one `*id_ds` through the pointer
+            // (semctl takes it as its fourth, union semun, argument).
+            if unsafe { libc::$ctl($($arg,)* libc::IPC_STAT, &mut ds as *mut $ds) } == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            ds.$perm.mode = mode as _;
+            // SAFETY: IPC_SET reads the uid, gid and mode (and a queue's
+            // msg_qbytes) through the pointer.
+            unsafe { libc::$ctl($($arg,)* libc::IPC_SET, &mut ds as *mut $ds) }
+        }};
+    }
     let rc = match kind {
-        SysvKind::Segment => {
-            // SAFETY: an all-zero shmid_ds is valid; IPC_STAT fills it in.
-            let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
-            // SAFETY: IPC_STAT writes one shmid_ds into `ds`.
-            if unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) } == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            ds.shm_perm.mode = mode as _;
-            // SAFETY: IPC_SET reads the uid, gid and mode from `ds`.
-            unsafe { libc::shmctl(id, libc::IPC_SET, &mut ds) }
-        }
-        SysvKind::Queue => {
-            // SAFETY: an all-zero msqid_ds is valid; IPC_STAT fills it in.
-            let mut ds: libc::msqid_ds = unsafe { std::mem::zeroed() };
-            // SAFETY: IPC_STAT writes one msqid_ds into `ds`.
-            if unsafe { libc::msgctl(id, libc::IPC_STAT, &mut ds) } == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            ds.msg_perm.mode = mode as _;
-            // SAFETY: IPC_SET reads the uid, gid, mode and msg_qbytes.
-            unsafe { libc::msgctl(id, libc::IPC_SET, &mut ds) }
-        }
-        SysvKind::Semaphores => {
-            // SAFETY: an all-zero semid_ds is valid; IPC_STAT fills it in.
-            let mut ds: libc::semid_ds = unsafe { std::mem::zeroed() };
-            // SAFETY: IPC_STAT writes one semid_ds through the pointer
-            // passed as semctl's fourth (union semun) argument.
-            if unsafe { libc::semctl(id, 0, libc::IPC_STAT, &mut ds as *mut libc::semid_ds) } == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            ds.sem_perm.mode = mode as _;
-            // SAFETY: IPC_SET reads the uid, gid and mode through the
-            // pointer.
-            unsafe { libc::semctl(id, 0, libc::IPC_SET, &mut ds as *mut libc::semid_ds) }
-        }
+        SysvKind::Segment => stat_and_set!(libc::shmid_ds, shm_perm, shmctl(id)),
+        SysvKind::Queue => stat_and_set!(libc::msqid_ds, msg_perm, msgctl(id)),
+        SysvKind::Semaphores => stat_and_set!(libc::semid_ds, sem_perm, semctl(id, 0)),
     };
     if rc == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }

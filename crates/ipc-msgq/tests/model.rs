@@ -4,34 +4,17 @@
 use ipc_msgq::{Error, Key, Selector, SysvQueue};
 use proptest::prelude::*;
 
-/// Which queued message `selector` takes, by the rules of msgrcv(2).
-fn pick(queue: &[(i64, u64)], selector: Selector) -> Option<usize> {
-    match selector {
-        Selector::Any => (!queue.is_empty()).then_some(0),
-        Selector::Exactly(t) => queue.iter().position(|m| m.0 == t),
-        Selector::Except(t) => queue.iter().position(|m| m.0 != t),
-        Selector::AtMost(t) => {
-            let lowest = queue.iter().filter(|m| m.0 <= t).map(|m| m.0).min()?;
-            queue.iter().position(|m| m.0 == lowest)
-        }
-    }
-}
+#[path = "support/selector_model.rs"]
+mod selector_model;
 
-fn selector() -> impl Strategy<Value = Selector> {
-    prop_oneof![
-        Just(Selector::Any),
-        (1i64..6).prop_map(Selector::Exactly),
-        (1i64..6).prop_map(Selector::AtMost),
-        (1i64..6).prop_map(Selector::Except),
-    ]
-}
+use selector_model::{pick, selector};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
     #[test]
     fn receives_follow_the_kernels_type_rules(
-        ops in prop::collection::vec(prop_oneof![(1i64..6).prop_map(Ok), selector().prop_map(Err)], 1..200)
+        ops in prop::collection::vec(prop_oneof![(1i64..6).prop_map(Ok), selector(1..6).prop_map(Err)], 1..200)
     ) {
         let q = SysvQueue::create(Key::private(), 0o600).unwrap();
         let mut model: Vec<(i64, u64)> = Vec::new();

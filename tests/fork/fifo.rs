@@ -12,7 +12,7 @@ use ipc_kit_tests::{
     private_mount_namespace,
 };
 
-use crate::service::{forked_client, service, wait_for_file};
+use crate::fifo_service::{forked_client, service, wait_for_file};
 
 cases!("fifo", helpers ["fifo-write-frames" => write_frames_helper, "fifo-read-frames" => read_frames_helper]:
     exec_child_writes_by_path,

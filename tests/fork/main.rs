@@ -5,13 +5,13 @@ mod bad_input;
 mod channel;
 mod examples;
 mod fifo;
+mod fifo_service;
 mod kit;
 mod locks;
 mod msgq;
 mod pipe;
 mod probe;
 mod review;
-mod service;
 mod shm;
 mod sync;
 

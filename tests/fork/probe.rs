@@ -10,7 +10,7 @@ use ipc_kit::fifo::{Error, Fifo, FifoClient, FifoServer};
 use ipc_kit::msgq::{Key, SysvQueue};
 use ipc_kit_tests::{Exit, Forked, ScratchDir, cases, fork};
 
-use crate::service::{exits_well, fill, forked_client, serve_on_a_thread, service, wait_for_file};
+use crate::fifo_service::{exits_well, fill, forked_client, serve_on_a_thread, service, wait_for_file};
 
 cases!("probe":
     fifo_open_reader_zero_timeout_takes_a_waiting_writer,

@@ -22,10 +22,14 @@
 
 mod error;
 mod posix;
+mod selector;
+mod stat;
 mod sys;
 mod sysv;
 
 pub use error::{Error, Result};
 pub use ipc_sync::Key;
 pub use posix::{MAX_PRIORITY, PosixQueue, QueueAttr, QueueState};
-pub use sysv::{QueueStat, Selector, SysvQueue, sysv_max_message};
+pub use selector::Selector;
+pub use stat::QueueStat;
+pub use sysv::{SysvQueue, sysv_max_message};

@@ -296,6 +296,41 @@ pub fn into_io_error<E: ObjectError>(e: E) -> io::Error {
 /// [`ObjectError`], `From<Error> for io::Error` and `kind()`, the
 /// [`io::ErrorKind`] of each variant: those of the variants given are
 /// listed after the enum, under `kinds`.
+///
+/// Two more variants come on request, after `kinds` (whose kinds are then
+/// listed there too): `invalid_name: "POSIX message queue";` adds
+/// `InvalidName { name, reason }`, a POSIX name refused before any system
+/// call ("invalid POSIX message queue name …"), and `invalid_key:
+/// "System V";` adds `InvalidKey { reason }`, a key that cannot be used
+/// ("invalid System V key: …").
+///
+/// ```
+/// use std::io::ErrorKind;
+///
+/// ipc_sync::object_error! {
+///     /// What can go wrong with a queue.
+///     pub enum Error {
+///         /// A `try_recv` found nothing.
+///         #[error("the queue is empty")]
+///         Empty,
+///     }
+///     kinds {
+///         Error::Empty => ErrorKind::WouldBlock,
+///         Error::InvalidName { .. } | Error::InvalidKey { .. } => ErrorKind::InvalidInput,
+///     }
+///     invalid_name: "POSIX message queue";
+///     invalid_key: "System V";
+/// }
+///
+/// let e = Error::InvalidName { name: "q".into(), reason: "it must start with '/'" };
+/// assert_eq!(e.to_string(), "invalid POSIX message queue name \"q\": it must start with '/'");
+/// assert_eq!(e.kind(), ErrorKind::InvalidInput);
+/// let e = Error::InvalidKey { reason: "IPC_PRIVATE names no existing object" };
+/// assert_eq!(e.to_string(), "invalid System V key: IPC_PRIVATE names no existing object");
+/// let e = std::io::Error::from(Error::NotFound { what: "queue", name: "/q".into() });
+/// assert_eq!(e.kind(), ErrorKind::NotFound);
+/// assert_eq!(e.to_string(), "no queue /q exists");
+/// ```
 #[macro_export]
 macro_rules! object_error {
     (
@@ -306,12 +341,34 @@ macro_rules! object_error {
         kinds {
             $($pat:pat => $kind:expr),* $(,)?
         }
+        $(invalid_name: $names:literal;)?
+        $(invalid_key: $keys:literal;)?
     ) => {
         $(#[$meta])*
         #[derive(Debug, thiserror::Error)]
         #[non_exhaustive]
         pub enum $name {
             $($body)*
+
+            $(
+                /// A name refused before any system call.
+                #[error("invalid {} name {name:?}: {reason}", $names)]
+                InvalidName {
+                    /// The name given.
+                    name: String,
+                    /// Why.
+                    reason: &'static str,
+                },
+            )?
+
+            $(
+                /// A key that cannot be used.
+                #[error("invalid {} key: {reason}", $keys)]
+                InvalidKey {
+                    /// Why.
+                    reason: &'static str,
+                },
+            )?
 
             /// `create` found the object there already.
             #[error("the {what} {name} already exists")]

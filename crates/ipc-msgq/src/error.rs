@@ -62,22 +62,6 @@ ipc_sync::object_error! {
             mtype: i64,
         },
 
-        /// A POSIX queue name refused before any system call.
-        #[error("invalid POSIX message queue name {name:?}: {reason}")]
-        InvalidName {
-            /// The name given.
-            name: String,
-            /// Why.
-            reason: &'static str,
-        },
-
-        /// A System V key that cannot be used.
-        #[error("invalid System V key: {reason}")]
-        InvalidKey {
-            /// Why.
-            reason: &'static str,
-        },
-
         /// A system limit stood in the way.
         #[error("{what}: {requested} asked for, the limit is {limit} ({source_of_limit})")]
         LimitExceeded {
@@ -102,6 +86,8 @@ ipc_sync::object_error! {
         | Error::LimitExceeded { .. } => io::ErrorKind::InvalidInput,
         Error::WrongSize { .. } => io::ErrorKind::InvalidData,
     }
+    invalid_name: "POSIX message queue";
+    invalid_key: "System V";
 }
 
 /// The result type of ipc-msgq.

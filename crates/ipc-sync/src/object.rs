@@ -103,6 +103,47 @@ pub fn open_or_create<T, E>(
     }
 }
 
+/// [`open_or_create`] for a typed error of ipc-kit: `create` finding the
+/// object there ([`ObjectFault::Exists`]) opens it, and `open` finding it
+/// gone ([`ObjectFault::Missing`]) starts over.
+///
+/// ```
+/// use std::cell::Cell;
+/// use ipc_sync::Error;
+/// use ipc_sync::object::open_or_create_object;
+///
+/// // Someone else made it; it is removed before we open it; we make it.
+/// let creates = Cell::new(0);
+/// let made = open_or_create_object(
+///     || {
+///         creates.set(creates.get() + 1);
+///         match creates.get() {
+///             1 => Err(Error::AlreadyExists { what: "thing", name: "/t".into() }),
+///             _ => Ok("made"),
+///         }
+///     },
+///     || Err(Error::NotFound { what: "thing", name: "/t".into() }),
+/// );
+/// assert_eq!(made?, "made");
+/// assert_eq!(creates.get(), 2);
+/// # Ok::<(), Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As for [`open_or_create`].
+pub fn open_or_create_object<T, E: ObjectError>(
+    create: impl FnMut() -> Result<T, E>,
+    open: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    open_or_create(
+        create,
+        open,
+        |e| e.fault() == Some(ObjectFault::Exists),
+        |e| e.fault() == Some(ObjectFault::Missing),
+    )
+}
+
 /// Which process owns a named or keyed object: the one that created it.
 /// Only that process removes the object when its handle is dropped; a
 /// child that inherited a copy of the handle across `fork` does not.
@@ -268,6 +309,12 @@ pub trait ObjectError: std::error::Error + Send + Sync + Sized + 'static {
 
     /// The variant for any other failure of the system call `op`.
     fn io(op: &'static str, source: io::Error) -> Self;
+
+    /// What it says about the object, when it is one of the variants
+    /// [`object`](Self::object) makes.
+    fn fault(&self) -> Option<ObjectFault> {
+        None
+    }
 
     /// Turns an OS error about the object `what` named `name` into the
     /// matching typed error: `AlreadyExists`, `NotFound`,
@@ -455,6 +502,17 @@ macro_rules! object_error {
 
             fn io(op: &'static str, source: ::std::io::Error) -> Self {
                 $name::Io { op, source }
+            }
+
+            fn fault(&self) -> ::std::option::Option<$crate::object::ObjectFault> {
+                use $crate::object::ObjectFault;
+                match self {
+                    $name::AlreadyExists { .. } => Some(ObjectFault::Exists),
+                    $name::NotFound { .. } => Some(ObjectFault::Missing),
+                    $name::PermissionDenied { .. } => Some(ObjectFault::Denied),
+                    $name::Removed { .. } => Some(ObjectFault::Removed),
+                    _ => None,
+                }
             }
         }
 

@@ -176,6 +176,15 @@ impl ObjectError for Error {
     fn io(op: &'static str, source: io::Error) -> Self {
         Error::Io { op, path: PathBuf::new(), source }
     }
+
+    fn fault(&self) -> Option<ObjectFault> {
+        match self {
+            Error::AlreadyExists { .. } => Some(ObjectFault::Exists),
+            Error::NotFound { .. } => Some(ObjectFault::Missing),
+            Error::PermissionDenied { .. } => Some(ObjectFault::Denied),
+            _ => None,
+        }
+    }
 }
 
 impl From<Error> for io::Error {

@@ -188,12 +188,7 @@ impl Fifo {
     /// As for [`create`](Self::create) and [`open`](Self::open).
     pub fn open_or_create(path: impl AsRef<Path>, mode: u32) -> Result<Self> {
         let path = path.as_ref();
-        ipc_sync::open_or_create(
-            || Self::create(path, mode),
-            || Self::open(path),
-            |e| matches!(e, Error::AlreadyExists { .. }),
-            |e| matches!(e, Error::NotFound { .. }),
-        )
+        ipc_sync::object::open_or_create_object(|| Self::create(path, mode), || Self::open(path))
     }
 
     /// Makes a FIFO at `path`, first removing a FIFO left there (say, by an

@@ -144,12 +144,7 @@ impl PosixQueue {
     ///
     /// As for [`create`](Self::create) and [`open`](Self::open).
     pub fn open_or_create(name: &str, attr: QueueAttr, mode: u32) -> Result<Self> {
-        ipc_sync::open_or_create(
-            || Self::create(name, attr, mode),
-            || Self::open(name),
-            |e| matches!(e, Error::AlreadyExists { .. }),
-            |e| matches!(e, Error::NotFound { .. }),
-        )
+        ipc_sync::object::open_or_create_object(|| Self::create(name, attr, mode), || Self::open(name))
     }
 
     /// Sends `data` with `priority` (0 is lowest; at most [`MAX_PRIORITY`]), waiting

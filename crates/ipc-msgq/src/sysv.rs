@@ -159,12 +159,7 @@ impl SysvQueue {
     ///
     /// As for [`create`](Self::create) and [`open`](Self::open).
     pub fn open_or_create(key: Key, mode: u32) -> Result<Self> {
-        ipc_sync::open_or_create(
-            || Self::create(key, mode),
-            || Self::open(key),
-            |e| matches!(e, Error::AlreadyExists { .. }),
-            |e| matches!(e, Error::NotFound { .. }),
-        )
+        ipc_sync::object::open_or_create_object(|| Self::create(key, mode), || Self::open(key))
     }
 
     fn name(&self) -> String {

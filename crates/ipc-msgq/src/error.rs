@@ -93,11 +93,6 @@ ipc_sync::object_error! {
 /// The result type of ipc-msgq.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Reads a number from a file under /proc (a system limit).
-pub(crate) fn proc_limit(path: &str) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
 /// A received message whose length is not that of the `T` asked for.
 pub(crate) fn not_a<T>(len: usize) -> Error {
     Error::WrongSize { len, expected: size_of::<T>(), type_name: std::any::type_name::<T>() }

@@ -21,6 +21,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+mod limits;
 mod posix;
 mod selector;
 mod stat;
@@ -29,7 +30,8 @@ mod sysv;
 
 pub use error::{Error, Result};
 pub use ipc_sync::Key;
+pub use limits::sysv_max_message;
 pub use posix::{MAX_PRIORITY, PosixQueue, QueueAttr, QueueState};
 pub use selector::Selector;
 pub use stat::QueueStat;
-pub use sysv::{SysvQueue, sysv_max_message};
+pub use sysv::SysvQueue;

@@ -9,7 +9,8 @@ use ipc_sync::Deadline;
 use ipc_sync::object::{Guard, ObjectError, Remove};
 use nix::mqueue::MQ_OFlag;
 
-use crate::error::{Error, Result, proc_limit};
+use crate::error::{Error, Result};
+use crate::limits::proc_limit;
 use crate::sys;
 
 const WHAT: &str = "POSIX message queue";

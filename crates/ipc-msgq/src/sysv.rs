@@ -1,13 +1,13 @@
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 use ipc_sync::object::{Guard, ObjectError, Remove};
 use ipc_sync::{Deadline, Key};
 
-use crate::error::{Error, Result, proc_limit};
+use crate::error::{Error, Result};
+use crate::limits::{MAX_ROOM, msgmax_seen, proc_limit, sysv_max_message};
 use crate::selector::Selector;
 use crate::stat::QueueStat;
 use crate::sys;
@@ -68,34 +68,6 @@ impl Remove for QueueId {
         sys::msg_remove(self.0)
     }
 }
-
-/// The largest message text now, read from /proc/sys/kernel/msgmax (8192
-/// when it cannot be read). The limit can change at run time: a send over
-/// the last value seen reads it again before refusing, a receive into a
-/// `Vec` grows when a message is longer, and a send the kernel refuses
-/// after the limit was lowered is [`Error::MessageTooLarge`].
-pub fn sysv_max_message() -> usize {
-    let max = proc_limit("/proc/sys/kernel/msgmax").map_or(8192, |v| usize::try_from(v).unwrap_or(usize::MAX));
-    MSGMAX_SEEN.store(max, Ordering::Relaxed);
-    max
-}
-
-/// The msgmax last read (0 before the first read), so that the common case
-/// reads no file.
-static MSGMAX_SEEN: AtomicUsize = AtomicUsize::new(0);
-
-/// The msgmax last read, reading it the first time.
-#[inline]
-fn msgmax_seen() -> usize {
-    match MSGMAX_SEEN.load(Ordering::Relaxed) {
-        0 => sysv_max_message(),
-        max => max,
-    }
-}
-
-/// The longest message text `msgrcv` can be asked for (its size is a
-/// `long`, and the kernel's limits are `int`s).
-const MAX_ROOM: usize = i32::MAX as usize;
 
 impl SysvQueue {
     /// Creates a queue under `key` (exclusive) with permissions `mode`

@@ -1,5 +1,7 @@
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use ipc_sync::object::{ObjectError, ObjectFault, into_io_error};
 
 /// What can go wrong with a named pipe.
 #[derive(Debug, thiserror::Error)]
@@ -145,12 +147,70 @@ impl Error {
     }
 }
 
+/// The foundation's view of the error: its kind, and the OS error it
+/// carries. A FIFO is named by its path, so [`ObjectError::object`] takes
+/// the name as the path (a FIFO removed while in use is not found), and
+/// [`ObjectError::io`] has no path to give: ipc-fifo itself builds its
+/// errors with the path.
+impl ObjectError for Error {
+    fn io_kind(&self) -> io::ErrorKind {
+        self.kind()
+    }
+
+    fn into_os_error(self) -> Result<io::Error, Self> {
+        match self {
+            Error::Io { source, .. } => Ok(source),
+            other => Err(other),
+        }
+    }
+
+    fn object(fault: ObjectFault, _what: &'static str, name: String) -> Self {
+        let path = PathBuf::from(name);
+        match fault {
+            ObjectFault::Exists => Error::AlreadyExists { path },
+            ObjectFault::Missing | ObjectFault::Removed => Error::NotFound { path },
+            ObjectFault::Denied => Error::PermissionDenied { path },
+        }
+    }
+
+    fn io(op: &'static str, source: io::Error) -> Self {
+        Error::Io { op, path: PathBuf::new(), source }
+    }
+
+    fn fault(&self) -> Option<ObjectFault> {
+        match self {
+            Error::AlreadyExists { .. } => Some(ObjectFault::Exists),
+            Error::NotFound { .. } => Some(ObjectFault::Missing),
+            Error::PermissionDenied { .. } => Some(ObjectFault::Denied),
+            _ => None,
+        }
+    }
+}
+
 impl From<Error> for io::Error {
     fn from(e: Error) -> Self {
-        match e {
-            Error::Io { source, .. } => source,
-            other => io::Error::new(other.kind(), other),
+        into_io_error(e)
+    }
+}
+
+/// The typed error for an OS error `e` of `op` on `path`: what it says
+/// about the object (through [`ObjectFault`]), or what it says about a
+/// FIFO: no reader (`ENXIO`), a symbolic link or directory where the FIFO
+/// should be, a name too long.
+pub(crate) fn os_err(path: &Path, op: &'static str, e: io::Error) -> Error {
+    let path = path.to_owned();
+    match (ObjectFault::of(&e), e.raw_os_error()) {
+        (Some(ObjectFault::Exists), _) => Error::AlreadyExists { path },
+        (Some(ObjectFault::Missing), _) | (_, Some(libc::ENOTDIR)) => Error::NotFound { path },
+        (Some(ObjectFault::Denied), _) => Error::PermissionDenied { path },
+        (_, Some(libc::ENXIO)) => Error::NoReader { path },
+        // O_NOFOLLOW met a symbolic link.
+        (_, Some(libc::ELOOP)) => Error::NotAFifo { path, found: "symbolic link" },
+        (_, Some(libc::EISDIR)) => Error::NotAFifo { path, found: "directory" },
+        (_, Some(libc::ENAMETOOLONG)) => {
+            Error::InvalidPath { path, reason: "a name in it is over NAME_MAX (255) bytes" }
         }
+        _ => Error::Io { op, path, source: e },
     }
 }
 

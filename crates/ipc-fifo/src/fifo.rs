@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 
 use ipc_pipe::{PipeReader, PipeWriter};
 use ipc_sync::Deadline;
+use ipc_sync::object::{Guard, Remove};
+use ipc_sync::os::{PollFd, PollFlags};
+use nix::fcntl::OFlag;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, os_err};
 use crate::sys;
 
 /// A named pipe (FIFO) in the file system: a pipe that processes which
@@ -61,11 +64,42 @@ use crate::sys;
 /// [fifo(7)](https://man7.org/linux/man-pages/man7/fifo.7.html),
 /// [mkfifo(3)](https://man7.org/linux/man-pages/man3/mkfifo.3.html)
 pub struct Fifo {
+    place: Guard<Place>,
+}
+
+/// Where a FIFO is, and which FIFO this handle made there, to unlink only
+/// it.
+#[derive(Debug)]
+struct Place {
     path: PathBuf,
     c_path: CString,
-    owner: ipc_sync::Owned,
-    /// Which FIFO this handle made, to unlink only it.
+    /// Which FIFO this handle made.
     made: Option<Identity>,
+}
+
+impl Place {
+    /// Whether the FIFO made is at the path: not removed, nor replaced by
+    /// another file. `None` when none was made here, or when the path
+    /// cannot be looked at.
+    fn made_is_there(&self) -> Option<bool> {
+        let made = self.made?;
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) => Some(meta.file_type().is_fifo() && Identity::of(&meta) == made),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Some(false),
+            Err(_) => None,
+        }
+    }
+}
+
+impl Remove for Place {
+    /// Unlinks the FIFO made here, when it is still at the path: never a
+    /// file that replaced it.
+    fn remove(&self) -> io::Result<()> {
+        match self.made_is_there() {
+            Some(true) => std::fs::remove_file(&self.path),
+            Some(false) | None => Err(io::ErrorKind::NotFound.into()),
+        }
+    }
 }
 
 /// What tells one file from another that later took its name: device and
@@ -110,21 +144,6 @@ fn kind_name(mode: libc::mode_t) -> &'static str {
     }
 }
 
-fn os_err(path: &Path, op: &'static str, e: io::Error) -> Error {
-    let path = path.to_owned();
-    match e.raw_os_error() {
-        Some(libc::EEXIST) => Error::AlreadyExists { path },
-        Some(libc::ENOENT | libc::ENOTDIR) => Error::NotFound { path },
-        Some(libc::EACCES | libc::EPERM) => Error::PermissionDenied { path },
-        Some(libc::ENXIO) => Error::NoReader { path },
-        // O_NOFOLLOW met a symbolic link.
-        Some(libc::ELOOP) => Error::NotAFifo { path, found: "symbolic link" },
-        Some(libc::EISDIR) => Error::NotAFifo { path, found: "directory" },
-        Some(libc::ENAMETOOLONG) => Error::InvalidPath { path, reason: "a name in it is over NAME_MAX (255) bytes" },
-        _ => Error::Io { op, path, source: e },
-    }
-}
-
 impl Fifo {
     /// Makes a FIFO at `path` with permissions `mode` (such as 0o600);
     /// fails if anything is there already.
@@ -139,9 +158,10 @@ impl Fifo {
     pub fn create(path: impl AsRef<Path>, mode: u32) -> Result<Self> {
         let path = path.as_ref();
         let c = c_path(path)?;
-        sys::mkfifo(&c, (mode & 0o777) as libc::mode_t).map_err(|e| os_err(path, "mkfifo", e))?;
+        sys::mkfifo(&c, mode).map_err(|e| os_err(path, "mkfifo", e))?;
         let meta = std::fs::symlink_metadata(path).map_err(|e| os_err(path, "lstat", e))?;
-        Ok(Fifo { path: path.to_owned(), c_path: c, owner: ipc_sync::Owned::here(), made: Some(Identity::of(&meta)) })
+        let made = Some(Identity::of(&meta));
+        Ok(Fifo { place: Guard::made(Place { path: path.to_owned(), c_path: c, made }) })
     }
 
     /// Refers to the FIFO already at `path` (which must be one: a symbolic
@@ -157,7 +177,7 @@ impl Fifo {
         if !meta.file_type().is_fifo() {
             return Err(Error::NotAFifo { path: path.to_owned(), found: kind_name(meta.mode()) });
         }
-        Ok(Fifo { path: path.to_owned(), c_path: c, owner: ipc_sync::Owned::none(), made: None })
+        Ok(Fifo { place: Guard::opened(Place { path: path.to_owned(), c_path: c, made: None }) })
     }
 
     /// Refers to the FIFO at `path`, making it (and owning it) when there
@@ -168,12 +188,7 @@ impl Fifo {
     /// As for [`create`](Self::create) and [`open`](Self::open).
     pub fn open_or_create(path: impl AsRef<Path>, mode: u32) -> Result<Self> {
         let path = path.as_ref();
-        ipc_sync::open_or_create(
-            || Self::create(path, mode),
-            || Self::open(path),
-            |e| matches!(e, Error::AlreadyExists { .. }),
-            |e| matches!(e, Error::NotFound { .. }),
-        )
+        ipc_sync::object::open_or_create_object(|| Self::create(path, mode), || Self::open(path))
     }
 
     /// Makes a FIFO at `path`, first removing a FIFO left there (say, by an
@@ -252,7 +267,7 @@ impl Fifo {
             };
             let mut linked = None;
             for _ in 0..100 {
-                match sys::link(&temp.c_path, &c) {
+                match sys::link(&temp.place.name().c_path, &c) {
                     Ok(()) => {
                         linked = Some(true);
                         break;
@@ -270,28 +285,28 @@ impl Fifo {
                 Some(false) => continue,
                 None => return Err(Error::AlreadyExists { path: path.to_owned() }),
             }
-            let made = temp.made;
+            let made = temp.place.name().made;
             let _ = temp.unlink();
-            return Ok((Fifo { path: path.to_owned(), c_path: c, owner: ipc_sync::Owned::here(), made }, ends));
+            return Ok((Fifo { place: Guard::made(Place { path: path.to_owned(), c_path: c, made }) }, ends));
         }
         Err(last)
     }
 
     /// Opens `flags` on the path and checks that the fd is a FIFO.
-    fn open_end(&self, flags: libc::c_int) -> Result<OwnedFd> {
+    fn open_end(&self, flags: OFlag) -> Result<OwnedFd> {
         let fd = loop {
-            match sys::open(&self.c_path, flags) {
+            match sys::open(&self.place.name().c_path, flags) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(self.no_reader_or_not_a_fifo()),
-                other => break other.map_err(|e| os_err(&self.path, "open", e))?,
+                other => break other.map_err(|e| os_err(self.path(), "open", e))?,
             }
         };
-        let (kind, _) = sys::fstat(fd.as_fd()).map_err(|e| os_err(&self.path, "fstat", e))?;
+        let (kind, _) = sys::fstat(fd.as_fd()).map_err(|e| os_err(self.path(), "fstat", e))?;
         if kind != libc::S_IFIFO {
-            return Err(Error::NotAFifo { path: self.path.clone(), found: kind_name(kind) });
+            return Err(Error::NotAFifo { path: self.path().to_owned(), found: kind_name(kind) });
         }
-        if flags & libc::O_NONBLOCK != 0 {
-            sys::set_blocking(fd.as_fd()).map_err(|e| os_err(&self.path, "fcntl", e))?;
+        if flags.contains(OFlag::O_NONBLOCK) {
+            sys::set_blocking(fd.as_fd()).map_err(|e| os_err(self.path(), "fcntl", e))?;
         }
         Ok(fd)
     }
@@ -299,11 +314,11 @@ impl Fifo {
     /// `ENXIO` from open: no reader, or a socket (or device) now at the
     /// path, which `open` refuses the same way.
     fn no_reader_or_not_a_fifo(&self) -> Error {
-        match std::fs::symlink_metadata(&self.path) {
+        match std::fs::symlink_metadata(self.path()) {
             Ok(meta) if !meta.file_type().is_fifo() => {
-                Error::NotAFifo { path: self.path.clone(), found: kind_name(meta.mode()) }
+                Error::NotAFifo { path: self.path().to_owned(), found: kind_name(meta.mode()) }
             }
-            _ => Error::NoReader { path: self.path.clone() },
+            _ => Error::NoReader { path: self.path().to_owned() },
         }
     }
 
@@ -313,7 +328,7 @@ impl Fifo {
     ///
     /// [`Error::NotAFifo`]; [`Error::NotFound`]; [`Error::PermissionDenied`].
     pub fn open_reader(&self) -> Result<PipeReader> {
-        self.open_end(libc::O_RDONLY).map(PipeReader::from)
+        self.open_end(OFlag::O_RDONLY).map(PipeReader::from)
     }
 
     /// Opens the reading end at once, writer or not. While no writer has
@@ -325,7 +340,7 @@ impl Fifo {
     ///
     /// As for [`open_reader`](Self::open_reader).
     pub fn try_open_reader(&self) -> Result<PipeReader> {
-        self.open_end(libc::O_RDONLY | libc::O_NONBLOCK).map(PipeReader::from)
+        self.open_end(OFlag::O_RDONLY | OFlag::O_NONBLOCK).map(PipeReader::from)
     }
 
     /// Opens the reading end and waits at most `timeout` for a writer to
@@ -350,18 +365,18 @@ impl Fifo {
     }
 
     fn open_reader_until(&self, deadline: Deadline) -> Result<PipeReader> {
-        let fd = self.open_end(libc::O_RDONLY | libc::O_NONBLOCK)?;
+        let fd = self.open_end(OFlag::O_RDONLY | OFlag::O_NONBLOCK)?;
         // Poll before looking at the clock: a deadline that has passed
         // polls once without waiting, so bytes already there are found.
         loop {
-            match sys::poll(fd.as_fd(), libc::POLLIN, deadline.poll_timeout_ms()) {
-                Ok(true) => return Ok(PipeReader::from(fd)),
-                Ok(false) => {}
+            match ipc_sync::os::poll(&mut [PollFd::new(fd.as_fd(), PollFlags::POLLIN)], deadline.poll_timeout_ms()) {
+                Ok(0) => {}
+                Ok(_) => return Ok(PipeReader::from(fd)),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(os_err(&self.path, "poll", e)),
+                Err(e) => return Err(os_err(self.path(), "poll", e)),
             }
             if deadline.has_expired() {
-                return Err(Error::Timeout { path: self.path.clone() });
+                return Err(Error::Timeout { path: self.path().to_owned() });
             }
         }
     }
@@ -372,7 +387,7 @@ impl Fifo {
     ///
     /// As for [`open_reader`](Self::open_reader).
     pub fn open_writer(&self) -> Result<PipeWriter> {
-        self.open_end(libc::O_WRONLY).map(PipeWriter::from)
+        self.open_end(OFlag::O_WRONLY).map(PipeWriter::from)
     }
 
     /// Opens the writing end if a reader has the FIFO open now.
@@ -381,7 +396,7 @@ impl Fifo {
     ///
     /// [`Error::NoReader`], and as for [`open_writer`](Self::open_writer).
     pub fn try_open_writer(&self) -> Result<PipeWriter> {
-        self.open_end(libc::O_WRONLY | libc::O_NONBLOCK).map(PipeWriter::from)
+        self.open_end(OFlag::O_WRONLY | OFlag::O_NONBLOCK).map(PipeWriter::from)
     }
 
     /// Opens the writing end, waiting at most `timeout` for a reader. (The
@@ -413,7 +428,7 @@ impl Fifo {
                 other => return other,
             }
             match deadline.remaining() {
-                Some(left) if left.is_zero() => return Err(Error::Timeout { path: self.path.clone() }),
+                Some(left) if left.is_zero() => return Err(Error::Timeout { path: self.path().to_owned() }),
                 Some(left) => std::thread::sleep(pause.min(left)),
                 None => std::thread::sleep(pause),
             }
@@ -423,17 +438,17 @@ impl Fifo {
 
     /// The path.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.place.name().path
     }
 
     /// Whether this handle unlinks the FIFO when dropped.
     pub fn is_owner(&self) -> bool {
-        self.owner.is_owner()
+        self.place.is_owner()
     }
 
     /// Keeps the FIFO after this handle is dropped.
     pub fn persist(&mut self) {
-        self.owner = ipc_sync::Owned::none();
+        self.place.persist();
     }
 
     /// Removes the FIFO's name now (open ends keep working).
@@ -443,12 +458,14 @@ impl Fifo {
     /// [`Error::NotFound`]; [`Error::NotAFifo`] when something else took
     /// its place.
     pub fn unlink(&mut self) -> Result<()> {
-        self.owner = ipc_sync::Owned::none();
-        let meta = std::fs::symlink_metadata(&self.path).map_err(|e| os_err(&self.path, "lstat", e))?;
+        // Whatever FIFO is at the path now, not only the one made here.
+        self.place.persist();
+        let path = self.path();
+        let meta = std::fs::symlink_metadata(path).map_err(|e| os_err(path, "lstat", e))?;
         if !meta.file_type().is_fifo() {
-            return Err(Error::NotAFifo { path: self.path.clone(), found: kind_name(meta.mode()) });
+            return Err(Error::NotAFifo { path: path.to_owned(), found: kind_name(meta.mode()) });
         }
-        std::fs::remove_file(&self.path).map_err(|e| os_err(&self.path, "unlink", e))
+        std::fs::remove_file(path).map_err(|e| os_err(path, "unlink", e))
     }
 }
 
@@ -502,26 +519,12 @@ impl Fifo {
     /// replaced by another file. `None` for a handle that made none, or
     /// when the path cannot be looked at.
     pub(crate) fn made_is_there(&self) -> Option<bool> {
-        let made = self.made?;
-        match std::fs::symlink_metadata(&self.path) {
-            Ok(meta) => Some(meta.file_type().is_fifo() && Identity::of(&meta) == made),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Some(false),
-            Err(_) => None,
-        }
-    }
-}
-
-impl Drop for Fifo {
-    fn drop(&mut self) {
-        // Only the FIFO this handle made: not a file that replaced it.
-        if self.owner.is_owner() && self.made_is_there() == Some(true) {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        self.place.name().made_is_there()
     }
 }
 
 impl fmt::Debug for Fifo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Fifo").field("path", &self.path).field("owner", &self.owner).finish()
+        f.debug_struct("Fifo").field("path", &self.path()).field("owner", &self.is_owner()).finish()
     }
 }

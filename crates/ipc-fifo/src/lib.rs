@@ -22,12 +22,16 @@
 //! ```
 #![deny(unsafe_code)]
 
+mod client;
 mod error;
 mod fifo;
+mod names;
 mod outbox;
 mod server;
 mod sys;
+mod wire;
 
+pub use client::FifoClient;
 pub use error::{Error, Result};
 pub use fifo::Fifo;
-pub use server::{FifoClient, FifoServer, Request};
+pub use server::{FifoServer, Request};

@@ -15,7 +15,7 @@ use std::time::Instant;
 use ipc_pipe::PipeWriter;
 
 /// The most bytes queued for one client: two of the largest replies.
-pub(crate) const PER_CLIENT: usize = 2 * (super::server::MAX_REPLY_FRAME);
+pub(crate) const PER_CLIENT: usize = 2 * (crate::wire::MAX_REPLY_FRAME);
 /// The most bytes queued for all clients together.
 pub(crate) const TOTAL: usize = 128 << 20;
 /// The most clients with bytes queued (each holds a writer open).

@@ -1,53 +1,19 @@
 use std::ffi::OsStr;
 use std::fmt;
-use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use ipc_pipe::{FrameReader, PIPE_BUF, PipeReader, PipeWriter};
+use ipc_pipe::{PIPE_BUF, PipeReader, PipeWriter};
 use ipc_sync::Deadline;
+use ipc_sync::os::{PollFd, PollFlags};
 
 use crate::error::{Error, Result};
 use crate::fifo::Fifo;
+use crate::names::{canonical_dir, reply_prefix, sweep_dead_replies};
 use crate::outbox::{OpenFailed, Outbox, Sent};
-
-/// A request body: client pid (u32), ticket (u64), reply path length
-/// (u16), reply path, payload. With its frame header it fits in one atomic
-/// write of at most `PIPE_BUF` bytes, so requests from many clients never
-/// interleave.
-///
-/// The ticket is the client's secret plus the request's number; the reply
-/// frame begins with it. A client takes only a reply that carries the
-/// ticket of a request it still waits for: a forged request naming its
-/// reply FIFO (the frame format is no secret) cannot answer it, and a late
-/// reply to a request it gave up on is dropped.
-const REQUEST_HEADER: usize = 14;
-/// Where the ticket sits in a request body.
-const TICKET_AT: usize = 4;
-/// A reply frame's body: the ticket, then the reply.
-const REPLY_TICKET: usize = 8;
-
-/// A request frame on the well-known FIFO: [`MAGIC`], the body's length
-/// (u32), a check (u64, FNV-1a of the length and the body), the body. Any
-/// process may write any bytes into the FIFO; the server skips whatever is
-/// not a whole frame with a good check, and finds the next one, so garbage
-/// or a writer killed mid-write never stops it. An honest frame is one
-/// atomic write, so no foreign byte ever lands inside it.
-const FRAME_HEADER: usize = 16;
-const MAGIC: [u8; 4] = *b"IKfq";
-/// The largest request body.
-const MAX_BODY: usize = PIPE_BUF - FRAME_HEADER;
-
-/// How often a waiting client checks that the server still lives.
-const LIVENESS_EVERY: Duration = Duration::from_millis(50);
-
-/// The largest reply a client accepts.
-const MAX_REPLY: usize = 16 << 20;
-/// A reply frame at its largest: length, ticket, reply.
-pub(crate) const MAX_REPLY_FRAME: usize = 4 + REPLY_TICKET + MAX_REPLY;
+use crate::wire::{MAX_REPLY, REPLY_TICKET, REQUEST_HEADER, TICKET_AT, take_frame};
 
 /// A request a [`FifoServer`] received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,8 +22,8 @@ pub struct Request {
     pub client_pid: u32,
     /// What the client asked.
     pub payload: Vec<u8>,
-    reply_path: PathBuf,
-    ticket: u64,
+    pub(crate) reply_path: PathBuf,
+    pub(crate) ticket: u64,
 }
 
 impl Request {
@@ -68,7 +34,7 @@ impl Request {
 }
 
 /// The server side of two-way traffic over named pipes: a well-known
-/// request FIFO that any number of [`FifoClient`]s write to, and a private
+/// request FIFO that any number of [`FifoClient`](crate::FifoClient)s write to, and a private
 /// reply FIFO per client.
 ///
 /// Each request is one atomic write (at most `PIPE_BUF` bytes), so
@@ -393,515 +359,26 @@ impl FifoServer {
     /// room in a reply FIFO with bytes queued for it; returns early on a
     /// signal.
     fn wait(&self, requests: bool, deadline: Deadline) -> Result<()> {
-        let fds: Vec<_> = requests
-            .then(|| (self.requests.as_fd(), true))
+        let mut fds: Vec<_> = requests
+            .then(|| PollFd::new(self.requests.as_fd(), PollFlags::POLLIN))
             .into_iter()
-            .chain(self.outbox.writers().map(|w| (w, false)))
+            .chain(self.outbox.writers().map(|w| PollFd::new(w, PollFlags::POLLOUT)))
             .collect();
-        let timeout = deadline.remaining().map(|left| left.as_millis().saturating_add(1));
-        crate::sys::poll_many(&fds, timeout).map_err(|e| Error::Io {
-            op: "wait for requests",
-            path: self.path().to_owned(),
-            source: e,
-        })
+        // Longer waits are cut into spans the call takes.
+        let timeout = deadline
+            .remaining()
+            .map_or(-1, |left| i32::try_from(left.as_millis().saturating_add(1)).unwrap_or(i32::MAX));
+        match ipc_sync::os::poll(&mut fds, timeout) {
+            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => {
+                Err(Error::Io { op: "wait for requests", path: self.path().to_owned(), source: e })
+            }
+            _ => Ok(()),
+        }
     }
 }
 
 impl fmt::Debug for FifoServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FifoServer").field("path", &self.path()).finish()
-    }
-}
-
-/// FNV-1a (64 bit) of the frame's length field and body.
-fn check(len: &[u8], body: &[u8]) -> u64 {
-    len.iter().chain(body).fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
-/// Fills in the length and check of a frame laid out as MAGIC, 12 bytes
-/// of room, body.
-fn seal(frame: &mut [u8]) {
-    let body_len = u32::try_from(frame.len() - FRAME_HEADER).unwrap_or(u32::MAX);
-    frame[4..8].copy_from_slice(&body_len.to_le_bytes());
-    let sum = check(&frame[4..8], &frame[FRAME_HEADER..]);
-    frame[8..16].copy_from_slice(&sum.to_le_bytes());
-}
-
-/// Takes the first whole, well-checked frame out of `pending` and returns
-/// its body, dropping the bytes before it. Without one, drops the bytes
-/// that cannot begin one (keeping from the first place a frame may still
-/// be arriving) and returns `None`.
-///
-/// An honest frame is one atomic write, so it lies whole and unbroken in
-/// the stream: no garbage before it can hide it, except a forged frame
-/// whose check covers the honest bytes, which needs a 64-bit check to
-/// come out right. But a read may end inside it, and its payload may hold
-/// a frame of its own (a client relaying bytes): so a frame after one
-/// still arriving is taken only once the FIFO has been found empty
-/// (`drained`), when the one still arriving cannot be an honest frame.
-fn take_frame(pending: &mut Vec<u8>, drained: bool) -> Option<Vec<u8>> {
-    let mut keep_from = pending.len();
-    for at in 0..pending.len() {
-        let rest = &pending[at..];
-        let head = rest.len().min(MAGIC.len());
-        if rest[..head] != MAGIC[..head] {
-            continue;
-        }
-        let Some(header) = rest.get(..FRAME_HEADER) else {
-            keep_from = keep_from.min(at); // a header still arriving
-            if drained {
-                continue;
-            }
-            break;
-        };
-        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        if len > MAX_BODY {
-            continue;
-        }
-        let Some(body) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else {
-            keep_from = keep_from.min(at); // a body still arriving
-            if drained {
-                continue;
-            }
-            break;
-        };
-        let sum = u64::from_le_bytes([
-            header[8], header[9], header[10], header[11], header[12], header[13], header[14], header[15],
-        ]);
-        if sum != check(&header[4..8], body) {
-            continue;
-        }
-        let body = body.to_vec();
-        pending.drain(..at + FRAME_HEADER + len);
-        return Some(body);
-    }
-    pending.drain(..keep_from);
-    None
-}
-
-/// Removes the reply FIFOs of dead clients of the server at `server`
-/// (named `NAME.reply.PID.N.RANDOM`, or `NAME.reply.PID.N` as older
-/// clients named them), and the temporary FIFOs of servers and clients
-/// killed while starting (`NAME.new.PID.N`, `NAME.reply.PID.N.RANDOM.new.PID.N`):
-/// those no reader has open (the kernel's
-/// `ENXIO`; a live client always holds its reader, and one still
-/// starting makes its FIFO again if this one is removed). Failures are
-/// left for the next sweep.
-fn sweep_dead_replies(server: &Path) {
-    let (Some(dir), Some(name)) = (server.parent(), server.file_name()) else { return };
-    let name = name.as_bytes();
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let digits = |p: Option<&[u8]>| p.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
-    // `PID.N`: two groups of digits.
-    let numbered = |s: &[u8]| {
-        let mut parts = s.split(|&b| b == b'.');
-        digits(parts.next()) && digits(parts.next()) && parts.next().is_none()
-    };
-    // A reply FIFO's `PID.N.RANDOM` (RANDOM: 16 hex digits), or `PID.N`.
-    let client = |s: &[u8]| {
-        let mut parts = s.split(|&b| b == b'.');
-        let hex = |p: &[u8]| p.len() == 16 && p.iter().all(u8::is_ascii_hexdigit);
-        digits(parts.next()) && digits(parts.next()) && parts.next().is_none_or(hex) && parts.next().is_none()
-    };
-    let temporary = |s: &[u8]| s.strip_prefix(b".new.".as_slice()).is_some_and(numbered);
-    for entry in entries.flatten() {
-        let file = entry.file_name();
-        let Some(rest) = file.as_bytes().strip_prefix(name) else { continue };
-        let ours = if let Some(reply) = rest.strip_prefix(b".reply.".as_slice()) {
-            client(reply)
-                || reply
-                    .windows(5)
-                    .position(|w| w == b".new.")
-                    .is_some_and(|at| client(&reply[..at]) && temporary(&reply[at..]))
-        } else {
-            temporary(rest)
-        };
-        if ours {
-            let _ = crate::fifo::remove_if_stale(&dir.join(&file));
-        }
-    }
-}
-
-/// The canonical directory of `path` (its parent, or the working
-/// directory for a bare name).
-fn canonical_dir(path: &Path) -> Result<PathBuf> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::canonicalize(parent).map_err(|e| match e.raw_os_error() {
-        Some(libc::ENOENT | libc::ENOTDIR) => Error::NotFound { path: path.to_owned() },
-        Some(libc::EACCES) => Error::PermissionDenied { path: path.to_owned() },
-        _ => Error::Io { op: "canonicalize the directory of", path: path.to_owned(), source: e },
-    })
-}
-
-/// 64 bits from the kernel's random source, read anew in each process
-/// (std's `RandomState` keys are drawn once per thread, and a forked
-/// child would draw what its parent's other children drew). Without
-/// /dev/urandom, the clock's nanoseconds and std's keys.
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut bytes = [0u8; 8];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_ok() {
-        return u64::from_le_bytes(bytes);
-    }
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    h.write_u32(std::process::id());
-    h.finish()
-}
-
-/// `NAME.reply.`, with the server's file name as it is, byte for byte
-/// (not every file name is UTF-8).
-fn reply_prefix(server: &Path) -> std::ffi::OsString {
-    let mut prefix = server.file_name().unwrap_or_default().to_owned();
-    prefix.push(".reply.");
-    prefix
-}
-
-/// The client side: a private reply FIFO (made next to the server's,
-/// removed when the client goes) and a writer on the server's request
-/// FIFO. See [`FifoServer`].
-///
-/// A client killed before it could remove its reply FIFO leaves it
-/// behind; the next client to connect, or the next server to start,
-/// removes it, once the kernel shows that no reader has it open.
-pub struct FifoClient {
-    server: PathBuf,
-    requests: PipeWriter,
-    reply: Fifo,
-    replies: FrameReader<PipeReader>,
-    _keepalive: PipeWriter,
-    /// The request body's header: pid, room for the ticket, the reply
-    /// path.
-    header: Vec<u8>,
-    /// Tickets are `secret` plus a request's number.
-    secret: u64,
-    /// The number of requests sent.
-    sent: u64,
-    /// Requests up to this number were given up: their replies are
-    /// dropped.
-    abandoned: u64,
-}
-
-impl FifoClient {
-    /// Connects to the server whose request FIFO is at `server`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::ServerGone`] when no server reads the FIFO;
-    /// [`Error::NotFound`]; [`Error::NotAFifo`]; [`Error::PermissionDenied`]
-    /// (the client needs write access to the FIFO and its directory);
-    /// [`Error::InvalidPath`] when the reply path, made from the server's
-    /// path, is too long to fit a request in one atomic write.
-    pub fn connect(server: impl AsRef<Path>) -> Result<Self> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let given = server.as_ref();
-        // However the caller spells it (relative, `..`, symbolic links on
-        // the way), the client works with the canonical path; the server
-        // takes only the reply FIFO's file name.
-        let Some(file_name) = given.file_name() else {
-            return Err(Error::InvalidPath { path: given.to_owned(), reason: "it does not end in a file name" });
-        };
-        let server = &canonical_dir(given)?.join(file_name);
-        let requests = match Fifo::open(server)?.try_open_writer() {
-            Err(Error::NoReader { .. }) => return Err(Error::ServerGone { path: server.to_owned() }),
-            other => other?,
-        };
-        let mut attempt = 0;
-        let (reply_path, reply) = loop {
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            // PID.N names it uniquely among live processes; RANDOM, also
-            // against a dead client whose pid came back (a reply still on
-            // its way to the dead one must not reach this client).
-            let mut reply_name = reply_prefix(server);
-            reply_name.push(format!("{}.{n}.{:016x}", std::process::id(), random_u64()));
-            let reply_path = server.with_file_name(reply_name);
-            // The request header carries the reply path: refuse a path that
-            // leaves no room for a request in one atomic write, before
-            // making anything.
-            if FRAME_HEADER + REQUEST_HEADER + reply_path.as_os_str().len() > PIPE_BUF {
-                return Err(Error::InvalidPath {
-                    path: reply_path,
-                    reason: "the reply path leaves no room for a request in one atomic write (PIPE_BUF, 4096 bytes)",
-                });
-            }
-            // A live FIFO of that name (a process with our pid in another
-            // PID namespace) is left alone: take the next name.
-            // The reply FIFO appears with its reader open, so no one
-            // sweeping dead clients' FIFOs takes it for one.
-            let opened = Fifo::create_published(&reply_path, 0o600, true, |f| {
-                let reader = f.try_open_reader()?;
-                let keepalive = f.try_open_writer()?;
-                Ok((reader, keepalive))
-            });
-            match opened {
-                Err(Error::InUse { .. }) if attempt < 100 => attempt += 1,
-                other => break (reply_path, other?),
-            }
-        };
-        let (reply, (reader, keepalive)) = reply;
-        sweep_dead_replies(server);
-        let path_bytes = reply_path.as_os_str().as_bytes();
-        let path_len = u16::try_from(path_bytes.len()).unwrap_or(u16::MAX); // under PIPE_BUF, checked above
-        let mut header = Vec::with_capacity(REQUEST_HEADER + path_bytes.len());
-        header.extend_from_slice(&std::process::id().to_le_bytes());
-        header.extend_from_slice(&[0; 8]); // the ticket, per request
-        header.extend_from_slice(&path_len.to_le_bytes());
-        header.extend_from_slice(path_bytes);
-        Ok(FifoClient {
-            server: server.to_owned(),
-            requests,
-            reply,
-            replies: FrameReader::with_max(reader, REPLY_TICKET + MAX_REPLY),
-            _keepalive: keepalive,
-            header,
-            secret: random_u64(),
-            sent: 0,
-            abandoned: 0,
-        })
-    }
-
-    /// The most payload one request carries: `PIPE_BUF` less the headers
-    /// and this client's reply path (possibly 0, never more than
-    /// `PIPE_BUF`; [`connect`](Self::connect) refuses a reply path that
-    /// leaves no room at all).
-    pub fn max_request(&self) -> usize {
-        PIPE_BUF.saturating_sub(FRAME_HEADER + self.header.len())
-    }
-
-    /// Sends a request and waits for the reply, checking every 50 ms that
-    /// the server is still there: that the FIFO this client writes to
-    /// still has a reader (the server it connected to, not one that took
-    /// its path since).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::RequestTooLarge`] before anything is sent;
-    /// [`Error::ServerGone`] when the server is gone before replying.
-    pub fn request(&mut self, payload: &[u8]) -> Result<Vec<u8>> {
-        self.send_request(payload)?;
-        self.recv_reply_until(Deadline::never())
-    }
-
-    /// Like [`request`](Self::request), waiting at most `timeout` in all:
-    /// for room in the request FIFO (while the server is busy and the FIFO
-    /// full) and for the reply.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Timeout`] (nothing was sent when the FIFO stayed full),
-    /// and as for [`request`](Self::request). After a timeout waiting for
-    /// the reply, the request is given up: a late reply to it is dropped,
-    /// and the next request gets its own.
-    pub fn request_timeout(&mut self, payload: &[u8], timeout: Duration) -> Result<Vec<u8>> {
-        let deadline = Deadline::after(timeout);
-        self.send_request_until(payload, deadline)?;
-        let reply = self.recv_reply_until(deadline);
-        if let Err(Error::Timeout { .. }) = reply {
-            self.abandoned = self.sent;
-        }
-        reply
-    }
-
-    /// Sends a request without waiting for its reply. While the request
-    /// FIFO is full (a busy server), it waits for room.
-    ///
-    /// # Errors
-    ///
-    /// As for [`request`](Self::request).
-    pub fn send_request(&mut self, payload: &[u8]) -> Result<()> {
-        self.send_request_until(payload, Deadline::never())
-    }
-
-    /// Sends a request, waiting until `deadline` at the latest for room in
-    /// the request FIFO (trying once when it has passed).
-    fn send_request_until(&mut self, payload: &[u8], deadline: Deadline) -> Result<()> {
-        let max = self.max_request();
-        if payload.len() > max {
-            return Err(Error::RequestTooLarge { len: payload.len(), max });
-        }
-        let number = self.sent + 1;
-        let mut msg = Vec::with_capacity(FRAME_HEADER + self.header.len() + payload.len());
-        msg.extend_from_slice(&MAGIC);
-        msg.extend_from_slice(&[0; FRAME_HEADER - MAGIC.len()]);
-        msg.extend_from_slice(&self.header);
-        let at = FRAME_HEADER + TICKET_AT;
-        msg[at..at + 8].copy_from_slice(&self.secret.wrapping_add(number).to_le_bytes());
-        msg.extend_from_slice(payload);
-        seal(&mut msg);
-        // One atomic write: requests from many clients never interleave.
-        let written = match deadline.remaining() {
-            None => self.requests.write_atomic(&msg),
-            Some(left) => self.requests.write_atomic_timeout(&msg, left),
-        };
-        written.map_err(|e| match e {
-            ipc_pipe::Error::BrokenPipe => Error::ServerGone { path: self.server.clone() },
-            ipc_pipe::Error::Timeout => Error::Timeout { path: self.server.clone() },
-            other => Error::Io { op: "write request", path: self.server.clone(), source: other.into() },
-        })?;
-        self.sent = number;
-        Ok(())
-    }
-
-    /// Waits for the next reply to a request sent with
-    /// [`send_request`](Self::send_request). Only a reply to a request of
-    /// this client's that it still waits for is taken; anything else in
-    /// its reply FIFO is dropped.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::ServerGone`]; [`Error::ClientStalled`] when the server
-    /// gave up on a reply this client did not read in time and removed its
-    /// reply FIFO (connect again).
-    pub fn recv_reply(&mut self) -> Result<Vec<u8>> {
-        self.recv_reply_until(Deadline::never())
-    }
-
-    fn recv_reply_until(&mut self, deadline: Deadline) -> Result<Vec<u8>> {
-        let mut reply = Vec::new();
-        loop {
-            let slice = match deadline.remaining() {
-                Some(left) => left.min(LIVENESS_EVERY),
-                None => LIVENESS_EVERY,
-            };
-            match self.replies.recv_timeout(&mut reply, slice) {
-                Ok(Some(_)) => {
-                    if let Some(ticket) = reply.get(..REPLY_TICKET) {
-                        let mut t = [0u8; REPLY_TICKET];
-                        t.copy_from_slice(ticket);
-                        let number = u64::from_le_bytes(t).wrapping_sub(self.secret);
-                        if number > self.abandoned && number <= self.sent {
-                            reply.drain(..REPLY_TICKET);
-                            return Ok(reply);
-                        }
-                    }
-                    // Forged, or late: not for a request still waiting.
-                    // Dropped; the checks below still run, so a flood of
-                    // such frames holds no wait past its deadline.
-                }
-                Ok(None) => return Err(Error::ServerGone { path: self.server.clone() }),
-                Err(ipc_pipe::Error::Timeout) => {}
-                Err(e) => {
-                    return Err(Error::Io { op: "read reply", path: self.reply.path().to_owned(), source: e.into() });
-                }
-            }
-            // Still no reply: does the FIFO this client wrote to still
-            // have its reader (a server that took its path since, after a
-            // crash, never saw the request), and is anyone reading
-            // requests at the path?
-            if crate::sys::readers_gone(self.requests.as_fd()).unwrap_or(false) {
-                return Err(Error::ServerGone { path: self.server.clone() });
-            }
-            if let Err(Error::NoReader { .. } | Error::NotFound { .. }) =
-                Fifo::open(&self.server).and_then(|f| f.try_open_writer())
-            {
-                return Err(Error::ServerGone { path: self.server.clone() });
-            }
-            // Is the reply FIFO still this client's (the server removes it
-            // when it cuts a client off)?
-            if self.reply.made_is_there() == Some(false) {
-                return Err(Error::ClientStalled { pid: std::process::id(), path: self.reply.path().to_owned() });
-            }
-            if deadline.has_expired() {
-                return Err(Error::Timeout { path: self.server.clone() });
-            }
-        }
-    }
-
-    /// This client's reply FIFO.
-    pub fn reply_path(&self) -> &Path {
-        self.reply.path()
-    }
-}
-
-impl fmt::Debug for FifoClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FifoClient").field("server", &self.server).field("reply", &self.reply.path()).finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A small xorshift generator: deterministic garbage.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> usize {
-            (self.next() % n) as usize
-        }
-    }
-
-    fn frame(body: &[u8]) -> Vec<u8> {
-        let mut m = MAGIC.to_vec();
-        m.extend_from_slice(&[0; FRAME_HEADER - 4]);
-        m.extend_from_slice(body);
-        seal(&mut m);
-        m
-    }
-
-    /// Honest frames between garbage of every kind (random bytes, frame
-    /// starts cut short, headers over the limit, bad checks), fed in
-    /// pieces of random sizes: every honest frame comes out, in order,
-    /// and the pending bytes never grow past two `PIPE_BUF`s.
-    #[test]
-    fn honest_frames_survive_any_garbage_between_them() {
-        for seed in 1..300u64 {
-            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-            let mut stream = Vec::new();
-            let mut honest = Vec::new();
-            for i in 0..20u64 {
-                let garbage = match rng.below(5) {
-                    0 => (0..rng.below(6000)).map(|_| rng.next() as u8).collect(),
-                    1 => {
-                        let f = frame(&[9; 300]);
-                        f[..rng.below(f.len() as u64)].to_vec()
-                    }
-                    2 => {
-                        let mut f = frame(&[1; 40]);
-                        f[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-                        f
-                    }
-                    3 => {
-                        let mut f = frame(&[2; 40]);
-                        f[20] ^= 0x10;
-                        f
-                    }
-                    _ => Vec::new(),
-                };
-                stream.extend_from_slice(&garbage);
-                let body: Vec<u8> = i
-                    .to_le_bytes()
-                    .iter()
-                    .copied()
-                    .chain((0..rng.below(MAX_BODY as u64 - 8)).map(|_| rng.next() as u8))
-                    .collect();
-                stream.extend_from_slice(&frame(&body));
-                honest.push(body);
-            }
-            let mut pending = Vec::new();
-            let mut got = Vec::new();
-            let mut at = 0;
-            while at < stream.len() {
-                let n = (1 + rng.below(PIPE_BUF as u64)).min(stream.len() - at);
-                pending.extend_from_slice(&stream[at..at + n]);
-                at += n;
-                // Drained: the FIFO holds nothing more now, as after the
-                // last read, and one time in four in between, as when the
-                // writers pause (these honest frames hold no frames of
-                // their own, so where a pause falls does not matter).
-                let drained = at == stream.len() || rng.below(4) == 0;
-                while let Some(body) = take_frame(&mut pending, drained) {
-                    got.push(body);
-                }
-                assert!(pending.len() < PIPE_BUF, "seed {seed}: {} bytes pending", pending.len());
-            }
-            assert!(got == honest, "seed {seed}: {} of {} frames, or others", got.len(), honest.len());
-        }
     }
 }

@@ -21,11 +21,17 @@
 #![deny(unsafe_code)]
 
 mod error;
+mod limits;
 mod posix;
+mod selector;
+mod stat;
 mod sys;
 mod sysv;
 
 pub use error::{Error, Result};
 pub use ipc_sync::Key;
+pub use limits::sysv_max_message;
 pub use posix::{MAX_PRIORITY, PosixQueue, QueueAttr, QueueState};
-pub use sysv::{QueueStat, Selector, SysvQueue, sysv_max_message};
+pub use selector::Selector;
+pub use stat::QueueStat;
+pub use sysv::SysvQueue;

@@ -1,13 +1,16 @@
 use std::ffi::CString;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 use ipc_sync::Deadline;
+use ipc_sync::object::{Guard, ObjectError, Remove};
+use nix::mqueue::MQ_OFlag;
 
-use crate::error::{Error, Result, proc_limit};
+use crate::error::{Error, Result};
+use crate::limits::proc_limit;
 use crate::sys;
 
 const WHAT: &str = "POSIX message queue";
@@ -82,10 +85,19 @@ pub struct QueueState {
 ///
 /// [mq_overview(7)](https://man7.org/linux/man-pages/man7/mq_overview.7.html)
 pub struct PosixQueue {
-    fd: OwnedFd,
-    name: CString,
+    mq: sys::Mq,
+    name: Guard<QueueName>,
     message_size: usize,
-    owner: ipc_sync::Owned,
+}
+
+/// A POSIX queue's name, which `mq_unlink` removes.
+#[derive(Debug)]
+struct QueueName(CString);
+
+impl Remove for QueueName {
+    fn remove(&self) -> io::Result<()> {
+        sys::mq_unlink(&self.0)
+    }
 }
 
 impl PosixQueue {
@@ -106,11 +118,10 @@ impl PosixQueue {
     pub fn create(name: &str, attr: QueueAttr, mode: u32) -> Result<Self> {
         let c = check_name(name)?;
         check_attr(attr)?;
-        let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL;
+        let flags = MQ_OFlag::O_RDWR | MQ_OFlag::O_CREAT | MQ_OFlag::O_EXCL;
         let raw = (attr.max_messages as i64, attr.message_size as i64);
-        let fd =
-            sys::mq_open(&c, flags, (mode & 0o777) as libc::mode_t, Some(raw)).map_err(|e| open_err(name, attr, e))?;
-        Ok(PosixQueue { fd, name: c, message_size: attr.message_size, owner: ipc_sync::Owned::here() })
+        let mq = sys::mq_open(&c, flags, mode, Some(raw)).map_err(|e| open_err(name, attr, e))?;
+        Ok(PosixQueue { mq, name: Guard::made(QueueName(c)), message_size: attr.message_size })
     }
 
     /// Opens an existing queue for sending and receiving.
@@ -121,9 +132,10 @@ impl PosixQueue {
     /// [`Error::PermissionDenied`].
     pub fn open(name: &str) -> Result<Self> {
         let c = check_name(name)?;
-        let fd = sys::mq_open(&c, libc::O_RDWR, 0, None).map_err(|e| open_err(name, NOT_CREATING, e))?;
-        let (_, size, _) = sys::mq_getattr(fd.as_fd()).map_err(|e| Error::Io { op: "mq_getattr", source: e })?;
-        Ok(PosixQueue { fd, name: c, message_size: usize::try_from(size).unwrap_or(0), owner: ipc_sync::Owned::none() })
+        let mq = sys::mq_open(&c, MQ_OFlag::O_RDWR, 0, None).map_err(|e| open_err(name, NOT_CREATING, e))?;
+        let (_, size, _) = sys::mq_getattr(&mq).map_err(|e| Error::Io { op: "mq_getattr", source: e })?;
+        let message_size = usize::try_from(size).unwrap_or(0);
+        Ok(PosixQueue { mq, name: Guard::opened(QueueName(c)), message_size })
     }
 
     /// Opens the queue, or creates it with `attr` and `mode` when there is
@@ -133,12 +145,7 @@ impl PosixQueue {
     ///
     /// As for [`create`](Self::create) and [`open`](Self::open).
     pub fn open_or_create(name: &str, attr: QueueAttr, mode: u32) -> Result<Self> {
-        ipc_sync::open_or_create(
-            || Self::create(name, attr, mode),
-            || Self::open(name),
-            |e| matches!(e, Error::AlreadyExists { .. }),
-            |e| matches!(e, Error::NotFound { .. }),
-        )
+        ipc_sync::object::open_or_create_object(|| Self::create(name, attr, mode), || Self::open(name))
     }
 
     /// Sends `data` with `priority` (0 is lowest; at most [`MAX_PRIORITY`]), waiting
@@ -199,7 +206,7 @@ impl PosixQueue {
                 limit: "the queue's message size (mq_msgsize)",
             });
         }
-        timed(wait, |at| sys::mq_send(self.fd.as_fd(), data, priority, at), || Error::Full)
+        timed(wait, |at| sys::mq_send(&self.mq, data, priority, at), || Error::Full)
             .map_err(|e| self.op_err("mq_timedsend", e))
     }
 
@@ -251,7 +258,7 @@ impl PosixQueue {
         timed(
             wait,
             |at| {
-                got = sys::mq_recv(self.fd.as_fd(), buf, at)?;
+                got = sys::mq_recv(&self.mq, buf, at)?;
                 Ok(())
             },
             || Error::Empty,
@@ -346,12 +353,8 @@ impl PosixQueue {
     /// Receives into `buf`, storing the priority in `prio` when given.
     #[inline]
     fn recv_vec_until(&self, buf: &mut Vec<u8>, mut prio: Option<&mut u32>, wait: Option<Deadline>) -> Result<()> {
-        timed(
-            wait,
-            |at| sys::mq_recv_vec(self.fd.as_fd(), buf, self.message_size, prio.as_deref_mut(), at),
-            || Error::Empty,
-        )
-        .map_err(|e| self.op_err("mq_timedreceive", e))
+        timed(wait, |at| sys::mq_recv_vec(&self.mq, buf, self.message_size, prio.as_deref_mut(), at), || Error::Empty)
+            .map_err(|e| self.op_err("mq_timedreceive", e))
     }
 
     /// [`recv_vec_until`](Self::recv_vec_until), returning the priority.
@@ -393,8 +396,7 @@ impl PosixQueue {
     ///
     /// [`Error::Io`] if `mq_getattr` fails.
     pub fn state(&self) -> Result<QueueState> {
-        let (max, size, cur) =
-            sys::mq_getattr(self.fd.as_fd()).map_err(|e| Error::Io { op: "mq_getattr", source: e })?;
+        let (max, size, cur) = sys::mq_getattr(&self.mq).map_err(|e| Error::Io { op: "mq_getattr", source: e })?;
         let n = |v: i64| usize::try_from(v).unwrap_or(0);
         Ok(QueueState { max_messages: n(max), message_size: n(size), messages: n(cur) })
     }
@@ -406,17 +408,17 @@ impl PosixQueue {
 
     /// The name it was opened with.
     pub fn name(&self) -> &str {
-        self.name.to_str().unwrap_or_default()
+        self.name.name().0.to_str().unwrap_or_default()
     }
 
     /// Whether this handle unlinks the name when dropped.
     pub fn is_owner(&self) -> bool {
-        self.owner.is_owner()
+        self.name.is_owner()
     }
 
     /// Keeps the name after this handle is dropped.
     pub fn persist(&mut self) {
-        self.owner = ipc_sync::Owned::none();
+        self.name.persist();
     }
 
     /// Removes the name now (`mq_unlink`); open handles keep working.
@@ -425,8 +427,7 @@ impl PosixQueue {
     ///
     /// [`Error::NotFound`] when it is gone already.
     pub fn unlink(&mut self) -> Result<()> {
-        self.owner = ipc_sync::Owned::none();
-        sys::mq_unlink(&self.name).map_err(|e| Error::from_os(WHAT, || self.name().to_owned(), "mq_unlink", e))
+        self.name.remove().map_err(|e| Error::from_os(WHAT, || self.name().to_owned(), "mq_unlink", e))
     }
 
     fn op_err(&self, op: &'static str, e: Error) -> Error {
@@ -556,23 +557,15 @@ fn open_err(name: &str, attr: QueueAttr, e: io::Error) -> Error {
     }
 }
 
-impl Drop for PosixQueue {
-    fn drop(&mut self) {
-        if self.owner.is_owner() {
-            let _ = sys::mq_unlink(&self.name);
-        }
-    }
-}
-
 impl AsFd for PosixQueue {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.mq.as_fd()
     }
 }
 
 impl AsRawFd for PosixQueue {
     fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.mq.as_fd().as_raw_fd()
     }
 }
 
@@ -580,9 +573,9 @@ impl fmt::Debug for PosixQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PosixQueue")
             .field("name", &self.name())
-            .field("fd", &self.fd.as_raw_fd())
+            .field("fd", &self.as_raw_fd())
             .field("message_size", &self.message_size)
-            .field("owner", &self.owner)
+            .field("owner", &self.is_owner())
             .finish()
     }
 }

@@ -1,99 +1,18 @@
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
+use ipc_sync::object::{Guard, ObjectError, Remove};
 use ipc_sync::{Deadline, Key};
 
-use crate::error::{Error, Result, proc_limit};
+use crate::error::{Error, Result};
+use crate::limits::{MAX_ROOM, msgmax_seen, proc_limit, sysv_max_message};
+use crate::selector::Selector;
+use crate::stat::QueueStat;
 use crate::sys;
 
 const WHAT: &str = "System V message queue";
-
-/// Which message a System V receive takes (the `msgtyp` rules of
-/// msgrcv(2)).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Selector {
-    /// The first message of any type (`msgtyp` 0).
-    Any,
-    /// The first message of exactly this type (`msgtyp` > 0).
-    Exactly(i64),
-    /// The first message of the lowest type up to this one (`msgtyp` < 0:
-    /// the lowest type ≤ |t|, first of those).
-    AtMost(i64),
-    /// The first message of any other type (`MSG_EXCEPT`).
-    Except(i64),
-}
-
-impl Selector {
-    #[inline]
-    fn raw(self) -> Result<(libc::c_long, libc::c_int)> {
-        let check = |t: i64| if t >= 1 { Ok(t as libc::c_long) } else { Err(Error::InvalidType { mtype: t }) };
-        Ok(match self {
-            Selector::Any => (0, 0),
-            Selector::Exactly(t) => (check(t)?, 0),
-            Selector::AtMost(t) => (-check(t)?, 0),
-            Selector::Except(t) => (check(t)?, libc::MSG_EXCEPT),
-        })
-    }
-}
-
-/// Reads a selector as `ipc-kit recv --type` takes it: `any` (or `0`),
-/// `N` (exactly), `<=N` (the lowest type up to N) or `!N` (any but N),
-/// with N a plain decimal number (no sign, no spaces).
-///
-/// ```
-/// use ipc_msgq::Selector;
-/// assert_eq!("any".parse(), Ok(Selector::Any));
-/// assert_eq!("7".parse(), Ok(Selector::Exactly(7)));
-/// assert_eq!("<=3".parse(), Ok(Selector::AtMost(3)));
-/// assert_eq!("!2".parse(), Ok(Selector::Except(2)));
-/// assert!("+7".parse::<Selector>().is_err());
-/// ```
-impl std::str::FromStr for Selector {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        let n = |v: &str| match v.parse::<i64>() {
-            Ok(t) if v.bytes().all(|b| b.is_ascii_digit()) => Ok(t),
-            _ => Err(format!("{s:?}: not a type selector (any, N, <=N, !N)")),
-        };
-        Ok(match s {
-            "any" | "0" => Selector::Any,
-            _ if s.starts_with("<=") => Selector::AtMost(n(&s[2..])?),
-            _ if s.starts_with('!') => Selector::Except(n(&s[1..])?),
-            _ => Selector::Exactly(n(s)?),
-        })
-    }
-}
-
-/// What `IPC_STAT` tells about a queue.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueueStat {
-    /// Messages in the queue.
-    pub messages: u64,
-    /// Bytes of message text in the queue.
-    pub bytes: u64,
-    /// The most bytes the queue holds (`msg_qbytes`).
-    pub capacity: u64,
-    /// The last process that sent, if any.
-    pub last_sender: Option<i32>,
-    /// The last process that received, if any.
-    pub last_receiver: Option<i32>,
-    /// When a message was last sent.
-    pub sent_at: Option<SystemTime>,
-    /// When a message was last received.
-    pub received_at: Option<SystemTime>,
-    /// When the queue was last changed by `msgctl`.
-    pub changed_at: Option<SystemTime>,
-    /// Permission bits.
-    pub mode: u32,
-    /// Owner's user id.
-    pub uid: u32,
-    /// Owner's group id.
-    pub gid: u32,
-}
 
 /// A System V message queue (`msgget`): typed messages, kept by the
 /// kernel with their boundaries, found by unrelated processes through a
@@ -136,38 +55,19 @@ pub struct QueueStat {
 /// [msgget(2)](https://man7.org/linux/man-pages/man2/msgget.2.html),
 /// [msgop(2)](https://man7.org/linux/man-pages/man2/msgop.2.html)
 pub struct SysvQueue {
-    id: i32,
+    id: Guard<QueueId>,
     key: Key,
-    owner: ipc_sync::Owned,
 }
 
-/// The largest message text now, read from /proc/sys/kernel/msgmax (8192
-/// when it cannot be read). The limit can change at run time: a send over
-/// the last value seen reads it again before refusing, a receive into a
-/// `Vec` grows when a message is longer, and a send the kernel refuses
-/// after the limit was lowered is [`Error::MessageTooLarge`].
-pub fn sysv_max_message() -> usize {
-    let max = proc_limit("/proc/sys/kernel/msgmax").map_or(8192, |v| usize::try_from(v).unwrap_or(usize::MAX));
-    MSGMAX_SEEN.store(max, Ordering::Relaxed);
-    max
-}
+/// A System V queue's id, which `IPC_RMID` removes.
+#[derive(Debug)]
+struct QueueId(i32);
 
-/// The msgmax last read (0 before the first read), so that the common case
-/// reads no file.
-static MSGMAX_SEEN: AtomicUsize = AtomicUsize::new(0);
-
-/// The msgmax last read, reading it the first time.
-#[inline]
-fn msgmax_seen() -> usize {
-    match MSGMAX_SEEN.load(Ordering::Relaxed) {
-        0 => sysv_max_message(),
-        max => max,
+impl Remove for QueueId {
+    fn remove(&self) -> io::Result<()> {
+        sys::msg_remove(self.0)
     }
 }
-
-/// The longest message text `msgrcv` can be asked for (its size is a
-/// `long`, and the kernel's limits are `int`s).
-const MAX_ROOM: usize = i32::MAX as usize;
 
 impl SysvQueue {
     /// Creates a queue under `key` (exclusive) with permissions `mode`
@@ -190,7 +90,7 @@ impl SysvQueue {
             },
             _ => Error::from_os(WHAT, || key.to_string(), "msgget", e),
         })?;
-        Ok(SysvQueue { id, key, owner: ipc_sync::Owned::here() })
+        Ok(SysvQueue { id: Guard::made(QueueId(id)), key })
     }
 
     /// Opens the existing queue under `key`.
@@ -206,7 +106,7 @@ impl SysvQueue {
         // Asking for read and write (0o666) makes msgget check them: with
         // 0 it would hand out the id to anyone.
         let id = sys::msgget(key.raw(), 0o666).map_err(|e| Error::from_os(WHAT, || key.to_string(), "msgget", e))?;
-        Ok(SysvQueue { id, key, owner: ipc_sync::Owned::none() })
+        Ok(SysvQueue { id: Guard::opened(QueueId(id)), key })
     }
 
     /// Opens the queue with this id (as `ipcs -q` shows it).
@@ -216,7 +116,7 @@ impl SysvQueue {
     /// [`Error::NotFound`] when no queue has that id (also one removed
     /// before); [`Error::PermissionDenied`].
     pub fn open_id(id: i32) -> Result<Self> {
-        let q = SysvQueue { id, key: Key::private(), owner: ipc_sync::Owned::none() };
+        let q = SysvQueue { id: Guard::opened(QueueId(id)), key: Key::private() };
         match q.stat() {
             Ok(_) => Ok(q),
             Err(Error::Removed { what, name }) => Err(Error::NotFound { what, name }),
@@ -231,16 +131,11 @@ impl SysvQueue {
     ///
     /// As for [`create`](Self::create) and [`open`](Self::open).
     pub fn open_or_create(key: Key, mode: u32) -> Result<Self> {
-        ipc_sync::open_or_create(
-            || Self::create(key, mode),
-            || Self::open(key),
-            |e| matches!(e, Error::AlreadyExists { .. }),
-            |e| matches!(e, Error::NotFound { .. }),
-        )
+        ipc_sync::object::open_or_create_object(|| Self::create(key, mode), || Self::open(key))
     }
 
     fn name(&self) -> String {
-        self.key.describe(self.id)
+        self.key.describe(self.id())
     }
 
     fn err(&self, op: &'static str, e: io::Error) -> Error {
@@ -316,7 +211,7 @@ impl SysvQueue {
             other => return other,
         }
         loop {
-            match sys::msgsnd(self.id, mtype as libc::c_long, data, 0) {
+            match sys::msgsnd(self.id(), mtype as libc::c_long, data, 0) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => return other.map_err(|e| self.send_err(e, data.len())),
             }
@@ -335,7 +230,7 @@ impl SysvQueue {
 
     fn try_send_once(&self, mtype: i64, data: &[u8]) -> Result<()> {
         loop {
-            match sys::msgsnd(self.id, mtype as libc::c_long, data, libc::IPC_NOWAIT) {
+            match sys::msgsnd(self.id(), mtype as libc::c_long, data, libc::IPC_NOWAIT) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Err(self.no_room(data.len(), Error::Full)),
                 other => return other.map_err(|e| self.send_err(e, data.len())),
@@ -429,7 +324,7 @@ impl SysvQueue {
         mut out: impl FnMut(&[u8]),
     ) -> Result<(i64, usize)> {
         loop {
-            match sys::msgrcv_with(self.id, room, t, flags, &mut out) {
+            match sys::msgrcv_with(self.id(), room, t, flags, &mut out) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.raw_os_error() == Some(libc::E2BIG) => {
                     return Err(Error::BufferTooSmall { len: room, needed: None });
@@ -563,22 +458,8 @@ impl SysvQueue {
     ///
     /// [`Error::Removed`]; [`Error::PermissionDenied`].
     pub fn stat(&self) -> Result<QueueStat> {
-        let ds = sys::msg_stat(self.id).map_err(|e| self.err("msgctl(IPC_STAT)", e))?;
-        let time = |t: libc::time_t| (t > 0).then(|| UNIX_EPOCH + Duration::from_secs(t as u64));
-        let pid = |p: libc::pid_t| (p > 0).then_some(p);
-        Ok(QueueStat {
-            messages: ds.msg_qnum,
-            bytes: ds.__msg_cbytes,
-            capacity: ds.msg_qbytes,
-            last_sender: pid(ds.msg_lspid),
-            last_receiver: pid(ds.msg_lrpid),
-            sent_at: time(ds.msg_stime),
-            received_at: time(ds.msg_rtime),
-            changed_at: time(ds.msg_ctime),
-            mode: u32::from(ds.msg_perm.mode) & 0o777,
-            uid: ds.msg_perm.uid,
-            gid: ds.msg_perm.gid,
-        })
+        let ds = sys::msg_stat(self.id()).map_err(|e| self.err("msgctl(IPC_STAT)", e))?;
+        Ok(QueueStat::from_ds(&ds))
     }
 
     /// Sets the most bytes the queue holds (`msg_qbytes`). Raising it above
@@ -592,9 +473,9 @@ impl SysvQueue {
     /// [`Error::PermissionDenied`] when this process may not change the
     /// queue.
     pub fn set_capacity(&self, bytes: u64) -> Result<()> {
-        let mut ds = sys::msg_stat(self.id).map_err(|e| self.err("msgctl(IPC_STAT)", e))?;
+        let mut ds = sys::msg_stat(self.id()).map_err(|e| self.err("msgctl(IPC_STAT)", e))?;
         ds.msg_qbytes = bytes;
-        sys::msg_set(self.id, &mut ds).map_err(|e| {
+        sys::msg_set(self.id(), &ds).map_err(|e| {
             let limit = proc_limit("/proc/sys/kernel/msgmnb").unwrap_or(0);
             if e.raw_os_error() == Some(libc::EPERM) && bytes > limit {
                 Error::LimitExceeded {
@@ -616,14 +497,14 @@ impl SysvQueue {
     /// [`Error::PermissionDenied`] when this process is not the owner or
     /// creator.
     pub fn set_mode(&self, mode: u32) -> Result<()> {
-        let mut ds = sys::msg_stat(self.id).map_err(|e| self.err("msgctl(IPC_STAT)", e))?;
+        let mut ds = sys::msg_stat(self.id()).map_err(|e| self.err("msgctl(IPC_STAT)", e))?;
         ds.msg_perm.mode = (mode & 0o777) as _;
-        sys::msg_set(self.id, &mut ds).map_err(|e| self.err("msgctl(IPC_SET)", e))
+        sys::msg_set(self.id(), &ds).map_err(|e| self.err("msgctl(IPC_SET)", e))
     }
 
     /// The queue's id.
     pub fn id(&self) -> i32 {
-        self.id
+        self.id.name().0
     }
 
     /// The key it was created or opened with.
@@ -633,12 +514,12 @@ impl SysvQueue {
 
     /// Whether this handle removes the queue when dropped.
     pub fn is_owner(&self) -> bool {
-        self.owner.is_owner()
+        self.id.is_owner()
     }
 
     /// Keeps the queue after this handle is dropped.
     pub fn persist(&mut self) {
-        self.owner = ipc_sync::Owned::none();
+        self.id.persist();
     }
 
     /// Removes the queue now; blocked processes get [`Error::Removed`].
@@ -648,8 +529,7 @@ impl SysvQueue {
     /// [`Error::PermissionDenied`]; [`Error::Removed`].
     #[doc(alias = "IPC_RMID")]
     pub fn remove(mut self) -> Result<()> {
-        self.owner = ipc_sync::Owned::none();
-        sys::msg_remove(self.id).map_err(|e| self.err("msgctl(IPC_RMID)", e))
+        self.id.remove().map_err(|e| self.err("msgctl(IPC_RMID)", e))
     }
 }
 
@@ -675,16 +555,12 @@ fn poll_until<T>(deadline: Deadline, mut attempt: impl FnMut() -> Option<Result<
     }
 }
 
-impl Drop for SysvQueue {
-    fn drop(&mut self) {
-        if self.owner.is_owner() {
-            let _ = sys::msg_remove(self.id);
-        }
-    }
-}
-
 impl fmt::Debug for SysvQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SysvQueue").field("id", &self.id).field("key", &self.key).field("owner", &self.owner).finish()
+        f.debug_struct("SysvQueue")
+            .field("id", &self.id())
+            .field("key", &self.key)
+            .field("owner", &self.is_owner())
+            .finish()
     }
 }

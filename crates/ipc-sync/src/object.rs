@@ -103,6 +103,47 @@ pub fn open_or_create<T, E>(
     }
 }
 
+/// [`open_or_create`] for a typed error of ipc-kit: `create` finding the
+/// object there ([`ObjectFault::Exists`]) opens it, and `open` finding it
+/// gone ([`ObjectFault::Missing`]) starts over.
+///
+/// ```
+/// use std::cell::Cell;
+/// use ipc_sync::Error;
+/// use ipc_sync::object::open_or_create_object;
+///
+/// // Someone else made it; it is removed before we open it; we make it.
+/// let creates = Cell::new(0);
+/// let made = open_or_create_object(
+///     || {
+///         creates.set(creates.get() + 1);
+///         match creates.get() {
+///             1 => Err(Error::AlreadyExists { what: "thing", name: "/t".into() }),
+///             _ => Ok("made"),
+///         }
+///     },
+///     || Err(Error::NotFound { what: "thing", name: "/t".into() }),
+/// );
+/// assert_eq!(made?, "made");
+/// assert_eq!(creates.get(), 2);
+/// # Ok::<(), Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As for [`open_or_create`].
+pub fn open_or_create_object<T, E: ObjectError>(
+    create: impl FnMut() -> Result<T, E>,
+    open: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    open_or_create(
+        create,
+        open,
+        |e| e.fault() == Some(ObjectFault::Exists),
+        |e| e.fault() == Some(ObjectFault::Missing),
+    )
+}
+
 /// Which process owns a named or keyed object: the one that created it.
 /// Only that process removes the object when its handle is dropped; a
 /// child that inherited a copy of the handle across `fork` does not.
@@ -269,6 +310,12 @@ pub trait ObjectError: std::error::Error + Send + Sync + Sized + 'static {
     /// The variant for any other failure of the system call `op`.
     fn io(op: &'static str, source: io::Error) -> Self;
 
+    /// What it says about the object, when it is one of the variants
+    /// [`object`](Self::object) makes.
+    fn fault(&self) -> Option<ObjectFault> {
+        None
+    }
+
     /// Turns an OS error about the object `what` named `name` into the
     /// matching typed error: `AlreadyExists`, `NotFound`,
     /// `PermissionDenied`, `Removed`, or `Io` naming `op`.
@@ -296,6 +343,41 @@ pub fn into_io_error<E: ObjectError>(e: E) -> io::Error {
 /// [`ObjectError`], `From<Error> for io::Error` and `kind()`, the
 /// [`io::ErrorKind`] of each variant: those of the variants given are
 /// listed after the enum, under `kinds`.
+///
+/// Two more variants come on request, after `kinds` (whose kinds are then
+/// listed there too): `invalid_name: "POSIX message queue";` adds
+/// `InvalidName { name, reason }`, a POSIX name refused before any system
+/// call ("invalid POSIX message queue name …"), and `invalid_key:
+/// "System V";` adds `InvalidKey { reason }`, a key that cannot be used
+/// ("invalid System V key: …").
+///
+/// ```
+/// use std::io::ErrorKind;
+///
+/// ipc_sync::object_error! {
+///     /// What can go wrong with a queue.
+///     pub enum Error {
+///         /// A `try_recv` found nothing.
+///         #[error("the queue is empty")]
+///         Empty,
+///     }
+///     kinds {
+///         Error::Empty => ErrorKind::WouldBlock,
+///         Error::InvalidName { .. } | Error::InvalidKey { .. } => ErrorKind::InvalidInput,
+///     }
+///     invalid_name: "POSIX message queue";
+///     invalid_key: "System V";
+/// }
+///
+/// let e = Error::InvalidName { name: "q".into(), reason: "it must start with '/'" };
+/// assert_eq!(e.to_string(), "invalid POSIX message queue name \"q\": it must start with '/'");
+/// assert_eq!(e.kind(), ErrorKind::InvalidInput);
+/// let e = Error::InvalidKey { reason: "IPC_PRIVATE names no existing object" };
+/// assert_eq!(e.to_string(), "invalid System V key: IPC_PRIVATE names no existing object");
+/// let e = std::io::Error::from(Error::NotFound { what: "queue", name: "/q".into() });
+/// assert_eq!(e.kind(), ErrorKind::NotFound);
+/// assert_eq!(e.to_string(), "no queue /q exists");
+/// ```
 #[macro_export]
 macro_rules! object_error {
     (
@@ -306,12 +388,34 @@ macro_rules! object_error {
         kinds {
             $($pat:pat => $kind:expr),* $(,)?
         }
+        $(invalid_name: $names:literal;)?
+        $(invalid_key: $keys:literal;)?
     ) => {
         $(#[$meta])*
         #[derive(Debug, thiserror::Error)]
         #[non_exhaustive]
         pub enum $name {
             $($body)*
+
+            $(
+                /// A name refused before any system call.
+                #[error("invalid {} name {name:?}: {reason}", $names)]
+                InvalidName {
+                    /// The name given.
+                    name: String,
+                    /// Why.
+                    reason: &'static str,
+                },
+            )?
+
+            $(
+                /// A key that cannot be used.
+                #[error("invalid {} key: {reason}", $keys)]
+                InvalidKey {
+                    /// Why.
+                    reason: &'static str,
+                },
+            )?
 
             /// `create` found the object there already.
             #[error("the {what} {name} already exists")]
@@ -398,6 +502,17 @@ macro_rules! object_error {
 
             fn io(op: &'static str, source: ::std::io::Error) -> Self {
                 $name::Io { op, source }
+            }
+
+            fn fault(&self) -> ::std::option::Option<$crate::object::ObjectFault> {
+                use $crate::object::ObjectFault;
+                match self {
+                    $name::AlreadyExists { .. } => Some(ObjectFault::Exists),
+                    $name::NotFound { .. } => Some(ObjectFault::Missing),
+                    $name::PermissionDenied { .. } => Some(ObjectFault::Denied),
+                    $name::Removed { .. } => Some(ObjectFault::Removed),
+                    _ => None,
+                }
             }
         }
 

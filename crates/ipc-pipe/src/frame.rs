@@ -5,13 +5,18 @@ use std::time::{Duration, Instant};
 use ipc_sync::Deadline;
 
 use crate::error::{Error, Result};
-use crate::pipe::{Wait, read_waiting};
+use crate::pipe::{PIPE_BUF, Wait, read_waiting, short_atomic, write_waiting};
 
 /// The frame length used when none is given: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 
 /// Bytes in a frame header: the body length as a little-endian `u32`.
 pub const FRAME_HEADER: usize = 4;
+
+/// The longest body [`FrameWriter::try_send`] and
+/// [`FrameWriter::send_timeout`] take: a whole frame fits in one atomic
+/// write of at most [`PIPE_BUF`] bytes.
+const MAX_ATOMIC_BODY: usize = PIPE_BUF - FRAME_HEADER;
 
 /// The size of the reader's read-ahead buffer.
 const READ_AHEAD: usize = 64 << 10;
@@ -123,6 +128,72 @@ impl<W: Write> FrameWriter<W> {
     /// Gives the underlying writer back.
     pub fn into_inner(self) -> W {
         self.inner
+    }
+}
+
+impl<W: Write + AsFd> FrameWriter<W> {
+    /// Writes one frame if it fits in the pipe now, without waiting: the
+    /// header and body go in one write of at most [`PIPE_BUF`] bytes, which
+    /// the kernel makes all or nothing, so a refused frame leaves nothing
+    /// behind and frames of several writers never interleave.
+    ///
+    /// Takes bodies of at most [`PIPE_BUF`]` - `[`FRAME_HEADER`] bytes (and
+    /// at most the writer's maximum). The frame goes straight to the
+    /// underlying fd: a writer that buffers (such as [`std::io::Stdout`])
+    /// must be flushed first. The fd's nonblocking mode is neither needed
+    /// nor changed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::FrameTooLarge`] before anything is written when `body` is
+    /// over the writer's maximum or over `PIPE_BUF - FRAME_HEADER` bytes
+    /// (`max` is the smaller of the two); [`Error::WouldBlock`] when the
+    /// frame does not fit now (nothing was written); [`Error::BrokenPipe`]
+    /// when the reader is gone; [`Error::Io`] otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ipc_pipe::{Error, FrameWriter, PIPE_BUF, FRAME_HEADER};
+    ///
+    /// let (_r, w) = ipc_pipe::pipe()?;
+    /// let mut tx = FrameWriter::new(w);
+    /// tx.try_send(b"ping")?;
+    /// assert!(matches!(tx.try_send(&[0; PIPE_BUF]), Err(Error::FrameTooLarge { max, .. }) if max == PIPE_BUF - FRAME_HEADER));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_send(&mut self, body: &[u8]) -> Result<()> {
+        self.send_atomic(body, Wait::No)
+    }
+
+    /// Writes one frame, waiting at most `timeout` for room for all of it:
+    /// the frame is written whole or not at all, as by
+    /// [`try_send`](Self::try_send). A zero or past timeout tries once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when the frame did not fit in time (nothing was
+    /// written), and as for [`try_send`](Self::try_send) except
+    /// `WouldBlock`.
+    pub fn send_timeout(&mut self, body: &[u8], timeout: Duration) -> Result<()> {
+        self.send_atomic(body, Wait::Until(Deadline::after(timeout)))
+    }
+
+    /// Like [`send_timeout`](Self::send_timeout) with a deadline on the
+    /// monotonic clock.
+    ///
+    /// # Errors
+    ///
+    /// As for [`send_timeout`](Self::send_timeout).
+    pub fn send_deadline(&mut self, body: &[u8], deadline: Instant) -> Result<()> {
+        self.send_atomic(body, Wait::Until(Deadline::at(deadline)))
+    }
+
+    fn send_atomic(&mut self, body: &[u8], wait: Wait) -> Result<()> {
+        let header = frame_header(body, self.max.min(MAX_ATOMIC_BODY))?;
+        let bufs = [IoSlice::new(&header), IoSlice::new(body)];
+        let n = write_waiting(self.inner.as_fd(), &bufs, wait)?;
+        short_atomic(n, FRAME_HEADER + body.len())
     }
 }
 
@@ -467,5 +538,88 @@ mod tests {
         w.send(&[1; 8]).unwrap();
         assert_eq!(w.get_ref().len(), 12);
         assert_eq!(FrameWriter::with_max(Vec::new(), usize::MAX).max_frame_len(), u32::MAX as usize);
+    }
+
+    /// Fills the pipe behind `w` to `room` free bytes short of full (its
+    /// capacity less `room`), writing one byte at a time at the end.
+    fn fill_leaving(w: &crate::PipeWriter, room: usize) {
+        let cap = w.capacity().unwrap();
+        let mut left = cap - room;
+        while left > 0 {
+            let n = w.try_write(&vec![9; left.min(PIPE_BUF)]).unwrap();
+            left -= n;
+        }
+    }
+
+    #[test]
+    fn timed_sends_refuse_bodies_over_pipe_buf_before_writing() {
+        let (r, w) = crate::pipe().unwrap();
+        let mut tx = FrameWriter::new(&w);
+        let max = PIPE_BUF - FRAME_HEADER;
+        for res in [
+            tx.try_send(&vec![1; max + 1]),
+            tx.send_timeout(&vec![1; max + 1], Duration::from_secs(5)),
+            tx.send_deadline(&vec![1; max + 1], Instant::now() + Duration::from_secs(5)),
+        ] {
+            assert!(
+                matches!(res, Err(Error::FrameTooLarge { len, max: m }) if len == max as u64 + 1 && m == max),
+                "{res:?}"
+            );
+        }
+        // The writer's own smaller maximum wins.
+        let mut small = FrameWriter::with_max(&w, 3);
+        assert!(matches!(small.try_send(b"four"), Err(Error::FrameTooLarge { len: 4, max: 3 })));
+        assert_eq!(r.available().unwrap(), 0, "nothing may be written");
+        tx.try_send(&vec![2; max]).unwrap();
+        small.send_timeout(b"abc", Duration::ZERO).unwrap();
+        let mut rx = FrameReader::new(r);
+        assert_eq!(rx.recv_vec().unwrap().unwrap(), vec![2; max]);
+        assert_eq!(rx.recv_vec().unwrap().unwrap(), b"abc");
+    }
+
+    #[test]
+    fn timed_sends_on_a_full_pipe_write_nothing() {
+        let (r, w) = crate::pipe().unwrap();
+        let mut tx = FrameWriter::new(&w);
+        // Room for the header and 9 bytes of a 10-byte body: one short.
+        fill_leaving(&w, FRAME_HEADER + 9);
+        let before = r.available().unwrap();
+        assert!(matches!(tx.try_send(&[5; 10]), Err(Error::WouldBlock)));
+        let start = Instant::now();
+        assert!(matches!(tx.send_timeout(&[5; 10], Duration::ZERO), Err(Error::Timeout)));
+        assert!(matches!(tx.send_deadline(&[5; 10], start - Duration::from_secs(1)), Err(Error::Timeout)));
+        assert!(matches!(tx.send_timeout(&[5; 10], Duration::from_millis(30)), Err(Error::Timeout)));
+        assert!(start.elapsed() < Duration::from_secs(5), "the timeouts must end");
+        assert_eq!(r.available().unwrap(), before, "a refused frame must leave nothing behind");
+        // A frame that fits exactly goes in, even with a zero timeout.
+        tx.send_timeout(&[6; 9], Duration::ZERO).unwrap();
+        assert_eq!(r.available().unwrap(), before + FRAME_HEADER + 9);
+    }
+
+    #[test]
+    fn send_timeout_waits_for_the_reader_to_make_room() {
+        let (r, w) = crate::pipe().unwrap();
+        let mut tx = FrameWriter::new(&w);
+        fill_leaving(&w, 0);
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let mut buf = vec![0; 8192];
+            let mut rx = r;
+            rx.read_exact(&mut buf).unwrap();
+            rx
+        });
+        tx.send_timeout(b"after room", Duration::from_secs(10)).unwrap();
+        let r = reader.join().unwrap();
+        assert!(r.available().unwrap() >= FRAME_HEADER + 10);
+    }
+
+    #[test]
+    fn timed_sends_report_the_reader_gone() {
+        let (r, w) = crate::pipe().unwrap();
+        drop(r);
+        let mut tx = FrameWriter::new(w);
+        assert!(matches!(tx.try_send(b"x"), Err(Error::BrokenPipe)));
+        assert!(matches!(tx.send_timeout(b"x", Duration::ZERO), Err(Error::BrokenPipe)));
+        assert!(matches!(tx.send_timeout(b"x", Duration::from_secs(10)), Err(Error::BrokenPipe)));
     }
 }

@@ -68,3 +68,46 @@ pub fn poll(fds: &mut [PollFd<'_>], timeout_ms: i32) -> io::Result<usize> {
     let n = nix::poll::poll(fds, timeout)?;
     Ok(usize::try_from(n).unwrap_or(0))
 }
+
+/// Implements [`AsFd`](std::os::fd::AsFd),
+/// [`AsRawFd`](std::os::fd::AsRawFd) and `From<$type> for OwnedFd` for a
+/// type that holds its file descriptor in the [`OwnedFd`](std::os::fd::OwnedFd)
+/// field `$field`; the attributes given (such as docs) go on `from`.
+///
+/// ```
+/// use std::os::fd::{AsFd, OwnedFd};
+///
+/// struct End {
+///     fd: OwnedFd,
+/// }
+/// ipc_sync::fd_traits!(End, fd);
+///
+/// let (r, _w) = std::io::pipe()?;
+/// let end = End { fd: r.into() };
+/// let _borrowed = end.as_fd();
+/// let _owned: OwnedFd = end.into();
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[macro_export]
+macro_rules! fd_traits {
+    ($type:ty, $field:ident $(, #[$from:meta])* $(,)?) => {
+        impl ::std::os::fd::AsFd for $type {
+            fn as_fd(&self) -> ::std::os::fd::BorrowedFd<'_> {
+                ::std::os::fd::AsFd::as_fd(&self.$field)
+            }
+        }
+
+        impl ::std::os::fd::AsRawFd for $type {
+            fn as_raw_fd(&self) -> ::std::os::fd::RawFd {
+                ::std::os::fd::AsRawFd::as_raw_fd(&self.$field)
+            }
+        }
+
+        impl ::std::convert::From<$type> for ::std::os::fd::OwnedFd {
+            $(#[$from])*
+            fn from(value: $type) -> Self {
+                value.$field
+            }
+        }
+    };
+}

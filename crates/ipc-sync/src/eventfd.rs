@@ -1,6 +1,6 @@
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -223,24 +223,7 @@ impl EventFd {
     }
 }
 
-impl AsFd for EventFd {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
-
-impl AsRawFd for EventFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
-
-impl From<EventFd> for OwnedFd {
-    /// The fd, in nonblocking mode.
-    fn from(e: EventFd) -> Self {
-        e.fd
-    }
-}
+crate::fd_traits!(EventFd, fd, #[doc = "The fd, in nonblocking mode."]);
 
 impl fmt::Debug for EventFd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1143,7 +1143,7 @@ fn frame_timed_sends_many_writers_do_not_interleave() {
     // room), half by send_timeout: each frame is one atomic write.
     let send = |w: &PipeWriter, m: &[u8]| {
         let mut tx = FrameWriter::new(w);
-        if m[3] % 2 == 0 {
+        if m[3].is_multiple_of(2) {
             match tx.try_send(m) {
                 Err(Error::WouldBlock) => {}
                 other => return other.unwrap(),

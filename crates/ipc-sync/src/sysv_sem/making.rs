@@ -35,7 +35,7 @@ impl SemaphoreSet {
     /// [`open_or_create`](Self::open_or_create) finished making the set
     /// while this process was stalled right after making it;
     /// [`Error::InvalidArgument`] for no values, more than 31999, or a value
-    /// over [`SEM_VALUE_MAX`]; [`Error::PermissionDenied`]; [`Error::Io`]
+    /// over [`SEM_VALUE_MAX`](crate::SEM_VALUE_MAX); [`Error::PermissionDenied`]; [`Error::Io`]
     /// (such as `ENOSPC` when the system's limit of sets is reached).
     #[doc(alias = "semget")]
     pub fn create(key: Key, values: &[u16], mode: u32) -> Result<Self> {

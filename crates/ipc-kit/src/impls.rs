@@ -28,8 +28,8 @@ impl PipeSender {
     /// the frame header.
     pub const MAX_TIMED: usize = ipc_pipe::PIPE_BUF - ipc_pipe::FRAME_HEADER;
 
-    /// Frames messages onto `writer`, in the format of ipc-pipe's
-    /// `FrameWriter`.
+    /// Frames messages onto `writer` through ipc-pipe's `FrameWriter`
+    /// (with the default maximum).
     pub fn new(writer: ipc_pipe::PipeWriter) -> Self {
         PipeSender { frames: ipc_pipe::FrameWriter::with_max(writer, ipc_pipe::DEFAULT_MAX_FRAME) }
     }

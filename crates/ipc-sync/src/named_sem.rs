@@ -86,12 +86,7 @@ impl NamedSemaphore {
     ///
     /// As for [`create`](Self::create) and [`open`](Self::open).
     pub fn open_or_create(name: &str, value: u32, mode: u32) -> Result<Self> {
-        crate::open_or_create(
-            || Self::create(name, value, mode),
-            || Self::open(name),
-            |e| matches!(e, Error::AlreadyExists { .. }),
-            |e| matches!(e, Error::NotFound { .. }),
-        )
+        Error::open_or_create(|| Self::create(name, value, mode), || Self::open(name))
     }
 
     fn open_with(name: &str, flags: libc::c_int, mode: u32, value: u32, owner: bool) -> Result<Self> {

@@ -185,12 +185,7 @@ impl SemaphoreSet {
 
     fn open_or_create_deadline(key: Key, values: &[u16], mode: u32, deadline: Deadline) -> Result<Self> {
         check_values(values)?;
-        crate::open_or_create(
-            || Self::create(key, values, mode),
-            || Self::open_with(key, Some(values), deadline),
-            |e| matches!(e, Error::AlreadyExists { .. }),
-            |e| matches!(e, Error::NotFound { .. }),
-        )
+        Error::open_or_create(|| Self::create(key, values, mode), || Self::open_with(key, Some(values), deadline))
     }
 
     /// Applies all `ops` at once, atomically, waiting as long as it takes

@@ -1,6 +1,9 @@
-//! The system calls of ipc-sync. Every `unsafe` block of the crate is here
-//! or in a module's own `sys` part, one call per block, each with the
-//! reason it is sound.
+//! The system calls of ipc-sync. Every `unsafe` block of the crate is here,
+//! one call per block, each with the reason it is sound, except the
+//! mutex guards' access to the value they protect (`mutex_forms`). The
+//! calls nix offers go through nix; libc remains for futexes, System V
+//! semaphores, POSIX named semaphores and `sem_clockwait`, robust lists,
+//! `membarrier`, `ftok` and `pthread_atfork`.
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;

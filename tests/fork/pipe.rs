@@ -59,6 +59,9 @@ cases!("pipe":
     zero_and_past_timeouts_try_once,
     exec_fd_target_freed_before_spawn_is_refused,
     pipe_and_fifo_pairs_refuse_what_they_cannot_deliver,
+    frame_timed_sends_many_writers_do_not_interleave,
+    frame_timed_sends_stalled_reader_get_whole_frames_or_nothing,
+    frame_timed_sends_reader_killed_is_broken_pipe,
 );
 
 const MIB: usize = 1 << 20;
@@ -1143,4 +1146,88 @@ fn pipe_and_fifo_pairs_refuse_what_they_cannot_deliver() {
         assert_eq!(buf, b"last");
         assert!(matches!(pair.receiver.try_recv(&mut buf), Err(traits::Error::Empty)));
     }
+}
+
+fn frame_timed_sends_many_writers_do_not_interleave() {
+    // Half of each writer's frames by try_send (falling back to a wait for
+    // room), half by send_timeout: each frame is one atomic write.
+    let send = |w: &PipeWriter, m: &[u8]| {
+        let mut tx = FrameWriter::new(w);
+        if m[3].is_multiple_of(2) {
+            match tx.try_send(m) {
+                Err(Error::WouldBlock) => {}
+                other => return other.unwrap(),
+            }
+        }
+        tx.send_timeout(m, Duration::from_secs(60)).unwrap();
+    };
+    many_writers(6, 1500, PIPE_BUF - 4, send, FrameReader::new, |rx| rx.recv_vec().unwrap());
+}
+
+fn frame_timed_sends_stalled_reader_get_whole_frames_or_nothing() {
+    let (r, w) = pipe().unwrap();
+    let wfd = w.as_raw_fd();
+    let (go_r, go_w) = pipe().unwrap();
+    let reader = fork(move || {
+        close_inherited(wfd);
+        // Stalled until told how many frames to expect.
+        let mut count = [0; 4];
+        (&go_r).read_exact(&mut count).unwrap();
+        let count = u32::from_le_bytes(count);
+        let mut rx = FrameReader::new(r);
+        for seq in 0..count {
+            let m = rx.recv_vec().unwrap().expect("a frame");
+            assert_eq!(m, message(0, seq, PIPE_BUF - 4), "frame {seq}");
+        }
+        // A refused frame left no part behind: a clean end of file.
+        assert!(matches!(rx.recv_vec(), Ok(None)), "bytes after the last frame");
+    });
+    let mut tx = FrameWriter::new(w);
+    let mut sent = 0u32;
+    let started = Instant::now();
+    let refused = loop {
+        match tx.try_send(&message(0, sent, PIPE_BUF - 4)) {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent < 100_000, "a pipe without a reader never filled");
+    };
+    assert!(matches!(refused, Error::WouldBlock), "{refused:?}");
+    let next = message(0, sent, PIPE_BUF - 4);
+    let past = Instant::now() - Duration::from_secs(1);
+    assert!(matches!(tx.send_timeout(&next, Duration::ZERO), Err(Error::Timeout)));
+    assert!(matches!(tx.send_deadline(&next, past), Err(Error::Timeout)));
+    let t = Instant::now();
+    assert!(matches!(tx.send_timeout(&next, Duration::from_millis(200)), Err(Error::Timeout)));
+    assert!(t.elapsed() >= Duration::from_millis(200), "gave up early: {:?}", t.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(30), "the sends must end");
+    // Too large for one atomic write: refused before writing, whatever the room.
+    let big = vec![1; PIPE_BUF - 3];
+    assert!(
+        matches!(tx.try_send(&big), Err(Error::FrameTooLarge { len, max }) if len == (PIPE_BUF - 3) as u64 && max == PIPE_BUF - 4)
+    );
+    drop(tx);
+    (&go_w).write_all(&sent.to_le_bytes()).unwrap();
+    reader.join();
+}
+
+fn frame_timed_sends_reader_killed_is_broken_pipe() {
+    set_sigpipe_default(); // the writer is this process: SIGPIPE must not kill it
+    let (r, w) = pipe().unwrap();
+    let (_hold_r, hold_w) = pipe().unwrap();
+    let mut reader = fork(move || {
+        // Holds the read end and reads nothing until killed.
+        let _r = r;
+        let mut b = [0; 1];
+        let _ = (&_hold_r).read(&mut b);
+    });
+    let mut tx = FrameWriter::new(w);
+    tx.try_send(b"before").unwrap();
+    reader.kill();
+    assert_eq!(reader.wait(), Exit::Signaled(Signal::SIGKILL));
+    drop(hold_w);
+    assert!(matches!(tx.try_send(b"after"), Err(Error::BrokenPipe)));
+    assert!(matches!(tx.send_timeout(b"after", Duration::ZERO), Err(Error::BrokenPipe)));
+    assert!(matches!(tx.send_timeout(b"after", Duration::from_secs(30)), Err(Error::BrokenPipe)));
+    assert!(matches!(tx.send_deadline(b"after", Instant::now() + Duration::from_secs(30)), Err(Error::BrokenPipe)));
 }

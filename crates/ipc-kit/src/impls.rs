@@ -18,8 +18,7 @@ use crate::traits::{Error, MessageReceiver, MessageSender, Result, other};
 #[cfg(feature = "pipe")]
 #[derive(Debug)]
 pub struct PipeSender {
-    writer: ipc_pipe::PipeWriter,
-    frame: Vec<u8>,
+    frames: ipc_pipe::FrameWriter<ipc_pipe::PipeWriter>,
 }
 
 #[cfg(feature = "pipe")]
@@ -29,39 +28,20 @@ impl PipeSender {
     /// the frame header.
     pub const MAX_TIMED: usize = ipc_pipe::PIPE_BUF - ipc_pipe::FRAME_HEADER;
 
-    /// Frames messages onto `writer`, in the format of ipc-pipe's
-    /// `FrameWriter`.
+    /// Frames messages onto `writer` through ipc-pipe's `FrameWriter`
+    /// (with the default maximum).
     pub fn new(writer: ipc_pipe::PipeWriter) -> Self {
-        PipeSender { writer, frame: Vec::new() }
-    }
-
-    fn build(&mut self, msg: &[u8]) -> Result<()> {
-        if msg.len() > Self::MAX_TIMED {
-            return Err(Error::TooLarge { len: msg.len(), max: Self::MAX_TIMED });
-        }
-        let len = u32::try_from(msg.len()).map_err(|_| Error::TooLarge { len: msg.len(), max: Self::MAX_TIMED })?;
-        self.frame.clear();
-        self.frame.extend_from_slice(&len.to_le_bytes());
-        self.frame.extend_from_slice(msg);
-        Ok(())
+        PipeSender { frames: ipc_pipe::FrameWriter::with_max(writer, ipc_pipe::DEFAULT_MAX_FRAME) }
     }
 
     fn pipe_err(e: ipc_pipe::Error) -> Error {
         match e {
+            ipc_pipe::Error::FrameTooLarge { len, max } => Error::TooLarge { len: len as usize, max },
             ipc_pipe::Error::BrokenPipe => Error::Disconnected,
             ipc_pipe::Error::WouldBlock => Error::Full,
             ipc_pipe::Error::Timeout => Error::Timeout,
             other_err => other(other_err),
         }
-    }
-
-    fn send_with(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<()> {
-        self.build(msg)?;
-        match timeout {
-            None => self.writer.try_write_atomic(&self.frame),
-            Some(t) => self.writer.write_atomic_timeout(&self.frame, t),
-        }
-        .map_err(Self::pipe_err)
     }
 }
 
@@ -70,18 +50,15 @@ impl MessageSender for PipeSender {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         // Header and body in one writev, without copying the body; the
         // receiver's limit is checked before anything is written.
-        ipc_pipe::FrameWriter::with_max(&self.writer, ipc_pipe::DEFAULT_MAX_FRAME).send(msg).map_err(|e| match e {
-            ipc_pipe::Error::FrameTooLarge { len, max } => Error::TooLarge { len: len as usize, max },
-            e => Self::pipe_err(e),
-        })
+        self.frames.send(msg).map_err(Self::pipe_err)
     }
 
     fn try_send(&mut self, msg: &[u8]) -> Result<()> {
-        self.send_with(msg, None)
+        self.frames.try_send(msg).map_err(Self::pipe_err)
     }
 
     fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
-        self.send_with(msg, Some(timeout))
+        self.frames.send_timeout(msg, timeout).map_err(Self::pipe_err)
     }
 }
 

@@ -1,5 +1,7 @@
 use std::io;
 
+use ipc_sync::object::{ObjectError, ObjectFault, into_io_error};
+
 /// What can go wrong with a pipe.
 ///
 /// Every variant reads as a sentence that names the limit involved, and
@@ -89,8 +91,7 @@ pub enum Error {
     Io {
         /// What was being done, such as "pipe2" or "read from pipe".
         op: &'static str,
-        /// The error from the operating system.
-        #[source]
+        /// The error from the operating system (the error's source).
         source: io::Error,
     },
 }
@@ -121,12 +122,38 @@ impl Error {
     }
 }
 
+impl ObjectError for Error {
+    fn io_kind(&self) -> io::ErrorKind {
+        self.kind()
+    }
+
+    fn into_os_error(self) -> std::result::Result<io::Error, Self> {
+        match self {
+            Error::Io { source, .. } => Ok(source),
+            other => Err(other),
+        }
+    }
+
+    /// A pipe has no name for an object fault to be about: it is the OS
+    /// error of `what`.
+    fn object(fault: ObjectFault, what: &'static str, _name: String) -> Self {
+        let errno = match fault {
+            ObjectFault::Exists => libc::EEXIST,
+            ObjectFault::Missing => libc::ENOENT,
+            ObjectFault::Denied => libc::EACCES,
+            ObjectFault::Removed => libc::EIDRM,
+        };
+        Error::Io { op: what, source: io::Error::from_raw_os_error(errno) }
+    }
+
+    fn io(op: &'static str, source: io::Error) -> Self {
+        Error::from_io(op, source)
+    }
+}
+
 impl From<Error> for io::Error {
     fn from(e: Error) -> Self {
-        match e {
-            Error::Io { source, .. } => source,
-            other => io::Error::new(other.kind(), other),
-        }
+        into_io_error(e)
     }
 }
 

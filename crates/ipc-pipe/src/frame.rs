@@ -5,13 +5,18 @@ use std::time::{Duration, Instant};
 use ipc_sync::Deadline;
 
 use crate::error::{Error, Result};
-use crate::pipe::{Wait, read_waiting};
+use crate::pipe::{PIPE_BUF, Wait, read_waiting, short_atomic, write_waiting};
 
 /// The frame length used when none is given: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 
 /// Bytes in a frame header: the body length as a little-endian `u32`.
 pub const FRAME_HEADER: usize = 4;
+
+/// The longest body [`FrameWriter::try_send`] and
+/// [`FrameWriter::send_timeout`] take: a whole frame fits in one atomic
+/// write of at most [`PIPE_BUF`] bytes.
+const MAX_ATOMIC_BODY: usize = PIPE_BUF - FRAME_HEADER;
 
 /// The size of the reader's read-ahead buffer.
 const READ_AHEAD: usize = 64 << 10;
@@ -123,6 +128,72 @@ impl<W: Write> FrameWriter<W> {
     /// Gives the underlying writer back.
     pub fn into_inner(self) -> W {
         self.inner
+    }
+}
+
+impl<W: Write + AsFd> FrameWriter<W> {
+    /// Writes one frame if it fits in the pipe now, without waiting: the
+    /// header and body go in one write of at most [`PIPE_BUF`] bytes, which
+    /// the kernel makes all or nothing, so a refused frame leaves nothing
+    /// behind and frames of several writers never interleave.
+    ///
+    /// Takes bodies of at most [`PIPE_BUF`]` - `[`FRAME_HEADER`] bytes (and
+    /// at most the writer's maximum). The frame goes straight to the
+    /// underlying fd: a writer that buffers (such as [`std::io::Stdout`])
+    /// must be flushed first. The fd's nonblocking mode is neither needed
+    /// nor changed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::FrameTooLarge`] before anything is written when `body` is
+    /// over the writer's maximum or over `PIPE_BUF - FRAME_HEADER` bytes
+    /// (`max` is the smaller of the two); [`Error::WouldBlock`] when the
+    /// frame does not fit now (nothing was written); [`Error::BrokenPipe`]
+    /// when the reader is gone; [`Error::Io`] otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ipc_pipe::{Error, FrameWriter, PIPE_BUF, FRAME_HEADER};
+    ///
+    /// let (_r, w) = ipc_pipe::pipe()?;
+    /// let mut tx = FrameWriter::new(w);
+    /// tx.try_send(b"ping")?;
+    /// assert!(matches!(tx.try_send(&[0; PIPE_BUF]), Err(Error::FrameTooLarge { max, .. }) if max == PIPE_BUF - FRAME_HEADER));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_send(&mut self, body: &[u8]) -> Result<()> {
+        self.send_atomic(body, Wait::No)
+    }
+
+    /// Writes one frame, waiting at most `timeout` for room for all of it:
+    /// the frame is written whole or not at all, as by
+    /// [`try_send`](Self::try_send). A zero or past timeout tries once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when the frame did not fit in time (nothing was
+    /// written), and as for [`try_send`](Self::try_send) except
+    /// `WouldBlock`.
+    pub fn send_timeout(&mut self, body: &[u8], timeout: Duration) -> Result<()> {
+        self.send_atomic(body, Wait::Until(Deadline::after(timeout)))
+    }
+
+    /// Like [`send_timeout`](Self::send_timeout) with a deadline on the
+    /// monotonic clock.
+    ///
+    /// # Errors
+    ///
+    /// As for [`send_timeout`](Self::send_timeout).
+    pub fn send_deadline(&mut self, body: &[u8], deadline: Instant) -> Result<()> {
+        self.send_atomic(body, Wait::Until(Deadline::at(deadline)))
+    }
+
+    fn send_atomic(&mut self, body: &[u8], wait: Wait) -> Result<()> {
+        let header = frame_header(body, self.max.min(MAX_ATOMIC_BODY))?;
+        let bufs = [IoSlice::new(&header), IoSlice::new(body)];
+        let n = write_waiting(self.inner.as_fd(), &bufs, wait)?;
+        short_atomic(n, FRAME_HEADER + body.len())
     }
 }
 

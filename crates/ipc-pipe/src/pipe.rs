@@ -4,6 +4,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use ipc_sync::os::{PollFd, PollFlags, poll};
 use ipc_sync::{Deadline, retry_eintr};
 
 use crate::error::{Error, Result};
@@ -272,7 +273,7 @@ pub(crate) fn read_waiting(fd: BorrowedFd<'_>, buf: &mut [u8], wait: Wait) -> Re
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(Error::from_io("read from pipe", e)),
         }
-        wait_ready(fd, libc::POLLIN, wait)?;
+        wait_ready(fd, PollFlags::POLLIN, wait)?;
     }
 }
 
@@ -287,13 +288,13 @@ pub(crate) fn write_waiting(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>], wait: Wait
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(Error::from_io("write to pipe", e)),
         }
-        wait_ready(fd, libc::POLLOUT, wait)?;
+        wait_ready(fd, PollFlags::POLLOUT, wait)?;
     }
 }
 
 /// Waits for `events` on `fd` until the deadline in `wait`: `WouldBlock` for
 /// `Wait::No`, `Timeout` once the deadline has passed.
-fn wait_ready(fd: BorrowedFd<'_>, events: libc::c_short, wait: Wait) -> Result<()> {
+fn wait_ready(fd: BorrowedFd<'_>, events: PollFlags, wait: Wait) -> Result<()> {
     let deadline = match wait {
         Wait::No => return Err(Error::WouldBlock),
         Wait::Until(d) => d,
@@ -302,9 +303,9 @@ fn wait_ready(fd: BorrowedFd<'_>, events: libc::c_short, wait: Wait) -> Result<(
         if deadline.has_expired() {
             return Err(Error::Timeout);
         }
-        match sys::poll(fd, events, deadline.poll_timeout_ms()) {
-            Ok(true) => return Ok(()),
-            Ok(false) => continue,
+        match poll(&mut [PollFd::new(fd, events)], deadline.poll_timeout_ms()) {
+            Ok(0) => continue,
+            Ok(_) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::from_io("poll on pipe", e)),
         }
@@ -510,7 +511,7 @@ fn check_atomic(msg: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn short_atomic(written: usize, len: usize) -> Result<()> {
+pub(crate) fn short_atomic(written: usize, len: usize) -> Result<()> {
     if written == len {
         Ok(())
     } else {

@@ -1,5 +1,8 @@
 //! The system calls ipc-pipe makes. Every `unsafe` block of the crate is
-//! here; each wraps one call and says why it is sound.
+//! here; each wraps one call and says why it is sound. The calls nix
+//! offers safely go through nix; libc remains for `preadv2`/`pwritev2`
+//! with `RWF_NOWAIT`, `FIONREAD`, reading `SIGPIPE`'s disposition, taking
+//! a pending `SIGPIPE`, and the fd mapping a child gets before exec.
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
@@ -10,62 +13,54 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use ipc_sync::os::{PollFd, PollFlags, cvt};
+use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+
 /// `PIPE_BUF`: writes of at most this many bytes to a pipe are atomic.
 pub(crate) const PIPE_BUF: usize = libc::PIPE_BUF;
 
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
+/// A byte count from a call that succeeded (so is not negative).
+fn count(r: isize) -> io::Result<usize> {
+    Ok(usize::try_from(cvt(r)?).unwrap_or(0))
 }
 
-fn cvt_size(r: libc::ssize_t) -> io::Result<usize> {
-    // A negative return is -1 with errno set; anything else fits in usize.
-    usize::try_from(r).map_err(|_| io::Error::last_os_error())
+/// An `fcntl` result that is a size.
+fn size(n: libc::c_int) -> usize {
+    usize::try_from(n).unwrap_or(0)
 }
 
 /// `pipe2(O_CLOEXEC)`: the read end first.
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [-1 as RawFd; 2];
-    // SAFETY: `fds` is a valid array of two ints for the kernel to fill.
-    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-    // SAFETY: pipe2 succeeded, so fds[0] is a new open fd that nothing else owns.
-    let r = unsafe { OwnedFd::from_raw_fd(fds[0]) };
-    // SAFETY: likewise for fds[1].
-    let w = unsafe { OwnedFd::from_raw_fd(fds[1]) };
-    Ok((r, w))
+    Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
 }
 
 /// One `read(2)`; `EINTR` is returned to the caller.
 pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-    cvt_size(unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
+    Ok(nix::unistd::read(fd, buf)?)
 }
 
 /// One `readv(2)`.
 pub(crate) fn readv(fd: BorrowedFd<'_>, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
     let n = iov_count(bufs.len());
-    // SAFETY: IoSliceMut is ABI-compatible with `struct iovec`, and each
-    // points to memory valid for writes of its length.
-    cvt_size(unsafe { libc::readv(fd.as_raw_fd(), bufs.as_mut_ptr().cast(), n) })
+    Ok(nix::sys::uio::readv(fd, &mut bufs[..n])?)
 }
 
 /// One `write(2)`; `EINTR` is returned to the caller. Call it under
 /// [`without_sigpipe`].
 pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
-    cvt_size(unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) })
+    Ok(nix::unistd::write(fd, buf)?)
 }
 
 /// One `writev(2)`. Call it under [`without_sigpipe`].
 pub(crate) fn writev(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-    let n = iov_count(bufs.len());
-    // SAFETY: IoSlice is ABI-compatible with `struct iovec`, and each points
-    // to memory valid for reads of its length.
-    cvt_size(unsafe { libc::writev(fd.as_raw_fd(), bufs.as_ptr().cast(), n) })
+    Ok(nix::sys::uio::writev(fd, &bufs[..iov_count(bufs.len())])?)
 }
 
-fn iov_count(n: usize) -> libc::c_int {
-    // IOV_MAX is 1024 on Linux; passing fewer buffers is always allowed.
-    libc::c_int::try_from(n.min(1024)).unwrap_or(1024)
+/// How many of `n` buffers one call passes: IOV_MAX is 1024 on Linux, and
+/// passing fewer buffers is always allowed.
+fn iov_count(n: usize) -> usize {
+    n.min(1024)
 }
 
 /// Whether `RWF_NOWAIT` works on pipes here (Linux 5.x and later). Cleared the
@@ -82,6 +77,12 @@ fn nowait_unsupported(e: &io::Error) -> bool {
     }
 }
 
+/// Whether `fd` has `events` now, without waiting (`POLLHUP` and
+/// `POLLERR` count: the next read or write reports them).
+fn ready_now(fd: BorrowedFd<'_>, events: PollFlags) -> io::Result<bool> {
+    Ok(ipc_sync::os::poll(&mut [PollFd::new(fd, events)], 0)? > 0)
+}
+
 /// A read that never blocks, whatever the fd's `O_NONBLOCK` flag says:
 /// `preadv2(RWF_NOWAIT)`, or where the kernel lacks it, `poll` with a zero
 /// timeout and then `read` (which can block only if another reader of the
@@ -92,12 +93,12 @@ pub(crate) fn read_nowait(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usiz
         // SAFETY: one iovec pointing to `buf`, valid for writes of its length;
         // offset -1 means the current position, as pipes require.
         let r = unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, -1, libc::RWF_NOWAIT) };
-        match cvt_size(r) {
+        match count(r) {
             Err(e) if nowait_unsupported(&e) => {}
             other => return other,
         }
     }
-    if poll(fd, libc::POLLIN, 0)? { read(fd, buf) } else { Err(io::ErrorKind::WouldBlock.into()) }
+    if ready_now(fd, PollFlags::POLLIN)? { read(fd, buf) } else { Err(io::ErrorKind::WouldBlock.into()) }
 }
 
 /// A write that never blocks: `pwritev2(RWF_NOWAIT)`, or where the kernel
@@ -107,17 +108,17 @@ pub(crate) fn read_nowait(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usiz
 /// [`without_sigpipe`].
 pub(crate) fn write_nowait(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
     if NOWAIT_WORKS.load(Ordering::Relaxed) {
-        let n = iov_count(bufs.len());
-        // SAFETY: IoSlice is ABI-compatible with `struct iovec` and each
-        // points to readable memory of its length; offset -1 is required for
-        // pipes.
+        let n = libc::c_int::try_from(iov_count(bufs.len())).unwrap_or(0);
+        // SAFETY: IoSlice is ABI-compatible with `struct iovec` and each of
+        // the first `n` points to readable memory of its length; offset -1
+        // is required for pipes.
         let r = unsafe { libc::pwritev2(fd.as_raw_fd(), bufs.as_ptr().cast(), n, -1, libc::RWF_NOWAIT) };
-        match cvt_size(r) {
+        match count(r) {
             Err(e) if nowait_unsupported(&e) => {}
             other => return other,
         }
     }
-    if !poll(fd, libc::POLLOUT, 0)? {
+    if !ready_now(fd, PollFlags::POLLOUT)? {
         return Err(io::ErrorKind::WouldBlock.into());
     }
     let total: usize = bufs.iter().map(|b| b.len()).sum();
@@ -129,46 +130,34 @@ pub(crate) fn write_nowait(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::
     }
 }
 
-/// `poll(2)` on one fd: whether it became ready (`POLLHUP` and `POLLERR`
-/// count as ready: the next read or write reports them) before `timeout_ms`
-/// (-1: no limit). `EINTR` is returned to the caller.
-pub(crate) fn poll(fd: BorrowedFd<'_>, events: libc::c_short, timeout_ms: libc::c_int) -> io::Result<bool> {
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
-    // SAFETY: one valid pollfd.
-    let n = cvt(unsafe { libc::poll(&mut pfd, 1, timeout_ms) })?;
-    Ok(n > 0)
-}
-
 /// `fcntl(F_GETPIPE_SZ)`.
 pub(crate) fn pipe_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
-    // SAFETY: F_GETPIPE_SZ takes no argument and only reads the fd.
-    let n = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETPIPE_SZ) })?;
-    Ok(usize::try_from(n).unwrap_or(0))
+    Ok(size(fcntl(fd, FcntlArg::F_GETPIPE_SZ)?))
 }
 
 /// `fcntl(F_SETPIPE_SZ)`: the size the kernel chose (rounded up to a power
 /// of two pages).
-pub(crate) fn set_pipe_size(fd: BorrowedFd<'_>, size: libc::c_int) -> io::Result<usize> {
-    // SAFETY: F_SETPIPE_SZ takes an int argument and changes only the pipe.
-    let n = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, size) })?;
-    Ok(usize::try_from(n).unwrap_or(0))
+pub(crate) fn set_pipe_size(fd: BorrowedFd<'_>, bytes: libc::c_int) -> io::Result<usize> {
+    Ok(size(fcntl(fd, FcntlArg::F_SETPIPE_SZ(bytes))?))
+}
+
+/// The file status flags of the open file description (`F_GETFL`).
+fn status_flags(fd: BorrowedFd<'_>) -> io::Result<OFlag> {
+    Ok(OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?))
 }
 
 /// Whether `O_NONBLOCK` is set on the open file description.
 pub(crate) fn nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    // SAFETY: F_GETFL takes no argument and only reads the fd's flags.
-    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
-    Ok(flags & libc::O_NONBLOCK != 0)
+    Ok(status_flags(fd)?.contains(OFlag::O_NONBLOCK))
 }
 
 /// Sets or clears `O_NONBLOCK` on the open file description.
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
-    // SAFETY: F_GETFL takes no argument and only reads the fd's flags.
-    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
-    let new = if on { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+    let flags = status_flags(fd)?;
+    let mut new = flags;
+    new.set(OFlag::O_NONBLOCK, on);
     if new != flags {
-        // SAFETY: F_SETFL takes an int of file status flags.
-        cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, new) })?;
+        fcntl(fd, FcntlArg::F_SETFL(new))?;
     }
     Ok(())
 }
@@ -178,33 +167,26 @@ pub(crate) fn bytes_available(fd: BorrowedFd<'_>) -> io::Result<usize> {
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD writes one int through the pointer, which is valid.
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) })?;
-    Ok(usize::try_from(n).unwrap_or(0))
+    Ok(size(n))
 }
 
 /// `splice(2)` between two fds at their current positions. Call it under
 /// [`without_sigpipe`] when `out` is a pipe.
 pub(crate) fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize, flags: libc::c_uint) -> io::Result<usize> {
-    // SAFETY: null offsets mean the current file positions; no memory is
-    // passed to the kernel.
-    cvt_size(unsafe {
-        libc::splice(from.as_raw_fd(), std::ptr::null_mut(), to.as_raw_fd(), std::ptr::null_mut(), len, flags)
-    })
+    Ok(nix::fcntl::splice(from, None, to, None, len, SpliceFFlags::from_bits_retain(flags))?)
 }
 
 /// `tee(2)`. Call it under [`without_sigpipe`].
 pub(crate) fn tee(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize, flags: libc::c_uint) -> io::Result<usize> {
-    // SAFETY: tee takes two fds and no memory.
-    cvt_size(unsafe { libc::tee(from.as_raw_fd(), to.as_raw_fd(), len, flags) })
+    Ok(nix::fcntl::tee(from, to, len, SpliceFFlags::from_bits_retain(flags))?)
 }
 
 /// `vmsplice(2)` of user memory into a pipe. Call it under
-/// [`without_sigpipe`].
+/// [`without_sigpipe`]. Without `SPLICE_F_GIFT` (which no caller passes)
+/// the kernel takes its own page references, so later changes or frees of
+/// the memory by us cannot make it read freed memory.
 pub(crate) fn vmsplice(to: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>], flags: libc::c_uint) -> io::Result<usize> {
-    let n = usize::try_from(iov_count(bufs.len())).unwrap_or(0);
-    // SAFETY: IoSlice is ABI-compatible with `struct iovec`; the kernel takes
-    // page references to the memory, so later changes or frees by us cannot
-    // make it read freed memory (without SPLICE_F_GIFT, which we never pass).
-    cvt_size(unsafe { libc::vmsplice(to.as_raw_fd(), bufs.as_ptr().cast(), n, flags) })
+    Ok(nix::fcntl::vmsplice(to, &bufs[..iov_count(bufs.len())], SpliceFFlags::from_bits_retain(flags))?)
 }
 
 /// Whether `SIGPIPE` was ignored (`SIG_IGN`, as in every Rust program
@@ -213,9 +195,12 @@ static SIGPIPE_IGNORED: AtomicBool = AtomicBool::new(false);
 
 /// Reads `SIGPIPE`'s disposition into [`SIGPIPE_IGNORED`].
 pub(crate) fn note_sigpipe_disposition() {
-    // SAFETY: an all-zero sigaction is a valid value for the kernel to
-    // overwrite.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    let mut old = libc::sigaction {
+        sa_sigaction: libc::SIG_DFL,
+        sa_mask: *SigSet::empty().as_ref(),
+        sa_flags: 0,
+        sa_restorer: None,
+    };
     // SAFETY: a null new action only reads the current one into `old`,
     // which is valid for writes.
     let r = unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) };
@@ -279,8 +264,9 @@ fn take_pending_sigpipe() {
     let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: SIGPIPE is blocked in this thread (the callers hold a
     // SigpipeBlock), so sigtimedwait takes it if pending and returns at once
-    // (zero timeout) if not; the siginfo pointer may be null.
-    unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) };
+    // (zero timeout) if not; the set and timespec are valid, and the
+    // siginfo pointer may be null.
+    unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &zero) };
 }
 
 /// `SIGPIPE` blocked in this thread while the value lives. The values
@@ -298,13 +284,9 @@ impl SigpipeBlock {
     pub(crate) fn new(sweep: bool) -> Self {
         let mut blocks = BLOCKS.get();
         if blocks.alive == 0 {
-            let block = sigpipe_set();
-            let mut old = empty_sigset();
-            // SAFETY: both pointers are valid sigsets; pthread_sigmask cannot
-            // fail with valid arguments.
-            unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old) };
-            // SAFETY: `old` was filled in by pthread_sigmask.
-            let was_blocked = unsafe { libc::sigismember(&old, libc::SIGPIPE) } == 1;
+            // pthread_sigmask cannot fail with valid arguments.
+            let old = sigpipe_set().thread_swap_mask(SigmaskHow::SIG_BLOCK);
+            let was_blocked = old.is_ok_and(|old| old.contains(Signal::SIGPIPE));
             blocks.unblock = !was_blocked;
             blocks.sweep = false;
         }
@@ -324,27 +306,17 @@ impl Drop for SigpipeBlock {
             if blocks.sweep {
                 take_pending_sigpipe();
             }
-            let set = sigpipe_set();
-            // SAFETY: unblocks only SIGPIPE, which the first block of this
-            // thread blocked; the pointers are valid or null.
-            unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+            // Unblocks only SIGPIPE, which the first block of this thread
+            // blocked.
+            let _ = sigpipe_set().thread_unblock();
         }
     }
 }
 
-fn sigpipe_set() -> libc::sigset_t {
-    let mut set = empty_sigset();
-    // SAFETY: `set` is an initialized sigset and SIGPIPE a valid signal.
-    unsafe { libc::sigaddset(&mut set, libc::SIGPIPE) };
+fn sigpipe_set() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGPIPE);
     set
-}
-
-fn empty_sigset() -> libc::sigset_t {
-    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigemptyset initializes the whole set it is given.
-    unsafe { libc::sigemptyset(set.as_mut_ptr()) };
-    // SAFETY: initialized just above.
-    unsafe { set.assume_init() }
 }
 
 /// The file an open fd refers to (device and inode), or `None` when the fd
@@ -400,19 +372,19 @@ pub(crate) fn map_fds_on_exec(cmd: &mut Command, fds: Vec<(OwnedFd, RawFd)>) {
     let maps: Vec<Mapping> = fds
         .into_iter()
         .map(|(source, target)| {
-            // SAFETY: F_DUPFD_CLOEXEC on an open fd makes a new fd at the
-            // lowest free number from `target` up; it closes nothing.
-            let r = unsafe { libc::fcntl(source.as_raw_fd(), libc::F_DUPFD_CLOEXEC, target) };
+            // F_DUPFD_CLOEXEC makes a new fd at the lowest free number
+            // from `target` up; it closes nothing.
+            let r = fcntl(&source, FcntlArg::F_DUPFD_CLOEXEC(target));
             // SAFETY: a successful F_DUPFD_CLOEXEC returns a new fd that
             // nothing else owns.
-            let copy = (r >= 0).then(|| unsafe { OwnedFd::from_raw_fd(r) });
+            let copy = r.ok().map(|r| unsafe { OwnedFd::from_raw_fd(r) });
             let (reserved, parent_id) = match copy {
                 Some(copy) if copy.as_raw_fd() == target => (Some(copy), None),
                 // The number was taken (the copy, if any, landed above it
                 // and closes here): note what the parent has there.
                 _ => (None, file_id(target)),
             };
-            let source_id = file_id(source.as_raw_fd());
+            let source_id = nix::sys::stat::fstat(&source).ok().map(|st| (st.st_dev, st.st_ino));
             Mapping { source, target, source_id, parent_id, _reserved: reserved }
         })
         .collect();
@@ -431,9 +403,9 @@ pub(crate) fn map_fds_on_exec(cmd: &mut Command, fds: Vec<(OwnedFd, RawFd)>) {
             }
         }
         for (m, tmp) in maps.iter().zip(scratch.iter_mut()) {
-            // SAFETY: F_DUPFD_CLOEXEC on an fd that is open in the child
-            // (inherited from the parent's OwnedFd); async-signal-safe.
-            *tmp = cvt(unsafe { libc::fcntl(m.source.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) })?;
+            // On an fd that is open in the child (inherited from the
+            // parent's OwnedFd); fcntl is async-signal-safe.
+            *tmp = fcntl(&m.source, FcntlArg::F_DUPFD_CLOEXEC(floor))?;
         }
         for (m, tmp) in maps.iter().zip(scratch.iter()) {
             // SAFETY: dup2 of an open fd onto a number that holds nothing,

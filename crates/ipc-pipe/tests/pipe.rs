@@ -2,9 +2,9 @@
 //! workspace's fork suite.
 
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ipc_pipe::{ChildFds, Error, FrameReader, FrameWriter, PIPE_BUF, duplex, pipe, splice, tee};
+use ipc_pipe::{ChildFds, Error, FRAME_HEADER, FrameReader, FrameWriter, PIPE_BUF, duplex, pipe, splice, tee};
 
 #[test]
 fn errors_convert_to_fitting_io_kinds() {
@@ -149,4 +149,87 @@ fn timeouts_accept_zero_and_huge_durations() {
     assert_eq!(r.read_timeout(&mut buf, Duration::MAX).unwrap(), 1);
     assert_eq!(w.write_timeout(b"y", Duration::MAX).unwrap(), 1);
     assert_eq!(w.write_timeout(b"z", Duration::ZERO).unwrap(), 1, "room now: no wait needed");
+}
+
+/// Fills the pipe behind `w` to `room` free bytes short of full (its
+/// capacity less `room`), writing one byte at a time at the end.
+fn fill_leaving(w: &ipc_pipe::PipeWriter, room: usize) {
+    let cap = w.capacity().unwrap();
+    let mut left = cap - room;
+    while left > 0 {
+        let n = w.try_write(&vec![9; left.min(PIPE_BUF)]).unwrap();
+        left -= n;
+    }
+}
+
+#[test]
+fn timed_sends_refuse_bodies_over_pipe_buf_before_writing() {
+    let (r, w) = pipe().unwrap();
+    let mut tx = FrameWriter::new(&w);
+    let max = PIPE_BUF - FRAME_HEADER;
+    for res in [
+        tx.try_send(&vec![1; max + 1]),
+        tx.send_timeout(&vec![1; max + 1], Duration::from_secs(5)),
+        tx.send_deadline(&vec![1; max + 1], Instant::now() + Duration::from_secs(5)),
+    ] {
+        assert!(
+            matches!(res, Err(Error::FrameTooLarge { len, max: m }) if len == max as u64 + 1 && m == max),
+            "{res:?}"
+        );
+    }
+    // The writer's own smaller maximum wins.
+    let mut small = FrameWriter::with_max(&w, 3);
+    assert!(matches!(small.try_send(b"four"), Err(Error::FrameTooLarge { len: 4, max: 3 })));
+    assert_eq!(r.available().unwrap(), 0, "nothing may be written");
+    tx.try_send(&vec![2; max]).unwrap();
+    small.send_timeout(b"abc", Duration::ZERO).unwrap();
+    let mut rx = FrameReader::new(r);
+    assert_eq!(rx.recv_vec().unwrap().unwrap(), vec![2; max]);
+    assert_eq!(rx.recv_vec().unwrap().unwrap(), b"abc");
+}
+
+#[test]
+fn timed_sends_on_a_full_pipe_write_nothing() {
+    let (r, w) = pipe().unwrap();
+    let mut tx = FrameWriter::new(&w);
+    // Room for the header and 9 bytes of a 10-byte body: one short.
+    fill_leaving(&w, FRAME_HEADER + 9);
+    let before = r.available().unwrap();
+    assert!(matches!(tx.try_send(&[5; 10]), Err(Error::WouldBlock)));
+    let start = Instant::now();
+    assert!(matches!(tx.send_timeout(&[5; 10], Duration::ZERO), Err(Error::Timeout)));
+    assert!(matches!(tx.send_deadline(&[5; 10], start - Duration::from_secs(1)), Err(Error::Timeout)));
+    assert!(matches!(tx.send_timeout(&[5; 10], Duration::from_millis(30)), Err(Error::Timeout)));
+    assert!(start.elapsed() < Duration::from_secs(5), "the timeouts must end");
+    assert_eq!(r.available().unwrap(), before, "a refused frame must leave nothing behind");
+    // A frame that fits exactly goes in, even with a zero timeout.
+    tx.send_timeout(&[6; 9], Duration::ZERO).unwrap();
+    assert_eq!(r.available().unwrap(), before + FRAME_HEADER + 9);
+}
+
+#[test]
+fn send_timeout_waits_for_the_reader_to_make_room() {
+    let (r, w) = pipe().unwrap();
+    let mut tx = FrameWriter::new(&w);
+    fill_leaving(&w, 0);
+    let reader = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        let mut buf = vec![0; 8192];
+        let mut rx = r;
+        rx.read_exact(&mut buf).unwrap();
+        rx
+    });
+    tx.send_timeout(b"after room", Duration::from_secs(10)).unwrap();
+    let r = reader.join().unwrap();
+    assert!(r.available().unwrap() >= FRAME_HEADER + 10);
+}
+
+#[test]
+fn timed_sends_report_the_reader_gone() {
+    let (r, w) = pipe().unwrap();
+    drop(r);
+    let mut tx = FrameWriter::new(w);
+    assert!(matches!(tx.try_send(b"x"), Err(Error::BrokenPipe)));
+    assert!(matches!(tx.send_timeout(b"x", Duration::ZERO), Err(Error::BrokenPipe)));
+    assert!(matches!(tx.send_timeout(b"x", Duration::from_secs(10)), Err(Error::BrokenPipe)));
 }

@@ -6,6 +6,40 @@ use crate::error::{Error, Result};
 use crate::spin::wait_for;
 use crate::{Deadline, futex};
 
+/// The four forms of one kind of wait on an [`Event`] (blocking, `try_*`,
+/// `*_timeout`, `*_deadline`), with the docs given: `reset` says whether
+/// a wait takes a pass (auto reset), `ready` names the method a `try_*`
+/// form asks (`is_set` or `take`).
+macro_rules! wait_forms {
+    (
+        reset: $reset:expr, ready: $ready:ident;
+        $(#[$w:meta])* $wait:ident;
+        $(#[$t:meta])* $try_wait:ident;
+        $(#[$to:meta])* $wait_timeout:ident;
+        $(#[$d:meta])* $wait_deadline:ident;
+    ) => {
+        $(#[$w])*
+        pub fn $wait(&self) {
+            let _ = self.wait_until(Deadline::never(), $reset);
+        }
+
+        $(#[$t])*
+        pub fn $try_wait(&self) -> Result<()> {
+            if self.$ready() { Ok(()) } else { Err(Error::WouldBlock { what: "event" }) }
+        }
+
+        $(#[$to])*
+        pub fn $wait_timeout(&self, timeout: Duration) -> Result<()> {
+            self.wait_until(Deadline::after(timeout), $reset)
+        }
+
+        $(#[$d])*
+        pub fn $wait_deadline(&self, deadline: Instant) -> Result<()> {
+            self.wait_until(Deadline::at(deadline), $reset)
+        }
+    };
+}
+
 /// A flag that one process sets and others wait for, in shared memory.
 ///
 /// All zero bytes are an event that is not set. Both kinds of waiting work
@@ -89,71 +123,55 @@ impl Event {
         self.passes.load(Ordering::Acquire) != 0
     }
 
-    /// Waits until the event is set (manual reset: it stays set).
-    pub fn wait(&self) {
-        let _ = self.wait_until(Deadline::never(), false);
+    wait_forms! {
+        reset: false, ready: is_set;
+        /// Waits until the event is set (manual reset: it stays set).
+        wait;
+        /// Returns at once: `Ok` if the event is set.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::WouldBlock`] when it is not set.
+        try_wait;
+        /// Waits at most `timeout` for the event to be set; a zero timeout
+        /// looks once.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::Timeout`] when it was not set in time.
+        wait_timeout;
+        /// Waits until `deadline` at the latest for the event to be set.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::Timeout`] when it was not set in time.
+        wait_deadline;
     }
 
-    /// Returns at once: `Ok` if the event is set.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::WouldBlock`] when it is not set.
-    pub fn try_wait(&self) -> Result<()> {
-        if self.is_set() { Ok(()) } else { Err(Error::WouldBlock { what: "event" }) }
-    }
-
-    /// Waits at most `timeout` for the event to be set; a zero timeout
-    /// looks once.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Timeout`] when it was not set in time.
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
-        self.wait_until(Deadline::after(timeout), false)
-    }
-
-    /// Waits until `deadline` at the latest for the event to be set.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Timeout`] when it was not set in time.
-    pub fn wait_deadline(&self, deadline: Instant) -> Result<()> {
-        self.wait_until(Deadline::at(deadline), false)
-    }
-
-    /// Waits until the event is set and takes one pass (auto reset): of
-    /// several such waiters, one passes per `set`.
-    pub fn wait_reset(&self) {
-        let _ = self.wait_until(Deadline::never(), true);
-    }
-
-    /// Takes one pass if the event is set.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::WouldBlock`] when it is not set.
-    pub fn try_wait_reset(&self) -> Result<()> {
-        if self.take() { Ok(()) } else { Err(Error::WouldBlock { what: "event" }) }
-    }
-
-    /// [`wait_reset`](Self::wait_reset), at most `timeout`; a zero timeout
-    /// tries once.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Timeout`] when it was not set in time.
-    pub fn wait_reset_timeout(&self, timeout: Duration) -> Result<()> {
-        self.wait_until(Deadline::after(timeout), true)
-    }
-
-    /// [`wait_reset`](Self::wait_reset), until `deadline` at the latest.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Timeout`] when it was not set in time.
-    pub fn wait_reset_deadline(&self, deadline: Instant) -> Result<()> {
-        self.wait_until(Deadline::at(deadline), true)
+    wait_forms! {
+        reset: true, ready: take;
+        /// Waits until the event is set and takes one pass (auto reset): of
+        /// several such waiters, one passes per `set`.
+        wait_reset;
+        /// Takes one pass if the event is set.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::WouldBlock`] when it is not set.
+        try_wait_reset;
+        /// [`wait_reset`](Self::wait_reset), at most `timeout`; a zero timeout
+        /// tries once.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::Timeout`] when it was not set in time.
+        wait_reset_timeout;
+        /// [`wait_reset`](Self::wait_reset), until `deadline` at the latest.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::Timeout`] when it was not set in time.
+        wait_reset_deadline;
     }
 
     /// Takes one pass, if there is one.

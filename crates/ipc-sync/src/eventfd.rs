@@ -1,9 +1,10 @@
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::os::{PollFd, PollFlags, poll};
 use crate::{Deadline, sys};
 
 const WHAT: &str = "eventfd";
@@ -212,9 +213,9 @@ impl EventFd {
             if deadline.has_expired() {
                 return Err(Error::Timeout { what: WHAT });
             }
-            match sys::poll(self.fd.as_fd(), libc::POLLIN, deadline.poll_timeout_ms()) {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
+            match poll(&mut [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)], deadline.poll_timeout_ms()) {
+                Ok(0) => {}
+                Ok(_) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::Io { op: "poll on eventfd", source: e }),
             }
@@ -222,21 +223,11 @@ impl EventFd {
     }
 }
 
-impl AsFd for EventFd {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
-
-impl AsRawFd for EventFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
+crate::impl_as_fd!(EventFd => fd);
 
 impl From<EventFd> for OwnedFd {
     /// The fd, in nonblocking mode.
-    fn from(e: EventFd) -> Self {
+    fn from(e: EventFd) -> OwnedFd {
         e.fd
     }
 }

@@ -49,6 +49,7 @@ pub mod futex;
 mod key;
 pub mod membarrier;
 mod mutex;
+mod mutex_forms;
 mod named_sem;
 pub mod object;
 pub mod os;

@@ -5,8 +5,7 @@
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytemuck::Pod;
 
@@ -129,66 +128,12 @@ pub struct MutexGuard<'a, T: Pod> {
 pub type MutexLockResult<'a, T> = Result<MutexGuard<'a, T>, LockError<MutexGuard<'a, T>>>;
 
 impl<T: Pod> Mutex<T> {
-    /// An unlocked mutex holding `value`.
-    pub const fn new(value: T) -> Self {
-        Mutex { raw: RawLock::new(), data: UnsafeCell::new(value) }
-    }
-
-    /// Locks, waiting as long as it takes.
-    ///
-    /// # Errors
-    ///
-    /// [`LockError::OwnerDied`] (with the lock held) when the last holder
-    /// died holding it; [`LockError::WouldDeadlock`] when this thread holds
-    /// it; [`LockError::RobustListBusy`], [`LockError::TooManyHeld`],
-    /// [`LockError::Other`] as explained there.
-    #[inline]
-    pub fn lock(&self) -> MutexLockResult<'_, T> {
-        self.lock_with(Wait::Until(Deadline::never()))
-    }
-
-    /// Locks if nobody holds the lock.
-    ///
-    /// # Errors
-    ///
-    /// [`LockError::WouldBlock`] when it is held (also by this thread), and
-    /// as for [`lock`](Self::lock).
-    pub fn try_lock(&self) -> MutexLockResult<'_, T> {
-        self.lock_with(Wait::Try)
-    }
-
-    /// Locks, waiting at most `timeout`; a zero timeout tries once.
-    ///
-    /// # Errors
-    ///
-    /// [`LockError::Timeout`] when the lock stayed held, and as for
-    /// [`lock`](Self::lock).
-    pub fn lock_timeout(&self, timeout: Duration) -> MutexLockResult<'_, T> {
-        self.lock_with(Wait::Until(Deadline::after(timeout)))
-    }
-
-    /// Locks, waiting until `deadline` (monotonic clock) at the latest; a
-    /// past deadline tries once.
-    ///
-    /// # Errors
-    ///
-    /// As for [`lock_timeout`](Self::lock_timeout).
-    pub fn lock_deadline(&self, deadline: Instant) -> MutexLockResult<'_, T> {
-        self.lock_with(Wait::Until(Deadline::at(deadline)))
-    }
-
-    #[inline]
-    fn lock_with(&self, wait: Wait) -> MutexLockResult<'_, T> {
-        match self.raw.lock(wait, false) {
-            Ok(Acquired::Clean) => Ok(relock(self)),
-            Ok(Acquired::OwnerDied) => Err(LockError::OwnerDied(relock(self))),
-            Err(fail) => Err(LockError::from_fail(fail)),
-        }
-    }
-
-    /// The value, through exclusive access to the mutex itself.
-    pub fn get_mut(&mut self) -> &mut T {
-        self.data.get_mut()
+    crate::mutex_forms::lock_forms! {
+        MutexLockResult<'_, T>, robust: false, guard: |mutex, _clean| relock(mutex);
+        /// [`LockError::OwnerDied`] (with the lock held) when the last holder
+        /// died holding it; [`LockError::WouldDeadlock`] when this thread holds
+        /// it; [`LockError::RobustListBusy`], [`LockError::TooManyHeld`],
+        /// [`LockError::Other`] as explained there.
     }
 
     /// The value.
@@ -238,23 +183,7 @@ pub(crate) fn relock<T: Pod>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     MutexGuard { mutex, _not_send: PhantomData }
 }
 
-impl<T: Pod> Deref for MutexGuard<'_, T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        // SAFETY: the guard holds the lock, so no one else accesses `data`
-        // (every process follows the lock protocol).
-        unsafe { &*self.mutex.data.get() }
-    }
-}
-
-impl<T: Pod> DerefMut for MutexGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in deref; the guard is borrowed mutably, so this is the
-        // only reference made through it.
-        unsafe { &mut *self.mutex.data.get() }
-    }
-}
+crate::mutex_forms::guard_deref!(MutexGuard);
 
 impl<T: Pod> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {

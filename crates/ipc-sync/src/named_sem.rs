@@ -3,6 +3,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::object::{Guard, Remove};
 use crate::sys::{self, NamedSem};
 use crate::{Deadline, retry_eintr};
 
@@ -39,9 +40,19 @@ const MAX_NAME: usize = 251;
 ///
 /// [sem_overview(7)](https://man7.org/linux/man-pages/man7/sem_overview.7.html)
 pub struct NamedSemaphore {
+    /// First, so that the name is unlinked before the handle closes.
+    guard: Guard<SemName>,
     sem: NamedSem,
-    name: CString,
-    owner: crate::Owned,
+}
+
+/// The name of a named semaphore, removed with `sem_unlink`.
+#[derive(Debug)]
+struct SemName(CString);
+
+impl Remove for SemName {
+    fn remove(&self) -> std::io::Result<()> {
+        sys::sem_unlink(&self.0)
+    }
 }
 
 impl NamedSemaphore {
@@ -75,12 +86,7 @@ impl NamedSemaphore {
     ///
     /// As for [`create`](Self::create) and [`open`](Self::open).
     pub fn open_or_create(name: &str, value: u32, mode: u32) -> Result<Self> {
-        crate::open_or_create(
-            || Self::create(name, value, mode),
-            || Self::open(name),
-            |e| matches!(e, Error::AlreadyExists { .. }),
-            |e| matches!(e, Error::NotFound { .. }),
-        )
+        Error::open_or_create(|| Self::create(name, value, mode), || Self::open(name))
     }
 
     fn open_with(name: &str, flags: libc::c_int, mode: u32, value: u32, owner: bool) -> Result<Self> {
@@ -93,7 +99,8 @@ impl NamedSemaphore {
         }
         let sem = NamedSem::open(&c, flags, (mode & 0o777) as libc::mode_t, value)
             .map_err(|e| Error::from_os(WHAT, || name.to_owned(), "sem_open", e))?;
-        Ok(NamedSemaphore { sem, name: c, owner: if owner { crate::Owned::here() } else { crate::Owned::none() } })
+        let guard = if owner { Guard::made(SemName(c)) } else { Guard::opened(SemName(c)) };
+        Ok(NamedSemaphore { guard, sem })
     }
 
     /// Adds a unit.
@@ -180,17 +187,17 @@ impl NamedSemaphore {
 
     /// The name it was opened with.
     pub fn name(&self) -> &str {
-        self.name.to_str().unwrap_or_default()
+        self.guard.name().0.to_str().unwrap_or_default()
     }
 
     /// Whether this handle unlinks the name when dropped.
     pub fn is_owner(&self) -> bool {
-        self.owner.is_owner()
+        self.guard.is_owner()
     }
 
     /// Keeps the name after this handle is dropped.
     pub fn persist(&mut self) {
-        self.owner = crate::Owned::none();
+        self.guard.persist();
     }
 
     /// Removes the name now (`sem_unlink`); open handles keep working.
@@ -199,8 +206,8 @@ impl NamedSemaphore {
     ///
     /// [`Error::NotFound`] when it is gone already; [`Error::PermissionDenied`].
     pub fn unlink(&mut self) -> Result<()> {
-        self.owner = crate::Owned::none();
-        sys::sem_unlink(&self.name).map_err(|e| Error::from_os(WHAT, || self.name().to_owned(), "sem_unlink", e))
+        let unlinked = self.guard.remove();
+        unlinked.map_err(|e| Error::from_os(WHAT, || self.name().to_owned(), "sem_unlink", e))
     }
 }
 
@@ -210,16 +217,8 @@ fn check_name(name: &str) -> Result<CString> {
         .map_err(|reason| Error::InvalidArgument { what: "POSIX IPC name", reason: format!("{name:?}: {reason}") })
 }
 
-impl Drop for NamedSemaphore {
-    fn drop(&mut self) {
-        if self.owner.is_owner() {
-            let _ = sys::sem_unlink(&self.name);
-        }
-    }
-}
-
 impl fmt::Debug for NamedSemaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NamedSemaphore").field("name", &self.name()).field("owner", &self.owner).finish()
+        f.debug_struct("NamedSemaphore").field("name", &self.name()).field("owner", &self.guard.is_owner()).finish()
     }
 }

@@ -5,14 +5,11 @@
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
-use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::Deadline;
 use crate::error::Error;
-use crate::owner::{Acquired, Fail, MAX_HELD, NOT_RECOVERABLE, RawLock, Wait};
+use crate::owner::{Fail, MAX_HELD, NOT_RECOVERABLE, RawLock};
 
 /// A mutex between processes that survives the death of its holder: the
 /// next locker learns of it and can repair the protected state.
@@ -171,65 +168,14 @@ pub struct RobustMutexGuard<'a, T: Pod> {
 pub type RobustLockResult<'a, T> = Result<RobustMutexGuard<'a, T>, LockError<RobustMutexGuard<'a, T>>>;
 
 impl<T: Pod> RobustMutex<T> {
-    /// An unlocked mutex holding `value`.
-    pub const fn new(value: T) -> Self {
-        RobustMutex { raw: RawLock::new(), data: UnsafeCell::new(value) }
-    }
-
-    /// Locks, waiting as long as it takes.
-    ///
-    /// # Errors
-    ///
-    /// [`LockError::OwnerDied`] (with the lock held),
-    /// [`LockError::NotRecoverable`], [`LockError::WouldDeadlock`],
-    /// [`LockError::RobustListBusy`], [`LockError::TooManyHeld`],
-    /// [`LockError::Other`].
-    pub fn lock(&self) -> RobustLockResult<'_, T> {
-        self.lock_with(Wait::Until(Deadline::never()))
-    }
-
-    /// Locks if nobody holds it.
-    ///
-    /// # Errors
-    ///
-    /// [`LockError::WouldBlock`] when held (also by this thread), and as
-    /// for [`lock`](Self::lock).
-    pub fn try_lock(&self) -> RobustLockResult<'_, T> {
-        self.lock_with(Wait::Try)
-    }
-
-    /// Locks, waiting at most `timeout` (monotonic clock); a zero timeout
-    /// tries once.
-    ///
-    /// # Errors
-    ///
-    /// [`LockError::Timeout`], and as for [`lock`](Self::lock).
-    pub fn lock_timeout(&self, timeout: Duration) -> RobustLockResult<'_, T> {
-        self.lock_with(Wait::Until(Deadline::after(timeout)))
-    }
-
-    /// Locks, waiting until `deadline` at the latest; a past deadline
-    /// tries once.
-    ///
-    /// # Errors
-    ///
-    /// As for [`lock_timeout`](Self::lock_timeout).
-    pub fn lock_deadline(&self, deadline: Instant) -> RobustLockResult<'_, T> {
-        self.lock_with(Wait::Until(Deadline::at(deadline)))
-    }
-
-    fn lock_with(&self, wait: Wait) -> RobustLockResult<'_, T> {
-        let guard = |consistent| RobustMutexGuard { mutex: self, consistent, _not_send: PhantomData };
-        match self.raw.lock(wait, true) {
-            Ok(Acquired::Clean) => Ok(guard(true)),
-            Ok(Acquired::OwnerDied) => Err(LockError::OwnerDied(guard(false))),
-            Err(fail) => Err(LockError::from_fail(fail)),
-        }
-    }
-
-    /// The value, through exclusive access to the mutex itself.
-    pub fn get_mut(&mut self) -> &mut T {
-        self.data.get_mut()
+    crate::mutex_forms::lock_forms! {
+        RobustLockResult<'_, T>,
+        robust: true,
+        guard: |mutex, clean| RobustMutexGuard { mutex, consistent: clean, _not_send: PhantomData };
+        /// [`LockError::OwnerDied`] (with the lock held),
+        /// [`LockError::NotRecoverable`], [`LockError::WouldDeadlock`],
+        /// [`LockError::RobustListBusy`], [`LockError::TooManyHeld`],
+        /// [`LockError::Other`].
     }
 }
 
@@ -254,22 +200,7 @@ impl<T: Pod> RobustMutexGuard<'_, T> {
     }
 }
 
-impl<T: Pod> Deref for RobustMutexGuard<'_, T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        // SAFETY: the guard holds the lock; every process follows the lock
-        // protocol, so no one else accesses the data.
-        unsafe { &*self.mutex.data.get() }
-    }
-}
-
-impl<T: Pod> DerefMut for RobustMutexGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in deref; the guard is borrowed mutably.
-        unsafe { &mut *self.mutex.data.get() }
-    }
-}
+crate::mutex_forms::guard_deref!(RobustMutexGuard);
 
 impl<T: Pod> Drop for RobustMutexGuard<'_, T> {
     fn drop(&mut self) {

@@ -1,12 +1,17 @@
-//! The system calls of ipc-sync. Every `unsafe` block of the crate is here
-//! or in a module's own `sys` part, one call per block, each with the
-//! reason it is sound.
+//! The system calls of ipc-sync. Every `unsafe` block of the crate is here,
+//! one call per block, each with the reason it is sound, except the
+//! mutex guards' access to the value they protect (`mutex_forms`). The
+//! calls nix offers go through nix; libc remains for futexes, System V
+//! semaphores, POSIX named semaphores and `sem_clockwait`, robust lists,
+//! `membarrier`, `ftok` and `pthread_atfork`.
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
 use std::io;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
+
+use crate::os::cvt;
 
 /// `FUTEX_WAIT` on a shared (not process-private) futex word: sleeps while
 /// `*word == expected`, at most `timeout` (relative, on the monotonic
@@ -17,22 +22,25 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
         tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
         tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
     });
-    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `word` is a valid, aligned u32 for the whole call (it is
-    // borrowed); FUTEX_WAIT only reads it. The timespec pointer is null or
-    // points to `ts`, which outlives the call.
-    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, ts_ptr) };
-    if r == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    futex(word, libc::FUTEX_WAIT, expected, ts.as_ref()).map(drop)
 }
 
 /// `FUTEX_WAKE` on a shared futex word: wakes up to `n` waiters; returns how
 /// many were woken.
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
-    let n = i32::try_from(n).unwrap_or(i32::MAX);
-    // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE does not access
-    // memory through the pointer beyond hashing its address.
-    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
-    usize::try_from(r).unwrap_or(0)
+    let n = u32::try_from(i32::MAX).map_or(n, |max| n.min(max));
+    futex(word, libc::FUTEX_WAKE, n, None).map_or(0, |r| usize::try_from(r).unwrap_or(0))
+}
+
+/// One `futex(2)` call of `op` (`FUTEX_WAIT` or `FUTEX_WAKE`, on a shared
+/// word) with `val` and, for a wait, a relative timeout.
+fn futex(word: &AtomicU32, op: libc::c_int, val: u32, timeout: Option<&libc::timespec>) -> io::Result<libc::c_long> {
+    let ts_ptr = timeout.map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a valid, aligned u32 for the whole call (it is
+    // borrowed); FUTEX_WAIT only reads it, FUTEX_WAKE only hashes its
+    // address. The timespec pointer is null or points to a timespec the
+    // caller keeps alive for the call; FUTEX_WAKE ignores it.
+    cvt(unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, val, ts_ptr) })
 }
 
 /// `membarrier(2)` with `cmd` (no flags, no CPU): what the kernel returned.
@@ -58,9 +66,8 @@ fn monotonic_after(after: Duration) -> libc::timespec {
 /// The current time on `clock` plus `after`, as an absolute timespec
 /// (saturating instead of overflowing).
 pub(crate) fn clock_after(clock: libc::clockid_t, after: Duration) -> libc::timespec {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    unsafe { libc::clock_gettime(clock, &mut now) };
+    let now = nix::time::clock_gettime(nix::time::ClockId::from_raw(clock))
+        .map_or(libc::timespec { tv_sec: 0, tv_nsec: 0 }, |t| *t.as_ref());
     let nanos = u64::try_from(now.tv_nsec).unwrap_or(0) + u64::from(after.subsec_nanos());
     let secs =
         u64::try_from(now.tv_sec).unwrap_or(0).saturating_add(after.as_secs()).saturating_add(nanos / 1_000_000_000);
@@ -149,9 +156,7 @@ impl RobustHead {
 /// the kernel compares a robust futex's owner field with when the thread
 /// dies.
 pub(crate) fn gettid() -> u32 {
-    // SAFETY: gettid takes no arguments and cannot fail.
-    let tid = unsafe { libc::gettid() };
-    u32::try_from(tid).unwrap_or(0)
+    u32::try_from(nix::unistd::gettid().as_raw()).unwrap_or(0)
 }
 
 unsafe extern "C" {
@@ -179,9 +184,9 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     if pid <= 0 {
         return false;
     }
-    // SAFETY: signal 0 sends nothing; it only checks that the process exists.
-    let r = unsafe { libc::kill(pid, 0) };
-    let exists = r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    // No signal: only checks that the process exists.
+    let r = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None);
+    let exists = matches!(r, Ok(()) | Err(nix::errno::Errno::EPERM));
     // A process that died but was not yet reaped by its parent (a zombie)
     // still "exists" for kill(2): it is gone all the same.
     exists && !is_zombie(pid)
@@ -209,11 +214,7 @@ unsafe extern "C" {
 /// Kills this process with `SIGKILL` (a failpoint).
 #[cfg(feature = "failpoints")]
 pub(crate) fn kill_self() -> ! {
-    // SAFETY: kill takes a pid and a signal; SIGKILL to ourselves does not
-    // return.
-    unsafe {
-        libc::kill(libc::getpid(), libc::SIGKILL);
-    }
+    let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
     unreachable!("SIGKILL returned")
 }
 
@@ -221,15 +222,8 @@ pub(crate) fn kill_self() -> ! {
 /// failpoint).
 #[cfg(feature = "failpoints")]
 pub(crate) fn stop_self() {
-    // SAFETY: kill takes a pid and a signal; SIGSTOP stops us until a
-    // SIGCONT, and then the call returns.
-    unsafe {
-        libc::kill(libc::getpid(), libc::SIGSTOP);
-    }
-}
-
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
+    // Stops us until a SIGCONT, and then the call returns.
+    let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGSTOP);
 }
 
 /// `semget(2)`.
@@ -250,17 +244,25 @@ pub(crate) fn semop(id: libc::c_int, ops: &mut [libc::sembuf], timeout: Option<D
     cvt(unsafe { semtimedop(id, ops.as_mut_ptr(), ops.len(), ts_ptr) }).map(drop)
 }
 
+/// `semctl` with a command that takes an int or nothing as its fourth
+/// argument: `GETVAL`, `SETVAL`, `IPC_RMID`.
+fn semctl_int(id: libc::c_int, index: libc::c_int, cmd: libc::c_int, value: libc::c_int) -> io::Result<libc::c_int> {
+    debug_assert!(matches!(cmd, libc::GETVAL | libc::SETVAL | libc::IPC_RMID));
+    // SAFETY: semctl is variadic: SETVAL reads the `val` member of the
+    // union semun argument, which an int passed in its place represents
+    // the same way on Linux ABIs, and GETVAL and IPC_RMID read no fourth
+    // argument, so the int passed is ignored.
+    cvt(unsafe { libc::semctl(id, index, cmd, value) })
+}
+
 /// `semctl(GETVAL)`.
 pub(crate) fn sem_getval(id: libc::c_int, index: libc::c_int) -> io::Result<libc::c_int> {
-    // SAFETY: GETVAL takes no fourth argument.
-    cvt(unsafe { libc::semctl(id, index, libc::GETVAL) })
+    semctl_int(id, index, libc::GETVAL, 0)
 }
 
 /// `semctl(SETVAL)`.
 pub(crate) fn sem_setval(id: libc::c_int, index: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: SETVAL reads the `val` member of the union semun argument; an
-    // int passed in its place has the same representation on Linux ABIs.
-    cvt(unsafe { libc::semctl(id, index, libc::SETVAL, value) }).map(drop)
+    semctl_int(id, index, libc::SETVAL, value).map(drop)
 }
 
 /// `semctl(IPC_STAT)`.
@@ -274,8 +276,7 @@ pub(crate) fn sem_stat(id: libc::c_int) -> io::Result<libc::semid_ds> {
 
 /// `semctl(IPC_RMID)`.
 pub(crate) fn sem_remove(id: libc::c_int) -> io::Result<()> {
-    // SAFETY: IPC_RMID takes no fourth argument.
-    cvt(unsafe { libc::semctl(id, 0, libc::IPC_RMID) }).map(drop)
+    semctl_int(id, 0, libc::IPC_RMID, 0).map(drop)
 }
 
 unsafe extern "C" {
@@ -305,26 +306,32 @@ impl NamedSem {
         std::ptr::NonNull::new(p).map(NamedSem).ok_or_else(|| io::Error::other("sem_open returned null"))
     }
 
+    /// Calls `f`, one of `sem_post`, `sem_wait`, `sem_trywait` and
+    /// `sem_close`, on the semaphore.
+    fn call(&self, f: unsafe extern "C" fn(*mut libc::sem_t) -> libc::c_int) -> io::Result<()> {
+        // SAFETY: each of those functions takes a pointer to an open
+        // semaphore, which this is until drop (where sem_close is the last
+        // call).
+        cvt(unsafe { f(self.0.as_ptr()) }).map(drop)
+    }
+
     pub(crate) fn post(&self) -> io::Result<()> {
-        // SAFETY: the semaphore is open until drop.
-        cvt(unsafe { libc::sem_post(self.0.as_ptr()) }).map(drop)
+        self.call(libc::sem_post)
     }
 
     /// Waits: without limit (`None`), not at all (`Some(ZERO)`), or for
     /// `timeout` on the monotonic clock. `EINTR` is returned.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<()> {
-        let r = match timeout {
-            // SAFETY: the semaphore is open until drop.
-            None => unsafe { libc::sem_wait(self.0.as_ptr()) },
-            // SAFETY: as above.
-            Some(t) if t.is_zero() => unsafe { libc::sem_trywait(self.0.as_ptr()) },
+        match timeout {
+            None => self.call(libc::sem_wait),
+            Some(t) if t.is_zero() => self.call(libc::sem_trywait),
             Some(t) => {
                 let at = monotonic_after(t);
-                // SAFETY: as above; `at` is a valid timespec.
-                unsafe { sem_clockwait(self.0.as_ptr(), libc::CLOCK_MONOTONIC, &at) }
+                // SAFETY: the semaphore is open until drop; `at` is a valid
+                // timespec.
+                cvt(unsafe { sem_clockwait(self.0.as_ptr(), libc::CLOCK_MONOTONIC, &at) }).map(drop)
             }
-        };
-        cvt(r).map(drop)
+        }
     }
 
     pub(crate) fn value(&self) -> io::Result<i32> {
@@ -337,8 +344,8 @@ impl NamedSem {
 
 impl Drop for NamedSem {
     fn drop(&mut self) {
-        // SAFETY: closes this process's handle, used no more.
-        unsafe { libc::sem_close(self.0.as_ptr()) };
+        // Closes this process's handle, used no more.
+        let _ = self.call(libc::sem_close);
     }
 }
 
@@ -350,41 +357,26 @@ pub(crate) fn sem_unlink(name: &CStr) -> io::Result<()> {
 
 /// `eventfd(2)` with `EFD_CLOEXEC | EFD_NONBLOCK` and the given extra flags.
 pub(crate) fn eventfd(initval: u32, flags: libc::c_int) -> io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: eventfd takes plain integers and returns a new fd or -1.
-    let fd = cvt(unsafe { libc::eventfd(initval, flags | libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
-    // SAFETY: the fd is new and owned by nothing else.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    use nix::sys::eventfd::{EfdFlags, EventFd};
+    let flags = EfdFlags::from_bits_retain(flags) | EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK;
+    Ok(EventFd::from_value_and_flags(initval, flags)?.into())
 }
 
 /// One 8-byte `read(2)` from an eventfd.
 pub(crate) fn eventfd_read(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<u64> {
-    use std::os::fd::AsRawFd;
-    let mut v = 0u64;
-    // SAFETY: reads 8 bytes into a u64.
-    let n = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
-    if n == 8 { Ok(v) } else { Err(io::Error::last_os_error()) }
+    let mut v = [0; 8];
+    match nix::unistd::read(fd, &mut v)? {
+        8 => Ok(u64::from_ne_bytes(v)),
+        n => Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("an eventfd read gave {n} bytes, not 8"))),
+    }
 }
 
 /// One 8-byte `write(2)` to an eventfd.
 pub(crate) fn eventfd_write(fd: std::os::fd::BorrowedFd<'_>, v: u64) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: writes the 8 bytes of a u64.
-    let n = unsafe { libc::write(fd.as_raw_fd(), (&v as *const u64).cast(), 8) };
-    if n == 8 { Ok(()) } else { Err(io::Error::last_os_error()) }
-}
-
-/// `poll(2)` on one fd for `events`, at most `timeout_ms` (-1: no limit):
-/// whether it became ready. `EINTR` is returned.
-pub(crate) fn poll(
-    fd: std::os::fd::BorrowedFd<'_>,
-    events: libc::c_short,
-    timeout_ms: libc::c_int,
-) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
-    // SAFETY: one valid pollfd.
-    Ok(cvt(unsafe { libc::poll(&mut pfd, 1, timeout_ms) })? > 0)
+    match nix::unistd::write(fd, &v.to_ne_bytes())? {
+        8 => Ok(()),
+        n => Err(io::Error::new(io::ErrorKind::WriteZero, format!("an eventfd write took {n} bytes, not 8"))),
+    }
 }
 
 /// Wake-ups on every read of an eventfd: an edge-triggered epoll that

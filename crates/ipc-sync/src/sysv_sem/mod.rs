@@ -2,28 +2,16 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::object::{Guard, Remove};
 use crate::{Deadline, Key, sys};
+
+mod making;
 
 const WHAT: &str = "System V semaphore set";
 
 /// The most semaphores one set may hold on Linux (`SEMMSL` is 32000), less
 /// the guard that every set made here carries.
 const MAX_SEMS: usize = 32_000 - 1;
-
-/// The states of a set's guard, its hidden last semaphore (see
-/// [`SemaphoreSet`]'s docs, "Making a set").
-mod guard {
-    /// Nobody has begun making the set (the value `semget` gives).
-    pub(super) const FRESH: u16 = 0;
-    /// A live process is making it. It holds 1 of its SEM_UNDO adjustment
-    /// here, which the kernel adds back when it dies: the value becomes
-    /// [`ABANDONED`].
-    pub(super) const MAKING: u16 = 1;
-    /// The process that was making it died.
-    pub(super) const ABANDONED: u16 = 2;
-    /// Made: its values are set. (Any value from here up counts.)
-    pub(super) const READY: u16 = 3;
-}
 
 /// The largest value of one semaphore (`SEMVMX`).
 pub const SEM_VALUE_MAX: u16 = 32_767;
@@ -125,43 +113,22 @@ impl SemOp {
 /// [semget(2)](https://man7.org/linux/man-pages/man2/semget.2.html),
 /// [semop(2)](https://man7.org/linux/man-pages/man2/semop.2.html)
 pub struct SemaphoreSet {
-    id: i32,
+    guard: Guard<SemId>,
     key: Key,
     len: usize,
-    owner: crate::Owned,
+}
+
+/// The id of a set, removed with `IPC_RMID`.
+#[derive(Debug)]
+struct SemId(i32);
+
+impl Remove for SemId {
+    fn remove(&self) -> std::io::Result<()> {
+        sys::sem_remove(self.0)
+    }
 }
 
 impl SemaphoreSet {
-    /// Creates a new set with these initial values (exclusive: an existing
-    /// set under `key` is an error), permissions `mode` (such as 0o600).
-    /// The set holds one semaphore more than `values`, its guard (see
-    /// "Making a set" above).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::AlreadyExists`], also when another process's
-    /// [`open_or_create`](Self::open_or_create) finished making the set
-    /// while this process was stalled right after making it;
-    /// [`Error::InvalidArgument`] for no values, more than 31999, or a value
-    /// over [`SEM_VALUE_MAX`]; [`Error::PermissionDenied`]; [`Error::Io`]
-    /// (such as `ENOSPC` when the system's limit of sets is reached).
-    #[doc(alias = "semget")]
-    pub fn create(key: Key, values: &[u16], mode: u32) -> Result<Self> {
-        check_values(values)?;
-        let flags = libc::IPC_CREAT | libc::IPC_EXCL | mode_bits(mode);
-        let id = sys::semget(key.raw(), (values.len() + 1) as libc::c_int, flags)
-            .map_err(|e| Error::from_os(WHAT, || key.to_string(), "semget", e))?;
-        let mut set = SemaphoreSet { id, key, len: values.len(), owner: crate::Owned::none() };
-        crate::failpoint::hit("sysv-sem:created");
-        if !set.claim(guard::FRESH)? {
-            return Err(Error::AlreadyExists { what: WHAT, name: key.describe(id) });
-        }
-        // Ours from here: dropped on an error below, it is removed.
-        set.owner = crate::Owned::here();
-        set.make(values, guard::FRESH)?;
-        Ok(set)
-    }
-
     /// Opens the existing set under `key`. While another process is making
     /// it (see "Making a set" above), waits until it has: as long as that
     /// process lives, however slow it is.
@@ -218,180 +185,7 @@ impl SemaphoreSet {
 
     fn open_or_create_deadline(key: Key, values: &[u16], mode: u32, deadline: Deadline) -> Result<Self> {
         check_values(values)?;
-        crate::open_or_create(
-            || Self::create(key, values, mode),
-            || Self::open_with(key, Some(values), deadline),
-            |e| matches!(e, Error::AlreadyExists { .. }),
-            |e| matches!(e, Error::NotFound { .. }),
-        )
-    }
-
-    /// Opens the set under `key` once it is made; makes it with `values`
-    /// (if given) when nobody is making it.
-    fn open_with(key: Key, values: Option<&[u16]>, deadline: Deadline) -> Result<Self> {
-        if key.is_private() {
-            return Err(Error::InvalidKey { key: 0, reason: "IPC_PRIVATE names no existing set; open by key" });
-        }
-        let id = sys::semget(key.raw(), 0, 0).map_err(|e| Error::from_os(WHAT, || key.to_string(), "semget", e))?;
-        let mut set = SemaphoreSet { id, key, len: 0, owner: crate::Owned::none() };
-        let ds = sys::sem_stat(id).map_err(|e| set.gone_is_missing(set.err("semctl(IPC_STAT)", e)))?;
-        let nsems = usize::try_from(ds.sem_nsems).unwrap_or(0);
-        if nsems < 2 {
-            return Err(set.no_guard(nsems));
-        }
-        set.len = nsems - 1;
-        loop {
-            let state = set.guard_value().map_err(|e| set.gone_is_missing(e))?;
-            match (state, values) {
-                (guard::READY.., _) => return Ok(set),
-                (guard::MAKING, _) => set.wait_made(deadline).map_err(|e| set.gone_is_missing(e))?,
-                (guard::FRESH | guard::ABANDONED, None) => {
-                    return Err(Error::NotFound { what: "finished System V semaphore set", name: key.describe(id) });
-                }
-                (from, Some(values)) => {
-                    if from == guard::FRESH {
-                        // Nobody has begun: so nobody has operated on the
-                        // set either, unless it is not one of ours.
-                        // (A claim sets sem_otime, and the guard never
-                        // returns to 0 after one.)
-                        let ds = sys::sem_stat(id).map_err(|e| set.gone_is_missing(set.err("semctl(IPC_STAT)", e)))?;
-                        if ds.sem_otime != 0 {
-                            if set.guard_value().map_err(|e| set.gone_is_missing(e))? == guard::FRESH {
-                                return Err(set.no_guard(nsems));
-                            }
-                            continue;
-                        }
-                    }
-                    if values.len() != set.len {
-                        return Err(Error::InvalidArgument {
-                            what: "semaphore values",
-                            reason: format!(
-                                "{} given; the set {} to make holds {}",
-                                values.len(),
-                                key.describe(id),
-                                set.len
-                            ),
-                        });
-                    }
-                    if set.claim(from).map_err(|e| set.gone_is_missing(e))? {
-                        set.owner = crate::Owned::here();
-                        set.make(values, from)?;
-                        return Ok(set);
-                    }
-                }
-            }
-        }
-    }
-
-    /// The index of the guard.
-    fn guard_index(&self) -> u16 {
-        // At most MAX_SEMS, which fits.
-        u16::try_from(self.len).unwrap_or(u16::MAX)
-    }
-
-    fn guard_value(&self) -> Result<u16> {
-        let v = sys::sem_getval(self.id, libc::c_int::from(self.guard_index()))
-            .map_err(|e| self.err("semctl(GETVAL)", e))?;
-        Ok(u16::try_from(v).unwrap_or(u16::MAX))
-    }
-
-    /// One `semop` on the guard alone: (delta, SEM_UNDO) pairs, applied in
-    /// order and atomically.
-    fn guard_op(&self, ops: &[(i16, bool)], nowait: bool, deadline: Option<Deadline>) -> Result<bool> {
-        let g = self.guard_index();
-        let mut bufs: Vec<libc::sembuf> = ops
-            .iter()
-            .map(|&(delta, undo)| {
-                let mut flags = if undo { libc::SEM_UNDO } else { 0 };
-                if nowait {
-                    flags |= libc::IPC_NOWAIT;
-                }
-                libc::sembuf { sem_num: g, sem_op: delta, sem_flg: flags as i16 }
-            })
-            .collect();
-        loop {
-            let timeout = match deadline.and_then(|d| d.remaining()) {
-                Some(left) if left.is_zero() => {
-                    bufs.iter_mut().for_each(|b| b.sem_flg |= libc::IPC_NOWAIT as i16);
-                    None
-                }
-                other => other,
-            };
-            match sys::semop(self.id, &mut bufs, timeout) {
-                Ok(()) => return Ok(true),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(false),
-                Err(e) => return Err(self.err("semop", e)),
-            }
-        }
-    }
-
-    /// Claims the making of the set, found in state `from` (FRESH or
-    /// ABANDONED): whether this process got it. On success the guard is
-    /// MAKING, and SEM_UNDO will add 1 (to ABANDONED) if we die.
-    fn claim(&self, from: u16) -> Result<bool> {
-        // "+2 then -1 with undo": the undo adds the 1 back, leaving 2.
-        let claim: &[(i16, bool)] = match from {
-            guard::FRESH => &[(0, false), (2, false), (-1, true)],
-            // "-2 then wait for 0" tests for exactly 2.
-            _ => &[(-2, false), (0, false), (2, false), (-1, true)],
-        };
-        self.guard_op(claim, true, None)
-    }
-
-    /// Makes the claimed set: sets `values`, then marks it made and gives
-    /// up the claim's undo, in one operation. On an error the set is left
-    /// abandoned, for another process to make.
-    fn make(&self, values: &[u16], from: u16) -> Result<()> {
-        crate::failpoint::hit("sysv-sem:claimed");
-        let made = (|| {
-            for (i, &v) in values.iter().enumerate() {
-                // A fresh set holds zeroes; an abandoned one, anything.
-                if v != 0 || from != guard::FRESH {
-                    sys::sem_setval(self.id, i as libc::c_int, libc::c_int::from(v))
-                        .map_err(|e| self.err("semctl(SETVAL)", e))?;
-                }
-            }
-            crate::failpoint::hit("sysv-sem:valued");
-            // MAKING (1) + 1 with undo (cancelling the claim's) + 1 = READY.
-            self.guard_op(&[(1, true), (1, false)], false, None).map(drop)
-        })();
-        if made.is_err() {
-            // Give the making up: + 1 with undo (cancelling the claim's) =
-            // ABANDONED.
-            let _ = self.guard_op(&[(1, true)], true, None);
-        }
-        made
-    }
-
-    /// Waits until the guard leaves MAKING: made, or its maker died.
-    fn wait_made(&self, deadline: Deadline) -> Result<()> {
-        // "-2 then +2" waits for the value to be 2 or more, and changes
-        // nothing.
-        if self.guard_op(&[(-2, false), (2, false)], false, Some(deadline))? {
-            Ok(())
-        } else {
-            Err(Error::Timeout { what: "System V semaphore set, which another process is still making" })
-        }
-    }
-
-    /// The error for a set that carries no guard.
-    fn no_guard(&self, nsems: usize) -> Error {
-        Error::InvalidArgument {
-            what: "System V semaphore set",
-            reason: format!(
-                "the set {} ({nsems} semaphores) was not made by SemaphoreSet: it carries no guard",
-                self.key.describe(self.id)
-            ),
-        }
-    }
-
-    /// A set removed while we looked at it is, to an opener, not there.
-    fn gone_is_missing(&self, e: Error) -> Error {
-        match e {
-            Error::Removed { what, name } => Error::NotFound { what, name },
-            other => other,
-        }
+        Error::open_or_create(|| Self::create(key, values, mode), || Self::open_with(key, Some(values), deadline))
     }
 
     /// Applies all `ops` at once, atomically, waiting as long as it takes
@@ -486,35 +280,15 @@ impl SemaphoreSet {
         let mut bufs = Vec::with_capacity(ops.len());
         for op in ops {
             self.check_index(op.index)?;
-            let mut flags = if op.undo { libc::SEM_UNDO } else { 0 };
-            if wait.is_none() {
-                flags |= libc::IPC_NOWAIT;
-            }
-            bufs.push(libc::sembuf { sem_num: op.index, sem_op: op.delta, sem_flg: flags as i16 });
+            bufs.push(sembuf(op.index, op.delta, op.undo, wait.is_none()));
         }
-        loop {
-            let timeout = match wait.and_then(|d| d.remaining()) {
-                // A zero or past deadline tries once.
-                Some(left) if left.is_zero() => {
-                    bufs.iter_mut().for_each(|b| b.sem_flg |= libc::IPC_NOWAIT as i16);
-                    None
-                }
-                other => other,
-            };
-            match sys::semop(self.id, &mut bufs, timeout) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && wait.is_some() => {
-                    return Err(Error::Timeout { what: WHAT });
-                }
-                Err(e) if e.raw_os_error() == Some(libc::ERANGE) => {
-                    return Err(Error::Overflow {
-                        what: "semaphore value (or its undo adjustment)",
-                        max: u64::from(SEM_VALUE_MAX),
-                    });
-                }
-                Err(e) => return Err(self.err("semop", e)),
+        match semop(self.id(), &mut bufs, wait) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && wait.is_some() => Err(Error::Timeout { what: WHAT }),
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) => {
+                Err(Error::Overflow { what: "semaphore value (or its undo adjustment)", max: u64::from(SEM_VALUE_MAX) })
             }
+            Err(e) => Err(self.err("semop", e)),
         }
     }
 
@@ -536,7 +310,7 @@ impl SemaphoreSet {
     /// [`Error::Removed`].
     pub fn value(&self, index: u16) -> Result<u16> {
         self.check_index(index)?;
-        let v = sys::sem_getval(self.id, libc::c_int::from(index)).map_err(|e| self.err("semctl(GETVAL)", e))?;
+        let v = sys::sem_getval(self.id(), libc::c_int::from(index)).map_err(|e| self.err("semctl(GETVAL)", e))?;
         Ok(u16::try_from(v).unwrap_or(0))
     }
 
@@ -550,7 +324,7 @@ impl SemaphoreSet {
     pub fn set_value(&self, index: u16, value: u16) -> Result<()> {
         self.check_index(index)?;
         check_values(&[value])?;
-        sys::sem_setval(self.id, libc::c_int::from(index), libc::c_int::from(value))
+        sys::sem_setval(self.id(), libc::c_int::from(index), libc::c_int::from(value))
             .map_err(|e| self.err("semctl(SETVAL)", e))
     }
 
@@ -566,7 +340,7 @@ impl SemaphoreSet {
 
     /// The set's id (as `ipcs -s` shows it).
     pub fn id(&self) -> i32 {
-        self.id
+        self.guard.name().0
     }
 
     /// The key it was created or opened with.
@@ -576,12 +350,12 @@ impl SemaphoreSet {
 
     /// Whether this handle removes the set when dropped.
     pub fn is_owner(&self) -> bool {
-        self.owner.is_owner()
+        self.guard.is_owner()
     }
 
     /// Keeps the set after this handle is dropped.
     pub fn persist(&mut self) {
-        self.owner = crate::Owned::none();
+        self.guard.persist();
     }
 
     /// Removes the set now (`IPC_RMID`); processes waiting on it get
@@ -593,8 +367,8 @@ impl SemaphoreSet {
     /// already.
     #[doc(alias = "IPC_RMID")]
     pub fn remove(mut self) -> Result<()> {
-        self.owner = crate::Owned::none();
-        sys::sem_remove(self.id).map_err(|e| self.err("semctl(IPC_RMID)", e))
+        let removed = self.guard.remove();
+        removed.map_err(|e| self.err("semctl(IPC_RMID)", e))
     }
 
     /// Removes the set with this id (as `ipcs -s` shows it), for tools
@@ -605,11 +379,11 @@ impl SemaphoreSet {
     /// [`Error::PermissionDenied`]; [`Error::Removed`] when no set has that
     /// id.
     pub fn remove_id(id: i32) -> Result<()> {
-        SemaphoreSet { id, key: Key::private(), len: 0, owner: crate::Owned::none() }.remove()
+        SemaphoreSet { guard: Guard::opened(SemId(id)), key: Key::private(), len: 0 }.remove()
     }
 
     fn err(&self, op: &'static str, e: std::io::Error) -> Error {
-        let (key, id) = (self.key, self.id);
+        let (key, id) = (self.key, self.id());
         let e = Error::from_os(WHAT, || key.describe(id), op, e);
         // EINVAL from an operation on a set that was there means it was
         // removed (the kernel says EINVAL or EIDRM depending on timing).
@@ -645,21 +419,43 @@ fn mode_bits(mode: u32) -> libc::c_int {
     (mode & 0o777) as libc::c_int
 }
 
-impl Drop for SemaphoreSet {
-    fn drop(&mut self) {
-        if self.owner.is_owner() {
-            let _ = sys::sem_remove(self.id);
-        }
-    }
-}
-
 impl fmt::Debug for SemaphoreSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SemaphoreSet")
-            .field("id", &self.id)
+            .field("id", &self.id())
             .field("key", &self.key)
             .field("len", &self.len)
-            .field("owner", &self.owner)
+            .field("owner", &self.guard.is_owner())
             .finish()
+    }
+}
+
+/// One `sembuf`: add `delta` to semaphore `index`, with `SEM_UNDO` if
+/// `undo`, failing with `EAGAIN` instead of waiting if `nowait`.
+fn sembuf(index: u16, delta: i16, undo: bool, nowait: bool) -> libc::sembuf {
+    let mut flags = if undo { libc::SEM_UNDO } else { 0 };
+    if nowait {
+        flags |= libc::IPC_NOWAIT;
+    }
+    libc::sembuf { sem_num: index, sem_op: delta, sem_flg: flags as i16 }
+}
+
+/// `semop` on set `id`, waiting until `deadline` (`None`: as the
+/// operations' `IPC_NOWAIT` flags say, without limit); a zero or past
+/// deadline tries once (`EAGAIN` when it would wait). `EINTR` is retried
+/// with the time left.
+fn semop(id: i32, bufs: &mut [libc::sembuf], deadline: Option<Deadline>) -> std::io::Result<()> {
+    loop {
+        let timeout = match deadline.and_then(|d| d.remaining()) {
+            Some(left) if left.is_zero() => {
+                bufs.iter_mut().for_each(|b| b.sem_flg |= libc::IPC_NOWAIT as i16);
+                None
+            }
+            other => other,
+        };
+        match sys::semop(id, bufs, timeout) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
     }
 }

@@ -1,7 +1,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use ipc_sync::object::{ObjectError, ObjectFault, into_io_error};
+use ipc_sync::object::{ObjectError, ObjectFault};
 
 /// What can go wrong with a named pipe.
 #[derive(Debug, thiserror::Error)]
@@ -147,23 +147,11 @@ impl Error {
     }
 }
 
-/// The foundation's view of the error: its kind, and the OS error it
-/// carries. A FIFO is named by its path, so [`ObjectError::object`] takes
+/// The foundation's view of the error. A FIFO is named by its path, so [`ObjectError::object`] takes
 /// the name as the path (a FIFO removed while in use is not found), and
 /// [`ObjectError::io`] has no path to give: ipc-fifo itself builds its
 /// errors with the path.
 impl ObjectError for Error {
-    fn io_kind(&self) -> io::ErrorKind {
-        self.kind()
-    }
-
-    fn into_os_error(self) -> Result<io::Error, Self> {
-        match self {
-            Error::Io { source, .. } => Ok(source),
-            other => Err(other),
-        }
-    }
-
     fn object(fault: ObjectFault, _what: &'static str, name: String) -> Self {
         let path = PathBuf::from(name);
         match fault {
@@ -187,11 +175,7 @@ impl ObjectError for Error {
     }
 }
 
-impl From<Error> for io::Error {
-    fn from(e: Error) -> Self {
-        into_io_error(e)
-    }
-}
+ipc_sync::io_error_conversion!(Error);
 
 /// The typed error for an OS error `e` of `op` on `path`: what it says
 /// about the object (through [`ObjectFault`]), or what it says about a

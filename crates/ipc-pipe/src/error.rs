@@ -1,7 +1,5 @@
 use std::io;
 
-use ipc_sync::object::{ObjectError, ObjectFault, into_io_error};
-
 /// What can go wrong with a pipe.
 ///
 /// Every variant reads as a sentence that names the limit involved, and
@@ -122,40 +120,7 @@ impl Error {
     }
 }
 
-impl ObjectError for Error {
-    fn io_kind(&self) -> io::ErrorKind {
-        self.kind()
-    }
-
-    fn into_os_error(self) -> std::result::Result<io::Error, Self> {
-        match self {
-            Error::Io { source, .. } => Ok(source),
-            other => Err(other),
-        }
-    }
-
-    /// A pipe has no name for an object fault to be about: it is the OS
-    /// error of `what`.
-    fn object(fault: ObjectFault, what: &'static str, _name: String) -> Self {
-        let errno = match fault {
-            ObjectFault::Exists => libc::EEXIST,
-            ObjectFault::Missing => libc::ENOENT,
-            ObjectFault::Denied => libc::EACCES,
-            ObjectFault::Removed => libc::EIDRM,
-        };
-        Error::Io { op: what, source: io::Error::from_raw_os_error(errno) }
-    }
-
-    fn io(op: &'static str, source: io::Error) -> Self {
-        Error::from_io(op, source)
-    }
-}
-
-impl From<Error> for io::Error {
-    fn from(e: Error) -> Self {
-        into_io_error(e)
-    }
-}
+ipc_sync::io_error_conversion!(Error);
 
 /// The result type of ipc-pipe.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

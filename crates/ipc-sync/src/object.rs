@@ -289,11 +289,11 @@ impl ObjectFault {
     }
 }
 
-/// The typed error of a crate of ipc-kit: how it is made from an errno and
-/// turned into an [`io::Error`]. Implemented by
-/// [`object_error!`](crate::object_error) for the enums with object variants, and by hand
-/// for the others.
-pub trait ObjectError: std::error::Error + Send + Sync + Sized + 'static {
+/// The typed error of a crate of ipc-kit as an [`io::Error`]: its kind,
+/// and the OS error it carries. Implemented with
+/// [`io_error_conversion!`](crate::io_error_conversion), which
+/// [`object_error!`](crate::object_error) includes.
+pub trait IntoIoError: std::error::Error + Send + Sync + Sized + 'static {
     /// The [`io::ErrorKind`] it converts to.
     fn io_kind(&self) -> io::ErrorKind;
 
@@ -303,7 +303,13 @@ pub trait ObjectError: std::error::Error + Send + Sync + Sized + 'static {
     ///
     /// `self` when it is not a plain OS error.
     fn into_os_error(self) -> Result<io::Error, Self>;
+}
 
+/// The typed error of a crate of ipc-kit whose objects have names: how it
+/// is made from an errno. Implemented by
+/// [`object_error!`](crate::object_error) for the enums with the object
+/// variants, and by hand for the others (a FIFO is named by its path).
+pub trait ObjectError: IntoIoError {
     /// The variant for `fault` about the object `what` named `name`.
     fn object(fault: ObjectFault, what: &'static str, name: String) -> Self;
 
@@ -329,7 +335,7 @@ pub trait ObjectError: std::error::Error + Send + Sync + Sized + 'static {
 
 /// An error of ipc-kit as an [`io::Error`]: the OS error itself when it
 /// is one, otherwise a new one of the error's kind that carries it.
-pub fn into_io_error<E: ObjectError>(e: E) -> io::Error {
+pub fn into_io_error<E: IntoIoError>(e: E) -> io::Error {
     match e.into_os_error() {
         Ok(source) => source,
         Err(other) => io::Error::new(other.io_kind(), other),
@@ -478,18 +484,9 @@ macro_rules! object_error {
             }
         }
 
+        $crate::io_error_conversion!($name);
+
         impl $crate::object::ObjectError for $name {
-            fn io_kind(&self) -> ::std::io::ErrorKind {
-                self.kind()
-            }
-
-            fn into_os_error(self) -> ::std::result::Result<::std::io::Error, Self> {
-                match self {
-                    $name::Io { source, .. } => Ok(source),
-                    other => Err(other),
-                }
-            }
-
             fn object(fault: $crate::object::ObjectFault, what: &'static str, name: String) -> Self {
                 use $crate::object::ObjectFault;
                 match fault {
@@ -512,6 +509,29 @@ macro_rules! object_error {
                     $name::PermissionDenied { .. } => Some(ObjectFault::Denied),
                     $name::Removed { .. } => Some(ObjectFault::Removed),
                     _ => None,
+                }
+            }
+        }
+    };
+}
+
+/// Implements [`IntoIoError`] and `From<Error> for io::Error` for a
+/// crate's error enum that has an inherent `kind(&self) -> io::ErrorKind`
+/// and an `Io { source, .. }` variant carrying the OS error: the OS error
+/// converts to itself, any other variant to an [`io::Error`] of its kind
+/// that carries it.
+#[macro_export]
+macro_rules! io_error_conversion {
+    ($name:ident) => {
+        impl $crate::object::IntoIoError for $name {
+            fn io_kind(&self) -> ::std::io::ErrorKind {
+                self.kind()
+            }
+
+            fn into_os_error(self) -> ::std::result::Result<::std::io::Error, Self> {
+                match self {
+                    $name::Io { source, .. } => Ok(source),
+                    other => Err(other),
                 }
             }
         }

@@ -192,10 +192,14 @@ impl Line {
 }
 
 /// Which side of a channel: the one that sends or the one that receives.
+///
+/// The values are those of the `tx: bool` the role stands for (the sender
+/// 1), so that picking a side's words compiles to the same instructions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Role {
-    Sender,
-    Receiver,
+    Receiver = 0,
+    Sender = 1,
 }
 
 impl Role {

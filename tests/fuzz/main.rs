@@ -90,11 +90,12 @@ fn largest_yet() -> usize {
     LARGEST.load(Ordering::Relaxed)
 }
 
-/// Offsets in a channel's memory (see ipc-shm's channel layout): the
-/// sender's index, the receiver's, the ring.
-const TAIL: usize = 128;
-const HEAD: usize = 256;
-const DATA: usize = 768;
+// A channel's layout, as ipc-shm defines it: the header's magic number,
+// version and kinds; the offsets of the sender's index, the receiver's, the
+// sleep lines, the status line and the ring.
+use ipc_kit::shm::channel::layout::{
+    DATA, HEAD, KIND_BYTES, KIND_SLOTS, MAGIC, RX_SLEEP, STATUS, TAIL, TX_SLEEP, VERSION,
+};
 
 /// A number that is often at an edge: 0, the type's maximum, a power of
 /// two and its neighbours, u32's maximum, a small one, or anything.
@@ -310,8 +311,8 @@ fn header(rng: &mut Rng, wrong_magic_left: &mut u32) -> Verdict {
     let capacity = if rng.chance(3) { edgy(rng) } else { 1u64 << rng.below(12) };
     let slot: u64 = if bytes_kind { 1 } else { 16 };
     let mut fields: [u64; 9] = [
-        u64::from_le_bytes(*b"ipckitch"),
-        2 | (if bytes_kind { 2u64 } else { 1 }) << 32, // version, kind
+        MAGIC,
+        u64::from(VERSION) | u64::from(if bytes_kind { KIND_BYTES } else { KIND_SLOTS }) << 32,
         capacity,
         slot,
         if bytes_kind { 8 } else { 1 }, // alignment: records, [u8; 16]
@@ -448,9 +449,9 @@ fn pre_connect(rng: &mut Rng) -> Verdict {
     map.write(TAIL, &tail).map_err(|e| format!("write: {e}"))?;
     map.write(HEAD, &head).map_err(|e| format!("write: {e}"))?;
     // Sleep lines (signal, waiting) and the status line (pids, states,
-    // flags): 32-bit words at 384 + 8.., 512 + 8.., 640 + 8...
+    // flags): 32-bit words from byte 8 of each line.
     for _ in 0..rng.below(6) {
-        let at = [384, 512, 640][rng.below(3) as usize] + 8 + 4 * rng.below(6) as usize;
+        let at = [RX_SLEEP, TX_SLEEP, STATUS][rng.below(3) as usize] + 8 + 4 * rng.below(6) as usize;
         map.write(at, &edgy_word(rng)).map_err(|e| format!("write: {e}"))?;
     }
     drop(map);

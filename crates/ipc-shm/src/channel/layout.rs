@@ -14,26 +14,83 @@
 //! cache line (or an adjacent-line prefetch pair) with what the other side
 //! writes. Indices are u64 and only grow; a position in the ring is the
 //! index modulo the capacity (a power of two).
+//!
+//! A byte channel's ring holds records, each on a multiple of 8 bytes: a
+//! header (the length as a little-endian u32, then 4 zero bytes), then the
+//! bytes, padded to 8. A record that would cross the end of the ring
+//! starts at its beginning instead, after a length of `u32::MAX` (`WRAP`)
+//! where it would have been.
 
 use super::shim::{AtomicU32, AtomicU64};
 
 use bytemuck::{Pod, Zeroable};
 
 /// "ipckitch" as a little-endian u64.
-pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"ipckitch");
+/// "ipckitch" as a little-endian u64.
+#[doc(hidden)]
+pub const MAGIC: u64 = u64::from_le_bytes(*b"ipckitch");
 /// 2: every claimed side holds a liveness lock (see `channel::liveness`).
-pub(crate) const VERSION: u32 = 2;
+#[doc(hidden)]
+pub const VERSION: u32 = 2;
 
-pub(crate) const KIND_SLOTS: u32 = 1;
-pub(crate) const KIND_BYTES: u32 = 2;
+/// The header's `kind` of a slot channel.
+#[doc(hidden)]
+pub const KIND_SLOTS: u32 = 1;
+/// The header's `kind` of a byte channel.
+#[doc(hidden)]
+pub const KIND_BYTES: u32 = 2;
 
-pub(crate) const LINE: usize = 128;
-pub(crate) const TAIL: usize = LINE;
-pub(crate) const HEAD: usize = 2 * LINE;
-pub(crate) const RX_SLEEP: usize = 3 * LINE;
-pub(crate) const TX_SLEEP: usize = 4 * LINE;
-pub(crate) const STATUS: usize = 5 * LINE;
-pub(crate) const DATA: usize = 6 * LINE;
+/// The size of a line, and the alignment of every line.
+#[doc(hidden)]
+pub const LINE: usize = 128;
+/// The sender's index (the TAIL line).
+#[doc(hidden)]
+pub const TAIL: usize = LINE;
+/// The receiver's index (the HEAD line).
+#[doc(hidden)]
+pub const HEAD: usize = 2 * LINE;
+/// The receiver's sleep line.
+#[doc(hidden)]
+pub const RX_SLEEP: usize = 3 * LINE;
+/// The sender's sleep line.
+#[doc(hidden)]
+pub const TX_SLEEP: usize = 4 * LINE;
+/// The status line: both sides' states and flags.
+#[doc(hidden)]
+pub const STATUS: usize = 5 * LINE;
+/// The ring.
+#[doc(hidden)]
+pub const DATA: usize = 6 * LINE;
+
+/// Every record of a byte channel starts and ends on a multiple of this.
+pub(crate) const RECORD_ALIGN: u64 = 8;
+
+/// A record's header: its length (u32, little-endian), then 4 zero bytes.
+pub(crate) const RECORD_HEADER: u64 = 8;
+
+/// A length that means "nothing more before the end of the ring: go on at
+/// its start".
+pub(crate) const WRAP: u32 = u32::MAX;
+
+/// The bytes a record of `len` bytes takes in the ring, header included.
+#[inline]
+pub(crate) fn padded(len: usize) -> u64 {
+    RECORD_HEADER + (len as u64).div_ceil(RECORD_ALIGN) * RECORD_ALIGN
+}
+
+/// Where byte `index` of the stream sits in a ring of `cap` bytes, a power
+/// of two (checked when the channel is made or opened).
+#[inline]
+pub(crate) fn ring_pos(index: u64, cap: u64) -> u64 {
+    index & (cap - 1)
+}
+
+/// The longest record in a ring of `capacity` bytes.
+#[inline]
+pub(crate) fn max_record(capacity: u64) -> usize {
+    // Half the ring, and what a u32 length (below the wrap marker) can say.
+    (capacity / 2 - RECORD_HEADER).min(u64::from(u32::MAX) - 16) as usize
+}
 
 /// A side's state in the status line.
 pub(crate) const UNCLAIMED: u32 = 0;
@@ -83,15 +140,21 @@ pub(crate) struct Line {
     pub(crate) signal: AtomicU32,
     /// Sleep lines: nonzero while the side is (about to be) asleep.
     pub(crate) waiting: AtomicU32,
-    /// STATUS line: the sender's pid (for people reading the memory; no
-    /// code relies on it) and state, then the receiver's.
-    pub(crate) tx_pid: AtomicU32,
-    pub(crate) tx_state: AtomicU32,
-    pub(crate) rx_pid: AtomicU32,
-    pub(crate) rx_state: AtomicU32,
-    /// STATUS line: the sender's flags (`FLAG_*`), then the receiver's.
-    pub(crate) tx_flags: AtomicU32,
-    pub(crate) rx_flags: AtomicU32,
+    /// STATUS line: each side's pid and state, the sender's first.
+    sides: [SideStatus; 2],
+    /// STATUS line: each side's flags (`FLAG_*`), the sender's first.
+    flags: [AtomicU32; 2],
+}
+
+/// A side's words in the STATUS line.
+#[derive(Debug)]
+#[repr(C)]
+struct SideStatus {
+    /// The side's pid, for people reading the memory (`ipc-kit ls`); no
+    /// code relies on it.
+    pid: AtomicU32,
+    /// `UNCLAIMED`, `CONNECTED`, `CLOSED` or `LOCKED`.
+    state: AtomicU32,
 }
 
 #[cfg(not(loom))]
@@ -101,19 +164,90 @@ impl Line {
     /// A line of zeroes (what a fresh mapping holds), for the loom model
     /// and the spare line of `Conn::line`.
     pub(crate) fn new() -> Line {
+        let side = || SideStatus { pid: AtomicU32::new(0), state: AtomicU32::new(0) };
         Line {
             index: AtomicU64::new(0),
             signal: AtomicU32::new(0),
             waiting: AtomicU32::new(0),
-            tx_pid: AtomicU32::new(0),
-            tx_state: AtomicU32::new(0),
-            rx_pid: AtomicU32::new(0),
-            rx_state: AtomicU32::new(0),
-            tx_flags: AtomicU32::new(0),
-            rx_flags: AtomicU32::new(0),
+            sides: [side(), side()],
+            flags: [AtomicU32::new(0), AtomicU32::new(0)],
+        }
+    }
+
+    /// STATUS line: the state of side `role`.
+    #[inline]
+    pub(crate) fn state(&self, role: Role) -> &AtomicU32 {
+        &self.sides[role.ix()].state
+    }
+
+    /// STATUS line: the pid of side `role`.
+    pub(crate) fn pid(&self, role: Role) -> &AtomicU32 {
+        &self.sides[role.ix()].pid
+    }
+
+    /// STATUS line: the flags of side `role`.
+    pub(crate) fn flags(&self, role: Role) -> &AtomicU32 {
+        &self.flags[role.ix()]
+    }
+}
+
+/// Which side of a channel: the one that sends or the one that receives.
+///
+/// The values are those of the `tx: bool` the role stands for (the sender
+/// 1), so that picking a side's words compiles to the same instructions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Role {
+    Receiver = 0,
+    Sender = 1,
+}
+
+impl Role {
+    /// The other side.
+    #[inline]
+    pub(crate) fn peer(self) -> Role {
+        match self {
+            Role::Sender => Role::Receiver,
+            Role::Receiver => Role::Sender,
+        }
+    }
+
+    /// 0 for the sender, 1 for the receiver: where its words and lock are.
+    #[inline]
+    pub(crate) fn ix(self) -> usize {
+        match self {
+            Role::Sender => 0,
+            Role::Receiver => 1,
+        }
+    }
+
+    /// The line of the index this side publishes (TAIL or HEAD).
+    #[inline]
+    pub(crate) fn index_line(self) -> usize {
+        match self {
+            Role::Sender => TAIL,
+            Role::Receiver => HEAD,
+        }
+    }
+
+    /// The line this side sleeps on.
+    #[inline]
+    pub(crate) fn sleep_line(self) -> usize {
+        match self {
+            Role::Sender => TX_SLEEP,
+            Role::Receiver => RX_SLEEP,
+        }
+    }
+
+    /// "sender" or "receiver", for errors.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Role::Sender => "sender",
+            Role::Receiver => "receiver",
         }
     }
 }
+
 const _: () = assert!(size_of::<Header>() <= LINE);
 
 /// A stable 64-bit hash (FNV-1a) of a type's name, for the header's

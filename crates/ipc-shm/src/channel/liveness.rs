@@ -40,6 +40,7 @@ use std::sync::Mutex;
 
 pub(super) use ipc_sync::process::Process;
 
+use super::layout::Role;
 use super::sys;
 use crate::PosixShm;
 
@@ -48,14 +49,9 @@ use crate::PosixShm;
 /// here, the receiver's the next.
 const LOCK_AT: u64 = 1 << 62;
 
-/// Side index: 0 for the sender, 1 for the receiver.
-fn ix(tx: bool) -> usize {
-    usize::from(!tx)
-}
-
 /// The lock byte of a side.
-pub(super) fn lock_byte(tx: bool) -> u64 {
-    LOCK_AT + ix(tx) as u64
+fn lock_byte(role: Role) -> u64 {
+    LOCK_AT + role.ix() as u64
 }
 
 /// How a claimed side holds its lock (see the module docs).
@@ -85,16 +81,21 @@ pub(super) enum Claim {
     Unlocked(io::Error),
 }
 
-/// Takes side `tx`'s lock on `file`: as a record lock of this process
+/// Takes side `role`'s lock on `file`: as a record lock of this process
 /// when `for_fork` (the channel's file has no other fd here), else through
 /// a new open file description of it: of `/proc/self/fd/N`, or where that
 /// fails, of the object `name` opened again (the same file, checked).
-pub(super) fn take_lock(file: BorrowedFd<'_>, tx: bool, for_fork: bool, name: Option<&PosixShm>) -> io::Result<Claim> {
+pub(super) fn take_lock(
+    file: BorrowedFd<'_>,
+    role: Role,
+    for_fork: bool,
+    name: Option<&PosixShm>,
+) -> io::Result<Claim> {
     if for_fork {
         // Two threads of this process claiming the same side both get it
         // (the lock is the process's); the state's compare-and-swap then
         // picks one, and the other leaves the lock alone.
-        return Ok(if sys::lock_byte_for_process(file, lock_byte(tx))? {
+        return Ok(if sys::lock_byte_for_process(file, lock_byte(role))? {
             Claim::Locked(Lock::Process)
         } else {
             Claim::Taken
@@ -104,31 +105,31 @@ pub(super) fn take_lock(file: BorrowedFd<'_>, tx: bool, for_fork: bool, name: Op
         Ok(own) => own,
         Err(e) => {
             let Some(again) = name.and_then(|n| n.open_again().ok().flatten()) else { return Ok(Claim::Unlocked(e)) };
-            return Ok(if sys::lock_byte(again.as_fd(), lock_byte(tx))? {
+            return Ok(if sys::lock_byte(again.as_fd(), lock_byte(role))? {
                 Claim::Locked(Lock::Name(again))
             } else {
                 Claim::Taken
             });
         }
     };
-    Ok(if sys::lock_byte(own.as_fd(), lock_byte(tx))? { Claim::Locked(Lock::Description(own)) } else { Claim::Taken })
+    Ok(if sys::lock_byte(own.as_fd(), lock_byte(role))? { Claim::Locked(Lock::Description(own)) } else { Claim::Taken })
 }
 
-/// Frees side `tx`'s lock as its claimer closes it (a description frees
+/// Frees side `role`'s lock as its claimer closes it (a description frees
 /// itself as it is dropped).
-pub(super) fn release(file: BorrowedFd<'_>, tx: bool, lock: &Lock) {
+pub(super) fn release(file: BorrowedFd<'_>, role: Role, lock: &Lock) {
     if let Lock::Process = lock {
         // Failing leaves it to the kernel, at our exit; the side's CLOSED
         // state says it all before.
-        let _ = sys::unlock_byte_for_process(file, lock_byte(tx));
+        let _ = sys::unlock_byte_for_process(file, lock_byte(role));
     }
 }
 
-/// Whether the claimer of side `tx` still holds its lock (asked through
+/// Whether the claimer of side `role` still holds its lock (asked through
 /// `file`, whose description is not the claimer's). An error reads as
 /// "held": we cannot prove the claimer gone.
-pub(super) fn lock_held(file: BorrowedFd<'_>, tx: bool) -> bool {
-    sys::byte_locked(file, lock_byte(tx)).unwrap_or(true)
+pub(super) fn lock_held(file: BorrowedFd<'_>, role: Role) -> bool {
+    sys::byte_locked(file, lock_byte(role)).unwrap_or(true)
 }
 
 /// This process (see [`Process`]).
@@ -174,18 +175,18 @@ impl Candidates {
         self.mine.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether this process may claim side `tx`: it still stands as a
+    /// Whether this process may claim side `role`: it still stands as a
     /// possible claimer, or it claimed the other side itself (one process
     /// may hold both sides; it lives as long as either of them).
-    pub(super) fn may_claim(&self, tx: bool) -> bool {
+    pub(super) fn may_claim(&self, role: Role) -> bool {
         let mine = self.mine();
-        mine.writes[ix(tx)].is_some() || mine.claimed_by[ix(!tx)] == Some(this_process())
+        mine.writes[role.ix()].is_some() || mine.claimed_by[role.peer().ix()] == Some(this_process())
     }
 
-    /// This process claimed side `tx` (through a handle that is then
+    /// This process claimed side `role` (through a handle that is then
     /// [`spent`](Self::handle_spent)).
-    pub(super) fn claimed(&self, tx: bool) {
-        self.mine().claimed_by[ix(tx)] = Some(this_process());
+    pub(super) fn claimed(&self, role: Role) {
+        self.mine().claimed_by[role.ix()] = Some(this_process());
     }
 
     /// A new handle (a channel made, or a handle cloned) that may claim a
@@ -204,9 +205,9 @@ impl Candidates {
         }
     }
 
-    /// Whether every process that could claim side `tx` is gone. An error
+    /// Whether every process that could claim side `role` is gone. An error
     /// reads as "not gone".
-    pub(super) fn none_left(&self, tx: bool) -> bool {
-        sys::hung_up(self.watch[ix(tx)].as_fd()).unwrap_or(false)
+    pub(super) fn none_left(&self, role: Role) -> bool {
+        sys::hung_up(self.watch[role.ix()].as_fd()).unwrap_or(false)
     }
 }

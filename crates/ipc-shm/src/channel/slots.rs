@@ -5,9 +5,14 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 use ipc_sync::Deadline;
 
-use super::layout::{DATA, HEAD, TAIL};
-use super::{Channel, ChannelStats, Side, WaitPolicy, check_head, check_tail};
+use super::conn::{Backing, Conn, Handle, Spec};
+use super::layout::{DATA, HEAD, Role, TAIL};
+use super::side::{Side, check_head, check_tail, side_methods};
+use crate::Memfd;
+#[cfg(doc)]
+use crate::PosixShm;
 use crate::error::{Error, Result};
+use crate::mapping::Mapping;
 
 /// A channel of `T` messages in anonymous shared memory with `capacity`
 /// slots (a power of two), for a parent and the children it forks
@@ -40,6 +45,166 @@ pub fn channel<T: Pod>(capacity: usize) -> Result<Channel<T>> {
     Channel::anonymous(capacity)
 }
 
+/// A channel of `T` messages in shared memory, before its sides are
+/// claimed. See [`channel`].
+pub struct Channel<T> {
+    conn: Conn,
+    /// Whether a side was claimed through this handle (see [`Handle`]).
+    handle: Handle,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Pod> Channel<T> {
+    fn with(conn: Conn) -> Self {
+        let handle = Handle::new(&conn);
+        Channel { conn, handle, _t: PhantomData }
+    }
+
+    /// A channel of `capacity` slots (a power of two) in anonymous shared
+    /// memory, for this process and the children it forks afterwards.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSize`] for a capacity that is not a power of two, or
+    /// a zero-sized `T`.
+    pub fn anonymous(capacity: usize) -> Result<Self> {
+        Conn::create(Spec::slots::<T>()?, capacity, Backing::Anonymous).map(Self::with)
+    }
+
+    /// A channel in a new memfd, whose fd ([`memfd`](Self::memfd)) can be
+    /// handed to an exec'd child, which opens it with
+    /// [`from_memfd`](Self::from_memfd).
+    ///
+    /// # Errors
+    ///
+    /// As for [`anonymous`](Self::anonymous).
+    pub fn new_memfd(capacity: usize) -> Result<Self> {
+        Conn::create(Spec::slots::<T>()?, capacity, Backing::Memfd).map(Self::with)
+    }
+
+    /// A channel under a new POSIX shared memory name (mode 0600); this
+    /// process owns the name and unlinks it when its last handle to the
+    /// channel goes. Peers [`open`](Self::open) it by name.
+    ///
+    /// # Errors
+    ///
+    /// As for [`anonymous`](Self::anonymous), and as for
+    /// [`PosixShm::create`].
+    pub fn create(name: &str, capacity: usize) -> Result<Self> {
+        Conn::create(Spec::slots::<T>()?, capacity, Backing::Named(name)).map(Self::with)
+    }
+
+    /// As [`create`](Self::create), but when the name holds a stale channel
+    /// (one no process holds any more: its processes were killed before
+    /// they could unlink it, or its creation was interrupted) that one is
+    /// unlinked and a new one made. Every process that creates or opens a
+    /// named channel holds a shared `flock` on its object for as long as it
+    /// has a handle, side or child made with `fork` using it; the kernel
+    /// drops the lock when the process dies, so a name no one holds is
+    /// safe to take over.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyExists`] when a live process holds the channel there;
+    /// [`Error::LayoutMismatch`] when the name holds something other than a
+    /// channel (left alone); as for [`create`](Self::create).
+    pub fn create_or_reclaim(name: &str, capacity: usize) -> Result<Self> {
+        Conn::create_or_reclaim(Spec::slots::<T>()?, capacity, name).map(Self::with)
+    }
+
+    /// Opens the channel another process created under `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LayoutMismatch`] when it is not a channel of `T` (another
+    /// message type, a byte channel, foreign data); as for
+    /// [`PosixShm::open`].
+    pub fn open(name: &str) -> Result<Self> {
+        Conn::open_named(Spec::slots::<T>()?, name).map(Self::with)
+    }
+
+    /// Opens the channel in a memfd received from another process.
+    ///
+    /// # Errors
+    ///
+    /// As for [`open`](Self::open).
+    pub fn from_memfd(memfd: Memfd) -> Result<Self> {
+        Conn::open_memfd(Spec::slots::<T>()?, memfd).map(Self::with)
+    }
+
+    /// The memfd behind the channel, when made with
+    /// [`new_memfd`](Self::new_memfd) or [`from_memfd`](Self::from_memfd).
+    pub fn memfd(&self) -> Option<&Memfd> {
+        self.conn.memfd()
+    }
+
+    /// Claims the sending side for this process.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyConnected`] when it was claimed before;
+    /// [`Error::SideGivenUp`] in a child forked after its parent claimed
+    /// the receiver; [`Error::Corrupted`] for impossible indices.
+    pub fn sender(&self) -> Result<Sender<T>> {
+        Side::claim(&self.conn, &self.handle, Role::Sender).and_then(Sender::new)
+    }
+
+    /// Claims the receiving side for this process.
+    ///
+    /// # Errors
+    ///
+    /// As for [`sender`](Self::sender), with the sides swapped.
+    pub fn receiver(&self) -> Result<Receiver<T>> {
+        Side::claim(&self.conn, &self.handle, Role::Receiver).and_then(Receiver::new)
+    }
+
+    /// The capacity in messages.
+    pub fn capacity(&self) -> usize {
+        self.conn.header.capacity as usize
+    }
+
+    /// A channel in loom's model of shared memory, for `cargo xtask loom`.
+    ///
+    /// # Panics
+    ///
+    /// For a zero-sized `T`.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn model(capacity: usize) -> Self {
+        Self::with(Conn::model(Spec::slots::<T>().expect("a sized message type"), capacity))
+    }
+
+    /// The shared memory under the channel (header, indices and ring), for
+    /// inspection. Writing into it breaks the channel: the sides then
+    /// report [`Error::Corrupted`] or carry wrong bytes.
+    pub fn mapping(&self) -> &Mapping {
+        &self.conn.mem.map
+    }
+}
+
+impl<T: Pod> Clone for Channel<T> {
+    /// Another handle to the same channel, through which a side can be
+    /// claimed (in this process, or in a child forked later).
+    fn clone(&self) -> Self {
+        Channel::with(self.conn.clone())
+    }
+}
+
+impl<T> Drop for Channel<T> {
+    fn drop(&mut self) {
+        self.handle.drop_from(&self.conn);
+    }
+}
+
+impl<T> std::fmt::Debug for Channel<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("type", &std::any::type_name::<T>())
+            .field("capacity", &self.conn.header.capacity)
+            .finish()
+    }
+}
+
 /// The sending side of a [`Channel`]. Dropping it closes the channel: the
 /// receiver gets what was sent, then [`Error::Disconnected`].
 #[derive(Debug)]
@@ -70,7 +235,7 @@ fn slot_offset(index: u64, capacity: u64, slot: u64) -> usize {
 }
 
 impl<T: Pod> Sender<T> {
-    pub(super) fn new(side: Side) -> Result<Self> {
+    fn new(side: Side) -> Result<Self> {
         let (tail, head) = side.initial_indices()?;
         Ok(Sender { side, tail, head, _t: PhantomData })
     }
@@ -236,30 +401,16 @@ impl<T: Pod> Sender<T> {
         })
     }
 
-    /// Chooses how to wait for room.
-    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
-        self.side.policy = policy;
-    }
-
-    /// The system calls this side has made.
-    pub fn stats(&self) -> ChannelStats {
-        self.side.stats
-    }
-
     /// The capacity in messages.
     pub fn capacity(&self) -> usize {
         self.side.capacity() as usize
     }
 }
 
-impl<T> Drop for Sender<T> {
-    fn drop(&mut self) {
-        self.side.close();
-    }
-}
+side_methods!(Sender<T>, "room");
 
 impl<T: Pod> Receiver<T> {
-    pub(super) fn new(side: Side) -> Result<Self> {
+    fn new(side: Side) -> Result<Self> {
         let (_, head) = side.initial_indices()?;
         Ok(Receiver { side, head, tail: head, _t: PhantomData })
     }
@@ -408,24 +559,10 @@ impl<T: Pod> Receiver<T> {
         })
     }
 
-    /// Chooses how to wait for messages.
-    pub fn set_wait_policy(&mut self, policy: WaitPolicy) {
-        self.side.policy = policy;
-    }
-
-    /// The system calls this side has made.
-    pub fn stats(&self) -> ChannelStats {
-        self.side.stats
-    }
-
     /// The capacity in messages.
     pub fn capacity(&self) -> usize {
         self.side.capacity() as usize
     }
 }
 
-impl<T> Drop for Receiver<T> {
-    fn drop(&mut self) {
-        self.side.close();
-    }
-}
+side_methods!(Receiver<T>, "messages");

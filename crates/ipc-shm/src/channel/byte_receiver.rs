@@ -1,0 +1,191 @@
+//! The receiving side of a byte channel.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ipc_sync::Deadline;
+
+use super::layout::{DATA, HEAD, RECORD_ALIGN, RECORD_HEADER, TAIL, WRAP, max_record, padded, ring_pos};
+use super::side::{Side, check_tail, side_methods};
+use crate::error::{Error, Result};
+
+/// The receiving side of a [`ByteChannel`](super::ByteChannel).
+#[derive(Debug)]
+pub struct ByteReceiver {
+    side: Side,
+    head: u64,
+    tail: u64,
+}
+
+/// Where the next record is: its data's offset in the mapping, its length,
+/// and the bytes it takes in the ring.
+struct Found {
+    offset: usize,
+    len: usize,
+    advance: u64,
+}
+
+impl ByteReceiver {
+    pub(super) fn new(side: Side) -> Result<Self> {
+        let (_, head) = side.initial_indices()?;
+        Ok(ByteReceiver { side, head, tail: head })
+    }
+
+    #[inline]
+    fn refresh_tail(&mut self) -> Result<()> {
+        // Acquire: the sender's record writes happen before we read them.
+        let tail = self.side.conn.line(TAIL).index.load(Ordering::Acquire);
+        check_tail(&self.side.conn, tail, self.head, self.tail, self.side.capacity(), RECORD_ALIGN)?;
+        self.tail = tail;
+        Ok(())
+    }
+
+    /// The next complete record, if any, after skipping wrap markers.
+    fn next(&mut self) -> Result<Option<Found>> {
+        let cap = self.side.capacity();
+        loop {
+            if self.tail == self.head {
+                self.refresh_tail()?;
+                if self.tail == self.head {
+                    return Ok(None);
+                }
+            }
+            let avail = self.tail - self.head;
+            let pos = ring_pos(self.head, cap);
+            let corrupt = |what: String| Err(Error::Corrupted { what });
+            if avail < RECORD_HEADER {
+                return corrupt(format!("{avail} bytes published: less than a record header"));
+            }
+            let mut len = [0u8; 4];
+            let conn = &self.side.conn;
+            let at = DATA + pos as usize;
+            conn.region().copy_out(at, &mut len).map_err(|f| conn.fault(f, at, 4))?;
+            let len = u32::from_le_bytes(len);
+            if len == WRAP {
+                let skip = cap - pos;
+                if skip > avail {
+                    return corrupt(format!("a wrap marker skips {skip} bytes; {avail} are published"));
+                }
+                self.head += skip;
+                // Release: as when taking a record.
+                self.side.conn.line(HEAD).index.store(self.head, Ordering::Release);
+                continue;
+            }
+            let len = len as usize;
+            let advance = padded(len);
+            if len > max_record(cap) || advance > cap - pos || advance > avail {
+                return corrupt(format!(
+                    "a record of {len} bytes at ring offset {pos}: {avail} bytes published, {} before the end",
+                    cap - pos
+                ));
+            }
+            return Ok(Some(Found { offset: DATA + (pos + RECORD_HEADER) as usize, len, advance }));
+        }
+    }
+
+    #[inline]
+    fn consume(&mut self, found: &Found) {
+        self.head += found.advance;
+        // Release: our reads of the record happen before the sender reuses
+        // its bytes.
+        self.side.publish(self.head);
+    }
+
+    /// Waits for the next record and calls `f` with its bytes, in place;
+    /// the bytes are released to the sender when `f` returns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`] when the sender is gone and everything it
+    /// sent was received; [`Error::Corrupted`].
+    pub fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.recv_with_until(Some(Deadline::never()), f)
+    }
+
+    /// Calls `f` with the next record if one is waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Empty`], and as for [`recv_with`](Self::recv_with).
+    pub fn try_recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.recv_with_until(None, f)
+    }
+
+    /// Like [`recv_with`](Self::recv_with), waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], and as for [`recv_with`](Self::recv_with).
+    pub fn recv_with_timeout<R>(&mut self, timeout: Duration, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.recv_with_until(Some(Deadline::after(timeout)), f)
+    }
+
+    fn recv_with_until<R>(&mut self, wait: Option<Deadline>, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let found = loop {
+            if let Some(found) = self.next()? {
+                break found;
+            }
+            match wait {
+                None if self.side.peer_gone(false) => match self.next()? {
+                    Some(found) => break found,
+                    None => return Err(Error::Disconnected),
+                },
+                None => return Err(Error::Empty),
+                Some(deadline) => {
+                    let (head, tail) = (self.head, &mut self.tail);
+                    self.side.wait(deadline, |side| {
+                        let t = side.conn.line(TAIL).index.load(Ordering::Acquire);
+                        check_tail(&side.conn, t, head, *tail, side.capacity(), RECORD_ALIGN)?;
+                        *tail = t;
+                        Ok(t > head)
+                    })?;
+                }
+            }
+        };
+        let conn = &self.side.conn;
+        let bytes = conn.region().slice(found.offset, found.len).map_err(|f| conn.fault(f, found.offset, found.len))?;
+        let r = f(bytes);
+        // Pages of the record cut off from a shrunk object read as zeros:
+        // what `f` saw was not the record.
+        self.side.conn.faults()?;
+        self.consume(&found);
+        Ok(r)
+    }
+
+    /// Receives a copy of the next record into `buf` (replacing its
+    /// contents), waiting for it; returns its length.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_with`](Self::recv_with).
+    pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.recv_with(|b| copy_into(buf, b))
+    }
+
+    /// Receives a copy of the next record if one is waiting.
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_recv_with`](Self::try_recv_with).
+    pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.try_recv_with(|b| copy_into(buf, b))
+    }
+
+    /// Receives a copy of the next record, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_with_timeout`](Self::recv_with_timeout).
+    pub fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
+        self.recv_with_timeout(timeout, |b| copy_into(buf, b))
+    }
+}
+
+#[inline]
+fn copy_into(buf: &mut Vec<u8>, bytes: &[u8]) -> usize {
+    buf.clear();
+    buf.extend_from_slice(bytes);
+    bytes.len()
+}
+
+side_methods!(ByteReceiver, "records");

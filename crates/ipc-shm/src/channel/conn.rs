@@ -1,0 +1,459 @@
+//! The shared object behind a channel: making it (anonymous, in a memfd
+//! or under a name), opening it and checking its header, and taking over a
+//! stale one under a name; then reaching its lines and its ring.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::layout::{self, DATA, Header, Line, MAGIC, VERSION};
+use super::liveness::Candidates;
+#[cfg(loom)]
+use super::model;
+use crate::error::{Error, Result};
+use crate::mapping::Mapping;
+use crate::sys::{Fault, Region};
+use crate::{Memfd, PosixShm};
+
+/// What identifies a channel's layout, checked when a peer opens it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Spec {
+    kind: u32,
+    slot_size: u64,
+    slot_align: u64,
+    type_hash: u64,
+    type_name: &'static str,
+}
+
+impl Spec {
+    pub(super) fn slots<T>() -> Result<Spec> {
+        if size_of::<T>() == 0 {
+            return Err(Error::InvalidSize { size: 0, reason: "a channel cannot carry zero-sized messages" });
+        }
+        if align_of::<T>() > layout::LINE {
+            return Err(Error::InvalidSize {
+                size: align_of::<T>(),
+                reason: "a message type may be aligned to at most 128 bytes",
+            });
+        }
+        let type_name = std::any::type_name::<T>();
+        Ok(Spec {
+            kind: layout::KIND_SLOTS,
+            slot_size: size_of::<T>() as u64,
+            slot_align: align_of::<T>() as u64,
+            type_hash: layout::type_hash(type_name),
+            type_name,
+        })
+    }
+
+    pub(super) fn bytes() -> Spec {
+        Spec { kind: layout::KIND_BYTES, slot_size: 1, slot_align: 8, type_hash: 0, type_name: "bytes" }
+    }
+
+    /// The header of a channel of `capacity` with `data` bytes of ring,
+    /// before its magic number is set.
+    fn header(self, capacity: usize, data: u64) -> Header {
+        Header {
+            magic: 0,
+            version: VERSION,
+            kind: self.kind,
+            capacity: capacity as u64,
+            slot_size: self.slot_size,
+            slot_align: self.slot_align,
+            type_hash: self.type_hash,
+            data_offset: DATA as u64,
+            total_size: DATA as u64 + data,
+        }
+    }
+}
+
+/// The memory of a channel and what keeps it alive (and its name owned).
+#[derive(Debug)]
+pub(super) struct Memory {
+    pub(super) map: Mapping,
+    pub(super) name: Option<PosixShm>,
+    memfd: Option<Memfd>,
+    /// The memfd behind a channel made for `fork` (not handed out).
+    anon: Option<Memfd>,
+    /// Who may still claim each side of a channel made for `fork`.
+    pub(super) candidates: Option<Candidates>,
+    /// Under loom: the model that stands in for the mapping.
+    #[cfg(loom)]
+    model: Option<model::Store>,
+}
+
+/// A connection point: shared memory with a channel header, from which
+/// each process claims its side.
+#[derive(Debug, Clone)]
+pub(super) struct Conn {
+    pub(super) mem: Arc<Memory>,
+    pub(super) header: Header,
+}
+
+impl Conn {
+    pub(super) fn create(spec: Spec, capacity: usize, backing: Backing<'_>) -> Result<Conn> {
+        if capacity == 0 || !capacity.is_power_of_two() {
+            return Err(Error::InvalidSize { size: capacity, reason: "the capacity must be a power of two" });
+        }
+        let data = (capacity as u64)
+            .checked_mul(spec.slot_size)
+            .filter(|&d| d <= (1 << 40))
+            .ok_or(Error::InvalidSize { size: capacity, reason: "the ring would be larger than 1 TiB" })?;
+        let header = spec.header(capacity, data);
+        let total = header.total_size as usize;
+        let (map, name, memfd) = match backing {
+            Backing::Anonymous | Backing::Memfd => {
+                // A memfd also for a channel made for fork: its file carries
+                // the sides' liveness locks (see `liveness`).
+                let m = Memfd::create("ipc-kit-channel", total)?;
+                let map = m.map()?;
+                write_header(&map, &header)?;
+                (map, None, Some(m))
+            }
+            Backing::Named(n) => {
+                // The object gets its name only with its header written: no
+                // process ever finds it half made, and a creator killed
+                // before leaves nothing.
+                let (mut shm, map) = PosixShm::create_prepared(n, total, 0o600, |shm| {
+                    let map = shm.map_len(total)?;
+                    ipc_sync::failpoint::hit("channel:mapped");
+                    write_header(&map, &header)?;
+                    Ok(map)
+                })?;
+                // Held from now on (a lock taken while preparing would be
+                // let go where creation, lacking O_TMPFILE, locks the object
+                // itself). A create_or_reclaim elsewhere may have found it
+                // unlocked in the instant before, and taken the name.
+                shm.lock_shared()?;
+                if !shm.is_still_named()? {
+                    shm.persist();
+                    return Err(Error::AlreadyExists { what: WHAT_NAMED, name: n.to_owned() });
+                }
+                (map, Some(shm), None)
+            }
+        };
+        let header = Header { magic: MAGIC, ..header };
+        let mut mem = Memory::new(map, name, None);
+        match backing {
+            Backing::Anonymous => {
+                mem.anon = memfd;
+                mem.candidates =
+                    Some(Candidates::new().map_err(|e| Error::Io { op: "pipe2 (channel liveness)", source: e })?);
+            }
+            _ => mem.memfd = memfd,
+        }
+        Ok(Conn { mem: Arc::new(mem), header })
+    }
+
+    fn open(spec: Spec, map: Mapping, name: Option<PosixShm>, memfd: Option<Memfd>) -> Result<Conn> {
+        let mismatch = |reason: String| Error::LayoutMismatch { reason };
+        if map.len() < DATA {
+            return Err(mismatch(format!("{} bytes is too small for a channel", map.len())));
+        }
+        // Every channel is complete before any process can open it (a named
+        // one gets its name only then): no magic number, no channel.
+        // Acquire: pairs with the creator's Release store of the magic.
+        if map.shared::<AtomicU64>(0)?.get().load(Ordering::Acquire) != MAGIC {
+            return Err(mismatch("no channel header (wrong magic number)".into()));
+        }
+        let h: Header = map.read(0)?;
+        if h.version != VERSION {
+            return Err(mismatch(format!("layout version {} (this library speaks {VERSION})", h.version)));
+        }
+        if h.kind != spec.kind {
+            let kind = |k| if k == layout::KIND_SLOTS { "a slot channel" } else { "a byte channel" };
+            return Err(mismatch(format!("it is {}, not {}", kind(h.kind), kind(spec.kind))));
+        }
+        if (h.slot_size, h.slot_align, h.type_hash) != (spec.slot_size, spec.slot_align, spec.type_hash) {
+            return Err(mismatch(format!(
+                "its messages are {} bytes aligned to {} (type hash {:#x}); {} is {} bytes aligned to {} \
+                 (type hash {:#x})",
+                h.slot_size, h.slot_align, h.type_hash, spec.type_name, spec.slot_size, spec.slot_align, spec.type_hash
+            )));
+        }
+        let expected = h.capacity.checked_mul(h.slot_size).and_then(|d| d.checked_add(DATA as u64));
+        // A byte channel's ring holds at least 64 bytes (its longest record
+        // is half the ring less an 8-byte header).
+        let least = if h.kind == layout::KIND_BYTES { 64 } else { 1 };
+        if h.capacity < least
+            || !h.capacity.is_power_of_two()
+            || h.data_offset != DATA as u64
+            || expected != Some(h.total_size)
+            || h.total_size > map.len() as u64
+        {
+            return Err(mismatch(format!(
+                "inconsistent sizes: capacity {}, data at {}, total {} in a {}-byte mapping",
+                h.capacity,
+                h.data_offset,
+                h.total_size,
+                map.len()
+            )));
+        }
+        Ok(Conn { mem: Arc::new(Memory::new(map, name, memfd)), header: h })
+    }
+
+    /// Opens the channel under `name`, holding the shared lock that tells
+    /// `create_or_reclaim` it is in use.
+    pub(super) fn open_named(spec: Spec, name: &str) -> Result<Conn> {
+        for _ in 0..NAME_RACES {
+            let shm = PosixShm::open(name)?;
+            shm.lock_shared()?;
+            // Reclaimed (unlinked) between the open and the lock: try the
+            // name again.
+            if shm.is_still_named()? {
+                // Complete once named (see `create`): what is too small for
+                // a header is not a channel.
+                let size = shm.size()?;
+                if size < DATA as u64 {
+                    return Err(Error::LayoutMismatch { reason: format!("{size} bytes is too small for a channel") });
+                }
+                let map = shm.map()?;
+                return Self::open(spec, map, Some(shm), None);
+            }
+        }
+        Err(Error::NotFound { what: WHAT_NAMED, name: name.to_owned() })
+    }
+
+    /// Creates the channel under `name`, first unlinking a stale one there:
+    /// one whose object no process holds (see `Channel::create_or_reclaim`).
+    pub(super) fn create_or_reclaim(spec: Spec, capacity: usize, name: &str) -> Result<Conn> {
+        for _ in 0..NAME_RACES {
+            match Conn::create(spec, capacity, Backing::Named(name)) {
+                Err(Error::AlreadyExists { .. }) => {}
+                other => return other,
+            }
+            let mut old = match PosixShm::open(name) {
+                Err(Error::NotFound { .. }) => continue,
+                other => other?,
+            };
+            if !old.try_lock_exclusive()? {
+                return Err(Error::AlreadyExists {
+                    what: "shared memory channel (held by a live process)",
+                    name: name.to_owned(),
+                });
+            }
+            if !old.is_still_named()? {
+                continue;
+            }
+            // Only a channel is taken over: a regular file holding a
+            // channel's header. A creation never leaves a half-made one
+            // under the name, so anything else (another program's object,
+            // an empty one, a FIFO) is left alone.
+            if !holds_a_channel(&old)? {
+                return Err(Error::LayoutMismatch {
+                    reason: format!("{name} holds something other than a channel; it is left alone"),
+                });
+            }
+            match old.unlink() {
+                Err(Error::NotFound { .. }) | Ok(()) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::AlreadyExists { what: WHAT_NAMED, name: name.to_owned() })
+    }
+
+    pub(super) fn open_memfd(spec: Spec, memfd: Memfd) -> Result<Conn> {
+        let map = memfd.map()?;
+        Self::open(spec, map, None, Some(memfd))
+    }
+
+    #[inline]
+    pub(super) fn region(&self) -> &Region {
+        self.mem.map.region()
+    }
+
+    #[inline]
+    pub(super) fn line(&self, offset: usize) -> &Line {
+        #[cfg(loom)]
+        if let Some(model) = &self.mem.model {
+            return model.line(offset);
+        }
+        // Offsets are constants below DATA, and the mapping holds at least
+        // DATA bytes (checked on create and open): the view is always made.
+        match self.region().view::<Line>(offset) {
+            Ok(line) => line,
+            Err(_) => spare_line(),
+        }
+    }
+
+    /// Where the slots are: the mapping (under loom, the model when there
+    /// is one).
+    #[cfg(not(loom))]
+    #[inline]
+    fn ring(&self) -> &Region {
+        self.region()
+    }
+
+    #[cfg(loom)]
+    fn ring(&self) -> model::Ring<'_> {
+        match &self.mem.model {
+            Some(store) => model::Ring::Model(store),
+            None => model::Ring::Mapped(self.region()),
+        }
+    }
+
+    /// Copies a slot's bytes in at `offset` (from the ring's own checked
+    /// indices).
+    #[inline]
+    pub(super) fn write_slot(&self, offset: usize, bytes: &[u8]) -> Result<()> {
+        self.ring().copy_in(offset, bytes).map_err(|f| self.fault(f, offset, bytes.len()))
+    }
+
+    /// Copies a slot's bytes out from `offset`.
+    #[inline]
+    pub(super) fn read_slot(&self, offset: usize, out: &mut [u8]) -> Result<()> {
+        self.ring().copy_out(offset, out).map_err(|f| self.fault(f, offset, out.len()))
+    }
+
+    /// The error for an access of `len` bytes at `offset` that failed:
+    /// `Truncated` when the object was shrunk under the mapping (the
+    /// bytes met were zeros of our own, not the peer's), `Corrupted` for
+    /// an offset outside it (which the checked indices never give).
+    #[cold]
+    pub(super) fn fault(&self, fault: Fault, offset: usize, len: usize) -> Error {
+        match fault {
+            Fault::Truncated => self.mem.map.fault_error(fault, offset, len),
+            Fault::OutOfBounds | Fault::Misaligned => Error::Corrupted {
+                what: format!(
+                    "an access of {len} bytes at offset {offset} outside the {}-byte mapping",
+                    self.mem.map.len()
+                ),
+            },
+        }
+    }
+
+    /// Whether an access met pages cut off from the object, for checks
+    /// after in-place access (the byte channel's slices).
+    #[inline]
+    pub(super) fn faults(&self) -> Result<()> {
+        self.region().faults().map_err(|f| self.fault(f, DATA, 0))
+    }
+
+    /// `e` (an impossible index), or `Truncated` when the index was read
+    /// from a page cut off from the shrunk object, which reads as zeros.
+    #[cold]
+    pub(super) fn explain(&self, e: Error) -> Error {
+        match self.region().faults() {
+            Err(f) => self.fault(f, DATA, 0),
+            Ok(()) => e,
+        }
+    }
+
+    /// A channel whose memory is loom's model, for model checking.
+    #[cfg(loom)]
+    pub(super) fn model(spec: Spec, capacity: usize) -> Conn {
+        let header = Header { magic: MAGIC, ..spec.header(capacity, capacity as u64 * spec.slot_size) };
+        let map = Mapping::anonymous(4096).expect("a page for the model's unused mapping");
+        let model = Some(model::Store::new(capacity, spec.slot_size as usize));
+        Conn { mem: Arc::new(Memory { map, name: None, memfd: None, anon: None, candidates: None, model }), header }
+    }
+
+    pub(super) fn memfd(&self) -> Option<&Memfd> {
+        self.mem.memfd.as_ref()
+    }
+}
+
+impl Memory {
+    fn new(map: Mapping, name: Option<PosixShm>, memfd: Option<Memfd>) -> Memory {
+        Memory {
+            map,
+            name,
+            memfd,
+            anon: None,
+            candidates: None,
+            #[cfg(loom)]
+            model: None,
+        }
+    }
+
+    /// The file behind the channel, which carries the liveness locks.
+    pub(super) fn file(&self) -> Option<BorrowedFd<'_>> {
+        let named = self.name.as_ref().map(AsFd::as_fd);
+        named.or_else(|| self.memfd.as_ref().or(self.anon.as_ref()).map(AsFd::as_fd))
+    }
+}
+
+/// Whether the object is a regular file holding a channel's header (its
+/// magic number): what `create_or_reclaim` may take over.
+fn holds_a_channel(shm: &PosixShm) -> Result<bool> {
+    if !shm.is_regular_file()? || shm.size()? < DATA as u64 {
+        return Ok(false);
+    }
+    let magic: u64 = shm.map_len(8)?.read(0)?;
+    Ok(magic == MAGIC)
+}
+
+/// Writes a new channel's header, the magic number last.
+fn write_header(map: &Mapping, header: &Header) -> Result<()> {
+    map.write(0, header)?;
+    // Release: the header is complete before a peer sees the magic.
+    map.shared::<AtomicU64>(0)?.store(MAGIC, Ordering::Release);
+    Ok(())
+}
+
+/// What a channel handle ([`Channel`](super::Channel),
+/// [`ByteChannel`](super::ByteChannel)) adds to its connection: whether a
+/// side was claimed through it. In a channel made for `fork`, a process
+/// stands as a possible claimer of the sides while it has a handle through
+/// which none was claimed (see `liveness`).
+#[derive(Debug)]
+pub(super) struct Handle {
+    spent: AtomicBool,
+}
+
+impl Handle {
+    pub(super) fn new(conn: &Conn) -> Handle {
+        if let Some(c) = &conn.mem.candidates {
+            c.handle_made();
+        }
+        Handle { spent: AtomicBool::new(false) }
+    }
+
+    /// A side was claimed through this handle (see `Side::claim`).
+    pub(super) fn spend(&self, conn: &Conn) {
+        // Relaxed: only this process's count depends on it, under its lock.
+        if !self.spent.swap(true, Ordering::Relaxed)
+            && let Some(c) = &conn.mem.candidates
+        {
+            c.handle_spent();
+        }
+    }
+
+    /// The handle goes.
+    pub(super) fn drop_from(&self, conn: &Conn) {
+        if !self.spent.load(Ordering::Relaxed)
+            && let Some(c) = &conn.mem.candidates
+        {
+            c.handle_spent();
+        }
+    }
+}
+
+/// Where a new channel's memory comes from.
+#[derive(Clone, Copy)]
+pub(super) enum Backing<'a> {
+    Anonymous,
+    Memfd,
+    Named(&'a str),
+}
+
+/// How the errors about a named channel's object name it.
+const WHAT_NAMED: &str = "shared memory channel";
+
+/// How many times a named open or create tries again when another process
+/// reclaims the name under it; each retry means that process made progress.
+const NAME_RACES: usize = 8;
+
+/// What [`Conn::line`] gives should a view of a line ever fail (the
+/// mapping holds the whole header: checked on create and open): a line
+/// apart from every mapping, so that no access leaves one.
+#[cold]
+fn spare_line() -> &'static Line {
+    #[cfg(not(loom))]
+    {
+        static SPARE: std::sync::LazyLock<Line> = std::sync::LazyLock::new(Line::new);
+        &SPARE
+    }
+    #[cfg(loom)]
+    Box::leak(Box::new(Line::new()))
+}

@@ -1,0 +1,587 @@
+//! A side of a channel, whichever its kind: claiming it, publishing its
+//! index and waking the peer, waiting for the peer (with the wait policy
+//! and the pacing), noticing that the peer is gone, closing it, its
+//! counts of system calls, and the checks of the indices the peer writes.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ipc_sync::Deadline;
+
+use super::conn::{Conn, Handle};
+use super::layout::{self, CLOSED, CONNECTED, FLAG_BARRIER, LOCKED, Line, Role, STATUS, UNCLAIMED};
+use super::liveness::{self, Claim};
+use super::shim::{self, fence};
+use crate::error::{Error, Result};
+
+/// How a side waits for the other.
+///
+/// Under `Spin` and `Adaptive`, a side that finds its peer streaming (its
+/// waits end at once, again and again) starts each wait with 8 spin-loop
+/// pauses (about 0.2 µs on an AMD EPYC; a pause lasts longer or shorter
+/// on other CPUs), so that it takes messages in batches instead of one by
+/// one on the cache lines the peer is writing; it stops as soon as the
+/// traffic looks like requests and answers. [`ChannelStats::slips`] counts
+/// these pauses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WaitPolicy {
+    /// Busy-wait without sleeping: the lowest latency, a CPU kept busy.
+    Spin,
+    /// Spin some microseconds, then sleep on a futex.
+    #[default]
+    Adaptive,
+    /// Sleep on a futex at once.
+    Block,
+}
+
+/// Counts of the system calls a side made, for measuring how few a steady
+/// stream needs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelStats {
+    /// Futex wake calls made to wake the other side.
+    pub wakes: u64,
+    /// Times this side went to sleep on its futex.
+    pub sleeps: u64,
+    /// Barriers this side forced on the other (`membarrier`) as it was
+    /// about to sleep, so that the other publishes without one of its own:
+    /// one per sleep, and one per time it found, just before, that it need
+    /// not sleep.
+    pub barriers: u64,
+    /// Waits that began with a short pause, letting a streaming peer get
+    /// a few messages ahead before this side looked (no system call).
+    pub slips: u64,
+}
+
+/// How often a waiting side asks the kernel whether its peer is gone.
+const LIVENESS_EVERY: Duration = Duration::from_millis(10);
+
+/// The longest a side sleeps before it checks on its peer again.
+const SLEEP_SLICE: Duration = Duration::from_millis(20);
+
+/// The sleep slice when the barrier promised to the peer failed: its index
+/// may then reach us only after we read it, so we look again soon.
+const UNBARRIERED_SLICE: Duration = Duration::from_millis(1);
+
+/// Checks of the peer's index while spinning, one pause apart.
+const SPINS: u32 = 2000;
+
+/// The checks made in the caller's code before [`SPINS`] more (few under
+/// loom, where each is a scheduling point).
+const QUICK_SPINS: u32 = if cfg!(loom) { 1 } else { 64 };
+
+/// The pauses a slipping side makes before it first looks (see [`Pace`]):
+/// about 0.2 µs on the machine the bench ran on (25 ns a pause), time for
+/// a streaming peer to write a few messages.
+const SLIP_SPINS: u32 = if cfg!(loom) { 1 } else { 8 };
+
+/// Short waits in a row after which a side starts slipping.
+const SLIP_AFTER: u32 = 4;
+
+/// Indices stay far below this (2^62 bytes or messages take centuries),
+/// so sums of checked indices and capacities never overflow.
+const INDEX_LIMIT: u64 = 1 << 62;
+
+/// What both ends of both kinds of channel share: the connection, which
+/// side this is, and the waiting and waking.
+#[derive(Debug)]
+pub(super) struct Side {
+    pub(super) conn: Conn,
+    role: Role,
+    /// The claiming process: only it closes the side on drop (a forked
+    /// child's copy of the handle must not, whatever its pid).
+    owner: liveness::Process,
+    pub(super) policy: WaitPolicy,
+    last_check: Instant,
+    pub(super) stats: ChannelStats,
+    /// This process receives membarrier barriers and this side issues one
+    /// before it sleeps (our FLAG_BARRIER).
+    barrier: bool,
+    /// The peer's FLAG_BARRIER, once seen (it is never cleared).
+    peer_barrier: bool,
+    /// The peer was found gone for good: every later check says so.
+    peer_dead: bool,
+    /// This side's liveness lock, if it could take one (see `liveness`).
+    live: Option<liveness::Lock>,
+    /// How this side paces its waits.
+    pace: Pace,
+}
+
+impl Side {
+    /// Claims side `role` of `conn` for this process, through `handle`.
+    pub(super) fn claim(conn: &Conn, handle: &Handle, role: Role) -> Result<Side> {
+        let side = Side::take(conn, role)?;
+        handle.spend(conn);
+        Ok(side)
+    }
+
+    /// Claims the sending or receiving side for this process.
+    ///
+    /// The side's liveness lock is taken first (it also decides a race of
+    /// two claimers), then the state is set: LOCKED when we hold the lock.
+    fn take(conn: &Conn, role: Role) -> Result<Side> {
+        let side_name = role.name();
+        let status = conn.line(STATUS);
+        let (state, pid) = (status.state(role), status.pid(role));
+        // Relaxed: a first look only; the compare-and-swap below decides.
+        if state.load(Ordering::Relaxed) != UNCLAIMED {
+            return Err(Error::AlreadyConnected { side: side_name });
+        }
+        if let Some(c) = &conn.mem.candidates
+            && !c.may_claim(role)
+        {
+            return Err(Error::SideGivenUp { side: side_name });
+        }
+        let for_fork = conn.mem.candidates.is_some();
+        let live = match conn.mem.file() {
+            Some(file) => match liveness::take_lock(file, role, for_fork, conn.mem.name.as_ref()) {
+                Ok(Claim::Locked(lock)) => Some(lock),
+                Ok(Claim::Taken) => return Err(Error::AlreadyConnected { side: side_name }),
+                Ok(Claim::Unlocked(e)) => {
+                    return Err(Error::Io { op: "open /proc/self/fd/N (a claimed side's liveness lock)", source: e });
+                }
+                Err(e) => return Err(Error::Io { op: "fcntl(F_OFD_SETLK) (channel liveness)", source: e }),
+            },
+            None => None,
+        };
+        let connected = if live.is_some() { LOCKED } else { CONNECTED };
+        // Acquire: a side that claimed and closed before us happens-before.
+        // Release: the lock was taken before a peer that sees LOCKED asks
+        // the kernel about it.
+        if state.compare_exchange(UNCLAIMED, connected, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return Err(Error::AlreadyConnected { side: side_name });
+        }
+        // For people reading the memory (`ipc-kit ls`); nothing relies on it.
+        pid.store(std::process::id(), Ordering::Relaxed);
+        if let Some(c) = &conn.mem.candidates {
+            c.claimed(role);
+        }
+        let barrier = shim::register_barriers();
+        if barrier {
+            // Relaxed: a peer that does not see the flag yet only keeps its
+            // full barriers.
+            status.flags(role).store(FLAG_BARRIER, Ordering::Relaxed);
+        }
+        Ok(Side {
+            conn: conn.clone(),
+            role,
+            owner: liveness::this_process(),
+            policy: WaitPolicy::Adaptive,
+            last_check: Instant::now(),
+            stats: ChannelStats::default(),
+            barrier,
+            peer_barrier: false,
+            peer_dead: false,
+            live,
+            pace: Pace::default(),
+        })
+    }
+
+    /// Whether the peer is gone for good: it closed, its claiming process
+    /// died (its lock is free), or it was never claimed and no process that
+    /// could claim it is left. Asks the kernel (one or two system calls).
+    fn peer_gone_now(&self) -> bool {
+        let peer = self.role.peer();
+        let conn = &self.conn;
+        let state = conn.line(STATUS).state(peer);
+        // Acquire: the peer's last index update happens before its CLOSED,
+        // and its lock before its LOCKED.
+        if state.load(Ordering::Acquire) == UNCLAIMED {
+            let Some(c) = &conn.mem.candidates else { return false };
+            if !c.none_left(peer) {
+                return false;
+            }
+            // The last possible claimer may have claimed just before it went.
+            if state.load(Ordering::Acquire) == UNCLAIMED {
+                return true;
+            }
+        }
+        match state.load(Ordering::Acquire) {
+            // Every claimed side holds its lock: the kernel decides, whatever
+            // of the two a peer wrote.
+            LOCKED | CONNECTED => conn.mem.file().is_some_and(|file| !liveness::lock_held(file, peer)),
+            UNCLAIMED => false,
+            _ => true, // CLOSED, or garbage from a broken peer
+        }
+    }
+
+    #[inline]
+    pub(super) fn capacity(&self) -> u64 {
+        self.conn.header.capacity
+    }
+
+    /// The sender's and receiver's indices as found when this side
+    /// connects, checked: the receiver's at most a ring behind, neither
+    /// absurdly large, both on a record boundary of a byte channel (a
+    /// multiple of 8, which every later index then keeps). A side that
+    /// finds them broken refuses to connect.
+    pub(super) fn initial_indices(&self) -> Result<(u64, u64)> {
+        let step = if self.conn.header.kind == layout::KIND_BYTES { layout::RECORD_ALIGN } else { 1 };
+        // Acquire: see what a previous user of the channel left.
+        let tail = self.conn.line(layout::TAIL).index.load(Ordering::Acquire);
+        let head = self.conn.line(layout::HEAD).index.load(Ordering::Acquire);
+        if head > tail
+            || tail - head > self.capacity()
+            || tail >= INDEX_LIMIT
+            || !head.is_multiple_of(step)
+            || !tail.is_multiple_of(step)
+        {
+            // The claim stays taken: the channel is broken anyway.
+            return Err(Error::Corrupted { what: format!("indices {head} (receiver) and {tail} (sender) on connect") });
+        }
+        Ok((tail, head))
+    }
+
+    fn my_sleep(&self) -> &Line {
+        self.conn.line(self.role.sleep_line())
+    }
+
+    #[inline]
+    fn peer_sleep(&self) -> &Line {
+        self.conn.line(self.role.peer().sleep_line())
+    }
+
+    /// Whether the peer has closed its side or was found gone (one load and
+    /// a flag, for the fast path of every send).
+    #[inline]
+    pub(super) fn peer_closed(&self) -> bool {
+        let state = self.conn.line(STATUS).state(self.role.peer());
+        // Relaxed: only the flag is read; nothing the peer wrote before it
+        // is read on this path.
+        self.peer_dead || !matches!(state.load(Ordering::Relaxed), UNCLAIMED | CONNECTED | LOCKED)
+    }
+
+    /// Whether the peer has closed its side or is gone for good (see
+    /// [`peer_gone_now`](Self::peer_gone_now)). The kernel is asked at
+    /// most every 10 ms unless `now`; a closed state is seen at once.
+    pub(super) fn peer_gone(&mut self, now: bool) -> bool {
+        if self.peer_closed() {
+            return true;
+        }
+        if !now && self.last_check.elapsed() < LIVENESS_EVERY {
+            return false;
+        }
+        self.last_check = Instant::now();
+        self.peer_dead = self.peer_gone_now();
+        self.peer_dead
+    }
+
+    /// Publishes our index (the TAIL line's for the sender, HEAD's for the
+    /// receiver) and wakes the peer if it sleeps or is about to.
+    #[inline]
+    pub(super) fn publish(&mut self, index: u64) {
+        self.pace.handled = self.pace.handled.saturating_add(1);
+        let light = self.barrier && (self.peer_barrier || self.see_peer_barrier());
+        let mine = self.conn.line(self.role.index_line());
+        let line = self.peer_sleep();
+        // See `shim::publish` for why no side of a sleep and a wake-up can
+        // miss the other; Release in it: what we wrote (or finished
+        // reading) happens before the peer sees the index.
+        if shim::publish(&mine.index, index, &line.waiting, light) {
+            self.wake_peer();
+        }
+    }
+
+    /// Reads the peer's FLAG_BARRIER, until it is set.
+    #[cold]
+    fn see_peer_barrier(&mut self) -> bool {
+        let flags = self.conn.line(STATUS).flags(self.role.peer());
+        // Relaxed: the flag is set before the peer can sleep, and seeing it
+        // late only costs full barriers meanwhile.
+        self.peer_barrier = flags.load(Ordering::Relaxed) & FLAG_BARRIER != 0;
+        self.peer_barrier
+    }
+
+    /// Wakes the sleeping peer.
+    #[cold]
+    fn wake_peer(&mut self) {
+        let line = self.peer_sleep();
+        // Release: pairs with the sleeper's Acquire read of `signal`.
+        line.signal.fetch_add(1, Ordering::Release);
+        shim::futex_wake(&line.signal, 1);
+        self.stats.wakes += 1;
+    }
+
+    /// Waits until `ready` holds, the peer is gone (`Disconnected`) or the
+    /// deadline passes (`Timeout`). `ready` reads the peer's index (and
+    /// returns `Corrupted` for an impossible one).
+    ///
+    /// The first few checks are inlined into the caller, so that a reader
+    /// that keeps up with a stream, and so waits for nearly every message,
+    /// picks each up without a call.
+    #[inline]
+    pub(super) fn wait(&mut self, deadline: Deadline, mut ready: impl FnMut(&mut Self) -> Result<bool>) -> Result<()> {
+        if self.policy != WaitPolicy::Block {
+            if self.pace.start() {
+                self.stats.slips += 1;
+                for _ in 0..SLIP_SPINS {
+                    shim::spin();
+                }
+            }
+            for look in 1..=QUICK_SPINS {
+                if ready(self)? {
+                    self.pace.end(look);
+                    return Ok(());
+                }
+                shim::spin();
+            }
+            self.pace.end(0);
+        }
+        self.wait_long(deadline, ready)
+    }
+
+    /// [`wait`](Self::wait) after its first checks.
+    #[inline(never)]
+    fn wait_long(&mut self, deadline: Deadline, mut ready: impl FnMut(&mut Self) -> Result<bool>) -> Result<()> {
+        if matches!(self.policy, WaitPolicy::Adaptive | WaitPolicy::Spin) {
+            let rounds = if self.policy == WaitPolicy::Spin { u32::MAX } else { SPINS };
+            for i in 0..rounds {
+                if ready(self)? {
+                    return Ok(());
+                }
+                if i % 256 == 255 {
+                    if self.peer_gone(false) {
+                        return self.gone(&mut ready);
+                    }
+                    if deadline.has_expired() {
+                        return Err(Error::Timeout);
+                    }
+                }
+                shim::spin();
+            }
+        }
+        loop {
+            if ready(self)? {
+                return Ok(());
+            }
+            if self.peer_gone(true) {
+                return self.gone(&mut ready);
+            }
+            if deadline.has_expired() {
+                return Err(Error::Timeout);
+            }
+            let line = self.my_sleep();
+            // Acquire: pairs with the waker's Release bump.
+            let seen = line.signal.load(Ordering::Acquire);
+            // Relaxed: ordered by the fence that follows.
+            line.waiting.store(1, Ordering::Relaxed);
+            // SeqCst fence: see `shim::publish`.
+            fence(Ordering::SeqCst);
+            let mut slice = SLEEP_SLICE;
+            if self.barrier {
+                // We promised the peer (FLAG_BARRIER) to force a barrier on
+                // it here, so that it may publish without one. Should the
+                // kernel refuse, its index may reach us late: sleep briefly.
+                self.stats.barriers += 1;
+                if !shim::barrier() {
+                    slice = UNBARRIERED_SLICE;
+                }
+            }
+            let ready_now = ready(self);
+            let line = self.my_sleep();
+            if !matches!(ready_now, Ok(false)) {
+                line.waiting.store(0, Ordering::Relaxed);
+                return ready_now.map(drop);
+            }
+            let slice = Deadline::after(slice);
+            let until = match deadline.instant() {
+                Some(d) if Some(d) < slice.instant() => deadline,
+                _ => slice,
+            };
+            shim::futex_wait_until(&line.signal, seen, until);
+            line.waiting.store(0, Ordering::Relaxed);
+            self.stats.sleeps += 1;
+        }
+    }
+
+    /// The peer is gone. A receiver still gets what was published before
+    /// (it drains first); a sender has no one to send to.
+    fn gone(&mut self, ready: &mut impl FnMut(&mut Self) -> Result<bool>) -> Result<()> {
+        if self.role == Role::Receiver && ready(self)? { Ok(()) } else { Err(Error::Disconnected) }
+    }
+
+    /// Closes this side (on drop by the claiming process) and wakes the
+    /// peer so that it notices at once.
+    pub(super) fn close(&mut self) {
+        if self.owner != liveness::this_process() {
+            return; // a forked child's copy: not ours to close
+        }
+        // Release: our last index update happens before CLOSED.
+        self.conn.line(STATUS).state(self.role).store(CLOSED, Ordering::Release);
+        if let (Some(lock), Some(file)) = (&self.live, self.conn.mem.file()) {
+            liveness::release(file, self.role, lock);
+        }
+        let line = self.peer_sleep();
+        line.signal.fetch_add(1, Ordering::Release);
+        shim::futex_wake(&line.signal, u32::MAX);
+    }
+}
+
+/// How a side paces its waits for a streaming peer ("temporal slipping",
+/// after FastForward, Giacomoni et al., PPoPP 2008).
+///
+/// A receiver that keeps up with a fast sender waits a moment for nearly
+/// every message, and takes each one while the sender writes the next
+/// beside it: the index line and the record lines then travel between the
+/// two CPUs for every message, and both sides slow down. So once a side's
+/// waits end at once several times in a row, it starts its later waits
+/// with a short pause before the first look, letting the peer get a few
+/// messages ahead; it takes them as a batch, on lines the peer has left.
+/// As soon as a slipped wait brings a single message (not a stream but a
+/// request and its answer), or a wait is long, the side stops slipping.
+/// The sender, waiting on a full ring, paces itself the same way.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Pace {
+    /// Indices published (messages handled) since the last wait.
+    handled: u32,
+    /// Waits in a row that ended at the first or second look.
+    short: u32,
+    /// Whether waits start with [`SLIP_SPINS`] pauses.
+    slipping: bool,
+}
+
+impl Pace {
+    /// At the start of a wait: whether to slip first.
+    #[inline]
+    fn start(&mut self) -> bool {
+        let handled = std::mem::take(&mut self.handled);
+        if self.slipping && handled < 2 {
+            // The last slip brought one message: not a stream.
+            self.slipping = false;
+        }
+        self.slipping
+    }
+
+    /// A wait ended after `looks` looks at the peer's index (1: the first
+    /// found it ready; 0: it never did).
+    #[inline]
+    fn end(&mut self, looks: u32) {
+        if !(1..=2).contains(&looks) {
+            *self = Pace::default();
+        } else if !self.slipping {
+            self.short += 1;
+            if self.short >= SLIP_AFTER {
+                *self = Pace { handled: 0, short: 0, slipping: true };
+            }
+        }
+    }
+}
+
+/// Checks the receiver's index as the sender reads it (from `conn`):
+/// never behind what the sender saw before (`seen`), never past what it
+/// sent (`tail`).
+#[inline]
+pub(super) fn check_head(conn: &Conn, head: u64, seen: u64, tail: u64) -> Result<()> {
+    if head < seen || head > tail {
+        return Err(conn.explain(bad_head(head, seen, tail)));
+    }
+    Ok(())
+}
+
+#[cold]
+fn bad_head(head: u64, seen: u64, tail: u64) -> Error {
+    Error::Corrupted { what: format!("receiver index {head} outside {seen}..={tail}") }
+}
+
+/// Checks the sender's index as the receiver reads it: never behind what
+/// the receiver saw before (`seen`) or its own index, at most a ring
+/// (`capacity`) ahead of it, and a multiple of `step` (8 for the byte
+/// channel, whose records are 8-aligned; 1 for slots).
+#[inline]
+pub(super) fn check_tail(conn: &Conn, tail: u64, head: u64, seen: u64, capacity: u64, step: u64) -> Result<()> {
+    if tail < seen || tail < head || tail - head > capacity || !tail.is_multiple_of(step) {
+        return Err(conn.explain(bad_tail(tail, head, seen, capacity, step)));
+    }
+    Ok(())
+}
+
+#[cold]
+fn bad_tail(tail: u64, head: u64, seen: u64, capacity: u64, step: u64) -> Error {
+    let mut what = format!("sender index {tail} outside {}..={}", seen.max(head), head.saturating_add(capacity));
+    if step > 1 {
+        what += &format!(" or not a multiple of {step}");
+    }
+    Error::Corrupted { what }
+}
+
+/// What every sending and receiving type has over its `side: Side`
+/// field: choosing how to wait (for `$what`), its counts of system calls,
+/// and closing the side when it is dropped.
+macro_rules! side_methods {
+    ($ty:ident $(<$t:ident>)?, $what:literal) => {
+        impl$(<$t>)? $ty$(<$t>)? {
+            #[doc = concat!("Chooses how to wait for ", $what, ".")]
+            pub fn set_wait_policy(&mut self, policy: $crate::channel::WaitPolicy) {
+                self.side.policy = policy;
+            }
+
+            /// The system calls this side has made.
+            pub fn stats(&self) -> $crate::channel::ChannelStats {
+                self.side.stats
+            }
+        }
+
+        impl$(<$t>)? Drop for $ty$(<$t>)? {
+            fn drop(&mut self) {
+                self.side.close();
+            }
+        }
+    };
+}
+pub(super) use side_methods;
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{Pace, SLIP_AFTER};
+
+    /// A wait of `looks` looks after `handled` messages; whether it slipped.
+    fn wait(pace: &mut Pace, handled: u32, looks: u32) -> bool {
+        pace.handled = handled;
+        let slipped = pace.start();
+        pace.end(looks);
+        slipped
+    }
+
+    #[test]
+    fn a_peer_that_streams_is_given_a_lead() {
+        let mut pace = Pace::default();
+        for _ in 0..SLIP_AFTER {
+            assert!(!wait(&mut pace, 1, 1), "no slip before the streak is complete");
+        }
+        // Each slip brings a batch: the side keeps slipping.
+        for _ in 0..10 {
+            assert!(wait(&mut pace, 5, 1));
+        }
+    }
+
+    #[test]
+    fn a_slip_that_brings_one_message_ends_the_slipping() {
+        let mut pace = Pace::default();
+        for _ in 0..SLIP_AFTER {
+            wait(&mut pace, 1, 2);
+        }
+        assert!(wait(&mut pace, 3, 1));
+        // Requests and answers: one message between waits.
+        assert!(!wait(&mut pace, 1, 1));
+        assert!(!wait(&mut pace, 1, 1), "a new streak is needed");
+    }
+
+    #[test]
+    fn long_waits_never_slip_and_break_a_streak() {
+        let mut pace = Pace::default();
+        for _ in 0..100 {
+            assert!(!wait(&mut pace, 1, 9));
+        }
+        for _ in 0..SLIP_AFTER - 1 {
+            wait(&mut pace, 1, 1);
+        }
+        wait(&mut pace, 1, 0); // went on to spin longer, or sleep
+        assert!(!wait(&mut pace, 1, 1));
+        // A long wait while slipping stops it too.
+        pace = Pace::default();
+        for _ in 0..SLIP_AFTER {
+            wait(&mut pace, 1, 1);
+        }
+        assert!(wait(&mut pace, 4, 30));
+        assert!(!wait(&mut pace, 4, 1));
+    }
+}

@@ -184,8 +184,11 @@ fn hostile_peer_scribbles_on_slot_channel() {
             }
         }
     });
-    let mut hostile = scribble(chan.mapping(), Duration::from_millis(800));
+    // The receiver is claimed before the scribbling starts: a claim
+    // amid scribbled state words may be refused, which is not what this
+    // case is about.
     let mut rx = chan.receiver().unwrap();
+    let mut hostile = scribble(chan.mapping(), Duration::from_millis(800));
     let (mut ok, mut errors) = (0u64, 0u64);
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(2) {
@@ -214,8 +217,11 @@ fn hostile_peer_scribbles_on_byte_channel() {
             }
         }
     });
-    let mut hostile = scribble(chan.mapping(), Duration::from_millis(800));
+    // The receiver is claimed before the scribbling starts: a claim
+    // amid scribbled state words may be refused, which is not what this
+    // case is about.
     let mut rx = chan.receiver().unwrap();
+    let mut hostile = scribble(chan.mapping(), Duration::from_millis(800));
     let max = chan.max_record();
     let mut buf = Vec::new();
     let (mut ok, mut errors) = (0u64, 0u64);

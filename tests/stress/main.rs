@@ -29,7 +29,11 @@
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
+
+use clap::Parser;
+use ipc_kit::Mechanism;
 
 use ipc_kit::fifo::Fifo;
 use ipc_kit::msgq::{PosixQueue, QueueAttr, Selector, SysvQueue};
@@ -47,64 +51,58 @@ use tally::{DATA_TYPE, END_TYPE, Tally};
 /// itself stuck.
 const IDLE: Duration = Duration::from_secs(20);
 
+/// A mechanism under stress: each of the umbrella's [`Mechanism`]s, and
+/// the typed slot channel, which the umbrella's byte-message traits do
+/// not carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mech {
-    Pipe,
-    Fifo,
-    SysvMsgq,
-    PosixMq,
+    Kit(Mechanism),
     ShmChannel,
-    ShmByteChannel,
 }
+
+/// Every mechanism, in the umbrella's order, the slot channel before its
+/// byte sibling.
+static ALL: LazyLock<Vec<Mech>> = LazyLock::new(|| {
+    let slots_first = |m: Mechanism| (m == Mechanism::ShmByteChannel).then_some(Mech::ShmChannel);
+    Mechanism::ALL.iter().flat_map(|&m| slots_first(m).into_iter().chain([Mech::Kit(m)])).collect()
+});
 
 impl Mech {
-    const ALL: [Mech; 6] =
-        [Mech::Pipe, Mech::Fifo, Mech::SysvMsgq, Mech::PosixMq, Mech::ShmChannel, Mech::ShmByteChannel];
-
     fn name(self) -> &'static str {
         match self {
-            Mech::Pipe => "pipe",
-            Mech::Fifo => "fifo",
-            Mech::SysvMsgq => "sysv-msgq",
-            Mech::PosixMq => "posix-mq",
+            Mech::Kit(m) => m.name(),
             Mech::ShmChannel => "shm-channel",
-            Mech::ShmByteChannel => "shm-byte-channel",
         }
     }
 }
 
-struct Options {
-    messages: u64,
+impl clap::ValueEnum for Mech {
+    fn value_variants<'a>() -> &'a [Self] {
+        ALL.as_slice()
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
+/// Every mechanism under load from several producer and consumer
+/// processes.
+#[derive(Debug, Parser)]
+#[command(name = "ipc-kit-stress")]
+struct Args {
+    /// 100,000 messages per run instead of 1,000,000.
+    #[arg(long)]
+    quick: bool,
+    /// Messages per run, at least 16 (overrides --quick).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(16..))]
+    messages: Option<u64>,
+    /// Only this mechanism (repeat for more; default: all).
+    #[arg(long = "mechanism", value_name = "NAME")]
     mechanisms: Vec<Mech>,
+    /// Also write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
     json: Option<String>,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut opts = Options { messages: 1_000_000, mechanisms: Vec::new(), json: None };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--quick" => opts.messages = 100_000,
-            "--messages" => {
-                let v = args.next().ok_or("--messages needs a number")?;
-                opts.messages = v.parse().map_err(|_| format!("--messages: not a number: {v}"))?;
-            }
-            "--mechanism" => {
-                let v = args.next().ok_or("--mechanism needs a name")?;
-                let m = Mech::ALL.into_iter().find(|m| m.name() == v).ok_or(format!("unknown mechanism {v}"))?;
-                opts.mechanisms.push(m);
-            }
-            "--json" => opts.json = Some(args.next().ok_or("--json needs a file")?),
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    if opts.mechanisms.is_empty() {
-        opts.mechanisms = Mech::ALL.to_vec();
-    }
-    if opts.messages < 16 {
-        return Err("--messages: at least 16".into());
-    }
-    Ok(opts)
 }
 
 /// One run's outcome.
@@ -151,11 +149,11 @@ impl Setup {
     fn new(mech: Mech, producers: usize, consumers: usize) -> Result<Setup, String> {
         let e = |what: &str, err: &dyn std::fmt::Display| format!("{what}: {err}");
         Ok(match mech {
-            Mech::Pipe => {
+            Mech::Kit(Mechanism::Pipe) => {
                 let (reader, writer) = ipc_kit::pipe::pipe().map_err(|err| e("pipe", &err))?;
                 Setup::Pipe { reader, writer: Some(writer) }
             }
-            Mech::Fifo => {
+            Mech::Kit(Mechanism::Fifo) => {
                 let dir = ScratchDir::new();
                 let fifo = Fifo::create(dir.path().join("stress"), 0o600).map_err(|err| e("mkfifo", &err))?;
                 // The parent holds a write end until the producers are
@@ -167,8 +165,10 @@ impl Setup {
                 drop(probe);
                 Setup::Fifo { fifo, writer: Some(writer), _dir: dir }
             }
-            Mech::SysvMsgq => Setup::Sysv(SysvQueue::create(Key::private(), 0o600).map_err(|err| e("msgget", &err))?),
-            Mech::PosixMq => {
+            Mech::Kit(Mechanism::SysvQueue) => {
+                Setup::Sysv(SysvQueue::create(Key::private(), 0o600).map_err(|err| e("msgget", &err))?)
+            }
+            Mech::Kit(Mechanism::PosixQueue) => {
                 let name = format!("/{}", unique_name("ipc-kit-stress"));
                 Setup::Posix(PosixQueue::create(&name, QueueAttr::default(), 0o600).map_err(|err| e("mq_open", &err))?)
             }
@@ -178,12 +178,13 @@ impl Setup {
                     .collect::<Result<_, _>>()
                     .map_err(|err| e("channel", &err))?,
             ),
-            Mech::ShmByteChannel => Setup::Bytes(
+            Mech::Kit(Mechanism::ShmByteChannel) => Setup::Bytes(
                 (0..producers * consumers)
                     .map(|_| ByteChannel::anonymous(64 << 10))
                     .collect::<Result<_, _>>()
                     .map_err(|err| e("byte channel", &err))?,
             ),
+            Mech::Kit(other) => return Err(format!("{other}: not yet under stress here")),
         })
     }
 
@@ -218,10 +219,7 @@ impl Setup {
                 Ok(())
             }
             Setup::Slots(chans) => {
-                let mut tx = (0..consumers)
-                    .map(|c| chans[p * consumers + c].sender())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| format!("claim sender: {e}"))?;
+                let mut tx = claim((0..consumers).map(|c| &chans[p * consumers + c]), Channel::sender, "sender")?;
                 for seq in 0..per {
                     let m = next(seq);
                     let value: &[u8; FIXED] = m.as_slice().try_into().map_err(|_| "record size")?;
@@ -230,10 +228,7 @@ impl Setup {
                 Ok(())
             }
             Setup::Bytes(chans) => {
-                let mut tx = (0..consumers)
-                    .map(|c| chans[p * consumers + c].sender())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| format!("claim sender: {e}"))?;
+                let mut tx = claim((0..consumers).map(|c| &chans[p * consumers + c]), ByteChannel::sender, "sender")?;
                 for seq in 0..per {
                     tx[(seq % consumers as u64) as usize].send(&next(seq)).map_err(|e| format!("send: {e}"))?;
                 }
@@ -276,10 +271,8 @@ impl Setup {
                 tally.take(&buf);
             },
             Setup::Slots(chans) => {
-                let mut rx = (0..producers)
-                    .map(|p| chans[p * consumers + c].receiver().map(Some))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| format!("claim receiver: {e}"))?;
+                let chans = (0..producers).map(|p| &chans[p * consumers + c]);
+                let mut rx: Vec<_> = claim(chans, Channel::receiver, "receiver")?.into_iter().map(Some).collect();
                 poll_mesh(&mut rx, |r: &mut Receiver<[u8; FIXED]>, wait| {
                     let got = match wait {
                         None => r.try_recv(),
@@ -289,10 +282,8 @@ impl Setup {
                 })
             }
             Setup::Bytes(chans) => {
-                let mut rx = (0..producers)
-                    .map(|p| chans[p * consumers + c].receiver().map(Some))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| format!("claim receiver: {e}"))?;
+                let chans = (0..producers).map(|p| &chans[p * consumers + c]);
+                let mut rx: Vec<_> = claim(chans, ByteChannel::receiver, "receiver")?.into_iter().map(Some).collect();
                 poll_mesh(&mut rx, |r: &mut ByteReceiver, wait| {
                     let got = match wait {
                         None => r.try_recv(&mut buf),
@@ -321,6 +312,15 @@ impl Setup {
             Setup::Slots(_) | Setup::Bytes(_) => Ok(()),
         }
     }
+}
+
+/// Claims one side (`what`) of each channel in `chans`.
+fn claim<'a, C: 'a, S>(
+    chans: impl Iterator<Item = &'a C>,
+    side: impl Fn(&C) -> ipc_kit::shm::Result<S>,
+    what: &str,
+) -> Result<Vec<S>, String> {
+    chans.map(side).collect::<Result<Vec<_>, _>>().map_err(|e| format!("claim {what}: {e}"))
 }
 
 fn send_pipe(w: &PipeWriter, per: u64, fixed: bool, next: &mut impl FnMut(u64) -> Vec<u8>) -> Result<(), String> {
@@ -566,16 +566,12 @@ fn to_json(rows: &[Row], messages: u64) -> serde_json::Value {
 }
 
 fn main() -> ExitCode {
-    let opts = match parse_args() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("ipc-kit-stress: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
+    let messages = args.messages.unwrap_or(if args.quick { 100_000 } else { 1_000_000 });
+    let mechanisms = if args.mechanisms.is_empty() { ALL.clone() } else { args.mechanisms };
     // A run may take a minute per million messages on a slow machine;
     // beyond that it is stuck.
-    let limit = Duration::from_secs(30 + opts.messages / 20_000);
+    let limit = Duration::from_secs(30 + messages / 20_000);
     let mut out = std::io::stdout();
     let _ = writeln!(
         out,
@@ -583,9 +579,9 @@ fn main() -> ExitCode {
         "mechanism", "NxM", "sent", "received", "lost", "dup", "reord", "corr", "hung", "wall", "rate"
     );
     let mut rows = Vec::new();
-    for &mech in &opts.mechanisms {
+    for &mech in &mechanisms {
         for (n, m) in [(1, 1), (1, 4), (4, 1), (4, 4)] {
-            let row = run(mech, n, m, opts.messages, limit);
+            let row = run(mech, n, m, messages, limit);
             print_row(&mut out, &row);
             let _ = out.flush();
             rows.push(row);
@@ -604,8 +600,8 @@ fn main() -> ExitCode {
         sum(|r| r.corrupted),
         sum(|r| r.hung),
     );
-    if let Some(path) = &opts.json {
-        let doc = to_json(&rows, opts.messages);
+    if let Some(path) = &args.json {
+        let doc = to_json(&rows, messages);
         if let Err(e) = std::fs::write(path, format!("{doc:#}\n")) {
             eprintln!("ipc-kit-stress: writing {path}: {e}");
             return ExitCode::FAILURE;

@@ -1,8 +1,10 @@
 //! `cargo xtask test | lint | ci | bench`: the project's tasks.
 //!
-//! - `test [FILTER...]`: unit, doc and property tests of the workspace, then
-//!   the fork suite (FILTERs pick its cases), then a check that no System V
-//!   object, /dev/shm entry, POSIX queue or scratch directory was left.
+//! - `test [FILTER...]`: unit, doc and property tests of the workspace, the
+//!   tidy checks of the repository's conventions (`tests/tidy.rs`), then
+//!   the fork suite (FILTERs pick its cases, and skip the tests before
+//!   it), then a check that no System V object, /dev/shm entry, POSIX
+//!   queue or scratch directory was left.
 //! - `lint`: rustfmt, clippy with warnings denied, rustdoc with warnings
 //!   denied.
 //! - `loom`: the loom model check of the shared-memory channel's ring
@@ -84,8 +86,14 @@ fn test(filters: &[String]) -> Result {
             run("unit, doc and property tests", cargo().args(["test", "--workspace", "--exclude", "ipc-kit-tests"]))?;
             run("the stress program's own tests", cargo().args(["test", "--package", "ipc-kit-tests", "--bins"]))?;
         }
-        // The suite runs the real `ipc-kit` binary too.
+        // The suite runs the real `ipc-kit` binary too, and so does tidy.
         run("the ipc-kit command", cargo().args(["build", "--package", "ipc-kit-cli"]))?;
+        if filters.is_empty() {
+            run(
+                "tidy: the repository's conventions",
+                cargo().args(["test", "--package", "ipc-kit-tests", "--test", "tidy"]),
+            )?;
+        }
         run("fork suite", cargo().args(["test", "--package", "ipc-kit-tests", "--test", "fork", "--"]).args(filters))
     })
 }

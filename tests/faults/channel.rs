@@ -14,7 +14,7 @@ use nix::sys::signal::{Signal, kill};
 
 use crate::harness::{
     BOUND, Campaign, Corrupted, Failed, Hung, InOrder, Outcome, Survived, bury, bury_and_check, hold, kill_after,
-    noticed, wait_ready, wait_stopped,
+    noticed, receive_forever, wait_ready, wait_stopped,
 };
 use crate::sides::{AnyChannel, Make, Ring};
 
@@ -209,13 +209,7 @@ fn receiver_killed(c: &Campaign, run: u32, delay: Duration, ring: Ring, naming: 
         };
         let mut rx = chan.receiver().expect("claim the receiver");
         board.set_ready();
-        let mut order = InOrder::new(run);
-        let mut buf = Vec::new();
-        loop {
-            rx.recv_timeout(&mut buf, BOUND).unwrap_or_else(|_| panic!("receive"));
-            assert!(order.take(&buf).is_ok(), "a wrong message");
-            board.ack(order.next);
-        }
+        receive_forever(rx.as_mut(), run, board, BOUND);
     });
     let mut tx = match chan.sender() {
         Ok(tx) => tx,
@@ -286,12 +280,7 @@ fn peer_killed_early(
         } else {
             let mut rx = chan.receiver().expect("claim the receiver");
             board.set_ready();
-            let mut order = InOrder::new(run);
-            loop {
-                rx.recv_timeout(&mut msg, Duration::from_secs(60)).unwrap_or_else(|_| panic!("receive"));
-                assert!(order.take(&msg).is_ok(), "a wrong message");
-                board.ack(order.next);
-            }
+            receive_forever(rx.as_mut(), run, board, Duration::from_secs(60));
         }
     };
     let (mut victim, target) = if let Pids::NewNamespace = pids {

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use ipc_kit::MessageReceiver;
 use ipc_kit::msgq::{PosixQueue, SysvQueue};
 use ipc_kit::shm::Mapping;
 use ipc_kit::sync::{Key, SemaphoreSet};
@@ -226,6 +227,19 @@ impl InOrder {
     }
 }
 
+/// The victim's loop as a receiver of records through any mechanism:
+/// each in order and intact, acknowledged as it arrives, each waited for
+/// at most `wait`.
+pub(crate) fn receive_forever(rx: &mut dyn MessageReceiver, run: u32, board: &Board, wait: Duration) -> ! {
+    let mut order = InOrder::new(run);
+    let mut buf = Vec::new();
+    loop {
+        rx.recv_timeout(&mut buf, wait).unwrap_or_else(|_| panic!("receive"));
+        assert!(order.take(&buf).is_ok(), "a wrong message");
+        board.ack(order.next);
+    }
+}
+
 /// Reaps a victim that was sent SIGKILL.
 pub(crate) fn reap_killed(mut victim: Forked) -> Result<(), Outcome> {
     match victim.wait_timeout(BOUND) {
@@ -238,9 +252,13 @@ pub(crate) fn reap_killed(mut victim: Forked) -> Result<(), Outcome> {
 /// What a scenario keeps from run to run: the shared counters, and the
 /// names and objects that every run reuses.
 pub(crate) struct Campaign {
+    /// The counters shared with the victim.
     pub(crate) board: Board,
+    /// Where the FIFOs are, and what the key is made from.
     pub(crate) dir: ScratchDir,
+    /// The System V key of the queue, segment and semaphore set.
     pub(crate) key: Key,
+    /// The POSIX name of the queue, shared memory and named channel.
     pub(crate) posix_name: String,
     /// The robust mutex's memory (two counters that must stay equal).
     pub(crate) robust: Mapping,

@@ -11,7 +11,9 @@ use ipc_kit::{MessageReceiver, MessageSender};
 use ipc_kit_tests::record::{decode, encode};
 use ipc_kit_tests::{Rng, fork};
 
-use crate::harness::{BOUND, Campaign, Corrupted, Failed, InOrder, Outcome, Survived, bury, kill_after};
+use crate::harness::{
+    BOUND, Campaign, Corrupted, Failed, InOrder, Outcome, Survived, bury, kill_after, receive_forever,
+};
 
 /// Either queue: both sides in one handle.
 trait Queue: MessageSender + MessageReceiver {}
@@ -112,15 +114,7 @@ fn receiver_killed(c: &Campaign, run: u32, delay: Duration, mech: Mechanism) -> 
         Err(e) => return Failed(e),
     };
     let board = &c.board;
-    let victim = fork(|| {
-        let mut order = InOrder::new(run);
-        let mut buf = Vec::new();
-        loop {
-            q.recv_timeout(&mut buf, BOUND).unwrap_or_else(|_| panic!("receive"));
-            assert!(order.take(&buf).is_ok(), "a wrong message");
-            board.ack(order.next);
-        }
-    });
+    let victim = fork(|| receive_forever(q.as_mut(), run, board, BOUND));
     let timer = kill_after(victim.pid(), delay);
     let mut victim = Some(victim);
     let mut timer = Some(timer);

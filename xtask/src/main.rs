@@ -1,10 +1,10 @@
 //! `cargo xtask test | lint | ci | bench`: the project's tasks.
 //!
-//! - `test [FILTER...]`: unit, doc and property tests of the workspace, the
-//!   tidy checks of the repository's conventions (`tests/tidy.rs`), then
-//!   the fork suite (FILTERs pick its cases, and skip the tests before
-//!   it), then a check that no System V object, /dev/shm entry, POSIX
-//!   queue or scratch directory was left.
+//! - `test [FILTER...]`: unit, doc and property tests of the workspace, then
+//!   the fork suite (FILTERs pick its cases, and skip the other tests),
+//!   then the tidy checks of the repository's conventions
+//!   (`tests/tidy.rs`), then a check that no System V object, /dev/shm
+//!   entry, POSIX queue or scratch directory was left.
 //! - `lint`: rustfmt, clippy with warnings denied, rustdoc with warnings
 //!   denied.
 //! - `loom`: the loom model check of the shared-memory channel's ring
@@ -88,13 +88,19 @@ fn test(filters: &[String]) -> Result {
         }
         // The suite runs the real `ipc-kit` binary too, and so does tidy.
         run("the ipc-kit command", cargo().args(["build", "--package", "ipc-kit-cli"]))?;
+        let suite = run(
+            "fork suite",
+            cargo().args(["test", "--package", "ipc-kit-tests", "--test", "fork", "--"]).args(filters),
+        );
+        // Last, so that a convention out of step does not hide the
+        // suite's results.
         if filters.is_empty() {
-            run(
-                "tidy: the repository's conventions",
-                cargo().args(["test", "--package", "ipc-kit-tests", "--test", "tidy"]),
-            )?;
+            let mut tidy = cargo();
+            tidy.args(["test", "--package", "ipc-kit-tests", "--test", "tidy"]);
+            suite.and(run("tidy: the repository's conventions", &mut tidy))
+        } else {
+            suite
         }
-        run("fork suite", cargo().args(["test", "--package", "ipc-kit-tests", "--test", "fork", "--"]).args(filters))
     })
 }
 

@@ -143,13 +143,13 @@ const SCENARIOS: &[Scenario] = scenarios! {
 /// Peers of every mechanism killed at random points, and what the
 /// survivors see.
 #[derive(Debug, Parser)]
-#[command(name = "ipc-kit-faults")]
+#[command(name = "ipc-kit-faults", args_override_self = true)]
 struct Args {
     /// 20 runs per scenario instead of 200.
-    #[arg(long)]
+    #[arg(long, overrides_with = "runs")]
     quick: bool,
-    /// Runs per scenario (overrides --quick).
-    #[arg(long, value_name = "N")]
+    /// Runs per scenario (of --quick and --runs, the last counts).
+    #[arg(long, value_name = "N", overrides_with = "quick")]
     runs: Option<u32>,
     /// The seed of the random choices (default: from the clock).
     #[arg(long, value_name = "S")]

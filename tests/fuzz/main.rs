@@ -1094,7 +1094,7 @@ const TARGETS: [&str; 6] = ["frames", "byte-records", "slot-indices", "header", 
 
 /// The fuzz targets, each run for a time with cases from one seed.
 #[derive(Debug, Parser)]
-#[command(name = "ipc-kit-fuzz")]
+#[command(name = "ipc-kit-fuzz", args_override_self = true)]
 struct Args {
     /// Seconds per target.
     #[arg(long, value_name = "S", default_value_t = 30)]

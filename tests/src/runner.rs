@@ -18,7 +18,7 @@ use crate::{Case, Exit, Forked, Helper, sys};
 /// Takes the arguments that cargo's test runner and cargo-nextest pass to
 /// a test binary (those without a meaning here are accepted and ignored).
 #[derive(Debug, Parser)]
-#[command(name = "fork")]
+#[command(name = "fork", args_override_self = true)]
 struct Options {
     /// Runs the cases whose names contain a FILTER (all when none is given).
     #[arg(value_name = "FILTER")]

@@ -30,13 +30,14 @@ use tally::Tally;
 /// Every mechanism under load from several producer and consumer
 /// processes.
 #[derive(Debug, Parser)]
-#[command(name = "ipc-kit-stress")]
+#[command(name = "ipc-kit-stress", args_override_self = true)]
 struct Args {
     /// 100,000 messages per run instead of 1,000,000.
-    #[arg(long)]
+    #[arg(long, overrides_with = "messages")]
     quick: bool,
-    /// Messages per run, at least 16 (overrides --quick).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(16..))]
+    /// Messages per run, at least 16 (of --quick and --messages, the last
+    /// counts).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(16..), overrides_with = "quick")]
     messages: Option<u64>,
     /// Only this mechanism (repeat for more; default: all).
     #[arg(long = "mechanism", value_name = "NAME")]

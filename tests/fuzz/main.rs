@@ -46,6 +46,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use ipc_kit::fifo::{Error as FifoError, Fifo, FifoClient, FifoServer};
 use ipc_kit::pipe::{DEFAULT_MAX_FRAME, Error as PipeError, FrameReader, FrameWriter, PIPE_BUF, PipeWriter};
 use ipc_kit::shm::{ByteChannel, Channel, Error as ShmError, Memfd};
@@ -1092,27 +1093,29 @@ fn run_case(target: &str, seed: u64, standing: &mut Standing, start: Instant) ->
 
 const TARGETS: [&str; 6] = ["frames", "byte-records", "slot-indices", "header", "pre-connect", "fifo-requests"];
 
+/// The fuzz targets, each run for a time with cases from one seed.
+#[derive(Debug, Parser)]
+#[command(name = "ipc-kit-fuzz", args_override_self = true)]
+struct Args {
+    /// Seconds per target.
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    seconds: u64,
+    /// The seed of the cases (default: from the clock).
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Only this target.
+    #[arg(long, value_name = "TARGET", value_parser = clap::builder::PossibleValuesParser::new(TARGETS))]
+    only: Option<String>,
+    /// With --only: run the one case of this seed again.
+    #[arg(long = "case", value_name = "SEED")]
+    case_seed: Option<u64>,
+}
+
 fn main() -> ExitCode {
-    let mut seconds = 30u64;
-    let mut seed =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
-    let mut only = None;
-    let mut case_seed = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let value = args.next();
-        let parsed = value.as_deref().and_then(|v| v.parse::<u64>().ok());
-        match (arg.as_str(), parsed) {
-            ("--seconds", Some(v)) => seconds = v,
-            ("--seed", Some(v)) => seed = v,
-            ("--case", Some(v)) => case_seed = Some(v),
-            ("--only", _) if value.as_deref().is_some_and(|v| TARGETS.contains(&v)) => only = value,
-            _ => {
-                eprintln!("usage: ipc-kit-fuzz [--seconds S] [--seed N] [--only {} [--case SEED]]", TARGETS.join("|"));
-                return ExitCode::from(2);
-            }
-        }
-    }
+    let Args { seconds, seed, only, case_seed } = Args::parse();
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+    });
     let start = Instant::now();
     watchdog(start);
     if let (Some(target), Some(case)) = (only.as_deref(), case_seed) {

@@ -5,6 +5,7 @@ use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, waitpid};
@@ -12,38 +13,47 @@ use nix::unistd::{ForkResult, Pid, setpgid};
 
 use crate::{Case, Exit, Forked, Helper, sys};
 
+/// The fork suite: each case forked into its own process under a watchdog.
+///
+/// Takes the arguments that cargo's test runner and cargo-nextest pass to
+/// a test binary (those without a meaning here are accepted and ignored).
+#[derive(Debug, Parser)]
+#[command(name = "fork", args_override_self = true)]
 struct Options {
-    list: bool,
-    show_output: bool,
-    exact: bool,
+    /// Runs the cases whose names contain a FILTER (all when none is given).
+    #[arg(value_name = "FILTER")]
     filters: Vec<String>,
-    timeout: Option<Duration>,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut o = Options { list: false, show_output: false, exact: false, filters: Vec::new(), timeout: None };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--list" => o.list = true,
-            "--nocapture" | "--show-output" => o.show_output = true,
-            "--exact" => o.exact = true,
-            "--timeout" => {
-                let secs: f64 = args.next().and_then(|s| s.parse().ok()).ok_or("--timeout takes seconds")?;
-                o.timeout = Some(Duration::from_secs_f64(secs));
-            }
-            // Flags that cargo's test runner passes to every test binary.
-            "--quiet" | "-q" | "--color=auto" | "--color=never" | "--color=always" => {}
-            "-h" | "--help" => {
-                return Err("usage: fork [--list] [--exact] [--nocapture] [--timeout SECS] [FILTER...]\n\
-                     Runs every case whose name contains a FILTER (all when none is given)."
-                    .into());
-            }
-            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
-            s => o.filters.push(s.to_owned()),
-        }
-    }
-    Ok(o)
+    /// Prints the names of the cases instead of running them.
+    #[arg(long)]
+    list: bool,
+    /// A FILTER matches a whole name only.
+    #[arg(long)]
+    exact: bool,
+    /// Prints what a passing case wrote too.
+    #[arg(long, visible_alias = "show-output")]
+    nocapture: bool,
+    /// Seconds a case may run before the watchdog kills it (instead of its
+    /// own limit).
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+    /// The cases marked ignored only: there are none.
+    #[arg(long)]
+    ignored: bool,
+    /// Ignored cases too: there are none, so this changes nothing.
+    #[arg(long)]
+    include_ignored: bool,
+    /// How `--list` prints: `terse` as libtest does (`NAME: test`).
+    #[arg(long, value_name = "FORMAT", value_parser = ["pretty", "terse"])]
+    format: Option<String>,
+    /// Accepted for cargo's test runner; the output is always plain.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Accepted for cargo's test runner; the output is always plain.
+    #[arg(long, value_name = "WHEN", value_parser = ["auto", "always", "never"])]
+    color: Option<String>,
+    /// Accepted for cargo's test runner; the cases always run one at a time.
+    #[arg(long, value_name = "N")]
+    test_threads: Option<usize>,
 }
 
 enum Outcome {
@@ -67,10 +77,12 @@ pub fn main(groups: &[&[Case]], helpers: &[&[Helper]]) -> ExitCode {
             Err(_) => ExitCode::from(101),
         };
     }
-    let opts = match parse_args() {
-        Ok(o) => o,
-        Err(msg) => {
-            eprintln!("{msg}");
+    let opts = Options::parse();
+    let timeout = opts.timeout.map(|secs| Duration::try_from_secs_f64(secs).map_err(|e| e.to_string()));
+    let timeout = match timeout.transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("--timeout: {e}");
             return ExitCode::from(2);
         }
     };
@@ -78,13 +90,19 @@ pub fn main(groups: &[&[Case]], helpers: &[&[Helper]]) -> ExitCode {
         .iter()
         .flat_map(|g| g.iter().copied())
         .filter(|c| {
-            opts.filters.is_empty()
-                || opts.filters.iter().any(|f| if opts.exact { c.name == f } else { c.name.contains(f.as_str()) })
+            !opts.ignored
+                && (opts.filters.is_empty()
+                    || opts.filters.iter().any(|f| if opts.exact { c.name == f } else { c.name.contains(f.as_str()) }))
         })
         .collect();
     if opts.list {
+        let terse = opts.format.as_deref() == Some("terse");
         for c in &selected {
-            println!("{}", c.name);
+            if terse {
+                println!("{}: test", c.name);
+            } else {
+                println!("{}", c.name);
+            }
         }
         return ExitCode::SUCCESS;
     }
@@ -98,13 +116,13 @@ pub fn main(groups: &[&[Case]], helpers: &[&[Helper]]) -> ExitCode {
         let t = Instant::now();
         print!("{} ... ", case.name);
         let _ = std::io::stdout().flush();
-        let timeout = opts.timeout.unwrap_or(case.timeout);
+        let timeout = timeout.unwrap_or(case.timeout);
         let (outcome, output) = run_case(case, timeout);
         let ms = t.elapsed().as_millis();
         match outcome {
             Outcome::Passed => {
                 println!("ok ({ms} ms)");
-                if opts.show_output && !output.is_empty() {
+                if opts.nocapture && !output.is_empty() {
                     println!("{output}");
                 }
             }

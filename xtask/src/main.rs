@@ -1,9 +1,11 @@
 //! `cargo xtask test | lint | ci | bench`: the project's tasks.
 //!
 //! - `test [FILTER...]`: unit, doc and property tests of the workspace, then
-//!   the fork suite (FILTERs pick its cases), which runs the `ipc-kit`
-//!   command and the examples (built first), then a check that no System V
-//!   object, /dev/shm entry, POSIX queue or scratch directory was left.
+//!   the fork suite (FILTERs pick its cases, and skip the other tests),
+//!   which runs the `ipc-kit` command and the examples (built first), then
+//!   the tidy checks of the repository's conventions (`tests/tidy.rs`),
+//!   then a check that no System V object, /dev/shm entry, POSIX queue or
+//!   scratch directory was left.
 //! - `lint`: rustfmt, clippy with warnings denied, rustdoc with warnings
 //!   denied.
 //! - `loom`: the loom model check of the shared-memory channel's ring
@@ -85,10 +87,23 @@ fn test(filters: &[String]) -> Result {
             run("unit, doc and property tests", cargo().args(["test", "--workspace", "--exclude", "ipc-kit-tests"]))?;
             run("the stress program's own tests", cargo().args(["test", "--package", "ipc-kit-tests", "--bins"]))?;
         }
-        // The suite runs the real `ipc-kit` binary and the examples too.
+        // The suite runs the real `ipc-kit` binary and the examples too,
+        // and so does tidy.
         run("the ipc-kit command", cargo().args(["build", "--package", "ipc-kit-cli"]))?;
         run("the examples", cargo().args(["build", "--workspace", "--examples"]))?;
-        run("fork suite", cargo().args(["test", "--package", "ipc-kit-tests", "--test", "fork", "--"]).args(filters))
+        let suite = run(
+            "fork suite",
+            cargo().args(["test", "--package", "ipc-kit-tests", "--test", "fork", "--"]).args(filters),
+        );
+        // Last, so that a convention out of step does not hide the
+        // suite's results.
+        if filters.is_empty() {
+            let mut tidy = cargo();
+            tidy.args(["test", "--package", "ipc-kit-tests", "--test", "tidy"]);
+            suite.and(run("tidy: the repository's conventions", &mut tidy))
+        } else {
+            suite
+        }
     })
 }
 

@@ -169,16 +169,11 @@ pub(crate) fn kill_group(pgid: libc::pid_t) {
 /// Waits up to `timeout_ms` for `fd` to be readable (or at end of file);
 /// false when the time ran out.
 pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
-    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    use ipc_kit::sync::os::{PollFd, PollFlags, poll};
     loop {
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-        if r >= 0 {
-            return Ok(r > 0);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], timeout_ms) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other.map(|n| n > 0),
         }
     }
 }

@@ -47,6 +47,20 @@ struct Args {
     json: Option<String>,
 }
 
+impl Args {
+    /// Messages per run: of --quick and --messages, the last given (clap
+    /// keeps only that one); checked only then, so that a count --quick
+    /// overrides is no error.
+    fn messages(&self) -> Result<u64, &'static str> {
+        match self.messages {
+            Some(n) if n < 16 => Err("--messages: at least 16"),
+            Some(n) => Ok(n),
+            None if self.quick => Ok(100_000),
+            None => Ok(1_000_000),
+        }
+    }
+}
+
 /// One run's outcome.
 #[derive(Debug, Default)]
 struct Row {
@@ -220,12 +234,10 @@ fn to_json(rows: &[Row], messages: u64) -> serde_json::Value {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    // Checked once the last of --quick and --messages is known: a count
-    // that --quick overrides is no error.
-    if args.messages.is_some_and(|n| n < 16) {
-        Args::command().error(clap::error::ErrorKind::ValueValidation, "--messages: at least 16").exit();
-    }
-    let messages = args.messages.unwrap_or(if args.quick { 100_000 } else { 1_000_000 });
+    let messages = match args.messages() {
+        Ok(n) => n,
+        Err(e) => Args::command().error(clap::error::ErrorKind::ValueValidation, e).exit(),
+    };
     let mechanisms = if args.mechanisms.is_empty() { ALL.clone() } else { args.mechanisms };
     // A run may take a minute per million messages on a slow machine;
     // beyond that it is stuck.
@@ -266,4 +278,26 @@ fn main() -> ExitCode {
         }
     }
     if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(args: &[&str]) -> Result<u64, &'static str> {
+        let args = Args::try_parse_from(std::iter::once("ipc-kit-stress").chain(args.iter().copied())).unwrap();
+        args.messages()
+    }
+
+    #[test]
+    fn the_last_of_quick_and_messages_counts() {
+        assert_eq!(messages(&[]), Ok(1_000_000));
+        assert_eq!(messages(&["--quick"]), Ok(100_000));
+        assert_eq!(messages(&["--quick", "--messages", "500"]), Ok(500));
+        assert_eq!(messages(&["--messages", "500", "--quick"]), Ok(100_000));
+        assert_eq!(messages(&["--messages", "10", "--quick"]), Ok(100_000), "an overridden count is no error");
+        assert_eq!(messages(&["--quick", "--messages", "10"]), Err("--messages: at least 16"));
+        assert_eq!(messages(&["--messages", "16"]), Ok(16));
+        assert!(Args::try_parse_from(["ipc-kit-stress", "--messages", "x"]).is_err());
+    }
 }

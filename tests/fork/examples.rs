@@ -135,10 +135,9 @@ fn ftok_reader_first_then_writer() {
 
 fn ftok_writer_first_then_reader() {
     let place = Place::new();
-    let w = writer(&place, &messages());
-    // The writer waits for the reader to make the objects; give it a
-    // moment to be waiting (the order is the point, not the time).
-    std::thread::sleep(Duration::from_millis(300));
+    let mut w = writer(&place, &messages());
+    // The reader starts only once the writer is seen waiting for it.
+    wait_until_sleeping(&mut w, "the writer");
     assert_eq!(place.objects(), (false, false), "the writer makes nothing");
     let r = reader(&place);
     let out = finished(r, "the reader");
@@ -230,6 +229,32 @@ fn ftok_writer_killed_is_noticed_and_the_reader_removes_both() {
     assert!(out.stdout.is_empty(), "nothing was sent");
     drop(set);
     assert_eq!(place.objects(), (false, false), "the reader removed the set and the segment");
+}
+
+/// Waits (at most 20 s) until `child` sleeps in `nanosleep` or
+/// `clock_nanosleep` (as /proc/PID/syscall shows), which a writer does only
+/// in its wait for a reader; where that file cannot be read, until its
+/// state in /proc/PID/stat is `S` (sleeping). Panics if the child ends or
+/// never sleeps.
+fn wait_until_sleeping(child: &mut Child, who: &str) {
+    let sleeps = [libc::SYS_nanosleep.to_string(), libc::SYS_clock_nanosleep.to_string()];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{who} ended ({status}) instead of waiting");
+        }
+        let pid = child.id();
+        let sleeping = match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
+            Ok(call) => call.split_whitespace().next().is_some_and(|nr| sleeps.iter().any(|s| s == nr)),
+            Err(_) => std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('S'))),
+        };
+        if sleeping {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{who} was not seen waiting within 20 s");
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// How many processes wait for semaphore `index` of set `id` to rise

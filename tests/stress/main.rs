@@ -17,7 +17,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use ipc_kit::pipe::{FrameReader, FrameWriter};
 use ipc_kit_tests::{Exit, Forked, fork};
 
@@ -37,7 +37,7 @@ struct Args {
     quick: bool,
     /// Messages per run, at least 16 (of --quick and --messages, the last
     /// counts).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(16..), overrides_with = "quick")]
+    #[arg(long, value_name = "N", overrides_with = "quick")]
     messages: Option<u64>,
     /// Only this mechanism (repeat for more; default: all).
     #[arg(long = "mechanism", value_name = "NAME")]
@@ -45,6 +45,20 @@ struct Args {
     /// Also write the report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<String>,
+}
+
+impl Args {
+    /// Messages per run: of --quick and --messages, the last given (clap
+    /// keeps only that one); checked only then, so that a count --quick
+    /// overrides is no error.
+    fn messages(&self) -> Result<u64, &'static str> {
+        match self.messages {
+            Some(n) if n < 16 => Err("--messages: at least 16"),
+            Some(n) => Ok(n),
+            None if self.quick => Ok(100_000),
+            None => Ok(1_000_000),
+        }
+    }
 }
 
 /// One run's outcome.
@@ -220,7 +234,10 @@ fn to_json(rows: &[Row], messages: u64) -> serde_json::Value {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let messages = args.messages.unwrap_or(if args.quick { 100_000 } else { 1_000_000 });
+    let messages = match args.messages() {
+        Ok(n) => n,
+        Err(e) => Args::command().error(clap::error::ErrorKind::ValueValidation, e).exit(),
+    };
     let mechanisms = if args.mechanisms.is_empty() { ALL.clone() } else { args.mechanisms };
     // A run may take a minute per million messages on a slow machine;
     // beyond that it is stuck.
@@ -261,4 +278,26 @@ fn main() -> ExitCode {
         }
     }
     if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(args: &[&str]) -> Result<u64, &'static str> {
+        let args = Args::try_parse_from(std::iter::once("ipc-kit-stress").chain(args.iter().copied())).unwrap();
+        args.messages()
+    }
+
+    #[test]
+    fn the_last_of_quick_and_messages_counts() {
+        assert_eq!(messages(&[]), Ok(1_000_000));
+        assert_eq!(messages(&["--quick"]), Ok(100_000));
+        assert_eq!(messages(&["--quick", "--messages", "500"]), Ok(500));
+        assert_eq!(messages(&["--messages", "500", "--quick"]), Ok(100_000));
+        assert_eq!(messages(&["--messages", "10", "--quick"]), Ok(100_000), "an overridden count is no error");
+        assert_eq!(messages(&["--quick", "--messages", "10"]), Err("--messages: at least 16"));
+        assert_eq!(messages(&["--messages", "16"]), Ok(16));
+        assert!(Args::try_parse_from(["ipc-kit-stress", "--messages", "x"]).is_err());
+    }
 }

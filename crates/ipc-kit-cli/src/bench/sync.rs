@@ -186,3 +186,55 @@ fn raw_wait(word: &AtomicU32, sleeping: &AtomicU32, raw: RawWait) {
         sleeping.store(0, Ordering::SeqCst);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The spin-then-futex round trips with a responder that has gone to
+    /// sleep before the initiator starts: the initiator must wake it by the
+    /// responder's sleeping flag, or both sleep for good.
+    #[test]
+    fn spin_then_futex_wakes_a_responder_that_sleeps() {
+        const OPS: u64 = 50;
+        // Leaked: a thread that hangs keeps it, and the test ends anyway.
+        let map: &'static Mapping = Box::leak(Box::new(Mapping::anonymous(4096).unwrap()));
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let responder_done = done_tx.clone();
+        std::thread::spawn(move || {
+            let r = exchange(map, End::Responder, Impl::Raw, RawWait::SpinThenFutex, OPS);
+            let _ = responder_done.send(("the responder", r.is_ok()));
+        });
+        // The responder has spun, and sleeps in the kernel on PING.
+        let ping = map.shared::<AtomicU32>(PING).unwrap();
+        let t = Instant::now();
+        while !a_thread_sleeps_on(&ping) {
+            assert!(t.elapsed() < Duration::from_secs(10), "the responder never went to sleep");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::spawn(move || {
+            let r = exchange(map, End::Initiator, Impl::Raw, RawWait::SpinThenFutex, OPS);
+            let _ = done_tx.send(("the initiator", r.is_ok()));
+        });
+        for _ in 0..2 {
+            let (who, ok) = done.recv_timeout(Duration::from_secs(10)).expect("a side still waits after 10 s");
+            assert!(ok, "{who} failed");
+        }
+    }
+
+    /// Whether a thread of this process is in a `futex` call on `word`
+    /// (its /proc/self/task/TID/syscall: the call's number, then its
+    /// first argument, the word's address).
+    fn a_thread_sleeps_on(word: &AtomicU32) -> bool {
+        let (futex, addr) = (libc::SYS_futex.to_string(), format!("{:#x}", word.as_ptr() as usize));
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return false };
+        tasks.flatten().any(|task| {
+            std::fs::read_to_string(task.path().join("syscall")).is_ok_and(|call| {
+                let mut fields = call.split_whitespace();
+                fields.next() == Some(futex.as_str()) && fields.next() == Some(addr.as_str())
+            })
+        })
+    }
+}

@@ -247,7 +247,11 @@ pub(crate) fn semop(id: libc::c_int, ops: &mut [libc::sembuf], timeout: Option<D
 /// `semctl` with a command that takes an int or nothing as its fourth
 /// argument: `GETVAL`, `SETVAL`, `IPC_RMID`.
 fn semctl_int(id: libc::c_int, index: libc::c_int, cmd: libc::c_int, value: libc::c_int) -> io::Result<libc::c_int> {
-    debug_assert!(matches!(cmd, libc::GETVAL | libc::SETVAL | libc::IPC_RMID));
+    // Checked in release builds too: another command would read the int
+    // as a pointer, and this function is safe.
+    if !matches!(cmd, libc::GETVAL | libc::SETVAL | libc::IPC_RMID) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
     // SAFETY: semctl is variadic: SETVAL reads the `val` member of the
     // union semun argument, which an int passed in its place represents
     // the same way on Linux ABIs, and GETVAL and IPC_RMID read no fourth

@@ -33,6 +33,8 @@ cases!("shm", helpers [
     posix_creator_killed_inside_creation_leaves_nothing,
     sigbus_sent_by_a_process_still_kills,
     sigbus_sent_goes_to_the_handler_installed_before,
+    named_objects_and_their_sides_hold_only_close_on_exec_fds,
+    forked_child_dropping_inherited_owner_handles_removes_nothing,
 );
 
 const SIZE: usize = 1 << 20;
@@ -652,4 +654,81 @@ fn sigbus_sent_goes_to_the_handler_installed_before() {
         });
         assert_eq!(child.wait_timeout(Duration::from_secs(20)), Some(ipc_kit_tests::Exit::Code(0)), "{handler:?}");
     }
+}
+
+/// The fds open in this process, each with whether it is close-on-exec
+/// (the `O_CLOEXEC` bit of the flags /proc/self/fdinfo shows). The fd that
+/// listed the directory is closed by then, and left out.
+fn fds_and_cloexec() -> Vec<(i32, bool)> {
+    let listed: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .collect();
+    let cloexec = |fd: i32| {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+        let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?;
+        Some(u32::from_str_radix(flags.trim(), 8).unwrap() & libc::O_CLOEXEC as u32 != 0)
+    };
+    listed.into_iter().filter_map(|fd| Some((fd, cloexec(fd)?))).collect()
+}
+
+/// Every fd that POSIX objects (made unnamed with `O_TMPFILE` and linked,
+/// opened with `shm_open`), a named channel with both sides claimed (each
+/// side's own description, opened through /proc/self/fd/N) and an eventfd
+/// hold is close-on-exec: an exec'd program inherits none of them unasked.
+fn named_objects_and_their_sides_hold_only_close_on_exec_fds() {
+    use ipc_kit::shm::Channel;
+    use ipc_kit::sync::{EventFd, EventFdMode};
+    let before: Vec<i32> = fds_and_cloexec().into_iter().map(|(fd, _)| fd).collect();
+    let name = format!("/{}", unique_name("ipc-kit-test-shm"));
+    let made = PosixShm::create(&name, 4096, 0o600).unwrap();
+    let opened = PosixShm::open(&name).unwrap();
+    let read_only = PosixShm::open_read_only(&name).unwrap();
+    let chan_name = format!("/{}", unique_name("ipc-kit-test-chan"));
+    let chan = Channel::<u64>::create(&chan_name, 8).unwrap();
+    let mut tx = chan.sender().unwrap();
+    let peer = Channel::<u64>::open(&chan_name).unwrap();
+    let mut rx = peer.receiver().unwrap();
+    tx.send(7).unwrap();
+    assert_eq!(rx.recv().unwrap(), 7);
+    let efd = EventFd::new(0, EventFdMode::Counter).unwrap();
+    let new: Vec<_> = fds_and_cloexec().into_iter().filter(|(fd, _)| !before.contains(fd)).collect();
+    // Three objects, two channel handles' objects, two sides' descriptions
+    // and the eventfd.
+    assert!(new.len() >= 8, "fewer new fds than handles: {new:?}");
+    for (fd, cloexec) in new {
+        assert!(cloexec, "fd {fd} ({:?}) is inherited across exec", std::fs::read_link(format!("/proc/self/fd/{fd}")));
+    }
+    drop((made, opened, read_only, tx, rx, chan, peer, efd));
+}
+
+/// A child forked after this process made a POSIX object, a System V
+/// segment and a named channel drops its copies of the handles, each the
+/// owner's as inherited: only the process that made an object removes it,
+/// so all three stay, usable, until their maker drops its own.
+fn forked_child_dropping_inherited_owner_handles_removes_nothing() {
+    use ipc_kit::shm::Channel;
+    use std::cell::RefCell;
+    let name = format!("/{}", unique_name("ipc-kit-test-shm"));
+    let chan_name = format!("/{}", unique_name("ipc-kit-test-chan"));
+    let shm = RefCell::new(Some(PosixShm::create(&name, 4096, 0o600).unwrap()));
+    let seg = RefCell::new(Some(SysvSegment::create(Key::private(), 4096, 0o600).unwrap()));
+    let chan = RefCell::new(Some(Channel::<u64>::create(&chan_name, 8).unwrap()));
+    let child = fork(|| {
+        let (s, g) = (shm.borrow_mut().take().unwrap(), seg.borrow_mut().take().unwrap());
+        assert!(!s.is_owner() && !g.is_owner(), "a forked copy of the maker's handle owns nothing");
+        drop((s, g, chan.borrow_mut().take()));
+    });
+    child.join();
+    assert!(PosixShm::open(&name).is_ok(), "the child's drop unlinked the maker's object");
+    let seg_id = seg.borrow().as_ref().unwrap().id();
+    assert!(seg.borrow().as_ref().unwrap().stat().is_ok(), "the child's drop removed segment {seg_id}");
+    let mut tx = Channel::<u64>::open(&chan_name).expect("the child's drop unlinked the channel").sender().unwrap();
+    tx.send(1).unwrap();
+    let shm = shm.borrow_mut().take().unwrap();
+    assert!(shm.is_owner());
+    drop((shm, seg.borrow_mut().take(), chan.borrow_mut().take(), tx));
+    assert!(matches!(PosixShm::open(&name), Err(Error::NotFound { .. })), "the maker unlinked its object");
+    assert!(matches!(PosixShm::open(&chan_name), Err(Error::NotFound { .. })), "the maker unlinked its channel");
+    assert!(SysvSegment::open_id(seg_id, 0).is_err(), "the maker removed its segment");
 }

@@ -41,6 +41,7 @@ cases!("sync", helpers ["sysv-sem-by-path" => sysv_sem_by_path, "named-sem" => n
     semaphore_set_zero_and_past_timeouts_try_once,
     semaphore_set_slow_creator_is_never_taken_over,
     semaphore_set_creator_killed_at_each_step,
+    forked_child_dropping_inherited_owner_handles_removes_nothing,
 );
 
 fn mutex_four_processes_exact_total() {
@@ -878,4 +879,31 @@ fn semaphore_set_creator_killed_at_each_step() {
         opener.join();
         assert!(t.elapsed() < Duration::from_secs(5), "{point}: took {:?}", t.elapsed());
     }
+}
+
+/// A child forked after this process made a semaphore set and a named
+/// semaphore drops its copies of both handles, each the owner's as
+/// inherited: only the process that made an object removes it, so both
+/// stay, usable, until their maker drops its own.
+fn forked_child_dropping_inherited_owner_handles_removes_nothing() {
+    use std::cell::RefCell;
+    let key = sem_key(3, 0);
+    let _cleanup = SetsUnder(key);
+    let name = format!("/{}", unique_name("ipc-kit-test-sem"));
+    let set = RefCell::new(Some(SemaphoreSet::create(key, &[1], 0o600).unwrap()));
+    let sem = RefCell::new(Some(NamedSemaphore::create(&name, 0, 0o600).unwrap()));
+    let child = fork(|| {
+        let (s, n) = (set.borrow_mut().take().unwrap(), sem.borrow_mut().take().unwrap());
+        assert!(!s.is_owner() && !n.is_owner(), "a forked copy of the maker's handle owns nothing");
+        drop((s, n));
+    });
+    child.join();
+    let other = SemaphoreSet::open(key).expect("the child's drop removed the maker's set");
+    other.post(0).unwrap();
+    assert_eq!(set.borrow().as_ref().unwrap().value(0).unwrap(), 2);
+    NamedSemaphore::open(&name).expect("the child's drop unlinked the maker's semaphore").post().unwrap();
+    assert_eq!(sem.borrow().as_ref().unwrap().value().unwrap(), 1);
+    drop((set.borrow_mut().take(), sem.borrow_mut().take()));
+    assert!(matches!(other.value(0), Err(Error::Removed { .. })), "the maker removed its set");
+    assert!(matches!(NamedSemaphore::open(&name), Err(Error::NotFound { .. })), "the maker unlinked its semaphore");
 }

@@ -1,8 +1,8 @@
 //! The system calls and raw memory accesses of ipc-shm: through nix
 //! where it has the call, libc for System V shared memory (and `flock`).
-//! The crate's `unsafe` blocks are here, in the `SIGBUS` guard
-//! (`sigbus`) and in the channel's own `sys`, one operation per block,
-//! each with the reason it is sound.
+//! The crate's `unsafe` blocks are here and in the `SIGBUS` guard
+//! (`sigbus`), and under loom in the channel's model of its memory, one
+//! operation per block, each with the reason it is sound.
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;

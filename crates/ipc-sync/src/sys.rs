@@ -247,7 +247,11 @@ pub(crate) fn semop(id: libc::c_int, ops: &mut [libc::sembuf], timeout: Option<D
 /// `semctl` with a command that takes an int or nothing as its fourth
 /// argument: `GETVAL`, `SETVAL`, `IPC_RMID`.
 fn semctl_int(id: libc::c_int, index: libc::c_int, cmd: libc::c_int, value: libc::c_int) -> io::Result<libc::c_int> {
-    debug_assert!(matches!(cmd, libc::GETVAL | libc::SETVAL | libc::IPC_RMID));
+    // Checked in release builds too: another command would read the int
+    // as a pointer, and this function is safe.
+    if !matches!(cmd, libc::GETVAL | libc::SETVAL | libc::IPC_RMID) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
     // SAFETY: semctl is variadic: SETVAL reads the `val` member of the
     // union semun argument, which an int passed in its place represents
     // the same way on Linux ABIs, and GETVAL and IPC_RMID read no fourth
@@ -306,25 +310,28 @@ impl NamedSem {
         std::ptr::NonNull::new(p).map(NamedSem).ok_or_else(|| io::Error::other("sem_open returned null"))
     }
 
-    /// Calls `f`, one of `sem_post`, `sem_wait`, `sem_trywait` and
-    /// `sem_close`, on the semaphore.
-    fn call(&self, f: unsafe extern "C" fn(*mut libc::sem_t) -> libc::c_int) -> io::Result<()> {
+    /// `sem_post`, `sem_wait` or `sem_trywait` on the semaphore.
+    fn call(&self, call: SemCall) -> io::Result<()> {
+        let f: unsafe extern "C" fn(*mut libc::sem_t) -> libc::c_int = match call {
+            SemCall::Post => libc::sem_post,
+            SemCall::Wait => libc::sem_wait,
+            SemCall::TryWait => libc::sem_trywait,
+        };
         // SAFETY: each of those functions takes a pointer to an open
-        // semaphore, which this is until drop (where sem_close is the last
-        // call).
+        // semaphore, which this is until drop.
         cvt(unsafe { f(self.0.as_ptr()) }).map(drop)
     }
 
     pub(crate) fn post(&self) -> io::Result<()> {
-        self.call(libc::sem_post)
+        self.call(SemCall::Post)
     }
 
     /// Waits: without limit (`None`), not at all (`Some(ZERO)`), or for
     /// `timeout` on the monotonic clock. `EINTR` is returned.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<()> {
         match timeout {
-            None => self.call(libc::sem_wait),
-            Some(t) if t.is_zero() => self.call(libc::sem_trywait),
+            None => self.call(SemCall::Wait),
+            Some(t) if t.is_zero() => self.call(SemCall::TryWait),
             Some(t) => {
                 let at = monotonic_after(t);
                 // SAFETY: the semaphore is open until drop; `at` is a valid
@@ -344,9 +351,20 @@ impl NamedSem {
 
 impl Drop for NamedSem {
     fn drop(&mut self) {
-        // Closes this process's handle, used no more.
-        let _ = self.call(libc::sem_close);
+        // SAFETY: closes this process's handle, open until now and used no
+        // more.
+        unsafe { libc::sem_close(self.0.as_ptr()) };
     }
+}
+
+/// The calls on an open named semaphore that take nothing but it. (Not a
+/// function pointer: a safe `call` must not be handed `sem_close` or
+/// `sem_destroy`.)
+#[derive(Clone, Copy)]
+enum SemCall {
+    Post,
+    Wait,
+    TryWait,
 }
 
 /// `sem_unlink(3)`.

@@ -26,7 +26,6 @@ use super::shim::{AtomicU32, AtomicU64};
 use bytemuck::{Pod, Zeroable};
 
 /// "ipckitch" as a little-endian u64.
-/// "ipckitch" as a little-endian u64.
 #[doc(hidden)]
 pub const MAGIC: u64 = u64::from_le_bytes(*b"ipckitch");
 /// 2: every claimed side holds a liveness lock (see `channel::liveness`).

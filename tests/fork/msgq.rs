@@ -37,6 +37,7 @@ cases!("msgq", helpers ["sysv-queue-by-path" => sysv_helper, "posix-queue-by-nam
     sysv_capacity_lowered_under_a_waiting_sender,
     queue_pairs_outlive_a_killed_peer,
     sysv_send_and_recv_in_a_thread_local_destructor,
+    sysv_send_from_a_signal_handler_during_a_receive,
 );
 
 fn sysv_helper(args: &[String]) {
@@ -772,5 +773,43 @@ fn sysv_send_and_recv_in_a_thread_local_destructor() {
     assert_eq!(buf[..7], *b"goodbye");
     assert_eq!(q.try_recv(Selector::Exactly(3), &mut buf).unwrap(), (3, 1));
     assert_eq!(buf[0], 1, "the goodbye received the hello");
+    assert_eq!(q.stat().unwrap().messages, 0);
+}
+
+/// A System V send from a signal handler that interrupts a receive
+/// waiting on the same thread: the handler's send does not touch the
+/// waiting receive's buffer, goes through, and the receive (retried after
+/// the signal) takes its message.
+fn sysv_send_from_a_signal_handler_during_a_receive() {
+    #![allow(unsafe_code)]
+    use std::sync::atomic::{AtomicBool, AtomicI32};
+
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+
+    static QUEUE: AtomicI32 = AtomicI32::new(0);
+    static SENT: AtomicBool = AtomicBool::new(false);
+    extern "C" fn on_alarm(_: libc::c_int) {
+        // Nothing here allocates on success: the queue is opened by id and
+        // msgmax was read before.
+        let sent = SysvQueue::open_id(QUEUE.load(Ordering::SeqCst)).and_then(|q| q.try_send(5, b"from the handler"));
+        SENT.store(sent.is_ok(), Ordering::SeqCst);
+    }
+
+    let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+    let child = fork(|| {
+        QUEUE.store(q.id(), Ordering::SeqCst);
+        q.send(1, b"warm up").unwrap(); // reads msgmax
+        let mut buf = [0u8; 64];
+        assert_eq!(q.recv(Selector::Exactly(1), &mut buf).unwrap(), (1, 7));
+        let action = SigAction::new(SigHandler::Handler(on_alarm), SaFlags::empty(), SigSet::empty());
+        // SAFETY: the handler touches atomics and the queue by id only;
+        // this process has one thread.
+        unsafe { sigaction(Signal::SIGALRM, &action) }.unwrap();
+        nix::unistd::alarm::set(1);
+        let got = q.recv(Selector::Exactly(5), &mut buf).unwrap();
+        assert!(SENT.load(Ordering::SeqCst), "the handler's send failed");
+        assert_eq!((got.0, &buf[..got.1]), (5, &b"from the handler"[..]));
+    });
+    child.join();
     assert_eq!(q.stat().unwrap().messages, 0);
 }

@@ -38,6 +38,7 @@ cases!("fifo", helpers ["fifo-write-frames" => write_frames_helper, "fifo-read-f
     socket_swapped_in_is_not_a_fifo,
     leftovers_of_killed_starters_are_swept,
     a_frame_inside_a_request_is_payload,
+    every_end_and_queue_fd_is_cloexec_and_blocking,
 );
 
 fn write_frames_helper(args: &[String]) {
@@ -906,4 +907,45 @@ fn late_replies_are_dropped_and_unread_replies_wait_in_the_server() {
     server.reply(&back, b"welcome back").unwrap();
     server.flush_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(client.wait(), Exit::Code(0));
+}
+
+/// Every fd a FIFO end, an anonymous pipe or a POSIX queue holds is
+/// close-on-exec (an exec'd program gets none of them unasked), and in
+/// blocking mode: the ends opened without waiting drop the `O_NONBLOCK`
+/// they were opened with.
+fn every_end_and_queue_fd_is_cloexec_and_blocking() {
+    use std::os::fd::{AsFd, AsRawFd};
+
+    use ipc_kit::msgq::{PosixQueue, QueueAttr};
+    use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+
+    fn check(what: &str, fd: &impl AsFd) {
+        let fd = fd.as_fd();
+        let cloexec = FdFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFD).unwrap());
+        assert!(cloexec.contains(FdFlag::FD_CLOEXEC), "{what} (fd {}) is inherited across exec", fd.as_raw_fd());
+        let status = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).unwrap());
+        assert!(!status.contains(OFlag::O_NONBLOCK), "{what} (fd {}) is nonblocking", fd.as_raw_fd());
+    }
+
+    let (r, w) = ipc_kit::pipe::pipe().unwrap();
+    check("a pipe's reader", &r);
+    check("a pipe's writer", &w);
+
+    let dir = ScratchDir::new();
+    let fifo = Fifo::create(dir.path().join("f"), 0o600).unwrap();
+    let early = fifo.try_open_reader().unwrap();
+    check("try_open_reader", &early);
+    check("try_open_writer", &fifo.try_open_writer().unwrap());
+    check("open_writer", &fifo.open_writer().unwrap());
+    let writer = fifo.open_writer_timeout(Duration::from_secs(5)).unwrap();
+    check("open_writer_timeout", &writer);
+    check("open_reader", &fifo.open_reader().unwrap());
+    (&writer).write_all(b"x").unwrap(); // what open_reader_timeout waits for
+    check("open_reader_timeout", &fifo.open_reader_timeout(Duration::from_secs(5)).unwrap());
+    drop((early, writer));
+
+    let name = format!("/{}", ipc_kit_tests::unique_name("ipc-kit-test-cloexec"));
+    let made = PosixQueue::create(&name, QueueAttr { max_messages: 2, message_size: 16 }, 0o600).unwrap();
+    check("PosixQueue::create", &made);
+    check("PosixQueue::open", &PosixQueue::open(&name).unwrap());
 }

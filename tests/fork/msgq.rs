@@ -36,6 +36,8 @@ cases!("msgq", helpers ["sysv-queue-by-path" => sysv_helper, "posix-queue-by-nam
     posix_dot_names_are_invalid,
     sysv_capacity_lowered_under_a_waiting_sender,
     queue_pairs_outlive_a_killed_peer,
+    sysv_send_and_recv_in_a_thread_local_destructor,
+    sysv_send_from_a_signal_handler_during_a_receive,
 );
 
 fn sysv_helper(args: &[String]) {
@@ -729,4 +731,85 @@ fn queue_pairs_outlive_a_killed_peer() {
             other => panic!("{}: expected Timeout, got {other:?}", m.name()),
         }
     }
+}
+
+/// A thread's goodbye: a value in a thread-local whose drop, as the thread
+/// ends, receives from and sends to a System V queue. By then the thread's
+/// other thread-locals (those first used after it was set) are gone, so a
+/// send or receive must not need them: it works, and does not abort the
+/// process.
+fn sysv_send_and_recv_in_a_thread_local_destructor() {
+    use std::cell::RefCell;
+
+    struct Goodbye(i32);
+    impl Drop for Goodbye {
+        fn drop(&mut self) {
+            let q = SysvQueue::open_id(self.0).unwrap();
+            let mut buf = [0u8; 16];
+            let hello = matches!(q.try_recv(Selector::Exactly(1), &mut buf), Ok((1, 5))) && buf[..5] == *b"hello";
+            q.send(2, b"goodbye").unwrap();
+            q.send(3, &[u8::from(hello)]).unwrap();
+        }
+    }
+    thread_local! {
+        static GOODBYE: RefCell<Option<Goodbye>> = const { RefCell::new(None) };
+    }
+
+    let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+    let id = q.id();
+    let child = fork(|| {
+        std::thread::spawn(move || {
+            // Set first, so its destructor runs after those of the
+            // thread-locals the send below may use (they run in reverse).
+            GOODBYE.with(|g| *g.borrow_mut() = Some(Goodbye(id)));
+            SysvQueue::open_id(id).unwrap().send(1, b"hello").unwrap();
+        })
+        .join()
+        .unwrap();
+    });
+    child.join();
+    let mut buf = [0u8; 16];
+    assert_eq!(q.try_recv(Selector::Exactly(2), &mut buf).unwrap(), (2, 7), "the goodbye was sent");
+    assert_eq!(buf[..7], *b"goodbye");
+    assert_eq!(q.try_recv(Selector::Exactly(3), &mut buf).unwrap(), (3, 1));
+    assert_eq!(buf[0], 1, "the goodbye received the hello");
+    assert_eq!(q.stat().unwrap().messages, 0);
+}
+
+/// A System V send from a signal handler that interrupts a receive
+/// waiting on the same thread: the handler's send does not touch the
+/// waiting receive's buffer, goes through, and the receive (retried after
+/// the signal) takes its message.
+fn sysv_send_from_a_signal_handler_during_a_receive() {
+    #![allow(unsafe_code)]
+    use std::sync::atomic::{AtomicBool, AtomicI32};
+
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+
+    static QUEUE: AtomicI32 = AtomicI32::new(0);
+    static SENT: AtomicBool = AtomicBool::new(false);
+    extern "C" fn on_alarm(_: libc::c_int) {
+        // Nothing here allocates on success: the queue is opened by id and
+        // msgmax was read before.
+        let sent = SysvQueue::open_id(QUEUE.load(Ordering::SeqCst)).and_then(|q| q.try_send(5, b"from the handler"));
+        SENT.store(sent.is_ok(), Ordering::SeqCst);
+    }
+
+    let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+    let child = fork(|| {
+        QUEUE.store(q.id(), Ordering::SeqCst);
+        q.send(1, b"warm up").unwrap(); // reads msgmax
+        let mut buf = [0u8; 64];
+        assert_eq!(q.recv(Selector::Exactly(1), &mut buf).unwrap(), (1, 7));
+        let action = SigAction::new(SigHandler::Handler(on_alarm), SaFlags::empty(), SigSet::empty());
+        // SAFETY: the handler touches atomics and the queue by id only;
+        // this process has one thread.
+        unsafe { sigaction(Signal::SIGALRM, &action) }.unwrap();
+        nix::unistd::alarm::set(1);
+        let got = q.recv(Selector::Exactly(5), &mut buf).unwrap();
+        assert!(SENT.load(Ordering::SeqCst), "the handler's send failed");
+        assert_eq!((got.0, &buf[..got.1]), (5, &b"from the handler"[..]));
+    });
+    child.join();
+    assert_eq!(q.stat().unwrap().messages, 0);
 }

@@ -23,17 +23,34 @@ thread_local! {
     static SCRATCH: RefCell<Vec<libc::c_long>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with this thread's msgbuf: the type, then room for at least
-/// `text_len` bytes of text.
+/// Messages up to this long (msgmax by default) fall back to a buffer on
+/// the stack when the thread's buffer cannot be had.
+const STACK_TEXT: usize = 8192;
+
+/// The words of a msgbuf with room for [`STACK_TEXT`] bytes of text.
+const STACK_WORDS: usize = 1 + STACK_TEXT / size_of::<libc::c_long>();
+
+/// Runs `f` with a msgbuf, all initialized: the type, then room for at
+/// least `text_len` bytes of text. It is this thread's buffer; where that
+/// cannot be had (in a thread-local's destructor after the buffer was
+/// dropped, or a call from inside another's, as from a signal handler), a
+/// zeroed buffer of its own: on the stack up to [`STACK_TEXT`], so that
+/// small messages never need the heap there either.
 fn with_msgbuf<R>(text_len: usize, f: impl FnOnce(&mut [libc::c_long]) -> R) -> R {
     let words = 1 + text_len.div_ceil(size_of::<libc::c_long>());
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
+    let mut f = Some(f);
+    let done = SCRATCH.try_with(|s| {
+        let mut s = s.try_borrow_mut().ok()?;
         if s.len() < words {
             s.resize(words, 0);
         }
-        f(&mut s[..words])
-    })
+        f.take().map(|f| f(&mut s[..words]))
+    });
+    if let Ok(Some(r)) = done {
+        return r;
+    }
+    let Some(f) = f else { unreachable!("`f` is taken only by a call whose result is returned") };
+    if words <= STACK_WORDS { f(&mut [0; STACK_WORDS][..words]) } else { f(vec![0; words].as_mut_slice()) }
 }
 
 /// The text of a msgbuf: the bytes after the type.
@@ -221,4 +238,27 @@ pub(crate) fn mq_getattr(mq: &Mq) -> io::Result<(i64, i64, i64)> {
 /// `mq_unlink(3)`.
 pub(crate) fn mq_unlink(name: &CStr) -> io::Result<()> {
     Ok(nix::mqueue::mq_unlink(name)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_msgbuf;
+
+    /// A msgbuf asked for while another is in use on the same thread (as
+    /// by a signal handler that sends while a receive waits) is a buffer
+    /// of its own, zeroed, and leaves the other alone; small and large.
+    #[test]
+    fn a_msgbuf_inside_another_is_its_own() {
+        for inner_len in [0, 16, super::STACK_TEXT, super::STACK_TEXT + 1, 100_000] {
+            with_msgbuf(64, |outer| {
+                outer.fill(7);
+                with_msgbuf(inner_len, |inner| {
+                    assert!(size_of_val(inner) >= size_of::<libc::c_long>() + inner_len);
+                    assert!(inner.iter().all(|&w| w == 0), "a fresh buffer is zeroed");
+                    inner.fill(9);
+                });
+                assert!(outer.iter().all(|&w| w == 7), "the outer buffer is untouched");
+            });
+        }
+    }
 }

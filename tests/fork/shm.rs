@@ -428,20 +428,23 @@ fn named_channel_shrunk_while_streaming_gives_truncated() {
         }
     });
     let mut rx = chan.receiver().unwrap();
-    let shrinker = shrink_soon(name.clone());
+    // The shrinking starts once the stream flows (the first message is
+    // in), so a slow start of the sender cannot meet a file already empty.
+    let mut shrinker = None;
     let mut got = 0;
     let e = loop {
         match rx.recv_timeout(Duration::from_secs(10)) {
             Ok(m) => {
                 assert!(m.iter().all(|&x| x == got), "message {got} is {:?}...", &m[..4]);
                 got += 1;
+                shrinker.get_or_insert_with(|| shrink_soon(name.clone()));
             }
             Err(e) => break e,
         }
     };
     assert!(matches!(e, Error::Truncated { .. }), "slots: expected Truncated after {got} messages, got {e:?}");
     assert!(matches!(rx.try_recv(), Err(Error::Truncated { .. })), "it stays truncated");
-    shrinker.join();
+    shrinker.expect("a message came before the shrink").join();
     sender_lived(sender);
     drop((rx, chan));
 
@@ -457,7 +460,7 @@ fn named_channel_shrunk_while_streaming_gives_truncated() {
         }
     });
     let mut rx = chan.receiver().unwrap();
-    let shrinker = shrink_soon(name.clone());
+    let mut shrinker = None;
     let mut got = 0u64;
     let mut buf = Vec::new();
     let e = loop {
@@ -465,13 +468,14 @@ fn named_channel_shrunk_while_streaming_gives_truncated() {
             Ok(_) => {
                 assert!(buf == pattern(got, 1000 + (got % 7) as usize * 100), "record {got} differs");
                 got += 1;
+                shrinker.get_or_insert_with(|| shrink_soon(name.clone()));
             }
             Err(e) => break e,
         }
     };
     assert!(matches!(e, Error::Truncated { .. }), "bytes: expected Truncated after {got} records, got {e:?}");
     assert!(matches!(rx.try_recv(&mut buf), Err(Error::Truncated { .. })), "it stays truncated");
-    shrinker.join();
+    shrinker.expect("a record came before the shrink").join();
     sender_lived(sender);
 }
 

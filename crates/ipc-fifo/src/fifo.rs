@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ipc_pipe::{PipeReader, PipeWriter};
 use ipc_sync::Deadline;
 use ipc_sync::object::{Guard, Remove};
-use ipc_sync::os::{PollFd, PollFlags};
+use ipc_sync::os::PollFlags;
 use nix::fcntl::OFlag;
 
 use crate::error::{Error, Result, os_err};
@@ -368,16 +368,10 @@ impl Fifo {
         let fd = self.open_end(OFlag::O_RDONLY | OFlag::O_NONBLOCK)?;
         // Poll before looking at the clock: a deadline that has passed
         // polls once without waiting, so bytes already there are found.
-        loop {
-            match ipc_sync::os::poll(&mut [PollFd::new(fd.as_fd(), PollFlags::POLLIN)], deadline.poll_timeout_ms()) {
-                Ok(0) => {}
-                Ok(_) => return Ok(PipeReader::from(fd)),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(os_err(self.path(), "poll", e)),
-            }
-            if deadline.has_expired() {
-                return Err(Error::Timeout { path: self.path().to_owned() });
-            }
+        match ipc_sync::os::poll_until(fd.as_fd(), PollFlags::POLLIN, deadline) {
+            Ok(true) => Ok(PipeReader::from(fd)),
+            Ok(false) => Err(Error::Timeout { path: self.path().to_owned() }),
+            Err(e) => Err(os_err(self.path(), "poll", e)),
         }
     }
 

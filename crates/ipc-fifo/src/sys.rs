@@ -5,7 +5,7 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
-use ipc_sync::os::{PollFd, PollFlags, poll};
+use ipc_sync::os::{PollFlags, poll_now};
 use nix::fcntl::{AT_FDCWD, AtFlags, FcntlArg, OFlag, fcntl};
 use nix::sys::stat::Mode;
 
@@ -43,14 +43,5 @@ pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// reader left: the kernel reports `POLLERR` on a writer then. Does not
 /// wait.
 pub(crate) fn readers_gone(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
-    loop {
-        match poll(&mut fds, 0) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => {
-                other?;
-                return Ok(fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLERR)));
-            }
-        }
-    }
+    Ok(poll_now(fd, PollFlags::POLLOUT)?.contains(PollFlags::POLLERR))
 }

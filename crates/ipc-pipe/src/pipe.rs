@@ -4,7 +4,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use ipc_sync::os::{PollFd, PollFlags, poll};
+use ipc_sync::os::{PollFlags, poll_until};
 use ipc_sync::{Deadline, retry_eintr};
 
 use crate::error::{Error, Result};
@@ -299,16 +299,13 @@ fn wait_ready(fd: BorrowedFd<'_>, events: PollFlags, wait: Wait) -> Result<()> {
         Wait::No => return Err(Error::WouldBlock),
         Wait::Until(d) => d,
     };
-    loop {
-        if deadline.has_expired() {
-            return Err(Error::Timeout);
-        }
-        match poll(&mut [PollFd::new(fd, events)], deadline.poll_timeout_ms()) {
-            Ok(0) => continue,
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::from_io("poll on pipe", e)),
-        }
+    if deadline.has_expired() {
+        return Err(Error::Timeout);
+    }
+    match poll_until(fd, events, deadline) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::Timeout),
+        Err(e) => Err(Error::from_io("poll on pipe", e)),
     }
 }
 

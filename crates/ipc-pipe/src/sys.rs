@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ipc_sync::os::{PollFd, PollFlags, cvt};
+use ipc_sync::os::{PollFlags, cvt};
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 
@@ -80,7 +80,7 @@ fn nowait_unsupported(e: &io::Error) -> bool {
 /// Whether `fd` has `events` now, without waiting (`POLLHUP` and
 /// `POLLERR` count: the next read or write reports them).
 fn ready_now(fd: BorrowedFd<'_>, events: PollFlags) -> io::Result<bool> {
-    Ok(ipc_sync::os::poll(&mut [PollFd::new(fd, events)], 0)? > 0)
+    Ok(!ipc_sync::os::poll_now(fd, events)?.is_empty())
 }
 
 /// A read that never blocks, whatever the fd's `O_NONBLOCK` flag says:

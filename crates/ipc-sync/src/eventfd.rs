@@ -4,7 +4,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::os::{PollFd, PollFlags, poll};
+use crate::os::{PollFlags, poll_until};
 use crate::{Deadline, sys};
 
 const WHAT: &str = "eventfd";
@@ -209,16 +209,13 @@ impl EventFd {
 
     fn wait_readable(&self, wait: Option<Deadline>) -> Result<()> {
         let Some(deadline) = wait else { return Err(Error::WouldBlock { what: WHAT }) };
-        loop {
-            if deadline.has_expired() {
-                return Err(Error::Timeout { what: WHAT });
-            }
-            match poll(&mut [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)], deadline.poll_timeout_ms()) {
-                Ok(0) => {}
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::Io { op: "poll on eventfd", source: e }),
-            }
+        if deadline.has_expired() {
+            return Err(Error::Timeout { what: WHAT });
+        }
+        match poll_until(self.fd.as_fd(), PollFlags::POLLIN, deadline) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::Timeout { what: WHAT }),
+            Err(e) => Err(Error::Io { op: "poll on eventfd", source: e }),
         }
     }
 }

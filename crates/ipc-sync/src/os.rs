@@ -5,6 +5,9 @@
 //! `membarrier`.
 
 use std::io;
+use std::os::fd::BorrowedFd;
+
+use crate::Deadline;
 
 pub use nix::poll::{PollFd, PollFlags};
 
@@ -67,6 +70,69 @@ pub fn poll(fds: &mut [PollFd<'_>], timeout_ms: i32) -> io::Result<usize> {
     let timeout = nix::poll::PollTimeout::try_from(timeout_ms.max(-1)).unwrap_or(nix::poll::PollTimeout::NONE);
     let n = nix::poll::poll(fds, timeout)?;
     Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// [`poll`] of one fd for `events`, without waiting: what it has now
+/// (empty when nothing; `POLLHUP`, `POLLERR` and `POLLNVAL` may be there
+/// unasked). `EINTR` is tried again.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use ipc_sync::os::{PollFlags, poll_now};
+///
+/// let (r, w) = std::io::pipe()?;
+/// assert!(poll_now(r.as_fd(), PollFlags::POLLIN)?.is_empty());
+/// drop(w);
+/// assert!(poll_now(r.as_fd(), PollFlags::POLLIN)?.contains(PollFlags::POLLHUP));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// The error of the call, other than `EINTR`.
+pub fn poll_now(fd: BorrowedFd<'_>, events: PollFlags) -> io::Result<PollFlags> {
+    let mut fds = [PollFd::new(fd, events)];
+    loop {
+        match poll(&mut fds, 0) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+            Ok(_) => return Ok(fds[0].revents().unwrap_or(PollFlags::empty())),
+        }
+    }
+}
+
+/// [`poll`] of one fd for `events` until `deadline`: whether it became
+/// ready (`POLLHUP` and `POLLERR` count: the next call on the fd reports
+/// them). It polls once before it looks at the clock, so a deadline that
+/// has passed still finds what is there; `EINTR` is tried again with the
+/// time that remains.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use std::time::Duration;
+/// use ipc_sync::Deadline;
+/// use ipc_sync::os::{PollFlags, poll_until};
+///
+/// let (r, _w) = std::io::pipe()?;
+/// assert!(!poll_until(r.as_fd(), PollFlags::POLLIN, Deadline::after(Duration::from_millis(5)))?);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// The error of the call, other than `EINTR`.
+pub fn poll_until(fd: BorrowedFd<'_>, events: PollFlags, deadline: Deadline) -> io::Result<bool> {
+    loop {
+        match poll(&mut [PollFd::new(fd, events)], deadline.poll_timeout_ms()) {
+            Ok(0) => {}
+            Ok(_) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        if deadline.has_expired() {
+            return Ok(false);
+        }
+    }
 }
 
 /// Implements [`AsFd`](std::os::fd::AsFd) and

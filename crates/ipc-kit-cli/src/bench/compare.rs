@@ -12,6 +12,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use ipc_kit::sync::Deadline;
+use ipc_kit::sync::os::{PollFlags, poll_until};
 
 use super::links::{self, Link};
 use super::mech::Mech;
@@ -293,9 +295,8 @@ fn read_until(fd: OwnedFd, deadline: Instant) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
-        if ms == 0 || !sys::poll_readable(file.as_fd(), ms)? {
+        let readable = || poll_until(file.as_fd(), PollFlags::POLLIN, Deadline::at(deadline));
+        if Instant::now() >= deadline || !readable()? {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "the run did not finish in time; it was killed"));
         }
         match file.read(&mut chunk)? {

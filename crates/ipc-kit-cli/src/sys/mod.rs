@@ -166,18 +166,6 @@ pub(crate) fn kill_group(pgid: libc::pid_t) {
     unsafe { libc::kill(-pgid, libc::SIGKILL) };
 }
 
-/// Waits up to `timeout_ms` for `fd` to be readable (or at end of file);
-/// false when the time ran out.
-pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
-    use ipc_kit::sync::os::{PollFd, PollFlags, poll};
-    loop {
-        match poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], timeout_ms) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            other => return other.map(|n| n > 0),
-        }
-    }
-}
-
 /// The file-system type of mqueue mounts (`MQUEUE_MAGIC` in
 /// `linux/magic.h`).
 const MQUEUE_MAGIC: nix::sys::statfs::FsType = nix::sys::statfs::FsType(0x1980_0202);

@@ -6,7 +6,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
-use ipc_sync::os::{PollFd, PollFlags, poll};
+use ipc_sync::os::{PollFlags, poll_now};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::stat::Mode;
@@ -19,15 +19,7 @@ pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Whether every write end of the pipe whose read end is `fd` is closed
 /// (`POLLHUP`), asked without waiting.
 pub(super) fn hung_up(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let mut fds = [PollFd::new(fd, PollFlags::empty())];
-    loop {
-        // A zero timeout never blocks.
-        match poll(&mut fds, 0) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-            Ok(_) => return Ok(fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLHUP))),
-        }
-    }
+    Ok(poll_now(fd, PollFlags::empty())?.contains(PollFlags::POLLHUP))
 }
 
 /// A new open file description of the file behind `fd`

@@ -254,12 +254,7 @@ impl PosixShm {
     /// [`Error::TooSmall`] for an object smaller than `size`; as for
     /// [`create`](Self::create) and [`open`](Self::open).
     pub fn open_or_create(name: &str, size: usize, mode: u32) -> Result<Self> {
-        let shm = ipc_sync::open_or_create(
-            || Self::create(name, size, mode),
-            || Self::open(name),
-            |e| matches!(e, Error::AlreadyExists { .. }),
-            |e| matches!(e, Error::NotFound { .. }),
-        )?;
+        let shm = ipc_sync::object::open_or_create_object(|| Self::create(name, size, mode), || Self::open(name))?;
         if !shm.is_owner() {
             let have = shm.size()?;
             if have < size as u64 {

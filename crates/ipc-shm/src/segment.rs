@@ -154,12 +154,7 @@ impl SysvSegment {
     /// As for [`create`](Self::create) and [`open`](Self::open) (an
     /// existing segment smaller than `size` is [`Error::TooSmall`]).
     pub fn open_or_create(key: Key, size: usize, mode: u32) -> Result<Self> {
-        ipc_sync::open_or_create(
-            || Self::create(key, size, mode),
-            || Self::open(key, size),
-            |e| matches!(e, Error::AlreadyExists { .. }),
-            |e| matches!(e, Error::NotFound { .. }),
-        )
+        ipc_sync::object::open_or_create_object(|| Self::create(key, size, mode), || Self::open(key, size))
     }
 
     /// Attaches the segment for reading and writing (`shmat`).

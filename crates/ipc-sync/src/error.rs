@@ -75,19 +75,6 @@ impl Error {
         }
         <Error as crate::object::ObjectError>::from_os(what, name, op, e)
     }
-
-    /// [`open_or_create`](crate::open_or_create) for an object of this
-    /// crate: `create` reports an existing object as
-    /// [`Error::AlreadyExists`], `open` a missing one as
-    /// [`Error::NotFound`].
-    pub(crate) fn open_or_create<T>(create: impl FnMut() -> Result<T>, open: impl FnMut() -> Result<T>) -> Result<T> {
-        crate::open_or_create(
-            create,
-            open,
-            |e| matches!(e, Error::AlreadyExists { .. }),
-            |e| matches!(e, Error::NotFound { .. }),
-        )
-    }
 }
 
 /// The result type of ipc-sync.

@@ -86,7 +86,7 @@ impl NamedSemaphore {
     ///
     /// As for [`create`](Self::create) and [`open`](Self::open).
     pub fn open_or_create(name: &str, value: u32, mode: u32) -> Result<Self> {
-        Error::open_or_create(|| Self::create(name, value, mode), || Self::open(name))
+        crate::object::open_or_create_object(|| Self::create(name, value, mode), || Self::open(name))
     }
 
     fn open_with(name: &str, flags: libc::c_int, mode: u32, value: u32, owner: bool) -> Result<Self> {

@@ -185,7 +185,10 @@ impl SemaphoreSet {
 
     fn open_or_create_deadline(key: Key, values: &[u16], mode: u32, deadline: Deadline) -> Result<Self> {
         check_values(values)?;
-        Error::open_or_create(|| Self::create(key, values, mode), || Self::open_with(key, Some(values), deadline))
+        crate::object::open_or_create_object(
+            || Self::create(key, values, mode),
+            || Self::open_with(key, Some(values), deadline),
+        )
     }
 
     /// Applies all `ops` at once, atomically, waiting as long as it takes

@@ -219,8 +219,11 @@ fn every_mechanism_through_the_traits_across_fork() {
 }
 
 /// The names `ipc-kit bench --json` may use.
-const BENCH_MECHANISMS: [&str; 7] =
-    ["pipe", "fifo", "sysv-msgq", "posix-mq", "shm-channel", "shm-byte-channel", "unix-socket"];
+const BENCH_MECHANISMS: [&str; 8] =
+    ["pipe", "fifo", "sysv-msgq", "posix-mq", "shm-channel", "shm-byte-channel", "unix-socket", "shm-line"];
+
+/// The messages per batch of `"test": "batch"` rows.
+const BENCH_BATCH: u64 = 64;
 
 /// Checks a `bench --json` document against schema 1 as docs/bench.md
 /// documents it; the first violation found.
@@ -251,10 +254,22 @@ fn check_bench_schema(doc: &Value) -> Result<(), String> {
         };
         let mech = text("mechanism", &BENCH_MECHANISMS)?;
         let imp = text("impl", &["ipc-kit", "raw"])?;
-        let test = text("test", &["rtt", "stream"])?;
+        let test = text("test", &["rtt", "stream", "batch"])?;
         let size = row.get("size").and_then(Value::as_u64).filter(|s| *s > 0).ok_or(at("bad size".into()))?;
-        if mech == "unix-socket" && imp != "raw" {
-            return Err(at("unix-socket rows are raw only".into()));
+        if matches!(mech, "unix-socket" | "shm-line") && imp != "raw" {
+            return Err(at(format!("{mech} rows are raw only")));
+        }
+        if mech == "shm-line" && (test != "rtt" || !(8..=64).contains(&size)) {
+            return Err(at("shm-line rows are round trips of 8 to 64 bytes".into()));
+        }
+        if (test == "batch") != (row.get("batch") == Some(&json!(BENCH_BATCH)))
+            || (test == "batch" && mech != "shm-channel")
+        {
+            return Err(at(format!("batch rows are shm-channel's, with \"batch\": {BENCH_BATCH}")));
+        }
+        let channel = matches!(mech, "shm-channel" | "shm-byte-channel");
+        if row.contains_key("vs_limit") && (test != "rtt" || !channel || positive(&row, "vs_limit").is_err()) {
+            return Err(at("vs_limit belongs to the channels' round trips and is positive".into()));
         }
         let (fields, absent): (&[&str], &[&str]) = match test {
             "rtt" => (&["p50_ns", "p99_ns", "p999_ns"], &["msgs_per_s", "bytes_per_s"]),
@@ -267,11 +282,12 @@ fn check_bench_schema(doc: &Value) -> Result<(), String> {
         if test == "rtt" && !(values[0] <= values[1] && values[1] <= values[2]) {
             return Err(at("percentiles out of order".into()));
         }
-        if test == "stream" && (values[1] - values[0] * size as f64).abs() > size as f64 + 1.0 {
+        if test != "rtt" && (values[1] - values[0] * size as f64).abs() > size as f64 + 1.0 {
             return Err(at("bytes_per_s is not msgs_per_s times size".into()));
         }
         for key in row.keys() {
-            let documented = ["mechanism", "impl", "test", "size", "placement", "pairs", "samples", "vs_raw"];
+            let documented =
+                ["mechanism", "impl", "test", "size", "placement", "pairs", "samples", "vs_raw", "vs_limit", "batch"];
             if !documented.contains(&key.as_str()) && !fields.contains(&key.as_str()) {
                 return Err(at(format!("undocumented field {key}")));
             }
@@ -313,13 +329,16 @@ fn cli_bench_json_follows_the_schema() {
     // ipc-kit beside raw wherever ipc-kit has a side.
     let rows = doc["results"].as_array().unwrap();
     for mech in BENCH_MECHANISMS {
-        for test in ["rtt", "stream"] {
+        for test in ["rtt", "stream", "batch"] {
             for size in [64u64, 4096, 65536] {
                 if size > 8192 && (mech == "posix-mq" || mech == "sysv-msgq") {
                     continue;
                 }
+                if (test == "batch" && mech != "shm-channel") || (mech == "shm-line" && (test != "rtt" || size > 64)) {
+                    continue;
+                }
                 for imp in ["ipc-kit", "raw"] {
-                    if imp == "ipc-kit" && mech == "unix-socket" {
+                    if imp == "ipc-kit" && matches!(mech, "unix-socket" | "shm-line") {
                         continue;
                     }
                     let found = rows.iter().any(|r| {
@@ -334,6 +353,12 @@ fn cli_bench_json_follows_the_schema() {
         }
     }
     assert!(stdout.contains("round trip") && stdout.contains("stream"), "the tables: {stdout}");
+    // The channels' round trips at 64 B are set against the limit.
+    for mech in ["shm-channel", "shm-byte-channel"] {
+        let row =
+            rows.iter().find(|r| r["mechanism"] == json!(mech) && r["test"] == json!("rtt") && r["size"] == json!(64));
+        assert!(row.is_some_and(|r| r["vs_limit"].as_f64().is_some_and(|v| v > 0.0)), "{mech}: no vs_limit");
+    }
     let svg = std::fs::read_to_string(&svg_path).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("shm-channel 64 B"), "the chart");
 }
@@ -348,10 +373,19 @@ fn bench_schema_check_rejects_broken_documents() {
             {"mechanism": "pipe", "impl": "raw", "test": "rtt", "size": 64, "p50_ns": 10, "p99_ns": 20, "p999_ns": 30},
             {"mechanism": "unix-socket", "impl": "raw", "test": "stream", "size": 64,
              "msgs_per_s": 1000.0, "bytes_per_s": 64000.0},
+            {"mechanism": "shm-channel", "impl": "ipc-kit", "test": "rtt", "size": 64,
+             "p50_ns": 10, "p99_ns": 20, "p999_ns": 30, "vs_raw": 1.0, "vs_limit": 1.2},
+            {"mechanism": "shm-channel", "impl": "raw", "test": "rtt", "size": 64,
+             "p50_ns": 10, "p99_ns": 20, "p999_ns": 30, "vs_limit": 1.2},
+            {"mechanism": "shm-line", "impl": "raw", "test": "rtt", "size": 64, "p50_ns": 8, "p99_ns": 20, "p999_ns": 30},
+            {"mechanism": "shm-channel", "impl": "ipc-kit", "test": "batch", "size": 64, "batch": 64,
+             "msgs_per_s": 1000.0, "bytes_per_s": 64000.0, "vs_raw": 1.0},
+            {"mechanism": "shm-channel", "impl": "raw", "test": "batch", "size": 64, "batch": 64,
+             "msgs_per_s": 1000.0, "bytes_per_s": 64000.0},
         ]
     });
     check_bench_schema(&good).unwrap();
-    let broken: [fn(&mut Value); 9] = [
+    let broken: [fn(&mut Value); 15] = [
         |d| d["schema"] = json!(2),
         |d| d["machine"]["cpus"] = json!(0),
         |d| d["results"] = json!([]),
@@ -362,6 +396,14 @@ fn bench_schema_check_rejects_broken_documents() {
         |d| d["results"][2]["impl"] = json!("ipc-kit"),
         |d| {
             d["results"].as_array_mut().unwrap().remove(1);
+        },
+        |d| d["results"][5]["impl"] = json!("ipc-kit"),
+        |d| d["results"][5]["size"] = json!(4096),
+        |d| d["results"][0]["vs_limit"] = json!(1.0),
+        |d| d["results"][3]["vs_limit"] = json!(0),
+        |d| d["results"][6]["batch"] = json!(8),
+        |d| {
+            d["results"][6].as_object_mut().unwrap().remove("batch");
         },
     ];
     for (i, breaks) in broken.iter().enumerate() {

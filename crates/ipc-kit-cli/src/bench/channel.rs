@@ -1,21 +1,28 @@
-//! The shared-memory channels' batched and bulk forms against hand-written
-//! C-style equivalents in the same shared memory: a plain SPSC ring and a
-//! ring of 64 KiB blocks.
+//! The shared-memory channels' per-message, batched and bulk forms against
+//! hand-written C-style equivalents in shared memory: the SPSC ring of
+//! `sys::ring` and a ring of 64 KiB blocks. The channel runs also count
+//! the system calls both sides made.
 
 use std::hint::spin_loop;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use ipc_kit::shm::{Mapping, byte_channel, channel};
+use ipc_kit::shm::{ChannelStats, Mapping, byte_channel, channel};
 
 use super::method::{Impl, two_processes};
 use super::workload::{Size, Unit, Workload, gbps, note, ns_per_op};
+use crate::sys::ring::SlotRing;
 
 /// A 64-byte message.
 type Msg = [u64; 8];
 
 pub(crate) const WORKLOADS: &[Workload] = &[
+    Workload {
+        name: "shm channel stream, 64 B messages one by one (send_ref, recv_into); raw = SPSC ring in the bench",
+        unit: Unit::NanosPerOp,
+        run: one_by_one,
+    },
     Workload {
         name: "shm channel stream, 64 B messages in batches of 64; raw = SPSC ring in the bench",
         unit: Unit::NanosPerOp,
@@ -31,11 +38,101 @@ pub(crate) const WORKLOADS: &[Workload] = &[
 const BATCH: usize = 64;
 const RING: u64 = 4096;
 
+/// Adds the note on the system calls of a channel run: both sides' futex
+/// wakes and sleeps and forced barriers, per message.
+fn syscalls(what: &str, msgs: u64, tx: ChannelStats, rx: ChannelStats) {
+    let calls = |s: ChannelStats| s.wakes + s.sleeps + s.barriers;
+    note(format!(
+        "{what}: sender {} wakes, {} sleeps, {} barriers; receiver {} wakes, {} sleeps, {} barriers; {msgs} \
+         messages ({:.5} system calls per message)",
+        tx.wakes,
+        tx.sleeps,
+        tx.barriers,
+        rx.wakes,
+        rx.sleeps,
+        rx.barriers,
+        (calls(tx) + calls(rx)) as f64 / msgs as f64
+    ));
+}
+
+/// Sends the receiving side's counts back to the sending process.
+fn stats_word(s: ChannelStats) -> [u64; 3] {
+    [s.wakes, s.sleeps, s.barriers]
+}
+
+fn from_word(w: [u64; 3]) -> ChannelStats {
+    ChannelStats { wakes: w[0], sleeps: w[1], barriers: w[2], ..ChannelStats::default() }
+}
+
+fn one_by_one(imp: Impl, size: Size) -> io::Result<f64> {
+    let msgs = size.ops * 200;
+    match imp {
+        Impl::IpcKit => {
+            let chan = channel::<Msg>(RING as usize).map_err(io::Error::from)?;
+            let counts = Mapping::anonymous(64)?;
+            let (ns, tx) = two_processes(
+                || {
+                    let mut rx = chan.receiver()?;
+                    let mut m = [0u64; 8];
+                    for i in 0..msgs {
+                        rx.recv_into(&mut m)?;
+                        if m[0] != i {
+                            return Err(io::Error::other(format!("message {i} arrived as {}", m[0])));
+                        }
+                    }
+                    counts.write(0, &stats_word(rx.stats()))?;
+                    Ok(())
+                },
+                || {
+                    let mut tx = chan.sender()?;
+                    let mut m = [0u64; 8];
+                    let start = Instant::now();
+                    for i in 0..msgs {
+                        m[0] = i;
+                        tx.send_ref(&m)?;
+                    }
+                    Ok((start, tx.stats()))
+                },
+            )
+            .map(|(start, tx)| (ns_per_op(msgs, start.elapsed()), tx))?;
+            syscalls("shm channel stream, one by one", msgs, tx, from_word(counts.read(0)?));
+            Ok(ns)
+        }
+        Impl::Raw => {
+            let (mut tx, mut rx, _mem) = SlotRing::<64>::pair(RING as usize)?;
+            let start = two_processes(
+                || {
+                    let mut m = [0u8; 64];
+                    for i in 0..msgs {
+                        rx.recv(&mut m);
+                        if m[..8] != i.to_le_bytes() {
+                            return Err(io::Error::other(format!("message {i} arrived wrong")));
+                        }
+                    }
+                    Ok(())
+                },
+                || {
+                    let mut m = [0u8; 64];
+                    let start = Instant::now();
+                    for i in 0..msgs {
+                        m[..8].copy_from_slice(&i.to_le_bytes());
+                        tx.send(&m);
+                    }
+                    Ok(start)
+                },
+            )?;
+            // Until the receiver has taken the last message and exited.
+            Ok(ns_per_op(msgs, start.elapsed()))
+        }
+    }
+}
+
 fn stream(imp: Impl, size: Size) -> io::Result<f64> {
     let msgs = size.ops * 200;
     match imp {
         Impl::IpcKit => {
             let chan = channel::<Msg>(RING as usize).map_err(io::Error::from)?;
+            let counts = Mapping::anonymous(64)?;
             let stats = two_processes(
                 || {
                     let mut rx = chan.receiver()?;
@@ -44,6 +141,7 @@ fn stream(imp: Impl, size: Size) -> io::Result<f64> {
                     while got < msgs {
                         got += rx.recv_many(&mut buf)? as u64;
                     }
+                    counts.write(0, &stats_word(rx.stats()))?;
                     Ok(())
                 },
                 || {
@@ -63,61 +161,36 @@ fn stream(imp: Impl, size: Size) -> io::Result<f64> {
                 },
             )?;
             let (ns, tx) = stats;
-            note(format!(
-                "shm channel stream: sender made {} futex wakes and {} sleeps for {msgs} messages ({:.5} per message)",
-                tx.wakes,
-                tx.sleeps,
-                (tx.wakes + tx.sleeps) as f64 / msgs as f64
-            ));
+            syscalls("shm channel stream, batches of 64", msgs, tx, from_word(counts.read(0)?));
             Ok(ns)
         }
         Impl::Raw => raw_stream(msgs),
     }
 }
 
-/// A plain SPSC ring of 64-byte slots: head and tail on their own cache
-/// lines, each side caching the other's index, spinning while full or
-/// empty, publishing a batch with one store.
+/// The strong SPSC ring of `sys::ring`, 64-byte slots, in batches of 64
+/// on both sides, each batch published with one store.
 fn raw_stream(msgs: u64) -> io::Result<f64> {
-    let map = Mapping::anonymous(256 + (RING as usize) * 64)?;
-    let index = |off| map.shared::<AtomicU64>(off).map_err(io::Error::from);
+    let (mut tx, mut rx, _mem) = SlotRing::<64>::pair(RING as usize)?;
     two_processes(
         || {
-            let (head, tail) = (index(0)?, index(128)?);
-            let (mut h, mut t) = (0u64, 0u64);
-            let mut buf = [[0u64; 8]; BATCH];
-            while h < msgs {
-                while t == h {
-                    t = tail.load(Ordering::Acquire);
-                    spin_loop();
-                }
-                let n = (t - h).min(BATCH as u64);
-                for (i, m) in buf[..n as usize].iter_mut().enumerate() {
-                    let off = 256 + (((h + i as u64) % RING) * 64) as usize;
-                    *m = map.read(off)?;
-                }
-                h += n;
-                head.store(h, Ordering::Release);
+            let mut buf = [[0u8; 64]; BATCH];
+            let mut got = 0;
+            while got < msgs {
+                got += rx.recv_many(&mut buf) as u64;
             }
             Ok(())
         },
         || {
-            let (head, tail) = (index(0)?, index(128)?);
-            let (mut h, mut t) = (0u64, 0u64);
-            let mut batch = [[0u64; 8]; BATCH];
+            let mut batch = [[0u8; 64]; BATCH];
             let start = Instant::now();
-            while t < msgs {
-                while t + BATCH as u64 - h > RING {
-                    h = head.load(Ordering::Acquire);
-                    spin_loop();
-                }
+            let mut sent = 0u64;
+            while sent < msgs {
                 for (i, m) in batch.iter_mut().enumerate() {
-                    m[0] = t + i as u64;
-                    let off = 256 + (((t + i as u64) % RING) * 64) as usize;
-                    map.write(off, m)?;
+                    m[..8].copy_from_slice(&(sent + i as u64).to_le_bytes());
                 }
-                t += BATCH as u64;
-                tail.store(t, Ordering::Release);
+                tx.send_many(&batch);
+                sent += BATCH as u64;
             }
             Ok(ns_per_op(msgs, start.elapsed()))
         },

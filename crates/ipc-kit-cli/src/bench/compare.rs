@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 use ipc_kit::sync::Deadline;
 use ipc_kit::sync::os::{PollFlags, poll_until};
 
-use super::links::{self, Link};
+use super::links::{self, Link, Runner, Rx, Tx};
 use super::mech::Mech;
 use super::method::{Impl, Placement, Probed, median, probed_pairs, settled, two_processes};
 use crate::sys;
@@ -27,13 +27,30 @@ pub(crate) enum Test {
     Rtt,
     /// Messages one way as fast as they go.
     Stream,
+    /// Messages one way in batches of [`BATCH`], through the batched
+    /// forms (`send_many`/`recv_many`) where a mechanism has them.
+    Batch,
 }
+
+/// Messages per batch of [`Test::Batch`].
+pub(crate) const BATCH: usize = 64;
 
 impl Test {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Test::Rtt => "rtt",
             Test::Stream => "stream",
+            Test::Batch => "batch",
+        }
+    }
+
+    /// The tests made of `mech`: round trips and streams, batches where
+    /// the mechanism has a batched form, round trips only for the limit.
+    fn of(mech: Mech) -> &'static [Test] {
+        match mech {
+            Mech::ShmLine => &[Test::Rtt],
+            Mech::ShmChannel => &[Test::Rtt, Test::Stream, Test::Batch],
+            _ => &[Test::Rtt, Test::Stream],
         }
     }
 }
@@ -63,7 +80,7 @@ impl Plan {
     pub(crate) fn new(mechs: &[Mech], sizes: &[usize], pairs: u32, run_time: Duration, pinned: bool) -> Plan {
         let (mut cells, mut skipped) = (Vec::new(), Vec::new());
         for &mech in mechs {
-            for test in [Test::Rtt, Test::Stream] {
+            for &test in Test::of(mech) {
                 for &size in sizes {
                     match links::fits(mech, size) {
                         Ok(()) => cells.push(Cell { mech, test, size }),
@@ -167,7 +184,7 @@ fn check(buf: &[u8], n: usize, size: usize, seq: u64) -> io::Result<()> {
 
 /// `count` round trips of `size`-byte messages, out on `ping` and back
 /// on `pong`; the peer echoes.
-fn rtt(ping: Link, pong: Link, size: usize, count: u64) -> io::Result<Outcome> {
+fn rtt<T: Tx, R: Rx>(ping: Link<T, R>, pong: Link<T, R>, size: usize, count: u64) -> io::Result<Outcome> {
     let (mut ping_tx, mut ping_rx) = (ping.tx, ping.rx);
     let (mut pong_tx, mut pong_rx) = (pong.tx, pong.rx);
     two_processes(
@@ -202,7 +219,7 @@ fn rtt(ping: Link, pong: Link, size: usize, count: u64) -> io::Result<Outcome> {
 
 /// `count` messages of `size` bytes one way; timed at the receiver from
 /// the first message's arrival to the last's.
-fn stream(link: Link, size: usize, count: u64) -> io::Result<Outcome> {
+fn stream<T: Tx, R: Rx>(link: Link<T, R>, size: usize, count: u64) -> io::Result<Outcome> {
     let (mut tx, mut rx) = (link.tx, link.rx);
     two_processes(
         move || {
@@ -228,23 +245,75 @@ fn stream(link: Link, size: usize, count: u64) -> io::Result<Outcome> {
     )
 }
 
+/// As [`stream`], in batches of [`BATCH`] messages on both sides (the
+/// receiver takes what is there, up to a batch); `count` is rounded up to
+/// whole batches.
+fn batch<T: Tx, R: Rx>(link: Link<T, R>, size: usize, count: u64) -> io::Result<Outcome> {
+    let (mut tx, mut rx) = (link.tx, link.rx);
+    let count = count.next_multiple_of(BATCH as u64);
+    two_processes(
+        move || {
+            let mut msgs = vec![0x5Au8; size * BATCH];
+            let mut sent = 0;
+            while sent < count {
+                for (i, m) in msgs.chunks_mut(size).enumerate() {
+                    stamp(m, sent + i as u64);
+                }
+                tx.send_batch(&msgs, size)?;
+                sent += BATCH as u64;
+            }
+            Ok(())
+        },
+        move || {
+            let mut buf = vec![0u8; size * BATCH];
+            let mut got = 0;
+            let mut start = Instant::now();
+            while got < count {
+                let n = rx.recv_batch(&mut buf, size)?;
+                if got == 0 {
+                    start = Instant::now();
+                }
+                for (i, m) in buf.chunks(size).take(n).enumerate() {
+                    check(m, m.len(), size, got + i as u64)?;
+                }
+                got += n as u64;
+            }
+            let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            Ok(Outcome::Stream { msgs: count - 1, nanos })
+        },
+    )
+}
+
 /// One run of `cell` with `count` operations: its links made here, the
 /// run in a process of its own.
 fn run_once(cell: Cell, imp: Impl, count: u64, limit: Duration) -> io::Result<Outcome> {
-    let make = || match imp {
-        Impl::IpcKit => links::ipc_kit(cell.mech, cell.size),
-        Impl::Raw => links::raw(cell.mech, cell.size),
-    };
-    let size = cell.size;
-    match cell.test {
-        Test::Rtt => {
-            let (ping, pong) = (make()?, make()?);
-            isolated(limit, move || rtt(ping, pong, size, count))
-        }
-        Test::Stream => {
-            let link = make()?;
-            isolated(limit, move || stream(link, size, count))
-        }
+    let run = Run { test: cell.test, size: cell.size, count, limit };
+    links::with_links(cell.mech, imp, cell.size, cell.test == Test::Rtt, run)?
+}
+
+/// A run with its links of whatever type (see [`links::with_links`]).
+struct Run {
+    test: Test,
+    size: usize,
+    count: u64,
+    limit: Duration,
+}
+
+impl Runner for Run {
+    type Out = io::Result<Outcome>;
+
+    fn run<T: Tx + 'static, R: Rx + 'static>(
+        self,
+        first: Link<T, R>,
+        back: Option<Link<T, R>>,
+    ) -> io::Result<Self::Out> {
+        let Run { test, size, count, limit } = self;
+        Ok(match (test, back) {
+            (Test::Rtt, Some(pong)) => isolated(limit, move || rtt(first, pong, size, count)),
+            (Test::Rtt, None) => Err(io::Error::other("a round trip needs a way back")),
+            (Test::Stream, _) => isolated(limit, move || stream(first, size, count)),
+            (Test::Batch, _) => isolated(limit, move || batch(first, size, count)),
+        })
     }
 }
 
@@ -317,7 +386,7 @@ fn calibrate(cell: Cell, run_time: Duration) -> io::Result<u64> {
     let imp = if cell.mech.has_ipc_kit() { Impl::IpcKit } else { Impl::Raw };
     let (probe_count, min, max) = match cell.test {
         Test::Rtt => (200, 200, 5_000_000),
-        Test::Stream => (2_000, 2_000, 50_000_000),
+        Test::Stream | Test::Batch => (2_000, 2_000, 50_000_000),
     };
     let outcome = run_once(cell, imp, probe_count, LIMIT_SLACK)?;
     let per_second = outcome.speed();
@@ -385,6 +454,35 @@ pub(crate) struct CellResult {
     /// ipc-kit's speed over raw's (round trips per second at the median,
     /// or messages per second): the median of the per-pair ratios.
     pub(crate) vs_raw: Option<f64>,
+    /// For a channel's round trip: the p50 of the limit (`shm-line`) at
+    /// the same size in the same run, if it ran (see [`set_limits`]).
+    pub(crate) limit_p50: Option<u64>,
+}
+
+impl CellResult {
+    /// A side's round trip p50 over the limit's: how many times the
+    /// physical limit it takes (`None` without a limit).
+    pub(crate) fn vs_limit(&self, figures: Option<&Figures>) -> Option<f64> {
+        match (figures, self.limit_p50) {
+            (Some(Figures::Rtt { p50, .. }), Some(limit)) => Some(*p50 as f64 / limit.max(1) as f64),
+            _ => None,
+        }
+    }
+}
+
+/// Gives each channel's round trip the limit measured at its size.
+pub(crate) fn set_limits(results: &mut [CellResult]) {
+    let limits: Vec<(usize, u64)> = results
+        .iter()
+        .filter(|r| r.cell.mech == Mech::ShmLine && r.cell.test == Test::Rtt)
+        .filter_map(|r| match r.raw {
+            Figures::Rtt { p50, .. } => Some((r.cell.size, p50)),
+            Figures::Stream { .. } => None,
+        })
+        .collect();
+    for r in results.iter_mut().filter(|r| r.cell.mech.is_channel() && r.cell.test == Test::Rtt) {
+        r.limit_p50 = limits.iter().find(|l| l.0 == r.cell.size).map(|l| l.1);
+    }
 }
 
 /// Keeps the pairs that ran in one placement throughout (all, if none
@@ -423,6 +521,7 @@ pub(crate) fn summarize(cell: Cell, pairs: &[PairRun]) -> CellResult {
         ipc_kit: (!ours.is_empty()).then(|| figures(&ours)),
         raw: figures(&raw),
         vs_raw: (!ratios.is_empty()).then(|| median(ratios.into_iter())),
+        limit_p50: None,
     }
 }
 

@@ -103,6 +103,7 @@ fn comparison(args: &Args) -> Result<(), String> {
         }
     }
     bar.finish_and_clear();
+    compare::set_limits(&mut results);
     say(output::tables(&results));
     for line in output::verdicts(&results) {
         say(line);

@@ -1,6 +1,12 @@
 //! One-way links for the comparison: a mechanism's sending and receiving
 //! side, made before `fork`, built with ipc-kit or with plain libc calls
-//! (`crate::sys::raw`). After the fork each process keeps one side.
+//! (`crate::sys::raw`, and the rings of `crate::sys::ring`). After the fork
+//! each process keeps one side.
+//!
+//! Links of the shared-memory channels, and their raw rings, are handed to
+//! the run as their own types, so that neither side of a comparison pays
+//! for a call through a trait object per message; the other mechanisms,
+//! whose every message is a system call, go through `Box<dyn Tx>`.
 
 use std::any::Any;
 use std::io;
@@ -9,15 +15,22 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use ipc_kit::shm::Channel;
+use ipc_kit::shm::{ByteChannel, ByteReceiver, ByteSender, Channel, Receiver, Sender};
 use ipc_kit::{Mechanism, MessageReceiver, MessageSender};
 
 use super::mech::Mech;
-use crate::sys::raw;
+use super::method::Impl;
+use crate::sys::{raw, ring};
 
 /// The sending side.
 pub(crate) trait Tx {
     fn send(&mut self, msg: &[u8]) -> io::Result<()>;
+
+    /// Sends the messages of `size` bytes that `msgs` holds one after the
+    /// other: one by one, unless the mechanism has a batched form.
+    fn send_batch(&mut self, msgs: &[u8], size: usize) -> io::Result<()> {
+        msgs.chunks(size).try_for_each(|m| self.send(m))
+    }
 }
 
 /// The receiving side.
@@ -25,14 +38,104 @@ pub(crate) trait Rx {
     /// Receives the next message into `buf` (which may be grown or
     /// shortened; the message is `buf[..n]`); returns its length `n`.
     fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<usize>;
+
+    /// Receives at least one and at most `buf.len() / size` messages of
+    /// `size` bytes into `buf`, one after the other; returns how many. One
+    /// at a time, unless the mechanism has a batched form.
+    fn recv_batch(&mut self, buf: &mut [u8], size: usize) -> io::Result<usize> {
+        let mut one = Vec::with_capacity(size);
+        let n = self.recv(&mut one)?;
+        match (buf.get_mut(..size), n == size) {
+            (Some(dst), true) => dst.copy_from_slice(&one[..size]),
+            _ => return Err(io::Error::other(format!("a {n}-byte message where {size} were expected"))),
+        }
+        Ok(1)
+    }
+}
+
+impl<T: Tx + ?Sized> Tx for Box<T> {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        (**self).send(msg)
+    }
+}
+
+impl<R: Rx + ?Sized> Rx for Box<R> {
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        (**self).recv(buf)
+    }
 }
 
 /// A one-way link: its two sides, and what must live as long as it (the
 /// objects, removed when the process that made them drops this).
-pub(crate) struct Link {
-    pub(crate) tx: Box<dyn Tx>,
-    pub(crate) rx: Box<dyn Rx>,
+pub(crate) struct Link<T, R> {
+    pub(crate) tx: T,
+    pub(crate) rx: R,
     pub(crate) _keep: Box<dyn Any>,
+}
+
+/// A link whose sides are reached through trait objects.
+type DynLink = Link<Box<dyn Tx>, Box<dyn Rx>>;
+
+/// What a run does with its links, whatever their types: one link for a
+/// stream, or two (the way out and the way back) for round trips.
+pub(crate) trait Runner {
+    type Out;
+    fn run<T: Tx + 'static, R: Rx + 'static>(
+        self,
+        first: Link<T, R>,
+        back: Option<Link<T, R>>,
+    ) -> io::Result<Self::Out>;
+}
+
+/// `$body` with the const `$n` standing for `$size`, one of the sizes a
+/// typed channel carries (see [`fits`]).
+macro_rules! sized {
+    ($size:expr, $n:ident => $body:expr) => {
+        sized!(@ $size, $n, $body, 8 16 32 64 128 256 512 1024 2048 4096 8192 16384 32768 65536 131072 262144 524288 1048576)
+    };
+    (@ $size:expr, $n:ident, $body:expr, $($v:literal)*) => {
+        match $size {
+            $($v => {
+                const $n: usize = $v;
+                $body
+            })*
+            other => Err(io::Error::other(format!("no typed channel of {other}-byte messages"))),
+        }
+    };
+}
+
+/// Makes the links of `mech` built as `imp` for messages of `size` bytes,
+/// a way back too when `two`, and hands them to `runner`.
+pub(crate) fn with_links<W: Runner>(mech: Mech, imp: Impl, size: usize, two: bool, runner: W) -> io::Result<W::Out> {
+    match (mech, imp) {
+        (Mech::ShmChannel, Impl::IpcKit) => sized!(size, N => made(two, runner, typed_channel::<N>)),
+        (Mech::ShmChannel, Impl::Raw) => sized!(size, N => made(two, runner, slot_ring::<N>)),
+        (Mech::Kit(Mechanism::ShmByteChannel), Impl::IpcKit) => made(two, runner, byte_channel),
+        (Mech::Kit(Mechanism::ShmByteChannel), Impl::Raw) => made(two, runner, byte_ring),
+        (Mech::ShmLine, Impl::Raw) => {
+            let (out, back, mem) = ring::Line::pair(size)?;
+            let (out2, back2) = (out.again(), back.again());
+            let keep = |mem: &Rc<raw::Region>| Box::new(Rc::clone(mem)) as Box<dyn Any>;
+            runner.run(
+                Link { tx: out, rx: out2, _keep: keep(&mem) },
+                Some(Link { tx: back, rx: back2, _keep: keep(&mem) }),
+            )
+        }
+        (Mech::ShmLine, Impl::IpcKit) => Err(io::Error::other("shm-line is a raw reference only")),
+        (_, Impl::IpcKit) => made(two, runner, || ipc_kit(mech)),
+        (_, Impl::Raw) => made(two, runner, || raw(mech)),
+    }
+}
+
+/// Hands `runner` one link from `make`, or two when `two`.
+fn made<W: Runner, T: Tx + 'static, R: Rx + 'static>(
+    two: bool,
+    runner: W,
+    make: impl Fn() -> io::Result<Link<T, R>>,
+) -> io::Result<W::Out> {
+    let first = make()?;
+    let back = if two { Some(make()?) } else { None };
+    runner.run(first, back)
 }
 
 /// The bytes of one slot of the shm ring for messages of `size` bytes, and
@@ -49,6 +152,8 @@ pub(crate) fn fits(mech: Mech, size: usize) -> Result<(), String> {
         Mech::ShmChannel if !size.is_power_of_two() || !(8..=1 << 20).contains(&size) => {
             return Err("shm-channel carries fixed-size types: sizes are powers of two from 8 B to 1 MiB".into());
         }
+        Mech::ShmLine if size < 8 => return Err("shm-line carries 8 to 64 bytes: a number and the rest".into()),
+        Mech::ShmLine => 8 + ring::LINE_PAYLOAD,
         _ => 1 << 20,
     };
     if size > max { Err(format!("{} carries at most {max} bytes", mech.name())) } else { Ok(()) }
@@ -59,13 +164,10 @@ pub(crate) fn fits(mech: Mech, size: usize) -> Result<(), String> {
 const POSIX_MSGSIZE: usize = 8192;
 
 /// A link of `mech` built with ipc-kit: `Mechanism::pair` through the
-/// `MessageSender`/`MessageReceiver` traits, or for the typed channel a
-/// `Channel<[u8; size]>`.
-pub(crate) fn ipc_kit(mech: Mech, size: usize) -> io::Result<Link> {
-    let m = match mech {
-        Mech::Kit(m) => m,
-        Mech::ShmChannel => return typed_channel(size),
-        Mech::UnixSocket => return Err(io::Error::other("unix-socket has no ipc-kit side")),
+/// `MessageSender`/`MessageReceiver` traits.
+fn ipc_kit(mech: Mech) -> io::Result<DynLink> {
+    let Mech::Kit(m) = mech else {
+        return Err(io::Error::other(format!("{} has no ipc-kit side", mech.name())));
     };
     let mut pair = m.pair()?;
     let tx = std::mem::replace(&mut pair.sender, Box::new(Taken));
@@ -123,66 +225,208 @@ impl MessageReceiver for Taken {
     }
 }
 
-/// `Channel<[u8; size]>` for the power-of-two sizes `fits` allows.
-fn typed_channel(size: usize) -> io::Result<Link> {
-    macro_rules! sizes {
-        ($($n:literal)*) => {
-            match size {
-                $($n => channel_of::<$n>(),)*
-                _ => Err(io::Error::other(format!("no typed channel of {size}-byte messages"))),
-            }
-        };
+/// The side in `slot`, claimed with `claim` in the process that first
+/// uses it (after the fork).
+#[inline]
+fn claimed<S>(slot: &mut Option<S>, claim: impl FnOnce() -> ipc_kit::shm::Result<S>) -> io::Result<&mut S> {
+    if slot.is_none() {
+        *slot = Some(claim().map_err(io::Error::from)?);
     }
-    sizes!(8 16 32 64 128 256 512 1024 2048 4096 8192 16384 32768 65536 131072 262144 524288 1048576)
+    slot.as_mut().ok_or_else(|| io::Error::other("a side that was just claimed is missing"))
 }
 
-fn channel_of<const N: usize>() -> io::Result<Link> {
+/// A `Channel<[u8; N]>` of [`ring_slots`] slots.
+fn typed_channel<const N: usize>() -> io::Result<Link<ChanTx<N>, ChanRx<N>>> {
     let chan = Rc::new(Channel::<[u8; N]>::anonymous(ring_slots(N)).map_err(io::Error::from)?);
     let tx = ChanTx::<N> { chan: Rc::clone(&chan), side: None };
     let rx = ChanRx::<N> { chan: Rc::clone(&chan), side: None };
-    Ok(Link { tx: Box::new(tx), rx: Box::new(rx), _keep: Box::new(chan) })
+    Ok(Link { tx, rx, _keep: Box::new(chan) })
 }
 
 /// A typed channel's sender, claimed by the process that first sends.
 struct ChanTx<const N: usize> {
     chan: Rc<Channel<[u8; N]>>,
-    side: Option<ipc_kit::shm::Sender<[u8; N]>>,
+    side: Option<Sender<[u8; N]>>,
+}
+
+impl<const N: usize> ChanTx<N> {
+    #[inline]
+    fn side(&mut self) -> io::Result<&mut Sender<[u8; N]>> {
+        claimed(&mut self.side, || self.chan.sender())
+    }
 }
 
 impl<const N: usize> Tx for ChanTx<N> {
+    #[inline]
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
         let value: &[u8; N] = msg.try_into().map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let side = match &mut self.side {
-            Some(s) => s,
-            None => self.side.insert(self.chan.sender().map_err(io::Error::from)?),
-        };
-        side.send_ref(value).map_err(io::Error::from)
+        self.side()?.send_ref(value).map_err(io::Error::from)
+    }
+
+    fn send_batch(&mut self, msgs: &[u8], size: usize) -> io::Result<()> {
+        let values: &[[u8; N]] = batch_of(msgs, size)?;
+        self.side()?.send_many(values).map_err(io::Error::from)
     }
 }
 
 /// A typed channel's receiver, claimed by the process that first receives.
 struct ChanRx<const N: usize> {
     chan: Rc<Channel<[u8; N]>>,
-    side: Option<ipc_kit::shm::Receiver<[u8; N]>>,
+    side: Option<Receiver<[u8; N]>>,
+}
+
+impl<const N: usize> ChanRx<N> {
+    #[inline]
+    fn side(&mut self) -> io::Result<&mut Receiver<[u8; N]>> {
+        claimed(&mut self.side, || self.chan.receiver())
+    }
 }
 
 impl<const N: usize> Rx for ChanRx<N> {
+    #[inline]
     fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
         if buf.len() < N {
             buf.resize(N, 0);
         }
         let out: &mut [u8; N] = (&mut buf[..N]).try_into().map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let side = match &mut self.side {
-            Some(s) => s,
-            None => self.side.insert(self.chan.receiver().map_err(io::Error::from)?),
-        };
-        side.recv_into(out).map_err(io::Error::from)?;
+        self.side()?.recv_into(out).map_err(io::Error::from)?;
         Ok(N)
+    }
+
+    fn recv_batch(&mut self, buf: &mut [u8], size: usize) -> io::Result<usize> {
+        let values: &mut [[u8; N]] = batch_of_mut(buf, size)?;
+        self.side()?.recv_many(values).map_err(io::Error::from)
+    }
+}
+
+/// `msgs` as whole messages of `N` bytes (`size`).
+fn batch_of<const N: usize>(msgs: &[u8], size: usize) -> io::Result<&[[u8; N]]> {
+    bytemuck::try_cast_slice(msgs).ok().filter(|_| size == N).ok_or(io::ErrorKind::InvalidInput.into())
+}
+
+/// The whole messages of `N` bytes (`size`) that fit in `buf`; at least one.
+fn batch_of_mut<const N: usize>(buf: &mut [u8], size: usize) -> io::Result<&mut [[u8; N]]> {
+    let whole = buf.len() / N * N;
+    bytemuck::try_cast_slice_mut(&mut buf[..whole])
+        .ok()
+        .filter(|v: &&mut [[u8; N]]| size == N && !v.is_empty())
+        .ok_or(io::ErrorKind::InvalidInput.into())
+}
+
+/// The strong raw reference of the typed channel: a ring of as many
+/// `N`-byte slots (`sys::ring::SlotRing`).
+fn slot_ring<const N: usize>() -> io::Result<Link<ring::SlotRing<N>, ring::SlotRing<N>>> {
+    let (tx, rx, mem) = ring::SlotRing::<N>::pair(ring_slots(N))?;
+    Ok(Link { tx, rx, _keep: Box::new(mem) })
+}
+
+impl<const N: usize> Tx for ring::SlotRing<N> {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        let value: &[u8; N] = msg.try_into().map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        ring::SlotRing::send(self, value);
+        Ok(())
+    }
+
+    fn send_batch(&mut self, msgs: &[u8], size: usize) -> io::Result<()> {
+        let values: &[[u8; N]] = batch_of(msgs, size)?;
+        self.send_many(values);
+        Ok(())
+    }
+}
+
+impl<const N: usize> Rx for ring::SlotRing<N> {
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        if buf.len() < N {
+            buf.resize(N, 0);
+        }
+        let out: &mut [u8; N] = (&mut buf[..N]).try_into().map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        ring::SlotRing::recv(self, out);
+        Ok(N)
+    }
+
+    fn recv_batch(&mut self, buf: &mut [u8], size: usize) -> io::Result<usize> {
+        let values: &mut [[u8; N]] = batch_of_mut(buf, size)?;
+        Ok(self.recv_many(values))
+    }
+}
+
+/// The byte ring of both byte-channel links: 1 MiB, as
+/// `Mechanism::ShmByteChannel`'s pair has.
+const BYTE_RING: usize = 1 << 20;
+
+/// A byte channel of [`BYTE_RING`] bytes, used through its own sides.
+fn byte_channel() -> io::Result<Link<ByteTx, ByteRx>> {
+    let chan = Rc::new(ByteChannel::anonymous(BYTE_RING).map_err(io::Error::from)?);
+    let (tx, rx) = (ByteTx { chan: Rc::clone(&chan), side: None }, ByteRx { chan: Rc::clone(&chan), side: None });
+    Ok(Link { tx, rx, _keep: Box::new(chan) })
+}
+
+/// A byte channel's sender, claimed by the process that first sends.
+struct ByteTx {
+    chan: Rc<ByteChannel>,
+    side: Option<ByteSender>,
+}
+
+impl Tx for ByteTx {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        let side = claimed(&mut self.side, || self.chan.sender())?;
+        side.send(msg).map_err(io::Error::from)
+    }
+}
+
+/// A byte channel's receiver, claimed by the process that first receives.
+struct ByteRx {
+    chan: Rc<ByteChannel>,
+    side: Option<ByteReceiver>,
+}
+
+impl Rx for ByteRx {
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        let side = claimed(&mut self.side, || self.chan.receiver())?;
+        side.recv(buf).map_err(io::Error::from)
+    }
+}
+
+/// The strong raw reference of the byte channel (`sys::ring::ByteRing`).
+fn byte_ring() -> io::Result<Link<ring::ByteRing, ring::ByteRing>> {
+    let (tx, rx, mem) = ring::ByteRing::pair(BYTE_RING)?;
+    Ok(Link { tx, rx, _keep: Box::new(mem) })
+}
+
+impl Tx for ring::ByteRing {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        ring::ByteRing::send(self, msg)
+    }
+}
+
+impl Rx for ring::ByteRing {
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        Ok(ring::ByteRing::recv(self, buf))
+    }
+}
+
+impl Tx for ring::Line {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        ring::Line::send(self, msg)
+    }
+}
+
+impl Rx for ring::Line {
+    #[inline]
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        Ok(ring::Line::recv(self, buf))
     }
 }
 
 /// A link of `mech` built with plain libc calls.
-pub(crate) fn raw(mech: Mech, size: usize) -> io::Result<Link> {
+fn raw(mech: Mech) -> io::Result<DynLink> {
     match mech {
         Mech::Kit(Mechanism::Pipe) => {
             let (r, w) = raw::pipe()?;
@@ -211,9 +455,7 @@ pub(crate) fn raw(mech: Mech, size: usize) -> io::Result<Link> {
             let q = Rc::new(MqOwner { mq, name, owner: std::process::id() });
             Ok(Link { tx: Box::new(MqTx(mq)), rx: Box::new(MqRx(mq)), _keep: Box::new(q) })
         }
-        Mech::ShmChannel => SlotRing::link(size),
-        Mech::Kit(Mechanism::ShmByteChannel) => ByteRing::link(),
-        Mech::Kit(m) => Err(io::Error::other(format!("{m} has no raw reference yet"))),
+        _ => Err(io::Error::other(format!("{} has no raw reference through a trait object", mech.name()))),
     }
 }
 
@@ -222,7 +464,7 @@ fn next_id() -> u32 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-fn fd_link(r: OwnedFd, w: OwnedFd, keep: Box<dyn Any>) -> Link {
+fn fd_link(r: OwnedFd, w: OwnedFd, keep: Box<dyn Any>) -> DynLink {
     Link { tx: Box::new(FdTx(w)), rx: Box::new(FdRx(r)), _keep: keep }
 }
 
@@ -332,144 +574,5 @@ impl Rx for MqRx {
             buf.resize(POSIX_MSGSIZE, 0);
         }
         raw::mq_receive(self.0, buf)
-    }
-}
-
-/// Offsets in the rings' shared memory: the receiver's index, the
-/// sender's index (each on its own cache lines), then the data.
-const HEAD: usize = 0;
-const TAIL: usize = 128;
-const DATA: usize = 256;
-
-/// A ring of fixed-size slots in shared memory: the sender copies into
-/// slot `tail % slots` and publishes `tail + 1`; the receiver copies out
-/// and publishes `head + 1`; each busy-waits on the other's index.
-struct SlotRing {
-    region: Rc<raw::Region>,
-    size: usize,
-    slots: u64,
-    /// This side's own index and its last view of the other's.
-    mine: u64,
-    theirs: u64,
-}
-
-impl SlotRing {
-    fn link(size: usize) -> io::Result<Link> {
-        let slots = ring_slots(size);
-        let region = Rc::new(raw::Region::new(DATA + slots * size)?);
-        let side = |region| SlotRing { region, size, slots: slots as u64, mine: 0, theirs: 0 };
-        let (tx, rx) = (side(Rc::clone(&region)), side(Rc::clone(&region)));
-        Ok(Link { tx: Box::new(tx), rx: Box::new(rx), _keep: Box::new(region) })
-    }
-
-    fn slot(&self, index: u64) -> usize {
-        DATA + (index % self.slots) as usize * self.size
-    }
-}
-
-impl Tx for SlotRing {
-    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        if msg.len() != self.size {
-            return Err(io::ErrorKind::InvalidInput.into());
-        }
-        while self.mine - self.theirs == self.slots {
-            self.theirs = self.region.word(HEAD).load(Ordering::Acquire);
-            std::hint::spin_loop();
-        }
-        self.region.write(self.slot(self.mine), msg);
-        self.mine += 1;
-        self.region.word(TAIL).store(self.mine, Ordering::Release);
-        Ok(())
-    }
-}
-
-impl Rx for SlotRing {
-    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        let ring = self;
-        while ring.mine == ring.theirs {
-            ring.theirs = ring.region.word(TAIL).load(Ordering::Acquire);
-            std::hint::spin_loop();
-        }
-        if buf.len() < ring.size {
-            buf.resize(ring.size, 0);
-        }
-        ring.region.read(ring.slot(ring.mine), &mut buf[..ring.size]);
-        ring.mine += 1;
-        ring.region.word(HEAD).store(ring.mine, Ordering::Release);
-        Ok(ring.size)
-    }
-}
-
-/// A ring of variable-length records in 1 MiB of shared memory (as
-/// `Mechanism::ShmByteChannel`'s): each record is an 8-byte length and the
-/// bytes, padded to 8; a record that would run past the end starts again
-/// at the front after a skip mark. Indices count bytes.
-struct ByteRing {
-    region: Rc<raw::Region>,
-    mine: u64,
-    theirs: u64,
-}
-
-const BYTE_RING: u64 = 1 << 20;
-const SKIP: u64 = u64::MAX;
-
-impl ByteRing {
-    fn link() -> io::Result<Link> {
-        let region = Rc::new(raw::Region::new(DATA + BYTE_RING as usize)?);
-        let side = |region| ByteRing { region, mine: 0, theirs: 0 };
-        let (tx, rx) = (side(Rc::clone(&region)), side(Rc::clone(&region)));
-        Ok(Link { tx: Box::new(tx), rx: Box::new(rx), _keep: Box::new(region) })
-    }
-}
-
-impl Tx for ByteRing {
-    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        let need = 8 + (msg.len() as u64).next_multiple_of(8);
-        if need > BYTE_RING / 2 {
-            return Err(io::ErrorKind::InvalidInput.into());
-        }
-        let off = self.mine % BYTE_RING;
-        let skip = if BYTE_RING - off < need { BYTE_RING - off } else { 0 };
-        while self.mine + skip + need - self.theirs > BYTE_RING {
-            self.theirs = self.region.word(HEAD).load(Ordering::Acquire);
-            std::hint::spin_loop();
-        }
-        if skip > 0 {
-            self.region.word(DATA + off as usize).store(SKIP, Ordering::Relaxed);
-            self.mine += skip;
-        }
-        let at = DATA + (self.mine % BYTE_RING) as usize;
-        self.region.word(at).store(msg.len() as u64, Ordering::Relaxed);
-        self.region.write(at + 8, msg);
-        self.mine += need;
-        self.region.word(TAIL).store(self.mine, Ordering::Release);
-        Ok(())
-    }
-}
-
-impl Rx for ByteRing {
-    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        let ring = self;
-        loop {
-            while ring.mine == ring.theirs {
-                ring.theirs = ring.region.word(TAIL).load(Ordering::Acquire);
-                std::hint::spin_loop();
-            }
-            let at = DATA + (ring.mine % BYTE_RING) as usize;
-            let len = ring.region.word(at).load(Ordering::Relaxed);
-            if len == SKIP {
-                ring.mine += BYTE_RING - ring.mine % BYTE_RING;
-                continue;
-            }
-            let n =
-                usize::try_from(len).ok().filter(|&n| n as u64 <= BYTE_RING / 2).ok_or(io::ErrorKind::InvalidData)?;
-            if buf.len() < n {
-                buf.resize(n, 0);
-            }
-            ring.region.read(at + 8, &mut buf[..n]);
-            ring.mine += 8 + (n as u64).next_multiple_of(8);
-            ring.region.word(HEAD).store(ring.mine, Ordering::Release);
-            return Ok(n);
-        }
     }
 }

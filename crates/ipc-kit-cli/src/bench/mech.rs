@@ -1,5 +1,5 @@
 //! The mechanisms the comparison measures: every [`Mechanism`] of the
-//! umbrella, by its own name, and two that are not one of them.
+//! umbrella, by its own name, and three that are not one of them.
 
 use ipc_kit::Mechanism;
 
@@ -14,15 +14,19 @@ pub(crate) enum Mech {
     ShmChannel,
     /// Unix sockets, a reference only: ipc-kit has no socket side.
     UnixSocket,
+    /// The limit of a round trip through shared memory, a reference only:
+    /// one cache line carrying a sequence word and the payload, handed
+    /// back and forth (`sys::ring::Line`).
+    ShmLine,
 }
 
-/// How many mechanisms are compared: the umbrella's and the two others.
-const COUNT: usize = Mechanism::ALL.len() + 2;
+/// How many mechanisms are compared: the umbrella's and the three others.
+const COUNT: usize = Mechanism::ALL.len() + 3;
 
 impl Mech {
     /// Every mechanism, in the order of the tables and the JSON rows: the
     /// umbrella's in its order, the typed channel just before the byte
-    /// channel, and the socket reference last.
+    /// channel, then the socket reference and the round-trip limit.
     pub(crate) const ALL: [Mech; COUNT] = {
         let mut all = [Mech::UnixSocket; COUNT];
         let (mut from, mut to) = (0, 0);
@@ -34,9 +38,10 @@ impl Mech {
             all[to] = Mech::Kit(Mechanism::ALL[from]);
             (from, to) = (from + 1, to + 1);
         }
-        // The typed channel found its place, and the last one is left to
-        // the socket reference.
-        assert!(to == COUNT - 1, "Mechanism::ALL has no ShmByteChannel");
+        // The typed channel found its place, and the last two are left to
+        // the references.
+        assert!(to == COUNT - 2, "Mechanism::ALL has no ShmByteChannel");
+        all[COUNT - 1] = Mech::ShmLine;
         all
     };
 
@@ -46,12 +51,19 @@ impl Mech {
             Mech::Kit(m) => m.name(),
             Mech::ShmChannel => "shm-channel",
             Mech::UnixSocket => "unix-socket",
+            Mech::ShmLine => "shm-line",
         }
     }
 
-    /// Whether ipc-kit has a side to measure (the socket is raw only).
+    /// Whether ipc-kit has a side to measure (the references are raw only).
     pub(crate) fn has_ipc_kit(self) -> bool {
-        self != Mech::UnixSocket
+        !matches!(self, Mech::UnixSocket | Mech::ShmLine)
+    }
+
+    /// Whether this is one of the two shared-memory channels, whose round
+    /// trips are also set against the limit (`ShmLine`).
+    pub(crate) fn is_channel(self) -> bool {
+        matches!(self, Mech::ShmChannel | Mech::Kit(Mechanism::ShmByteChannel))
     }
 }
 
@@ -82,7 +94,8 @@ mod tests {
         assert_eq!(kit, Mechanism::ALL, "the umbrella's mechanisms, each once, in its order");
         let at = |m| Mech::ALL.iter().position(|&x| x == m);
         assert_eq!(at(Mech::ShmChannel).map(|i| i + 1), at(Mech::Kit(Mechanism::ShmByteChannel)));
-        assert_eq!(at(Mech::UnixSocket), Some(COUNT - 1));
+        assert_eq!(at(Mech::UnixSocket), Some(COUNT - 2));
+        assert_eq!(at(Mech::ShmLine), Some(COUNT - 1));
         for m in Mech::ALL {
             assert_eq!(<Mech as clap::ValueEnum>::from_str(m.name(), false), Ok(m), "--mechanism {}", m.name());
         }

@@ -5,7 +5,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, Table};
 use serde_json::{Value, json};
 
-use super::compare::{CellResult, Figures, Kept, Plan, Test};
+use super::compare::{BATCH, CellResult, Figures, Kept, Plan, Test};
 use super::mech::Mech;
 use super::method::Impl;
 
@@ -42,6 +42,7 @@ pub(crate) fn json(machine: &Machine, plan: &Plan, results: &[CellResult]) -> Va
     for r in results {
         let c = r.cell;
         let mut push = |imp: Impl, f: &Figures, vs_raw: Option<f64>| {
+            let vs_limit = r.vs_limit(Some(f));
             let mut row = json!({
                 "mechanism": c.mech.name(),
                 "impl": imp.name(),
@@ -64,6 +65,12 @@ pub(crate) fn json(machine: &Machine, plan: &Plan, results: &[CellResult]) -> Va
             }
             if let Some(v) = vs_raw {
                 row["vs_raw"] = json!((v * 1000.0).round() / 1000.0);
+            }
+            if let Some(v) = vs_limit {
+                row["vs_limit"] = json!((v * 1000.0).round() / 1000.0);
+            }
+            if c.test == Test::Batch {
+                row["batch"] = json!(BATCH);
             }
             rows.push(row);
         };
@@ -149,7 +156,7 @@ fn figure_cells(test: Test, figures: Option<&Figures>) -> Vec<String> {
             vec![si(*msgs_per_s), format!("{}B", si(*bytes_per_s))]
         }
         (Test::Rtt, None) => vec!["-".into(); 3],
-        (Test::Stream, None) => vec!["-".into(); 2],
+        (Test::Stream | Test::Batch, None) => vec!["-".into(); 2],
     }
 }
 
@@ -171,20 +178,24 @@ pub(crate) fn tables(results: &[CellResult]) -> String {
         "p99",
         "p99.9",
         "ipc-kit ÷ raw",
+        "÷ limit",
         "pairs",
     ]);
     let mut stream =
         table(&["stream", "size", "ipc-kit msgs/s", "bytes/s", "raw msgs/s", "bytes/s", "ipc-kit ÷ raw", "pairs"]);
     for r in results {
         let c = r.cell;
-        let mut row = vec![c.mech.name().to_string(), size(c.size)];
+        let mut row = vec![row_name(r), size(c.size)];
         row.extend(figure_cells(c.test, r.ipc_kit.as_ref()));
         row.extend(figure_cells(c.test, Some(&r.raw)));
         row.push(ratio(r.vs_raw));
+        if c.test == Test::Rtt {
+            row.push(r.vs_limit(r.ipc_kit.as_ref()).map_or("-".into(), |v| format!("{v:.2}×")));
+        }
         row.push(pairs_note(r.kept));
         match c.test {
             Test::Rtt => rtt.add_row(row),
-            Test::Stream => stream.add_row(row),
+            Test::Stream | Test::Batch => stream.add_row(row),
         };
     }
     for t in [&mut rtt, &mut stream] {
@@ -196,6 +207,16 @@ pub(crate) fn tables(results: &[CellResult]) -> String {
     }
     out += &format!("{rtt}\n{stream}\n");
     out
+}
+
+/// The first cell of a row: the mechanism, and what sets the row apart
+/// from the others of its mechanism (the limit; batches).
+fn row_name(r: &CellResult) -> String {
+    match (r.cell.mech, r.cell.test) {
+        (Mech::ShmLine, _) => format!("{} (the limit)", r.cell.mech.name()),
+        (m, Test::Batch) => format!("{} (batches of {BATCH})", m.name()),
+        (m, _) => m.name().to_string(),
+    }
 }
 
 /// `65536` as `64 KiB`.
@@ -260,6 +281,10 @@ mod tests {
         assert_eq!(size(100), "100 B");
     }
 
+    fn plan() -> Plan {
+        Plan::new(&[], &[], 5, std::time::Duration::from_millis(1), false)
+    }
+
     #[test]
     fn tables_have_a_row_per_cell_with_dashes_where_ipc_kit_has_no_side() {
         use ipc_kit::Mechanism;
@@ -273,13 +298,19 @@ mod tests {
             vs_raw: ipc_kit.as_ref().map(|_| 0.5),
             ipc_kit,
             raw,
+            limit_p50: None,
         };
         let rtt = |p| Figures::Rtt { p50: p, p99: 2 * p, p999: 3 * p, samples: 10 };
         let stream = |m: f64| Figures::Stream { msgs_per_s: m, bytes_per_s: m * 64.0 };
-        let text = tables(&[
+        let mut results = vec![
             result(Mech::Kit(Mechanism::Pipe), Test::Rtt, Some(rtt(152)), rtt(100)),
             result(Mech::UnixSocket, Test::Stream, None, stream(2_410_000.0)),
-        ]);
+            result(Mech::ShmChannel, Test::Rtt, Some(rtt(152)), rtt(100)),
+            result(Mech::ShmChannel, Test::Batch, Some(stream(2_410_000.0)), stream(2_410_000.0)),
+            result(Mech::ShmLine, Test::Rtt, None, rtt(50)),
+        ];
+        crate::bench::compare::set_limits(&mut results);
+        let text = tables(&results);
         let row = |first: &str| -> Vec<String> {
             let line = text.lines().find(|l| l.contains(first)).unwrap_or_else(|| panic!("no {first} row: {text}"));
             line.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect()
@@ -295,10 +326,25 @@ mod tests {
             "200 ns",
             "300 ns",
             "0.50×",
+            "-",
             pairs,
         ];
         assert_eq!(row(Mechanism::Pipe.name()), pipe);
         assert_eq!(row("unix-socket"), ["unix-socket", "64 B", "-", "-", "2.41 M", "154 MB", "-", pairs]);
+        // A channel's round trip against the limit: 152 ns over 50 ns.
+        assert_eq!(row("shm-channel ")[8..10], ["0.50×", "3.04×"]);
+        assert_eq!(row("shm-line (the limit)")[2..6], ["-", "-", "-", "50 ns"]);
+        assert_eq!(row("shm-channel (batches of 64)")[2], "2.41 M");
+        let doc = json(&Machine { cpus: 2, cpu: "x".into(), kernel: "y".into() }, &plan(), &results);
+        let rows = doc["results"].as_array().expect("rows");
+        let limit = |mech: &str, imp: &str| {
+            rows.iter()
+                .find(|r| r["mechanism"] == mech && r["impl"] == imp && r["test"] == "rtt")
+                .map(|r| r["vs_limit"].clone())
+        };
+        assert_eq!(limit("shm-channel", "ipc-kit"), Some(serde_json::json!(3.04)));
+        assert_eq!(limit("shm-channel", "raw"), Some(serde_json::json!(2.0)));
+        assert_eq!(limit("pipe", "ipc-kit"), Some(serde_json::Value::Null));
         assert!(text.find("round trip") < text.find("stream"), "round trips first: {text}");
     }
 }

@@ -5,6 +5,7 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod raw;
+pub(crate) mod ring;
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};

@@ -5,8 +5,8 @@
 //! length and the body: one `writev`, then a `read` of the length and
 //! `read`s of the body. System V queues go through one `struct msgbuf`
 //! per side, POSIX queues through one buffer of the queue's message size.
-//! Shared memory is an `mmap` of anonymous shared memory with two indices,
-//! busy-waited on.
+//! Shared memory is an `mmap` of anonymous shared memory ([`Region`]), in
+//! which `super::ring` keeps its rings.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
@@ -14,7 +14,6 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
@@ -261,8 +260,8 @@ pub(crate) fn mq_receive(mq: Mqd, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Anonymous shared memory (`mmap(MAP_SHARED | MAP_ANONYMOUS)`) that
-/// forked children share; unmapped on drop. Every access is checked
-/// against the length.
+/// forked children share; unmapped on drop. Accessed through raw pointers
+/// by `super::ring`, which keeps within the length it asked for.
 pub(crate) struct Region {
     ptr: *mut u8,
     len: usize,
@@ -288,34 +287,9 @@ impl Region {
         Ok(Region { ptr: p.cast(), len })
     }
 
-    fn check(&self, off: usize, len: usize) {
-        assert!(off.checked_add(len).is_some_and(|end| end <= self.len), "access outside the region");
-    }
-
-    /// The 8-byte-aligned word at `off`.
-    pub(crate) fn word(&self, off: usize) -> &AtomicU64 {
-        self.check(off, 8);
-        assert!(off.is_multiple_of(8), "unaligned word");
-        // SAFETY: in bounds and aligned (the mapping is page-aligned); the
-        // memory lives as long as `self` and is only accessed atomically
-        // at this offset.
-        unsafe { AtomicU64::from_ptr(self.ptr.add(off).cast()) }
-    }
-
-    /// Copies `src` to `off`.
-    pub(crate) fn write(&self, off: usize, src: &[u8]) {
-        self.check(off, src.len());
-        // SAFETY: in bounds; the ring protocol gives this process the
-        // bytes alone until it publishes them.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(off), src.len()) };
-    }
-
-    /// Copies from `off` into `dst`.
-    pub(crate) fn read(&self, off: usize, dst: &mut [u8]) {
-        self.check(off, dst.len());
-        // SAFETY: in bounds; the ring protocol keeps the writer off these
-        // bytes until this process releases them.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(off), dst.as_mut_ptr(), dst.len()) };
+    /// The start of the mapping.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr
     }
 }
 

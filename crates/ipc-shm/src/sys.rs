@@ -10,6 +10,7 @@ use std::io;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use ipc_sync::os::cvt;
 use nix::errno::Errno;
@@ -23,13 +24,23 @@ use nix::unistd;
 
 use crate::sigbus::{self, Guard};
 
-/// A region of memory mapped into this process, unmapped on drop.
+/// A region of memory mapped into this process, unmapped on drop. Its
+/// accesses are those of its [`Span`].
 #[derive(Debug)]
 pub(crate) struct Region {
-    ptr: NonNull<u8>,
-    len: usize,
+    span: Span,
     /// Attached with `shmat` (detached with `shmdt`), not `mmap`ed.
     sysv: bool,
+}
+
+/// Where a mapped region lies, and every access to it, each checked
+/// against its bounds. Reached only by reference, through the [`Region`]
+/// that owns the mapping or a [`Pinned`] that keeps that region's owner
+/// alive: a `Span` never outlives its mapping.
+#[derive(Debug)]
+pub(crate) struct Span {
+    ptr: NonNull<u8>,
+    len: usize,
     /// Its entry in the SIGBUS guard's table, or `UNGUARDED` for memory no
     /// peer can shrink.
     guard: &'static Guard,
@@ -50,9 +61,18 @@ pub(crate) enum Fault {
 // SAFETY: the region is plain memory; all access goes through the bounds-
 // checked copies below or through `&T` with T: ShmSafe (Sync, atomics only),
 // so sharing the handle between threads is sound.
-unsafe impl Send for Region {}
+unsafe impl Send for Span {}
 // SAFETY: as above.
-unsafe impl Sync for Region {}
+unsafe impl Sync for Span {}
+
+impl std::ops::Deref for Region {
+    type Target = Span;
+
+    #[inline]
+    fn deref(&self) -> &Span {
+        &self.span
+    }
+}
 
 impl Region {
     /// `mmap(MAP_SHARED | MAP_ANONYMOUS)`: zero-filled memory that a child
@@ -62,7 +82,7 @@ impl Region {
         // SAFETY: a new mapping at an address the kernel chooses; no
         // existing memory is affected.
         let p = unsafe { mman::mmap_anonymous(None, size, read_write(true), MapFlags::MAP_SHARED) }?;
-        Ok(Region { ptr: p.cast(), len, sysv: false, guard: &sigbus::UNGUARDED })
+        Ok(Region::made(p.cast(), len, false))
     }
 
     /// `mmap(MAP_SHARED)` of the first `len` bytes of the file behind `fd`.
@@ -74,9 +94,9 @@ impl Region {
         // memory is affected.
         let p = unsafe { mman::mmap(None, size, read_write(writable), MapFlags::MAP_SHARED, fd, 0) }?;
         // Made a Region at once, so that an error below unmaps it.
-        let mut region = Region { ptr: p.cast(), len, sysv: false, guard: &sigbus::UNGUARDED };
+        let mut region = Region::made(p.cast(), len, false);
         if guarded {
-            region.guard = sigbus::guard(region.ptr.as_ptr() as usize, len)?;
+            region.span.guard = sigbus::guard(region.span.ptr.as_ptr() as usize, len)?;
         }
         Ok(region)
     }
@@ -90,9 +110,17 @@ impl Region {
             return Err(io::Error::last_os_error());
         }
         let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("shmat returned null"))?;
-        Ok(Region { ptr, len, sysv: true, guard: &sigbus::UNGUARDED })
+        Ok(Region::made(ptr, len, true))
     }
 
+    /// The region the kernel just mapped at `ptr` (page-aligned), `len`
+    /// bytes long, unguarded.
+    fn made(ptr: NonNull<u8>, len: usize, sysv: bool) -> Region {
+        Region { span: Span { ptr, len, guard: &sigbus::UNGUARDED }, sysv }
+    }
+}
+
+impl Span {
     #[inline]
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -173,7 +201,7 @@ impl Region {
     }
 }
 
-impl Region {
+impl Span {
     /// The bytes at `offset..offset + len` for reading in place.
     ///
     /// The caller's protocol (the channel's ring) keeps the other process
@@ -216,17 +244,86 @@ unsafe impl ipc_sync::ShmSafe for crate::channel::layout::Line {}
 
 impl Drop for Region {
     fn drop(&mut self) {
+        let span = &self.span;
         // Out of the table before the addresses can be reused.
-        sigbus::unguard(self.guard);
+        sigbus::unguard(span.guard);
         if self.sysv {
             // SAFETY: detaches exactly the attachment this value owns; no
-            // reference into it outlives `self` (views borrow it).
-            unsafe { libc::shmdt(self.ptr.as_ptr().cast()) };
+            // reference into it outlives `self` (views borrow it, and a
+            // `Pinned` keeps the region's owner alive).
+            unsafe { libc::shmdt(span.ptr.as_ptr().cast()) };
         } else {
-            // SAFETY: unmaps exactly the mapping this value owns; no
-            // reference into it outlives `self` (views borrow it).
-            let _ = unsafe { mman::munmap(self.ptr.cast(), self.len) };
+            // SAFETY: unmaps exactly the mapping this value owns; as above.
+            let _ = unsafe { mman::munmap(span.ptr.cast(), span.len) };
         }
+    }
+}
+
+/// A region's [`Span`] kept beside a shared handle to whatever owns the
+/// region (an `Arc` of `O`), for the paths that run for every message: the
+/// span is one step away instead of several, and the places of the first
+/// `MIN` bytes (checked once, when this is made) are reached with no check
+/// at all ([`at`](Self::at)). The `Arc` keeps the region mapped for as
+/// long as this lives.
+#[derive(Debug)]
+pub(crate) struct Pinned<O, const MIN: usize> {
+    span: Span,
+    owner: Arc<O>,
+}
+
+impl<O, const MIN: usize> Pinned<O, MIN> {
+    /// Pins the region that `region` finds in `owner`; `None` when it is
+    /// shorter than `MIN` bytes.
+    ///
+    /// `region` returns a reference that lives as long as the borrow of
+    /// `owner` it is given: to a region that `owner` holds (or a static
+    /// one). Such a region is unmapped only when it is dropped, which
+    /// cannot happen while the `Arc` held here keeps `owner` alive and
+    /// shared (replacing it would need `&mut` access, which no one has
+    /// while the `Arc` is shared).
+    pub(crate) fn new(owner: Arc<O>, region: fn(&O) -> &Region) -> Option<Self> {
+        let r = &region(&owner).span;
+        let span = Span { ptr: r.ptr, len: r.len, guard: r.guard };
+        (span.len >= MIN).then_some(Pinned { span, owner })
+    }
+
+    /// The region.
+    #[inline]
+    pub(crate) fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// The `T` at offset `OFF`, which lies within the first `MIN` bytes and
+    /// is aligned for `T` (checked when compiled): no check when it runs.
+    #[inline(always)]
+    pub(crate) fn at<T: ipc_sync::ShmSafe, const OFF: usize>(&self) -> &T {
+        const {
+            assert!(OFF + size_of::<T>() <= MIN, "a place past the pinned bytes");
+            assert!(OFF.is_multiple_of(align_of::<T>()) && align_of::<T>() <= 4096, "a misaligned place");
+        }
+        // SAFETY: the region holds at least MIN bytes (checked in `new`), so
+        // OFF..OFF + size_of::<T>() lies inside it; it starts on a page
+        // boundary (mmap and shmat map whole pages), so OFF aligned for T
+        // is aligned; any bytes are a valid T (ShmSafe), changed through &T
+        // only atomically; the region stays mapped while `self.owner` lives
+        // (see `new`), and the reference borrows `self`.
+        unsafe { &*self.span.ptr.as_ptr().add(OFF).cast::<T>() }
+    }
+}
+
+impl<O, const MIN: usize> Clone for Pinned<O, MIN> {
+    fn clone(&self) -> Self {
+        let r = &self.span;
+        Pinned { span: Span { ptr: r.ptr, len: r.len, guard: r.guard }, owner: Arc::clone(&self.owner) }
+    }
+}
+
+impl<O, const MIN: usize> std::ops::Deref for Pinned<O, MIN> {
+    type Target = O;
+
+    #[inline]
+    fn deref(&self) -> &O {
+        &self.owner
     }
 }
 

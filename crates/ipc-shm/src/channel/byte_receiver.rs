@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ipc_sync::Deadline;
 
-use super::layout::{DATA, HEAD, RECORD_ALIGN, RECORD_HEADER, TAIL, WRAP, max_record, padded, ring_pos};
+use super::layout::{DATA, RECORD_ALIGN, RECORD_HEADER, WRAP, max_record, padded, ring_pos};
 use super::side::{Side, check_tail, side_methods};
 use crate::error::{Error, Result};
 
@@ -34,13 +34,45 @@ impl ByteReceiver {
     #[inline]
     fn refresh_tail(&mut self) -> Result<()> {
         // Acquire: the sender's record writes happen before we read them.
-        let tail = self.side.conn.line(TAIL).index.load(Ordering::Acquire);
+        let tail = self.side.conn.tail().index.load(Ordering::Acquire);
         check_tail(&self.side.conn, tail, self.head, self.tail, self.side.capacity(), RECORD_ALIGN)?;
         self.tail = tail;
         Ok(())
     }
 
+    /// The next record in a steady stream: one that starts where the
+    /// receiver is, published by the sender's index as last read (or as
+    /// read once more now), with a length that passes every check. Inlined
+    /// whole, with nothing written. Anything else (nothing waiting, a wrap
+    /// marker, a length to report as corrupt) goes to [`next`](Self::next).
+    #[inline(always)]
+    fn next_fast(&mut self) -> Result<Option<Found>> {
+        if self.tail == self.head {
+            // Acquire: the sender's record writes happen before we read them.
+            let tail = self.side.conn.tail().index.load(Ordering::Acquire);
+            if tail == self.head {
+                return Ok(None);
+            }
+            check_tail(&self.side.conn, tail, self.head, self.tail, self.side.capacity(), RECORD_ALIGN)?;
+            self.tail = tail;
+        }
+        let cap = self.side.capacity();
+        let (avail, pos) = (self.tail - self.head, ring_pos(self.head, cap));
+        let at = DATA + pos as usize;
+        let mut header = [0u8; RECORD_HEADER as usize];
+        if avail >= RECORD_HEADER && self.side.conn.region().copy_out(at, &mut header).is_ok() {
+            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+            let advance = padded(len as usize);
+            if len != WRAP && len as usize <= max_record(cap) && advance <= cap - pos && advance <= avail {
+                return Ok(Some(Found { offset: at + RECORD_HEADER as usize, len: len as usize, advance }));
+            }
+        }
+        self.next()
+    }
+
     /// The next complete record, if any, after skipping wrap markers.
+    #[cold]
+    #[inline(never)]
     fn next(&mut self) -> Result<Option<Found>> {
         let cap = self.side.capacity();
         loop {
@@ -68,7 +100,7 @@ impl ByteReceiver {
                 }
                 self.head += skip;
                 // Release: as when taking a record.
-                self.side.conn.line(HEAD).index.store(self.head, Ordering::Release);
+                self.side.conn.head().index.store(self.head, Ordering::Release);
                 continue;
             }
             let len = len as usize;
@@ -98,6 +130,7 @@ impl ByteReceiver {
     ///
     /// [`Error::Disconnected`] when the sender is gone and everything it
     /// sent was received; [`Error::Corrupted`].
+    #[inline]
     pub fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         self.recv_with_until(Some(Deadline::never()), f)
     }
@@ -107,6 +140,7 @@ impl ByteReceiver {
     /// # Errors
     ///
     /// [`Error::Empty`], and as for [`recv_with`](Self::recv_with).
+    #[inline]
     pub fn try_recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         self.recv_with_until(None, f)
     }
@@ -120,35 +154,50 @@ impl ByteReceiver {
         self.recv_with_until(Some(Deadline::after(timeout)), f)
     }
 
+    #[inline(always)]
     fn recv_with_until<R>(&mut self, wait: Option<Deadline>, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
-        let found = loop {
+        let found = match self.next_fast()? {
+            Some(found) => found,
+            None => self.next_waiting(wait)?,
+        };
+        self.take(&found, f)
+    }
+
+    /// The next record when none was waiting: waits until the deadline in
+    /// `wait` (`None`: not at all).
+    #[cold]
+    #[inline(never)]
+    fn next_waiting(&mut self, wait: Option<Deadline>) -> Result<Found> {
+        loop {
             if let Some(found) = self.next()? {
-                break found;
+                return Ok(found);
             }
             match wait {
-                None if self.side.peer_gone(false) => match self.next()? {
-                    Some(found) => break found,
-                    None => return Err(Error::Disconnected),
-                },
+                None if self.side.peer_gone(false) => return self.next()?.ok_or(Error::Disconnected),
                 None => return Err(Error::Empty),
                 Some(deadline) => {
                     let (head, tail) = (self.head, &mut self.tail);
                     self.side.wait(deadline, |side| {
-                        let t = side.conn.line(TAIL).index.load(Ordering::Acquire);
+                        let t = side.conn.tail().index.load(Ordering::Acquire);
                         check_tail(&side.conn, t, head, *tail, side.capacity(), RECORD_ALIGN)?;
                         *tail = t;
-                        Ok(t > head)
+                        Ok(records_waiting(side, head, t))
                     })?;
                 }
             }
-        };
+        }
+    }
+
+    /// Calls `f` with the record `found`, in place, then releases it.
+    #[inline(always)]
+    fn take<R>(&mut self, found: &Found, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         let conn = &self.side.conn;
         let bytes = conn.region().slice(found.offset, found.len).map_err(|f| conn.fault(f, found.offset, found.len))?;
         let r = f(bytes);
         // Pages of the record cut off from a shrunk object read as zeros:
         // what `f` saw was not the record.
         self.side.conn.faults()?;
-        self.consume(&found);
+        self.consume(found);
         Ok(r)
     }
 
@@ -158,6 +207,7 @@ impl ByteReceiver {
     /// # Errors
     ///
     /// As for [`recv_with`](Self::recv_with).
+    #[inline]
     pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
         self.recv_with(|b| copy_into(buf, b))
     }
@@ -167,6 +217,7 @@ impl ByteReceiver {
     /// # Errors
     ///
     /// As for [`try_recv_with`](Self::try_recv_with).
+    #[inline]
     pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
         self.try_recv_with(|b| copy_into(buf, b))
     }
@@ -178,6 +229,22 @@ impl ByteReceiver {
     /// As for [`recv_with_timeout`](Self::recv_with_timeout).
     pub fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
         self.recv_with_timeout(timeout, |b| copy_into(buf, b))
+    }
+}
+
+/// Whether the bytes from `head` to `tail` hold no record (0), one (1) or
+/// more (2), by the length of the first; for pacing the waits only, so
+/// whatever a broken peer wrote there just gives some answer (`next`
+/// checks the records it takes).
+fn records_waiting(side: &Side, head: u64, tail: u64) -> u64 {
+    if tail <= head {
+        return 0;
+    }
+    let at = DATA + ring_pos(head, side.capacity()) as usize;
+    let mut len = [0u8; 4];
+    match side.conn.region().copy_out(at, &mut len).map(|()| u32::from_le_bytes(len)) {
+        Ok(len) if len != WRAP && padded(len as usize) >= tail - head => 1,
+        _ => 2,
     }
 }
 

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use ipc_sync::Deadline;
 
-use super::layout::{DATA, HEAD, RECORD_HEADER, WRAP, max_record, padded, ring_pos};
+use super::layout::{DATA, RECORD_HEADER, WRAP, max_record, padded, ring_pos};
 use super::side::{Side, check_head, side_methods};
 use crate::error::{Error, Result};
+use crate::sys::Fault;
 
 /// The sending side of a [`ByteChannel`](super::ByteChannel). Dropping it
 /// closes the channel.
@@ -91,12 +92,20 @@ impl ByteSender {
         let (mut head, tail) = (self.head, self.tail);
         self.side.wait(deadline, |side| {
             let cap = side.capacity();
-            let h = side.conn.line(HEAD).index.load(Ordering::Acquire);
+            let h = side.conn.head().index.load(Ordering::Acquire);
             check_head(&side.conn, h, head, tail)?;
             head = h;
             let pos = ring_pos(tail, cap);
             found = if need <= cap - pos { 0 } else { cap - pos };
-            Ok(tail - h + found + need <= cap)
+            // Room for this record (1), or for it and as much again (2).
+            let free = cap - (tail - h);
+            Ok(if found + need > free {
+                0
+            } else if found + 2 * need > free {
+                1
+            } else {
+                2
+            })
         })?;
         self.head = head;
         Ok(found)
@@ -104,7 +113,7 @@ impl ByteSender {
 
     fn refresh_head(&mut self) -> Result<()> {
         // Acquire: the receiver is done with the bytes it frees.
-        let head = self.side.conn.line(HEAD).index.load(Ordering::Acquire);
+        let head = self.side.conn.head().index.load(Ordering::Acquire);
         check_head(&self.side.conn, head, self.head, self.tail)?;
         self.head = head;
         Ok(())
@@ -130,24 +139,32 @@ impl ByteSender {
     /// marker if any, the header, then the index. `Truncated` when the
     /// object was shrunk under the record (it is published anyway: the
     /// mapping is of no more use, and every later call says so).
-    #[inline]
+    #[inline(always)]
     fn publish(&mut self, skip: u64, len: usize) -> Result<()> {
-        let cap = self.side.capacity();
-        let conn = &self.side.conn;
-        let mut copied = Ok(());
-        if skip > 0 {
-            let at = DATA + ring_pos(self.tail, cap) as usize;
-            copied = conn.region().copy_in(at, &u64::from(WRAP).to_le_bytes()).map_err(|f| conn.fault(f, at, 8));
-            self.tail += skip;
-        }
+        let wrap = if skip > 0 { self.mark_wrap(skip) } else { Ok(()) };
         // The length, then 4 zero bytes, in one store.
-        let at = DATA + ring_pos(self.tail, cap) as usize;
-        let header = conn.region().copy_in(at, &(len as u64).to_le_bytes()).map_err(|f| conn.fault(f, at, 8));
+        let at = DATA + ring_pos(self.tail, self.side.capacity()) as usize;
+        let header = self.side.conn.region().copy_in(at, &(len as u64).to_le_bytes());
         self.tail += padded(len);
         // Release: the record (and any wrap marker) happen before the
         // receiver sees the new index.
         self.side.publish(self.tail);
-        copied.and(header)
+        match (wrap, header) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err((fault, at)), _) => Err(self.side.conn.fault(fault, at, 8)),
+            (Ok(()), Err(fault)) => Err(self.side.conn.fault(fault, at, 8)),
+        }
+    }
+
+    /// Writes the wrap marker where the sender is and moves it `skip` bytes
+    /// on, to the start of the ring; the fault and its offset if the
+    /// marker could not be written whole.
+    #[cold]
+    #[inline(never)]
+    fn mark_wrap(&mut self, skip: u64) -> std::result::Result<(), (Fault, usize)> {
+        let at = DATA + ring_pos(self.tail, self.side.capacity()) as usize;
+        self.tail += skip;
+        self.side.conn.region().copy_in(at, &u64::from(WRAP).to_le_bytes()).map_err(|f| (f, at))
     }
 
     #[inline(always)]
@@ -205,6 +222,7 @@ impl ByteSender {
     /// # Errors
     ///
     /// As for [`try_reserve`](Self::try_reserve).
+    #[inline]
     pub fn try_send(&mut self, record: &[u8]) -> Result<()> {
         self.send_until(record, None)
     }

@@ -6,13 +6,13 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::layout::{self, DATA, Header, Line, MAGIC, VERSION};
+use super::layout::{self, DATA, Header, Line, MAGIC, Role, VERSION};
 use super::liveness::Candidates;
 #[cfg(loom)]
 use super::model;
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
-use crate::sys::{Fault, Region};
+use crate::sys::{Fault, Pinned, Span};
 use crate::{Memfd, PosixShm};
 
 /// What identifies a channel's layout, checked when a peer opens it.
@@ -86,7 +86,8 @@ pub(super) struct Memory {
 /// each process claims its side.
 #[derive(Debug, Clone)]
 pub(super) struct Conn {
-    pub(super) mem: Arc<Memory>,
+    /// The memory, with its lines reached without checks (see `Pinned`).
+    pub(super) mem: Pinned<Memory, DATA>,
     pub(super) header: Header,
 }
 
@@ -142,7 +143,15 @@ impl Conn {
             }
             _ => mem.memfd = memfd,
         }
-        Ok(Conn { mem: Arc::new(mem), header })
+        Conn::new(mem, header)
+    }
+
+    /// The connection to `mem`, whose mapping holds at least the lines
+    /// (checked by every caller before).
+    fn new(mem: Memory, header: Header) -> Result<Conn> {
+        let mem = Pinned::new(Arc::new(mem), |m| m.map.region())
+            .ok_or_else(|| Error::LayoutMismatch { reason: "too small for a channel".into() })?;
+        Ok(Conn { mem, header })
     }
 
     fn open(spec: Spec, map: Mapping, name: Option<PosixShm>, memfd: Option<Memfd>) -> Result<Conn> {
@@ -189,7 +198,7 @@ impl Conn {
                 map.len()
             )));
         }
-        Ok(Conn { mem: Arc::new(Memory::new(map, name, memfd)), header: h })
+        Conn::new(Memory::new(map, name, memfd), h)
     }
 
     /// Opens the channel under `name`, holding the shared lock that tells
@@ -258,21 +267,65 @@ impl Conn {
     }
 
     #[inline]
-    pub(super) fn region(&self) -> &Region {
-        self.mem.map.region()
+    pub(super) fn region(&self) -> &Span {
+        self.mem.span()
     }
 
-    #[inline]
-    pub(super) fn line(&self, offset: usize) -> &Line {
+    /// The sender's index (TAIL).
+    #[inline(always)]
+    pub(super) fn tail(&self) -> &Line {
+        #[cfg(not(loom))]
+        return self.mem.at::<Line, { layout::TAIL }>();
         #[cfg(loom)]
-        if let Some(model) = &self.mem.model {
-            return model.line(offset);
+        self.line(layout::TAIL)
+    }
+
+    /// The receiver's index (HEAD).
+    #[inline(always)]
+    pub(super) fn head(&self) -> &Line {
+        #[cfg(not(loom))]
+        return self.mem.at::<Line, { layout::HEAD }>();
+        #[cfg(loom)]
+        self.line(layout::HEAD)
+    }
+
+    /// Both sides' states and flags (STATUS).
+    #[inline(always)]
+    pub(super) fn status(&self) -> &Line {
+        #[cfg(not(loom))]
+        return self.mem.at::<Line, { layout::STATUS }>();
+        #[cfg(loom)]
+        self.line(layout::STATUS)
+    }
+
+    /// The index side `role` publishes: TAIL for the sender, HEAD for the
+    /// receiver.
+    #[inline(always)]
+    pub(super) fn index_line(&self, role: Role) -> &Line {
+        match role {
+            Role::Sender => self.tail(),
+            Role::Receiver => self.head(),
         }
-        // Offsets are constants below DATA, and the mapping holds at least
-        // DATA bytes (checked on create and open): the view is always made.
-        match self.region().view::<Line>(offset) {
-            Ok(line) => line,
-            Err(_) => spare_line(),
+    }
+
+    /// The line side `role` sleeps on.
+    #[inline(always)]
+    pub(super) fn sleep_line(&self, role: Role) -> &Line {
+        #[cfg(not(loom))]
+        return match role {
+            Role::Sender => self.mem.at::<Line, { layout::TX_SLEEP }>(),
+            Role::Receiver => self.mem.at::<Line, { layout::RX_SLEEP }>(),
+        };
+        #[cfg(loom)]
+        self.line(role.sleep_line())
+    }
+
+    /// Under loom: the line at `offset`, in the model when there is one.
+    #[cfg(loom)]
+    fn line(&self, offset: usize) -> &Line {
+        match &self.mem.model {
+            Some(model) => model.line(offset),
+            None => self.region().view::<Line>(offset).expect("a channel's mapping holds its lines"),
         }
     }
 
@@ -280,7 +333,7 @@ impl Conn {
     /// is one).
     #[cfg(not(loom))]
     #[inline]
-    fn ring(&self) -> &Region {
+    fn ring(&self) -> &Span {
         self.region()
     }
 
@@ -297,6 +350,32 @@ impl Conn {
     #[inline]
     pub(super) fn write_slot(&self, offset: usize, bytes: &[u8]) -> Result<()> {
         self.ring().copy_in(offset, bytes).map_err(|f| self.fault(f, offset, bytes.len()))
+    }
+
+    /// Copies in the slots that `bytes` holds end to end (`slot` bytes
+    /// each), from `offset` on: in one copy, or under loom slot by slot.
+    #[inline]
+    pub(super) fn write_slots(&self, offset: usize, bytes: &[u8], slot: u64) -> Result<()> {
+        #[cfg(not(loom))]
+        {
+            let _ = slot;
+            self.write_slot(offset, bytes)
+        }
+        #[cfg(loom)]
+        bytes.chunks(slot as usize).enumerate().try_for_each(|(i, s)| self.write_slot(offset + i * slot as usize, s))
+    }
+
+    /// Copies out the slots from `offset` on into `out`, end to end, as
+    /// [`write_slots`](Self::write_slots) copies them in.
+    #[inline]
+    pub(super) fn read_slots(&self, offset: usize, out: &mut [u8], slot: u64) -> Result<()> {
+        #[cfg(not(loom))]
+        {
+            let _ = slot;
+            self.read_slot(offset, out)
+        }
+        #[cfg(loom)]
+        out.chunks_mut(slot as usize).enumerate().try_for_each(|(i, s)| self.read_slot(offset + i * slot as usize, s))
     }
 
     /// Copies a slot's bytes out from `offset`.
@@ -345,7 +424,8 @@ impl Conn {
         let header = Header { magic: MAGIC, ..spec.header(capacity, capacity as u64 * spec.slot_size) };
         let map = Mapping::anonymous(4096).expect("a page for the model's unused mapping");
         let model = Some(model::Store::new(capacity, spec.slot_size as usize));
-        Conn { mem: Arc::new(Memory { map, name: None, memfd: None, anon: None, candidates: None, model }), header }
+        Conn::new(Memory { map, name: None, memfd: None, anon: None, candidates: None, model }, header)
+            .expect("a page holds a channel's lines")
     }
 
     pub(super) fn memfd(&self) -> Option<&Memfd> {
@@ -443,17 +523,3 @@ const WHAT_NAMED: &str = "shared memory channel";
 /// How many times a named open or create tries again when another process
 /// reclaims the name under it; each retry means that process made progress.
 const NAME_RACES: usize = 8;
-
-/// What [`Conn::line`] gives should a view of a line ever fail (the
-/// mapping holds the whole header: checked on create and open): a line
-/// apart from every mapping, so that no access leaves one.
-#[cold]
-fn spare_line() -> &'static Line {
-    #[cfg(not(loom))]
-    {
-        static SPARE: std::sync::LazyLock<Line> = std::sync::LazyLock::new(Line::new);
-        &SPARE
-    }
-    #[cfg(loom)]
-    Box::leak(Box::new(Line::new()))
-}

@@ -160,8 +160,8 @@ struct SideStatus {
 const _: () = assert!(size_of::<Line>() == LINE);
 
 impl Line {
-    /// A line of zeroes (what a fresh mapping holds), for the loom model
-    /// and the spare line of `Conn::line`.
+    /// A line of zeroes (what a fresh mapping holds), for the loom model.
+    #[cfg(loom)]
     pub(crate) fn new() -> Line {
         let side = || SideStatus { pid: AtomicU32::new(0), state: AtomicU32::new(0) };
         Line {
@@ -220,17 +220,9 @@ impl Role {
         }
     }
 
-    /// The line of the index this side publishes (TAIL or HEAD).
-    #[inline]
-    pub(crate) fn index_line(self) -> usize {
-        match self {
-            Role::Sender => TAIL,
-            Role::Receiver => HEAD,
-        }
-    }
-
-    /// The line this side sleeps on.
-    #[inline]
+    /// The line this side sleeps on (for loom's model; see
+    /// `Conn::sleep_line`).
+    #[cfg(loom)]
     pub(crate) fn sleep_line(self) -> usize {
         match self {
             Role::Sender => TX_SLEEP,

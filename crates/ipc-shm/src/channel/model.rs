@@ -6,7 +6,7 @@
 use loom::cell::UnsafeCell;
 
 use super::layout::{DATA, LINE, Line};
-use crate::sys::{Fault, Region};
+use crate::sys::{Fault, Span};
 
 #[derive(Debug)]
 pub(crate) struct Store {
@@ -42,11 +42,11 @@ impl Store {
 /// made as usual) its mapping.
 pub(crate) enum Ring<'a> {
     Model(&'a Store),
-    Mapped(&'a Region),
+    Mapped(&'a Span),
 }
 
 impl Ring<'_> {
-    /// As [`Region::copy_in`].
+    /// As [`Span::copy_in`].
     pub(crate) fn copy_in(&self, offset: usize, bytes: &[u8]) -> Result<(), Fault> {
         match self {
             // SAFETY: loom checks that no other access to this slot is
@@ -58,7 +58,7 @@ impl Ring<'_> {
         }
     }
 
-    /// As [`Region::copy_out`].
+    /// As [`Span::copy_out`].
     pub(crate) fn copy_out(&self, offset: usize, out: &mut [u8]) -> Result<(), Fault> {
         match self {
             // SAFETY: as in `copy_in`.

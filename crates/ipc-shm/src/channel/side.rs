@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ipc_sync::Deadline;
 
 use super::conn::{Conn, Handle};
-use super::layout::{self, CLOSED, CONNECTED, FLAG_BARRIER, LOCKED, Line, Role, STATUS, UNCLAIMED};
+use super::layout::{self, CLOSED, CONNECTED, FLAG_BARRIER, LOCKED, Line, Role, UNCLAIMED};
 use super::liveness::{self, Claim};
 use super::shim::{self, fence};
 use crate::error::{Error, Result};
@@ -50,6 +50,8 @@ pub struct ChannelStats {
     /// Waits that began with a short pause, letting a streaming peer get
     /// a few messages ahead before this side looked (no system call).
     pub slips: u64,
+    /// TEMP
+    pub waits: u64,
 }
 
 /// How often a waiting side asks the kernel whether its peer is gone.
@@ -96,8 +98,9 @@ pub(super) struct Side {
     /// This process receives membarrier barriers and this side issues one
     /// before it sleeps (our FLAG_BARRIER).
     barrier: bool,
-    /// The peer's FLAG_BARRIER, once seen (it is never cleared).
-    peer_barrier: bool,
+    /// Both sides issue barriers (ours, and the peer's FLAG_BARRIER once
+    /// seen; it is never cleared): this side publishes without one.
+    light: bool,
     /// The peer was found gone for good: every later check says so.
     peer_dead: bool,
     /// This side's liveness lock, if it could take one (see `liveness`).
@@ -120,7 +123,7 @@ impl Side {
     /// two claimers), then the state is set: LOCKED when we hold the lock.
     fn take(conn: &Conn, role: Role) -> Result<Side> {
         let side_name = role.name();
-        let status = conn.line(STATUS);
+        let status = conn.status();
         let (state, pid) = (status.state(role), status.pid(role));
         // Relaxed: a first look only; the compare-and-swap below decides.
         if state.load(Ordering::Relaxed) != UNCLAIMED {
@@ -169,7 +172,7 @@ impl Side {
             last_check: Instant::now(),
             stats: ChannelStats::default(),
             barrier,
-            peer_barrier: false,
+            light: false,
             peer_dead: false,
             live,
             pace: Pace::default(),
@@ -182,7 +185,7 @@ impl Side {
     fn peer_gone_now(&self) -> bool {
         let peer = self.role.peer();
         let conn = &self.conn;
-        let state = conn.line(STATUS).state(peer);
+        let state = conn.status().state(peer);
         // Acquire: the peer's last index update happens before its CLOSED,
         // and its lock before its LOCKED.
         if state.load(Ordering::Acquire) == UNCLAIMED {
@@ -217,8 +220,8 @@ impl Side {
     pub(super) fn initial_indices(&self) -> Result<(u64, u64)> {
         let step = if self.conn.header.kind == layout::KIND_BYTES { layout::RECORD_ALIGN } else { 1 };
         // Acquire: see what a previous user of the channel left.
-        let tail = self.conn.line(layout::TAIL).index.load(Ordering::Acquire);
-        let head = self.conn.line(layout::HEAD).index.load(Ordering::Acquire);
+        let tail = self.conn.tail().index.load(Ordering::Acquire);
+        let head = self.conn.head().index.load(Ordering::Acquire);
         if head > tail
             || tail - head > self.capacity()
             || tail >= INDEX_LIMIT
@@ -232,19 +235,19 @@ impl Side {
     }
 
     fn my_sleep(&self) -> &Line {
-        self.conn.line(self.role.sleep_line())
+        self.conn.sleep_line(self.role)
     }
 
     #[inline]
     fn peer_sleep(&self) -> &Line {
-        self.conn.line(self.role.peer().sleep_line())
+        self.conn.sleep_line(self.role.peer())
     }
 
     /// Whether the peer has closed its side or was found gone (one load and
     /// a flag, for the fast path of every send).
     #[inline]
     pub(super) fn peer_closed(&self) -> bool {
-        let state = self.conn.line(STATUS).state(self.role.peer());
+        let state = self.conn.status().state(self.role.peer());
         // Relaxed: only the flag is read; nothing the peer wrote before it
         // is read on this path.
         self.peer_dead || !matches!(state.load(Ordering::Relaxed), UNCLAIMED | CONNECTED | LOCKED)
@@ -267,11 +270,13 @@ impl Side {
 
     /// Publishes our index (the TAIL line's for the sender, HEAD's for the
     /// receiver) and wakes the peer if it sleeps or is about to.
-    #[inline]
+    ///
+    /// Inlined into every send and receive: it writes nothing but the
+    /// index (see `Sender::send_fast` for why stores count).
+    #[inline(always)]
     pub(super) fn publish(&mut self, index: u64) {
-        self.pace.handled = self.pace.handled.saturating_add(1);
-        let light = self.barrier && (self.peer_barrier || self.see_peer_barrier());
-        let mine = self.conn.line(self.role.index_line());
+        let light = self.light || self.see_light();
+        let mine = self.conn.index_line(self.role);
         let line = self.peer_sleep();
         // See `shim::publish` for why no side of a sleep and a wake-up can
         // miss the other; Release in it: what we wrote (or finished
@@ -281,14 +286,16 @@ impl Side {
         }
     }
 
-    /// Reads the peer's FLAG_BARRIER, until it is set.
+    /// Whether both sides issue barriers: ours, and the peer's FLAG_BARRIER
+    /// read again until it is set.
     #[cold]
-    fn see_peer_barrier(&mut self) -> bool {
-        let flags = self.conn.line(STATUS).flags(self.role.peer());
+    #[inline(never)]
+    fn see_light(&mut self) -> bool {
+        let flags = self.conn.status().flags(self.role.peer());
         // Relaxed: the flag is set before the peer can sleep, and seeing it
         // late only costs full barriers meanwhile.
-        self.peer_barrier = flags.load(Ordering::Relaxed) & FLAG_BARRIER != 0;
-        self.peer_barrier
+        self.light = self.barrier && flags.load(Ordering::Relaxed) & FLAG_BARRIER != 0;
+        self.light
     }
 
     /// Wakes the sleeping peer.
@@ -301,32 +308,31 @@ impl Side {
         self.stats.wakes += 1;
     }
 
-    /// Waits until `ready` holds, the peer is gone (`Disconnected`) or the
-    /// deadline passes (`Timeout`). `ready` reads the peer's index (and
-    /// returns `Corrupted` for an impossible one).
-    ///
-    /// The first few checks are inlined into the caller, so that a reader
-    /// that keeps up with a stream, and so waits for nearly every message,
-    /// picks each up without a call.
-    #[inline]
-    pub(super) fn wait(&mut self, deadline: Deadline, mut ready: impl FnMut(&mut Self) -> Result<bool>) -> Result<()> {
+    /// Waits until `ready` finds messages (or room) waiting, the peer is
+    /// gone (`Disconnected`) or the deadline passes (`Timeout`). `ready`
+    /// reads the peer's index (and returns `Corrupted` for an impossible
+    /// one) and says how much it found: 0 for nothing yet, 1 for a single
+    /// message (or slot), 2 for more.
+    pub(super) fn wait(&mut self, deadline: Deadline, mut ready: impl FnMut(&mut Self) -> Result<u64>) -> Result<()> {
+        self.stats.waits += 1;
         if self.policy != WaitPolicy::Block {
-            if self.pace.start() {
+            if self.pace.slipping {
                 self.stats.slips += 1;
                 for _ in 0..SLIP_SPINS {
                     shim::spin();
                 }
             }
             for look in 1..=QUICK_SPINS {
-                if ready(self)? {
-                    self.pace.end(look);
+                let found = ready(self)?;
+                if found > 0 {
+                    self.pace.end(look, found);
                     return Ok(());
                 }
                 shim::spin();
             }
-            self.pace.end(0);
+            self.pace.end(0, 0);
         }
-        self.wait_long(deadline, ready)
+        self.wait_long(deadline, |side| ready(side).map(|found| found > 0))
     }
 
     /// [`wait`](Self::wait) after its first checks.
@@ -406,7 +412,7 @@ impl Side {
             return; // a forked child's copy: not ours to close
         }
         // Release: our last index update happens before CLOSED.
-        self.conn.line(STATUS).state(self.role).store(CLOSED, Ordering::Release);
+        self.conn.status().state(self.role).store(CLOSED, Ordering::Release);
         if let (Some(lock), Some(file)) = (&self.live, self.conn.mem.file()) {
             liveness::release(file, self.role, lock);
         }
@@ -426,13 +432,13 @@ impl Side {
 /// waits end at once several times in a row, it starts its later waits
 /// with a short pause before the first look, letting the peer get a few
 /// messages ahead; it takes them as a batch, on lines the peer has left.
-/// As soon as a slipped wait brings a single message (not a stream but a
+/// As soon as a slipped wait finds a single message (not a stream but a
 /// request and its answer), or a wait is long, the side stops slipping.
 /// The sender, waiting on a full ring, paces itself the same way.
+///
+/// Nothing here is written per message: only when a side waits.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Pace {
-    /// Indices published (messages handled) since the last wait.
-    handled: u32,
     /// Waits in a row that ended at the first or second look.
     short: u32,
     /// Whether waits start with [`SLIP_SPINS`] pauses.
@@ -440,27 +446,18 @@ struct Pace {
 }
 
 impl Pace {
-    /// At the start of a wait: whether to slip first.
-    #[inline]
-    fn start(&mut self) -> bool {
-        let handled = std::mem::take(&mut self.handled);
-        if self.slipping && handled < 2 {
-            // The last slip brought one message: not a stream.
-            self.slipping = false;
-        }
-        self.slipping
-    }
-
     /// A wait ended after `looks` looks at the peer's index (1: the first
-    /// found it ready; 0: it never did).
+    /// found it ready; 0: it never did), finding `found` messages (1: a
+    /// single one; 2: more).
     #[inline]
-    fn end(&mut self, looks: u32) {
-        if !(1..=2).contains(&looks) {
+    fn end(&mut self, looks: u32, found: u64) {
+        if !(1..=2).contains(&looks) || (self.slipping && found < 2) {
+            // A long wait, or a slip that brought one message: not a stream.
             *self = Pace::default();
         } else if !self.slipping {
             self.short += 1;
             if self.short >= SLIP_AFTER {
-                *self = Pace { handled: 0, short: 0, slipping: true };
+                *self = Pace { short: 0, slipping: true };
             }
         }
     }
@@ -533,11 +530,11 @@ pub(super) use side_methods;
 mod tests {
     use super::{Pace, SLIP_AFTER};
 
-    /// A wait of `looks` looks after `handled` messages; whether it slipped.
-    fn wait(pace: &mut Pace, handled: u32, looks: u32) -> bool {
-        pace.handled = handled;
-        let slipped = pace.start();
-        pace.end(looks);
+    /// A wait of `looks` looks that found `found` messages; whether it
+    /// slipped.
+    fn wait(pace: &mut Pace, looks: u32, found: u64) -> bool {
+        let slipped = pace.slipping;
+        pace.end(looks, found);
         slipped
     }
 
@@ -547,41 +544,42 @@ mod tests {
         for _ in 0..SLIP_AFTER {
             assert!(!wait(&mut pace, 1, 1), "no slip before the streak is complete");
         }
-        // Each slip brings a batch: the side keeps slipping.
+        // Each slip finds a batch: the side keeps slipping.
         for _ in 0..10 {
-            assert!(wait(&mut pace, 5, 1));
+            assert!(wait(&mut pace, 1, 2));
         }
     }
 
     #[test]
-    fn a_slip_that_brings_one_message_ends_the_slipping() {
+    fn a_slip_that_finds_one_message_ends_the_slipping() {
         let mut pace = Pace::default();
         for _ in 0..SLIP_AFTER {
-            wait(&mut pace, 1, 2);
+            wait(&mut pace, 2, 1);
         }
-        assert!(wait(&mut pace, 3, 1));
-        // Requests and answers: one message between waits.
-        assert!(!wait(&mut pace, 1, 1));
+        assert!(wait(&mut pace, 1, 2));
+        // Requests and answers: one message at a time.
+        assert!(wait(&mut pace, 1, 1));
         assert!(!wait(&mut pace, 1, 1), "a new streak is needed");
+        assert!(!wait(&mut pace, 1, 2));
     }
 
     #[test]
     fn long_waits_never_slip_and_break_a_streak() {
         let mut pace = Pace::default();
         for _ in 0..100 {
-            assert!(!wait(&mut pace, 1, 9));
+            assert!(!wait(&mut pace, 9, 1));
         }
         for _ in 0..SLIP_AFTER - 1 {
             wait(&mut pace, 1, 1);
         }
-        wait(&mut pace, 1, 0); // went on to spin longer, or sleep
+        wait(&mut pace, 0, 0); // went on to spin longer, or sleep
         assert!(!wait(&mut pace, 1, 1));
         // A long wait while slipping stops it too.
         pace = Pace::default();
         for _ in 0..SLIP_AFTER {
             wait(&mut pace, 1, 1);
         }
-        assert!(wait(&mut pace, 4, 30));
-        assert!(!wait(&mut pace, 4, 1));
+        assert!(wait(&mut pace, 30, 4));
+        assert!(!wait(&mut pace, 1, 2));
     }
 }

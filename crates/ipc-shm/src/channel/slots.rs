@@ -6,7 +6,7 @@ use bytemuck::Pod;
 use ipc_sync::Deadline;
 
 use super::conn::{Backing, Conn, Handle, Spec};
-use super::layout::{DATA, HEAD, Role, TAIL};
+use super::layout::{DATA, Role};
 use super::side::{Side, check_head, check_tail, side_methods};
 use crate::Memfd;
 #[cfg(doc)]
@@ -251,7 +251,7 @@ impl<T: Pod> Sender<T> {
         }
         // Acquire: the receiver's reads of the slots it frees happen before
         // we overwrite them.
-        let head = self.side.conn.line(HEAD).index.load(Ordering::Acquire);
+        let head = self.side.conn.head().index.load(Ordering::Acquire);
         check_head(&self.side.conn, head, self.head, self.tail)?;
         self.head = head;
         Ok(cap - (self.tail - head))
@@ -264,6 +264,43 @@ impl<T: Pod> Sender<T> {
         self.side.peer_closed()
     }
 
+    /// A send in a steady stream: when the receiver has not closed and
+    /// the receiver's index as last read shows room, writes `value` into
+    /// the next slot and publishes it. Inlined into the caller whole, with
+    /// no call and no store but the slot, our index and the published one:
+    /// stores queue behind the cache line the receiver last took, so each
+    /// one more holds the sender up. `Ok(false)`: nothing was done, and
+    /// the caller goes the slow way ([`send_slow`](Self::send_slow)).
+    #[inline(always)]
+    fn send_fast(&mut self, value: &T) -> Result<bool> {
+        let cap = self.side.capacity();
+        if self.tail - self.head >= cap || self.side.peer_closed() {
+            return Ok(false);
+        }
+        self.side.conn.write_slot(slot_offset(self.tail, cap, size_of::<T>() as u64), bytemuck::bytes_of(value))?;
+        self.tail += 1;
+        // Release: the slot contents happen before the receiver sees the
+        // new index.
+        self.side.publish(self.tail);
+        Ok(true)
+    }
+
+    /// A send that [`send_fast`](Self::send_fast) could not make: the
+    /// receiver closed, or its index must be read again, or the ring is
+    /// full and this side waits until `deadline`.
+    #[cold]
+    #[inline(never)]
+    fn send_slow(&mut self, value: &T, deadline: Deadline) -> Result<()> {
+        if self.receiver_closed() {
+            return Err(Error::Disconnected);
+        }
+        if self.put(std::slice::from_ref(value))? == 1 {
+            return Ok(());
+        }
+        self.wait_for_room(deadline)?;
+        self.put(std::slice::from_ref(value)).map(drop)
+    }
+
     /// Writes `values` into free slots and publishes them with one index
     /// update; returns how many fit.
     #[inline]
@@ -274,8 +311,17 @@ impl<T: Pod> Sender<T> {
             return Ok(0);
         }
         let (cap, slot) = (self.side.capacity(), size_of::<T>() as u64);
-        for (i, v) in values[..n].iter().enumerate() {
-            self.side.conn.write_slot(slot_offset(self.tail + i as u64, cap, slot), bytemuck::bytes_of(v))?;
+        // The slots up to the end of the ring, then those from its start:
+        // each run in one copy.
+        let first = n.min((cap - (self.tail & (cap - 1))) as usize);
+        let (a, b) = values[..n].split_at(first);
+        self.side.conn.write_slots(slot_offset(self.tail, cap, slot), bytemuck::cast_slice(a), slot)?;
+        if !b.is_empty() {
+            self.side.conn.write_slots(
+                slot_offset(self.tail + first as u64, cap, slot),
+                bytemuck::cast_slice(b),
+                slot,
+            )?;
         }
         self.tail += n as u64;
         // Release: the slot contents happen before the receiver sees the
@@ -290,6 +336,7 @@ impl<T: Pod> Sender<T> {
     ///
     /// [`Error::Disconnected`] when the receiver closed or died;
     /// [`Error::Corrupted`] when the receiver's index is impossible.
+    #[inline]
     pub fn send(&mut self, value: T) -> Result<()> {
         self.send_until(&value, Deadline::never())
     }
@@ -301,6 +348,7 @@ impl<T: Pod> Sender<T> {
     /// # Errors
     ///
     /// As for [`send`](Self::send).
+    #[inline]
     pub fn send_ref(&mut self, value: &T) -> Result<()> {
         self.send_until(value, Deadline::never())
     }
@@ -310,11 +358,21 @@ impl<T: Pod> Sender<T> {
     /// # Errors
     ///
     /// [`Error::Full`]; [`Error::Disconnected`]; [`Error::Corrupted`].
+    #[inline]
     pub fn try_send(&mut self, value: T) -> Result<()> {
+        if self.send_fast(&value)? {
+            return Ok(());
+        }
+        self.try_send_slow(&value)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn try_send_slow(&mut self, value: &T) -> Result<()> {
         if self.receiver_closed() {
             return Err(Error::Disconnected);
         }
-        match self.put(std::slice::from_ref(&value))? {
+        match self.put(std::slice::from_ref(value))? {
             // A full ring whose receiver died stays full: say so.
             0 if self.side.peer_gone(false) => Err(Error::Disconnected),
             0 => Err(Error::Full),
@@ -340,16 +398,12 @@ impl<T: Pod> Sender<T> {
         self.send_until(&value, Deadline::at(deadline))
     }
 
-    #[inline]
+    #[inline(always)]
     fn send_until(&mut self, value: &T, deadline: Deadline) -> Result<()> {
-        if self.receiver_closed() {
-            return Err(Error::Disconnected);
-        }
-        if self.put(std::slice::from_ref(value))? == 1 {
+        if self.send_fast(value)? {
             return Ok(());
         }
-        self.wait_for_room(deadline)?;
-        self.put(std::slice::from_ref(value)).map(drop)
+        self.send_slow(value, deadline)
     }
 
     /// Sends all of `values`, publishing as many as fit at a time with one
@@ -394,10 +448,10 @@ impl<T: Pod> Sender<T> {
         let tail = self.tail;
         self.side.wait(deadline, |side| {
             let cap = side.capacity();
-            let h = side.conn.line(HEAD).index.load(Ordering::Acquire);
+            let h = side.conn.head().index.load(Ordering::Acquire);
             check_head(&side.conn, h, *head, tail)?;
             *head = h;
-            Ok(tail - h < cap)
+            Ok((cap - (tail - h)).min(2))
         })
     }
 
@@ -423,10 +477,47 @@ impl<T: Pod> Receiver<T> {
             return Ok(self.tail - self.head);
         }
         // Acquire: the sender's slot writes happen before we read them.
-        let tail = self.side.conn.line(TAIL).index.load(Ordering::Acquire);
+        let tail = self.side.conn.tail().index.load(Ordering::Acquire);
         check_tail(&self.side.conn, tail, self.head, self.tail, self.side.capacity(), 1)?;
         self.tail = tail;
         Ok(tail - self.head)
+    }
+
+    /// A receive in a steady stream: when a message is waiting by the
+    /// sender's index as last read, or as read once more now, copies it
+    /// into `out` and frees its slot. Inlined whole, as
+    /// [`Sender::send_fast`] is. `Ok(false)`: nothing was waiting, and the
+    /// caller waits ([`recv_slow`](Self::recv_slow)).
+    #[inline(always)]
+    fn recv_fast(&mut self, out: &mut T) -> Result<bool> {
+        if self.tail == self.head {
+            // Acquire: the sender's slot writes happen before we read them.
+            let tail = self.side.conn.tail().index.load(Ordering::Acquire);
+            if tail == self.head {
+                return Ok(false);
+            }
+            check_tail(&self.side.conn, tail, self.head, self.tail, self.side.capacity(), 1)?;
+            self.tail = tail;
+        }
+        let (cap, slot) = (self.side.capacity(), size_of::<T>() as u64);
+        self.side.conn.read_slot(slot_offset(self.head, cap, slot), bytemuck::bytes_of_mut(out))?;
+        self.head += 1;
+        // Release: our read of the slot happens before the sender reuses it.
+        self.side.publish(self.head);
+        Ok(true)
+    }
+
+    /// A receive that [`recv_fast`](Self::recv_fast) found nothing for:
+    /// waits until `deadline` for a message, then takes it.
+    #[cold]
+    #[inline(never)]
+    fn recv_slow(&mut self, out: &mut T, deadline: Deadline) -> Result<()> {
+        loop {
+            self.wait_for_data(deadline)?;
+            if self.take(std::slice::from_mut(out))? == 1 {
+                return Ok(());
+            }
+        }
     }
 
     /// Copies up to `out.len()` waiting messages out and frees their slots
@@ -438,8 +529,16 @@ impl<T: Pod> Receiver<T> {
             return Ok(0);
         }
         let (cap, slot) = (self.side.capacity(), size_of::<T>() as u64);
-        for (i, v) in out[..n].iter_mut().enumerate() {
-            self.side.conn.read_slot(slot_offset(self.head + i as u64, cap, slot), bytemuck::bytes_of_mut(v))?;
+        // As in `Sender::put`: at most two runs, each in one copy.
+        let first = n.min((cap - (self.head & (cap - 1))) as usize);
+        let (a, b) = out[..n].split_at_mut(first);
+        self.side.conn.read_slots(slot_offset(self.head, cap, slot), bytemuck::cast_slice_mut(a), slot)?;
+        if !b.is_empty() {
+            self.side.conn.read_slots(
+                slot_offset(self.head + first as u64, cap, slot),
+                bytemuck::cast_slice_mut(b),
+                slot,
+            )?;
         }
         self.head += n as u64;
         // Release: our reads of the slots happen before the sender reuses
@@ -454,6 +553,7 @@ impl<T: Pod> Receiver<T> {
     ///
     /// [`Error::Disconnected`] when the sender is gone and everything it
     /// sent was received; [`Error::Corrupted`].
+    #[inline]
     pub fn recv(&mut self) -> Result<T> {
         self.recv_until(Deadline::never())
     }
@@ -465,8 +565,12 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     ///
     /// As for [`recv`](Self::recv).
+    #[inline]
     pub fn recv_into(&mut self, out: &mut T) -> Result<()> {
-        self.recv_many(std::slice::from_mut(out)).map(drop)
+        if self.recv_fast(out)? {
+            return Ok(());
+        }
+        self.recv_slow(out, Deadline::never())
     }
 
     /// Receives a message if one is waiting.
@@ -474,9 +578,10 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     ///
     /// [`Error::Empty`]; [`Error::Disconnected`]; [`Error::Corrupted`].
+    #[inline]
     pub fn try_recv(&mut self) -> Result<T> {
         let mut v = [T::zeroed()];
-        if self.take(&mut v)? == 1 {
+        if self.recv_fast(&mut v[0])? {
             return Ok(v[0]);
         }
         if self.side.peer_gone(false) {
@@ -504,14 +609,13 @@ impl<T: Pod> Receiver<T> {
         self.recv_until(Deadline::at(deadline))
     }
 
+    #[inline(always)]
     fn recv_until(&mut self, deadline: Deadline) -> Result<T> {
-        let mut v = [T::zeroed()];
-        loop {
-            if self.take(&mut v)? == 1 {
-                return Ok(v[0]);
-            }
-            self.wait_for_data(deadline)?;
+        let mut v = T::zeroed();
+        if !self.recv_fast(&mut v)? {
+            self.recv_slow(&mut v, deadline)?;
         }
+        Ok(v)
     }
 
     /// Receives up to `out.len()` messages, waiting for at least one;
@@ -552,10 +656,10 @@ impl<T: Pod> Receiver<T> {
     fn wait_for_data(&mut self, deadline: Deadline) -> Result<()> {
         let (head, tail) = (self.head, &mut self.tail);
         self.side.wait(deadline, |side| {
-            let t = side.conn.line(TAIL).index.load(Ordering::Acquire);
+            let t = side.conn.tail().index.load(Ordering::Acquire);
             check_tail(&side.conn, t, head, *tail, side.capacity(), 1)?;
             *tail = t;
-            Ok(t > head)
+            Ok((t - head).min(2))
         })
     }
 

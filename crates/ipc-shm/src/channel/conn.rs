@@ -353,7 +353,8 @@ impl Conn {
     }
 
     /// Copies in the slots that `bytes` holds end to end (`slot` bytes
-    /// each), from `offset` on: in one copy, or under loom slot by slot.
+    /// each), from `offset` on: in one copy, or under loom slot by slot
+    /// (its model holds each slot apart).
     #[inline]
     pub(super) fn write_slots(&self, offset: usize, bytes: &[u8], slot: u64) -> Result<()> {
         #[cfg(not(loom))]

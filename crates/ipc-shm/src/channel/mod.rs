@@ -4,7 +4,7 @@
 //!
 //! - [`channel`] of `T: Pod` messages in fixed slots: [`Sender`] and
 //!   [`Receiver`], with batch forms that publish or take many messages with
-//!   one index update;
+//!   one index update (per 16 KiB of messages);
 //! - [`byte_channel`] of variable-length byte records: [`ByteSender`]
 //!   (with zero-copy [`reserve`](ByteSender::reserve)) and [`ByteReceiver`]
 //!   (with zero-copy [`recv_with`](ByteReceiver::recv_with)).

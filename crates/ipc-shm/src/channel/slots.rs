@@ -229,6 +229,19 @@ pub struct Receiver<T> {
     _t: PhantomData<fn() -> T>,
 }
 
+/// The bytes of a run of slots that the batch forms copy and then publish
+/// (or free) with one index update: a batch of small messages in one, and
+/// large ones a few at a time, so that the peer can work on the first
+/// while the rest are copied (a peer kept waiting long enough goes to
+/// sleep, and must then be woken). At least one slot.
+pub(super) const RUN: u64 = 16 << 10;
+
+/// The slots in a run of slots of `slot` bytes.
+#[inline]
+fn run_len(slot: u64) -> usize {
+    (RUN / slot).max(1) as usize
+}
+
 #[inline]
 fn slot_offset(index: u64, capacity: u64, slot: u64) -> usize {
     DATA + ((index & (capacity - 1)) * slot) as usize
@@ -301,32 +314,25 @@ impl<T: Pod> Sender<T> {
         self.put(std::slice::from_ref(value)).map(drop)
     }
 
-    /// Writes `values` into free slots and publishes them with one index
-    /// update; returns how many fit.
+    /// Writes `values` into free slots and publishes them, one index
+    /// update per run of slots (see [`RUN`]); returns how many fit.
     #[inline]
     fn put(&mut self, values: &[T]) -> Result<usize> {
         let free = self.free(values.len())?;
         let n = values.len().min(free as usize);
-        if n == 0 {
-            return Ok(0);
-        }
         let (cap, slot) = (self.side.capacity(), size_of::<T>() as u64);
-        // The slots up to the end of the ring, then those from its start:
-        // each run in one copy.
-        let first = n.min((cap - (self.tail & (cap - 1))) as usize);
-        let (a, b) = values[..n].split_at(first);
-        self.side.conn.write_slots(slot_offset(self.tail, cap, slot), bytemuck::cast_slice(a), slot)?;
-        if !b.is_empty() {
-            self.side.conn.write_slots(
-                slot_offset(self.tail + first as u64, cap, slot),
-                bytemuck::cast_slice(b),
-                slot,
-            )?;
+        let mut done = 0;
+        while done < n {
+            // A run ends at the end of the ring, and after RUN bytes.
+            let k = (n - done).min(run_len(slot)).min((cap - (self.tail & (cap - 1))) as usize);
+            let run = bytemuck::cast_slice(&values[done..done + k]);
+            self.side.conn.write_slots(slot_offset(self.tail, cap, slot), run, slot)?;
+            self.tail += k as u64;
+            done += k;
+            // Release: the slot contents happen before the receiver sees
+            // the new index.
+            self.side.publish(self.tail);
         }
-        self.tail += n as u64;
-        // Release: the slot contents happen before the receiver sees the
-        // new index.
-        self.side.publish(self.tail);
         Ok(n)
     }
 
@@ -406,8 +412,9 @@ impl<T: Pod> Sender<T> {
         self.send_slow(value, deadline)
     }
 
-    /// Sends all of `values`, publishing as many as fit at a time with one
-    /// index update each, waiting for room as needed.
+    /// Sends all of `values`, as many as fit at a time, waiting for room as
+    /// needed; publishes them with one index update per 16 KiB of
+    /// messages (per message for larger ones).
     ///
     /// # Errors
     ///
@@ -427,8 +434,8 @@ impl<T: Pod> Sender<T> {
         Ok(())
     }
 
-    /// Sends as many of `values` as fit now (one index update); returns how
-    /// many.
+    /// Sends as many of `values` as fit now (one index update per 16 KiB of
+    /// messages); returns how many.
     ///
     /// # Errors
     ///
@@ -520,30 +527,23 @@ impl<T: Pod> Receiver<T> {
         }
     }
 
-    /// Copies up to `out.len()` waiting messages out and frees their slots
-    /// with one index update; returns how many.
+    /// Copies up to `out.len()` waiting messages out and frees their slots,
+    /// one index update per run of slots (see [`RUN`]); returns how many.
     #[inline]
     fn take(&mut self, out: &mut [T]) -> Result<usize> {
         let n = out.len().min(self.available(out.len())? as usize);
-        if n == 0 {
-            return Ok(0);
-        }
         let (cap, slot) = (self.side.capacity(), size_of::<T>() as u64);
-        // As in `Sender::put`: at most two runs, each in one copy.
-        let first = n.min((cap - (self.head & (cap - 1))) as usize);
-        let (a, b) = out[..n].split_at_mut(first);
-        self.side.conn.read_slots(slot_offset(self.head, cap, slot), bytemuck::cast_slice_mut(a), slot)?;
-        if !b.is_empty() {
-            self.side.conn.read_slots(
-                slot_offset(self.head + first as u64, cap, slot),
-                bytemuck::cast_slice_mut(b),
-                slot,
-            )?;
+        let mut done = 0;
+        while done < n {
+            let k = (n - done).min(run_len(slot)).min((cap - (self.head & (cap - 1))) as usize);
+            let run = bytemuck::cast_slice_mut(&mut out[done..done + k]);
+            self.side.conn.read_slots(slot_offset(self.head, cap, slot), run, slot)?;
+            self.head += k as u64;
+            done += k;
+            // Release: our reads of the slots happen before the sender
+            // reuses them.
+            self.side.publish(self.head);
         }
-        self.head += n as u64;
-        // Release: our reads of the slots happen before the sender reuses
-        // them.
-        self.side.publish(self.head);
         Ok(n)
     }
 
@@ -619,7 +619,8 @@ impl<T: Pod> Receiver<T> {
     }
 
     /// Receives up to `out.len()` messages, waiting for at least one;
-    /// frees all their slots with one index update. Returns how many.
+    /// frees their slots with one index update per 16 KiB of messages (per
+    /// message for larger ones). Returns how many.
     ///
     /// # Errors
     ///

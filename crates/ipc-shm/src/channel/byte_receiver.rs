@@ -168,22 +168,26 @@ impl ByteReceiver {
     #[cold]
     #[inline(never)]
     fn next_waiting(&mut self, wait: Option<Deadline>) -> Result<Found> {
-        loop {
+        let Some(deadline) = wait else {
             if let Some(found) = self.next()? {
                 return Ok(found);
             }
-            match wait {
-                None if self.side.peer_gone(false) => return self.next()?.ok_or(Error::Disconnected),
-                None => return Err(Error::Empty),
-                Some(deadline) => {
-                    let (head, tail) = (self.head, &mut self.tail);
-                    self.side.wait(deadline, |side| {
-                        let t = side.conn.tail().index.load(Ordering::Acquire);
-                        check_tail(&side.conn, t, head, *tail, side.capacity(), RECORD_ALIGN)?;
-                        *tail = t;
-                        Ok(records_waiting(side, head, t))
-                    })?;
-                }
+            return match self.side.peer_gone(false) {
+                // What it sent before going still counts.
+                true => self.next()?.ok_or(Error::Disconnected),
+                false => Err(Error::Empty),
+            };
+        };
+        loop {
+            let (head, tail) = (self.head, &mut self.tail);
+            self.side.wait(deadline, |side| {
+                let t = side.conn.tail().index.load(Ordering::Acquire);
+                check_tail(&side.conn, t, head, *tail, side.capacity(), RECORD_ALIGN)?;
+                *tail = t;
+                Ok(records_waiting(side, head, t))
+            })?;
+            if let Some(found) = self.next()? {
+                return Ok(found);
             }
         }
     }

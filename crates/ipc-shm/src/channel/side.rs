@@ -50,8 +50,6 @@ pub struct ChannelStats {
     /// Waits that began with a short pause, letting a streaming peer get
     /// a few messages ahead before this side looked (no system call).
     pub slips: u64,
-    /// TEMP
-    pub waits: u64,
 }
 
 /// How often a waiting side asks the kernel whether its peer is gone.
@@ -286,6 +284,14 @@ impl Side {
         }
     }
 
+    /// Whether this side's waits start with a pause (see `Pace`): a
+    /// receiver that ran out of messages then does not look at the
+    /// sender's index before it waits.
+    #[inline(always)]
+    pub(super) fn slipping(&self) -> bool {
+        self.pace.slipping
+    }
+
     /// Whether both sides issue barriers: ours, and the peer's FLAG_BARRIER
     /// read again until it is set.
     #[cold]
@@ -314,7 +320,6 @@ impl Side {
     /// one) and says how much it found: 0 for nothing yet, 1 for a single
     /// message (or slot), 2 for more.
     pub(super) fn wait(&mut self, deadline: Deadline, mut ready: impl FnMut(&mut Self) -> Result<u64>) -> Result<()> {
-        self.stats.waits += 1;
         if self.policy != WaitPolicy::Block {
             if self.pace.slipping {
                 self.stats.slips += 1;

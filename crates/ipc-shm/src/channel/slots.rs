@@ -498,6 +498,10 @@ impl<T: Pod> Receiver<T> {
     #[inline(always)]
     fn recv_fast(&mut self, out: &mut T) -> Result<bool> {
         if self.tail == self.head {
+            if self.side.slipping() {
+                // Streaming: the wait lets the sender get ahead first.
+                return Ok(false);
+            }
             // Acquire: the sender's slot writes happen before we read them.
             let tail = self.side.conn.tail().index.load(Ordering::Acquire);
             if tail == self.head {

@@ -34,6 +34,8 @@ cases!("shm::channel", helpers ["channel-named-recv" => named_recv_helper, "chan
     reclaim_takes_over_only_a_channel_nobody_holds,
     a_state_word_written_by_a_peer_cannot_hide_a_death,
     without_proc_a_named_side_is_watched_and_a_memfd_side_refused,
+    a_sender_that_wants_a_lead_takes_any_room_in_the_end,
+    large_batches_reach_the_receiver_run_by_run,
 );
 
 fn ten_million_u64_in_order() {
@@ -99,6 +101,107 @@ fn byte_records_up_to_64k_with_checksums() {
         }
     }
     assert!(matches!(rx.recv(&mut buf), Err(Error::Disconnected)));
+    sender.join();
+}
+
+/// Waits up to 10 s for the 32-bit word at `offset` of `map` to be `want`.
+fn wait_for_word(map: &Mapping, offset: usize, want: u32, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while map.read::<u32>(offset).unwrap() != want {
+        assert!(Instant::now() < deadline, "{what}: not within 10 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A sender that finds its ring full holds out a moment for a lead of free
+/// room (32 slots or an eighth of the ring; for a byte channel 2 KiB or
+/// an eighth) before it writes again, so as not to write into the lines a
+/// receiver that keeps up is reading. A receiver that frees less than
+/// that and then stops taking must still let every blocking form through:
+/// `send`, `send_timeout` and `send_many` of a slot channel, `send` of a
+/// byte channel. Everything arrives once, in order.
+fn a_sender_that_wants_a_lead_takes_any_room_in_the_end() {
+    let chan = channel::<u64>(1024).unwrap();
+    let bytes = byte_channel(4096).unwrap();
+    let map = Mapping::anonymous(4096).unwrap();
+    let mut sender = fork(|| {
+        let mut tx = chan.sender().unwrap();
+        for i in 0..1024 {
+            tx.try_send(i).unwrap();
+        }
+        map.write(0, &1u32).unwrap();
+        tx.send(1024).unwrap();
+        map.write(4, &1u32).unwrap();
+        tx.send_timeout(1025, Duration::from_secs(10)).unwrap();
+        map.write(8, &1u32).unwrap();
+        tx.send_many(&[1026, 1027]).unwrap();
+        map.write(12, &1u32).unwrap();
+        let mut btx = bytes.sender().unwrap();
+        let mut sent = 0u32;
+        while btx.try_send(&[sent as u8; 100]).is_ok() {
+            sent += 1;
+        }
+        map.write(16, &sent).unwrap();
+        btx.send(&[sent as u8; 100]).unwrap();
+        map.write(20, &1u32).unwrap();
+    });
+    let mut rx = chan.receiver().unwrap();
+    wait_for_word(&map, 0, 1, "the sender filling its ring");
+    assert_eq!(rx.recv().unwrap(), 0);
+    wait_for_word(&map, 4, 1, "send into the one slot freed");
+    assert_eq!(rx.recv().unwrap(), 1);
+    wait_for_word(&map, 8, 1, "send_timeout into the one slot freed");
+    assert_eq!((rx.recv().unwrap(), rx.recv().unwrap()), (2, 3));
+    wait_for_word(&map, 12, 1, "send_many into the two slots freed");
+    for i in 4..1028 {
+        assert_eq!(rx.recv().unwrap(), i);
+    }
+    let mut brx = bytes.receiver().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while map.read::<u32>(16).unwrap() == 0 {
+        assert!(Instant::now() < deadline, "the byte sender filling its ring: not within 10 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let full = map.read::<u32>(16).unwrap();
+    let mut buf = Vec::new();
+    brx.recv(&mut buf).unwrap();
+    assert_eq!(buf, [0u8; 100]);
+    wait_for_word(&map, 20, 1, "a byte send into the one record's room freed");
+    for i in 1..=full {
+        brx.recv(&mut buf).unwrap();
+        assert_eq!(buf, [i as u8; 100], "record {i}");
+    }
+    assert_eq!(sender.wait(), Exit::Code(0));
+}
+
+/// `send_many` and `recv_many` publish a run of at most 16 KiB of slots at
+/// a time: a batch of large messages reaches the receiver run by run, so
+/// a batch larger than the ring goes through, in order, whole, and a
+/// receiver taking them one at a time never waits for a whole batch.
+fn large_batches_reach_the_receiver_run_by_run() {
+    type Big = [u64; 1024]; // 8 KiB: two to a run
+    let chan = channel::<Big>(8).unwrap();
+    let sender = fork(|| {
+        let mut tx = chan.sender().unwrap();
+        let batch: Vec<Big> = (0..40u64).map(|i| [i; 1024]).collect();
+        for _ in 0..50 {
+            tx.send_many(&batch).unwrap();
+        }
+    });
+    let mut rx = chan.receiver().unwrap();
+    let mut out = vec![[0u64; 1024]; 5];
+    let mut got = 0u64;
+    while got < 2000 {
+        let n = if got.is_multiple_of(3) {
+            rx.recv_many(&mut out).unwrap()
+        } else {
+            rx.recv_into(&mut out[0]).map(|()| 1).unwrap()
+        };
+        for m in &out[..n] {
+            assert!(m.iter().all(|&w| w == got % 40), "message {got}");
+            got += 1;
+        }
+    }
     sender.join();
 }
 

@@ -449,3 +449,27 @@ pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: SealFlag) -> io::Result<()> {
 pub(crate) fn seals(fd: BorrowedFd<'_>) -> io::Result<SealFlag> {
     Ok(SealFlag::from_bits_truncate(fcntl::fcntl(fd, FcntlArg::F_GET_SEALS)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::{Pinned, Region};
+
+    #[test]
+    fn a_pinned_region_stays_mapped_while_its_owner_is_shared_and_checks_its_length() {
+        let owner = Arc::new(Region::anonymous(4096).unwrap());
+        assert!(Pinned::<Region, 8192>::new(Arc::clone(&owner), |r| r).is_none(), "shorter than MIN");
+        let pinned = Pinned::<Region, 4096>::new(Arc::clone(&owner), |r| r).unwrap();
+        let copy = pinned.clone();
+        pinned.at::<AtomicU64, 4088>().store(7, Ordering::Relaxed);
+        drop((owner, pinned));
+        // The last holder still reaches the memory through the Arc it holds.
+        assert_eq!(copy.at::<AtomicU64, 4088>().load(Ordering::Relaxed), 7);
+        let mut word = [0u8; 8];
+        copy.span().copy_out(4088, &mut word).unwrap();
+        assert_eq!(u64::from_le_bytes(word), 7);
+        assert!(copy.span().copy_out(4090, &mut word).is_err(), "the span's copies stay checked");
+    }
+}

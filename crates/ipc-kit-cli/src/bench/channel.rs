@@ -43,25 +43,27 @@ const RING: u64 = 4096;
 fn syscalls(what: &str, msgs: u64, tx: ChannelStats, rx: ChannelStats) {
     let calls = |s: ChannelStats| s.wakes + s.sleeps + s.barriers;
     note(format!(
-        "{what}: sender {} wakes, {} sleeps, {} barriers; receiver {} wakes, {} sleeps, {} barriers; {msgs} \
-         messages ({:.5} system calls per message)",
+        "{what}: sender {} wakes, {} sleeps, {} barriers, {} slips; receiver {} wakes, {} sleeps, {} barriers, {} \
+         slips; {msgs} messages ({:.5} system calls per message)",
         tx.wakes,
         tx.sleeps,
         tx.barriers,
+        tx.slips,
         rx.wakes,
         rx.sleeps,
         rx.barriers,
+        rx.slips,
         (calls(tx) + calls(rx)) as f64 / msgs as f64
     ));
 }
 
 /// Sends the receiving side's counts back to the sending process.
-fn stats_word(s: ChannelStats) -> [u64; 3] {
-    [s.wakes, s.sleeps, s.barriers]
+fn stats_word(s: ChannelStats) -> [u64; 4] {
+    [s.wakes, s.sleeps, s.barriers, s.slips]
 }
 
-fn from_word(w: [u64; 3]) -> ChannelStats {
-    ChannelStats { wakes: w[0], sleeps: w[1], barriers: w[2], ..ChannelStats::default() }
+fn from_word(w: [u64; 4]) -> ChannelStats {
+    ChannelStats { wakes: w[0], sleeps: w[1], barriers: w[2], slips: w[3] }
 }
 
 fn one_by_one(imp: Impl, size: Size) -> io::Result<f64> {

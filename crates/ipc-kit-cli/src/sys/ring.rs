@@ -388,3 +388,69 @@ impl Line {
         size
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_ring_carries_messages_in_order_across_its_end() {
+        let (mut tx, mut rx, _mem) = SlotRing::<16>::pair(4).unwrap();
+        let mut out = [0u8; 16];
+        for i in 0..10u8 {
+            tx.send(&[i; 16]);
+            tx.send(&[i + 100; 16]);
+            rx.recv(&mut out);
+            assert_eq!(out, [i; 16]);
+            rx.recv(&mut out);
+            assert_eq!(out, [i + 100; 16]);
+        }
+        // Batches, also across the end of the ring.
+        let batch: Vec<[u8; 16]> = (0..3u8).map(|i| [i; 16]).collect();
+        let mut got = [[0u8; 16]; 4];
+        for _ in 0..5 {
+            tx.send_many(&batch);
+            let mut n = 0;
+            while n < 3 {
+                n += rx.recv_many(&mut got[n..3]);
+            }
+            assert_eq!(&got[..3], &batch[..]);
+        }
+        assert!(SlotRing::<16>::pair(3).is_err(), "a slot count that is not a power of two");
+    }
+
+    #[test]
+    fn a_byte_ring_skips_to_its_start_and_refuses_what_cannot_fit() {
+        let (mut tx, mut rx, _mem) = ByteRing::pair(256).unwrap();
+        assert_eq!(tx.max_record(), 120);
+        let mut buf = Vec::new();
+        // 40-byte records (48 in the ring): the sixth starts past the end.
+        for i in 0..20u8 {
+            tx.send(&[i; 40]).unwrap();
+            assert_eq!(rx.recv(&mut buf), 40);
+            assert_eq!(buf[..40], [i; 40]);
+        }
+        assert!(tx.send(&[0; 121]).is_err());
+        tx.send(&[]).unwrap();
+        assert_eq!(rx.recv(&mut buf), 0);
+    }
+
+    #[test]
+    fn a_line_folds_the_number_into_its_word_each_way() {
+        let (mut out, mut back, _mem) = Line::pair(64).unwrap();
+        let (mut out_rx, mut back_rx) = (out.again(), back.again());
+        let mut buf = Vec::new();
+        for i in 0..5u64 {
+            let mut msg = vec![0xA5; 64];
+            msg[..8].copy_from_slice(&i.to_le_bytes());
+            out.send(&msg).unwrap();
+            assert_eq!(out_rx.recv(&mut buf), 64);
+            assert_eq!(buf[..64], msg[..]);
+            back.send(&buf[..64]).unwrap();
+            assert_eq!(back_rx.recv(&mut buf), 64);
+            assert_eq!(buf[..64], msg[..]);
+        }
+        assert!(out.send(&[0; 32]).is_err(), "another size");
+        assert!(Line::pair(65).is_err() && Line::pair(7).is_err());
+    }
+}

@@ -120,7 +120,7 @@ impl ByteReceiver {
         self.head += found.advance;
         // Release: our reads of the record happen before the sender reuses
         // its bytes.
-        self.side.publish(self.head);
+        self.side.publish_head(self.head);
     }
 
     /// Waits for the next record and calls `f` with its bytes, in place;

@@ -8,6 +8,7 @@ use ipc_sync::Deadline;
 
 use super::layout::{DATA, RECORD_HEADER, WRAP, max_record, padded, ring_pos};
 use super::side::{Side, check_head, side_methods};
+use super::slots::{LEAD, room};
 use crate::error::{Error, Result};
 use crate::sys::Fault;
 
@@ -90,6 +91,9 @@ impl ByteSender {
         };
         let mut found = 0;
         let (mut head, tail) = (self.head, self.tail);
+        // The lead (see `slots::LEAD`) in bytes: as many 64-byte records.
+        let lead = (self.side.capacity() / 8).min(LEAD * 64);
+        let mut looks = 0;
         self.side.wait(deadline, |side| {
             let cap = side.capacity();
             let h = side.conn.head().index.load(Ordering::Acquire);
@@ -97,15 +101,10 @@ impl ByteSender {
             head = h;
             let pos = ring_pos(tail, cap);
             found = if need <= cap - pos { 0 } else { cap - pos };
-            // Room for this record (1), or for it and as much again (2).
-            let free = cap - (tail - h);
-            Ok(if found + need > free {
-                0
-            } else if found + 2 * need > free {
-                1
-            } else {
-                2
-            })
+            looks += 1;
+            // The room beyond this record's: 0 when even it does not fit.
+            let free = (cap - (tail - h)).checked_sub(found + need).map_or(0, |beyond| beyond + 1);
+            Ok(room(free, lead + 1, looks))
         })?;
         self.head = head;
         Ok(found)
@@ -148,7 +147,7 @@ impl ByteSender {
         self.tail += padded(len);
         // Release: the record (and any wrap marker) happen before the
         // receiver sees the new index.
-        self.side.publish(self.tail);
+        self.side.publish_tail(self.tail);
         match (wrap, header) {
             (Ok(()), Ok(())) => Ok(()),
             (Err((fault, at)), _) => Err(self.side.conn.fault(fault, at, 8)),

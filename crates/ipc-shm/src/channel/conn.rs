@@ -298,16 +298,6 @@ impl Conn {
         self.line(layout::STATUS)
     }
 
-    /// The index side `role` publishes: TAIL for the sender, HEAD for the
-    /// receiver.
-    #[inline(always)]
-    pub(super) fn index_line(&self, role: Role) -> &Line {
-        match role {
-            Role::Sender => self.tail(),
-            Role::Receiver => self.head(),
-        }
-    }
-
     /// The line side `role` sleeps on.
     #[inline(always)]
     pub(super) fn sleep_line(&self, role: Role) -> &Line {

@@ -266,20 +266,37 @@ impl Side {
         self.peer_dead
     }
 
-    /// Publishes our index (the TAIL line's for the sender, HEAD's for the
-    /// receiver) and wakes the peer if it sleeps or is about to.
+    /// Publishes the sender's index (TAIL) and wakes the receiver if it
+    /// sleeps or is about to: for the sending side.
     ///
-    /// Inlined into every send and receive: it writes nothing but the
-    /// index (see `Sender::send_fast` for why stores count).
+    /// Inlined into every send: it writes nothing but the index (see
+    /// `Sender::send_fast` for why stores count), and its lines are
+    /// constants, not picked by the side's role.
     #[inline(always)]
-    pub(super) fn publish(&mut self, index: u64) {
+    pub(super) fn publish_tail(&mut self, index: u64) {
+        debug_assert!(self.role == Role::Sender);
+        self.publish(index, |conn| (conn.tail(), conn.sleep_line(Role::Receiver)));
+    }
+
+    /// Publishes the receiver's index (HEAD) and wakes the sender if it
+    /// sleeps or is about to: for the receiving side, as
+    /// [`publish_tail`](Self::publish_tail) is for the sending one.
+    #[inline(always)]
+    pub(super) fn publish_head(&mut self, index: u64) {
+        debug_assert!(self.role == Role::Receiver);
+        self.publish(index, |conn| (conn.head(), conn.sleep_line(Role::Sender)));
+    }
+
+    /// Publishes `index` in the first line `lines` gives, and wakes the
+    /// peer if the second (its sleep line) says it sleeps.
+    #[inline(always)]
+    fn publish(&mut self, index: u64, lines: fn(&Conn) -> (&Line, &Line)) {
         let light = self.light || self.see_light();
-        let mine = self.conn.index_line(self.role);
-        let line = self.peer_sleep();
+        let (mine, peer) = lines(&self.conn);
         // See `shim::publish` for why no side of a sleep and a wake-up can
         // miss the other; Release in it: what we wrote (or finished
         // reading) happens before the peer sees the index.
-        if shim::publish(&mine.index, index, &line.waiting, light) {
+        if shim::publish(&mine.index, index, &peer.waiting, light) {
             self.wake_peer();
         }
     }

@@ -229,6 +229,31 @@ pub struct Receiver<T> {
     _t: PhantomData<fn() -> T>,
 }
 
+/// The room a sender that found its ring full waits for, for a while,
+/// before it writes again: slots (or bytes, for the byte channel) ahead of
+/// the receiver. The slots right behind a receiver that keeps up hold the
+/// cache lines it is reading; a sender that wrote into each as soon as it
+/// was freed would take those lines from under it, message by message.
+pub(super) const LEAD: u64 = 32;
+
+/// The looks at the receiver's index for which a waiting sender holds out
+/// for its lead (see [`LEAD`]); then any room will do.
+pub(super) const LEAD_LOOKS: u32 = 32;
+
+/// What a waiting sender finds with `free` slots (or bytes) free, holding
+/// out for `lead` of them for [`LEAD_LOOKS`] looks: 0 while it waits on,
+/// 1 for a little room, 2 for its lead (see `Side::wait`).
+#[inline]
+pub(super) fn room(free: u64, lead: u64, looks: u32) -> u64 {
+    if free >= lead {
+        2
+    } else if free > 0 && looks > LEAD_LOOKS {
+        1
+    } else {
+        0
+    }
+}
+
 /// The bytes of a run of slots that the batch forms copy and then publish
 /// (or free) with one index update: a batch of small messages in one, and
 /// large ones a few at a time, so that the peer can work on the first
@@ -294,7 +319,7 @@ impl<T: Pod> Sender<T> {
         self.tail += 1;
         // Release: the slot contents happen before the receiver sees the
         // new index.
-        self.side.publish(self.tail);
+        self.side.publish_tail(self.tail);
         Ok(true)
     }
 
@@ -310,7 +335,7 @@ impl<T: Pod> Sender<T> {
         if self.put(std::slice::from_ref(value))? == 1 {
             return Ok(());
         }
-        self.wait_for_room(deadline)?;
+        self.wait_for_room(deadline, self.lead(1))?;
         self.put(std::slice::from_ref(value)).map(drop)
     }
 
@@ -331,7 +356,7 @@ impl<T: Pod> Sender<T> {
             done += k;
             // Release: the slot contents happen before the receiver sees
             // the new index.
-            self.side.publish(self.tail);
+            self.side.publish_tail(self.tail);
         }
         Ok(n)
     }
@@ -420,16 +445,20 @@ impl<T: Pod> Sender<T> {
     ///
     /// As for [`send`](Self::send); on an error, the messages before it were
     /// sent.
+    #[inline]
     pub fn send_many(&mut self, mut values: &[T]) -> Result<()> {
         while !values.is_empty() {
             if self.receiver_closed() {
                 return Err(Error::Disconnected);
             }
+            // Room for the batch, or a lead (see `LEAD`) of a batch, before
+            // writing any of it.
+            let lead = self.lead(values.len());
+            if self.free(lead as usize)? < lead.min(values.len() as u64) {
+                self.wait_for_room(Deadline::never(), lead)?;
+            }
             let n = self.put(values)?;
             values = &values[n..];
-            if !values.is_empty() {
-                self.wait_for_room(Deadline::never())?;
-            }
         }
         Ok(())
     }
@@ -450,15 +479,26 @@ impl<T: Pod> Sender<T> {
         }
     }
 
-    fn wait_for_room(&mut self, deadline: Deadline) -> Result<()> {
+    /// The room a waiting sender holds out for before it writes `want`
+    /// messages: [`LEAD`] slots, or `want` when more, at most an eighth of
+    /// the ring, at least one.
+    fn lead(&self, want: usize) -> u64 {
+        (self.side.capacity() / 8).clamp(1, LEAD.max(want as u64))
+    }
+
+    /// Waits until `deadline` for room: for `lead` free slots at first,
+    /// then for any (see [`room`]).
+    fn wait_for_room(&mut self, deadline: Deadline, lead: u64) -> Result<()> {
         let head = &mut self.head;
         let tail = self.tail;
+        let mut looks = 0;
         self.side.wait(deadline, |side| {
             let cap = side.capacity();
             let h = side.conn.head().index.load(Ordering::Acquire);
             check_head(&side.conn, h, *head, tail)?;
             *head = h;
-            Ok((cap - (tail - h)).min(2))
+            looks += 1;
+            Ok(room(cap - (tail - h), lead, looks))
         })
     }
 
@@ -514,7 +554,7 @@ impl<T: Pod> Receiver<T> {
         self.side.conn.read_slot(slot_offset(self.head, cap, slot), bytemuck::bytes_of_mut(out))?;
         self.head += 1;
         // Release: our read of the slot happens before the sender reuses it.
-        self.side.publish(self.head);
+        self.side.publish_head(self.head);
         Ok(true)
     }
 
@@ -546,7 +586,7 @@ impl<T: Pod> Receiver<T> {
             done += k;
             // Release: our reads of the slots happen before the sender
             // reuses them.
-            self.side.publish(self.head);
+            self.side.publish_head(self.head);
         }
         Ok(n)
     }
@@ -629,6 +669,7 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     ///
     /// As for [`recv`](Self::recv).
+    #[inline]
     pub fn recv_many(&mut self, out: &mut [T]) -> Result<usize> {
         if out.is_empty() {
             return Ok(0);
@@ -675,3 +716,25 @@ impl<T: Pod> Receiver<T> {
 }
 
 side_methods!(Receiver<T>, "messages");
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{LEAD_LOOKS, room};
+
+    #[test]
+    fn a_waiting_sender_holds_out_for_its_lead_then_takes_any_room() {
+        // The lead at once, whatever the looks.
+        assert_eq!(room(32, 32, 1), 2);
+        assert_eq!(room(1000, 32, LEAD_LOOKS + 5), 2);
+        // Less than the lead: on for LEAD_LOOKS looks, then taken.
+        for looks in 1..=LEAD_LOOKS {
+            assert_eq!(room(31, 32, looks), 0, "look {looks}");
+        }
+        assert_eq!(room(31, 32, LEAD_LOOKS + 1), 1);
+        assert_eq!(room(1, 32, LEAD_LOOKS + 1), 1);
+        // No room is never taken.
+        assert_eq!(room(0, 32, u32::MAX), 0);
+        // A lead of one slot is any room.
+        assert_eq!(room(1, 1, 1), 2);
+    }
+}

@@ -343,30 +343,19 @@ impl Conn {
     }
 
     /// Copies in the slots that `bytes` holds end to end (`slot` bytes
-    /// each), from `offset` on: in one copy, or under loom slot by slot
-    /// (its model holds each slot apart).
+    /// each), from `offset` on, in pieces of [`piece`] bytes.
     #[inline]
     pub(super) fn write_slots(&self, offset: usize, bytes: &[u8], slot: u64) -> Result<()> {
-        #[cfg(not(loom))]
-        {
-            let _ = slot;
-            self.write_slot(offset, bytes)
-        }
-        #[cfg(loom)]
-        bytes.chunks(slot as usize).enumerate().try_for_each(|(i, s)| self.write_slot(offset + i * slot as usize, s))
+        let piece = piece(slot);
+        bytes.chunks(piece).enumerate().try_for_each(|(i, s)| self.write_slot(offset + i * piece, s))
     }
 
     /// Copies out the slots from `offset` on into `out`, end to end, as
     /// [`write_slots`](Self::write_slots) copies them in.
     #[inline]
     pub(super) fn read_slots(&self, offset: usize, out: &mut [u8], slot: u64) -> Result<()> {
-        #[cfg(not(loom))]
-        {
-            let _ = slot;
-            self.read_slot(offset, out)
-        }
-        #[cfg(loom)]
-        out.chunks_mut(slot as usize).enumerate().try_for_each(|(i, s)| self.read_slot(offset + i * slot as usize, s))
+        let piece = piece(slot);
+        out.chunks_mut(piece).enumerate().try_for_each(|(i, s)| self.read_slot(offset + i * piece, s))
     }
 
     /// Copies a slot's bytes out from `offset`.
@@ -510,6 +499,27 @@ pub(super) enum Backing<'a> {
 
 /// How the errors about a named channel's object name it.
 const WHAT_NAMED: &str = "shared memory channel";
+
+/// The bytes of slots of `slot` bytes that the batch forms copy at once:
+/// 256 bytes of whole slots when they are smaller than that; a whole run
+/// (see `slots::RUN`) when larger; under loom one slot (its model holds
+/// each slot apart). Measured here: batches of 64-byte messages copied
+/// 4 KiB at a time ran at 0.93–0.95× of a ring that copies each message on
+/// its own, and at 1.00–1.05× in 256-byte copies (the C library's `memcpy`
+/// takes another path for large copies, which moves lines the other CPU
+/// holds more slowly); batches of 4 KiB messages ran at 0.83× in 256-byte
+/// copies, 0.94× one message at a time, and 1.00–1.07× a run at a time.
+#[inline]
+fn piece(slot: u64) -> usize {
+    let slot = slot as usize;
+    if cfg!(loom) {
+        slot
+    } else if slot < 256 {
+        256 / slot * slot
+    } else {
+        usize::MAX
+    }
+}
 
 /// How many times a named open or create tries again when another process
 /// reclaims the name under it; each retry means that process made progress.

@@ -60,6 +60,38 @@ impl Ends {
         // SAFETY: as for `head`.
         unsafe { &*self.tail }
     }
+
+    /// The sender's wait: spins until `need` more (slots or bytes) fit
+    /// in a ring of `size`, reading the receiver's index only when the
+    /// cached one says they do not.
+    #[inline(always)]
+    fn wait_for_room(&mut self, need: u64, size: u64) {
+        if self.mine + need - self.theirs > size {
+            loop {
+                self.theirs = self.head().load(Ordering::Acquire);
+                if self.mine + need - self.theirs <= size {
+                    break;
+                }
+                spin_loop();
+            }
+        }
+    }
+
+    /// The receiver's wait: spins until the sender has published something
+    /// past the receiver, reading its index only when the cached one says
+    /// it has not.
+    #[inline(always)]
+    fn wait_for_data(&mut self) {
+        if self.mine == self.theirs {
+            loop {
+                self.theirs = self.tail().load(Ordering::Acquire);
+                if self.mine != self.theirs {
+                    break;
+                }
+                spin_loop();
+            }
+        }
+    }
 }
 
 /// Both sides of a ring of `bytes` bytes of data.
@@ -98,16 +130,7 @@ impl<const N: usize> SlotRing<N> {
     /// Sends `msg`, spinning while the ring is full.
     #[inline]
     pub(crate) fn send(&mut self, msg: &[u8; N]) {
-        let e = &mut self.ends;
-        if e.mine - e.theirs > self.mask {
-            loop {
-                e.theirs = e.head().load(Ordering::Acquire);
-                if e.mine - e.theirs <= self.mask {
-                    break;
-                }
-                spin_loop();
-            }
-        }
+        self.ends.wait_for_room(1, self.mask + 1);
         let slot = self.slot(self.ends.mine);
         // SAFETY: the slot is inside the data (see `slot`) and is ours
         // until we publish it: the receiver has released it (checked
@@ -121,16 +144,7 @@ impl<const N: usize> SlotRing<N> {
     /// Receives the next message into `out`, spinning while there is none.
     #[inline]
     pub(crate) fn recv(&mut self, out: &mut [u8; N]) {
-        let e = &mut self.ends;
-        if e.mine == e.theirs {
-            loop {
-                e.theirs = e.tail().load(Ordering::Acquire);
-                if e.mine != e.theirs {
-                    break;
-                }
-                spin_loop();
-            }
-        }
+        self.ends.wait_for_data();
         let slot = self.slot(self.ends.mine);
         // SAFETY: the slot is inside the data and published to us (checked
         // above); the sender leaves it alone until we release it.
@@ -234,16 +248,7 @@ impl ByteRing {
         let size = self.mask + 1;
         let left = size - (self.ends.mine & self.mask);
         let skip = if left < need { left } else { 0 };
-        let e = &mut self.ends;
-        if e.mine + skip + need - e.theirs > size {
-            loop {
-                e.theirs = e.head().load(Ordering::Acquire);
-                if e.mine + skip + need - e.theirs <= size {
-                    break;
-                }
-                spin_loop();
-            }
-        }
+        self.ends.wait_for_room(skip + need, size);
         if skip > 0 {
             let at = self.at(self.ends.mine);
             // SAFETY: at least 8 bytes are left before the end of the data
@@ -269,16 +274,7 @@ impl ByteRing {
     #[inline]
     pub(crate) fn recv(&mut self, buf: &mut Vec<u8>) -> usize {
         loop {
-            let e = &mut self.ends;
-            if e.mine == e.theirs {
-                loop {
-                    e.theirs = e.tail().load(Ordering::Acquire);
-                    if e.mine != e.theirs {
-                        break;
-                    }
-                    spin_loop();
-                }
-            }
+            self.ends.wait_for_data();
             let at = self.at(self.ends.mine);
             // SAFETY: a published record (or skip mark) starts here, 8-aligned.
             let len = unsafe { at.cast::<u64>().read() };

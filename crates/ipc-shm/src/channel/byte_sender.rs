@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use ipc_sync::Deadline;
 
 use super::layout::{DATA, RECORD_HEADER, WRAP, max_record, padded, ring_pos};
+use super::pace::{LEAD, room};
 use super::side::{Side, check_head, side_methods};
-use super::slots::{LEAD, room};
 use crate::error::{Error, Result};
 use crate::sys::Fault;
 
@@ -91,7 +91,7 @@ impl ByteSender {
         };
         let mut found = 0;
         let (mut head, tail) = (self.head, self.tail);
-        // The lead (see `slots::LEAD`) in bytes: as many 64-byte records.
+        // The lead (see `pace::LEAD`) in bytes: as many 64-byte records.
         let lead = (self.side.capacity() / 8).min(LEAD * 64);
         let mut looks = 0;
         self.side.wait(deadline, |side| {

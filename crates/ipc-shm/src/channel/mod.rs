@@ -72,10 +72,11 @@
 // - layout: the shared memory's layout (header, lines, offsets, the byte
 //   ring's records) and the role that picks a side's words in it;
 // - conn: the shared object: making, opening, reclaiming, reaching it;
-// - side: a side of either kind: claiming, publishing, waiting and pacing,
-//   noticing a gone peer, closing, checking the peer's index;
+// - side: a side of either kind: claiming, publishing, waiting, noticing a
+//   gone peer, closing, checking the peer's index; pace: how its waits are
+//   paced (slipping behind a stream, holding out for room);
 // - liveness and sys: the kernel objects that say a peer is gone;
-// - slots: Channel, Sender and Receiver;
+// - slots, slot_sender, slot_receiver: Channel, Sender and Receiver;
 // - bytes, byte_sender, byte_receiver: ByteChannel, ByteSender (and
 //   Reservation) and ByteReceiver;
 // - shim and, under loom, model: what the ring synchronizes with, and
@@ -93,8 +94,11 @@ pub mod layout;
 mod liveness;
 #[cfg(loom)]
 mod model;
+mod pace;
 mod shim;
 mod side;
+mod slot_receiver;
+mod slot_sender;
 mod slots;
 mod sys;
 

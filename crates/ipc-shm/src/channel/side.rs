@@ -11,6 +11,7 @@ use ipc_sync::Deadline;
 use super::conn::{Conn, Handle};
 use super::layout::{self, CLOSED, CONNECTED, FLAG_BARRIER, LOCKED, Line, Role, UNCLAIMED};
 use super::liveness::{self, Claim};
+use super::pace::{Pace, SLIP_SPINS};
 use super::shim::{self, fence};
 use crate::error::{Error, Result};
 
@@ -68,14 +69,6 @@ const SPINS: u32 = 2000;
 /// The checks made in the caller's code before [`SPINS`] more (few under
 /// loom, where each is a scheduling point).
 const QUICK_SPINS: u32 = if cfg!(loom) { 1 } else { 64 };
-
-/// The pauses a slipping side makes before it first looks (see [`Pace`]):
-/// about 0.2 µs on the machine the bench ran on (25 ns a pause), time for
-/// a streaming peer to write a few messages.
-const SLIP_SPINS: u32 = if cfg!(loom) { 1 } else { 8 };
-
-/// Short waits in a row after which a side starts slipping.
-const SLIP_AFTER: u32 = 4;
 
 /// Indices stay far below this (2^62 bytes or messages take centuries),
 /// so sums of checked indices and capacities never overflow.
@@ -444,47 +437,6 @@ impl Side {
     }
 }
 
-/// How a side paces its waits for a streaming peer ("temporal slipping",
-/// after FastForward, Giacomoni et al., PPoPP 2008).
-///
-/// A receiver that keeps up with a fast sender waits a moment for nearly
-/// every message, and takes each one while the sender writes the next
-/// beside it: the index line and the record lines then travel between the
-/// two CPUs for every message, and both sides slow down. So once a side's
-/// waits end at once several times in a row, it starts its later waits
-/// with a short pause before the first look, letting the peer get a few
-/// messages ahead; it takes them as a batch, on lines the peer has left.
-/// As soon as a slipped wait finds a single message (not a stream but a
-/// request and its answer), or a wait is long, the side stops slipping.
-/// The sender, waiting on a full ring, paces itself the same way.
-///
-/// Nothing here is written per message: only when a side waits.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Pace {
-    /// Waits in a row that ended at the first or second look.
-    short: u32,
-    /// Whether waits start with [`SLIP_SPINS`] pauses.
-    slipping: bool,
-}
-
-impl Pace {
-    /// A wait ended after `looks` looks at the peer's index (1: the first
-    /// found it ready; 0: it never did), finding `found` messages (1: a
-    /// single one; 2: more).
-    #[inline]
-    fn end(&mut self, looks: u32, found: u64) {
-        if !(1..=2).contains(&looks) || (self.slipping && found < 2) {
-            // A long wait, or a slip that brought one message: not a stream.
-            *self = Pace::default();
-        } else if !self.slipping {
-            self.short += 1;
-            if self.short >= SLIP_AFTER {
-                *self = Pace { short: 0, slipping: true };
-            }
-        }
-    }
-}
-
 /// Checks the receiver's index as the sender reads it (from `conn`):
 /// never behind what the sender saw before (`seen`), never past what it
 /// sent (`tail`).
@@ -547,61 +499,3 @@ macro_rules! side_methods {
     };
 }
 pub(super) use side_methods;
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::{Pace, SLIP_AFTER};
-
-    /// A wait of `looks` looks that found `found` messages; whether it
-    /// slipped.
-    fn wait(pace: &mut Pace, looks: u32, found: u64) -> bool {
-        let slipped = pace.slipping;
-        pace.end(looks, found);
-        slipped
-    }
-
-    #[test]
-    fn a_peer_that_streams_is_given_a_lead() {
-        let mut pace = Pace::default();
-        for _ in 0..SLIP_AFTER {
-            assert!(!wait(&mut pace, 1, 1), "no slip before the streak is complete");
-        }
-        // Each slip finds a batch: the side keeps slipping.
-        for _ in 0..10 {
-            assert!(wait(&mut pace, 1, 2));
-        }
-    }
-
-    #[test]
-    fn a_slip_that_finds_one_message_ends_the_slipping() {
-        let mut pace = Pace::default();
-        for _ in 0..SLIP_AFTER {
-            wait(&mut pace, 2, 1);
-        }
-        assert!(wait(&mut pace, 1, 2));
-        // Requests and answers: one message at a time.
-        assert!(wait(&mut pace, 1, 1));
-        assert!(!wait(&mut pace, 1, 1), "a new streak is needed");
-        assert!(!wait(&mut pace, 1, 2));
-    }
-
-    #[test]
-    fn long_waits_never_slip_and_break_a_streak() {
-        let mut pace = Pace::default();
-        for _ in 0..100 {
-            assert!(!wait(&mut pace, 9, 1));
-        }
-        for _ in 0..SLIP_AFTER - 1 {
-            wait(&mut pace, 1, 1);
-        }
-        wait(&mut pace, 0, 0); // went on to spin longer, or sleep
-        assert!(!wait(&mut pace, 1, 1));
-        // A long wait while slipping stops it too.
-        pace = Pace::default();
-        for _ in 0..SLIP_AFTER {
-            wait(&mut pace, 1, 1);
-        }
-        assert!(wait(&mut pace, 30, 4));
-        assert!(!wait(&mut pace, 1, 2));
-    }
-}

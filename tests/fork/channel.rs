@@ -36,6 +36,7 @@ cases!("shm::channel", helpers ["channel-named-recv" => named_recv_helper, "chan
     without_proc_a_named_side_is_watched_and_a_memfd_side_refused,
     a_sender_that_wants_a_lead_takes_any_room_in_the_end,
     large_batches_reach_the_receiver_run_by_run,
+    a_receiver_that_slipped_in_a_stream_still_takes_a_single_message_at_once,
 );
 
 fn ten_million_u64_in_order() {
@@ -987,4 +988,97 @@ fn without_proc_a_named_side_is_watched_and_a_memfd_side_refused() {
         Err(e @ Error::Io { .. }) => assert!(e.to_string().contains("/proc"), "{e}"),
         other => panic!("a memfd side without /proc: {other:?}"),
     }
+}
+
+/// A receiver that keeps up with a stream starts pacing its waits (it
+/// slips), and then does not look at the sender's index in its fast path
+/// once it has taken what it saw. The forms that try once must still take
+/// what is waiting: here, each round, the receiver takes a stream with
+/// `recv` until one of its waits slipped, then stops the sender, which
+/// sends one message more if it can, and takes what is left with `try_recv`,
+/// `recv_timeout(0)`, `recv_deadline` with a past deadline or
+/// `try_recv_many` (a form per round): never `Empty` while the sender's
+/// messages wait. Everything arrives once, in order.
+fn a_receiver_that_slipped_in_a_stream_still_takes_a_single_message_at_once() {
+    const ROUNDS: u32 = 16;
+    const LIMIT: Duration = Duration::from_secs(10);
+    // Per round r, at 16 r: the receiver's stop; at 16 r + 4: how many
+    // messages the sender sent in all, plus one.
+    let chan = channel::<u64>(1024).unwrap();
+    let map = Mapping::anonymous(4096).unwrap();
+    let sender = fork(|| {
+        let mut tx = chan.sender().unwrap();
+        let mut i = 0u64;
+        for round in 1..=ROUNDS as usize {
+            // Paced differently every 1000 messages, so that a receiver
+            // that keeps up finds itself waiting a moment for messages.
+            while map.read::<u32>(16 * round).unwrap() == 0 {
+                match tx.try_send(i) {
+                    Ok(()) => i += 1,
+                    Err(Error::Full) => {}
+                    Err(e) => panic!("{e}"),
+                }
+                for _ in 0..[0, 4, 8, 16, 32, 64, 128, 256][(i / 1000 % 8) as usize] {
+                    std::hint::spin_loop();
+                }
+            }
+            // One more, past whatever the receiver last saw (unless the
+            // ring is full: then the ring is past it).
+            if tx.try_send(i).is_ok() {
+                i += 1;
+            }
+            map.write(16 * round + 4, &(i as u32 + 1)).unwrap();
+        }
+        // Stays connected until everything was taken.
+        wait_for_word(&map, 8, 1, "the receiver taking everything");
+    });
+    let mut rx = chan.receiver().unwrap();
+    let mut next = 0u64;
+    let mut slipped_rounds = 0;
+    for round in 1..=ROUNDS as usize {
+        let start = Instant::now();
+        loop {
+            let slips = rx.stats().slips;
+            assert_eq!(rx.recv_timeout(LIMIT).unwrap(), next, "lost, duplicated or out of order");
+            next += 1;
+            if rx.stats().slips > slips {
+                slipped_rounds += 1;
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(1) {
+                break;
+            }
+        }
+        map.write(16 * round, &1u32).unwrap();
+        let deadline = Instant::now() + LIMIT;
+        let total = loop {
+            match map.read::<u32>(16 * round + 4).unwrap() {
+                0 => assert!(Instant::now() < deadline, "round {round}: the sender stopping"),
+                n => break u64::from(n - 1),
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        while next < total {
+            let got = match round % 4 {
+                0 => rx.try_recv(),
+                1 => rx.recv_timeout(Duration::ZERO),
+                2 => rx.recv_deadline(Instant::now() - Duration::from_millis(1)),
+                _ => {
+                    let mut out = [0u64; 1];
+                    rx.try_recv_many(&mut out).map(|n| if n == 1 { out[0] } else { u64::MAX })
+                }
+            };
+            assert_eq!(
+                got.ok(),
+                Some(next),
+                "round {round} (form {}): {} messages were waiting",
+                round % 4,
+                total - next
+            );
+            next += 1;
+        }
+    }
+    map.write(8, &1u32).unwrap();
+    sender.join();
+    println!("the receiver slipped in {slipped_rounds} of {ROUNDS} rounds");
 }

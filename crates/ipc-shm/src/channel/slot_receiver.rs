@@ -144,6 +144,20 @@ impl<T: Pod> Receiver<T> {
         if self.recv_fast(&mut v[0])? {
             return Ok(v[0]);
         }
+        self.try_recv_slow()
+    }
+
+    /// A [`try_recv`](Self::try_recv) that the fast path found nothing
+    /// for. A slipping receiver's fast path does not read the sender's
+    /// index once its cached messages run out (its waits do), and
+    /// `try_recv` never waits: it reads the index here.
+    #[cold]
+    #[inline(never)]
+    fn try_recv_slow(&mut self) -> Result<T> {
+        let mut v = [T::zeroed()];
+        if self.take(&mut v)? == 1 {
+            return Ok(v[0]);
+        }
         if self.side.peer_gone(false) {
             // What it sent before going still counts.
             return if self.take(&mut v)? == 1 { Ok(v[0]) } else { Err(Error::Disconnected) };

@@ -37,6 +37,7 @@ cases!("shm::channel", helpers ["channel-named-recv" => named_recv_helper, "chan
     a_sender_that_wants_a_lead_takes_any_room_in_the_end,
     large_batches_reach_the_receiver_run_by_run,
     a_receiver_that_slipped_in_a_stream_still_takes_a_single_message_at_once,
+    a_sleeping_sender_takes_the_room_there_is_within_its_timeout,
 );
 
 fn ten_million_u64_in_order() {
@@ -1081,4 +1082,83 @@ fn a_receiver_that_slipped_in_a_stream_still_takes_a_single_message_at_once() {
     map.write(8, &1u32).unwrap();
     sender.join();
     println!("the receiver slipped in {slipped_rounds} of {ROUNDS} rounds");
+}
+
+/// Where the sender's sleep line says that it sleeps: TX_SLEEP (512) + 12.
+const TX_WAITING: usize = 512 + 12;
+
+/// A sender that sleeps while it waits (`WaitPolicy::Block`) on a full
+/// ring must take the room a receiver frees while it sleeps, within its
+/// timeout, even less room than the lead it holds out for at first:
+/// `send_timeout` and `send_deadline` of slot channels of 64 and 1024
+/// slots, `send_timeout` and `reserve_timeout` of a byte channel. The
+/// receiver frees one message (or record) once the sender sleeps, and
+/// then stops taking. (A timeout of 250 ms, for a wake-up that takes
+/// microseconds.)
+fn a_sleeping_sender_takes_the_room_there_is_within_its_timeout() {
+    const WAIT: Duration = Duration::from_millis(250);
+    for cap in [64usize, 1024] {
+        let chan = channel::<u64>(cap).unwrap();
+        let map = Mapping::anonymous(4096).unwrap();
+        let mut sender = fork(|| {
+            let mut tx = chan.sender().unwrap();
+            tx.set_wait_policy(WaitPolicy::Block);
+            let mut i = 0;
+            while tx.try_send(i).is_ok() {
+                i += 1;
+            }
+            assert_eq!(i, cap as u64);
+            map.write(0, &1u32).unwrap();
+            tx.send_timeout(i, WAIT).unwrap();
+            map.write(4, &1u32).unwrap();
+            tx.send_deadline(i + 1, Instant::now() + WAIT).unwrap();
+        });
+        let mut rx = chan.receiver().unwrap();
+        wait_for_word(&map, 0, 1, "the sender filling its ring");
+        wait_for_word(chan.mapping(), TX_WAITING, 1, "the sender sleeping on a full ring");
+        assert_eq!(rx.recv().unwrap(), 0);
+        wait_for_word(&map, 4, 1, "send_timeout into the one slot freed");
+        wait_for_word(chan.mapping(), TX_WAITING, 1, "the sender sleeping on a full ring again");
+        assert_eq!(rx.recv().unwrap(), 1);
+        assert_eq!(sender.wait(), Exit::Code(0), "capacity {cap}: a send with room timed out");
+        for i in 2..cap as u64 + 2 {
+            assert_eq!(rx.recv().unwrap(), i, "capacity {cap}");
+        }
+    }
+    let bytes = byte_channel(4096).unwrap();
+    let map = Mapping::anonymous(4096).unwrap();
+    let mut sender = fork(|| {
+        let mut tx = bytes.sender().unwrap();
+        tx.set_wait_policy(WaitPolicy::Block);
+        let mut sent = 0u8;
+        while tx.try_send(&[sent; 100]).is_ok() {
+            sent += 1;
+        }
+        map.write(0, &u32::from(sent)).unwrap();
+        tx.send_timeout(&[sent; 100], WAIT).unwrap();
+        map.write(4, &1u32).unwrap();
+        let mut r = tx.reserve_timeout(100, WAIT).unwrap();
+        r.as_mut_slice().copy_from_slice(&[sent + 1; 100]);
+        r.commit();
+    });
+    let mut rx = bytes.receiver().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while map.read::<u32>(0).unwrap() == 0 {
+        assert!(Instant::now() < deadline, "the byte sender filling its ring: not within 10 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let full = map.read::<u32>(0).unwrap() as u8;
+    let mut buf = Vec::new();
+    wait_for_word(bytes.mapping(), TX_WAITING, 1, "the byte sender sleeping on a full ring");
+    rx.recv(&mut buf).unwrap();
+    assert_eq!(buf, [0u8; 100]);
+    wait_for_word(&map, 4, 1, "a byte send_timeout into the one record's room freed");
+    wait_for_word(bytes.mapping(), TX_WAITING, 1, "the byte sender sleeping on a full ring again");
+    rx.recv(&mut buf).unwrap();
+    assert_eq!(buf, [1u8; 100]);
+    assert_eq!(sender.wait(), Exit::Code(0), "a byte send or reserve with room timed out");
+    for i in 2..=full + 1 {
+        rx.recv(&mut buf).unwrap();
+        assert_eq!(buf, [i; 100], "record {i}");
+    }
 }

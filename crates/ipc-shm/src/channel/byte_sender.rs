@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ipc_sync::Deadline;
 
 use super::layout::{DATA, RECORD_HEADER, WRAP, max_record, padded, ring_pos};
-use super::pace::{LEAD, room};
+use super::pace::{LEAD, looks_before, room};
 use super::side::{Side, check_head, side_methods};
 use crate::error::{Error, Result};
 use crate::sys::Fault;
@@ -93,7 +93,7 @@ impl ByteSender {
         let (mut head, tail) = (self.head, self.tail);
         // The lead (see `pace::LEAD`) in bytes: as many 64-byte records.
         let lead = (self.side.capacity() / 8).min(LEAD * 64);
-        let mut looks = 0;
+        let mut looks = looks_before(self.side.policy);
         self.side.wait(deadline, |side| {
             let cap = side.capacity();
             let h = side.conn.head().index.load(Ordering::Acquire);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 use ipc_sync::Deadline;
 
-use super::pace::{LEAD, room};
+use super::pace::{LEAD, looks_before, room};
 use super::side::{Side, check_head, side_methods};
 #[cfg(doc)]
 use super::slots::{Channel, RUN};
@@ -242,11 +242,12 @@ impl<T: Pod> Sender<T> {
     }
 
     /// Waits until `deadline` for room: for `lead` free slots at first,
-    /// then for any (see [`room`]).
+    /// then for any (see [`room`]; a sender that sleeps at once takes any
+    /// room at once, see [`looks_before`]).
     fn wait_for_room(&mut self, deadline: Deadline, lead: u64) -> Result<()> {
         let head = &mut self.head;
         let tail = self.tail;
-        let mut looks = 0;
+        let mut looks = looks_before(self.side.policy);
         self.side.wait(deadline, |side| {
             let cap = side.capacity();
             let h = side.conn.head().index.load(Ordering::Acquire);

@@ -38,6 +38,7 @@ cases!("shm::channel", helpers ["channel-named-recv" => named_recv_helper, "chan
     large_batches_reach_the_receiver_run_by_run,
     a_receiver_that_slipped_in_a_stream_still_takes_a_single_message_at_once,
     a_sleeping_sender_takes_the_room_there_is_within_its_timeout,
+    a_channel_shrunk_to_nothing_reports_truncated_in_every_form,
 );
 
 fn ten_million_u64_in_order() {
@@ -1161,4 +1162,94 @@ fn a_sleeping_sender_takes_the_room_there_is_within_its_timeout() {
         rx.recv(&mut buf).unwrap();
         assert_eq!(buf, [i; 100], "record {i}");
     }
+}
+
+/// `Err(Truncated)`, or a panic naming the form and what it gave.
+fn truncated<T: std::fmt::Debug>(form: &str, got: Result<T, Error>) {
+    assert!(matches!(got, Err(Error::Truncated { .. })), "{form} on a shrunk channel: {got:?}");
+}
+
+/// Runs `f` (a blocking form) in a child, which must end well within 20 s.
+fn blocking(f: impl FnOnce()) {
+    fork(f).join();
+}
+
+/// A named channel whose object another process shrinks to nothing while
+/// both sides are connected reads as zeros, which look like a fresh
+/// channel (both indices 0, the peer unclaimed): every form of both sides
+/// of both kinds must still say `Truncated`, never `Empty`, `Full` or
+/// `Timeout`, and the blocking forms must not block for ever. The
+/// receivers have taken nothing yet; the senders' rings are full.
+fn a_channel_shrunk_to_nothing_reports_truncated_in_every_form() {
+    const WAIT: Duration = Duration::from_millis(300);
+    let past = || Instant::now() - Duration::from_millis(1);
+    let shrink = |name: &str| PosixShm::open(name).unwrap().set_size(0).unwrap();
+    let name = format!("/{}", unique_name("ipc-kit-test-chan"));
+
+    // Slot receiver, peer connected.
+    let chan = Channel::<u64>::create(&name, 8).unwrap();
+    let peer = holder(|| Box::new(Channel::<u64>::open(&name).unwrap().sender().unwrap()));
+    let mut rx = chan.receiver().unwrap();
+    shrink(&name);
+    truncated("try_recv", rx.try_recv());
+    truncated("recv_timeout(0)", rx.recv_timeout(Duration::ZERO));
+    truncated("recv_deadline(past)", rx.recv_deadline(past()));
+    truncated("recv_timeout", rx.recv_timeout(WAIT));
+    truncated("try_recv_many", rx.try_recv_many(&mut [0; 4]));
+    blocking(|| truncated("recv", rx.recv()));
+    blocking(|| truncated("recv_many", rx.recv_many(&mut [0; 4])));
+    kill(peer);
+    drop((rx, chan));
+
+    // Slot sender on a full ring, peer connected.
+    let chan = Channel::<u64>::create(&name, 8).unwrap();
+    let peer = holder(|| Box::new(Channel::<u64>::open(&name).unwrap().receiver().unwrap()));
+    let mut tx = chan.sender().unwrap();
+    tx.set_wait_policy(WaitPolicy::Spin);
+    for i in 0..8 {
+        tx.try_send(i).unwrap();
+    }
+    shrink(&name);
+    truncated("try_send", tx.try_send(8));
+    truncated("send_timeout(0)", tx.send_timeout(8, Duration::ZERO));
+    truncated("send_deadline(past)", tx.send_deadline(8, past()));
+    truncated("send_timeout", tx.send_timeout(8, WAIT));
+    truncated("try_send_many", tx.try_send_many(&[8, 9]));
+    blocking(|| truncated("send", tx.send(8)));
+    blocking(|| truncated("send_ref", tx.send_ref(&8)));
+    blocking(|| truncated("send_many", tx.send_many(&[8; 20])));
+    kill(peer);
+    drop((tx, chan));
+
+    // Byte receiver, peer connected.
+    let chan = ByteChannel::create(&name, 4096).unwrap();
+    let peer = holder(|| Box::new(ByteChannel::open(&name).unwrap().sender().unwrap()));
+    let mut rx = chan.receiver().unwrap();
+    shrink(&name);
+    let mut buf = Vec::new();
+    truncated("byte try_recv", rx.try_recv(&mut buf));
+    truncated("byte try_recv_with", rx.try_recv_with(|b| b.len()));
+    truncated("byte recv_timeout(0)", rx.recv_timeout(&mut buf, Duration::ZERO));
+    truncated("byte recv_timeout", rx.recv_timeout(&mut buf, WAIT));
+    blocking(|| truncated("byte recv", rx.recv(&mut buf)));
+    blocking(|| truncated("byte recv_with", rx.recv_with(|b| b.len())));
+    kill(peer);
+    drop((rx, chan));
+
+    // Byte sender on a full ring, peer connected.
+    let chan = ByteChannel::create(&name, 4096).unwrap();
+    let peer = holder(|| Box::new(ByteChannel::open(&name).unwrap().receiver().unwrap()));
+    let mut tx = chan.sender().unwrap();
+    while tx.try_send(&[7; 100]).is_ok() {}
+    shrink(&name);
+    truncated("byte try_send", tx.try_send(&[7; 100]));
+    truncated("byte try_reserve", tx.try_reserve(100).map(|r| r.len()));
+    truncated("byte send_timeout(0)", tx.send_timeout(&[7; 100], Duration::ZERO));
+    truncated("byte send_deadline(past)", tx.send_deadline(&[7; 100], past()));
+    truncated("byte send_timeout", tx.send_timeout(&[7; 100], WAIT));
+    truncated("byte reserve_timeout", tx.reserve_timeout(100, WAIT).map(|r| r.len()));
+    blocking(|| truncated("byte send", tx.send(&[7; 100])));
+    blocking(|| truncated("byte reserve", tx.reserve(100).map(|r| r.len())));
+    kill(peer);
+    drop((tx, chan));
 }

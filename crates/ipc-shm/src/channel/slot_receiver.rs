@@ -158,6 +158,8 @@ impl<T: Pod> Receiver<T> {
         if self.take(&mut v)? == 1 {
             return Ok(v[0]);
         }
+        // A shrunk object reads as zeros: an empty ring.
+        self.side.conn.faults()?;
         if self.side.peer_gone(false) {
             // What it sent before going still counts.
             return if self.take(&mut v)? == 1 { Ok(v[0]) } else { Err(Error::Disconnected) };
@@ -220,12 +222,18 @@ impl<T: Pod> Receiver<T> {
     /// [`Error::Disconnected`] when none are waiting and the sender is
     /// gone; [`Error::Corrupted`].
     pub fn try_recv_many(&mut self, out: &mut [T]) -> Result<usize> {
-        match self.take(out)? {
-            0 if self.side.peer_gone(false) => match self.take(out)? {
+        let n = self.take(out)?;
+        if n > 0 || out.is_empty() {
+            return Ok(n);
+        }
+        // A shrunk object reads as zeros: an empty ring.
+        self.side.conn.faults()?;
+        match self.side.peer_gone(false) {
+            true => match self.take(out)? {
                 0 => Err(Error::Disconnected),
                 n => Ok(n),
             },
-            n => Ok(n),
+            false => Ok(0),
         }
     }
 

@@ -39,6 +39,8 @@ cases!("shm::channel", helpers ["channel-named-recv" => named_recv_helper, "chan
     a_receiver_that_slipped_in_a_stream_still_takes_a_single_message_at_once,
     a_sleeping_sender_takes_the_room_there_is_within_its_timeout,
     a_channel_shrunk_to_nothing_reports_truncated_in_every_form,
+    every_send_form_takes_the_room_a_slow_receiver_frees,
+    every_byte_send_form_takes_the_room_a_slow_receiver_frees_at_the_wrap_point,
 );
 
 fn ten_million_u64_in_order() {
@@ -1252,4 +1254,211 @@ fn a_channel_shrunk_to_nothing_reports_truncated_in_every_form() {
     blocking(|| truncated("byte reserve", tx.reserve(100).map(|r| r.len())));
     kill(peer);
     drop((tx, chan));
+}
+
+/// Every send form of slot channels of 1, 2, 4, 8 and 64 slots, under
+/// each wait policy, on a full ring whose receiver frees one slot at a time
+/// a moment after the form starts (and as many as a batch needs, one at a
+/// time): `send`, `send_ref`, `send_timeout`, `send_deadline` (a future
+/// one, and a past one tried again until it gets in), `try_send` and
+/// `try_send_many` tried again, `send_many` of one message and of a batch
+/// larger than the ring. A sender holding out for its lead must still
+/// take what room there is; the timed forms get in within their timeout.
+/// Everything arrives once, in order.
+fn every_send_form_takes_the_room_a_slow_receiver_frees() {
+    const WAIT: Duration = Duration::from_secs(5);
+    const FORMS: u32 = 9;
+    for cap in [1usize, 2, 4, 8, 64] {
+        for policy in [WaitPolicy::Spin, WaitPolicy::Adaptive, WaitPolicy::Block] {
+            let chan = channel::<u64>(cap).unwrap();
+            // Word 0: the form the sender starts; word 4: how many messages
+            // it needs the receiver to take for it.
+            let map = Mapping::anonymous(4096).unwrap();
+            let sender = fork(|| {
+                let mut tx = chan.sender().unwrap();
+                tx.set_wait_policy(policy);
+                let mut next = 0u64;
+                while tx.try_send(next).is_ok() {
+                    next += 1;
+                }
+                assert_eq!(next, cap as u64);
+                for form in 1..=FORMS {
+                    let batch: Vec<u64> = (next..next + 2 * cap as u64 + 1).collect();
+                    let takes = if form == 9 { batch.len() as u32 } else { 1 };
+                    map.write(4, &takes).unwrap();
+                    map.write(0, &form).unwrap();
+                    let sent = match form {
+                        1 => tx.send(next).map(|()| 1),
+                        2 => tx.send_ref(&next).map(|()| 1),
+                        3 => tx.send_timeout(next, WAIT).map(|()| 1),
+                        4 => tx.send_deadline(next, Instant::now() + WAIT).map(|()| 1),
+                        5 => Ok(retry("send_deadline(past)", &mut tx, next, |tx, v| {
+                            tx.send_deadline(v, Instant::now() - Duration::from_millis(1)).map(|()| 1)
+                        })),
+                        6 => Ok(retry("try_send", &mut tx, next, |tx, v| tx.try_send(v).map(|()| 1))),
+                        7 => Ok(retry("try_send_many", &mut tx, next, |tx, v| tx.try_send_many(&[v, v + 1]))),
+                        8 => tx.send_many(&[next]).map(|()| 1),
+                        _ => tx.send_many(&batch).map(|()| batch.len() as u64),
+                    };
+                    let sent = sent.unwrap_or_else(|e| panic!("capacity {cap}, {policy:?}, form {form}: {e}"));
+                    next += sent;
+                    // The ring is full again (try_send_many may have put
+                    // two): wait for the receiver to see the form end.
+                    wait_for_word(&map, 8, form, "the receiver taking its share");
+                }
+            });
+            let mut rx = chan.receiver().unwrap();
+            let mut expected = 0u64;
+            for form in 1..=FORMS {
+                wait_for_word(&map, 0, form, "the sender starting a form");
+                let takes = map.read::<u32>(4).unwrap();
+                for _ in 0..takes {
+                    std::thread::sleep(Duration::from_millis(1));
+                    let got = rx.recv_timeout(Duration::from_secs(10));
+                    assert_eq!(got.ok(), Some(expected), "capacity {cap}, {policy:?}, form {form}");
+                    expected += 1;
+                }
+                map.write(8, &form).unwrap();
+            }
+            sender.join();
+            // What the last forms left in the ring, then the end.
+            loop {
+                match rx.recv_timeout(Duration::from_secs(10)) {
+                    Ok(v) => {
+                        assert_eq!(v, expected, "capacity {cap}, {policy:?}: the rest");
+                        expected += 1;
+                    }
+                    Err(Error::Disconnected) => break,
+                    Err(e) => panic!("capacity {cap}, {policy:?}: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// Calls `f` (a send form that tries once) with `tx` and `next` until it
+/// sends something, for at most 5 s; how many it sent.
+fn retry(
+    what: &str,
+    tx: &mut ipc_kit::shm::Sender<u64>,
+    next: u64,
+    f: fn(&mut ipc_kit::shm::Sender<u64>, u64) -> Result<usize, Error>,
+) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match f(tx, next) {
+            Ok(0) | Err(Error::Full | Error::Timeout) => {}
+            Ok(n) => return n as u64,
+            Err(e) => panic!("{what}: {e}"),
+        }
+        assert!(Instant::now() < deadline, "{what}: no room within 5 s");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// The byte channel's send and reserve forms on rings of 64 bytes to
+/// 1 MiB, under each wait policy, with records whose lengths bring them
+/// to the wrap point in turn (a third of the ring, then the longest, then
+/// a few bytes), on a full ring whose receiver frees one record a moment
+/// after the form starts, and another each 50 ms until the record fits: `send`, `send_timeout`, `send_deadline` (a
+/// future one, and a past one tried again), `try_send` tried again,
+/// `reserve`, `reserve_timeout`, `try_reserve` tried again. Every record
+/// arrives once, whole, in order.
+fn every_byte_send_form_takes_the_room_a_slow_receiver_frees_at_the_wrap_point() {
+    const WAIT: Duration = Duration::from_secs(5);
+    const FORMS: u64 = 8;
+    const ROUNDS: u64 = 3 * FORMS;
+    for cap in [64usize, 256, 4096, 1 << 20] {
+        let max = cap / 2 - 8;
+        let len = move |i: u64| match i % 3 {
+            0 => cap / 3,
+            1 => max,
+            _ => (i % 8) as usize,
+        };
+        for policy in [WaitPolicy::Spin, WaitPolicy::Adaptive, WaitPolicy::Block] {
+            let chan = byte_channel(cap).unwrap();
+            let map = Mapping::anonymous(4096).unwrap();
+            let sender = fork(|| {
+                let mut tx = chan.sender().unwrap();
+                tx.set_wait_policy(policy);
+                let mut i = 0u64;
+                while tx.try_send(&pattern(i, len(i))).is_ok() {
+                    i += 1;
+                }
+                map.write(0, &(i as u32)).unwrap();
+                for round in 0..ROUNDS {
+                    let body = pattern(i, len(i));
+                    map.write(4, &(round as u32 + 1)).unwrap();
+                    let deadline = Instant::now() + WAIT;
+                    loop {
+                        let done = match round % FORMS {
+                            0 => tx.send(&body),
+                            1 => tx.send_timeout(&body, WAIT),
+                            2 => tx.send_deadline(&body, Instant::now() + WAIT),
+                            3 => tx.send_deadline(&body, Instant::now() - Duration::from_millis(1)),
+                            4 => tx.try_send(&body),
+                            5 => tx.reserve(body.len()).map(|mut r| r.as_mut_slice().copy_from_slice(&body)),
+                            6 => tx
+                                .reserve_timeout(body.len(), WAIT)
+                                .map(|mut r| r.as_mut_slice().copy_from_slice(&body)),
+                            _ => tx.try_reserve(body.len()).map(|mut r| r.as_mut_slice().copy_from_slice(&body)),
+                        };
+                        match done {
+                            Ok(()) => break,
+                            Err(Error::Full | Error::Timeout) if matches!(round % FORMS, 3 | 4 | 7) => {
+                                assert!(Instant::now() < deadline, "cap {cap}, {policy:?}, round {round}: no room");
+                                std::thread::sleep(Duration::from_micros(200));
+                            }
+                            Err(e) => panic!("cap {cap}, {policy:?}, round {round}: {e}"),
+                        }
+                    }
+                    i += 1;
+                    map.write(12, &(round as u32 + 1)).unwrap();
+                    wait_for_word(&map, 8, round as u32 + 1, "the receiver seeing the form end");
+                }
+            });
+            let mut rx = chan.receiver().unwrap();
+            wait_for_word_nonzero(&map, 0);
+            let mut buf = Vec::new();
+            let mut expected = 0u64;
+            for round in 0..ROUNDS {
+                wait_for_word(&map, 4, round as u32 + 1, "the sender starting a form");
+                // One record at a time, until the sender's record fits.
+                'round: loop {
+                    std::thread::sleep(Duration::from_millis(1));
+                    let got = rx.recv_timeout(&mut buf, Duration::from_secs(10));
+                    assert!(got.is_ok(), "cap {cap}, {policy:?}, round {round}: {got:?} with the sender waiting");
+                    assert!(buf == pattern(expected, len(expected)), "cap {cap}, {policy:?}: record {expected}");
+                    expected += 1;
+                    for _ in 0..50 {
+                        if map.read::<u32>(12).unwrap() == round as u32 + 1 {
+                            break 'round;
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                map.write(8, &(round as u32 + 1)).unwrap();
+            }
+            sender.join();
+            loop {
+                match rx.recv_timeout(&mut buf, Duration::from_secs(10)) {
+                    Ok(_) => {
+                        assert!(buf == pattern(expected, len(expected)), "cap {cap}, {policy:?}: record {expected}");
+                        expected += 1;
+                    }
+                    Err(Error::Disconnected) => break,
+                    Err(e) => panic!("cap {cap}, {policy:?}: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// Waits up to 10 s for the 32-bit word at `offset` of `map` to be set.
+fn wait_for_word_nonzero(map: &Mapping, offset: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while map.read::<u32>(offset).unwrap() == 0 {
+        assert!(Instant::now() < deadline, "word {offset}: not set within 10 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }

@@ -41,6 +41,7 @@ cases!("shm::channel", helpers ["channel-named-recv" => named_recv_helper, "chan
     a_channel_shrunk_to_nothing_reports_truncated_in_every_form,
     every_send_form_takes_the_room_a_slow_receiver_frees,
     every_byte_send_form_takes_the_room_a_slow_receiver_frees_at_the_wrap_point,
+    impossible_indices_and_record_headers_give_corrupted_in_every_form,
 );
 
 fn ten_million_u64_in_order() {
@@ -1460,5 +1461,122 @@ fn wait_for_word_nonzero(map: &Mapping, offset: usize) {
     while map.read::<u32>(offset).unwrap() == 0 {
         assert!(Instant::now() < deadline, "word {offset}: not set within 10 s");
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Each check of what the peer publishes, hit on purpose by a peer that
+/// writes the indices and record headers itself: a wrap marker past what
+/// is published, a length past the longest record, past what is published
+/// or past the end of the ring, a huge length, an index off a record
+/// boundary, more than a ring ahead or gone back, both on a record the
+/// receiver's fast path finds by the index it read before and on one it
+/// reads the index for; and indices gone back or ahead for the senders of
+/// both kinds on a full ring. Every form (try, zero and longer timeouts,
+/// blocking) gives `Corrupted`, at once, and so does the next call.
+fn impossible_indices_and_record_headers_give_corrupted_in_every_form() {
+    const TAIL: usize = 128;
+    const HEAD: usize = 256;
+    const RING: usize = 768;
+    const CAP: u64 = 4096;
+    let corrupted = |what: &str, got: Result<usize, Error>| {
+        assert!(matches!(got, Err(Error::Corrupted { .. })), "{what}: {got:?}");
+    };
+    let max = (CAP / 2 - 8) as u32;
+    // What the peer writes: where both indices stand first, the header at
+    // the receiver's index, and the sender's index past it.
+    let records = [
+        ("a wrap marker past what is published", 0, u32::MAX, 8),
+        ("a length past the longest record", 0, max + 1, CAP),
+        ("a length past what is published", 0, 100, 16),
+        ("a length past the end of the ring", CAP - 16, 100, 112),
+        ("a huge length", 0, u32::MAX - 1, CAP),
+        ("an index off a record boundary", 0, 0, 4),
+        ("an index more than a ring ahead", 0, 8, CAP + 8),
+    ];
+    for form in 0..4 {
+        let recv = |rx: &mut ipc_kit::shm::ByteReceiver| {
+            let mut buf = Vec::new();
+            match form {
+                0 => rx.try_recv(&mut buf),
+                1 => rx.recv_timeout(&mut buf, Duration::ZERO),
+                2 => rx.recv_timeout(&mut buf, Duration::from_secs(1)),
+                _ => rx.recv_with(|b| b.len()),
+            }
+        };
+        for (what, at, len, ahead) in records {
+            for cached in [false, true] {
+                let chan = ByteChannel::anonymous(CAP as usize).unwrap();
+                let (mut tx, mut rx) = (chan.sender().unwrap(), chan.receiver().unwrap());
+                for _ in 0..at / 16 {
+                    tx.send(&[1; 8]).unwrap();
+                    assert_eq!(recv(&mut rx).unwrap(), 8);
+                }
+                let at = if cached {
+                    // The receiver reads the sender's index once for both
+                    // records, and finds the second one changed.
+                    tx.send(&[2; 8]).unwrap();
+                    tx.send(&[3; 8]).unwrap();
+                    assert_eq!(recv(&mut rx).unwrap(), 8);
+                    at + 16
+                } else {
+                    at
+                };
+                let map = chan.mapping();
+                map.write(RING + (at % CAP) as usize, &u64::from(len)).unwrap();
+                if cached && len <= 8 {
+                    // Only the index is impossible, and it is not read again
+                    // while the receiver's cached one shows records.
+                    continue;
+                }
+                if !cached {
+                    map.write(TAIL, &(at + ahead)).unwrap();
+                }
+                let case = format!("{what} (form {form}, cached {cached})");
+                corrupted(&case, recv(&mut rx));
+                corrupted(&format!("{case}, again"), recv(&mut rx));
+            }
+        }
+        // The sender's index gone back below what the receiver saw.
+        let chan = ByteChannel::anonymous(CAP as usize).unwrap();
+        let (mut tx, mut rx) = (chan.sender().unwrap(), chan.receiver().unwrap());
+        tx.send(&[1; 8]).unwrap();
+        assert_eq!(recv(&mut rx).unwrap(), 8);
+        chan.mapping().write(TAIL, &8u64).unwrap();
+        corrupted(&format!("a byte sender index gone back (form {form})"), recv(&mut rx));
+    }
+
+    // Senders on a full ring, the receiver's index gone back or ahead.
+    for (what, head) in [("gone back", 1u64), ("past the sender's", 11)] {
+        for form in 0..5 {
+            let chan = channel::<u64>(8).unwrap();
+            let (mut tx, mut rx) = (chan.sender().unwrap(), chan.receiver().unwrap());
+            tx.send_many(&[0, 1]).unwrap();
+            assert_eq!(rx.recv_many(&mut [0; 2]).unwrap(), 2);
+            tx.send_many(&[0; 8]).unwrap();
+            chan.mapping().write(HEAD, &head).unwrap();
+            let got = match form {
+                0 => tx.try_send(9).map(|()| 1),
+                1 => tx.send_timeout(9, Duration::ZERO).map(|()| 1),
+                2 => tx.send_timeout(9, Duration::from_secs(1)).map(|()| 1),
+                3 => tx.try_send_many(&[9]),
+                _ => tx.send(9).map(|()| 1),
+            };
+            corrupted(&format!("a slot receiver index {what} (form {form})"), got);
+            let bytes = ByteChannel::anonymous(CAP as usize).unwrap();
+            let (mut tx, mut rx) = (bytes.sender().unwrap(), bytes.receiver().unwrap());
+            tx.send(&[1; 8]).unwrap();
+            rx.recv(&mut Vec::new()).unwrap();
+            while tx.try_send(&[2; 8]).is_ok() {}
+            let head = if head == 1 { 8 } else { CAP + 24 };
+            bytes.mapping().write(HEAD, &head).unwrap();
+            let got = match form {
+                0 => tx.try_send(&[3; 8]).map(|()| 1),
+                1 => tx.send_timeout(&[3; 8], Duration::ZERO).map(|()| 1),
+                2 => tx.reserve_timeout(8, Duration::from_secs(1)).map(|r| r.len()),
+                3 => tx.try_reserve(8).map(|r| r.len()),
+                _ => tx.send(&[3; 8]).map(|()| 1),
+            };
+            corrupted(&format!("a byte receiver index {what} (form {form})"), got);
+        }
     }
 }

@@ -36,6 +36,12 @@ cases!("shm::channel", helpers ["channel-named-recv" => named_recv_helper, "chan
     without_proc_a_named_side_is_watched_and_a_memfd_side_refused,
     a_sender_that_wants_a_lead_takes_any_room_in_the_end,
     large_batches_reach_the_receiver_run_by_run,
+    a_receiver_that_slipped_in_a_stream_still_takes_a_single_message_at_once,
+    a_sleeping_sender_takes_the_room_there_is_within_its_timeout,
+    a_channel_shrunk_to_nothing_reports_truncated_in_every_form,
+    every_send_form_takes_the_room_a_slow_receiver_frees,
+    every_byte_send_form_takes_the_room_a_slow_receiver_frees_at_the_wrap_point,
+    impossible_indices_and_record_headers_give_corrupted_in_every_form,
 );
 
 fn ten_million_u64_in_order() {
@@ -986,5 +992,591 @@ fn without_proc_a_named_side_is_watched_and_a_memfd_side_refused() {
     match memfd.sender() {
         Err(e @ Error::Io { .. }) => assert!(e.to_string().contains("/proc"), "{e}"),
         other => panic!("a memfd side without /proc: {other:?}"),
+    }
+}
+
+/// A receiver that keeps up with a stream starts pacing its waits (it
+/// slips), and then does not look at the sender's index in its fast path
+/// once it has taken what it saw. The forms that try once must still take
+/// what is waiting: here, each round, the receiver takes a stream with
+/// `recv` until one of its waits slipped, then stops the sender, which
+/// sends one message more if it can, and takes what is left with `try_recv`,
+/// `recv_timeout(0)`, `recv_deadline` with a past deadline or
+/// `try_recv_many` (a form per round): never `Empty` while the sender's
+/// messages wait. Everything arrives once, in order.
+fn a_receiver_that_slipped_in_a_stream_still_takes_a_single_message_at_once() {
+    const ROUNDS: u32 = 16;
+    const LIMIT: Duration = Duration::from_secs(10);
+    // Per round r, at 16 r: the receiver's stop; at 16 r + 4: how many
+    // messages the sender sent in all, plus one.
+    let chan = channel::<u64>(1024).unwrap();
+    let map = Mapping::anonymous(4096).unwrap();
+    let sender = fork(|| {
+        let mut tx = chan.sender().unwrap();
+        let mut i = 0u64;
+        for round in 1..=ROUNDS as usize {
+            // Paced differently every 1000 messages, so that a receiver
+            // that keeps up finds itself waiting a moment for messages.
+            while map.read::<u32>(16 * round).unwrap() == 0 {
+                match tx.try_send(i) {
+                    Ok(()) => i += 1,
+                    Err(Error::Full) => {}
+                    Err(e) => panic!("{e}"),
+                }
+                for _ in 0..[0, 4, 8, 16, 32, 64, 128, 256][(i / 1000 % 8) as usize] {
+                    std::hint::spin_loop();
+                }
+            }
+            // One more, past whatever the receiver last saw (unless the
+            // ring is full: then the ring is past it).
+            if tx.try_send(i).is_ok() {
+                i += 1;
+            }
+            map.write(16 * round + 4, &(i as u32 + 1)).unwrap();
+        }
+        // Stays connected until everything was taken.
+        wait_for_word(&map, 8, 1, "the receiver taking everything");
+    });
+    let mut rx = chan.receiver().unwrap();
+    let mut next = 0u64;
+    let mut slipped_rounds = 0;
+    for round in 1..=ROUNDS as usize {
+        let start = Instant::now();
+        loop {
+            let slips = rx.stats().slips;
+            assert_eq!(rx.recv_timeout(LIMIT).unwrap(), next, "lost, duplicated or out of order");
+            next += 1;
+            if rx.stats().slips > slips {
+                slipped_rounds += 1;
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(1) {
+                break;
+            }
+        }
+        map.write(16 * round, &1u32).unwrap();
+        let deadline = Instant::now() + LIMIT;
+        let total = loop {
+            match map.read::<u32>(16 * round + 4).unwrap() {
+                0 => assert!(Instant::now() < deadline, "round {round}: the sender stopping"),
+                n => break u64::from(n - 1),
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        while next < total {
+            let got = match round % 4 {
+                0 => rx.try_recv(),
+                1 => rx.recv_timeout(Duration::ZERO),
+                2 => rx.recv_deadline(Instant::now() - Duration::from_millis(1)),
+                _ => {
+                    let mut out = [0u64; 1];
+                    rx.try_recv_many(&mut out).map(|n| if n == 1 { out[0] } else { u64::MAX })
+                }
+            };
+            assert_eq!(
+                got.ok(),
+                Some(next),
+                "round {round} (form {}): {} messages were waiting",
+                round % 4,
+                total - next
+            );
+            next += 1;
+        }
+    }
+    map.write(8, &1u32).unwrap();
+    sender.join();
+    println!("the receiver slipped in {slipped_rounds} of {ROUNDS} rounds");
+}
+
+/// Where the sender's sleep line says that it sleeps: TX_SLEEP (512) + 12.
+const TX_WAITING: usize = 512 + 12;
+
+/// A sender that sleeps while it waits (`WaitPolicy::Block`) on a full
+/// ring must take the room a receiver frees while it sleeps, within its
+/// timeout, even less room than the lead it holds out for at first:
+/// `send_timeout` and `send_deadline` of slot channels of 64 and 1024
+/// slots, `send_timeout` and `reserve_timeout` of a byte channel. The
+/// receiver frees one message (or record) once the sender sleeps, and
+/// then stops taking. (A timeout of 250 ms, for a wake-up that takes
+/// microseconds.)
+fn a_sleeping_sender_takes_the_room_there_is_within_its_timeout() {
+    const WAIT: Duration = Duration::from_millis(250);
+    for cap in [64usize, 1024] {
+        let chan = channel::<u64>(cap).unwrap();
+        let map = Mapping::anonymous(4096).unwrap();
+        let mut sender = fork(|| {
+            let mut tx = chan.sender().unwrap();
+            tx.set_wait_policy(WaitPolicy::Block);
+            let mut i = 0;
+            while tx.try_send(i).is_ok() {
+                i += 1;
+            }
+            assert_eq!(i, cap as u64);
+            map.write(0, &1u32).unwrap();
+            tx.send_timeout(i, WAIT).unwrap();
+            map.write(4, &1u32).unwrap();
+            tx.send_deadline(i + 1, Instant::now() + WAIT).unwrap();
+        });
+        let mut rx = chan.receiver().unwrap();
+        wait_for_word(&map, 0, 1, "the sender filling its ring");
+        wait_for_word(chan.mapping(), TX_WAITING, 1, "the sender sleeping on a full ring");
+        assert_eq!(rx.recv().unwrap(), 0);
+        wait_for_word(&map, 4, 1, "send_timeout into the one slot freed");
+        wait_for_word(chan.mapping(), TX_WAITING, 1, "the sender sleeping on a full ring again");
+        assert_eq!(rx.recv().unwrap(), 1);
+        assert_eq!(sender.wait(), Exit::Code(0), "capacity {cap}: a send with room timed out");
+        for i in 2..cap as u64 + 2 {
+            assert_eq!(rx.recv().unwrap(), i, "capacity {cap}");
+        }
+    }
+    let bytes = byte_channel(4096).unwrap();
+    let map = Mapping::anonymous(4096).unwrap();
+    let mut sender = fork(|| {
+        let mut tx = bytes.sender().unwrap();
+        tx.set_wait_policy(WaitPolicy::Block);
+        let mut sent = 0u8;
+        while tx.try_send(&[sent; 100]).is_ok() {
+            sent += 1;
+        }
+        map.write(0, &u32::from(sent)).unwrap();
+        tx.send_timeout(&[sent; 100], WAIT).unwrap();
+        map.write(4, &1u32).unwrap();
+        let mut r = tx.reserve_timeout(100, WAIT).unwrap();
+        r.as_mut_slice().copy_from_slice(&[sent + 1; 100]);
+        r.commit();
+    });
+    let mut rx = bytes.receiver().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while map.read::<u32>(0).unwrap() == 0 {
+        assert!(Instant::now() < deadline, "the byte sender filling its ring: not within 10 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let full = map.read::<u32>(0).unwrap() as u8;
+    let mut buf = Vec::new();
+    wait_for_word(bytes.mapping(), TX_WAITING, 1, "the byte sender sleeping on a full ring");
+    rx.recv(&mut buf).unwrap();
+    assert_eq!(buf, [0u8; 100]);
+    wait_for_word(&map, 4, 1, "a byte send_timeout into the one record's room freed");
+    wait_for_word(bytes.mapping(), TX_WAITING, 1, "the byte sender sleeping on a full ring again");
+    rx.recv(&mut buf).unwrap();
+    assert_eq!(buf, [1u8; 100]);
+    assert_eq!(sender.wait(), Exit::Code(0), "a byte send or reserve with room timed out");
+    for i in 2..=full + 1 {
+        rx.recv(&mut buf).unwrap();
+        assert_eq!(buf, [i; 100], "record {i}");
+    }
+}
+
+/// `Err(Truncated)`, or a panic naming the form and what it gave.
+fn truncated<T: std::fmt::Debug>(form: &str, got: Result<T, Error>) {
+    assert!(matches!(got, Err(Error::Truncated { .. })), "{form} on a shrunk channel: {got:?}");
+}
+
+/// Runs `f` (a blocking form) in a child, which must end well within 20 s.
+fn blocking(f: impl FnOnce()) {
+    fork(f).join();
+}
+
+/// A named channel whose object another process shrinks to nothing while
+/// both sides are connected reads as zeros, which look like a fresh
+/// channel (both indices 0, the peer unclaimed): every form of both sides
+/// of both kinds must still say `Truncated`, never `Empty`, `Full` or
+/// `Timeout`, and the blocking forms must not block for ever. The
+/// receivers have taken nothing yet; the senders' rings are full.
+fn a_channel_shrunk_to_nothing_reports_truncated_in_every_form() {
+    const WAIT: Duration = Duration::from_millis(300);
+    let past = || Instant::now() - Duration::from_millis(1);
+    let shrink = |name: &str| PosixShm::open(name).unwrap().set_size(0).unwrap();
+    let name = format!("/{}", unique_name("ipc-kit-test-chan"));
+
+    // Slot receiver, peer connected.
+    let chan = Channel::<u64>::create(&name, 8).unwrap();
+    let peer = holder(|| Box::new(Channel::<u64>::open(&name).unwrap().sender().unwrap()));
+    let mut rx = chan.receiver().unwrap();
+    shrink(&name);
+    truncated("try_recv", rx.try_recv());
+    truncated("recv_timeout(0)", rx.recv_timeout(Duration::ZERO));
+    truncated("recv_deadline(past)", rx.recv_deadline(past()));
+    truncated("recv_timeout", rx.recv_timeout(WAIT));
+    truncated("try_recv_many", rx.try_recv_many(&mut [0; 4]));
+    blocking(|| truncated("recv", rx.recv()));
+    blocking(|| truncated("recv_many", rx.recv_many(&mut [0; 4])));
+    kill(peer);
+    drop((rx, chan));
+
+    // Slot sender on a full ring, peer connected.
+    let chan = Channel::<u64>::create(&name, 8).unwrap();
+    let peer = holder(|| Box::new(Channel::<u64>::open(&name).unwrap().receiver().unwrap()));
+    let mut tx = chan.sender().unwrap();
+    tx.set_wait_policy(WaitPolicy::Spin);
+    for i in 0..8 {
+        tx.try_send(i).unwrap();
+    }
+    shrink(&name);
+    truncated("try_send", tx.try_send(8));
+    truncated("send_timeout(0)", tx.send_timeout(8, Duration::ZERO));
+    truncated("send_deadline(past)", tx.send_deadline(8, past()));
+    truncated("send_timeout", tx.send_timeout(8, WAIT));
+    truncated("try_send_many", tx.try_send_many(&[8, 9]));
+    blocking(|| truncated("send", tx.send(8)));
+    blocking(|| truncated("send_ref", tx.send_ref(&8)));
+    blocking(|| truncated("send_many", tx.send_many(&[8; 20])));
+    kill(peer);
+    drop((tx, chan));
+
+    // Byte receiver, peer connected.
+    let chan = ByteChannel::create(&name, 4096).unwrap();
+    let peer = holder(|| Box::new(ByteChannel::open(&name).unwrap().sender().unwrap()));
+    let mut rx = chan.receiver().unwrap();
+    shrink(&name);
+    let mut buf = Vec::new();
+    truncated("byte try_recv", rx.try_recv(&mut buf));
+    truncated("byte try_recv_with", rx.try_recv_with(|b| b.len()));
+    truncated("byte recv_timeout(0)", rx.recv_timeout(&mut buf, Duration::ZERO));
+    truncated("byte recv_timeout", rx.recv_timeout(&mut buf, WAIT));
+    blocking(|| truncated("byte recv", rx.recv(&mut buf)));
+    blocking(|| truncated("byte recv_with", rx.recv_with(|b| b.len())));
+    kill(peer);
+    drop((rx, chan));
+
+    // Byte sender on a full ring, peer connected.
+    let chan = ByteChannel::create(&name, 4096).unwrap();
+    let peer = holder(|| Box::new(ByteChannel::open(&name).unwrap().receiver().unwrap()));
+    let mut tx = chan.sender().unwrap();
+    while tx.try_send(&[7; 100]).is_ok() {}
+    shrink(&name);
+    truncated("byte try_send", tx.try_send(&[7; 100]));
+    truncated("byte try_reserve", tx.try_reserve(100).map(|r| r.len()));
+    truncated("byte send_timeout(0)", tx.send_timeout(&[7; 100], Duration::ZERO));
+    truncated("byte send_deadline(past)", tx.send_deadline(&[7; 100], past()));
+    truncated("byte send_timeout", tx.send_timeout(&[7; 100], WAIT));
+    truncated("byte reserve_timeout", tx.reserve_timeout(100, WAIT).map(|r| r.len()));
+    blocking(|| truncated("byte send", tx.send(&[7; 100])));
+    blocking(|| truncated("byte reserve", tx.reserve(100).map(|r| r.len())));
+    kill(peer);
+    drop((tx, chan));
+}
+
+/// Every send form of slot channels of 1, 2, 4, 8 and 64 slots, under
+/// each wait policy, on a full ring whose receiver frees one slot at a time
+/// a moment after the form starts (and as many as a batch needs, one at a
+/// time): `send`, `send_ref`, `send_timeout`, `send_deadline` (a future
+/// one, and a past one tried again until it gets in), `try_send` and
+/// `try_send_many` tried again, `send_many` of one message and of a batch
+/// larger than the ring. A sender holding out for its lead must still
+/// take what room there is; the timed forms get in within their timeout.
+/// Everything arrives once, in order.
+fn every_send_form_takes_the_room_a_slow_receiver_frees() {
+    const WAIT: Duration = Duration::from_secs(5);
+    const FORMS: u32 = 9;
+    for cap in [1usize, 2, 4, 8, 64] {
+        for policy in [WaitPolicy::Spin, WaitPolicy::Adaptive, WaitPolicy::Block] {
+            let chan = channel::<u64>(cap).unwrap();
+            // Word 0: the form the sender starts; word 4: how many messages
+            // it needs the receiver to take for it.
+            let map = Mapping::anonymous(4096).unwrap();
+            let sender = fork(|| {
+                let mut tx = chan.sender().unwrap();
+                tx.set_wait_policy(policy);
+                let mut next = 0u64;
+                while tx.try_send(next).is_ok() {
+                    next += 1;
+                }
+                assert_eq!(next, cap as u64);
+                for form in 1..=FORMS {
+                    let batch: Vec<u64> = (next..next + 2 * cap as u64 + 1).collect();
+                    let takes = if form == 9 { batch.len() as u32 } else { 1 };
+                    map.write(4, &takes).unwrap();
+                    map.write(0, &form).unwrap();
+                    let sent = match form {
+                        1 => tx.send(next).map(|()| 1),
+                        2 => tx.send_ref(&next).map(|()| 1),
+                        3 => tx.send_timeout(next, WAIT).map(|()| 1),
+                        4 => tx.send_deadline(next, Instant::now() + WAIT).map(|()| 1),
+                        5 => Ok(retry("send_deadline(past)", &mut tx, next, |tx, v| {
+                            tx.send_deadline(v, Instant::now() - Duration::from_millis(1)).map(|()| 1)
+                        })),
+                        6 => Ok(retry("try_send", &mut tx, next, |tx, v| tx.try_send(v).map(|()| 1))),
+                        7 => Ok(retry("try_send_many", &mut tx, next, |tx, v| tx.try_send_many(&[v, v + 1]))),
+                        8 => tx.send_many(&[next]).map(|()| 1),
+                        _ => tx.send_many(&batch).map(|()| batch.len() as u64),
+                    };
+                    let sent = sent.unwrap_or_else(|e| panic!("capacity {cap}, {policy:?}, form {form}: {e}"));
+                    next += sent;
+                    // The ring is full again (try_send_many may have put
+                    // two): wait for the receiver to see the form end.
+                    wait_for_word(&map, 8, form, "the receiver taking its share");
+                }
+            });
+            let mut rx = chan.receiver().unwrap();
+            let mut expected = 0u64;
+            for form in 1..=FORMS {
+                wait_for_word(&map, 0, form, "the sender starting a form");
+                let takes = map.read::<u32>(4).unwrap();
+                for _ in 0..takes {
+                    std::thread::sleep(Duration::from_millis(1));
+                    let got = rx.recv_timeout(Duration::from_secs(10));
+                    assert_eq!(got.ok(), Some(expected), "capacity {cap}, {policy:?}, form {form}");
+                    expected += 1;
+                }
+                map.write(8, &form).unwrap();
+            }
+            sender.join();
+            // What the last forms left in the ring, then the end.
+            loop {
+                match rx.recv_timeout(Duration::from_secs(10)) {
+                    Ok(v) => {
+                        assert_eq!(v, expected, "capacity {cap}, {policy:?}: the rest");
+                        expected += 1;
+                    }
+                    Err(Error::Disconnected) => break,
+                    Err(e) => panic!("capacity {cap}, {policy:?}: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// Calls `f` (a send form that tries once) with `tx` and `next` until it
+/// sends something, for at most 5 s; how many it sent.
+fn retry(
+    what: &str,
+    tx: &mut ipc_kit::shm::Sender<u64>,
+    next: u64,
+    f: fn(&mut ipc_kit::shm::Sender<u64>, u64) -> Result<usize, Error>,
+) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match f(tx, next) {
+            Ok(0) | Err(Error::Full | Error::Timeout) => {}
+            Ok(n) => return n as u64,
+            Err(e) => panic!("{what}: {e}"),
+        }
+        assert!(Instant::now() < deadline, "{what}: no room within 5 s");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// The byte channel's send and reserve forms on rings of 64 bytes to
+/// 1 MiB, under each wait policy, with records whose lengths bring them
+/// to the wrap point in turn (a third of the ring, then the longest, then
+/// a few bytes), on a full ring whose receiver frees one record a moment
+/// after the form starts, and another each 50 ms until the record fits: `send`, `send_timeout`, `send_deadline` (a
+/// future one, and a past one tried again), `try_send` tried again,
+/// `reserve`, `reserve_timeout`, `try_reserve` tried again. Every record
+/// arrives once, whole, in order.
+fn every_byte_send_form_takes_the_room_a_slow_receiver_frees_at_the_wrap_point() {
+    const WAIT: Duration = Duration::from_secs(5);
+    const FORMS: u64 = 8;
+    const ROUNDS: u64 = 3 * FORMS;
+    for cap in [64usize, 256, 4096, 1 << 20] {
+        let max = cap / 2 - 8;
+        let len = move |i: u64| match i % 3 {
+            0 => cap / 3,
+            1 => max,
+            _ => (i % 8) as usize,
+        };
+        for policy in [WaitPolicy::Spin, WaitPolicy::Adaptive, WaitPolicy::Block] {
+            let chan = byte_channel(cap).unwrap();
+            let map = Mapping::anonymous(4096).unwrap();
+            let sender = fork(|| {
+                let mut tx = chan.sender().unwrap();
+                tx.set_wait_policy(policy);
+                let mut i = 0u64;
+                while tx.try_send(&pattern(i, len(i))).is_ok() {
+                    i += 1;
+                }
+                map.write(0, &(i as u32)).unwrap();
+                for round in 0..ROUNDS {
+                    let body = pattern(i, len(i));
+                    map.write(4, &(round as u32 + 1)).unwrap();
+                    let deadline = Instant::now() + WAIT;
+                    loop {
+                        let done = match round % FORMS {
+                            0 => tx.send(&body),
+                            1 => tx.send_timeout(&body, WAIT),
+                            2 => tx.send_deadline(&body, Instant::now() + WAIT),
+                            3 => tx.send_deadline(&body, Instant::now() - Duration::from_millis(1)),
+                            4 => tx.try_send(&body),
+                            5 => tx.reserve(body.len()).map(|mut r| r.as_mut_slice().copy_from_slice(&body)),
+                            6 => tx
+                                .reserve_timeout(body.len(), WAIT)
+                                .map(|mut r| r.as_mut_slice().copy_from_slice(&body)),
+                            _ => tx.try_reserve(body.len()).map(|mut r| r.as_mut_slice().copy_from_slice(&body)),
+                        };
+                        match done {
+                            Ok(()) => break,
+                            Err(Error::Full | Error::Timeout) if matches!(round % FORMS, 3 | 4 | 7) => {
+                                assert!(Instant::now() < deadline, "cap {cap}, {policy:?}, round {round}: no room");
+                                std::thread::sleep(Duration::from_micros(200));
+                            }
+                            Err(e) => panic!("cap {cap}, {policy:?}, round {round}: {e}"),
+                        }
+                    }
+                    i += 1;
+                    map.write(12, &(round as u32 + 1)).unwrap();
+                    wait_for_word(&map, 8, round as u32 + 1, "the receiver seeing the form end");
+                }
+            });
+            let mut rx = chan.receiver().unwrap();
+            wait_for_word_nonzero(&map, 0);
+            let mut buf = Vec::new();
+            let mut expected = 0u64;
+            for round in 0..ROUNDS {
+                wait_for_word(&map, 4, round as u32 + 1, "the sender starting a form");
+                // One record at a time, until the sender's record fits.
+                'round: loop {
+                    std::thread::sleep(Duration::from_millis(1));
+                    let got = rx.recv_timeout(&mut buf, Duration::from_secs(10));
+                    assert!(got.is_ok(), "cap {cap}, {policy:?}, round {round}: {got:?} with the sender waiting");
+                    assert!(buf == pattern(expected, len(expected)), "cap {cap}, {policy:?}: record {expected}");
+                    expected += 1;
+                    for _ in 0..50 {
+                        if map.read::<u32>(12).unwrap() == round as u32 + 1 {
+                            break 'round;
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                map.write(8, &(round as u32 + 1)).unwrap();
+            }
+            sender.join();
+            loop {
+                match rx.recv_timeout(&mut buf, Duration::from_secs(10)) {
+                    Ok(_) => {
+                        assert!(buf == pattern(expected, len(expected)), "cap {cap}, {policy:?}: record {expected}");
+                        expected += 1;
+                    }
+                    Err(Error::Disconnected) => break,
+                    Err(e) => panic!("cap {cap}, {policy:?}: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// Waits up to 10 s for the 32-bit word at `offset` of `map` to be set.
+fn wait_for_word_nonzero(map: &Mapping, offset: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while map.read::<u32>(offset).unwrap() == 0 {
+        assert!(Instant::now() < deadline, "word {offset}: not set within 10 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Each check of what the peer publishes, hit on purpose by a peer that
+/// writes the indices and record headers itself: a wrap marker past what
+/// is published, a length past the longest record, past what is published
+/// or past the end of the ring, a huge length, an index off a record
+/// boundary, more than a ring ahead or gone back, both on a record the
+/// receiver's fast path finds by the index it read before and on one it
+/// reads the index for; and indices gone back or ahead for the senders of
+/// both kinds on a full ring. Every form (try, zero and longer timeouts,
+/// blocking) gives `Corrupted`, at once, and so does the next call.
+fn impossible_indices_and_record_headers_give_corrupted_in_every_form() {
+    const TAIL: usize = 128;
+    const HEAD: usize = 256;
+    const RING: usize = 768;
+    const CAP: u64 = 4096;
+    let corrupted = |what: &str, got: Result<usize, Error>| {
+        assert!(matches!(got, Err(Error::Corrupted { .. })), "{what}: {got:?}");
+    };
+    let max = (CAP / 2 - 8) as u32;
+    // What the peer writes: where both indices stand first, the header at
+    // the receiver's index, and the sender's index past it.
+    let records = [
+        ("a wrap marker past what is published", 0, u32::MAX, 8),
+        ("a length past the longest record", 0, max + 1, CAP),
+        ("a length past what is published", 0, 100, 16),
+        ("a length past the end of the ring", CAP - 16, 100, 112),
+        ("a huge length", 0, u32::MAX - 1, CAP),
+        ("an index off a record boundary", 0, 0, 4),
+        ("an index more than a ring ahead", 0, 8, CAP + 8),
+    ];
+    for form in 0..4 {
+        let recv = |rx: &mut ipc_kit::shm::ByteReceiver| {
+            let mut buf = Vec::new();
+            match form {
+                0 => rx.try_recv(&mut buf),
+                1 => rx.recv_timeout(&mut buf, Duration::ZERO),
+                2 => rx.recv_timeout(&mut buf, Duration::from_secs(1)),
+                _ => rx.recv_with(|b| b.len()),
+            }
+        };
+        for (what, at, len, ahead) in records {
+            for cached in [false, true] {
+                let chan = ByteChannel::anonymous(CAP as usize).unwrap();
+                let (mut tx, mut rx) = (chan.sender().unwrap(), chan.receiver().unwrap());
+                for _ in 0..at / 16 {
+                    tx.send(&[1; 8]).unwrap();
+                    assert_eq!(recv(&mut rx).unwrap(), 8);
+                }
+                let at = if cached {
+                    // The receiver reads the sender's index once for both
+                    // records, and finds the second one changed.
+                    tx.send(&[2; 8]).unwrap();
+                    tx.send(&[3; 8]).unwrap();
+                    assert_eq!(recv(&mut rx).unwrap(), 8);
+                    at + 16
+                } else {
+                    at
+                };
+                let map = chan.mapping();
+                map.write(RING + (at % CAP) as usize, &u64::from(len)).unwrap();
+                if cached && len <= 8 {
+                    // Only the index is impossible, and it is not read again
+                    // while the receiver's cached one shows records.
+                    continue;
+                }
+                if !cached {
+                    map.write(TAIL, &(at + ahead)).unwrap();
+                }
+                let case = format!("{what} (form {form}, cached {cached})");
+                corrupted(&case, recv(&mut rx));
+                corrupted(&format!("{case}, again"), recv(&mut rx));
+            }
+        }
+        // The sender's index gone back below what the receiver saw.
+        let chan = ByteChannel::anonymous(CAP as usize).unwrap();
+        let (mut tx, mut rx) = (chan.sender().unwrap(), chan.receiver().unwrap());
+        tx.send(&[1; 8]).unwrap();
+        assert_eq!(recv(&mut rx).unwrap(), 8);
+        chan.mapping().write(TAIL, &8u64).unwrap();
+        corrupted(&format!("a byte sender index gone back (form {form})"), recv(&mut rx));
+    }
+
+    // Senders on a full ring, the receiver's index gone back or ahead.
+    for (what, head) in [("gone back", 1u64), ("past the sender's", 11)] {
+        for form in 0..5 {
+            let chan = channel::<u64>(8).unwrap();
+            let (mut tx, mut rx) = (chan.sender().unwrap(), chan.receiver().unwrap());
+            tx.send_many(&[0, 1]).unwrap();
+            assert_eq!(rx.recv_many(&mut [0; 2]).unwrap(), 2);
+            tx.send_many(&[0; 8]).unwrap();
+            chan.mapping().write(HEAD, &head).unwrap();
+            let got = match form {
+                0 => tx.try_send(9).map(|()| 1),
+                1 => tx.send_timeout(9, Duration::ZERO).map(|()| 1),
+                2 => tx.send_timeout(9, Duration::from_secs(1)).map(|()| 1),
+                3 => tx.try_send_many(&[9]),
+                _ => tx.send(9).map(|()| 1),
+            };
+            corrupted(&format!("a slot receiver index {what} (form {form})"), got);
+            let bytes = ByteChannel::anonymous(CAP as usize).unwrap();
+            let (mut tx, mut rx) = (bytes.sender().unwrap(), bytes.receiver().unwrap());
+            tx.send(&[1; 8]).unwrap();
+            rx.recv(&mut Vec::new()).unwrap();
+            while tx.try_send(&[2; 8]).is_ok() {}
+            let head = if head == 1 { 8 } else { CAP + 24 };
+            bytes.mapping().write(HEAD, &head).unwrap();
+            let got = match form {
+                0 => tx.try_send(&[3; 8]).map(|()| 1),
+                1 => tx.send_timeout(&[3; 8], Duration::ZERO).map(|()| 1),
+                2 => tx.reserve_timeout(8, Duration::from_secs(1)).map(|r| r.len()),
+                3 => tx.try_reserve(8).map(|r| r.len()),
+                _ => tx.send(&[3; 8]).map(|()| 1),
+            };
+            corrupted(&format!("a byte receiver index {what} (form {form})"), got);
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ipc_sync::Deadline;
 
 use super::layout::{DATA, RECORD_HEADER, WRAP, max_record, padded, ring_pos};
-use super::pace::{LEAD, room};
+use super::pace::{LEAD, looks_before, room};
 use super::side::{Side, check_head, side_methods};
 use crate::error::{Error, Result};
 use crate::sys::Fault;
@@ -86,6 +86,8 @@ impl ByteSender {
             return Ok(skip);
         }
         let Some(deadline) = wait else {
+            // A shrunk object reads as zeros: a full ring (or an empty one).
+            self.side.conn.faults()?;
             // A full ring whose receiver died stays full: say so.
             return Err(if self.side.peer_gone(false) { Error::Disconnected } else { Error::Full });
         };
@@ -93,7 +95,7 @@ impl ByteSender {
         let (mut head, tail) = (self.head, self.tail);
         // The lead (see `pace::LEAD`) in bytes: as many 64-byte records.
         let lead = (self.side.capacity() / 8).min(LEAD * 64);
-        let mut looks = 0;
+        let mut looks = looks_before(self.side.policy);
         self.side.wait(deadline, |side| {
             let cap = side.capacity();
             let h = side.conn.head().index.load(Ordering::Acquire);

@@ -107,6 +107,9 @@ impl ByteChannel {
     /// Under a new POSIX shared memory name, owned (and unlinked when its
     /// last handle here goes) by this process.
     ///
+    /// Should a process shrink the object under connected sides, every
+    /// later call of theirs, waiting or not, gives [`Error::Truncated`].
+    ///
     /// # Errors
     ///
     /// As for [`byte_channel`] and [`PosixShm::create`](crate::PosixShm::create).

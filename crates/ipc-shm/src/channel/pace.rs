@@ -1,6 +1,8 @@
 //! How a side paces its waits: a receiver slipping behind a streaming
 //! sender, and a sender holding out for a lead of room.
 
+use super::side::WaitPolicy;
+
 /// Short waits in a row after which a side starts slipping.
 const SLIP_AFTER: u32 = 4;
 
@@ -64,6 +66,16 @@ pub(super) const LEAD: u64 = 32;
 /// for its lead (see [`LEAD`]); then any room will do.
 pub(super) const LEAD_LOOKS: u32 = 32;
 
+/// The looks a waiting sender counts as made when it starts to wait: none
+/// when it spins first, and [`LEAD_LOOKS`] when it sleeps at once
+/// (`WaitPolicy::Block`): a sleeper looks once per wake-up or sleep
+/// slice, and holding out for its lead would keep it asleep, for many
+/// slices, while there is room (beyond its timeout).
+#[inline]
+pub(super) fn looks_before(policy: WaitPolicy) -> u32 {
+    if policy == WaitPolicy::Block { LEAD_LOOKS } else { 0 }
+}
+
 /// What a waiting sender finds with `free` slots (or bytes) free, holding
 /// out for `lead` of them for [`LEAD_LOOKS`] looks: 0 while it waits on,
 /// 1 for a little room, 2 for its lead (see `Side::wait`).
@@ -80,7 +92,7 @@ pub(super) fn room(free: u64, lead: u64, looks: u32) -> u64 {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::{LEAD_LOOKS, Pace, SLIP_AFTER, room};
+    use super::{LEAD_LOOKS, Pace, SLIP_AFTER, WaitPolicy, looks_before, room};
 
     /// A wait of `looks` looks that found `found` messages; whether it
     /// slipped.
@@ -150,5 +162,8 @@ mod tests {
         assert_eq!(room(0, 32, u32::MAX), 0);
         // A lead of one slot is any room.
         assert_eq!(room(1, 1, 1), 2);
+        // A sender that sleeps at once takes any room at its first look.
+        assert_eq!(room(1, 32, looks_before(WaitPolicy::Block) + 1), 1);
+        assert_eq!(room(1, 32, looks_before(WaitPolicy::Adaptive) + 1), 0);
     }
 }

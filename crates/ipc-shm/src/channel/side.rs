@@ -360,6 +360,7 @@ impl Side {
                     return Ok(());
                 }
                 if i % 256 == 255 {
+                    self.conn.faults()?;
                     if self.peer_gone(false) {
                         return self.gone(&mut ready);
                     }
@@ -374,6 +375,8 @@ impl Side {
             if ready(self)? {
                 return Ok(());
             }
+            // A shrunk object reads as zeros: indices that never move.
+            self.conn.faults()?;
             if self.peer_gone(true) {
                 return self.gone(&mut ready);
             }

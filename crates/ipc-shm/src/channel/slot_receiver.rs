@@ -144,6 +144,22 @@ impl<T: Pod> Receiver<T> {
         if self.recv_fast(&mut v[0])? {
             return Ok(v[0]);
         }
+        self.try_recv_slow()
+    }
+
+    /// A [`try_recv`](Self::try_recv) that the fast path found nothing
+    /// for. A slipping receiver's fast path does not read the sender's
+    /// index once its cached messages run out (its waits do), and
+    /// `try_recv` never waits: it reads the index here.
+    #[cold]
+    #[inline(never)]
+    fn try_recv_slow(&mut self) -> Result<T> {
+        let mut v = [T::zeroed()];
+        if self.take(&mut v)? == 1 {
+            return Ok(v[0]);
+        }
+        // A shrunk object reads as zeros: an empty ring.
+        self.side.conn.faults()?;
         if self.side.peer_gone(false) {
             // What it sent before going still counts.
             return if self.take(&mut v)? == 1 { Ok(v[0]) } else { Err(Error::Disconnected) };
@@ -206,12 +222,18 @@ impl<T: Pod> Receiver<T> {
     /// [`Error::Disconnected`] when none are waiting and the sender is
     /// gone; [`Error::Corrupted`].
     pub fn try_recv_many(&mut self, out: &mut [T]) -> Result<usize> {
-        match self.take(out)? {
-            0 if self.side.peer_gone(false) => match self.take(out)? {
+        let n = self.take(out)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        // A shrunk object reads as zeros: an empty ring.
+        self.side.conn.faults()?;
+        match self.side.peer_gone(false) {
+            true => match self.take(out)? {
                 0 => Err(Error::Disconnected),
                 n => Ok(n),
             },
-            n => Ok(n),
+            false => Ok(0),
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 use ipc_sync::Deadline;
 
-use super::pace::{LEAD, room};
+use super::pace::{LEAD, looks_before, room};
 use super::side::{Side, check_head, side_methods};
 #[cfg(doc)]
 use super::slots::{Channel, RUN};
@@ -158,12 +158,13 @@ impl<T: Pod> Sender<T> {
         if self.receiver_closed() {
             return Err(Error::Disconnected);
         }
-        match self.put(std::slice::from_ref(value))? {
-            // A full ring whose receiver died stays full: say so.
-            0 if self.side.peer_gone(false) => Err(Error::Disconnected),
-            0 => Err(Error::Full),
-            _ => Ok(()),
+        if self.put(std::slice::from_ref(value))? == 1 {
+            return Ok(());
         }
+        // A shrunk object reads as zeros: a full ring (or an empty one).
+        self.side.conn.faults()?;
+        // A full ring whose receiver died stays full: say so.
+        Err(if self.side.peer_gone(false) { Error::Disconnected } else { Error::Full })
     }
 
     /// Sends a message, waiting at most `timeout` for room.
@@ -228,10 +229,15 @@ impl<T: Pod> Sender<T> {
         if self.receiver_closed() {
             return Err(Error::Disconnected);
         }
-        match self.put(values)? {
-            0 if !values.is_empty() && self.side.peer_gone(false) => Err(Error::Disconnected),
-            n => Ok(n),
+        let n = self.put(values)?;
+        if n == 0 && !values.is_empty() {
+            // As in `try_send`.
+            self.side.conn.faults()?;
+            if self.side.peer_gone(false) {
+                return Err(Error::Disconnected);
+            }
         }
+        Ok(n)
     }
 
     /// The room a waiting sender holds out for before it writes `want`
@@ -242,11 +248,12 @@ impl<T: Pod> Sender<T> {
     }
 
     /// Waits until `deadline` for room: for `lead` free slots at first,
-    /// then for any (see [`room`]).
+    /// then for any (see [`room`]; a sender that sleeps at once takes any
+    /// room at once, see [`looks_before`]).
     fn wait_for_room(&mut self, deadline: Deadline, lead: u64) -> Result<()> {
         let head = &mut self.head;
         let tail = self.tail;
-        let mut looks = 0;
+        let mut looks = looks_before(self.side.policy);
         self.side.wait(deadline, |side| {
             let cap = side.capacity();
             let h = side.conn.head().index.load(Ordering::Acquire);

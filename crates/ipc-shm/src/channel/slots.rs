@@ -90,6 +90,9 @@ impl<T: Pod> Channel<T> {
     /// process owns the name and unlinks it when its last handle to the
     /// channel goes. Peers [`open`](Self::open) it by name.
     ///
+    /// Should a process shrink the object under connected sides, every
+    /// later call of theirs, waiting or not, gives [`Error::Truncated`].
+    ///
     /// # Errors
     ///
     /// As for [`anonymous`](Self::anonymous), and as for

@@ -284,7 +284,9 @@ impl Side {
     /// peer if the second (its sleep line) says it sleeps.
     #[inline(always)]
     fn publish(&mut self, index: u64, lines: fn(&Conn) -> (&Line, &Line)) {
-        let light = self.light || self.see_light();
+        // A side that issues no barriers of its own never publishes without one:
+        // it does not look for the peer's flag.
+        let light = self.light || (self.barrier && self.see_light());
         let (mine, peer) = lines(&self.conn);
         // See `shim::publish` for why no side of a sleep and a wake-up can
         // miss the other; Release in it: what we wrote (or finished

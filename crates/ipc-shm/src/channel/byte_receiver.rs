@@ -172,9 +172,7 @@ impl ByteReceiver {
             if let Some(found) = self.next()? {
                 return Ok(found);
             }
-            // A shrunk object reads as zeros: an empty ring.
-            self.side.conn.faults()?;
-            return match self.side.peer_gone(false) {
+            return match self.side.peer_gone(false)? {
                 // What it sent before going still counts.
                 true => self.next()?.ok_or(Error::Disconnected),
                 false => Err(Error::Empty),

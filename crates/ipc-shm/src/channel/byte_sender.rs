@@ -86,10 +86,8 @@ impl ByteSender {
             return Ok(skip);
         }
         let Some(deadline) = wait else {
-            // A shrunk object reads as zeros: a full ring (or an empty one).
-            self.side.conn.faults()?;
             // A full ring whose receiver died stays full: say so.
-            return Err(if self.side.peer_gone(false) { Error::Disconnected } else { Error::Full });
+            return Err(if self.side.peer_gone(false)? { Error::Disconnected } else { Error::Full });
         };
         let mut found = 0;
         let (mut head, tail) = (self.head, self.tail);

@@ -245,18 +245,24 @@ impl Side {
     }
 
     /// Whether the peer has closed its side or is gone for good (see
-    /// [`peer_gone_now`](Self::peer_gone_now)). The kernel is asked at
-    /// most every 10 ms unless `now`; a closed state is seen at once.
-    pub(super) fn peer_gone(&mut self, now: bool) -> bool {
+    /// [`peer_gone_now`](Self::peer_gone_now)), for a side that found no
+    /// message or no room. The kernel is asked at most every 10 ms unless
+    /// `now`; a closed state is seen at once.
+    ///
+    /// `Truncated` first when the object was shrunk under the mapping: its
+    /// lost pages read as zeros, a ring that looks empty (or full) for
+    /// ever, beside a peer that looks unclaimed.
+    pub(super) fn peer_gone(&mut self, now: bool) -> Result<bool> {
+        self.conn.faults()?;
         if self.peer_closed() {
-            return true;
+            return Ok(true);
         }
         if !now && self.last_check.elapsed() < LIVENESS_EVERY {
-            return false;
+            return Ok(false);
         }
         self.last_check = Instant::now();
         self.peer_dead = self.peer_gone_now();
-        self.peer_dead
+        Ok(self.peer_dead)
     }
 
     /// Publishes the sender's index (TAIL) and wakes the receiver if it
@@ -362,8 +368,7 @@ impl Side {
                     return Ok(());
                 }
                 if i % 256 == 255 {
-                    self.conn.faults()?;
-                    if self.peer_gone(false) {
+                    if self.peer_gone(false)? {
                         return self.gone(&mut ready);
                     }
                     if deadline.has_expired() {
@@ -377,9 +382,7 @@ impl Side {
             if ready(self)? {
                 return Ok(());
             }
-            // A shrunk object reads as zeros: indices that never move.
-            self.conn.faults()?;
-            if self.peer_gone(true) {
+            if self.peer_gone(true)? {
                 return self.gone(&mut ready);
             }
             if deadline.has_expired() {

@@ -158,9 +158,7 @@ impl<T: Pod> Receiver<T> {
         if self.take(&mut v)? == 1 {
             return Ok(v[0]);
         }
-        // A shrunk object reads as zeros: an empty ring.
-        self.side.conn.faults()?;
-        if self.side.peer_gone(false) {
+        if self.side.peer_gone(false)? {
             // What it sent before going still counts.
             return if self.take(&mut v)? == 1 { Ok(v[0]) } else { Err(Error::Disconnected) };
         }
@@ -226,9 +224,7 @@ impl<T: Pod> Receiver<T> {
         if n > 0 {
             return Ok(n);
         }
-        // A shrunk object reads as zeros: an empty ring.
-        self.side.conn.faults()?;
-        match self.side.peer_gone(false) {
+        match self.side.peer_gone(false)? {
             true => match self.take(out)? {
                 0 => Err(Error::Disconnected),
                 n => Ok(n),

@@ -161,10 +161,8 @@ impl<T: Pod> Sender<T> {
         if self.put(std::slice::from_ref(value))? == 1 {
             return Ok(());
         }
-        // A shrunk object reads as zeros: a full ring (or an empty one).
-        self.side.conn.faults()?;
         // A full ring whose receiver died stays full: say so.
-        Err(if self.side.peer_gone(false) { Error::Disconnected } else { Error::Full })
+        Err(if self.side.peer_gone(false)? { Error::Disconnected } else { Error::Full })
     }
 
     /// Sends a message, waiting at most `timeout` for room.
@@ -230,12 +228,9 @@ impl<T: Pod> Sender<T> {
             return Err(Error::Disconnected);
         }
         let n = self.put(values)?;
-        if n == 0 && !values.is_empty() {
-            // As in `try_send`.
-            self.side.conn.faults()?;
-            if self.side.peer_gone(false) {
-                return Err(Error::Disconnected);
-            }
+        // A full ring whose receiver died stays full: say so (as `try_send`).
+        if n == 0 && !values.is_empty() && self.side.peer_gone(false)? {
+            return Err(Error::Disconnected);
         }
         Ok(n)
     }

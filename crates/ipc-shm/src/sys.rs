@@ -296,6 +296,7 @@ impl<O, const MIN: usize> Pinned<O, MIN> {
     /// The `T` at offset `OFF`, which lies within the first `MIN` bytes and
     /// is aligned for `T` (checked when compiled): no check when it runs.
     #[inline(always)]
+    #[cfg_attr(loom, allow(dead_code, reason = "under loom the channel's lines are its model's"))]
     pub(crate) fn at<T: ipc_sync::ShmSafe, const OFF: usize>(&self) -> &T {
         const {
             assert!(OFF + size_of::<T>() <= MIN, "a place past the pinned bytes");

@@ -271,43 +271,41 @@ impl Conn {
         self.mem.span()
     }
 
+    /// The line at offset `OFF` (a line's offset below DATA): reached with
+    /// no check (see `Pinned::at`), or under loom in the model.
+    #[inline(always)]
+    fn line_at<const OFF: usize>(&self) -> &Line {
+        #[cfg(not(loom))]
+        return self.mem.at::<Line, OFF>();
+        #[cfg(loom)]
+        self.line(OFF)
+    }
+
     /// The sender's index (TAIL).
     #[inline(always)]
     pub(super) fn tail(&self) -> &Line {
-        #[cfg(not(loom))]
-        return self.mem.at::<Line, { layout::TAIL }>();
-        #[cfg(loom)]
-        self.line(layout::TAIL)
+        self.line_at::<{ layout::TAIL }>()
     }
 
     /// The receiver's index (HEAD).
     #[inline(always)]
     pub(super) fn head(&self) -> &Line {
-        #[cfg(not(loom))]
-        return self.mem.at::<Line, { layout::HEAD }>();
-        #[cfg(loom)]
-        self.line(layout::HEAD)
+        self.line_at::<{ layout::HEAD }>()
     }
 
     /// Both sides' states and flags (STATUS).
     #[inline(always)]
     pub(super) fn status(&self) -> &Line {
-        #[cfg(not(loom))]
-        return self.mem.at::<Line, { layout::STATUS }>();
-        #[cfg(loom)]
-        self.line(layout::STATUS)
+        self.line_at::<{ layout::STATUS }>()
     }
 
     /// The line side `role` sleeps on.
     #[inline(always)]
     pub(super) fn sleep_line(&self, role: Role) -> &Line {
-        #[cfg(not(loom))]
-        return match role {
-            Role::Sender => self.mem.at::<Line, { layout::TX_SLEEP }>(),
-            Role::Receiver => self.mem.at::<Line, { layout::RX_SLEEP }>(),
-        };
-        #[cfg(loom)]
-        self.line(role.sleep_line())
+        match role {
+            Role::Sender => self.line_at::<{ layout::TX_SLEEP }>(),
+            Role::Receiver => self.line_at::<{ layout::RX_SLEEP }>(),
+        }
     }
 
     /// Under loom: the line at `offset`, in the model when there is one.

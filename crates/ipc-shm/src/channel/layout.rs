@@ -220,16 +220,6 @@ impl Role {
         }
     }
 
-    /// The line this side sleeps on (for loom's model; see
-    /// `Conn::sleep_line`).
-    #[cfg(loom)]
-    pub(crate) fn sleep_line(self) -> usize {
-        match self {
-            Role::Sender => TX_SLEEP,
-            Role::Receiver => RX_SLEEP,
-        }
-    }
-
     /// "sender" or "receiver", for errors.
     pub(crate) fn name(self) -> &'static str {
         match self {

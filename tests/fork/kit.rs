@@ -219,8 +219,20 @@ fn every_mechanism_through_the_traits_across_fork() {
 }
 
 /// The names `ipc-kit bench --json` may use.
-const BENCH_MECHANISMS: [&str; 8] =
-    ["pipe", "fifo", "sysv-msgq", "posix-mq", "shm-channel", "shm-byte-channel", "unix-socket", "shm-line"];
+const BENCH_MECHANISMS: [&str; 9] = [
+    "pipe",
+    "fifo",
+    "sysv-msgq",
+    "posix-mq",
+    "shm-channel",
+    "shm-byte-channel",
+    "unix-socket",
+    "shm-line",
+    "shm-lines",
+];
+
+/// The mechanisms with raw rows only.
+const BENCH_REFERENCES: [&str; 3] = ["unix-socket", "shm-line", "shm-lines"];
 
 /// The messages per batch of `"test": "batch"` rows.
 const BENCH_BATCH: u64 = 64;
@@ -256,11 +268,11 @@ fn check_bench_schema(doc: &Value) -> Result<(), String> {
         let imp = text("impl", &["ipc-kit", "raw"])?;
         let test = text("test", &["rtt", "stream", "batch"])?;
         let size = row.get("size").and_then(Value::as_u64).filter(|s| *s > 0).ok_or(at("bad size".into()))?;
-        if matches!(mech, "unix-socket" | "shm-line") && imp != "raw" {
+        if BENCH_REFERENCES.contains(&mech) && imp != "raw" {
             return Err(at(format!("{mech} rows are raw only")));
         }
-        if mech == "shm-line" && (test != "rtt" || !(8..=64).contains(&size)) {
-            return Err(at("shm-line rows are round trips of 8 to 64 bytes".into()));
+        if mech.starts_with("shm-line") && (test != "rtt" || !(8..=64).contains(&size)) {
+            return Err(at(format!("{mech} rows are round trips of 8 to 64 bytes")));
         }
         if (test == "batch") != (row.get("batch") == Some(&json!(BENCH_BATCH)))
             || (test == "batch" && mech != "shm-channel")
@@ -268,8 +280,10 @@ fn check_bench_schema(doc: &Value) -> Result<(), String> {
             return Err(at(format!("batch rows are shm-channel's, with \"batch\": {BENCH_BATCH}")));
         }
         let channel = matches!(mech, "shm-channel" | "shm-byte-channel");
-        if row.contains_key("vs_limit") && (test != "rtt" || !channel || positive(&row, "vs_limit").is_err()) {
-            return Err(at("vs_limit belongs to the channels' round trips and is positive".into()));
+        for key in ["vs_limit", "vs_lines"] {
+            if row.contains_key(key) && (test != "rtt" || !channel || positive(&row, key).is_err()) {
+                return Err(at(format!("{key} belongs to the channels' round trips and is positive")));
+            }
         }
         let (fields, absent): (&[&str], &[&str]) = match test {
             "rtt" => (&["p50_ns", "p99_ns", "p999_ns"], &["msgs_per_s", "bytes_per_s"]),
@@ -286,8 +300,19 @@ fn check_bench_schema(doc: &Value) -> Result<(), String> {
             return Err(at("bytes_per_s is not msgs_per_s times size".into()));
         }
         for key in row.keys() {
-            let documented =
-                ["mechanism", "impl", "test", "size", "placement", "pairs", "samples", "vs_raw", "vs_limit", "batch"];
+            let documented = [
+                "mechanism",
+                "impl",
+                "test",
+                "size",
+                "placement",
+                "pairs",
+                "samples",
+                "vs_raw",
+                "vs_limit",
+                "vs_lines",
+                "batch",
+            ];
             if !documented.contains(&key.as_str()) && !fields.contains(&key.as_str()) {
                 return Err(at(format!("undocumented field {key}")));
             }
@@ -334,11 +359,13 @@ fn cli_bench_json_follows_the_schema() {
                 if size > 8192 && (mech == "posix-mq" || mech == "sysv-msgq") {
                     continue;
                 }
-                if (test == "batch" && mech != "shm-channel") || (mech == "shm-line" && (test != "rtt" || size > 64)) {
+                if (test == "batch" && mech != "shm-channel")
+                    || (mech.starts_with("shm-line") && (test != "rtt" || size > 64))
+                {
                     continue;
                 }
                 for imp in ["ipc-kit", "raw"] {
-                    if imp == "ipc-kit" && matches!(mech, "unix-socket" | "shm-line") {
+                    if imp == "ipc-kit" && BENCH_REFERENCES.contains(&mech) {
                         continue;
                     }
                     let found = rows.iter().any(|r| {
@@ -353,11 +380,13 @@ fn cli_bench_json_follows_the_schema() {
         }
     }
     assert!(stdout.contains("round trip") && stdout.contains("stream"), "the tables: {stdout}");
-    // The channels' round trips at 64 B are set against the limit.
+    // The channels' round trips at 64 B are set against both limits.
     for mech in ["shm-channel", "shm-byte-channel"] {
         let row =
             rows.iter().find(|r| r["mechanism"] == json!(mech) && r["test"] == json!("rtt") && r["size"] == json!(64));
-        assert!(row.is_some_and(|r| r["vs_limit"].as_f64().is_some_and(|v| v > 0.0)), "{mech}: no vs_limit");
+        for key in ["vs_limit", "vs_lines"] {
+            assert!(row.is_some_and(|r| r[key].as_f64().is_some_and(|v| v > 0.0)), "{mech}: no {key}");
+        }
     }
     let svg = std::fs::read_to_string(&svg_path).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("shm-channel 64 B"), "the chart");
@@ -374,7 +403,7 @@ fn bench_schema_check_rejects_broken_documents() {
             {"mechanism": "unix-socket", "impl": "raw", "test": "stream", "size": 64,
              "msgs_per_s": 1000.0, "bytes_per_s": 64000.0},
             {"mechanism": "shm-channel", "impl": "ipc-kit", "test": "rtt", "size": 64,
-             "p50_ns": 10, "p99_ns": 20, "p999_ns": 30, "vs_raw": 1.0, "vs_limit": 1.2},
+             "p50_ns": 10, "p99_ns": 20, "p999_ns": 30, "vs_raw": 1.0, "vs_limit": 1.2, "vs_lines": 1.1},
             {"mechanism": "shm-channel", "impl": "raw", "test": "rtt", "size": 64,
              "p50_ns": 10, "p99_ns": 20, "p999_ns": 30, "vs_limit": 1.2},
             {"mechanism": "shm-line", "impl": "raw", "test": "rtt", "size": 64, "p50_ns": 8, "p99_ns": 20, "p999_ns": 30},
@@ -385,7 +414,7 @@ fn bench_schema_check_rejects_broken_documents() {
         ]
     });
     check_bench_schema(&good).unwrap();
-    let broken: [fn(&mut Value); 15] = [
+    let broken: [fn(&mut Value); 18] = [
         |d| d["schema"] = json!(2),
         |d| d["machine"]["cpus"] = json!(0),
         |d| d["results"] = json!([]),
@@ -401,6 +430,12 @@ fn bench_schema_check_rejects_broken_documents() {
         |d| d["results"][5]["size"] = json!(4096),
         |d| d["results"][0]["vs_limit"] = json!(1.0),
         |d| d["results"][3]["vs_limit"] = json!(0),
+        |d| d["results"][0]["vs_lines"] = json!(1.0),
+        |d| d["results"][3]["vs_lines"] = json!(-1.0),
+        |d| {
+            d["results"][5]["mechanism"] = json!("shm-lines");
+            d["results"][5]["impl"] = json!("ipc-kit");
+        },
         |d| d["results"][6]["batch"] = json!(8),
         |d| {
             d["results"][6].as_object_mut().unwrap().remove("batch");

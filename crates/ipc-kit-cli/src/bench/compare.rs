@@ -19,6 +19,7 @@ use super::links::{self, Link, Runner, Rx, Tx};
 use super::mech::Mech;
 use super::method::{Impl, Placement, Probed, median, probed_pairs, settled, two_processes};
 use crate::sys;
+use crate::sys::ring::Ways;
 
 /// What a cell measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +49,7 @@ impl Test {
     /// the mechanism has a batched form, round trips only for the limit.
     fn of(mech: Mech) -> &'static [Test] {
         match mech {
-            Mech::ShmLine => &[Test::Rtt],
+            Mech::ShmLine(_) => &[Test::Rtt],
             Mech::ShmChannel => &[Test::Rtt, Test::Stream, Test::Batch],
             _ => &[Test::Rtt, Test::Stream],
         }
@@ -454,34 +455,45 @@ pub(crate) struct CellResult {
     /// ipc-kit's speed over raw's (round trips per second at the median,
     /// or messages per second): the median of the per-pair ratios.
     pub(crate) vs_raw: Option<f64>,
-    /// For a channel's round trip: the p50 of the limit (`shm-line`) at
-    /// the same size in the same run, if it ran (see [`set_limits`]).
-    pub(crate) limit_p50: Option<u64>,
+    /// For a channel's round trip: the p50s of the limits at the same
+    /// size in the same run, where they ran (see [`set_limits`]).
+    pub(crate) limits: Limits,
+}
+
+/// The p50s of the round-trip limits: one line handed back and forth
+/// (`shm-line`), and a line each way (`shm-lines`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Limits {
+    pub(crate) line: Option<u64>,
+    pub(crate) lines: Option<u64>,
 }
 
 impl CellResult {
-    /// A side's round trip p50 over the limit's: how many times the
-    /// physical limit it takes (`None` without a limit).
-    pub(crate) fn vs_limit(&self, figures: Option<&Figures>) -> Option<f64> {
-        match (figures, self.limit_p50) {
+    /// A side's round trip p50 over a limit's p50 (`limit` picks which
+    /// one): how many times the limit it takes (`None` without one).
+    pub(crate) fn vs(&self, figures: Option<&Figures>, limit: fn(Limits) -> Option<u64>) -> Option<f64> {
+        match (figures, limit(self.limits)) {
             (Some(Figures::Rtt { p50, .. }), Some(limit)) => Some(*p50 as f64 / limit.max(1) as f64),
             _ => None,
         }
     }
 }
 
-/// Gives each channel's round trip the limit measured at its size.
+/// Gives each channel's round trip the limits measured at its size.
 pub(crate) fn set_limits(results: &mut [CellResult]) {
-    let limits: Vec<(usize, u64)> = results
-        .iter()
-        .filter(|r| r.cell.mech == Mech::ShmLine && r.cell.test == Test::Rtt)
-        .filter_map(|r| match r.raw {
-            Figures::Rtt { p50, .. } => Some((r.cell.size, p50)),
-            Figures::Stream { .. } => None,
+    let p50 = |results: &[CellResult], ways, size| {
+        results.iter().find_map(|r| match r.raw {
+            Figures::Rtt { p50, .. } if r.cell.mech == Mech::ShmLine(ways) && r.cell.size == size => Some(p50),
+            _ => None,
         })
-        .collect();
-    for r in results.iter_mut().filter(|r| r.cell.mech.is_channel() && r.cell.test == Test::Rtt) {
-        r.limit_p50 = limits.iter().find(|l| l.0 == r.cell.size).map(|l| l.1);
+    };
+    for i in 0..results.len() {
+        let cell = results[i].cell;
+        if cell.mech.is_channel() && cell.test == Test::Rtt {
+            let line = p50(results, Ways::Shared, cell.size);
+            let lines = p50(results, Ways::Apart, cell.size);
+            results[i].limits = Limits { line, lines };
+        }
     }
 }
 
@@ -521,7 +533,7 @@ pub(crate) fn summarize(cell: Cell, pairs: &[PairRun]) -> CellResult {
         ipc_kit: (!ours.is_empty()).then(|| figures(&ours)),
         raw: figures(&raw),
         vs_raw: (!ratios.is_empty()).then(|| median(ratios.into_iter())),
-        limit_p50: None,
+        limits: Limits::default(),
     }
 }
 

@@ -112,8 +112,8 @@ pub(crate) fn with_links<W: Runner>(mech: Mech, imp: Impl, size: usize, two: boo
         (Mech::ShmChannel, Impl::Raw) => sized!(size, N => made(two, runner, slot_ring::<N>)),
         (Mech::Kit(Mechanism::ShmByteChannel), Impl::IpcKit) => made(two, runner, byte_channel),
         (Mech::Kit(Mechanism::ShmByteChannel), Impl::Raw) => made(two, runner, byte_ring),
-        (Mech::ShmLine, Impl::Raw) => {
-            let (out, back, mem) = ring::Line::pair(size)?;
+        (Mech::ShmLine(ways), Impl::Raw) => {
+            let (out, back, mem) = ring::Line::pair(size, ways)?;
             let (out2, back2) = (out.again(), back.again());
             let keep = |mem: &Rc<raw::Region>| Box::new(Rc::clone(mem)) as Box<dyn Any>;
             runner.run(
@@ -121,7 +121,7 @@ pub(crate) fn with_links<W: Runner>(mech: Mech, imp: Impl, size: usize, two: boo
                 Some(Link { tx: back, rx: back2, _keep: keep(&mem) }),
             )
         }
-        (Mech::ShmLine, Impl::IpcKit) => Err(io::Error::other("shm-line is a raw reference only")),
+        (Mech::ShmLine(_), Impl::IpcKit) => Err(io::Error::other(format!("{} is a raw reference only", mech.name()))),
         (_, Impl::IpcKit) => made(two, runner, || ipc_kit(mech)),
         (_, Impl::Raw) => made(two, runner, || raw(mech)),
     }
@@ -152,8 +152,10 @@ pub(crate) fn fits(mech: Mech, size: usize) -> Result<(), String> {
         Mech::ShmChannel if !size.is_power_of_two() || !(8..=1 << 20).contains(&size) => {
             return Err("shm-channel carries fixed-size types: sizes are powers of two from 8 B to 1 MiB".into());
         }
-        Mech::ShmLine if size < 8 => return Err("shm-line carries 8 to 64 bytes: a number and the rest".into()),
-        Mech::ShmLine => 8 + ring::LINE_PAYLOAD,
+        Mech::ShmLine(_) if size < 8 => {
+            return Err(format!("{} carries 8 to 64 bytes: a number and the rest", mech.name()));
+        }
+        Mech::ShmLine(_) => 8 + ring::LINE_PAYLOAD,
         _ => 1 << 20,
     };
     if size > max { Err(format!("{} carries at most {max} bytes", mech.name())) } else { Ok(()) }

@@ -1,7 +1,9 @@
 //! The mechanisms the comparison measures: every [`Mechanism`] of the
-//! umbrella, by its own name, and three that are not one of them.
+//! umbrella, by its own name, and four that are not one of them.
 
 use ipc_kit::Mechanism;
+
+use crate::sys::ring::Ways;
 
 /// A mechanism compared, named in the JSON output as [`name`](Mech::name)
 /// says.
@@ -15,18 +17,19 @@ pub(crate) enum Mech {
     /// Unix sockets, a reference only: ipc-kit has no socket side.
     UnixSocket,
     /// The limit of a round trip through shared memory, a reference only:
-    /// one cache line carrying a sequence word and the payload, handed
-    /// back and forth (`sys::ring::Line`).
-    ShmLine,
+    /// a cache line carrying a sequence word and the payload
+    /// (`sys::ring::Line`), one handed back and forth (`shm-line`), or one
+    /// each way (`shm-lines`, the limit of two one-way links).
+    ShmLine(Ways),
 }
 
-/// How many mechanisms are compared: the umbrella's and the three others.
-const COUNT: usize = Mechanism::ALL.len() + 3;
+/// How many mechanisms are compared: the umbrella's and the four others.
+const COUNT: usize = Mechanism::ALL.len() + 4;
 
 impl Mech {
     /// Every mechanism, in the order of the tables and the JSON rows: the
     /// umbrella's in its order, the typed channel just before the byte
-    /// channel, then the socket reference and the round-trip limit.
+    /// channel, then the socket reference and the round-trip limits.
     pub(crate) const ALL: [Mech; COUNT] = {
         let mut all = [Mech::UnixSocket; COUNT];
         let (mut from, mut to) = (0, 0);
@@ -38,10 +41,11 @@ impl Mech {
             all[to] = Mech::Kit(Mechanism::ALL[from]);
             (from, to) = (from + 1, to + 1);
         }
-        // The typed channel found its place, and the last two are left to
-        // the references.
-        assert!(to == COUNT - 2, "Mechanism::ALL has no ShmByteChannel");
-        all[COUNT - 1] = Mech::ShmLine;
+        // The typed channel found its place, and the last three are left
+        // to the references.
+        assert!(to == COUNT - 3, "Mechanism::ALL has no ShmByteChannel");
+        all[COUNT - 2] = Mech::ShmLine(Ways::Shared);
+        all[COUNT - 1] = Mech::ShmLine(Ways::Apart);
         all
     };
 
@@ -51,17 +55,18 @@ impl Mech {
             Mech::Kit(m) => m.name(),
             Mech::ShmChannel => "shm-channel",
             Mech::UnixSocket => "unix-socket",
-            Mech::ShmLine => "shm-line",
+            Mech::ShmLine(Ways::Shared) => "shm-line",
+            Mech::ShmLine(Ways::Apart) => "shm-lines",
         }
     }
 
     /// Whether ipc-kit has a side to measure (the references are raw only).
     pub(crate) fn has_ipc_kit(self) -> bool {
-        !matches!(self, Mech::UnixSocket | Mech::ShmLine)
+        !matches!(self, Mech::UnixSocket | Mech::ShmLine(_))
     }
 
     /// Whether this is one of the two shared-memory channels, whose round
-    /// trips are also set against the limit (`ShmLine`).
+    /// trips are also set against the limits (`ShmLine`).
     pub(crate) fn is_channel(self) -> bool {
         matches!(self, Mech::ShmChannel | Mech::Kit(Mechanism::ShmByteChannel))
     }
@@ -94,8 +99,9 @@ mod tests {
         assert_eq!(kit, Mechanism::ALL, "the umbrella's mechanisms, each once, in its order");
         let at = |m| Mech::ALL.iter().position(|&x| x == m);
         assert_eq!(at(Mech::ShmChannel).map(|i| i + 1), at(Mech::Kit(Mechanism::ShmByteChannel)));
-        assert_eq!(at(Mech::UnixSocket), Some(COUNT - 2));
-        assert_eq!(at(Mech::ShmLine), Some(COUNT - 1));
+        assert_eq!(at(Mech::UnixSocket), Some(COUNT - 3));
+        assert_eq!(at(Mech::ShmLine(Ways::Shared)), Some(COUNT - 2));
+        assert_eq!(at(Mech::ShmLine(Ways::Apart)), Some(COUNT - 1));
         for m in Mech::ALL {
             assert_eq!(<Mech as clap::ValueEnum>::from_str(m.name(), false), Ok(m), "--mechanism {}", m.name());
         }

@@ -5,9 +5,10 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{CellAlignment, Table};
 use serde_json::{Value, json};
 
-use super::compare::{BATCH, CellResult, Figures, Kept, Plan, Test};
+use super::compare::{BATCH, CellResult, Figures, Kept, Limits, Plan, Test};
 use super::mech::Mech;
 use super::method::Impl;
+use crate::sys::ring::Ways;
 
 /// The machine the figures come from.
 #[derive(Clone, Debug)]
@@ -42,7 +43,8 @@ pub(crate) fn json(machine: &Machine, plan: &Plan, results: &[CellResult]) -> Va
     for r in results {
         let c = r.cell;
         let mut push = |imp: Impl, f: &Figures, vs_raw: Option<f64>| {
-            let vs_limit = r.vs_limit(Some(f));
+            let vs_limit = r.vs(Some(f), |l| l.line);
+            let vs_lines = r.vs(Some(f), |l| l.lines);
             let mut row = json!({
                 "mechanism": c.mech.name(),
                 "impl": imp.name(),
@@ -68,6 +70,9 @@ pub(crate) fn json(machine: &Machine, plan: &Plan, results: &[CellResult]) -> Va
             }
             if let Some(v) = vs_limit {
                 row["vs_limit"] = json!((v * 1000.0).round() / 1000.0);
+            }
+            if let Some(v) = vs_lines {
+                row["vs_lines"] = json!((v * 1000.0).round() / 1000.0);
             }
             if c.test == Test::Batch {
                 row["batch"] = json!(BATCH);
@@ -179,6 +184,7 @@ pub(crate) fn tables(results: &[CellResult]) -> String {
         "p99.9",
         "ipc-kit ÷ raw",
         "÷ limit",
+        "÷ 2 lines",
         "pairs",
     ]);
     let mut stream =
@@ -190,7 +196,9 @@ pub(crate) fn tables(results: &[CellResult]) -> String {
         row.extend(figure_cells(c.test, Some(&r.raw)));
         row.push(ratio(r.vs_raw));
         if c.test == Test::Rtt {
-            row.push(r.vs_limit(r.ipc_kit.as_ref()).map_or("-".into(), |v| format!("{v:.2}×")));
+            for limit in [|l: Limits| l.line, |l: Limits| l.lines] {
+                row.push(r.vs(r.ipc_kit.as_ref(), limit).map_or("-".into(), |v| format!("{v:.2}×")));
+            }
         }
         row.push(pairs_note(r.kept));
         match c.test {
@@ -210,10 +218,11 @@ pub(crate) fn tables(results: &[CellResult]) -> String {
 }
 
 /// The first cell of a row: the mechanism, and what sets the row apart
-/// from the others of its mechanism (the limit; batches).
+/// from the others of its mechanism (the limits; batches).
 fn row_name(r: &CellResult) -> String {
     match (r.cell.mech, r.cell.test) {
-        (Mech::ShmLine, _) => format!("{} (the limit)", r.cell.mech.name()),
+        (Mech::ShmLine(Ways::Shared), _) => format!("{} (the limit)", r.cell.mech.name()),
+        (Mech::ShmLine(Ways::Apart), _) => format!("{} (the limit, a line each way)", r.cell.mech.name()),
         (m, Test::Batch) => format!("{} (batches of {BATCH})", m.name()),
         (m, _) => m.name().to_string(),
     }
@@ -298,7 +307,7 @@ mod tests {
             vs_raw: ipc_kit.as_ref().map(|_| 0.5),
             ipc_kit,
             raw,
-            limit_p50: None,
+            limits: Limits::default(),
         };
         let rtt = |p| Figures::Rtt { p50: p, p99: 2 * p, p999: 3 * p, samples: 10 };
         let stream = |m: f64| Figures::Stream { msgs_per_s: m, bytes_per_s: m * 64.0 };
@@ -307,7 +316,8 @@ mod tests {
             result(Mech::UnixSocket, Test::Stream, None, stream(2_410_000.0)),
             result(Mech::ShmChannel, Test::Rtt, Some(rtt(152)), rtt(100)),
             result(Mech::ShmChannel, Test::Batch, Some(stream(2_410_000.0)), stream(2_410_000.0)),
-            result(Mech::ShmLine, Test::Rtt, None, rtt(50)),
+            result(Mech::ShmLine(Ways::Shared), Test::Rtt, None, rtt(50)),
+            result(Mech::ShmLine(Ways::Apart), Test::Rtt, None, rtt(76)),
         ];
         crate::bench::compare::set_limits(&mut results);
         let text = tables(&results);
@@ -327,24 +337,30 @@ mod tests {
             "300 ns",
             "0.50×",
             "-",
+            "-",
             pairs,
         ];
         assert_eq!(row(Mechanism::Pipe.name()), pipe);
         assert_eq!(row("unix-socket"), ["unix-socket", "64 B", "-", "-", "2.41 M", "154 MB", "-", pairs]);
-        // A channel's round trip against the limit: 152 ns over 50 ns.
-        assert_eq!(row("shm-channel ")[8..10], ["0.50×", "3.04×"]);
+        // A channel's round trip against the limits: 152 ns over 50 ns,
+        // and over 76 ns.
+        assert_eq!(row("shm-channel ")[8..11], ["0.50×", "3.04×", "2.00×"]);
         assert_eq!(row("shm-line (the limit)")[2..6], ["-", "-", "-", "50 ns"]);
+        assert_eq!(row("shm-lines (the limit, a line each way)")[2..6], ["-", "-", "-", "76 ns"]);
         assert_eq!(row("shm-channel (batches of 64)")[2], "2.41 M");
         let doc = json(&Machine { cpus: 2, cpu: "x".into(), kernel: "y".into() }, &plan(), &results);
         let rows = doc["results"].as_array().expect("rows");
-        let limit = |mech: &str, imp: &str| {
+        let limit = |mech: &str, imp: &str, field: &str| {
             rows.iter()
                 .find(|r| r["mechanism"] == mech && r["impl"] == imp && r["test"] == "rtt")
-                .map(|r| r["vs_limit"].clone())
+                .map(|r| r[field].clone())
         };
-        assert_eq!(limit("shm-channel", "ipc-kit"), Some(serde_json::json!(3.04)));
-        assert_eq!(limit("shm-channel", "raw"), Some(serde_json::json!(2.0)));
-        assert_eq!(limit("pipe", "ipc-kit"), Some(serde_json::Value::Null));
+        assert_eq!(limit("shm-channel", "ipc-kit", "vs_limit"), Some(serde_json::json!(3.04)));
+        assert_eq!(limit("shm-channel", "raw", "vs_limit"), Some(serde_json::json!(2.0)));
+        assert_eq!(limit("shm-channel", "ipc-kit", "vs_lines"), Some(serde_json::json!(2.0)));
+        assert_eq!(limit("shm-channel", "raw", "vs_lines"), Some(serde_json::json!(1.316)));
+        assert_eq!(limit("pipe", "ipc-kit", "vs_limit"), Some(serde_json::Value::Null));
+        assert_eq!(limit("shm-line", "raw", "vs_lines"), Some(serde_json::Value::Null));
         assert!(text.find("round trip") < text.find("stream"), "round trips first: {text}");
     }
 }

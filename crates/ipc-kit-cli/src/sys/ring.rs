@@ -298,11 +298,16 @@ impl ByteRing {
     }
 }
 
-/// The limit of a round trip through shared memory: one 64-byte line
+/// The limit of a round trip through shared memory: a 64-byte line
 /// holding a sequence word and 56 bytes of payload. A message of up to 64
 /// bytes travels as its first 8 bytes (its number, which the benchmark
 /// stamps there) folded into the sequence word, and the rest beside it:
 /// one line crosses between the CPUs each way.
+///
+/// Both ways share one line ([`Ways::Shared`]), or each has its own
+/// ([`Ways::Apart`]): the limit of any two one-way links, such as a
+/// channel each way, which cannot hand the line that brought a request
+/// back with its answer.
 pub(crate) struct Line {
     _mem: Rc<Region>,
     word: *const AtomicU64,
@@ -318,19 +323,40 @@ pub(crate) struct Line {
 /// The payload bytes beside the sequence word.
 pub(crate) const LINE_PAYLOAD: usize = 56;
 
+/// Where the two ways of a [`Line`] pair are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Ways {
+    /// In one line, handed back and forth.
+    Shared,
+    /// In a line each, 2 KiB apart (so that no prefetcher pulls one in
+    /// with the other).
+    Apart,
+}
+
 impl Line {
-    /// The two ways of one line for messages of `size` bytes (8 to 64):
-    /// (out, back). Each process sends on one and receives on the other.
-    pub(crate) fn pair(size: usize) -> io::Result<(Line, Line, Rc<Region>)> {
+    /// The two ways for messages of `size` bytes (8 to 64): (out, back).
+    /// Each process sends on one and receives on the other.
+    pub(crate) fn pair(size: usize, ways: Ways) -> io::Result<(Line, Line, Rc<Region>)> {
         if !(8..=8 + LINE_PAYLOAD).contains(&size) {
             return Err(io::ErrorKind::InvalidInput.into());
         }
         let mem = Rc::new(Region::new(4096)?);
-        let base = mem.as_ptr();
-        // SAFETY: the page holds the 64-byte line at its start.
-        let payload = unsafe { base.add(8) };
-        let way = |way| Line { _mem: Rc::clone(&mem), word: base.cast(), payload, way, size, next: 0 };
-        Ok((way(1), way(2), mem))
+        let line = |at: usize| {
+            // SAFETY: `at` is 0 or 2048: a 64-byte line inside the page.
+            let word = unsafe { mem.as_ptr().add(at) };
+            // SAFETY: the payload follows the word inside the same line.
+            (word, unsafe { word.add(8) })
+        };
+        let way = |way, (word, payload): (*mut u8, *mut u8)| Line {
+            _mem: Rc::clone(&mem),
+            word: word.cast(),
+            payload,
+            way,
+            size,
+            next: 0,
+        };
+        let back = line(if ways == Ways::Apart { 2048 } else { 0 });
+        Ok((way(1, line(0)), way(2, back), mem))
     }
 
     /// Another handle to the same way of the same line, for the process
@@ -433,20 +459,28 @@ mod tests {
 
     #[test]
     fn a_line_folds_the_number_into_its_word_each_way() {
-        let (mut out, mut back, _mem) = Line::pair(64).unwrap();
-        let (mut out_rx, mut back_rx) = (out.again(), back.again());
-        let mut buf = Vec::new();
-        for i in 0..5u64 {
-            let mut msg = vec![0xA5; 64];
-            msg[..8].copy_from_slice(&i.to_le_bytes());
-            out.send(&msg).unwrap();
-            assert_eq!(out_rx.recv(&mut buf), 64);
-            assert_eq!(buf[..64], msg[..]);
-            back.send(&buf[..64]).unwrap();
-            assert_eq!(back_rx.recv(&mut buf), 64);
-            assert_eq!(buf[..64], msg[..]);
+        for ways in [Ways::Shared, Ways::Apart] {
+            let (mut out, mut back, mem) = Line::pair(64, ways).unwrap();
+            let (mut out_rx, mut back_rx) = (out.again(), back.again());
+            let mut buf = Vec::new();
+            for i in 0..5u64 {
+                let mut msg = vec![0xA5; 64];
+                msg[..8].copy_from_slice(&i.to_le_bytes());
+                out.send(&msg).unwrap();
+                assert_eq!(out_rx.recv(&mut buf), 64);
+                assert_eq!(buf[..64], msg[..]);
+                // The way back keeps its word where `ways` puts it.
+                let word = |at: usize| {
+                    // SAFETY: within the page, written by the sends above.
+                    unsafe { mem.as_ptr().add(at).cast::<u64>().read() }
+                };
+                back.send(&buf[..64]).unwrap();
+                assert_eq!(word(if ways == Ways::Apart { 2048 } else { 0 }), 2 * i + 2, "{ways:?}");
+                assert_eq!(back_rx.recv(&mut buf), 64);
+                assert_eq!(buf[..64], msg[..]);
+            }
+            assert!(out.send(&[0; 32]).is_err(), "another size");
+            assert!(Line::pair(65, ways).is_err() && Line::pair(7, ways).is_err());
         }
-        assert!(out.send(&[0; 32]).is_err(), "another size");
-        assert!(Line::pair(65).is_err() && Line::pair(7).is_err());
     }
 }

@@ -24,6 +24,10 @@ const NOT_IN_THE_UMBRELLA: &[(&str, &str)] = &[
     ("shm-channel", "the typed slot channel: the umbrella's traits carry byte messages"),
     ("unix-socket", "`ipc-kit bench`'s reference: ipc-kit has no socket side"),
     ("shm-line", "`ipc-kit bench`'s limit of a round trip: one cache line, no ipc-kit side"),
+    (
+        "shm-lines",
+        "`ipc-kit bench`'s limit of a round trip through two one-way links: a line each way, no ipc-kit side",
+    ),
 ];
 
 fn root() -> PathBuf {

@@ -10,6 +10,7 @@ mod kit;
 mod locks;
 mod msgq;
 mod pipe;
+mod poll;
 mod probe;
 mod review;
 mod shm;
@@ -25,6 +26,7 @@ fn main() -> std::process::ExitCode {
             msgq::CASES,
             fifo::CASES,
             kit::CASES,
+            poll::CASES,
             bad_input::CASES,
             locks::CASES,
             review::CASES,

@@ -45,6 +45,14 @@ impl PipeSender {
     }
 }
 
+/// Writable when its pipe is (see ipc-pipe's `FrameWriter`).
+#[cfg(feature = "pipe")]
+impl ipc_sync::Pollable for PipeSender {
+    fn source(&self, interest: ipc_sync::Interest) -> Option<ipc_sync::Source<'_>> {
+        self.frames.source(interest)
+    }
+}
+
 #[cfg(feature = "pipe")]
 impl MessageSender for PipeSender {
     fn send(&mut self, msg: &[u8]) -> Result<()> {

@@ -60,6 +60,15 @@
 //!
 //! `ipc-kit bench` measures all of them on your machine, each beside a
 //! plain libc implementation of the same work.
+//!
+//! # Waiting on many at once
+//!
+//! One thread can wait on any mix of endpoints with a [`Poller`]
+//! (epoll underneath): register each [`Pollable`] endpoint with a token
+//! and an [`Interest`], and [`wait`](Poller::wait) returns the tokens of
+//! those that are ready, level-triggered. Pipes, FIFOs (their ends are
+//! pipe ends), frame readers and writers, POSIX queues and eventfds are
+//! pollable.
 #![deny(unsafe_code)]
 
 mod impls;
@@ -74,6 +83,11 @@ pub use impls::{ChannelReceiver, ChannelSender};
 #[cfg(all(feature = "pipe", feature = "fifo", feature = "msgq", feature = "shm"))]
 pub use mechanism::{Mechanism, Pair};
 pub use traits::{MessageReceiver, MessageSender};
+
+/// Waiting on many endpoints at once: [`Poller`] (epoll) over anything
+/// [`Pollable`], from ipc-sync.
+#[cfg(feature = "sync")]
+pub use ipc_sync::{Interest, PollError, Pollable, Poller};
 
 #[cfg(feature = "fifo")]
 #[doc(inline)]
@@ -106,8 +120,8 @@ pub mod prelude {
     pub use ipc_shm::{Memfd, PosixShm, SysvSegment};
     #[cfg(feature = "sync")]
     pub use ipc_sync::{
-        Condvar, Deadline, Event, EventFd, Key, LockError, Mutex, NamedSemaphore, RobustMutex, SemOp, Semaphore,
-        SemaphoreSet, ShmSafe,
+        Condvar, Deadline, Event, EventFd, Interest, Key, LockError, Mutex, NamedSemaphore, Pollable, Poller,
+        RobustMutex, SemOp, Semaphore, SemaphoreSet, ShmSafe,
     };
 }
 

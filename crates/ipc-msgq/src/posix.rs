@@ -563,6 +563,15 @@ impl AsFd for PosixQueue {
     }
 }
 
+/// The queue's fd, for both interests: readable while a message waits,
+/// writable while one more fits. A queue has no peer to lose: a process
+/// that holds it open keeps it, even after its name is removed.
+impl ipc_sync::ready::Pollable for PosixQueue {
+    fn source(&self, _interest: ipc_sync::ready::Interest) -> Option<ipc_sync::ready::Source<'_>> {
+        Some(ipc_sync::ready::Source::fd(self.mq.as_fd()))
+    }
+}
+
 impl AsRawFd for PosixQueue {
     fn as_raw_fd(&self) -> RawFd {
         self.mq.as_fd().as_raw_fd()

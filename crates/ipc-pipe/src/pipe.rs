@@ -96,7 +96,7 @@ pub struct PipeWriter(OwnedFd);
 
 /// Methods and conversions that both ends share.
 macro_rules! pipe_end_common {
-    ($ty:ident, $std:ty, $what:literal) => {
+    ($ty:ident, $std:ty, $what:literal, $interest:ident, $ready:literal) => {
         impl $ty {
             /// The pipe's capacity in bytes (`F_GETPIPE_SZ`). Both ends of a
             /// pipe report the same value.
@@ -173,6 +173,13 @@ macro_rules! pipe_end_common {
             }
         }
 
+        #[doc = concat!("The ", $what, "'s fd; ", $ready, ".")]
+        impl ipc_sync::ready::Pollable for $ty {
+            fn source(&self, interest: ipc_sync::ready::Interest) -> Option<ipc_sync::ready::Source<'_>> {
+                (interest == ipc_sync::ready::Interest::$interest).then(|| ipc_sync::ready::Source::fd(self.0.as_fd()))
+            }
+        }
+
         impl AsRawFd for $ty {
             fn as_raw_fd(&self) -> RawFd {
                 self.0.as_raw_fd()
@@ -238,8 +245,20 @@ impl PipeWriter {
     }
 }
 
-pipe_end_common!(PipeReader, std::io::PipeReader, "reading end");
-pipe_end_common!(PipeWriter, std::io::PipeWriter, "writing end");
+pipe_end_common!(
+    PipeReader,
+    std::io::PipeReader,
+    "reading end",
+    Readable,
+    "readable when bytes wait, and at end of file (every writer closed); never writable"
+);
+pipe_end_common!(
+    PipeWriter,
+    std::io::PipeWriter,
+    "writing end",
+    Writable,
+    "writable when there is room, and when every reader closed (a write then fails); never readable"
+);
 
 fn set_capacity(fd: BorrowedFd<'_>, bytes: usize) -> Result<usize> {
     let refused = || Error::CapacityRefused { requested: bytes, max: pipe_max_size() };

@@ -15,6 +15,8 @@
 //! - Semaphores the kernel keeps: [`SemaphoreSet`] (System V, with
 //!   `SEM_UNDO`), [`NamedSemaphore`] (POSIX, found by name) and
 //!   [`EventFd`] (a counter behind a pollable fd).
+//! - [`Poller`]: one thread waiting on many endpoints of every mechanism
+//!   ([`Pollable`]) at once (see [`ready`]).
 //! - [`Key`]: the key of a System V object.
 //! - [`Deadline`] and [`retry_eintr`]: every `*_timeout` call in ipc-kit
 //!   is measured on the monotonic clock and survives signal interruptions
@@ -54,7 +56,9 @@ mod named_sem;
 pub mod object;
 pub mod os;
 mod owner;
+mod poller;
 pub mod process;
+pub mod ready;
 mod robust;
 mod semaphore;
 mod shm_safe;
@@ -72,6 +76,8 @@ pub use key::Key;
 pub use mutex::{Mutex, MutexGuard, MutexLockResult};
 pub use named_sem::NamedSemaphore;
 pub use object::{ObjectFault, Owned, open_or_create, posix_name, process_alive};
+pub use poller::{PollError, Poller};
+pub use ready::{Interest, Pollable, Readiness, Source};
 pub use robust::{LockError, RobustLockResult, RobustMutex, RobustMutexGuard};
 pub use semaphore::Semaphore;
 pub use shm_safe::ShmSafe;

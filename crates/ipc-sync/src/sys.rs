@@ -427,3 +427,24 @@ impl ReadEdges {
         Ok(())
     }
 }
+
+/// `epoll_ctl(2)` on a descriptor known only by its number, which may have
+/// been closed since it was registered: `EPOLL_CTL_MOD` to `event`, or
+/// `EPOLL_CTL_DEL` without one. A closed number fails (`EBADF`), as does
+/// one that is open but not registered (`ENOENT`).
+pub(crate) fn epoll_ctl_number(
+    epoll: &nix::sys::epoll::Epoll,
+    fd: std::os::fd::RawFd,
+    event: Option<nix::sys::epoll::EpollEvent>,
+) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (op, mut ev) = match event {
+        Some(e) => (libc::EPOLL_CTL_MOD, libc::epoll_event { events: e.events().bits() as u32, u64: e.data() }),
+        None => (libc::EPOLL_CTL_DEL, libc::epoll_event { events: 0, u64: 0 }),
+    };
+    // SAFETY: epoll_ctl reads `ev`, a valid epoll_event that outlives the
+    // call, and takes `fd` as a number: nothing is read or written through
+    // it, so a closed or reused number is at worst refused or unregistered.
+    let r = unsafe { libc::epoll_ctl(epoll.0.as_raw_fd(), op, fd, &mut ev) };
+    nix::errno::Errno::result(r).map(drop)
+}

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use ipc_kit::fifo::Fifo;
 use ipc_kit::msgq::{PosixQueue, QueueAttr};
 use ipc_kit::pipe::{Error as PipeError, FrameReader, FrameWriter, PIPE_BUF, PipeReader, pipe};
+use ipc_kit::shm::Error as ShmError;
+use ipc_kit::shm::channel::{ByteChannel, WaitPolicy, byte_channel, channel};
 use ipc_kit::sync::{EventFd, EventFdMode};
 use ipc_kit::{Interest, PollError, Poller};
 use ipc_kit_tests::{
@@ -28,6 +30,13 @@ cases!("poll":
     signals_do_not_end_a_wait_early,
     an_eventfd_across_fork,
     registrations_are_checked,
+    a_channel_rings_its_doorbell_only_when_armed,
+    a_channel_sender_is_woken_by_room,
+    a_byte_sender_is_writable_when_its_record_fits,
+    a_killed_channel_peer_wakes_the_poller,
+    a_peer_that_never_comes_wakes_the_poller,
+    a_named_channel_is_watched_by_a_thread,
+    hostile_waiting_bits_cost_only_wake_ups,
 );
 
 /// A queue of 10 messages of 64 bytes under a fresh name, unlinked on drop.
@@ -467,4 +476,302 @@ fn registrations_are_checked() {
     }
     poller.remove(5).unwrap();
     assert_eq!(poller.try_wait().unwrap(), [1]);
+}
+
+/// Waits for `token` on `poller` at most 10 s; panics when something else,
+/// or nothing, comes.
+fn expect(poller: &mut Poller, token: u64) {
+    let ready = poller.wait_timeout(Duration::from_secs(10)).unwrap().to_vec();
+    assert_eq!(ready, [token]);
+}
+
+fn a_channel_rings_its_doorbell_only_when_armed() {
+    const N: u64 = 20_000;
+    let chan = channel::<[u64; 4]>(256).unwrap();
+    let (stats_r, stats_w) = pipe().unwrap();
+    let stats_rfd = stats_r.as_raw_fd();
+    let sender = fork(|| {
+        close_inherited(stats_rfd);
+        let mut tx = chan.sender().unwrap();
+        let mut rng = Rng::new(3);
+        for i in 0..N {
+            tx.send([i, i ^ 0xAB, !i, i.wrapping_mul(31)]).unwrap();
+            if rng.chance(1000) {
+                std::thread::sleep(Duration::from_millis(3)); // the poller sleeps
+            }
+        }
+        let mut out = stats_w;
+        out.write_all(&tx.stats().wakes.to_le_bytes()).unwrap();
+    });
+    let mut rx = chan.receiver().unwrap();
+    rx.set_wait_policy(WaitPolicy::Block);
+    let mut poller = Poller::new().unwrap();
+    poller.add(&rx, Interest::Readable, 1).unwrap();
+    assert!(matches!(poller.add(&rx, Interest::Writable, 2), Err(PollError::NotPollable { .. })));
+    let (mut next, mut waits, mut empty) = (0u64, 0u64, 0u64);
+    while next < N {
+        let ready = poller.wait_timeout(Duration::from_secs(10)).unwrap().to_vec();
+        assert_eq!(ready, [1], "after {next} messages");
+        waits += 1;
+        let mut took = 0;
+        loop {
+            match rx.try_recv() {
+                Ok(m) => {
+                    assert_eq!(m, [next, next ^ 0xAB, !next, next.wrapping_mul(31)]);
+                    next += 1;
+                    took += 1;
+                }
+                Err(ShmError::Empty) => break,
+                Err(ShmError::Disconnected) if next == N => break,
+                Err(e) => panic!("{e} after {next} messages"),
+            }
+        }
+        empty += u64::from(took == 0);
+    }
+    // The sender closed: the end is reported, and received.
+    expect(&mut poller, 1);
+    assert!(matches!(rx.try_recv(), Err(ShmError::Disconnected)));
+    let mut wakes = [0u8; 8];
+    let mut stats_r = stats_r;
+    std::io::Read::read_exact(&mut stats_r, &mut wakes).unwrap();
+    let wakes = u64::from_le_bytes(wakes);
+    sender.join();
+    // Rung at most once per arming, and armed only to sleep: about once
+    // per wait (a wait that a ring woke for nothing arms again), never per
+    // message. The receiver itself never slept: it only polled.
+    assert!(wakes <= 2 * waits, "{wakes} rings for {waits} waits");
+    assert!(wakes < N / 10, "{wakes} rings for {N} messages");
+    assert!(empty * 10 <= waits, "{empty} of {waits} reports found nothing");
+    assert!(waits < N, "a wait per message: {waits}");
+    eprintln!("{N} messages, {waits} waits, {wakes} rings, {empty} empty reports");
+}
+
+fn a_channel_sender_is_woken_by_room() {
+    let chan = channel::<u64>(64).unwrap();
+    // A handle for the receiver's child, kept apart from the one that
+    // claims (see "A peer that never comes" in the channel docs).
+    let for_rx = chan.clone();
+    let mut tx = chan.sender().unwrap();
+    for i in 0..64 {
+        tx.try_send(i).unwrap();
+    }
+    assert!(matches!(tx.try_send(64), Err(ShmError::Full)));
+    let mut poller = Poller::new().unwrap();
+    poller.add(&tx, Interest::Writable, 7).unwrap();
+    assert!(poller.wait_timeout(Duration::from_millis(30)).unwrap().is_empty(), "a full ring");
+    let receiver = fork(move || {
+        let mut rx = for_rx.receiver().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        for i in 0..64 {
+            assert_eq!(rx.recv().unwrap(), i);
+        }
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 64);
+    });
+    expect(&mut poller, 7);
+    tx.try_send(64).unwrap();
+    // Level-triggered: room stays reported while there is room.
+    assert_eq!(poller.try_wait().unwrap(), [7]);
+    receiver.join();
+    // The receiver closed: the sender is reported, and its send fails.
+    assert_eq!(poller.try_wait().unwrap(), [7]);
+    assert!(matches!(tx.try_send(65), Err(ShmError::Disconnected)));
+}
+
+fn a_byte_sender_is_writable_when_its_record_fits() {
+    let chan: ByteChannel = byte_channel(4096).unwrap();
+    let for_rx = chan.clone();
+    let mut tx = chan.sender().unwrap();
+    // Fill the ring with 64-byte records.
+    while tx.try_send(&[1; 56]).is_ok() {}
+    let big = vec![2u8; 1500];
+    assert!(matches!(tx.try_send(&big), Err(ShmError::Full)));
+    let mut poller = Poller::new().unwrap();
+    poller.add(&tx, Interest::Writable, 3).unwrap();
+    assert!(poller.try_wait().unwrap().is_empty());
+    let (go_r, go_w) = pipe().unwrap();
+    let go_wfd = go_w.as_raw_fd();
+    let receiver = fork(move || {
+        close_inherited(go_wfd);
+        let mut rx = for_rx.receiver().unwrap();
+        let mut go = go_r;
+        let mut buf = Vec::new();
+        // One record at a time, each after the parent looked: room for the
+        // big record comes only after about 24 of them.
+        while std::io::Read::read(&mut go, &mut [0]).unwrap() == 1 {
+            assert_eq!(rx.recv(&mut buf).unwrap(), 56);
+        }
+        while rx.recv(&mut buf).is_ok() {}
+    });
+    let mut go_w = go_w;
+    let mut freed = 0;
+    loop {
+        go_w.write_all(b"+").unwrap();
+        freed += 1;
+        // A record freed: reported only when the big one fits.
+        let ready = poller.wait_timeout(Duration::from_millis(40)).unwrap().to_vec();
+        if ready == [3] {
+            break;
+        }
+        assert!(ready.is_empty() && freed < 64, "{ready:?} after {freed}");
+    }
+    tx.try_send(&big).unwrap();
+    assert!(freed >= 20, "writable after {freed} records of 64 bytes freed, for 1,508 bytes");
+    drop(go_w);
+    drop(tx);
+    receiver.join();
+}
+
+fn a_killed_channel_peer_wakes_the_poller() {
+    for kill_sender in [true, false] {
+        let chan = byte_channel(1 << 12).unwrap();
+        let mut peer = fork(|| {
+            let _side: Box<dyn std::any::Any> =
+                if kill_sender { Box::new(chan.sender().unwrap()) } else { Box::new(chan.receiver().unwrap()) };
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        let mut poller = Poller::new().unwrap();
+        let (mut rx, mut tx) = (None, None);
+        if kill_sender {
+            let r = chan.receiver().unwrap();
+            poller.add(&r, Interest::Readable, 1).unwrap();
+            rx = Some(r);
+        } else {
+            let mut t = chan.sender().unwrap();
+            while t.try_send(&[0; 100]).is_ok() {}
+            poller.add(&t, Interest::Writable, 1).unwrap();
+            tx = Some(t);
+        }
+        assert!(poller.wait_timeout(Duration::from_millis(100)).unwrap().is_empty(), "the peer is there");
+        let pid = peer.pid();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            nix::sys::signal::kill(pid, Signal::SIGKILL).unwrap();
+        });
+        let start = Instant::now();
+        expect(&mut poller, 1);
+        assert!(start.elapsed() < Duration::from_secs(2), "noticed after {:?}", start.elapsed());
+        assert_eq!(peer.wait(), Exit::Signaled(Signal::SIGKILL));
+        let mut buf = Vec::new();
+        match (rx.as_mut(), tx.as_mut()) {
+            (Some(r), _) => assert!(matches!(r.try_recv(&mut buf), Err(ShmError::Disconnected))),
+            (_, Some(t)) => assert!(matches!(t.try_send(&[0; 100]), Err(ShmError::Disconnected))),
+            _ => unreachable!(),
+        }
+    }
+}
+
+fn a_peer_that_never_comes_wakes_the_poller() {
+    // The sender's only possible claimer exits without claiming.
+    let chan = channel::<u32>(16).unwrap();
+    // A second handle may still claim the sender: it goes to a child that
+    // exits without claiming.
+    let other = chan.clone();
+    let child = fork(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        drop(other);
+    });
+    let mut rx = chan.receiver().unwrap();
+    let mut poller = Poller::new().unwrap();
+    poller.add(&rx, Interest::Readable, 1).unwrap();
+    assert!(poller.wait_timeout(Duration::from_millis(50)).unwrap().is_empty(), "a claimer is left");
+    expect(&mut poller, 1);
+    child.join();
+    assert!(matches!(rx.try_recv(), Err(ShmError::Disconnected)));
+}
+
+/// The threads of this process.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+fn a_named_channel_is_watched_by_a_thread() {
+    const N: u64 = 5000;
+    let name = format!("/{}", unique_name("ipc-kit-poll-chan"));
+    let chan = ipc_kit::shm::channel::Channel::<u64>::create(&name, 64).unwrap();
+    let before = threads();
+    let sender = fork(|| {
+        let chan = ipc_kit::shm::channel::Channel::<u64>::open(&name).unwrap();
+        let mut tx = chan.sender().unwrap();
+        let mut rng = Rng::new(5);
+        for i in 0..N {
+            tx.send(i).unwrap();
+            if rng.chance(200) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    let mut rx = chan.receiver().unwrap();
+    {
+        let mut poller = Poller::new().unwrap();
+        poller.add(&rx, Interest::Readable, 1).unwrap();
+        assert_eq!(threads(), before + 1, "one watching thread");
+        let mut next = 0;
+        while next < N {
+            expect(&mut poller, 1);
+            while let Ok(v) = rx.try_recv() {
+                assert_eq!(v, next);
+                next += 1;
+            }
+        }
+        expect(&mut poller, 1);
+        assert!(matches!(rx.try_recv(), Err(ShmError::Disconnected)));
+        poller.remove(1).unwrap();
+    }
+    sender.join();
+    drop(rx);
+    // The watcher goes with the last handle on the side's readiness.
+    let start = Instant::now();
+    while threads() > before {
+        assert!(start.elapsed() < Duration::from_secs(5), "the watching thread stayed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn hostile_waiting_bits_cost_only_wake_ups() {
+    // A peer that sets every bit of both sleep words, again and again,
+    // makes the sides ring and wake for nothing, and nothing else.
+    let chan = channel::<u64>(1024).unwrap();
+    let map = chan.mapping();
+    let scribbler = fork(|| {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(300) {
+            for line in [ipc_kit::shm::channel::layout::RX_SLEEP, ipc_kit::shm::channel::layout::TX_SLEEP] {
+                // `signal`, then `waiting`, after the 8-byte index word.
+                map.write(line + 8, &u64::MAX).unwrap();
+            }
+            std::thread::yield_now();
+        }
+    });
+    let sender = fork(|| {
+        let mut tx = chan.sender().unwrap();
+        let mut poller = Poller::new().unwrap();
+        poller.add(&tx, Interest::Writable, 2).unwrap();
+        let mut i = 0u64;
+        while i < 100_000 {
+            match tx.try_send(i) {
+                Ok(()) => i += 1,
+                Err(ShmError::Full) => {
+                    let _ = poller.wait_timeout(Duration::from_secs(10)).unwrap();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    let mut rx = chan.receiver().unwrap();
+    let mut poller = Poller::new().unwrap();
+    poller.add(&rx, Interest::Readable, 1).unwrap();
+    let mut next = 0;
+    let start = Instant::now();
+    while next < 100_000 {
+        assert!(start.elapsed() < Duration::from_secs(20), "stuck at {next}");
+        let _ = poller.wait_timeout(Duration::from_secs(10)).unwrap();
+        while let Ok(v) = rx.try_recv() {
+            assert_eq!(v, next);
+            next += 1;
+        }
+    }
+    sender.join();
+    scribbler.join();
 }

@@ -48,7 +48,7 @@ impl PipeSender {
 /// Writable when its pipe is (see ipc-pipe's `FrameWriter`).
 #[cfg(feature = "pipe")]
 impl ipc_sync::Pollable for PipeSender {
-    fn source(&self, interest: ipc_sync::Interest) -> Option<ipc_sync::Source<'_>> {
+    fn source(&self, interest: ipc_sync::Interest) -> std::io::Result<Option<ipc_sync::Source<'_>>> {
         self.frames.source(interest)
     }
 }

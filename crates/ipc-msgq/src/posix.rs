@@ -567,8 +567,8 @@ impl AsFd for PosixQueue {
 /// writable while one more fits. A queue has no peer to lose: a process
 /// that holds it open keeps it, even after its name is removed.
 impl ipc_sync::ready::Pollable for PosixQueue {
-    fn source(&self, _interest: ipc_sync::ready::Interest) -> Option<ipc_sync::ready::Source<'_>> {
-        Some(ipc_sync::ready::Source::fd(self.mq.as_fd()))
+    fn source(&self, _interest: ipc_sync::ready::Interest) -> std::io::Result<Option<ipc_sync::ready::Source<'_>>> {
+        Ok(Some(ipc_sync::ready::Source::fd(self.mq.as_fd())))
     }
 }
 

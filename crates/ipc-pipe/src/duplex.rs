@@ -18,7 +18,7 @@ pub struct Duplex {
 
 /// Readable through its reading pipe, writable through its writing one.
 impl ipc_sync::ready::Pollable for Duplex {
-    fn source(&self, interest: ipc_sync::ready::Interest) -> Option<ipc_sync::ready::Source<'_>> {
+    fn source(&self, interest: ipc_sync::ready::Interest) -> io::Result<Option<ipc_sync::ready::Source<'_>>> {
         match interest {
             ipc_sync::ready::Interest::Readable => self.reader.source(interest),
             ipc_sync::ready::Interest::Writable => self.writer.source(interest),

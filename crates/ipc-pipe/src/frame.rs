@@ -483,18 +483,20 @@ impl<R: Read + AsFd> FrameReader<R> {
 /// Readable when the underlying reader is, or while a whole frame waits in
 /// what was read ahead (see the type's docs); never writable.
 impl<R: Read + Pollable> Pollable for FrameReader<R> {
-    fn source(&self, interest: Interest) -> Option<Source<'_>> {
-        let mut source = self.inner.source(interest).filter(|_| interest == Interest::Readable)?;
+    fn source(&self, interest: Interest) -> io::Result<Option<Source<'_>>> {
+        let Some(mut source) = self.inner.source(interest)?.filter(|_| interest == Interest::Readable) else {
+            return Ok(None);
+        };
         let ready = self.ahead_ready.get_or_init(|| Arc::new(AheadReady(AtomicBool::new(self.frame_ahead()))));
         source.readiness = Some(Arc::clone(ready) as Arc<dyn Readiness>);
-        Some(source)
+        Ok(Some(source))
     }
 }
 
 /// Writable when the underlying writer is; never readable.
 impl<W: Write + Pollable> Pollable for FrameWriter<W> {
-    fn source(&self, interest: Interest) -> Option<Source<'_>> {
-        self.inner.source(interest).filter(|_| interest == Interest::Writable)
+    fn source(&self, interest: Interest) -> io::Result<Option<Source<'_>>> {
+        Ok(self.inner.source(interest)?.filter(|_| interest == Interest::Writable))
     }
 }
 

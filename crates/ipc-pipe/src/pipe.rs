@@ -175,8 +175,12 @@ macro_rules! pipe_end_common {
 
         #[doc = concat!("The ", $what, "'s fd; ", $ready, ".")]
         impl ipc_sync::ready::Pollable for $ty {
-            fn source(&self, interest: ipc_sync::ready::Interest) -> Option<ipc_sync::ready::Source<'_>> {
-                (interest == ipc_sync::ready::Interest::$interest).then(|| ipc_sync::ready::Source::fd(self.0.as_fd()))
+            fn source(
+                &self,
+                interest: ipc_sync::ready::Interest,
+            ) -> std::io::Result<Option<ipc_sync::ready::Source<'_>>> {
+                Ok((interest == ipc_sync::ready::Interest::$interest)
+                    .then(|| ipc_sync::ready::Source::fd(self.0.as_fd())))
             }
         }
 

@@ -69,6 +69,12 @@ impl From<PollError> for io::Error {
 #[derive(Debug)]
 struct Entry {
     token: u64,
+    /// The epoll event that reports it: its interest's, or `EPOLLIN` for
+    /// a doorbell.
+    event: EpollFlags,
+    /// A doorbell's ring asks for a look (the next arming), and is no
+    /// report by itself.
+    doorbell: bool,
     readiness: Option<Arc<dyn Readiness>>,
 }
 
@@ -95,14 +101,7 @@ impl Registered {
 
     /// The epoll events it waits for (hang-ups and errors always count).
     fn flags(&self) -> EpollFlags {
-        let mut flags = EpollFlags::empty();
-        if self.readable.is_some() {
-            flags |= flag(Interest::Readable);
-        }
-        if self.writable.is_some() {
-            flags |= flag(Interest::Writable);
-        }
-        flags
+        self.entries().fold(EpollFlags::empty(), |f, e| f | e.event)
     }
 }
 
@@ -190,13 +189,17 @@ impl Poller {
         if self.find(token).is_some() {
             return Err(PollError::TokenInUse { token });
         }
-        let source = endpoint.source(interest).ok_or(PollError::NotPollable { interest })?;
-        let entry = Entry { token, readiness: source.readiness };
+        let source = endpoint
+            .source(interest)
+            .map_err(|source| PollError::Io { op: "setting up the endpoint's readiness", source })?
+            .ok_or(PollError::NotPollable { interest })?;
+        let event = if source.doorbell { flag(Interest::Readable) } else { flag(interest) };
+        let entry = Entry { token, event, doorbell: source.doorbell, readiness: source.readiness };
         let fd = source.fd;
         let number = fd.as_raw_fd();
         if let Some(at) = self.registered.iter().position(|r| r.fd == number) {
             let reg = &mut self.registered[at];
-            let mut event = EpollEvent::new(reg.flags() | flag(interest), number as u64);
+            let mut event = EpollEvent::new(reg.flags() | entry.event, number as u64);
             if let Some(other) = reg.slot(interest) {
                 // Registered: unless the number belonged to a descriptor
                 // closed since, which epoll forgot (it knows this one not).
@@ -337,19 +340,24 @@ impl Poller {
                 let flags = event.events();
                 let Some(reg) = self.registered.iter().find(|r| r.fd as u64 == event.data()) else { continue };
                 let gone = flags.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR);
-                if let Some(e) = &reg.readable
-                    && (gone || flags.contains(EpollFlags::EPOLLIN))
-                {
-                    self.ready.push(e.token);
-                }
-                if let Some(e) = &reg.writable
-                    && (gone || flags.contains(EpollFlags::EPOLLOUT))
-                {
+                for e in reg.entries().filter(|e| !e.doorbell && (gone || flags.intersects(e.event))) {
                     self.ready.push(e.token);
                 }
             }
             self.disarm();
-            if !self.ready.is_empty() || deadline.has_expired() {
+            if !self.ready.is_empty() {
+                break;
+            }
+            if deadline.has_expired() {
+                // A last look, for what a doorbell rang for at the end.
+                self.ready.extend(self.registered.iter().flat_map(Registered::entries).filter_map(|e| {
+                    let look = e.readiness.as_ref().is_some_and(|r| {
+                        let ready = r.arm();
+                        r.disarm();
+                        ready
+                    });
+                    look.then_some(e.token)
+                }));
                 break;
             }
         }

@@ -17,6 +17,7 @@
 //! [`Poller`](crate::Poller) (also `ipc_kit::Poller`) waits on any mix of them with epoll.
 
 use std::fmt;
+use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,10 @@ pub struct Source<'a> {
     /// Ready (for the interest, or with an error or hang-up) whenever the
     /// endpoint may be.
     pub fd: BorrowedFd<'a>,
+    /// Whether `fd` is a doorbell: it becomes readable when the endpoint
+    /// may be ready, whatever the interest (a sender's doorbell rings for
+    /// room). Otherwise it is ready for the interest itself.
+    pub doorbell: bool,
     /// Called before and after each sleep; `None` when `fd` tells all.
     pub readiness: Option<Arc<dyn Readiness>>,
 }
@@ -48,7 +53,13 @@ pub struct Source<'a> {
 impl<'a> Source<'a> {
     /// A source whose descriptor tells all.
     pub fn fd(fd: BorrowedFd<'a>) -> Source<'a> {
-        Source { fd, readiness: None }
+        Source { fd, doorbell: false, readiness: None }
+    }
+
+    /// A doorbell (readable when the endpoint may be ready) and the hook
+    /// that arms it.
+    pub fn doorbell(fd: BorrowedFd<'a>, readiness: Arc<dyn Readiness>) -> Source<'a> {
+        Source { fd, doorbell: true, readiness: Some(readiness) }
     }
 }
 
@@ -79,26 +90,31 @@ pub trait Readiness: Send + Sync + fmt::Debug {
 
 /// An endpoint that a poller can wait on (see the [module docs](self)).
 pub trait Pollable {
-    /// What to wait on for `interest`, or `None` when the endpoint never
+    /// What to wait on for `interest`: `Ok(None)` when the endpoint never
     /// becomes ready that way (a receiver is never writable).
-    fn source(&self, interest: Interest) -> Option<Source<'_>>;
+    ///
+    /// # Errors
+    ///
+    /// What setting the wait up took and could not get (a descriptor, a
+    /// thread).
+    fn source(&self, interest: Interest) -> io::Result<Option<Source<'_>>>;
 }
 
 impl<P: Pollable + ?Sized> Pollable for &P {
-    fn source(&self, interest: Interest) -> Option<Source<'_>> {
+    fn source(&self, interest: Interest) -> io::Result<Option<Source<'_>>> {
         (**self).source(interest)
     }
 }
 
 impl<P: Pollable + ?Sized> Pollable for &mut P {
-    fn source(&self, interest: Interest) -> Option<Source<'_>> {
+    fn source(&self, interest: Interest) -> io::Result<Option<Source<'_>>> {
         (**self).source(interest)
     }
 }
 
 /// Readable while its counter is not zero; writable while 1 more fits.
 impl Pollable for EventFd {
-    fn source(&self, _interest: Interest) -> Option<Source<'_>> {
-        Some(Source::fd(std::os::fd::AsFd::as_fd(self)))
+    fn source(&self, _interest: Interest) -> io::Result<Option<Source<'_>>> {
+        Ok(Some(Source::fd(std::os::fd::AsFd::as_fd(self))))
     }
 }

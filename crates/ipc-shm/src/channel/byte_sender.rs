@@ -87,7 +87,12 @@ impl ByteSender {
         }
         let Some(deadline) = wait else {
             // A full ring whose receiver died stays full: say so.
-            return Err(if self.side.peer_gone(false)? { Error::Disconnected } else { Error::Full });
+            if self.side.peer_gone(false)? {
+                return Err(Error::Disconnected);
+            }
+            // A poller reports the sender writable when this record fits.
+            self.side.wants(len);
+            return Err(Error::Full);
         };
         let mut found = 0;
         let (mut head, tail) = (self.head, self.tail);

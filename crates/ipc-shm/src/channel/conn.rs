@@ -77,6 +77,10 @@ pub(super) struct Memory {
     anon: Option<Memfd>,
     /// Who may still claim each side of a channel made for `fork`.
     pub(super) candidates: Option<Candidates>,
+    /// The doorbells of a channel made for `fork`, one per side (by
+    /// `Role::ix`), inherited with the memory: the peer rings a side's
+    /// doorbell when a poller armed it (`layout::ARMED`).
+    pub(super) bells: Option<[Arc<ipc_sync::EventFd>; 2]>,
     /// Under loom: the model that stands in for the mapping.
     #[cfg(loom)]
     model: Option<model::Store>,
@@ -140,6 +144,12 @@ impl Conn {
                 mem.anon = memfd;
                 mem.candidates =
                     Some(Candidates::new().map_err(|e| Error::Io { op: "pipe2 (channel liveness)", source: e })?);
+                let bell = || {
+                    ipc_sync::EventFd::new(0, ipc_sync::EventFdMode::Counter)
+                        .map(Arc::new)
+                        .map_err(|e| Error::Io { op: "eventfd (a channel's doorbell)", source: e.into() })
+                };
+                mem.bells = Some([bell()?, bell()?]);
             }
             _ => mem.memfd = memfd,
         }
@@ -402,7 +412,7 @@ impl Conn {
         let header = Header { magic: MAGIC, ..spec.header(capacity, capacity as u64 * spec.slot_size) };
         let map = Mapping::anonymous(4096).expect("a page for the model's unused mapping");
         let model = Some(model::Store::new(capacity, spec.slot_size as usize));
-        Conn::new(Memory { map, name: None, memfd: None, anon: None, candidates: None, model }, header)
+        Conn::new(Memory { map, name: None, memfd: None, anon: None, candidates: None, bells: None, model }, header)
             .expect("a page holds a channel's lines")
     }
 
@@ -419,6 +429,7 @@ impl Memory {
             memfd,
             anon: None,
             candidates: None,
+            bells: None,
             #[cfg(loom)]
             model: None,
         }

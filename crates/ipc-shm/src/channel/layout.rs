@@ -28,9 +28,11 @@ use bytemuck::{Pod, Zeroable};
 /// "ipckitch" as a little-endian u64.
 #[doc(hidden)]
 pub const MAGIC: u64 = u64::from_le_bytes(*b"ipckitch");
-/// 2: every claimed side holds a liveness lock (see `channel::liveness`).
+/// 3: a sleep line's `waiting` holds bits ([`ASLEEP`], [`ARMED`],
+/// [`WATCHED`]); 2: every claimed side holds a liveness lock (see
+/// `channel::liveness`).
 #[doc(hidden)]
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// The header's `kind` of a slot channel.
 #[doc(hidden)]
@@ -91,6 +93,20 @@ pub(crate) fn max_record(capacity: u64) -> usize {
     (capacity / 2 - RECORD_HEADER).min(u64::from(u32::MAX) - 16) as usize
 }
 
+/// A sleep line's `waiting` bit: the side sleeps (or is about to) on its
+/// futex word, `signal`; the peer bumps it and wakes one sleeper.
+pub(crate) const ASLEEP: u32 = 1;
+
+/// A sleep line's `waiting` bit: a poller waits for the side through its
+/// doorbell, the eventfd that a channel made for fork has for each side;
+/// the peer clears the bit and rings the doorbell once.
+pub(crate) const ARMED: u32 = 2;
+
+/// A sleep line's `waiting` bit: a poller waits for the side through a
+/// thread of its own that sleeps on the futex word (a channel without
+/// doorbells); the peer bumps the word and wakes every sleeper.
+pub(crate) const WATCHED: u32 = 4;
+
 /// A side's state in the status line.
 pub(crate) const UNCLAIMED: u32 = 0;
 pub(crate) const CONNECTED: u32 = 1;
@@ -137,7 +153,9 @@ pub(crate) struct Line {
     pub(crate) index: AtomicU64,
     /// Sleep lines: the futex word the side sleeps on, bumped to wake it.
     pub(crate) signal: AtomicU32,
-    /// Sleep lines: nonzero while the side is (about to be) asleep.
+    /// Sleep lines: what wakes the side: nonzero while it, or something
+    /// waiting for it, is (about to be) asleep ([`ASLEEP`], [`ARMED`],
+    /// [`WATCHED`]; a peer treats any other bit as `ASLEEP`).
     pub(crate) waiting: AtomicU32,
     /// STATUS line: each side's pid and state, the sender's first.
     sides: [SideStatus; 2],

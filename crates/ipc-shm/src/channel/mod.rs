@@ -66,6 +66,31 @@
 //! impossible value is [`Error::Corrupted`], never an access out of bounds,
 //! a panic or a huge allocation.
 //!
+//! # Waiting on many endpoints
+//!
+//! Every side is [`Pollable`](ipc_sync::Pollable): a receiver is readable
+//! while a message waits, a sender writable while its next message fits
+//! (for a byte sender, the record it last found no room for), and either
+//! is reported when its peer is gone (the next call says
+//! [`Error::Disconnected`]) or the memory says something the next call
+//! reports as an error. A poller (`ipc_sync::Poller`, `ipc_kit::Poller`)
+//! waits on them with anything else that has a descriptor:
+//!
+//! - A channel made for `fork` has a doorbell for each side, an eventfd
+//!   that every process of the channel inherits. A poller about to sleep
+//!   arms the side it waits for; the peer rings its doorbell once, at its
+//!   next publish, and only then: a stream that no poller sleeps on makes
+//!   no more system calls than before.
+//! - A named or memfd channel has none (its processes share no eventfd):
+//!   the first time a side is polled, a thread is started that sleeps on
+//!   the side's futex word while a poller waits, and wakes the poller. It
+//!   costs a thread per polled side (asleep when nobody polls) and one
+//!   more wake-up on the way; it ends when the side and every poller that
+//!   registered it let go.
+//! - A peer killed without closing rings nothing: a poller looks again
+//!   every 20 ms while it waits on a channel, as a sleeping side does, and
+//!   reports the side when the kernel says the peer's process is gone.
+//!
 //! The [crate documentation](crate) has an example across `fork`.
 
 // The files, each one room:
@@ -85,6 +110,7 @@
 #[cfg(doc)]
 use crate::Error;
 
+mod bell;
 mod byte_receiver;
 mod byte_sender;
 mod bytes;

@@ -4,12 +4,15 @@
 //! counts of system calls, and the checks of the indices the peer writes.
 
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ipc_sync::Deadline;
+use ipc_sync::ready::{Interest, Source};
 
+use super::bell::{self, Bell};
 use super::conn::{Conn, Handle};
-use super::layout::{self, CLOSED, CONNECTED, FLAG_BARRIER, LOCKED, Line, Role, UNCLAIMED};
+use super::layout::{self, ARMED, ASLEEP, CLOSED, CONNECTED, FLAG_BARRIER, LOCKED, Line, Role, UNCLAIMED};
 use super::liveness::{self, Claim};
 use super::pace::{Pace, SLIP_SPINS};
 use super::shim::{self, fence};
@@ -39,7 +42,8 @@ pub enum WaitPolicy {
 /// stream needs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ChannelStats {
-    /// Futex wake calls made to wake the other side.
+    /// Wake-ups of the other side: futex wake calls, and its doorbell
+    /// rung for a poller that waits for it.
     pub wakes: u64,
     /// Times this side went to sleep on its futex.
     pub sleeps: u64,
@@ -98,6 +102,11 @@ pub(super) struct Side {
     live: Option<liveness::Lock>,
     /// How this side paces its waits.
     pace: Pace,
+    /// Its readiness for pollers, made when it is first polled.
+    bell: OnceLock<Arc<Bell>>,
+    /// A byte sender's last record found no room for (see `wants`), for
+    /// a bell made later.
+    want: usize,
 }
 
 impl Side {
@@ -167,34 +176,38 @@ impl Side {
             peer_dead: false,
             live,
             pace: Pace::default(),
+            bell: OnceLock::new(),
+            want: 0,
         })
     }
 
-    /// Whether the peer is gone for good: it closed, its claiming process
-    /// died (its lock is free), or it was never claimed and no process that
-    /// could claim it is left. Asks the kernel (one or two system calls).
-    fn peer_gone_now(&self) -> bool {
-        let peer = self.role.peer();
-        let conn = &self.conn;
-        let state = conn.status().state(peer);
-        // Acquire: the peer's last index update happens before its CLOSED,
-        // and its lock before its LOCKED.
-        if state.load(Ordering::Acquire) == UNCLAIMED {
-            let Some(c) = &conn.mem.candidates else { return false };
-            if !c.none_left(peer) {
-                return false;
-            }
-            // The last possible claimer may have claimed just before it went.
-            if state.load(Ordering::Acquire) == UNCLAIMED {
-                return true;
-            }
+    /// What a poller waits on for this side (see `bell`): readable for a
+    /// receiver, writable for a sender, with the channel's doorbell.
+    pub(super) fn source(&self, interest: Interest) -> std::io::Result<Option<Source<'_>>> {
+        let mine = match self.role {
+            Role::Receiver => Interest::Readable,
+            Role::Sender => Interest::Writable,
+        };
+        if interest != mine {
+            return Ok(None);
         }
-        match state.load(Ordering::Acquire) {
-            // Every claimed side holds its lock: the kernel decides, whatever
-            // of the two a peer wrote.
-            LOCKED | CONNECTED => conn.mem.file().is_some_and(|file| !liveness::lock_held(file, peer)),
-            UNCLAIMED => false,
-            _ => true, // CLOSED, or garbage from a broken peer
+        let bell = match self.bell.get() {
+            Some(bell) => bell,
+            None => {
+                let made = Bell::new(self.conn.clone(), self.role, self.barrier)?;
+                made.wants(self.want);
+                self.bell.get_or_init(|| Arc::new(made))
+            }
+        };
+        Ok(Some(Source::doorbell(bell.fd(), Arc::clone(bell) as Arc<dyn ipc_sync::ready::Readiness>)))
+    }
+
+    /// A sender found no room for a byte record of `len` bytes: a poller
+    /// reports it writable when there is.
+    pub(super) fn wants(&mut self, len: usize) {
+        self.want = len;
+        if let Some(bell) = self.bell.get() {
+            bell.wants(len);
         }
     }
 
@@ -257,11 +270,16 @@ impl Side {
         if self.peer_closed() {
             return Ok(true);
         }
+        if self.bell.get().is_some_and(|b| b.peer_gone()) {
+            // A poller found it gone, and reported the side ready for it.
+            self.peer_dead = true;
+            return Ok(true);
+        }
         if !now && self.last_check.elapsed() < LIVENESS_EVERY {
             return Ok(false);
         }
         self.last_check = Instant::now();
-        self.peer_dead = self.peer_gone_now();
+        self.peer_dead = peer_gone_now(&self.conn, self.role);
         Ok(self.peer_dead)
     }
 
@@ -322,14 +340,27 @@ impl Side {
         self.light
     }
 
-    /// Wakes the sleeping peer.
+    /// Wakes the peer, which sleeps or is about to, or a poller armed for
+    /// it: rings its doorbell for `ARMED`, wakes its futex for the rest
+    /// (every sleeper if a watching thread may be among them).
     #[cold]
     fn wake_peer(&mut self) {
+        let peer = self.role.peer();
         let line = self.peer_sleep();
-        // Release: pairs with the sleeper's Acquire read of `signal`.
-        line.signal.fetch_add(1, Ordering::Release);
-        shim::futex_wake(&line.signal, 1);
-        self.stats.wakes += 1;
+        // Relaxed: `shim::publish` ordered our index against the bits.
+        let waiting = line.waiting.load(Ordering::Relaxed);
+        if waiting & ARMED != 0 && bell::ring(&self.conn, peer) {
+            self.stats.wakes += 1;
+        }
+        if waiting & !ARMED != 0 {
+            let line = self.peer_sleep();
+            // Release: pairs with the sleeper's Acquire read of `signal`.
+            line.signal.fetch_add(1, Ordering::Release);
+            // A watching thread (or a bit nobody sets) may sleep beside
+            // the side itself: wake them all.
+            shim::futex_wake(&line.signal, if waiting & !(ASLEEP | ARMED) != 0 { u32::MAX } else { 1 });
+            self.stats.wakes += 1;
+        }
     }
 
     /// Waits until `ready` finds messages (or room) waiting, the peer is
@@ -391,8 +422,9 @@ impl Side {
             let line = self.my_sleep();
             // Acquire: pairs with the waker's Release bump.
             let seen = line.signal.load(Ordering::Acquire);
-            // Relaxed: ordered by the fence that follows.
-            line.waiting.store(1, Ordering::Relaxed);
+            // Relaxed: ordered by the fence that follows. A bit, not the
+            // word: a poller may arm the side meanwhile.
+            line.waiting.fetch_or(ASLEEP, Ordering::Relaxed);
             // SeqCst fence: see `shim::publish`.
             fence(Ordering::SeqCst);
             let mut slice = SLEEP_SLICE;
@@ -408,7 +440,7 @@ impl Side {
             let ready_now = ready(self);
             let line = self.my_sleep();
             if !matches!(ready_now, Ok(false)) {
-                line.waiting.store(0, Ordering::Relaxed);
+                line.waiting.fetch_and(!ASLEEP, Ordering::Relaxed);
                 return ready_now.map(drop);
             }
             let slice = Deadline::after(slice);
@@ -417,7 +449,7 @@ impl Side {
                 _ => slice,
             };
             shim::futex_wait_until(&line.signal, seen, until);
-            line.waiting.store(0, Ordering::Relaxed);
+            line.waiting.fetch_and(!ASLEEP, Ordering::Relaxed);
             self.stats.sleeps += 1;
         }
     }
@@ -442,6 +474,35 @@ impl Side {
         let line = self.peer_sleep();
         line.signal.fetch_add(1, Ordering::Release);
         shim::futex_wake(&line.signal, u32::MAX);
+        let _ = bell::ring(&self.conn, self.role.peer());
+    }
+}
+
+/// Whether the peer of side `role` is gone for good: it closed, its
+/// claiming process died (its lock is free), or it was never claimed and
+/// no process that could claim it is left. Asks the kernel (one or two
+/// system calls).
+pub(super) fn peer_gone_now(conn: &Conn, role: Role) -> bool {
+    let peer = role.peer();
+    let state = conn.status().state(peer);
+    // Acquire: the peer's last index update happens before its CLOSED,
+    // and its lock before its LOCKED.
+    if state.load(Ordering::Acquire) == UNCLAIMED {
+        let Some(c) = &conn.mem.candidates else { return false };
+        if !c.none_left(peer) {
+            return false;
+        }
+        // The last possible claimer may have claimed just before it went.
+        if state.load(Ordering::Acquire) == UNCLAIMED {
+            return true;
+        }
+    }
+    match state.load(Ordering::Acquire) {
+        // Every claimed side holds its lock: the kernel decides, whatever
+        // of the two a peer wrote.
+        LOCKED | CONNECTED => conn.mem.file().is_some_and(|file| !liveness::lock_held(file, peer)),
+        UNCLAIMED => false,
+        _ => true, // CLOSED, or garbage from a broken peer
     }
 }
 
@@ -496,6 +557,17 @@ macro_rules! side_methods {
             /// The system calls this side has made.
             pub fn stats(&self) -> $crate::channel::ChannelStats {
                 self.side.stats
+            }
+        }
+
+        /// Pollable through the channel's doorbell (see the
+        /// [module docs](mod@crate::channel#waiting-on-many-endpoints)).
+        impl$(<$t>)? ipc_sync::ready::Pollable for $ty$(<$t>)? {
+            fn source(
+                &self,
+                interest: ipc_sync::ready::Interest,
+            ) -> std::io::Result<Option<ipc_sync::ready::Source<'_>>> {
+                self.side.source(interest)
             }
         }
 

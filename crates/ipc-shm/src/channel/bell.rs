@@ -1,0 +1,323 @@
+//! A side's part in a poller's wait (`ipc_sync::Pollable`): the doorbell
+//! a poller sleeps on, and the look at the ring that says whether the side
+//! is ready.
+//!
+//! A channel made for fork has an eventfd per side, its doorbell, which
+//! every process of the channel inherits. A poller about to sleep arms the
+//! side (sets `ARMED` in its sleep line's `waiting`, then the same fence
+//! and barrier as a side about to sleep), looks at the ring once more, and
+//! sleeps on the doorbell; the peer, publishing its index, finds the bit,
+//! clears it and rings the doorbell once. A side nobody arms is never rung:
+//! a steady stream makes no system call for pollers that are not there.
+//!
+//! A channel without doorbells (named, or in a memfd: its processes share
+//! no eventfd) is watched instead: a thread of the polling process sleeps
+//! on the side's futex word while a poller is armed (`WATCHED`, which the
+//! peer wakes like a sleeping side), and rings an eventfd of its own.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ipc_sync::ready::Readiness;
+use ipc_sync::{EventFd, EventFdMode};
+
+use super::conn::Conn;
+use super::layout::{ARMED, CLOSED, KIND_BYTES, Role, WATCHED, padded, ring_pos};
+use super::shim::{self, fence};
+use super::side;
+
+/// How often a poller looks again at a side whose peer's death nothing
+/// rings for (a killed process rings no doorbell).
+pub(super) const RECHECK: Duration = Duration::from_millis(20);
+
+/// How often a poller looks again when the barrier that orders its
+/// arming against the peer's publish was refused.
+const UNBARRIERED: Duration = Duration::from_millis(1);
+
+/// How often the kernel is asked whether the peer is gone, at most.
+const ASK_EVERY: Duration = Duration::from_millis(10);
+
+/// A side's readiness, shared by the side and the pollers it is
+/// registered with: the look at the ring, and the doorbell.
+#[derive(Debug)]
+pub(super) struct Bell {
+    look: Arc<Look>,
+    /// What a poller sleeps on: the channel's doorbell, or the watcher's.
+    bell: Arc<EventFd>,
+    /// For a channel without doorbells.
+    watcher: Option<Watcher>,
+}
+
+/// The look at a side's ring that says whether it is ready.
+#[derive(Debug)]
+struct Look {
+    conn: Conn,
+    role: Role,
+    /// This process forces a barrier on the peer before it sleeps (the
+    /// side's FLAG_BARRIER): arming must do the same.
+    barrier: bool,
+    /// A sender's need: the bytes of the byte record it last found no
+    /// room for (0: the smallest record, or a slot).
+    want: AtomicU64,
+    /// The peer was found gone: its side's death, seen by a poller.
+    gone: AtomicBool,
+    /// The last arming's barrier was refused (see [`UNBARRIERED`]).
+    unbarriered: AtomicBool,
+    /// When the kernel was last asked about the peer, in nanoseconds
+    /// after `born`.
+    asked: AtomicU64,
+    born: Instant,
+}
+
+impl Bell {
+    /// The readiness of side `role`; for a channel without doorbells, with
+    /// the thread that watches it (`Err` if none could be made).
+    pub(super) fn new(conn: Conn, role: Role, barrier: bool) -> std::io::Result<Bell> {
+        let look = Arc::new(Look::new(conn, role, barrier));
+        if let Some(bell) = doorbell(&look.conn, role) {
+            return Ok(Bell { bell: Arc::clone(bell), look, watcher: None });
+        }
+        let bell = Arc::new(EventFd::new(0, EventFdMode::Counter).map_err(std::io::Error::from)?);
+        let watcher = Watcher::start(Arc::clone(&look), Arc::clone(&bell))?;
+        Ok(Bell { look, bell, watcher: Some(watcher) })
+    }
+
+    /// The descriptor a poller sleeps on: the channel's doorbell, or the
+    /// watcher's.
+    pub(super) fn fd(&self) -> BorrowedFd<'_> {
+        self.bell.as_fd()
+    }
+
+    /// See [`Look::wants`].
+    pub(super) fn wants(&self, len: usize) {
+        self.look.wants(len);
+    }
+
+    /// Whether a poller found the peer gone for good.
+    pub(super) fn peer_gone(&self) -> bool {
+        self.look.gone.load(Ordering::Relaxed)
+    }
+}
+
+impl Look {
+    fn new(conn: Conn, role: Role, barrier: bool) -> Look {
+        Look {
+            conn,
+            role,
+            barrier,
+            want: AtomicU64::new(0),
+            gone: AtomicBool::new(false),
+            unbarriered: AtomicBool::new(false),
+            asked: AtomicU64::new(0),
+            born: Instant::now(),
+        }
+    }
+
+    /// A sender found no room for a byte record of `len` bytes: it is
+    /// writable again when there is (0: any record).
+    fn wants(&self, len: usize) {
+        // Relaxed: read by a poller of this process, which arms (a SeqCst
+        // read-modify-write) before it looks.
+        self.want.store(padded(len), Ordering::Relaxed);
+    }
+
+    /// Sets `bit` in the side's `waiting`, then the fence and the barrier
+    /// of a side about to sleep (see `shim::publish`): the peer's next
+    /// publish sees the bit, or a look after this sees its index.
+    fn announce(&self, bit: u32) {
+        let line = self.conn.sleep_line(self.role);
+        line.waiting.fetch_or(bit, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        // Should the kernel refuse the barrier, the peer's index may reach
+        // us late: look again soon.
+        let late = self.barrier && !shim::barrier();
+        self.unbarriered.store(late, Ordering::Relaxed);
+    }
+
+    /// Whether the side is ready: a message waits (receiver), there is
+    /// room (sender), the peer is gone, or the memory says something the
+    /// next call reports as an error (an impossible index, a shrunk
+    /// object).
+    fn ready(&self) -> bool {
+        let conn = &self.conn;
+        if conn.faults().is_err() {
+            return true;
+        }
+        // Acquire: as the side's own reads of the peer's index.
+        let tail = conn.tail().index.load(Ordering::Acquire);
+        let head = conn.head().index.load(Ordering::Acquire);
+        let cap = conn.header.capacity;
+        if head > tail || tail - head > cap {
+            return true; // corrupt: the next call says so
+        }
+        let now = match self.role {
+            Role::Receiver => tail != head,
+            Role::Sender if conn.header.kind == KIND_BYTES => {
+                // Relaxed: see `wants`.
+                let need = self.want.load(Ordering::Relaxed).max(padded(0));
+                let pos = ring_pos(tail, cap);
+                let skip = if need <= cap - pos { 0 } else { cap - pos };
+                tail - head + skip + need <= cap
+            }
+            Role::Sender => tail - head < cap,
+        };
+        now || self.peer_gone_now()
+    }
+
+    /// Whether the peer is gone: its state says closed, or (asking the
+    /// kernel at most every [`ASK_EVERY`]) its process is.
+    fn peer_gone_now(&self) -> bool {
+        if self.gone.load(Ordering::Relaxed) {
+            return true;
+        }
+        let state = self.conn.status().state(self.role.peer());
+        // Relaxed: the state alone is read; the side reads the rest.
+        let gone = if state.load(Ordering::Relaxed) == CLOSED {
+            true
+        } else {
+            let now = self.born.elapsed().as_nanos() as u64;
+            let last = self.asked.load(Ordering::Relaxed);
+            if now.saturating_sub(last) < ASK_EVERY.as_nanos() as u64 && last != 0 {
+                return false;
+            }
+            self.asked.store(now.max(1), Ordering::Relaxed);
+            side::peer_gone_now(&self.conn, self.role)
+        };
+        if gone {
+            self.gone.store(true, Ordering::Relaxed);
+        }
+        gone
+    }
+}
+
+impl Readiness for Bell {
+    fn arm(&self) -> bool {
+        // Whatever rang before was for what this look finds.
+        let _ = self.bell.try_read();
+        match &self.watcher {
+            Some(w) => w.watch(),
+            None => self.look.announce(ARMED),
+        }
+        self.look.ready()
+    }
+
+    fn disarm(&self) {
+        match &self.watcher {
+            Some(w) => w.rest(),
+            // Relaxed: a peer that still sees the bit rings once too often.
+            None => {
+                self.look.conn.sleep_line(self.look.role).waiting.fetch_and(!ARMED, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn recheck(&self) -> Option<Duration> {
+        Some(if self.look.unbarriered.load(Ordering::Relaxed) { UNBARRIERED } else { RECHECK })
+    }
+}
+
+/// A watcher's states (its futex word).
+const RESTING: u32 = 0;
+const WATCHING: u32 = 1;
+const STOPPING: u32 = 2;
+
+/// The thread that watches a side of a channel without doorbells while a
+/// poller is armed, and the eventfd it rings.
+#[derive(Debug)]
+struct Watcher {
+    state: Arc<AtomicU32>,
+    look: Arc<Look>,
+}
+
+impl Watcher {
+    fn start(look: Arc<Look>, bell: Arc<EventFd>) -> std::io::Result<Watcher> {
+        let state = Arc::new(AtomicU32::new(RESTING));
+        let (st, l) = (Arc::clone(&state), Arc::clone(&look));
+        std::thread::Builder::new().name("ipc-shm-watch".into()).spawn(move || watch(&l, &st, &bell))?;
+        Ok(Watcher { state, look })
+    }
+
+    /// Starts watching (a poller is about to sleep).
+    fn watch(&self) {
+        if self.state.swap(WATCHING, Ordering::SeqCst) != WATCHING {
+            ipc_sync::futex::wake_all(&self.state);
+        }
+    }
+
+    /// Stops watching (the poller woke).
+    fn rest(&self) {
+        if self.state.compare_exchange(WATCHING, RESTING, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+            self.nudge();
+        }
+    }
+
+    /// Wakes the thread from its sleep on the side's futex word.
+    fn nudge(&self) {
+        let line = self.look.conn.sleep_line(self.look.role);
+        line.signal.fetch_add(1, Ordering::Release);
+        shim::futex_wake(&line.signal, u32::MAX);
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.state.store(STOPPING, Ordering::SeqCst);
+        ipc_sync::futex::wake_all(&self.state);
+        self.nudge();
+    }
+}
+
+/// The watching thread: while `state` says so, sleeps on the side's futex
+/// word as the side itself would, and rings `bell` when the side is ready
+/// (then rests until the next arming).
+fn watch(look: &Look, state: &AtomicU32, bell: &EventFd) {
+    let line = look.conn.sleep_line(look.role);
+    loop {
+        match state.load(Ordering::SeqCst) {
+            STOPPING => return,
+            RESTING => {
+                ipc_sync::futex::wait_until(state, RESTING, ipc_sync::Deadline::never());
+                continue;
+            }
+            _ => {}
+        }
+        // Acquire: pairs with the waker's Release bump.
+        let seen = line.signal.load(Ordering::Acquire);
+        look.announce(WATCHED);
+        let ready = look.ready();
+        if !ready {
+            let slice = if look.unbarriered.load(Ordering::Relaxed) { UNBARRIERED } else { RECHECK };
+            shim::futex_wait_until(&line.signal, seen, ipc_sync::Deadline::after(slice));
+        }
+        line.waiting.fetch_and(!WATCHED, Ordering::Relaxed);
+        if (ready || look.ready())
+            && state.compare_exchange(WATCHING, RESTING, Ordering::SeqCst, Ordering::Relaxed).is_ok()
+        {
+            let _ = bell.try_add(1);
+        }
+    }
+}
+
+/// The doorbell of side `role`, if the channel has doorbells.
+pub(super) fn doorbell(conn: &Conn, role: Role) -> Option<&Arc<EventFd>> {
+    conn.mem.bells.as_ref().map(|b| &b[role.ix()])
+}
+
+/// Rings the doorbell of side `role` (the peer's), if a poller armed it:
+/// clears the bit and adds 1 to the eventfd, once per arming. Whether it
+/// rang.
+pub(super) fn ring(conn: &Conn, role: Role) -> bool {
+    let line = conn.sleep_line(role);
+    // Relaxed: the publish that led here ordered the index against the
+    // poller's arming; only the bit is read and cleared.
+    if line.waiting.fetch_and(!ARMED, Ordering::Relaxed) & ARMED != 0
+        && let Some(bell) = doorbell(conn, role)
+    {
+        // A full counter has a poller to wake already.
+        let _ = bell.try_add(1);
+        return true;
+    }
+    false
+}

@@ -108,6 +108,18 @@ struct SlotReceiver(Receiver<[u8; FIXED]>);
 struct BytesSender(ByteSender);
 struct BytesReceiver(ByteReceiver);
 
+/// Each side is pollable as the channel's side it wraps.
+macro_rules! pollable_as_inner {
+    ($($ty:ty),*) => {$(
+        impl ipc_kit::Pollable for $ty {
+            fn source(&self, interest: ipc_kit::Interest) -> std::io::Result<Option<ipc_kit::sync::Source<'_>>> {
+                self.0.source(interest)
+            }
+        }
+    )*};
+}
+pollable_as_inner!(SlotSender, SlotReceiver, BytesSender, BytesReceiver);
+
 impl MessageSender for SlotSender {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.0.send(record(msg)?).map_err(shm_err)

@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use ipc_kit::fifo::Fifo;
-use ipc_kit::msgq::{PosixQueue, QueueAttr};
+use ipc_kit::msgq::{Key, PosixQueue, QueueAttr, Selector, SysvQueue};
 use ipc_kit::pipe::{Error as PipeError, FrameReader, FrameWriter, PIPE_BUF, PipeReader, pipe};
 use ipc_kit::shm::Error as ShmError;
 use ipc_kit::shm::channel::{ByteChannel, WaitPolicy, byte_channel, channel};
@@ -37,6 +37,7 @@ cases!("poll":
     a_peer_that_never_comes_wakes_the_poller,
     a_named_channel_is_watched_by_a_thread,
     hostile_waiting_bits_cost_only_wake_ups,
+    a_system_v_queue_through_a_watcher,
 );
 
 /// A queue of 10 messages of 64 bytes under a fresh name, unlinked on drop.
@@ -774,4 +775,54 @@ fn hostile_waiting_bits_cost_only_wake_ups() {
     }
     sender.join();
     scribbler.join();
+}
+
+fn a_system_v_queue_through_a_watcher() {
+    let q = SysvQueue::create(Key::private(), 0o600).unwrap();
+    let before = threads();
+    let mut poller = Poller::new().unwrap();
+    poller.add(&q, Interest::Readable, 1).unwrap();
+    assert_eq!(threads(), before + 1, "a watching thread");
+    assert!(poller.wait_timeout(Duration::from_millis(30)).unwrap().is_empty());
+    let sender = fork(|| {
+        std::thread::sleep(Duration::from_millis(50));
+        q.send(5, b"one").unwrap();
+        q.send(6, b"two").unwrap();
+    });
+    expect(&mut poller, 1);
+    sender.join();
+    let mut buf = [0u8; 16];
+    assert_eq!(q.try_recv(Selector::Any, &mut buf).unwrap(), (5, 3));
+    assert_eq!(poller.try_wait().unwrap(), [1], "level-triggered: one is left");
+    assert_eq!(q.try_recv(Selector::Any, &mut buf).unwrap(), (6, 3));
+    assert!(poller.wait_timeout(Duration::from_millis(30)).unwrap().is_empty());
+    // Writable: only when the message found no room for fits.
+    let big = vec![7u8; 4000];
+    while q.try_send(1, &big).is_ok() {}
+    poller.add(&q, Interest::Writable, 2).unwrap();
+    assert!(poller.wait_timeout(Duration::from_millis(30)).unwrap() == [1], "full: readable only");
+    poller.remove(1).unwrap();
+    let receiver = fork(|| {
+        std::thread::sleep(Duration::from_millis(50));
+        let mut buf = vec![0u8; 4000];
+        q.recv(Selector::Any, &mut buf).unwrap();
+    });
+    expect(&mut poller, 2);
+    receiver.join();
+    q.try_send(1, &big).unwrap();
+    // Removed under the poller: reported, and the next call says so.
+    poller.add(&q, Interest::Readable, 3).unwrap();
+    let other = SysvQueue::open_id(q.id()).unwrap();
+    other.remove().unwrap();
+    let ready = poller.wait_timeout(Duration::from_secs(5)).unwrap().to_vec();
+    assert!(ready.contains(&3), "{ready:?}");
+    assert!(q.try_recv(Selector::Any, &mut vec![0u8; 4000]).is_err());
+    poller.remove(2).unwrap();
+    poller.remove(3).unwrap();
+    drop(q);
+    let start = Instant::now();
+    while threads() > before {
+        assert!(start.elapsed() < Duration::from_secs(5), "the watching threads stayed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

@@ -177,6 +177,7 @@ mod queues {
 mod channel {
     use super::*;
     use ipc_shm::{ByteChannel, ByteReceiver, ByteSender};
+    use std::sync::OnceLock;
 
     fn shm_err(e: ipc_shm::Error) -> Error {
         match e {
@@ -190,12 +191,12 @@ mod channel {
     }
 
     /// A side of a byte channel, claimed by the process that first uses
-    /// it: a pair made before `fork` can go either way, and the copy a
-    /// process does not use claims nothing.
+    /// (or polls) it: a pair made before `fork` can go either way, and the
+    /// copy a process does not use claims nothing.
     #[derive(Debug)]
     struct Lazy<S> {
         chan: ByteChannel,
-        side: Option<S>,
+        side: OnceLock<S>,
         claim: fn(&ByteChannel) -> ipc_shm::Result<S>,
     }
 
@@ -204,17 +205,41 @@ mod channel {
         /// line, so that a message costs no extra call.
         #[inline]
         fn get(&mut self) -> Result<&mut S> {
-            if self.side.is_none() {
+            if self.side.get().is_none() {
+                self.fill().map_err(shm_err)?;
+            }
+            self.side.get_mut().ok_or(Error::Disconnected)
+        }
+
+        /// The side for a poller, claimed now if it was not.
+        fn polled(&self) -> std::io::Result<&S> {
+            if self.side.get().is_none() {
                 self.fill()?;
             }
-            self.side.as_mut().ok_or(Error::Disconnected)
+            self.side.get().ok_or_else(|| std::io::Error::other("the channel's side went missing"))
         }
 
         #[cold]
         #[inline(never)]
-        fn fill(&mut self) -> Result<()> {
-            self.side = Some((self.claim)(&self.chan).map_err(shm_err)?);
+        fn fill(&self) -> ipc_shm::Result<()> {
+            let side = (self.claim)(&self.chan)?;
+            let _ = self.side.set(side);
             Ok(())
+        }
+    }
+
+    /// Pollable once claimed: polling claims the side (see ipc-shm's
+    /// channel docs, "Waiting on many endpoints").
+    impl ipc_sync::Pollable for ChannelSender {
+        fn source(&self, interest: ipc_sync::Interest) -> std::io::Result<Option<ipc_sync::Source<'_>>> {
+            self.0.polled()?.source(interest)
+        }
+    }
+
+    /// As [`ChannelSender`]'s.
+    impl ipc_sync::Pollable for ChannelReceiver {
+        fn source(&self, interest: ipc_sync::Interest) -> std::io::Result<Option<ipc_sync::Source<'_>>> {
+            self.0.polled()?.source(interest)
         }
     }
 
@@ -229,7 +254,7 @@ mod channel {
 
     impl ChannelSender {
         pub(crate) fn new(chan: ByteChannel) -> Self {
-            ChannelSender(Lazy { chan, side: None, claim: ByteChannel::sender })
+            ChannelSender(Lazy { chan, side: OnceLock::new(), claim: ByteChannel::sender })
         }
 
         #[inline]
@@ -240,7 +265,7 @@ mod channel {
 
     impl ChannelReceiver {
         pub(crate) fn new(chan: ByteChannel) -> Self {
-            ChannelReceiver(Lazy { chan, side: None, claim: ByteChannel::receiver })
+            ChannelReceiver(Lazy { chan, side: OnceLock::new(), claim: ByteChannel::receiver })
         }
 
         #[inline]

@@ -66,9 +66,38 @@
 //! One thread can wait on any mix of endpoints with a [`Poller`]
 //! (epoll underneath): register each [`Pollable`] endpoint with a token
 //! and an [`Interest`], and [`wait`](Poller::wait) returns the tokens of
-//! those that are ready, level-triggered. Pipes, FIFOs (their ends are
-//! pipe ends), frame readers and writers, POSIX queues and eventfds are
-//! pollable.
+//! those that are ready, level-triggered. Every [`MessageSender`] and
+//! [`MessageReceiver`] is pollable (the sides of a [`Pair`] too), and so
+//! are pipe ends, FIFO ends, frame readers and writers, the channels'
+//! sides, both kinds of queue and eventfds.
+//!
+//! - pipes, FIFOs, POSIX queues, eventfds: their own descriptors;
+//! - shared-memory channels: a doorbell eventfd per side (channels made
+//!   for fork), or a watching thread (named and memfd channels); see
+//!   [`shm::channel`](mod@ipc_shm::channel#waiting-on-many-endpoints);
+//! - System V queues, which have no descriptor: a watching thread that
+//!   polls the queue's state, from every 20 µs backing off to every 1 ms
+//!   while a poller waits (a message is seen at most about 1 ms late).
+//!
+//! ```
+//! # #[cfg(all(feature = "pipe", feature = "fifo", feature = "msgq", feature = "shm"))] {
+//! use std::time::Duration;
+//! use ipc_kit::{Interest, Mechanism, Poller};
+//!
+//! let mut poller = Poller::new()?;
+//! let mut pairs = Vec::new();
+//! for (token, &m) in Mechanism::ALL.iter().enumerate() {
+//!     let pair = m.pair()?;
+//!     poller.add(&pair.receiver, Interest::Readable, token as u64)?;
+//!     pairs.push(pair);
+//! }
+//! pairs[3].sender.send(b"to the fourth")?;
+//! assert_eq!(poller.wait_timeout(Duration::from_secs(5))?, [3]);
+//! let mut buf = Vec::new();
+//! assert_eq!(pairs[3].receiver.try_recv(&mut buf)?, 13);
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(unsafe_code)]
 
 mod impls;
@@ -86,7 +115,6 @@ pub use traits::{MessageReceiver, MessageSender};
 
 /// Waiting on many endpoints at once: [`Poller`] (epoll) over anything
 /// [`Pollable`], from ipc-sync.
-#[cfg(feature = "sync")]
 pub use ipc_sync::{Interest, PollError, Pollable, Poller};
 
 #[cfg(feature = "fifo")]

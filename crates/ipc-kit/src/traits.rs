@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use ipc_sync::Pollable;
+
 /// What a send or receive through the mechanism-neutral traits can give.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -45,7 +47,9 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The sending side of any mechanism: whole messages of bytes.
-pub trait MessageSender {
+///
+/// Every sender is [`Pollable`]: writable when a send would not wait.
+pub trait MessageSender: Pollable {
     /// Sends `msg`, waiting for room.
     ///
     /// # Errors
@@ -76,7 +80,9 @@ pub trait MessageSender {
 
 /// The receiving side of any mechanism: whole messages into a reusable
 /// buffer.
-pub trait MessageReceiver {
+///
+/// Every receiver is [`Pollable`]: readable when a receive would not wait.
+pub trait MessageReceiver: Pollable {
     /// Receives the next message into `buf` (replacing its contents),
     /// waiting for it; returns its length.
     ///

@@ -27,6 +27,7 @@ mod selector;
 mod stat;
 mod sys;
 mod sysv;
+mod sysv_poll;
 
 pub use error::{Error, Result};
 pub use ipc_sync::Key;

@@ -11,6 +11,7 @@ use crate::limits::{MAX_ROOM, msgmax_seen, proc_limit, sysv_max_message};
 use crate::selector::Selector;
 use crate::stat::QueueStat;
 use crate::sys;
+use crate::sysv_poll::Polls;
 
 const WHAT: &str = "System V message queue";
 
@@ -57,6 +58,8 @@ const WHAT: &str = "System V message queue";
 pub struct SysvQueue {
     id: Guard<QueueId>,
     key: Key,
+    /// Its watchers for pollers (see [`Pollable`](ipc_sync::Pollable)).
+    polls: Polls,
 }
 
 /// A System V queue's id, which `IPC_RMID` removes.
@@ -90,7 +93,7 @@ impl SysvQueue {
             },
             _ => Error::from_os(WHAT, || key.to_string(), "msgget", e),
         })?;
-        Ok(SysvQueue { id: Guard::made(QueueId(id)), key })
+        Ok(SysvQueue { id: Guard::made(QueueId(id)), key, polls: Polls::default() })
     }
 
     /// Opens the existing queue under `key`.
@@ -106,7 +109,7 @@ impl SysvQueue {
         // Asking for read and write (0o666) makes msgget check them: with
         // 0 it would hand out the id to anyone.
         let id = sys::msgget(key.raw(), 0o666).map_err(|e| Error::from_os(WHAT, || key.to_string(), "msgget", e))?;
-        Ok(SysvQueue { id: Guard::opened(QueueId(id)), key })
+        Ok(SysvQueue { id: Guard::opened(QueueId(id)), key, polls: Polls::default() })
     }
 
     /// Opens the queue with this id (as `ipcs -q` shows it).
@@ -116,7 +119,7 @@ impl SysvQueue {
     /// [`Error::NotFound`] when no queue has that id (also one removed
     /// before); [`Error::PermissionDenied`].
     pub fn open_id(id: i32) -> Result<Self> {
-        let q = SysvQueue { id: Guard::opened(QueueId(id)), key: Key::private() };
+        let q = SysvQueue { id: Guard::opened(QueueId(id)), key: Key::private(), polls: Polls::default() };
         match q.stat() {
             Ok(_) => Ok(q),
             Err(Error::Removed { what, name }) => Err(Error::NotFound { what, name }),
@@ -177,7 +180,10 @@ impl SysvQueue {
                 max: usize::try_from(st.capacity).unwrap_or(usize::MAX),
                 limit: "the queue's capacity (msg_qbytes)",
             },
-            Ok(_) | Err(Error::PermissionDenied { .. }) => full,
+            Ok(_) | Err(Error::PermissionDenied { .. }) => {
+                self.polls.wants(len);
+                full
+            }
             Err(e) => e,
         }
     }
@@ -552,6 +558,21 @@ fn poll_until<T>(deadline: Deadline, mut attempt: impl FnMut() -> Option<Result<
         }
         std::thread::sleep(pause.min(left));
         pause = (pause * 2).min(Duration::from_millis(1));
+    }
+}
+
+/// Pollable through a thread of this process that watches the queue's
+/// state (`IPC_STAT`) while a poller waits: a System V queue has no
+/// descriptor. Readable while the queue holds a message of any type;
+/// writable while the message last found no room for (or an empty one)
+/// fits; either when the queue is removed. The thread polls from every
+/// 20 µs, backing off to every millisecond (about a thousand system calls
+/// a second while a poller waits, none between waits), so a poller learns
+/// of a message at most about 1 ms late. Polling takes read permission on
+/// the queue (`IPC_STAT`).
+impl ipc_sync::Pollable for SysvQueue {
+    fn source(&self, interest: ipc_sync::Interest) -> io::Result<Option<ipc_sync::Source<'_>>> {
+        self.polls.source(self.id(), interest).map(Some)
     }
 }
 

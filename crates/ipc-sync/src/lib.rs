@@ -65,6 +65,7 @@ mod shm_safe;
 mod spin;
 mod sys;
 mod sysv_sem;
+mod watcher;
 
 pub use condvar::{Condvar, TimedWaitResult, WaitTimeoutResult};
 pub use deadline::{Deadline, realtime_after};
@@ -82,3 +83,4 @@ pub use robust::{LockError, RobustLockResult, RobustMutex, RobustMutexGuard};
 pub use semaphore::Semaphore;
 pub use shm_safe::ShmSafe;
 pub use sysv_sem::{SEM_VALUE_MAX, SemOp, SemaphoreSet};
+pub use watcher::{Watch, Watcher};

@@ -13,6 +13,9 @@
 //! - An endpoint that keeps data of its own (a frame reader that read a
 //!   frame ahead) adds a hook that says it is ready while that data lasts,
 //!   whatever its descriptor says.
+//! - An endpoint with no descriptor at all (a System V queue, a channel
+//!   whose processes share no eventfd) is watched by a thread of the
+//!   polling process, a [`Watcher`], which rings an eventfd of its own.
 //!
 //! [`Poller`](crate::Poller) (also `ipc_kit::Poller`) waits on any mix of them with epoll.
 
@@ -23,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::EventFd;
+pub use crate::watcher::{Watch, Watcher, backoff};
 
 /// What a poller waits for on an endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -107,6 +111,12 @@ impl<P: Pollable + ?Sized> Pollable for &P {
 }
 
 impl<P: Pollable + ?Sized> Pollable for &mut P {
+    fn source(&self, interest: Interest) -> io::Result<Option<Source<'_>>> {
+        (**self).source(interest)
+    }
+}
+
+impl<P: Pollable + ?Sized> Pollable for Box<P> {
     fn source(&self, interest: Interest) -> io::Result<Option<Source<'_>>> {
         (**self).source(interest)
     }

@@ -203,6 +203,13 @@ impl Rx for KitRx {
 /// Stands in a `Pair` for the sides taken out of it.
 struct Taken;
 
+/// Never ready: there is nothing behind it.
+impl ipc_kit::Pollable for Taken {
+    fn source(&self, _: ipc_kit::Interest) -> io::Result<Option<ipc_kit::sync::Source<'_>>> {
+        Ok(None)
+    }
+}
+
 impl MessageSender for Taken {
     fn send(&mut self, _: &[u8]) -> ipc_kit::traits::Result<()> {
         Err(ipc_kit::traits::Error::Disconnected)

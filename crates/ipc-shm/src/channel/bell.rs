@@ -17,11 +17,11 @@
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ipc_sync::ready::Readiness;
-use ipc_sync::{EventFd, EventFdMode};
+use ipc_sync::EventFd;
+use ipc_sync::ready::{Readiness, Watch, Watcher};
 
 use super::conn::Conn;
 use super::layout::{ARMED, CLOSED, KIND_BYTES, Role, WATCHED, padded, ring_pos};
@@ -44,10 +44,16 @@ const ASK_EVERY: Duration = Duration::from_millis(10);
 #[derive(Debug)]
 pub(super) struct Bell {
     look: Arc<Look>,
-    /// What a poller sleeps on: the channel's doorbell, or the watcher's.
-    bell: Arc<EventFd>,
-    /// For a channel without doorbells.
-    watcher: Option<Watcher>,
+    door: Door,
+}
+
+/// What a poller sleeps on for a side.
+#[derive(Debug)]
+enum Door {
+    /// The channel's doorbell for the side, rung by the peer.
+    Rung(Arc<EventFd>),
+    /// A watching thread's eventfd (a channel without doorbells).
+    Watched(Watcher),
 }
 
 /// The look at a side's ring that says whether it is ready.
@@ -73,21 +79,23 @@ struct Look {
 
 impl Bell {
     /// The readiness of side `role`; for a channel without doorbells, with
-    /// the thread that watches it (`Err` if none could be made).
+    /// the thread that watches it.
     pub(super) fn new(conn: Conn, role: Role, barrier: bool) -> std::io::Result<Bell> {
         let look = Arc::new(Look::new(conn, role, barrier));
-        if let Some(bell) = doorbell(&look.conn, role) {
-            return Ok(Bell { bell: Arc::clone(bell), look, watcher: None });
-        }
-        let bell = Arc::new(EventFd::new(0, EventFdMode::Counter).map_err(std::io::Error::from)?);
-        let watcher = Watcher::start(Arc::clone(&look), Arc::clone(&bell))?;
-        Ok(Bell { look, bell, watcher: Some(watcher) })
+        let door = match doorbell(&look.conn, role) {
+            Some(bell) => Door::Rung(Arc::clone(bell)),
+            None => Door::Watched(Watcher::start("ipc-shm-watch", Arc::clone(&look) as Arc<dyn Watch>)?),
+        };
+        Ok(Bell { look, door })
     }
 
     /// The descriptor a poller sleeps on: the channel's doorbell, or the
     /// watcher's.
     pub(super) fn fd(&self) -> BorrowedFd<'_> {
-        self.bell.as_fd()
+        match &self.door {
+            Door::Rung(bell) => bell.as_fd(),
+            Door::Watched(w) => w.fd(),
+        }
     }
 
     /// See [`Look::wants`].
@@ -194,22 +202,24 @@ impl Look {
 
 impl Readiness for Bell {
     fn arm(&self) -> bool {
-        // Whatever rang before was for what this look finds.
-        let _ = self.bell.try_read();
-        match &self.watcher {
-            Some(w) => w.watch(),
-            None => self.look.announce(ARMED),
+        match &self.door {
+            Door::Rung(bell) => {
+                // Whatever rang before was for what this look finds.
+                let _ = bell.try_read();
+                self.look.announce(ARMED);
+                self.look.ready()
+            }
+            Door::Watched(w) => w.arm(),
         }
-        self.look.ready()
     }
 
     fn disarm(&self) {
-        match &self.watcher {
-            Some(w) => w.rest(),
+        match &self.door {
             // Relaxed: a peer that still sees the bit rings once too often.
-            None => {
+            Door::Rung(_) => {
                 self.look.conn.sleep_line(self.look.role).waiting.fetch_and(!ARMED, Ordering::Relaxed);
             }
+            Door::Watched(w) => w.disarm(),
         }
     }
 
@@ -218,85 +228,29 @@ impl Readiness for Bell {
     }
 }
 
-/// A watcher's states (its futex word).
-const RESTING: u32 = 0;
-const WATCHING: u32 = 1;
-const STOPPING: u32 = 2;
-
-/// The thread that watches a side of a channel without doorbells while a
-/// poller is armed, and the eventfd it rings.
-#[derive(Debug)]
-struct Watcher {
-    state: Arc<AtomicU32>,
-    look: Arc<Look>,
-}
-
-impl Watcher {
-    fn start(look: Arc<Look>, bell: Arc<EventFd>) -> std::io::Result<Watcher> {
-        let state = Arc::new(AtomicU32::new(RESTING));
-        let (st, l) = (Arc::clone(&state), Arc::clone(&look));
-        std::thread::Builder::new().name("ipc-shm-watch".into()).spawn(move || watch(&l, &st, &bell))?;
-        Ok(Watcher { state, look })
+/// The watching thread's part: it sleeps on the side's futex word as the
+/// side itself would (`WATCHED`, which the peer wakes like `ASLEEP`).
+impl Watch for Look {
+    fn ready(&self) -> bool {
+        Look::ready(self)
     }
 
-    /// Starts watching (a poller is about to sleep).
-    fn watch(&self) {
-        if self.state.swap(WATCHING, Ordering::SeqCst) != WATCHING {
-            ipc_sync::futex::wake_all(&self.state);
-        }
-    }
-
-    /// Stops watching (the poller woke).
-    fn rest(&self) {
-        if self.state.compare_exchange(WATCHING, RESTING, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
-            self.nudge();
-        }
-    }
-
-    /// Wakes the thread from its sleep on the side's futex word.
-    fn nudge(&self) {
-        let line = self.look.conn.sleep_line(self.look.role);
-        line.signal.fetch_add(1, Ordering::Release);
-        shim::futex_wake(&line.signal, u32::MAX);
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.state.store(STOPPING, Ordering::SeqCst);
-        ipc_sync::futex::wake_all(&self.state);
-        self.nudge();
-    }
-}
-
-/// The watching thread: while `state` says so, sleeps on the side's futex
-/// word as the side itself would, and rings `bell` when the side is ready
-/// (then rests until the next arming).
-fn watch(look: &Look, state: &AtomicU32, bell: &EventFd) {
-    let line = look.conn.sleep_line(look.role);
-    loop {
-        match state.load(Ordering::SeqCst) {
-            STOPPING => return,
-            RESTING => {
-                ipc_sync::futex::wait_until(state, RESTING, ipc_sync::Deadline::never());
-                continue;
-            }
-            _ => {}
-        }
+    fn sleep(&self, _round: u32) {
+        let line = self.conn.sleep_line(self.role);
         // Acquire: pairs with the waker's Release bump.
         let seen = line.signal.load(Ordering::Acquire);
-        look.announce(WATCHED);
-        let ready = look.ready();
-        if !ready {
-            let slice = if look.unbarriered.load(Ordering::Relaxed) { UNBARRIERED } else { RECHECK };
+        self.announce(WATCHED);
+        if !Look::ready(self) {
+            let slice = if self.unbarriered.load(Ordering::Relaxed) { UNBARRIERED } else { RECHECK };
             shim::futex_wait_until(&line.signal, seen, ipc_sync::Deadline::after(slice));
         }
         line.waiting.fetch_and(!WATCHED, Ordering::Relaxed);
-        if (ready || look.ready())
-            && state.compare_exchange(WATCHING, RESTING, Ordering::SeqCst, Ordering::Relaxed).is_ok()
-        {
-            let _ = bell.try_add(1);
-        }
+    }
+
+    fn nudge(&self) {
+        let line = self.conn.sleep_line(self.role);
+        line.signal.fetch_add(1, Ordering::Release);
+        shim::futex_wake(&line.signal, u32::MAX);
     }
 }
 

@@ -1,6 +1,7 @@
 //! ipc-kit's cross-process suite: `cargo xtask test` runs it after the unit
 //! tests. `--list` prints the case names; arguments filter them.
 
+mod async_cases;
 mod bad_input;
 mod channel;
 mod examples;
@@ -11,6 +12,7 @@ mod locks;
 mod msgq;
 mod pipe;
 mod poll;
+mod poll_corners;
 mod probe;
 mod review;
 mod shm;
@@ -27,6 +29,8 @@ fn main() -> std::process::ExitCode {
             fifo::CASES,
             kit::CASES,
             poll::CASES,
+            async_cases::CASES,
+            poll_corners::CASES,
             bad_input::CASES,
             locks::CASES,
             review::CASES,

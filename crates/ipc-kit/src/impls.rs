@@ -234,12 +234,20 @@ mod channel {
         fn source(&self, interest: ipc_sync::Interest) -> std::io::Result<Option<ipc_sync::Source<'_>>> {
             self.0.polled()?.source(interest)
         }
+
+        fn polls_cheaply(&self) -> bool {
+            true
+        }
     }
 
     /// As [`ChannelSender`]'s.
     impl ipc_sync::Pollable for ChannelReceiver {
         fn source(&self, interest: ipc_sync::Interest) -> std::io::Result<Option<ipc_sync::Source<'_>>> {
             self.0.polled()?.source(interest)
+        }
+
+        fn polls_cheaply(&self) -> bool {
+            true
         }
     }
 

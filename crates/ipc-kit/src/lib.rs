@@ -100,6 +100,8 @@
 //! ```
 #![deny(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+mod async_io;
 mod impls;
 #[cfg(all(feature = "pipe", feature = "fifo", feature = "msgq", feature = "shm"))]
 mod mechanism;
@@ -112,6 +114,9 @@ pub use impls::{ChannelReceiver, ChannelSender};
 #[cfg(all(feature = "pipe", feature = "fifo", feature = "msgq", feature = "shm"))]
 pub use mechanism::{Mechanism, Pair};
 pub use traits::{MessageReceiver, MessageSender};
+
+#[cfg(feature = "tokio")]
+pub use async_io::{Async, AsyncMessageReceiver, AsyncMessageSender};
 
 /// Waiting on many endpoints at once: [`Poller`] (epoll) over anything
 /// [`Pollable`], from ipc-sync.

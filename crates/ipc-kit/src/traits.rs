@@ -109,3 +109,31 @@ pub trait MessageReceiver: Pollable {
 pub(crate) fn other(e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::Other(Box::new(e))
 }
+
+impl<S: MessageSender + ?Sized> MessageSender for Box<S> {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        (**self).send(msg)
+    }
+
+    fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        (**self).try_send(msg)
+    }
+
+    fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        (**self).send_timeout(msg, timeout)
+    }
+}
+
+impl<R: MessageReceiver + ?Sized> MessageReceiver for Box<R> {
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        (**self).recv(buf)
+    }
+
+    fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        (**self).try_recv(buf)
+    }
+
+    fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
+        (**self).recv_timeout(buf, timeout)
+    }
+}

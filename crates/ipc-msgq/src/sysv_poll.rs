@@ -87,9 +87,11 @@ impl Watch for QueueWatch {
         }
     }
 
-    fn sleep(&self, round: u32) {
+    fn sleep(&self, round: u32, watching: &dyn Fn() -> bool) {
         let seen = self.nudges.load(Ordering::Acquire);
-        backoff(&self.nudges, seen, round);
+        if watching() {
+            backoff(&self.nudges, seen, round);
+        }
     }
 
     fn nudge(&self) {

@@ -53,6 +53,8 @@
 //! [pipe(7)](https://man7.org/linux/man-pages/man7/pipe.7.html)
 #![deny(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+mod async_end;
 mod child;
 mod duplex;
 mod error;
@@ -62,6 +64,8 @@ mod sigpipe;
 mod splice;
 mod sys;
 
+#[cfg(feature = "tokio")]
+pub use async_end::{AsyncPipeReader, AsyncPipeWriter};
 pub use child::ChildFds;
 pub use duplex::{Duplex, duplex};
 pub use error::{Error, Result};

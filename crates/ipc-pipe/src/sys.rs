@@ -420,3 +420,24 @@ pub(crate) fn map_fds_on_exec(cmd: &mut Command, fds: Vec<(OwnedFd, RawFd)>) {
     // async-signal-safe, and writes into memory allocated before the fork.
     unsafe { cmd.pre_exec(closure) };
 }
+
+/// `end` registered with the current tokio runtime's reactor.
+#[cfg(feature = "tokio")]
+pub(crate) fn async_fd<T: std::os::fd::AsRawFd + PipeEnd>(
+    end: T,
+    interest: tokio::io::Interest,
+) -> io::Result<tokio::io::unix::AsyncFd<T>> {
+    // SAFETY: a pipe end (`PipeEnd`) owns its fd for all its life and never
+    // changes it: the raw fd stays open and names the same open file
+    // description until the end is dropped, which happens only with the
+    // AsyncFd that owns it (or after `into_inner` gives it back).
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(end, interest) }.map_err(io::Error::from)
+}
+
+/// The ends of this crate, each owning one fd for all its life.
+#[cfg(feature = "tokio")]
+pub(crate) trait PipeEnd {}
+#[cfg(feature = "tokio")]
+impl PipeEnd for crate::PipeReader {}
+#[cfg(feature = "tokio")]
+impl PipeEnd for crate::PipeWriter {}

@@ -40,6 +40,8 @@
 //! ```
 #![deny(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+mod async_ready;
 mod condvar;
 mod deadline;
 mod eintr;
@@ -67,6 +69,8 @@ mod sys;
 mod sysv_sem;
 mod watcher;
 
+#[cfg(feature = "tokio")]
+pub use async_ready::{AsyncReady, MAX_SPIN};
 pub use condvar::{Condvar, TimedWaitResult, WaitTimeoutResult};
 pub use deadline::{Deadline, realtime_after};
 pub use eintr::{Interrupted, retry_eintr};

@@ -193,7 +193,10 @@ impl Poller {
             .source(interest)
             .map_err(|source| PollError::Io { op: "setting up the endpoint's readiness", source })?
             .ok_or(PollError::NotPollable { interest })?;
-        let event = if source.doorbell { flag(Interest::Readable) } else { flag(interest) };
+        let mut event = if source.doorbell { flag(Interest::Readable) } else { flag(interest) };
+        if source.readiness.as_ref().is_some_and(|r| r.edges()) {
+            event |= EpollFlags::EPOLLET;
+        }
         let entry = Entry { token, event, doorbell: source.doorbell, readiness: source.readiness };
         let fd = source.fd;
         let number = fd.as_raw_fd();
@@ -215,9 +218,12 @@ impl Poller {
                     return Ok(());
                 }
                 // The descriptor registered before was closed (and its
-                // number reused): what was registered under it is gone.
+                // number reused): what was registered under it is gone,
+                // and epoll may still hold it (if the file lives on in
+                // another descriptor): start epoll afresh without it.
                 Err(Errno::ENOENT) => {
                     self.registered.remove(at);
+                    self.rebuild()?;
                 }
                 Err(e) => return Err(io_err("epoll_ctl(EPOLL_CTL_MOD)", e)),
             }
@@ -250,9 +256,30 @@ impl Poller {
             sys::epoll_ctl_number(&self.epoll, fd, Some(EpollEvent::new(reg.flags(), fd as u64)))
         };
         match r {
-            Ok(()) | Err(Errno::ENOENT | Errno::EBADF) => Ok(()),
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            // Closed: epoll forgets it only when its file closes, which
+            // another descriptor (a forked child's) may keep open.
+            Err(Errno::EBADF) => self.rebuild(),
             Err(e) => Err(io_err("epoll_ctl", e)),
         }
+    }
+
+    /// A new epoll with what is registered, every descriptor by its
+    /// number: forgets whatever the old one held for numbers that were
+    /// closed (and drops the registrations of those still closed).
+    fn rebuild(&mut self) -> Result<(), PollError> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| io_err("epoll_create1", e))?;
+        let mut kept = Vec::with_capacity(self.registered.len());
+        for reg in self.registered.drain(..) {
+            match sys::epoll_add_number(&epoll, reg.fd, EpollEvent::new(reg.flags(), reg.fd as u64)) {
+                Ok(()) => kept.push(reg),
+                Err(Errno::EBADF) => {}
+                Err(e) => return Err(io_err("epoll_ctl(EPOLL_CTL_ADD)", e)),
+            }
+        }
+        self.registered = kept;
+        self.epoll = epoll;
+        Ok(())
     }
 
     /// How many registrations there are.
@@ -336,15 +363,24 @@ impl Poller {
                     return Err(io_err("epoll_wait", e));
                 }
             };
+            let mut stale = false;
             for event in &self.events[..woken] {
                 let flags = event.events();
-                let Some(reg) = self.registered.iter().find(|r| r.fd as u64 == event.data()) else { continue };
+                let Some(reg) = self.registered.iter().find(|r| r.fd as u64 == event.data()) else {
+                    stale = true;
+                    continue;
+                };
                 let gone = flags.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR);
                 for e in reg.entries().filter(|e| !e.doorbell && (gone || flags.intersects(e.event))) {
                     self.ready.push(e.token);
                 }
             }
             self.disarm();
+            if stale {
+                // Something closed without being removed, kept open
+                // elsewhere: it would wake us again and again.
+                self.rebuild()?;
+            }
             if !self.ready.is_empty() {
                 break;
             }

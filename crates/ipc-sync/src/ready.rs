@@ -84,6 +84,15 @@ pub trait Readiness: Send + Sync + fmt::Debug {
     /// would be had it never been armed.
     fn disarm(&self) {}
 
+    /// Whether the descriptor is a doorbell that is rung, never drained:
+    /// each ring makes it readable anew (an eventfd's add), and a poller
+    /// waits for those edges (`EPOLLET`), not for it to be readable.
+    /// Several pollers can then wait on one endpoint without taking each
+    /// other's rings.
+    fn edges(&self) -> bool {
+        false
+    }
+
     /// How long a poller may sleep before it must call `arm` again: for
     /// an endpoint whose peer's death no descriptor reports, so that the
     /// poller notices it within about this time. `None`: no limit.
@@ -102,11 +111,22 @@ pub trait Pollable {
     /// What setting the wait up took and could not get (a descriptor, a
     /// thread).
     fn source(&self, interest: Interest) -> io::Result<Option<Source<'_>>>;
+
+    /// Whether an attempt on the endpoint (a `try_*` call) costs no system
+    /// call, as on a shared-memory channel: an async wait may then spin on
+    /// attempts briefly before it parks. `false` unless said.
+    fn polls_cheaply(&self) -> bool {
+        false
+    }
 }
 
 impl<P: Pollable + ?Sized> Pollable for &P {
     fn source(&self, interest: Interest) -> io::Result<Option<Source<'_>>> {
         (**self).source(interest)
+    }
+
+    fn polls_cheaply(&self) -> bool {
+        (**self).polls_cheaply()
     }
 }
 
@@ -114,11 +134,19 @@ impl<P: Pollable + ?Sized> Pollable for &mut P {
     fn source(&self, interest: Interest) -> io::Result<Option<Source<'_>>> {
         (**self).source(interest)
     }
+
+    fn polls_cheaply(&self) -> bool {
+        (**self).polls_cheaply()
+    }
 }
 
 impl<P: Pollable + ?Sized> Pollable for Box<P> {
     fn source(&self, interest: Interest) -> io::Result<Option<Source<'_>>> {
         (**self).source(interest)
+    }
+
+    fn polls_cheaply(&self) -> bool {
+        (**self).polls_cheaply()
     }
 }
 

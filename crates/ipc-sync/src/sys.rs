@@ -428,6 +428,21 @@ impl ReadEdges {
     }
 }
 
+/// `epoll_ctl(2)` with `EPOLL_CTL_ADD` of a descriptor known only by its
+/// number, which may have been closed (`EBADF`).
+pub(crate) fn epoll_add_number(
+    epoll: &nix::sys::epoll::Epoll,
+    fd: std::os::fd::RawFd,
+    event: nix::sys::epoll::EpollEvent,
+) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut ev = libc::epoll_event { events: event.events().bits() as u32, u64: event.data() };
+    // SAFETY: as in `epoll_ctl_number`: `ev` is valid for the call, and `fd`
+    // is only a number to the kernel.
+    let r = unsafe { libc::epoll_ctl(epoll.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+    nix::errno::Errno::result(r).map(drop)
+}
+
 /// `epoll_ctl(2)` on a descriptor known only by its number, which may have
 /// been closed since it was registered: `EPOLL_CTL_MOD` to `event`, or
 /// `EPOLL_CTL_DEL` without one. A closed number fails (`EBADF`), as does
@@ -447,4 +462,17 @@ pub(crate) fn epoll_ctl_number(
     // it, so a closed or reused number is at worst refused or unregistered.
     let r = unsafe { libc::epoll_ctl(epoll.0.as_raw_fd(), op, fd, &mut ev) };
     nix::errno::Errno::result(r).map(drop)
+}
+
+/// `fd` registered with the current tokio runtime's reactor, for
+/// `interest`.
+#[cfg(feature = "tokio")]
+pub(crate) fn async_fd(
+    fd: std::os::fd::OwnedFd,
+    interest: tokio::io::Interest,
+) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: an OwnedFd's raw fd is open and names the same open file
+    // description until the OwnedFd is dropped, which happens only with the
+    // AsyncFd that owns it (or after `into_inner` gives it back).
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }.map_err(io::Error::from)
 }

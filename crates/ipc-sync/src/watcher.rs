@@ -4,8 +4,9 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::ready::Readiness;
@@ -20,10 +21,12 @@ pub trait Watch: Send + Sync + 'static {
     /// Sleeps until the endpoint may have become ready, [`nudge`] is
     /// called, or a while has passed (a look follows every sleep). `round`
     /// counts the sleeps since the watch began, from 0, for a watch that
-    /// polls and backs off.
+    /// polls and backs off. `watching` says whether the watch still goes
+    /// on: a sleep that notes what a nudge changes (a futex word) and then
+    /// finds it does not, returns at once.
     ///
     /// [`nudge`]: Watch::nudge
-    fn sleep(&self, round: u32);
+    fn sleep(&self, round: u32, watching: &dyn Fn() -> bool);
 
     /// Ends a [`sleep`](Watch::sleep) in another thread early.
     fn nudge(&self);
@@ -47,6 +50,11 @@ pub struct Watcher {
     state: Arc<AtomicU32>,
     bell: Arc<EventFd>,
     watch: Arc<dyn Watch>,
+    /// Pollers armed now: the thread watches while any is.
+    armed: Mutex<u32>,
+    /// Joined when the watcher goes, so that what the watch holds goes
+    /// with it, not later on the thread.
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Watcher {
@@ -59,8 +67,8 @@ impl Watcher {
         let bell = Arc::new(EventFd::new(0, EventFdMode::Counter).map_err(io::Error::from)?);
         let state = Arc::new(AtomicU32::new(RESTING));
         let (st, b, w) = (Arc::clone(&state), Arc::clone(&bell), Arc::clone(&watch));
-        std::thread::Builder::new().name(name.to_owned()).spawn(move || run(&*w, &st, &b))?;
-        Ok(Watcher { state, bell, watch })
+        let thread = std::thread::Builder::new().name(name.to_owned()).spawn(move || run(&*w, &st, &b))?;
+        Ok(Watcher { state, bell, watch, armed: Mutex::new(0), thread: Some(thread) })
     }
 
     /// The eventfd the thread rings: readable once the endpoint is ready.
@@ -69,20 +77,31 @@ impl Watcher {
     }
 }
 
+/// Several pollers may wait at once: the thread watches while any is
+/// armed. Its eventfd is never drained: pollers wait for its edges (each
+/// ring is one), so that none takes another's.
 impl Readiness for Watcher {
     fn arm(&self) -> bool {
-        // Whatever rang before was for what this look finds.
-        let _ = self.bell.try_read();
+        let mut armed = self.armed.lock().unwrap_or_else(PoisonError::into_inner);
+        *armed += 1;
+        // Every arming: the thread rests after each ring until armed again.
         if self.state.swap(WATCHING, Ordering::SeqCst) != WATCHING {
             futex::wake_all(&self.state);
         }
+        drop(armed);
         self.watch.ready()
     }
 
     fn disarm(&self) {
-        if self.state.compare_exchange(WATCHING, RESTING, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+        let mut armed = self.armed.lock().unwrap_or_else(PoisonError::into_inner);
+        *armed = armed.saturating_sub(1);
+        if *armed == 0 && self.state.compare_exchange(WATCHING, RESTING, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
             self.watch.nudge();
         }
+    }
+
+    fn edges(&self) -> bool {
+        true
     }
 }
 
@@ -91,6 +110,9 @@ impl Drop for Watcher {
         self.state.store(STOPPING, Ordering::SeqCst);
         futex::wake_all(&self.state);
         self.watch.nudge();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -114,8 +136,9 @@ fn run(watch: &dyn Watch, state: &AtomicU32, bell: &EventFd) {
             }
             _ => {}
         }
+        let watching = || state.load(Ordering::SeqCst) == WATCHING;
         let ready = watch.ready() || {
-            watch.sleep(round);
+            watch.sleep(round, &watching);
             round = round.saturating_add(1);
             watch.ready()
         };

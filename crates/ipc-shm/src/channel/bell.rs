@@ -16,8 +16,8 @@
 //! peer wakes like a sleeping side), and rings an eventfd of its own.
 
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ipc_sync::EventFd;
@@ -67,6 +67,13 @@ struct Look {
     /// A sender's need: the bytes of the byte record it last found no
     /// room for (0: the smallest record, or a slot).
     want: AtomicU64,
+    /// The side's own index as it published it, kept here in private
+    /// memory: only the peer's index is read from the shared memory, where
+    /// a peer could forge ours.
+    own: AtomicU64,
+    /// Pollers armed now: the first sets `ARMED`, the last clears it (a
+    /// lock, so that a clearing and a setting never cross).
+    armed: Mutex<u32>,
     /// The peer was found gone: its side's death, seen by a poller.
     gone: AtomicBool,
     /// The last arming's barrier was refused (see [`UNBARRIERED`]).
@@ -80,8 +87,8 @@ struct Look {
 impl Bell {
     /// The readiness of side `role`; for a channel without doorbells, with
     /// the thread that watches it.
-    pub(super) fn new(conn: Conn, role: Role, barrier: bool) -> std::io::Result<Bell> {
-        let look = Arc::new(Look::new(conn, role, barrier));
+    pub(super) fn new(conn: Conn, role: Role, barrier: bool, own: u64) -> std::io::Result<Bell> {
+        let look = Arc::new(Look::new(conn, role, barrier, own));
         let door = match doorbell(&look.conn, role) {
             Some(bell) => Door::Rung(Arc::clone(bell)),
             None => Door::Watched(Watcher::start("ipc-shm-watch", Arc::clone(&look) as Arc<dyn Watch>)?),
@@ -103,6 +110,16 @@ impl Bell {
         self.look.wants(len);
     }
 
+    /// The side published `index`.
+    #[inline(always)]
+    pub(super) fn published(&self, index: u64) {
+        // Relaxed: read by a poller of this process after its arming (a
+        // SeqCst read-modify-write); a poller on another thread that reads
+        // an older value reports the side ready once too often, or looks
+        // again after its recheck time.
+        self.look.own.store(index, Ordering::Relaxed);
+    }
+
     /// Whether a poller found the peer gone for good.
     pub(super) fn peer_gone(&self) -> bool {
         self.look.gone.load(Ordering::Relaxed)
@@ -110,12 +127,14 @@ impl Bell {
 }
 
 impl Look {
-    fn new(conn: Conn, role: Role, barrier: bool) -> Look {
+    fn new(conn: Conn, role: Role, barrier: bool, own: u64) -> Look {
         Look {
             conn,
             role,
             barrier,
             want: AtomicU64::new(0),
+            own: AtomicU64::new(own),
+            armed: Mutex::new(0),
             gone: AtomicBool::new(false),
             unbarriered: AtomicBool::new(false),
             asked: AtomicU64::new(0),
@@ -153,12 +172,18 @@ impl Look {
         if conn.faults().is_err() {
             return true;
         }
-        // Acquire: as the side's own reads of the peer's index.
-        let tail = conn.tail().index.load(Ordering::Acquire);
-        let head = conn.head().index.load(Ordering::Acquire);
+        // Ours from private memory; the peer's, with Acquire, as the
+        // side's own reads of it.
+        let own = self.own.load(Ordering::Relaxed);
+        let (tail, head) = match self.role {
+            Role::Receiver => (conn.tail().index.load(Ordering::Acquire), own),
+            Role::Sender => (own, conn.head().index.load(Ordering::Acquire)),
+        };
         let cap = conn.header.capacity;
         if head > tail || tail - head > cap {
-            return true; // corrupt: the next call says so
+            // Impossible: the next call says so (a receiver's), or the
+            // peer holds back room it may not free (a sender's).
+            return self.role == Role::Receiver || self.peer_gone_now();
         }
         let now = match self.role {
             Role::Receiver => tail != head,
@@ -181,8 +206,9 @@ impl Look {
             return true;
         }
         let state = self.conn.status().state(self.role.peer());
-        // Relaxed: the state alone is read; the side reads the rest.
-        let gone = if state.load(Ordering::Relaxed) == CLOSED {
+        // Acquire: the peer's last index happens before its CLOSED, which
+        // the side then trusts (see `Bell::peer_gone`).
+        let gone = if state.load(Ordering::Acquire) == CLOSED {
             true
         } else {
             let now = self.born.elapsed().as_nanos() as u64;
@@ -200,13 +226,20 @@ impl Look {
     }
 }
 
+/// Several pollers may wait for one side at once, each armed between its
+/// `arm` and its `disarm`: the bit stays while any is. The doorbell is
+/// never drained: pollers wait for its edges (each ring is one), so that
+/// none takes another's.
 impl Readiness for Bell {
     fn arm(&self) -> bool {
         match &self.door {
-            Door::Rung(bell) => {
-                // Whatever rang before was for what this look finds.
-                let _ = bell.try_read();
+            Door::Rung(_) => {
+                let mut armed = self.look.armed.lock().unwrap_or_else(PoisonError::into_inner);
+                *armed += 1;
+                // Every arming: the bit again (a ring cleared it), and the
+                // fence and barrier that order this look.
                 self.look.announce(ARMED);
+                drop(armed);
                 self.look.ready()
             }
             Door::Watched(w) => w.arm(),
@@ -215,12 +248,21 @@ impl Readiness for Bell {
 
     fn disarm(&self) {
         match &self.door {
-            // Relaxed: a peer that still sees the bit rings once too often.
             Door::Rung(_) => {
-                self.look.conn.sleep_line(self.look.role).waiting.fetch_and(!ARMED, Ordering::Relaxed);
+                let mut armed = self.look.armed.lock().unwrap_or_else(PoisonError::into_inner);
+                *armed = armed.saturating_sub(1);
+                if *armed == 0 {
+                    // Relaxed: a peer that still sees the bit rings once
+                    // too often.
+                    self.look.conn.sleep_line(self.look.role).waiting.fetch_and(!ARMED, Ordering::Relaxed);
+                }
             }
             Door::Watched(w) => w.disarm(),
         }
+    }
+
+    fn edges(&self) -> bool {
+        true
     }
 
     fn recheck(&self) -> Option<Duration> {
@@ -235,10 +277,13 @@ impl Watch for Look {
         Look::ready(self)
     }
 
-    fn sleep(&self, _round: u32) {
+    fn sleep(&self, _round: u32, watching: &dyn Fn() -> bool) {
         let line = self.conn.sleep_line(self.role);
         // Acquire: pairs with the waker's Release bump.
         let seen = line.signal.load(Ordering::Acquire);
+        if !watching() {
+            return; // stopped before `seen`: its nudge is in it
+        }
         self.announce(WATCHED);
         if !Look::ready(self) {
             let slice = if self.unbarriered.load(Ordering::Relaxed) { UNBARRIERED } else { RECHECK };

@@ -150,6 +150,7 @@ impl ByteSender {
         let at = DATA + ring_pos(self.tail, self.side.capacity()) as usize;
         let header = self.side.conn.region().copy_in(at, &(len as u64).to_le_bytes());
         self.tail += padded(len);
+        self.side.sent();
         // Release: the record (and any wrap marker) happen before the
         // receiver sees the new index.
         self.side.publish_tail(self.tail);

@@ -183,7 +183,9 @@ impl Side {
 
     /// What a poller waits on for this side (see `bell`): readable for a
     /// receiver, writable for a sender, with the channel's doorbell.
-    pub(super) fn source(&self, interest: Interest) -> std::io::Result<Option<Source<'_>>> {
+    /// `head` and `tail` are the side's private view; its own index is one
+    /// of them.
+    pub(super) fn source(&self, interest: Interest, head: u64, tail: u64) -> std::io::Result<Option<Source<'_>>> {
         let mine = match self.role {
             Role::Receiver => Interest::Readable,
             Role::Sender => Interest::Writable,
@@ -194,7 +196,8 @@ impl Side {
         let bell = match self.bell.get() {
             Some(bell) => bell,
             None => {
-                let made = Bell::new(self.conn.clone(), self.role, self.barrier)?;
+                let own = if self.role == Role::Receiver { head } else { tail };
+                let made = Bell::new(self.conn.clone(), self.role, self.barrier, own)?;
                 made.wants(self.want);
                 self.bell.get_or_init(|| Arc::new(made))
             }
@@ -208,6 +211,14 @@ impl Side {
         self.want = len;
         if let Some(bell) = self.bell.get() {
             bell.wants(len);
+        }
+    }
+
+    /// A byte sender published a record: what it wanted is done with.
+    #[inline(always)]
+    pub(super) fn sent(&mut self) {
+        if self.want != 0 {
+            self.wants(0);
         }
     }
 
@@ -312,6 +323,11 @@ impl Side {
         // it does not look for the peer's flag.
         let light = self.light || (self.barrier && self.see_light());
         let (mine, peer) = lines(&self.conn);
+        if let Some(bell) = self.bell.get() {
+            // Before the index goes out: a poller that the peer's answer
+            // wakes looks at this one.
+            bell.published(index);
+        }
         // See `shim::publish` for why no side of a sleep and a wake-up can
         // miss the other; Release in it: what we wrote (or finished
         // reading) happens before the peer sees the index.
@@ -567,7 +583,11 @@ macro_rules! side_methods {
                 &self,
                 interest: ipc_sync::ready::Interest,
             ) -> std::io::Result<Option<ipc_sync::ready::Source<'_>>> {
-                self.side.source(interest)
+                self.side.source(interest, self.head, self.tail)
+            }
+
+            fn polls_cheaply(&self) -> bool {
+                true
             }
         }
 

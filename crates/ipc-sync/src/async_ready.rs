@@ -1,0 +1,160 @@
+//! Readiness for async code: an endpoint's [`Source`](crate::Source)
+//! registered with tokio's reactor (feature `tokio`).
+
+use std::fmt;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
+
+use crate::ready::{Interest, Pollable, Readiness};
+
+/// How long a wait may spin on attempts before it parks, at most: a
+/// receive that spins never holds its executor thread longer than this
+/// (plus one attempt).
+pub const MAX_SPIN: Duration = Duration::from_micros(4);
+
+/// An endpoint's readiness for async code: what a
+/// [`Poller`](crate::Poller) would wait on (a copy of the endpoint's
+/// descriptor, or its doorbell), registered with the tokio reactor of the
+/// runtime it was made in, and the endpoint's [`Readiness`] hook.
+///
+/// [`until`](Self::until) runs an attempt (a `try_*` call) until it gives
+/// a result, parking the task between attempts. It is cancel-safe as long
+/// as each attempt is: a future dropped while it waits has taken nothing.
+///
+/// It needs a tokio runtime with I/O and time enabled
+/// (`Runtime::enable_all`): the time for endpoints whose peer's death no
+/// descriptor reports, which it looks at again as often as their hook asks
+/// ([`Readiness::recheck`]).
+pub struct AsyncReady {
+    fd: AsyncFd<OwnedFd>,
+    /// Wait for the descriptor to be readable (a doorbell, or a receiver)
+    /// rather than writable.
+    readable: bool,
+    readiness: Option<Arc<dyn Readiness>>,
+    spin: Duration,
+}
+
+impl AsyncReady {
+    /// The readiness of `endpoint` for `interest`, with a copy of its
+    /// descriptor registered with the current tokio runtime. Endpoints
+    /// whose attempts cost no system call (the shared-memory channels) may
+    /// ask to spin first ([`with_spin`](Self::with_spin)).
+    ///
+    /// # Errors
+    ///
+    /// When the endpoint never becomes ready for `interest`
+    /// (`InvalidInput`), when the descriptor cannot be copied or
+    /// registered, and as `Pollable::source`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (as tokio's `AsyncFd::new`).
+    pub fn new(endpoint: &(impl Pollable + ?Sized), interest: Interest) -> io::Result<AsyncReady> {
+        let source = endpoint.source(interest)?.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("the endpoint is never {interest:?}"))
+        })?;
+        let readable = source.doorbell || interest == Interest::Readable;
+        let tokio_interest = if readable { tokio::io::Interest::READABLE } else { tokio::io::Interest::WRITABLE };
+        let fd = crate::sys::async_fd(source.fd.try_clone_to_owned()?, tokio_interest)?;
+        Ok(AsyncReady { fd, readable, readiness: source.readiness, spin: Duration::ZERO })
+    }
+
+    /// Spins on attempts for up to `spin` (at most [`MAX_SPIN`]) before
+    /// the first park: for endpoints whose attempts cost no system call.
+    #[must_use]
+    pub fn with_spin(mut self, spin: Duration) -> AsyncReady {
+        self.spin = spin.min(MAX_SPIN);
+        self
+    }
+
+    /// Runs `attempt` until it returns `Some`: first for up to the spin
+    /// time, then once each time the endpoint may have become ready.
+    ///
+    /// # Errors
+    ///
+    /// When waiting on the descriptor fails.
+    pub async fn until<R>(&self, mut attempt: impl FnMut() -> Option<R>) -> io::Result<R> {
+        if let Some(r) = attempt() {
+            return Ok(r);
+        }
+        if !self.spin.is_zero() {
+            let start = Instant::now();
+            while start.elapsed() < self.spin {
+                std::hint::spin_loop();
+                if let Some(r) = attempt() {
+                    return Ok(r);
+                }
+            }
+        }
+        loop {
+            // Disarmed when dropped: also when this future is, while parked.
+            let armed = self.readiness.as_deref().map(Armed::new);
+            if armed.as_ref().is_some_and(|a| a.ready) {
+                drop(armed);
+                if let Some(r) = attempt() {
+                    return Ok(r);
+                }
+                // Ready by the hook, yet nothing: let others run, and
+                // look again.
+                tokio::task::yield_now().await;
+                continue;
+            }
+            let woken = self.park().await;
+            drop(armed);
+            woken?;
+            if let Some(r) = attempt() {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// Waits until the descriptor is ready (or the hook's recheck time
+    /// passed), and forgets that readiness: the attempt that follows finds
+    /// out.
+    async fn park(&self) -> io::Result<()> {
+        let recheck = self.readiness.as_ref().and_then(|h| h.recheck());
+        let wait = async {
+            let mut guard = if self.readable { self.fd.readable().await? } else { self.fd.writable().await? };
+            guard.clear_ready();
+            io::Result::Ok(())
+        };
+        match recheck {
+            Some(every) => tokio::time::timeout(every, wait).await.unwrap_or(Ok(())),
+            None => wait.await,
+        }
+    }
+}
+
+impl fmt::Debug for AsyncReady {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncReady")
+            .field("fd", self.fd.get_ref())
+            .field("readable", &self.readable)
+            .field("hook", &self.readiness.is_some())
+            .field("spin", &self.spin)
+            .finish()
+    }
+}
+
+/// A hook armed for one park: disarmed when dropped.
+struct Armed<'a> {
+    hook: &'a dyn Readiness,
+    /// What the arming's look found.
+    ready: bool,
+}
+
+impl<'a> Armed<'a> {
+    fn new(hook: &'a dyn Readiness) -> Armed<'a> {
+        Armed { ready: hook.arm(), hook }
+    }
+}
+
+impl Drop for Armed<'_> {
+    fn drop(&mut self) {
+        self.hook.disarm();
+    }
+}

@@ -18,6 +18,7 @@ cases!("examples":
     ftok_writer_refuses_a_message_over_the_limit_and_makes_nothing(90 s),
     ftok_writer_killed_is_noticed_and_the_reader_removes_both(90 s),
     poll_server_serves_a_fifo_a_queue_and_a_channel(90 s),
+    tokio_server_serves_a_fifo_a_queue_and_a_channel(90 s),
 );
 
 /// An example program of the workspace, built by `cargo build --examples`
@@ -275,5 +276,14 @@ fn poll_server_serves_a_fifo_a_queue_and_a_channel() {
     assert!(stdout.starts_with("served fifo 2000 queue 2000 channel 2000 messages in "), "{stdout}");
     // Its FIFO's directory is gone (the queue and the channel are checked
     // by the suite's leak check).
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "left in TMPDIR");
+}
+
+fn tokio_server_serves_a_fifo_a_queue_and_a_channel() {
+    let dir = ScratchDir::new();
+    let out = example("tokio_server").arg("2000").env("TMPDIR", dir.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.trim(), "served fifo 2000 queue 2000 channel 2000 messages");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "left in TMPDIR");
 }

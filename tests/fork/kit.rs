@@ -19,6 +19,7 @@ cases!("kit":
     cli_bad_addresses_exit_2_with_one_line,
     cli_bench_json_follows_the_schema(120 s),
     bench_schema_check_rejects_broken_documents,
+    cli_bench_async_rows_for_every_mechanism_and_tokio,
     cli_keys_and_ids_never_wrap_and_dry_runs_check_addresses,
     cli_ls_shows_the_bytes_a_posix_queue_holds,
     cli_recv_gives_binary_messages_exactly,
@@ -571,5 +572,41 @@ fn cli_ls_escapes_names_and_rm_takes_them_back() {
     }
     for n in &names {
         assert!(!path(n).exists(), "rm removed {:?}", String::from_utf8_lossy(n));
+    }
+}
+
+/// `bench --async --quick --json`: a round trip and a stream row for every
+/// mechanism through the async traits, and for tokio's UnixStream and
+/// pipe; each ipc-kit row set against its tokio reference.
+fn cli_bench_async_rows_for_every_mechanism_and_tokio() {
+    let dir = ScratchDir::new();
+    let path = dir.path().join("async.json");
+    let out = Command::new(ipc_kit_tests::ipc_kit_bin())
+        .args(["bench", "--async", "--quick", "--json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench --async failed: {}{stdout}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(doc["schema"], json!(1));
+    assert_eq!(doc["settings"]["async"], json!(true));
+    let rows = doc["results"].as_array().expect("results");
+    let mut expected: Vec<(&str, &str)> = ipc_kit::Mechanism::ALL.iter().map(|m| (m.name(), "ipc-kit-async")).collect();
+    expected.extend([("unix-socket", "tokio"), ("pipe", "tokio")]);
+    for (mech, imp) in expected {
+        for test in ["rtt", "stream"] {
+            let row = rows
+                .iter()
+                .find(|r| r["mechanism"] == json!(mech) && r["impl"] == json!(imp) && r["test"] == json!(test))
+                .unwrap_or_else(|| panic!("no {imp} {mech} {test} row"));
+            assert_eq!(row["size"], json!(64));
+            let key = if test == "rtt" { "p50_ns" } else { "msgs_per_s" };
+            assert!(row[key].as_f64().is_some_and(|v| v > 0.0), "{imp} {mech} {test}: {key}");
+            assert_eq!(row.get("vs_tokio").is_some(), imp == "ipc-kit-async", "{imp} {mech} {test}: vs_tokio");
+            if let Some(v) = row.get("vs_tokio") {
+                assert!(v.as_f64().is_some_and(|v| v > 0.0), "{imp} {mech} {test}: vs_tokio {v}");
+            }
+        }
     }
 }

@@ -282,6 +282,37 @@ mod channel {
         }
     }
 
+    /// A byte channel's sending side, however it was made (by name, in a
+    /// memfd, or for fork): whole records.
+    impl MessageSender for ByteSender {
+        fn send(&mut self, msg: &[u8]) -> Result<()> {
+            ByteSender::send(self, msg).map_err(shm_err)
+        }
+
+        fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+            ByteSender::try_send(self, msg).map_err(shm_err)
+        }
+
+        fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+            ByteSender::send_timeout(self, msg, timeout).map_err(shm_err)
+        }
+    }
+
+    /// A byte channel's receiving side, however it was made.
+    impl MessageReceiver for ByteReceiver {
+        fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+            ByteReceiver::recv(self, buf).map_err(shm_err)
+        }
+
+        fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+            ByteReceiver::try_recv(self, buf).map_err(shm_err)
+        }
+
+        fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
+            ByteReceiver::recv_timeout(self, buf, timeout).map_err(shm_err)
+        }
+    }
+
     impl MessageSender for ChannelSender {
         fn send(&mut self, msg: &[u8]) -> Result<()> {
             self.side()?.send(msg).map_err(shm_err)

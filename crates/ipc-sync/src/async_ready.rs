@@ -16,6 +16,10 @@ use crate::ready::{Interest, Pollable, Readiness};
 /// (plus one attempt).
 pub const MAX_SPIN: Duration = Duration::from_micros(4);
 
+/// How long a wait that spun goes on attempting between yields before it
+/// parks (see [`AsyncReady::until`]).
+const YIELDING: Duration = Duration::from_micros(100);
+
 /// An endpoint's readiness for async code: what a
 /// [`Poller`](crate::Poller) would wait on (a copy of the endpoint's
 /// descriptor, or its doorbell), registered with the tokio reactor of the
@@ -72,7 +76,10 @@ impl AsyncReady {
     }
 
     /// Runs `attempt` until it returns `Some`: first for up to the spin
-    /// time, then once each time the endpoint may have become ready.
+    /// time, then (if it spun) between yields to the runtime for up to
+    /// 100 µs more, then once each time the endpoint may have become
+    /// ready. The spinning holds the thread at most the spin time at once;
+    /// the yielding lets every other task of the runtime run in between.
     ///
     /// # Errors
     ///
@@ -85,6 +92,17 @@ impl AsyncReady {
             let start = Instant::now();
             while start.elapsed() < self.spin {
                 std::hint::spin_loop();
+                if let Some(r) = attempt() {
+                    return Ok(r);
+                }
+            }
+            // Then attempts between yields for a while longer: other tasks
+            // run in between, and a peer that just woke (a wake-up takes
+            // tens of microseconds) finds this side still looking, so
+            // that an exchange that slowed down to wake-ups speeds up again.
+            let start = Instant::now();
+            while start.elapsed() < YIELDING {
+                tokio::task::yield_now().await;
                 if let Some(r) = attempt() {
                     return Ok(r);
                 }

@@ -49,6 +49,11 @@ pub(crate) struct Args {
     /// a raw loop.
     #[arg(long)]
     detail: bool,
+    /// Runs 64 B round trips and streams of every mechanism through the
+    /// async traits on tokio instead, beside tokio's own UnixStream and
+    /// pipe (with --quick, --json, --pairs).
+    #[arg(long = "async", conflicts_with_all = ["detail", "svg", "mechanisms", "sizes"])]
+    run_async: bool,
     /// With --detail: only the workloads whose name contains this text.
     #[arg(long, requires = "detail")]
     only: Option<String>,
@@ -58,6 +63,11 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args) -> Result<(), String> {
+    if args.run_async {
+        let pairs = args.pairs.unwrap_or(if args.quick { 5 } else { COMPARISON_PAIRS });
+        let run_time = Duration::from_millis(if args.quick { 20 } else { 150 });
+        return super::async_bench::compare(pairs, run_time, args.json.as_deref());
+    }
     if args.detail { detail(args) } else { comparison(args) }
 }
 

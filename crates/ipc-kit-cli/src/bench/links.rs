@@ -201,7 +201,7 @@ impl Rx for KitRx {
 }
 
 /// Stands in a `Pair` for the sides taken out of it.
-struct Taken;
+pub(crate) struct Taken;
 
 /// Never ready: there is nothing behind it.
 impl ipc_kit::Pollable for Taken {

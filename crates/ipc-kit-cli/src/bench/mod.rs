@@ -24,6 +24,7 @@
 //! - `--detail`: `workload` (what a workload is), and the workloads of
 //!   `pipe`, `sync` and `channel`.
 
+mod async_bench;
 mod channel;
 mod chart;
 mod compare;

@@ -1,14 +1,14 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ipc_sync::Deadline;
-use ipc_sync::ready::{Interest, Pollable, Readiness, Source};
 
 use crate::error::{Error, Result};
 use crate::pipe::{PIPE_BUF, Wait, read_waiting, short_atomic, write_waiting};
+
+mod poll;
 
 /// The frame length used when none is given: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
@@ -233,7 +233,7 @@ fn frame_header(body: &[u8], max: usize) -> Result<[u8; FRAME_HEADER]> {
 /// The reader buffers what it reads ahead, so after the first frame, bytes
 /// of the underlying reader belong to it.
 ///
-/// Polled (through [`Pollable`], for example with `ipc_kit::Poller`), it is
+/// Polled (through [`Pollable`](ipc_sync::Pollable), for example with `ipc_kit::Poller`), it is
 /// readable while a whole frame waits in what it read ahead, not only when
 /// its pipe is: a frame read ahead is never left waiting for the next
 /// byte to arrive.
@@ -255,21 +255,7 @@ pub struct FrameReader<R> {
     last_large: bool,
     /// Made when the reader is first polled: whether a frame (or an error)
     /// waits in what was read ahead, set after every receive.
-    ahead_ready: OnceLock<Arc<AheadReady>>,
-}
-
-/// A frame reader's [`Readiness`]: ready while a whole frame, or a length
-/// over the maximum, waits in what it read ahead.
-#[derive(Debug, Default)]
-struct AheadReady(AtomicBool);
-
-impl Readiness for AheadReady {
-    fn arm(&self) -> bool {
-        // Relaxed: the flag is written by the thread that receives, which
-        // is the one that polls (or one that handed the reader over with
-        // the synchronization that takes).
-        self.0.load(Ordering::Relaxed)
-    }
+    ahead_ready: OnceLock<Arc<poll::AheadReady>>,
 }
 
 impl<R: Read> FrameReader<R> {
@@ -291,22 +277,6 @@ impl<R: Read> FrameReader<R> {
             got: 0,
             last_large: false,
             ahead_ready: OnceLock::new(),
-        }
-    }
-
-    /// Whether the next receive finds what it returns in the bytes read
-    /// ahead: a whole frame, or a length over the maximum.
-    fn frame_ahead(&self) -> bool {
-        let have = self.end - self.pos;
-        match self.want {
-            Some(len) => self.got + have >= len,
-            None if have >= FRAME_HEADER => {
-                let mut header = [0; FRAME_HEADER];
-                header.copy_from_slice(&self.ahead[self.pos..self.pos + FRAME_HEADER]);
-                let len = usize::try_from(u32::from_le_bytes(header)).unwrap_or(usize::MAX);
-                len > self.max || have - FRAME_HEADER >= len
-            }
-            None => false,
         }
     }
 
@@ -363,10 +333,7 @@ impl<R: Read> FrameReader<R> {
         fill: impl FnMut(&mut R, &mut [u8]) -> Result<usize>,
     ) -> Result<Option<usize>> {
         let r = self.next_frame(frame, fill);
-        if let Some(ready) = self.ahead_ready.get() {
-            // Relaxed: see `AheadReady::arm`.
-            ready.0.store(self.frame_ahead(), Ordering::Relaxed);
-        }
+        poll::note(self);
         r
     }
 
@@ -488,26 +455,6 @@ impl<R: Read + AsFd> FrameReader<R> {
 
     fn recv_until(&mut self, frame: &mut Vec<u8>, deadline: Deadline) -> Result<Option<usize>> {
         self.recv_with(frame, |inner, buf| read_waiting(inner.as_fd(), buf, Wait::Until(deadline)))
-    }
-}
-
-/// Readable when the underlying reader is, or while a whole frame waits in
-/// what was read ahead (see the type's docs); never writable.
-impl<R: Read + Pollable> Pollable for FrameReader<R> {
-    fn source(&self, interest: Interest) -> io::Result<Option<Source<'_>>> {
-        let Some(mut source) = self.inner.source(interest)?.filter(|_| interest == Interest::Readable) else {
-            return Ok(None);
-        };
-        let ready = self.ahead_ready.get_or_init(|| Arc::new(AheadReady(AtomicBool::new(self.frame_ahead()))));
-        source.readiness = Some(Arc::clone(ready) as Arc<dyn Readiness>);
-        Ok(Some(source))
-    }
-}
-
-/// Writable when the underlying writer is; never readable.
-impl<W: Write + Pollable> Pollable for FrameWriter<W> {
-    fn source(&self, interest: Interest) -> io::Result<Option<Source<'_>>> {
-        Ok(self.inner.source(interest)?.filter(|_| interest == Interest::Writable))
     }
 }
 

@@ -24,9 +24,9 @@ use ipc_sync::EventFd;
 use ipc_sync::ready::{Readiness, Watch, Watcher};
 
 use super::conn::Conn;
-use super::layout::{ARMED, CLOSED, KIND_BYTES, Role, WATCHED, padded, ring_pos};
+use super::layout::{ARMED, CLOSED, CONNECTED, KIND_BYTES, LOCKED, Role, UNCLAIMED, WATCHED, padded, ring_pos};
+use super::liveness;
 use super::shim::{self, fence};
-use super::side;
 
 /// How often a poller looks again at a side whose peer's death nothing
 /// rings for (a killed process rings no doorbell).
@@ -217,7 +217,7 @@ impl Look {
                 return false;
             }
             self.asked.store(now.max(1), Ordering::Relaxed);
-            side::peer_gone_now(&self.conn, self.role)
+            peer_gone_now(&self.conn, self.role)
         };
         if gone {
             self.gone.store(true, Ordering::Relaxed);
@@ -319,4 +319,32 @@ pub(super) fn ring(conn: &Conn, role: Role) -> bool {
         return true;
     }
     false
+}
+
+/// Whether the peer of side `role` is gone for good: it closed, its
+/// claiming process died (its lock is free), or it was never claimed and
+/// no process that could claim it is left. Asks the kernel (one or two
+/// system calls).
+pub(super) fn peer_gone_now(conn: &Conn, role: Role) -> bool {
+    let peer = role.peer();
+    let state = conn.status().state(peer);
+    // Acquire: the peer's last index update happens before its CLOSED,
+    // and its lock before its LOCKED.
+    if state.load(Ordering::Acquire) == UNCLAIMED {
+        let Some(c) = &conn.mem.candidates else { return false };
+        if !c.none_left(peer) {
+            return false;
+        }
+        // The last possible claimer may have claimed just before it went.
+        if state.load(Ordering::Acquire) == UNCLAIMED {
+            return true;
+        }
+    }
+    match state.load(Ordering::Acquire) {
+        // Every claimed side holds its lock: the kernel decides, whatever
+        // of the two a peer wrote.
+        LOCKED | CONNECTED => conn.mem.file().is_some_and(|file| !liveness::lock_held(file, peer)),
+        UNCLAIMED => false,
+        _ => true, // CLOSED, or garbage from a broken peer
+    }
 }

@@ -254,3 +254,21 @@ const _: () = assert!(size_of::<Header>() <= LINE);
 pub(crate) fn type_hash(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
+
+/// The bytes of a run of slots that the batch forms copy and then publish
+/// (or free) with one index update: a batch of small messages in one, and
+/// large ones a few at a time, so that the peer can work on the first
+/// while the rest are copied (a peer kept waiting long enough goes to
+/// sleep, and must then be woken). At least one slot.
+pub(crate) const RUN: u64 = 16 << 10;
+
+/// The slots in a run of slots of `slot` bytes.
+#[inline]
+pub(crate) fn run_len(slot: u64) -> usize {
+    (RUN / slot).max(1) as usize
+}
+
+#[inline]
+pub(crate) fn slot_offset(index: u64, capacity: u64, slot: u64) -> usize {
+    DATA + ((index & (capacity - 1)) * slot) as usize
+}

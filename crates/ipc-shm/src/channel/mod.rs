@@ -131,5 +131,6 @@ mod sys;
 pub use byte_receiver::ByteReceiver;
 pub use byte_sender::{ByteSender, Reservation};
 pub use bytes::{ByteChannel, byte_channel};
-pub use side::{ChannelStats, WaitPolicy};
+pub use pace::WaitPolicy;
+pub use side::ChannelStats;
 pub use slots::{Channel, Receiver, Sender, channel};

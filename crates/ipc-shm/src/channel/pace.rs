@@ -1,7 +1,25 @@
 //! How a side paces its waits: a receiver slipping behind a streaming
 //! sender, and a sender holding out for a lead of room.
 
-use super::side::WaitPolicy;
+/// How a side waits for the other.
+///
+/// Under `Spin` and `Adaptive`, a side that finds its peer streaming (its
+/// waits end at once, again and again) starts each wait with 8 spin-loop
+/// pauses (about 0.2 µs on an AMD EPYC; a pause lasts longer or shorter
+/// on other CPUs), so that it takes messages in batches instead of one by
+/// one on the cache lines the peer is writing; it stops as soon as the
+/// traffic looks like requests and answers. [`ChannelStats::slips`](super::ChannelStats::slips) counts
+/// these pauses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WaitPolicy {
+    /// Busy-wait without sleeping: the lowest latency, a CPU kept busy.
+    Spin,
+    /// Spin some microseconds, then sleep on a futex.
+    #[default]
+    Adaptive,
+    /// Sleep on a futex at once.
+    Block,
+}
 
 /// Short waits in a row after which a side starts slipping.
 const SLIP_AFTER: u32 = 4;

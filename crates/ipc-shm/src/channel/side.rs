@@ -14,29 +14,9 @@ use super::bell::{self, Bell};
 use super::conn::{Conn, Handle};
 use super::layout::{self, ARMED, ASLEEP, CLOSED, CONNECTED, FLAG_BARRIER, LOCKED, Line, Role, UNCLAIMED};
 use super::liveness::{self, Claim};
-use super::pace::{Pace, SLIP_SPINS};
+use super::pace::{Pace, SLIP_SPINS, WaitPolicy};
 use super::shim::{self, fence};
 use crate::error::{Error, Result};
-
-/// How a side waits for the other.
-///
-/// Under `Spin` and `Adaptive`, a side that finds its peer streaming (its
-/// waits end at once, again and again) starts each wait with 8 spin-loop
-/// pauses (about 0.2 µs on an AMD EPYC; a pause lasts longer or shorter
-/// on other CPUs), so that it takes messages in batches instead of one by
-/// one on the cache lines the peer is writing; it stops as soon as the
-/// traffic looks like requests and answers. [`ChannelStats::slips`] counts
-/// these pauses.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum WaitPolicy {
-    /// Busy-wait without sleeping: the lowest latency, a CPU kept busy.
-    Spin,
-    /// Spin some microseconds, then sleep on a futex.
-    #[default]
-    Adaptive,
-    /// Sleep on a futex at once.
-    Block,
-}
 
 /// Counts of the system calls a side made, for measuring how few a steady
 /// stream needs.
@@ -290,7 +270,7 @@ impl Side {
             return Ok(false);
         }
         self.last_check = Instant::now();
-        self.peer_dead = peer_gone_now(&self.conn, self.role);
+        self.peer_dead = bell::peer_gone_now(&self.conn, self.role);
         Ok(self.peer_dead)
     }
 
@@ -491,34 +471,6 @@ impl Side {
         line.signal.fetch_add(1, Ordering::Release);
         shim::futex_wake(&line.signal, u32::MAX);
         let _ = bell::ring(&self.conn, self.role.peer());
-    }
-}
-
-/// Whether the peer of side `role` is gone for good: it closed, its
-/// claiming process died (its lock is free), or it was never claimed and
-/// no process that could claim it is left. Asks the kernel (one or two
-/// system calls).
-pub(super) fn peer_gone_now(conn: &Conn, role: Role) -> bool {
-    let peer = role.peer();
-    let state = conn.status().state(peer);
-    // Acquire: the peer's last index update happens before its CLOSED,
-    // and its lock before its LOCKED.
-    if state.load(Ordering::Acquire) == UNCLAIMED {
-        let Some(c) = &conn.mem.candidates else { return false };
-        if !c.none_left(peer) {
-            return false;
-        }
-        // The last possible claimer may have claimed just before it went.
-        if state.load(Ordering::Acquire) == UNCLAIMED {
-            return true;
-        }
-    }
-    match state.load(Ordering::Acquire) {
-        // Every claimed side holds its lock: the kernel decides, whatever
-        // of the two a peer wrote.
-        LOCKED | CONNECTED => conn.mem.file().is_some_and(|file| !liveness::lock_held(file, peer)),
-        UNCLAIMED => false,
-        _ => true, // CLOSED, or garbage from a broken peer
     }
 }
 

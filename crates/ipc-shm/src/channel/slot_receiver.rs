@@ -7,15 +7,13 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 use ipc_sync::Deadline;
 
+#[cfg(doc)]
+use super::layout::RUN;
+use super::layout::{run_len, slot_offset};
 use super::side::{Side, check_tail, side_methods};
-#[cfg(doc)]
-use super::slot_sender::Sender;
-#[cfg(doc)]
-use super::slots::{Channel, RUN};
-use super::slots::{run_len, slot_offset};
 use crate::error::{Error, Result};
 
-/// The receiving side of a [`Channel`].
+/// The receiving side of a [`Channel`](super::Channel).
 #[derive(Debug)]
 pub struct Receiver<T> {
     side: Side,
@@ -49,7 +47,7 @@ impl<T: Pod> Receiver<T> {
     /// A receive in a steady stream: when a message is waiting by the
     /// sender's index as last read, or as read once more now, copies it
     /// into `out` and frees its slot. Inlined whole, as
-    /// [`Sender::send_fast`] is. `Ok(false)`: nothing was waiting, and the
+    /// [`Sender::send_fast`](super::Sender) is. `Ok(false)`: nothing was waiting, and the
     /// caller waits ([`recv_slow`](Self::recv_slow)).
     #[inline(always)]
     fn recv_fast(&mut self, out: &mut T) -> Result<bool> {

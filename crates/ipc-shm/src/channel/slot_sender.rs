@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 use ipc_sync::Deadline;
 
+#[cfg(doc)]
+use super::layout::RUN;
+use super::layout::{run_len, slot_offset};
 use super::pace::{LEAD, looks_before, room};
 use super::side::{Side, check_head, side_methods};
-#[cfg(doc)]
-use super::slots::{Channel, RUN};
-use super::slots::{run_len, slot_offset};
 use crate::error::{Error, Result};
 
-/// The sending side of a [`Channel`]. Dropping it closes the channel: the
+/// The sending side of a [`Channel`](super::Channel). Dropping it closes the channel: the
 /// receiver gets what was sent, then [`Error::Disconnected`].
 #[derive(Debug)]
 pub struct Sender<T> {

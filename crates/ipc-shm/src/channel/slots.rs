@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use bytemuck::Pod;
 
 use super::conn::{Backing, Conn, Handle, Spec};
-use super::layout::{DATA, Role};
+use super::layout::Role;
 use super::side::Side;
 pub use super::slot_receiver::Receiver;
 pub use super::slot_sender::Sender;
@@ -210,22 +210,4 @@ impl<T> std::fmt::Debug for Channel<T> {
             .field("capacity", &self.conn.header.capacity)
             .finish()
     }
-}
-
-/// The bytes of a run of slots that the batch forms copy and then publish
-/// (or free) with one index update: a batch of small messages in one, and
-/// large ones a few at a time, so that the peer can work on the first
-/// while the rest are copied (a peer kept waiting long enough goes to
-/// sleep, and must then be woken). At least one slot.
-pub(super) const RUN: u64 = 16 << 10;
-
-/// The slots in a run of slots of `slot` bytes.
-#[inline]
-pub(super) fn run_len(slot: u64) -> usize {
-    (RUN / slot).max(1) as usize
-}
-
-#[inline]
-pub(super) fn slot_offset(index: u64, capacity: u64, slot: u64) -> usize {
-    DATA + ((index & (capacity - 1)) * slot) as usize
 }

@@ -29,6 +29,9 @@ cases!("async":
     a_dropped_receive_loses_nothing,
     a_dropped_send_sends_all_or_nothing,
     pipe_ends_read_and_write_as_tokio_io,
+    a_typed_channel_and_a_byte_channel_in_async_forms,
+    a_posix_queue_in_async_form_keeps_priorities,
+    a_system_v_queue_in_async_form_waits_for_its_type,
 );
 
 /// A current-thread tokio runtime with I/O and time, for one process.
@@ -367,4 +370,103 @@ fn pipe_ends_read_and_write_as_tokio_io() {
         assert_eq!(checksum(&got), expected);
     });
     writer.join();
+}
+
+fn a_typed_channel_and_a_byte_channel_in_async_forms() {
+    let typed = ipc_kit::shm::channel::channel::<[u64; 4]>(64).unwrap();
+    let bytes = ipc_kit::shm::channel::byte_channel(4096).unwrap();
+    let child = fork(|| {
+        let tx = typed.sender().unwrap();
+        let btx = bytes.sender().unwrap();
+        runtime().block_on(async move {
+            let (mut tx, mut btx) = (tx.into_async().unwrap(), btx.into_async().unwrap());
+            let mut rng = Rng::new(9);
+            for n in 0..N {
+                tx.send([n, !n, n.wrapping_mul(3), n ^ 0x55]).await.unwrap();
+                btx.send(&message(n, &mut rng)).await.unwrap();
+            }
+        });
+    });
+    let rx = typed.receiver().unwrap();
+    let brx = bytes.receiver().unwrap();
+    runtime().block_on(async move {
+        let (mut rx, mut brx) = (rx.into_async().unwrap(), brx.into_async().unwrap());
+        let mut rng = Rng::new(9);
+        let mut buf = Vec::new();
+        for n in 0..N {
+            assert_eq!(rx.recv().await.unwrap(), [n, !n, n.wrapping_mul(3), n ^ 0x55]);
+            let expected = message(n, &mut rng);
+            if n % 2 == 0 {
+                brx.recv(&mut buf).await.unwrap();
+                assert_eq!(buf, expected);
+            } else {
+                // In place.
+                assert!(brx.recv_with(|r| r == expected.as_slice()).await.unwrap(), "record {n}");
+            }
+        }
+        // The sender is gone: the end, not a hang.
+        assert!(matches!(rx.recv().await, Err(ipc_kit::shm::Error::Disconnected)));
+        assert!(matches!(brx.recv(&mut buf).await, Err(ipc_kit::shm::Error::Disconnected)));
+    });
+    child.join();
+}
+
+fn a_posix_queue_in_async_form_keeps_priorities() {
+    let name = format!("/{}", ipc_kit_tests::unique_name("ipc-kit-async-mq"));
+    let attr = ipc_kit::msgq::QueueAttr { max_messages: 10, message_size: 64 };
+    let q = ipc_kit::msgq::PosixQueue::create(&name, attr, 0o600).unwrap();
+    let child = fork(|| {
+        let q = ipc_kit::msgq::PosixQueue::open(&name).unwrap();
+        runtime().block_on(async move {
+            let q = q.into_async().unwrap();
+            for n in 0..N {
+                q.send(&n.to_le_bytes(), 1).await.unwrap();
+            }
+        });
+    });
+    runtime().block_on(async {
+        let q = q.into_async().unwrap();
+        let mut buf = [0u8; 64];
+        for n in 0..N {
+            assert_eq!(q.recv(&mut buf).await.unwrap(), (8, 1));
+            assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), n);
+        }
+        // Priorities: the highest first, whatever the order sent.
+        for p in [3u32, 9, 1] {
+            q.send(&[p as u8], p).await.unwrap();
+        }
+        for p in [9u32, 3, 1] {
+            assert_eq!(q.recv(&mut buf).await.unwrap(), (1, p));
+        }
+    });
+    child.join();
+}
+
+fn a_system_v_queue_in_async_form_waits_for_its_type() {
+    let q = ipc_kit::msgq::SysvQueue::create(ipc_kit::msgq::Key::private(), 0o600).unwrap();
+    q.send(1, b"type one").unwrap();
+    let child = fork(|| {
+        std::thread::sleep(Duration::from_millis(100));
+        q.send(2, b"type two").unwrap();
+    });
+    runtime().block_on(async {
+        let q = q.into_async().unwrap();
+        let mut buf = [0u8; 64];
+        // A message of another type waits all along: this receive waits
+        // for its own.
+        let (t, n) =
+            tokio::time::timeout(Duration::from_secs(10), q.recv(ipc_kit::msgq::Selector::Exactly(2), &mut buf))
+                .await
+                .expect("the type-2 message never came")
+                .unwrap();
+        assert_eq!((t, &buf[..n]), (2, &b"type two"[..]));
+        assert_eq!(q.recv(ipc_kit::msgq::Selector::Any, &mut buf).await.unwrap(), (1, 8));
+        // Many through the watcher, in order.
+        for i in 0..1000u32 {
+            q.send(7, &i.to_le_bytes()).await.unwrap();
+            assert_eq!(q.recv(ipc_kit::msgq::Selector::Exactly(7), &mut buf).await.unwrap(), (7, 4));
+            assert_eq!(buf[..4], i.to_le_bytes());
+        }
+    });
+    child.join();
 }

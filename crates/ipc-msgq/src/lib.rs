@@ -20,6 +20,8 @@
 //! ```
 #![deny(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+mod async_queue;
 mod error;
 mod limits;
 mod posix;
@@ -29,6 +31,8 @@ mod sys;
 mod sysv;
 mod sysv_poll;
 
+#[cfg(feature = "tokio")]
+pub use async_queue::{AsyncPosixQueue, AsyncSysvQueue};
 pub use error::{Error, Result};
 pub use ipc_sync::Key;
 pub use limits::sysv_max_message;

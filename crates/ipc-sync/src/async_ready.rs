@@ -108,6 +108,10 @@ impl AsyncReady {
                 }
             }
         }
+        // Looks that the hook said ready for and the attempt found nothing
+        // (its readiness is coarser than the attempt: a System V queue
+        // that holds messages of other types than the one asked for).
+        let mut idle = 0u32;
         loop {
             // Disarmed when dropped: also when this future is, while parked.
             let armed = self.readiness.as_deref().map(Armed::new);
@@ -116,9 +120,16 @@ impl AsyncReady {
                 if let Some(r) = attempt() {
                     return Ok(r);
                 }
-                // Ready by the hook, yet nothing: let others run, and
-                // look again.
-                tokio::task::yield_now().await;
+                // Let others run, and look again: at once the first time,
+                // then after pauses from 20 µs doubling to 1 ms, as the
+                // timed forms of such endpoints poll.
+                if idle == 0 {
+                    tokio::task::yield_now().await;
+                } else {
+                    let pause = Duration::from_micros(20).saturating_mul(1 << idle.min(6));
+                    tokio::time::sleep(pause.min(Duration::from_millis(1))).await;
+                }
+                idle = idle.saturating_add(1);
                 continue;
             }
             let woken = self.park().await;

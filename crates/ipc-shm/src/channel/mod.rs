@@ -91,6 +91,11 @@
 //!   every 20 ms while it waits on a channel, as a sleeping side does, and
 //!   reports the side when the kernel says the peer's process is gone.
 //!
+//! With the `tokio` feature, each side has an async form (`into_async`:
+//! [`AsyncSender`], [`AsyncReceiver`], [`AsyncByteSender`],
+//! [`AsyncByteReceiver`]) that spins briefly, then waits on the same
+//! doorbell or watcher without blocking its thread; cancel-safe.
+//!
 //! The [crate documentation](crate) has an example across `fork`.
 
 // The files, each one room:
@@ -110,6 +115,8 @@
 #[cfg(doc)]
 use crate::Error;
 
+#[cfg(feature = "tokio")]
+mod async_sides;
 mod bell;
 mod byte_receiver;
 mod byte_sender;
@@ -128,6 +135,8 @@ mod slot_sender;
 mod slots;
 mod sys;
 
+#[cfg(feature = "tokio")]
+pub use async_sides::{AsyncByteReceiver, AsyncByteSender, AsyncReceiver, AsyncSender};
 pub use byte_receiver::ByteReceiver;
 pub use byte_sender::{ByteSender, Reservation};
 pub use bytes::{ByteChannel, byte_channel};

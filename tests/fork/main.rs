@@ -2,6 +2,7 @@
 //! tests. `--list` prints the case names; arguments filter them.
 
 mod async_cases;
+mod async_corners;
 mod bad_input;
 mod channel;
 mod examples;
@@ -30,6 +31,7 @@ fn main() -> std::process::ExitCode {
             kit::CASES,
             poll::CASES,
             async_cases::CASES,
+            async_corners::CASES,
             poll_corners::CASES,
             bad_input::CASES,
             locks::CASES,

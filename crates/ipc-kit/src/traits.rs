@@ -106,6 +106,7 @@ pub trait MessageReceiver: Pollable {
     fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize>;
 }
 
+#[cfg_attr(not(any(feature = "pipe", feature = "msgq", feature = "shm")), allow(dead_code))]
 pub(crate) fn other(e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::Other(Box::new(e))
 }

@@ -237,6 +237,10 @@ impl SysvQueue {
     fn try_send_once(&self, mtype: i64, data: &[u8]) -> Result<()> {
         loop {
             match sys::msgsnd(self.id(), mtype as libc::c_long, data, libc::IPC_NOWAIT) {
+                Ok(()) => {
+                    self.polls.sent();
+                    return Ok(());
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Err(self.no_room(data.len(), Error::Full)),
                 other => return other.map_err(|e| self.send_err(e, data.len())),

@@ -40,13 +40,34 @@ impl Polls {
     }
 
     /// A send found no room for a message of `len` bytes: a poller
-    /// reports the queue writable when there is.
+    /// reports the queue writable when there is. Of several sends that
+    /// wait (tasks sharing the queue), the shortest decides: a longer one
+    /// woken for nothing looks again.
     pub(crate) fn wants(&self, len: usize) {
-        let len = len as u64;
-        // Relaxed: read by a watcher of this process after its arming.
-        self.want.store(len, Ordering::Relaxed);
+        // Stored plus 1, so that 0 says "none" (any message, even empty).
+        let want = len as u64 + 1;
+        let least = |w: &AtomicU64| {
+            // Relaxed: read by a watcher of this process after its arming.
+            let _ = w.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if old == 0 { want } else { old.min(want) })
+            });
+        };
+        least(&self.want);
         if let Some((_, watch)) = self.watchers[ix(Interest::Writable)].get() {
-            watch.want.store(len, Ordering::Relaxed);
+            least(&watch.want);
+        }
+    }
+
+    /// A send went in: what was wanted is done with.
+    #[inline]
+    pub(crate) fn sent(&self) {
+        // Relaxed: as in `wants`; a load first, so that a queue nobody
+        // polls writes nothing.
+        if self.want.load(Ordering::Relaxed) != 0 {
+            self.want.store(0, Ordering::Relaxed);
+            if let Some((_, watch)) = self.watchers[ix(Interest::Writable)].get() {
+                watch.want.store(0, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -63,7 +84,8 @@ fn ix(interest: Interest) -> usize {
 struct QueueWatch {
     id: i32,
     interest: Interest,
-    /// The length of the last message found no room for.
+    /// The length of the shortest message found no room for, plus 1 (0:
+    /// none since the last send).
     want: AtomicU64,
     /// Bumped to end a sleep early.
     nudges: AtomicU32,
@@ -80,7 +102,7 @@ impl Watch for QueueWatch {
             Interest::Writable => {
                 // The kernel's test for room: the bytes, and a message
                 // counted against the same limit.
-                let want = self.want.load(Ordering::Relaxed);
+                let want = self.want.load(Ordering::Relaxed).saturating_sub(1);
                 let (bytes, count, limit) = (ds.__msg_cbytes, ds.msg_qnum, ds.msg_qbytes);
                 bytes.saturating_add(want) <= limit && count < limit
             }

@@ -130,9 +130,17 @@ const EVENTS: usize = 256;
 ///   [`Readiness::recheck`]).
 /// - **Registration is by descriptor:** an endpoint must stay open while it
 ///   is registered; [`remove`](Self::remove) it before you drop it. The
-///   `Poller` keeps no endpoint alive and closes nothing. One descriptor
-///   may be registered once per interest (a POSIX queue as readable under
-///   one token and writable under another).
+///   `Poller` closes nothing and holds no descriptor of the endpoint's
+///   (a pipe end dropped while registered still closes), but it holds an
+///   endpoint's readiness hook, if it has one, until removed: a channel's
+///   memory (and its name) stays until then. One descriptor may be
+///   registered once per interest (a POSIX queue as readable under one
+///   token and writable under another); several pollers may wait on one
+///   endpoint at once.
+/// - **A descriptor closed before it was removed** is forgotten when it is
+///   removed, or when a wait hears from it: the `Poller` then makes its
+///   epoll afresh with what is registered (epoll itself keeps a closed
+///   descriptor's registration while another process holds its file).
 ///
 /// ```
 /// use std::time::Duration;
@@ -242,7 +250,8 @@ impl Poller {
     /// # Errors
     ///
     /// [`PollError::UnknownToken`] when nothing is; [`PollError::Io`] when
-    /// `epoll_ctl` fails (not when the descriptor was closed meanwhile).
+    /// `epoll_ctl` fails, or, for a descriptor closed meanwhile, when a new
+    /// epoll cannot be made (see the type's docs).
     pub fn remove(&mut self, token: u64) -> Result<(), PollError> {
         let (at, interest) = self.find(token).ok_or(PollError::UnknownToken { token })?;
         let reg = &mut self.registered[at];

@@ -52,9 +52,12 @@ pub struct Watcher {
     watch: Arc<dyn Watch>,
     /// Pollers armed now: the thread watches while any is.
     armed: Mutex<u32>,
-    /// Joined when the watcher goes, so that what the watch holds goes
-    /// with it, not later on the thread.
-    thread: Option<JoinHandle<()>>,
+    /// The thread and the process it runs in. Joined when the watcher
+    /// goes, so that what the watch holds goes with it, not later on the
+    /// thread; started again in a process forked from that one (a fork
+    /// copies no thread), the first time it is armed there.
+    thread: Mutex<Option<(u32, JoinHandle<()>)>>,
+    name: String,
 }
 
 impl Watcher {
@@ -66,9 +69,27 @@ impl Watcher {
     pub fn start(name: &str, watch: Arc<dyn Watch>) -> io::Result<Watcher> {
         let bell = Arc::new(EventFd::new(0, EventFdMode::Counter).map_err(io::Error::from)?);
         let state = Arc::new(AtomicU32::new(RESTING));
-        let (st, b, w) = (Arc::clone(&state), Arc::clone(&bell), Arc::clone(&watch));
-        let thread = std::thread::Builder::new().name(name.to_owned()).spawn(move || run(&*w, &st, &b))?;
-        Ok(Watcher { state, bell, watch, armed: Mutex::new(0), thread: Some(thread) })
+        let watcher =
+            Watcher { state, bell, watch, armed: Mutex::new(0), thread: Mutex::new(None), name: name.to_owned() };
+        watcher.ensure_thread()?;
+        Ok(watcher)
+    }
+
+    /// Starts the thread in this process if it does not run here (the
+    /// watcher was made before a fork).
+    fn ensure_thread(&self) -> io::Result<()> {
+        let mut thread = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
+        let me = std::process::id();
+        if thread.as_ref().is_some_and(|(pid, _)| *pid == me) {
+            return Ok(());
+        }
+        let (st, b, w) = (Arc::clone(&self.state), Arc::clone(&self.bell), Arc::clone(&self.watch));
+        let handle = std::thread::Builder::new().name(self.name.clone()).spawn(move || run(&*w, &st, &b))?;
+        // The handle of another process's thread: not ours to join.
+        if let Some(old) = thread.replace((me, handle)) {
+            std::mem::forget(old);
+        }
+        Ok(())
     }
 
     /// The eventfd the thread rings: readable once the endpoint is ready.
@@ -82,6 +103,11 @@ impl Watcher {
 /// ring is one), so that none takes another's.
 impl Readiness for Watcher {
     fn arm(&self) -> bool {
+        if self.ensure_thread().is_err() {
+            // No thread to be had in this process: report ready, and the
+            // caller's attempt finds out (and its wait backs off).
+            return true;
+        }
         let mut armed = self.armed.lock().unwrap_or_else(PoisonError::into_inner);
         *armed += 1;
         // Every arming: the thread rests after each ring until armed again.
@@ -110,15 +136,25 @@ impl Drop for Watcher {
         self.state.store(STOPPING, Ordering::SeqCst);
         futex::wake_all(&self.state);
         self.watch.nudge();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        let thread = self.thread.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+        match thread {
+            Some((pid, handle)) if pid == std::process::id() => {
+                let _ = handle.join();
+            }
+            // Started in the process this one was forked from.
+            Some(other) => std::mem::forget(other),
+            None => {}
         }
     }
 }
 
 impl fmt::Debug for Watcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Watcher").field("state", &self.state.load(Ordering::Relaxed)).field("bell", &self.bell).finish()
+        f.debug_struct("Watcher")
+            .field("name", &self.name)
+            .field("state", &self.state.load(Ordering::Relaxed))
+            .field("bell", &self.bell)
+            .finish()
     }
 }
 

@@ -100,31 +100,13 @@ fn waited<T>(r: std::io::Result<Result<T>>) -> Result<T> {
 impl<S: MessageSender + Send> AsyncMessageSender for Async<S> {
     fn send(&mut self, msg: &[u8]) -> impl Future<Output = Result<()>> + Send {
         let (ready, inner) = (&self.ready, &mut self.inner);
-        async move {
-            waited(
-                ready
-                    .until(|| match inner.try_send(msg) {
-                        Err(Error::Full) => None,
-                        other => Some(other),
-                    })
-                    .await,
-            )
-        }
+        async move { waited(ready.retry(|| inner.try_send(msg), |e| matches!(e, Error::Full)).await) }
     }
 }
 
 impl<S: MessageReceiver + Send> AsyncMessageReceiver for Async<S> {
     fn recv(&mut self, buf: &mut Vec<u8>) -> impl Future<Output = Result<usize>> + Send {
         let (ready, inner) = (&self.ready, &mut self.inner);
-        async move {
-            waited(
-                ready
-                    .until(|| match inner.try_recv(buf) {
-                        Err(Error::Empty) => None,
-                        other => Some(other),
-                    })
-                    .await,
-            )
-        }
+        async move { waited(ready.retry(|| inner.try_recv(buf), |e| matches!(e, Error::Empty)).await) }
     }
 }

@@ -90,13 +90,7 @@ impl AsyncPosixQueue {
     /// As [`PosixQueue::send`].
     pub async fn send(&self, data: &[u8], priority: u32) -> Result<()> {
         let q = &self.queue;
-        let r = self
-            .writable
-            .until(|| match q.try_send(data, priority) {
-                Err(Error::Full) => None,
-                other => Some(other),
-            })
-            .await;
+        let r = self.writable.retry(|| q.try_send(data, priority), |e| matches!(e, Error::Full)).await;
         waited(r, || q.name().to_owned())
     }
 
@@ -108,13 +102,7 @@ impl AsyncPosixQueue {
     /// As [`PosixQueue::recv`].
     pub async fn recv(&self, buf: &mut [u8]) -> Result<(usize, u32)> {
         let q = &self.queue;
-        let r = self
-            .readable
-            .until(|| match q.try_recv(buf) {
-                Err(Error::Empty) => None,
-                other => Some(other),
-            })
-            .await;
+        let r = self.readable.retry(|| q.try_recv(buf), |e| matches!(e, Error::Empty)).await;
         waited(r, || q.name().to_owned())
     }
 
@@ -137,13 +125,7 @@ impl AsyncSysvQueue {
     /// As [`SysvQueue::send`].
     pub async fn send(&self, mtype: i64, data: &[u8]) -> Result<()> {
         let q = &self.queue;
-        let r = self
-            .writable
-            .until(|| match q.try_send(mtype, data) {
-                Err(Error::Full) => None,
-                other => Some(other),
-            })
-            .await;
+        let r = self.writable.retry(|| q.try_send(mtype, data), |e| matches!(e, Error::Full)).await;
         waited(r, || format!("id {}", q.id()))
     }
 
@@ -155,13 +137,7 @@ impl AsyncSysvQueue {
     /// As [`SysvQueue::recv`].
     pub async fn recv(&self, selector: Selector, buf: &mut [u8]) -> Result<(i64, usize)> {
         let q = &self.queue;
-        let r = self
-            .readable
-            .until(|| match q.try_recv(selector, buf) {
-                Err(Error::Empty) => None,
-                other => Some(other),
-            })
-            .await;
+        let r = self.readable.retry(|| q.try_recv(selector, buf), |e| matches!(e, Error::Empty)).await;
         waited(r, || format!("id {}", q.id()))
     }
 

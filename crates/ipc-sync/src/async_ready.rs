@@ -141,6 +141,26 @@ impl AsyncReady {
         }
     }
 
+    /// Runs `attempt` (a `try_*` call) until it gives anything but an
+    /// error that `again` says means "not now" (full, empty), as
+    /// [`until`](Self::until) does.
+    ///
+    /// # Errors
+    ///
+    /// The outer error when waiting on the descriptor fails; the inner
+    /// one is the attempt's.
+    pub async fn retry<T, E>(
+        &self,
+        mut attempt: impl FnMut() -> Result<T, E>,
+        again: impl Fn(&E) -> bool,
+    ) -> io::Result<Result<T, E>> {
+        self.until(|| match attempt() {
+            Err(e) if again(&e) => None,
+            other => Some(other),
+        })
+        .await
+    }
+
     /// Waits until the descriptor is ready (or the hook's recheck time
     /// passed), and forgets that readiness: the attempt that follows finds
     /// out.

@@ -109,14 +109,7 @@ impl<T: Pod + Send> AsyncSender<T> {
     /// As [`Sender::send_ref`].
     pub async fn send_ref(&mut self, value: &T) -> Result<()> {
         let (ready, inner) = (&self.ready, &mut self.inner);
-        waited(
-            ready
-                .until(|| match inner.try_send(*value) {
-                    Err(Error::Full) => None,
-                    other => Some(other),
-                })
-                .await,
-        )
+        waited(ready.retry(|| inner.try_send(*value), |e| matches!(e, Error::Full)).await)
     }
 }
 
@@ -128,14 +121,7 @@ impl<T: Pod + Send> AsyncReceiver<T> {
     /// As [`Receiver::recv`].
     pub async fn recv(&mut self) -> Result<T> {
         let (ready, inner) = (&self.ready, &mut self.inner);
-        waited(
-            ready
-                .until(|| match inner.try_recv() {
-                    Err(Error::Empty) => None,
-                    other => Some(other),
-                })
-                .await,
-        )
+        waited(ready.retry(|| inner.try_recv(), |e| matches!(e, Error::Empty)).await)
     }
 }
 
@@ -147,14 +133,7 @@ impl AsyncByteSender {
     /// As [`ByteSender::send`].
     pub async fn send(&mut self, record: &[u8]) -> Result<()> {
         let (ready, inner) = (&self.ready, &mut self.inner);
-        waited(
-            ready
-                .until(|| match inner.try_send(record) {
-                    Err(Error::Full) => None,
-                    other => Some(other),
-                })
-                .await,
-        )
+        waited(ready.retry(|| inner.try_send(record), |e| matches!(e, Error::Full)).await)
     }
 }
 
@@ -167,14 +146,7 @@ impl AsyncByteReceiver {
     /// As [`ByteReceiver::recv`].
     pub async fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
         let (ready, inner) = (&self.ready, &mut self.inner);
-        waited(
-            ready
-                .until(|| match inner.try_recv(buf) {
-                    Err(Error::Empty) => None,
-                    other => Some(other),
-                })
-                .await,
-        )
+        waited(ready.retry(|| inner.try_recv(buf), |e| matches!(e, Error::Empty)).await)
     }
 
     /// Calls `f` with the next record in place, waiting for it.
@@ -186,11 +158,7 @@ impl AsyncByteReceiver {
         let (ready, inner) = (&self.ready, &mut self.inner);
         let mut f = Some(f);
         let got = ready
-            .until(|| match inner.try_recv_with(|record| f.take().map(|f| f(record))) {
-                Err(Error::Empty) => None,
-                Ok(r) => Some(Ok(r)),
-                Err(e) => Some(Err(e)),
-            })
+            .retry(|| inner.try_recv_with(|record| f.take().map(|f| f(record))), |e| matches!(e, Error::Empty))
             .await;
         waited(got)?.ok_or(Error::Disconnected)
     }

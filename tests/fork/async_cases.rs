@@ -12,7 +12,7 @@ use std::time::Duration;
 use ipc_kit::pipe::pipe;
 use ipc_kit::traits::Error;
 use ipc_kit::{Async, AsyncMessageReceiver, AsyncMessageSender, Interest, Mechanism, MessageReceiver, MessageSender};
-use ipc_kit_tests::{Exit, Rng, cases, checksum, close_inherited, fork};
+use ipc_kit_tests::{Exit, Rng, cases, checksum, close_inherited, fork, tokio_runtime};
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -33,11 +33,6 @@ cases!("async":
     a_posix_queue_in_async_form_keeps_priorities,
     a_system_v_queue_in_async_form_waits_for_its_type,
 );
-
-/// A current-thread tokio runtime with I/O and time, for one process.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-}
 
 /// Message `n` of a stream: its number and bytes that depend on it, 8 to
 /// 200 bytes long.
@@ -89,12 +84,12 @@ fn carries(m: Mechanism) {
     let pair = m.pair().unwrap();
     let ipc_kit::Pair { sender, receiver, .. } = pair;
     let child = fork(move || {
-        runtime().block_on(async move {
+        tokio_runtime().block_on(async move {
             let mut tx = Async::new(sender, Interest::Writable).unwrap();
             send_all(&mut tx).await;
         });
     });
-    runtime().block_on(async move {
+    tokio_runtime().block_on(async move {
         let mut rx = Async::new(receiver, Interest::Readable).unwrap();
         recv_all(&mut rx).await;
     });
@@ -132,7 +127,7 @@ fn a_sync_sender_and_an_async_receiver() {
             }
             sender.send(b"sum:\0\0\0\0\0\0\0\0\0\0\0\0").unwrap();
         });
-        runtime().block_on(async move {
+        tokio_runtime().block_on(async move {
             let mut rx = Async::new(receiver, Interest::Readable).unwrap();
             let mut buf = Vec::new();
             let mut rng = Rng::new(11);
@@ -150,7 +145,7 @@ fn an_async_sender_and_a_sync_receiver() {
         let pair = m.pair().unwrap();
         let ipc_kit::Pair { sender, mut receiver, .. } = pair;
         let child = fork(move || {
-            runtime().block_on(async move {
+            tokio_runtime().block_on(async move {
                 let mut tx = Async::new(sender, Interest::Writable).unwrap();
                 let mut rng = Rng::new(11);
                 for n in 0..N {
@@ -179,7 +174,7 @@ fn select_across_a_fifo_a_queue_and_a_channel() {
     };
     let (senders, receivers): (Vec<_>, Vec<_>) = pairs.iter_mut().map(taken).unzip();
     let child = fork(move || {
-        runtime().block_on(async move {
+        tokio_runtime().block_on(async move {
             let mut tx: Vec<_> = senders.into_iter().map(|s| Async::new(s, Interest::Writable).unwrap()).collect();
             let mut rng = Rng::new(3);
             let mut next = [0u64; 3];
@@ -194,7 +189,7 @@ fn select_across_a_fifo_a_queue_and_a_channel() {
             }
         });
     });
-    runtime().block_on(async move {
+    tokio_runtime().block_on(async move {
         let mut rx = receivers.into_iter().map(|r| Async::new(r, Interest::Readable).unwrap());
         let (mut a, mut b, mut c) = (rx.next().unwrap(), rx.next().unwrap(), rx.next().unwrap());
         let (mut ba, mut bb, mut bc) = (Vec::new(), Vec::new(), Vec::new());
@@ -230,7 +225,7 @@ fn a_killed_peer_gives_an_error_not_a_hang() {
             }
         });
         let pid = peer.pid();
-        runtime().block_on(async move {
+        tokio_runtime().block_on(async move {
             let mut rx = Async::new(receiver, Interest::Readable).unwrap();
             let mut buf = Vec::new();
             tokio::spawn(async move {
@@ -254,7 +249,7 @@ fn a_dropped_receive_loses_nothing() {
         let mut pair = m.pair().unwrap();
         let receiver = std::mem::replace(&mut pair.receiver, Box::new(Gone));
         let sender = &mut pair.sender;
-        runtime().block_on(async {
+        tokio_runtime().block_on(async {
             let mut rx = Async::new(receiver, Interest::Readable).unwrap();
             let mut buf = Vec::new();
             for i in 0..20u8 {
@@ -294,7 +289,7 @@ fn a_dropped_send_sends_all_or_nothing() {
         let mut pair = m.pair().unwrap();
         let sender = std::mem::replace(&mut pair.sender, Box::new(Gone));
         let receiver = &mut pair.receiver;
-        runtime().block_on(async {
+        tokio_runtime().block_on(async {
             let mut tx = Async::new(sender, Interest::Writable).unwrap();
             let mut n = 0u32;
             while tx.get_mut().try_send(&n.to_le_bytes()).is_ok() {
@@ -357,12 +352,12 @@ fn pipe_ends_read_and_write_as_tokio_io() {
     let expected = checksum(&data);
     let writer = fork(move || {
         close_inherited(rfd);
-        runtime().block_on(async move {
+        tokio_runtime().block_on(async move {
             let mut w = w.into_async().unwrap();
             w.write_all(&data).await.unwrap();
         });
     });
-    runtime().block_on(async move {
+    tokio_runtime().block_on(async move {
         let mut r = r.into_async().unwrap();
         let mut got = Vec::new();
         r.read_to_end(&mut got).await.unwrap(); // ends when the writer exits
@@ -378,7 +373,7 @@ fn a_typed_channel_and_a_byte_channel_in_async_forms() {
     let child = fork(|| {
         let tx = typed.sender().unwrap();
         let btx = bytes.sender().unwrap();
-        runtime().block_on(async move {
+        tokio_runtime().block_on(async move {
             let (mut tx, mut btx) = (tx.into_async().unwrap(), btx.into_async().unwrap());
             let mut rng = Rng::new(9);
             for n in 0..N {
@@ -389,7 +384,7 @@ fn a_typed_channel_and_a_byte_channel_in_async_forms() {
     });
     let rx = typed.receiver().unwrap();
     let brx = bytes.receiver().unwrap();
-    runtime().block_on(async move {
+    tokio_runtime().block_on(async move {
         let (mut rx, mut brx) = (rx.into_async().unwrap(), brx.into_async().unwrap());
         let mut rng = Rng::new(9);
         let mut buf = Vec::new();
@@ -417,14 +412,14 @@ fn a_posix_queue_in_async_form_keeps_priorities() {
     let q = ipc_kit::msgq::PosixQueue::create(&name, attr, 0o600).unwrap();
     let child = fork(|| {
         let q = ipc_kit::msgq::PosixQueue::open(&name).unwrap();
-        runtime().block_on(async move {
+        tokio_runtime().block_on(async move {
             let q = q.into_async().unwrap();
             for n in 0..N {
                 q.send(&n.to_le_bytes(), 1).await.unwrap();
             }
         });
     });
-    runtime().block_on(async {
+    tokio_runtime().block_on(async {
         let q = q.into_async().unwrap();
         let mut buf = [0u8; 64];
         for n in 0..N {
@@ -449,7 +444,7 @@ fn a_system_v_queue_in_async_form_waits_for_its_type() {
         std::thread::sleep(Duration::from_millis(100));
         q.send(2, b"type two").unwrap();
     });
-    runtime().block_on(async {
+    tokio_runtime().block_on(async {
         let q = q.into_async().unwrap();
         let mut buf = [0u8; 64];
         // A message of another type waits all along: this receive waits

@@ -9,7 +9,7 @@ use ipc_kit::msgq::{Key, Selector, SysvQueue};
 use ipc_kit::pipe::pipe;
 use ipc_kit::shm::Error as ShmError;
 use ipc_kit::shm::channel::{Channel, channel};
-use ipc_kit_tests::{cases, close_inherited, fork, unique_name};
+use ipc_kit_tests::{cases, close_inherited, fork, thread_count, tokio_runtime, unique_name};
 use nix::sys::signal::Signal;
 use std::io::Read;
 use std::os::fd::AsRawFd;
@@ -30,11 +30,6 @@ cases!("async_corners":
     a_child_waits_in_async_form_on_a_named_channel_its_parent_polled,
 );
 
-/// A current-thread tokio runtime with I/O and time, for one process.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-}
-
 /// Waits (polling, up to `limit`) until `done()`; whether it came.
 async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
@@ -53,7 +48,7 @@ async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 // reaches the task still waiting.
 fn a_system_v_queue_shared_by_two_receiving_tasks_wakes_the_second() {
     let q = SysvQueue::create(Key::private(), 0o600).unwrap();
-    runtime().block_on(async {
+    tokio_runtime().block_on(async {
         let q = Arc::new(q.into_async().unwrap());
         let task = |q: Arc<ipc_kit::msgq::AsyncSysvQueue>| async move {
             let mut buf = [0u8; 16];
@@ -131,7 +126,7 @@ fn a_parked_channel_side_sees_its_peer_go() {
                 let mut peer = peer;
                 let mut b = [0u8];
                 go_r.read_exact(&mut b).unwrap();
-                let got = runtime().block_on(async {
+                let got = tokio_runtime().block_on(async {
                     let pid = peer.pid();
                     if kill {
                         tokio::spawn(async move {
@@ -185,7 +180,7 @@ fn an_async_pipe_receiver_takes_large_messages_from_a_sync_sender() {
             }
             std::thread::sleep(Duration::from_secs(2));
         });
-        let got = runtime().block_on(async move {
+        let got = tokio_runtime().block_on(async move {
             use ipc_kit::AsyncMessageReceiver;
             let mut rx = ipc_kit::Async::new(receiver, ipc_kit::Interest::Readable).unwrap();
             let mut buf = Vec::new();
@@ -249,7 +244,7 @@ fn a_small_async_send_to_a_system_v_queue_is_not_held_up_by_a_large_one() {
         filled += 1;
     }
     assert!(filled > 0);
-    runtime().block_on(async {
+    tokio_runtime().block_on(async {
         let q = Arc::new(q.into_async().unwrap());
         let q1 = Arc::clone(&q);
         let a = tokio::spawn(async move { q1.send(2, &[1u8; 10]).await });
@@ -282,7 +277,7 @@ fn a_child_drops_what_its_parent_used_in_async_form() {
         let name = format!("/{}", unique_name("ipc-kit-acorner"));
         let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
         let item: Box<dyn std::any::Any> = {
-            let rt = runtime();
+            let rt = tokio_runtime();
             if what.starts_with("System V") {
                 let q = SysvQueue::create(Key::private(), 0o600).unwrap();
                 let q = rt.block_on(async { q.into_async().unwrap() }).into_inner();
@@ -324,7 +319,7 @@ fn a_parked_wait_ends_when_its_other_end_can_never_come() {
             if parked_recv { Box::new(chan.receiver().unwrap()) } else { Box::new(chan.sender().unwrap()) };
         let mut child = fork(|| std::thread::sleep(Duration::from_millis(300)));
         drop(chan);
-        let got = runtime().block_on(async move {
+        let got = tokio_runtime().block_on(async move {
             let limit = Duration::from_secs(5);
             if parked_recv {
                 let mut rx = side.downcast::<ipc_kit::shm::channel::Receiver<u64>>().unwrap().into_async().unwrap();
@@ -352,7 +347,7 @@ fn a_parked_wait_ends_when_its_other_end_can_never_come() {
             // SAFETY: removes the queue by id.
             assert_eq!(unsafe { libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()) }, 0);
         });
-        let got = runtime().block_on(async {
+        let got = tokio_runtime().block_on(async {
             let q = q.into_async().unwrap();
             let limit = Duration::from_secs(5);
             let r = if parked_recv {
@@ -381,7 +376,7 @@ fn counts() -> (usize, usize) {
 // Async forms used (a wait that parked) and dropped, 20 times each, in a
 // runtime that stays: the process's threads and descriptors are as before.
 fn dropped_async_forms_leave_no_threads_or_descriptors() {
-    let rt = runtime();
+    let rt = tokio_runtime();
     let mut report = Vec::new();
     let before = counts();
     for _ in 0..20 {
@@ -533,7 +528,7 @@ fn a_receive_loop_over_a_full_channel_lets_other_tasks_run() {
     }
     let rx = chan.receiver().unwrap();
     let ticks = Arc::new(AtomicUsize::new(0));
-    let (elapsed, ticked) = runtime().block_on(async {
+    let (elapsed, ticked) = tokio_runtime().block_on(async {
         let mut rx = rx.into_async().unwrap();
         let t = Arc::clone(&ticks);
         let ticker = tokio::spawn(async move {
@@ -577,7 +572,7 @@ fn tokio_pipe_ends_see_a_killed_peer() {
             close_inherited(if parked_writer { wfd } else { rfd });
             std::thread::sleep(Duration::from_secs(30));
         });
-        let got = runtime().block_on(async {
+        let got = tokio_runtime().block_on(async {
             let pid = peer.pid();
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -612,7 +607,7 @@ fn an_async_pipe_writer_never_raises_sigpipe() {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
         let (r, w) = pipe().unwrap();
         drop(r);
-        let got = runtime().block_on(async {
+        let got = tokio_runtime().block_on(async {
             let mut w = w.into_async().unwrap();
             w.write_all(b"x").await.map_err(|e| e.kind())
         });
@@ -628,14 +623,14 @@ fn an_async_pipe_writer_never_raises_sigpipe() {
 // there (a fork copies no thread), and the child receives.
 fn a_child_waits_in_async_form_on_a_queue_its_parent_polled() {
     let q = SysvQueue::create(Key::private(), 0o600).unwrap();
-    let q = runtime().block_on(async { q.into_async().unwrap() }).into_inner();
+    let q = tokio_runtime().block_on(async { q.into_async().unwrap() }).into_inner();
     let id = q.id();
     let inherited = &q;
     let mut child = fork(|| {
         // SAFETY: the child's own copy of the parent's queue (its memory is
         // the child's after fork); the parent's is never touched here.
         let q = unsafe { std::ptr::read(inherited) };
-        runtime().block_on(async {
+        tokio_runtime().block_on(async {
             let q = q.into_async().unwrap();
             let got = tokio::time::timeout(Duration::from_secs(3), q.recv(Selector::Any, &mut [0u8; 16])).await;
             let exit = if got.is_ok() { 0 } else { 7 };
@@ -676,11 +671,11 @@ fn a_child_waits_in_async_form_on_a_named_channel_its_parent_polled() {
     assert!(poller.try_wait().unwrap().is_empty());
     let (mut go_r, go_w) = pipe().unwrap();
     let child = fork(|| {
-        let before = threads();
+        let before = thread_count();
         let mut poller = ipc_kit::Poller::new().unwrap();
         poller.add(&rx, ipc_kit::Interest::Readable, 2).unwrap();
         assert!(poller.try_wait().unwrap().is_empty());
-        assert_eq!(threads(), before + 1, "no watching thread in the child");
+        assert_eq!(thread_count(), before + 1, "no watching thread in the child");
         nix::unistd::write(&go_w, b"!").unwrap();
         assert_eq!(poller.wait_timeout(Duration::from_secs(10)).unwrap(), [2]);
     });
@@ -690,9 +685,4 @@ fn a_child_waits_in_async_form_on_a_named_channel_its_parent_polled() {
     child.join();
     poller.remove(1).unwrap();
     drop((tx, rx, chan));
-}
-
-/// The threads of this process.
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
 }

@@ -15,7 +15,7 @@ use ipc_kit::sync::{EventFd, EventFdMode};
 use ipc_kit::{Interest, PollError, Poller};
 use ipc_kit_tests::{
     Exit, Rng, SLACK, ScratchDir, assert_fired_within, cases, checksum, close_inherited, fork, interrupt_on,
-    unique_name,
+    thread_count, unique_name,
 };
 use nix::sys::signal::Signal;
 
@@ -578,17 +578,25 @@ fn a_channel_sender_is_woken_by_room() {
     assert!(matches!(tx.try_send(65), Err(ShmError::Disconnected)));
 }
 
-fn a_byte_sender_is_writable_when_its_record_fits() {
+/// A byte channel of 4 KiB filled with 64-byte records (56 and the
+/// header), whose sender was refused a record of 1,500 bytes and is
+/// registered writable under token 3 on the poller returned: a handle for
+/// the receiver, the sender, the refused record and the poller.
+pub(crate) fn a_refused_byte_sender() -> (ByteChannel, ipc_kit::shm::ByteSender, Vec<u8>, Poller) {
     let chan: ByteChannel = byte_channel(4096).unwrap();
     let for_rx = chan.clone();
     let mut tx = chan.sender().unwrap();
-    // Fill the ring with 64-byte records.
     while tx.try_send(&[1; 56]).is_ok() {}
     let big = vec![2u8; 1500];
     assert!(matches!(tx.try_send(&big), Err(ShmError::Full)));
     let mut poller = Poller::new().unwrap();
     poller.add(&tx, Interest::Writable, 3).unwrap();
-    assert!(poller.try_wait().unwrap().is_empty());
+    assert!(poller.try_wait().unwrap().is_empty(), "full: not writable");
+    (for_rx, tx, big, poller)
+}
+
+fn a_byte_sender_is_writable_when_its_record_fits() {
+    let (for_rx, mut tx, big, mut poller) = a_refused_byte_sender();
     let (go_r, go_w) = pipe().unwrap();
     let go_wfd = go_w.as_raw_fd();
     let receiver = fork(move || {
@@ -682,16 +690,11 @@ fn a_peer_that_never_comes_wakes_the_poller() {
     assert!(matches!(rx.try_recv(), Err(ShmError::Disconnected)));
 }
 
-/// The threads of this process.
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
 fn a_named_channel_is_watched_by_a_thread() {
     const N: u64 = 5000;
     let name = format!("/{}", unique_name("ipc-kit-poll-chan"));
     let chan = ipc_kit::shm::channel::Channel::<u64>::create(&name, 64).unwrap();
-    let before = threads();
+    let before = thread_count();
     let sender = fork(|| {
         let chan = ipc_kit::shm::channel::Channel::<u64>::open(&name).unwrap();
         let mut tx = chan.sender().unwrap();
@@ -707,7 +710,7 @@ fn a_named_channel_is_watched_by_a_thread() {
     {
         let mut poller = Poller::new().unwrap();
         poller.add(&rx, Interest::Readable, 1).unwrap();
-        assert_eq!(threads(), before + 1, "one watching thread");
+        assert_eq!(thread_count(), before + 1, "one watching thread");
         let mut next = 0;
         while next < N {
             expect(&mut poller, 1);
@@ -724,7 +727,7 @@ fn a_named_channel_is_watched_by_a_thread() {
     drop(rx);
     // The watcher goes with the last handle on the side's readiness.
     let start = Instant::now();
-    while threads() > before {
+    while thread_count() > before {
         assert!(start.elapsed() < Duration::from_secs(5), "the watching thread stayed");
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -779,10 +782,10 @@ fn hostile_waiting_bits_cost_only_wake_ups() {
 
 fn a_system_v_queue_through_a_watcher() {
     let q = SysvQueue::create(Key::private(), 0o600).unwrap();
-    let before = threads();
+    let before = thread_count();
     let mut poller = Poller::new().unwrap();
     poller.add(&q, Interest::Readable, 1).unwrap();
-    assert_eq!(threads(), before + 1, "a watching thread");
+    assert_eq!(thread_count(), before + 1, "a watching thread");
     assert!(poller.wait_timeout(Duration::from_millis(30)).unwrap().is_empty());
     let sender = fork(|| {
         std::thread::sleep(Duration::from_millis(50));
@@ -821,7 +824,7 @@ fn a_system_v_queue_through_a_watcher() {
     poller.remove(3).unwrap();
     drop(q);
     let start = Instant::now();
-    while threads() > before {
+    while thread_count() > before {
         assert!(start.elapsed() < Duration::from_secs(5), "the watching threads stayed");
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ipc_kit::pipe::pipe;
 use ipc_kit::shm::Error as ShmError;
 use ipc_kit::shm::channel::layout::{HEAD, TAIL};
-use ipc_kit::shm::channel::{ByteChannel, Channel, Receiver, Sender, byte_channel, channel};
+use ipc_kit::shm::channel::{Channel, Receiver, Sender, channel};
 use ipc_kit::{Interest, Poller};
 use ipc_kit_tests::{Exit, cases, close_inherited, fork, unique_name};
 
@@ -323,16 +323,8 @@ fn a_descriptor_closed_before_removal_leaves_the_poller_quiet() {
 // A byte sender is writable when the record it was refused fits; once it
 // sent that record, any record that fits makes it writable again.
 fn a_byte_senders_want_ends_with_the_record_it_sent() {
-    let chan: ByteChannel = byte_channel(4096).unwrap();
-    let for_rx = chan.clone();
-    let mut tx = chan.sender().unwrap();
+    let (for_rx, mut tx, big, mut poller) = crate::poll::a_refused_byte_sender();
     let mut rx = for_rx.receiver().unwrap();
-    while tx.try_send(&[1; 56]).is_ok() {}
-    let big = vec![2u8; 1500];
-    assert!(matches!(tx.try_send(&big), Err(ShmError::Full)));
-    let mut poller = Poller::new().unwrap();
-    poller.add(&tx, Interest::Writable, 3).unwrap();
-    assert!(poller.try_wait().unwrap().is_empty());
     let mut buf = Vec::new();
     for _ in 0..30 {
         assert_eq!(rx.try_recv(&mut buf).unwrap(), 56);

@@ -546,3 +546,22 @@ pub fn assert_fired_within(elapsed: Duration, timeout: Duration, slack: Duration
 pub fn read_past_end_of_raw_shrunk_file() -> std::io::Result<u8> {
     sys::read_past_end_of_shrunk_file()
 }
+
+/// A current-thread tokio runtime with I/O and time, for one process of a
+/// case.
+///
+/// # Panics
+///
+/// When the runtime cannot be made.
+pub fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime")
+}
+
+/// The threads of this process (`/proc/self/task`).
+///
+/// # Panics
+///
+/// When /proc cannot be read.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").expect("/proc/self/task").count()
+}

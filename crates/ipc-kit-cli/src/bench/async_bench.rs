@@ -16,6 +16,7 @@ use ipc_kit::{Async, AsyncMessageReceiver, AsyncMessageSender, Interest, Mechani
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::compare::histogram;
 use super::links::Taken;
 use super::method::{Placement, Probed, median, probed_pairs, settled, two_processes};
 use super::output;
@@ -190,7 +191,7 @@ async fn part<E: End>(end: &mut E, test: Test, first: bool, run_time: Duration) 
     let mut m = [0u8; SIZE];
     match (test, first) {
         (Test::Rtt, true) => {
-            let mut h = Histogram::new_with_bounds(1, 100_000_000_000, 3).map_err(io::Error::other)?;
+            let mut h = histogram();
             let until = Instant::now() + run_time;
             let mut n = 0;
             while Instant::now() < until {
@@ -307,7 +308,7 @@ fn summarize(rounds: &[(Probed, Round)]) -> Vec<Figures> {
             if mine.is_empty() {
                 continue;
             }
-            let mut all = Histogram::<u64>::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds");
+            let mut all = histogram();
             for o in &mine {
                 if let Outcome::Rtt(h) = o {
                     let _ = all.add(h);

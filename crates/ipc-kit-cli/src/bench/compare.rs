@@ -102,7 +102,7 @@ impl Plan {
 
 /// Latency samples are recorded from 1 ns to 100 s with 3 significant
 /// digits.
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
 }
 

@@ -12,6 +12,7 @@ mod kit;
 mod locks;
 mod msgq;
 mod pipe;
+mod pipe_reopen;
 mod poll;
 mod poll_corners;
 mod probe;
@@ -23,6 +24,7 @@ fn main() -> std::process::ExitCode {
     ipc_kit_tests::main(
         &[
             pipe::CASES,
+            pipe_reopen::CASES,
             shm::CASES,
             channel::CASES,
             sync::CASES,

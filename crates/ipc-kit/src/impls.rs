@@ -32,8 +32,12 @@ impl PipeSender {
     pub const MAX_TIMED: usize = ipc_pipe::PIPE_BUF - ipc_pipe::FRAME_HEADER;
 
     /// Frames messages onto `writer` through ipc-pipe's `FrameWriter`
-    /// (with the default maximum).
+    /// (with the default maximum). The sender holds the end
+    /// [reopened](ipc_pipe::PipeWriter::reopen) on a description of its
+    /// own where that can be done, so that its sends that must not wait
+    /// cost one plain `write(2)`; else the end as it was.
     pub fn new(writer: ipc_pipe::PipeWriter) -> Self {
+        let writer = writer.reopen().unwrap_or(writer);
         PipeSender { frames: ipc_pipe::FrameWriter::with_max(writer, ipc_pipe::DEFAULT_MAX_FRAME) }
     }
 

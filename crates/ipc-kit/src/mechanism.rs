@@ -134,10 +134,16 @@ impl Mechanism {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn pair(self) -> io::Result<Pair> {
+        /// A frame reader on the end reopened on a description of its own
+        /// where that can be done, as `PipeSender::new` does.
+        #[cfg(feature = "pipe")]
+        fn frames(r: ipc_pipe::PipeReader) -> ipc_pipe::FrameReader<ipc_pipe::PipeReader> {
+            ipc_pipe::FrameReader::new(r.reopen().unwrap_or(r))
+        }
         Ok(match self {
             Mechanism::Pipe => {
                 let (r, w) = ipc_pipe::pipe()?;
-                Pair::new(crate::impls::PipeSender::new(w), ipc_pipe::FrameReader::new(r), Keep::None)
+                Pair::new(crate::impls::PipeSender::new(w), frames(r), Keep::None)
             }
             Mechanism::Fifo => {
                 lock_dir::sweep();
@@ -151,7 +157,7 @@ impl Mechanism {
                 // and the lock with them.
                 drop(fifo);
                 drop(dir);
-                Pair::new(crate::impls::PipeSender::new(w), ipc_pipe::FrameReader::new(r), Keep::None)
+                Pair::new(crate::impls::PipeSender::new(w), frames(r), Keep::None)
             }
             Mechanism::SysvQueue => {
                 // The owning handle stays in the pair: whichever process

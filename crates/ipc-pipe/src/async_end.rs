@@ -1,7 +1,7 @@
 //! Pipe ends for async code on tokio (feature `tokio`): tokio's
 //! `AsyncRead` and `AsyncWrite` over the ends of this crate.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -16,8 +16,12 @@ use crate::sys;
 /// End of file when every writer closed (also when its process died).
 ///
 /// Made by [`PipeReader::into_async`] inside a tokio runtime with I/O
-/// enabled. Its fd is in nonblocking mode, which is shared with every
-/// process that holds the same end (inherited across fork).
+/// enabled. It never waits in a read: it holds the end
+/// [reopened](PipeReader::reopen) on a description of its own in
+/// nonblocking mode, or, where that cannot be done, the end as it was,
+/// read with `preadv2(RWF_NOWAIT)`. Either way the mode of the
+/// description that other processes share is left alone, and nothing they
+/// do to it can make this end block.
 #[derive(Debug)]
 pub struct AsyncPipeReader(AsyncFd<PipeReader>);
 
@@ -35,14 +39,14 @@ impl PipeReader {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when the fd cannot be made nonblocking or registered.
+    /// [`Error::Io`] when the fd cannot be registered.
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime.
     pub fn into_async(self) -> Result<AsyncPipeReader> {
-        self.set_nonblocking(true)?;
-        sys::async_fd(self, tokio::io::Interest::READABLE)
+        let end = self.reopen().unwrap_or(self);
+        sys::async_fd(end, tokio::io::Interest::READABLE)
             .map(AsyncPipeReader)
             .map_err(|e| Error::from_io("registering a pipe end with tokio", e))
     }
@@ -59,15 +63,15 @@ impl PipeWriter {
     ///
     /// Outside a tokio runtime.
     pub fn into_async(self) -> Result<AsyncPipeWriter> {
-        self.set_nonblocking(true)?;
-        sys::async_fd(self, tokio::io::Interest::WRITABLE)
+        let end = self.reopen().unwrap_or(self);
+        sys::async_fd(end, tokio::io::Interest::WRITABLE)
             .map(AsyncPipeWriter)
             .map_err(|e| Error::from_io("registering a pipe end with tokio", e))
     }
 }
 
 impl AsyncPipeReader {
-    /// The end back, still in nonblocking mode.
+    /// The end back; its blocking calls wait, as on any end.
     pub fn into_inner(self) -> PipeReader {
         self.0.into_inner()
     }
@@ -79,7 +83,7 @@ impl AsyncPipeReader {
 }
 
 impl AsyncPipeWriter {
-    /// The end back, still in nonblocking mode.
+    /// The end back; its blocking calls wait, as on any end.
     pub fn into_inner(self) -> PipeWriter {
         self.0.into_inner()
     }
@@ -95,7 +99,7 @@ impl AsyncRead for AsyncPipeReader {
         loop {
             let mut guard = ready!(self.0.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
-            match guard.try_io(|end| end.get_ref().read(unfilled)) {
+            match guard.try_io(|end| end.get_ref().try_read(unfilled).map_err(io::Error::from)) {
                 Ok(Ok(n)) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
@@ -111,7 +115,7 @@ impl AsyncWrite for AsyncPipeWriter {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         loop {
             let mut guard = ready!(self.0.poll_write_ready(cx))?;
-            match guard.try_io(|end| end.get_ref().write(data)) {
+            match guard.try_io(|end| end.get_ref().try_write(data).map_err(io::Error::from)) {
                 Ok(result) => return Poll::Ready(result),
                 Err(_would_block) => continue,
             }

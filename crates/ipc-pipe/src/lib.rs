@@ -40,7 +40,12 @@
 //!   length-prefixed messages with a maximum the peer cannot exceed;
 //! - [`ChildFds`] to give an exec'd child an end at fd 3 or any number;
 //! - capacity control, and [`splice`], [`tee`] and
-//!   [`PipeWriter::vmsplice`] for bulk moves without copies.
+//!   [`PipeWriter::vmsplice`] for bulk moves without copies;
+//! - [`PipeWriter::reopen`] (and [`PipeReader::reopen`]): the end on an
+//!   open file description of its own, whose calls that must not wait cost
+//!   a plain `write(2)` or `read(2)` and which no other holder of the pipe
+//!   can switch to blocking; the async ends and the umbrella's pipe and
+//!   FIFO pairs use it.
 //!
 //! A write to a pipe without readers returns [`Error::BrokenPipe`] (or
 //! [`std::io::ErrorKind::BrokenPipe`]) and never kills the process with
@@ -59,6 +64,7 @@ mod child;
 mod duplex;
 mod error;
 mod frame;
+mod own;
 mod pipe;
 mod sigpipe;
 mod splice;

@@ -4,10 +4,11 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use ipc_sync::Deadline;
 use ipc_sync::os::{PollFlags, poll_until};
-use ipc_sync::{Deadline, retry_eintr};
 
 use crate::error::{Error, Result};
+use crate::own::{self, EndFd};
 use crate::sys;
 
 /// The most bytes a single write to a pipe can carry without being
@@ -71,7 +72,7 @@ pub fn pipe() -> Result<(PipeReader, PipeWriter)> {
 /// Reading is through [`Read`] (also on `&PipeReader`, so several threads
 /// can read one end), [`try_read`](Self::try_read) and
 /// [`read_timeout`](Self::read_timeout). Dropping it closes the fd.
-pub struct PipeReader(OwnedFd);
+pub struct PipeReader(EndFd);
 
 /// The writing end of a pipe (or of a FIFO).
 ///
@@ -92,7 +93,7 @@ pub struct PipeReader(OwnedFd);
 /// program that sets `SIGPIPE` from ignored back to its default while it
 /// has writers should do so before making them, or hold a guard while
 /// writing: writers made earlier may still write as if it were ignored.
-pub struct PipeWriter(OwnedFd);
+pub struct PipeWriter(EndFd);
 
 /// Methods and conversions that both ends share.
 macro_rules! pipe_end_common {
@@ -138,26 +139,65 @@ macro_rules! pipe_end_common {
             /// # Errors
             ///
             /// [`Error::Io`] if `fcntl` fails.
+            ///
+            #[doc = concat!("An end made by [`reopen`](", stringify!($ty), "::reopen) becomes an ordinary one")]
+            /// first: its description stays its own, in the mode asked for.
             pub fn set_nonblocking(&self, nonblocking: bool) -> Result<()> {
+                self.0.to_ordinary().map_err(|e| Error::from_io("F_SETFL", e))?;
                 sys::set_nonblocking(self.0.as_fd(), nonblocking).map_err(|e| Error::from_io("F_SETFL", e))
             }
 
-            /// Whether `O_NONBLOCK` is set.
+            /// Whether `O_NONBLOCK` is set: whether [`Read`] or [`Write`]
+            #[doc = concat!("return `WouldBlock` rather than wait (`false` for an end made by [`reopen`](", stringify!($ty), "::reopen),")]
+            /// whose description is nonblocking but whose calls wait).
             ///
             /// # Errors
             ///
             /// [`Error::Io`] if `fcntl` fails.
             pub fn is_nonblocking(&self) -> Result<bool> {
+                if self.0.is_own() {
+                    return Ok(false);
+                }
                 sys::nonblocking(self.0.as_fd()).map_err(|e| Error::from_io("F_GETFL", e))
             }
 
-            /// Creates a new handle to the same end (`F_DUPFD_CLOEXEC`).
+            /// Creates a new handle to the same end (`F_DUPFD_CLOEXEC`); for
+            #[doc = concat!("an end made by [`reopen`](", stringify!($ty), "::reopen), a second reopening, so that neither")]
+            /// can change the other's mode.
             ///
             /// # Errors
             ///
             /// [`Error::Io`] when out of file descriptors.
             pub fn try_clone(&self) -> Result<Self> {
                 self.0.try_clone().map($ty).map_err(|e| Error::from_io("F_DUPFD_CLOEXEC", e))
+            }
+
+            /// This end again, on an open file description of its own: the
+            /// same pipe or FIFO opened anew through `/proc/self/fd`. The
+            /// copies of the old description (in forked children, or made
+            /// by `dup`) no longer share its mode, and this end keeps
+            /// `O_NONBLOCK` set on its own for its whole life, so that the
+            /// calls that must not wait (`try_*`, the timed forms, the
+            /// async ends, frame writers and readers) cost one plain
+            /// `read(2)` or `write(2)`, where a shared description takes
+            /// `preadv2`/`pwritev2` with `RWF_NOWAIT`, the dearer calls.
+            /// Everything else behaves as on any end: [`Read`], [`Write`]
+            /// and the other calls that wait still wait.
+            ///
+            /// The old handle is left as it was (drop it when done). A
+            /// process forked later shares the new description, as with any
+            /// fd: if it clears `O_NONBLOCK` there, the calls of this
+            /// end that must not wait may wait.
+            ///
+            /// # Errors
+            ///
+            /// [`Error::Io`] when `/proc` is not this process's procfs, when
+            /// the pipe cannot be opened again (no reader left for a
+            /// writing end, `ENXIO`; the pipe of another user, `EACCES`),
+            /// when out of fds, or when the new fd is above 4095; the end
+            /// can then be used as it is.
+            pub fn reopen(&self) -> Result<Self> {
+                self.0.reopen().map($ty).map_err(|e| Error::from_io("reopening through /proc/self/fd", e))
             }
         }
 
@@ -206,7 +246,7 @@ macro_rules! pipe_end_common {
 
         impl From<$ty> for OwnedFd {
             fn from(end: $ty) -> Self {
-                end.0
+                end.0.into_fd()
             }
         }
 
@@ -215,7 +255,7 @@ macro_rules! pipe_end_common {
             /// streams. The parent's copy closes when the `Command` holding
             /// it is dropped.
             fn from(end: $ty) -> Self {
-                Stdio::from(end.0)
+                Stdio::from(end.0.into_fd())
             }
         }
 
@@ -227,7 +267,7 @@ macro_rules! pipe_end_common {
 
         impl From<$ty> for $std {
             fn from(end: $ty) -> Self {
-                <$std>::from(end.0)
+                <$std>::from(end.0.into_fd())
             }
         }
     };
@@ -235,7 +275,7 @@ macro_rules! pipe_end_common {
 
 impl PipeReader {
     fn adopt(fd: OwnedFd) -> Self {
-        PipeReader(fd)
+        PipeReader(EndFd::new(fd))
     }
 }
 
@@ -245,7 +285,7 @@ impl PipeWriter {
     /// [`SigpipeGuard`](crate::SigpipeGuard)).
     fn adopt(fd: OwnedFd) -> Self {
         sys::note_sigpipe_disposition();
-        PipeWriter(fd)
+        PipeWriter(EndFd::new(fd))
     }
 }
 
@@ -378,11 +418,11 @@ impl PipeReader {
 
 impl Read for &PipeReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        retry_eintr(|| sys::read(self.0.as_fd(), buf))
+        own::read(self.0.as_fd(), buf)
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        retry_eintr(|| sys::readv(self.0.as_fd(), bufs))
+        own::readv(self.0.as_fd(), bufs)
     }
 }
 
@@ -447,8 +487,7 @@ impl PipeWriter {
     pub fn write_atomic(&self, msg: &[u8]) -> Result<()> {
         check_atomic(msg)?;
         let fd = self.0.as_fd();
-        let n = sys::without_sigpipe(|| retry_eintr(|| sys::write(fd, msg)))
-            .map_err(|e| Error::from_io("atomic write to pipe", e))?;
+        let n = sys::without_sigpipe(|| own::write(fd, msg)).map_err(|e| Error::from_io("atomic write to pipe", e))?;
         short_atomic(n, msg.len())
     }
 
@@ -500,8 +539,7 @@ impl PipeWriter {
     pub fn vmsplice(&self, data: &[u8]) -> Result<usize> {
         let fd = self.0.as_fd();
         let iov = [IoSlice::new(data)];
-        sys::without_sigpipe(|| retry_eintr(|| sys::vmsplice(fd, &iov, 0)))
-            .map_err(|e| Error::from_io("vmsplice into pipe", e))
+        sys::without_sigpipe(|| own::vmsplice(fd, &iov)).map_err(|e| Error::from_io("vmsplice into pipe", e))
     }
 
     /// [`vmsplice`](Self::vmsplice) until all of `data` is in the pipe.
@@ -515,7 +553,7 @@ impl PipeWriter {
         // reader drains concurrently takes many partial vmsplices.
         sys::without_sigpipe(|| {
             while !data.is_empty() {
-                let n = retry_eintr(|| sys::vmsplice(fd, &[IoSlice::new(data)], 0))?;
+                let n = own::vmsplice(fd, &[IoSlice::new(data)])?;
                 data = &data[n..];
             }
             Ok(())
@@ -546,7 +584,7 @@ pub(crate) fn short_atomic(written: usize, len: usize) -> Result<()> {
 impl Write for &PipeWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let fd = self.0.as_fd();
-        sys::without_sigpipe(|| retry_eintr(|| sys::write(fd, buf)))
+        sys::without_sigpipe(|| own::write(fd, buf))
     }
 
     /// Like the provided method, but with `SIGPIPE` held off once for the
@@ -555,7 +593,7 @@ impl Write for &PipeWriter {
         let fd = self.0.as_fd();
         sys::without_sigpipe(|| {
             while !buf.is_empty() {
-                match retry_eintr(|| sys::write(fd, buf))? {
+                match own::write(fd, buf)? {
                     0 => return Err(io::ErrorKind::WriteZero.into()),
                     n => buf = &buf[n..],
                 }
@@ -566,7 +604,7 @@ impl Write for &PipeWriter {
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let fd = self.0.as_fd();
-        sys::without_sigpipe(|| retry_eintr(|| sys::writev(fd, bufs)))
+        sys::without_sigpipe(|| own::writev(fd, bufs))
     }
 
     fn flush(&mut self) -> io::Result<()> {

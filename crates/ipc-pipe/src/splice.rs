@@ -3,6 +3,7 @@ use std::os::fd::AsFd;
 use ipc_sync::retry_eintr;
 
 use crate::error::{Error, Result};
+use crate::own::waiting_between;
 use crate::pipe::{PipeReader, PipeWriter};
 use crate::sys;
 
@@ -41,8 +42,10 @@ use crate::sys;
 /// [splice(2)](https://man7.org/linux/man-pages/man2/splice.2.html)
 pub fn splice(from: impl AsFd, to: impl AsFd, len: usize) -> Result<usize> {
     let (from, to) = (from.as_fd(), to.as_fd());
-    sys::without_sigpipe(|| retry_eintr(|| sys::splice(from, to, len, libc::SPLICE_F_MOVE)))
-        .map_err(|e| Error::from_io("splice", e))
+    sys::without_sigpipe(|| {
+        waiting_between(from, to, || retry_eintr(|| sys::splice(from, to, len, libc::SPLICE_F_MOVE)))
+    })
+    .map_err(|e| Error::from_io("splice", e))
 }
 
 /// [`splice`] until exactly `len` bytes have moved or `from` reaches end of
@@ -58,7 +61,7 @@ pub fn splice_all(from: impl AsFd, to: impl AsFd, len: u64) -> Result<u64> {
     sys::without_sigpipe(|| {
         while moved < len {
             let chunk = usize::try_from(len - moved).unwrap_or(usize::MAX).min(1 << 30);
-            match retry_eintr(|| sys::splice(from, to, chunk, libc::SPLICE_F_MOVE))? {
+            match waiting_between(from, to, || retry_eintr(|| sys::splice(from, to, chunk, libc::SPLICE_F_MOVE)))? {
                 0 => break,
                 n => moved += n as u64,
             }
@@ -82,5 +85,6 @@ pub fn splice_all(from: impl AsFd, to: impl AsFd, len: u64) -> Result<u64> {
 /// [tee(2)](https://man7.org/linux/man-pages/man2/tee.2.html)
 pub fn tee(from: &PipeReader, to: &PipeWriter, len: usize) -> Result<usize> {
     let (from, to) = (from.as_fd(), to.as_fd());
-    sys::without_sigpipe(|| retry_eintr(|| sys::tee(from, to, len, 0))).map_err(|e| Error::from_io("tee", e))
+    sys::without_sigpipe(|| waiting_between(from, to, || retry_eintr(|| sys::tee(from, to, len, 0))))
+        .map_err(|e| Error::from_io("tee", e))
 }

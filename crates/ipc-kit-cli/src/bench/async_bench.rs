@@ -39,13 +39,24 @@ enum Subject {
     Kit(Mechanism),
     TokioUnixStream,
     TokioPipe,
+    /// tokio's pipe module on a FIFO, the same kernel object as the FIFO
+    /// mechanism's.
+    TokioFifo,
 }
 
 impl Subject {
-    fn all() -> Vec<Subject> {
+    /// Every subject, or with names in `only`, those mechanisms and the
+    /// tokio references they are compared with (`unix-socket` names
+    /// tokio's `UnixStream`).
+    fn chosen(only: &[&str]) -> Vec<Subject> {
         let mut all: Vec<Subject> = Mechanism::ALL.iter().map(|&m| Subject::Kit(m)).collect();
-        all.extend([Subject::TokioUnixStream, Subject::TokioPipe]);
-        all
+        all.extend([Subject::TokioUnixStream, Subject::TokioPipe, Subject::TokioFifo]);
+        if only.is_empty() {
+            return all;
+        }
+        let named = |s: Subject| only.contains(&s.names().0) && !matches!(s, Subject::TokioPipe | Subject::TokioFifo);
+        let wanted: Vec<Subject> = all.iter().copied().filter(|&s| named(s)).collect();
+        all.into_iter().filter(|s| wanted.contains(s) || wanted.iter().any(|&w| reference(w) == Some(*s))).collect()
     }
 
     /// The JSON's `mechanism` and `impl`.
@@ -54,6 +65,7 @@ impl Subject {
             Subject::Kit(m) => (m.name(), "ipc-kit-async"),
             Subject::TokioUnixStream => ("unix-socket", "tokio"),
             Subject::TokioPipe => ("pipe", "tokio"),
+            Subject::TokioFifo => ("fifo", "tokio"),
         }
     }
 }
@@ -90,6 +102,7 @@ fn ways(subject: Subject) -> io::Result<Ways> {
             let (r2, w2) = std::io::pipe()?;
             Ways::Pipes((r1.into(), w1.into()), (r2.into(), w2.into()))
         }
+        Subject::TokioFifo => Ways::Pipes(super::links::fifo_ends()?, super::links::fifo_ends()?),
     })
 }
 
@@ -263,8 +276,8 @@ struct Figures {
     samples: u64,
     msgs_per_s: f64,
     /// Speed over the tokio reference's in the same round (the median of
-    /// the per-round ratios): for pipes and FIFOs tokio's pipe, for the
-    /// rest tokio's `UnixStream`.
+    /// the per-round ratios): for pipes tokio's pipe, for FIFOs tokio's
+    /// pipe module on a FIFO, for the rest tokio's `UnixStream`.
     vs_tokio: Option<f64>,
 }
 
@@ -274,7 +287,8 @@ type Round = Vec<(Subject, Test, Outcome)>;
 /// The tokio reference of a subject.
 fn reference(subject: Subject) -> Option<Subject> {
     match subject {
-        Subject::Kit(Mechanism::Pipe | Mechanism::Fifo) => Some(Subject::TokioPipe),
+        Subject::Kit(Mechanism::Pipe) => Some(Subject::TokioPipe),
+        Subject::Kit(Mechanism::Fifo) => Some(Subject::TokioFifo),
         Subject::Kit(_) => Some(Subject::TokioUnixStream),
         _ => None,
     }
@@ -294,7 +308,7 @@ fn summarize(rounds: &[(Probed, Round)]) -> Vec<Figures> {
     let placement = if near { Placement::Near } else { pool.first().map_or(Placement::Single, |r| r.0.placement) };
     let kept: Vec<&Round> = pool.iter().filter(|r| r.0.placement == placement).map(|r| &r.1).collect();
     let mut out = Vec::new();
-    for subject in Subject::all() {
+    for subject in Subject::chosen(&[]) {
         for test in [Test::Rtt, Test::Stream] {
             let find = |round: &Round, s: Subject| -> Option<f64> {
                 round.iter().find(|(x, t, _)| *x == s && *t == test).map(|r| speed(&r.2))
@@ -333,7 +347,16 @@ fn summarize(rounds: &[(Probed, Round)]) -> Vec<Figures> {
 }
 
 /// Runs the async comparison: `rounds` rounds of `run_time` runs.
-pub(crate) fn compare(rounds: u32, run_time: Duration, json: Option<&std::path::Path>) -> Result<(), String> {
+pub(crate) fn compare(
+    rounds: u32,
+    run_time: Duration,
+    only: &[&str],
+    json: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let subjects = Subject::chosen(only);
+    if subjects.iter().all(|s| !matches!(s, Subject::Kit(_))) && !only.contains(&"unix-socket") {
+        return Err(format!("--async runs the umbrella's mechanisms and tokio's references; none is in {only:?}"));
+    }
     let machine = output::Machine::this();
     let pinned = machine.cpus >= 2 && sys::pin_to_cpu(0);
     println!(
@@ -344,7 +367,7 @@ pub(crate) fn compare(rounds: u32, run_time: Duration, json: Option<&std::path::
     );
     let results = probed_pairs(pinned, rounds, |_| {
         let mut round = Vec::new();
-        for subject in Subject::all() {
+        for &subject in &subjects {
             for test in [Test::Rtt, Test::Stream] {
                 let o = run(subject, test, run_time)
                     .map_err(|e| format!("{} {:?} {test:?}: {e}", subject.names().0, subject.names().1))?;
@@ -376,6 +399,7 @@ pub(crate) fn compare(rounds: u32, run_time: Duration, json: Option<&std::path::
 fn reference_name(subject: Subject) -> &'static str {
     match reference(subject) {
         Some(Subject::TokioPipe) => "pipe",
+        Some(Subject::TokioFifo) => "pipe on a FIFO",
         _ => "UnixStream",
     }
 }

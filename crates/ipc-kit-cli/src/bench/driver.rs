@@ -51,8 +51,8 @@ pub(crate) struct Args {
     detail: bool,
     /// Runs 64 B round trips and streams of every mechanism through the
     /// async traits on tokio instead, beside tokio's own UnixStream and
-    /// pipe (with --quick, --json, --pairs).
-    #[arg(long = "async", conflicts_with_all = ["detail", "svg", "mechanisms", "sizes"])]
+    /// pipe (with --quick, --json, --pairs, --mechanism).
+    #[arg(long = "async", conflicts_with_all = ["detail", "svg", "sizes"])]
     run_async: bool,
     /// With --detail: only the workloads whose name contains this text.
     #[arg(long, requires = "detail")]
@@ -66,7 +66,8 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
     if args.run_async {
         let pairs = args.pairs.unwrap_or(if args.quick { 5 } else { COMPARISON_PAIRS });
         let run_time = Duration::from_millis(if args.quick { 20 } else { 150 });
-        return super::async_bench::compare(pairs, run_time, args.json.as_deref());
+        let only: Vec<&str> = args.mechanisms.iter().map(|m| m.name()).collect();
+        return super::async_bench::compare(pairs, run_time, &only, args.json.as_deref());
     }
     if args.detail { detail(args) } else { comparison(args) }
 }

@@ -446,11 +446,8 @@ fn raw(mech: Mech) -> io::Result<DynLink> {
             Ok(fd_link(b, a, Box::new(())))
         }
         Mech::Kit(Mechanism::Fifo) => {
-            let dir = OwnedDir::new()?;
-            let path = dir.path.join("fifo");
-            raw::mkfifo(&path)?;
-            let (r, w) = raw::open_fifo(&path)?;
-            Ok(fd_link(r, w, Box::new(dir)))
+            let (r, w) = fifo_ends()?;
+            Ok(fd_link(r, w, Box::new(())))
         }
         Mech::Kit(Mechanism::SysvQueue) => {
             let q = Rc::new(SysvOwner { id: raw::msgget_private()?, owner: std::process::id() });
@@ -494,6 +491,15 @@ impl Rx for FdRx {
 }
 
 /// A directory for a FIFO, removed by the process that made it.
+/// Both ends of a FIFO made with plain libc calls, in a directory of its
+/// own that is gone again when this returns (the ends stay open).
+pub(crate) fn fifo_ends() -> io::Result<(OwnedFd, OwnedFd)> {
+    let dir = OwnedDir::new()?;
+    let path = dir.path.join("fifo");
+    raw::mkfifo(&path)?;
+    raw::open_fifo(&path)
+}
+
 struct OwnedDir {
     path: PathBuf,
     owner: u32,

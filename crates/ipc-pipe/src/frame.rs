@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use ipc_sync::Deadline;
 
 use crate::error::{Error, Result};
-use crate::pipe::{PIPE_BUF, Wait, read_waiting, short_atomic, write_waiting};
+use crate::pipe::{PIPE_BUF, Wait, read_waiting, write_waiting};
+use crate::writer::short_atomic;
 
 mod poll;
 

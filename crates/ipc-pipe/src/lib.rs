@@ -69,6 +69,7 @@ mod pipe;
 mod sigpipe;
 mod splice;
 mod sys;
+mod writer;
 
 #[cfg(feature = "tokio")]
 pub use async_end::{AsyncPipeReader, AsyncPipeWriter};

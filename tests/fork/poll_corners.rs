@@ -23,6 +23,7 @@ cases!("poll_corners":
     a_polled_named_channel_goes_with_its_last_handle,
     a_descriptor_closed_before_removal_leaves_the_poller_quiet,
     a_byte_senders_want_ends_with_the_record_it_sent,
+    a_peer_that_fills_its_doorbell_in_blocking_mode_cannot_stall_sends,
 );
 
 /// Blocks until the other process writes a byte (or panics after 10 s).
@@ -336,4 +337,47 @@ fn a_byte_senders_want_ends_with_the_record_it_sent() {
     let small = tx.try_send(&[3; 8]);
     assert!(small.is_ok(), "{small:?}");
     assert_eq!(ready, [3], "a sender with room for its next record, not reported writable for 100 ms");
+}
+
+// A hostile receiver makes its doorbell's description blocking (the flag
+// is shared across fork), fills the eventfd's counter to its maximum, and
+// keeps a poller armed on it: a sender that rang by adding 1 would wait
+// for ever in the write. Every send returns, and the messages arrive.
+fn a_peer_that_fills_its_doorbell_in_blocking_mode_cannot_stall_sends() {
+    use ipc_kit::Pollable;
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    const MESSAGES: u64 = 200;
+    let chan = channel::<u64>(4).unwrap();
+    let (go_r, go_w) = pipe().unwrap();
+    let go_rfd = go_r.as_raw_fd();
+    let child = fork(|| {
+        close_inherited(go_rfd);
+        let mut rx = chan.receiver().unwrap();
+        {
+            let source = rx.source(Interest::Readable).unwrap().expect("a fork channel's receiver has a doorbell");
+            fcntl(source.fd, FcntlArg::F_SETFL(OFlag::empty())).unwrap();
+            // The counter starts at 1 or more: this takes it to the maximum.
+            let fill = (u64::MAX - 1) - 1;
+            let _ = nix::unistd::write(source.fd, &fill.to_ne_bytes());
+        }
+        let mut poller = Poller::new().unwrap();
+        poller.add(&rx, Interest::Readable, 1).unwrap();
+        (&go_w).write_all(b"g").unwrap();
+        // Armed again and again while the sender sends into a full ring.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(500) {
+            let _ = poller.wait_timeout(Duration::from_millis(20)).unwrap();
+        }
+        for i in 0..MESSAGES {
+            assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), i);
+        }
+    });
+    drop(go_w);
+    let mut go_r = go_r;
+    await_byte(&mut go_r);
+    let mut tx = chan.sender().unwrap();
+    for i in 0..MESSAGES {
+        tx.send_timeout(i, Duration::from_secs(10)).unwrap();
+    }
+    child.join();
 }

@@ -85,7 +85,7 @@ pub trait Readiness: Send + Sync + fmt::Debug {
     fn disarm(&self) {}
 
     /// Whether the descriptor is a doorbell that is rung, never drained:
-    /// each ring makes it readable anew (an eventfd's add), and a poller
+    /// each ring makes it readable anew (a write to an eventfd), and a poller
     /// waits for those edges (`EPOLLET`), not for it to be readable.
     /// Several pollers can then wait on one endpoint without taking each
     /// other's rings.

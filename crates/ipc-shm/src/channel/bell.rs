@@ -305,8 +305,18 @@ pub(super) fn doorbell(conn: &Conn, role: Role) -> Option<&Arc<EventFd>> {
 }
 
 /// Rings the doorbell of side `role` (the peer's), if a poller armed it:
-/// clears the bit and adds 1 to the eventfd, once per arming. Whether it
+/// clears the bit and writes 0 to the eventfd, once per arming. Whether it
 /// rang.
+///
+/// A write of 0 wakes the eventfd's pollers like any write, and the epoll
+/// that reports it finds the eventfd readable because its counter starts
+/// at 1 and nobody takes from it. And a write of 0 never waits: an eventfd
+/// write waits only when it would take the counter past its maximum, and
+/// only while the description is blocking. The description is shared with
+/// the peer's process, which may clear `O_NONBLOCK` and fill the counter;
+/// a write of 1 would then wait for ever (eventfds refuse `RWF_NOWAIT`).
+/// A peer that takes the counter down to 0 only keeps its own pollers
+/// from waking, as not ringing would.
 pub(super) fn ring(conn: &Conn, role: Role) -> bool {
     let line = conn.sleep_line(role);
     // Relaxed: the publish that led here ordered the index against the
@@ -314,8 +324,7 @@ pub(super) fn ring(conn: &Conn, role: Role) -> bool {
     if line.waiting.fetch_and(!ARMED, Ordering::Relaxed) & ARMED != 0
         && let Some(bell) = doorbell(conn, role)
     {
-        // A full counter has a poller to wake already.
-        let _ = bell.try_add(1);
+        let _ = bell.try_add(0);
         return true;
     }
     false

@@ -144,8 +144,10 @@ impl Conn {
                 mem.anon = memfd;
                 mem.candidates =
                     Some(Candidates::new().map_err(|e| Error::Io { op: "pipe2 (channel liveness)", source: e })?);
+                // Each starts at 1 and stays at least that (nobody reads
+                // it): see `bell::ring`.
                 let bell = || {
-                    ipc_sync::EventFd::new(0, ipc_sync::EventFdMode::Counter)
+                    ipc_sync::EventFd::new(1, ipc_sync::EventFdMode::Counter)
                         .map(Arc::new)
                         .map_err(|e| Error::Io { op: "eventfd (a channel's doorbell)", source: e.into() })
                 };

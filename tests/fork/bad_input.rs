@@ -14,13 +14,16 @@ use std::time::{Duration, Instant};
 use ipc_kit::fifo::{self, Fifo, FifoClient, FifoServer};
 use ipc_kit::msgq::{self, PosixQueue, QueueAttr, Selector, SysvQueue};
 use ipc_kit::pipe::{self, ChildFds, FrameReader, FrameWriter, PIPE_BUF, PipeReader, PipeWriter};
+use ipc_kit::shm::channel::Handoff;
 use ipc_kit::shm::{self, ByteChannel, Channel, Mapping, Memfd, PosixShm, SysvSegment};
 use ipc_kit::sync::{
     self, EVENTFD_MAX, Event, EventFd, EventFdMode, Key, LockError, Mutex, NamedSemaphore, RobustMutex, SEM_VALUE_MAX,
     SemOp, Semaphore, SemaphoreSet,
 };
 use ipc_kit::{MessageSender, PipeSender};
-use ipc_kit_tests::{Exit, Refusal, ScratchDir, SysvKind, cases, fork, may_exceed_resource_limits, unique_name};
+use ipc_kit_tests::{
+    Exit, Refusal, ScratchDir, SysvKind, cases, fork, may_exceed_resource_limits, unique_name, with_doorbells,
+};
 
 cases!("bad_input":
     every_row_gets_its_documented_result,
@@ -310,11 +313,17 @@ fn rows() -> Vec<Row> {
             Channel::<u64>::open(&n) => Err(shm::Error::LayoutMismatch { .. })),
         row!("Channel::open", "mode 0600, caller nobody (without root: mode 000, caller the owner)", { let n = name(); let _c = Channel::<u64>::create(&n, 4).unwrap(); Refusal::here().apply_to_path(&shm_path(&n[1..])); }
             as nobody Channel::<u64>::open(&n) => Err(shm::Error::PermissionDenied { .. })),
-        row!("Channel::from_memfd", "a memfd of zeros", { let m = Memfd::create("zeros", 65536).unwrap(); }
-            Channel::<u64>::from_memfd(m) => Err(shm::Error::LayoutMismatch { .. })),
-        row!("ByteChannel::from_memfd", "a slot channel's memfd",
-            { let c = Channel::<u64>::new_memfd(4).unwrap(); let m = Memfd::from_fd(c.memfd().unwrap().try_clone_fd().unwrap()).unwrap(); }
-            ByteChannel::from_memfd(m) => Err(shm::Error::LayoutMismatch { .. })),
+        row!("Channel::from_handoff", "a memfd of zeros", { let m = Memfd::create("zeros", 65536).unwrap(); }
+            Channel::<u64>::from_handoff(with_doorbells(m)) => Err(shm::Error::LayoutMismatch { .. })),
+        row!("ByteChannel::from_handoff", "a slot channel's handoff",
+            { let h = Channel::<u64>::new_memfd(4).unwrap().handoff().unwrap(); }
+            ByteChannel::from_handoff(h) => Err(shm::Error::LayoutMismatch { .. })),
+        row!("Handoff::from_fds", "a pipe's end as a doorbell",
+            { let c = Channel::<u64>::new_memfd(4).unwrap(); let (m, [a, _]) = c.handoff().unwrap().into_fds(); let (r, _w) = ipc_kit::pipe::pipe().unwrap(); }
+            Handoff::from_fds(m, [a, r.into()]) => Err(shm::Error::Io { .. })),
+        row!("Handoff::from_fds", "a file as the memfd",
+            { let c = Channel::<u64>::new_memfd(4).unwrap(); let (_, bells) = c.handoff().unwrap().into_fds(); let f = std::fs::File::open("/proc/self/stat").unwrap(); }
+            Handoff::from_fds(f.into(), bells) => Err(shm::Error::NotSealed | shm::Error::Io { .. })),
         row!("Channel::create_or_reclaim", "a name a live process holds",
             { let n = name(); let _c = Channel::<u64>::create(&n, 4).unwrap(); }
             Channel::<u64>::create_or_reclaim(&n, 4) => Err(shm::Error::AlreadyExists { .. })),

@@ -1,12 +1,14 @@
 //! Shared-memory channels between real processes.
 
-use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileTypeExt;
 use std::time::{Duration, Instant};
 
 use ipc_kit::pipe::ChildFds;
-use ipc_kit::shm::{ByteChannel, Channel, Error, Mapping, Memfd, PosixShm, WaitPolicy, byte_channel, channel};
-use ipc_kit_tests::{Exit, cases, checksum, fork, fork_in_new_pid_namespace, helper_command, pattern, unique_name};
+use ipc_kit::shm::channel::Handoff;
+use ipc_kit::shm::{ByteChannel, Channel, Error, Mapping, PosixShm, WaitPolicy, byte_channel, channel};
+use ipc_kit_tests::{
+    Exit, cases, checksum, fork, fork_in_new_pid_namespace, helper_command, inherited_fd, pattern, unique_name,
+};
 use nix::sys::signal::Signal;
 
 cases!("shm::channel", helpers ["channel-named-recv" => named_recv_helper, "channel-memfd-recv" => memfd_recv_helper]:
@@ -414,31 +416,62 @@ fn named_channel_in_exec_child() {
     assert!(matches!(PosixShm::open(&name), Err(Error::NotFound { .. })), "the creator unlinked the name");
 }
 
+// The exec'd program gets the channel's memfd and doorbells at fds 3, 4
+// and 5, opens it from that handoff and waits with a `Poller`: on the
+// doorbell the sender rings, with no watching thread of its own.
 fn memfd_recv_helper(args: &[String]) {
-    let fd: OwnedFd = std::fs::File::options().read(true).write(true).open("/proc/self/fd/3").unwrap().into();
-    let chan = ByteChannel::from_memfd(Memfd::from_fd(fd).unwrap()).unwrap();
+    let handoff = Handoff::from_fds(inherited_fd(3), [inherited_fd(4), inherited_fd(5)]).unwrap();
+    let chan = ByteChannel::from_handoff(handoff).unwrap();
     let mut rx = chan.receiver().unwrap();
+    let mut poller = ipc_kit::Poller::new().unwrap();
+    poller.add(&rx, ipc_kit::Interest::Readable, 7).unwrap();
+    let threads = ipc_kit_tests::thread_count();
     let n: u64 = args[0].parse().unwrap();
     let mut buf = Vec::new();
-    for i in 0..n {
-        rx.recv_timeout(&mut buf, Duration::from_secs(10)).unwrap();
-        assert!(buf == pattern(i, (i % 5000) as usize));
+    let mut i = 0;
+    while i < n {
+        match rx.try_recv(&mut buf) {
+            Ok(_) => {
+                assert!(buf == pattern(i, (i % 5000) as usize));
+                i += 1;
+            }
+            Err(Error::Empty) => assert_eq!(poller.wait_timeout(Duration::from_secs(10)).unwrap(), [7], "woken"),
+            Err(e) => panic!("{e}"),
+        }
     }
+    assert_eq!(ipc_kit_tests::thread_count(), threads, "the doorbell needs no watching thread");
+    assert!(matches!(rx.recv_timeout(&mut buf, Duration::from_secs(10)), Err(Error::Disconnected)));
 }
 
 fn memfd_channel_in_exec_child() {
+    memfd_channel_handed_over(20_000, false);
+    // Doorbells handed over the wrong way round: the receiver's pollers are
+    // never rung, and still see every message (they look again every
+    // 20 ms).
+    memfd_channel_handed_over(2_000, true);
+}
+
+fn memfd_channel_handed_over(n: u64, swapped: bool) {
     let chan = ByteChannel::new_memfd(1 << 16).unwrap();
-    let mut cmd = helper_command("channel-memfd-recv", &["20000"]);
+    let mut cmd = helper_command("channel-memfd-recv", &[&n.to_string()]);
+    let (memfd, [a, b]) = chan.handoff().unwrap().into_fds();
+    let (a, b) = if swapped { (b, a) } else { (a, b) };
     let mut fds = ChildFds::new();
-    fds.insert(3, chan.memfd().unwrap().try_clone_fd().unwrap()).unwrap();
+    fds.insert(3, memfd).unwrap().insert(4, a).unwrap().insert(5, b).unwrap();
     fds.apply(&mut cmd);
     let mut child = cmd.spawn().unwrap();
     drop(cmd);
     let mut tx = chan.sender().unwrap();
-    for i in 0..20_000u64 {
+    for i in 0..n {
         tx.send(&pattern(i, (i % 5000) as usize)).unwrap();
+        if i % 1000 == 0 {
+            std::thread::sleep(Duration::from_millis(2)); // the receiver waits on its poller now and then
+        }
     }
+    drop(tx);
     assert!(child.wait().unwrap().success());
+    // Only a channel in a memfd is handed over.
+    assert!(matches!(byte_channel(64).unwrap().handoff(), Err(Error::LayoutMismatch { .. })));
 }
 
 fn every_wait_policy_delivers() {

@@ -50,7 +50,7 @@ use clap::Parser;
 use ipc_kit::fifo::{Error as FifoError, Fifo, FifoClient, FifoServer};
 use ipc_kit::pipe::{DEFAULT_MAX_FRAME, Error as PipeError, FrameReader, FrameWriter, PIPE_BUF, PipeWriter};
 use ipc_kit::shm::{ByteChannel, Channel, Error as ShmError, Memfd};
-use ipc_kit_tests::{Rng, ScratchDir};
+use ipc_kit_tests::{Rng, ScratchDir, with_doorbells};
 
 /// The system allocator, recording the largest single request.
 struct Counting;
@@ -359,7 +359,7 @@ fn header(rng: &mut Rng, wrong_magic_left: &mut u32) -> Verdict {
     let unclaimable = |e: &ShmError| matches!(e, ShmError::Corrupted { .. } | ShmError::AlreadyConnected { .. });
     let received = |e: &ShmError| matches!(e, ShmError::Empty | ShmError::Corrupted { .. } | ShmError::Disconnected);
     if bytes_kind {
-        let chan = match ByteChannel::from_memfd(memfd) {
+        let chan = match ByteChannel::from_handoff(with_doorbells(memfd)) {
             Ok(chan) => chan,
             Err(e) if refused(&e) => return Ok(()),
             Err(e) => return Err(format!("open: unexpected error: {e}")),
@@ -386,7 +386,7 @@ fn header(rng: &mut Rng, wrong_magic_left: &mut u32) -> Verdict {
             Err(e) => Err(format!("receive: unexpected error: {e}")),
         }
     } else {
-        let chan = match Channel::<[u8; 16]>::from_memfd(memfd) {
+        let chan = match Channel::<[u8; 16]>::from_handoff(with_doorbells(memfd)) {
             Ok(chan) => chan,
             Err(e) if refused(&e) => return Ok(()),
             Err(e) => return Err(format!("open: unexpected error: {e}")),
@@ -476,7 +476,7 @@ fn pre_connect(rng: &mut Rng) -> Verdict {
     let wait = Duration::from_micros(rng.below(500));
     let sender_first = rng.chance(2);
     if bytes_kind {
-        let chan = match ByteChannel::from_memfd(memfd) {
+        let chan = match ByteChannel::from_handoff(with_doorbells(memfd)) {
             Ok(c) => c,
             Err(e) if refused(&e) => return Ok(()),
             Err(e) => return Err(format!("open: unexpected error: {e}")),
@@ -498,7 +498,7 @@ fn pre_connect(rng: &mut Rng) -> Verdict {
             }
         }
     } else {
-        let chan = match Channel::<[u8; 24]>::from_memfd(memfd) {
+        let chan = match Channel::<[u8; 24]>::from_handoff(with_doorbells(memfd)) {
             Ok(c) => c,
             Err(e) if refused(&e) => return Ok(()),
             Err(e) => return Err(format!("open: unexpected error: {e}")),

@@ -565,3 +565,21 @@ pub fn tokio_runtime() -> tokio::runtime::Runtime {
 pub fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").expect("/proc/self/task").count()
 }
+
+/// `memfd` handed over as a channel's memory, with two fresh doorbells:
+/// what a peer that made (or forged) the memfd hands to a process that
+/// opens it (`from_handoff`).
+pub fn with_doorbells(memfd: ipc_kit::shm::Memfd) -> ipc_kit::shm::channel::Handoff {
+    let bell = || ipc_kit::sync::EventFd::new(1, ipc_kit::sync::EventFdMode::Counter).expect("eventfd");
+    ipc_kit::shm::channel::Handoff { memfd, doorbells: [bell(), bell()] }
+}
+
+/// Fd `n`, handed to this helper program at that number by the case that
+/// started it (ipc-pipe's `ChildFds`), taken as owned. Call once per number.
+///
+/// # Panics
+///
+/// When nothing is open at `n`.
+pub fn inherited_fd(n: RawFd) -> OwnedFd {
+    sys::adopt_inherited(n).unwrap_or_else(|e| panic!("fd {n} was not handed over: {e}"))
+}

@@ -149,3 +149,15 @@ pub(crate) fn sysv_set_mode(kind: SysvKind, id: i32, mode: u32) -> io::Result<()
     };
     if rc == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
+
+/// Takes fd `n`, which this program was started with (handed over at that
+/// number by its parent), as an owned fd, once it is known to be open.
+pub(crate) fn adopt_inherited(n: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only reads the flags of whatever is at `n`, or fails.
+    if unsafe { libc::fcntl(n, libc::F_GETFD) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `n` is open, and it was handed to this program at start: no
+    // value in this process owns it yet, and the caller takes it once.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}

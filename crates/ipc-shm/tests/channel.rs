@@ -4,12 +4,15 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use ipc_shm::channel::Handoff;
 use ipc_shm::{ByteChannel, Channel, Error, Memfd, byte_channel, channel};
 use proptest::prelude::*;
 
-/// A second mapping of the same memory, as a peer process would have.
-fn peer_memfd(m: &Memfd) -> Memfd {
-    Memfd::from_fd(m.try_clone_fd().unwrap()).unwrap()
+/// `m` handed over with doorbells of its own, as a peer would hand over a
+/// memfd it made.
+fn with_doorbells(m: Memfd) -> Handoff {
+    let bell = || ipc_sync::EventFd::new(1, ipc_sync::EventFdMode::Counter).unwrap();
+    Handoff { memfd: m, doorbells: [bell(), bell()] }
 }
 
 #[derive(Clone, Debug)]
@@ -42,7 +45,7 @@ proptest! {
     fn slot_channel_matches_a_queue(ops in prop::collection::vec(slot_op(), 1..300), cap_log in 0u32..5) {
         let cap = 1usize << cap_log;
         let a = Channel::<u64>::new_memfd(cap).unwrap();
-        let b = Channel::<u64>::from_memfd(peer_memfd(a.memfd().unwrap())).unwrap();
+        let b = Channel::<u64>::from_handoff(a.handoff().unwrap()).unwrap();
         let (mut tx, mut rx) = (a.sender().unwrap(), b.receiver().unwrap());
         let mut model = VecDeque::new();
         for op in ops {
@@ -109,7 +112,7 @@ proptest! {
     ) {
         let cap = 1usize << cap_log;
         let a = ByteChannel::new_memfd(cap).unwrap();
-        let b = ByteChannel::from_memfd(peer_memfd(a.memfd().unwrap())).unwrap();
+        let b = ByteChannel::from_handoff(a.handoff().unwrap()).unwrap();
         let (mut tx, mut rx) = (a.sender().unwrap(), b.receiver().unwrap());
         let max = a.max_record();
         let mut model: VecDeque<Vec<u8>> = VecDeque::new();
@@ -155,14 +158,14 @@ proptest! {
 #[test]
 fn layout_mismatches_are_refused() {
     let a = Channel::<u64>::new_memfd(16).unwrap();
-    let fd = || peer_memfd(a.memfd().unwrap());
-    assert!(matches!(Channel::<u32>::from_memfd(fd()), Err(Error::LayoutMismatch { .. })));
-    assert!(matches!(Channel::<i64>::from_memfd(fd()), Err(Error::LayoutMismatch { .. })), "same size, other type");
-    assert!(matches!(ByteChannel::from_memfd(fd()), Err(Error::LayoutMismatch { .. })));
+    let fd = || a.handoff().unwrap();
+    assert!(matches!(Channel::<u32>::from_handoff(fd()), Err(Error::LayoutMismatch { .. })));
+    assert!(matches!(Channel::<i64>::from_handoff(fd()), Err(Error::LayoutMismatch { .. })), "same size, other type");
+    assert!(matches!(ByteChannel::from_handoff(fd()), Err(Error::LayoutMismatch { .. })));
     let foreign = Memfd::create("foreign", 1 << 16).unwrap();
     foreign.map().unwrap().write_bytes(0, b"not a channel header at all").unwrap();
     let t = std::time::Instant::now();
-    match Channel::<u64>::from_memfd(foreign) {
+    match Channel::<u64>::from_handoff(with_doorbells(foreign)) {
         Err(e @ Error::LayoutMismatch { .. }) => assert!(e.to_string().contains("magic"), "{e}"),
         other => panic!("{other:?}"),
     }
@@ -177,7 +180,7 @@ fn a_byte_ring_under_64_bytes_is_refused_on_open() {
     let m = a.memfd().unwrap().map().unwrap();
     m.write::<u64>(16, &32).unwrap(); // capacity
     m.write::<u64>(56, &(768 + 32)).unwrap(); // total size
-    match ByteChannel::from_memfd(peer_memfd(a.memfd().unwrap())) {
+    match ByteChannel::from_handoff(a.handoff().unwrap()) {
         Err(Error::LayoutMismatch { reason }) => assert!(reason.contains("capacity 32"), "{reason}"),
         other => panic!("{other:?}"),
     }

@@ -71,6 +71,29 @@ impl EventFd {
         Ok(EventFd { fd, mode })
     }
 
+    /// Takes `fd`, received from another process (inherited across exec,
+    /// or over a Unix socket), after checking that it is an eventfd; `mode`
+    /// says what reads take, which the fd itself does not tell.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when `fd` is not an eventfd (or `/proc`
+    /// cannot tell: this process's `/proc/self/fd` is read).
+    pub fn from_fd(fd: OwnedFd, mode: EventFdMode) -> Result<Self> {
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        match link {
+            Ok(target) if target.as_os_str() == "anon_inode:[eventfd]" => Ok(EventFd { fd, mode }),
+            Ok(target) => Err(Error::InvalidArgument {
+                what: "eventfd",
+                reason: format!("fd {} is {}, not an eventfd", fd.as_raw_fd(), target.display()),
+            }),
+            Err(e) => Err(Error::InvalidArgument {
+                what: "eventfd",
+                reason: format!("fd {}: /proc/self/fd cannot say what it is ({e})", fd.as_raw_fd()),
+            }),
+        }
+    }
+
     /// The read mode it was made with.
     pub fn mode(&self) -> EventFdMode {
         self.mode

@@ -4,6 +4,7 @@
 use super::byte_receiver::ByteReceiver;
 use super::byte_sender::ByteSender;
 use super::conn::{Backing, Conn, Handle, Spec};
+use super::handoff::Handoff;
 use super::layout::{Role, max_record};
 use super::side::Side;
 use crate::Memfd;
@@ -93,8 +94,9 @@ impl ByteChannel {
         Conn::create(Spec::bytes(), capacity, Backing::Anonymous).map(ByteChannel::with)
     }
 
-    /// In a new memfd ([`memfd`](Self::memfd)), for an exec'd child that
-    /// opens it with [`from_memfd`](Self::from_memfd).
+    /// In a new memfd, with a doorbell per side, for a process that does
+    /// not inherit it by `fork`: see [`Channel::new_memfd`](crate::Channel::new_memfd)
+    /// ([`handoff`](Self::handoff), [`from_handoff`](Self::from_handoff)).
     ///
     /// # Errors
     ///
@@ -139,13 +141,24 @@ impl ByteChannel {
         Conn::open_named(Spec::bytes(), name).map(ByteChannel::with)
     }
 
-    /// Opens the byte channel in a memfd received from another process.
+    /// Opens the byte channel handed over by the process that made it
+    /// with [`new_memfd`](Self::new_memfd) (see [`Handoff`]).
     ///
     /// # Errors
     ///
     /// As for [`open`](Self::open).
-    pub fn from_memfd(memfd: Memfd) -> Result<Self> {
-        Conn::open_memfd(Spec::bytes(), memfd).map(ByteChannel::with)
+    pub fn from_handoff(handoff: Handoff) -> Result<Self> {
+        Conn::open_handoff(Spec::bytes(), handoff).map(ByteChannel::with)
+    }
+
+    /// What another process needs to open this channel: see
+    /// [`Channel::handoff`](crate::Channel::handoff).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Channel::handoff`](crate::Channel::handoff).
+    pub fn handoff(&self) -> Result<Handoff> {
+        self.conn.handoff()
     }
 
     /// The memfd behind the channel, if any.

@@ -6,6 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::handoff::Handoff;
 use super::layout::{self, DATA, Header, Line, MAGIC, Role, VERSION};
 use super::liveness::Candidates;
 #[cfg(loom)]
@@ -14,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::mapping::Mapping;
 use crate::sys::{Fault, Pinned, Span};
 use crate::{Memfd, PosixShm};
+use ipc_sync::EventFd;
 
 /// What identifies a channel's layout, checked when a peer opens it.
 #[derive(Clone, Copy, Debug)]
@@ -63,6 +65,7 @@ impl Spec {
             type_hash: self.type_hash,
             data_offset: DATA as u64,
             total_size: DATA as u64 + data,
+            flags: 0,
         }
     }
 }
@@ -80,7 +83,7 @@ pub(super) struct Memory {
     /// The doorbells of a channel made for `fork`, one per side (by
     /// `Role::ix`), inherited with the memory: the peer rings a side's
     /// doorbell when a poller armed it (`layout::ARMED`).
-    pub(super) bells: Option<[Arc<ipc_sync::EventFd>; 2]>,
+    pub(super) bells: Option<[Arc<EventFd>; 2]>,
     /// Under loom: the model that stands in for the mapping.
     #[cfg(loom)]
     model: Option<model::Store>,
@@ -104,7 +107,13 @@ impl Conn {
             .checked_mul(spec.slot_size)
             .filter(|&d| d <= (1 << 40))
             .ok_or(Error::InvalidSize { size: capacity, reason: "the ring would be larger than 1 TiB" })?;
-        let header = spec.header(capacity, data);
+        let mut header = spec.header(capacity, data);
+        // A channel in a memfd (also one made for fork) has doorbells,
+        // which go with the memfd to every process of the channel.
+        let bells = !matches!(backing, Backing::Named(_));
+        if bells {
+            header.flags |= layout::HEADER_DOORBELLS;
+        }
         let total = header.total_size as usize;
         let (map, name, memfd) = match backing {
             Backing::Anonymous | Backing::Memfd => {
@@ -144,16 +153,11 @@ impl Conn {
                 mem.anon = memfd;
                 mem.candidates =
                     Some(Candidates::new().map_err(|e| Error::Io { op: "pipe2 (channel liveness)", source: e })?);
-                // Each starts at 1 and stays at least that (nobody reads
-                // it): see `bell::ring`.
-                let bell = || {
-                    ipc_sync::EventFd::new(1, ipc_sync::EventFdMode::Counter)
-                        .map(Arc::new)
-                        .map_err(|e| Error::Io { op: "eventfd (a channel's doorbell)", source: e.into() })
-                };
-                mem.bells = Some([bell()?, bell()?]);
             }
             _ => mem.memfd = memfd,
+        }
+        if bells {
+            mem.bells = Some(new_bells()?);
         }
         Conn::new(mem, header)
     }
@@ -166,7 +170,15 @@ impl Conn {
         Ok(Conn { mem, header })
     }
 
-    fn open(spec: Spec, map: Mapping, name: Option<PosixShm>, memfd: Option<Memfd>) -> Result<Conn> {
+    /// Opens the channel in `map`, with `bells` when it was handed over
+    /// with its doorbells (which a channel made with them needs).
+    fn open(
+        spec: Spec,
+        map: Mapping,
+        name: Option<PosixShm>,
+        memfd: Option<Memfd>,
+        bells: Option<[Arc<EventFd>; 2]>,
+    ) -> Result<Conn> {
         let mismatch = |reason: String| Error::LayoutMismatch { reason };
         if map.len() < DATA {
             return Err(mismatch(format!("{} bytes is too small for a channel", map.len())));
@@ -210,7 +222,22 @@ impl Conn {
                 map.len()
             )));
         }
-        Conn::new(Memory::new(map, name, memfd), h)
+        match (h.flags & layout::HEADER_DOORBELLS != 0, bells.is_some()) {
+            (true, false) => {
+                return Err(mismatch(
+                    "it was made with doorbells: open it from its handoff (`from_handoff`), with the doorbells its \
+                     maker hands over"
+                        .into(),
+                ));
+            }
+            (false, true) => {
+                return Err(mismatch("it was made without doorbells: open it from its memfd alone".into()));
+            }
+            _ => {}
+        }
+        let mut mem = Memory::new(map, name, memfd);
+        mem.bells = bells;
+        Conn::new(mem, h)
     }
 
     /// Opens the channel under `name`, holding the shared lock that tells
@@ -229,7 +256,7 @@ impl Conn {
                     return Err(Error::LayoutMismatch { reason: format!("{size} bytes is too small for a channel") });
                 }
                 let map = shm.map()?;
-                return Self::open(spec, map, Some(shm), None);
+                return Self::open(spec, map, Some(shm), None, None);
             }
         }
         Err(Error::NotFound { what: WHAT_NAMED, name: name.to_owned() })
@@ -273,9 +300,27 @@ impl Conn {
         Err(Error::AlreadyExists { what: WHAT_NAMED, name: name.to_owned() })
     }
 
-    pub(super) fn open_memfd(spec: Spec, memfd: Memfd) -> Result<Conn> {
+    /// Opens the channel handed over with its doorbells.
+    pub(super) fn open_handoff(spec: Spec, handoff: Handoff) -> Result<Conn> {
+        let Handoff { memfd, doorbells: [a, b] } = handoff;
         let map = memfd.map()?;
-        Self::open(spec, map, None, Some(memfd))
+        Self::open(spec, map, None, Some(memfd), Some([Arc::new(a), Arc::new(b)]))
+    }
+
+    /// What another process needs to open this channel with its doorbells:
+    /// copies of the memfd and of the doorbells.
+    pub(super) fn handoff(&self) -> Result<Handoff> {
+        let (Some(memfd), Some([a, b])) = (&self.mem.memfd, &self.mem.bells) else {
+            return Err(Error::LayoutMismatch {
+                reason: "only a channel made in a memfd (`new_memfd`) is handed over".into(),
+            });
+        };
+        let copy = |bell: &EventFd| {
+            let fd = bell.as_fd().try_clone_to_owned().map_err(|e| Error::Io { op: "dup of a doorbell", source: e })?;
+            EventFd::from_fd(fd, ipc_sync::EventFdMode::Counter)
+                .map_err(|e| Error::Io { op: "dup of a doorbell", source: e.into() })
+        };
+        Ok(Handoff { memfd: Memfd::from_fd(memfd.try_clone_fd()?)?, doorbells: [copy(a)?, copy(b)?] })
     }
 
     #[inline]
@@ -455,6 +500,17 @@ fn holds_a_channel(shm: &PosixShm) -> Result<bool> {
 }
 
 /// Writes a new channel's header, the magic number last.
+/// A channel's two doorbells, one per side (by `Role::ix`). Each starts at
+/// 1 and is never read: see `bell::ring`.
+fn new_bells() -> Result<[Arc<EventFd>; 2]> {
+    let bell = || {
+        EventFd::new(1, ipc_sync::EventFdMode::Counter)
+            .map(Arc::new)
+            .map_err(|e| Error::Io { op: "eventfd (a channel's doorbell)", source: e.into() })
+    };
+    Ok([bell()?, bell()?])
+}
+
 fn write_header(map: &Mapping, header: &Header) -> Result<()> {
     map.write(0, header)?;
     // Release: the header is complete before a peer sees the magic.

@@ -28,11 +28,17 @@ use bytemuck::{Pod, Zeroable};
 /// "ipckitch" as a little-endian u64.
 #[doc(hidden)]
 pub const MAGIC: u64 = u64::from_le_bytes(*b"ipckitch");
-/// 3: a sleep line's `waiting` holds bits ([`ASLEEP`], [`ARMED`],
-/// [`WATCHED`]); 2: every claimed side holds a liveness lock (see
-/// `channel::liveness`).
+/// 4: the header's `flags` ([`HEADER_DOORBELLS`]); 3: a sleep line's
+/// `waiting` holds bits ([`ASLEEP`], [`ARMED`], [`WATCHED`]); 2: every
+/// claimed side holds a liveness lock (see `channel::liveness`).
 #[doc(hidden)]
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
+
+/// A header flag: the channel has a doorbell per side (an eventfd), which
+/// every process of the channel holds (inherited across fork, or handed
+/// over with its memfd) and rings for the peer's pollers. A channel
+/// without it has none, and its pollers use a watching thread.
+pub(crate) const HEADER_DOORBELLS: u64 = 1;
 
 /// The header's `kind` of a slot channel.
 #[doc(hidden)]
@@ -142,6 +148,8 @@ pub(crate) struct Header {
     pub(crate) type_hash: u64,
     pub(crate) data_offset: u64,
     pub(crate) total_size: u64,
+    /// `HEADER_*` flags.
+    pub(crate) flags: u64,
 }
 
 /// One 128-byte line of atomics. Which fields mean what depends on the

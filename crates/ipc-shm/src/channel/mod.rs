@@ -122,6 +122,7 @@ mod byte_receiver;
 mod byte_sender;
 mod bytes;
 mod conn;
+mod handoff;
 #[doc(hidden)]
 pub mod layout;
 mod liveness;
@@ -140,6 +141,7 @@ pub use async_sides::{AsyncByteReceiver, AsyncByteSender, AsyncReceiver, AsyncSe
 pub use byte_receiver::ByteReceiver;
 pub use byte_sender::{ByteSender, Reservation};
 pub use bytes::{ByteChannel, byte_channel};
+pub use handoff::Handoff;
 pub use pace::WaitPolicy;
 pub use side::ChannelStats;
 pub use slots::{Channel, Receiver, Sender, channel};

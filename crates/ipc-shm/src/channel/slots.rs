@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use bytemuck::Pod;
 
 use super::conn::{Backing, Conn, Handle, Spec};
+use super::handoff::Handoff;
 use super::layout::Role;
 use super::side::Side;
 pub use super::slot_receiver::Receiver;
@@ -75,9 +76,11 @@ impl<T: Pod> Channel<T> {
         Conn::create(Spec::slots::<T>()?, capacity, Backing::Anonymous).map(Self::with)
     }
 
-    /// A channel in a new memfd, whose fd ([`memfd`](Self::memfd)) can be
-    /// handed to an exec'd child, which opens it with
-    /// [`from_memfd`](Self::from_memfd).
+    /// A channel in a new memfd, with a doorbell per side, for a process
+    /// that does not inherit it by `fork`: [`handoff`](Self::handoff) gives
+    /// the descriptors to hand over (to an exec'd program, or over a Unix
+    /// socket), and that process opens it with
+    /// [`from_handoff`](Self::from_handoff).
     ///
     /// # Errors
     ///
@@ -130,17 +133,32 @@ impl<T: Pod> Channel<T> {
         Conn::open_named(Spec::slots::<T>()?, name).map(Self::with)
     }
 
-    /// Opens the channel in a memfd received from another process.
+    /// Opens the channel handed over by the process that made it with
+    /// [`new_memfd`](Self::new_memfd) (see [`Handoff`]).
     ///
     /// # Errors
     ///
-    /// As for [`open`](Self::open).
-    pub fn from_memfd(memfd: Memfd) -> Result<Self> {
-        Conn::open_memfd(Spec::slots::<T>()?, memfd).map(Self::with)
+    /// As for [`open`](Self::open); [`Error::LayoutMismatch`] also for a
+    /// memfd of a channel made without doorbells.
+    pub fn from_handoff(handoff: Handoff) -> Result<Self> {
+        Conn::open_handoff(Spec::slots::<T>()?, handoff).map(Self::with)
+    }
+
+    /// What another process needs to open this channel, made with
+    /// [`new_memfd`](Self::new_memfd) (or opened from a handoff): copies of
+    /// its memfd and doorbells.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LayoutMismatch`] for a channel not in a memfd of its own
+    /// (made for `fork`, or named); [`Error::Io`] when out of fds.
+    pub fn handoff(&self) -> Result<Handoff> {
+        self.conn.handoff()
     }
 
     /// The memfd behind the channel, when made with
-    /// [`new_memfd`](Self::new_memfd) or [`from_memfd`](Self::from_memfd).
+    /// [`new_memfd`](Self::new_memfd) or opened with
+    /// [`from_handoff`](Self::from_handoff).
     pub fn memfd(&self) -> Option<&Memfd> {
         self.conn.memfd()
     }

@@ -22,6 +22,15 @@ cases!("pipe_reopen":
     reopen_refuses_what_it_cannot_open_and_the_end_stays_usable,
     a_fifo_end_reopens_after_its_name_is_gone,
     fds_above_the_tracked_range_are_refused,
+    splice_and_tee_between_an_ordinary_end_and_a_reopened_one_wait,
+    splice_with_a_nonblocking_end_returns_would_block_as_with_an_ordinary_end,
+    a_reused_fd_number_is_not_taken_for_a_reopened_end,
+    the_mark_of_a_reopened_end_closed_in_a_forked_child_does_not_outlive_it,
+    try_clone_of_a_reopened_end_works_wherever_a_dup_would,
+    blocking_calls_of_reopened_ends_wait_through_signals,
+    marks_stay_right_when_threads_reopen_and_close_ends_at_once,
+    a_fifo_reader_whose_writers_left_stays_as_it_is_and_sees_end_of_file,
+    try_read_never_waits_while_another_thread_sets_the_mode,
 );
 
 /// Whether `O_NONBLOCK` is set on the description itself.
@@ -244,10 +253,9 @@ fn check_program_reads_late_input(stdin: PipeReader, w: PipeWriter) {
 fn reopened_ends_leave_as_ordinary_ones() {
     let (r, w) = pipe().unwrap();
     let (r2, w2) = (r.reopen().unwrap(), w.reopen().unwrap());
-    let (rn, wn) = (r2.as_raw_fd(), w2.as_raw_fd());
     let (fd_r, fd_w): (OwnedFd, OwnedFd) = (r2.into(), w2.into());
-    assert_eq!((fd_r.as_raw_fd(), fd_w.as_raw_fd()), (rn, wn), "the same fds");
     assert!(!raw_nonblocking(&fd_r) && !raw_nonblocking(&fd_w), "handed out in blocking mode");
+    assert_eq!((file_id(&fd_r), file_id(&fd_w)), (file_id(&r), file_id(&w)), "the same pipe");
     // Taken back, they are ordinary ends; the numbers no longer count as
     // reopened (a blocking pipe made at a reused number must not be taken
     // for a nonblocking one by the calls that must not wait).
@@ -264,7 +272,8 @@ fn reopened_ends_leave_as_ordinary_ones() {
     check_program_reads_late_input(r.reopen().unwrap(), w.try_clone().unwrap());
     drop((r, w));
 
-    // Made nonblocking explicitly: an ordinary nonblocking end.
+    // Made nonblocking explicitly: its calls follow nonblocking mode (its
+    // description stays nonblocking whatever the mode).
     let (r, w) = pipe().unwrap();
     let w2 = w.reopen().unwrap();
     w2.set_nonblocking(true).unwrap();
@@ -279,7 +288,7 @@ fn reopened_ends_leave_as_ordinary_ones() {
     assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock, "Write no longer waits");
     assert_eq!(filled, w2.capacity().unwrap());
     w2.set_nonblocking(false).unwrap();
-    assert!(!raw_nonblocking(&w2) && !w2.is_nonblocking().unwrap());
+    assert!(raw_nonblocking(&w2) && !w2.is_nonblocking().unwrap());
     drop((r, w, w2));
 }
 
@@ -381,4 +390,339 @@ fn fds_above_the_tracked_range_are_refused() {
         assert!(raw_nonblocking(&w2));
     });
     child.join();
+}
+
+/// A pipe whose ends are both ordinary and blocking, `w` full.
+fn full_ordinary_pipe() -> (PipeReader, PipeWriter) {
+    let (r, w) = pipe().unwrap();
+    assert_eq!(fill(&w), w.capacity().unwrap());
+    (r, w)
+}
+
+// A splice or tee with a reopened end on one side and an ordinary
+// blocking end on the other waits for whichever side stops it, as
+// between two ordinary blocking ends: the ordinary side being empty or
+// full is no reason to return `WouldBlock`.
+fn splice_and_tee_between_an_ordinary_end_and_a_reopened_one_wait() {
+    // From an ordinary empty pipe into a reopened writer: waits for data.
+    let (from, late) = pipe().unwrap();
+    let (to_r, to_w) = reopened_pipe();
+    let peer = fork(move || {
+        std::thread::sleep(Duration::from_millis(60));
+        (&late).write_all(&[1; 8]).unwrap();
+    });
+    assert_eq!(splice(&from, &to_w, 8).map_err(|e| e.to_string()), Ok(8), "splice waited for data");
+    peer.join();
+    let mut buf = [0; 8];
+    (&to_r).read_exact(&mut buf).unwrap();
+    assert_eq!(buf, [1; 8]);
+
+    // The same with tee.
+    let (from, late) = pipe().unwrap();
+    let peer = fork(move || {
+        std::thread::sleep(Duration::from_millis(60));
+        (&late).write_all(&[2; 8]).unwrap();
+    });
+    assert_eq!(tee(&from, &to_w, 8).map_err(|e| e.to_string()), Ok(8), "tee waited for data");
+    peer.join();
+    (&to_r).read_exact(&mut buf).unwrap();
+    assert_eq!(buf, [2; 8]);
+
+    // From a reopened reader that has data into an ordinary full pipe:
+    // waits for room.
+    let (to_r, to_w) = full_ordinary_pipe();
+    // A reader stays after the drainer ends.
+    let _keep = to_r.try_clone().unwrap();
+    let (from_r, from_w) = reopened_pipe();
+    (&from_w).write_all(&[3; 8]).unwrap();
+    let drain = fork(move || {
+        std::thread::sleep(Duration::from_millis(60));
+        let mut page = vec![0; 4096];
+        (&to_r).read_exact(&mut page).unwrap();
+    });
+    assert_eq!(splice(&from_r, &to_w, 8).map_err(|e| e.to_string()), Ok(8), "splice waited for room");
+    drain.join();
+
+    // From a blocking socket with nothing in it into a reopened writer.
+    let (sock, late) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (to_r, to_w) = reopened_pipe();
+    let peer = fork(move || {
+        std::thread::sleep(Duration::from_millis(60));
+        (&late).write_all(&[4; 8]).unwrap();
+    });
+    assert_eq!(splice(&sock, &to_w, 8).map_err(|e| e.to_string()), Ok(8), "splice waited for the socket");
+    peer.join();
+    (&to_r).read_exact(&mut buf).unwrap();
+    assert_eq!(buf, [4; 8]);
+}
+
+// With the other side made nonblocking by its user, a splice or tee
+// returns `WouldBlock` at once, as it does when the reopened side is an
+// ordinary blocking end: a late peer only keeps the case from hanging.
+fn splice_with_a_nonblocking_end_returns_would_block_as_with_an_ordinary_end() {
+    // The kernel's answer between ordinary ends, one of them nonblocking.
+    let (plain_r, plain_w) = pipe().unwrap();
+    let (nb_r, nb_w) = pipe().unwrap();
+    nb_w.set_nonblocking(true).unwrap();
+    assert!(matches!(splice(&plain_r, &nb_w, 8), Err(Error::WouldBlock)), "ordinary empty into nonblocking");
+    drop((plain_w, nb_r));
+
+    // A reopened empty reader into a nonblocking writer.
+    let (from_r, from_w) = pipe().unwrap();
+    let from_r = from_r.reopen().unwrap();
+    let (_nb_r, nb_w) = pipe().unwrap();
+    nb_w.set_nonblocking(true).unwrap();
+    let peer = fork(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        (&from_w).write_all(&[1; 8]).unwrap();
+    });
+    let got = splice(&from_r, &nb_w, 8);
+    peer.join();
+    assert!(matches!(got, Err(Error::WouldBlock)), "splice into a nonblocking end: {got:?}");
+    let got = tee(&from_r, &nb_w, 8);
+    assert!(got.is_ok(), "data is there now: {got:?}");
+
+    // A nonblocking reader with data into a reopened full writer.
+    let (nb_r, nb_w) = pipe().unwrap();
+    (&nb_w).write_all(&[2; 8]).unwrap();
+    nb_r.set_nonblocking(true).unwrap();
+    let (to_r, to_w) = pipe().unwrap();
+    let to_w = to_w.reopen().unwrap();
+    fill(&to_w);
+    let drain = fork(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        let mut page = vec![0; 4096];
+        (&to_r).read_exact(&mut page).unwrap();
+    });
+    let got = splice(&nb_r, &to_w, 8);
+    drain.join();
+    assert!(matches!(got, Err(Error::WouldBlock)), "splice from a nonblocking end: {got:?}");
+}
+
+/// In a forked child: `fd` moved to the number `n` (free, just closed).
+fn at_number(fd: OwnedFd, n: i32) -> OwnedFd {
+    let moved = fcntl(fd.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(n)).unwrap();
+    assert_eq!(moved, n, "the freed number is taken again");
+    // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
+    unsafe { std::os::fd::FromRawFd::from_raw_fd(moved) }
+}
+
+// A forked child closes its copies of the reopened ends its parent keeps
+// (as `close_inherited` does, the only way to reach them there); a pipe
+// it makes afterwards at the same numbers is an ordinary one.
+fn a_reused_fd_number_is_not_taken_for_a_reopened_end() {
+    let (r, w) = reopened_pipe();
+    let rn = r.as_raw_fd();
+    let child = fork(move || {
+        close_inherited(rn);
+        let (r3, w3) = pipe().unwrap();
+        let r3 = PipeReader::from(at_number(r3.into(), rn));
+        // try_read on the blocking, empty pipe must not wait: a late
+        // write keeps a wrong wait from hanging the case.
+        let mut buf = [0; 8];
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            (&w3).write_all(b"late").unwrap();
+            w3
+        });
+        let got = r3.try_read(&mut buf);
+        let w3 = late.join().unwrap();
+        assert!(matches!(got, Err(Error::WouldBlock)), "try_read did not wait: {got:?}");
+        // Made nonblocking by its user, it says so, and Read does not wait.
+        let _ = r3.try_read(&mut buf);
+        r3.set_nonblocking(true).unwrap();
+        assert!(r3.is_nonblocking().unwrap(), "an ordinary end in nonblocking mode reports it");
+        assert_eq!(
+            (&r3).read(&mut buf).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock),
+            "Read on a nonblocking end returns WouldBlock",
+        );
+        drop(w3);
+    });
+    child.join();
+    drop((r, w));
+}
+
+// The same, for a writing end reused as the writing end of a full
+// ordinary pipe: try_write must not wait for room.
+fn the_mark_of_a_reopened_end_closed_in_a_forked_child_does_not_outlive_it() {
+    let (r, w) = reopened_pipe();
+    let (rn, wn) = (r.as_raw_fd(), w.as_raw_fd());
+    let child = fork(move || {
+        close_inherited(rn);
+        close_inherited(wn);
+        let (r3, w3) = pipe().unwrap();
+        let (r3, w3) = (PipeReader::from(at_number(r3.into(), rn)), PipeWriter::from(at_number(w3.into(), wn)));
+        let capacity = w3.capacity().unwrap();
+        (&w3).write_all(&vec![0; capacity]).unwrap();
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            let mut all = vec![0; capacity];
+            (&r3).read_exact(&mut all).unwrap();
+            r3
+        });
+        let got = w3.try_write(b"x");
+        let _r3 = late.join().unwrap();
+        assert!(matches!(got, Err(Error::WouldBlock)), "try_write did not wait: {got:?}");
+        w3.set_nonblocking(true).unwrap();
+        assert!(w3.is_nonblocking().unwrap(), "an ordinary end in nonblocking mode reports it");
+    });
+    child.join();
+    drop((r, w));
+}
+
+// try_clone of a reopened end succeeds where a dup of an ordinary end
+// does: a FIFO's writing end whose readers are gone, and a process that
+// dropped privileges after the pipe was made.
+fn try_clone_of_a_reopened_end_works_wherever_a_dup_would() {
+    let dir = ScratchDir::new();
+    let fifo = ipc_kit::fifo::Fifo::create(dir.path().join("f"), 0o600).unwrap();
+    let r = fifo.try_open_reader().unwrap();
+    let w = fifo.try_open_writer().unwrap();
+    let w2 = w.reopen().unwrap();
+    drop(r);
+    assert!(w.try_clone().is_ok(), "an ordinary end clones");
+    let clone = w2.try_clone();
+    drop((w, w2, fifo));
+
+    let (r, w) = reopened_pipe();
+    let child = fork(move || {
+        ipc_kit_tests::become_nobody();
+        let clone = r.try_clone();
+        assert!(clone.is_ok(), "a reopened end clones after dropping privileges: {clone:?}");
+        let clone = w.try_clone();
+        assert!(clone.is_ok(), "a reopened end clones after dropping privileges: {clone:?}");
+    });
+    child.join();
+    assert!(clone.is_ok(), "a reopened FIFO end without readers clones too: {clone:?}");
+}
+
+// Signals that interrupt system calls (a handler without SA_RESTART) do
+// not end the waits of a reopened end's blocking calls: they go on
+// waiting, and never return `Interrupted` or `WouldBlock`.
+fn blocking_calls_of_reopened_ends_wait_through_signals() {
+    ipc_kit_tests::interrupt_on(nix::sys::signal::Signal::SIGUSR1);
+    let parent = nix::unistd::getpid();
+    let (r, w) = pipe().unwrap();
+    let r = r.reopen().unwrap();
+    let (b_r, b_w) = reopened_pipe();
+    let b_rn = b_r.as_raw_fd();
+    let peer = fork(move || {
+        close_inherited(b_rn);
+        for round in 0..3u8 {
+            for _ in 0..10 {
+                std::thread::sleep(Duration::from_millis(5));
+                let _ = nix::sys::signal::kill(parent, nix::sys::signal::Signal::SIGUSR1);
+            }
+            (&w).write_all(&[round; 8]).unwrap();
+        }
+    });
+    let mut buf = [0; 8];
+    (&r).read_exact(&mut buf).unwrap();
+    assert_eq!(buf, [0; 8]);
+    let mut frame = [0; 8];
+    assert_eq!(splice(&r, &b_w, 8).unwrap(), 8, "splice waited through the signals");
+    (&b_r).read_exact(&mut frame).unwrap();
+    assert_eq!(frame, [1; 8]);
+    assert_eq!(tee(&r, &b_w, 8).unwrap(), 8, "tee waited through the signals");
+    peer.join();
+}
+
+// Threads that reopen and drop ends side by side leave no mark behind:
+// afterwards every ordinary end made in the process reports its own mode.
+fn marks_stay_right_when_threads_reopen_and_close_ends_at_once() {
+    let (r, w) = pipe().unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..300 {
+                    let a = r.reopen().unwrap();
+                    let b = w.reopen().unwrap();
+                    let (c, d) = pipe().unwrap();
+                    assert!(!c.is_nonblocking().unwrap());
+                    c.set_nonblocking(true).unwrap();
+                    assert!(c.is_nonblocking().unwrap(), "an ordinary end is never taken for a reopened one");
+                    drop((a, b, c, d));
+                }
+            });
+        }
+    });
+    let mut ends = Vec::new();
+    for _ in 0..64 {
+        let (c, d) = pipe().unwrap();
+        c.set_nonblocking(true).unwrap();
+        d.set_nonblocking(true).unwrap();
+        assert!(c.is_nonblocking().unwrap() && d.is_nonblocking().unwrap(), "no mark left at {}", c.as_raw_fd());
+        ends.push((c, d));
+    }
+}
+
+// A FIFO's reading end whose writers all closed is at end of file
+// (POLLHUP); a new description of it would not say so to a poll, so it is
+// not reopened, and its async end reads `Ok(0)`, not a wait for a writer
+// that may never come.
+fn a_fifo_reader_whose_writers_left_stays_as_it_is_and_sees_end_of_file() {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let dir = ScratchDir::new();
+    let fifo = ipc_kit::fifo::Fifo::create(dir.path().join("f"), 0o600).unwrap();
+    let r = fifo.try_open_reader().unwrap();
+    let w = fifo.try_open_writer().unwrap();
+    drop(w);
+    let revents = |end: &PipeReader| {
+        let mut fds = [PollFd::new(end.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).unwrap();
+        fds[0].revents().unwrap()
+    };
+    assert!(revents(&r).contains(PollFlags::POLLHUP), "the first end is at end of file");
+    // A new description would not report it: the reopening is refused,
+    // and the async form keeps the first end.
+    assert!(matches!(r.reopen(), Err(Error::Io { .. }) | Err(Error::BrokenPipe)), "{:?}", r.reopen());
+    let mut buf = [0; 8];
+    assert_eq!(r.try_read(&mut buf).unwrap(), 0);
+    tokio_runtime().block_on(async {
+        use tokio::io::AsyncReadExt;
+        let mut ar = r.into_async().unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), ar.read(&mut buf)).await;
+        assert!(matches!(got, Ok(Ok(0))), "the async end reads end of file: {got:?}");
+    });
+}
+
+// One thread calls try_read on an empty pipe while another sets the
+// reopened end's mode (set_nonblocking, which takes `&self`): each
+// try_read still returns at once. A write after a generous grace keeps a
+// try_read that waits from hanging the case.
+fn try_read_never_waits_while_another_thread_sets_the_mode() {
+    for round in 0..200 {
+        let (r, w) = pipe().unwrap();
+        let r = r.reopen().unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut buf = [0; 8];
+                let mut calls = 0u64;
+                let got = loop {
+                    match r.try_read(&mut buf) {
+                        Err(Error::WouldBlock) => calls += 1,
+                        other => break Some(format!("{other:?}")),
+                    }
+                    if calls == 1 {
+                        tx.send(None).unwrap();
+                    }
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break None;
+                    }
+                };
+                tx.send(got).unwrap();
+            });
+            assert_eq!(rx.recv().unwrap(), None, "the thread is calling try_read");
+            r.set_nonblocking(round % 2 == 1).unwrap();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let got = rx.recv_timeout(Duration::from_secs(5));
+            if got.is_err() {
+                (&w).write_all(b"x").unwrap();
+            }
+            assert_eq!(got, Ok(None), "round {round}: every try_read returned WouldBlock at once");
+        });
+    }
 }

@@ -1,20 +1,23 @@
 //! Pipe ends on an open file description of their own
 //! ([`PipeWriter::reopen`](crate::PipeWriter::reopen)), kept in
-//! nonblocking mode, so that the calls that must not wait cost one plain
-//! `read(2)` or `write(2)` instead of `preadv2`/`pwritev2` with
-//! `RWF_NOWAIT`, and no other holder of the pipe can change that mode.
+//! nonblocking mode for their whole life, so that the calls that must not
+//! wait cost one plain `read(2)` or `write(2)` instead of
+//! `preadv2`/`pwritev2` with `RWF_NOWAIT`, and no other holder of the pipe
+//! can change that mode.
 //!
 //! Such ends are marked in a process-wide table by fd number, so that
 //! every path that reaches the fd (also through `AsFd`, as
 //! `FrameWriter<W>` does) knows: the calls that must not wait go straight
 //! to the kernel, and the calls that wait poll between attempts, as the
-//! kernel would have waited on a blocking description.
+//! kernel would have waited on a blocking description. The mode the end's
+//! own calls follow ([`set_nonblocking`](crate::PipeWriter::set_nonblocking))
+//! is kept in the table too: the description's flag never changes.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ipc_sync::os::{PollFlags, poll_until};
+use ipc_sync::os::{PollFlags, poll_now, poll_until};
 use ipc_sync::{Deadline, retry_eintr};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::stat::{Mode, SFlag, fstat};
@@ -25,41 +28,77 @@ use crate::sys;
 /// at a higher number is refused (and the end stays as it was).
 const TRACKED: usize = 4096;
 
-/// One bit per fd number below [`TRACKED`]: set while that fd is an end of
-/// its own. Set and cleared only by [`Mark`], which lives inside the end
-/// that owns the fd: set before the fd is used, cleared before it closes.
-static OWN: [AtomicU64; TRACKED / 64] = [const { AtomicU64::new(0) }; TRACKED / 64];
+/// A table entry's bit: the end's calls follow nonblocking mode (they
+/// return `WouldBlock` rather than wait), as its user asked.
+const NONBLOCKING: u64 = 1;
 
-/// Whether `fd` is an end of its own: its open file description is this
-/// end's alone and in nonblocking mode.
-pub(crate) fn is_own(fd: BorrowedFd<'_>) -> bool {
-    let Ok(n) = usize::try_from(fd.as_raw_fd()) else { return false };
-    // Relaxed: an end is handed to another thread only with the
-    // synchronization that takes, after its mark was set.
-    OWN.get(n / 64).is_some_and(|word| word.load(Ordering::Relaxed) & (1 << (n % 64)) != 0)
+/// One entry per fd number below [`TRACKED`]: 0, or the end's mode
+/// ([`NONBLOCKING`]) and, above it, the process that last knew the fd for
+/// an end of its own (`ipc_sync::process::forks() + 1`). Set and cleared
+/// only by [`Mark`], which lives inside the end that owns the fd: set
+/// before the fd is used, cleared before it closes.
+///
+/// A forked child inherits the table with the fds. An entry made by the
+/// process it was forked from is checked once in the child before it is
+/// trusted (the fd may have been closed there behind its end's back, and
+/// the number reused): it must still be a nonblocking pipe or FIFO.
+static OWN: [AtomicU64; TRACKED] = [const { AtomicU64::new(0) }; TRACKED];
+
+/// This process's tag in [`OWN`].
+fn tag() -> u64 {
+    (ipc_sync::process::forks() + 1) << 1
 }
 
-/// The mark of an fd that is an end of its own; cleared when dropped.
+/// What the calls on `fd` follow when it is an end of its own: `Some`
+/// with whether they follow nonblocking mode; `None` for any other fd.
+pub(crate) fn own_mode(fd: BorrowedFd<'_>) -> Option<bool> {
+    let n = usize::try_from(fd.as_raw_fd()).ok()?;
+    let entry = OWN.get(n)?;
+    // Relaxed: an end is handed to another thread only with the
+    // synchronization that takes, after its entry was set.
+    let value = entry.load(Ordering::Relaxed);
+    if value == 0 {
+        return None;
+    }
+    let me = tag();
+    if value & !NONBLOCKING != me {
+        // Made before a fork, in the process this one was forked from.
+        let still = is_nonblocking_pipe(fd);
+        let new = if still { me | (value & NONBLOCKING) } else { 0 };
+        let _ = entry.compare_exchange(value, new, Ordering::Relaxed, Ordering::Relaxed);
+        if !still {
+            return None;
+        }
+    }
+    Some(value & NONBLOCKING != 0)
+}
+
+/// Whether `fd` is an end of its own (whatever mode its calls follow).
+pub(crate) fn is_own(fd: BorrowedFd<'_>) -> bool {
+    own_mode(fd).is_some()
+}
+
+/// Whether `fd` is a pipe or FIFO whose description is nonblocking.
+fn is_nonblocking_pipe(fd: BorrowedFd<'_>) -> bool {
+    let fifo = fstat(fd).is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO);
+    fifo && sys::nonblocking(fd).unwrap_or(false)
+}
+
+/// The entry of an fd that is an end of its own; cleared when dropped.
 #[derive(Debug)]
 struct Mark(usize);
 
 impl Mark {
-    fn new(fd: &OwnedFd) -> Option<Mark> {
+    fn new(fd: &OwnedFd, nonblocking: bool) -> Option<Mark> {
         let n = usize::try_from(fd.as_raw_fd()).ok().filter(|&n| n < TRACKED)?;
-        OWN[n / 64].fetch_or(1 << (n % 64), Ordering::Relaxed);
+        OWN[n].store(tag() | u64::from(nonblocking), Ordering::Relaxed);
         Some(Mark(n))
-    }
-
-    /// Clears the mark (again, after [`clear`](Self::clear), is harmless:
-    /// the fd is still open, so no other end has its number).
-    fn clear(&self) {
-        OWN[self.0 / 64].fetch_and(!(1 << (self.0 % 64)), Ordering::Relaxed);
     }
 }
 
 impl Drop for Mark {
     fn drop(&mut self) {
-        self.clear();
+        OWN[self.0].store(0, Ordering::Relaxed);
     }
 }
 
@@ -67,7 +106,7 @@ impl Drop for Mark {
 /// its own.
 #[derive(Debug)]
 pub(crate) struct EndFd {
-    // Declared first, so dropped first: the mark is cleared before the fd
+    // Declared first, so dropped first: the entry is cleared before the fd
     // closes and its number can be reused.
     mark: Option<Mark>,
     fd: OwnedFd,
@@ -80,54 +119,114 @@ impl EndFd {
 
     /// Whether the end has a description of its own.
     pub(crate) fn is_own(&self) -> bool {
-        is_own(self.fd.as_fd())
+        self.mark.is_some()
     }
 
     /// The same pipe or FIFO opened again through `/proc/self/fd`, with the
-    /// same access, on a description of its own in nonblocking mode.
-    pub(crate) fn reopen(&self) -> io::Result<EndFd> {
-        let access = OFlag::from_bits_retain(fcntl(&self.fd, FcntlArg::F_GETFL)?) & OFlag::O_ACCMODE;
-        let path = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
-        let flags = access | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
-        let fd = nix::fcntl::open(path.as_str(), flags, Mode::empty())?;
-        // The same pipe (a /proc that is not this process's, or not procfs
-        // at all, could name another file).
-        let (was, now) = (fstat(&self.fd)?, fstat(&fd)?);
-        let fifo = SFlag::from_bits_truncate(now.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO;
-        if (was.st_dev, was.st_ino) != (now.st_dev, now.st_ino) || !fifo {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{path} is not the same pipe")));
-        }
-        let mark = Mark::new(&fd).ok_or_else(|| {
+    /// same access, on a description of its own in nonblocking mode; its
+    /// calls follow `nonblocking`.
+    fn reopen_as(&self, nonblocking: bool) -> io::Result<EndFd> {
+        let fd = reopen_fd(self.fd.as_fd())?;
+        let mark = Mark::new(&fd, nonblocking).ok_or_else(|| {
             io::Error::new(io::ErrorKind::OutOfMemory, format!("fd {} is above the {TRACKED} tracked", fd.as_raw_fd()))
         })?;
         Ok(EndFd { mark: Some(mark), fd })
     }
 
+    /// See [`reopen_as`](Self::reopen_as): an end whose calls wait.
+    pub(crate) fn reopen(&self) -> io::Result<EndFd> {
+        self.reopen_as(false)
+    }
+
     /// A second handle: for an end of its own, a description of its own
-    /// again (so that neither can change the other's mode), else a
+    /// again in the same mode, or where that cannot be had a duplicate
+    /// sharing this one's (whose flag never changes either); else a
     /// duplicate of the fd.
     pub(crate) fn try_clone(&self) -> io::Result<EndFd> {
-        if self.is_own() { self.reopen() } else { self.fd.try_clone().map(EndFd::new) }
-    }
-
-    /// Makes the end an ordinary one again, on the same description: in
-    /// blocking mode, and no longer marked.
-    pub(crate) fn to_ordinary(&self) -> io::Result<()> {
-        if let Some(mark) = self.mark.as_ref().filter(|_| self.is_own()) {
-            sys::set_nonblocking(self.fd.as_fd(), false)?;
-            mark.clear();
+        let Some(nonblocking) = self.mark.as_ref().and_then(|_| own_mode(self.fd.as_fd())) else {
+            return self.fd.try_clone().map(EndFd::new);
+        };
+        if let Ok(end) = self.reopen_as(nonblocking) {
+            return Ok(end);
         }
-        Ok(())
+        let fd = self.fd.try_clone()?;
+        match Mark::new(&fd, nonblocking) {
+            Some(mark) => Ok(EndFd { mark: Some(mark), fd }),
+            // Above the tracked range: an ordinary end on a fresh
+            // description, or failing that, the error.
+            None => ordinary_copy(fd.as_fd()).map(EndFd::new),
+        }
     }
 
-    /// The fd, for use outside this crate's ends: an end of its own is made
-    /// ordinary first (in blocking mode), as whoever receives it expects.
-    pub(crate) fn into_fd(mut self) -> OwnedFd {
-        // Best effort: clearing O_NONBLOCK on a valid fd does not fail.
-        let _ = self.to_ordinary();
-        self.mark = None;
-        self.fd
+    /// Sets the mode the end's calls follow: for an end of its own, in its
+    /// entry (its description stays nonblocking); else `O_NONBLOCK`.
+    pub(crate) fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match &self.mark {
+            Some(mark) => {
+                OWN[mark.0].store(tag() | u64::from(on), Ordering::Relaxed);
+                Ok(())
+            }
+            _ => sys::set_nonblocking(self.fd.as_fd(), on),
+        }
     }
+
+    /// Whether the end's calls follow nonblocking mode.
+    pub(crate) fn is_nonblocking(&self) -> io::Result<bool> {
+        match own_mode(self.fd.as_fd()).filter(|_| self.is_own()) {
+            Some(on) => Ok(on),
+            None => sys::nonblocking(self.fd.as_fd()),
+        }
+    }
+
+    /// The fd, for use outside this crate's ends. An end of its own hands
+    /// over a description of the pipe opened anew in blocking mode, as
+    /// whoever receives it expects (its own stays nonblocking, for any
+    /// copy a fork made); where none can be opened, its own, made blocking.
+    pub(crate) fn into_fd(self) -> OwnedFd {
+        let EndFd { mark, fd } = self;
+        let Some(mark) = mark else { return fd };
+        if let Ok(fresh) = ordinary_copy(fd.as_fd()) {
+            return fresh;
+        }
+        drop(mark);
+        // Best effort: clearing O_NONBLOCK on a valid fd does not fail.
+        let _ = sys::set_nonblocking(fd.as_fd(), false);
+        fd
+    }
+}
+
+/// `fd`'s pipe or FIFO opened again through `/proc/self/fd`, with the same
+/// access, in nonblocking mode (the open itself never waits: a FIFO's
+/// writing end opened blocking would wait for a reader), checked to be the
+/// same pipe, and still at end of file if `fd` is (a FIFO's reading end
+/// opened while it has no writer does not report that to `poll`).
+fn reopen_fd(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let access = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?) & OFlag::O_ACCMODE;
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let flags = access | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+    let new = nix::fcntl::open(path.as_str(), flags, Mode::empty())?;
+    // The same pipe (a /proc that is not this process's, or not procfs at
+    // all, could name another file).
+    let (was, now) = (fstat(fd)?, fstat(&new)?);
+    let fifo = SFlag::from_bits_truncate(now.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO;
+    if (was.st_dev, was.st_ino) != (now.st_dev, now.st_ino) || !fifo {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{path} is not the same pipe")));
+    }
+    let hup = |f: BorrowedFd<'_>| poll_now(f, PollFlags::POLLIN).map(|r| r.contains(PollFlags::POLLHUP));
+    if hup(fd)? && !hup(new.as_fd())? {
+        return Err(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            format!("{path} has no writer left, which a new description would not report"),
+        ));
+    }
+    Ok(new)
+}
+
+/// A description of `fd`'s pipe of its own, in blocking mode.
+fn ordinary_copy(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let fresh = reopen_fd(fd)?;
+    sys::set_nonblocking(fresh.as_fd(), false)?;
+    Ok(fresh)
 }
 
 impl AsFd for EndFd {
@@ -148,11 +247,11 @@ impl IntoRawFd for EndFd {
     }
 }
 
-/// Runs `op`, a call that waits, on `fd`: on an end of its own, whose
-/// description is nonblocking, it polls for `events` whenever `op` finds
-/// that it would block, and tries again, as the kernel would have waited.
-/// On any other fd `op`'s result is returned as it is (`WouldBlock` from a
-/// description someone made nonblocking included).
+/// Runs `op`, a call that waits, on `fd`: on an end of its own in
+/// blocking mode, whose description is nonblocking all the same, it polls
+/// for `events` whenever `op` finds that it would block, and tries again,
+/// as the kernel would have waited. On any other fd, or an end of its own
+/// in nonblocking mode, `op`'s result is returned as it is.
 pub(crate) fn waiting<T>(
     fd: BorrowedFd<'_>,
     events: PollFlags,
@@ -160,7 +259,7 @@ pub(crate) fn waiting<T>(
 ) -> io::Result<T> {
     loop {
         match op() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && is_own(fd) => {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && own_mode(fd) == Some(false) => {
                 poll_until(fd, events, Deadline::never())?;
             }
             other => return other,
@@ -168,10 +267,22 @@ pub(crate) fn waiting<T>(
     }
 }
 
-/// [`waiting`] for a call between two fds (`splice`, `tee`): when it
-/// would block, the side that stops it is found (`from` without data, or
-/// else `to` without room) and waited on if it is an end of its own; if it
-/// is not, the call's `WouldBlock` is returned as it is.
+/// Whether the calls on `fd` follow nonblocking mode: an end of its own's
+/// mode, else the description's flag.
+fn follows_nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    match own_mode(fd) {
+        Some(on) => Ok(on),
+        None => sys::nonblocking(fd),
+    }
+}
+
+/// [`waiting`] for a call between two fds (`splice`, `tee`), either of
+/// which may be an end of its own (whose nonblocking description makes
+/// the kernel answer `WouldBlock` for the whole call): when it would
+/// block, and both sides follow blocking mode, the side that stops it is
+/// waited on (`from` without data, or else `to` without room), and the
+/// call tried again; when either side follows nonblocking mode, the
+/// call's `WouldBlock` is returned, as between ordinary ends.
 pub(crate) fn waiting_between<T>(
     from: BorrowedFd<'_>,
     to: BorrowedFd<'_>,
@@ -180,15 +291,14 @@ pub(crate) fn waiting_between<T>(
     loop {
         match op() {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && (is_own(from) || is_own(to)) => {
-                let (fd, events) = if ipc_sync::os::poll_now(from, PollFlags::POLLIN)?.is_empty() {
-                    (from, PollFlags::POLLIN)
-                } else {
-                    (to, PollFlags::POLLOUT)
-                };
-                if !is_own(fd) {
+                if follows_nonblocking(from)? || follows_nonblocking(to)? {
                     return Err(e);
                 }
-                poll_until(fd, events, Deadline::never())?;
+                if poll_now(from, PollFlags::POLLIN)?.is_empty() {
+                    poll_until(from, PollFlags::POLLIN, Deadline::never())?;
+                } else {
+                    poll_until(to, PollFlags::POLLOUT, Deadline::never())?;
+                }
             }
             other => return other,
         }

@@ -127,43 +127,39 @@ macro_rules! pipe_end_common {
                 crate::pipe::set_capacity(self.0.as_fd(), bytes)
             }
 
-            /// Sets or clears `O_NONBLOCK`. In nonblocking mode, [`Read`]
-            /// and [`Write`](std::io::Write) return [`io::ErrorKind::WouldBlock`] instead of
-            /// waiting.
+            /// Sets or clears nonblocking mode: in it, [`Read`] and
+            /// [`Write`](std::io::Write) return [`io::ErrorKind::WouldBlock`]
+            /// instead of waiting. The `try_*` and `*_timeout` methods do not
+            /// need it.
             ///
-            /// The flag belongs to the open file description, which is
-            /// shared by every duplicate of this fd, including the copies a
-            /// forked child inherited: they all change with it. The `try_*`
-            /// and `*_timeout` methods do not need it.
+            /// On an ordinary end this is `O_NONBLOCK`, which belongs to the
+            /// open file description, shared by every duplicate of this fd,
+            /// including the copies a forked child inherited: they all change
+            #[doc = concat!("with it. On an end made by [`reopen`](", stringify!($ty), "::reopen), only this handle's calls")]
+            /// change: its description stays nonblocking, whatever the mode.
             ///
             /// # Errors
             ///
             /// [`Error::Io`] if `fcntl` fails.
-            ///
-            #[doc = concat!("An end made by [`reopen`](", stringify!($ty), "::reopen) becomes an ordinary one")]
-            /// first: its description stays its own, in the mode asked for.
             pub fn set_nonblocking(&self, nonblocking: bool) -> Result<()> {
-                self.0.to_ordinary().map_err(|e| Error::from_io("F_SETFL", e))?;
-                sys::set_nonblocking(self.0.as_fd(), nonblocking).map_err(|e| Error::from_io("F_SETFL", e))
+                self.0.set_nonblocking(nonblocking).map_err(|e| Error::from_io("F_SETFL", e))
             }
 
-            /// Whether `O_NONBLOCK` is set: whether [`Read`] or [`Write`](std::io::Write)
-            #[doc = concat!("return `WouldBlock` rather than wait (`false` for an end made by [`reopen`](", stringify!($ty), "::reopen),")]
-            /// whose description is nonblocking but whose calls wait).
+            /// Whether the end is in nonblocking mode (see
+            /// [`set_nonblocking`](Self::set_nonblocking)): whether [`Read`]
+            /// or [`Write`](std::io::Write) return `WouldBlock` rather than wait.
             ///
             /// # Errors
             ///
             /// [`Error::Io`] if `fcntl` fails.
             pub fn is_nonblocking(&self) -> Result<bool> {
-                if self.0.is_own() {
-                    return Ok(false);
-                }
-                sys::nonblocking(self.0.as_fd()).map_err(|e| Error::from_io("F_GETFL", e))
+                self.0.is_nonblocking().map_err(|e| Error::from_io("F_GETFL", e))
             }
 
-            /// Creates a new handle to the same end (`F_DUPFD_CLOEXEC`); for
-            #[doc = concat!("an end made by [`reopen`](", stringify!($ty), "::reopen), a second reopening, so that neither")]
-            /// can change the other's mode.
+            /// Creates a new handle to the same end (`F_DUPFD_CLOEXEC`). For
+            #[doc = concat!("an end made by [`reopen`](", stringify!($ty), "::reopen), a second reopening in the same")]
+            /// mode, so that neither handle's mode is the other's, or where
+            /// that cannot be had, a duplicate sharing its description.
             ///
             /// # Errors
             ///
@@ -182,20 +178,24 @@ macro_rules! pipe_end_common {
             /// `read(2)` or `write(2)`, where a shared description takes
             /// `preadv2`/`pwritev2` with `RWF_NOWAIT`, the dearer calls.
             /// Everything else behaves as on any end: [`Read`], [`Write`](std::io::Write)
-            /// and the other calls that wait still wait.
+            /// and the other calls that wait still wait, and the end leaves
+            /// (as an `OwnedFd`, a raw fd, a `Stdio` or std's end) on a
+            /// description opened anew in blocking mode.
             ///
             /// The old handle is left as it was (drop it when done). A
             /// process forked later shares the new description, as with any
-            /// fd: if it clears `O_NONBLOCK` there, the calls of this
-            /// end that must not wait may wait.
+            /// fd: if it clears `O_NONBLOCK` there (this crate never does),
+            /// the calls of this end that must not wait may wait.
             ///
             /// # Errors
             ///
             /// [`Error::Io`] when `/proc` is not this process's procfs, when
-            /// the pipe cannot be opened again (no reader left for a
-            /// writing end, `ENXIO`; the pipe of another user, `EACCES`),
-            /// when out of fds, or when the new fd is above 4095; the end
-            /// can then be used as it is.
+            /// the pipe cannot be opened again (a FIFO's writing end with no
+            /// reader left, `ENXIO`; a FIFO's reading end with no writer
+            /// left, whose end of file a new description would not report
+            /// to `poll`; the pipe of another user, `EACCES`), when out of
+            /// fds, or when the new fd is above 4095; the end can then be
+            /// used as it is.
             pub fn reopen(&self) -> Result<Self> {
                 self.0.reopen().map($ty).map_err(|e| Error::from_io("reopening through /proc/self/fd", e))
             }

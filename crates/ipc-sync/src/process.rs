@@ -40,10 +40,19 @@ impl Process {
     /// assert_eq!(Process::current(), Process::current());
     /// ```
     pub fn current() -> Process {
-        static AT_FORK: Once = Once::new();
-        AT_FORK.call_once(|| {
-            let _ = sys::at_fork_child(count_fork);
-        });
-        Process { pid: std::process::id(), forks: FORKS.load(Ordering::Relaxed) }
+        Process { pid: std::process::id(), forks: forks() }
     }
+}
+
+/// How many forks lie between the first call (of this or of
+/// [`Process::current`]) and the calling process: the same in a process
+/// all its life, one more in each child it forks afterwards, and read
+/// without a system call. Values in the memory a child inherits tagged
+/// with it tell the child that they were its parent's.
+pub fn forks() -> u64 {
+    static AT_FORK: Once = Once::new();
+    AT_FORK.call_once(|| {
+        let _ = sys::at_fork_child(count_fork);
+    });
+    FORKS.load(Ordering::Relaxed)
 }

@@ -3,17 +3,19 @@
 //! is ready.
 //!
 //! A channel made for fork has an eventfd per side, its doorbell, which
-//! every process of the channel inherits. A poller about to sleep arms the
-//! side (sets `ARMED` in its sleep line's `waiting`, then the same fence
-//! and barrier as a side about to sleep), looks at the ring once more, and
-//! sleeps on the doorbell; the peer, publishing its index, finds the bit,
-//! clears it and rings the doorbell once. A side nobody arms is never rung:
-//! a steady stream makes no system call for pollers that are not there.
+//! every process of the channel inherits (see `ring` for how it is rung).
+//! A poller about to sleep arms the side (sets `ARMED` in its sleep line's
+//! `waiting`, then the same fence and barrier as a side about to sleep),
+//! looks at the ring once more, and sleeps on the doorbell; the peer,
+//! publishing its index, finds the bit, clears it and rings the doorbell
+//! once. A side nobody arms is never rung: a steady stream makes no system
+//! call for pollers that are not there.
 //!
-//! A channel without doorbells (named, or in a memfd: its processes share
-//! no eventfd) is watched instead: a thread of the polling process sleeps
-//! on the side's futex word while a poller is armed (`WATCHED`, which the
-//! peer wakes like a sleeping side), and rings an eventfd of its own.
+//! A channel in a memfd has them too, handed over with the memfd
+//! (`Handoff`). A named channel has none (its processes share no eventfd)
+//! and is watched instead: a thread of the polling process sleeps on the
+//! side's futex word while a poller is armed (`WATCHED`, which the peer
+//! wakes like a sleeping side), and rings an eventfd of its own.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -42,7 +42,9 @@ impl Handoff {
     /// # Errors
     ///
     /// As [`Memfd::from_fd`] for the memfd; [`Error::Io`] with
-    /// `InvalidInput` when a doorbell is not an eventfd.
+    /// `InvalidInput` when a doorbell is not an eventfd, or when
+    /// `/proc/self/fd` cannot say (a channel in a memfd needs /proc to be
+    /// claimed in any case).
     pub fn from_fds(memfd: OwnedFd, doorbells: [OwnedFd; 2]) -> Result<Handoff> {
         let memfd = Memfd::from_fd(memfd)?;
         let [a, b] = doorbells;

@@ -11,7 +11,8 @@
 //!
 //! A channel is made first ([`Channel`], [`ByteChannel`]) in anonymous
 //! shared memory (inherited by children forked afterwards), in a memfd
-//! (for children across exec), or under a POSIX shared memory name (for
+//! handed over with its doorbells ([`Handoff`]: to children across exec,
+//! or over a Unix socket), or under a POSIX shared memory name (for
 //! unrelated processes); then each process claims the side it uses with
 //! `sender()` or `receiver()`, once. Every process holding a named channel
 //! keeps a shared `flock` on its object, so a name left behind by processes
@@ -76,12 +77,15 @@
 //! reports as an error. A poller (`ipc_sync::Poller`, `ipc_kit::Poller`)
 //! waits on them with anything else that has a descriptor:
 //!
-//! - A channel made for `fork` has a doorbell for each side, an eventfd
-//!   that every process of the channel inherits. A poller about to sleep
+//! - A channel made for `fork` or in a memfd has a doorbell for each side,
+//!   an eventfd that every process of the channel holds (inherited, or
+//!   handed over with the memfd: [`Handoff`]). A poller about to sleep
 //!   arms the side it waits for; the peer rings its doorbell once, at its
 //!   next publish, and only then: a stream that no poller sleeps on makes
-//!   no more system calls than before.
-//! - A named or memfd channel has none (its processes share no eventfd):
+//!   no more system calls than before. A ring is a write of 0, which
+//!   wakes the pollers and never waits, whatever the peer did to the
+//!   eventfd it shares.
+//! - A named channel has none (its processes share no eventfd):
 //!   the first time a side is polled, a thread is started that sleeps on
 //!   the side's futex word while a poller waits, and wakes the poller. It
 //!   costs a thread per polled side (asleep when nobody polls) and one

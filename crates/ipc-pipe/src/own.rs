@@ -332,3 +332,20 @@ pub(crate) fn writev(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result
 pub(crate) fn vmsplice(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
     waiting(fd, PollFlags::POLLOUT, || retry_eintr(|| sys::vmsplice(fd, bufs, 0)))
 }
+
+/// A read that never waits: on an end of its own, whose description is
+/// nonblocking, a plain `read`; on any other fd, `sys::read_nowait`.
+pub(crate) fn read_nowait(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    if is_own(fd) { sys::read(fd, buf) } else { sys::read_nowait(fd, buf) }
+}
+
+/// A write that never waits: on an end of its own, a plain `write` (for
+/// one buffer, the cheaper call) or `writev`; on any other fd,
+/// `sys::write_nowait`. Call it under `without_sigpipe`.
+pub(crate) fn write_nowait(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    match bufs {
+        _ if !is_own(fd) => sys::write_nowait(fd, bufs),
+        [one] => sys::write(fd, one),
+        _ => sys::writev(fd, bufs),
+    }
+}

@@ -330,7 +330,7 @@ pub(crate) enum Wait {
 /// Reads into `buf` without blocking past `wait`.
 pub(crate) fn read_waiting(fd: BorrowedFd<'_>, buf: &mut [u8], wait: Wait) -> Result<usize> {
     loop {
-        match sys::read_nowait(fd, buf) {
+        match own::read_nowait(fd, buf) {
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -345,7 +345,7 @@ pub(crate) fn read_waiting(fd: BorrowedFd<'_>, buf: &mut [u8], wait: Wait) -> Re
 /// not at all.
 pub(crate) fn write_waiting(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>], wait: Wait) -> Result<usize> {
     loop {
-        match sys::without_sigpipe(|| sys::write_nowait(fd, bufs)) {
+        match sys::without_sigpipe(|| own::write_nowait(fd, bufs)) {
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}

@@ -87,12 +87,7 @@ fn ready_now(fd: BorrowedFd<'_>, events: PollFlags) -> io::Result<bool> {
 /// `preadv2(RWF_NOWAIT)`, or where the kernel lacks it, `poll` with a zero
 /// timeout and then `read` (which can block only if another reader of the
 /// same pipe takes the data in between).
-///
-/// An end of its own (`crate::own`) is nonblocking: a plain `read`.
 pub(crate) fn read_nowait(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    if crate::own::is_own(fd) {
-        return read(fd, buf);
-    }
     if NOWAIT_WORKS.load(Ordering::Relaxed) {
         let iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
         // SAFETY: one iovec pointing to `buf`, valid for writes of its length;
@@ -111,16 +106,7 @@ pub(crate) fn read_nowait(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usiz
 /// `PIPE_BUF` bytes (which fits in the free slot that `POLLOUT` reports).
 /// Writes of at most `PIPE_BUF` bytes are all or nothing. Call it under
 /// [`without_sigpipe`].
-///
-/// An end of its own (`crate::own`) is nonblocking: a plain `write` (for
-/// one buffer, the cheaper call) or `writev`.
 pub(crate) fn write_nowait(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-    if crate::own::is_own(fd) {
-        return match bufs {
-            [one] => write(fd, one),
-            _ => writev(fd, bufs),
-        };
-    }
     if NOWAIT_WORKS.load(Ordering::Relaxed) {
         let n = libc::c_int::try_from(iov_count(bufs.len())).unwrap_or(0);
         // SAFETY: IoSlice is ABI-compatible with `struct iovec` and each of

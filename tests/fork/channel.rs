@@ -12,6 +12,8 @@ use ipc_kit_tests::{
 use nix::sys::signal::Signal;
 
 cases!("shm::channel", helpers ["channel-named-recv" => named_recv_helper, "channel-memfd-recv" => memfd_recv_helper]:
+    doorbells_handed_over_in_blocking_mode_keep_every_call_from_waiting,
+    a_handoff_whose_doorbells_are_not_the_channels_still_delivers_to_pollers,
     ten_million_u64_in_order,
     byte_records_up_to_64k_with_checksums,
     sender_killed_mid_stream_disconnects,
@@ -1611,5 +1613,74 @@ fn impossible_indices_and_record_headers_give_corrupted_in_every_form() {
             };
             corrupted(&format!("a byte receiver index {what} (form {form})"), got);
         }
+    }
+}
+
+// A maker hands over doorbells whose description is blocking (as
+// eventfd(2) makes them without EFD_NONBLOCK, or as a maker left them):
+// the EventFds taken from them keep the type's promise that the try
+// forms never wait, and the channel opened from them works.
+fn doorbells_handed_over_in_blocking_mode_keep_every_call_from_waiting() {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::os::fd::AsFd;
+    let chan = Channel::<u64>::new_memfd(4).unwrap();
+    let (memfd, [a, b]) = chan.handoff().unwrap().into_fds();
+    for fd in [&a, &b] {
+        fcntl(fd.as_fd(), FcntlArg::F_SETFL(OFlag::empty())).unwrap();
+    }
+    let spare = a.try_clone().unwrap();
+    let handoff = Handoff::from_fds(memfd, [a, b]).unwrap();
+    let bell = &handoff.doorbells[0];
+    // A late add keeps a wrong wait from hanging the case.
+    let late = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        nix::unistd::write(&spare, &1u64.to_ne_bytes()).unwrap();
+    });
+    // A doorbell starts at 1: the first takes it, the second finds 0.
+    assert_eq!(bell.try_read().unwrap(), 1);
+    let got = bell.try_read();
+    late.join().unwrap();
+    assert!(matches!(got, Err(ipc_kit::sync::Error::WouldBlock { .. })), "try_read did not wait: {got:?}");
+}
+
+// Doorbells that are not the channel's (the same eventfd for both sides,
+// another channel's): the handoff opens, and a polled receiver in another
+// process sees every message (its pollers look again every 20 ms).
+fn a_handoff_whose_doorbells_are_not_the_channels_still_delivers_to_pollers() {
+    let other = Channel::<u64>::new_memfd(4).unwrap();
+    for variant in 0..2 {
+        let chan = Channel::<u64>::new_memfd(4).unwrap();
+        let (memfd, [a, b]) = chan.handoff().unwrap().into_fds();
+        let (_, [oa, ob]) = other.handoff().unwrap().into_fds();
+        let bells = if variant == 0 { [a.try_clone().unwrap(), a] } else { [oa, ob] };
+        drop(b);
+        let handoff = Handoff::from_fds(memfd, bells).unwrap();
+        let opened = Channel::<u64>::from_handoff(handoff).unwrap();
+        let child = fork(move || {
+            let mut rx = opened.receiver().unwrap();
+            let mut poller = ipc_kit::Poller::new().unwrap();
+            poller.add(&rx, ipc_kit::Interest::Readable, 7).unwrap();
+            let mut i = 0;
+            while i < 50 {
+                match rx.try_recv() {
+                    Ok(v) => {
+                        assert_eq!(v, i);
+                        i += 1;
+                    }
+                    Err(Error::Empty) => {
+                        poller.wait_timeout(Duration::from_secs(10)).unwrap();
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+        let mut tx = chan.sender().unwrap();
+        for i in 0..50u64 {
+            tx.send_timeout(i, Duration::from_secs(10)).unwrap();
+            if i % 10 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        child.join();
     }
 }

@@ -31,6 +31,8 @@ cases!("pipe_reopen":
     marks_stay_right_when_threads_reopen_and_close_ends_at_once,
     a_fifo_reader_whose_writers_left_stays_as_it_is_and_sees_end_of_file,
     try_read_never_waits_while_another_thread_sets_the_mode,
+    a_reused_fd_number_holding_a_nonblocking_pipe_is_not_taken_for_a_reopened_end,
+    an_end_leaving_as_an_ordinary_one_frees_its_mark_before_its_number,
 );
 
 /// Whether `O_NONBLOCK` is set on the description itself.
@@ -725,4 +727,58 @@ fn try_read_never_waits_while_another_thread_sets_the_mode() {
             assert_eq!(got, Ok(None), "round {round}: every try_read returned WouldBlock at once");
         });
     }
+}
+
+// As `a_reused_fd_number_is_not_taken_for_a_reopened_end`, with the pipe
+// made at the reused number nonblocking by its user before any call: the
+// number holds a nonblocking pipe, as a reopened end's does, and Read on
+// it still returns WouldBlock rather than wait.
+fn a_reused_fd_number_holding_a_nonblocking_pipe_is_not_taken_for_a_reopened_end() {
+    let (r, w) = reopened_pipe();
+    let rn = r.as_raw_fd();
+    let child = fork(move || {
+        close_inherited(rn);
+        let (r3, w3) = pipe().unwrap();
+        let r3 = PipeReader::from(at_number(r3.into(), rn));
+        r3.set_nonblocking(true).unwrap();
+        // A late write keeps a wrong wait from hanging the case.
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            (&w3).write_all(b"late").unwrap();
+            w3
+        });
+        let mut buf = [0; 8];
+        let got = (&r3).read(&mut buf).map_err(|e| e.kind());
+        let _w3 = late.join().unwrap();
+        assert_eq!(got, Err(std::io::ErrorKind::WouldBlock), "Read on a nonblocking end returns WouldBlock");
+    });
+    child.join();
+    drop((r, w));
+}
+
+// A reopened end that leaves as an ordinary one (into an OwnedFd) clears
+// its mark before its fd number can be taken again: a clone of a
+// reopened end made on another thread at that number (a FIFO's writing
+// end without readers, which clones by dup) keeps its own mark.
+fn an_end_leaving_as_an_ordinary_one_frees_its_mark_before_its_number() {
+    let dir = ScratchDir::new();
+    let fifo = ipc_kit::fifo::Fifo::create(dir.path().join("f"), 0o600).unwrap();
+    let reader = fifo.try_open_reader().unwrap();
+    let writer = fifo.try_open_writer().unwrap().reopen().unwrap();
+    drop(reader);
+    let (r, _w) = pipe().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..20_000 {
+                let end = r.reopen().unwrap();
+                drop(OwnedFd::from(end));
+            }
+        });
+        s.spawn(|| {
+            for _ in 0..20_000 {
+                let end = writer.try_clone().unwrap();
+                assert!(!end.is_nonblocking().unwrap(), "a clone lost its mark at {}", end.as_raw_fd());
+            }
+        });
+    });
 }

@@ -24,6 +24,7 @@ cases!("poll_corners":
     a_descriptor_closed_before_removal_leaves_the_poller_quiet,
     a_byte_senders_want_ends_with_the_record_it_sent,
     a_peer_that_fills_its_doorbell_in_blocking_mode_cannot_stall_sends,
+    a_peer_that_takes_the_doorbell_down_to_zero_only_delays_pollers_until_they_look_again,
 );
 
 /// Blocks until the other process writes a byte (or panics after 10 s).
@@ -378,6 +379,59 @@ fn a_peer_that_fills_its_doorbell_in_blocking_mode_cannot_stall_sends() {
     let mut tx = chan.sender().unwrap();
     for i in 0..MESSAGES {
         tx.send_timeout(i, Duration::from_secs(10)).unwrap();
+    }
+    child.join();
+}
+
+// A hostile sender reads the receiver's doorbell (inherited with the
+// channel) down to 0, again and again while it sends: a ring then wakes
+// no poller, and the receiver's poller still reports every message when
+// it looks again.
+fn a_peer_that_takes_the_doorbell_down_to_zero_only_delays_pollers_until_they_look_again() {
+    const MESSAGES: u64 = 50;
+    let chan = channel::<u64>(4).unwrap();
+    let child = fork(|| {
+        // Every eventfd it holds: the channel's doorbells among them.
+        let bells: Vec<std::os::fd::OwnedFd> = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let n: i32 = e.file_name().to_str()?.parse().ok()?;
+                if std::fs::read_link(e.path()).ok()?.as_os_str() != "anon_inode:[eventfd]" {
+                    return None;
+                }
+                // SAFETY: an fd open in this process, borrowed only to duplicate it.
+                nix::unistd::dup(unsafe { std::os::fd::BorrowedFd::borrow_raw(n) }).ok()
+            })
+            .collect();
+        assert!(bells.len() >= 2, "the doorbells are inherited");
+        let drain = || {
+            for b in &bells {
+                while nix::unistd::read(b, &mut [0u8; 8]).is_ok() {}
+            }
+        };
+        let mut tx = chan.sender().unwrap();
+        for i in 0..MESSAGES {
+            drain();
+            std::thread::sleep(Duration::from_millis(3));
+            drain();
+            tx.send_timeout(i, Duration::from_secs(10)).unwrap();
+            drain();
+        }
+    });
+    let mut rx = chan.receiver().unwrap();
+    let mut poller = Poller::new().unwrap();
+    poller.add(&rx, Interest::Readable, 1).unwrap();
+    let mut i = 0;
+    while i < MESSAGES {
+        match rx.try_recv() {
+            Ok(v) => {
+                assert_eq!(v, i);
+                i += 1;
+            }
+            Err(ShmError::Empty) => assert_eq!(poller.wait_timeout(Duration::from_secs(10)).unwrap(), [1]),
+            Err(e) => panic!("{e}"),
+        }
     }
     child.join();
 }

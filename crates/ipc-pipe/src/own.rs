@@ -41,8 +41,20 @@ const NONBLOCKING: u64 = 1;
 /// A forked child inherits the table with the fds. An entry made by the
 /// process it was forked from is checked once in the child before it is
 /// trusted (the fd may have been closed there behind its end's back, and
-/// the number reused): it must still be a nonblocking pipe or FIFO.
+/// the number reused): it must still be the same pipe or FIFO ([`FILES`]),
+/// in nonblocking mode. A child made by a bare `clone(2)` runs none of
+/// `fork`'s handlers and counts as the process it came from: one that
+/// closes an inherited end without its owner and reuses the number may
+/// have the new fd taken for that end.
 static OWN: [AtomicU64; TRACKED] = [const { AtomicU64::new(0) }; TRACKED];
+
+/// For each entry of [`OWN`], the file it was made for (see [`file_key`]).
+static FILES: [AtomicU64; TRACKED] = [const { AtomicU64::new(0) }; TRACKED];
+
+/// A pipe's device and inode, folded into one word.
+fn file_key(st: &nix::sys::stat::FileStat) -> u64 {
+    st.st_ino ^ st.st_dev.rotate_left(32)
+}
 
 /// This process's tag in [`OWN`].
 fn tag() -> u64 {
@@ -63,7 +75,7 @@ pub(crate) fn own_mode(fd: BorrowedFd<'_>) -> Option<bool> {
     let me = tag();
     if value & !NONBLOCKING != me {
         // Made before a fork, in the process this one was forked from.
-        let still = is_nonblocking_pipe(fd);
+        let still = is_nonblocking_pipe(fd, FILES[n].load(Ordering::Relaxed));
         let new = if still { me | (value & NONBLOCKING) } else { 0 };
         let _ = entry.compare_exchange(value, new, Ordering::Relaxed, Ordering::Relaxed);
         if !still {
@@ -78,10 +90,13 @@ pub(crate) fn is_own(fd: BorrowedFd<'_>) -> bool {
     own_mode(fd).is_some()
 }
 
-/// Whether `fd` is a pipe or FIFO whose description is nonblocking.
-fn is_nonblocking_pipe(fd: BorrowedFd<'_>) -> bool {
-    let fifo = fstat(fd).is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO);
-    fifo && sys::nonblocking(fd).unwrap_or(false)
+/// Whether `fd` is the pipe or FIFO `key` names, on a nonblocking
+/// description.
+fn is_nonblocking_pipe(fd: BorrowedFd<'_>, key: u64) -> bool {
+    let same = fstat(fd).is_ok_and(|st| {
+        SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO && file_key(&st) == key
+    });
+    same && sys::nonblocking(fd).unwrap_or(false)
 }
 
 /// The entry of an fd that is an end of its own; cleared when dropped.
@@ -91,6 +106,8 @@ struct Mark(usize);
 impl Mark {
     fn new(fd: &OwnedFd, nonblocking: bool) -> Option<Mark> {
         let n = usize::try_from(fd.as_raw_fd()).ok().filter(|&n| n < TRACKED)?;
+        let key = fstat(fd).ok().map(|st| file_key(&st))?;
+        FILES[n].store(key, Ordering::Relaxed);
         OWN[n].store(tag() | u64::from(nonblocking), Ordering::Relaxed);
         Some(Mark(n))
     }

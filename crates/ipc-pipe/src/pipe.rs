@@ -185,7 +185,11 @@ macro_rules! pipe_end_common {
             /// The old handle is left as it was (drop it when done). A
             /// process forked later shares the new description, as with any
             /// fd: if it clears `O_NONBLOCK` there (this crate never does),
-            /// the calls of this end that must not wait may wait.
+            /// the calls of this end that must not wait may wait. Such ends
+            /// are known by fd number: a child made by a bare `clone(2)`
+            /// (not `fork`, whose handlers tell a child apart) that closes
+            /// an inherited end without its owner, and gets another file at
+            /// that number, may have it taken for the end.
             ///
             /// # Errors
             ///

@@ -68,7 +68,8 @@ impl Memfd {
     }
 
     /// Takes a memfd received from another process (inherited or passed),
-    /// after checking that it is sealed against shrinking.
+    /// after checking that it is sealed against shrinking; sets it
+    /// close-on-exec, as [`create`](Self::create) makes it.
     ///
     /// # Errors
     ///
@@ -84,6 +85,8 @@ impl Memfd {
         if len == 0 {
             return Err(Error::InvalidSize { size: 0, reason: "the memfd is empty" });
         }
+        // As `create` makes it: not passed on to programs this one runs.
+        sys::set_cloexec(fd.as_fd()).map_err(|e| Error::Io { op: "F_SETFD", source: e })?;
         Ok(Memfd { fd, len })
     }
 

@@ -447,6 +447,12 @@ pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: SealFlag) -> io::Result<()> {
 }
 
 /// `fcntl(F_GET_SEALS)`.
+/// Sets `FD_CLOEXEC` on `fd`.
+pub(crate) fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    fcntl::fcntl(fd, FcntlArg::F_SETFD(fcntl::FdFlag::FD_CLOEXEC))?;
+    Ok(())
+}
+
 pub(crate) fn seals(fd: BorrowedFd<'_>) -> io::Result<SealFlag> {
     Ok(SealFlag::from_bits_truncate(fcntl::fcntl(fd, FcntlArg::F_GET_SEALS)?))
 }

@@ -72,17 +72,25 @@ impl EventFd {
     }
 
     /// Takes `fd`, received from another process (inherited across exec,
-    /// or over a Unix socket), after checking that it is an eventfd; `mode`
-    /// says what reads take, which the fd itself does not tell.
+    /// or over a Unix socket), after checking that it is an eventfd, and
+    /// sets it close-on-exec and its description nonblocking, as
+    /// [`new`](Self::new) makes them; `mode` says what reads take, which
+    /// the fd itself does not tell. The description stays shared with the
+    /// process that handed it over, which can clear `O_NONBLOCK` again:
+    /// then the `try_*` forms may wait.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] when `fd` is not an eventfd (or `/proc`
-    /// cannot tell: this process's `/proc/self/fd` is read).
+    /// cannot tell: this process's `/proc/self/fd` is read); [`Error::Io`]
+    /// when its flags cannot be set.
     pub fn from_fd(fd: OwnedFd, mode: EventFdMode) -> Result<Self> {
         let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()));
         match link {
-            Ok(target) if target.as_os_str() == "anon_inode:[eventfd]" => Ok(EventFd { fd, mode }),
+            Ok(target) if target.as_os_str() == "anon_inode:[eventfd]" => {
+                sys::cloexec_nonblocking(fd.as_fd()).map_err(|e| Error::Io { op: "fcntl on an eventfd", source: e })?;
+                Ok(EventFd { fd, mode })
+            }
             Ok(target) => Err(Error::InvalidArgument {
                 what: "eventfd",
                 reason: format!("fd {} is {}, not an eventfd", fd.as_raw_fd(), target.display()),

@@ -476,3 +476,12 @@ pub(crate) fn async_fd(
     // AsyncFd that owns it (or after `into_inner` gives it back).
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }.map_err(io::Error::from)
 }
+
+/// Sets `FD_CLOEXEC` on `fd` and `O_NONBLOCK` on its description.
+pub(crate) fn cloexec_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}

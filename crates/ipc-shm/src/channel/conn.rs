@@ -231,7 +231,9 @@ impl Conn {
                 ));
             }
             (false, true) => {
-                return Err(mismatch("it was made without doorbells: open it from its memfd alone".into()));
+                return Err(mismatch(
+                    "it was made without doorbells, so it is not one handed over with its memfd".into(),
+                ));
             }
             _ => {}
         }

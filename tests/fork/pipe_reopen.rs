@@ -46,6 +46,14 @@ fn file_id(fd: impl AsFd) -> (u64, u64) {
     (st.st_dev, st.st_ino)
 }
 
+/// A FIFO in `dir` and its two ends (removed when the `Fifo` is dropped).
+fn fifo_ends(dir: &ScratchDir) -> (ipc_kit::fifo::Fifo, PipeReader, PipeWriter) {
+    let fifo = ipc_kit::fifo::Fifo::create(dir.path().join("f"), 0o600).unwrap();
+    let r = fifo.try_open_reader().unwrap();
+    let w = fifo.try_open_writer().unwrap();
+    (fifo, r, w)
+}
+
 /// Fills the pipe through `w`'s calls that must not wait; the bytes written.
 fn fill(w: &PipeWriter) -> usize {
     let mut filled = 0;
@@ -314,9 +322,7 @@ fn reopen_refuses_what_it_cannot_open_and_the_end_stays_usable() {
     // A FIFO's writing end whose readers are all gone: the open is
     // refused (ENXIO), and the end reports the broken pipe as before.
     let dir = ScratchDir::new();
-    let fifo = ipc_kit::fifo::Fifo::create(dir.path().join("f"), 0o600).unwrap();
-    let r = fifo.try_open_reader().unwrap();
-    let w = fifo.try_open_writer().unwrap();
+    let (_fifo, r, w) = fifo_ends(&dir);
     drop(r);
     match w.reopen() {
         Err(Error::Io { source, .. }) => assert_eq!(source.raw_os_error(), Some(libc::ENXIO), "{source}"),
@@ -341,9 +347,7 @@ fn reopen_refuses_what_it_cannot_open_and_the_end_stays_usable() {
 
 fn a_fifo_end_reopens_after_its_name_is_gone() {
     let dir = ScratchDir::new();
-    let fifo = ipc_kit::fifo::Fifo::create(dir.path().join("f"), 0o600).unwrap();
-    let r = fifo.try_open_reader().unwrap();
-    let w = fifo.try_open_writer().unwrap();
+    let (fifo, r, w) = fifo_ends(&dir);
     drop(fifo);
     assert!(!dir.path().join("f").exists(), "the name is gone");
     let (r2, w2) = (r.reopen().unwrap(), w.reopen().unwrap());
@@ -578,9 +582,7 @@ fn the_mark_of_a_reopened_end_closed_in_a_forked_child_does_not_outlive_it() {
 // dropped privileges after the pipe was made.
 fn try_clone_of_a_reopened_end_works_wherever_a_dup_would() {
     let dir = ScratchDir::new();
-    let fifo = ipc_kit::fifo::Fifo::create(dir.path().join("f"), 0o600).unwrap();
-    let r = fifo.try_open_reader().unwrap();
-    let w = fifo.try_open_writer().unwrap();
+    let (fifo, r, w) = fifo_ends(&dir);
     let w2 = w.reopen().unwrap();
     drop(r);
     assert!(w.try_clone().is_ok(), "an ordinary end clones");
@@ -666,9 +668,7 @@ fn marks_stay_right_when_threads_reopen_and_close_ends_at_once() {
 fn a_fifo_reader_whose_writers_left_stays_as_it_is_and_sees_end_of_file() {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let dir = ScratchDir::new();
-    let fifo = ipc_kit::fifo::Fifo::create(dir.path().join("f"), 0o600).unwrap();
-    let r = fifo.try_open_reader().unwrap();
-    let w = fifo.try_open_writer().unwrap();
+    let (_fifo, r, w) = fifo_ends(&dir);
     drop(w);
     let revents = |end: &PipeReader| {
         let mut fds = [PollFd::new(end.as_fd(), PollFlags::POLLIN)];
@@ -762,9 +762,8 @@ fn a_reused_fd_number_holding_a_nonblocking_pipe_is_not_taken_for_a_reopened_end
 // end without readers, which clones by dup) keeps its own mark.
 fn an_end_leaving_as_an_ordinary_one_frees_its_mark_before_its_number() {
     let dir = ScratchDir::new();
-    let fifo = ipc_kit::fifo::Fifo::create(dir.path().join("f"), 0o600).unwrap();
-    let reader = fifo.try_open_reader().unwrap();
-    let writer = fifo.try_open_writer().unwrap().reopen().unwrap();
+    let (_fifo, reader, writer) = fifo_ends(&dir);
+    let writer = writer.reopen().unwrap();
     drop(reader);
     let (r, _w) = pipe().unwrap();
     std::thread::scope(|s| {

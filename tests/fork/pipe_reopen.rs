@@ -507,10 +507,25 @@ fn splice_with_a_nonblocking_end_returns_would_block_as_with_an_ordinary_end() {
 
 /// In a forked child: `fd` moved to the number `n` (free, just closed).
 fn at_number(fd: OwnedFd, n: i32) -> OwnedFd {
-    let moved = fcntl(fd.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(n)).unwrap();
-    assert_eq!(moved, n, "the freed number is taken again");
-    // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
-    unsafe { std::os::fd::FromRawFd::from_raw_fd(moved) }
+    let moved = ipc_kit_tests::dup_at_least(fd.as_fd(), n);
+    assert_eq!(moved.as_raw_fd(), n, "the freed number is taken again");
+    moved
+}
+
+/// In a forked child: a new ordinary pipe whose reading end takes the
+/// number `n` (free, just closed).
+fn pipe_reading_at(n: i32) -> (PipeReader, PipeWriter) {
+    let (r, w) = pipe().unwrap();
+    (PipeReader::from(at_number(r.into(), n)), w)
+}
+
+/// `then` run on a thread after 200 ms: the late peer that keeps a call
+/// that wrongly waits from hanging a case.
+fn later<T: Send + 'static>(then: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        then()
+    })
 }
 
 // A forked child closes its copies of the reopened ends its parent keeps
@@ -521,13 +536,11 @@ fn a_reused_fd_number_is_not_taken_for_a_reopened_end() {
     let rn = r.as_raw_fd();
     let child = fork(move || {
         close_inherited(rn);
-        let (r3, w3) = pipe().unwrap();
-        let r3 = PipeReader::from(at_number(r3.into(), rn));
+        let (r3, w3) = pipe_reading_at(rn);
         // try_read on the blocking, empty pipe must not wait: a late
         // write keeps a wrong wait from hanging the case.
         let mut buf = [0; 8];
-        let late = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(200));
+        let late = later(move || {
             (&w3).write_all(b"late").unwrap();
             w3
         });
@@ -561,8 +574,7 @@ fn the_mark_of_a_reopened_end_closed_in_a_forked_child_does_not_outlive_it() {
         let (r3, w3) = (PipeReader::from(at_number(r3.into(), rn)), PipeWriter::from(at_number(w3.into(), wn)));
         let capacity = w3.capacity().unwrap();
         (&w3).write_all(&vec![0; capacity]).unwrap();
-        let late = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(200));
+        let late = later(move || {
             let mut all = vec![0; capacity];
             (&r3).read_exact(&mut all).unwrap();
             r3
@@ -738,12 +750,10 @@ fn a_reused_fd_number_holding_a_nonblocking_pipe_is_not_taken_for_a_reopened_end
     let rn = r.as_raw_fd();
     let child = fork(move || {
         close_inherited(rn);
-        let (r3, w3) = pipe().unwrap();
-        let r3 = PipeReader::from(at_number(r3.into(), rn));
+        let (r3, w3) = pipe_reading_at(rn);
         r3.set_nonblocking(true).unwrap();
         // A late write keeps a wrong wait from hanging the case.
-        let late = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(200));
+        let late = later(move || {
             (&w3).write_all(b"late").unwrap();
             w3
         });

@@ -392,18 +392,7 @@ fn a_peer_that_takes_the_doorbell_down_to_zero_only_delays_pollers_until_they_lo
     let chan = channel::<u64>(4).unwrap();
     let child = fork(|| {
         // Every eventfd it holds: the channel's doorbells among them.
-        let bells: Vec<std::os::fd::OwnedFd> = std::fs::read_dir("/proc/self/fd")
-            .unwrap()
-            .filter_map(|e| {
-                let e = e.ok()?;
-                let n: i32 = e.file_name().to_str()?.parse().ok()?;
-                if std::fs::read_link(e.path()).ok()?.as_os_str() != "anon_inode:[eventfd]" {
-                    return None;
-                }
-                // SAFETY: an fd open in this process, borrowed only to duplicate it.
-                nix::unistd::dup(unsafe { std::os::fd::BorrowedFd::borrow_raw(n) }).ok()
-            })
-            .collect();
+        let bells = ipc_kit_tests::copies_of_open_eventfds();
         assert!(bells.len() >= 2, "the doorbells are inherited");
         let drain = || {
             for b in &bells {

@@ -583,3 +583,29 @@ pub fn with_doorbells(memfd: ipc_kit::shm::Memfd) -> ipc_kit::shm::channel::Hand
 pub fn inherited_fd(n: RawFd) -> OwnedFd {
     sys::adopt_inherited(n).unwrap_or_else(|e| panic!("fd {n} was not handed over: {e}"))
 }
+
+/// A duplicate of `fd` (close-on-exec) at the lowest free number from `n`
+/// up (`F_DUPFD_CLOEXEC`): in a forked child, to put a file at a number it
+/// just closed.
+///
+/// # Panics
+///
+/// When out of file descriptors.
+pub fn dup_at_least(fd: std::os::fd::BorrowedFd<'_>, n: RawFd) -> OwnedFd {
+    sys::dup_at_least(fd, n).expect("F_DUPFD_CLOEXEC")
+}
+
+/// Duplicates of every eventfd open in this process (found through
+/// `/proc/self/fd`): what a process that inherited a channel's doorbells
+/// can reach of them.
+pub fn copies_of_open_eventfds() -> Vec<OwnedFd> {
+    let entries = std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd");
+    entries
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let n: RawFd = e.file_name().to_str()?.parse().ok()?;
+            let eventfd = std::fs::read_link(e.path()).ok()?.as_os_str() == "anon_inode:[eventfd]";
+            eventfd.then(|| sys::dup_open(n).ok()).flatten()
+        })
+        .collect()
+}

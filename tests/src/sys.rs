@@ -161,3 +161,24 @@ pub(crate) fn adopt_inherited(n: RawFd) -> io::Result<OwnedFd> {
     // value in this process owns it yet, and the caller takes it once.
     Ok(unsafe { OwnedFd::from_raw_fd(n) })
 }
+
+/// `F_DUPFD_CLOEXEC`: a new fd for `fd`'s file at the lowest free number
+/// from `n` up.
+pub(crate) fn dup_at_least(fd: BorrowedFd<'_>, n: RawFd) -> io::Result<OwnedFd> {
+    let new = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(n))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// A duplicate (close-on-exec) of whatever is open at `n`; an error when
+/// nothing is.
+pub(crate) fn dup_open(n: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC only reads fd `n`, or fails when it is not
+    // open; it returns a new fd that nothing else owns.
+    let new = unsafe { libc::fcntl(n, libc::F_DUPFD_CLOEXEC, 0) };
+    if new == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above: a new fd, owned here only.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}

@@ -98,12 +98,8 @@ impl<W: Write> FrameWriter<W> {
     /// stream is no longer in step and should be closed.
     pub fn send(&mut self, body: &[u8]) -> Result<()> {
         let header = frame_header(body, self.max)?;
-        // A short frame goes in one plain write of a copy, the cheaper
-        // call for the kernel (as in `send_atomic`).
-        let mut joined = [0u8; SMALL_FRAME];
-        if let Some(whole) = joined.get_mut(..FRAME_HEADER + body.len()) {
-            whole[..FRAME_HEADER].copy_from_slice(&header);
-            whole[FRAME_HEADER..].copy_from_slice(body);
+        let mut room = [0u8; SMALL_FRAME];
+        if let Some(whole) = joined(&mut room, &header, body) {
             return self.inner.write_all(whole).map_err(|e| Error::from_io("write frame", e));
         }
         let mut bufs = [IoSlice::new(&header), IoSlice::new(body)];
@@ -207,18 +203,25 @@ impl<W: Write + AsFd> FrameWriter<W> {
 
     fn send_atomic(&mut self, body: &[u8], wait: Wait) -> Result<()> {
         let header = frame_header(body, self.max.min(MAX_ATOMIC_BODY))?;
-        // A short frame goes as one buffer: the kernel's path for one
-        // iovec is the cheaper, and a copy of this size costs less.
-        let mut joined = [0u8; SMALL_FRAME];
-        let n = if let Some(whole) = joined.get_mut(..FRAME_HEADER + body.len()) {
-            whole[..FRAME_HEADER].copy_from_slice(&header);
-            whole[FRAME_HEADER..].copy_from_slice(body);
+        let mut room = [0u8; SMALL_FRAME];
+        let n = if let Some(whole) = joined(&mut room, &header, body) {
             write_waiting(self.inner.as_fd(), &[IoSlice::new(whole)], wait)?
         } else {
             write_waiting(self.inner.as_fd(), &[IoSlice::new(&header), IoSlice::new(body)], wait)?
         };
         short_atomic(n, FRAME_HEADER + body.len())
     }
+}
+
+/// A short frame, header and body copied into `room`, or `None` when it
+/// does not fit: a short frame goes as one buffer, whose plain write is the
+/// kernel's cheaper path, and a copy of this size costs less than a second
+/// iovec.
+fn joined<'a>(room: &'a mut [u8; SMALL_FRAME], header: &[u8; FRAME_HEADER], body: &[u8]) -> Option<&'a [u8]> {
+    let whole = room.get_mut(..FRAME_HEADER + body.len())?;
+    whole[..FRAME_HEADER].copy_from_slice(header);
+    whole[FRAME_HEADER..].copy_from_slice(body);
+    Some(whole)
 }
 
 fn clamp_max(max: usize) -> usize {

@@ -56,6 +56,11 @@ fn file_key(st: &nix::sys::stat::FileStat) -> u64 {
     st.st_ino ^ st.st_dev.rotate_left(32)
 }
 
+/// Whether the file is a pipe or FIFO.
+fn is_fifo(st: &nix::sys::stat::FileStat) -> bool {
+    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO
+}
+
 /// This process's tag in [`OWN`].
 fn tag() -> u64 {
     (ipc_sync::process::forks() + 1) << 1
@@ -93,9 +98,7 @@ pub(crate) fn is_own(fd: BorrowedFd<'_>) -> bool {
 /// Whether `fd` is the pipe or FIFO `key` names, on a nonblocking
 /// description.
 fn is_nonblocking_pipe(fd: BorrowedFd<'_>, key: u64) -> bool {
-    let same = fstat(fd).is_ok_and(|st| {
-        SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO && file_key(&st) == key
-    });
+    let same = fstat(fd).is_ok_and(|st| is_fifo(&st) && file_key(&st) == key);
     same && sys::nonblocking(fd).unwrap_or(false)
 }
 
@@ -132,11 +135,6 @@ pub(crate) struct EndFd {
 impl EndFd {
     pub(crate) fn new(fd: OwnedFd) -> EndFd {
         EndFd { mark: None, fd }
-    }
-
-    /// Whether the end has a description of its own.
-    pub(crate) fn is_own(&self) -> bool {
-        self.mark.is_some()
     }
 
     /// The same pipe or FIFO opened again through `/proc/self/fd`, with the
@@ -183,16 +181,13 @@ impl EndFd {
                 OWN[mark.0].store(tag() | u64::from(on), Ordering::Relaxed);
                 Ok(())
             }
-            _ => sys::set_nonblocking(self.fd.as_fd(), on),
+            None => sys::set_nonblocking(self.fd.as_fd(), on),
         }
     }
 
     /// Whether the end's calls follow nonblocking mode.
     pub(crate) fn is_nonblocking(&self) -> io::Result<bool> {
-        match own_mode(self.fd.as_fd()).filter(|_| self.is_own()) {
-            Some(on) => Ok(on),
-            None => sys::nonblocking(self.fd.as_fd()),
-        }
+        follows_nonblocking(self.fd.as_fd())
     }
 
     /// The fd, for use outside this crate's ends. An end of its own hands
@@ -225,8 +220,7 @@ fn reopen_fd(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // The same pipe (a /proc that is not this process's, or not procfs at
     // all, could name another file).
     let (was, now) = (fstat(fd)?, fstat(&new)?);
-    let fifo = SFlag::from_bits_truncate(now.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO;
-    if (was.st_dev, was.st_ino) != (now.st_dev, now.st_ino) || !fifo {
+    if (was.st_dev, was.st_ino) != (now.st_dev, now.st_ino) || !is_fifo(&now) {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{path} is not the same pipe")));
     }
     let hup = |f: BorrowedFd<'_>| poll_now(f, PollFlags::POLLIN).map(|r| r.contains(PollFlags::POLLHUP));

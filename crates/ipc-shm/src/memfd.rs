@@ -132,6 +132,15 @@ impl Memfd {
     pub fn try_clone_fd(&self) -> Result<OwnedFd> {
         self.fd.try_clone().map_err(|e| Error::Io { op: "dup", source: e })
     }
+
+    /// A second handle to the same memory (its fd duplicated, close-on-exec).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when out of file descriptors.
+    pub fn try_clone(&self) -> Result<Memfd> {
+        Ok(Memfd { fd: self.try_clone_fd()?, len: self.len })
+    }
 }
 
 impl fmt::Debug for Memfd {

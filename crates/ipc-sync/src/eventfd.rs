@@ -102,6 +102,17 @@ impl EventFd {
         }
     }
 
+    /// A second handle to the same counter (its fd duplicated,
+    /// close-on-exec), in the same mode.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when out of file descriptors.
+    pub fn try_clone(&self) -> Result<Self> {
+        let fd = self.fd.try_clone().map_err(|e| Error::Io { op: "dup of an eventfd", source: e })?;
+        Ok(EventFd { fd, mode: self.mode })
+    }
+
     /// The read mode it was made with.
     pub fn mode(&self) -> EventFdMode {
         self.mode

@@ -317,12 +317,9 @@ impl Conn {
                 reason: "only a channel made in a memfd (`new_memfd`) is handed over".into(),
             });
         };
-        let copy = |bell: &EventFd| {
-            let fd = bell.as_fd().try_clone_to_owned().map_err(|e| Error::Io { op: "dup of a doorbell", source: e })?;
-            EventFd::from_fd(fd, ipc_sync::EventFdMode::Counter)
-                .map_err(|e| Error::Io { op: "dup of a doorbell", source: e.into() })
-        };
-        Ok(Handoff { memfd: Memfd::from_fd(memfd.try_clone_fd()?)?, doorbells: [copy(a)?, copy(b)?] })
+        let copy =
+            |bell: &EventFd| bell.try_clone().map_err(|e| Error::Io { op: "dup of a doorbell", source: e.into() });
+        Ok(Handoff { memfd: memfd.try_clone()?, doorbells: [copy(a)?, copy(b)?] })
     }
 
     #[inline]

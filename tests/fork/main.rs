@@ -3,6 +3,7 @@
 
 mod async_cases;
 mod async_corners;
+mod async_waits;
 mod bad_input;
 mod channel;
 mod examples;
@@ -34,6 +35,7 @@ fn main() -> std::process::ExitCode {
             poll::CASES,
             async_cases::CASES,
             async_corners::CASES,
+            async_waits::CASES,
             poll_corners::CASES,
             bad_input::CASES,
             locks::CASES,

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use ipc_sync::{AsyncReady, Interest, MAX_SPIN, Pollable};
+use ipc_sync::{AsyncReady, Interest, MAX_SPIN, MAX_YIELDING, Pollable, SYSCALL_YIELDING};
 
 use crate::traits::{Error, MessageReceiver, MessageSender, Result};
 
@@ -45,10 +45,21 @@ pub trait AsyncMessageReceiver {
 /// with the task parked in between on what a `Poller` would wait on (see
 /// `ipc_sync::AsyncReady`).
 ///
-/// A side of a shared-memory channel spins on its `try_*` call for up to
-/// 4 µs before it parks (the others, whose calls are system calls, park at
-/// once): a reply that comes within a round trip is taken without a
-/// system call, and no task holds its thread longer than that.
+/// Before it parks, a wait goes on attempting for a while, so that a peer
+/// that answers at once is heard without a wake-up (which costs both sides
+/// tens of microseconds):
+/// - a side of a shared-memory channel spins on its `try_*` call for up to
+///   4 µs (`ipc_sync::MAX_SPIN`), then attempts between yields to the
+///   runtime for up to 100 µs (`ipc_sync::MAX_YIELDING`); its attempts
+///   cost no system call;
+/// - the others (pipes, FIFOs, queues), whose attempts are system calls,
+///   attempt between yields for up to 30 µs (`ipc_sync::SYSCALL_YIELDING`).
+///
+/// No task holds its thread longer than the spin: every other task of the
+/// runtime runs between two yielding attempts. What it costs is the
+/// thread's time for the attempts while nothing comes;
+/// [`with_yielding`](Self::with_yielding) changes the yielding time, and
+/// zero parks after the spin.
 ///
 /// Made inside a tokio runtime with I/O and time enabled.
 #[derive(Debug)]
@@ -72,8 +83,20 @@ impl<S: Pollable> Async<S> {
     /// Outside a tokio runtime.
     pub fn new(inner: S, interest: Interest) -> std::io::Result<Async<S>> {
         let ready = AsyncReady::new(&inner, interest)?;
-        let spin = if inner.polls_cheaply() { MAX_SPIN } else { Duration::ZERO };
-        Ok(Async { ready: ready.with_spin(spin), inner })
+        let ready = if inner.polls_cheaply() {
+            ready.with_spin(MAX_SPIN).with_yielding(MAX_YIELDING)
+        } else {
+            ready.with_yielding(SYSCALL_YIELDING)
+        };
+        Ok(Async { ready, inner })
+    }
+
+    /// Attempts between yields to the runtime for up to `yielding` (at
+    /// most `ipc_sync::MAX_YIELDING`) before each park; zero parks at once
+    /// (after a channel's spin).
+    #[must_use]
+    pub fn with_yielding(self, yielding: Duration) -> Async<S> {
+        Async { ready: self.ready.with_yielding(yielding), inner: self.inner }
     }
 
     /// The sync side.

@@ -1,6 +1,9 @@
 //! The queues in async code on tokio (feature `tokio`): each `try_*` call,
 //! attempted again each time the queue may have changed, without blocking
-//! the thread.
+//! the thread. A wait goes on attempting between yields to the runtime for
+//! `ipc_sync::SYSCALL_YIELDING` (30 µs) before it parks, so that a peer
+//! that answers at once is heard without a wake-up; each of those attempts
+//! is a system call.
 //!
 //! A POSIX queue waits on its descriptor. A System V queue has none: a
 //! thread of this process watches its state while a task waits (see
@@ -13,14 +16,17 @@
 //! sent or taken nothing.
 
 use ipc_sync::object::ObjectError;
-use ipc_sync::{AsyncReady, Interest};
+use ipc_sync::{AsyncReady, Interest, SYSCALL_YIELDING};
 
 use crate::error::{Error, Result};
 use crate::{PosixQueue, Selector, SysvQueue};
 
-/// The readiness of `queue` for `interest`.
+/// The readiness of `queue` for `interest`, attempted between yields for
+/// a while before each park.
 fn ready(queue: &(impl ipc_sync::Pollable + ?Sized), interest: Interest, name: String) -> Result<AsyncReady> {
-    AsyncReady::new(queue, interest).map_err(|e| Error::from_os("message queue", || name, "registering with tokio", e))
+    AsyncReady::new(queue, interest)
+        .map(|r| r.with_yielding(SYSCALL_YIELDING))
+        .map_err(|e| Error::from_os("message queue", || name, "registering with tokio", e))
 }
 
 /// Errors of the waits, as the queue's.

@@ -3,11 +3,8 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use tokio::io::unix::AsyncFd;
 
 use crate::ready::{Interest, Pollable, Readiness};
 
@@ -16,14 +13,27 @@ use crate::ready::{Interest, Pollable, Readiness};
 /// (plus one attempt).
 pub const MAX_SPIN: Duration = Duration::from_micros(4);
 
-/// How long a wait that spun goes on attempting between yields before it
-/// parks (see [`AsyncReady::until`]).
-const YIELDING: Duration = Duration::from_micros(100);
+/// How long a wait may go on attempting between yields to the runtime
+/// before it parks, at most (see [`AsyncReady::with_yielding`]).
+pub const MAX_YIELDING: Duration = Duration::from_micros(100);
+
+/// How long the async forms of endpoints whose attempts are system calls
+/// (pipes, FIFOs, message queues) go on attempting between yields before
+/// they park: longer than a wake-up's latency (tens of microseconds), so a
+/// peer that answers at once is heard without one.
+pub const SYSCALL_YIELDING: Duration = Duration::from_micros(30);
 
 /// An endpoint's readiness for async code: what a
 /// [`Poller`](crate::Poller) would wait on (a copy of the endpoint's
-/// descriptor, or its doorbell), registered with the tokio reactor of the
-/// runtime it was made in, and the endpoint's [`Readiness`] hook.
+/// descriptor, or its doorbell), registered while a task is parked on it
+/// with the reactor of the tokio runtime that task runs in, and the
+/// endpoint's [`Readiness`] hook.
+///
+/// It is registered only while parked because a pipe or FIFO registered
+/// with an epoll set costs each write into it a wake-up call into that
+/// set, parked or not (about 15% of a 64-byte writer's rate, measured
+/// here): a stream that never parks never pays it. A park costs two
+/// `epoll_ctl` calls more, small beside the wake-up that ends it.
 ///
 /// [`until`](Self::until) runs an attempt (a `try_*` call) until it gives
 /// a result, parking the task between attempts. It is cancel-safe as long
@@ -34,17 +44,19 @@ const YIELDING: Duration = Duration::from_micros(100);
 /// descriptor reports, which it looks at again as often as their hook asks
 /// ([`Readiness::recheck`]).
 pub struct AsyncReady {
-    fd: AsyncFd<OwnedFd>,
+    fd: crate::sys::OnDemand,
     /// Wait for the descriptor to be readable (a doorbell, or a receiver)
     /// rather than writable.
     readable: bool,
     readiness: Option<Arc<dyn Readiness>>,
     spin: Duration,
+    yielding: Duration,
 }
 
 impl AsyncReady {
     /// The readiness of `endpoint` for `interest`, with a copy of its
-    /// descriptor registered with the current tokio runtime. Endpoints
+    /// descriptor (registered with the current tokio runtime's reactor
+    /// once, and at once taken away, to find out that it can be). Endpoints
     /// whose attempts cost no system call (the shared-memory channels) may
     /// ask to spin first ([`with_spin`](Self::with_spin)).
     ///
@@ -63,8 +75,8 @@ impl AsyncReady {
         })?;
         let readable = source.doorbell || interest == Interest::Readable;
         let tokio_interest = if readable { tokio::io::Interest::READABLE } else { tokio::io::Interest::WRITABLE };
-        let fd = crate::sys::async_fd(source.fd.try_clone_to_owned()?, tokio_interest)?;
-        Ok(AsyncReady { fd, readable, readiness: source.readiness, spin: Duration::ZERO })
+        let fd = crate::sys::OnDemand::new(source.fd.try_clone_to_owned()?, tokio_interest)?;
+        Ok(AsyncReady { fd, readable, readiness: source.readiness, spin: Duration::ZERO, yielding: Duration::ZERO })
     }
 
     /// Spins on attempts for up to `spin` (at most [`MAX_SPIN`]) before
@@ -75,11 +87,24 @@ impl AsyncReady {
         self
     }
 
+    /// Goes on attempting between yields to the runtime for up to
+    /// `yielding` (at most [`MAX_YIELDING`]) after the spin, before it
+    /// parks: every other task of the runtime runs between two attempts,
+    /// and a peer that answers within that time is heard without a
+    /// wake-up, which costs both sides tens of microseconds. The price is
+    /// the thread's time for the attempts (one system call each for
+    /// endpoints whose attempts are system calls) while nothing comes.
+    #[must_use]
+    pub fn with_yielding(mut self, yielding: Duration) -> AsyncReady {
+        self.yielding = yielding.min(MAX_YIELDING);
+        self
+    }
+
     /// Runs `attempt` until it returns `Some`: first for up to the spin
-    /// time, then (if it spun) between yields to the runtime for up to
-    /// 100 µs more, then once each time the endpoint may have become
-    /// ready. The spinning holds the thread at most the spin time at once;
-    /// the yielding lets every other task of the runtime run in between.
+    /// time, then between yields to the runtime for up to the yielding
+    /// time, then once each time the endpoint may have become ready. The
+    /// spinning holds the thread at most the spin time at once; the
+    /// yielding lets every other task of the runtime run in between.
     ///
     /// # Errors
     ///
@@ -96,12 +121,14 @@ impl AsyncReady {
                     return Ok(r);
                 }
             }
-            // Then attempts between yields for a while longer: other tasks
-            // run in between, and a peer that just woke (a wake-up takes
-            // tens of microseconds) finds this side still looking, so
-            // that an exchange that slowed down to wake-ups speeds up again.
+        }
+        // Then attempts between yields for a while longer: other tasks run
+        // in between, and a peer that just woke (a wake-up takes tens of
+        // microseconds) finds this side still looking, so that an exchange
+        // that slowed down to wake-ups speeds up again.
+        if !self.yielding.is_zero() {
             let start = Instant::now();
-            while start.elapsed() < YIELDING {
+            while start.elapsed() < self.yielding {
                 tokio::task::yield_now().await;
                 if let Some(r) = attempt() {
                     return Ok(r);
@@ -163,14 +190,12 @@ impl AsyncReady {
 
     /// Waits until the descriptor is ready (or the hook's recheck time
     /// passed), and forgets that readiness: the attempt that follows finds
-    /// out.
+    /// out. The descriptor is registered with the reactor while a task is
+    /// parked on it; one that became ready before its registration is
+    /// reported ready by it, so no wake-up is lost.
     async fn park(&self) -> io::Result<()> {
         let recheck = self.readiness.as_ref().and_then(|h| h.recheck());
-        let wait = async {
-            let mut guard = if self.readable { self.fd.readable().await? } else { self.fd.writable().await? };
-            guard.clear_ready();
-            io::Result::Ok(())
-        };
+        let wait = self.fd.wait(self.readable);
         match recheck {
             Some(every) => tokio::time::timeout(every, wait).await.unwrap_or(Ok(())),
             None => wait.await,
@@ -181,10 +206,11 @@ impl AsyncReady {
 impl fmt::Debug for AsyncReady {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncReady")
-            .field("fd", self.fd.get_ref())
+            .field("fd", &self.fd.fd())
             .field("readable", &self.readable)
             .field("hook", &self.readiness.is_some())
             .field("spin", &self.spin)
+            .field("yielding", &self.yielding)
             .finish()
     }
 }

@@ -70,7 +70,7 @@ mod sysv_sem;
 mod watcher;
 
 #[cfg(feature = "tokio")]
-pub use async_ready::{AsyncReady, MAX_SPIN};
+pub use async_ready::{AsyncReady, MAX_SPIN, MAX_YIELDING, SYSCALL_YIELDING};
 pub use condvar::{Condvar, TimedWaitResult, WaitTimeoutResult};
 pub use deadline::{Deadline, realtime_after};
 pub use eintr::{Interrupted, retry_eintr};

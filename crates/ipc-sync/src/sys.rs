@@ -464,17 +464,82 @@ pub(crate) fn epoll_ctl_number(
     nix::errno::Errno::result(r).map(drop)
 }
 
-/// `fd` registered with the current tokio runtime's reactor, for
-/// `interest`.
+/// A descriptor registered with a tokio reactor only while somebody waits
+/// on it: the first [`enter`](Self::enter) registers it (with the reactor
+/// of the runtime it runs in), the last [`Registered`] dropped takes the
+/// registration away. Registering and deregistering happen under one lock,
+/// so a registration never meets its predecessor's (`EEXIST`).
 #[cfg(feature = "tokio")]
-pub(crate) fn async_fd(
+pub(crate) struct OnDemand {
     fd: std::os::fd::OwnedFd,
     interest: tokio::io::Interest,
-) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
-    // SAFETY: an OwnedFd's raw fd is open and names the same open file
-    // description until the OwnedFd is dropped, which happens only with the
-    // AsyncFd that owns it (or after `into_inner` gives it back).
-    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }.map_err(io::Error::from)
+    /// Only ever a `Weak`: the registration's strong references are all in
+    /// `Registered` values, which borrow `self`, so it cannot outlive `fd`.
+    slot: std::sync::Mutex<std::sync::Weak<tokio::io::unix::AsyncFd<std::os::fd::RawFd>>>,
+}
+
+#[cfg(feature = "tokio")]
+impl OnDemand {
+    /// `fd`, to be registered for `interest` while waited on. It is
+    /// registered once here and at once taken away again, so that a
+    /// descriptor the reactor refuses is an error now.
+    pub(crate) fn new(fd: std::os::fd::OwnedFd, interest: tokio::io::Interest) -> io::Result<OnDemand> {
+        let me = OnDemand { fd, interest, slot: std::sync::Mutex::new(std::sync::Weak::new()) };
+        drop(me.enter()?);
+        Ok(me)
+    }
+
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
+    /// Waits until the descriptor is readable (or writable), and forgets
+    /// that readiness; registered for the wait (unless other waits already
+    /// hold the registration). A descriptor that became ready before its
+    /// registration is reported ready by it.
+    pub(crate) async fn wait(&self, readable: bool) -> io::Result<()> {
+        let hold = self.enter()?;
+        if let Some(fd) = hold.shared.as_deref() {
+            let mut guard = if readable { fd.readable().await? } else { fd.writable().await? };
+            guard.clear_ready();
+        }
+        Ok(())
+    }
+
+    /// The registration, made now if nobody holds it.
+    fn enter(&self) -> io::Result<Registered<'_>> {
+        use std::os::fd::AsRawFd;
+        let mut slot = self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(shared) = slot.upgrade() {
+            return Ok(Registered { owner: self, shared: Some(shared) });
+        }
+        // SAFETY: `self.fd` is open and names the same description until
+        // `self` is dropped, and the AsyncFd lives only as long as the
+        // `Registered` values holding it, each of which borrows `self` (the
+        // slot keeps a `Weak`, which does not keep the AsyncFd alive).
+        let fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(self.fd.as_raw_fd(), self.interest) }
+            .map_err(io::Error::from)?;
+        let shared = std::sync::Arc::new(fd);
+        *slot = std::sync::Arc::downgrade(&shared);
+        Ok(Registered { owner: self, shared: Some(shared) })
+    }
+}
+
+/// A hold on an [`OnDemand`]'s registration (`Some` until dropped).
+#[cfg(feature = "tokio")]
+struct Registered<'a> {
+    owner: &'a OnDemand,
+    shared: Option<std::sync::Arc<tokio::io::unix::AsyncFd<std::os::fd::RawFd>>>,
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        // The last hold deregisters (in the AsyncFd's drop) under the lock.
+        let _slot = self.owner.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        drop(self.shared.take());
+    }
 }
 
 /// Sets `FD_CLOEXEC` on `fd` and `O_NONBLOCK` on its description.

@@ -7,7 +7,7 @@
 //! takes a whole message or nothing).
 
 use bytemuck::Pod;
-use ipc_sync::{AsyncReady, Interest, MAX_SPIN};
+use ipc_sync::{AsyncReady, Interest, MAX_SPIN, MAX_YIELDING};
 
 use super::{ByteReceiver, ByteSender, Receiver, Sender};
 use crate::error::{Error, Result};
@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 /// attempts cost no system call).
 fn ready(side: &(impl ipc_sync::Pollable + ?Sized), interest: Interest) -> Result<AsyncReady> {
     AsyncReady::new(side, interest)
-        .map(|r| r.with_spin(MAX_SPIN))
+        .map(|r| r.with_spin(MAX_SPIN).with_yielding(MAX_YIELDING))
         .map_err(|source| Error::Io { op: "registering the channel's doorbell with tokio", source })
 }
 

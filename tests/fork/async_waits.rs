@@ -5,7 +5,7 @@
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipc_kit::pipe::{FrameReader, PipeReader, pipe};
 use ipc_kit::{Async, AsyncMessageReceiver, Interest, MessageReceiver, MessageSender, PipeSender, Pollable};
@@ -16,6 +16,12 @@ cases!("async_waits":
     a_wait_without_yielding_parks_after_its_first_attempt,
     a_wait_is_registered_with_the_reactor_only_while_parked,
     tasks_parked_on_one_queue_share_one_registration,
+    a_parked_channel_receiver_sleeps,
+    a_parked_system_v_receiver_sleeps,
+    a_parked_posix_queue_receiver_sleeps,
+    a_channel_receiver_parked_hears_its_sender_die,
+    a_queue_shared_by_two_runtimes_outlives_the_first,
+    many_tasks_on_two_workers_share_a_small_queue(60 s),
 );
 
 /// A receiver that counts its `try_recv` calls: the async form's attempts.
@@ -118,9 +124,8 @@ fn registered() -> usize {
     lines.len()
 }
 
-// `AsyncReady` docs: "registered with the tokio reactor of the runtime it
-// parks in while a task is parked on it" — a pipe registered with an epoll
-// set costs each write into it a wake-up call.
+// `AsyncReady` docs: "An endpoint's own descriptor (a pipe's, a FIFO's, a
+// queue's) is registered only while a task is parked on it".
 fn a_wait_is_registered_with_the_reactor_only_while_parked() {
     let (r, w) = pipe().unwrap();
     let rfd = r.as_raw_fd();
@@ -188,4 +193,261 @@ fn tasks_parked_on_one_queue_share_one_registration() {
     got.sort();
     assert_eq!(got, [b"a".to_vec(), b"b".to_vec()]);
     assert_eq!((parked, after), (idle + 1, idle), "registered while idle {idle}, parked {parked}, after {after}");
+}
+
+/// Removes a System V queue when dropped (also on a failed assertion).
+struct RemoveSysv(i32);
+
+impl Drop for RemoveSysv {
+    fn drop(&mut self) {
+        if let Ok(q) = ipc_kit::msgq::SysvQueue::open_id(self.0) {
+            let _ = q.remove();
+        }
+    }
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let u = getrusage(UsageWho::RUSAGE_THREAD).unwrap();
+    let us = |t: nix::sys::time::TimeVal| Duration::from_micros(t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64);
+    us(u.user_time()) + us(u.system_time())
+}
+
+/// Asserts that a wait of `waited` cost the runtime's thread little CPU.
+fn assert_slept(what: &str, cpu: Duration, waited: Duration) {
+    assert!(
+        cpu < Duration::from_millis(100),
+        "{what}: the parked wait burnt {cpu:?} of CPU in {waited:?} (a busy loop, not a park)"
+    );
+}
+
+// A shared-memory channel's receiver in async form waits 500 ms for its
+// message: once parked it sleeps (the `Async` docs: the spin and the
+// yielding are bounded, then it parks).
+fn a_parked_channel_receiver_sleeps() {
+    let ch = ipc_kit::shm::channel::channel::<u64>(16).unwrap();
+    let child = fork(|| {
+        let tx = ch.sender().unwrap();
+        let mut tx = tx;
+        std::thread::sleep(Duration::from_millis(100));
+        tx.send(1).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        tx.send(2).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    });
+    let rx = ch.receiver().unwrap();
+    let (cpu, waited) = tokio_runtime().block_on(async move {
+        let mut rx = rx.into_async().unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+        assert_eq!(first, 1);
+        let (c0, t0) = (thread_cpu(), Instant::now());
+        let second = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+        assert_eq!(second, 2);
+        (thread_cpu() - c0, t0.elapsed())
+    });
+    child.join();
+    assert_slept("channel receiver", cpu, waited);
+}
+
+// A System V queue's receiver in async form (its watcher thread rings a
+// doorbell) waits 500 ms for its message and sleeps meanwhile.
+fn a_parked_system_v_receiver_sleeps() {
+    let q = ipc_kit::msgq::SysvQueue::create(ipc_kit::msgq::Key::private(), 0o600).unwrap();
+    let _rm = RemoveSysv(q.id());
+    let child = fork(|| {
+        std::thread::sleep(Duration::from_millis(100));
+        q.send(1, b"one").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        q.send(1, b"two").unwrap();
+    });
+    let (cpu, waited, q) = tokio_runtime().block_on(async move {
+        let aq = q.into_async().unwrap();
+        let mut buf = [0u8; 64];
+        let any = ipc_kit::msgq::Selector::Any;
+        tokio::time::timeout(Duration::from_secs(10), aq.recv(any, &mut buf)).await.unwrap().unwrap();
+        let (c0, t0) = (thread_cpu(), Instant::now());
+        let (_, n) = tokio::time::timeout(Duration::from_secs(10), aq.recv(any, &mut buf)).await.unwrap().unwrap();
+        assert_eq!(&buf[..n], b"two");
+        (thread_cpu() - c0, t0.elapsed(), aq)
+    });
+    child.join();
+    drop(q);
+    assert_slept("System V queue receiver", cpu, waited);
+}
+
+// Control: a POSIX queue's receiver (its own descriptor, no doorbell).
+fn a_parked_posix_queue_receiver_sleeps() {
+    let name = format!("/{}", unique_name("ipc-kit-review-mq"));
+    let attr = ipc_kit::msgq::QueueAttr { max_messages: 4, message_size: 64 };
+    let mut q = ipc_kit::msgq::PosixQueue::create(&name, attr, 0o600).unwrap();
+    let child = fork(|| {
+        std::thread::sleep(Duration::from_millis(100));
+        q.send(b"one", 0).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        q.send(b"two", 0).unwrap();
+    });
+    q.unlink().unwrap();
+    let (cpu, waited) = tokio_runtime().block_on(async move {
+        let q = q.into_async().unwrap();
+        let mut buf = [0u8; 64];
+        tokio::time::timeout(Duration::from_secs(10), q.recv(&mut buf)).await.unwrap().unwrap();
+        let (c0, t0) = (thread_cpu(), Instant::now());
+        let (n, _) = tokio::time::timeout(Duration::from_secs(10), q.recv(&mut buf)).await.unwrap().unwrap();
+        assert_eq!(&buf[..n], b"two");
+        (thread_cpu() - c0, t0.elapsed())
+    });
+    child.join();
+    assert_slept("POSIX queue receiver", cpu, waited);
+}
+
+// A channel receiver parked in async form hears its sender's process die
+// (killed, no close): Disconnected within a few seconds, not a hang.
+fn a_channel_receiver_parked_hears_its_sender_die() {
+    let ch = ipc_kit::shm::channel::channel::<u64>(16).unwrap();
+    let child = fork(|| {
+        let mut tx = ch.sender().unwrap();
+        tx.send(1).unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let rx = ch.receiver().unwrap();
+    tokio_runtime().block_on(async move {
+        let mut rx = rx.into_async().unwrap();
+        assert_eq!(rx.recv().await.unwrap(), 1);
+        let waiting = tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(10), rx.recv()).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        child.kill();
+        let got = waiting.await.unwrap().expect("the sender's death went unheard for 10 s");
+        assert!(matches!(got, Err(ipc_kit::shm::Error::Disconnected)), "{got:?}");
+    });
+}
+
+// `AsyncReady` docs: registered "while a task is parked on it with the
+// reactor of the tokio runtime that task runs in". A POSIX queue in async
+// form shared by a task of runtime A (parked first) and one of runtime B:
+// A goes away (dropped, with its task), and B's task still gets its message.
+fn a_queue_shared_by_two_runtimes_outlives_the_first() {
+    let name = format!("/{}", unique_name("ipc-kit-review-mq"));
+    let attr = ipc_kit::msgq::QueueAttr { max_messages: 4, message_size: 64 };
+    let mut q = ipc_kit::msgq::PosixQueue::create(&name, attr, 0o600).unwrap();
+    let child = fork(|| {
+        std::thread::sleep(Duration::from_millis(600));
+        q.send(b"for b", 0).unwrap();
+    });
+    q.unlink().unwrap();
+    let rt_b = tokio_runtime();
+    let q = Arc::new(rt_b.block_on(async { q.into_async().unwrap() }));
+    let qa = Arc::clone(&q);
+    let a = std::thread::spawn(move || {
+        let rt_a = tokio_runtime();
+        rt_a.block_on(async move {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                let _ = qa.recv(&mut buf).await;
+            });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        });
+        drop(rt_a); // its parked task with it
+    });
+    let got = rt_b.block_on(async {
+        tokio::time::sleep(Duration::from_millis(150)).await; // A's task parked first
+        let mut buf = [0u8; 64];
+        let r = tokio::time::timeout(Duration::from_secs(3), q.recv(&mut buf)).await;
+        r.map(|r| r.map(|(n, _)| buf[..n].to_vec()))
+    });
+    a.join().unwrap();
+    child.join();
+    let got = got.expect("runtime B's wait never woke");
+    assert_eq!(got.unwrap(), b"for b");
+}
+
+// Tasks on two workers of a multi-thread runtime: receivers and senders
+// parked at once on one small POSIX queue (shared registrations, made and
+// dropped concurrently), and tasks cancelled while parked. Every message
+// arrives, no wait errs (no EEXIST/ENOENT) and none hangs.
+fn many_tasks_on_two_workers_share_a_small_queue() {
+    const PER: u32 = 3000;
+    const SENDERS: u32 = 3;
+    let name = format!("/{}", unique_name("ipc-kit-review-mq"));
+    let attr = ipc_kit::msgq::QueueAttr { max_messages: 2, message_size: 64 };
+    let mut q = ipc_kit::msgq::PosixQueue::create(&name, attr, 0o600).unwrap();
+    let theirs = ipc_kit::msgq::PosixQueue::open(&name).unwrap();
+    let child = fork(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let q = Arc::new(theirs.into_async().unwrap());
+            let senders: Vec<_> = (0..SENDERS)
+                .map(|s| {
+                    let q = Arc::clone(&q);
+                    tokio::spawn(async move {
+                        for i in 0..PER {
+                            let v = s * PER + i;
+                            tokio::time::timeout(Duration::from_secs(5), q.send(&v.to_le_bytes(), 0))
+                                .await
+                                .expect("a send hung 5 s")
+                                .unwrap();
+                            if i % 97 == 0 {
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for s in senders {
+                s.await.unwrap();
+            }
+        });
+    });
+    q.unlink().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let total = rt.block_on(async move {
+        let q = Arc::new(q.into_async().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let want = (PER * SENDERS) as usize;
+        // Cancelled while parked, again and again.
+        let cancellers: Vec<_> = (0..2)
+            .map(|_| {
+                let q = Arc::clone(&q);
+                let count = Arc::clone(&count);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    while count.load(Ordering::Relaxed) < want {
+                        if let Ok(r) = tokio::time::timeout(Duration::from_micros(300), q.recv(&mut buf)).await {
+                            r.unwrap();
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let receivers: Vec<_> = (0..3)
+            .map(|_| {
+                let q = Arc::clone(&q);
+                let count = Arc::clone(&count);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    loop {
+                        let c = count.load(Ordering::Relaxed);
+                        if c >= want {
+                            return;
+                        }
+                        match tokio::time::timeout(Duration::from_secs(5), q.recv(&mut buf)).await {
+                            Ok(r) => {
+                                r.unwrap();
+                                count.fetch_add(1, Ordering::Relaxed);
+                            }
+                            // All taken by others (and no more to come) or a lost wake-up.
+                            Err(_) => assert!(count.load(Ordering::Relaxed) >= want, "a receive hung 5 s at {c}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in cancellers.into_iter().chain(receivers) {
+            t.await.unwrap();
+        }
+        count.load(Ordering::Relaxed)
+    });
+    child.join();
+    assert_eq!(total, (PER * SENDERS) as usize);
 }

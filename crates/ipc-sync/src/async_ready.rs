@@ -25,15 +25,19 @@ pub const SYSCALL_YIELDING: Duration = Duration::from_micros(30);
 
 /// An endpoint's readiness for async code: what a
 /// [`Poller`](crate::Poller) would wait on (a copy of the endpoint's
-/// descriptor, or its doorbell), registered while a task is parked on it
-/// with the reactor of the tokio runtime that task runs in, and the
-/// endpoint's [`Readiness`] hook.
+/// descriptor, or its doorbell), registered with the reactor of each tokio
+/// runtime whose tasks park on it, and the endpoint's [`Readiness`] hook.
 ///
-/// It is registered only while parked because a pipe or FIFO registered
-/// with an epoll set costs each write into it a wake-up call into that
-/// set, parked or not (about 15% of a 64-byte writer's rate, measured
-/// here): a stream that never parks never pays it. A park costs two
-/// `epoll_ctl` calls more, small beside the wake-up that ends it.
+/// An endpoint's own descriptor (a pipe's, a FIFO's, a queue's) is
+/// registered only while a task is parked on it, because a pipe or FIFO
+/// registered with an epoll set costs each write into it a wake-up call
+/// into that set, parked or not (about 15% of a 64-byte writer's rate,
+/// measured here): a stream that never parks never pays it. A park costs
+/// two `epoll_ctl` calls more, small beside the wake-up that ends it. A
+/// doorbell ([`Readiness::edges`]) is rung but never drained, so it is
+/// waited on for its edges: it stays registered with each runtime it was
+/// waited in, as long as the value lives (it is rung only while armed, so
+/// that costs its peer nothing).
 ///
 /// [`until`](Self::until) runs an attempt (a `try_*` call) until it gives
 /// a result, parking the task between attempts. It is cancel-safe as long
@@ -75,7 +79,9 @@ impl AsyncReady {
         })?;
         let readable = source.doorbell || interest == Interest::Readable;
         let tokio_interest = if readable { tokio::io::Interest::READABLE } else { tokio::io::Interest::WRITABLE };
-        let fd = crate::sys::OnDemand::new(source.fd.try_clone_to_owned()?, tokio_interest)?;
+        // A doorbell is waited on for its edges: registered for good.
+        let keep = source.readiness.as_ref().is_some_and(|h| h.edges());
+        let fd = crate::sys::OnDemand::new(source.fd.try_clone_to_owned()?, tokio_interest, keep)?;
         Ok(AsyncReady { fd, readable, readiness: source.readiness, spin: Duration::ZERO, yielding: Duration::ZERO })
     }
 

@@ -464,27 +464,41 @@ pub(crate) fn epoll_ctl_number(
     nix::errno::Errno::result(r).map(drop)
 }
 
-/// A descriptor registered with a tokio reactor only while somebody waits
-/// on it: the first [`enter`](Self::enter) registers it (with the reactor
-/// of the runtime it runs in), the last [`Registered`] dropped takes the
-/// registration away. Registering and deregistering happen under one lock,
-/// so a registration never meets its predecessor's (`EEXIST`).
+/// A descriptor registered with a tokio runtime's reactor while somebody
+/// in that runtime waits on it: the first [`wait`](Self::wait) there
+/// registers it, and the last to end takes the registration away again.
+/// A doorbell (`keep`), which is rung but never drained and so must be
+/// waited on for its edges, stays registered with each runtime it was
+/// waited in, for the value's life. Registering and deregistering happen
+/// under one lock, so a registration never meets its predecessor's
+/// (`EEXIST`).
 #[cfg(feature = "tokio")]
 pub(crate) struct OnDemand {
+    // Dropped before `fd`: the registrations go while its number is still
+    // this descriptor's.
+    slot: std::sync::Mutex<Vec<(tokio::runtime::Id, Hold)>>,
     fd: std::os::fd::OwnedFd,
     interest: tokio::io::Interest,
-    /// Only ever a `Weak`: the registration's strong references are all in
-    /// `Registered` values, which borrow `self`, so it cannot outlive `fd`.
-    slot: std::sync::Mutex<std::sync::Weak<tokio::io::unix::AsyncFd<std::os::fd::RawFd>>>,
+    keep: bool,
+}
+
+/// A runtime's registration, as the slot holds it.
+#[cfg(feature = "tokio")]
+enum Hold {
+    /// Kept for the value's life (a doorbell).
+    Kept(std::sync::Arc<tokio::io::unix::AsyncFd<std::os::fd::RawFd>>),
+    /// Alive while a `Registered` holds it.
+    Shared(std::sync::Weak<tokio::io::unix::AsyncFd<std::os::fd::RawFd>>),
 }
 
 #[cfg(feature = "tokio")]
 impl OnDemand {
-    /// `fd`, to be registered for `interest` while waited on. It is
-    /// registered once here and at once taken away again, so that a
-    /// descriptor the reactor refuses is an error now.
-    pub(crate) fn new(fd: std::os::fd::OwnedFd, interest: tokio::io::Interest) -> io::Result<OnDemand> {
-        let me = OnDemand { fd, interest, slot: std::sync::Mutex::new(std::sync::Weak::new()) };
+    /// `fd`, to be registered for `interest` while waited on (for the
+    /// value's life once waited on, with `keep`). It is registered once
+    /// here with the current runtime (and, unless kept, at once taken
+    /// away), so that a descriptor the reactor refuses is an error now.
+    pub(crate) fn new(fd: std::os::fd::OwnedFd, interest: tokio::io::Interest, keep: bool) -> io::Result<OnDemand> {
+        let me = OnDemand { slot: std::sync::Mutex::new(Vec::new()), fd, interest, keep };
         drop(me.enter()?);
         Ok(me)
     }
@@ -495,9 +509,10 @@ impl OnDemand {
     }
 
     /// Waits until the descriptor is readable (or writable), and forgets
-    /// that readiness; registered for the wait (unless other waits already
-    /// hold the registration). A descriptor that became ready before its
-    /// registration is reported ready by it.
+    /// that readiness; registered with the current runtime for the wait
+    /// (unless other waits there already hold the registration). A
+    /// descriptor that became ready before its registration is reported
+    /// ready by it.
     pub(crate) async fn wait(&self, readable: bool) -> io::Result<()> {
         let hold = self.enter()?;
         if let Some(fd) = hold.shared.as_deref() {
@@ -507,26 +522,36 @@ impl OnDemand {
         Ok(())
     }
 
-    /// The registration, made now if nobody holds it.
+    /// The current runtime's registration, made now if there is none.
     fn enter(&self) -> io::Result<Registered<'_>> {
         use std::os::fd::AsRawFd;
+        use std::sync::Arc;
+        let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?.id();
         let mut slot = self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(shared) = slot.upgrade() {
+        slot.retain(|(_, h)| !matches!(h, Hold::Shared(w) if w.strong_count() == 0));
+        let found = slot.iter().find(|(id, _)| *id == runtime).and_then(|(_, h)| match h {
+            Hold::Kept(a) => Some(Arc::clone(a)),
+            Hold::Shared(w) => w.upgrade(),
+        });
+        if let Some(shared) = found {
             return Ok(Registered { owner: self, shared: Some(shared) });
         }
         // SAFETY: `self.fd` is open and names the same description until
         // `self` is dropped, and the AsyncFd lives only as long as the
-        // `Registered` values holding it, each of which borrows `self` (the
-        // slot keeps a `Weak`, which does not keep the AsyncFd alive).
+        // values that hold it: `Registered` values, each of which borrows
+        // `self`, and the slot's `Kept` holds, which `self` drops before
+        // `fd` (a `Weak` does not keep the AsyncFd alive).
         let fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(self.fd.as_raw_fd(), self.interest) }
             .map_err(io::Error::from)?;
-        let shared = std::sync::Arc::new(fd);
-        *slot = std::sync::Arc::downgrade(&shared);
+        let shared = Arc::new(fd);
+        let hold = if self.keep { Hold::Kept(Arc::clone(&shared)) } else { Hold::Shared(Arc::downgrade(&shared)) };
+        slot.push((runtime, hold));
         Ok(Registered { owner: self, shared: Some(shared) })
     }
 }
 
-/// A hold on an [`OnDemand`]'s registration (`Some` until dropped).
+/// A hold on one of an [`OnDemand`]'s registrations (`Some` until
+/// dropped).
 #[cfg(feature = "tokio")]
 struct Registered<'a> {
     owner: &'a OnDemand,

@@ -19,6 +19,7 @@ mod poll_corners;
 mod probe;
 mod review;
 mod shm;
+mod socket;
 mod sync;
 
 fn main() -> std::process::ExitCode {
@@ -42,7 +43,8 @@ fn main() -> std::process::ExitCode {
             review::CASES,
             probe::CASES,
             examples::CASES,
+            socket::CASES,
         ],
-        &[shm::HELPERS, channel::HELPERS, sync::HELPERS, msgq::HELPERS, fifo::HELPERS],
+        &[shm::HELPERS, channel::HELPERS, sync::HELPERS, msgq::HELPERS, fifo::HELPERS, socket::HELPERS],
     )
 }

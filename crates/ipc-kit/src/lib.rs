@@ -11,6 +11,7 @@
 //! | [`msgq`] | `ipc-msgq` | `msgq` | System V and POSIX message queues |
 //! | [`fifo`] | `ipc-fifo` | `fifo` | named pipes, opened safely |
 //! | [`pipe`] | `ipc-pipe` | `pipe` | anonymous pipes for parent and child, across fork and exec |
+//! | [`socket`] | `ipc-socket` | `socket` | Unix stream, seqpacket and datagram sockets: names, peer credentials, descriptor passing |
 //!
 //! ```
 //! # #[cfg(feature = "pipe")] {
@@ -36,6 +37,7 @@
 //! | System V queue ([`msgq::SysvQueue`]) | yes, with a type that receivers select on | any to any | any process with the key or id and permission | two kernel copies | removed (`IPC_RMID`), or reboot |
 //! | POSIX queue ([`msgq::PosixQueue`]) | yes, with a priority; pollable | any to any | any process with the name | two kernel copies | unlinked, or reboot |
 //! | shared-memory channel ([`shm::channel()`], [`shm::byte_channel()`]) | yes (fixed-size slots, or byte records) | one way, one sender and one receiver | by name, memfd or fork | one copy in, one out; none with `reserve`/`recv_with` | named: unlinked; else the last mapping goes |
+//! | Unix socket ([`socket`]) | stream: no; seqpacket and datagram: yes | both ways (datagram: any to any) | any processes that can reach the name (a file's mode, or credentials checked) | two kernel copies | the last socket closes (its file: unlinked) |
 //! | shared memory ([`shm`]) with [`sync`] | none: shared bytes, you add the protocol | any | by key, name, memfd or fork | none | System V and POSIX: removed or unlinked; memfd and anonymous: the last mapping goes |
 //!
 //! How to choose:
@@ -134,6 +136,9 @@ pub use ipc_pipe as pipe;
 #[cfg(feature = "shm")]
 #[doc(inline)]
 pub use ipc_shm as shm;
+#[cfg(feature = "socket")]
+#[doc(inline)]
+pub use ipc_socket as socket;
 #[cfg(feature = "sync")]
 #[doc(inline)]
 pub use ipc_sync as sync;
@@ -170,6 +175,16 @@ mod tests {
         let r: Result<u8, std::io::Error> = crate::sync::retry_eintr(|| Ok(7));
         assert_eq!(r.unwrap(), 7);
         let _: crate::prelude::Deadline = d;
+    }
+
+    #[cfg(feature = "socket")]
+    #[test]
+    fn socket_is_reexported() {
+        let (a, b) = crate::socket::SeqpacketSocket::pair().unwrap();
+        a.send(b"x").unwrap();
+        let mut buf = [0u8; 2];
+        assert_eq!(b.recv(&mut buf).unwrap(), 1);
+        let _: crate::socket::SocketName = "@ipc-kit-reexport".parse().unwrap();
     }
 
     #[cfg(feature = "fifo")]

@@ -1,0 +1,256 @@
+//! The calls every kind of socket makes, in the three forms: sending and
+//! receiving (with descriptors, and with an address for datagrams),
+//! waiting for readiness until a deadline.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+use ipc_sync::Deadline;
+use ipc_sync::os::{PollFlags, poll_until};
+use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, recvmsg, sendmsg};
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// The most descriptors one message carries (the kernel's `SCM_MAX_FD`).
+pub const MAX_FDS: usize = 253;
+
+/// How long a call may wait.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wait {
+    /// Not at all: `WouldBlock`.
+    No,
+    /// Until the deadline (never, for the blocking forms): `Timeout`.
+    Until(Deadline),
+}
+
+impl Wait {
+    pub(crate) const FOREVER: Wait = Wait::Until(Deadline::never());
+
+    pub(crate) fn after(timeout: std::time::Duration) -> Wait {
+        Wait::Until(Deadline::after(timeout))
+    }
+
+    pub(crate) fn at(deadline: std::time::Instant) -> Wait {
+        Wait::Until(Deadline::at(deadline))
+    }
+}
+
+/// Waits for `events` on `fd` as `wait` allows: `Ok` when it may be
+/// ready, `WouldBlock` or `Timeout` when not.
+pub(crate) fn ready(fd: BorrowedFd<'_>, events: PollFlags, wait: Wait) -> Result<()> {
+    let deadline = match wait {
+        Wait::No => return Err(Error::WouldBlock),
+        Wait::Until(d) => d,
+    };
+    if deadline.has_expired() {
+        return Err(Error::Timeout);
+    }
+    match poll_until(fd, events, deadline) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::Timeout),
+        Err(e) => Err(Error::Io { op: "poll on a socket", source: e }),
+    }
+}
+
+/// Repeats `op` (a call made with `MSG_DONTWAIT`) until it does not
+/// `EAGAIN`, waiting for `events` in between as `wait` allows; `EINTR` is
+/// tried again.
+pub(crate) fn again<T>(
+    fd: BorrowedFd<'_>,
+    events: PollFlags,
+    wait: Wait,
+    mut op: impl FnMut() -> nix::Result<T>,
+) -> Result<T, CallError> {
+    loop {
+        match op() {
+            Ok(v) => return Ok(v),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => ready(fd, events, wait).map_err(CallError::Wait)?,
+            Err(e) => return Err(CallError::Os(std::io::Error::from(e))),
+        }
+    }
+}
+
+/// How a call failed: its wait ended, or the OS refused it.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    Wait(Error),
+    Os(std::io::Error),
+}
+
+impl CallError {
+    /// As the crate's error, an OS error read by `os`.
+    pub(crate) fn or_os(self, os: impl FnOnce(std::io::Error) -> Error) -> Error {
+        match self {
+            CallError::Wait(e) => e,
+            CallError::Os(e) => os(e),
+        }
+    }
+}
+
+/// Sends `data` with `fds` (to `to`, for an unconnected datagram socket),
+/// as `wait` allows: how many bytes went (all of them, for a message).
+/// `SIGPIPE` is never raised (`MSG_NOSIGNAL`).
+pub(crate) fn send(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+    to: Option<&UnixAddr>,
+    wait: Wait,
+) -> Result<usize, CallError> {
+    if fds.len() > MAX_FDS {
+        return Err(CallError::Wait(Error::TooManyFds { count: fds.len(), max: MAX_FDS }));
+    }
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let cmsgs: &[ControlMessage<'_>] = &[ControlMessage::ScmRights(&raw)];
+    let cmsgs = if raw.is_empty() { &[] } else { cmsgs };
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+    let iov = [IoSlice::new(data)];
+    again(fd, PollFlags::POLLOUT, wait, || sendmsg(fd.as_raw_fd(), &iov, cmsgs, flags, to))
+}
+
+/// What a receive took.
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// Bytes copied into the buffer.
+    pub(crate) len: usize,
+    /// The message's whole length (over `len` when it was truncated; for
+    /// a message socket only).
+    pub(crate) whole: usize,
+    /// Descriptors that came with it.
+    pub(crate) fds: Vec<OwnedFd>,
+    /// Whether some descriptors did not fit (and were closed).
+    pub(crate) fds_cut: bool,
+    /// The sender's name (datagrams), when it has one.
+    pub(crate) from: Option<crate::SocketName>,
+}
+
+/// Receives into `buf`, with up to `max_fds` descriptors, as `wait`
+/// allows. `message`: the socket keeps message boundaries (its whole
+/// length is asked for). Descriptors arrive close-on-exec; those that do
+/// not fit are dropped by the kernel.
+pub(crate) fn recv(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    max_fds: usize,
+    message: bool,
+    wait: Wait,
+) -> Result<Received, CallError> {
+    let max_fds = max_fds.min(MAX_FDS);
+    let mut space = if max_fds > 0 { vec![0u8; cmsg_space(max_fds)] } else { Vec::new() };
+    let mut flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC;
+    if message {
+        flags |= MsgFlags::MSG_TRUNC;
+    }
+    let capacity = buf.len();
+    let mut iov = [IoSliceMut::new(buf)];
+    again(fd, PollFlags::POLLIN, wait, || {
+        space.fill(0);
+        let cmsg = if max_fds > 0 { Some(space.as_mut_slice()) } else { None };
+        let msg = recvmsg::<UnixAddr>(fd.as_raw_fd(), &mut iov, cmsg, flags)?;
+        let (whole, msg_flags, address) = (msg.bytes, msg.flags, msg.address);
+        // Owned at once, before anything else can fail. Read from the
+        // buffer itself: when some did not fit (`MSG_CTRUNC`), nix will not
+        // iterate, but those that fit were installed all the same.
+        let fds = sys::own_received(rights_in(&space));
+        Ok(Received {
+            len: whole.min(capacity),
+            whole,
+            fds,
+            fds_cut: msg_flags.contains(MsgFlags::MSG_CTRUNC),
+            from: address.as_ref().and_then(sender_name),
+        })
+    })
+}
+
+/// The name in an address the kernel filled in (`None` for an unnamed
+/// sender, and for none at all: a connected socket's receive leaves the
+/// length 0). Read from the raw `sockaddr_un` by its length, since nix's
+/// own accessors assume a length of at least the family's.
+fn sender_name(addr: &UnixAddr) -> Option<crate::SocketName> {
+    let family = std::mem::size_of::<libc::sa_family_t>();
+    let sun: &libc::sockaddr_un = addr.as_ref();
+    let len = usize::from(u8::try_from(nix::sys::socket::SockaddrLike::len(addr)).unwrap_or(u8::MAX));
+    let path_len = len.checked_sub(family)?.min(sun.sun_path.len());
+    let bytes: Vec<u8> = sun.sun_path[..path_len].iter().map(|&c| c as u8).collect();
+    match bytes.split_first() {
+        None => None,
+        Some((0, name)) => Some(crate::SocketName::Abstract(name.to_vec())),
+        Some(_) => {
+            let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+            let path = std::ffi::OsStr::from_bytes(&bytes[..end]);
+            Some(crate::SocketName::Path(path.into()))
+        }
+    }
+}
+
+/// The descriptors of every `SCM_RIGHTS` message in a control buffer the
+/// kernel filled (zeroed before, so a zero length ends it).
+fn rights_in(control: &[u8]) -> Vec<RawFd> {
+    let word = std::mem::size_of::<usize>();
+    let header = std::mem::size_of::<libc::cmsghdr>().div_ceil(word) * word;
+    let int = std::mem::size_of::<RawFd>();
+    let mut fds = Vec::new();
+    let mut at = 0;
+    while let Some(h) = control.get(at..at + header) {
+        let len = usize::from_ne_bytes(h[..word].try_into().unwrap_or([0; 8]));
+        if len < header {
+            break;
+        }
+        let level = i32::from_ne_bytes(h[word..word + 4].try_into().unwrap_or([0; 4]));
+        let kind = i32::from_ne_bytes(h[word + 4..word + 8].try_into().unwrap_or([0; 4]));
+        let data = control.get(at + header..(at + len).min(control.len())).unwrap_or(&[]);
+        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+            fds.extend(data.chunks_exact(int).map(|c| RawFd::from_ne_bytes(c.try_into().unwrap_or([0xff; 4]))));
+        }
+        at += len.div_ceil(word) * word;
+    }
+    fds
+}
+
+/// Room for `n` descriptors in a control message.
+fn cmsg_space(n: usize) -> usize {
+    // CMSG_SPACE of n ints: header and data each aligned to a word.
+    let data = n * std::mem::size_of::<RawFd>();
+    let align = std::mem::size_of::<usize>();
+    let header = std::mem::size_of::<libc::cmsghdr>();
+    header.div_ceil(align) * align + data.div_ceil(align) * align
+}
+
+/// Whether the peer of a connected socket has shut its side: after a
+/// receive of zero bytes on a message socket, which is either an empty
+/// message or the end (an empty message sent just before the peer went
+/// is taken for the end).
+pub(crate) fn peer_gone(fd: BorrowedFd<'_>) -> bool {
+    sys::read_hung_up(fd)
+}
+
+/// The credentials of a connected socket's peer (`SO_PEERCRED`).
+pub(crate) fn peer_credentials(fd: &impl AsFd) -> Result<crate::Credentials> {
+    let c = nix::sys::socket::getsockopt(fd, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| Error::Io { op: "getsockopt(SO_PEERCRED)", source: e.into() })?;
+    Ok(crate::Credentials { pid: u32::try_from(c.pid()).unwrap_or(0), uid: c.uid(), gid: c.gid() })
+}
+
+/// `shutdown(2)`.
+pub(crate) fn shutdown(fd: BorrowedFd<'_>, how: std::net::Shutdown) -> Result<()> {
+    use nix::sys::socket::Shutdown;
+    let how = match how {
+        std::net::Shutdown::Read => Shutdown::Read,
+        std::net::Shutdown::Write => Shutdown::Write,
+        std::net::Shutdown::Both => Shutdown::Both,
+    };
+    match nix::sys::socket::shutdown(fd.as_raw_fd(), how) {
+        Ok(()) | Err(nix::errno::Errno::ENOTCONN) => Ok(()),
+        Err(e) => Err(Error::Io { op: "shutdown", source: e.into() }),
+    }
+}
+
+/// The message-size limit of a message socket: its send buffer, less the
+/// kernel's overhead (what a send of more is refused with `EMSGSIZE`
+/// against), for the error.
+pub(crate) fn max_message(fd: BorrowedFd<'_>) -> usize {
+    nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::SndBuf).unwrap_or(0)
+}

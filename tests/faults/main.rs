@@ -43,6 +43,7 @@ mod harness;
 mod msgq;
 mod pipe;
 mod sides;
+mod socket;
 mod sync;
 
 use std::process::ExitCode;
@@ -106,7 +107,7 @@ macro_rules! scenarios {
     };
 }
 
-use Mechanism::{Fifo, Pipe, PosixQueue, ShmByteChannel, SysvQueue};
+use Mechanism::{Fifo, Pipe, PosixQueue, ShmByteChannel, SysvQueue, UnixSocket};
 use Subject::Other;
 
 const fn mech(m: Mechanism) -> Subject {
@@ -127,6 +128,8 @@ const SCENARIOS: &[Scenario] = scenarios! {
     Other("shm-channel"), "receiver killed", Nothing => channel::slot_receiver_killed;
     mech(ShmByteChannel), "sender killed", Nothing => channel::byte_sender_killed;
     mech(ShmByteChannel), "receiver killed", Nothing => channel::byte_receiver_killed;
+    mech(UnixSocket), "sender killed", Nothing => socket::sender_killed;
+    mech(UnixSocket), "receiver killed", Nothing => socket::receiver_killed;
     Other("shm channel, named"), "creator killed", Nothing => channel::named_creator_killed;
     Other("shm channel, named"), "opener killed", Nothing => channel::named_opener_killed;
     Other("robust-mutex"), "holder killed", Nothing => sync::robust_holder_killed;

@@ -128,7 +128,7 @@ pub(crate) enum Size {
 
 impl Size {
     /// Either, at even odds.
-    fn pick(rng: &mut Rng) -> Size {
+    pub(crate) fn pick(rng: &mut Rng) -> Size {
         if rng.below(2) == 0 { Size::Big } else { Size::Small }
     }
 }

@@ -233,7 +233,7 @@ const BENCH_MECHANISMS: [&str; 9] = [
 ];
 
 /// The mechanisms with raw rows only.
-const BENCH_REFERENCES: [&str; 3] = ["unix-socket", "shm-line", "shm-lines"];
+const BENCH_REFERENCES: [&str; 2] = ["shm-line", "shm-lines"];
 
 /// The messages per batch of `"test": "batch"` rows.
 const BENCH_BATCH: u64 = 64;

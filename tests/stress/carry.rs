@@ -10,6 +10,10 @@
 //! - System V and POSIX queues: all processes share the queue; after the
 //!   producers exit, the parent queues one end marker per consumer, behind
 //!   every message.
+//! - Unix seqpacket sockets: a pair, every producer sending on one end
+//!   and every consumer receiving on the other (each send is one whole
+//!   message, each receive takes one); the end is `Disconnected` once
+//!   every producer and the parent have closed the sending end.
 //! - shared-memory channels (single producer, single consumer): a mesh of
 //!   N × M channels; producer p sends message s to consumer s mod M, and
 //!   each consumer polls its N channels until every producer has closed.
@@ -23,6 +27,7 @@ use ipc_kit::fifo::Fifo;
 use ipc_kit::msgq::{PosixQueue, QueueAttr, Selector, SysvQueue};
 use ipc_kit::pipe::{FrameReader, FrameWriter, PipeReader, PipeWriter};
 use ipc_kit::shm::{ByteChannel, ByteReceiver, Channel, Receiver};
+use ipc_kit::socket::SeqpacketSocket;
 use ipc_kit::sync::Key;
 use ipc_kit_tests::record::{self, FIXED};
 use ipc_kit_tests::{ScratchDir, close_inherited, unique_name};
@@ -77,6 +82,7 @@ pub(crate) enum Setup {
     Posix(PosixQueue),
     Slots(Vec<Channel<[u8; FIXED]>>),
     Bytes(Vec<ByteChannel>),
+    Socket { receiving: SeqpacketSocket, sending: Option<SeqpacketSocket> },
 }
 
 impl Setup {
@@ -118,6 +124,10 @@ impl Setup {
                     .collect::<Result<_, _>>()
                     .map_err(|err| e("byte channel", &err))?,
             ),
+            Mech::Kit(Mechanism::UnixSocket) => {
+                let (sending, receiving) = SeqpacketSocket::pair().map_err(|err| e("socketpair", &err))?;
+                Setup::Socket { receiving, sending: Some(sending) }
+            }
             Mech::Kit(other) => return Err(format!("{other}: not yet under stress here")),
         })
     }
@@ -161,6 +171,13 @@ impl Setup {
                 }
                 Ok(())
             }
+            Setup::Socket { sending, .. } => {
+                let tx = sending.as_ref().ok_or("no sending end")?;
+                for seq in 0..per {
+                    tx.send(&next(seq)).map_err(|e| format!("send: {e}"))?;
+                }
+                Ok(())
+            }
             Setup::Bytes(chans) => {
                 let mut tx = claim((0..consumers).map(|c| &chans[p * consumers + c]), ByteChannel::sender, "sender")?;
                 for seq in 0..per {
@@ -195,6 +212,20 @@ impl Setup {
                 }
                 let r = fifo.open_reader_timeout(IDLE).map_err(|e| format!("open FIFO reader: {e}"))?;
                 recv_pipe(&r, consumers > 1, tally)
+            }
+            Setup::Socket { receiving, sending } => {
+                // Our copy of the sending end would keep the end from ever
+                // coming.
+                if let Some(s) = sending {
+                    close_inherited(s.as_raw_fd());
+                }
+                loop {
+                    match receiving.recv_vec_timeout(&mut buf, IDLE) {
+                        Ok(_) => tally.take(&buf),
+                        Err(ipc_kit::socket::Error::Disconnected) => return Ok(()),
+                        Err(e) => return Err(format!("recv: {e}")),
+                    }
+                }
             }
             Setup::Sysv(q) => loop {
                 let mtype = q.recv_vec_timeout(Selector::Any, &mut buf, IDLE).map_err(|e| format!("msgrcv: {e}"))?;
@@ -241,6 +272,10 @@ impl Setup {
         match self {
             Setup::Pipe { writer, .. } | Setup::Fifo { writer, .. } => {
                 *writer = None;
+                Ok(())
+            }
+            Setup::Socket { sending, .. } => {
+                *sending = None;
                 Ok(())
             }
             Setup::Sysv(q) => {

@@ -1,7 +1,7 @@
 //! The traits for each mechanism.
 // Each mechanism's part is behind its feature: with none of them, the
 // shared imports serve nothing.
-#![cfg_attr(not(any(feature = "pipe", feature = "msgq", feature = "shm")), allow(unused_imports))]
+#![cfg_attr(not(any(feature = "pipe", feature = "msgq", feature = "shm", feature = "socket")), allow(unused_imports))]
 
 use std::time::Duration;
 
@@ -269,7 +269,10 @@ mod channel {
 
     impl ChannelSender {
         // Made by `Mechanism::pair`, which needs every mechanism's feature.
-        #[cfg_attr(not(all(feature = "pipe", feature = "fifo", feature = "msgq")), allow(dead_code))]
+        #[cfg_attr(
+            not(all(feature = "pipe", feature = "fifo", feature = "msgq", feature = "socket")),
+            allow(dead_code)
+        )]
         pub(crate) fn new(chan: ByteChannel) -> Self {
             ChannelSender(Lazy { chan, side: OnceLock::new(), claim: ByteChannel::sender })
         }
@@ -282,7 +285,10 @@ mod channel {
 
     impl ChannelReceiver {
         // Made by `Mechanism::pair`, which needs every mechanism's feature.
-        #[cfg_attr(not(all(feature = "pipe", feature = "fifo", feature = "msgq")), allow(dead_code))]
+        #[cfg_attr(
+            not(all(feature = "pipe", feature = "fifo", feature = "msgq", feature = "socket")),
+            allow(dead_code)
+        )]
         pub(crate) fn new(chan: ByteChannel) -> Self {
             ChannelReceiver(Lazy { chan, side: OnceLock::new(), claim: ByteChannel::receiver })
         }
@@ -355,3 +361,53 @@ mod channel {
 
 #[cfg(feature = "shm")]
 pub use channel::{ChannelReceiver, ChannelSender};
+
+#[cfg(feature = "socket")]
+mod socket {
+    use super::*;
+    use ipc_socket::SeqpacketSocket;
+
+    fn socket_err(e: ipc_socket::Error, would_block: Error) -> Error {
+        match e {
+            ipc_socket::Error::Disconnected => Error::Disconnected,
+            ipc_socket::Error::WouldBlock => would_block,
+            ipc_socket::Error::Timeout => Error::Timeout,
+            ipc_socket::Error::MessageTooLarge { len, max } => Error::TooLarge { len, max },
+            other_err => other(other_err),
+        }
+    }
+
+    /// A seqpacket socket sends whole messages, up to its send buffer
+    /// (`SO_SNDBUF`, less the kernel's 32 bytes), in every form. An empty
+    /// message is [`Error::TooLarge`]: on a seqpacket socket it could not
+    /// be told from the peer's going.
+    impl MessageSender for SeqpacketSocket {
+        fn send(&mut self, msg: &[u8]) -> Result<()> {
+            SeqpacketSocket::send(self, msg).map_err(|e| socket_err(e, Error::Full))
+        }
+
+        fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+            SeqpacketSocket::try_send(self, msg).map_err(|e| socket_err(e, Error::Full))
+        }
+
+        fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+            SeqpacketSocket::send_timeout(self, msg, timeout).map_err(|e| socket_err(e, Error::Full))
+        }
+    }
+
+    /// Whole messages, through `recv_vec`: `buf` grows to hold the largest
+    /// message a peer may send.
+    impl MessageReceiver for SeqpacketSocket {
+        fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+            self.recv_vec(buf).map_err(|e| socket_err(e, Error::Empty))
+        }
+
+        fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+            self.try_recv_vec(buf).map_err(|e| socket_err(e, Error::Empty))
+        }
+
+        fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
+            self.recv_vec_timeout(buf, timeout).map_err(|e| socket_err(e, Error::Empty))
+        }
+    }
+}

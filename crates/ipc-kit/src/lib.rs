@@ -82,7 +82,7 @@
 //!   while a poller waits (a message is seen at most about 1 ms late).
 //!
 //! ```
-//! # #[cfg(all(feature = "pipe", feature = "fifo", feature = "msgq", feature = "shm"))] {
+//! # #[cfg(all(feature = "pipe", feature = "fifo", feature = "msgq", feature = "shm", feature = "socket"))] {
 //! use std::time::Duration;
 //! use ipc_kit::{Interest, Mechanism, Poller};
 //!
@@ -105,7 +105,7 @@
 #[cfg(feature = "tokio")]
 mod async_io;
 mod impls;
-#[cfg(all(feature = "pipe", feature = "fifo", feature = "msgq", feature = "shm"))]
+#[cfg(all(feature = "pipe", feature = "fifo", feature = "msgq", feature = "shm", feature = "socket"))]
 mod mechanism;
 pub mod traits;
 
@@ -113,7 +113,7 @@ pub mod traits;
 pub use impls::PipeSender;
 #[cfg(feature = "shm")]
 pub use impls::{ChannelReceiver, ChannelSender};
-#[cfg(all(feature = "pipe", feature = "fifo", feature = "msgq", feature = "shm"))]
+#[cfg(all(feature = "pipe", feature = "fifo", feature = "msgq", feature = "shm", feature = "socket"))]
 pub use mechanism::{Mechanism, Pair};
 pub use traits::{MessageReceiver, MessageSender};
 
@@ -230,6 +230,14 @@ mod tests {
 }
 
 /// The README's Rust snippets, compiled and run as doctests.
-#[cfg(all(doctest, feature = "pipe", feature = "fifo", feature = "msgq", feature = "shm", feature = "sync"))]
+#[cfg(all(
+    doctest,
+    feature = "pipe",
+    feature = "fifo",
+    feature = "msgq",
+    feature = "shm",
+    feature = "socket",
+    feature = "sync"
+))]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeSnippets;

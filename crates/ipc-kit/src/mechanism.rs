@@ -28,12 +28,21 @@ pub enum Mechanism {
     PosixQueue,
     /// A shared-memory byte channel (1 MiB ring) in anonymous memory.
     ShmByteChannel,
+    /// A pair of connected Unix seqpacket sockets (`socketpair`): whole
+    /// messages up to the socket's send buffer.
+    UnixSocket,
 }
 
 impl Mechanism {
     /// Every mechanism.
-    pub const ALL: &[Mechanism] =
-        &[Mechanism::Pipe, Mechanism::Fifo, Mechanism::SysvQueue, Mechanism::PosixQueue, Mechanism::ShmByteChannel];
+    pub const ALL: &[Mechanism] = &[
+        Mechanism::Pipe,
+        Mechanism::Fifo,
+        Mechanism::SysvQueue,
+        Mechanism::PosixQueue,
+        Mechanism::ShmByteChannel,
+        Mechanism::UnixSocket,
+    ];
 
     /// A short name, as `ipc-kit bench` prints it.
     pub fn name(self) -> &'static str {
@@ -43,6 +52,7 @@ impl Mechanism {
             Mechanism::SysvQueue => "sysv-msgq",
             Mechanism::PosixQueue => "posix-mq",
             Mechanism::ShmByteChannel => "shm-byte-channel",
+            Mechanism::UnixSocket => "unix-socket",
         }
     }
 
@@ -203,6 +213,10 @@ impl Mechanism {
                 let chan = ipc_shm::ByteChannel::anonymous(1 << 20)?;
                 let other = chan.clone();
                 Pair::new(crate::impls::ChannelSender::new(chan), crate::impls::ChannelReceiver::new(other), Keep::None)
+            }
+            Mechanism::UnixSocket => {
+                let (tx, rx) = ipc_socket::SeqpacketSocket::pair().map_err(io::Error::from)?;
+                Pair::new(tx, rx, Keep::None)
             }
         })
     }

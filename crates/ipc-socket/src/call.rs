@@ -35,6 +35,18 @@ impl Wait {
     pub(crate) fn at(deadline: std::time::Instant) -> Wait {
         Wait::Until(Deadline::at(deadline))
     }
+
+    /// The flag of a call made under this wait: `MSG_DONTWAIT`, but none
+    /// for a wait without end, whose call blocks in the kernel (one system
+    /// call rather than a try, a poll and another try; a description that
+    /// another holder made nonblocking still answers `EAGAIN`, and the
+    /// call polls then).
+    pub(crate) fn flag(self) -> MsgFlags {
+        match self {
+            Wait::Until(d) if d.is_never() => MsgFlags::empty(),
+            _ => MsgFlags::MSG_DONTWAIT,
+        }
+    }
 }
 
 /// Waits for `events` on `fd` as `wait` allows: `Ok` when it may be
@@ -54,7 +66,7 @@ pub(crate) fn ready(fd: BorrowedFd<'_>, events: PollFlags, wait: Wait) -> Result
     }
 }
 
-/// Repeats `op` (a call made with `MSG_DONTWAIT`) until it does not
+/// Repeats `op` (a call made with [`Wait::flag`]) until it does not
 /// `EAGAIN`, waiting for `events` in between as `wait` allows; `EINTR` is
 /// tried again.
 pub(crate) fn again<T>(
@@ -103,12 +115,18 @@ pub(crate) fn send(
     if fds.len() > MAX_FDS {
         return Err(CallError::Wait(Error::TooManyFds { count: fds.len(), max: MAX_FDS }));
     }
+    let flags = wait.flag() | MsgFlags::MSG_NOSIGNAL;
+    if fds.is_empty() {
+        // The plain calls: the kernel's shorter path (no msghdr to copy in).
+        return again(fd, PollFlags::POLLOUT, wait, || match to {
+            Some(addr) => nix::sys::socket::sendto(fd.as_raw_fd(), data, addr, flags),
+            None => nix::sys::socket::send(fd.as_raw_fd(), data, flags),
+        });
+    }
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-    let cmsgs: &[ControlMessage<'_>] = &[ControlMessage::ScmRights(&raw)];
-    let cmsgs = if raw.is_empty() { &[] } else { cmsgs };
-    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+    let cmsgs = [ControlMessage::ScmRights(&raw)];
     let iov = [IoSlice::new(data)];
-    again(fd, PollFlags::POLLOUT, wait, || sendmsg(fd.as_raw_fd(), &iov, cmsgs, flags, to))
+    again(fd, PollFlags::POLLOUT, wait, || sendmsg(fd.as_raw_fd(), &iov, &cmsgs, flags, to))
 }
 
 /// What a receive took.
@@ -140,7 +158,7 @@ pub(crate) fn recv(
 ) -> Result<Received, CallError> {
     let max_fds = max_fds.min(MAX_FDS);
     let mut space = if max_fds > 0 { vec![0u8; cmsg_space(max_fds)] } else { Vec::new() };
-    let mut flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC;
+    let mut flags = wait.flag() | MsgFlags::MSG_CMSG_CLOEXEC;
     if message {
         flags |= MsgFlags::MSG_TRUNC;
     }
@@ -253,4 +271,19 @@ pub(crate) fn shutdown(fd: BorrowedFd<'_>, how: std::net::Shutdown) -> Result<()
 /// against), for the error.
 pub(crate) fn max_message(fd: BorrowedFd<'_>) -> usize {
     nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::SndBuf).unwrap_or(0)
+}
+
+/// The longest message a peer can send on a seqpacket or datagram socket
+/// with the largest send buffer it may set unprivileged: twice
+/// `net.core.wmem_max` (the kernel doubles what `SO_SNDBUF` asks), at
+/// least 256 KiB; read once.
+pub(crate) fn largest_message() -> usize {
+    static LARGEST: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LARGEST.get_or_init(|| {
+        let max = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        max.saturating_mul(2).max(256 << 10)
+    })
 }

@@ -55,6 +55,7 @@ mod datagram;
 mod error;
 mod listener;
 mod name;
+mod poll;
 mod seqpacket;
 mod socket;
 mod stream;

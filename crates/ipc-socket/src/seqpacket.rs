@@ -130,6 +130,58 @@ impl SeqpacketSocket {
         self.recv_wait(buf, 0, Wait::after(timeout)).map(|(n, _)| n)
     }
 
+    /// Receives the next message into `buf` (replacing its contents),
+    /// waiting for one: its length. `buf` grows to hold any message a
+    /// peer can send with the system's largest send buffer
+    /// (`net.core.wmem_max`, doubled as the kernel does); only the bytes
+    /// received are written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Truncated`] for a message over that (from a peer that
+    /// forced a larger send buffer): its first bytes are in `buf`, the
+    /// rest is lost; as for [`recv`](Self::recv).
+    pub fn recv_vec(&self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.recv_vec_wait(buf, Wait::FOREVER)
+    }
+
+    /// [`recv_vec`](Self::recv_vec) of a message that has come.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`]; as for [`recv_vec`](Self::recv_vec).
+    pub fn try_recv_vec(&self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.recv_vec_wait(buf, Wait::No)
+    }
+
+    /// [`recv_vec`](Self::recv_vec), waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`]; as for [`recv_vec`](Self::recv_vec).
+    pub fn recv_vec_timeout(&self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
+        self.recv_vec_wait(buf, Wait::after(timeout))
+    }
+
+    fn recv_vec_wait(&self, buf: &mut Vec<u8>, wait: Wait) -> Result<usize> {
+        let fd = self.fd.as_fd();
+        buf.clear();
+        buf.reserve(call::largest_message());
+        let flags = wait.flag().bits() | libc::MSG_TRUNC;
+        let whole = call::again(fd, ipc_sync::os::PollFlags::POLLIN, wait, || {
+            crate::sys::recv_into_spare(fd, buf, flags)
+                .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+        })
+        .map_err(|e| e.or_os(|e| Error::of_call("recv", e)))?;
+        if whole > buf.len() {
+            return Err(Error::Truncated { len: whole, capacity: buf.len() });
+        }
+        if whole == 0 && call::peer_gone(fd) {
+            return Err(Error::Disconnected);
+        }
+        Ok(whole)
+    }
+
     /// Receives the next message with the descriptors sent with it (at
     /// most `max_fds`), waiting for one. Each descriptor is owned and
     /// close-on-exec.

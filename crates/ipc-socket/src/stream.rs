@@ -15,9 +15,9 @@ use crate::socket::{self, Kind};
 ///
 /// Writes never raise `SIGPIPE`: a peer that is gone is
 /// [`Error::Disconnected`] (`BrokenPipe` through `Write`). Its description
-/// stays in blocking mode; the `try_*` and timed forms use `MSG_DONTWAIT`
-/// and `poll`, so what other holders of the descriptor do to its mode does
-/// not change them.
+/// stays in blocking mode: the waiting forms block in the kernel, the
+/// `try_*` and timed forms use `MSG_DONTWAIT` and `poll`, so what other
+/// holders of the descriptor do to its mode changes none of them.
 #[derive(Debug)]
 pub struct StreamSocket {
     fd: OwnedFd,

@@ -34,3 +34,27 @@ pub(crate) fn read_hung_up(fd: std::os::fd::BorrowedFd<'_>) -> bool {
     let n = unsafe { libc::poll(&mut p, 1, 0) };
     n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
 }
+
+/// `recv(2)` of one message into the spare capacity of `buf` (after its
+/// contents), with `flags` (`MSG_TRUNC` among them, so that the message's
+/// whole length comes back): the whole length; `buf` grows by what was
+/// copied.
+pub(crate) fn recv_into_spare(
+    fd: std::os::fd::BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    flags: libc::c_int,
+) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let spare = buf.spare_capacity_mut();
+    let room = spare.len();
+    // SAFETY: `spare` is `room` writable bytes that `buf` owns (its spare
+    // capacity); recv writes at most `room` bytes there and reads nothing.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), spare.as_mut_ptr().cast(), room, flags) };
+    let whole = usize::try_from(n).map_err(|_| std::io::Error::last_os_error())?;
+    let copied = whole.min(room);
+    // SAFETY: the kernel wrote `copied` bytes at the start of the spare
+    // capacity, so they are initialized, and `len + copied` is within the
+    // capacity.
+    unsafe { buf.set_len(buf.len() + copied) };
+    Ok(whole)
+}

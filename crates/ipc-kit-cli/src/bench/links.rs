@@ -149,6 +149,7 @@ pub(crate) fn fits(mech: Mech, size: usize) -> Result<(), String> {
     let max = match mech {
         Mech::Kit(Mechanism::SysvQueue) => ipc_kit::msgq::sysv_max_message().min(raw::MSG_TEXT),
         Mech::Kit(Mechanism::PosixQueue) => POSIX_MSGSIZE,
+        Mech::Kit(Mechanism::UnixSocket) => raw::SEQPACKET_MAX,
         Mech::ShmChannel if !size.is_power_of_two() || !(8..=1 << 20).contains(&size) => {
             return Err("shm-channel carries fixed-size types: sizes are powers of two from 8 B to 1 MiB".into());
         }
@@ -441,9 +442,9 @@ fn raw(mech: Mech) -> io::Result<DynLink> {
             let (r, w) = raw::pipe()?;
             Ok(fd_link(r, w, Box::new(())))
         }
-        Mech::UnixSocket => {
-            let (a, b) = raw::socketpair()?;
-            Ok(fd_link(b, a, Box::new(())))
+        Mech::Kit(Mechanism::UnixSocket) => {
+            let (a, b) = raw::seqpacket_pair()?;
+            Ok(Link { tx: Box::new(SeqTx(a)), rx: Box::new(SeqRx(b)), _keep: Box::new(()) })
         }
         Mech::Kit(Mechanism::Fifo) => {
             let (r, w) = fifo_ends()?;
@@ -468,6 +469,25 @@ fn raw(mech: Mech) -> io::Result<DynLink> {
 fn next_id() -> u32 {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A seqpacket socket's sending end: one `send(2)` per message.
+struct SeqTx(OwnedFd);
+
+impl Tx for SeqTx {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        raw::send_message(self.0.as_fd(), msg)
+    }
+}
+
+/// A seqpacket socket's receiving end: one `recv(2)` per message into a
+/// buffer as large as the longest message.
+struct SeqRx(OwnedFd);
+
+impl Rx for SeqRx {
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        raw::recv_message(self.0.as_fd(), buf)
+    }
 }
 
 fn fd_link(r: OwnedFd, w: OwnedFd, keep: Box<dyn Any>) -> DynLink {

@@ -1,5 +1,5 @@
 //! The mechanisms the comparison measures: every [`Mechanism`] of the
-//! umbrella, by its own name, and four that are not one of them.
+//! umbrella, by its own name, and three that are not one of them.
 
 use ipc_kit::Mechanism;
 
@@ -14,8 +14,6 @@ pub(crate) enum Mech {
     /// The typed shared-memory channel, `Channel<[u8; N]>`: not a
     /// `Mechanism`, as its messages have one fixed size.
     ShmChannel,
-    /// Unix sockets, a reference only: ipc-kit has no socket side.
-    UnixSocket,
     /// The limit of a round trip through shared memory, a reference only:
     /// a cache line carrying a sequence word and the payload
     /// (`sys::ring::Line`), one handed back and forth (`shm-line`), or one
@@ -23,15 +21,15 @@ pub(crate) enum Mech {
     ShmLine(Ways),
 }
 
-/// How many mechanisms are compared: the umbrella's and the four others.
-const COUNT: usize = Mechanism::ALL.len() + 4;
+/// How many mechanisms are compared: the umbrella's and the three others.
+const COUNT: usize = Mechanism::ALL.len() + 3;
 
 impl Mech {
     /// Every mechanism, in the order of the tables and the JSON rows: the
     /// umbrella's in its order, the typed channel just before the byte
-    /// channel, then the socket reference and the round-trip limits.
+    /// channel, then the round-trip limits.
     pub(crate) const ALL: [Mech; COUNT] = {
-        let mut all = [Mech::UnixSocket; COUNT];
+        let mut all = [Mech::ShmChannel; COUNT];
         let (mut from, mut to) = (0, 0);
         while from < Mechanism::ALL.len() {
             if matches!(Mechanism::ALL[from], Mechanism::ShmByteChannel) {
@@ -41,9 +39,9 @@ impl Mech {
             all[to] = Mech::Kit(Mechanism::ALL[from]);
             (from, to) = (from + 1, to + 1);
         }
-        // The typed channel found its place, and the last three are left
-        // to the references.
-        assert!(to == COUNT - 3, "Mechanism::ALL has no ShmByteChannel");
+        // The typed channel found its place, and the last two are left to
+        // the limits.
+        assert!(to == COUNT - 2, "Mechanism::ALL has no ShmByteChannel");
         all[COUNT - 2] = Mech::ShmLine(Ways::Shared);
         all[COUNT - 1] = Mech::ShmLine(Ways::Apart);
         all
@@ -54,15 +52,14 @@ impl Mech {
         match self {
             Mech::Kit(m) => m.name(),
             Mech::ShmChannel => "shm-channel",
-            Mech::UnixSocket => "unix-socket",
             Mech::ShmLine(Ways::Shared) => "shm-line",
             Mech::ShmLine(Ways::Apart) => "shm-lines",
         }
     }
 
-    /// Whether ipc-kit has a side to measure (the references are raw only).
+    /// Whether ipc-kit has a side to measure (the limits are raw only).
     pub(crate) fn has_ipc_kit(self) -> bool {
-        !matches!(self, Mech::UnixSocket | Mech::ShmLine(_))
+        !matches!(self, Mech::ShmLine(_))
     }
 
     /// Whether this is one of the two shared-memory channels, whose round
@@ -99,7 +96,7 @@ mod tests {
         assert_eq!(kit, Mechanism::ALL, "the umbrella's mechanisms, each once, in its order");
         let at = |m| Mech::ALL.iter().position(|&x| x == m);
         assert_eq!(at(Mech::ShmChannel).map(|i| i + 1), at(Mech::Kit(Mechanism::ShmByteChannel)));
-        assert_eq!(at(Mech::UnixSocket), Some(COUNT - 3));
+        assert_eq!(at(Mech::Kit(Mechanism::UnixSocket)), Some(COUNT - 3));
         assert_eq!(at(Mech::ShmLine(Ways::Shared)), Some(COUNT - 2));
         assert_eq!(at(Mech::ShmLine(Ways::Apart)), Some(COUNT - 1));
         for m in Mech::ALL {

@@ -313,7 +313,7 @@ mod tests {
         let stream = |m: f64| Figures::Stream { msgs_per_s: m, bytes_per_s: m * 64.0 };
         let mut results = vec![
             result(Mech::Kit(Mechanism::Pipe), Test::Rtt, Some(rtt(152)), rtt(100)),
-            result(Mech::UnixSocket, Test::Stream, None, stream(2_410_000.0)),
+            result(Mech::Kit(Mechanism::UnixSocket), Test::Stream, None, stream(2_410_000.0)),
             result(Mech::ShmChannel, Test::Rtt, Some(rtt(152)), rtt(100)),
             result(Mech::ShmChannel, Test::Batch, Some(stream(2_410_000.0)), stream(2_410_000.0)),
             result(Mech::ShmLine(Ways::Shared), Test::Rtt, None, rtt(50)),

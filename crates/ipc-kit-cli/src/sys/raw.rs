@@ -1,9 +1,10 @@
 //! The raw side of `ipc-kit bench`: each mechanism driven with plain libc
 //! calls, the way a C program does it, to measure ipc-kit against.
 //!
-//! Byte streams (pipes, FIFOs, Unix sockets) carry each message as a 4-byte
-//! length and the body: one `writev`, then a `read` of the length and
-//! `read`s of the body. System V queues go through one `struct msgbuf`
+//! Byte streams (pipes, FIFOs) carry each message as a 4-byte length and
+//! the body: one `writev`, then a `read` of the length and `read`s of the
+//! body. Unix seqpacket sockets carry each as one `send` and one `recv`
+//! into a buffer as long as the longest message. System V queues go through one `struct msgbuf`
 //! per side, POSIX queues through one buffer of the queue's message size.
 //! Shared memory is an `mmap` of anonymous shared memory ([`Region`]), in
 //! which `super::ring` keeps its rings.
@@ -38,12 +39,54 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(adopt_pair(fds))
 }
 
-/// A connected pair of Unix stream sockets.
-pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+/// A connected pair of Unix seqpacket sockets.
+pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [-1 as RawFd; 2];
     // SAFETY: `fds` has room for the two fds socketpair writes.
-    cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
     Ok(adopt_pair(fds))
+}
+
+/// The longest message the bench sends through a seqpacket socket (its
+/// default send buffer, 212,992 bytes, less the kernel's 32).
+pub(crate) const SEQPACKET_MAX: usize = 212_992 - 32;
+
+/// One message with `send(2)` (no `SIGPIPE`), as a C programmer sends on
+/// a seqpacket socket.
+pub(crate) fn send_message(fd: BorrowedFd<'_>, msg: &[u8]) -> io::Result<()> {
+    loop {
+        // SAFETY: `msg` is a live slice the kernel only reads.
+        let n = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// One message with `recv(2)` into `buf`, grown once to
+/// [`SEQPACKET_MAX`] bytes: its length.
+pub(crate) fn recv_message(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
+    if buf.len() < SEQPACKET_MAX {
+        buf.resize(SEQPACKET_MAX, 0);
+    }
+    loop {
+        // SAFETY: `buf` is `buf.len()` writable bytes.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        match n {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n if n > 0 => return Ok(n as usize),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
 }
 
 /// `mkfifo(3)` at `path` with mode 0600.

@@ -20,6 +20,7 @@ mod probe;
 mod review;
 mod shm;
 mod socket;
+mod socket_hostile;
 mod sync;
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +45,7 @@ fn main() -> std::process::ExitCode {
             probe::CASES,
             examples::CASES,
             socket::CASES,
+            socket_hostile::CASES,
         ],
         &[shm::HELPERS, channel::HELPERS, sync::HELPERS, msgq::HELPERS, fifo::HELPERS, socket::HELPERS],
     )

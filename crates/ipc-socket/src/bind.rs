@@ -4,7 +4,9 @@
 //! path that has the wrong mode or does not accept yet, and a stale
 //! socket file there (one nobody is bound to) is taken over, never a live
 //! one. A datagram socket binds its path itself (its datagrams carry the
-//! name it is bound to), and drains what came before its mode was set.
+//! name it is bound to); its file has its mode from the start (set on the
+//! socket before the bind). Binders of this crate take the directory's
+//! `flock` while they look at, remove or publish a file there.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -16,7 +18,7 @@ use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::socket::{Backlog, UnixAddr, bind as bind_addr, listen};
 use nix::sys::stat::Mode;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, kind_name};
 use crate::name::{MAX_PATH, SocketName};
 use crate::socket::{self, Kind};
 
@@ -48,9 +50,11 @@ impl Default for BindOptions {
 /// the process that made it, if it is still that file).
 #[derive(Debug)]
 pub(crate) struct Bound {
+    // Dropped first: the file is removed while the socket is still open,
+    // so no binder takes it for stale (and links its own) in between.
+    pub(crate) file: Option<Guard<SocketFile>>,
     pub(crate) fd: OwnedFd,
     pub(crate) name: SocketName,
-    pub(crate) file: Option<Guard<SocketFile>>,
 }
 
 /// A socket file this process made: its path and identity.
@@ -96,14 +100,21 @@ pub(crate) fn bind(kind: Kind, name: &SocketName, options: &BindOptions) -> Resu
     let (dir, file_name) = split(name, path)?;
     let dir_fd = nix::fcntl::open(dir.as_path(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| Error::of_name(name, "open of the socket's directory", e.into()))?;
+    // The file bind makes takes the socket's mode (less the umask): set
+    // first, no one ever finds it wider than asked.
+    nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(options.mode & 0o777))
+        .map_err(|e| Error::Io { op: "fchmod of a new socket", source: e.into() })?;
     let id = if listens {
         let (temp, id) = bind_temp(&fd, name, &dir, &dir_fd, file_name.as_os_str(), options.mode)?;
-        let published = listen_now(&fd)
-            .and_then(|()| link_into_place(kind, name, path, &dir_fd, &temp, &file_name, options.take_over_stale));
+        let published = listen_now(&fd).and_then(|()| {
+            let _lock = DirLock::take(&dir, name)?;
+            link_into_place(kind, name, path, &dir_fd, &temp, &file_name, options.take_over_stale)
+        });
         let _ = nix::unistd::unlinkat(&dir_fd, temp.as_os_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
         published?;
         id
     } else {
+        let _lock = DirLock::take(&dir, name)?;
         bind_datagram(&fd, name, path, &dir_fd, &file_name, options)?
     };
     sweep_temps(&dir, &file_name);
@@ -113,8 +124,8 @@ pub(crate) fn bind(kind: Kind, name: &SocketName, options: &BindOptions) -> Resu
 /// Binds a datagram socket at its path itself: the address its datagrams
 /// carry is the name it is bound to, so that replies reach it. A
 /// datagram socket is live (a connect reaches it) from its bind, so no
-/// other binder can take it for stale; what came before its mode was set
-/// is drained.
+/// other binder can take it for stale, and its file has its mode from the
+/// start (the socket's, set before).
 fn bind_datagram(
     fd: &OwnedFd,
     name: &SocketName,
@@ -146,7 +157,6 @@ fn bind_datagram(
         let _ = nix::unistd::unlinkat(dir_fd, file_name, nix::unistd::UnlinkatFlags::NoRemoveDir);
         Error::of_name(name, "chmod of the new socket file", e)
     })?;
-    drain(fd);
     Ok(id)
 }
 
@@ -170,7 +180,13 @@ fn set_mode(dir_fd: &OwnedFd, file_name: &std::ffi::OsStr, path: &Path, mode: u3
 fn split(name: &SocketName, path: &Path) -> Result<(PathBuf, std::ffi::OsString)> {
     let bad = |reason: &str| Error::InvalidName { name: name.to_string(), reason: reason.into() };
     let file = path.file_name().ok_or_else(|| bad("it does not end in a file name"))?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = path.parent().unwrap_or(Path::new(""));
+    // `svc/` and `svc/.` have the file name `svc` to `Path`, but not to
+    // the kernel (a directory, or nothing to bind).
+    if parent.join(file).as_os_str().as_bytes() != path.as_os_str().as_bytes() {
+        return Err(bad("it does not end in a file name (a trailing '/' or '.')"));
+    }
+    let dir = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
     Ok((dir.to_owned(), file.to_owned()))
 }
 
@@ -282,11 +298,36 @@ pub(crate) fn remove_if_stale(kind: Kind, name: &SocketName, path: &Path) -> Res
     }
 }
 
-/// Takes whatever datagrams came to a new datagram socket before its mode
-/// was set.
-fn drain(fd: &OwnedFd) {
-    let mut buf = [0u8; 1];
-    while nix::sys::socket::recv(fd.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT).is_ok() {}
+/// The socket directory's advisory lock (`flock`), held while a binder of
+/// this crate looks at, removes or publishes a socket file there, so that
+/// two binders never both take a stale file over (one removing the file
+/// the other just published). Without read permission on the directory
+/// there is no lock to take, and binding goes on without it.
+struct DirLock(#[allow(dead_code)] Option<nix::fcntl::Flock<std::fs::File>>);
+
+impl DirLock {
+    /// Waits up to 5 s for the lock (a binder holds it for a few system
+    /// calls).
+    fn take(dir: &Path, name: &SocketName) -> Result<DirLock> {
+        let Ok(mut file) = std::fs::File::open(dir) else { return Ok(DirLock(None)) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut pause = std::time::Duration::from_micros(50);
+        loop {
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Ok(DirLock(Some(lock))),
+                Err((f, nix::errno::Errno::EWOULDBLOCK | nix::errno::Errno::EINTR))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    file = f;
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(10));
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Err(Error::InUse { name: name.to_string() }),
+                // A file system without locks: go on without.
+                Err(_) => return Ok(DirLock(None)),
+            }
+        }
+    }
 }
 
 /// Removes temporary socket files (`NAME.new.PID.N`) of processes that
@@ -308,23 +349,6 @@ fn sweep_temps(dir: &Path, file_name: &std::ffi::OsStr) {
         if is_socket && pid != std::process::id() && !ipc_sync::process_alive(pid) {
             let _ = std::fs::remove_file(entry.path());
         }
-    }
-}
-
-fn kind_name(meta: &std::fs::Metadata) -> &'static str {
-    let t = meta.file_type();
-    if t.is_symlink() {
-        "symbolic link"
-    } else if t.is_dir() {
-        "directory"
-    } else if t.is_file() {
-        "regular file"
-    } else if t.is_fifo() {
-        "FIFO"
-    } else if t.is_char_device() || t.is_block_device() {
-        "device"
-    } else {
-        "file"
     }
 }
 

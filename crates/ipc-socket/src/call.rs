@@ -73,13 +73,40 @@ pub(crate) fn again<T>(
     fd: BorrowedFd<'_>,
     events: PollFlags,
     wait: Wait,
+    op: impl FnMut() -> nix::Result<T>,
+) -> Result<T, CallError> {
+    again_as(fd, Some(events), wait, op)
+}
+
+/// [`again`], waiting for `events` in between, or with `None` (when the
+/// descriptor's readiness does not tell: an unconnected datagram socket is
+/// always writable, whatever its receiver's queue holds) after pauses
+/// from 50 µs doubling to 10 ms.
+fn again_as<T>(
+    fd: BorrowedFd<'_>,
+    events: Option<PollFlags>,
+    wait: Wait,
     mut op: impl FnMut() -> nix::Result<T>,
 ) -> Result<T, CallError> {
+    let mut pause = std::time::Duration::from_micros(50);
     loop {
         match op() {
             Ok(v) => return Ok(v),
             Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::EAGAIN) => ready(fd, events, wait).map_err(CallError::Wait)?,
+            Err(nix::errno::Errno::EAGAIN) => match events {
+                Some(events) => ready(fd, events, wait).map_err(CallError::Wait)?,
+                None => {
+                    let deadline = match wait {
+                        Wait::No => return Err(CallError::Wait(Error::WouldBlock)),
+                        Wait::Until(d) => d,
+                    };
+                    if deadline.has_expired() {
+                        return Err(CallError::Wait(Error::Timeout));
+                    }
+                    std::thread::sleep(deadline.remaining().map_or(pause, |left| left.min(pause)));
+                    pause = (pause * 2).min(std::time::Duration::from_millis(10));
+                }
+            },
             Err(e) => return Err(CallError::Os(std::io::Error::from(e))),
         }
     }
@@ -116,9 +143,12 @@ pub(crate) fn send(
         return Err(CallError::Wait(Error::TooManyFds { count: fds.len(), max: MAX_FDS }));
     }
     let flags = wait.flag() | MsgFlags::MSG_NOSIGNAL;
+    // A send to an address waits on its receiver's queue, which the
+    // descriptor's readiness does not show.
+    let events = if to.is_some() { None } else { Some(PollFlags::POLLOUT) };
     if fds.is_empty() {
         // The plain calls: the kernel's shorter path (no msghdr to copy in).
-        return again(fd, PollFlags::POLLOUT, wait, || match to {
+        return again_as(fd, events, wait, || match to {
             Some(addr) => nix::sys::socket::sendto(fd.as_raw_fd(), data, addr, flags),
             None => nix::sys::socket::send(fd.as_raw_fd(), data, flags),
         });
@@ -126,7 +156,7 @@ pub(crate) fn send(
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let cmsgs = [ControlMessage::ScmRights(&raw)];
     let iov = [IoSlice::new(data)];
-    again(fd, PollFlags::POLLOUT, wait, || sendmsg(fd.as_raw_fd(), &iov, &cmsgs, flags, to))
+    again_as(fd, events, wait, || sendmsg(fd.as_raw_fd(), &iov, &cmsgs, flags, to))
 }
 
 /// What a receive took.
@@ -139,11 +169,46 @@ pub(crate) struct Received {
     pub(crate) whole: usize,
     /// Descriptors that came with it.
     pub(crate) fds: Vec<OwnedFd>,
-    /// Whether some descriptors did not fit (and were closed).
-    pub(crate) fds_cut: bool,
+    /// Whether descriptors were lost (`MSG_CTRUNC`), and why: more came
+    /// than asked for, or this process had no room for them.
+    pub(crate) cut: Option<Cut>,
     /// The sender's name (datagrams), when it has one.
     pub(crate) from: Option<crate::SocketName>,
 }
+
+/// Why a message's descriptors were lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cut {
+    /// More came than the receiver asked for.
+    TooMany,
+    /// The process had no room to install them (its descriptor limit).
+    NoRoom,
+}
+
+impl Cut {
+    /// The error for a receive that asked for `max_fds` and took `len`
+    /// bytes (none when it asked for none: a plain receive drops them).
+    pub(crate) fn error(cut: Option<Cut>, max_fds: usize, len: usize) -> Option<Error> {
+        match cut? {
+            _ if max_fds == 0 => None,
+            Cut::TooMany => Some(Error::FdsTruncated { max: max_fds, len }),
+            Cut::NoRoom => Some(Error::OutOfDescriptors {
+                op: "recvmsg (the message was taken; its descriptors were closed)",
+                source: std::io::Error::from_raw_os_error(libc::EMFILE),
+            }),
+        }
+    }
+}
+
+/// `SCM_PIDFD` (Linux 6.5), which libc does not name yet: a pidfd of the
+/// sender, on a socket with `SO_PASSPIDFD`.
+const SCM_PIDFD: i32 = 4;
+
+/// Room beside the descriptors for what else the kernel may put in the
+/// control buffer of a socket another holder set up (`SO_PASSCRED`,
+/// `SO_PASSPIDFD`, `SO_PASSSEC`): so that it never takes the descriptors'
+/// room.
+const OTHER_CONTROL: usize = 512;
 
 /// Receives into `buf`, with up to `max_fds` descriptors, as `wait`
 /// allows. `message`: the socket keeps message boundaries (its whole
@@ -157,7 +222,7 @@ pub(crate) fn recv(
     wait: Wait,
 ) -> Result<Received, CallError> {
     let max_fds = max_fds.min(MAX_FDS);
-    let mut space = if max_fds > 0 { vec![0u8; cmsg_space(max_fds)] } else { Vec::new() };
+    let mut space = if max_fds > 0 { vec![0u8; cmsg_space(max_fds) + OTHER_CONTROL] } else { Vec::new() };
     let mut flags = wait.flag() | MsgFlags::MSG_CMSG_CLOEXEC;
     if message {
         flags |= MsgFlags::MSG_TRUNC;
@@ -171,15 +236,22 @@ pub(crate) fn recv(
         let (whole, msg_flags, address) = (msg.bytes, msg.flags, msg.address);
         // Owned at once, before anything else can fail. Read from the
         // buffer itself: when some did not fit (`MSG_CTRUNC`), nix will not
-        // iterate, but those that fit were installed all the same.
-        let fds = sys::own_received(rights_in(&space));
-        Ok(Received {
-            len: whole.min(capacity),
-            whole,
-            fds,
-            fds_cut: msg_flags.contains(MsgFlags::MSG_CTRUNC),
-            from: address.as_ref().and_then(sender_name),
-        })
+        // iterate, but those that fit were installed all the same. A
+        // sender's pidfd (`SO_PASSPIDFD`) is closed at once.
+        let (rights, pidfds) = descriptors_in(&space);
+        drop(sys::own_received(pidfds));
+        let fds = sys::own_received(rights);
+        // The buffer has room for `max_fds` and more: more arrived than
+        // asked for, or it was cut with fewer (the kernel could not
+        // install them).
+        let cut = if fds.len() > max_fds {
+            Some(Cut::TooMany)
+        } else if msg_flags.contains(MsgFlags::MSG_CTRUNC) {
+            Some(if fds.len() == max_fds { Cut::TooMany } else { Cut::NoRoom })
+        } else {
+            None
+        };
+        Ok(Received { len: whole.min(capacity), whole, fds, cut, from: address.as_ref().and_then(sender_name) })
     })
 }
 
@@ -204,13 +276,14 @@ fn sender_name(addr: &UnixAddr) -> Option<crate::SocketName> {
     }
 }
 
-/// The descriptors of every `SCM_RIGHTS` message in a control buffer the
-/// kernel filled (zeroed before, so a zero length ends it).
-fn rights_in(control: &[u8]) -> Vec<RawFd> {
+/// The descriptors of every `SCM_RIGHTS` message, and of every
+/// `SCM_PIDFD` one, in a control buffer the kernel filled (zeroed before,
+/// so a zero length ends it).
+fn descriptors_in(control: &[u8]) -> (Vec<RawFd>, Vec<RawFd>) {
     let word = std::mem::size_of::<usize>();
     let header = std::mem::size_of::<libc::cmsghdr>().div_ceil(word) * word;
     let int = std::mem::size_of::<RawFd>();
-    let mut fds = Vec::new();
+    let (mut fds, mut pidfds) = (Vec::new(), Vec::new());
     let mut at = 0;
     while let Some(h) = control.get(at..at + header) {
         let len = usize::from_ne_bytes(h[..word].try_into().unwrap_or([0; 8]));
@@ -220,12 +293,15 @@ fn rights_in(control: &[u8]) -> Vec<RawFd> {
         let level = i32::from_ne_bytes(h[word..word + 4].try_into().unwrap_or([0; 4]));
         let kind = i32::from_ne_bytes(h[word + 4..word + 8].try_into().unwrap_or([0; 4]));
         let data = control.get(at + header..(at + len).min(control.len())).unwrap_or(&[]);
-        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
-            fds.extend(data.chunks_exact(int).map(|c| RawFd::from_ne_bytes(c.try_into().unwrap_or([0xff; 4]))));
+        let ints = data.chunks_exact(int).map(|c| RawFd::from_ne_bytes(c.try_into().unwrap_or([0xff; 4])));
+        match (level, kind) {
+            (libc::SOL_SOCKET, libc::SCM_RIGHTS) => fds.extend(ints),
+            (libc::SOL_SOCKET, SCM_PIDFD) => pidfds.extend(ints),
+            _ => {}
         }
         at += len.div_ceil(word) * word;
     }
-    fds
+    (fds, pidfds)
 }
 
 /// Room for `n` descriptors in a control message.

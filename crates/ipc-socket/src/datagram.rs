@@ -24,9 +24,10 @@ use crate::socket::{self, Kind};
 /// dropped in the process that made it, as a listener does.
 #[derive(Debug)]
 pub struct DatagramSocket {
+    // Dropped first, as a listener's (see `Bound`).
+    file: Option<Guard<SocketFile>>,
     fd: OwnedFd,
     name: Option<SocketName>,
-    file: Option<Guard<SocketFile>>,
 }
 
 impl DatagramSocket {
@@ -276,8 +277,8 @@ impl DatagramSocket {
         let capacity = buf.len();
         let got = call::recv(self.fd.as_fd(), buf, max_fds, true, wait)
             .map_err(|e| e.or_os(|e| Error::of_call("recvmsg", e)))?;
-        if max_fds > 0 && (got.fds_cut || got.fds.len() > max_fds) {
-            return Err(Error::FdsTruncated { max: max_fds, len: got.len });
+        if let Some(e) = call::Cut::error(got.cut, max_fds, got.len) {
+            return Err(e);
         }
         if got.whole > capacity {
             return Err(Error::Truncated { len: got.whole, capacity });

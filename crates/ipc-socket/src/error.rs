@@ -1,4 +1,5 @@
 use std::io;
+use std::os::unix::fs::FileTypeExt;
 
 use ipc_sync::object::{ObjectError, ObjectFault};
 
@@ -186,18 +187,47 @@ impl Error {
 
     /// The error of the system call `op` that failed with `e` on the
     /// socket named `name` (binding, connecting, sending to it).
-    pub(crate) fn of_name(name: &crate::SocketName, op: &'static str, e: io::Error) -> Error {
-        let name = name.to_string();
+    pub(crate) fn of_name(socket: &crate::SocketName, op: &'static str, e: io::Error) -> Error {
+        let name = socket.to_string();
         match e.raw_os_error() {
             Some(libc::EADDRINUSE) => Error::InUse { name },
             Some(libc::ENOENT | libc::ENOTDIR) => Error::NotFound { name },
             Some(libc::EACCES | libc::EPERM) => Error::PermissionDenied { name },
-            Some(libc::ECONNREFUSED) => Error::Refused { name },
+            Some(libc::ECONNREFUSED) => match not_a_socket(socket) {
+                Some(found) => Error::NotASocket { name, found },
+                None => Error::Refused { name },
+            },
             Some(libc::ENAMETOOLONG) => {
                 Error::InvalidName { name, reason: "a name in its path is over NAME_MAX (255) bytes".into() }
             }
             _ => Error::of_call(op, e),
         }
+    }
+}
+
+/// What is at the path `name` when it is something other than a socket
+/// (the kernel refuses a connection to a regular file or a directory as
+/// it does one to a stale socket file).
+fn not_a_socket(name: &crate::SocketName) -> Option<&'static str> {
+    let meta = std::fs::symlink_metadata(name.as_path()?).ok()?;
+    (!meta.file_type().is_socket()).then(|| kind_name(&meta))
+}
+
+/// What a file is, for errors: "regular file", "directory", …
+pub(crate) fn kind_name(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_symlink() {
+        "symbolic link"
+    } else if t.is_dir() {
+        "directory"
+    } else if t.is_file() {
+        "regular file"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_char_device() || t.is_block_device() {
+        "device"
+    } else {
+        "file"
     }
 }
 

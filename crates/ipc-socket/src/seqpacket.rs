@@ -223,8 +223,8 @@ impl SeqpacketSocket {
         let capacity = buf.len();
         let fd = self.fd.as_fd();
         let got = call::recv(fd, buf, max_fds, true, wait).map_err(|e| e.or_os(|e| Error::of_call("recv", e)))?;
-        if max_fds > 0 && (got.fds_cut || got.fds.len() > max_fds) {
-            return Err(Error::FdsTruncated { max: max_fds, len: got.len });
+        if let Some(e) = call::Cut::error(got.cut, max_fds, got.len) {
+            return Err(e);
         }
         if got.whole > capacity {
             return Err(Error::Truncated { len: got.whole, capacity });

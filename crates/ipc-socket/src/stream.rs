@@ -166,8 +166,8 @@ impl StreamSocket {
     fn recv_wait(&self, buf: &mut [u8], max_fds: usize, wait: Wait) -> Result<(usize, Vec<OwnedFd>)> {
         let got = call::recv(self.fd.as_fd(), buf, max_fds, false, wait)
             .map_err(|e| e.or_os(|e| Error::of_call("recv", e)))?;
-        if max_fds > 0 && (got.fds_cut || got.fds.len() > max_fds) {
-            return Err(Error::FdsTruncated { max: max_fds, len: got.len });
+        if let Some(e) = call::Cut::error(got.cut, max_fds, got.len) {
+            return Err(e);
         }
         Ok((got.len, got.fds))
     }

@@ -22,6 +22,7 @@ mod shm;
 mod socket;
 mod socket_hostile;
 mod sync;
+mod typed;
 
 fn main() -> std::process::ExitCode {
     ipc_kit_tests::main(
@@ -46,6 +47,7 @@ fn main() -> std::process::ExitCode {
             examples::CASES,
             socket::CASES,
             socket_hostile::CASES,
+            typed::CASES,
         ],
         &[shm::HELPERS, channel::HELPERS, sync::HELPERS, msgq::HELPERS, fifo::HELPERS, socket::HELPERS],
     )

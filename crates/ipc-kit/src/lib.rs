@@ -12,6 +12,7 @@
 //! | [`fifo`] | `ipc-fifo` | `fifo` | named pipes, opened safely |
 //! | [`pipe`] | `ipc-pipe` | `pipe` | anonymous pipes for parent and child, across fork and exec |
 //! | [`socket`] | `ipc-socket` | `socket` | Unix stream, seqpacket and datagram sockets: names, peer credentials, descriptor passing |
+//! | `typed` | (postcard) | `serde`, off by default | any serde type as one message through every sender and receiver (`SendValue`, `RecvValue`) |
 //!
 //! ```
 //! # #[cfg(feature = "pipe")] {
@@ -108,6 +109,8 @@ mod impls;
 #[cfg(all(feature = "pipe", feature = "fifo", feature = "msgq", feature = "shm", feature = "socket"))]
 mod mechanism;
 pub mod traits;
+#[cfg(feature = "serde")]
+pub mod typed;
 
 #[cfg(feature = "pipe")]
 pub use impls::PipeSender;

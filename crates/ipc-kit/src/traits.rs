@@ -38,6 +38,16 @@ pub enum Error {
         /// The most the mechanism carries.
         max: usize,
     },
+    /// A received message that is not the value asked for (feature
+    /// `serde`): it does not decode as the type, or bytes follow the
+    /// value. The message was taken; the next is received as usual.
+    #[error("a message of {len} bytes is not the value asked for: {reason}")]
+    Malformed {
+        /// The message's length.
+        len: usize,
+        /// What the decoder said.
+        reason: String,
+    },
     /// Anything else, from the mechanism's own error type.
     #[error(transparent)]
     Other(Box<dyn std::error::Error + Send + Sync>),

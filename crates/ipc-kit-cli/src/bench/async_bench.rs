@@ -102,7 +102,7 @@ fn ways(subject: Subject) -> io::Result<Ways> {
             let (r2, w2) = std::io::pipe()?;
             Ways::Pipes((r1.into(), w1.into()), (r2.into(), w2.into()))
         }
-        Subject::TokioFifo => Ways::Pipes(super::links::fifo_ends()?, super::links::fifo_ends()?),
+        Subject::TokioFifo => Ways::Pipes(super::raw_links::fifo_ends()?, super::raw_links::fifo_ends()?),
     })
 }
 

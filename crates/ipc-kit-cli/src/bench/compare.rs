@@ -15,7 +15,8 @@ use hdrhistogram::Histogram;
 use ipc_kit::sync::Deadline;
 use ipc_kit::sync::os::{PollFlags, poll_until};
 
-use super::links::{self, Link, Runner, Rx, Tx};
+use super::link::{Link, Runner, Rx, Tx};
+use super::links;
 use super::mech::Mech;
 use super::method::{Impl, Placement, Probed, median, probed_pairs, settled, two_processes};
 use crate::sys;

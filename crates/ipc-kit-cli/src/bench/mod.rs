@@ -29,11 +29,13 @@ mod channel;
 mod chart;
 mod compare;
 mod driver;
+mod link;
 mod links;
 mod mech;
 mod method;
 mod output;
 mod pipe;
+mod raw_links;
 mod sync;
 mod workload;
 

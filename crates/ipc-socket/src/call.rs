@@ -159,6 +159,14 @@ pub(crate) fn send(
     again_as(fd, events, wait, || sendmsg(fd.as_raw_fd(), &iov, &cmsgs, flags, to))
 }
 
+/// One plain `send` of `data` under `wait`'s flag: whether it all went.
+/// Anything else (no room, an interruption, an error) is for
+/// [`send`] to try again and tell.
+#[inline]
+pub(crate) fn send_once(fd: BorrowedFd<'_>, data: &[u8], wait: Wait) -> bool {
+    nix::sys::socket::send(fd.as_raw_fd(), data, wait.flag() | MsgFlags::MSG_NOSIGNAL).is_ok_and(|n| n == data.len())
+}
+
 /// What a receive took.
 #[derive(Debug)]
 pub(crate) struct Received {

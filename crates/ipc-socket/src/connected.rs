@@ -108,6 +108,29 @@ macro_rules! connected {
                 call::peer_credentials(&self.fd)
             }
 
+            /// [`recv_with_fds`](Self::recv_with_fds) without waiting.
+            ///
+            /// # Errors
+            ///
+            /// [`Error::WouldBlock`]; as for [`recv_with_fds`](Self::recv_with_fds).
+            pub fn try_recv_with_fds(&self, buf: &mut [u8], max_fds: usize) -> Result<(usize, Vec<OwnedFd>)> {
+                self.recv_wait(buf, max_fds, Wait::No)
+            }
+
+            /// [`recv_with_fds`](Self::recv_with_fds), waiting at most `timeout`.
+            ///
+            /// # Errors
+            ///
+            /// [`Error::Timeout`]; as for [`recv_with_fds`](Self::recv_with_fds).
+            pub fn recv_with_fds_timeout(
+                &self,
+                buf: &mut [u8],
+                max_fds: usize,
+                timeout: Duration,
+            ) -> Result<(usize, Vec<OwnedFd>)> {
+                self.recv_wait(buf, max_fds, Wait::after(timeout))
+            }
+
             /// Shuts down reading, writing or both (`shutdown(2)`): after
             /// writing is shut, the peer receives the end after what was
             /// sent.

@@ -90,6 +90,11 @@ impl SeqpacketSocket {
         if msg.is_empty() {
             return Err(Error::MessageTooLarge { len: 0, max: call::max_message(fd) });
         }
+        // The common case in one call, nothing around it: a message
+        // without descriptors that goes at once.
+        if fds.is_empty() && call::send_once(fd, msg, wait) {
+            return Ok(());
+        }
         call::send(fd, msg, fds, None, wait)
             .map_err(|e| {
                 e.or_os(|e| match e.raw_os_error() {
@@ -194,29 +199,6 @@ impl SeqpacketSocket {
     /// for [`recv`](Self::recv).
     pub fn recv_with_fds(&self, buf: &mut [u8], max_fds: usize) -> Result<(usize, Vec<OwnedFd>)> {
         self.recv_wait(buf, max_fds, Wait::FOREVER)
-    }
-
-    /// [`recv_with_fds`](Self::recv_with_fds) without waiting.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::WouldBlock`]; as for [`recv_with_fds`](Self::recv_with_fds).
-    pub fn try_recv_with_fds(&self, buf: &mut [u8], max_fds: usize) -> Result<(usize, Vec<OwnedFd>)> {
-        self.recv_wait(buf, max_fds, Wait::No)
-    }
-
-    /// [`recv_with_fds`](Self::recv_with_fds), waiting at most `timeout`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Timeout`]; as for [`recv_with_fds`](Self::recv_with_fds).
-    pub fn recv_with_fds_timeout(
-        &self,
-        buf: &mut [u8],
-        max_fds: usize,
-        timeout: Duration,
-    ) -> Result<(usize, Vec<OwnedFd>)> {
-        self.recv_wait(buf, max_fds, Wait::after(timeout))
     }
 
     fn recv_wait(&self, buf: &mut [u8], max_fds: usize, wait: Wait) -> Result<(usize, Vec<OwnedFd>)> {

@@ -140,29 +140,6 @@ impl StreamSocket {
         self.recv_wait(buf, max_fds, Wait::FOREVER)
     }
 
-    /// [`recv_with_fds`](Self::recv_with_fds) without waiting.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::WouldBlock`]; as for [`recv_with_fds`](Self::recv_with_fds).
-    pub fn try_recv_with_fds(&self, buf: &mut [u8], max_fds: usize) -> Result<(usize, Vec<OwnedFd>)> {
-        self.recv_wait(buf, max_fds, Wait::No)
-    }
-
-    /// [`recv_with_fds`](Self::recv_with_fds), waiting at most `timeout`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Timeout`]; as for [`recv_with_fds`](Self::recv_with_fds).
-    pub fn recv_with_fds_timeout(
-        &self,
-        buf: &mut [u8],
-        max_fds: usize,
-        timeout: Duration,
-    ) -> Result<(usize, Vec<OwnedFd>)> {
-        self.recv_wait(buf, max_fds, Wait::after(timeout))
-    }
-
     fn recv_wait(&self, buf: &mut [u8], max_fds: usize, wait: Wait) -> Result<(usize, Vec<OwnedFd>)> {
         let got = call::recv(self.fd.as_fd(), buf, max_fds, false, wait)
             .map_err(|e| e.or_os(|e| Error::of_call("recv", e)))?;

@@ -21,6 +21,7 @@ mod review;
 mod shm;
 mod socket;
 mod socket_hostile;
+mod socket_umbrella;
 mod sync;
 mod typed;
 
@@ -47,6 +48,7 @@ fn main() -> std::process::ExitCode {
             examples::CASES,
             socket::CASES,
             socket_hostile::CASES,
+            socket_umbrella::CASES,
             typed::CASES,
         ],
         &[shm::HELPERS, channel::HELPERS, sync::HELPERS, msgq::HELPERS, fifo::HELPERS, socket::HELPERS],

@@ -378,9 +378,11 @@ mod socket {
     }
 
     /// A seqpacket socket sends whole messages, up to its send buffer
-    /// (`SO_SNDBUF`, less the kernel's 32 bytes), in every form. An empty
-    /// message is [`Error::TooLarge`]: on a seqpacket socket it could not
-    /// be told from the peer's going.
+    /// (`SO_SNDBUF`, less the kernel's 32 bytes, and at most 4 MiB), in
+    /// every form. An empty message is refused ([`Error::TooLarge`] with
+    /// `len` 0): on a seqpacket socket it could not be told from the
+    /// peer's going. (Typed values whose encoding is empty go as one zero
+    /// byte: see `typed`.)
     impl MessageSender for SeqpacketSocket {
         fn send(&mut self, msg: &[u8]) -> Result<()> {
             SeqpacketSocket::send(self, msg).map_err(|e| socket_err(e, Error::Full))

@@ -32,11 +32,19 @@
 //! [`Error::Malformed`], and the next message is received as usual.
 //! Decoding allocates only as the message's bytes allow (a length in the
 //! message reserves at most what serde's cautious size hint allows, and
-//! grows as elements actually decode). A type that nests without bound (a
-//! recursive enum, a `Box<Self>`) recurses once per level the message
-//! spells out, and a message can spell out as many levels as it has
-//! bytes: bound the depth of such types yourself before receiving them
-//! from a peer you do not trust.
+//! grows as elements actually decode). Two kinds of type are the
+//! receiver's to bound before it takes them from a peer it does not trust:
+//! - a type that nests without bound (a recursive enum, a `Box<Self>`)
+//!   recurses once per level the message spells out, and a message can
+//!   spell out as many levels as it has bytes: deep enough, the thread
+//!   overflows its stack, which aborts the process;
+//! - a sequence or map of a zero-sized type (`Vec<()>`, a set of unit
+//!   structs) decodes each element from no bytes at all, so a message of
+//!   ten bytes can claim 2^64 of them, and decoding takes as long as the
+//!   claim.
+//!
+//! A value whose encoding is empty (`()`, a unit struct) goes as one zero
+//! byte, so that it is a message every mechanism carries.
 
 use std::time::Duration;
 
@@ -124,16 +132,24 @@ pub trait RecvValue: MessageReceiver {
 
 impl<R: MessageReceiver + ?Sized> RecvValue for R {}
 
-/// `value`'s postcard encoding.
+/// `value`'s postcard encoding; one zero byte for a value whose encoding
+/// is empty (`()`, a unit struct), so that every value is a message of at
+/// least one byte, which every mechanism carries.
 fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    postcard::to_allocvec(value).map_err(|e| Error::Other(Box::new(e)))
+    let mut bytes = postcard::to_allocvec(value).map_err(|e| Error::Other(Box::new(e)))?;
+    if bytes.is_empty() {
+        bytes.push(0);
+    }
+    Ok(bytes)
 }
 
-/// The `T` that `bytes` encode, all of them.
+/// The `T` that `bytes` encode, all of them (or none of them, when they
+/// are the one zero byte that stands for an empty encoding).
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     let malformed = |reason: String| Error::Malformed { len: bytes.len(), reason };
     let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| malformed(e.to_string()))?;
-    if !rest.is_empty() {
+    let empty_encoding = bytes == [0] && rest.len() == 1;
+    if !rest.is_empty() && !empty_encoding {
         return Err(malformed(format!("{} bytes follow the value", rest.len())));
     }
     Ok(value)
@@ -190,6 +206,20 @@ mod tests {
                 prop_assert!(is_malformed);
             }
         }
+    }
+
+    #[test]
+    fn a_value_with_an_empty_encoding_is_one_zero_byte() {
+        #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+        struct Ping;
+        assert_eq!(encode(&Ping).unwrap(), [0]);
+        assert_eq!(decode::<Ping>(&[0]).unwrap(), Ping);
+        assert_eq!(decode::<()>(&[0]).unwrap(), ());
+        assert!(matches!(decode::<Ping>(&[0, 0]), Err(Error::Malformed { .. })));
+        assert!(matches!(decode::<Ping>(&[1]), Err(Error::Malformed { .. })));
+        // A value that is one zero byte stays itself.
+        assert_eq!(decode::<u8>(&encode(&0u8).unwrap()).unwrap(), 0);
+        assert_eq!(decode::<Option<u8>>(&encode(&None::<u8>).unwrap()).unwrap(), None);
     }
 
     #[test]

@@ -321,12 +321,20 @@ fn cmsg_space(n: usize) -> usize {
     header.div_ceil(align) * align + data.div_ceil(align) * align
 }
 
-/// Whether the peer of a connected socket has shut its side: after a
-/// receive of zero bytes on a message socket, which is either an empty
-/// message or the end (an empty message sent just before the peer went
-/// is taken for the end).
+/// Whether the peer of a connected socket has shut its side and nothing
+/// it sent is left but empty messages: after a receive of zero bytes on a
+/// message socket, which is either an empty message or the end (empty
+/// messages sent just before the peer went, with nothing after them, are
+/// taken for the end).
 pub(crate) fn peer_gone(fd: BorrowedFd<'_>) -> bool {
-    sys::read_hung_up(fd)
+    sys::read_hung_up(fd) && !message_waits(fd)
+}
+
+/// Whether a message of at least one byte waits to be received (a peek of
+/// its length, which copies nothing).
+fn message_waits(fd: BorrowedFd<'_>) -> bool {
+    let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC;
+    nix::sys::socket::recv(fd.as_raw_fd(), &mut [], flags).is_ok_and(|n| n > 0)
 }
 
 /// The credentials of a connected socket's peer (`SO_PEERCRED`).
@@ -350,17 +358,38 @@ pub(crate) fn shutdown(fd: BorrowedFd<'_>, how: std::net::Shutdown) -> Result<()
     }
 }
 
-/// The message-size limit of a message socket: its send buffer, less the
-/// kernel's overhead (what a send of more is refused with `EMSGSIZE`
-/// against), for the error.
+/// The longest message the kernel allocates in one piece, whatever the
+/// send buffer: 4 MiB of linear buffer (its kmalloc limit) and 17 page
+/// fragments; a longer one is refused with `ENOBUFS`. 4 MiB is the bound
+/// this crate promises.
+const KERNEL_MESSAGE_MAX: usize = 4 << 20;
+
+/// The most a message socket carries in one message: its send buffer less
+/// the kernel's 32 bytes (a send of more is refused with `EMSGSIZE`), and
+/// no more than [`KERNEL_MESSAGE_MAX`].
 pub(crate) fn max_message(fd: BorrowedFd<'_>) -> usize {
-    nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::SndBuf).unwrap_or(0)
+    let sndbuf = nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::SndBuf).unwrap_or(0);
+    sndbuf.saturating_sub(32).min(KERNEL_MESSAGE_MAX)
+}
+
+/// The error of a send of `len` bytes on a message socket that failed
+/// with `e`: `MessageTooLarge` for one over what the socket carries
+/// (`EMSGSIZE`, or `ENOBUFS` for one too long for the kernel to allocate),
+/// else as `Error::of_call`.
+pub(crate) fn message_send_error(fd: BorrowedFd<'_>, len: usize, e: std::io::Error) -> Error {
+    let max = max_message(fd);
+    match e.raw_os_error() {
+        Some(libc::EMSGSIZE) => Error::MessageTooLarge { len, max },
+        Some(libc::ENOBUFS) if len > max => Error::MessageTooLarge { len, max },
+        _ => Error::of_call("send", e),
+    }
 }
 
 /// The longest message a peer can send on a seqpacket or datagram socket
 /// with the largest send buffer it may set unprivileged: twice
 /// `net.core.wmem_max` (the kernel doubles what `SO_SNDBUF` asks), at
-/// least 256 KiB; read once.
+/// least 256 KiB, and no more than the longest the kernel allocates in one
+/// piece ([`KERNEL_MESSAGE_MAX`] and its page fragments); read once.
 pub(crate) fn largest_message() -> usize {
     static LARGEST: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *LARGEST.get_or_init(|| {
@@ -368,6 +397,7 @@ pub(crate) fn largest_message() -> usize {
             .ok()
             .and_then(|s| s.trim().parse::<usize>().ok())
             .unwrap_or(0);
-        max.saturating_mul(2).max(256 << 10)
+        // The kernel allocates no longer message, whatever the buffer.
+        max.saturating_mul(2).clamp(256 << 10, KERNEL_MESSAGE_MAX + (128 << 10))
     })
 }

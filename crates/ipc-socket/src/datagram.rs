@@ -190,7 +190,7 @@ impl DatagramSocket {
         call::send(fd, msg, fds, addr.as_ref(), wait)
             .map_err(|e| {
                 e.or_os(|e| match (e.raw_os_error(), to) {
-                    (Some(libc::EMSGSIZE), _) => Error::MessageTooLarge { len: msg.len(), max: call::max_message(fd) },
+                    (Some(libc::EMSGSIZE | libc::ENOBUFS), _) => call::message_send_error(fd, msg.len(), e),
                     (Some(libc::EPROTOTYPE), Some(to)) => {
                         Error::WrongType { name: to.to_string(), wanted: Kind::Datagram.name() }
                     }

@@ -86,8 +86,9 @@ pub enum Error {
     MessageTooLarge {
         /// Its length.
         len: usize,
-        /// The most the socket carries (its send buffer, for seqpacket and
-        /// datagram sockets).
+        /// The most the socket carries: its send buffer less the
+        /// kernel's 32 bytes, and at most 4 MiB (the longest message the
+        /// kernel allocates in one piece).
         max: usize,
     },
 

@@ -32,7 +32,8 @@ impl SeqpacketSocket {
     /// # Errors
     ///
     /// [`Error::MessageTooLarge`] over what the socket carries (its send
-    /// buffer) or for an empty message; [`Error::Disconnected`];
+    /// buffer less 32 bytes, at most 4 MiB) or for an empty message;
+    /// [`Error::Disconnected`];
     /// [`Error::Io`].
     pub fn send(&self, msg: &[u8]) -> Result<()> {
         self.send_wait(msg, &[], Wait::FOREVER)
@@ -96,12 +97,7 @@ impl SeqpacketSocket {
             return Ok(());
         }
         call::send(fd, msg, fds, None, wait)
-            .map_err(|e| {
-                e.or_os(|e| match e.raw_os_error() {
-                    Some(libc::EMSGSIZE) => Error::MessageTooLarge { len: msg.len(), max: call::max_message(fd) },
-                    _ => Error::of_call("send", e),
-                })
-            })
+            .map_err(|e| e.or_os(|e| call::message_send_error(fd, msg.len(), e)))
             .map(drop)
     }
 

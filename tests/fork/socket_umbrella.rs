@@ -67,11 +67,10 @@ fn set_nonblock(fd: RawFd) {
 
 /// CPU time (user + system) of the whole process.
 fn cpu() -> Duration {
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is a valid rusage.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let t = |tv: libc::timeval| Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64);
-    t(ru.ru_utime) + t(ru.ru_stime)
+    use nix::sys::resource::{UsageWho, getrusage};
+    let u = getrusage(UsageWho::RUSAGE_SELF).unwrap();
+    let t = |tv: nix::sys::time::TimeVal| Duration::from_micros(tv.tv_sec() as u64 * 1_000_000 + tv.tv_usec() as u64);
+    t(u.user_time()) + t(u.system_time())
 }
 
 // Error::TooLarge: "max: the most the mechanism carries". A message of

@@ -35,6 +35,7 @@ impl SeqpacketSocket {
     /// buffer less 32 bytes, at most 4 MiB) or for an empty message;
     /// [`Error::Disconnected`];
     /// [`Error::Io`].
+    #[inline]
     pub fn send(&self, msg: &[u8]) -> Result<()> {
         self.send_wait(msg, &[], Wait::FOREVER)
     }
@@ -86,6 +87,7 @@ impl SeqpacketSocket {
         self.send_wait(msg, fds, Wait::after(timeout))
     }
 
+    #[inline]
     fn send_wait(&self, msg: &[u8], fds: &[BorrowedFd<'_>], wait: Wait) -> Result<()> {
         let fd = self.fd.as_fd();
         if msg.is_empty() {

@@ -607,8 +607,9 @@ fn a_listener_removes_its_own_file_only() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
-// The temporary names `NAME.new.PID.N` of binders that died mid-bind are
-// swept by the next bind of `NAME`; those of live processes are not.
+// The temporary names `.ipc-socket.new.PID.N` of binders that died
+// mid-bind are swept by the next bind in their directory; those of live
+// processes, and other names, are not.
 fn leftovers_of_binders_that_died_are_swept() {
     let dir = ScratchDir::new();
     let name = name_in(&dir, "svc");
@@ -616,15 +617,15 @@ fn leftovers_of_binders_that_died_are_swept() {
     let mut dead = fork(|| {});
     let dead_pid = dead.pid().as_raw();
     assert_eq!(dead.wait(), Exit::Code(0));
-    let leftover = dir.path().join(format!("svc.new.{dead_pid}.0"));
+    let leftover = dir.path().join(format!(".ipc-socket.new.{dead_pid}.0"));
     let mut made = DatagramSocket::bind(&SocketName::path(&leftover).unwrap()).unwrap();
     made.persist();
     drop(made);
-    let live = dir.path().join(format!("svc.new.{}.0", std::process::id()));
+    let live = dir.path().join(format!(".ipc-socket.new.{}.0", std::process::id()));
     let mut mine = DatagramSocket::bind(&SocketName::path(&live).unwrap()).unwrap();
     mine.persist();
     drop(mine);
-    let other = dir.path().join("svc.new.x.0");
+    let other = dir.path().join(".ipc-socket.new.x.0");
     std::fs::write(&other, b"not ours").unwrap();
     drop(StreamListener::bind(&name).unwrap());
     assert!(!leftover.exists(), "a dead binder's temporary file was left");

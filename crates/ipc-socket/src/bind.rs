@@ -1,5 +1,5 @@
 //! Binding to a name. A listener's socket file is made under a temporary
-//! name beside its path (`NAME.new.PID.N`), given its mode, set listening,
+//! name beside its path (`.ipc-socket.new.PID.N`), given its mode, set listening,
 //! and only then linked into place: nobody ever finds a listener at the
 //! path that has the wrong mode or does not accept yet, and a stale
 //! socket file there (one nobody is bound to) is taken over, never a live
@@ -105,7 +105,7 @@ pub(crate) fn bind(kind: Kind, name: &SocketName, options: &BindOptions) -> Resu
     nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(options.mode & 0o777))
         .map_err(|e| Error::Io { op: "fchmod of a new socket", source: e.into() })?;
     let id = if listens {
-        let (temp, id) = bind_temp(&fd, name, &dir, &dir_fd, file_name.as_os_str(), options.mode)?;
+        let (temp, id) = bind_temp(&fd, name, &dir, &dir_fd, options.mode)?;
         let published = listen_now(&fd).and_then(|()| {
             let _lock = DirLock::take(&dir, name)?;
             link_into_place(kind, name, path, &dir_fd, &temp, &file_name, options.take_over_stale)
@@ -117,7 +117,7 @@ pub(crate) fn bind(kind: Kind, name: &SocketName, options: &BindOptions) -> Resu
         let _lock = DirLock::take(&dir, name)?;
         bind_datagram(&fd, name, path, &dir_fd, &file_name, options)?
     };
-    sweep_temps(&dir, &file_name);
+    sweep_temps(&dir);
     Ok(Bound { fd, name: name.clone(), file: Some(Guard::made(SocketFile { path: path.clone(), id })) })
 }
 
@@ -197,12 +197,10 @@ fn bind_temp(
     name: &SocketName,
     dir: &Path,
     dir_fd: &OwnedFd,
-    file_name: &std::ffi::OsStr,
     mode: u32,
 ) -> Result<(std::ffi::OsString, (u64, u64))> {
     for n in 0..1000u32 {
-        let mut temp = file_name.to_owned();
-        temp.push(format!(".new.{}.{n}", std::process::id()));
+        let temp = std::ffi::OsString::from(format!("{TEMP_PREFIX}{}.{n}", std::process::id()));
         // Through the directory's descriptor where the whole path is too
         // long for an address.
         let direct = dir.join(&temp);
@@ -215,7 +213,7 @@ fn bind_temp(
             return Err(Error::InvalidName {
                 name: name.to_string(),
                 reason: format!(
-                    "its file name is too long to be bound under the temporary name {}",
+                    "its directory cannot be reached by a path short enough to bind the temporary name {}",
                     temp.to_string_lossy()
                 ),
             });
@@ -330,15 +328,18 @@ impl DirLock {
     }
 }
 
-/// Removes temporary socket files (`NAME.new.PID.N`) of processes that
-/// died while binding.
-fn sweep_temps(dir: &Path, file_name: &std::ffi::OsStr) {
+/// The start of the temporary names of socket files being published:
+/// `.ipc-socket.new.PID.N`, short whatever the socket's own name, so that
+/// any path a socket may have can be published through it.
+const TEMP_PREFIX: &str = ".ipc-socket.new.";
+
+/// Removes the temporary socket files (`.ipc-socket.new.PID.N`) of
+/// processes that died while binding in `dir`.
+fn sweep_temps(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut prefix = file_name.as_bytes().to_vec();
-    prefix.extend_from_slice(b".new.");
     for entry in entries.flatten() {
         let file = entry.file_name();
-        let Some(rest) = file.as_bytes().strip_prefix(prefix.as_slice()) else { continue };
+        let Some(rest) = file.as_bytes().strip_prefix(TEMP_PREFIX.as_bytes()) else { continue };
         let mut parts = rest.split(|&b| b == b'.');
         let number = |p: Option<&[u8]>| {
             p.filter(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit))

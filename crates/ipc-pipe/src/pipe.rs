@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ipc_sync::Deadline;
-use ipc_sync::os::{PollFlags, poll_until};
+use ipc_sync::os::{NotReady, PollFlags};
 
 use crate::error::{Error, Result};
 use crate::own::{self, EndFd};
@@ -323,13 +323,7 @@ pub fn pipe_max_size() -> Option<usize> {
     std::fs::read_to_string("/proc/sys/fs/pipe-max-size").ok()?.trim().parse().ok()
 }
 
-/// How long a read or write may wait: not at all (`try_*`) or until a
-/// deadline.
-#[derive(Clone, Copy)]
-pub(crate) enum Wait {
-    No,
-    Until(Deadline),
-}
+pub(crate) use ipc_sync::os::Wait;
 
 /// Reads into `buf` without blocking past `wait`.
 pub(crate) fn read_waiting(fd: BorrowedFd<'_>, buf: &mut [u8], wait: Wait) -> Result<usize> {
@@ -362,18 +356,11 @@ pub(crate) fn write_waiting(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>], wait: Wait
 /// Waits for `events` on `fd` until the deadline in `wait`: `WouldBlock` for
 /// `Wait::No`, `Timeout` once the deadline has passed.
 fn wait_ready(fd: BorrowedFd<'_>, events: PollFlags, wait: Wait) -> Result<()> {
-    let deadline = match wait {
-        Wait::No => return Err(Error::WouldBlock),
-        Wait::Until(d) => d,
-    };
-    if deadline.has_expired() {
-        return Err(Error::Timeout);
-    }
-    match poll_until(fd, events, deadline) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(Error::Timeout),
-        Err(e) => Err(Error::from_io("poll on pipe", e)),
-    }
+    ipc_sync::os::wait_ready(fd, events, wait).map_err(|e| match e {
+        NotReady::WouldBlock => Error::WouldBlock,
+        NotReady::Timeout => Error::Timeout,
+        NotReady::Os(e) => Error::from_io("poll on pipe", e),
+    })
 }
 
 impl PipeReader {

@@ -308,19 +308,17 @@ impl DirLock {
     /// calls).
     fn take(dir: &Path, name: &SocketName) -> Result<DirLock> {
         let Ok(mut file) = std::fs::File::open(dir) else { return Ok(DirLock(None)) };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let mut pause = std::time::Duration::from_micros(50);
+        let wait = crate::call::Wait::after(std::time::Duration::from_secs(5));
+        let mut backoff = crate::call::Backoff::new();
         loop {
             match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
                 Ok(lock) => return Ok(DirLock(Some(lock))),
-                Err((f, nix::errno::Errno::EWOULDBLOCK | nix::errno::Errno::EINTR))
-                    if std::time::Instant::now() < deadline =>
-                {
+                Err((f, nix::errno::Errno::EWOULDBLOCK | nix::errno::Errno::EINTR)) => {
                     file = f;
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(std::time::Duration::from_millis(10));
+                    if backoff.pause(wait).is_err() {
+                        return Err(Error::InUse { name: name.to_string() });
+                    }
                 }
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Err(Error::InUse { name: name.to_string() }),
                 // A file system without locks: go on without.
                 Err(_) => return Ok(DirLock(None)),
             }

@@ -6,8 +6,7 @@ use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
-use ipc_sync::Deadline;
-use ipc_sync::os::{PollFlags, poll_until};
+use ipc_sync::os::{NotReady, PollFlags};
 use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, recvmsg, sendmsg};
 
 use crate::error::{Error, Result};
@@ -16,57 +15,57 @@ use crate::sys;
 /// The most descriptors one message carries (the kernel's `SCM_MAX_FD`).
 pub const MAX_FDS: usize = 253;
 
-/// How long a call may wait.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Wait {
-    /// Not at all: `WouldBlock`.
-    No,
-    /// Until the deadline (never, for the blocking forms): `Timeout`.
-    Until(Deadline),
-}
+pub(crate) use ipc_sync::os::Wait;
 
-impl Wait {
-    pub(crate) const FOREVER: Wait = Wait::Until(Deadline::never());
-
-    pub(crate) fn after(timeout: std::time::Duration) -> Wait {
-        Wait::Until(Deadline::after(timeout))
-    }
-
-    pub(crate) fn at(deadline: std::time::Instant) -> Wait {
-        Wait::Until(Deadline::at(deadline))
-    }
-
-    /// The flag of a call made under this wait: `MSG_DONTWAIT`, but none
-    /// for a wait without end, whose call blocks in the kernel (one system
-    /// call rather than a try, a poll and another try; a description that
-    /// another holder made nonblocking still answers `EAGAIN`, and the
-    /// call polls then).
-    pub(crate) fn flag(self) -> MsgFlags {
-        match self {
-            Wait::Until(d) if d.is_never() => MsgFlags::empty(),
-            _ => MsgFlags::MSG_DONTWAIT,
-        }
+/// The flag of a call made under `wait`: `MSG_DONTWAIT`, but none for a
+/// wait without end, whose call blocks in the kernel (one system call
+/// rather than a try, a poll and another try; a description that another
+/// holder made nonblocking still answers `EAGAIN`, and the call polls
+/// then).
+pub(crate) fn flag(wait: Wait) -> MsgFlags {
+    match wait {
+        Wait::Until(d) if d.is_never() => MsgFlags::empty(),
+        _ => MsgFlags::MSG_DONTWAIT,
     }
 }
 
 /// Waits for `events` on `fd` as `wait` allows: `Ok` when it may be
 /// ready, `WouldBlock` or `Timeout` when not.
-pub(crate) fn ready(fd: BorrowedFd<'_>, events: PollFlags, wait: Wait) -> Result<()> {
-    let deadline = match wait {
-        Wait::No => return Err(Error::WouldBlock),
-        Wait::Until(d) => d,
-    };
-    if deadline.has_expired() {
-        return Err(Error::Timeout);
+fn ready(fd: BorrowedFd<'_>, events: PollFlags, wait: Wait) -> Result<()> {
+    ipc_sync::os::wait_ready(fd, events, wait).map_err(|e| match e {
+        NotReady::WouldBlock => Error::WouldBlock,
+        NotReady::Timeout => Error::Timeout,
+        NotReady::Os(e) => Error::Io { op: "poll on a socket", source: e },
+    })
+}
+
+/// A wait with nothing to poll: pauses from 50 µs doubling to 10 ms,
+/// within the deadline.
+#[derive(Debug)]
+pub(crate) struct Backoff(std::time::Duration);
+
+impl Backoff {
+    pub(crate) fn new() -> Backoff {
+        Backoff(std::time::Duration::from_micros(50))
     }
-    match poll_until(fd, events, deadline) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(Error::Timeout),
-        Err(e) => Err(Error::Io { op: "poll on a socket", source: e }),
+
+    /// Sleeps the next pause as `wait` allows: `WouldBlock` for no wait,
+    /// `Timeout` once the deadline has passed.
+    pub(crate) fn pause(&mut self, wait: Wait) -> Result<()> {
+        let deadline = match wait {
+            Wait::No => return Err(Error::WouldBlock),
+            Wait::Until(d) => d,
+        };
+        if deadline.has_expired() {
+            return Err(Error::Timeout);
+        }
+        std::thread::sleep(deadline.remaining().map_or(self.0, |left| left.min(self.0)));
+        self.0 = (self.0 * 2).min(std::time::Duration::from_millis(10));
+        Ok(())
     }
 }
 
-/// Repeats `op` (a call made with [`Wait::flag`]) until it does not
+/// Repeats `op` (a call made with [`flag`]) until it does not
 /// `EAGAIN`, waiting for `events` in between as `wait` allows; `EINTR` is
 /// tried again.
 pub(crate) fn again<T>(
@@ -88,24 +87,14 @@ fn again_as<T>(
     wait: Wait,
     mut op: impl FnMut() -> nix::Result<T>,
 ) -> Result<T, CallError> {
-    let mut pause = std::time::Duration::from_micros(50);
+    let mut backoff = Backoff::new();
     loop {
         match op() {
             Ok(v) => return Ok(v),
             Err(nix::errno::Errno::EINTR) => {}
             Err(nix::errno::Errno::EAGAIN) => match events {
                 Some(events) => ready(fd, events, wait).map_err(CallError::Wait)?,
-                None => {
-                    let deadline = match wait {
-                        Wait::No => return Err(CallError::Wait(Error::WouldBlock)),
-                        Wait::Until(d) => d,
-                    };
-                    if deadline.has_expired() {
-                        return Err(CallError::Wait(Error::Timeout));
-                    }
-                    std::thread::sleep(deadline.remaining().map_or(pause, |left| left.min(pause)));
-                    pause = (pause * 2).min(std::time::Duration::from_millis(10));
-                }
+                None => backoff.pause(wait).map_err(CallError::Wait)?,
             },
             Err(e) => return Err(CallError::Os(std::io::Error::from(e))),
         }
@@ -142,7 +131,7 @@ pub(crate) fn send(
     if fds.len() > MAX_FDS {
         return Err(CallError::Wait(Error::TooManyFds { count: fds.len(), max: MAX_FDS }));
     }
-    let flags = wait.flag() | MsgFlags::MSG_NOSIGNAL;
+    let flags = flag(wait) | MsgFlags::MSG_NOSIGNAL;
     // A send to an address waits on its receiver's queue, which the
     // descriptor's readiness does not show.
     let events = if to.is_some() { None } else { Some(PollFlags::POLLOUT) };
@@ -164,7 +153,7 @@ pub(crate) fn send(
 /// [`send`] to try again and tell.
 #[inline]
 pub(crate) fn send_once(fd: BorrowedFd<'_>, data: &[u8], wait: Wait) -> bool {
-    nix::sys::socket::send(fd.as_raw_fd(), data, wait.flag() | MsgFlags::MSG_NOSIGNAL).is_ok_and(|n| n == data.len())
+    nix::sys::socket::send(fd.as_raw_fd(), data, flag(wait) | MsgFlags::MSG_NOSIGNAL).is_ok_and(|n| n == data.len())
 }
 
 /// What a receive took.
@@ -231,7 +220,7 @@ pub(crate) fn recv(
 ) -> Result<Received, CallError> {
     let max_fds = max_fds.min(MAX_FDS);
     let mut space = if max_fds > 0 { vec![0u8; cmsg_space(max_fds) + OTHER_CONTROL] } else { Vec::new() };
-    let mut flags = wait.flag() | MsgFlags::MSG_CMSG_CLOEXEC;
+    let mut flags = flag(wait) | MsgFlags::MSG_CMSG_CLOEXEC;
     if message {
         flags |= MsgFlags::MSG_TRUNC;
     }

@@ -170,7 +170,7 @@ impl SeqpacketSocket {
         let fd = self.fd.as_fd();
         buf.clear();
         buf.reserve(call::largest_message());
-        let flags = wait.flag().bits() | libc::MSG_TRUNC;
+        let flags = call::flag(wait).bits() | libc::MSG_TRUNC;
         let whole = call::again(fd, ipc_sync::os::PollFlags::POLLIN, wait, || {
             crate::sys::recv_into_spare(fd, buf, flags)
                 .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))

@@ -1,7 +1,6 @@
 //! Making sockets, and connecting them to a name.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::Duration;
 
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket, socketpair};
 
@@ -63,22 +62,12 @@ fn os(_kind: Kind, op: &'static str, e: nix::errno::Errno) -> Error {
 pub(crate) fn connect(kind: Kind, name: &SocketName, wait: Wait) -> Result<OwnedFd> {
     let addr = name.addr()?;
     let fd = new(kind, true)?;
-    let mut pause = Duration::from_micros(50);
+    let mut backoff = crate::call::Backoff::new();
     loop {
         match nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
             Ok(()) => break,
             Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::EAGAIN) => {
-                let deadline = match wait {
-                    Wait::No => return Err(Error::WouldBlock),
-                    Wait::Until(d) => d,
-                };
-                if deadline.has_expired() {
-                    return Err(Error::Timeout);
-                }
-                std::thread::sleep(deadline.remaining().map_or(pause, |left| left.min(pause)));
-                pause = (pause * 2).min(Duration::from_millis(10));
-            }
+            Err(nix::errno::Errno::EAGAIN) => backoff.pause(wait)?,
             Err(nix::errno::Errno::EPROTOTYPE) => {
                 return Err(Error::WrongType { name: name.to_string(), wanted: kind.name() });
             }

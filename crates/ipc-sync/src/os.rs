@@ -135,6 +135,75 @@ pub fn poll_until(fd: BorrowedFd<'_>, events: PollFlags, deadline: Deadline) -> 
     }
 }
 
+/// How long a call may wait: not at all (a `try_*` form), or until a
+/// deadline (the timed forms; [`Wait::FOREVER`] for the waiting ones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Not at all.
+    No,
+    /// Until the deadline.
+    Until(Deadline),
+}
+
+impl Wait {
+    /// A wait without end.
+    pub const FOREVER: Wait = Wait::Until(Deadline::never());
+
+    /// Until `timeout` from now.
+    pub fn after(timeout: std::time::Duration) -> Wait {
+        Wait::Until(Deadline::after(timeout))
+    }
+
+    /// Until `deadline`.
+    pub fn at(deadline: std::time::Instant) -> Wait {
+        Wait::Until(Deadline::at(deadline))
+    }
+}
+
+/// Why [`wait_ready`] ended without the descriptor being ready.
+#[derive(Debug)]
+pub enum NotReady {
+    /// The wait was [`Wait::No`].
+    WouldBlock,
+    /// The deadline passed.
+    Timeout,
+    /// `poll` failed.
+    Os(io::Error),
+}
+
+/// Waits for `events` on `fd` as `wait` allows (see [`poll_until`]): `Ok`
+/// when it may be ready.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use std::time::Duration;
+/// use ipc_sync::os::{NotReady, PollFlags, Wait, wait_ready};
+///
+/// let (r, _w) = std::io::pipe()?;
+/// assert!(matches!(wait_ready(r.as_fd(), PollFlags::POLLIN, Wait::No), Err(NotReady::WouldBlock)));
+/// let waited = wait_ready(r.as_fd(), PollFlags::POLLIN, Wait::after(Duration::from_millis(5)));
+/// assert!(matches!(waited, Err(NotReady::Timeout)));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`NotReady`] says.
+pub fn wait_ready(fd: BorrowedFd<'_>, events: PollFlags, wait: Wait) -> Result<(), NotReady> {
+    let deadline = match wait {
+        Wait::No => return Err(NotReady::WouldBlock),
+        Wait::Until(d) => d,
+    };
+    if deadline.has_expired() {
+        return Err(NotReady::Timeout);
+    }
+    match poll_until(fd, events, deadline) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(NotReady::Timeout),
+        Err(e) => Err(NotReady::Os(e)),
+    }
+}
+
 /// Implements [`AsFd`](std::os::fd::AsFd) and
 /// [`AsRawFd`](std::os::fd::AsRawFd) for handle types through the field
 /// that holds their fd: `impl_as_fd!(Type => field, ...)`.

@@ -18,6 +18,7 @@ mod poll;
 mod poll_corners;
 mod probe;
 mod review;
+mod service;
 mod shm;
 mod socket;
 mod socket_hostile;
@@ -47,6 +48,7 @@ fn main() -> std::process::ExitCode {
             probe::CASES,
             examples::CASES,
             socket::CASES,
+            service::CASES,
             socket_hostile::CASES,
             socket_umbrella::CASES,
             typed::CASES,

@@ -12,6 +12,7 @@
 //! | [`fifo`] | `ipc-fifo` | `fifo` | named pipes, opened safely |
 //! | [`pipe`] | `ipc-pipe` | `pipe` | anonymous pipes for parent and child, across fork and exec |
 //! | [`socket`] | `ipc-socket` | `socket` | Unix stream, seqpacket and datagram sockets: names, peer credentials, descriptor passing |
+//! | [`service`] | `ipc-service` | `service` | services found by name: each client gets a private pair of shared-memory channels, with access by credentials, liveness and request/response |
 //! | `typed` | (postcard) | `serde`, off by default | any serde type as one message through every sender and receiver (`SendValue`, `RecvValue`) |
 //!
 //! ```
@@ -39,6 +40,7 @@
 //! | POSIX queue ([`msgq::PosixQueue`]) | yes, with a priority; pollable | any to any | any process with the name | two kernel copies | unlinked, or reboot |
 //! | shared-memory channel ([`shm::channel()`], [`shm::byte_channel()`]) | yes (fixed-size slots, or byte records) | one way, one sender and one receiver | by name, memfd or fork | one copy in, one out; none with `reserve`/`recv_with` | named: unlinked; else the last mapping goes |
 //! | Unix socket ([`socket`]) | stream: no; seqpacket and datagram: yes | both ways (datagram: any to any) | any processes that can reach the name (a file's mode, or credentials checked) | two kernel copies | the last socket closes (its file: unlinked) |
+//! | service ([`service`]) | yes (byte records, or Pods; requests and replies by correlation id) | both ways, one connection per client | one service and the clients it lets in by name and credentials | as a shared-memory channel | a connection: either process closes it or dies; the name: the service is dropped |
 //! | shared memory ([`shm`]) with [`sync`] | none: shared bytes, you add the protocol | any | by key, name, memfd or fork | none | System V and POSIX: removed or unlinked; memfd and anonymous: the last mapping goes |
 //!
 //! How to choose:
@@ -53,6 +55,10 @@
 //!   shells and other languages speak.
 //! - **Unrelated processes, streaming**: a named pipe, or a named channel
 //!   if both sides are yours and speed matters.
+//! - **One server, many unrelated clients**: a [`service`]. Clients find it
+//!   by name, are let in by their credentials, and each gets private
+//!   shared memory (no /dev/shm name) with the speed of a channel; the
+//!   death of either end is seen at once.
 //! - **Many senders and receivers, whole messages, kernel-held**: a
 //!   message queue. System V queues let receivers pick messages by type;
 //!   POSIX queues have priorities and can be polled with other fds. Both
@@ -136,6 +142,9 @@ pub use ipc_msgq as msgq;
 #[cfg(feature = "pipe")]
 #[doc(inline)]
 pub use ipc_pipe as pipe;
+#[cfg(feature = "service")]
+#[doc(inline)]
+pub use ipc_service as service;
 #[cfg(feature = "shm")]
 #[doc(inline)]
 pub use ipc_shm as shm;
@@ -188,6 +197,17 @@ mod tests {
         let mut buf = [0u8; 2];
         assert_eq!(b.recv(&mut buf).unwrap(), 1);
         let _: crate::socket::SocketName = "@ipc-kit-reexport".parse().unwrap();
+    }
+
+    #[cfg(feature = "service")]
+    #[test]
+    fn service_is_reexported() {
+        let options = crate::service::ServiceOptions { max_clients: 0, ..Default::default() };
+        let name: crate::service::SocketName = "@ipc-kit-reexport-service".parse().unwrap();
+        assert!(matches!(
+            crate::service::Service::bind(&name, options),
+            Err(crate::service::Error::InvalidOptions { .. })
+        ));
     }
 
     #[cfg(feature = "fifo")]

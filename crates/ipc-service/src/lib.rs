@@ -1,0 +1,68 @@
+//! Services found by name, for many unrelated clients: each client that
+//! connects gets a private pair of shared-memory channels.
+//!
+//! A [`Service`] listens on a seqpacket socket ([`SocketName`]: a path
+//! or an abstract name). A client that [`connect`]s and is let in gets a
+//! [`Connection`]: one channel of requests and one of replies, made by
+//! the service in sealed memfds and passed over the socket, so that no
+//! name in /dev/shm exists and only the two processes map them. Messages
+//! then go through shared memory, without a system call while both sides
+//! are busy.
+//!
+//! - **Whom it lets in**: [`Access`], judged from the credentials the
+//!   kernel gives for the client's socket; a cap on clients
+//!   ([`ServiceOptions::max_clients`]). A client turned away gets a typed
+//!   [`Refusal`] and no descriptor.
+//! - **Liveness**: the connection's socket stays open beside the
+//!   channels. The death of either process, at any moment, wakes the
+//!   other's waits at once with [`Error::Disconnected`].
+//! - **Waiting**: every call that can wait has three forms; the service
+//!   and both sides of a connection are [`Pollable`](ipc_sync::Pollable)
+//!   (`ipc_sync::Poller`, `ipc_kit::Poller`).
+//! - **Request and response**: [`Requester`] and [`Responder`] tag each
+//!   request with a correlation id that its reply carries back.
+//!
+//! ```
+//! use ipc_service::{Service, ServiceOptions, SocketName, connect};
+//!
+//! let dir = std::env::temp_dir().join(format!("ipc-service-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let name = SocketName::path(dir.join("echo.sock"))?;
+//! let mut service = Service::bind(&name, ServiceOptions::default())?;
+//! let client = std::thread::spawn({
+//!     let name = name.clone();
+//!     move || -> ipc_service::Result<Vec<u8>> {
+//!         let mut conn = connect(&name)?;
+//!         conn.send(b"ping")?;
+//!         let mut reply = Vec::new();
+//!         conn.recv(&mut reply)?;
+//!         Ok(reply)
+//!     }
+//! });
+//! let mut conn = service.accept()?;
+//! let mut request = Vec::new();
+//! conn.recv(&mut request)?;
+//! conn.send(&request)?;
+//! assert_eq!(client.join().unwrap()?, b"ping");
+//! drop(service); // the socket file goes with it
+//! std::fs::remove_dir(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(unsafe_code)]
+
+mod client;
+mod connection;
+mod error;
+mod link;
+mod options;
+mod request;
+mod service;
+mod wire;
+
+pub use client::{connect, connect_deadline, connect_timeout};
+pub use connection::{Connection, Receiver, Sender};
+pub use error::{Error, Refusal, Result};
+pub use ipc_socket::{Credentials, SocketName};
+pub use options::{Access, MAX_CAPACITY, MIN_CAPACITY, ServiceOptions};
+pub use request::{RequestId, Requester, Responder};
+pub use service::Service;

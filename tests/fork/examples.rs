@@ -19,6 +19,7 @@ cases!("examples":
     ftok_writer_killed_is_noticed_and_the_reader_removes_both(90 s),
     poll_server_serves_a_fifo_a_queue_and_a_channel(90 s),
     tokio_server_serves_a_fifo_a_queue_and_a_channel(90 s),
+    service_server_serves_client_programs_by_name(90 s),
 );
 
 /// An example program of the workspace, built by `cargo build --examples`
@@ -286,4 +287,31 @@ fn tokio_server_serves_a_fifo_a_queue_and_a_channel() {
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.trim(), "served fifo 2000 queue 2000 channel 2000 messages");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "left in TMPDIR");
+}
+
+fn service_server_serves_client_programs_by_name() {
+    let dir = ScratchDir::new();
+    let socket = dir.path().join("upper.sock");
+    let socket = socket.to_str().unwrap();
+    let server = example("service_server").args([socket, "3"]).stdout(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    while !Path::new(socket).exists() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the service never bound");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let clients: Vec<Child> = [&["hello", "world"][..], &["grüße"], &["x"; 100]]
+        .iter()
+        .map(|words| example("service_client").arg(socket).args(*words).stdout(Stdio::piped()).spawn().unwrap())
+        .collect();
+    let outputs: Vec<Output> = clients.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    for (out, want) in outputs.iter().zip(["HELLO\nWORLD\n".to_owned(), "GRüßE\n".to_owned(), "X\n".repeat(100)]) {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+    }
+    let out = server.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.ends_with("served 103 requests from 3 clients\n"), "{stdout}");
+    assert_eq!(stdout.matches("client ").count(), 3, "{stdout}");
+    assert!(!Path::new(socket).exists(), "the socket file went with the service");
 }

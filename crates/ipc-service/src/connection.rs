@@ -173,8 +173,13 @@ impl Receiver {
     /// # Errors
     ///
     /// As for [`recv_with`](Self::recv_with).
+    #[inline]
     pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
-        self.recv_with(|b| fill(buf, b))
+        // A message waiting is taken straight from the channel.
+        match self.chan.try_recv(buf) {
+            Err(ipc_shm::Error::Empty) => self.recv_with(|b| fill(buf, b)),
+            got => Ok(got?),
+        }
     }
 
     /// As [`recv`](Self::recv) if a message is waiting.
@@ -333,8 +338,13 @@ impl Sender {
     /// # Errors
     ///
     /// As for [`send_with`](Self::send_with).
+    #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
-        self.send_with(msg.len(), |b| b.copy_from_slice(msg))
+        // With room, straight into the channel.
+        match self.chan.try_send(msg) {
+            Err(ipc_shm::Error::Full) => self.send_with(msg.len(), |b| b.copy_from_slice(msg)),
+            sent => Ok(sent?),
+        }
     }
 
     /// Sends `msg` if there is room now.

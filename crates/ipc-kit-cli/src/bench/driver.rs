@@ -119,11 +119,39 @@ fn comparison(args: &Args) -> Result<(), String> {
     for line in output::verdicts(&results) {
         say(line);
     }
+    let connects = if mechs.contains(&Mech::Service) {
+        let count = if args.quick { 50 } else { 500 };
+        match super::service::connect_times(count) {
+            Ok(h) => {
+                say(format!(
+                    "service connect and handshake, the service in another process: p50 {}, p99 {} ({} connects)",
+                    output::nanos(h.value_at_quantile(0.5)),
+                    output::nanos(h.value_at_quantile(0.99)),
+                    h.len()
+                ));
+                Some(h)
+            }
+            Err(e) => {
+                failures.push(format!("service connect: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
     for s in &plan.skipped {
         say(format!("skipped: {s}"));
     }
     if let Some(path) = &args.json {
-        let doc = serde_json::to_string_pretty(&output::json(&machine, &plan, &results)).map_err(|e| e.to_string())?;
+        let mut doc = output::json(&machine, &plan, &results);
+        if let Some(h) = &connects {
+            doc["service_connect"] = serde_json::json!({
+                "p50_ns": h.value_at_quantile(0.5),
+                "p99_ns": h.value_at_quantile(0.99),
+                "samples": h.len(),
+            });
+        }
+        let doc = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
         if to_stdout {
             println!("{doc}");
         } else {

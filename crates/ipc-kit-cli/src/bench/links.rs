@@ -54,6 +54,9 @@ pub(crate) fn with_links<W: Runner>(mech: Mech, imp: Impl, size: usize, two: boo
                 Some(Link { tx: back, rx: back2, _keep: keep(&mem) }),
             )
         }
+        (Mech::Service, Impl::IpcKit) => super::service::with_connection(two, runner),
+        // A service's reference: the plain byte channel, ipc-kit's own.
+        (Mech::Service, Impl::Raw) => made(two, runner, byte_channel),
         (Mech::ShmLine(_), Impl::IpcKit) => Err(io::Error::other(format!("{} is a raw reference only", mech.name()))),
         (_, Impl::IpcKit) => made(two, runner, || ipc_kit(mech)),
         (_, Impl::Raw) => made(two, runner, || super::raw_links::raw(mech)),
@@ -90,6 +93,8 @@ pub(crate) fn fits(mech: Mech, size: usize) -> Result<(), String> {
             return Err(format!("{} carries 8 to 64 bytes: a number and the rest", mech.name()));
         }
         Mech::ShmLine(_) => 8 + ring::LINE_PAYLOAD,
+        // Half the connection's ring, less a record's header.
+        Mech::Service => (1 << 19) - 8,
         _ => 1 << 20,
     };
     if size > max { Err(format!("{} carries at most {max} bytes", mech.name())) } else { Ok(()) }

@@ -14,6 +14,9 @@ pub(crate) enum Mech {
     /// The typed shared-memory channel, `Channel<[u8; N]>`: not a
     /// `Mechanism`, as its messages have one fixed size.
     ShmChannel,
+    /// One connection of a service (ipc-service): requests one way,
+    /// replies the other. Its reference is the plain byte channel.
+    Service,
     /// The limit of a round trip through shared memory, a reference only:
     /// a cache line carrying a sequence word and the payload
     /// (`sys::ring::Line`), one handed back and forth (`shm-line`), or one
@@ -21,13 +24,13 @@ pub(crate) enum Mech {
     ShmLine(Ways),
 }
 
-/// How many mechanisms are compared: the umbrella's and the three others.
-const COUNT: usize = Mechanism::ALL.len() + 3;
+/// How many mechanisms are compared: the umbrella's and the four others.
+const COUNT: usize = Mechanism::ALL.len() + 4;
 
 impl Mech {
     /// Every mechanism, in the order of the tables and the JSON rows: the
     /// umbrella's in its order, the typed channel just before the byte
-    /// channel, then the round-trip limits.
+    /// channel, then services, then the round-trip limits.
     pub(crate) const ALL: [Mech; COUNT] = {
         let mut all = [Mech::ShmChannel; COUNT];
         let (mut from, mut to) = (0, 0);
@@ -39,9 +42,10 @@ impl Mech {
             all[to] = Mech::Kit(Mechanism::ALL[from]);
             (from, to) = (from + 1, to + 1);
         }
-        // The typed channel found its place, and the last two are left to
-        // the limits.
-        assert!(to == COUNT - 2, "Mechanism::ALL has no ShmByteChannel");
+        // The typed channel found its place; services and the limits
+        // come last.
+        assert!(to == COUNT - 3, "Mechanism::ALL has no ShmByteChannel");
+        all[COUNT - 3] = Mech::Service;
         all[COUNT - 2] = Mech::ShmLine(Ways::Shared);
         all[COUNT - 1] = Mech::ShmLine(Ways::Apart);
         all
@@ -52,6 +56,7 @@ impl Mech {
         match self {
             Mech::Kit(m) => m.name(),
             Mech::ShmChannel => "shm-channel",
+            Mech::Service => "service",
             Mech::ShmLine(Ways::Shared) => "shm-line",
             Mech::ShmLine(Ways::Apart) => "shm-lines",
         }
@@ -96,7 +101,8 @@ mod tests {
         assert_eq!(kit, Mechanism::ALL, "the umbrella's mechanisms, each once, in its order");
         let at = |m| Mech::ALL.iter().position(|&x| x == m);
         assert_eq!(at(Mech::ShmChannel).map(|i| i + 1), at(Mech::Kit(Mechanism::ShmByteChannel)));
-        assert_eq!(at(Mech::Kit(Mechanism::UnixSocket)), Some(COUNT - 3));
+        assert_eq!(at(Mech::Kit(Mechanism::UnixSocket)), Some(COUNT - 4));
+        assert_eq!(at(Mech::Service), Some(COUNT - 3));
         assert_eq!(at(Mech::ShmLine(Ways::Shared)), Some(COUNT - 2));
         assert_eq!(at(Mech::ShmLine(Ways::Apart)), Some(COUNT - 1));
         for m in Mech::ALL {

@@ -20,7 +20,8 @@
 //!   the two pinned processes of a run.
 //! - The comparison: `mech` (what is compared), `compare` (cells, runs and
 //!   their figures), `links` (each mechanism's two sides, with ipc-kit and
-//!   with libc), `output` (tables, JSON, verdicts) and `chart` (SVG).
+//!   with libc; `service` for the connection of a service and its
+//!   connect time), `output` (tables, JSON, verdicts) and `chart` (SVG).
 //! - `--detail`: `workload` (what a workload is), and the workloads of
 //!   `pipe`, `sync` and `channel`.
 
@@ -36,6 +37,7 @@ mod method;
 mod output;
 mod pipe;
 mod raw_links;
+mod service;
 mod sync;
 mod workload;
 

@@ -220,7 +220,7 @@ fn every_mechanism_through_the_traits_across_fork() {
 }
 
 /// The names `ipc-kit bench --json` may use.
-const BENCH_MECHANISMS: [&str; 9] = [
+const BENCH_MECHANISMS: [&str; 10] = [
     "pipe",
     "fifo",
     "sysv-msgq",
@@ -228,6 +228,7 @@ const BENCH_MECHANISMS: [&str; 9] = [
     "shm-channel",
     "shm-byte-channel",
     "unix-socket",
+    "service",
     "shm-line",
     "shm-lines",
 ];
@@ -391,6 +392,10 @@ fn cli_bench_json_follows_the_schema() {
     }
     let svg = std::fs::read_to_string(&svg_path).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("shm-channel 64 B"), "the chart");
+    // A service's connect time, after the tables and in the document.
+    assert!(stdout.contains("service connect and handshake"), "{stdout}");
+    let connect = &doc["service_connect"];
+    assert!(connect["p50_ns"].as_u64().is_some_and(|p| p > 0) && connect["samples"] == json!(50), "{connect}");
 }
 
 fn bench_schema_check_rejects_broken_documents() {

@@ -31,6 +31,7 @@ cases!("service":
     the_memory_is_a_sealed_memfd_without_a_name,
     the_three_forms_wait_as_told,
     options_out_of_range_bind_nothing,
+    ipc_kit_ls_shows_the_service_and_its_clients,
 );
 
 /// The greeting of the handshake, as a client in another language sends it.
@@ -742,5 +743,61 @@ fn options_out_of_range_bind_nothing() {
         assert!(dir.path().join("svc").exists());
         drop(s);
         assert!(!dir.path().join("svc").exists());
+    }
+}
+
+/// The services `ipc-kit ls --json` lists under `name`: their processes
+/// and their clients' processes.
+fn listed(name: &SocketName) -> Vec<(i64, Vec<i64>)> {
+    let out = std::process::Command::new(ipc_kit_tests::ipc_kit_bin()).args(["ls", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "service" && v["address"] == format!("service:{name}"))
+        .map(|v| {
+            let clients = v["clients"].as_array().unwrap().iter().map(|c| c["pid"].as_i64().unwrap()).collect();
+            (v["creator"]["pid"].as_i64().unwrap(), clients)
+        })
+        .collect()
+}
+
+// Issue: "`ipc-kit ls` shows the services that are bound and their
+// clients" — and forgets them when they go.
+fn ipc_kit_ls_shows_the_service_and_its_clients() {
+    let dir = ScratchDir::new();
+    for name in [name_in(&dir, "listed.sock"), format!("@{}", ipc_kit_tests::unique_name("listed")).parse().unwrap()] {
+        let me = i64::from(std::process::id() as i32);
+        // The clients are forked before the service is bound, as separate
+        // programs would be (a child of the service holds what it holds).
+        let (go_r, go_w) = std::io::pipe().unwrap();
+        let mut clients: Vec<_> = (0..2)
+            .map(|_| {
+                fork(|| {
+                    let mut b = [0u8; 1];
+                    nix::unistd::read(&go_r, &mut b).unwrap();
+                    let mut conn = connect(&name).unwrap();
+                    // Until the service drops its end.
+                    let mut buf = Vec::new();
+                    assert!(matches!(conn.recv_timeout(&mut buf, Duration::from_secs(20)), Err(Error::Disconnected)));
+                })
+            })
+            .collect();
+        let mut service = Service::bind(&name, ServiceOptions::default()).unwrap();
+        assert_eq!(listed(&name), [(me, vec![])]);
+        nix::unistd::write(&go_w, b"gg").unwrap();
+        let conns: Vec<Connection> = (0..2).map(|_| service.accept_timeout(Duration::from_secs(10)).unwrap()).collect();
+        let mut want: Vec<i64> = clients.iter().map(|c| i64::from(c.pid().as_raw())).collect();
+        want.sort_unstable();
+        let mut got = listed(&name);
+        got[0].1.sort_unstable();
+        assert_eq!(got, [(me, want)]);
+        drop(conns);
+        for c in &mut clients {
+            assert_eq!(c.wait(), Exit::Code(0));
+        }
+        assert_eq!(listed(&name), [(me, vec![])]);
+        drop(service);
+        assert_eq!(listed(&name), []);
     }
 }

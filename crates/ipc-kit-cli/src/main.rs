@@ -7,6 +7,7 @@
 mod bench;
 mod objects;
 mod queue;
+mod services;
 mod sys;
 
 use std::process::ExitCode;

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 /// One IPC object as listed.
 #[derive(Debug, Clone)]
 pub(crate) struct Object {
-    /// "sysv-shm", "sysv-msg", "sysv-sem", "posix-shm", "posix-sem" or
-    /// "posix-mq".
+    /// "sysv-shm", "sysv-msg", "sysv-sem", "posix-shm", "posix-sem",
+    /// "posix-mq" or "service".
     pub(crate) kind: &'static str,
     /// What `rm` takes: `shm-id:ID`, `posix-shm:/name`, …
     pub(crate) address: String,
@@ -26,6 +26,8 @@ pub(crate) struct Object {
     /// Every pid the kernel records for it (creator, last user; for a
     /// queue, both the last sender and the last receiver).
     pub(crate) pids: Vec<i32>,
+    /// A service's clients' processes.
+    pub(crate) clients: Vec<i32>,
 }
 
 impl Object {
@@ -37,7 +39,7 @@ impl Object {
     }
 
     pub(crate) fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "kind": self.kind,
             "address": self.address,
             "key": self.key.map(|k| format!("{:#010x}", k as u32)),
@@ -49,7 +51,11 @@ impl Object {
             "attached": self.attached,
             "creator": Self::pid_json(self.creator),
             "last": Self::pid_json(self.last),
-        })
+        });
+        if self.kind == "service" {
+            v["clients"] = self.clients.iter().map(|&p| Self::pid_json(Some(p))).collect();
+        }
+        v
     }
 
     /// Whether everyone who used it is gone: creator and last user dead
@@ -110,6 +116,7 @@ pub(crate) fn list() -> (Vec<Object>, Vec<String>) {
                 creator: g("cpid").map(|v| v as i32),
                 last: g("lpid").or(g("lrpid")).or(g("lspid")).map(|v| v as i32),
                 pids: ["cpid", "lpid", "lspid", "lrpid"].iter().filter_map(|c| g(c)).map(|v| v as i32).collect(),
+                clients: Vec::new(),
             });
         }
     }
@@ -126,6 +133,7 @@ pub(crate) fn list() -> (Vec<Object>, Vec<String>) {
                 .to_owned(),
         );
     }
+    out.extend(crate::services::list());
     (out, notes)
 }
 
@@ -148,6 +156,7 @@ fn posix_dir(dir: &Path, out: &mut Vec<Object>, classify: impl Fn(&str) -> (&'st
             creator: None,
             last: None,
             pids: Vec::new(),
+            clients: Vec::new(),
         });
     }
 }
@@ -197,6 +206,7 @@ fn unit_short(unit: &str) -> &'static str {
     match unit {
         "bytes" => "B",
         "messages" => "msg",
+        "connections" => "conn",
         _ => "sem",
     }
 }

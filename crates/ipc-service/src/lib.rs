@@ -65,4 +65,4 @@ pub use error::{Error, Refusal, Result};
 pub use ipc_socket::{Credentials, SocketName};
 pub use options::{Access, MAX_CAPACITY, MIN_CAPACITY, ServiceOptions};
 pub use request::{RequestId, Requester, Responder};
-pub use service::Service;
+pub use service::{LABEL_REPLIES, LABEL_REQUESTS, LABEL_SERVICE, Service};

@@ -11,12 +11,36 @@ use ipc_sync::Deadline;
 use ipc_sync::ready::{Interest, Pollable, Readiness, Source};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::memfd::{MFdFlags, memfd_create};
 
 use crate::connection::{Connection, Receiver, Sender};
 use crate::error::{Error, Refusal, Result};
 use crate::link::Link;
 use crate::options::ServiceOptions;
 use crate::wire;
+
+/// The memfd labels (`/memfd:LABEL` in `/proc/PID/fd`) by which `ipc-kit
+/// ls` finds services and their clients: an empty memfd the service holds
+/// for its life, and each connection's rings, all followed by a space and
+/// the service's name.
+pub const LABEL_SERVICE: &str = "ipc-service";
+/// See [`LABEL_SERVICE`]: a connection's ring of requests.
+pub const LABEL_REQUESTS: &str = "ipc-service-requests";
+/// See [`LABEL_SERVICE`]: a connection's ring of replies.
+pub const LABEL_REPLIES: &str = "ipc-service-replies";
+
+/// A memfd label: `kind`, a space and the service's name, cut to the 249
+/// bytes a label may have.
+fn label(kind: &str, name: &str) -> String {
+    let mut label = format!("{kind} {name}");
+    let mut end = label.len().min(249);
+    while !label.is_char_boundary(end) {
+        end -= 1;
+    }
+    label.truncate(end);
+    label.retain(|c| c != '\0');
+    label
+}
 
 /// The epoll token of the listener; a client in its handshake has its
 /// own, from 1 on.
@@ -103,6 +127,8 @@ pub struct Service {
     next_token: u64,
     seats: Arc<AtomicUsize>,
     expiry: Arc<Expiry>,
+    /// The empty memfd that says a service is here (see [`LABEL_SERVICE`]).
+    _marker: OwnedFd,
 }
 
 impl Service {
@@ -120,6 +146,8 @@ impl Service {
             .map_err(|e| Error::io("epoll_create1", std::io::Error::from(e)))?;
         let bind = BindOptions { mode: options.mode, ..BindOptions::default() };
         let listener = SeqpacketListener::bind_with(name, &bind)?;
+        let marker = memfd_create(label(LABEL_SERVICE, &name.to_string()).as_str(), MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| Error::io("memfd_create", e))?;
         epoll
             .add(listener.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))
             .map_err(|e| Error::io("epoll_ctl", std::io::Error::from(e)))?;
@@ -132,6 +160,7 @@ impl Service {
             next_token: LISTENER + 1,
             seats: Arc::new(AtomicUsize::new(0)),
             expiry: Arc::default(),
+            _marker: marker,
         })
     }
 
@@ -295,7 +324,7 @@ impl Service {
     fn welcome(&mut self, p: Pending) -> Result<Option<Connection>> {
         let Pending { socket, peer, .. } = p;
         let (requests, replies) = (self.options.request_capacity, self.options.reply_capacity);
-        let made = make_channels(requests, replies);
+        let made = make_channels(&self.listener.name().to_string(), requests, replies);
         let (receiver, sender, fds) = match made {
             Ok(m) => m,
             Err(e) => {
@@ -369,9 +398,9 @@ fn refuse(socket: &SeqpacketSocket, why: Refusal) {
 /// replies'.
 type Made = ((ipc_shm::ByteReceiver, usize), (ipc_shm::ByteSender, usize), Vec<OwnedFd>);
 
-fn make_channels(requests: usize, replies: usize) -> Result<Made> {
-    let req = ByteChannel::new_memfd(requests)?;
-    let rep = ByteChannel::new_memfd(replies)?;
+fn make_channels(name: &str, requests: usize, replies: usize) -> Result<Made> {
+    let req = ByteChannel::new_memfd_labelled(requests, &label(LABEL_REQUESTS, name))?;
+    let rep = ByteChannel::new_memfd_labelled(replies, &label(LABEL_REPLIES, name))?;
     for chan in [&req, &rep] {
         // Sealed against shrinking (by `new_memfd`) and growing: the size
         // both ends mapped is the size for good.

@@ -102,8 +102,21 @@ impl ByteChannel {
     ///
     /// As for [`byte_channel`].
     pub fn new_memfd(capacity: usize) -> Result<Self> {
+        Self::new_memfd_labelled(capacity, "ipc-kit-channel")
+    }
+
+    /// As [`new_memfd`](Self::new_memfd), with the memfd's name (its
+    /// label, seen as `/memfd:LABEL` in `/proc/PID/fd` of every process
+    /// that holds it; no object is named by it) set to `label`, so that
+    /// tools can tell what the channel is for.
+    ///
+    /// # Errors
+    ///
+    /// As for [`byte_channel`]; [`Error::InvalidName`] for a label over
+    /// 249 bytes or with a NUL byte.
+    pub fn new_memfd_labelled(capacity: usize, label: &str) -> Result<Self> {
         check_capacity(capacity)?;
-        Conn::create(Spec::bytes(), capacity, Backing::Memfd).map(ByteChannel::with)
+        Conn::create(Spec::bytes(), capacity, Backing::Memfd(label)).map(ByteChannel::with)
     }
 
     /// Under a new POSIX shared memory name, owned (and unlinked when its

@@ -116,10 +116,11 @@ impl Conn {
         }
         let total = header.total_size as usize;
         let (map, name, memfd) = match backing {
-            Backing::Anonymous | Backing::Memfd => {
+            Backing::Anonymous | Backing::Memfd(_) => {
                 // A memfd also for a channel made for fork: its file carries
                 // the sides' liveness locks (see `liveness`).
-                let m = Memfd::create("ipc-kit-channel", total)?;
+                let label = if let Backing::Memfd(label) = backing { label } else { "ipc-kit-channel" };
+                let m = Memfd::create(label, total)?;
                 let map = m.map()?;
                 write_header(&map, &header)?;
                 (map, None, Some(m))
@@ -559,7 +560,8 @@ impl Handle {
 #[derive(Clone, Copy)]
 pub(super) enum Backing<'a> {
     Anonymous,
-    Memfd,
+    /// A memfd, under this label (seen in `/proc/PID/fd`).
+    Memfd(&'a str),
     Named(&'a str),
 }
 

@@ -86,7 +86,7 @@ impl<T: Pod> Channel<T> {
     ///
     /// As for [`anonymous`](Self::anonymous).
     pub fn new_memfd(capacity: usize) -> Result<Self> {
-        Conn::create(Spec::slots::<T>()?, capacity, Backing::Memfd).map(Self::with)
+        Conn::create(Spec::slots::<T>()?, capacity, Backing::Memfd("ipc-kit-channel")).map(Self::with)
     }
 
     /// A channel under a new POSIX shared memory name (mode 0600); this

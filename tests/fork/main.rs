@@ -19,6 +19,7 @@ mod poll_corners;
 mod probe;
 mod review;
 mod service;
+mod service_hostile;
 mod shm;
 mod socket;
 mod socket_hostile;
@@ -49,6 +50,7 @@ fn main() -> std::process::ExitCode {
             examples::CASES,
             socket::CASES,
             service::CASES,
+            service_hostile::CASES,
             socket_hostile::CASES,
             socket_umbrella::CASES,
             typed::CASES,

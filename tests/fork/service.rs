@@ -32,6 +32,7 @@ cases!("service":
     the_three_forms_wait_as_told,
     options_out_of_range_bind_nothing,
     ipc_kit_ls_shows_the_service_and_its_clients,
+    the_async_forms_serve_clients_and_see_a_death,
 );
 
 /// The greeting of the handshake, as a client in another language sends it.
@@ -799,5 +800,73 @@ fn ipc_kit_ls_shows_the_service_and_its_clients() {
         assert_eq!(listed(&name), [(me, vec![])]);
         drop(service);
         assert_eq!(listed(&name), []);
+    }
+}
+
+// `AsyncService` and `AsyncConnection` docs: accept, receive and send in
+// tokio tasks, cancel-safe; a client killed mid-stream ends its task
+// with `Disconnected`.
+fn the_async_forms_serve_clients_and_see_a_death() {
+    const CALLS: usize = 1_000;
+    let dir = ScratchDir::new();
+    let name = name_in(&dir, "svc");
+    let service = Service::bind(&name, ServiceOptions::default()).unwrap();
+    let mut clients: Vec<_> = (0..3)
+        .map(|c| {
+            let name = &name;
+            fork(move || {
+                let mut req = Requester::new(connect_timeout(name, Duration::from_secs(20)).unwrap());
+                let mut reply = Vec::new();
+                for i in 0..CALLS {
+                    if c == 2 && i == CALLS / 2 {
+                        nix::sys::signal::kill(nix::unistd::Pid::this(), Signal::SIGKILL).unwrap();
+                    }
+                    let body = pattern((c * CALLS + i) as u64, 1 + i % 100);
+                    req.call(&body, &mut reply).unwrap();
+                    assert_eq!(reply, checksum(&body).to_le_bytes());
+                }
+            })
+        })
+        .collect();
+    let served = ipc_kit_tests::tokio_runtime().block_on(async {
+        let mut service = service.into_async().unwrap();
+        // A wait given up leaves nothing half done behind it (a client in
+        // its handshake then is accepted by the next call).
+        let early = tokio::time::timeout(Duration::from_micros(1), service.accept()).await;
+        let mut early = early.ok().map(Result::unwrap);
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let conn = match early.take() {
+                Some(conn) => conn,
+                None => service.accept().await.unwrap(),
+            };
+            tasks.push(tokio::spawn(async move {
+                let mut conn = conn.into_async().unwrap();
+                let (mut buf, mut served) = (Vec::new(), 0usize);
+                loop {
+                    match conn.recv(&mut buf).await {
+                        Ok(_) => {
+                            let mut reply = buf[..8].to_vec();
+                            reply.extend_from_slice(&checksum(&buf[8..]).to_le_bytes());
+                            conn.send(&reply).await.unwrap();
+                            served += 1;
+                        }
+                        Err(Error::Disconnected) => return served,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }));
+        }
+        let mut served = Vec::new();
+        for t in tasks {
+            served.push(t.await.unwrap());
+        }
+        served.sort_unstable();
+        served
+    });
+    assert_eq!(served, [CALLS / 2, CALLS, CALLS]);
+    for (c, ch) in clients.iter_mut().enumerate() {
+        let want = if c == 2 { Exit::Signaled(Signal::SIGKILL) } else { Exit::Code(0) };
+        assert_eq!(ch.wait(), want);
     }
 }

@@ -130,6 +130,12 @@ fn open(fds: Vec<OwnedFd>, requests: u64, replies: u64) -> Result<Sides> {
     };
     let requests = channel(requests, "request")?;
     let replies = channel(replies, "reply")?;
+    // One ring handed for both ways would bring a client its own requests.
+    let file =
+        |chan: &ByteChannel| chan.memfd().and_then(|m| nix::sys::stat::fstat(m).ok()).map(|st| (st.st_dev, st.st_ino));
+    if file(&requests).is_none() || file(&requests) == file(&replies) {
+        return Err(Error::handshake("the request and reply rings are not two memfds"));
+    }
     let claim = |e: ipc_shm::Error| match Error::from(e) {
         e @ Error::OutOfDescriptors { .. } => e,
         e => Error::handshake(format!("claiming a side: {e}")),

@@ -49,7 +49,8 @@ pub struct Receiver {
 /// **Liveness.** The connection's socket stays open for as long as the
 /// connection: when the peer drops its end or dies, at any moment (also
 /// before it sent or received anything), a wait of this end wakes at
-/// once. A receiver then gets what the peer sent before, and after that
+/// once. (A peer that only shuts down its socket's writing is still
+/// there; one that shuts down both ways has left.) A receiver then gets what the peer sent before, and after that
 /// [`Error::Disconnected`]; a sender gets `Disconnected` at its next wait
 /// for room, or at once when the peer closed its side cleanly. A `try_*`
 /// call that finds nothing asks the kernel about the socket at most every

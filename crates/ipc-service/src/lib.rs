@@ -18,7 +18,8 @@
 //!   other's waits at once with [`Error::Disconnected`].
 //! - **Waiting**: every call that can wait has three forms; the service
 //!   and both sides of a connection are [`Pollable`](ipc_sync::Pollable)
-//!   (`ipc_sync::Poller`, `ipc_kit::Poller`).
+//!   (`ipc_sync::Poller`, `ipc_kit::Poller`); with the `tokio` feature,
+//!   `into_async` gives their async forms.
 //! - **Request and response**: [`Requester`] and [`Responder`] tag each
 //!   request with a correlation id that its reply carries back.
 //!
@@ -50,6 +51,8 @@
 //! ```
 #![deny(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+mod async_sides;
 mod client;
 mod connection;
 mod error;
@@ -59,6 +62,8 @@ mod request;
 mod service;
 mod wire;
 
+#[cfg(feature = "tokio")]
+pub use async_sides::{AsyncConnection, AsyncReceiver, AsyncSender, AsyncService};
 pub use client::{connect, connect_deadline, connect_timeout};
 pub use connection::{Connection, Receiver, Sender};
 pub use error::{Error, Refusal, Result};

@@ -56,12 +56,14 @@ impl Link {
         if self.gone.load(Ordering::Relaxed) {
             return true;
         }
-        let rdhup = PollFlags::from_bits_retain(nix::libc::POLLRDHUP);
-        let hung = PollFlags::POLLHUP | rdhup | PollFlags::POLLERR | PollFlags::POLLNVAL;
+        // Only both directions shut (the peer closed its socket, or died,
+        // or shut it down whole) count: a peer that shut down its writing
+        // alone is still there, and its messages go through the memory.
+        let hung = PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
         // A failed poll of our own socket cannot be told from a hang-up
         // either: take it for one rather than wait on a socket that
         // cannot say.
-        let gone = poll_now(self.socket.as_fd(), rdhup).map_or(true, |got| got.intersects(hung));
+        let gone = poll_now(self.socket.as_fd(), PollFlags::empty()).map_or(true, |got| got.intersects(hung));
         if gone {
             self.gone.store(true, Ordering::Relaxed);
         }
@@ -139,7 +141,11 @@ impl Waiter {
             epoll.add(fd, EpollEvent::new(flags, token)).map_err(|e| Error::io("epoll_ctl", std::io::Error::from(e)))
         };
         add(source.fd, bell, 0)?;
-        add(link.socket().as_fd(), EpollFlags::EPOLLRDHUP, 1)?;
+        // No interest: epoll reports the hang-up (and an error) anyway, and
+        // nothing else of the socket's (what a peer sends on it, or its
+        // shutting down its writing alone, which would keep the socket
+        // ready for good).
+        add(link.socket().as_fd(), EpollFlags::empty(), 1)?;
         Ok(Waiter { epoll, ready: Arc::new(SideReady { side, link: Arc::clone(link) }) })
     }
 

@@ -46,6 +46,11 @@ fn label(kind: &str, name: &str) -> String {
 /// own, from 1 on.
 const LISTENER: u64 = 0;
 
+/// The clients taken from the listener's backlog at once: the others wait
+/// for the next pass, so that a flood of them cannot hold a call past its
+/// deadline.
+const ACCEPTS_PER_PASS: usize = 16;
+
 /// A place among a service's clients, held by the service's end of a
 /// connection: the count of clients goes down when it goes.
 #[derive(Debug)]
@@ -226,7 +231,9 @@ impl Service {
     fn accept_until(&mut self, deadline: Option<Deadline>) -> Result<Connection> {
         let mut events = [EpollEvent::empty(); 16];
         let mut first = true;
+        let mut rounds = 0;
         loop {
+            rounds += 1;
             self.drop_expired();
             let ms = match deadline {
                 Some(d) if !first => {
@@ -253,22 +260,22 @@ impl Service {
                     return Ok(conn);
                 }
             }
-            // Each event was worked off: look again while there were any
-            // (a greeting may have come with a client just accepted).
-            if woken == 0 {
-                match deadline {
-                    None => return Err(Error::WouldBlock),
-                    Some(d) if d.has_expired() => return Err(Error::Timeout),
-                    Some(_) => {}
-                }
+            // Each event was worked off. A `try_*` call looks once more (a
+            // greeting may have come with a client just accepted), no
+            // more: a flood of clients that are refused must not hold it.
+            // A timed one goes on until its deadline, whatever comes.
+            match deadline {
+                None if woken == 0 || rounds >= 2 => return Err(Error::WouldBlock),
+                Some(d) if d.has_expired() => return Err(Error::Timeout),
+                _ => {}
             }
         }
     }
 
-    /// Accepts every client waiting, judges each, and keeps those let in
-    /// until they greet.
+    /// Accepts the clients waiting (up to [`ACCEPTS_PER_PASS`]), judges
+    /// each, and keeps those let in until they greet.
     fn take_new(&mut self) -> Result<Option<Connection>> {
-        loop {
+        for _ in 0..ACCEPTS_PER_PASS {
             let socket = match self.listener.try_accept() {
                 Ok(s) => s,
                 Err(ipc_socket::Error::WouldBlock) => return Ok(None),
@@ -293,6 +300,7 @@ impl Service {
             self.pending.push(Pending { token, socket, peer, until });
             self.set_expiry();
         }
+        Ok(None)
     }
 
     /// Reads the greeting of the client in its handshake under `token`:

@@ -42,6 +42,7 @@ mod fifo_server;
 mod harness;
 mod msgq;
 mod pipe;
+mod service;
 mod sides;
 mod socket;
 mod sync;
@@ -130,6 +131,8 @@ const SCENARIOS: &[Scenario] = scenarios! {
     mech(ShmByteChannel), "receiver killed", Nothing => channel::byte_receiver_killed;
     mech(UnixSocket), "sender killed", Nothing => socket::sender_killed;
     mech(UnixSocket), "receiver killed", Nothing => socket::receiver_killed;
+    Other("service"), "client killed", Nothing => service::client_killed;
+    Other("service"), "service killed", Nothing => service::service_killed;
     Other("shm channel, named"), "creator killed", Nothing => channel::named_creator_killed;
     Other("shm channel, named"), "opener killed", Nothing => channel::named_opener_killed;
     Other("robust-mutex"), "holder killed", Nothing => sync::robust_holder_killed;

@@ -17,7 +17,12 @@
 //! - shared-memory channels (single producer, single consumer): a mesh of
 //!   N × M channels; producer p sends message s to consumer s mod M, and
 //!   each consumer polls its N channels until every producer has closed.
+//! - services: a service per consumer, bound by the parent; each producer
+//!   connects to every one of them and sends message s to consumer s mod
+//!   M; each consumer accepts its N clients and polls their connections
+//!   until every one is `Disconnected`.
 
+use std::cell::RefCell;
 use std::os::fd::AsRawFd;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -26,6 +31,7 @@ use ipc_kit::Mechanism;
 use ipc_kit::fifo::Fifo;
 use ipc_kit::msgq::{PosixQueue, QueueAttr, Selector, SysvQueue};
 use ipc_kit::pipe::{FrameReader, FrameWriter, PipeReader, PipeWriter};
+use ipc_kit::service::{Connection, Error as ServiceError, Service, ServiceOptions, SocketName, connect_timeout};
 use ipc_kit::shm::{ByteChannel, ByteReceiver, Channel, Receiver};
 use ipc_kit::socket::SeqpacketSocket;
 use ipc_kit::sync::Key;
@@ -45,13 +51,17 @@ const IDLE: Duration = Duration::from_secs(20);
 pub(crate) enum Mech {
     Kit(Mechanism),
     ShmChannel,
+    Service,
 }
 
 /// Every mechanism, in the umbrella's order, the slot channel before its
 /// byte sibling.
 pub(crate) static ALL: LazyLock<Vec<Mech>> = LazyLock::new(|| {
     let slots_first = |m: Mechanism| (m == Mechanism::ShmByteChannel).then_some(Mech::ShmChannel);
-    Mechanism::ALL.iter().flat_map(|&m| slots_first(m).into_iter().chain([Mech::Kit(m)])).collect()
+    let mut all: Vec<Mech> =
+        Mechanism::ALL.iter().flat_map(|&m| slots_first(m).into_iter().chain([Mech::Kit(m)])).collect();
+    all.push(Mech::Service);
+    all
 });
 
 impl Mech {
@@ -59,6 +69,7 @@ impl Mech {
         match self {
             Mech::Kit(m) => m.name(),
             Mech::ShmChannel => "shm-channel",
+            Mech::Service => "service",
         }
     }
 }
@@ -76,13 +87,25 @@ impl clap::ValueEnum for Mech {
 /// What the processes of one run share, made by the parent before it
 /// forks them.
 pub(crate) enum Setup {
-    Pipe { reader: PipeReader, writer: Option<PipeWriter> },
-    Fifo { fifo: Fifo, writer: Option<PipeWriter>, _dir: ScratchDir },
+    Pipe {
+        reader: PipeReader,
+        writer: Option<PipeWriter>,
+    },
+    Fifo {
+        fifo: Fifo,
+        writer: Option<PipeWriter>,
+        _dir: ScratchDir,
+    },
     Sysv(SysvQueue),
     Posix(PosixQueue),
     Slots(Vec<Channel<[u8; FIXED]>>),
     Bytes(Vec<ByteChannel>),
-    Socket { receiving: SeqpacketSocket, sending: Option<SeqpacketSocket> },
+    Socket {
+        receiving: SeqpacketSocket,
+        sending: Option<SeqpacketSocket>,
+    },
+    /// A service per consumer (its own process takes it in hand).
+    Service(Vec<(RefCell<Service>, SocketName)>),
 }
 
 impl Setup {
@@ -128,6 +151,16 @@ impl Setup {
                 let (sending, receiving) = SeqpacketSocket::pair().map_err(|err| e("socketpair", &err))?;
                 Setup::Socket { receiving, sending: Some(sending) }
             }
+            Mech::Service => Setup::Service(
+                (0..consumers)
+                    .map(|_| {
+                        let name: SocketName =
+                            format!("@{}", unique_name("ipc-kit-stress")).parse().map_err(|e| format!("{e}"))?;
+                        let options = ServiceOptions { max_clients: producers, ..Default::default() };
+                        Service::bind(&name, options).map(|s| (RefCell::new(s), name)).map_err(|err| e("bind", &err))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
             Mech::Kit(other) => return Err(format!("{other}: not yet under stress here")),
         })
     }
@@ -175,6 +208,16 @@ impl Setup {
                 let tx = sending.as_ref().ok_or("no sending end")?;
                 for seq in 0..per {
                     tx.send(&next(seq)).map_err(|e| format!("send: {e}"))?;
+                }
+                Ok(())
+            }
+            Setup::Service(services) => {
+                let mut tx = services
+                    .iter()
+                    .map(|(_, name)| connect_timeout(name, IDLE).map_err(|e| format!("connect: {e}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for seq in 0..per {
+                    tx[(seq % consumers as u64) as usize].send(&next(seq)).map_err(|e| format!("send: {e}"))?;
                 }
                 Ok(())
             }
@@ -252,6 +295,30 @@ impl Setup {
                     got.map(|v| tally.take(&v)).map_err(Polled::from)
                 })
             }
+            Setup::Service(services) => {
+                // Our own service's clients; the others are other
+                // consumers' (the copies here are never used).
+                let mut service = services[c].0.borrow_mut();
+                let mut rx = Vec::new();
+                while rx.len() < producers {
+                    rx.push(Some(service.accept_timeout(IDLE).map_err(|e| format!("accept: {e}"))?));
+                }
+                poll_mesh(&mut rx, |r: &mut Connection, wait| {
+                    let got = match wait {
+                        None => r.try_recv(&mut buf),
+                        Some(t) => r.recv_timeout(&mut buf, t),
+                    };
+                    match got {
+                        Ok(_) => {
+                            tally.take(&buf);
+                            Ok(())
+                        }
+                        Err(ServiceError::WouldBlock | ServiceError::Timeout) => Err(Polled::Empty),
+                        Err(ServiceError::Disconnected) => Err(Polled::Closed),
+                        Err(e) => Err(Polled::Failed(e.to_string())),
+                    }
+                })
+            }
             Setup::Bytes(chans) => {
                 let chans = (0..producers).map(|p| &chans[p * consumers + c]);
                 let mut rx: Vec<_> = claim(chans, ByteChannel::receiver, "receiver")?.into_iter().map(Some).collect();
@@ -284,7 +351,7 @@ impl Setup {
             Setup::Posix(q) => {
                 (0..consumers).try_for_each(|_| q.send(b"", 0)).map_err(|e| format!("mq_send end marker: {e}"))
             }
-            Setup::Slots(_) | Setup::Bytes(_) => Ok(()),
+            Setup::Slots(_) | Setup::Bytes(_) | Setup::Service(_) => Ok(()),
         }
     }
 }

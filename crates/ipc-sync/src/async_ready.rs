@@ -116,6 +116,11 @@ impl AsyncReady {
     ///
     /// When waiting on the descriptor fails.
     pub async fn until<R>(&self, mut attempt: impl FnMut() -> Option<R>) -> io::Result<R> {
+        // Each call spends some of the task's budget of tokio's cooperative
+        // scheduling, as tokio's own I/O does: a loop whose attempts always
+        // succeed at once (a full channel) still lets other tasks of the
+        // runtime run every so often.
+        tokio::task::coop::consume_budget().await;
         if let Some(r) = attempt() {
             return Ok(r);
         }

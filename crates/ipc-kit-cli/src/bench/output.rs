@@ -247,7 +247,9 @@ pub(crate) fn verdicts(results: &[CellResult]) -> Vec<String> {
         // Each mechanism by its best p50 at that size.
         let mut best: Vec<(Mech, u64, Impl)> = Vec::new();
         for r in rtts.iter().filter(|r| r.cell.size == smallest) {
-            for (f, imp) in [(r.ipc_kit.as_ref(), Impl::IpcKit), (Some(&r.raw), Impl::Raw)] {
+            // A service's raw side is another mechanism (the plain channel).
+            let raw = (r.cell.mech != Mech::Service).then_some(&r.raw);
+            for (f, imp) in [(r.ipc_kit.as_ref(), Impl::IpcKit), (raw, Impl::Raw)] {
                 if let Some(Figures::Rtt { p50, .. }) = f {
                     match best.iter_mut().find(|b| b.0 == r.cell.mech) {
                         Some(b) if *p50 < b.1 => *b = (r.cell.mech, *p50, imp),

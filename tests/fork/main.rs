@@ -20,6 +20,7 @@ mod probe;
 mod review;
 mod service;
 mod service_hostile;
+mod service_more;
 mod shm;
 mod socket;
 mod socket_hostile;
@@ -51,6 +52,7 @@ fn main() -> std::process::ExitCode {
             socket::CASES,
             service::CASES,
             service_hostile::CASES,
+            service_more::CASES,
             socket_hostile::CASES,
             socket_umbrella::CASES,
             typed::CASES,

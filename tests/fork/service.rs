@@ -33,16 +33,18 @@ cases!("service":
     options_out_of_range_bind_nothing,
     ipc_kit_ls_shows_the_service_and_its_clients,
     the_async_forms_serve_clients_and_see_a_death,
+    typed_values_travel_both_ways_through_the_umbrellas_traits,
 );
 
 /// The greeting of the handshake, as a client in another language sends it.
-const HELLO: [u8; 16] = *b"ipc-svc\0\x01\0\0\0\0\0\0\0";
+pub(crate) const HELLO: [u8; 16] = *b"ipc-svc\0\x01\0\0\0\0\0\0\0";
 
-fn name_in(dir: &ScratchDir, file: &str) -> SocketName {
+pub(crate) fn name_in(dir: &ScratchDir, file: &str) -> SocketName {
     SocketName::path(dir.path().join(file)).unwrap()
 }
 
-fn open_fds() -> usize {
+/// How many descriptors this process has open.
+pub(crate) fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count() - 1
 }
 
@@ -869,4 +871,50 @@ fn the_async_forms_serve_clients_and_see_a_death() {
         let want = if c == 2 { Exit::Signaled(Signal::SIGKILL) } else { Exit::Code(0) };
         assert_eq!(ch.wait(), want);
     }
+}
+
+// The umbrella's `MessageSender`/`MessageReceiver` for a connection's
+// sides: typed values (serde, postcard) both ways, and a peer's bytes that
+// are no such value give `Malformed`, then the next value arrives.
+fn typed_values_travel_both_ways_through_the_umbrellas_traits() {
+    use ipc_kit::typed::{RecvValue, SendValue};
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Order {
+        id: u64,
+        items: Vec<String>,
+        rush: Option<bool>,
+    }
+    let dir = ScratchDir::new();
+    let name = name_in(&dir, "svc");
+    let mut service = Service::bind(&name, ServiceOptions::default()).unwrap();
+    let mut client = fork(|| {
+        let (mut tx, mut rx) = connect(&name).unwrap().split();
+        for id in 0..100u64 {
+            let order = Order {
+                id,
+                items: vec!["x".repeat(id as usize); (id % 4) as usize],
+                rush: (id % 3 == 0).then_some(true),
+            };
+            tx.send_value(&order).unwrap();
+            let mut buf = Vec::new();
+            let back: Order = rx.recv_value_timeout(&mut buf, Duration::from_secs(10)).unwrap();
+            assert_eq!(back, Order { id: id + 1, ..order });
+        }
+        // Bytes that are no `Order`, then one that is.
+        ipc_kit::MessageSender::send(&mut tx, &[0xff; 3]).unwrap();
+        tx.send_value(&Order { id: 7, items: vec![], rush: None }).unwrap();
+    });
+    let (mut tx, mut rx) = service.accept_timeout(Duration::from_secs(10)).unwrap().split();
+    let mut buf = Vec::new();
+    for id in 0..100u64 {
+        let mut order: Order = rx.recv_value_timeout(&mut buf, Duration::from_secs(10)).unwrap();
+        assert_eq!(order.id, id);
+        order.id += 1;
+        tx.send_value(&order).unwrap();
+    }
+    let bad = rx.recv_value_timeout::<Order>(&mut buf, Duration::from_secs(10));
+    assert!(matches!(bad, Err(ipc_kit::traits::Error::Malformed { .. })), "{bad:?}");
+    let next: Order = rx.recv_value_timeout(&mut buf, Duration::from_secs(10)).unwrap();
+    assert_eq!(next.id, 7);
+    assert_eq!(client.wait(), Exit::Code(0));
 }

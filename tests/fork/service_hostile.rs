@@ -41,15 +41,7 @@ cases!("service_hostile":
     a_flood_of_refused_clients_holds_no_accept_past_its_time,
 );
 
-const HELLO: [u8; 16] = *b"ipc-svc\0\x01\0\0\0\0\0\0\0";
-
-fn name_in(dir: &ScratchDir, file: &str) -> SocketName {
-    SocketName::path(dir.path().join(file)).unwrap()
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count() - 1
-}
+use crate::service::{HELLO, name_in, open_fds};
 
 /// CPU time (user + system) this thread has used.
 fn thread_cpu() -> Duration {
@@ -644,6 +636,10 @@ fn scribble(fds: &[OwnedFd], which: &[usize], passes: u64) {
             map.write_bytes(0, &fill).unwrap();
             std::thread::sleep(Duration::from_millis(1));
         }
+        // Left impossible (every index all ones), so that a side that
+        // looks only now still finds the damage: zeros would pass for a
+        // ring that is merely full, or empty, for ever.
+        map.write_bytes(0, &vec![0xff; map.len()]).unwrap();
     }
 }
 

@@ -95,7 +95,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Ls { json } => {
-            let (objects, notes) = objects::list();
+            let (mut objects, notes) = objects::list();
+            objects.extend(services::list());
             if json {
                 for o in &objects {
                     println!("{}", o.to_json());

@@ -133,7 +133,6 @@ pub(crate) fn list() -> (Vec<Object>, Vec<String>) {
                 .to_owned(),
         );
     }
-    out.extend(crate::services::list());
     (out, notes)
 }
 
@@ -215,25 +214,7 @@ fn unit_short(unit: &str) -> &'static str {
 /// is, but a backslash doubled and every control character or byte that is
 /// not UTF-8 as `\xNN`, so that one line holds one name.
 pub(crate) fn escape(name: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in name.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                c if c.is_control() => {
-                    let mut buf = [0u8; 4];
-                    for b in c.encode_utf8(&mut buf).bytes() {
-                        out.push_str(&format!("\\x{b:02x}"));
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
+    ipc_kit::sync::object::escape_name(name)
 }
 
 /// The bytes of a name [`escape`]d; `None` for a bad escape.

@@ -1,7 +1,9 @@
 //! The services of `ipc-kit ls`: found by the memfds their processes hold
 //! (`/proc/PID/fd`), which ipc-service labels with the service's name: an
-//! empty one for as long as the service is bound, and each connection's
-//! rings, which the service and its client both hold.
+//! empty one for as long as the service is bound (its marker), and each
+//! connection's rings, which the service and its client both hold. A
+//! service is told apart by its marker's inode, not by its name (a name
+//! may be bound again while the first service lives).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
@@ -10,13 +12,20 @@ use ipc_kit::service::{LABEL_REQUESTS, LABEL_SERVICE};
 
 use crate::objects::Object;
 
-/// What one process holds: the services it runs, and the request rings
-/// (by inode) of each service's connections it is in.
+/// What one process holds: the services' markers (inode → name), the
+/// request rings by service name (their inodes), and its sockets' inodes.
 #[derive(Default)]
 struct Held {
-    /// The services' markers, by name: their inodes.
-    services: BTreeMap<String, u64>,
+    markers: BTreeMap<u64, String>,
     rings: BTreeMap<String, BTreeSet<u64>>,
+    sockets: BTreeSet<u64>,
+}
+
+/// A Unix socket as /proc/net/unix has it: whether it listens, and its
+/// address as printed there (also on the sockets a listener accepted).
+struct UnixSocket {
+    listening: bool,
+    path: String,
 }
 
 /// The parent of a process (`/proc/PID/stat`), if it can be read.
@@ -33,6 +42,30 @@ fn named<'a>(link: &'a str, label: &str) -> Option<&'a str> {
     Some(rest.strip_suffix(" (deleted)").unwrap_or(rest))
 }
 
+/// The Unix sockets that have an address, by inode.
+fn unix_sockets() -> BTreeMap<u64, UnixSocket> {
+    let text = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            // Num RefCount Protocol Flags Type St Inode Path, the path
+            // (spaces and all) the rest of the line.
+            let mut fields = [""; 7];
+            let mut rest = l;
+            for f in &mut fields {
+                rest = rest.trim_start();
+                let end = rest.find(' ').unwrap_or(rest.len());
+                (*f, rest) = rest.split_at(end);
+            }
+            let path = rest.strip_prefix(' ').unwrap_or(rest);
+            if path.is_empty() {
+                return None;
+            }
+            Some((fields[6].parse().ok()?, UnixSocket { listening: fields[5] == "01", path: path.to_owned() }))
+        })
+        .collect()
+}
+
 /// What every process this one may look into holds.
 fn scan() -> BTreeMap<i32, Held> {
     let mut all: BTreeMap<i32, Held> = BTreeMap::new();
@@ -40,15 +73,23 @@ fn scan() -> BTreeMap<i32, Held> {
         let Some(pid) = proc_entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
         // Another user's descriptors are not ours to read: passed over.
         let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else { continue };
+        let mut held = Held::default();
         for fd in fds.flatten() {
             let Ok(link) = std::fs::read_link(fd.path()) else { continue };
             let Some(link) = link.to_str() else { continue };
+            if let Some(inode) = link.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                held.sockets.extend(inode.parse::<u64>().ok());
+                continue;
+            }
             let Ok(meta) = std::fs::metadata(fd.path()) else { continue };
             if let Some(name) = named(link, LABEL_SERVICE) {
-                all.entry(pid).or_default().services.insert(name.to_owned(), meta.ino());
+                held.markers.insert(meta.ino(), name.to_owned());
             } else if let Some(name) = named(link, LABEL_REQUESTS) {
-                all.entry(pid).or_default().rings.entry(name.to_owned()).or_default().insert(meta.ino());
+                held.rings.entry(name.to_owned()).or_default().insert(meta.ino());
             }
+        }
+        if !held.markers.is_empty() || !held.rings.is_empty() {
+            all.insert(pid, held);
         }
     }
     all
@@ -58,21 +99,40 @@ fn scan() -> BTreeMap<i32, Held> {
 /// processes of its clients.
 pub(crate) fn list() -> Vec<Object> {
     let all = scan();
+    let sockets = unix_sockets();
     let mut out = Vec::new();
     for (&pid, held) in &all {
-        for (name, &marker) in &held.services {
+        for (&marker, name) in &held.markers {
             // Children forked by the service hold its marker too: the
             // service is the one whose parent does not.
-            let holds = |p: i32| all.get(&p).is_some_and(|h| h.services.get(name) == Some(&marker));
+            let holds = |p: i32| all.get(&p).is_some_and(|h| h.markers.contains_key(&marker));
             if parent(pid).is_some_and(holds) {
                 continue;
             }
             let rings = held.rings.get(name).cloned().unwrap_or_default();
-            // A client holds one of the service's rings.
+            // The addresses it listens at; the sockets it accepted carry
+            // them too, the clients' sockets none.
+            let listening: BTreeSet<&str> = held
+                .sockets
+                .iter()
+                .filter_map(|i| sockets.get(i))
+                .filter(|s| s.listening)
+                .map(|s| s.path.as_str())
+                .collect();
+            let served_from = |h: &Held| {
+                h.sockets
+                    .iter()
+                    .filter_map(|i| sockets.get(i))
+                    .any(|s| !s.listening && listening.contains(s.path.as_str()))
+            };
+            // A client holds one of the service's rings, and not the
+            // service's end of a connection (as a worker it forked does).
             let clients: Vec<i32> = all
                 .iter()
                 .filter(|&(&other, h)| {
-                    !holds(other) && h.rings.get(name).is_some_and(|r| r.iter().any(|i| rings.contains(i)))
+                    !holds(other)
+                        && h.rings.get(name).is_some_and(|r| r.iter().any(|i| rings.contains(i)))
+                        && !served_from(h)
                 })
                 .map(|(&other, _)| other)
                 .collect();

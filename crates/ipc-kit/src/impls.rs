@@ -413,3 +413,51 @@ mod socket {
         }
     }
 }
+
+#[cfg(feature = "service")]
+mod service {
+    use super::*;
+    use ipc_service::{Receiver, Sender};
+
+    fn service_err(e: ipc_service::Error, would_block: Error) -> Error {
+        match e {
+            ipc_service::Error::Disconnected => Error::Disconnected,
+            ipc_service::Error::WouldBlock => would_block,
+            ipc_service::Error::Timeout => Error::Timeout,
+            ipc_service::Error::MessageTooLarge { len, max } => Error::TooLarge { len, max },
+            other_err => other(other_err),
+        }
+    }
+
+    /// The sending side of a service's connection: the client's requests,
+    /// or the service's replies, as whole messages up to the ring's
+    /// longest (half its capacity, less 8 bytes).
+    impl MessageSender for Sender {
+        fn send(&mut self, msg: &[u8]) -> Result<()> {
+            Sender::send(self, msg).map_err(|e| service_err(e, Error::Full))
+        }
+
+        fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+            Sender::try_send(self, msg).map_err(|e| service_err(e, Error::Full))
+        }
+
+        fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+            Sender::send_timeout(self, msg, timeout).map_err(|e| service_err(e, Error::Full))
+        }
+    }
+
+    /// The receiving side of a service's connection.
+    impl MessageReceiver for Receiver {
+        fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+            Receiver::recv(self, buf).map_err(|e| service_err(e, Error::Empty))
+        }
+
+        fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+            Receiver::try_recv(self, buf).map_err(|e| service_err(e, Error::Empty))
+        }
+
+        fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
+            Receiver::recv_timeout(self, buf, timeout).map_err(|e| service_err(e, Error::Empty))
+        }
+    }
+}

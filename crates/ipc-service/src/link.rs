@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ipc_socket::SeqpacketSocket;
@@ -21,6 +21,10 @@ use crate::error::{Error, Result};
 /// and its sleep ends when it does).
 const LOOK_EVERY: Duration = Duration::from_micros(200);
 
+/// How often a sleeping side looks at the ring again, whatever woke it or
+/// not: for a peer that writes into it without ringing the doorbell.
+const LOOK_AGAIN: Duration = Duration::from_millis(100);
+
 /// A connection's socket, which says whether the peer is still there: it
 /// hangs up when the peer closes it or dies, in any state, also before
 /// the peer has touched the shared memory. Shared by both sides of the
@@ -33,11 +37,11 @@ pub(crate) struct Link {
     /// When `look_sometimes` last asked, in ns since `born`.
     asked: AtomicU64,
     /// The service's count of clients, for a connection made by a service.
-    _seat: Option<crate::service::Seat>,
+    _seat: Option<Seat>,
 }
 
 impl Link {
-    pub(crate) fn new(socket: SeqpacketSocket, seat: Option<crate::service::Seat>) -> Arc<Link> {
+    pub(crate) fn new(socket: SeqpacketSocket, seat: Option<Seat>) -> Arc<Link> {
         Arc::new(Link {
             socket,
             gone: AtomicBool::new(false),
@@ -86,6 +90,24 @@ impl Link {
     }
 }
 
+/// A place among a service's clients, held by the service's end of a
+/// connection: the count of clients goes down when it goes.
+#[derive(Debug)]
+pub(crate) struct Seat(Arc<AtomicUsize>);
+
+impl Seat {
+    pub(crate) fn take(count: &Arc<AtomicUsize>) -> Seat {
+        count.fetch_add(1, Ordering::Relaxed);
+        Seat(Arc::clone(count))
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The readiness of a side of a connection for a poller: the channel
 /// side's, or the socket's hang-up.
 #[derive(Debug)]
@@ -113,7 +135,16 @@ impl Readiness for SideReady {
     }
 
     fn recheck(&self) -> Option<Duration> {
-        self.side.recheck()
+        // The channel looks at its peer every 20 ms for a peer whose death
+        // nothing reports; here the socket does, in the same epoll. What
+        // is left is a peer that writes without ringing (scribbles, or
+        // handed doorbells that are not the channel's): looked for every
+        // `LOOK_AGAIN`, which costs an idle side a few wake-ups a second.
+        // A shorter recheck (a refused barrier) stays.
+        Some(match self.side.recheck() {
+            Some(every) if every < ipc_shm::channel::LIVENESS_RECHECK => every,
+            _ => LOOK_AGAIN,
+        })
     }
 }
 

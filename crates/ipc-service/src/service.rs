@@ -15,7 +15,7 @@ use nix::sys::memfd::{MFdFlags, memfd_create};
 
 use crate::connection::{Connection, Receiver, Sender};
 use crate::error::{Error, Refusal, Result};
-use crate::link::Link;
+use crate::link::{Link, Seat};
 use crate::options::ServiceOptions;
 use crate::wire;
 
@@ -29,17 +29,38 @@ pub const LABEL_REQUESTS: &str = "ipc-service-requests";
 /// See [`LABEL_SERVICE`]: a connection's ring of replies.
 pub const LABEL_REPLIES: &str = "ipc-service-replies";
 
-/// A memfd label: `kind`, a space and the service's name, cut to the 249
-/// bytes a label may have.
-fn label(kind: &str, name: &str) -> String {
-    let mut label = format!("{kind} {name}");
-    let mut end = label.len().min(249);
-    while !label.is_char_boundary(end) {
-        end -= 1;
+/// A memfd label: `kind`, a space and the service's name written as
+/// `ipc-kit ls` writes names (`ipc_sync::object::escape_name`; an abstract
+/// name with its `@`), cut to the 249 bytes a label may have, with `…` at
+/// the end when it was cut. `ipc-kit ls` tells services apart by their
+/// memfds, not by these names.
+fn label(kind: &str, name: &SocketName) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = match name {
+        SocketName::Path(p) => p.as_os_str().as_bytes().to_vec(),
+        SocketName::Abstract(a) => [b"@".as_slice(), a].concat(),
+    };
+    let escaped = ipc_sync::object::escape_name(&bytes);
+    let room = 249 - kind.len() - 1;
+    if escaped.len() <= room {
+        return format!("{kind} {escaped}");
     }
-    label.truncate(end);
-    label.retain(|c| c != '\0');
-    label
+    // Cut between whole characters and escapes (`\\`, `\xNN`).
+    let budget = room - '…'.len_utf8();
+    let (mut end, mut rest) = (0, escaped.as_str());
+    while let Some(c) = rest.chars().next() {
+        let unit = match (c, rest.as_bytes().get(1)) {
+            ('\\', Some(b'x')) => 4,
+            ('\\', _) => 2,
+            (c, _) => c.len_utf8(),
+        };
+        if end + unit > budget {
+            break;
+        }
+        end += unit;
+        rest = &rest[unit..];
+    }
+    format!("{kind} {}…", &escaped[..end])
 }
 
 /// The epoll token of the listener; a client in its handshake has its
@@ -50,24 +71,6 @@ const LISTENER: u64 = 0;
 /// for the next pass, so that a flood of them cannot hold a call past its
 /// deadline.
 const ACCEPTS_PER_PASS: usize = 16;
-
-/// A place among a service's clients, held by the service's end of a
-/// connection: the count of clients goes down when it goes.
-#[derive(Debug)]
-pub(crate) struct Seat(Arc<AtomicUsize>);
-
-impl Seat {
-    fn take(count: &Arc<AtomicUsize>) -> Seat {
-        count.fetch_add(1, Ordering::Relaxed);
-        Seat(Arc::clone(count))
-    }
-}
-
-impl Drop for Seat {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
 
 /// A client that connected and was let in, whose greeting has not come
 /// yet.
@@ -151,7 +154,7 @@ impl Service {
             .map_err(|e| Error::io("epoll_create1", std::io::Error::from(e)))?;
         let bind = BindOptions { mode: options.mode, ..BindOptions::default() };
         let listener = SeqpacketListener::bind_with(name, &bind)?;
-        let marker = memfd_create(label(LABEL_SERVICE, &name.to_string()).as_str(), MFdFlags::MFD_CLOEXEC)
+        let marker = memfd_create(label(LABEL_SERVICE, name).as_str(), MFdFlags::MFD_CLOEXEC)
             .map_err(|e| Error::io("memfd_create", e))?;
         epoll
             .add(listener.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))
@@ -332,7 +335,7 @@ impl Service {
     fn welcome(&mut self, p: Pending) -> Result<Option<Connection>> {
         let Pending { socket, peer, .. } = p;
         let (requests, replies) = (self.options.request_capacity, self.options.reply_capacity);
-        let made = make_channels(&self.listener.name().to_string(), requests, replies);
+        let made = make_channels(self.listener.name(), requests, replies);
         let (receiver, sender, fds) = match made {
             Ok(m) => m,
             Err(e) => {
@@ -406,7 +409,7 @@ fn refuse(socket: &SeqpacketSocket, why: Refusal) {
 /// replies'.
 type Made = ((ipc_shm::ByteReceiver, usize), (ipc_shm::ByteSender, usize), Vec<OwnedFd>);
 
-fn make_channels(name: &str, requests: usize, replies: usize) -> Result<Made> {
+fn make_channels(name: &SocketName, requests: usize, replies: usize) -> Result<Made> {
     let req = ByteChannel::new_memfd_labelled(requests, &label(LABEL_REQUESTS, name))?;
     let rep = ByteChannel::new_memfd_labelled(replies, &label(LABEL_REPLIES, name))?;
     for chan in [&req, &rep] {

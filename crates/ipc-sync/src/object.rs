@@ -543,3 +543,36 @@ macro_rules! io_error_conversion {
         }
     };
 }
+
+/// A name as one line of text, for listings: UTF-8 text as it is, but a
+/// backslash doubled and every control character or byte that is not
+/// UTF-8 as `\xNN` (so that `ipc-kit ls` prints one name per line, and
+/// `ipc-kit rm` takes the spelling back).
+///
+/// ```
+/// use ipc_sync::object::escape_name;
+///
+/// assert_eq!(escape_name(b"a b\\c\n\xff"), "a b\\\\c\\x0a\\xff");
+/// assert_eq!(escape_name("grüße".as_bytes()), "grüße");
+/// ```
+pub fn escape_name(name: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in name.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}

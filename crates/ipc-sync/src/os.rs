@@ -74,9 +74,7 @@ pub fn poll(fds: &mut [PollFd<'_>], timeout_ms: i32) -> io::Result<usize> {
 
 /// [`poll`] of one fd for `events`, without waiting: what it has now
 /// (empty when nothing; `POLLHUP`, `POLLERR` and `POLLNVAL` may be there
-/// unasked). `EINTR` is tried again. Bits nix has no constant for, such
-/// as `POLLRDHUP` (`PollFlags::from_bits_retain(libc::POLLRDHUP)`), may
-/// be asked for and come back.
+/// unasked). `EINTR` is tried again.
 ///
 /// ```
 /// use std::os::fd::AsFd;
@@ -86,13 +84,6 @@ pub fn poll(fds: &mut [PollFd<'_>], timeout_ms: i32) -> io::Result<usize> {
 /// assert!(poll_now(r.as_fd(), PollFlags::POLLIN)?.is_empty());
 /// drop(w);
 /// assert!(poll_now(r.as_fd(), PollFlags::POLLIN)?.contains(PollFlags::POLLHUP));
-///
-/// // A socket whose peer shut down its writing, with no name in nix:
-/// let rdhup = PollFlags::from_bits_retain(libc::POLLRDHUP);
-/// let (a, b) = std::os::unix::net::UnixStream::pair()?;
-/// assert!(poll_now(a.as_fd(), rdhup)?.is_empty());
-/// b.shutdown(std::net::Shutdown::Write)?;
-/// assert!(poll_now(a.as_fd(), rdhup)?.contains(rdhup));
 /// # Ok::<(), std::io::Error>(())
 /// ```
 ///
@@ -100,13 +91,12 @@ pub fn poll(fds: &mut [PollFd<'_>], timeout_ms: i32) -> io::Result<usize> {
 ///
 /// The error of the call, other than `EINTR`.
 pub fn poll_now(fd: BorrowedFd<'_>, events: PollFlags) -> io::Result<PollFlags> {
+    let mut fds = [PollFd::new(fd, events)];
     loop {
-        // Every bit the kernel sets is kept, also those nix has no name
-        // for (`POLLRDHUP`), which would make its `revents` give up.
-        match crate::sys::poll_one(fd, events.bits(), 0) {
+        match poll(&mut fds, 0) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
-            Ok(revents) => return Ok(PollFlags::from_bits_retain(revents)),
+            Ok(_) => return Ok(fds[0].revents().unwrap_or(PollFlags::empty())),
         }
     }
 }

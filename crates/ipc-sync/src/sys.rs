@@ -374,21 +374,6 @@ pub(crate) fn sem_unlink(name: &CStr) -> io::Result<()> {
 }
 
 /// `eventfd(2)` with `EFD_CLOEXEC | EFD_NONBLOCK` and the given extra flags.
-/// `poll(2)` of one descriptor for `events`: the `revents` the kernel set,
-/// every bit of them.
-pub(crate) fn poll_one(
-    fd: std::os::fd::BorrowedFd<'_>,
-    events: libc::c_short,
-    timeout_ms: libc::c_int,
-) -> io::Result<libc::c_short> {
-    use std::os::fd::AsRawFd;
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
-    // SAFETY: one valid `pollfd` that lives across the call, and the
-    // count of 1 says so; `fd` is borrowed, so open for the call.
-    cvt(unsafe { libc::poll(&mut pfd, 1, timeout_ms) })?;
-    Ok(pfd.revents)
-}
-
 pub(crate) fn eventfd(initval: u32, flags: libc::c_int) -> io::Result<std::os::fd::OwnedFd> {
     use nix::sys::eventfd::{EfdFlags, EventFd};
     let flags = EfdFlags::from_bits_retain(flags) | EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK;

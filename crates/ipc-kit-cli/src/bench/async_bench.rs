@@ -16,8 +16,8 @@ use ipc_kit::{Async, AsyncMessageReceiver, AsyncMessageSender, Interest, Mechani
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::compare::histogram;
 use super::links::Taken;
+use super::method::histogram;
 use super::method::{Placement, Probed, median, probed_pairs, settled, two_processes};
 use super::output;
 use crate::sys;

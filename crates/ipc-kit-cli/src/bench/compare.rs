@@ -18,7 +18,7 @@ use ipc_kit::sync::os::{PollFlags, poll_until};
 use super::link::{Link, Runner, Rx, Tx};
 use super::links;
 use super::mech::Mech;
-use super::method::{Impl, Placement, Probed, median, probed_pairs, settled, two_processes};
+use super::method::{Impl, Placement, Probed, histogram, median, probed_pairs, settled, two_processes};
 use crate::sys;
 use crate::sys::ring::Ways;
 
@@ -99,12 +99,6 @@ impl Plan {
     pub(crate) fn runs(&self) -> u64 {
         self.cells.iter().map(|c| 1 + u64::from(self.pairs) * if c.mech.has_ipc_kit() { 2 } else { 1 }).sum()
     }
-}
-
-/// Latency samples are recorded from 1 ns to 100 s with 3 significant
-/// digits.
-pub(crate) fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
 }
 
 /// What one run measured.

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use hdrhistogram::Histogram;
+
 use crate::sys;
 
 /// Which implementation a run measures: ipc-kit, or the raw libc one
@@ -171,4 +173,10 @@ pub(crate) fn two_processes<R>(
         return Err(std::io::Error::other(format!("the peer process failed (exit {code})")));
     }
     Ok(value)
+}
+
+/// Latency samples are recorded from 1 ns to 100 s with 3 significant
+/// digits.
+pub(crate) fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
 }

@@ -84,7 +84,7 @@ pub(crate) fn connect_times(count: u32) -> io::Result<Histogram<u64>> {
             Ok(())
         },
         || {
-            let mut times = super::compare::histogram();
+            let mut times = method::histogram();
             for _ in 0..count {
                 let start = Instant::now();
                 let conn = connect(&name)?;

@@ -31,8 +31,11 @@ use super::liveness;
 use super::shim::{self, fence};
 
 /// How often a poller looks again at a side whose peer's death nothing
-/// rings for (a killed process rings no doorbell).
-pub(super) const RECHECK: Duration = Duration::from_millis(20);
+/// rings for (a killed process rings no doorbell): the `recheck` of a
+/// side's readiness, unless its barrier was refused (then 1 ms). A
+/// program that learns of the peer's death another way (a socket that
+/// hangs up) may leave it out.
+pub const RECHECK: Duration = Duration::from_millis(20);
 
 /// How often a poller looks again when the barrier that orders its
 /// arming against the peer's publish was refused.

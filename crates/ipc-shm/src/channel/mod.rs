@@ -142,6 +142,7 @@ mod sys;
 
 #[cfg(feature = "tokio")]
 pub use async_sides::{AsyncByteReceiver, AsyncByteSender, AsyncReceiver, AsyncSender};
+pub use bell::RECHECK as LIVENESS_RECHECK;
 pub use byte_receiver::ByteReceiver;
 pub use byte_sender::{ByteSender, Reservation};
 pub use bytes::{ByteChannel, byte_channel};

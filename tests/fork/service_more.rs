@@ -390,12 +390,33 @@ fn a_recv_loop_that_always_succeeds_lets_other_tasks_run() {
     let mut nb = [0u8; 8];
     done_r.read_exact(&mut nb).unwrap();
     let n = u64::from_le_bytes(nb);
-    let (ticks, got) = ipc_kit_tests::tokio_runtime().block_on(async move {
-        let counter = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let (ticks, got) = beside_a_counter(async move {
+        let mut conn = conn.into_async().unwrap();
+        let mut buf = Vec::new();
+        let mut got = 0u64;
+        for _ in 0..n {
+            conn.recv(&mut buf).await.unwrap();
+            got += 1;
+        }
+        got
+    });
+    println!("{got} recvs that always found a message; the other task ran {ticks} times meanwhile");
+    assert!(ticks > 0, "the other task never ran during {got} recvs");
+    open_gate(&mut go_w);
+    assert_eq!(client.wait(), Exit::Code(0));
+}
+
+/// Runs `work` on a current-thread runtime beside a task that counts its
+/// turns; returns the turns it had meanwhile, and what `work` gave.
+fn beside_a_counter<T>(work: impl std::future::Future<Output = T>) -> (u64, T) {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    ipc_kit_tests::tokio_runtime().block_on(async move {
+        let counter = Rc::new(Cell::new(0u64));
         let local = tokio::task::LocalSet::new();
         local
             .run_until(async move {
-                let c2 = counter.clone();
+                let c2 = Rc::clone(&counter);
                 tokio::task::spawn_local(async move {
                     loop {
                         c2.set(c2.get() + 1);
@@ -403,22 +424,12 @@ fn a_recv_loop_that_always_succeeds_lets_other_tasks_run() {
                     }
                 });
                 tokio::task::yield_now().await;
-                let mut conn = conn.into_async().unwrap();
                 let before = counter.get();
-                let mut buf = Vec::new();
-                let mut got = 0u64;
-                for _ in 0..n {
-                    conn.recv(&mut buf).await.unwrap();
-                    got += 1;
-                }
-                (counter.get() - before, got)
+                let out = work.await;
+                (counter.get() - before, out)
             })
             .await
-    });
-    println!("{got} recvs that always found a message; the other task ran {ticks} times meanwhile");
-    assert!(ticks > 0, "the other task never ran during {got} recvs");
-    open_gate(&mut go_w);
-    assert_eq!(client.wait(), Exit::Code(0));
+    })
 }
 
 fn a_send_loop_that_always_succeeds_lets_other_tasks_run() {
@@ -432,27 +443,12 @@ fn a_send_loop_that_always_succeeds_lets_other_tasks_run() {
         wait_gate(&mut go_r);
     });
     let conn = service.accept_timeout(Duration::from_secs(10)).unwrap();
-    let (ticks, sent) = ipc_kit_tests::tokio_runtime().block_on(async move {
-        let counter = std::rc::Rc::new(std::cell::Cell::new(0u64));
-        let local = tokio::task::LocalSet::new();
-        local
-            .run_until(async move {
-                let c2 = counter.clone();
-                tokio::task::spawn_local(async move {
-                    loop {
-                        c2.set(c2.get() + 1);
-                        tokio::task::yield_now().await;
-                    }
-                });
-                tokio::task::yield_now().await;
-                let mut conn = conn.into_async().unwrap();
-                let before = counter.get();
-                for i in 0..20_000u64 {
-                    conn.send(&i.to_le_bytes()).await.unwrap();
-                }
-                (counter.get() - before, 20_000)
-            })
-            .await
+    let (ticks, sent) = beside_a_counter(async move {
+        let mut conn = conn.into_async().unwrap();
+        for i in 0..20_000u64 {
+            conn.send(&i.to_le_bytes()).await.unwrap();
+        }
+        20_000
     });
     println!("{sent} sends with room; the other task ran {ticks} times meanwhile");
     assert!(ticks > 0);

@@ -42,9 +42,16 @@ fn a_forged_receiver_index_hides_no_message() {
     let go_rfd = go_r.as_raw_fd();
     let (done_r, done_w) = pipe().unwrap();
     let done_wfd = done_w.as_raw_fd();
+    let (claimed_r, claimed_w) = pipe().unwrap();
+    let claimed_wfd = claimed_w.as_raw_fd();
     let sender = fork(|| {
         close_inherited(go_rfd);
         close_inherited(done_wfd);
+        close_inherited(claimed_wfd);
+        // Only once the receiver is claimed (a receiver claimed after the
+        // forgery would start from the forged index).
+        let mut claimed = claimed_r;
+        await_byte(&mut claimed);
         let mut tx = chan.sender().unwrap();
         tx.send(7).unwrap();
         // The receiver's index, forged: as if message 0 had been taken.
@@ -57,6 +64,8 @@ fn a_forged_receiver_index_hides_no_message() {
         drop(tx);
     });
     let mut rx: Receiver<u64> = chan.receiver().unwrap();
+    let mut claimed = claimed_w;
+    claimed.write_all(b"+").unwrap();
     let mut go = go_r;
     await_byte(&mut go);
     let mut poller = Poller::new().unwrap();

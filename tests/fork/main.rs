@@ -17,6 +17,7 @@ mod pipe_reopen;
 mod poll;
 mod poll_corners;
 mod probe;
+mod pubsub;
 mod review;
 mod service;
 mod service_hostile;
@@ -53,6 +54,7 @@ fn main() -> std::process::ExitCode {
             service::CASES,
             service_hostile::CASES,
             service_more::CASES,
+            pubsub::CASES,
             socket_hostile::CASES,
             socket_umbrella::CASES,
             typed::CASES,

@@ -76,7 +76,7 @@ fn nothing_yet<T>(r: std::result::Result<T, ipc_shm::Error>) -> Result<Option<T>
 }
 
 /// The window of spinning for a wait that ends at `deadline`.
-fn window(deadline: Deadline) -> Duration {
+pub(crate) fn window(deadline: Deadline) -> Duration {
     deadline.remaining().map_or(SPIN, |left| left.min(SPIN))
 }
 
@@ -85,7 +85,7 @@ impl Receiver {
         chan.set_wait_policy(WaitPolicy::Spin);
         let source = chan.source(Interest::Readable).map_err(|e| Error::io("a receiver's doorbell", e))?;
         let source = source.ok_or_else(|| Error::handshake("a receiver that cannot be polled"))?;
-        let waiter = Waiter::new(source, link)?;
+        let waiter = Waiter::new(source, Some(link))?;
         Ok(Receiver { chan, max, waiter, link: Arc::clone(link) })
     }
 
@@ -254,7 +254,7 @@ impl Sender {
         chan.set_wait_policy(WaitPolicy::Spin);
         let source = chan.source(Interest::Writable).map_err(|e| Error::io("a sender's doorbell", e))?;
         let source = source.ok_or_else(|| Error::handshake("a sender that cannot be polled"))?;
-        let waiter = Waiter::new(source, link)?;
+        let waiter = Waiter::new(source, Some(link))?;
         Ok(Sender { chan, max, waiter, link: Arc::clone(link) })
     }
 

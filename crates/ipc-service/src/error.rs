@@ -86,6 +86,16 @@ pub enum Error {
     #[error("the peer is gone")]
     Disconnected,
 
+    /// A subscriber fell behind a publisher that overwrites
+    /// ([`Policy::Overwrite`](crate::Policy::Overwrite)): `missed`
+    /// messages were overwritten before it read them. It goes on with the
+    /// oldest message it can still read.
+    #[error("fell behind: {missed} messages were overwritten unread")]
+    Lagged {
+        /// How many messages it lost.
+        missed: u64,
+    },
+
     /// A `try_*` call found nothing to receive, or no room to send.
     #[error("the call would block")]
     WouldBlock,
@@ -148,6 +158,7 @@ impl Error {
             Error::InvalidOptions { .. } => io::ErrorKind::InvalidInput,
             Error::Disconnected => io::ErrorKind::BrokenPipe,
             Error::WouldBlock => io::ErrorKind::WouldBlock,
+            Error::Lagged { .. } => io::ErrorKind::Other,
             Error::Timeout => io::ErrorKind::TimedOut,
             Error::MessageTooLarge { .. } => io::ErrorKind::InvalidInput,
             Error::OutOfDescriptors { .. } => io::ErrorKind::Other,

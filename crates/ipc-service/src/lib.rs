@@ -56,10 +56,13 @@ mod async_sides;
 mod client;
 mod connection;
 mod error;
+mod hub;
 mod link;
 mod options;
+mod pubsub;
 mod request;
 mod service;
+mod subscriber;
 mod wire;
 
 #[cfg(feature = "tokio")]
@@ -67,7 +70,16 @@ pub use async_sides::{AsyncConnection, AsyncReceiver, AsyncSender, AsyncService}
 pub use client::{connect, connect_deadline, connect_timeout};
 pub use connection::{Connection, Receiver, Sender};
 pub use error::{Error, Refusal, Result};
+pub use hub::MAX_MEMBERS;
 pub use ipc_socket::{Credentials, SocketName};
 pub use options::{Access, MAX_CAPACITY, MIN_CAPACITY, ServiceOptions};
+pub use pubsub::{Loan, Policy, PubSubOptions, Publisher};
 pub use request::{RequestId, Requester, Responder};
 pub use service::{LABEL_REPLIES, LABEL_REQUESTS, LABEL_SERVICE, Service};
+pub use subscriber::Subscriber;
+
+/// The memfd label (see [`LABEL_SERVICE`]) of a publisher's ring.
+pub const LABEL_PUBSUB: &str = "ipc-pubsub";
+/// The memfd label of a subscriber's cell (its cursor), which the
+/// subscriber keeps open.
+pub const LABEL_SUBSCRIBER: &str = "ipc-pubsub-subscriber";

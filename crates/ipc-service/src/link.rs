@@ -113,14 +113,14 @@ impl Drop for Seat {
 #[derive(Debug)]
 struct SideReady {
     side: Arc<dyn Readiness>,
-    link: Arc<Link>,
+    link: Option<Arc<Link>>,
 }
 
 impl Readiness for SideReady {
     fn arm(&self) -> bool {
         // Always armed, so that every disarm has its arm.
         let ready = self.side.arm();
-        ready || self.link.look()
+        ready || self.link.as_ref().is_some_and(|l| l.look())
     }
 
     fn disarm(&self) {
@@ -160,7 +160,7 @@ pub(crate) struct Waiter {
 
 impl Waiter {
     /// A waiter for a channel side whose poller source is `source`.
-    pub(crate) fn new(source: Source<'_>, link: &Arc<Link>) -> Result<Waiter> {
+    pub(crate) fn new(source: Source<'_>, link: Option<&Arc<Link>>) -> Result<Waiter> {
         let side = source.readiness.ok_or_else(|| Error::handshake("a channel side without a doorbell"))?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
             .map_err(|e| Error::io("epoll_create1", std::io::Error::from(e)))?;
@@ -176,8 +176,10 @@ impl Waiter {
         // nothing else of the socket's (what a peer sends on it, or its
         // shutting down its writing alone, which would keep the socket
         // ready for good).
-        add(link.socket().as_fd(), EpollFlags::empty(), 1)?;
-        Ok(Waiter { epoll, ready: Arc::new(SideReady { side, link: Arc::clone(link) }) })
+        if let Some(link) = link {
+            add(link.socket().as_fd(), EpollFlags::empty(), 1)?;
+        }
+        Ok(Waiter { epoll, ready: Arc::new(SideReady { side, link: link.cloned() }) })
     }
 
     /// Sleeps until the doorbell rings, the socket hangs up, the side is

@@ -34,7 +34,7 @@ pub const LABEL_REPLIES: &str = "ipc-service-replies";
 /// name with its `@`), cut to the 249 bytes a label may have, with `…` at
 /// the end when it was cut. `ipc-kit ls` tells services apart by their
 /// memfds, not by these names.
-fn label(kind: &str, name: &SocketName) -> String {
+pub(crate) fn label(kind: &str, name: &SocketName) -> String {
     use std::os::unix::ffi::OsStrExt;
     let bytes = match name {
         SocketName::Path(p) => p.as_os_str().as_bytes().to_vec(),
@@ -394,6 +394,12 @@ impl Service {
 /// reads the answer (clients still look again after such a failure, for
 /// a greeting that comes in between).
 fn refuse(socket: &SeqpacketSocket, why: Refusal) {
+    refuse_with(socket, &wire::answer(Some(why), 0, 0));
+}
+
+/// Turns a client away with `answer`, after reading what it sent (so
+/// that closing does not reset its socket with its greeting unread).
+pub(crate) fn refuse_with(socket: &SeqpacketSocket, answer: &[u8]) {
     let mut junk = [0u8; 64];
     for _ in 0..64 {
         match socket.try_recv_with_fds(&mut junk, 1) {
@@ -401,7 +407,7 @@ fn refuse(socket: &SeqpacketSocket, why: Refusal) {
             Err(_) => break,
         }
     }
-    let _ = socket.try_send(&wire::answer(Some(why), 0, 0));
+    let _ = socket.try_send(answer);
 }
 
 /// The channel sides a new connection's service keeps, and the

@@ -84,6 +84,65 @@ pub(crate) fn read_answer(msg: &[u8]) -> Result<Answer> {
     }
 }
 
+/// The first bytes of a hub's handshake messages (publish/subscribe, the
+/// blackboard, events): the greeting names the kind of hub the member
+/// expects; the answer carries the hub's flags and the member's number.
+pub(crate) const HUB_MAGIC: [u8; 8] = *b"ipc-hub\0";
+
+/// The descriptors a hub's welcome carries: the shared object (read-only
+/// to members), the member's cell, the member's doorbell and the owner's.
+pub(crate) const HUB_FDS: usize = 4;
+
+/// A member's greeting to a hub of `kind`.
+pub(crate) fn hub_hello(kind: u32) -> [u8; HELLO_LEN] {
+    let mut m = [0u8; HELLO_LEN];
+    m[..8].copy_from_slice(&HUB_MAGIC);
+    m[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    m[12..16].copy_from_slice(&kind.to_le_bytes());
+    m
+}
+
+/// Whether `msg` greets a hub of `kind`.
+pub(crate) fn is_hub_hello(msg: &[u8], kind: u32) -> bool {
+    msg == hub_hello(kind)
+}
+
+/// A hub's answer: a welcome (`None`) with the hub's flags and the
+/// member's number, or a refusal.
+pub(crate) fn hub_answer(refusal: Option<Refusal>, kind: u32, flags: u32, id: u64) -> [u8; ANSWER_LEN] {
+    let mut m = [0u8; ANSWER_LEN];
+    m[..8].copy_from_slice(&HUB_MAGIC);
+    m[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    m[12..16].copy_from_slice(&refusal.map_or(0, Refusal::code).to_le_bytes());
+    m[16..20].copy_from_slice(&kind.to_le_bytes());
+    m[20..24].copy_from_slice(&flags.to_le_bytes());
+    m[24..32].copy_from_slice(&id.to_le_bytes());
+    m
+}
+
+/// What a hub's answer said: its flags and the member's number, or a
+/// refusal.
+pub(crate) fn read_hub_answer(msg: &[u8], kind: u32) -> Result<std::result::Result<(u32, u64), Refusal>> {
+    if msg.len() != ANSWER_LEN || msg[..8] != HUB_MAGIC {
+        return Err(Error::handshake(format!("the answer is not a hub's ({} bytes)", msg.len())));
+    }
+    let word = |at: usize| u32::from_le_bytes([msg[at], msg[at + 1], msg[at + 2], msg[at + 3]]);
+    if word(8) != VERSION {
+        return Err(Error::handshake(format!("the hub speaks version {}, not {VERSION}", word(8))));
+    }
+    if let code @ 1.. = word(12) {
+        return Refusal::from_code(code)
+            .map(Err)
+            .ok_or_else(|| Error::handshake(format!("the hub answered with the unknown status {code}")));
+    }
+    if word(16) != kind {
+        return Err(Error::handshake(format!("a hub of kind {}, not {kind}", word(16))));
+    }
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&msg[24..32]);
+    Ok(Ok((word(20), u64::from_le_bytes(id))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +167,16 @@ mod tests {
         bad[12] = 99;
         assert!(matches!(read_answer(&bad), Err(Error::Handshake { .. })));
         assert!(matches!(read_answer(&bad[..31]), Err(Error::Handshake { .. })));
+    }
+
+    #[test]
+    fn hub_messages_read_back_and_kinds_are_told_apart() {
+        assert!(is_hub_hello(&hub_hello(2), 2));
+        assert!(!is_hub_hello(&hub_hello(2), 3));
+        assert!(!is_hub_hello(&hello(), 0));
+        assert_eq!(read_hub_answer(&hub_answer(None, 1, 7, 42), 1).unwrap(), Ok((7, 42)));
+        assert_eq!(read_hub_answer(&hub_answer(Some(Refusal::Full), 1, 0, 0), 1).unwrap(), Err(Refusal::Full));
+        assert!(read_hub_answer(&hub_answer(None, 2, 0, 0), 1).is_err());
+        assert!(read_hub_answer(&answer(None, 1, 1), 1).is_err());
     }
 }

@@ -79,6 +79,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod broadcast;
 pub mod channel;
 mod error;
 mod mapping;

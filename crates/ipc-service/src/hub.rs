@@ -1,0 +1,444 @@
+//! A hub: one process that owns a shared object (a broadcast ring, a
+//! blackboard, a table of events) and any number of members that join it
+//! by name. Publish/subscribe, the blackboard and named events are hubs.
+//!
+//! The owner binds a seqpacket socket and a thread of its own takes
+//! members in: it judges each by its credentials and the cap on members,
+//! reads its greeting (never blocking on a member that stalls) and answers
+//! with four descriptors: the shared object, which members can map only
+//! for reading; a cell of the member's own (a page both map: its cursor,
+//! whether it sleeps); a doorbell that the owner rings to wake the member;
+//! and the owner's doorbell, which members ring to wake the owner. The
+//! member's socket then stays open as its liveness: the thread sees it
+//! hang up at once when the member leaves or dies, marks it gone and rings
+//! the owner. The owner's side learns of joins and departures through a
+//! counter of changes it compares on each call ([`Hub::changes`]).
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ipc_shm::Memfd;
+use ipc_shm::broadcast::CursorCell;
+use ipc_socket::{BindOptions, Credentials, SeqpacketListener, SeqpacketSocket, SocketName};
+use ipc_sync::{Deadline, EventFd, EventFdMode};
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+
+use crate::error::{Error, Refusal, Result};
+use crate::link::Link;
+use crate::options::Access;
+use crate::service::{label, refuse_with};
+use crate::wire;
+
+/// What a hub is: members greet a hub of the kind they expect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    PubSub = 1,
+}
+
+impl Kind {
+    /// The memfd labels of the shared object and of the members' cells,
+    /// by which `ipc-kit ls` finds hubs and their members.
+    pub(crate) fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::PubSub => (crate::LABEL_PUBSUB, crate::LABEL_SUBSCRIBER),
+        }
+    }
+}
+
+/// Whom a hub lets in, and how it is bound.
+#[derive(Clone, Debug)]
+pub(crate) struct HubOptions {
+    pub(crate) access: Access,
+    pub(crate) max_members: usize,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) mode: u32,
+}
+
+impl HubOptions {
+    pub(crate) fn check(&self) -> Result<()> {
+        let bad = |reason: String| Err(Error::InvalidOptions { reason });
+        if self.max_members == 0 || self.max_members > MAX_MEMBERS {
+            return bad(format!("{} members: from 1 to {MAX_MEMBERS}", self.max_members));
+        }
+        if self.mode & !0o777 != 0 {
+            return bad(format!("mode {:o} has bits beyond 0o777", self.mode));
+        }
+        Ok(())
+    }
+}
+
+/// The most members a hub takes (each costs its owner a page and three
+/// descriptors).
+pub const MAX_MEMBERS: usize = 4096;
+
+/// A member, as its owner sees it.
+#[derive(Debug)]
+pub(crate) struct Member {
+    /// The page it shares with the owner; every value there is untrusted.
+    pub(crate) cell: CursorCell,
+    /// Its doorbell.
+    bell: EventFd,
+    /// Cleared when its socket hung up.
+    alive: AtomicBool,
+    /// Its credentials when it connected.
+    pub(crate) peer: Credentials,
+    /// The owner's bookkeeping: where it started (`u64::MAX` before), and
+    /// its cursor when it was last woken.
+    pub(crate) start: AtomicU64,
+    pub(crate) woken_at: AtomicU64,
+}
+
+impl Member {
+    pub(crate) fn alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// Rings its doorbell (a full counter means it is rung already).
+    pub(crate) fn ring(&self) {
+        let _ = self.bell.try_add(1);
+    }
+}
+
+/// What the owner and the hub's thread share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    members: Mutex<Vec<Arc<Member>>>,
+    changes: AtomicU64,
+    /// The owner's doorbell.
+    bell: EventFd,
+}
+
+impl Shared {
+    /// The members now.
+    pub(crate) fn members(&self) -> Vec<Arc<Member>> {
+        self.members.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+/// The owner's handle on its hub; dropping it stops the thread, closes
+/// every member's socket and removes the socket file.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    shared: Arc<Shared>,
+    name: SocketName,
+    stop: EventFd,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Hub {
+    /// Binds `name` and starts taking members of `kind` in, each welcomed
+    /// with `flags` and a copy of `object`.
+    pub(crate) fn bind(name: &SocketName, kind: Kind, flags: u32, options: HubOptions, object: Memfd) -> Result<Hub> {
+        options.check()?;
+        let bind = BindOptions { mode: options.mode, ..BindOptions::default() };
+        let listener = SeqpacketListener::bind_with(name, &bind)?;
+        let eventfd = || EventFd::new(0, EventFdMode::Counter).map_err(|e| Error::io("eventfd", e));
+        let shared = Arc::new(Shared { members: Mutex::default(), changes: AtomicU64::new(0), bell: eventfd()? });
+        let stop = eventfd()?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+            .map_err(|e| Error::io("epoll_create1", std::io::Error::from(e)))?;
+        let add = |fd: BorrowedFd<'_>, token: u64| {
+            epoll
+                .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))
+                .map_err(|e| Error::io("epoll_ctl", std::io::Error::from(e)))
+        };
+        add(listener.as_fd(), LISTENER)?;
+        add(stop.as_fd(), STOP)?;
+        let worker = Worker {
+            listener,
+            epoll,
+            kind,
+            flags,
+            cell_label: label(kind.labels().1, name),
+            object,
+            options,
+            own_uid: nix::unistd::geteuid().as_raw(),
+            pending: Vec::new(),
+            live: HashMap::new(),
+            next_token: FIRST_TOKEN,
+            next_id: 0,
+            shared: Arc::clone(&shared),
+        };
+        let thread = std::thread::Builder::new()
+            .name("ipc-service hub".into())
+            .spawn(move || worker.run())
+            .map_err(|e| Error::io("spawning the hub's thread", e))?;
+        Ok(Hub { shared, name: name.clone(), stop, thread: Some(thread) })
+    }
+
+    pub(crate) fn name(&self) -> &SocketName {
+        &self.name
+    }
+
+    /// The owner's doorbell: rung when a member joins or leaves, and by
+    /// members for the owner.
+    pub(crate) fn bell(&self) -> &EventFd {
+        &self.shared.bell
+    }
+
+    /// A count that changes whenever a member joins or leaves.
+    #[inline]
+    pub(crate) fn changes(&self) -> u64 {
+        self.shared.changes.load(Ordering::Acquire)
+    }
+
+    /// The members now.
+    pub(crate) fn members(&self) -> Vec<Arc<Member>> {
+        self.shared.members()
+    }
+
+    /// What the hub shares with its thread, for a poller's hook.
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// How many members there are.
+    pub(crate) fn count(&self) -> usize {
+        self.shared.members.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.stop.try_add(1);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+const LISTENER: u64 = 0;
+const STOP: u64 = 1;
+const FIRST_TOKEN: u64 = 2;
+/// Members taken from the backlog on one pass.
+const ACCEPTS_PER_PASS: usize = 16;
+
+#[derive(Debug)]
+struct Pending {
+    token: u64,
+    socket: SeqpacketSocket,
+    peer: Credentials,
+    until: Instant,
+}
+
+/// The hub's thread.
+struct Worker {
+    listener: SeqpacketListener,
+    epoll: Epoll,
+    kind: Kind,
+    flags: u32,
+    cell_label: String,
+    object: Memfd,
+    options: HubOptions,
+    own_uid: u32,
+    pending: Vec<Pending>,
+    live: HashMap<u64, (SeqpacketSocket, Arc<Member>)>,
+    next_token: u64,
+    next_id: u64,
+    shared: Arc<Shared>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut events = [EpollEvent::empty(); 32];
+        loop {
+            let now = Instant::now();
+            self.pending.retain(|p| p.until > now);
+            let first = self.pending.iter().map(|p| p.until).min();
+            let ms = first
+                .map_or(-1, |at| i32::try_from(at.saturating_duration_since(now).as_millis() + 1).unwrap_or(i32::MAX));
+            let timeout = EpollTimeout::try_from(ms).unwrap_or(EpollTimeout::NONE);
+            let n = match self.epoll.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => 0,
+                // Nothing to wait with: the hub takes no one from now on.
+                Err(_) => return,
+            };
+            for event in &events[..n] {
+                match event.data() {
+                    STOP => return,
+                    LISTENER => self.take_new(),
+                    token if self.live.contains_key(&token) => self.gone(token),
+                    token => self.greeted(token),
+                }
+            }
+        }
+    }
+
+    fn take_new(&mut self) {
+        for _ in 0..ACCEPTS_PER_PASS {
+            let Ok(socket) = self.listener.try_accept() else { return };
+            let Ok(peer) = socket.peer_credentials() else { continue };
+            let refusal = if !self.options.access.allows(&peer, self.own_uid) {
+                Some(Refusal::Denied)
+            } else if self.live.len() + self.pending.len() >= self.options.max_members {
+                Some(Refusal::Full)
+            } else {
+                None
+            };
+            let token = self.next_token;
+            self.next_token += 1;
+            let watched = refusal.is_none()
+                && self.epoll.add(socket.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token)).is_ok();
+            if !watched {
+                let why = refusal.unwrap_or(Refusal::Unavailable);
+                refuse_with(&socket, &wire::hub_answer(Some(why), self.kind as u32, 0, 0));
+                continue;
+            }
+            let until = Instant::now() + self.options.handshake_timeout;
+            self.pending.push(Pending { token, socket, peer, until });
+        }
+    }
+
+    fn greeted(&mut self, token: u64) {
+        let Some(at) = self.pending.iter().position(|p| p.token == token) else { return };
+        let mut buf = [0u8; 64];
+        let got = self.pending[at].socket.try_recv_with_fds(&mut buf, 1);
+        if matches!(got, Err(ipc_socket::Error::WouldBlock)) {
+            return;
+        }
+        let p = self.pending.swap_remove(at);
+        let _ = self.epoll.delete(p.socket.as_fd());
+        match got {
+            Ok((n, fds)) if fds.is_empty() && wire::is_hub_hello(&buf[..n], self.kind as u32) => self.welcome(p),
+            Ok(_) | Err(ipc_socket::Error::FdsTruncated { .. } | ipc_socket::Error::Truncated { .. }) => {
+                refuse_with(&p.socket, &wire::hub_answer(Some(Refusal::Protocol), self.kind as u32, 0, 0));
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn welcome(&mut self, p: Pending) {
+        let Pending { socket, peer, .. } = p;
+        let unavailable = |socket: &SeqpacketSocket, kind: Kind| {
+            refuse_with(socket, &wire::hub_answer(Some(Refusal::Unavailable), kind as u32, 0, 0));
+        };
+        let made = CursorCell::create(&self.cell_label)
+            .ok()
+            .and_then(|(cell, memfd)| Some((cell, memfd, EventFd::new(0, EventFdMode::Counter).ok()?)));
+        let Some((cell, cell_fd, bell)) = made else {
+            return unavailable(&socket, self.kind);
+        };
+        let id = self.next_id;
+        let fds = [self.object.as_fd(), cell_fd.as_fd(), bell.as_fd(), self.shared.bell.as_fd()];
+        let answer = wire::hub_answer(None, self.kind as u32, self.flags, id);
+        if socket.try_send_with_fds(&answer, &fds).is_err() {
+            return;
+        }
+        // Watched for its hang-up only (no interest: what it may send
+        // is never read).
+        let token = self.next_token;
+        self.next_token += 1;
+        if self.epoll.add(socket.as_fd(), EpollEvent::new(EpollFlags::empty(), token)).is_err() {
+            return;
+        }
+        self.next_id += 1;
+        let member = Arc::new(Member {
+            cell,
+            bell,
+            alive: AtomicBool::new(true),
+            peer,
+            start: AtomicU64::new(u64::MAX),
+            woken_at: AtomicU64::new(u64::MAX),
+        });
+        self.shared.members.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::clone(&member));
+        self.live.insert(token, (socket, member));
+        self.changed();
+    }
+
+    fn gone(&mut self, token: u64) {
+        let Some((socket, member)) = self.live.remove(&token) else { return };
+        let _ = self.epoll.delete(socket.as_fd());
+        member.alive.store(false, Ordering::Release);
+        self.shared.members.lock().unwrap_or_else(PoisonError::into_inner).retain(|m| !Arc::ptr_eq(m, &member));
+        self.changed();
+    }
+
+    fn changed(&self) {
+        self.shared.changes.fetch_add(1, Ordering::AcqRel);
+        let _ = self.shared.bell.try_add(1);
+    }
+}
+
+/// What a member receives when it joins.
+#[derive(Debug)]
+pub(crate) struct Joined {
+    pub(crate) link: Arc<Link>,
+    pub(crate) object: Memfd,
+    pub(crate) cell: CursorCell,
+    /// Kept open: `ipc-kit ls` counts members by it.
+    pub(crate) _cell_memfd: Memfd,
+    pub(crate) bell: EventFd,
+    pub(crate) owner_bell: EventFd,
+    pub(crate) flags: u32,
+    pub(crate) id: u64,
+    pub(crate) owner: Credentials,
+}
+
+/// Joins the hub of `kind` at `name`.
+pub(crate) fn join(name: &SocketName, kind: Kind, deadline: Deadline) -> Result<Joined> {
+    let socket = match deadline.instant() {
+        None => SeqpacketSocket::connect(name)?,
+        Some(at) => SeqpacketSocket::connect_deadline(name, at)?,
+    };
+    match socket.try_send(&wire::hub_hello(kind as u32)) {
+        Ok(()) | Err(ipc_socket::Error::Disconnected) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut buf = [0u8; wire::ANSWER_LEN + 1];
+    let mut got = match deadline.remaining() {
+        None => socket.recv_with_fds(&mut buf, wire::HUB_FDS),
+        Some(left) => socket.recv_with_fds_timeout(&mut buf, wire::HUB_FDS, left),
+    };
+    if matches!(got, Err(ipc_socket::Error::Disconnected)) {
+        // As for a service: a reset first, the answer queued behind it.
+        got = socket.try_recv_with_fds(&mut buf, wire::HUB_FDS).map_err(|e| match e {
+            ipc_socket::Error::WouldBlock => ipc_socket::Error::Disconnected,
+            e => e,
+        });
+    }
+    let (n, fds) = match got {
+        Ok(got) => got,
+        Err(e @ (ipc_socket::Error::FdsTruncated { .. } | ipc_socket::Error::Truncated { .. })) => {
+            return Err(Error::handshake(format!("the answer: {e}")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (flags, id) = match wire::read_hub_answer(&buf[..n], kind as u32)? {
+        Ok(welcome) => welcome,
+        Err(reason) => return Err(Error::Refused { name: name.to_string(), reason }),
+    };
+    let [object, cell, bell, owner_bell] = <[_; wire::HUB_FDS]>::try_from(fds).map_err(|fds| {
+        Error::handshake(format!("the welcome carried {} descriptors, not {}", fds.len(), wire::HUB_FDS))
+    })?;
+    let refused = |what: &str| {
+        let what = what.to_owned();
+        move |e: Error| match e {
+            e @ Error::OutOfDescriptors { .. } => e,
+            e => Error::handshake(format!("the {what}: {e}")),
+        }
+    };
+    let object = Memfd::from_fd(object).map_err(Error::from).map_err(refused("shared memory"))?;
+    let cell_memfd = Memfd::from_fd(cell).map_err(Error::from).map_err(refused("member's cell"))?;
+    let cell = CursorCell::open(&cell_memfd).map_err(Error::from).map_err(refused("member's cell"))?;
+    let eventfd = |fd| EventFd::from_fd(fd, EventFdMode::Counter).map_err(|e| Error::io("eventfd", e));
+    let bell = eventfd(bell).map_err(refused("member's doorbell"))?;
+    let owner_bell = eventfd(owner_bell).map_err(refused("owner's doorbell"))?;
+    let owner = socket.peer_credentials()?;
+    Ok(Joined {
+        link: Link::new(socket, None),
+        object,
+        cell,
+        _cell_memfd: cell_memfd,
+        bell,
+        owner_bell,
+        flags,
+        id,
+        owner,
+    })
+}

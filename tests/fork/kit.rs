@@ -266,6 +266,10 @@ fn check_bench_schema(doc: &Value) -> Result<(), String> {
         let text = |key: &str, allowed: &[&str]| {
             row.get(key).and_then(Value::as_str).filter(|v| allowed.contains(v)).ok_or(at(format!("bad {key}")))
         };
+        if row.get("mechanism") == Some(&json!("pubsub")) {
+            check_pubsub_row(&row).map_err(at)?;
+            continue;
+        }
         let mech = text("mechanism", &BENCH_MECHANISMS)?;
         let imp = text("impl", &["ipc-kit", "raw"])?;
         let test = text("test", &["rtt", "stream", "batch"])?;
@@ -338,6 +342,52 @@ fn check_bench_schema(doc: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a `"mechanism": "pubsub"` row (docs/bench.md): one publisher,
+/// a count of subscribers, the publisher's cost and each subscriber's
+/// rate.
+fn check_pubsub_row(row: &serde_json::Map<String, Value>) -> Result<(), String> {
+    let num = |key: &str| row.get(key).and_then(Value::as_f64).ok_or(format!("{key} is not a number"));
+    let documented = [
+        "mechanism",
+        "impl",
+        "test",
+        "size",
+        "policy",
+        "subscribers",
+        "publisher_ns_per_msg",
+        "publisher_cpu_ns_per_msg",
+        "vs_one_subscriber",
+        "subscriber_msgs_per_s",
+        "delivered_msgs_per_s",
+        "lost_fraction",
+        "runs",
+    ];
+    if let Some(k) = row.keys().find(|k| !documented.contains(&k.as_str())) {
+        return Err(format!("undocumented field {k}"));
+    }
+    if row.get("impl") != Some(&json!("ipc-kit")) || row.get("test") != Some(&json!("publish")) {
+        return Err("pubsub rows are ipc-kit's, test publish".into());
+    }
+    if !matches!(row.get("policy").and_then(Value::as_str), Some("block" | "overwrite")) {
+        return Err("bad policy".into());
+    }
+    let subs = row.get("subscribers").and_then(Value::as_u64).filter(|n| [1, 2, 4, 8].contains(n));
+    let subs = subs.ok_or("subscribers is not 1, 2, 4 or 8")?;
+    for key in ["size", "publisher_ns_per_msg", "vs_one_subscriber", "delivered_msgs_per_s", "runs"] {
+        if num(key)? <= 0.0 {
+            return Err(format!("{key} is not positive"));
+        }
+    }
+    if num("publisher_cpu_ns_per_msg")? < 0.0 || !(0.0..=1.0).contains(&num("lost_fraction")?) {
+        return Err("a negative CPU time or a lost fraction out of 0..1".into());
+    }
+    let rates = row.get("subscriber_msgs_per_s").and_then(Value::as_array).ok_or("no subscriber_msgs_per_s")?;
+    if rates.len() as u64 != subs || rates.iter().any(|r| r.as_f64().is_none_or(|r| r < 0.0)) {
+        return Err("subscriber_msgs_per_s is not one rate per subscriber".into());
+    }
+    Ok(())
+}
+
 fn cli_bench_json_follows_the_schema() {
     let dir = ScratchDir::new();
     let (json_path, svg_path) = (dir.path().join("bench.json"), dir.path().join("bench.svg"));
@@ -381,6 +431,16 @@ fn cli_bench_json_follows_the_schema() {
             }
         }
     }
+    // Publish/subscribe: each policy with 1, 2, 4 and 8 subscribers.
+    for policy in ["block", "overwrite"] {
+        for subs in [1, 2, 4, 8] {
+            let found = rows.iter().any(|r| {
+                r["mechanism"] == json!("pubsub") && r["policy"] == json!(policy) && r["subscribers"] == json!(subs)
+            });
+            assert!(found, "no pubsub {policy} row with {subs} subscribers");
+        }
+    }
+    assert!(stdout.contains("pubsub overwrite: the publisher's cost per message"), "{stdout}");
     assert!(stdout.contains("round trip") && stdout.contains("stream"), "the tables: {stdout}");
     // The channels' round trips at 64 B are set against both limits.
     for mech in ["shm-channel", "shm-byte-channel"] {
@@ -417,10 +477,18 @@ fn bench_schema_check_rejects_broken_documents() {
              "msgs_per_s": 1000.0, "bytes_per_s": 64000.0, "vs_raw": 1.0},
             {"mechanism": "shm-channel", "impl": "raw", "test": "batch", "size": 64, "batch": 64,
              "msgs_per_s": 1000.0, "bytes_per_s": 64000.0},
+            {"mechanism": "pubsub", "impl": "ipc-kit", "test": "publish", "size": 64, "policy": "block",
+             "subscribers": 2, "publisher_ns_per_msg": 30.0, "publisher_cpu_ns_per_msg": 29.0,
+             "vs_one_subscriber": 1.1, "subscriber_msgs_per_s": [1.0e6, 2.0e6], "delivered_msgs_per_s": 3.0e6,
+             "lost_fraction": 0.0, "runs": 3},
         ]
     });
     check_bench_schema(&good).unwrap();
-    let broken: [fn(&mut Value); 18] = [
+    let broken: [fn(&mut Value); 22] = [
+        |d| d["results"][8]["subscribers"] = json!(3),
+        |d| d["results"][8]["subscriber_msgs_per_s"] = json!([1.0]),
+        |d| d["results"][8]["policy"] = json!("drop"),
+        |d| d["results"][8]["lost_fraction"] = json!(2.0),
         |d| d["schema"] = json!(2),
         |d| d["machine"]["cpus"] = json!(0),
         |d| d["results"] = json!([]),

@@ -280,7 +280,9 @@ impl Subscriber {
                 return Err(Error::Timeout);
             }
             if start.elapsed() < spin {
-                std::hint::spin_loop();
+                // Yields rather than spins: the publisher's other
+                // subscribers may be waiting for this CPU.
+                std::thread::yield_now();
             } else {
                 self.waiter.park(deadline)?;
             }
@@ -323,13 +325,16 @@ impl Subscriber {
     }
 
     /// Moves the cursor; under `Block`, says so to the publisher, and
-    /// rings it if it waits for room.
+    /// rings it if it waits for the cursor to pass where it just passed.
     #[inline]
     fn moved(&self, to: u64) {
-        self.cursor.store(to, Ordering::Relaxed);
+        let from = self.cursor.swap(to, Ordering::Relaxed);
         if self.policy == Policy::Block {
             self.joined.cell.set_cursor(to);
-            if self.reader.writer_waiting() {
+            if let Some(until) = self.reader.writer_waiting_for()
+                && (from == NOT_STARTED || from < until)
+                && to >= until
+            {
                 let _ = self.joined.owner_bell.try_add(1);
             }
         }

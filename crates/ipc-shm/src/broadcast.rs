@@ -41,8 +41,11 @@ const OFF_MAX: usize = 24;
 const OFF_HEAD: usize = 64;
 /// Set when the writer is gone for good.
 const OFF_CLOSED: usize = 128;
-/// Set while the writer waits for its readers to make room.
-const OFF_WAITING: usize = 132;
+/// While the writer waits for its readers to make room: the cursor each
+/// reader is to pass (before which it rings the writer); else `u64::MAX`.
+const OFF_WAITING: usize = 136;
+/// [`OFF_WAITING`] when the writer does not wait.
+const NOT_WAITING: u64 = u64::MAX;
 /// Where the slots start.
 const SLOTS: usize = 256;
 /// In a slot: its stamp, then the message's length, then the message.
@@ -134,6 +137,7 @@ impl BroadcastWriter {
         let written = long(OFF_CAPACITY, geometry.capacity)
             .and(long(OFF_SLOT, geometry.slot as u64))
             .and(long(OFF_MAX, geometry.max as u64))
+            .and(long(OFF_WAITING, NOT_WAITING))
             .and(long(OFF_MAGIC, MAGIC));
         written.map_err(|_| Error::InvalidSize { size: bytes, reason: "the header does not fit" })?;
         Ok(BroadcastWriter { pinned, memfd, geometry, head: 0, loaned: false })
@@ -218,18 +222,8 @@ impl BroadcastWriter {
         self.commit(bytes.len())
     }
 
-    /// Says whether the writer waits for room (readers that move their
-    /// cursor then ring it).
-    pub fn set_waiting(&self, waiting: bool) {
-        self.flags_ref().set_waiting(waiting);
-    }
-
-    fn flags_ref(&self) -> WriterFlags {
-        WriterFlags { pinned: self.pinned.clone() }
-    }
-
-    /// A handle on the waiting flag and the head, for a hook that runs
-    /// apart from the writer (a poller's).
+    /// A handle on the waiting word and the head, for the waits, which
+    /// run apart from the writer (a poller's hook).
     pub fn flags(&self) -> WriterFlags {
         WriterFlags { pinned: self.pinned.clone() }
     }
@@ -269,9 +263,11 @@ pub struct WriterFlags {
 }
 
 impl WriterFlags {
-    /// As [`BroadcastWriter::set_waiting`].
-    pub fn set_waiting(&self, waiting: bool) {
-        self.pinned.at::<AtomicU32, OFF_WAITING>().store(u32::from(waiting), Ordering::SeqCst);
+    /// Says that the writer waits for room until every reader's cursor
+    /// reaches `until` (readers that pass it then ring it), or (`None`)
+    /// that it does not wait.
+    pub fn set_waiting(&self, until: Option<u64>) {
+        self.pinned.at::<AtomicU64, OFF_WAITING>().store(until.unwrap_or(NOT_WAITING), Ordering::SeqCst);
     }
 
     /// How many messages were published.
@@ -350,9 +346,10 @@ impl BroadcastReader {
         self.pinned.at::<AtomicU32, OFF_CLOSED>().load(Ordering::Acquire) != 0
     }
 
-    /// Whether the writer waits for room.
-    pub fn writer_waiting(&self) -> bool {
-        self.pinned.at::<AtomicU32, OFF_WAITING>().load(Ordering::SeqCst) != 0
+    /// The cursor the writer waits for every reader to reach, if it
+    /// waits for room.
+    pub fn writer_waiting_for(&self) -> Option<u64> {
+        Some(self.pinned.at::<AtomicU64, OFF_WAITING>().load(Ordering::SeqCst)).filter(|&w| w != NOT_WAITING)
     }
 
     /// Reads message `n` in place: `f` sees its bytes, and its result is
@@ -365,27 +362,37 @@ impl BroadcastReader {
     /// following the layout says (a slot older than the head, a length
     /// over the maximum that does not change).
     pub fn read_with<R>(&self, n: u64, f: impl FnOnce(&[u8]) -> R) -> Result<Read<R>> {
-        let head = self.head();
-        if n >= head {
-            return Ok(Read::Empty);
-        }
         let cap = self.geometry.capacity;
         let lagged = |head: u64| Read::Lagged { next: head.saturating_sub(cap / 2).max(n + 1) };
-        if head - n > cap {
-            return Ok(lagged(head));
-        }
         let at = self.geometry.at(n);
         let span = self.pinned.span();
         let (Ok(stamp), Ok(len)) = (span.view::<AtomicU64>(at), span.view::<AtomicU32>(at + 8)) else {
             return Err(corrupted("a slot outside the ring"));
         };
         let want = n.wrapping_mul(2).wrapping_add(2);
-        let before = stamp.load(Ordering::Acquire);
+        // The slot's stamp says whether the message is there: the head
+        // (a line every reader would pull at every message) is looked at
+        // only when it is not.
+        let mut before = stamp.load(Ordering::Acquire);
         if before != want {
             if before > want {
                 return Ok(lagged(self.head()));
             }
-            return Err(corrupted("a slot older than the head"));
+            let head = self.head();
+            if head <= n {
+                return Ok(Read::Empty);
+            }
+            if head - n > cap {
+                return Ok(lagged(head));
+            }
+            // Published meanwhile (the stamp goes before the head)?
+            before = stamp.load(Ordering::Acquire);
+            if before > want {
+                return Ok(lagged(self.head()));
+            }
+            if before != want {
+                return Err(corrupted("a slot older than the head"));
+            }
         }
         let len = len.load(Ordering::Relaxed) as usize;
         let result = if len <= self.geometry.max { span.slice(at + SLOT_HEADER, len).ok().map(f) } else { None };

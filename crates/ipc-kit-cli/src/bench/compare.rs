@@ -51,6 +51,8 @@ impl Test {
     fn of(mech: Mech) -> &'static [Test] {
         match mech {
             Mech::ShmLine(_) => &[Test::Rtt],
+            // Measured apart (`bench::pubsub`).
+            Mech::PubSub => &[],
             Mech::ShmChannel => &[Test::Rtt, Test::Stream, Test::Batch],
             _ => &[Test::Rtt, Test::Stream],
         }

@@ -115,9 +115,11 @@ fn comparison(args: &Args) -> Result<(), String> {
     }
     bar.finish_and_clear();
     compare::set_limits(&mut results);
-    say(output::tables(&results));
-    for line in output::verdicts(&results) {
-        say(line);
+    if !results.is_empty() {
+        say(output::tables(&results));
+        for line in output::verdicts(&results) {
+            say(line);
+        }
     }
     let connects = if mechs.contains(&Mech::Service) {
         let count = if args.quick { 50 } else { 500 };
@@ -139,11 +141,33 @@ fn comparison(args: &Args) -> Result<(), String> {
     } else {
         None
     };
+    let pubsub = if mechs.contains(&Mech::PubSub) {
+        let reps = if args.quick { 3 } else { 9 };
+        let bar = indicatif::ProgressBar::new(super::pubsub::runs(reps));
+        bar.set_message("pubsub");
+        let rows = super::pubsub::measure(reps, run_time, pinned, || bar.inc(1));
+        bar.finish_and_clear();
+        match rows {
+            Ok(rows) => {
+                say(super::pubsub::table(&rows));
+                rows
+            }
+            Err(e) => {
+                failures.push(format!("pubsub: {e}"));
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
     for s in &plan.skipped {
         say(format!("skipped: {s}"));
     }
     if let Some(path) = &args.json {
         let mut doc = output::json(&machine, &plan, &results);
+        if let Some(rows) = doc["results"].as_array_mut() {
+            rows.extend(super::pubsub::json_rows(&pubsub));
+        }
         if let Some(h) = &connects {
             doc["service_connect"] = serde_json::json!({
                 "p50_ns": h.value_at_quantile(0.5),

@@ -1,5 +1,5 @@
 //! The mechanisms the comparison measures: every [`Mechanism`] of the
-//! umbrella, by its own name, and three that are not one of them.
+//! umbrella, by its own name, and five that are not one of them.
 
 use ipc_kit::Mechanism;
 
@@ -17,6 +17,9 @@ pub(crate) enum Mech {
     /// One connection of a service (ipc-service): requests one way,
     /// replies the other. Its reference is the plain byte channel.
     Service,
+    /// One publisher and 1, 2, 4 or 8 subscribers (ipc-service): measured
+    /// apart from the pairs of the other mechanisms (`bench::pubsub`).
+    PubSub,
     /// The limit of a round trip through shared memory, a reference only:
     /// a cache line carrying a sequence word and the payload
     /// (`sys::ring::Line`), one handed back and forth (`shm-line`), or one
@@ -24,13 +27,14 @@ pub(crate) enum Mech {
     ShmLine(Ways),
 }
 
-/// How many mechanisms are compared: the umbrella's and the four others.
-const COUNT: usize = Mechanism::ALL.len() + 4;
+/// How many mechanisms are compared: the umbrella's and the five others.
+const COUNT: usize = Mechanism::ALL.len() + 5;
 
 impl Mech {
     /// Every mechanism, in the order of the tables and the JSON rows: the
     /// umbrella's in its order, the typed channel just before the byte
-    /// channel, then services, then the round-trip limits.
+    /// channel, then services and publish/subscribe, then the round-trip
+    /// limits.
     pub(crate) const ALL: [Mech; COUNT] = {
         let mut all = [Mech::ShmChannel; COUNT];
         let (mut from, mut to) = (0, 0);
@@ -44,8 +48,9 @@ impl Mech {
         }
         // The typed channel found its place; services and the limits
         // come last.
-        assert!(to == COUNT - 3, "Mechanism::ALL has no ShmByteChannel");
-        all[COUNT - 3] = Mech::Service;
+        assert!(to == COUNT - 4, "Mechanism::ALL has no ShmByteChannel");
+        all[COUNT - 4] = Mech::Service;
+        all[COUNT - 3] = Mech::PubSub;
         all[COUNT - 2] = Mech::ShmLine(Ways::Shared);
         all[COUNT - 1] = Mech::ShmLine(Ways::Apart);
         all
@@ -57,6 +62,7 @@ impl Mech {
             Mech::Kit(m) => m.name(),
             Mech::ShmChannel => "shm-channel",
             Mech::Service => "service",
+            Mech::PubSub => "pubsub",
             Mech::ShmLine(Ways::Shared) => "shm-line",
             Mech::ShmLine(Ways::Apart) => "shm-lines",
         }
@@ -101,8 +107,9 @@ mod tests {
         assert_eq!(kit, Mechanism::ALL, "the umbrella's mechanisms, each once, in its order");
         let at = |m| Mech::ALL.iter().position(|&x| x == m);
         assert_eq!(at(Mech::ShmChannel).map(|i| i + 1), at(Mech::Kit(Mechanism::ShmByteChannel)));
-        assert_eq!(at(Mech::Kit(Mechanism::UnixSocket)), Some(COUNT - 4));
-        assert_eq!(at(Mech::Service), Some(COUNT - 3));
+        assert_eq!(at(Mech::Kit(Mechanism::UnixSocket)), Some(COUNT - 5));
+        assert_eq!(at(Mech::Service), Some(COUNT - 4));
+        assert_eq!(at(Mech::PubSub), Some(COUNT - 3));
         assert_eq!(at(Mech::ShmLine(Ways::Shared)), Some(COUNT - 2));
         assert_eq!(at(Mech::ShmLine(Ways::Apart)), Some(COUNT - 1));
         for m in Mech::ALL {

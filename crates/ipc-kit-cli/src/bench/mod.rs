@@ -21,7 +21,8 @@
 //! - The comparison: `mech` (what is compared), `compare` (cells, runs and
 //!   their figures), `links` (each mechanism's two sides, with ipc-kit and
 //!   with libc; `service` for the connection of a service and its
-//!   connect time), `output` (tables, JSON, verdicts) and `chart` (SVG).
+//!   connect time), `output` (tables, JSON, verdicts) and `chart` (SVG);
+//!   `pubsub` for one publisher and 1 to 8 subscribers, measured apart.
 //! - `--detail`: `workload` (what a workload is), and the workloads of
 //!   `pipe`, `sync` and `channel`.
 
@@ -36,6 +37,7 @@ mod mech;
 mod method;
 mod output;
 mod pipe;
+mod pubsub;
 mod raw_links;
 mod service;
 mod sync;

@@ -5,7 +5,9 @@ mod async_cases;
 mod async_corners;
 mod async_waits;
 mod bad_input;
+mod blackboard;
 mod channel;
+mod event;
 mod examples;
 mod fifo;
 mod fifo_service;
@@ -55,6 +57,8 @@ fn main() -> std::process::ExitCode {
             service_hostile::CASES,
             service_more::CASES,
             pubsub::CASES,
+            blackboard::CASES,
+            event::CASES,
             socket_hostile::CASES,
             socket_umbrella::CASES,
             typed::CASES,

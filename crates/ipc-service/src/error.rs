@@ -96,6 +96,24 @@ pub enum Error {
         missed: u64,
     },
 
+    /// A blackboard's value kept changing under every read of it, `tries`
+    /// times (its writer rewrites it faster than it can be copied, or the
+    /// memory is scribbled on).
+    #[error("the value kept changing while it was read ({tries} tries)")]
+    Unsettled {
+        /// How many reads were tried.
+        tries: u32,
+    },
+
+    /// An event id beyond those the notifier has.
+    #[error("event {id} is beyond the {ids} ids of the events")]
+    UnknownEvent {
+        /// The id.
+        id: u32,
+        /// How many ids there are.
+        ids: u32,
+    },
+
     /// A `try_*` call found nothing to receive, or no room to send.
     #[error("the call would block")]
     WouldBlock,
@@ -159,6 +177,8 @@ impl Error {
             Error::Disconnected => io::ErrorKind::BrokenPipe,
             Error::WouldBlock => io::ErrorKind::WouldBlock,
             Error::Lagged { .. } => io::ErrorKind::Other,
+            Error::Unsettled { .. } => io::ErrorKind::InvalidData,
+            Error::UnknownEvent { .. } => io::ErrorKind::InvalidInput,
             Error::Timeout => io::ErrorKind::TimedOut,
             Error::MessageTooLarge { .. } => io::ErrorKind::InvalidInput,
             Error::OutOfDescriptors { .. } => io::ErrorKind::Other,

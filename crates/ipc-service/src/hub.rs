@@ -16,20 +16,21 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ipc_shm::Memfd;
-use ipc_shm::broadcast::CursorCell;
+use ipc_shm::broadcast::{CursorCell, NOT_STARTED};
 use ipc_socket::{BindOptions, Credentials, SeqpacketListener, SeqpacketSocket, SocketName};
+use ipc_sync::ready::{Readiness, Source};
 use ipc_sync::{Deadline, EventFd, EventFdMode};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 use crate::error::{Error, Refusal, Result};
-use crate::link::Link;
+use crate::link::{Link, Waiter};
 use crate::options::Access;
 use crate::service::{label, refuse_with};
 use crate::wire;
@@ -38,6 +39,8 @@ use crate::wire;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     PubSub = 1,
+    Blackboard = 2,
+    Events = 3,
 }
 
 impl Kind {
@@ -46,6 +49,8 @@ impl Kind {
     pub(crate) fn labels(self) -> (&'static str, &'static str) {
         match self {
             Kind::PubSub => (crate::LABEL_PUBSUB, crate::LABEL_SUBSCRIBER),
+            Kind::Blackboard => (crate::LABEL_BLACKBOARD, crate::LABEL_BLACKBOARD_READER),
+            Kind::Events => (crate::LABEL_EVENTS, crate::LABEL_LISTENER),
         }
     }
 }
@@ -101,6 +106,66 @@ impl Member {
     /// Rings its doorbell (a full counter means it is rung already).
     pub(crate) fn ring(&self) {
         let _ = self.bell.try_add(1);
+    }
+}
+
+/// The owner's own list of its members, taken from the hub when members
+/// joined or left (one compare per call otherwise), and the wake-ups of
+/// those that sleep.
+#[derive(Debug)]
+pub(crate) struct Roster {
+    seen: u64,
+    members: Vec<Arc<Member>>,
+}
+
+impl Roster {
+    pub(crate) fn new() -> Roster {
+        Roster { seen: u64::MAX, members: Vec::new() }
+    }
+
+    /// Takes in the members that joined or left since last looked; a new
+    /// one is given `start` (in its cell, where it waits for it).
+    #[inline]
+    pub(crate) fn sync(&mut self, hub: &Hub, start: impl Fn() -> u64) {
+        let changes = hub.changes();
+        if changes == self.seen {
+            return;
+        }
+        self.seen = changes;
+        self.members = hub.members();
+        for m in &self.members {
+            if m.start.load(Ordering::Relaxed) == NOT_STARTED {
+                let at = start();
+                m.start.store(at, Ordering::Relaxed);
+                m.cell.set_start(at);
+            }
+        }
+    }
+
+    pub(crate) fn members(&self) -> &[Arc<Member>] {
+        &self.members
+    }
+
+    /// Wakes the members that sleep, once each for each place of their
+    /// cursor (so that one that keeps saying it sleeps without moving
+    /// costs no more than one that reads): after the shared object
+    /// changed.
+    #[inline]
+    pub(crate) fn wake(&self) {
+        if self.members.is_empty() {
+            return;
+        }
+        // Ordered with each member's word that it sleeps, which it gives
+        // before it looks at the shared object a last time.
+        fence(Ordering::SeqCst);
+        for m in &self.members {
+            if m.cell.asleep() {
+                let at = m.cell.cursor();
+                if m.woken_at.swap(at, Ordering::Relaxed) != at {
+                    m.ring();
+                }
+            }
+        }
     }
 }
 
@@ -343,7 +408,7 @@ impl Worker {
             bell,
             alive: AtomicBool::new(true),
             peer,
-            start: AtomicU64::new(u64::MAX),
+            start: AtomicU64::new(NOT_STARTED),
             woken_at: AtomicU64::new(u64::MAX),
         });
         self.shared.members.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::clone(&member));
@@ -362,6 +427,95 @@ impl Worker {
     fn changed(&self) {
         self.shared.changes.fetch_add(1, Ordering::AcqRel);
         let _ = self.shared.bell.try_add(1);
+    }
+}
+
+/// What a member waits for: whether there is news for it (a message at
+/// its cursor, a newer value, an event), and its place, which it gives in
+/// its cell before it sleeps (so that the owner wakes it once per place).
+pub(crate) trait News: Send + Sync + std::fmt::Debug + 'static {
+    /// Its place now, or `NOT_STARTED`.
+    fn place(&self) -> u64;
+    /// Whether a look would find something (or the owner's end).
+    fn ready(&self) -> bool;
+}
+
+/// A member's readiness for a poller and for its own waits: armed, it
+/// says in its cell where it is and that it sleeps.
+#[derive(Debug)]
+struct MemberReady<N> {
+    news: N,
+    cell: CursorCell,
+}
+
+impl<N: News> Readiness for MemberReady<N> {
+    fn arm(&self) -> bool {
+        let at = self.news.place();
+        if at != NOT_STARTED {
+            self.cell.set_cursor(at);
+        }
+        self.cell.set_asleep(true);
+        // Ordered with the owner's look at this word after it changed the
+        // shared object: one of the two sees the other.
+        fence(Ordering::SeqCst);
+        self.news.ready()
+    }
+
+    fn disarm(&self) {
+        self.cell.set_asleep(false);
+    }
+
+    fn edges(&self) -> bool {
+        true
+    }
+}
+
+/// How a member waits: on its doorbell and its socket at once (the
+/// owner's death wakes it), after a short window of looking again.
+#[derive(Debug)]
+pub(crate) struct MemberWait {
+    waiter: Waiter,
+}
+
+impl MemberWait {
+    pub(crate) fn new(joined: &Joined, news: impl News) -> Result<Arc<MemberWait>> {
+        let ready = Arc::new(MemberReady { news, cell: joined.cell.clone() });
+        let waiter = Waiter::new(Source::doorbell(joined.bell.as_fd(), ready), Some(&joined.link))?;
+        Ok(Arc::new(MemberWait { waiter }))
+    }
+
+    /// Runs `attempt` until it gives a result: once, and with no
+    /// deadline (`try_*`) that is all ([`Error::WouldBlock`]); else yields
+    /// for a short window (other members may wait for this CPU), then
+    /// sleeps until woken, the owner's death or `deadline`.
+    pub(crate) fn until<R>(
+        &self,
+        deadline: Option<Deadline>,
+        mut attempt: impl FnMut() -> Result<Option<R>>,
+    ) -> Result<R> {
+        if let Some(r) = attempt()? {
+            return Ok(r);
+        }
+        let Some(deadline) = deadline else { return Err(Error::WouldBlock) };
+        let (start, window) = (Instant::now(), crate::connection::window(deadline));
+        loop {
+            if deadline.has_expired() {
+                return Err(Error::Timeout);
+            }
+            if start.elapsed() < window {
+                std::thread::yield_now();
+            } else {
+                self.waiter.park(deadline)?;
+            }
+            if let Some(r) = attempt()? {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// What a poller waits on.
+    pub(crate) fn source(&self) -> Source<'_> {
+        self.waiter.source()
     }
 }
 

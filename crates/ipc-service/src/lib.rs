@@ -53,9 +53,11 @@
 
 #[cfg(feature = "tokio")]
 mod async_sides;
+mod blackboard;
 mod client;
 mod connection;
 mod error;
+mod events;
 mod hub;
 mod link;
 mod options;
@@ -67,9 +69,11 @@ mod wire;
 
 #[cfg(feature = "tokio")]
 pub use async_sides::{AsyncConnection, AsyncReceiver, AsyncSender, AsyncService};
+pub use blackboard::{Blackboard, BlackboardOptions, BlackboardReader, READ_TRIES};
 pub use client::{connect, connect_deadline, connect_timeout};
 pub use connection::{Connection, Receiver, Sender};
 pub use error::{Error, Refusal, Result};
+pub use events::{EventOptions, Fired, Listener, Notifier};
 pub use hub::MAX_MEMBERS;
 pub use ipc_socket::{Credentials, SocketName};
 pub use options::{Access, MAX_CAPACITY, MIN_CAPACITY, ServiceOptions};
@@ -83,3 +87,11 @@ pub const LABEL_PUBSUB: &str = "ipc-pubsub";
 /// The memfd label of a subscriber's cell (its cursor), which the
 /// subscriber keeps open.
 pub const LABEL_SUBSCRIBER: &str = "ipc-pubsub-subscriber";
+/// The memfd label of a blackboard's memory.
+pub const LABEL_BLACKBOARD: &str = "ipc-blackboard";
+/// The memfd label of a blackboard reader's cell, which it keeps open.
+pub const LABEL_BLACKBOARD_READER: &str = "ipc-blackboard-reader";
+/// The memfd label of a notifier's table of events.
+pub const LABEL_EVENTS: &str = "ipc-events";
+/// The memfd label of a listener's cell, which it keeps open.
+pub const LABEL_LISTENER: &str = "ipc-events-listener";

@@ -20,7 +20,7 @@
 use std::ops::{Deref, DerefMut};
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
@@ -31,7 +31,7 @@ use ipc_sync::ready::{Interest, Pollable, Readiness, Source};
 
 use crate::connection::window;
 use crate::error::{Error, Result};
-use crate::hub::{self, Hub, HubOptions, Kind, Member};
+use crate::hub::{self, Hub, HubOptions, Kind, Member, Roster};
 use crate::link::Waiter;
 use crate::options::Access;
 use crate::service::label;
@@ -149,9 +149,7 @@ fn floor(members: &[Arc<Member>], head: u64, capacity: u64) -> u64 {
 pub struct Publisher {
     writer: BroadcastWriter,
     policy: Policy,
-    /// The hub's count of changes when the members were last looked at.
-    seen: u64,
-    members: Vec<Arc<Member>>,
+    roster: Roster,
     /// The lowest cursor found when last looked (under `Block`).
     floor: u64,
     waiter: Waiter,
@@ -213,7 +211,7 @@ impl Publisher {
             block: options.policy == Policy::Block,
         };
         let waiter = Waiter::new(Source::doorbell(hub.bell().as_fd(), Arc::new(room)), None)?;
-        Ok(Publisher { writer, policy: options.policy, seen: u64::MAX, members: Vec::new(), floor: 0, waiter, hub })
+        Ok(Publisher { writer, policy: options.policy, roster: Roster::new(), floor: 0, waiter, hub })
     }
 
     /// The name it is bound at.
@@ -364,23 +362,10 @@ impl Publisher {
         Ok(n)
     }
 
-    /// Takes in the members that joined or left since last looked: a new
-    /// one starts at the head.
     #[inline]
     fn sync(&mut self) {
-        let changes = self.hub.changes();
-        if changes == self.seen {
-            return;
-        }
-        self.seen = changes;
-        self.members = self.hub.members();
         let head = self.writer.head();
-        for m in &self.members {
-            if m.start.load(Ordering::Relaxed) == NOT_STARTED {
-                m.start.store(head, Ordering::Relaxed);
-                m.cell.set_start(head);
-            }
-        }
+        self.roster.sync(&self.hub, || head);
     }
 
     /// Makes sure the next slot may be written.
@@ -395,7 +380,7 @@ impl Publisher {
         }
         let spin = deadline.map(|d| (Instant::now(), window(d)));
         loop {
-            self.floor = floor(&self.members, head, cap);
+            self.floor = floor(self.roster.members(), head, cap);
             if head - self.floor < cap {
                 return Ok(());
             }
@@ -412,25 +397,9 @@ impl Publisher {
         }
     }
 
-    /// Wakes the subscribers that sleep, once each for each place of
-    /// their cursor (so that one that keeps saying it sleeps without
-    /// reading costs no more than one that reads).
     #[inline]
     fn wake(&self) {
-        if self.members.is_empty() {
-            return;
-        }
-        // Ordered with each subscriber's word that it sleeps, which it
-        // gives before it looks at the head a last time.
-        fence(Ordering::SeqCst);
-        for m in &self.members {
-            if m.cell.asleep() {
-                let at = m.cell.cursor();
-                if m.woken_at.swap(at, Ordering::Relaxed) != at {
-                    m.ring();
-                }
-            }
-        }
+        self.roster.wake();
     }
 }
 

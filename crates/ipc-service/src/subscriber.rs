@@ -1,23 +1,21 @@
 //! The subscribing end of publish/subscribe.
 
-use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 use ipc_shm::broadcast::{BroadcastReader, CursorCell, NOT_STARTED, Read};
 use ipc_socket::{Credentials, SocketName};
 use ipc_sync::Deadline;
-use ipc_sync::ready::{Interest, Pollable, Readiness, Source};
+use ipc_sync::ready::{Interest, Pollable, Source};
 
-use crate::connection::window;
 use crate::error::{Error, Result};
-use crate::hub::{self, Joined, Kind};
+use crate::hub::{self, Joined, Kind, MemberWait, News};
 use crate::pubsub::Policy;
 
-/// A subscriber's readiness: a message at its cursor, its first place
-/// given, or the ring closed. Armed, it says in its cell that it sleeps.
+/// A subscriber's news: a message at its cursor, its first place given,
+/// or the ring closed.
 #[derive(Debug)]
 struct Ready {
     reader: Arc<BroadcastReader>,
@@ -25,35 +23,17 @@ struct Ready {
     cursor: Arc<AtomicU64>,
 }
 
-impl Ready {
-    fn now(&self) -> bool {
+impl News for Ready {
+    fn place(&self) -> u64 {
+        self.cursor.load(Ordering::Relaxed)
+    }
+
+    fn ready(&self) -> bool {
         let at = self.cursor.load(Ordering::Relaxed);
         if at == NOT_STARTED {
             return self.cell.start() != NOT_STARTED || self.reader.closed();
         }
         self.reader.head() > at || self.reader.closed()
-    }
-}
-
-impl Readiness for Ready {
-    fn arm(&self) -> bool {
-        let at = self.cursor.load(Ordering::Relaxed);
-        if at != NOT_STARTED {
-            self.cell.set_cursor(at);
-        }
-        self.cell.set_asleep(true);
-        // Ordered with the publisher's look at this word after it moved
-        // the head: one of the two sees the other.
-        fence(Ordering::SeqCst);
-        self.now()
-    }
-
-    fn disarm(&self) {
-        self.cell.set_asleep(false);
-    }
-
-    fn edges(&self) -> bool {
-        true
     }
 }
 
@@ -74,7 +54,7 @@ pub struct Subscriber {
     policy: Policy,
     /// Lost under `Overwrite`, in all.
     lagged: u64,
-    waiter: crate::link::Waiter,
+    wait: Arc<MemberWait>,
     joined: Joined,
 }
 
@@ -120,9 +100,8 @@ impl Subscriber {
         })?);
         let cursor = Arc::new(AtomicU64::new(NOT_STARTED));
         let ready = Ready { reader: Arc::clone(&reader), cell: joined.cell.clone(), cursor: Arc::clone(&cursor) };
-        let waiter =
-            crate::link::Waiter::new(Source::doorbell(joined.bell.as_fd(), Arc::new(ready)), Some(&joined.link))?;
-        Ok(Subscriber { reader, cursor, policy, lagged: 0, waiter, joined })
+        let wait = MemberWait::new(&joined, ready)?;
+        Ok(Subscriber { reader, cursor, policy, lagged: 0, wait, joined })
     }
 
     /// The publisher's policy.
@@ -270,26 +249,8 @@ impl Subscriber {
 
     fn recv_until<R>(&mut self, deadline: Option<Deadline>, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         let mut f = Some(f);
-        if let Some(r) = self.attempt(&mut f)? {
-            return Ok(r);
-        }
-        let Some(deadline) = deadline else { return Err(Error::WouldBlock) };
-        let (start, spin) = (Instant::now(), window(deadline));
-        loop {
-            if deadline.has_expired() {
-                return Err(Error::Timeout);
-            }
-            if start.elapsed() < spin {
-                // Yields rather than spins: the publisher's other
-                // subscribers may be waiting for this CPU.
-                std::thread::yield_now();
-            } else {
-                self.waiter.park(deadline)?;
-            }
-            if let Some(r) = self.attempt(&mut f)? {
-                return Ok(r);
-            }
-        }
+        let wait = Arc::clone(&self.wait);
+        wait.until(deadline, || self.attempt(&mut f))
     }
 
     /// One look: the message at the cursor (through `f`, taken), nothing,
@@ -360,7 +321,7 @@ impl Subscriber {
 impl Pollable for Subscriber {
     /// Readable while a message (or a loss, or the publisher's end) waits.
     fn source(&self, interest: Interest) -> std::io::Result<Option<Source<'_>>> {
-        Ok((interest == Interest::Readable).then(|| self.waiter.source()))
+        Ok((interest == Interest::Readable).then(|| self.wait.source()))
     }
 
     fn polls_cheaply(&self) -> bool {
@@ -374,7 +335,7 @@ fn copy_into(buf: &mut Vec<u8>, bytes: &[u8]) -> usize {
     bytes.len()
 }
 
-fn read_pod<T: Pod>(bytes: &[u8]) -> Result<T> {
+pub(crate) fn read_pod<T: Pod>(bytes: &[u8]) -> Result<T> {
     if bytes.len() != size_of::<T>() {
         return Err(Error::Malformed {
             reason: format!("a message of {} bytes for a value of {}", bytes.len(), size_of::<T>()),

@@ -79,9 +79,11 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod board;
 pub mod broadcast;
 pub mod channel;
 mod error;
+pub mod events;
 mod mapping;
 mod memfd;
 mod posix;

@@ -24,6 +24,7 @@ const NOT_IN_THE_UMBRELLA: &[(&str, &str)] = &[
     ("shm-channel", "the typed slot channel: the umbrella's traits carry byte messages"),
     ("unix-socket", "`ipc-kit bench`'s reference: ipc-kit has no socket side"),
     ("service", "`ipc-kit bench`'s connection of a service (ipc-service), not a pair of the umbrella's traits"),
+    ("pubsub", "`ipc-kit bench`'s one publisher and many subscribers (ipc-service), not a pair of two ends"),
     ("shm-line", "`ipc-kit bench`'s limit of a round trip: one cache line, no ipc-kit side"),
     (
         "shm-lines",

@@ -11,6 +11,7 @@ mod event;
 mod examples;
 mod fifo;
 mod fifo_service;
+mod hub_async;
 mod kit;
 mod locks;
 mod msgq;
@@ -20,6 +21,7 @@ mod poll;
 mod poll_corners;
 mod probe;
 mod pubsub;
+mod pubsub_hostile;
 mod review;
 mod service;
 mod service_hostile;
@@ -57,8 +59,10 @@ fn main() -> std::process::ExitCode {
             service_hostile::CASES,
             service_more::CASES,
             pubsub::CASES,
+            pubsub_hostile::CASES,
             blackboard::CASES,
             event::CASES,
+            hub_async::CASES,
             socket_hostile::CASES,
             socket_umbrella::CASES,
             typed::CASES,

@@ -277,7 +277,8 @@ fn when_the_publisher_dies_subscribers_drain_and_then_are_disconnected() {
 }
 
 /// A subscriber at the socket level: the answer's status and the four
-/// descriptors (ring, cell, own doorbell, publisher's doorbell).
+/// descriptors (ring, cell, own doorbell, publisher's doorbell), having
+/// said that it took its place.
 fn raw_join(name: &ipc_kit::service::SocketName, kind: u32) -> (u32, Vec<OwnedFd>, SeqpacketSocket) {
     let s = SeqpacketSocket::connect_timeout(name, Duration::from_secs(10)).unwrap();
     let mut hello = *b"ipc-hub\0\x01\0\0\0\0\0\0\0";
@@ -286,7 +287,12 @@ fn raw_join(name: &ipc_kit::service::SocketName, kind: u32) -> (u32, Vec<OwnedFd
     let mut buf = [0u8; 64];
     let (n, fds) = s.recv_with_fds_timeout(&mut buf, 8, Duration::from_secs(10)).unwrap();
     assert_eq!(n, 32);
-    (u32::from_le_bytes(buf[12..16].try_into().unwrap()), fds, s)
+    let status = u32::from_le_bytes(buf[12..16].try_into().unwrap());
+    if status == 0 {
+        // Takes its place: counted among the members from now on.
+        s.send(b"joined\0\0").unwrap();
+    }
+    (status, fds, s)
 }
 
 // Issue: "a hostile subscriber scribbles on its cursor": the others still

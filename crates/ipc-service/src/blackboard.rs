@@ -250,6 +250,7 @@ impl BlackboardReader {
         })?);
         let seen = Arc::new(AtomicU64::new(0));
         let wait = MemberWait::new(&joined, Newer { board: Arc::clone(&board), seen: Arc::clone(&seen) })?;
+        joined.take_place()?;
         Ok(BlackboardReader { board, seen, wait, joined })
     }
 

@@ -232,6 +232,7 @@ impl Listener {
         let table = Arc::new(std::sync::Mutex::new(reader));
         let news = Moved { table: Arc::clone(&table), generation: Arc::clone(&generation) };
         let wait = MemberWait::new(&joined, news)?;
+        joined.take_place()?;
         Ok(Listener { table, generation, wait, joined })
     }
 

@@ -73,6 +73,9 @@ impl HubOptions {
         if self.mode & !0o777 != 0 {
             return bad(format!("mode {:o} has bits beyond 0o777", self.mode));
         }
+        if self.handshake_timeout.is_zero() {
+            return bad("a handshake_timeout of zero lets no one in".into());
+        }
         Ok(())
     }
 }
@@ -179,6 +182,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The owner's doorbell.
+    pub(crate) fn bell(&self) -> &EventFd {
+        &self.bell
+    }
+
     /// The members now.
     pub(crate) fn members(&self) -> Vec<Arc<Member>> {
         self.members.lock().unwrap_or_else(PoisonError::into_inner).clone()
@@ -223,7 +231,7 @@ impl Hub {
             object,
             options,
             own_uid: nix::unistd::geteuid().as_raw(),
-            pending: Vec::new(),
+            pending: HashMap::new(),
             live: HashMap::new(),
             next_token: FIRST_TOKEN,
             next_id: 0,
@@ -282,13 +290,20 @@ const STOP: u64 = 1;
 const FIRST_TOKEN: u64 = 2;
 /// Members taken from the backlog on one pass.
 const ACCEPTS_PER_PASS: usize = 16;
+/// Clients in their handshake, at most: one more drops the one that
+/// waited longest. Those whose greeting has not come hold no seat, so
+/// that clients that connect and say nothing keep no one out.
+const MAX_PENDING: usize = 64;
 
+/// A client that connected and was let in: its greeting has not come
+/// yet (`member` is `None`), or it was welcomed and has not yet said that
+/// it took its place (made its first look at the shared object).
 #[derive(Debug)]
 struct Pending {
-    token: u64,
     socket: SeqpacketSocket,
     peer: Credentials,
     until: Instant,
+    member: Option<Arc<Member>>,
 }
 
 /// The hub's thread.
@@ -301,7 +316,7 @@ struct Worker {
     object: Memfd,
     options: HubOptions,
     own_uid: u32,
-    pending: Vec<Pending>,
+    pending: HashMap<u64, Pending>,
     live: HashMap<u64, (SeqpacketSocket, Arc<Member>)>,
     next_token: u64,
     next_id: u64,
@@ -313,8 +328,7 @@ impl Worker {
         let mut events = [EpollEvent::empty(); 32];
         loop {
             let now = Instant::now();
-            self.pending.retain(|p| p.until > now);
-            let first = self.pending.iter().map(|p| p.until).min();
+            let first = self.pending.values().map(|p| p.until).min();
             let ms = first
                 .map_or(-1, |at| i32::try_from(at.saturating_duration_since(now).as_millis() + 1).unwrap_or(i32::MAX));
             let timeout = EpollTimeout::try_from(ms).unwrap_or(EpollTimeout::NONE);
@@ -329,8 +343,14 @@ impl Worker {
                     STOP => return,
                     LISTENER => self.take_new(),
                     token if self.live.contains_key(&token) => self.gone(token),
-                    token => self.greeted(token),
+                    token => self.heard(token),
                 }
+            }
+            // After the events, so that what came in time is read first.
+            let now = Instant::now();
+            let late: Vec<u64> = self.pending.iter().filter(|(_, p)| p.until <= now).map(|(t, _)| *t).collect();
+            for token in late {
+                self.forget(token);
             }
         }
     }
@@ -339,80 +359,110 @@ impl Worker {
         for _ in 0..ACCEPTS_PER_PASS {
             let Ok(socket) = self.listener.try_accept() else { return };
             let Ok(peer) = socket.peer_credentials() else { continue };
-            let refusal = if !self.options.access.allows(&peer, self.own_uid) {
-                Some(Refusal::Denied)
-            } else if self.live.len() + self.pending.len() >= self.options.max_members {
-                Some(Refusal::Full)
-            } else {
-                None
-            };
-            let token = self.next_token;
-            self.next_token += 1;
-            let watched = refusal.is_none()
-                && self.epoll.add(socket.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token)).is_ok();
-            if !watched {
-                let why = refusal.unwrap_or(Refusal::Unavailable);
-                refuse_with(&socket, &wire::hub_answer(Some(why), self.kind as u32, 0, 0));
+            if !self.options.access.allows(&peer, self.own_uid) {
+                self.refuse(&socket, Refusal::Denied);
                 continue;
             }
-            let until = Instant::now() + self.options.handshake_timeout;
-            self.pending.push(Pending { token, socket, peer, until });
+            if self.pending.len() >= MAX_PENDING {
+                let oldest = self.pending.iter().min_by_key(|(_, p)| p.until).map(|(t, _)| *t);
+                if let Some(token) = oldest {
+                    self.forget(token);
+                }
+            }
+            let token = self.next_token;
+            self.next_token += 1;
+            if self.epoll.add(socket.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token)).is_err() {
+                self.refuse(&socket, Refusal::Unavailable);
+                continue;
+            }
+            // A timeout too long to add is as good as for ever.
+            let now = Instant::now();
+            let until = now.checked_add(self.options.handshake_timeout).unwrap_or(now + FOR_EVER);
+            self.pending.insert(token, Pending { socket, peer, until, member: None });
         }
     }
 
-    fn greeted(&mut self, token: u64) {
-        let Some(at) = self.pending.iter().position(|p| p.token == token) else { return };
+    fn refuse(&self, socket: &SeqpacketSocket, why: Refusal) {
+        refuse_with(socket, &wire::hub_answer(Some(why), self.kind as u32, 0, 0));
+    }
+
+    fn forget(&mut self, token: u64) -> Option<Pending> {
+        let p = self.pending.remove(&token)?;
+        let _ = self.epoll.delete(p.socket.as_fd());
+        Some(p)
+    }
+
+    /// A client in its handshake said something (or hung up): its
+    /// greeting, or, once welcomed, that it took its place.
+    fn heard(&mut self, token: u64) {
+        let Some(p) = self.pending.get(&token) else { return };
         let mut buf = [0u8; 64];
-        let got = self.pending[at].socket.try_recv_with_fds(&mut buf, 1);
+        // Room for one descriptor, so that any that came are seen (and
+        // closed); with none asked for, the kernel would drop them unseen.
+        let got = p.socket.try_recv_with_fds(&mut buf, 1);
         if matches!(got, Err(ipc_socket::Error::WouldBlock)) {
             return;
         }
-        let p = self.pending.swap_remove(at);
-        let _ = self.epoll.delete(p.socket.as_fd());
-        match got {
-            Ok((n, fds)) if fds.is_empty() && wire::is_hub_hello(&buf[..n], self.kind as u32) => self.welcome(p),
-            Ok(_) | Err(ipc_socket::Error::FdsTruncated { .. } | ipc_socket::Error::Truncated { .. }) => {
-                refuse_with(&p.socket, &wire::hub_answer(Some(Refusal::Protocol), self.kind as u32, 0, 0));
-            }
-            Err(_) => {}
+        let Some(p) = self.forget(token) else { return };
+        let said = match got {
+            Ok((n, fds)) if fds.is_empty() => Some(&buf[..n]),
+            Ok(_) | Err(ipc_socket::Error::FdsTruncated { .. } | ipc_socket::Error::Truncated { .. }) => None,
+            // Gone.
+            Err(_) => return,
+        };
+        match (p.member.is_some(), said) {
+            (false, Some(msg)) if wire::is_hub_hello(msg, self.kind as u32) => self.welcome(token, p),
+            (true, Some(msg)) if msg == wire::HUB_JOINED => self.seat(p),
+            (false, _) => self.refuse(&p.socket, Refusal::Protocol),
+            // A welcomed client that said anything else: its socket
+            // closes, and it is no member.
+            (true, _) => {}
         }
     }
 
-    fn welcome(&mut self, p: Pending) {
-        let Pending { socket, peer, .. } = p;
-        let unavailable = |socket: &SeqpacketSocket, kind: Kind| {
-            refuse_with(socket, &wire::hub_answer(Some(Refusal::Unavailable), kind as u32, 0, 0));
-        };
+    fn welcome(&mut self, token: u64, mut p: Pending) {
+        let seated = self.live.len() + self.pending.values().filter(|p| p.member.is_some()).count();
+        if seated >= self.options.max_members {
+            return self.refuse(&p.socket, Refusal::Full);
+        }
         let made = CursorCell::create(&self.cell_label)
             .ok()
             .and_then(|(cell, memfd)| Some((cell, memfd, EventFd::new(0, EventFdMode::Counter).ok()?)));
         let Some((cell, cell_fd, bell)) = made else {
-            return unavailable(&socket, self.kind);
+            return self.refuse(&p.socket, Refusal::Unavailable);
         };
         let id = self.next_id;
         let fds = [self.object.as_fd(), cell_fd.as_fd(), bell.as_fd(), self.shared.bell.as_fd()];
         let answer = wire::hub_answer(None, self.kind as u32, self.flags, id);
-        if socket.try_send_with_fds(&answer, &fds).is_err() {
+        if p.socket.try_send_with_fds(&answer, &fds).is_err() {
             return;
         }
-        // Watched for its hang-up only (no interest: what it may send
-        // is never read).
-        let token = self.next_token;
-        self.next_token += 1;
-        if self.epoll.add(socket.as_fd(), EpollEvent::new(EpollFlags::empty(), token)).is_err() {
+        if self.epoll.add(p.socket.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token)).is_err() {
             return;
         }
         self.next_id += 1;
-        let member = Arc::new(Member {
+        p.member = Some(Arc::new(Member {
             cell,
             bell,
             alive: AtomicBool::new(true),
-            peer,
+            peer: p.peer,
             start: AtomicU64::new(NOT_STARTED),
             woken_at: AtomicU64::new(u64::MAX),
-        });
+        }));
+        self.pending.insert(token, p);
+    }
+
+    /// A welcomed client took its place: a member from now on, watched
+    /// for its hang-up only (what it may send is never read).
+    fn seat(&mut self, p: Pending) {
+        let Some(member) = p.member else { return };
+        let token = self.next_token;
+        self.next_token += 1;
+        if self.epoll.add(p.socket.as_fd(), EpollEvent::new(EpollFlags::empty(), token)).is_err() {
+            return;
+        }
         self.shared.members.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::clone(&member));
-        self.live.insert(token, (socket, member));
+        self.live.insert(token, (p.socket, member));
         self.changed();
     }
 
@@ -429,6 +479,9 @@ impl Worker {
         let _ = self.shared.bell.try_add(1);
     }
 }
+
+/// A deadline past any that matters.
+const FOR_EVER: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// What a member waits for: whether there is news for it (a message at
 /// its cursor, a newer value, an event), and its place, which it gives in
@@ -595,4 +648,17 @@ pub(crate) fn join(name: &SocketName, kind: Kind, deadline: Deadline) -> Result<
         id,
         owner,
     })
+}
+
+impl Joined {
+    /// Says to the owner that this member took its place (its first look
+    /// at the shared object is made): it counts among the members from
+    /// then on.
+    pub(crate) fn take_place(&self) -> Result<()> {
+        match self.link.socket().try_send(&wire::HUB_JOINED) {
+            Ok(()) => Ok(()),
+            Err(ipc_socket::Error::Disconnected) => Err(Error::Disconnected),
+            Err(e) => Err(e.into()),
+        }
+    }
 }

@@ -52,6 +52,8 @@
 #![deny(unsafe_code)]
 
 #[cfg(feature = "tokio")]
+mod async_hub;
+#[cfg(feature = "tokio")]
 mod async_sides;
 mod blackboard;
 mod client;
@@ -67,6 +69,8 @@ mod service;
 mod subscriber;
 mod wire;
 
+#[cfg(feature = "tokio")]
+pub use async_hub::{AsyncBlackboardReader, AsyncListener, AsyncPublisher, AsyncSubscriber};
 #[cfg(feature = "tokio")]
 pub use async_sides::{AsyncConnection, AsyncReceiver, AsyncSender, AsyncService};
 pub use blackboard::{Blackboard, BlackboardOptions, BlackboardReader, READ_TRIES};

@@ -170,6 +170,9 @@ impl Readiness for Room {
         if !self.block {
             return true;
         }
+        // Emptied first: a subscriber that filled the counter would
+        // otherwise keep every other ring from getting through.
+        let _ = self.shared.bell().try_read();
         // Rung when every subscriber passed a quarter of the ring more:
         // one wake-up lets a run of messages through, not one.
         let head = self.flags.head();

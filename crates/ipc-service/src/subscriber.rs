@@ -101,6 +101,7 @@ impl Subscriber {
         let cursor = Arc::new(AtomicU64::new(NOT_STARTED));
         let ready = Ready { reader: Arc::clone(&reader), cell: joined.cell.clone(), cursor: Arc::clone(&cursor) };
         let wait = MemberWait::new(&joined, ready)?;
+        joined.take_place()?;
         Ok(Subscriber { reader, cursor, policy, lagged: 0, wait, joined })
     }
 
@@ -273,7 +274,7 @@ impl Subscriber {
                 }
                 Read::Lagged { next } => {
                     let missed = next - at;
-                    self.lagged += missed;
+                    self.lagged = self.lagged.saturating_add(missed);
                     self.moved(next);
                     return Err(Error::Lagged { missed });
                 }

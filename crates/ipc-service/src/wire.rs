@@ -93,6 +93,11 @@ pub(crate) const HUB_MAGIC: [u8; 8] = *b"ipc-hub\0";
 /// to members), the member's cell, the member's doorbell and the owner's.
 pub(crate) const HUB_FDS: usize = 4;
 
+/// What a welcomed member says once it took its place: only then is it
+/// counted among the members (so that what the owner does after it
+/// counted a member reaches it).
+pub(crate) const HUB_JOINED: [u8; 8] = *b"joined\0\0";
+
 /// A member's greeting to a hub of `kind`.
 pub(crate) fn hub_hello(kind: u32) -> [u8; HELLO_LEN] {
     let mut m = [0u8; HELLO_LEN];

@@ -51,6 +51,11 @@ const SLOTS: usize = 256;
 /// In a slot: its stamp, then the message's length, then the message.
 const SLOT_HEADER: usize = 16;
 
+/// A count of messages past any a writer reaches (2^63: 292 years at a
+/// billion a second): a reader takes a head or cursor beyond it for a
+/// corrupted ring.
+const LAST: u64 = 1 << 63;
+
 /// The most slots a ring may have.
 pub const MAX_SLOTS: usize = 1 << 24;
 /// The longest message a ring may carry.
@@ -362,8 +367,11 @@ impl BroadcastReader {
     /// following the layout says (a slot older than the head, a length
     /// over the maximum that does not change).
     pub fn read_with<R>(&self, n: u64, f: impl FnOnce(&[u8]) -> R) -> Result<Read<R>> {
+        if n >= LAST {
+            return Err(corrupted("a count of messages no writer reaches"));
+        }
         let cap = self.geometry.capacity;
-        let lagged = |head: u64| Read::Lagged { next: head.saturating_sub(cap / 2).max(n + 1) };
+        let lagged = |head: u64| Read::Lagged { next: head.min(LAST).saturating_sub(cap / 2).max(n + 1) };
         let at = self.geometry.at(n);
         let span = self.pinned.span();
         let (Ok(stamp), Ok(len)) = (span.view::<AtomicU64>(at), span.view::<AtomicU32>(at + 8)) else {

@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 mod bench;
+mod hubs;
 mod objects;
 mod queue;
 mod services;
@@ -97,6 +98,7 @@ fn main() -> ExitCode {
         Cmd::Ls { json } => {
             let (mut objects, notes) = objects::list();
             objects.extend(services::list());
+            objects.extend(hubs::list());
             if json {
                 for o in &objects {
                     println!("{}", o.to_json());

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone)]
 pub(crate) struct Object {
     /// "sysv-shm", "sysv-msg", "sysv-sem", "posix-shm", "posix-sem",
-    /// "posix-mq" or "service".
+    /// "posix-mq", "service", "pubsub", "blackboard" or "events".
     pub(crate) kind: &'static str,
     /// What `rm` takes: `shm-id:ID`, `posix-shm:/name`, …
     pub(crate) address: String,
@@ -26,7 +26,8 @@ pub(crate) struct Object {
     /// Every pid the kernel records for it (creator, last user; for a
     /// queue, both the last sender and the last receiver).
     pub(crate) pids: Vec<i32>,
-    /// A service's clients' processes.
+    /// A service's clients' processes; a publisher's subscribers', a
+    /// blackboard's readers', a notifier's listeners'.
     pub(crate) clients: Vec<i32>,
 }
 
@@ -52,7 +53,7 @@ impl Object {
             "creator": Self::pid_json(self.creator),
             "last": Self::pid_json(self.last),
         });
-        if self.kind == "service" {
+        if matches!(self.kind, "service" | "pubsub" | "blackboard" | "events") {
             v["clients"] = self.clients.iter().map(|&p| Self::pid_json(Some(p))).collect();
         }
         v
@@ -206,6 +207,9 @@ fn unit_short(unit: &str) -> &'static str {
         "bytes" => "B",
         "messages" => "msg",
         "connections" => "conn",
+        "subscribers" => "sub",
+        "readers" => "rdr",
+        "listeners" => "lsn",
         _ => "sem",
     }
 }

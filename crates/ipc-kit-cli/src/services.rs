@@ -29,7 +29,7 @@ struct UnixSocket {
 }
 
 /// The parent of a process (`/proc/PID/stat`), if it can be read.
-fn parent(pid: i32) -> Option<i32> {
+pub(crate) fn parent(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command may hold spaces and parentheses: the fields after the last ')'.
     stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
@@ -37,7 +37,7 @@ fn parent(pid: i32) -> Option<i32> {
 
 /// The service name in a memfd's link (`/memfd:LABEL NAME (deleted)`)
 /// whose label is `label`.
-fn named<'a>(link: &'a str, label: &str) -> Option<&'a str> {
+pub(crate) fn named<'a>(link: &'a str, label: &str) -> Option<&'a str> {
     let rest = link.strip_prefix("/memfd:")?.strip_prefix(label)?.strip_prefix(' ')?;
     Some(rest.strip_suffix(" (deleted)").unwrap_or(rest))
 }

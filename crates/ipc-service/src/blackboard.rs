@@ -243,8 +243,8 @@ impl BlackboardReader {
     }
 
     fn connect_until(name: &SocketName, deadline: Deadline) -> Result<BlackboardReader> {
-        let joined = hub::join(name, Kind::Blackboard, deadline)?;
-        let board = Arc::new(BoardReader::open(&joined.object).map_err(|e| match Error::from(e) {
+        let (joined, object) = hub::join(name, Kind::Blackboard, deadline)?;
+        let board = Arc::new(BoardReader::open(&object).map_err(|e| match Error::from(e) {
             e @ Error::OutOfDescriptors { .. } => e,
             e => Error::handshake(format!("the blackboard's memory: {e}")),
         })?);

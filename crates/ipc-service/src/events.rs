@@ -223,8 +223,8 @@ impl Listener {
     }
 
     fn connect_until(name: &SocketName, deadline: Deadline) -> Result<Listener> {
-        let joined = hub::join(name, Kind::Events, deadline)?;
-        let reader = EventReader::open(&joined.object).map_err(|e| match Error::from(e) {
+        let (joined, object) = hub::join(name, Kind::Events, deadline)?;
+        let reader = EventReader::open(&object).map_err(|e| match Error::from(e) {
             e @ Error::OutOfDescriptors { .. } => e,
             e => Error::handshake(format!("the notifier's table: {e}")),
         })?;

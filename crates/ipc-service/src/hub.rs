@@ -576,7 +576,6 @@ impl MemberWait {
 #[derive(Debug)]
 pub(crate) struct Joined {
     pub(crate) link: Arc<Link>,
-    pub(crate) object: Memfd,
     pub(crate) cell: CursorCell,
     /// Kept open: `ipc-kit ls` counts members by it.
     pub(crate) _cell_memfd: Memfd,
@@ -587,8 +586,10 @@ pub(crate) struct Joined {
     pub(crate) owner: Credentials,
 }
 
-/// Joins the hub of `kind` at `name`.
-pub(crate) fn join(name: &SocketName, kind: Kind, deadline: Deadline) -> Result<Joined> {
+/// Joins the hub of `kind` at `name`: what the member keeps, and the
+/// shared object's memfd, which it maps and then closes (only the owner
+/// holds a descriptor of it, which is how `ipc-kit ls` tells the owner).
+pub(crate) fn join(name: &SocketName, kind: Kind, deadline: Deadline) -> Result<(Joined, Memfd)> {
     let socket = match deadline.instant() {
         None => SeqpacketSocket::connect(name)?,
         Some(at) => SeqpacketSocket::connect_deadline(name, at)?,
@@ -637,17 +638,9 @@ pub(crate) fn join(name: &SocketName, kind: Kind, deadline: Deadline) -> Result<
     let bell = eventfd(bell).map_err(refused("member's doorbell"))?;
     let owner_bell = eventfd(owner_bell).map_err(refused("owner's doorbell"))?;
     let owner = socket.peer_credentials()?;
-    Ok(Joined {
-        link: Link::new(socket, None),
-        object,
-        cell,
-        _cell_memfd: cell_memfd,
-        bell,
-        owner_bell,
-        flags,
-        id,
-        owner,
-    })
+    let joined =
+        Joined { link: Link::new(socket, None), cell, _cell_memfd: cell_memfd, bell, owner_bell, flags, id, owner };
+    Ok((joined, object))
 }
 
 impl Joined {

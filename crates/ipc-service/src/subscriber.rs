@@ -91,10 +91,10 @@ impl Subscriber {
     }
 
     fn connect_until(name: &SocketName, deadline: Deadline) -> Result<Subscriber> {
-        let joined = hub::join(name, Kind::PubSub, deadline)?;
+        let (joined, object) = hub::join(name, Kind::PubSub, deadline)?;
         let policy = Policy::from_code(joined.flags)
             .ok_or_else(|| Error::handshake(format!("a publisher with the unknown policy {}", joined.flags)))?;
-        let reader = Arc::new(BroadcastReader::open(&joined.object).map_err(|e| match Error::from(e) {
+        let reader = Arc::new(BroadcastReader::open(&object).map_err(|e| match Error::from(e) {
             e @ Error::OutOfDescriptors { .. } => e,
             e => Error::handshake(format!("the publisher's ring: {e}")),
         })?);

@@ -42,6 +42,7 @@ mod fifo_server;
 mod harness;
 mod msgq;
 mod pipe;
+mod pubsub;
 mod service;
 mod sides;
 mod socket;
@@ -133,6 +134,8 @@ const SCENARIOS: &[Scenario] = scenarios! {
     mech(UnixSocket), "receiver killed", Nothing => socket::receiver_killed;
     Other("service"), "client killed", Nothing => service::client_killed;
     Other("service"), "service killed", Nothing => service::service_killed;
+    Other("pubsub"), "subscriber killed", Nothing => pubsub::subscriber_killed;
+    Other("pubsub"), "publisher killed", Nothing => pubsub::publisher_killed;
     Other("shm channel, named"), "creator killed", Nothing => channel::named_creator_killed;
     Other("shm channel, named"), "opener killed", Nothing => channel::named_opener_killed;
     Other("robust-mutex"), "holder killed", Nothing => sync::robust_holder_killed;

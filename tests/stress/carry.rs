@@ -21,6 +21,11 @@
 //!   connects to every one of them and sends message s to consumer s mod
 //!   M; each consumer accepts its N clients and polls their connections
 //!   until every one is `Disconnected`.
+//! - publish/subscribe (`Block`): a publisher per producer, bound in the
+//!   producer's own process; every consumer subscribes to all of them and
+//!   must receive every message of each (N × M deliveries per run); a
+//!   publisher starts once all M subscribers joined, and its end is each
+//!   subscriber's `Disconnected` after the rest.
 
 use std::cell::RefCell;
 use std::os::fd::AsRawFd;
@@ -31,7 +36,10 @@ use ipc_kit::Mechanism;
 use ipc_kit::fifo::Fifo;
 use ipc_kit::msgq::{PosixQueue, QueueAttr, Selector, SysvQueue};
 use ipc_kit::pipe::{FrameReader, FrameWriter, PipeReader, PipeWriter};
-use ipc_kit::service::{Connection, Error as ServiceError, Service, ServiceOptions, SocketName, connect_timeout};
+use ipc_kit::service::{
+    Connection, Error as ServiceError, PubSubOptions, Publisher, Service, ServiceOptions, SocketName, Subscriber,
+    connect_timeout,
+};
 use ipc_kit::shm::{ByteChannel, ByteReceiver, Channel, Receiver};
 use ipc_kit::socket::SeqpacketSocket;
 use ipc_kit::sync::Key;
@@ -52,6 +60,7 @@ pub(crate) enum Mech {
     Kit(Mechanism),
     ShmChannel,
     Service,
+    PubSub,
 }
 
 /// Every mechanism, in the umbrella's order, the slot channel before its
@@ -61,6 +70,7 @@ pub(crate) static ALL: LazyLock<Vec<Mech>> = LazyLock::new(|| {
     let mut all: Vec<Mech> =
         Mechanism::ALL.iter().flat_map(|&m| slots_first(m).into_iter().chain([Mech::Kit(m)])).collect();
     all.push(Mech::Service);
+    all.push(Mech::PubSub);
     all
 });
 
@@ -70,7 +80,14 @@ impl Mech {
             Mech::Kit(m) => m.name(),
             Mech::ShmChannel => "shm-channel",
             Mech::Service => "service",
+            Mech::PubSub => "pubsub",
         }
+    }
+
+    /// Whether every consumer receives every message (publish/subscribe),
+    /// rather than each message going to one consumer.
+    pub(crate) fn broadcasts(self) -> bool {
+        self == Mech::PubSub
     }
 }
 
@@ -106,6 +123,8 @@ pub(crate) enum Setup {
     },
     /// A service per consumer (its own process takes it in hand).
     Service(Vec<(RefCell<Service>, SocketName)>),
+    /// The names of the producers' publishers (each binds its own).
+    PubSub(Vec<SocketName>),
 }
 
 impl Setup {
@@ -159,6 +178,11 @@ impl Setup {
                         let options = ServiceOptions { max_clients: producers, ..Default::default() };
                         Service::bind(&name, options).map(|s| (RefCell::new(s), name)).map_err(|err| e("bind", &err))
                     })
+                    .collect::<Result<_, _>>()?,
+            ),
+            Mech::PubSub => Setup::PubSub(
+                (0..producers)
+                    .map(|_| format!("@{}", unique_name("ipc-kit-stress-pubsub")).parse().map_err(|e| format!("{e}")))
                     .collect::<Result<_, _>>()?,
             ),
             Mech::Kit(other) => return Err(format!("{other}: not yet under stress here")),
@@ -218,6 +242,21 @@ impl Setup {
                     .collect::<Result<Vec<_>, _>>()?;
                 for seq in 0..per {
                     tx[(seq % consumers as u64) as usize].send(&next(seq)).map_err(|e| format!("send: {e}"))?;
+                }
+                Ok(())
+            }
+            Setup::PubSub(names) => {
+                let options = PubSubOptions { capacity: 256, max_message: 256, ..PubSubOptions::default() };
+                let mut publisher = Publisher::bind(&names[p], options).map_err(|e| format!("bind: {e}"))?;
+                let start = Instant::now();
+                while publisher.subscribers() < consumers {
+                    if start.elapsed() > IDLE {
+                        return Err(format!("{} of {consumers} subscribers came", publisher.subscribers()));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                for seq in 0..per {
+                    publisher.publish_timeout(&next(seq), IDLE).map_err(|e| format!("publish: {e}"))?;
                 }
                 Ok(())
             }
@@ -319,6 +358,36 @@ impl Setup {
                     }
                 })
             }
+            Setup::PubSub(names) => {
+                let start = Instant::now();
+                let mut rx = Vec::new();
+                for name in names {
+                    // The producer binds it when it starts.
+                    let sub = loop {
+                        match Subscriber::connect_timeout(name, IDLE) {
+                            Ok(s) => break s,
+                            Err(_) if start.elapsed() < IDLE => std::thread::sleep(Duration::from_millis(1)),
+                            Err(e) => return Err(format!("subscribe: {e}")),
+                        }
+                    };
+                    rx.push(Some(sub));
+                }
+                poll_mesh(&mut rx, |r: &mut Subscriber, wait| {
+                    let got = match wait {
+                        None => r.try_recv(&mut buf),
+                        Some(t) => r.recv_timeout(&mut buf, t),
+                    };
+                    match got {
+                        Ok(_) => {
+                            tally.take(&buf);
+                            Ok(())
+                        }
+                        Err(ServiceError::WouldBlock | ServiceError::Timeout) => Err(Polled::Empty),
+                        Err(ServiceError::Disconnected) => Err(Polled::Closed),
+                        Err(e) => Err(Polled::Failed(e.to_string())),
+                    }
+                })
+            }
             Setup::Bytes(chans) => {
                 let chans = (0..producers).map(|p| &chans[p * consumers + c]);
                 let mut rx: Vec<_> = claim(chans, ByteChannel::receiver, "receiver")?.into_iter().map(Some).collect();
@@ -351,7 +420,7 @@ impl Setup {
             Setup::Posix(q) => {
                 (0..consumers).try_for_each(|_| q.send(b"", 0)).map_err(|e| format!("mq_send end marker: {e}"))
             }
-            Setup::Slots(_) | Setup::Bytes(_) | Setup::Service(_) => Ok(()),
+            Setup::Slots(_) | Setup::Bytes(_) | Setup::Service(_) | Setup::PubSub(_) => Ok(()),
         }
     }
 }

@@ -93,7 +93,10 @@ impl Row {
 /// Runs one shape of one mechanism.
 fn run(mech: Mech, producers: usize, consumers: usize, messages: u64, limit: Duration) -> Row {
     let per = messages.div_ceil(producers as u64);
-    let mut row = Row { mech: mech.name(), producers, consumers, sent: per * producers as u64, ..Row::default() };
+    // Publish/subscribe delivers every message to every consumer.
+    let deliveries = if mech.broadcasts() { consumers as u64 } else { 1 };
+    let sent = per * producers as u64 * deliveries;
+    let mut row = Row { mech: mech.name(), producers, consumers, sent, ..Row::default() };
     let mut setup = match Setup::new(mech, producers, consumers) {
         Ok(s) => s,
         Err(e) => {
@@ -146,8 +149,14 @@ fn run(mech: Mech, producers: usize, consumers: usize, messages: u64, limit: Dur
     if let Err(e) = setup.finish(consumers) {
         row.errors.push(e);
     }
+    // One tally of all consumers' messages; for publish/subscribe one per
+    // consumer, each of which must hold every message, added up after.
     let mut merged = Tally::new(producers, per);
+    let mut each = Vec::new();
     for (c, r) in reports.iter().enumerate() {
+        if mech.broadcasts() && c > 0 {
+            each.push(std::mem::replace(&mut merged, Tally::new(producers, per)));
+        }
         let mut frames = FrameReader::with_max(r, usize::MAX);
         let mut buf = Vec::new();
         let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
@@ -180,11 +189,14 @@ fn run(mech: Mech, producers: usize, consumers: usize, messages: u64, limit: Dur
         }
     }
     row.wall = start.elapsed();
-    row.received = merged.received;
-    row.corrupted = merged.corrupted;
-    row.reordered = merged.reordered;
-    row.duplicated = merged.duplicated;
-    row.lost = merged.lost();
+    each.push(merged);
+    for t in &each {
+        row.received += t.received;
+        row.corrupted += t.corrupted;
+        row.reordered += t.reordered;
+        row.duplicated += t.duplicated;
+        row.lost += t.lost();
+    }
     drop(setup);
     row
 }

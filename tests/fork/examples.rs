@@ -20,6 +20,7 @@ cases!("examples":
     poll_server_serves_a_fifo_a_queue_and_a_channel(90 s),
     tokio_server_serves_a_fifo_a_queue_and_a_channel(90 s),
     service_server_serves_client_programs_by_name(90 s),
+    publisher_blackboard_and_notifier_reach_separate_programs_by_name(90 s),
 );
 
 /// An example program of the workspace, built by `cargo build --examples`
@@ -314,4 +315,82 @@ fn service_server_serves_client_programs_by_name() {
     assert!(stdout.ends_with("served 103 requests from 3 clients\n"), "{stdout}");
     assert_eq!(stdout.matches("client ").count(), 3, "{stdout}");
     assert!(!Path::new(socket).exists(), "the socket file went with the service");
+}
+
+/// Runs `owner` and its `members` (each its own program, all at once),
+/// and returns their outputs, the owner's first; each must succeed.
+fn owner_and_members(owner: Command, members: Vec<Command>) -> Vec<String> {
+    let mut all = vec![owner];
+    all.extend(members);
+    let children: Vec<Child> =
+        all.iter_mut().map(|c| c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()).collect();
+    children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .collect()
+}
+
+// Issue: "The README gains a section for the three patterns, each with an
+// example of separate programs": a publisher and three subscribers, a
+// blackboard and two readers, a notifier and two listeners, each program
+// started on its own and finding the other by the socket's name.
+fn publisher_blackboard_and_notifier_reach_separate_programs_by_name() {
+    let dir = ScratchDir::new();
+    let sock = |f: &str| dir.path().join(f).to_str().unwrap().to_owned();
+    let (p, b, e) = (sock("ticks.sock"), sock("board.sock"), sock("events.sock"));
+    let mut publisher = example("pubsub_publisher");
+    publisher.args([p.as_str(), "50000", "3"]);
+    let out = owner_and_members(
+        publisher,
+        (0..3)
+            .map(|_| {
+                let mut c = example("pubsub_subscriber");
+                c.arg(&p);
+                c
+            })
+            .collect(),
+    );
+    assert_eq!(out[0], "published 50000 ticks to 3 subscribers\n");
+    for o in &out[1..] {
+        assert_eq!(o, "received 50000 ticks in order\n");
+    }
+    let mut writer = example("blackboard_writer");
+    writer.args([b.as_str(), "200", "2"]);
+    let out = owner_and_members(
+        writer,
+        (0..2)
+            .map(|_| {
+                let mut c = example("blackboard_reader");
+                c.arg(&b);
+                c
+            })
+            .collect(),
+    );
+    assert_eq!(out[0], "wrote 200 readings for 2 readers\n");
+    for o in &out[1..] {
+        assert!(o.starts_with("last reading 200 ("), "{o}");
+    }
+    let mut notifier = example("event_notifier");
+    notifier.args([e.as_str(), "2", "1", "2", "2", "3", "15"]);
+    let out = owner_and_members(
+        notifier,
+        (0..2)
+            .map(|_| {
+                let mut c = example("event_listener");
+                c.arg(&e);
+                c
+            })
+            .collect(),
+    );
+    assert_eq!(out[0], "notified 5 events to 2 listeners\n");
+    for o in &out[1..] {
+        assert_eq!(o, "fired 1x1 2x2 3x1 15x1\n");
+    }
+    for f in [p, b, e] {
+        assert!(!Path::new(&f).exists(), "{f} left behind");
+    }
 }

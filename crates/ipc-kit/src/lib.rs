@@ -12,7 +12,7 @@
 //! | [`fifo`] | `ipc-fifo` | `fifo` | named pipes, opened safely |
 //! | [`pipe`] | `ipc-pipe` | `pipe` | anonymous pipes for parent and child, across fork and exec |
 //! | [`socket`] | `ipc-socket` | `socket` | Unix stream, seqpacket and datagram sockets: names, peer credentials, descriptor passing |
-//! | [`service`] | `ipc-service` | `service` | services found by name: each client gets a private pair of shared-memory channels, with access by credentials, liveness and request/response |
+//! | [`service`] | `ipc-service` | `service` | services found by name: each client gets a private pair of shared-memory channels, with access by credentials, liveness and request/response; publish/subscribe, the latest value and named events |
 //! | `typed` | (postcard) | `serde`, off by default | any serde type as one message through every sender and receiver (`SendValue`, `RecvValue`) |
 //!
 //! ```
@@ -41,6 +41,8 @@
 //! | shared-memory channel ([`shm::channel()`], [`shm::byte_channel()`]) | yes (fixed-size slots, or byte records) | one way, one sender and one receiver | by name, memfd or fork | one copy in, one out; none with `reserve`/`recv_with` | named: unlinked; else the last mapping goes |
 //! | Unix socket ([`socket`]) | stream: no; seqpacket and datagram: yes | both ways (datagram: any to any) | any processes that can reach the name (a file's mode, or credentials checked) | two kernel copies | the last socket closes (its file: unlinked) |
 //! | service ([`service`]) | yes (byte records, or Pods; requests and replies by correlation id) | both ways, one connection per client | one service and the clients it lets in by name and credentials | as a shared-memory channel | a connection: either process closes it or dies; the name: the service is dropped |
+//! | publish/subscribe ([`service::Publisher`], [`service::Subscriber`]) | yes (byte messages, or Pods) | one publisher to every subscriber | one publisher and the subscribers it lets in by name and credentials | one copy in (none with `loan`), one out per subscriber (none with `recv_with`) | the publisher is dropped or dies (subscribers read what is left) |
+//! | latest value ([`service::Blackboard`]), events ([`service::Notifier`]) | one value, replaced; or counts by event id | one writer to every reader | as publish/subscribe | a copy in, a copy out per read | the owner is dropped or dies (a reader keeps the last value) |
 //! | shared memory ([`shm`]) with [`sync`] | none: shared bytes, you add the protocol | any | by key, name, memfd or fork | none | System V and POSIX: removed or unlinked; memfd and anonymous: the last mapping goes |
 //!
 //! How to choose:
@@ -59,6 +61,11 @@
 //!   by name, are let in by their credentials, and each gets private
 //!   shared memory (no /dev/shm name) with the speed of a channel; the
 //!   death of either end is seen at once.
+//! - **One source, many readers**: a [`service::Publisher`] when each
+//!   reader needs every message (`Block`) or can lose some when it falls
+//!   behind (`Overwrite`); a [`service::Blackboard`] when readers only
+//!   want the latest value; a [`service::Notifier`] when they only need to
+//!   know that something happened.
 //! - **Many senders and receivers, whole messages, kernel-held**: a
 //!   message queue. System V queues let receivers pick messages by type;
 //!   POSIX queues have priorities and can be polled with other fds. Both

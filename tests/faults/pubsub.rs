@@ -50,24 +50,24 @@ pub(crate) fn subscriber_killed(_: &mut Campaign, run: u32, delay: Duration, rng
     let dead_by = Instant::now() + delay;
     let mut msg = Vec::new();
     let mut seq = 0;
-    // Publishes until some time after the kill: every publish returns
-    // within the bound (a dead subscriber holds nothing up).
-    while Instant::now() < dead_by + Duration::from_millis(20) {
+    // Publishes until the subscriber is dead and dropped: a publish held
+    // up by the stalled subscriber returns at its death (the bound is the
+    // kill delay and more), and none waits after it.
+    loop {
         encode(run, seq, true, &mut msg);
-        match publisher.publish_timeout(&msg, BOUND) {
+        match publisher.publish_timeout(&msg, delay + BOUND) {
             Ok(_) => seq += 1,
-            Err(Error::Timeout) => return Hung(format!("a publish waited out {BOUND:?} after the kill")),
+            Err(Error::Timeout) => return Hung(format!("a publish waited out {:?}", delay + BOUND)),
             Err(e) => return Failed(format!("publish: {e}")),
+        }
+        if Instant::now() >= dead_by && publisher.subscribers() == 0 {
+            break;
+        }
+        if Instant::now() > dead_by + BOUND {
+            return Hung(format!("{} subscribers counted after the only one died", publisher.subscribers()));
         }
     }
     noticed();
-    let start = Instant::now();
-    while publisher.subscribers() != 0 {
-        if start.elapsed() > BOUND {
-            return Hung(format!("{} subscribers counted after the only one died", publisher.subscribers()));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
     match bury(victim, timer) {
         Ok(_) if seq > 0 => Survived(if stall { "dropped while stalled" } else { "dropped while reading" }),
         Ok(_) => Failed("nothing published".into()),

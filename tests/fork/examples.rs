@@ -342,50 +342,32 @@ fn publisher_blackboard_and_notifier_reach_separate_programs_by_name() {
     let dir = ScratchDir::new();
     let sock = |f: &str| dir.path().join(f).to_str().unwrap().to_owned();
     let (p, b, e) = (sock("ticks.sock"), sock("board.sock"), sock("events.sock"));
-    let mut publisher = example("pubsub_publisher");
-    publisher.args([p.as_str(), "50000", "3"]);
-    let out = owner_and_members(
-        publisher,
-        (0..3)
+    let members = |program: &str, n: usize, socket: &str| -> Vec<Command> {
+        (0..n)
             .map(|_| {
-                let mut c = example("pubsub_subscriber");
-                c.arg(&p);
+                let mut c = example(program);
+                c.arg(socket);
                 c
             })
-            .collect(),
-    );
+            .collect()
+    };
+    let mut publisher = example("pubsub_publisher");
+    publisher.args([p.as_str(), "50000", "3"]);
+    let out = owner_and_members(publisher, members("pubsub_subscriber", 3, &p));
     assert_eq!(out[0], "published 50000 ticks to 3 subscribers\n");
     for o in &out[1..] {
         assert_eq!(o, "received 50000 ticks in order\n");
     }
     let mut writer = example("blackboard_writer");
     writer.args([b.as_str(), "200", "2"]);
-    let out = owner_and_members(
-        writer,
-        (0..2)
-            .map(|_| {
-                let mut c = example("blackboard_reader");
-                c.arg(&b);
-                c
-            })
-            .collect(),
-    );
+    let out = owner_and_members(writer, members("blackboard_reader", 2, &b));
     assert_eq!(out[0], "wrote 200 readings for 2 readers\n");
     for o in &out[1..] {
         assert!(o.starts_with("last reading 200 ("), "{o}");
     }
     let mut notifier = example("event_notifier");
     notifier.args([e.as_str(), "2", "1", "2", "2", "3", "15"]);
-    let out = owner_and_members(
-        notifier,
-        (0..2)
-            .map(|_| {
-                let mut c = example("event_listener");
-                c.arg(&e);
-                c
-            })
-            .collect(),
-    );
+    let out = owner_and_members(notifier, members("event_listener", 2, &e));
     assert_eq!(out[0], "notified 5 events to 2 listeners\n");
     for o in &out[1..] {
         assert_eq!(o, "fired 1x1 2x2 3x1 15x1\n");

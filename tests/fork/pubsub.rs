@@ -279,7 +279,7 @@ fn when_the_publisher_dies_subscribers_drain_and_then_are_disconnected() {
 /// A subscriber at the socket level: the answer's status and the four
 /// descriptors (ring, cell, own doorbell, publisher's doorbell), having
 /// said that it took its place.
-fn raw_join(name: &ipc_kit::service::SocketName, kind: u32) -> (u32, Vec<OwnedFd>, SeqpacketSocket) {
+pub(crate) fn raw_join(name: &ipc_kit::service::SocketName, kind: u32) -> (u32, Vec<OwnedFd>, SeqpacketSocket) {
     let s = SeqpacketSocket::connect_timeout(name, Duration::from_secs(10)).unwrap();
     let mut hello = *b"ipc-hub\0\x01\0\0\0\0\0\0\0";
     hello[12..16].copy_from_slice(&kind.to_le_bytes());

@@ -40,18 +40,9 @@ fn until_subscribers(publisher: &Publisher, n: usize) {
     }
 }
 
-/// A subscriber at the socket level: status, descriptors, socket.
+/// A subscriber at the socket level (see `pubsub::raw_join`).
 fn raw_join(name: &SocketName) -> (u32, Vec<OwnedFd>, SeqpacketSocket) {
-    let s = SeqpacketSocket::connect_timeout(name, Duration::from_secs(10)).unwrap();
-    s.send(b"ipc-hub\0\x01\0\0\0\x01\0\0\0").unwrap();
-    let mut buf = [0u8; 64];
-    let (n, fds) = s.recv_with_fds_timeout(&mut buf, 8, Duration::from_secs(10)).unwrap();
-    assert_eq!(n, 32);
-    let status = u32::from_le_bytes(buf[12..16].try_into().unwrap());
-    if status == 0 {
-        s.send(b"joined\0\0").unwrap();
-    }
-    (status, fds, s)
+    crate::pubsub::raw_join(name, 1)
 }
 
 /// A line of figures, in the case's output.

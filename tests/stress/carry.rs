@@ -347,15 +347,7 @@ impl Setup {
                         None => r.try_recv(&mut buf),
                         Some(t) => r.recv_timeout(&mut buf, t),
                     };
-                    match got {
-                        Ok(_) => {
-                            tally.take(&buf);
-                            Ok(())
-                        }
-                        Err(ServiceError::WouldBlock | ServiceError::Timeout) => Err(Polled::Empty),
-                        Err(ServiceError::Disconnected) => Err(Polled::Closed),
-                        Err(e) => Err(Polled::Failed(e.to_string())),
-                    }
+                    got.map(|_| tally.take(&buf)).map_err(Polled::from)
                 })
             }
             Setup::PubSub(names) => {
@@ -377,15 +369,7 @@ impl Setup {
                         None => r.try_recv(&mut buf),
                         Some(t) => r.recv_timeout(&mut buf, t),
                     };
-                    match got {
-                        Ok(_) => {
-                            tally.take(&buf);
-                            Ok(())
-                        }
-                        Err(ServiceError::WouldBlock | ServiceError::Timeout) => Err(Polled::Empty),
-                        Err(ServiceError::Disconnected) => Err(Polled::Closed),
-                        Err(e) => Err(Polled::Failed(e.to_string())),
-                    }
+                    got.map(|_| tally.take(&buf)).map_err(Polled::from)
                 })
             }
             Setup::Bytes(chans) => {
@@ -472,6 +456,16 @@ enum Polled {
     Empty,
     Closed,
     Failed(String),
+}
+
+impl From<ServiceError> for Polled {
+    fn from(e: ServiceError) -> Polled {
+        match e {
+            ServiceError::WouldBlock | ServiceError::Timeout => Polled::Empty,
+            ServiceError::Disconnected => Polled::Closed,
+            e => Polled::Failed(e.to_string()),
+        }
+    }
 }
 
 impl From<ipc_kit::shm::Error> for Polled {

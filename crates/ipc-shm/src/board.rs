@@ -21,13 +21,12 @@
 //! the value's length (`u32`), 4 bytes unused and the value.
 
 use std::fmt;
-use std::os::fd::AsFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 use crate::error::{Error, Result};
 use crate::memfd::Memfd;
-use crate::sys::{self, Pinned, Region, SealFlag};
+use crate::sealed::{self, Header, mismatch};
+use crate::sys::{Pinned, Region};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"ipcboard");
 const OFF_MAGIC_AT: usize = 0;
@@ -105,19 +104,13 @@ impl BoardWriter {
     pub fn create(label: &str, copies: usize, max: usize) -> Result<BoardWriter> {
         let geometry = Geometry::new(copies, max)?;
         let bytes = geometry.bytes();
-        let memfd = Memfd::create(label, bytes)?;
-        memfd.seal_grow()?;
-        let region =
-            Region::map_fd(memfd.as_fd(), bytes, true, false).map_err(|e| Error::Io { op: "mmap", source: e })?;
-        sys::add_seals(memfd.as_fd(), SealFlag::F_SEAL_FUTURE_WRITE | SealFlag::F_SEAL_SEAL)
-            .map_err(|e| Error::Io { op: "F_ADD_SEALS", source: e })?;
-        let pinned = Pinned::new(Arc::new(region), |r| r).ok_or(Error::InvalidSize { size: bytes, reason: "short" })?;
-        let long = |off: usize, v: u64| pinned.span().copy_in(off, &v.to_le_bytes());
-        long(OFF_COPIES, geometry.copies)
-            .and(long(OFF_MAX, geometry.max as u64))
-            .and(long(OFF_SLOT, geometry.slot as u64))
-            .and(long(OFF_MAGIC_AT, MAGIC))
-            .map_err(|_| Error::InvalidSize { size: bytes, reason: "the header does not fit" })?;
+        let words = [
+            (OFF_MAGIC_AT, MAGIC),
+            (OFF_COPIES, geometry.copies),
+            (OFF_MAX, geometry.max as u64),
+            (OFF_SLOT, geometry.slot as u64),
+        ];
+        let (memfd, pinned) = sealed::create(label, bytes, &words)?;
         Ok(BoardWriter { pinned, memfd, geometry, latest: 0 })
     }
 
@@ -204,29 +197,14 @@ impl BoardReader {
     ///
     /// [`Error::LayoutMismatch`]; [`Error::Io`].
     pub fn open(memfd: &Memfd) -> Result<BoardReader> {
-        let mismatch = |reason: String| Error::LayoutMismatch { reason };
-        if memfd.len() < COPIES {
-            return Err(mismatch(format!("{} bytes hold no board header", memfd.len())));
-        }
-        let head =
-            Region::map_fd(memfd.as_fd(), COPIES, false, false).map_err(|e| Error::Io { op: "mmap", source: e })?;
-        let long = |off: usize| {
-            let mut b = [0u8; 8];
-            head.copy_out(off, &mut b).map(|()| u64::from_le_bytes(b)).unwrap_or(0)
-        };
-        if long(OFF_MAGIC_AT) != MAGIC {
-            return Err(mismatch("no blackboard".to_owned()));
-        }
-        let (copies, max, slot) = (long(OFF_COPIES), long(OFF_MAX), long(OFF_SLOT));
+        let header = Header::read::<COPIES>(memfd, MAGIC, "blackboard")?;
+        let (copies, max, slot) = (header.word(OFF_COPIES), header.word(OFF_MAX), header.word(OFF_SLOT));
         let geometry = Geometry::new(usize::try_from(copies).unwrap_or(0), usize::try_from(max).unwrap_or(0))
             .map_err(|_| mismatch(format!("{copies} copies of {max} bytes")))?;
         if geometry.slot as u64 != slot || geometry.bytes() > memfd.len() {
             return Err(mismatch(format!("{copies} copies of {slot} bytes in {} bytes", memfd.len())));
         }
-        drop(head);
-        let region = Region::map_fd(memfd.as_fd(), geometry.bytes(), false, false)
-            .map_err(|e| Error::Io { op: "mmap", source: e })?;
-        let pinned = Pinned::new(Arc::new(region), |r| r).ok_or_else(|| mismatch("short".to_owned()))?;
+        let pinned = sealed::open(memfd, geometry.bytes())?;
         Ok(BoardReader { pinned, geometry })
     }
 

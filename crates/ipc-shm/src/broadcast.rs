@@ -29,7 +29,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 use crate::error::{Error, Result};
 use crate::memfd::Memfd;
-use crate::sys::{self, Pinned, Region, SealFlag};
+use crate::sealed::{self, Header, mismatch};
+use crate::sys::{Pinned, Region};
 
 /// `ipcbcst` and the layout's version.
 const MAGIC: u64 = u64::from_le_bytes(*b"ipcbcst\x01");
@@ -129,22 +130,14 @@ impl BroadcastWriter {
     pub fn create(label: &str, capacity: usize, max_message: usize) -> Result<BroadcastWriter> {
         let geometry = Geometry::new(capacity, max_message)?;
         let bytes = geometry.bytes().ok_or(Error::InvalidSize { size: capacity, reason: "too large a ring" })?;
-        let memfd = Memfd::create(label, bytes)?;
-        memfd.seal_grow()?;
-        let region =
-            Region::map_fd(memfd.as_fd(), bytes, true, false).map_err(|e| Error::Io { op: "mmap", source: e })?;
-        // No new mapping for writing, no write(2), no hole punched: only
-        // the mapping just made writes from now on.
-        sys::add_seals(memfd.as_fd(), SealFlag::F_SEAL_FUTURE_WRITE | SealFlag::F_SEAL_SEAL)
-            .map_err(|e| Error::Io { op: "F_ADD_SEALS", source: e })?;
-        let pinned = Pinned::new(Arc::new(region), |r| r).ok_or(Error::InvalidSize { size: bytes, reason: "short" })?;
-        let long = |off: usize, v: u64| pinned.span().copy_in(off, &v.to_le_bytes());
-        let written = long(OFF_CAPACITY, geometry.capacity)
-            .and(long(OFF_SLOT, geometry.slot as u64))
-            .and(long(OFF_MAX, geometry.max as u64))
-            .and(long(OFF_WAITING, NOT_WAITING))
-            .and(long(OFF_MAGIC, MAGIC));
-        written.map_err(|_| Error::InvalidSize { size: bytes, reason: "the header does not fit" })?;
+        let words = [
+            (OFF_MAGIC, MAGIC),
+            (OFF_CAPACITY, geometry.capacity),
+            (OFF_SLOT, geometry.slot as u64),
+            (OFF_MAX, geometry.max as u64),
+            (OFF_WAITING, NOT_WAITING),
+        ];
+        let (memfd, pinned) = sealed::create(label, bytes, &words)?;
         Ok(BroadcastWriter { pinned, memfd, geometry, head: 0, loaned: false })
     }
 
@@ -303,20 +296,8 @@ impl BroadcastReader {
     /// [`Error::LayoutMismatch`] when the memory holds no ring or a ring
     /// its memfd is too small for; [`Error::Io`] when it cannot be mapped.
     pub fn open(memfd: &Memfd) -> Result<BroadcastReader> {
-        let mismatch = |reason: String| Error::LayoutMismatch { reason };
-        if memfd.len() < SLOTS {
-            return Err(mismatch(format!("{} bytes hold no ring header", memfd.len())));
-        }
-        let head =
-            Region::map_fd(memfd.as_fd(), SLOTS, false, false).map_err(|e| Error::Io { op: "mmap", source: e })?;
-        let long = |off: usize| {
-            let mut b = [0u8; 8];
-            head.copy_out(off, &mut b).map(|()| u64::from_le_bytes(b)).unwrap_or(0)
-        };
-        if long(OFF_MAGIC) != MAGIC {
-            return Err(mismatch("no broadcast ring".to_owned()));
-        }
-        let (capacity, slot, max) = (long(OFF_CAPACITY), long(OFF_SLOT), long(OFF_MAX));
+        let header = Header::read::<SLOTS>(memfd, MAGIC, "broadcast ring")?;
+        let (capacity, slot, max) = (header.word(OFF_CAPACITY), header.word(OFF_SLOT), header.word(OFF_MAX));
         let geometry = Geometry::new(usize::try_from(capacity).unwrap_or(0), usize::try_from(max).unwrap_or(0))
             .map_err(|_| mismatch(format!("{capacity} slots of {max} bytes")))?;
         if geometry.slot as u64 != slot {
@@ -324,10 +305,7 @@ impl BroadcastReader {
         }
         let bytes = geometry.bytes().filter(|&b| b <= memfd.len());
         let bytes = bytes.ok_or_else(|| mismatch(format!("{capacity} slots do not fit {} bytes", memfd.len())))?;
-        drop(head);
-        let region =
-            Region::map_fd(memfd.as_fd(), bytes, false, false).map_err(|e| Error::Io { op: "mmap", source: e })?;
-        let pinned = Pinned::new(Arc::new(region), |r| r).ok_or_else(|| mismatch("short".to_owned()))?;
+        let pinned = sealed::open(memfd, bytes)?;
         Ok(BroadcastReader { pinned, geometry })
     }
 

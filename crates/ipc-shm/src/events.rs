@@ -15,13 +15,12 @@
 //! group of 64 ids, then one `u64` count per id.
 
 use std::fmt;
-use std::os::fd::AsFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::memfd::Memfd;
-use crate::sys::{self, Pinned, Region, SealFlag};
+use crate::sealed::{self, Header, mismatch};
+use crate::sys::{Pinned, Region};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"ipcevent");
 const OFF_MAGIC: usize = 0;
@@ -69,17 +68,7 @@ impl EventWriter {
             return Err(Error::InvalidSize { size: ids, reason: "ids: 1 to 65536" });
         }
         let len = bytes(ids);
-        let memfd = Memfd::create(label, len)?;
-        memfd.seal_grow()?;
-        let region =
-            Region::map_fd(memfd.as_fd(), len, true, false).map_err(|e| Error::Io { op: "mmap", source: e })?;
-        sys::add_seals(memfd.as_fd(), SealFlag::F_SEAL_FUTURE_WRITE | SealFlag::F_SEAL_SEAL)
-            .map_err(|e| Error::Io { op: "F_ADD_SEALS", source: e })?;
-        let pinned = Pinned::new(Arc::new(region), |r| r).ok_or(Error::InvalidSize { size: len, reason: "short" })?;
-        let long = |off: usize, v: u64| pinned.span().copy_in(off, &v.to_le_bytes());
-        long(OFF_IDS, ids as u64)
-            .and(long(OFF_MAGIC, MAGIC))
-            .map_err(|_| Error::InvalidSize { size: len, reason: "the header does not fit" })?;
+        let (memfd, pinned) = sealed::create(label, len, &[(OFF_MAGIC, MAGIC), (OFF_IDS, ids as u64)])?;
         Ok(EventWriter { pinned, memfd, ids, generation: 0 })
     }
 
@@ -153,26 +142,11 @@ impl EventReader {
     ///
     /// [`Error::LayoutMismatch`]; [`Error::Io`].
     pub fn open(memfd: &Memfd) -> Result<EventReader> {
-        let mismatch = |reason: String| Error::LayoutMismatch { reason };
-        if memfd.len() < GROUPS {
-            return Err(mismatch(format!("{} bytes hold no event table", memfd.len())));
-        }
-        let head =
-            Region::map_fd(memfd.as_fd(), GROUPS, false, false).map_err(|e| Error::Io { op: "mmap", source: e })?;
-        let long = |off: usize| {
-            let mut b = [0u8; 8];
-            head.copy_out(off, &mut b).map(|()| u64::from_le_bytes(b)).unwrap_or(0)
-        };
-        if long(OFF_MAGIC) != MAGIC {
-            return Err(mismatch("no event table".to_owned()));
-        }
-        let ids = long(OFF_IDS);
+        let header = Header::read::<GROUPS>(memfd, MAGIC, "event table")?;
+        let ids = header.word(OFF_IDS);
         let ids = usize::try_from(ids).ok().filter(|n| (1..=MAX_IDS).contains(n) && bytes(*n) <= memfd.len());
-        let ids = ids.ok_or_else(|| mismatch(format!("{} ids in {} bytes", long(OFF_IDS), memfd.len())))?;
-        drop(head);
-        let region =
-            Region::map_fd(memfd.as_fd(), bytes(ids), false, false).map_err(|e| Error::Io { op: "mmap", source: e })?;
-        let pinned = Pinned::new(Arc::new(region), |r| r).ok_or_else(|| mismatch("short".to_owned()))?;
+        let ids = ids.ok_or_else(|| mismatch(format!("{} ids in {} bytes", header.word(OFF_IDS), memfd.len())))?;
+        let pinned = sealed::open(memfd, bytes(ids))?;
         let mut reader = EventReader { pinned, ids, seen: 0, counts: vec![0; ids] };
         reader.seen = reader.generation();
         for id in 0..ids {

@@ -87,6 +87,7 @@ pub mod events;
 mod mapping;
 mod memfd;
 mod posix;
+mod sealed;
 mod segment;
 mod sigbus;
 mod sys;

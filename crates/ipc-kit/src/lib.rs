@@ -171,6 +171,8 @@ pub mod prelude {
     pub use ipc_msgq::{PosixQueue, QueueAttr, Selector, SysvQueue};
     #[cfg(feature = "pipe")]
     pub use ipc_pipe::{ChildFds, Duplex, FrameReader, FrameWriter, PipeReader, PipeWriter, duplex, pipe};
+    #[cfg(feature = "service")]
+    pub use ipc_service::{Blackboard, BlackboardReader, Listener, Notifier, Publisher, Service, Subscriber};
     #[cfg(feature = "shm")]
     pub use ipc_shm::{Mapping, Shared};
     #[cfg(feature = "shm")]
@@ -215,6 +217,35 @@ mod tests {
             crate::service::Service::bind(&name, options),
             Err(crate::service::Error::InvalidOptions { .. })
         ));
+    }
+
+    #[cfg(feature = "service")]
+    #[test]
+    fn pubsub_blackboard_and_events_are_reexported() {
+        use crate::prelude::{Blackboard, BlackboardReader, Listener, Notifier, Publisher, Subscriber};
+        let name: crate::service::SocketName = format!("@ipc-kit-reexport-hub-{}", std::process::id()).parse().unwrap();
+        let mut publisher = Publisher::bind(&name, crate::service::PubSubOptions::default()).unwrap();
+        let mut sub = Subscriber::connect(&name).unwrap();
+        while publisher.subscribers() == 0 {
+            std::thread::yield_now();
+        }
+        publisher.publish(b"x").unwrap();
+        assert_eq!(sub.recv_with(<[u8]>::to_vec).unwrap(), b"x");
+        drop((sub, publisher));
+        let mut board = Blackboard::bind(&name, crate::service::BlackboardOptions::default()).unwrap();
+        board.write(b"v").unwrap();
+        assert_eq!(
+            BlackboardReader::connect(&name).unwrap().read_with(<[u8]>::to_vec).unwrap(),
+            Some((1, b"v".to_vec()))
+        );
+        drop(board);
+        let mut notifier = Notifier::bind(&name, crate::service::EventOptions::default()).unwrap();
+        let mut listener = Listener::connect(&name).unwrap();
+        while notifier.listeners() == 0 {
+            std::thread::yield_now();
+        }
+        notifier.notify(5).unwrap();
+        assert_eq!(listener.wait().unwrap().count(5), 1);
     }
 
     #[cfg(feature = "fifo")]

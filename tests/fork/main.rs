@@ -12,6 +12,7 @@ mod examples;
 mod fifo;
 mod fifo_service;
 mod hub_async;
+mod hub_hostile;
 mod hub_ls;
 mod kit;
 mod locks;
@@ -64,6 +65,7 @@ fn main() -> std::process::ExitCode {
             blackboard::CASES,
             event::CASES,
             hub_async::CASES,
+            hub_hostile::CASES,
             hub_ls::CASES,
             socket_hostile::CASES,
             socket_umbrella::CASES,

@@ -1,10 +1,12 @@
 //! Publishers, blackboards and notifiers in `ipc-kit ls`, with their
 //! subscribers, readers and listeners: found by the memfds ipc-service
-//! labels with the name they are bound at. Only the owner keeps a
-//! descriptor of the shared memory (its members map it and close it);
-//! each member keeps one of its own cell, which the owner maps
-//! (`/proc/PID/maps`). An owner is told apart by its memory's inode, and
-//! its members by their cells' inodes, not by names.
+//! labels with the name they are bound at. The owner keeps a descriptor
+//! of the shared memory (its members map it and close theirs) and runs
+//! the thread that takes members in (`ipc-service hub`, which a child it
+//! forked does not have); each member that took its place keeps an empty
+//! memfd labelled with its kind, the inode of that shared memory and the
+//! name. So an owner is told apart by its memory's inode, and its members
+//! by that inode too, not by names.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
@@ -24,12 +26,16 @@ const KINDS: [(&str, &str, &str, &str); 3] = [
     ("events", LABEL_EVENTS, LABEL_LISTENER, "listeners"),
 ];
 
-/// What one process holds: per kind, the owners' memories (inode → name)
-/// and the member cells it keeps (inodes).
+/// The name of the thread that takes an owner's members in.
+const HUB_THREAD: &str = "ipc-service hub";
+
+/// What one process holds, by kind and the inode of the owner's memory:
+/// the memories it holds (with their names), and the ones it is a member
+/// of.
 #[derive(Default)]
 struct Held {
     owned: BTreeMap<(usize, u64), String>,
-    cells: BTreeSet<u64>,
+    member_of: BTreeSet<(usize, u64)>,
 }
 
 fn scan() -> BTreeMap<i32, Held> {
@@ -44,34 +50,27 @@ fn scan() -> BTreeMap<i32, Held> {
             if !link.starts_with("/memfd:ipc-") {
                 continue;
             }
-            let Ok(meta) = std::fs::metadata(fd.path()) else { continue };
             for (k, (_, owner, member, _)) in KINDS.iter().enumerate() {
                 if let Some(name) = named(link, owner) {
-                    held.owned.insert((k, meta.ino()), name.to_owned());
-                } else if named(link, member).is_some() {
-                    held.cells.insert(meta.ino());
+                    if let Ok(meta) = std::fs::metadata(fd.path()) {
+                        held.owned.insert((k, meta.ino()), name.to_owned());
+                    }
+                } else if let Some(inode) = named(link, member).and_then(|rest| rest.split_once(' ')) {
+                    held.member_of.extend(inode.0.parse::<u64>().ok().map(|i| (k, i)));
                 }
             }
         }
-        if !held.owned.is_empty() || !held.cells.is_empty() {
+        if !held.owned.is_empty() || !held.member_of.is_empty() {
             all.insert(pid, held);
         }
     }
     all
 }
 
-/// The inodes of the memfds labelled `label` that `pid` maps.
-fn mapped(pid: i32, label: &str) -> BTreeSet<u64> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-    maps.lines()
-        .filter_map(|l| {
-            // address perms offset dev inode path
-            let mut f = l.split_whitespace();
-            let inode = f.nth(4)?.parse().ok()?;
-            let path = l.split_once("/memfd:").map(|(_, p)| format!("/memfd:{p}"))?;
-            named(&path, label).map(|_| inode)
-        })
-        .collect()
+/// Whether `pid` runs a hub's thread.
+fn runs_a_hub(pid: i32) -> bool {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
+    tasks.into_iter().any(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == HUB_THREAD))
 }
 
 /// Every publisher, blackboard and notifier of a process this one may
@@ -80,17 +79,18 @@ pub(crate) fn list() -> Vec<Object> {
     let all = scan();
     let mut out = Vec::new();
     for (&pid, held) in &all {
+        if held.owned.is_empty() || !runs_a_hub(pid) {
+            continue;
+        }
         for (&(k, inode), name) in &held.owned {
-            let (kind, _, member_label, unit) = KINDS[k];
-            // Children forked by the owner hold its memory too: the owner
-            // is the one whose parent does not.
-            let holds = |p: i32| all.get(&p).is_some_and(|h| h.owned.contains_key(&(k, inode)));
-            if parent(pid).is_some_and(holds) {
+            let (kind, _, _, unit) = KINDS[k];
+            // A child that the owner forked after it made its hub holds
+            // the memory too (and may run a hub of its own).
+            if parent(pid).is_some_and(|p| all.get(&p).is_some_and(|h| h.owned.contains_key(&(k, inode)))) {
                 continue;
             }
-            let cells = mapped(pid, member_label);
             let members: Vec<i32> =
-                all.iter().filter(|(_, h)| h.cells.iter().any(|c| cells.contains(c))).map(|(&p, _)| p).collect();
+                all.iter().filter(|(_, h)| h.member_of.contains(&(k, inode))).map(|(&p, _)| p).collect();
             let uid = std::fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid());
             out.push(Object {
                 kind,

@@ -192,7 +192,7 @@ impl News for Newer {
     }
 
     fn ready(&self) -> bool {
-        self.board.version() != self.seen.load(Ordering::Relaxed) || self.board.closed()
+        self.board.version() > self.seen.load(Ordering::Relaxed) || self.board.closed()
     }
 }
 
@@ -243,7 +243,7 @@ impl BlackboardReader {
     }
 
     fn connect_until(name: &SocketName, deadline: Deadline) -> Result<BlackboardReader> {
-        let (joined, object) = hub::join(name, Kind::Blackboard, deadline)?;
+        let (mut joined, object) = hub::join(name, Kind::Blackboard, deadline)?;
         let board = Arc::new(BoardReader::open(&object).map_err(|e| match Error::from(e) {
             e @ Error::OutOfDescriptors { .. } => e,
             e => Error::handshake(format!("the blackboard's memory: {e}")),
@@ -368,8 +368,10 @@ impl BlackboardReader {
         let wait = Arc::clone(&self.wait);
         wait.until(deadline, || {
             let before = self.seen.load(Ordering::Relaxed);
-            if self.board.version() != before {
-                return Ok(self.read(buf)?.filter(|&v| v != before));
+            if self.board.version() > before {
+                // Newer than the last read, or nothing (a writer that
+                // went back, which no writer does, gives nothing newer).
+                return Ok(self.read(buf)?.filter(|&v| v > before));
             }
             if self.board.closed() || self.joined.link.look_sometimes() {
                 return Err(Error::Disconnected);

@@ -15,7 +15,7 @@
 //! counter of changes it compares on each call ([`Hub::changes`]).
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -28,6 +28,7 @@ use ipc_sync::ready::{Readiness, Source};
 use ipc_sync::{Deadline, EventFd, EventFdMode};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::memfd::{MFdFlags, memfd_create};
 
 use crate::error::{Error, Refusal, Result};
 use crate::link::{Link, Waiter};
@@ -96,7 +97,7 @@ pub(crate) struct Member {
     /// Its credentials when it connected.
     pub(crate) peer: Credentials,
     /// The owner's bookkeeping: where it started (`u64::MAX` before), and
-    /// its cursor when it was last woken.
+    /// its count of naps when it was last woken.
     pub(crate) start: AtomicU64,
     pub(crate) woken_at: AtomicU64,
 }
@@ -149,10 +150,10 @@ impl Roster {
         &self.members
     }
 
-    /// Wakes the members that sleep, once each for each place of their
-    /// cursor (so that one that keeps saying it sleeps without moving
-    /// costs no more than one that reads): after the shared object
-    /// changed.
+    /// Wakes the members that sleep, once each time each went to sleep
+    /// (so that one that keeps saying it sleeps costs one ring per time it
+    /// counts a nap, as a member that reads would): after the shared
+    /// object changed.
     #[inline]
     pub(crate) fn wake(&self) {
         if self.members.is_empty() {
@@ -163,8 +164,8 @@ impl Roster {
         fence(Ordering::SeqCst);
         for m in &self.members {
             if m.cell.asleep() {
-                let at = m.cell.cursor();
-                if m.woken_at.swap(at, Ordering::Relaxed) != at {
+                let nap = m.cell.naps();
+                if m.woken_at.swap(nap, Ordering::Relaxed) != nap {
                     m.ring();
                 }
             }
@@ -227,7 +228,7 @@ impl Hub {
             epoll,
             kind,
             flags,
-            cell_label: label(kind.labels().1, name),
+            cell_label: label(&format!("{}-cell", kind.labels().1), name),
             object,
             options,
             own_uid: nix::unistd::geteuid().as_raw(),
@@ -485,7 +486,7 @@ const FOR_EVER: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// What a member waits for: whether there is news for it (a message at
 /// its cursor, a newer value, an event), and its place, which it gives in
-/// its cell before it sleeps (so that the owner wakes it once per place).
+/// its cell before it sleeps.
 pub(crate) trait News: Send + Sync + std::fmt::Debug + 'static {
     /// Its place now, or `NOT_STARTED`.
     fn place(&self) -> u64;
@@ -507,6 +508,7 @@ impl<N: News> Readiness for MemberReady<N> {
         if at != NOT_STARTED {
             self.cell.set_cursor(at);
         }
+        self.cell.nap();
         self.cell.set_asleep(true);
         // Ordered with the owner's look at this word after it changed the
         // shared object: one of the two sees the other.
@@ -578,7 +580,11 @@ pub(crate) struct Joined {
     pub(crate) link: Arc<Link>,
     pub(crate) cell: CursorCell,
     /// Kept open: `ipc-kit ls` counts members by it.
-    pub(crate) _cell_memfd: Memfd,
+    /// An empty memfd labelled with the member's label, the inode of the
+    /// owner's shared memory and the name: made once it took its place,
+    /// held for its life; `ipc-kit ls` finds members by it.
+    marker: Option<OwnedFd>,
+    marker_label: String,
     pub(crate) bell: EventFd,
     pub(crate) owner_bell: EventFd,
     pub(crate) flags: u32,
@@ -638,8 +644,10 @@ pub(crate) fn join(name: &SocketName, kind: Kind, deadline: Deadline) -> Result<
     let bell = eventfd(bell).map_err(refused("member's doorbell"))?;
     let owner_bell = eventfd(owner_bell).map_err(refused("owner's doorbell"))?;
     let owner = socket.peer_credentials()?;
+    let inode = nix::sys::stat::fstat(&object).map_err(|e| Error::io("fstat", std::io::Error::from(e)))?.st_ino;
+    let marker_label = label(&format!("{} {inode}", kind.labels().1), name);
     let joined =
-        Joined { link: Link::new(socket, None), cell, _cell_memfd: cell_memfd, bell, owner_bell, flags, id, owner };
+        Joined { link: Link::new(socket, None), cell, marker: None, marker_label, bell, owner_bell, flags, id, owner };
     Ok((joined, object))
 }
 
@@ -647,7 +655,12 @@ impl Joined {
     /// Says to the owner that this member took its place (its first look
     /// at the shared object is made): it counts among the members from
     /// then on.
-    pub(crate) fn take_place(&self) -> Result<()> {
+    pub(crate) fn take_place(&mut self) -> Result<()> {
+        let marker = memfd_create(self.marker_label.as_str(), MFdFlags::MFD_CLOEXEC).map_err(|e| match e {
+            Errno::EMFILE | Errno::ENFILE => Error::OutOfDescriptors { op: "memfd_create" },
+            e => Error::io("memfd_create", std::io::Error::from(e)),
+        })?;
+        self.marker = Some(marker);
         match self.link.socket().try_send(&wire::HUB_JOINED) {
             Ok(()) => Ok(()),
             Err(ipc_socket::Error::Disconnected) => Err(Error::Disconnected),

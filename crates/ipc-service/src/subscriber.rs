@@ -91,7 +91,7 @@ impl Subscriber {
     }
 
     fn connect_until(name: &SocketName, deadline: Deadline) -> Result<Subscriber> {
-        let (joined, object) = hub::join(name, Kind::PubSub, deadline)?;
+        let (mut joined, object) = hub::join(name, Kind::PubSub, deadline)?;
         let policy = Policy::from_code(joined.flags)
             .ok_or_else(|| Error::handshake(format!("a publisher with the unknown policy {}", joined.flags)))?;
         let reader = Arc::new(BroadcastReader::open(&object).map_err(|e| match Error::from(e) {

@@ -234,6 +234,11 @@ impl BoardReader {
             if v == 0 {
                 return BoardRead::Empty;
             }
+            // A version no writer reaches (and whose stamp would wrap to
+            // that of a copy never written).
+            if v >= 1 << 63 {
+                continue;
+            }
             let at = self.geometry.at(v);
             let (Ok(stamp), Ok(len)) = (span.view::<AtomicU64>(at), span.view::<AtomicU32>(at + 8)) else {
                 continue;

@@ -408,11 +408,13 @@ const CELL: usize = 4096;
 const OFF_CURSOR: usize = 0;
 const OFF_ASLEEP: usize = 64;
 const OFF_START: usize = 128;
+const OFF_NAPS: usize = 192;
 /// The cell's `start` before the writer set it.
 pub const NOT_STARTED: u64 = u64::MAX;
 
 /// A reader's page, shared by the reader and the writer (see the
-/// [module](self)): its cursor, whether it sleeps, where it starts.
+/// [module](self)): its cursor, whether it sleeps (and how many times it
+/// went to sleep), where it starts.
 #[derive(Clone)]
 pub struct CursorCell {
     pinned: Pinned<Region, CELL>,
@@ -472,6 +474,20 @@ impl CursorCell {
     #[inline]
     pub fn set_asleep(&self, asleep: bool) {
         self.pinned.at::<AtomicU32, OFF_ASLEEP>().store(u32::from(asleep), Ordering::SeqCst);
+    }
+
+    /// Counts one more time the reader went to sleep (the reader, before
+    /// it says it sleeps): the writer wakes it once per such time.
+    #[inline]
+    pub fn nap(&self) {
+        let n = self.pinned.at::<AtomicU64, OFF_NAPS>().load(Ordering::Relaxed);
+        self.pinned.at::<AtomicU64, OFF_NAPS>().store(n.wrapping_add(1), Ordering::SeqCst);
+    }
+
+    /// How many times the reader says it went to sleep.
+    #[inline]
+    pub fn naps(&self) -> u64 {
+        self.pinned.at::<AtomicU64, OFF_NAPS>().load(Ordering::SeqCst)
     }
 
     /// Takes the reader's word that it sleeps (the writer, about to wake

@@ -104,7 +104,7 @@ impl Blackboard {
         options.check()?;
         let writer = BoardWriter::create(&label(Kind::Blackboard.labels().0, name), options.copies, options.max_size)?;
         let board = writer.memfd().try_clone()?;
-        let hub = Hub::bind(name, Kind::Blackboard, 0, options.hub(), board)?;
+        let hub = Hub::bind(name, Kind::Blackboard, 0, options.hub(), board, writer.position())?;
         Ok(Blackboard { writer, roster: Roster::new(), hub })
     }
 
@@ -155,7 +155,7 @@ impl Blackboard {
         }
         self.roster.sync(&self.hub, || 0);
         let v = self.writer.write_with(len, f)?;
-        self.roster.wake();
+        self.roster.wake(&self.hub);
         Ok(v)
     }
 

@@ -81,7 +81,7 @@ impl Notifier {
         options.hub().check()?;
         let writer = EventWriter::create(&label(Kind::Events.labels().0, name), options.ids as usize)?;
         let table = writer.memfd().try_clone()?;
-        let hub = Hub::bind(name, Kind::Events, 0, options.hub(), table)?;
+        let hub = Hub::bind(name, Kind::Events, 0, options.hub(), table, writer.position())?;
         Ok(Notifier { writer, roster: Roster::new(), hub })
     }
 
@@ -117,7 +117,7 @@ impl Notifier {
         }
         self.roster.sync(&self.hub, || 0);
         self.writer.notify(id as usize)?;
-        self.roster.wake();
+        self.roster.wake(&self.hub);
         Ok(())
     }
 }

@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ipc_shm::Memfd;
-use ipc_shm::broadcast::{CursorCell, NOT_STARTED};
+use ipc_shm::broadcast::{CursorCell, NOT_STARTED, Position};
 use ipc_socket::{BindOptions, Credentials, SeqpacketListener, SeqpacketSocket, SocketName};
 use ipc_sync::ready::{Readiness, Source};
 use ipc_sync::{Deadline, EventFd, EventFdMode};
@@ -94,6 +94,10 @@ pub(crate) struct Member {
     bell: EventFd,
     /// Cleared when its socket hung up.
     alive: AtomicBool,
+    /// It said on its socket that it goes to sleep, and the owner has
+    /// not seen it awake since (set by the hub's thread, cleared by the
+    /// owner).
+    announced: AtomicBool,
     /// Its credentials when it connected.
     pub(crate) peer: Credentials,
     /// The owner's bookkeeping: where it started (`u64::MAX` before), and
@@ -153,21 +157,28 @@ impl Roster {
     /// Wakes the members that sleep, once each time each went to sleep
     /// (so that one that keeps saying it sleeps costs one ring per time it
     /// counts a nap, as a member that reads would): after the shared
-    /// object changed.
+    /// object changed. Only members that said on their socket that they
+    /// sleep are looked at: with none, a change costs one load.
     #[inline]
-    pub(crate) fn wake(&self) {
-        if self.members.is_empty() {
+    pub(crate) fn wake(&self, hub: &Hub) {
+        // Ordered with the hub's thread, which marks a member announced
+        // before it compares the owner's position with its place.
+        fence(Ordering::SeqCst);
+        if hub.shared.announced.load(Ordering::SeqCst) == 0 {
             return;
         }
-        // Ordered with each member's word that it sleeps, which it gives
-        // before it looks at the shared object a last time.
-        fence(Ordering::SeqCst);
         for m in &self.members {
+            if !m.announced.load(Ordering::Relaxed) {
+                continue;
+            }
             if m.cell.asleep() {
                 let nap = m.cell.naps();
                 if m.woken_at.swap(nap, Ordering::Relaxed) != nap {
                     m.ring();
                 }
+            } else if m.announced.swap(false, Ordering::SeqCst) {
+                // Awake since: looked at again when it next says it sleeps.
+                hub.shared.announced.fetch_sub(1, Ordering::SeqCst);
             }
         }
     }
@@ -178,6 +189,10 @@ impl Roster {
 pub(crate) struct Shared {
     members: Mutex<Vec<Arc<Member>>>,
     changes: AtomicU64,
+    /// How many members are `announced`: the owner looks at its members'
+    /// cells only while some are, so that a change costs it the same
+    /// whatever the number of members that are busy reading.
+    announced: AtomicU64,
     /// The owner's doorbell.
     bell: EventFd,
 }
@@ -207,12 +222,24 @@ pub(crate) struct Hub {
 impl Hub {
     /// Binds `name` and starts taking members of `kind` in, each welcomed
     /// with `flags` and a copy of `object`.
-    pub(crate) fn bind(name: &SocketName, kind: Kind, flags: u32, options: HubOptions, object: Memfd) -> Result<Hub> {
+    pub(crate) fn bind(
+        name: &SocketName,
+        kind: Kind,
+        flags: u32,
+        options: HubOptions,
+        object: Memfd,
+        position: Position,
+    ) -> Result<Hub> {
         options.check()?;
         let bind = BindOptions { mode: options.mode, ..BindOptions::default() };
         let listener = SeqpacketListener::bind_with(name, &bind)?;
         let eventfd = || EventFd::new(0, EventFdMode::Counter).map_err(|e| Error::io("eventfd", e));
-        let shared = Arc::new(Shared { members: Mutex::default(), changes: AtomicU64::new(0), bell: eventfd()? });
+        let shared = Arc::new(Shared {
+            members: Mutex::default(),
+            changes: AtomicU64::new(0),
+            announced: AtomicU64::new(0),
+            bell: eventfd()?,
+        });
         let stop = eventfd()?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
             .map_err(|e| Error::io("epoll_create1", std::io::Error::from(e)))?;
@@ -230,6 +257,7 @@ impl Hub {
             flags,
             cell_label: label(&format!("{}-cell", kind.labels().1), name),
             object,
+            position,
             options,
             own_uid: nix::unistd::geteuid().as_raw(),
             pending: HashMap::new(),
@@ -315,6 +343,7 @@ struct Worker {
     flags: u32,
     cell_label: String,
     object: Memfd,
+    position: Position,
     options: HubOptions,
     own_uid: u32,
     pending: HashMap<u64, Pending>,
@@ -343,7 +372,13 @@ impl Worker {
                 match event.data() {
                     STOP => return,
                     LISTENER => self.take_new(),
-                    token if self.live.contains_key(&token) => self.gone(token),
+                    token if self.live.contains_key(&token) => {
+                        if event.events().intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
+                            self.gone(token);
+                        } else {
+                            self.naps(token);
+                        }
+                    }
                     token => self.heard(token),
                 }
             }
@@ -446,6 +481,7 @@ impl Worker {
             cell,
             bell,
             alive: AtomicBool::new(true),
+            announced: AtomicBool::new(false),
             peer: p.peer,
             start: AtomicU64::new(NOT_STARTED),
             woken_at: AtomicU64::new(u64::MAX),
@@ -454,12 +490,13 @@ impl Worker {
     }
 
     /// A welcomed client took its place: a member from now on, watched
-    /// for its hang-up only (what it may send is never read).
+    /// for its hang-up and for what it says when it goes to sleep.
     fn seat(&mut self, p: Pending) {
         let Some(member) = p.member else { return };
         let token = self.next_token;
         self.next_token += 1;
-        if self.epoll.add(p.socket.as_fd(), EpollEvent::new(EpollFlags::empty(), token)).is_err() {
+        let interest = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
+        if self.epoll.add(p.socket.as_fd(), EpollEvent::new(interest, token)).is_err() {
             return;
         }
         self.shared.members.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::clone(&member));
@@ -467,10 +504,52 @@ impl Worker {
         self.changed();
     }
 
+    /// A member said it goes to sleep (one message, [`wire::HUB_NAP`],
+    /// each time): the owner looks at its cell from now on, and it is
+    /// rung at once if the owner moved past its place meanwhile (so that
+    /// one of the two always sees the other).
+    fn naps(&mut self, token: u64) {
+        let Some((socket, member)) = self.live.get(&token) else { return };
+        let mut buf = [0u8; 16];
+        let mut napped = false;
+        // Read until nothing is left (edge-triggered), or for a member
+        // that never stops talking, a while: then it is heard no more.
+        for reads in 0.. {
+            match socket.try_recv_with_fds(&mut buf, 1) {
+                Ok((n, _)) if n > 0 => napped |= buf[..n] == wire::HUB_NAP,
+                Err(ipc_socket::Error::WouldBlock) => break,
+                Err(ipc_socket::Error::Truncated { .. } | ipc_socket::Error::FdsTruncated { .. }) if reads < 256 => {}
+                // The end of what it says (it shut its writing down, or
+                // sends empty messages), or too much: its hang-up only.
+                _ => {
+                    let _ = self.epoll.modify(socket.as_fd(), &mut EpollEvent::new(EpollFlags::empty(), token));
+                    break;
+                }
+            }
+            if reads >= 256 {
+                let _ = self.epoll.modify(socket.as_fd(), &mut EpollEvent::new(EpollFlags::empty(), token));
+                break;
+            }
+        }
+        if !napped {
+            return;
+        }
+        if !member.announced.swap(true, Ordering::SeqCst) {
+            self.shared.announced.fetch_add(1, Ordering::SeqCst);
+        }
+        fence(Ordering::SeqCst);
+        if self.position.load() > member.cell.cursor() {
+            member.ring();
+        }
+    }
+
     fn gone(&mut self, token: u64) {
         let Some((socket, member)) = self.live.remove(&token) else { return };
         let _ = self.epoll.delete(socket.as_fd());
         member.alive.store(false, Ordering::Release);
+        if member.announced.swap(false, Ordering::SeqCst) {
+            self.shared.announced.fetch_sub(1, Ordering::SeqCst);
+        }
         self.shared.members.lock().unwrap_or_else(PoisonError::into_inner).retain(|m| !Arc::ptr_eq(m, &member));
         self.changed();
     }
@@ -500,6 +579,7 @@ pub(crate) trait News: Send + Sync + std::fmt::Debug + 'static {
 struct MemberReady<N> {
     news: N,
     cell: CursorCell,
+    link: Arc<Link>,
 }
 
 impl<N: News> Readiness for MemberReady<N> {
@@ -510,6 +590,9 @@ impl<N: News> Readiness for MemberReady<N> {
         }
         self.cell.nap();
         self.cell.set_asleep(true);
+        // Said to the owner's thread too, which only then makes the owner
+        // look at this cell (a full socket: the owner's recheck remains).
+        let _ = self.link.socket().try_send(&wire::HUB_NAP);
         // Ordered with the owner's look at this word after it changed the
         // shared object: one of the two sees the other.
         fence(Ordering::SeqCst);
@@ -534,7 +617,7 @@ pub(crate) struct MemberWait {
 
 impl MemberWait {
     pub(crate) fn new(joined: &Joined, news: impl News) -> Result<Arc<MemberWait>> {
-        let ready = Arc::new(MemberReady { news, cell: joined.cell.clone() });
+        let ready = Arc::new(MemberReady { news, cell: joined.cell.clone(), link: Arc::clone(&joined.link) });
         let waiter = Waiter::new(Source::doorbell(joined.bell.as_fd(), ready), Some(&joined.link))?;
         Ok(Arc::new(MemberWait { waiter }))
     }

@@ -206,7 +206,7 @@ impl Publisher {
         let writer =
             BroadcastWriter::create(&label(Kind::PubSub.labels().0, name), options.capacity, options.max_message)?;
         let ring = writer.memfd().try_clone()?;
-        let hub = Hub::bind(name, Kind::PubSub, options.policy.code(), options.hub(), ring)?;
+        let hub = Hub::bind(name, Kind::PubSub, options.policy.code(), options.hub(), ring, writer.position())?;
         let room = Room {
             flags: writer.flags(),
             shared: hub.shared(),
@@ -402,7 +402,7 @@ impl Publisher {
 
     #[inline]
     fn wake(&self) {
-        self.roster.wake();
+        self.roster.wake(&self.hub);
     }
 }
 

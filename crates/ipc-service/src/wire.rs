@@ -98,6 +98,10 @@ pub(crate) const HUB_FDS: usize = 4;
 /// counted a member reaches it).
 pub(crate) const HUB_JOINED: [u8; 8] = *b"joined\0\0";
 
+/// What a member says each time it goes to sleep: only then does the
+/// owner look at its cell to wake it.
+pub(crate) const HUB_NAP: [u8; 1] = [b'z'];
+
 /// A member's greeting to a hub of `kind`.
 pub(crate) fn hub_hello(kind: u32) -> [u8; HELLO_LEN] {
     let mut m = [0u8; HELLO_LEN];

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 use crate::error::{Error, Result};
 use crate::memfd::Memfd;
+pub use crate::sealed::Position;
 use crate::sealed::{self, Header, mismatch};
 use crate::sys::{Pinned, Region};
 
@@ -112,6 +113,12 @@ impl BoardWriter {
         ];
         let (memfd, pinned) = sealed::create(label, bytes, &words)?;
         Ok(BoardWriter { pinned, memfd, geometry, latest: 0 })
+    }
+
+    /// Where it is (for a hub's thread that compares it with a reader's
+    /// place).
+    pub fn position(&self) -> Position {
+        Position::new::<OFF_LATEST>(&self.pinned)
     }
 
     /// The memfd, to hand to readers.

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 use crate::error::{Error, Result};
 use crate::memfd::Memfd;
+pub use crate::sealed::Position;
 use crate::sealed::{self, Header, mismatch};
 use crate::sys::{Pinned, Region};
 
@@ -139,6 +140,12 @@ impl BroadcastWriter {
         ];
         let (memfd, pinned) = sealed::create(label, bytes, &words)?;
         Ok(BroadcastWriter { pinned, memfd, geometry, head: 0, loaned: false })
+    }
+
+    /// Where it is (for a hub's thread that compares it with a reader's
+    /// place).
+    pub fn position(&self) -> Position {
+        Position::new::<OFF_HEAD>(&self.pinned)
     }
 
     /// The memfd, to hand to readers.

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::memfd::Memfd;
+pub use crate::sealed::Position;
 use crate::sealed::{self, Header, mismatch};
 use crate::sys::{Pinned, Region};
 
@@ -70,6 +71,12 @@ impl EventWriter {
         let len = bytes(ids);
         let (memfd, pinned) = sealed::create(label, len, &[(OFF_MAGIC, MAGIC), (OFF_IDS, ids as u64)])?;
         Ok(EventWriter { pinned, memfd, ids, generation: 0 })
+    }
+
+    /// Where it is (for a hub's thread that compares it with a reader's
+    /// place).
+    pub fn position(&self) -> Position {
+        Position::new::<OFF_GENERATION>(&self.pinned)
     }
 
     /// The memfd, to hand to readers.

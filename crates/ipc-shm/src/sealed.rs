@@ -3,8 +3,10 @@
 //! made and that everyone else can only map for reading, with a header of
 //! little-endian words that starts with a magic.
 
+use std::fmt;
 use std::os::fd::AsFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::memfd::Memfd;
@@ -75,4 +77,32 @@ pub(crate) fn open<const MIN: usize>(memfd: &Memfd, bytes: usize) -> Result<Pinn
 
 pub(crate) fn mismatch(reason: String) -> Error {
     Error::LayoutMismatch { reason }
+}
+
+/// Where a writer is (the broadcast ring's head, the board's latest
+/// version, the table's generation), for a thread of the writer's process
+/// that must compare it with a reader's place: a word of the writer's
+/// memory, read on its own.
+#[derive(Clone)]
+pub struct Position {
+    pinned: Pinned<Region, 256>,
+}
+
+impl Position {
+    /// The position, word `OFF` of `pinned`.
+    pub(crate) fn new<const OFF: usize>(pinned: &Pinned<Region, 256>) -> Position {
+        const { assert!(OFF == 64, "every layout keeps its position at 64") };
+        Position { pinned: pinned.clone() }
+    }
+
+    /// The position now.
+    pub fn load(&self) -> u64 {
+        self.pinned.at::<AtomicU64, 64>().load(Ordering::SeqCst)
+    }
+}
+
+impl fmt::Debug for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Position").field(&self.load()).finish()
+    }
 }

@@ -84,7 +84,7 @@ impl BlackboardOptions {
     }
 }
 
-/// The writing end of a blackboard (see the [module](self)).
+/// The writing end of a blackboard (see the [crate docs](crate)).
 #[derive(Debug)]
 pub struct Blackboard {
     writer: BoardWriter,
@@ -199,10 +199,10 @@ impl News for Newer {
 /// A reader of a [`Blackboard`], connected by name.
 ///
 /// [`read`](Self::read) copies the latest value at any time (also after
-/// the writer is gone: the last value stays); [`wait_newer`]
-/// (Self::wait_newer) waits for a value newer than the last one this
-/// reader read, and is what a poller waits for (readable while there is
-/// one).
+/// the writer is gone: the last value stays);
+/// [`wait_newer`](Self::wait_newer) waits for a value newer than the last
+/// one this reader read, and is what a poller waits for (readable while
+/// there is one).
 #[derive(Debug)]
 pub struct BlackboardReader {
     board: Arc<BoardReader>,

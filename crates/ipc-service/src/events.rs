@@ -58,7 +58,7 @@ impl EventOptions {
     }
 }
 
-/// The notifying end (see the [module](self)).
+/// The notifying end (see the [crate docs](crate)).
 #[derive(Debug)]
 pub struct Notifier {
     writer: EventWriter,

@@ -23,6 +23,20 @@
 //! - **Request and response**: [`Requester`] and [`Responder`] tag each
 //!   request with a correlation id that its reply carries back.
 //!
+//! One owner and many members, on the same machinery (a name, access by
+//! credentials, a cap, liveness by the socket), the owner's memory sealed
+//! so that members can only read it:
+//!
+//! - **Publish/subscribe**: a [`Publisher`] and its [`Subscriber`]s, each
+//!   with a cursor of its own; [`Policy::Block`] waits for the slowest,
+//!   [`Policy::Overwrite`] never waits and tells a subscriber that fell
+//!   behind how many messages it lost ([`Error::Lagged`]).
+//! - **The latest value**: a [`Blackboard`] and its
+//!   [`BlackboardReader`]s, which never see a torn value nor hold the
+//!   writer up.
+//! - **Named events**: a [`Notifier`] and its [`Listener`]s, which learn
+//!   which ids fired since they last looked, and how many times.
+//!
 //! ```
 //! use ipc_service::{Service, ServiceOptions, SocketName, connect};
 //!

@@ -144,7 +144,7 @@ fn floor(members: &[Arc<Member>], head: u64, capacity: u64) -> u64 {
         .unwrap_or(head)
 }
 
-/// The publishing end (see the [module](self)).
+/// The publishing end (see the [crate docs](crate)).
 #[derive(Debug)]
 pub struct Publisher {
     writer: BroadcastWriter,

@@ -373,7 +373,9 @@ impl BlackboardReader {
                 // went back, which no writer does, gives nothing newer).
                 return Ok(self.read(buf)?.filter(|&v| v > before));
             }
-            if self.board.closed() || self.joined.link.look_sometimes() {
+            // Gone, and (looked at after, so that a last write just before
+            // the end is not missed) nothing newer.
+            if (self.board.closed() || self.joined.link.look_sometimes()) && self.board.version() <= before {
                 return Err(Error::Disconnected);
             }
             Ok(None)

@@ -305,7 +305,9 @@ impl Listener {
                 fired.sort_unstable();
                 return Ok(Some(Fired(fired)));
             }
-            if !changed && (closed || self.joined.link.look_sometimes()) {
+            // Gone, and (looked at after, so that a last notification
+            // just before the end is not missed) nothing new.
+            if !changed && (closed || self.joined.link.look_sometimes()) && !self.lock().changed() {
                 return Err(Error::Disconnected);
             }
             Ok(None)

@@ -19,7 +19,8 @@ use ipc_sync::Deadline;
 use ipc_sync::ready::{Interest, Pollable, Source};
 
 use crate::error::{Error, Result};
-use crate::hub::{self, Hub, HubOptions, Joined, Kind, MemberWait, News, Roster};
+use crate::hub::{Hub, HubOptions, Kind, Roster};
+use crate::member::{self, Joined, MemberWait, News};
 use crate::options::Access;
 use crate::service::label;
 
@@ -243,7 +244,7 @@ impl BlackboardReader {
     }
 
     fn connect_until(name: &SocketName, deadline: Deadline) -> Result<BlackboardReader> {
-        let (mut joined, object) = hub::join(name, Kind::Blackboard, deadline)?;
+        let (mut joined, object) = member::join(name, Kind::Blackboard, deadline)?;
         let board = Arc::new(BoardReader::open(&object).map_err(|e| match Error::from(e) {
             e @ Error::OutOfDescriptors { .. } => e,
             e => Error::handshake(format!("the blackboard's memory: {e}")),

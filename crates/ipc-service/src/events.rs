@@ -16,7 +16,8 @@ use ipc_sync::Deadline;
 use ipc_sync::ready::{Interest, Pollable, Source};
 
 use crate::error::{Error, Result};
-use crate::hub::{self, Hub, HubOptions, Joined, Kind, MemberWait, News, Roster};
+use crate::hub::{Hub, HubOptions, Kind, Roster};
+use crate::member::{self, Joined, MemberWait, News};
 use crate::options::Access;
 use crate::service::label;
 
@@ -223,7 +224,7 @@ impl Listener {
     }
 
     fn connect_until(name: &SocketName, deadline: Deadline) -> Result<Listener> {
-        let (mut joined, object) = hub::join(name, Kind::Events, deadline)?;
+        let (mut joined, object) = member::join(name, Kind::Events, deadline)?;
         let reader = EventReader::open(&object).map_err(|e| match Error::from(e) {
             e @ Error::OutOfDescriptors { .. } => e,
             e => Error::handshake(format!("the notifier's table: {e}")),

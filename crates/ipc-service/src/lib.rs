@@ -76,6 +76,7 @@ mod error;
 mod events;
 mod hub;
 mod link;
+mod member;
 mod options;
 mod pubsub;
 mod request;

@@ -11,7 +11,8 @@ use ipc_sync::Deadline;
 use ipc_sync::ready::{Interest, Pollable, Source};
 
 use crate::error::{Error, Result};
-use crate::hub::{self, Joined, Kind, MemberWait, News};
+use crate::hub::Kind;
+use crate::member::{self, Joined, MemberWait, News};
 use crate::pubsub::Policy;
 
 /// A subscriber's news: a message at its cursor, its first place given,
@@ -91,7 +92,7 @@ impl Subscriber {
     }
 
     fn connect_until(name: &SocketName, deadline: Deadline) -> Result<Subscriber> {
-        let (mut joined, object) = hub::join(name, Kind::PubSub, deadline)?;
+        let (mut joined, object) = member::join(name, Kind::PubSub, deadline)?;
         let policy = Policy::from_code(joined.flags)
             .ok_or_else(|| Error::handshake(format!("a publisher with the unknown policy {}", joined.flags)))?;
         let reader = Arc::new(BroadcastReader::open(&object).map_err(|e| match Error::from(e) {

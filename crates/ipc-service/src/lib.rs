@@ -37,6 +37,11 @@
 //! - **Named events**: a [`Notifier`] and its [`Listener`]s, which learn
 //!   which ids fired since they last looked, and how many times.
 //!
+//! Each owner runs a thread of its own (named `ipc-service hub`), which
+//! takes members in while the owner goes on with its work. Bind an owner
+//! in the process that uses it, after any `fork`: a child forked later has
+//! no such thread.
+//!
 //! ```
 //! use ipc_service::{Service, ServiceOptions, SocketName, connect};
 //!

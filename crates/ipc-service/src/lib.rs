@@ -42,6 +42,25 @@
 //! in the process that uses it, after any `fork`: a child forked later has
 //! no such thread.
 //!
+//! A member in another language speaks this on the owner's seqpacket
+//! socket (little-endian): it sends a 16-byte greeting, `ipc-hub` and a
+//! NUL, the version 1 (`u32`) and the kind (`u32`: 1 publish/subscribe,
+//! 2 blackboard, 3 events); the answer is 32 bytes, the same 8 bytes, the
+//! version, a status (`u32`, 0 for welcome, else the refusal: 1 denied,
+//! 2 full, 3 not understood, 4 unavailable), the kind, flags (`u32`: for
+//! publish/subscribe the policy, 0 `Block`, 1 `Overwrite`) and the
+//! member's number (`u64`). A welcome carries four descriptors: the shared
+//! memory (its layout is in `ipc_shm::broadcast`, `ipc_shm::board` and
+//! `ipc_shm::events`), the member's cell (a page: its cursor, `u64` at 0;
+//! whether it sleeps, `u32` at 64; where it starts, `u64` at 128, set by
+//! the owner; how many times it went to sleep, `u64` at 192), its doorbell
+//! and the owner's (eventfds). Once it mapped the memory the member sends
+//! `joined` and two NULs, and counts from then on. Each time it goes to
+//! sleep it adds one to its count of naps, sets its sleep word, writes its
+//! place (next message, last version, last generation) as its cursor, and
+//! sends one byte, `z`: the owner rings its doorbell when it has news. It
+//! keeps the socket open for as long as it is a member.
+//!
 //! ```
 //! use ipc_service::{Service, ServiceOptions, SocketName, connect};
 //!

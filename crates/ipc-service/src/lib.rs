@@ -58,8 +58,9 @@
 //! `joined` and two NULs, and counts from then on. Each time it goes to
 //! sleep it adds one to its count of naps, sets its sleep word, writes its
 //! place (next message, last version, last generation) as its cursor, and
-//! sends one byte, `z`: the owner rings its doorbell when it has news. It
-//! keeps the socket open for as long as it is a member.
+//! sends one byte, `z`: the owner rings its doorbell when it has news; it
+//! clears its sleep word once awake. It keeps the socket open for as long
+//! as it is a member.
 //!
 //! ```
 //! use ipc_service::{Service, ServiceOptions, SocketName, connect};

@@ -18,6 +18,19 @@
 //! it starts. A reader can scribble on its own cell only; the writer
 //! reads every value there as untrusted.
 //!
+//! The layout, for programs in other languages (little-endian, the words
+//! naturally aligned): at 0 the magic `ipcbcst` and a byte 1, at 8 the
+//! number of slots (`u64`, a power of two), at 16 the bytes of one slot
+//! (16 plus the longest message, rounded up to 64), at 24 the longest
+//! message; at 64 the head (`u64`); at 128 a `u32` that is 1 once the
+//! writer is gone; at 136 the cursor every reader is to pass while the
+//! writer waits for room (`u64`, all ones when it does not wait); slots
+//! from 256 on, each its stamp (`u64`), the message's length (`u32`), 4
+//! bytes unused and the message. A reader's cell is one page: its cursor
+//! (`u64`) at 0, whether it sleeps (`u32`) at 64, where it starts (`u64`,
+//! all ones until the writer sets it) at 128, how many times it went to
+//! sleep (`u64`) at 192.
+//!
 //! Who waits, wakes whom and drops whom is the business of the layer
 //! above (ipc-service's publish/subscribe, which passes these memfds over
 //! a socket).

@@ -176,6 +176,15 @@ impl Roster {
             } else if m.announced.swap(false, Ordering::SeqCst) {
                 // Awake since: looked at again when it next says it sleeps.
                 hub.shared.announced.fetch_sub(1, Ordering::SeqCst);
+                // Unless it went to sleep again between the two looks, and
+                // the hub's thread took its word while it was still
+                // marked: then nobody would look at it again. Seen asleep
+                // now, it stays marked; not seen, the hub's thread marks
+                // it once it reads its word, which comes after.
+                fence(Ordering::SeqCst);
+                if m.cell.asleep() && !m.announced.swap(true, Ordering::SeqCst) {
+                    hub.shared.announced.fetch_add(1, Ordering::SeqCst);
+                }
             }
         }
     }

@@ -43,24 +43,54 @@
 //! no such thread.
 //!
 //! A member in another language speaks this on the owner's seqpacket
-//! socket (little-endian): it sends a 16-byte greeting, `ipc-hub` and a
-//! NUL, the version 1 (`u32`) and the kind (`u32`: 1 publish/subscribe,
-//! 2 blackboard, 3 events); the answer is 32 bytes, the same 8 bytes, the
-//! version, a status (`u32`, 0 for welcome, else the refusal: 1 denied,
-//! 2 full, 3 not understood, 4 unavailable), the kind, flags (`u32`: for
-//! publish/subscribe the policy, 0 `Block`, 1 `Overwrite`) and the
-//! member's number (`u64`). A welcome carries four descriptors: the shared
-//! memory (its layout is in `ipc_shm::broadcast`, `ipc_shm::board` and
-//! `ipc_shm::events`), the member's cell (a page: its cursor, `u64` at 0;
-//! whether it sleeps, `u32` at 64; where it starts, `u64` at 128, set by
-//! the owner; how many times it went to sleep, `u64` at 192), its doorbell
-//! and the owner's (eventfds). Once it mapped the memory the member sends
-//! `joined` and two NULs, and counts from then on. Each time it goes to
-//! sleep it adds one to its count of naps, sets its sleep word, writes its
-//! place (next message, last version, last generation) as its cursor, and
-//! sends one byte, `z`: the owner rings its doorbell when it has news; it
-//! clears its sleep word once awake. It keeps the socket open for as long
-//! as it is a member.
+//! socket (little-endian):
+//!
+//! 1. **Greeting**: 16 bytes, `ipc-hub` and a NUL, the version 1 (`u32`)
+//!    and the kind (`u32`: 1 publish/subscribe, 2 blackboard, 3 events).
+//!    The owner may answer (and close) before it read the greeting, so a
+//!    member reads the answer even when sending failed.
+//! 2. **Answer**: 32 bytes, the same 8 bytes, the version, a status
+//!    (`u32`, 0 for welcome, else the refusal: 1 denied, 2 full, 3 not
+//!    understood, which is also the answer to another kind or version, 4
+//!    unavailable), the owner's kind, flags (`u32`: for publish/subscribe
+//!    the policy, 0 `Block`, 1 `Overwrite`) and the member's number
+//!    (`u64`). A welcome carries four descriptors: the shared memory (its
+//!    layout is in `ipc_shm::broadcast`, `ipc_shm::board` and
+//!    `ipc_shm::events`), the member's cell, its doorbell and the owner's
+//!    (eventfds).
+//! 3. **The cell**, a page: its cursor (`u64` at 0); whether it sleeps
+//!    (`u32` at 64); where it starts (`u64` at 128); how many times it went
+//!    to sleep (`u64` at 192). The start is all ones until the owner sets
+//!    it, which a publisher does when it next publishes after the member
+//!    counted; until then the member leaves its cursor alone (the owner
+//!    takes it as at the start) and has nothing to read. Blackboards and
+//!    events do not use it.
+//! 4. **Joining**: once it mapped the memory (a listener also takes its
+//!    baseline then: the generation and every count), the member sends
+//!    `joined` and two NULs, and counts from then on.
+//! 5. **Sleeping**: each time it goes to sleep it writes its place as its
+//!    cursor (the next message it reads, the last version it read, the
+//!    last generation it saw), adds one to its count of naps, sets its
+//!    sleep word, sends one byte, `z`, and looks once more before it
+//!    waits on its doorbell: the owner rings it when it has news. It
+//!    clears its sleep word once awake. One `z` per nap: a member that
+//!    sends hundreds at once is heard no more (but for its hang-up), and
+//!    may then sleep until its own recheck.
+//! 6. **Under `Block`**, a subscriber also writes its cursor as it reads
+//!    (the publisher reuses a slot only once every cursor passed it), and
+//!    adds one to the owner's doorbell when it passes the cursor at 136
+//!    of the ring (the one a waiting publisher waits for).
+//! 7. **The end**: the owner's death hangs its socket up; the word that
+//!    says the owner is gone is written only by one that ends cleanly, so
+//!    a member watches its socket (for the hang-up) as well as its
+//!    doorbell. It keeps the socket open for as long as it is a member.
+//! 8. **Being listed**: `ipc-kit ls` lists a member that holds an empty
+//!    memfd labelled with its kind's member label ([`LABEL_SUBSCRIBER`],
+//!    [`LABEL_BLACKBOARD_READER`], [`LABEL_LISTENER`]), a space, the inode
+//!    of the owner's shared memory, a space and the socket's name (an
+//!    abstract one with its `@`, written as `ipc_sync::object::escape_name`
+//!    writes it; a label over 249 bytes is cut), made before it says
+//!    `joined`.
 //!
 //! ```
 //! use ipc_service::{Service, ServiceOptions, SocketName, connect};
@@ -128,14 +158,16 @@ pub use subscriber::Subscriber;
 
 /// The memfd label (see [`LABEL_SERVICE`]) of a publisher's ring.
 pub const LABEL_PUBSUB: &str = "ipc-pubsub";
-/// The memfd label of a subscriber's cell (its cursor), which the
-/// subscriber keeps open.
+/// The memfd label of the empty marker a subscriber holds for as long as
+/// it is one, by which `ipc-kit ls` finds it (see the crate docs).
 pub const LABEL_SUBSCRIBER: &str = "ipc-pubsub-subscriber";
 /// The memfd label of a blackboard's memory.
 pub const LABEL_BLACKBOARD: &str = "ipc-blackboard";
-/// The memfd label of a blackboard reader's cell, which it keeps open.
+/// The memfd label of the empty marker a blackboard reader holds (see
+/// [`LABEL_SUBSCRIBER`]).
 pub const LABEL_BLACKBOARD_READER: &str = "ipc-blackboard-reader";
 /// The memfd label of a notifier's table of events.
 pub const LABEL_EVENTS: &str = "ipc-events";
-/// The memfd label of a listener's cell, which it keeps open.
+/// The memfd label of the empty marker a listener holds (see
+/// [`LABEL_SUBSCRIBER`]).
 pub const LABEL_LISTENER: &str = "ipc-events-listener";

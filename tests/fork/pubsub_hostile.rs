@@ -6,7 +6,7 @@
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use ipc_kit::service::{Error, PubSubOptions, Publisher, Refusal, SocketName, Subscriber};
+use ipc_kit::service::{Error, Policy, PubSubOptions, Publisher, Refusal, SocketName, Subscriber};
 use ipc_kit::shm::Memfd;
 use ipc_kit::socket::{SeqpacketListener, SeqpacketSocket};
 use ipc_kit::sync::{Interest, Poller};
@@ -28,6 +28,7 @@ cases!("pubsub_hostile":
     a_hostile_publisher_scribbling_never_panics_or_hangs_a_subscriber(60 s),
     a_hostile_publisher_with_bad_handshakes_gets_typed_errors_and_no_leak(60 s),
     huge_and_zero_timeouts_are_honoured,
+    a_subscriber_waiting_for_its_start_at_an_idle_publisher_does_not_spin(30 s),
     no_wake_up_is_lost_under_either_policy(90 s),
 );
 
@@ -661,5 +662,58 @@ fn no_wake_up_is_lost_under_either_policy() {
         for mut s in subs {
             assert_eq!(s.wait_timeout(Duration::from_secs(30)), Some(Exit::Code(0)), "{policy:?}");
         }
+    }
+}
+
+/// The CPU time of the calling thread (`which`: `RUSAGE_THREAD`) or of the
+/// whole process (`RUSAGE_SELF`).
+fn cpu(which: nix::sys::resource::UsageWho) -> Duration {
+    let usage = nix::sys::resource::getrusage(which).unwrap();
+    let tv =
+        |t: nix::sys::time::TimeVal| Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64);
+    tv(usage.user_time()) + tv(usage.system_time())
+}
+
+// Promise (crate docs, a member's cell): until a publisher sets a new
+// subscriber's start, at its next publish, the subscriber has nothing to
+// read, and waits without being rung. A publisher that published before
+// and is idle now once rang it back on every nap: the subscriber and the
+// hub's thread spun for as long as the publisher stayed idle.
+fn a_subscriber_waiting_for_its_start_at_an_idle_publisher_does_not_spin() {
+    use nix::sys::resource::UsageWho;
+    for policy in [Policy::Block, Policy::Overwrite] {
+        let dir = ScratchDir::new();
+        let name = name_in(&dir, "pub");
+        let options = PubSubOptions { policy, capacity: 64, max_message: 8, ..PubSubOptions::default() };
+        let mut publisher = Publisher::bind(&name, options).unwrap();
+        for i in 0..20u64 {
+            publisher.publish_pod(&i).unwrap();
+        }
+        let (waited_r, waited_w) = std::io::pipe().unwrap();
+        let mut sub = fork(|| {
+            let mut sub = Subscriber::connect(&name).unwrap();
+            let before = cpu(UsageWho::RUSAGE_THREAD);
+            let got = sub.recv_pod_timeout::<u64>(Duration::from_secs(1));
+            let used = cpu(UsageWho::RUSAGE_THREAD) - before;
+            assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
+            note(&format!("{policy:?}: a subscriber waiting for its start used {used:?} of CPU in 1 s"));
+            assert!(used < Duration::from_millis(150), "a subscriber waiting for its start spun: {used:?} in 1 s");
+            nix::unistd::write(&waited_w, b"w").unwrap();
+            // Its start is where the publisher next publishes.
+            assert_eq!(sub.recv_pod_timeout::<u64>(Duration::from_secs(10)).unwrap(), 20);
+        });
+        drop(waited_w);
+        until_subscribers(&publisher, 1);
+        let before = cpu(UsageWho::RUSAGE_SELF);
+        let mut b = [0u8; 1];
+        // Nothing read: the subscriber failed (its exit says why).
+        if nix::unistd::read(&waited_r, &mut b).unwrap() == 0 {
+            panic!("{policy:?}: the subscriber ended with {:?}", sub.wait());
+        }
+        let used = cpu(UsageWho::RUSAGE_SELF) - before;
+        note(&format!("{policy:?}: the idle publisher's process used {used:?} of CPU meanwhile"));
+        assert!(used < Duration::from_millis(150), "the idle publisher's hub thread spun: {used:?}");
+        publisher.publish_pod(&20u64).unwrap();
+        assert_eq!(sub.wait_timeout(Duration::from_secs(20)), Some(Exit::Code(0)), "{policy:?}");
     }
 }

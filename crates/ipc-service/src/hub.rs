@@ -544,7 +544,11 @@ impl Worker {
             self.shared.announced.fetch_add(1, Ordering::SeqCst);
         }
         fence(Ordering::SeqCst);
-        if self.position.load() > member.cell.cursor() {
+        // Not started yet (a subscriber the publisher has not taken in):
+        // nothing to read, and the owner wakes it once it sets its start.
+        // Else its place is at least its start, whatever its cursor says.
+        let start = member.start.load(Ordering::Relaxed);
+        if start != NOT_STARTED && self.position.load() > member.cell.cursor().max(start) {
             member.ring();
         }
     }

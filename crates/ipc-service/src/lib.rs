@@ -63,8 +63,11 @@
 //!    to sleep (`u64` at 192). The start is all ones until the owner sets
 //!    it, which a publisher does when it next publishes after the member
 //!    counted; until then the member leaves its cursor alone (the owner
-//!    takes it as at the start) and has nothing to read. Blackboards and
-//!    events do not use it.
+//!    takes it as at the start), has nothing to read, and is rung only once
+//!    its start is set: it sleeps as for a message. Blackboards and events do not use it.
+//!    Every write to the cell is followed by a full (sequentially
+//!    consistent) barrier before the member looks at the shared memory
+//!    again.
 //! 4. **Joining**: once it mapped the memory (a listener also takes its
 //!    baseline then: the generation and every count), the member sends
 //!    `joined` and two NULs, and counts from then on.
@@ -72,14 +75,17 @@
 //!    cursor (the next message it reads, the last version it read, the
 //!    last generation it saw), adds one to its count of naps, sets its
 //!    sleep word, sends one byte, `z`, and looks once more before it
-//!    waits on its doorbell: the owner rings it when it has news. It
-//!    clears its sleep word once awake. One `z` per nap: a member that
+//!    waits on its doorbell: the owner rings it (adds to the eventfd) when
+//!    it has news. One that waits level-triggered (`poll`, `select`) reads
+//!    the doorbell empty before it looks once more. It clears its sleep
+//!    word once awake. One `z` per nap: a member that
 //!    sends hundreds at once is heard no more (but for its hang-up), and
 //!    may then sleep until its own recheck.
-//! 6. **Under `Block`**, a subscriber also writes its cursor as it reads
-//!    (the publisher reuses a slot only once every cursor passed it), and
-//!    adds one to the owner's doorbell when it passes the cursor at 136
-//!    of the ring (the one a waiting publisher waits for).
+//! 6. **Under `Block`**, a subscriber also writes its cursor after it
+//!    copied each message (the publisher reuses a slot only once every
+//!    cursor passed it), and adds one to the owner's doorbell when it
+//!    passes the cursor at 136 of the ring (the one a waiting publisher
+//!    waits for).
 //! 7. **The end**: the owner's death hangs its socket up; the word that
 //!    says the owner is gone is written only by one that ends cleanly, so
 //!    a member watches its socket (for the hang-up) as well as its

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ipc_kit::pipe::{FrameReader, PipeReader, pipe};
 use ipc_kit::{Async, AsyncMessageReceiver, Interest, MessageReceiver, MessageSender, PipeSender, Pollable};
-use ipc_kit_tests::{cases, close_inherited, fork, tokio_runtime, unique_name};
+use ipc_kit_tests::{cases, close_inherited, fork, thread_cpu, tokio_runtime, unique_name};
 
 cases!("async_waits":
     a_wait_attempts_between_yields_then_parks_until_its_message,
@@ -204,14 +204,6 @@ impl Drop for RemoveSysv {
             let _ = q.remove();
         }
     }
-}
-
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    use nix::sys::resource::{UsageWho, getrusage};
-    let u = getrusage(UsageWho::RUSAGE_THREAD).unwrap();
-    let us = |t: nix::sys::time::TimeVal| Duration::from_micros(t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64);
-    us(u.user_time()) + us(u.system_time())
 }
 
 /// Asserts that a wait of `waited` cost the runtime's thread little CPU.

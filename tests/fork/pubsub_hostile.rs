@@ -10,7 +10,7 @@ use ipc_kit::service::{Error, Policy, PubSubOptions, Publisher, Refusal, SocketN
 use ipc_kit::shm::Memfd;
 use ipc_kit::socket::{SeqpacketListener, SeqpacketSocket};
 use ipc_kit::sync::{Interest, Poller};
-use ipc_kit_tests::{Exit, Rng, ScratchDir, cases, fork};
+use ipc_kit_tests::{Exit, Rng, ScratchDir, cases, fork, process_cpu, thread_cpu};
 
 use crate::service::name_in;
 
@@ -665,22 +665,12 @@ fn no_wake_up_is_lost_under_either_policy() {
     }
 }
 
-/// The CPU time of the calling thread (`which`: `RUSAGE_THREAD`) or of the
-/// whole process (`RUSAGE_SELF`).
-fn cpu(which: nix::sys::resource::UsageWho) -> Duration {
-    let usage = nix::sys::resource::getrusage(which).unwrap();
-    let tv =
-        |t: nix::sys::time::TimeVal| Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64);
-    tv(usage.user_time()) + tv(usage.system_time())
-}
-
 // Promise (crate docs, a member's cell): until a publisher sets a new
 // subscriber's start, at its next publish, the subscriber has nothing to
 // read, and waits without being rung. A publisher that published before
 // and is idle now once rang it back on every nap: the subscriber and the
 // hub's thread spun for as long as the publisher stayed idle.
 fn a_subscriber_waiting_for_its_start_at_an_idle_publisher_does_not_spin() {
-    use nix::sys::resource::UsageWho;
     for policy in [Policy::Block, Policy::Overwrite] {
         let dir = ScratchDir::new();
         let name = name_in(&dir, "pub");
@@ -692,9 +682,9 @@ fn a_subscriber_waiting_for_its_start_at_an_idle_publisher_does_not_spin() {
         let (waited_r, waited_w) = std::io::pipe().unwrap();
         let mut sub = fork(|| {
             let mut sub = Subscriber::connect(&name).unwrap();
-            let before = cpu(UsageWho::RUSAGE_THREAD);
+            let before = thread_cpu();
             let got = sub.recv_pod_timeout::<u64>(Duration::from_secs(1));
-            let used = cpu(UsageWho::RUSAGE_THREAD) - before;
+            let used = thread_cpu() - before;
             assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
             note(&format!("{policy:?}: a subscriber waiting for its start used {used:?} of CPU in 1 s"));
             assert!(used < Duration::from_millis(150), "a subscriber waiting for its start spun: {used:?} in 1 s");
@@ -704,13 +694,13 @@ fn a_subscriber_waiting_for_its_start_at_an_idle_publisher_does_not_spin() {
         });
         drop(waited_w);
         until_subscribers(&publisher, 1);
-        let before = cpu(UsageWho::RUSAGE_SELF);
+        let before = process_cpu();
         let mut b = [0u8; 1];
         // Nothing read: the subscriber failed (its exit says why).
         if nix::unistd::read(&waited_r, &mut b).unwrap() == 0 {
             panic!("{policy:?}: the subscriber ended with {:?}", sub.wait());
         }
-        let used = cpu(UsageWho::RUSAGE_SELF) - before;
+        let used = process_cpu() - before;
         note(&format!("{policy:?}: the idle publisher's process used {used:?} of CPU meanwhile"));
         assert!(used < Duration::from_millis(150), "the idle publisher's hub thread spun: {used:?}");
         publisher.publish_pod(&20u64).unwrap();

@@ -12,7 +12,7 @@ use ipc_kit::service::{
 use ipc_kit::shm::{ByteChannel, Memfd};
 use ipc_kit::socket::{SeqpacketListener, SeqpacketSocket};
 use ipc_kit::sync::{Interest, Poller};
-use ipc_kit_tests::{Exit, ScratchDir, cases, fork, pattern};
+use ipc_kit_tests::{Exit, ScratchDir, cases, fork, pattern, thread_cpu};
 
 cases!("service_hostile":
     idle_waits_do_not_spin,
@@ -44,15 +44,6 @@ cases!("service_hostile":
 use crate::service::{HELLO, name_in, open_fds};
 
 /// CPU time (user + system) this thread has used.
-fn thread_cpu() -> Duration {
-    // SAFETY: getrusage fills the struct it is given.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) }, 0);
-    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 fn cpu_of<R>(what: &str, f: impl FnOnce() -> R) -> (R, Duration) {
     let (c, t) = (thread_cpu(), Instant::now());
     let r = f();

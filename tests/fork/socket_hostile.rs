@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ipc_kit::socket::{
     DatagramSocket, Error, SeqpacketListener, SeqpacketSocket, SocketName, StreamListener, StreamSocket,
 };
-use ipc_kit_tests::{Exit, ScratchDir, cases, fork};
+use ipc_kit_tests::{Exit, ScratchDir, cases, fork, process_cpu};
 
 cases!("socket_hostile":
     dgram_file_never_visible_with_a_wider_mode(60 s),
@@ -965,12 +965,6 @@ fn accept_out_of_descriptors_is_typed_and_keeps_the_connection() {
     assert_eq!(s.recv(&mut b).unwrap(), 1);
 }
 
-fn cpu_time() -> Duration {
-    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
-    let t = |tv: nix::sys::time::TimeVal| Duration::new(tv.tv_sec() as u64, tv.tv_usec() as u32 * 1000);
-    t(u.user_time()) + t(u.system_time())
-}
-
 // A receiver that never reads: an unconnected sender's timed send_to must
 // wait for room, not spin (poll on an unconnected datagram socket says
 // "writable" whatever the receiver's queue).
@@ -987,12 +981,12 @@ fn send_to_a_full_receiver_waits_without_spinning() {
     // Connected: the same wait, for comparison.
     let c = DatagramSocket::unbound().unwrap();
     c.connect(&to).unwrap();
-    let (cpu0, t0) = (cpu_time(), Instant::now());
+    let (cpu0, t0) = (process_cpu(), Instant::now());
     let connected = c.send_timeout(b"x", Duration::from_secs(1));
-    let (cpu_connected, wall_connected) = (cpu_time() - cpu0, t0.elapsed());
-    let (cpu0, t0) = (cpu_time(), Instant::now());
+    let (cpu_connected, wall_connected) = (process_cpu() - cpu0, t0.elapsed());
+    let (cpu0, t0) = (process_cpu(), Instant::now());
     let unconnected = u.send_to_timeout(b"x", &to, Duration::from_secs(1));
-    let (cpu_unconnected, wall) = (cpu_time() - cpu0, t0.elapsed());
+    let (cpu_unconnected, wall) = (process_cpu() - cpu0, t0.elapsed());
     assert!(matches!(connected, Err(Error::Timeout)), "{connected:?}");
     assert!(matches!(unconnected, Err(Error::Timeout)), "{unconnected:?}");
     assert!(

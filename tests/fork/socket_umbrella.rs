@@ -9,7 +9,7 @@ use ipc_kit::socket::SeqpacketSocket;
 use ipc_kit::traits::Error;
 use ipc_kit::typed::{RecvValue, SendValue};
 use ipc_kit::{Async, AsyncMessageReceiver, Interest, Mechanism, MessageReceiver, MessageSender, Poller};
-use ipc_kit_tests::{Exit, cases, fork, tokio_runtime};
+use ipc_kit_tests::{Exit, cases, fork, process_cpu, tokio_runtime};
 
 cases!("socket_umbrella":
     too_large_max_is_what_the_socket_carries,
@@ -63,14 +63,6 @@ fn set_nonblock(fd: RawFd) {
         assert!(fl >= 0);
         assert_eq!(libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK), 0);
     }
-}
-
-/// CPU time (user + system) of the whole process.
-fn cpu() -> Duration {
-    use nix::sys::resource::{UsageWho, getrusage};
-    let u = getrusage(UsageWho::RUSAGE_SELF).unwrap();
-    let t = |tv: nix::sys::time::TimeVal| Duration::from_micros(tv.tv_sec() as u64 * 1_000_000 + tv.tv_usec() as u64);
-    t(u.user_time()) + t(u.system_time())
 }
 
 // Error::TooLarge: "max: the most the mechanism carries". A message of
@@ -230,11 +222,11 @@ fn blocking_recv_with_o_nonblock_from_another_holder_waits_without_spinning() {
         tx.send(b"late").unwrap();
     });
     std::thread::sleep(Duration::from_millis(100));
-    let c0 = cpu();
+    let c0 = process_cpu();
     let t = Instant::now();
     let mut buf = Vec::new();
     let n = MessageReceiver::recv(&mut rx, &mut buf).unwrap();
-    let (wall, used) = (t.elapsed(), cpu() - c0);
+    let (wall, used) = (t.elapsed(), process_cpu() - c0);
     eprintln!("blocking recv on an O_NONBLOCK description: waited {wall:?}, cpu {used:?}");
     assert_eq!(&buf[..n], b"late");
     assert!(used < Duration::from_millis(100), "spun: {used:?}");
@@ -258,10 +250,10 @@ fn blocking_send_with_o_nonblock_from_another_holder_waits_without_spinning() {
         assert_eq!(rx.recv_timeout(&mut b, Duration::from_secs(5)).unwrap(), 5);
     });
     std::thread::sleep(Duration::from_millis(100));
-    let c0 = cpu();
+    let c0 = process_cpu();
     let t = Instant::now();
     MessageSender::send(&mut tx, b"final").unwrap();
-    let (wall, used) = (t.elapsed(), cpu() - c0);
+    let (wall, used) = (t.elapsed(), process_cpu() - c0);
     eprintln!("blocking send ({k} queued) on an O_NONBLOCK description: waited {wall:?}, cpu {used:?}");
     assert!(used < Duration::from_millis(100), "spun: {used:?}");
     child.join();

@@ -524,6 +524,35 @@ impl Drop for ScratchDir {
 /// the machine may be busy.
 pub const SLACK: Duration = Duration::from_secs(1);
 
+/// CPU time (user and system) the calling thread has used.
+///
+/// # Panics
+///
+/// When `getrusage` fails.
+#[must_use]
+pub fn thread_cpu() -> Duration {
+    cpu_time(nix::sys::resource::UsageWho::RUSAGE_THREAD)
+}
+
+/// CPU time (user and system) the whole process has used.
+///
+/// # Panics
+///
+/// When `getrusage` fails.
+#[must_use]
+pub fn process_cpu() -> Duration {
+    cpu_time(nix::sys::resource::UsageWho::RUSAGE_SELF)
+}
+
+fn cpu_time(who: nix::sys::resource::UsageWho) -> Duration {
+    let usage = nix::sys::resource::getrusage(who).expect("getrusage");
+    let time = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(u64::try_from(t.tv_sec()).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec()).unwrap_or(0))
+    };
+    time(usage.user_time()) + time(usage.system_time())
+}
+
 /// Asserts that `elapsed` is at least `timeout` and at most `timeout +
 /// slack`: a timeout must never fire early, and must fire.
 ///

@@ -112,6 +112,29 @@ impl Member {
     pub(crate) fn ring(&self) {
         let _ = self.bell.try_add(1);
     }
+
+    /// Where it is as the owner takes it: at least where it started,
+    /// whatever its cursor says; `None` before the owner gave it a start.
+    pub(crate) fn place(&self) -> Option<u64> {
+        let start = self.start.load(Ordering::Relaxed);
+        (start != NOT_STARTED).then(|| self.cell.cursor().max(start))
+    }
+
+    /// Marks it as one that said it sleeps (counted in `announced`).
+    fn announce(&self, announced: &AtomicU64) {
+        if !self.announced.swap(true, Ordering::SeqCst) {
+            announced.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Clears its mark; whether it was marked.
+    fn unannounce(&self, announced: &AtomicU64) -> bool {
+        let was = self.announced.swap(false, Ordering::SeqCst);
+        if was {
+            announced.fetch_sub(1, Ordering::SeqCst);
+        }
+        was
+    }
 }
 
 /// The owner's own list of its members, taken from the hub when members
@@ -173,17 +196,16 @@ impl Roster {
                 if m.woken_at.swap(nap, Ordering::Relaxed) != nap {
                     m.ring();
                 }
-            } else if m.announced.swap(false, Ordering::SeqCst) {
+            } else if m.unannounce(&hub.shared.announced) {
                 // Awake since: looked at again when it next says it sleeps.
-                hub.shared.announced.fetch_sub(1, Ordering::SeqCst);
                 // Unless it went to sleep again between the two looks, and
                 // the hub's thread took its word while it was still
                 // marked: then nobody would look at it again. Seen asleep
                 // now, it stays marked; not seen, the hub's thread marks
                 // it once it reads its word, which comes after.
                 fence(Ordering::SeqCst);
-                if m.cell.asleep() && !m.announced.swap(true, Ordering::SeqCst) {
-                    hub.shared.announced.fetch_add(1, Ordering::SeqCst);
+                if m.cell.asleep() {
+                    m.announce(&hub.shared.announced);
                 }
             }
         }
@@ -540,15 +562,11 @@ impl Worker {
         if !napped {
             return;
         }
-        if !member.announced.swap(true, Ordering::SeqCst) {
-            self.shared.announced.fetch_add(1, Ordering::SeqCst);
-        }
+        member.announce(&self.shared.announced);
         fence(Ordering::SeqCst);
         // Not started yet (a subscriber the publisher has not taken in):
         // nothing to read, and the owner wakes it once it sets its start.
-        // Else its place is at least its start, whatever its cursor says.
-        let start = member.start.load(Ordering::Relaxed);
-        if start != NOT_STARTED && self.position.load() > member.cell.cursor().max(start) {
+        if member.place().is_some_and(|at| self.position.load() > at) {
             member.ring();
         }
     }
@@ -557,9 +575,7 @@ impl Worker {
         let Some((socket, member)) = self.live.remove(&token) else { return };
         let _ = self.epoll.delete(socket.as_fd());
         member.alive.store(false, Ordering::Release);
-        if member.announced.swap(false, Ordering::SeqCst) {
-            self.shared.announced.fetch_sub(1, Ordering::SeqCst);
-        }
+        member.unannounce(&self.shared.announced);
         self.shared.members.lock().unwrap_or_else(PoisonError::into_inner).retain(|m| !Arc::ptr_eq(m, &member));
         self.changed();
     }

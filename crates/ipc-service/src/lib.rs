@@ -63,11 +63,11 @@
 //!    to sleep (`u64` at 192). The start is all ones until the owner sets
 //!    it, which a publisher does when it next publishes after the member
 //!    counted; until then the member leaves its cursor alone (the owner
-//!    takes it as at the start), has nothing to read, and is rung only once
-//!    its start is set: it sleeps as for a message. Blackboards and events do not use it.
-//!    Every write to the cell is followed by a full (sequentially
-//!    consistent) barrier before the member looks at the shared memory
-//!    again.
+//!    takes it as at the start), has nothing to read, and is rung only
+//!    once its start is set: it sleeps as for a message. Blackboards and
+//!    events do not use it. Every write to the cell is followed by a full
+//!    (sequentially consistent) barrier before the member looks at the
+//!    shared memory again.
 //! 4. **Joining**: once it mapped the memory (a listener also takes its
 //!    baseline then: the generation and every count), the member sends
 //!    `joined` and two NULs, and counts from then on.
@@ -78,9 +78,9 @@
 //!    waits on its doorbell: the owner rings it (adds to the eventfd) when
 //!    it has news. One that waits level-triggered (`poll`, `select`) reads
 //!    the doorbell empty before it looks once more. It clears its sleep
-//!    word once awake. One `z` per nap: a member that
-//!    sends hundreds at once is heard no more (but for its hang-up), and
-//!    may then sleep until its own recheck.
+//!    word once awake. One `z` per nap: a member that sends hundreds at
+//!    once is heard no more (but for its hang-up), and may then sleep
+//!    until its own recheck.
 //! 6. **Under `Block`**, a subscriber also writes its cursor after it
 //!    copied each message (the publisher reuses a slot only once every
 //!    cursor passed it), and adds one to the owner's doorbell when it

@@ -20,11 +20,10 @@
 use std::ops::{Deref, DerefMut};
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
-use ipc_shm::broadcast::{BroadcastWriter, NOT_STARTED, WriterFlags};
+use ipc_shm::broadcast::{BroadcastWriter, WriterFlags};
 use ipc_socket::{Credentials, SocketName};
 use ipc_sync::Deadline;
 use ipc_sync::ready::{Interest, Pollable, Readiness, Source};
@@ -133,15 +132,7 @@ impl PubSubOptions {
 /// to the head): `head` when there is none.
 fn floor(members: &[Arc<Member>], head: u64, capacity: u64) -> u64 {
     let low = head.saturating_sub(capacity);
-    members
-        .iter()
-        .filter(|m| m.alive())
-        .filter_map(|m| {
-            let start = m.start.load(Ordering::Relaxed);
-            (start != NOT_STARTED).then(|| m.cell.cursor().clamp(start.max(low).min(head), head))
-        })
-        .min()
-        .unwrap_or(head)
+    members.iter().filter(|m| m.alive()).filter_map(|m| m.place().map(|at| at.max(low).min(head))).min().unwrap_or(head)
 }
 
 /// The publishing end (see the [crate docs](crate)).
